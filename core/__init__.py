@@ -1,0 +1,1 @@
+"""The canonical model every component shares: events, money, configuration, time. Pure."""

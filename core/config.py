@@ -1,0 +1,150 @@
+"""The tenancy/config model: organisations and their store connections, parsed from TOML text.
+
+Parsing is pure (text and environment in, Config out); reading the file is the caller's job.
+Every error names the key and says what is wrong, so a bad config stops start-up readably.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from core.money import EXPONENTS
+
+PROVIDERS = ("stripe", "woocommerce", "shopify", "events")
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    id: str
+    org: str
+    provider: str
+    secret: str
+    currency: str  # the store's own currency; defaults to the organisation's
+
+
+@dataclass(frozen=True, slots=True)
+class Org:
+    id: str
+    timezone: str
+    currency: str  # presentation currency
+    token: str
+    stores: Mapping[str, Store]
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    orgs: Mapping[str, Org]
+
+    def store(self, store_id: str) -> Store | None:
+        for org in self.orgs.values():
+            if store_id in org.stores:
+                return org.stores[store_id]
+        return None
+
+    def org_for_token(self, token: str) -> Org | None:
+        for org in self.orgs.values():
+            if org.token == token:
+                return org
+        return None
+
+
+def _str(table: Mapping[str, object], key: str, where: str, default: str | None = None) -> str:
+    value = table.get(key, default)
+    if value is None:
+        raise ConfigError(f"{where}.{key}: missing (required)")
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}.{key}: must be a non-empty string, got {value!r}")
+    return value
+
+
+def _secret(value: str, where: str, env: Mapping[str, str]) -> str:
+    if value.startswith("env:"):
+        name = value[4:]
+        if name not in env or not env[name]:
+            raise ConfigError(f"{where}: environment variable {name!r} is not set (the key says {value!r})")
+        return env[name]
+    return value
+
+
+def _currency(value: str, where: str) -> str:
+    if value not in EXPONENTS:
+        raise ConfigError(f"{where}: {value!r} is not an ISO 4217 currency code (e.g. EUR, USD, JPY)")
+    return value
+
+
+def _timezone(value: str, where: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: {value!r} is not a known IANA time zone (e.g. Europe/Berlin)") from None
+    return value
+
+
+def parse_config(text: str, env: Mapping[str, str]) -> Config:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}") from None
+    orgs_table = doc.get("orgs")
+    if not isinstance(orgs_table, dict) or not orgs_table:
+        raise ConfigError("orgs: missing; define at least one [orgs.NAME] table")
+    orgs: dict[str, Org] = {}
+    store_owner: dict[str, str] = {}
+    token_owner: dict[str, str] = {}
+    for org_id, table in orgs_table.items():
+        where = f"orgs.{org_id}"
+        if not _NAME.match(org_id):
+            raise ConfigError(f"{where}: organisation names use letters, digits, '-' and '_' only")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: must be a table")
+        timezone = _timezone(_str(table, "timezone", where, "UTC"), f"{where}.timezone")
+        currency = _currency(_str(table, "currency", where), f"{where}.currency")
+        token = _secret(_str(table, "token", where), f"{where}.token", env)
+        if len(token) < 16:
+            raise ConfigError(f"{where}.token: must be at least 16 characters (it guards the org's data)")
+        if token in token_owner:
+            raise ConfigError(f"{where}.token: the same token is used by orgs.{token_owner[token]}; tokens must differ")
+        token_owner[token] = org_id
+        unknown = set(table) - {"timezone", "currency", "token", "stores"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
+        stores: dict[str, Store] = {}
+        stores_table = table.get("stores", {})
+        if not isinstance(stores_table, dict):
+            raise ConfigError(f"{where}.stores: must be a table of [{where}.stores.NAME] tables")
+        for store_id, st in stores_table.items():
+            swhere = f"{where}.stores.{store_id}"
+            if not _NAME.match(store_id):
+                raise ConfigError(f"{swhere}: store names use letters, digits, '-' and '_' only")
+            if not isinstance(st, dict):
+                raise ConfigError(f"{swhere}: must be a table")
+            if store_id in store_owner:
+                raise ConfigError(
+                    f"{swhere}: store id is also used by orgs.{store_owner[store_id]}; "
+                    "store ids must be unique because webhook URLs name only the store"
+                )
+            store_owner[store_id] = org_id
+            provider = _str(st, "provider", swhere)
+            if provider not in PROVIDERS:
+                raise ConfigError(f"{swhere}.provider: {provider!r} is not one of {', '.join(PROVIDERS)}")
+            secret = _secret(_str(st, "secret", swhere), f"{swhere}.secret", env)
+            store_currency = _currency(_str(st, "currency", swhere, currency), f"{swhere}.currency")
+            unknown = set(st) - {"provider", "secret", "currency"}
+            if unknown:
+                raise ConfigError(f"{swhere}: unknown key(s) {sorted(unknown)}")
+            stores[store_id] = Store(store_id, org_id, provider, secret, store_currency)
+        orgs[org_id] = Org(org_id, timezone, currency, token, stores)
+    return Config(orgs)

@@ -1,0 +1,87 @@
+"""The canonical event: one versioned, typed schema for everything a shop tells us.
+
+Vendor adapters in ingest/ turn webhooks into these; the log stores them as orjson bytes; the
+dataflow reads them back. Field meanings are in DESIGN.md ("Canonical event").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import orjson
+
+SCHEMA_VERSION = 1
+
+
+class Kind(StrEnum):
+    ORDER_PLACED = "order.placed"
+    ORDER_PAID = "order.paid"
+    ORDER_REFUNDED = "order.refunded"
+    ORDER_CANCELLED = "order.cancelled"
+    CART_UPDATED = "cart.updated"
+    CHECKOUT_COMPLETED = "checkout.completed"
+    CUSTOMER_UPDATED = "customer.updated"
+    PRODUCT_UPDATED = "product.updated"
+    PAGE_VIEWED = "page.viewed"
+    EMAIL_ENGAGED = "email.engaged"
+
+
+class Source(StrEnum):
+    WEB = "web"
+    EMAIL_CAMPAIGN = "email_campaign"
+    AUTOMATION = "automation"
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    product: str
+    qty: int
+    unit_price: int  # minor units of the event's currency
+    name: str = ""
+    category: str = ""
+    brand: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One fact from a shop.
+
+    `id` is deterministic from the source (a redelivery carries the same id), so the log can drop
+    duplicates. `order` links the events of one order (paid, refunded) whatever vendor object they
+    came from. For ORDER_REFUNDED, `refund` names the refund and `amount` is the total refunded so
+    far under that name: a later event for the same refund replaces, never adds to, an earlier one.
+    """
+
+    id: str
+    kind: Kind
+    org: str
+    store: str
+    time: int  # event time, milliseconds since the Unix epoch, UTC
+    amount: int = 0  # integer minor units of `currency`
+    currency: str = ""
+    customer: str | None = None
+    order: str | None = None
+    refund: str | None = None
+    items: tuple[Item, ...] = ()
+    source: Source = Source.WEB
+    raw_id: str = ""  # the vendor's own id of the object
+    v: int = field(default=SCHEMA_VERSION)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)
+
+
+class SchemaError(ValueError):
+    pass
+
+
+def event_from_json(data: bytes | str) -> Event:
+    """Inverse of Event.to_json; refuses events of a schema version it does not know."""
+    d = orjson.loads(data)
+    if d.get("v") != SCHEMA_VERSION:
+        raise SchemaError(f"event schema version {d.get('v')!r} is not supported (expected {SCHEMA_VERSION})")
+    d["kind"] = Kind(d["kind"])
+    d["source"] = Source(d["source"])
+    d["items"] = tuple(Item(**i) for i in d["items"])
+    return Event(**d)

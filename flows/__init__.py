@@ -1,0 +1,1 @@
+"""The Bytewax dataflow. Domain logic lives in pure modules; dataflow.py only wires them."""

@@ -1,0 +1,59 @@
+"""Runs the dataflow: `storepulse flows`. Recovery snapshots live under <data-dir>/recovery."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
+from prometheus_client import start_http_server
+
+from core.config import Config
+from flows.dataflow import build_flow
+from state.log import DEFAULT_PARTITIONS
+from state.open import open_log_reader, open_read_model
+
+RECOVERY_PARTITIONS = 1
+log = logging.getLogger("storepulse.flows")
+
+
+def ensure_recovery_dir(path: Path, partitions: int = RECOVERY_PARTITIONS) -> None:
+    if not any(path.glob("part-*.sqlite3")):
+        path.mkdir(parents=True, exist_ok=True)
+        init_db_dir(path, partitions)
+
+
+def run_flows(
+    config: Config,
+    data_dir: Path,
+    redis_url: str | None,
+    *,
+    workers: int = 1,
+    process_id: int | None = None,
+    addresses: list[str] | None = None,
+    epoch_interval: timedelta = timedelta(seconds=1),
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
+) -> None:
+    """Blocks until interrupted. Each epoch commits input offsets and state together (exactly-once state)."""
+    recovery = data_dir / "recovery"
+    ensure_recovery_dir(recovery)
+    if metrics_port:
+        start_http_server(metrics_port, addr=metrics_host)
+    flow = build_flow(
+        config,
+        lambda: open_log_reader(data_dir, redis_url),
+        lambda: open_read_model(data_dir, redis_url),
+        DEFAULT_PARTITIONS,
+    )
+    log.info("dataflow running (%d worker(s), recovery in %s)", workers, recovery)
+    cli_main(
+        flow,
+        workers_per_process=workers,
+        process_id=process_id,
+        addresses=addresses,
+        epoch_interval=epoch_interval,
+        recovery_config=RecoveryConfig(str(recovery)),
+    )

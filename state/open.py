@@ -1,0 +1,44 @@
+"""Picks the embedded (SQLite under a data directory) or distributed (Redis) implementation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from state.log import EventLog, LogReader
+from state.readmodel import ReadModel
+
+
+def log_path(data_dir: Path) -> Path:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return data_dir / "log.sqlite3"
+
+
+def open_log(data_dir: Path, redis_url: str | None) -> EventLog:
+    if redis_url:
+        from state.redis_log import RedisEventLog
+
+        return RedisEventLog(redis_url)
+    from state.sqlite_log import SqliteEventLog
+
+    return SqliteEventLog(log_path(data_dir))
+
+
+def open_log_reader(data_dir: Path, redis_url: str | None) -> LogReader:
+    if redis_url:
+        from state.redis_log import RedisLogReader
+
+        return RedisLogReader(redis_url)
+    from state.sqlite_log import SqliteLogReader
+
+    return SqliteLogReader(log_path(data_dir))
+
+
+def open_read_model(data_dir: Path, redis_url: str | None) -> ReadModel:
+    if redis_url:
+        from state.redis_readmodel import RedisReadModel
+
+        return RedisReadModel(redis_url)
+    from state.sqlite_readmodel import SqliteReadModel
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteReadModel(data_dir / "readmodel.sqlite3")

@@ -1,0 +1,66 @@
+"""The distributed read model: per organisation a hash of day totals, a hash of their versions and a
+version key; changes are published on one pub/sub channel. One Lua script applies a change only
+when its version is newer, so replays after a dataflow restart change nothing and publish nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import redis
+import redis.asyncio as aioredis
+
+from core.figures import DayTotals, day_totals_from_json
+
+FEED_CHANNEL = "sp:feed"
+
+_WRITE = """
+local v = tonumber(ARGV[2])
+if v <= tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], v)
+if v > tonumber(redis.call('GET', KEYS[3]) or '0') then redis.call('SET', KEYS[3], v) end
+redis.call('PUBLISH', ARGV[4], ARGV[3])
+return 1
+"""
+
+
+def _keys(org: str) -> list[str]:
+    return [f"sp:rm:{{{org}}}:days", f"sp:rm:{{{org}}}:versions", f"sp:rm:{{{org}}}:version"]
+
+
+class RedisReadModel:
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._redis = redis.Redis.from_url(url)
+        self._write = self._redis.register_script(_WRITE)
+
+    def write(self, changes: Sequence[DayTotals]) -> None:
+        with self._redis.pipeline(transaction=False) as pipe:
+            for c in changes:
+                self._write(keys=_keys(c.org), args=[c.key, c.version, c.to_json(), FEED_CHANNEL], client=pipe)
+            pipe.execute()
+
+    def snapshot(self, org: str) -> tuple[int, list[DayTotals]]:
+        days, _, version = _keys(org)
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(version)
+            pipe.hvals(days)
+            v, vals = pipe.execute()
+        return int(v or 0), [day_totals_from_json(x) for x in vals]
+
+    async def feed(self) -> AsyncIterator[DayTotals | None]:
+        client = aioredis.Redis.from_url(self._url)
+        pubsub = client.pubsub()
+        try:
+            await pubsub.subscribe(FEED_CHANNEL)
+            yield None
+            async for msg in pubsub.listen():
+                if msg["type"] == "message":  # skips the subscribe confirmation
+                    yield day_totals_from_json(msg["data"])
+        finally:
+            await pubsub.aclose()
+            await client.aclose()
+
+    def close(self) -> None:
+        self._redis.close()

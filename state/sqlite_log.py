@@ -1,0 +1,125 @@
+"""The embedded event log: one SQLite file in WAL mode with synchronous=FULL.
+
+All appends go through one writer thread that commits whatever is queued in one transaction
+(group commit): one fsync serves many concurrent webhooks, and callers are answered only after it.
+SQLite has a single writer, so rowids become visible in order and a reader never skips a gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from pathlib import Path
+
+from core.events import Event
+from state.log import DEFAULT_PARTITIONS, LogUnavailable, partition_of
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    part INTEGER NOT NULL,
+    org TEXT NOT NULL,
+    id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    UNIQUE (org, id)
+);
+CREATE INDEX IF NOT EXISTS events_by_part ON events (part, seq);
+"""
+_MAX_BATCH = 2000
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+class SqliteEventLog:
+    def __init__(self, path: Path, partitions: int = DEFAULT_PARTITIONS) -> None:
+        self.partitions = partitions
+        self._conn = connect(path)
+        self._conn.executescript(_SCHEMA)
+        self._queue: queue.SimpleQueue[tuple[Sequence[Event], Future[list[bool]]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._writer, name="sqlite-log-writer", daemon=True)
+        self._thread.start()
+
+    async def append(self, events: Sequence[Event]) -> list[bool]:
+        fut: Future[list[bool]] = Future()
+        self._queue.put((events, fut))
+        return await asyncio.wrap_future(fut)
+
+    def append_sync(self, events: Sequence[Event]) -> list[bool]:
+        fut: Future[list[bool]] = Future()
+        self._queue.put((events, fut))
+        return fut.result()
+
+    def _writer(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < _MAX_BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[tuple[Sequence[Event], Future[list[bool]]]]) -> None:
+        results: list[list[bool]] = []
+        try:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            for events, _ in batch:
+                res = []
+                for e in events:
+                    cur.execute(
+                        "INSERT OR IGNORE INTO events (part, org, id, body) VALUES (?, ?, ?, ?)",
+                        (partition_of(e.org, self.partitions), e.org, e.id, e.to_json()),
+                    )
+                    res.append(cur.rowcount == 1)
+                results.append(res)
+            cur.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            for _, fut in batch:
+                fut.set_exception(LogUnavailable(f"event log write failed: {exc}"))
+            return
+        for (_, fut), res in zip(batch, results):
+            fut.set_result(res)
+
+    async def close(self) -> None:
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+        self._conn.close()
+
+
+class SqliteLogReader:
+    def __init__(self, path: Path, partitions: int = DEFAULT_PARTITIONS) -> None:
+        self.partitions = partitions
+        self._conn = connect(path)
+        self._conn.executescript(_SCHEMA)
+
+    def read(self, partition: int, after: str | None, limit: int) -> list[tuple[str, bytes]]:
+        rows = self._conn.execute(
+            "SELECT seq, body FROM events WHERE part = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (partition, int(after or 0), limit),
+        ).fetchall()
+        return [(str(seq), body) for seq, body in rows]
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,107 @@
+"""The embedded read model: SQLite tables for day totals and versions, and a changes table as feed.
+
+The feed is the `changes` table read by rowid; the writer commits changes and values together, so
+a follower that polls it never sees a value without its change or misses one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from core.figures import DayTotals, day_totals_from_json
+from state.sqlite_log import connect
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS day_totals (
+    org TEXT NOT NULL, store TEXT NOT NULL, day TEXT NOT NULL, currency TEXT NOT NULL,
+    gross INTEGER NOT NULL, refunds INTEGER NOT NULL, paid_orders INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (org, store, day, currency)
+);
+CREATE TABLE IF NOT EXISTS org_versions (org TEXT PRIMARY KEY, version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    org TEXT NOT NULL, version INTEGER NOT NULL, body BLOB NOT NULL,
+    UNIQUE (org, version)
+);
+"""
+POLL_SECONDS = 0.005
+
+
+class SqliteReadModel:
+    def __init__(self, path: Path) -> None:
+        self._conn = connect(path)
+        self._conn.executescript(_SCHEMA)
+        self._lock = threading.Lock()  # one connection, used from the gateway's worker threads
+
+    def write(self, changes: Sequence[DayTotals]) -> None:
+        with self._lock:
+            self._write(changes)
+
+    def _write(self, changes: Sequence[DayTotals]) -> None:
+        cur = self._conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for c in changes:
+                cur.execute(
+                    "INSERT INTO day_totals VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (org, store, day, currency) DO UPDATE SET gross = excluded.gross, "
+                    "refunds = excluded.refunds, paid_orders = excluded.paid_orders, version = excluded.version "
+                    "WHERE excluded.version > day_totals.version",
+                    (c.org, c.store, c.day, c.currency, c.gross, c.refunds, c.paid_orders, c.version),
+                )
+                if cur.rowcount == 0:
+                    continue  # a replayed, older value
+                cur.execute(
+                    "INSERT INTO org_versions VALUES (?, ?) ON CONFLICT (org) DO UPDATE "
+                    "SET version = max(version, excluded.version)",
+                    (c.org, c.version),
+                )
+                cur.execute("INSERT OR IGNORE INTO changes (org, version, body) VALUES (?, ?, ?)", (c.org, c.version, c.to_json()))
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+
+    def snapshot(self, org: str) -> tuple[int, list[DayTotals]]:
+        with self._lock:
+            return self._snapshot(org)
+
+    def _snapshot(self, org: str) -> tuple[int, list[DayTotals]]:
+        cur = self._conn.cursor()
+        cur.execute("BEGIN")
+        try:
+            row = cur.execute("SELECT version FROM org_versions WHERE org = ?", (org,)).fetchone()
+            rows = cur.execute(
+                "SELECT org, version, store, day, currency, gross, refunds, paid_orders FROM day_totals WHERE org = ?",
+                (org,),
+            ).fetchall()
+        finally:
+            cur.execute("COMMIT")
+        return (row[0] if row else 0), [DayTotals(*r) for r in rows]
+
+    async def feed(self) -> AsyncIterator[DayTotals | None]:
+        reader = connect(self._path_of())
+        try:
+            (last,) = reader.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
+            yield None
+            while True:
+                rows = await asyncio.to_thread(
+                    lambda: reader.execute("SELECT seq, body FROM changes WHERE seq > ? ORDER BY seq LIMIT 1000", (last,)).fetchall()
+                )
+                for seq, body in rows:
+                    last = seq
+                    yield day_totals_from_json(body)
+                if not rows:
+                    await asyncio.sleep(POLL_SECONDS)
+        finally:
+            reader.close()
+
+    def _path_of(self) -> str:
+        return self._conn.execute("PRAGMA database_list").fetchone()[2]
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,1 @@
+"""Command line and process wiring: `storepulse up|ingest|flows|gateway`."""

@@ -1,0 +1,182 @@
+"""`storepulse up|ingest|flows|gateway`: run everything in one command, or each part alone."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import uvloop
+
+from core.config import Config, ConfigError
+from storepulse.configfile import DEFAULT_PATH, demo_config, load_config
+from storepulse.servers import build_app, http_server, stop_on_signals
+
+log = logging.getLogger("storepulse")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help=f"TOML config (default: ./{DEFAULT_PATH})")
+    p.add_argument("--data-dir", type=Path, default=Path(".storepulse"), help="where SQLite files and recovery snapshots live")
+    p.add_argument("--redis", metavar="URL", help="use Redis (distributed) instead of embedded SQLite")
+
+
+def _servers(p: argparse.ArgumentParser, http: bool = True, ws: bool = True) -> None:
+    p.add_argument("--host", default="127.0.0.1")
+    if http:
+        p.add_argument("--http-port", type=int, default=8080)
+    if ws:
+        p.add_argument("--ws-port", type=int, default=8081)
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="storepulse", description="Real-time e-commerce analytics and automation.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="run ingest, dataflow and gateway together (embedded SQLite unless --redis)")
+    _common(up)
+    _servers(up)
+    up.add_argument("--flows-metrics-port", type=int, default=0, help="Prometheus port of the dataflow process (0: off)")
+    ing = sub.add_parser("ingest", help="run the webhook endpoints alone")
+    _common(ing)
+    _servers(ing, ws=False)
+    gw = sub.add_parser("gateway", help="run the read API, WebSocket server and dashboard alone")
+    _common(gw)
+    _servers(gw)
+    fl = sub.add_parser("flows", help="run the dataflow alone")
+    _common(fl)
+    fl.add_argument("-w", "--workers", type=int, default=1, help="worker threads in this process")
+    fl.add_argument("-i", "--process-id", type=int, help="this process's index in a cluster")
+    fl.add_argument("-a", "--addresses", help="host:port of every cluster process, ';'-separated")
+    fl.add_argument("--epoch-ms", type=int, default=1000, help="how often state and offsets are snapshotted")
+    fl.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: off)")
+    fl.add_argument("--metrics-host", default="127.0.0.1")
+    return ap
+
+
+def _config(args: argparse.Namespace, allow_demo: bool) -> tuple[Path, Config]:
+    path = args.config
+    if path is None:
+        if DEFAULT_PATH.exists():
+            path = DEFAULT_PATH
+        elif allow_demo:
+            path = demo_config(args.data_dir)
+        else:
+            raise ConfigError(f"no config: pass --config FILE or create ./{DEFAULT_PATH}")
+    return path, load_config(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        path, config = _config(args, allow_demo=args.command == "up")
+    except ConfigError as exc:
+        print(f"storepulse: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if args.command in ("ingest", "gateway") and not args.redis:
+        print(f"storepulse {args.command}: running a part alone needs --redis URL (use `storepulse up` for embedded)", file=sys.stderr)
+        raise SystemExit(2)
+    if args.command == "flows":
+        from flows.run import run_flows
+
+        addresses = args.addresses.split(";") if args.addresses else None
+        try:
+            run_flows(
+                config, args.data_dir, args.redis, workers=args.workers, process_id=args.process_id,
+                addresses=addresses, epoch_interval=timedelta(milliseconds=args.epoch_ms),
+                metrics_port=args.metrics_port or None, metrics_host=args.metrics_host,
+            )
+        except KeyboardInterrupt:
+            log.info("dataflow stopped")
+        return
+    uvloop.run(_serve(args, path, config))
+
+
+def _flows_command(args: argparse.Namespace, path: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "storepulse", "flows", "--config", str(path), "--data-dir", str(args.data_dir)]
+    if args.redis:
+        cmd += ["--redis", args.redis]
+    if args.flows_metrics_port:
+        cmd += ["--metrics-port", str(args.flows_metrics_port), "--metrics-host", args.host]
+    return cmd
+
+
+async def _supervise(cmd: list[str], stop: asyncio.Event) -> None:
+    """Keeps the dataflow process running; it resumes from its last snapshot after any exit."""
+    while not stop.is_set():
+        proc = subprocess.Popen(cmd)
+        while proc.poll() is None and not stop.is_set():
+            await asyncio.sleep(0.2)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                await asyncio.to_thread(proc.wait, 15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            return
+        log.error("dataflow process exited with %s; restarting in 1 s", proc.returncode)
+        await asyncio.sleep(1)
+
+
+async def _serve(args: argparse.Namespace, path: Path, config: Config) -> None:
+    from ingest.app import ingest_routes
+    from state.open import open_log, open_read_model
+    from ws_gateway.api import gateway_routes
+    from ws_gateway.hub import Hub
+    from ws_gateway.live import start_ws_server
+
+    stop = stop_on_signals()
+    routes = []
+    event_log = hub = ws = supervisor = None
+    if args.command in ("up", "ingest"):
+        event_log = open_log(args.data_dir, args.redis)
+        routes += ingest_routes(config, event_log)
+    if args.command in ("up", "gateway"):
+        model = open_read_model(args.data_dir, args.redis)
+        hub = Hub(config, model)
+        await hub.start()
+        ws = await start_ws_server(config, hub, args.host, args.ws_port)
+        routes += gateway_routes(config, model, args.ws_port)
+    if args.command == "up":
+        supervisor = asyncio.create_task(_supervise(_flows_command(args, path), stop))
+    server = http_server(build_app(routes), args.host, args.http_port)
+    http_task = asyncio.create_task(server.serve())
+    while not server.started and not http_task.done():
+        await asyncio.sleep(0.01)
+    if http_task.done():
+        await http_task  # re-raises why it could not start (port in use, ...)
+        raise SystemExit(f"HTTP server on {args.host}:{args.http_port} did not start")
+    _announce(args, path, config)
+    await stop.wait()
+    log.info("shutting down")
+    server.should_exit = True
+    await http_task
+    if ws is not None:
+        ws.close()
+        await ws.wait_closed()
+    if hub is not None:
+        await hub.stop()
+    if event_log is not None:
+        await event_log.close()
+    if supervisor is not None:
+        await supervisor
+    log.info("stopped")
+
+
+def _announce(args: argparse.Namespace, path: Path, config: Config) -> None:
+    base = f"http://{args.host}:{args.http_port}"
+    print(f"storepulse {args.command} ready: {base} (config {path}, {'redis ' + args.redis if args.redis else 'embedded SQLite in ' + str(args.data_dir)})", flush=True)
+    if args.command == "ingest":
+        return
+    for org in config.orgs.values():
+        print(f"  org {org.id}: dashboard {base}/#token={org.token}", flush=True)
+        for store in org.stores.values():
+            print(f"    store {store.id} ({store.provider}): POST {base}/webhooks/{store.provider}/{store.id}  secret {store.secret}", flush=True)

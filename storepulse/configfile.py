@@ -1,0 +1,41 @@
+"""Reading the TOML config file, and writing the demo one `storepulse up` starts with."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from core.config import Config, ConfigError, parse_config
+
+DEFAULT_PATH = Path("storepulse.toml")
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        return parse_config(text, os.environ)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def demo_config(data_dir: Path) -> Path:
+    """A demo organisation with one Stripe store; written once, so its token survives restarts."""
+    path = data_dir / "demo.toml"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            "# Written by `storepulse up` because no config was given. Copy it and edit to taste.\n"
+            "[orgs.demo]\n"
+            'timezone = "Europe/Berlin"\n'
+            'currency = "EUR"\n'
+            f'token = "{secrets.token_urlsafe(24)}"\n\n'
+            "[orgs.demo.stores.demo-stripe]\n"
+            'provider = "stripe"\n'
+            f'secret = "whsec_{secrets.token_urlsafe(24)}"\n'
+        )
+        path.chmod(0o600)
+    return path

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import RedisServer, Storepulse
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def storepulse(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storepulse]:
+    """One running `storepulse up` per backend, shared by a module's tests (they use distinct ids)."""
+    redis_url = None
+    if request.param == "redis":
+        server = RedisServer(tmp_path_factory.mktemp("redis"))
+        request.addfinalizer(server.stop)
+        redis_url = server.url
+    sp = Storepulse(tmp_path_factory.mktemp(f"sp-{request.param}"), redis_url)
+    sp.start()
+    yield sp
+    sp.ensure_stopped()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    shared = Path(__file__).resolve().parent.parent.parent / "shared"
+    return f"shared fixtures: {shared if shared.is_dir() else 'absent (tests that read ../shared will skip)'}"

@@ -1,0 +1,233 @@
+"""Real processes and real clients for the tests: storepulse itself, redis-server, signed webhooks."""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from websockets.sync.client import ClientConnection, connect
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+STRIPE_FIXTURES = SHARED / "fixtures" / "webhooks" / "stripe"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class RedisServer:
+    def __init__(self, workdir: Path) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server is not installed: `apt-get install redis-server` (CI's .ci/run does)")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._cmd = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+                     "--appendfsync", "always", "--dir", str(workdir)]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self._cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        wait_for(self._up, 10, f"redis-server on port {self.port}")
+
+    def _up(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+ORGS_TOML = """
+[orgs.acme]
+timezone = "Europe/Berlin"
+currency = "EUR"
+token = "acme-token-0123456789"
+
+[orgs.acme.stores.acme-stripe]
+provider = "stripe"
+secret = "whsec_acme_secret"
+
+[orgs.acme.stores.acme-eu2]
+provider = "stripe"
+secret = "env:ACME_EU2_SECRET"
+
+[orgs.tokyo]
+timezone = "Asia/Tokyo"
+currency = "JPY"
+token = "tokyo-token-0123456789"
+
+[orgs.tokyo.stores.tokyo-stripe]
+provider = "stripe"
+secret = "whsec_tokyo_secret"
+"""
+SECRETS = {"acme-stripe": "whsec_acme_secret", "acme-eu2": "whsec_acme_eu2", "tokyo-stripe": "whsec_tokyo_secret"}
+TOKENS = {"acme": "acme-token-0123456789", "tokyo": "tokyo-token-0123456789"}
+
+
+class Storepulse:
+    """`storepulse up` as a user runs it, in its own process group."""
+
+    def __init__(self, workdir: Path, redis_url: str | None = None, config: str = ORGS_TOML) -> None:
+        self.workdir = workdir
+        self.config = workdir / "storepulse.toml"
+        self.config.write_text(config)
+        self.data_dir = workdir / "data"
+        self.redis_url = redis_url
+        self.http_port = free_port()
+        self.ws_port = free_port()
+        self.base = f"http://127.0.0.1:{self.http_port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.logfile = workdir / "storepulse.log"
+
+    def start(self) -> Storepulse:
+        cmd = [sys.executable, "-m", "storepulse", "up", "--config", str(self.config), "--data-dir", str(self.data_dir),
+               "--http-port", str(self.http_port), "--ws-port", str(self.ws_port)]
+        if self.redis_url:
+            cmd += ["--redis", self.redis_url]
+        env = {**os.environ, "ACME_EU2_SECRET": SECRETS["acme-eu2"]}
+        with open(self.logfile, "ab") as out:
+            self.proc = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(self._ready, 30, f"storepulse up to answer (log: {self.logfile})")
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"storepulse up exited with {self.proc.returncode}:\n{self.logfile.read_text()[-3000:]}")
+        try:
+            return httpx.get(f"{self.base}/metrics", timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> int:
+        """Ctrl-C, as a terminal sends it: SIGINT to the whole process group."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGINT)
+        code = self.proc.wait(30)
+        return code
+
+    def kill(self) -> None:
+        """kill -9 of every process of the group: nothing gets to clean up."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def ensure_stopped(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+
+    # --- clients -------------------------------------------------------------------------------
+
+    def post_stripe(self, store: str, body: bytes, secret: str | None = None, timestamp: int | None = None,
+                    headers: dict[str, str] | None = None) -> httpx.Response:
+        hdrs = {"Content-Type": "application/json",
+                "Stripe-Signature": stripe_signature(body, secret or SECRETS[store], timestamp)}
+        hdrs.update(headers or {})
+        return httpx.post(f"{self.base}/webhooks/stripe/{store}", content=body, headers=hdrs, timeout=10)
+
+    def figures(self, org: str, period: str = "all", store: str | None = None, token: str | None = None) -> httpx.Response:
+        params = {"period": period} | ({"store": store} if store else {})
+        return httpx.get(f"{self.base}/api/v1/orgs/{org}/figures", params=params,
+                         headers={"Authorization": f"Bearer {token or TOKENS[org]}"}, timeout=10)
+
+    @contextlib.contextmanager
+    def ws(self, token: str) -> Iterator[ClientConnection]:
+        with connect(f"ws://127.0.0.1:{self.ws_port}/v1/live", open_timeout=10) as conn:
+            conn.send(orjson.dumps({"type": "auth", "token": token}).decode())
+            yield conn
+
+
+def stripe_signature(body: bytes, secret: str, timestamp: int | None = None) -> str:
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def recv_json(conn: ClientConnection, timeout: float = 10) -> dict[str, Any]:
+    return json.loads(conn.recv(timeout=timeout))
+
+
+def wait_ws(conn: ClientConnection, check: Callable[[dict[str, Any]], bool], timeout: float = 15) -> dict[str, Any]:
+    """Reads pushed messages until one satisfies `check`; fails with the last one seen."""
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        try:
+            last = recv_json(conn, timeout=max(0.05, deadline - time.monotonic()))
+        except TimeoutError:
+            break
+        if check(last):
+            return last
+    raise AssertionError(f"no WebSocket message matched within {timeout} s; last: {json.dumps(last)[:2000]}")
+
+
+def wait_api(sp: Storepulse, org: str, check: Callable[[dict[str, Any]], bool], period: str = "all",
+             store: str | None = None, timeout: float = 15) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        body = sp.figures(org, period, store).json()
+        if check(body):
+            return body
+        time.sleep(0.05)
+    raise AssertionError(f"read API never matched within {timeout} s; last: {body}")
+
+
+# --- Stripe event bodies, shaped like real deliveries (see ../shared/fixtures/webhooks/stripe) ---
+
+def payment_intent_succeeded(evt: str, pi: str, amount: int, currency: str = "eur", created: int | None = None) -> bytes:
+    return orjson.dumps({
+        "id": evt, "object": "event", "api_version": "2020-08-27", "created": created or int(time.time()),
+        "type": "payment_intent.succeeded", "livemode": False, "pending_webhooks": 1,
+        "data": {"object": {"id": pi, "object": "payment_intent", "amount": amount, "amount_received": amount,
+                            "currency": currency, "customer": "cus_1", "status": "succeeded"}},
+    })
+
+
+def checkout_session_completed(evt: str, cs: str, pi: str, amount: int, currency: str = "eur", created: int | None = None) -> bytes:
+    return orjson.dumps({
+        "id": evt, "object": "event", "created": created or int(time.time()), "type": "checkout.session.completed",
+        "data": {"object": {"id": cs, "object": "checkout.session", "amount_total": amount, "currency": currency,
+                            "customer": "cus_1", "payment_intent": pi, "payment_status": "paid", "mode": "payment"}},
+    })
+
+
+def charge_refunded(evt: str, ch: str, pi: str, amount: int, refunded: int, currency: str = "eur", created: int | None = None) -> bytes:
+    return orjson.dumps({
+        "id": evt, "object": "event", "created": created or int(time.time()), "type": "charge.refunded",
+        "data": {"object": {"id": ch, "object": "charge", "amount": amount, "amount_refunded": refunded,
+                            "currency": currency, "payment_intent": pi, "refunded": refunded == amount}},
+    })

@@ -1,0 +1,136 @@
+"""A signed Stripe webhook moves the figures a WebSocket client and the read API see, exactly.
+
+Runs against a real `storepulse up` (embedded SQLite, and on a real redis-server).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+from tests.helpers import (
+    TOKENS,
+    Storepulse,
+    charge_refunded,
+    checkout_session_completed,
+    payment_intent_succeeded,
+    recv_json,
+    wait_api,
+    wait_ws,
+)
+
+
+def uid() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def eur(amount: int) -> dict[str, object]:
+    return {"amount": amount, "currency": "EUR"}
+
+
+def test_signed_payment_reaches_websocket_and_api_exactly(storepulse: Storepulse) -> None:
+    with storepulse.ws(TOKENS["acme"]) as ws:
+        snap = recv_json(ws)
+        assert snap["type"] == "snapshot" and snap["org"] == "acme"
+        before = snap["figures"]["stores"]["acme-eu2"]["today"]
+        r = storepulse.post_stripe("acme-eu2", payment_intent_succeeded(f"evt_{uid()}", f"pi_{uid()}", 12_345))
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "accepted"
+        want_orders = before["paid_orders"] + 1
+        msg = wait_ws(ws, lambda m: m["figures"]["stores"]["acme-eu2"]["today"]["paid_orders"] == want_orders)
+        today = msg["figures"]["stores"]["acme-eu2"]["today"]
+        assert today["gross_revenue"] == eur(before["gross_revenue"]["amount"] + 12_345)
+        assert today["net_revenue"] == eur(before["net_revenue"]["amount"] + 12_345)
+        assert msg["version"] > snap["version"]
+    api = storepulse.figures("acme", "today", store="acme-eu2").json()
+    assert api["gross_revenue"] == today["gross_revenue"]
+    assert api["paid_orders"] == want_orders
+    assert api["aov"]["currency"] == "EUR"
+
+
+def test_duplicate_delivery_and_session_plus_intent_count_once(storepulse: Storepulse) -> None:
+    store = "acme-stripe"
+    start = storepulse.figures("acme", "all", store=store).json()
+    evt, pi = f"evt_{uid()}", f"pi_{uid()}"
+    body = payment_intent_succeeded(evt, pi, 5_000)
+    assert storepulse.post_stripe(store, body).json()["status"] == "accepted"
+    again = storepulse.post_stripe(store, body)
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
+    # The checkout session of the same payment is another event about the same order.
+    session = checkout_session_completed(f"evt_{uid()}", f"cs_{uid()}", pi, 5_000)
+    assert storepulse.post_stripe(store, session).json()["status"] == "accepted"
+    # And a second, different order, so we know the flow caught up past all three.
+    assert storepulse.post_stripe(store, payment_intent_succeeded(f"evt_{uid()}", f"pi_{uid()}", 1)).status_code == 200
+    got = wait_api(storepulse, "acme", lambda b: b["paid_orders"] == start["paid_orders"] + 2, store=store)
+    assert got["gross_revenue"] == eur(start["gross_revenue"]["amount"] + 5_001)
+
+
+def test_partial_refund_lowers_net_revenue(storepulse: Storepulse) -> None:
+    store = "acme-stripe"
+    start = storepulse.figures("acme", "all", store=store).json()
+    pi, ch = f"pi_{uid()}", f"ch_{uid()}"
+    storepulse.post_stripe(store, payment_intent_succeeded(f"evt_{uid()}", pi, 10_000))
+    r = storepulse.post_stripe(store, charge_refunded(f"evt_{uid()}", ch, pi, 10_000, 2_550))
+    assert r.json()["status"] == "accepted"
+    # A second partial refund on the same charge reports the running total (3,000 = 2,550 + 450).
+    storepulse.post_stripe(store, charge_refunded(f"evt_{uid()}", ch, pi, 10_000, 3_000))
+    got = wait_api(storepulse, "acme", lambda b: b["refunds"]["amount"] == start["refunds"]["amount"] + 3_000, store=store)
+    assert got["gross_revenue"] == eur(start["gross_revenue"]["amount"] + 10_000)
+    assert got["net_revenue"] == eur(start["net_revenue"]["amount"] + 10_000 - 3_000)
+    assert got["paid_orders"] == start["paid_orders"] + 1
+
+
+def test_zero_decimal_currency_is_exact(storepulse: Storepulse) -> None:
+    start = storepulse.figures("tokyo", "all").json()
+    for amount in (1_980, 3, 10_001):
+        r = storepulse.post_stripe("tokyo-stripe", payment_intent_succeeded(f"evt_{uid()}", f"pi_{uid()}", amount, "jpy"))
+        assert r.status_code == 200, r.text
+    got = wait_api(storepulse, "tokyo", lambda b: b["paid_orders"] == start["paid_orders"] + 3)
+    assert got["gross_revenue"] == {"amount": start["gross_revenue"]["amount"] + 11_984, "currency": "JPY"}
+    # 11,984 yen over 3 orders = 3,994.67 -> 3,995 (half up), when the store was empty before.
+    if start["paid_orders"] == 0:
+        assert got["aov"] == {"amount": 3_995, "currency": "JPY"}
+
+
+def test_websocket_sees_only_its_own_organisation(storepulse: Storepulse) -> None:
+    with storepulse.ws(TOKENS["tokyo"]) as tokyo:
+        snap = recv_json(tokyo)
+        assert snap["org"] == "tokyo" and set(snap["figures"]["stores"]) == {"tokyo-stripe"}
+        storepulse.post_stripe("acme-stripe", payment_intent_succeeded(f"evt_{uid()}", f"pi_{uid()}", 777))
+        storepulse.post_stripe("tokyo-stripe", payment_intent_succeeded(f"evt_{uid()}", f"pi_{uid()}", 5, "jpy"))
+        msg = wait_ws(tokyo, lambda m: m["version"] > snap["version"])
+        assert msg["org"] == "tokyo" and "acme-stripe" not in msg["figures"]["stores"]
+    with storepulse.ws("not-a-token-at-all") as bad:
+        err = recv_json(bad)
+        assert err == {"type": "error", "status": 401, "message": "the bearer token is not valid"}
+
+
+def test_read_api_auth(storepulse: Storepulse) -> None:
+    url = f"{storepulse.base}/api/v1/orgs/acme/figures"
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    other = httpx.get(url, headers={"Authorization": f"Bearer {TOKENS['tokyo']}"})
+    assert other.status_code == 403 and "acme" in other.json()["error"]
+    bad_period = storepulse.figures("acme", "week")
+    assert bad_period.status_code == 400 and "period" in bad_period.json()["error"]
+
+
+def test_bad_deliveries_are_refused_with_a_reason(storepulse: Storepulse) -> None:
+    body = payment_intent_succeeded(f"evt_{uid()}", f"pi_{uid()}", 100)
+    wrong_secret = storepulse.post_stripe("acme-stripe", body, secret="whsec_wrong")
+    assert wrong_secret.status_code == 400 and "does not verify" in wrong_secret.json()["error"]
+    old = storepulse.post_stripe("acme-stripe", body, timestamp=1_000_000_000)
+    assert old.status_code == 400 and "old" in old.json()["error"]
+    control = storepulse.post_stripe("acme-stripe", body)
+    assert control.status_code == 200  # control: the same body, signed right, is accepted
+    nostore = httpx.post(f"{storepulse.base}/webhooks/stripe/nope", content=body)
+    assert nostore.status_code == 404 and "nope" in nostore.json()["error"]
+    nosig = httpx.post(f"{storepulse.base}/webhooks/stripe/acme-stripe", content=body)
+    assert nosig.status_code == 400 and nosig.json()["error"] == "missing Stripe-Signature header"
+    notjson = storepulse.post_stripe("acme-stripe", b"{not json")
+    assert notjson.status_code == 400 and notjson.json()["error"].startswith("body is not JSON")
+    missing = storepulse.post_stripe("acme-stripe", b'{"id": "evt_x", "type": "payment_intent.succeeded", "created": 1}')
+    assert missing.status_code == 400 and "data.object" in missing.json()["error"]
+    ignored = storepulse.post_stripe("acme-stripe", b'{"id": "evt_y", "type": "plan.created", "created": 1, "data": {"object": {}}}')
+    assert ignored.status_code == 200 and ignored.json()["status"] == "ignored"

@@ -1,0 +1,1 @@
+"""The read side: WebSocket push, HTTP read API, dashboard page."""
