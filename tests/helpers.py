@@ -46,6 +46,8 @@ class RedisServer:
         exe = shutil.which("redis-server")
         if exe is None:
             raise RuntimeError("redis-server is not installed: `apt-get install redis-server` (CI's .ci/run does)")
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.logfile = workdir / "redis.log"
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._cmd = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
@@ -54,10 +56,13 @@ class RedisServer:
         self.start()
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self._cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        with open(self.logfile, "ab") as out:
+            self.proc = subprocess.Popen(self._cmd, stdout=out, stderr=subprocess.STDOUT)
         wait_for(self._up, 10, f"redis-server on port {self.port}")
 
     def _up(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"redis-server exited with {self.proc.returncode}:\n{self.logfile.read_text()[-2000:]}")
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
                 s.sendall(b"PING\r\n")

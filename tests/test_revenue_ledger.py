@@ -1,0 +1,86 @@
+"""The revenue ledger (flows/revenue.py): pure, so duplicates, disorder and redeliveries are easy to prove."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.events import Event, Kind
+from flows.revenue import RevenueLedger
+
+H = 3_600_000
+T0 = 1_763_762_400_000  # 2025-11-21 22:00 UTC = 23:00 in Berlin
+
+
+def paid(eid: str, order: str, amount: int, t: int = T0, store: str = "s") -> Event:
+    return Event(id=eid, kind=Kind.ORDER_PAID, org="o", store=store, time=t, amount=amount, currency="EUR", order=order)
+
+
+def refund(eid: str, order: str, name: str, total: int, t: int = T0) -> Event:
+    return Event(id=eid, kind=Kind.ORDER_REFUNDED, org="o", store="s", time=t, amount=total, currency="EUR",
+                 order=order, refund=name)
+
+
+def totals(ledger: RevenueLedger) -> dict[tuple[str, str, str], list[int]]:
+    return {k: v for k, v in ledger.days.items() if v != [0, 0, 0]}
+
+
+def test_an_order_paid_through_three_events_counts_once() -> None:
+    ledger = RevenueLedger("o", "Europe/Berlin")
+    out = ledger.apply(paid("e1", "pi_1", 2500))
+    assert [(c.day, c.gross, c.paid_orders, c.version) for c in out] == [("2025-11-21", 2500, 1, 1)]
+    assert ledger.apply(paid("e2", "pi_1", 2500, T0 + 1000)) == []
+    assert ledger.apply(paid("e1", "pi_1", 2500)) == []
+    assert totals(ledger) == {("s", "2025-11-21", "EUR"): [2500, 0, 1]}
+
+
+def test_the_earliest_fact_decides_the_day_whatever_the_arrival_order() -> None:
+    ledger = RevenueLedger("o", "Europe/Berlin")
+    ledger.apply(paid("late", "pi_1", 2500, T0 + 2 * H))  # 01:00 on the 22nd in Berlin
+    out = ledger.apply(paid("early", "pi_1", 2500, T0))  # 23:00 on the 21st: the order moves
+    assert [(c.day, c.gross, c.paid_orders) for c in out] == [("2025-11-22", 0, 0), ("2025-11-21", 2500, 1)]
+    assert [c.version for c in out] == [2, 3]
+
+
+def test_refund_totals_replace_rather_than_add() -> None:
+    ledger = RevenueLedger("o", "Europe/Berlin")
+    ledger.apply(paid("p", "pi_1", 10_000))
+    ledger.apply(refund("r1", "pi_1", "charge:ch_1", 2_550))
+    assert ledger.apply(refund("r1-again", "pi_1", "charge:ch_1", 2_550)) == []
+    ledger.apply(refund("r2", "pi_1", "charge:ch_1", 3_000))
+    assert ledger.apply(refund("r-old", "pi_1", "charge:ch_1", 2_550)) == []  # an older report, late
+    assert totals(ledger) == {("s", "2025-11-21", "EUR"): [10_000, 3_000, 1]}
+
+
+def test_days_are_cut_in_the_org_timezone() -> None:
+    ledger = RevenueLedger("o", "Asia/Tokyo")
+    [c] = ledger.apply(paid("p", "pi", 1, T0))  # 07:00 on the 22nd in Tokyo
+    assert c.day == "2025-11-22"
+
+
+events = st.lists(
+    st.one_of(
+        st.builds(lambda o, a, dt: paid(f"p{o}-{dt}", f"pi{o}", a, T0 + dt * H), st.integers(0, 5), st.integers(1, 10**6), st.integers(0, 48)),
+        st.builds(lambda o, a, dt: refund(f"r{o}-{a}", f"pi{o}", f"ch{o}", a, T0 + dt * H), st.integers(0, 5), st.integers(1, 10**5), st.integers(0, 48)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=200)
+@given(events, st.randoms())
+def test_duplicates_and_reordering_of_payments_leave_the_totals_alone(evs: list[Event], rnd: random.Random) -> None:
+    """Paid orders and per-day gross are order-independent; refund totals (the max per refund) too."""
+    a, b = RevenueLedger("o", "Europe/Berlin"), RevenueLedger("o", "Europe/Berlin")
+    for e in evs:
+        a.apply(e)
+    shuffled = evs * 3
+    rnd.shuffle(shuffled)
+    for e in shuffled:
+        b.apply(e)
+    gross = lambda l: {k: v[0] for k, v in l.days.items() if v[0]}  # noqa: E731
+    orders = lambda l: {k: v[2] for k, v in l.days.items() if v[2]}  # noqa: E731
+    assert gross(a) == gross(b) and orders(a) == orders(b)
+    assert sum(v[1] for v in a.days.values()) == sum(v[1] for v in b.days.values()) == sum(a.refunded.values())
