@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import orjson
 
@@ -15,16 +16,25 @@ SCHEMA_VERSION = 1
 
 
 class Kind(StrEnum):
-    ORDER_PLACED = "order.placed"
+    ORDER_PLACED = "order.placed"  # created, not (yet) paid
     ORDER_PAID = "order.paid"
-    ORDER_REFUNDED = "order.refunded"
-    ORDER_CANCELLED = "order.cancelled"
-    CART_UPDATED = "cart.updated"
+    ORDER_REFUNDED = "order.refunded"  # `refund` names it, `amount` is its total so far
+    ORDER_CANCELLED = "order.cancelled"  # cancelled, failed or deleted before/after payment
+    ORDER_RESTORED = "order.restored"  # a cancelled/deleted order brought back (its state follows)
+    CART_UPDATED = "cart.updated"  # a cart or checkout with its current items and value
+    CART_ITEM_ADDED = "cart.item_added"
+    CART_ITEM_REMOVED = "cart.item_removed"
+    CHECKOUT_STARTED = "checkout.started"
     CHECKOUT_COMPLETED = "checkout.completed"
+    CHECKOUT_EXPIRED = "checkout.expired"  # the vendor itself says the checkout was abandoned
+    CUSTOMER_CREATED = "customer.created"
     CUSTOMER_UPDATED = "customer.updated"
     PRODUCT_UPDATED = "product.updated"
     PAGE_VIEWED = "page.viewed"
-    EMAIL_ENGAGED = "email.engaged"
+    PRODUCT_VIEWED = "product.viewed"
+    EMAIL_ENGAGED = "email.engaged"  # `name` is "open" or "click", `campaign` the campaign/automation
+    IDENTIFIED = "identified"  # anonymous `visitor` is `customer` from now on
+    CUSTOM = "custom"  # `name` is the shop's own event name
 
 
 class Source(StrEnum):
@@ -66,6 +76,13 @@ class Event:
     items: tuple[Item, ...] = ()
     source: Source = Source.WEB
     raw_id: str = ""  # the vendor's own id of the object
+    cart: str | None = None  # cart, checkout or session id
+    visitor: str | None = None  # anonymous visitor id (site events)
+    campaign: str | None = None  # e-mail campaign or automation id
+    name: str = ""  # custom event name; "open"/"click" for e-mail; page URL for page views
+    presentment_amount: int | None = None  # what the buyer saw, when it differs from the shop currency
+    presentment_currency: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)  # customer fields, product fields, custom properties
     v: int = field(default=SCHEMA_VERSION)
 
     def to_json(self) -> bytes:

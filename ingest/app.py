@@ -1,32 +1,57 @@
 """HTTP endpoints of the write side. Thin: read the raw body, call the vendor adapter, append.
 
 We answer 2xx only once the events are durably in the log; a sender that gets anything else
-retries, so nothing accepted is lost and nothing lost was acknowledged.
+retries, so nothing accepted is lost and nothing lost was acknowledged. A refused delivery is kept
+(body, redacted headers, reason) in the rejected store for inspection and redrive.
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+import logging
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from core.config import Config
-from ingest import metrics, stripe
-from ingest.errors import BadPayload, Rejected, TooLarge, UnknownStore
+from core.config import Config, Store
+from ingest import metrics
+from ingest.adapter import Delivery, Outcome
+from ingest.errors import Rejected, TooLarge, UnknownStore, UnsupportedMediaType
+from ingest.monitor import ConnectionMonitor
 from state.log import EventLog, LogUnavailable
+from state.rejected import RejectedDelivery, RejectedStore
 
 MAX_BODY_BYTES = 1024 * 1024
+PROVIDERS = ("stripe", "woocommerce", "shopify")
+_ACCEPTED_MEDIA = ("application/json", "application/x-www-form-urlencoded", "")
+# Headers that carry credentials. Vendor signatures are kept: they are MACs, not secrets, and a
+# redrive after a secret rotation needs them.
+_SECRET_HEADERS = ("authorization", "cookie", "x-api-key", "x-storepulse-key", "proxy-authorization")
+
+log = logging.getLogger("storepulse.ingest")
+
+Adapter = Callable[[Delivery, Store, float], Outcome]
+
+
+def adapter_for(provider: str) -> Adapter:
+    return importlib.import_module(f"ingest.{provider}").handle  # type: ignore[no-any-return]
+
+
+def redact(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k: ("[redacted]" if k in _SECRET_HEADERS else v) for k, v in headers.items()}
 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"body of {declared} bytes is over the limit of {limit} bytes")
@@ -39,38 +64,74 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
-def ingest_routes(config: Config, log: EventLog, clock: Callable[[], float] = time.time) -> list[Route]:
-    async def stripe_webhook(request: Request) -> Response:
-        provider = "stripe"
+@dataclass
+class Ingest:
+    """The append path shared by webhooks, the events API and redrive."""
+
+    config: Config
+    log: EventLog
+    rejected: RejectedStore
+    monitor: ConnectionMonitor
+    clock: Callable[[], float] = time.time
+    max_body: int = MAX_BODY_BYTES
+
+    async def reject(self, exc: Rejected, provider: str, store_id: str, store: Store | None,
+                     headers: Mapping[str, str], body: bytes, received_at: float) -> JSONResponse:
+        metrics.DELIVERIES.labels(provider, "rejected").inc()
+        record = RejectedDelivery(
+            id=uuid.uuid4().hex, received_at=received_at, provider=provider, store=store_id,
+            org=store.org if store else None, status=exc.status, reason=exc.message, headers=redact(headers),
+            body=body,
+        )
         try:
-            store_id = request.path_params["store_id"]
-            store = config.store(store_id)
-            if store is None or store.provider != provider:
-                raise UnknownStore(f"no Stripe store {store_id!r} is configured")
-            body = await read_body(request)
-            stripe.verify(body, request.headers.get("stripe-signature"), store.secret, clock())
-            try:
-                payload = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise BadPayload(f"body is not JSON: {exc}") from None
-            events = stripe.normalise(payload, store)
-        except Rejected as exc:
-            metrics.DELIVERIES.labels(provider, "rejected").inc()
-            return _error(exc.status, exc.message)
-        if not events:
+            await asyncio.to_thread(self.rejected.add, record)
+        except Exception:  # keeping the evidence failed; the sender still deserves the real answer
+            log.exception("could not keep rejected delivery %s", record.id)
+        return _error(exc.status, exc.message)
+
+    async def append(self, provider: str, outcome: Outcome, received_at: float) -> Response:
+        if not outcome.events:
             metrics.DELIVERIES.labels(provider, "ignored").inc()
-            return JSONResponse({"status": "ignored", "reason": f"event type {payload.get('type')!r} is not used"})
+            metrics.IGNORED.labels(provider, outcome.topic[:64]).inc()
+            return JSONResponse({"status": "ignored", "reason": outcome.ignored or "nothing to record"})
         started = time.perf_counter()
         try:
-            appended = await log.append(events)
+            appended = await self.log.append(outcome.events)
         except LogUnavailable as exc:
             metrics.DELIVERIES.labels(provider, "unavailable").inc()
             return _error(503, f"{exc}; retry later")
         metrics.APPEND_SECONDS.observe(time.perf_counter() - started)
+        self.monitor.appended(outcome.events, appended, received_at)
         new = sum(appended)
         metrics.EVENTS.labels(provider).inc(new)
-        outcome = "accepted" if new else "duplicate"
-        metrics.DELIVERIES.labels(provider, outcome).inc()
-        return JSONResponse({"status": outcome, "events": [e.id for e in events]})
+        outcome_name = "accepted" if new else "duplicate"
+        metrics.DELIVERIES.labels(provider, outcome_name).inc()
+        return JSONResponse({"status": outcome_name, "events": [e.id for e in outcome.events], "new": new})
 
-    return [Route("/webhooks/stripe/{store_id}", stripe_webhook, methods=["POST"])]
+
+def ingest_routes(ingest: Ingest) -> list[Route]:
+    async def webhook(request: Request) -> Response:
+        provider, store_id = request.path_params["provider"], request.path_params["store_id"]
+        received_at = ingest.clock()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        store = ingest.config.store(store_id)
+        body = b""
+        try:
+            if provider not in PROVIDERS:
+                raise UnknownStore(f"unknown provider {provider!r}: use one of {', '.join(PROVIDERS)}")
+            if store is None:
+                raise UnknownStore(f"no store {store_id!r} is configured")
+            if store.provider != provider:
+                raise UnknownStore(
+                    f"store {store_id!r} is a {store.provider} connection: post to /webhooks/{store.provider}/{store_id}"
+                )
+            media = headers.get("content-type", "").split(";")[0].strip().lower()
+            if media not in _ACCEPTED_MEDIA:
+                raise UnsupportedMediaType(f"Content-Type {media!r} is not accepted: send application/json")
+            body = await read_body(request, ingest.max_body)
+            outcome = adapter_for(provider)(Delivery(body, headers), store, received_at)
+        except Rejected as exc:
+            return await ingest.reject(exc, provider, store_id, store, headers, body, received_at)
+        return await ingest.append(provider, outcome, received_at)
+
+    return [Route("/webhooks/{provider}/{store_id}", webhook, methods=["POST"])]

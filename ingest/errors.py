@@ -25,3 +25,7 @@ class TooLarge(Rejected):
 
 class UnknownStore(Rejected):
     status = 404
+
+
+class UnsupportedMediaType(Rejected):
+    status = 415

@@ -13,3 +13,6 @@ APPEND_SECONDS = Histogram(
     "Time to append a delivery's events durably",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
+IGNORED = Counter(
+    "storepulse_ingest_ignored_total", "Valid deliveries of topics storepulse does not use", ["provider", "topic"]
+)

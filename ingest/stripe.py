@@ -1,29 +1,43 @@
-"""Stripe: verify `Stripe-Signature` and turn Stripe events into canonical events. Pure.
+"""Stripe: verify `Stripe-Signature` and turn Stripe objects into canonical events. Pure.
 
-One payment reaches us as several events (checkout session, payment intent, charge); they all
-name the payment intent, which becomes the order key, so the dataflow counts the order once.
+Event ids come from the fact, not from the Stripe event: one payment reaches us as a checkout
+session, a payment intent, a charge and maybe an invoice, and a backfill finds the same objects
+again; all of them name the payment intent, so all become `stripe:<store>:paid:<pi>` and the log
+keeps the first. Object-level functions (`paid_from_*`, ...) serve webhooks and backfill alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
 import stripe
 
 from core.config import Store
 from core.events import Event, Item, Kind
 from core.money import UnknownCurrency, divide_half_up, exponent, normalise_currency
+from ingest.adapter import Delivery, Outcome
 from ingest.errors import BadPayload, BadSignature
 
 TOLERANCE_SECONDS = 300
 
 # Stripe's "smallest unit" differs from ISO 4217's for a few currencies (docs.stripe.com/currencies).
-_STRIPE_ZERO_DECIMAL = frozenset(
-    "BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split()
-)
+_STRIPE_ZERO_DECIMAL = frozenset("BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split())
 _STRIPE_THREE_DECIMAL = frozenset("BHD JOD KWD OMR TND".split())
-_STRIPE_TWO_DECIMAL_ZERO_ISO = frozenset({"ISK"})  # sent with two (zero) decimals for compatibility
+
+Obj = Mapping[str, Any]
+
+
+def handle(delivery: Delivery, store: Store, now: float) -> Outcome:
+    verify(delivery.body, delivery.header("stripe-signature"), store.secret, now)
+    try:
+        payload = orjson.loads(delivery.body)
+    except orjson.JSONDecodeError as exc:
+        raise BadPayload(f"body is not JSON: {exc}") from None
+    events = normalise(payload, store)
+    topic = str(payload.get("type"))
+    return Outcome(topic, events, None if events else f"event type {topic!r} is not used")
 
 
 def verify(body: bytes, header: str | None, secret: str, now: float) -> None:
@@ -57,21 +71,49 @@ def to_iso_minor(amount: int, currency: str) -> int:
     return divide_half_up(amount, 10**-shift)
 
 
-def _field(obj: Mapping[str, Any], key: str, where: str) -> Any:
+def normalise(payload: Any, store: Store) -> list[Event]:
+    """Canonical events for one Stripe event; [] for a type we do not use."""
+    if not isinstance(payload, dict):
+        raise BadPayload("the body must be a JSON object (a Stripe event)")
+    event_id, etype, created = payload.get("id"), payload.get("type"), payload.get("created")
+    if not isinstance(event_id, str) or not isinstance(etype, str):
+        raise BadPayload("not a Stripe event: 'id' and 'type' must be strings")
+    if not isinstance(created, int) or isinstance(created, bool):
+        raise BadPayload("event.created must be an integer (Unix seconds)")
+    data = payload.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        raise BadPayload("event.data.object is missing")
+    handler = _HANDLERS.get(etype)
+    if handler is None:
+        return []
+    return handler(obj, store, created * 1000, event_id)
+
+
+# --- field access with messages that say what is wrong --------------------------------------------
+
+def _field(obj: Obj, key: str, where: str) -> Any:
     value = obj.get(key)
     if value is None:
         raise BadPayload(f"{where}.{key} is missing")
     return value
 
 
-def _int(obj: Mapping[str, Any], key: str, where: str) -> int:
+def _int(obj: Obj, key: str, where: str) -> int:
     value = _field(obj, key, where)
     if not isinstance(value, int) or isinstance(value, bool):
         raise BadPayload(f"{where}.{key} must be an integer, got {value!r}")
     return value
 
 
-def _currency(obj: Mapping[str, Any], where: str) -> str:
+def _str(obj: Obj, key: str, where: str) -> str:
+    value = _field(obj, key, where)
+    if not isinstance(value, str) or not value:
+        raise BadPayload(f"{where}.{key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _currency(obj: Obj, where: str) -> str:
     try:
         return normalise_currency(_field(obj, "currency", where))
     except UnknownCurrency as exc:
@@ -85,108 +127,148 @@ def _id(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def normalise(payload: Any, store: Store) -> list[Event]:
-    """Canonical events for one Stripe event; [] for a type we do not use."""
-    if not isinstance(payload, dict):
-        raise BadPayload("the body must be a JSON object (a Stripe event)")
-    event_id = payload.get("id")
-    etype = payload.get("type")
-    created = payload.get("created")
-    if not isinstance(event_id, str) or not isinstance(etype, str):
-        raise BadPayload("not a Stripe event: 'id' and 'type' must be strings")
-    if not isinstance(created, int) or isinstance(created, bool):
-        raise BadPayload("event.created must be an integer (Unix seconds)")
-    data = payload.get("data")
-    obj = data.get("object") if isinstance(data, dict) else None
-    if not isinstance(obj, dict):
-        raise BadPayload("event.data.object is missing")
-    handler = _HANDLERS.get(etype)
-    if handler is None:
-        return []
-    base = {
+def _base(obj: Obj, store: Store, time_ms: int, event_id: str) -> dict[str, Any]:
+    return {
         "id": f"stripe:{store.id}:{event_id}",
         "org": store.org,
         "store": store.id,
-        "time": created * 1000,
+        "time": time_ms,
         "customer": _id(obj.get("customer")),
-        "raw_id": obj.get("id") if isinstance(obj.get("id"), str) else "",
+        "raw_id": obj["id"] if isinstance(obj.get("id"), str) else "",
     }
-    return handler(obj, base)
 
 
-def _checkout_completed(obj: Mapping[str, Any], base: dict[str, Any]) -> list[Event]:
+def _paid(store: Store, base: dict[str, Any], order: str, amount: int, currency: str, **extra: Any) -> list[Event]:
+    fields = {**base, "id": f"stripe:{store.id}:paid:{order}", **extra}
+    return [Event(kind=Kind.ORDER_PAID, amount=to_iso_minor(amount, currency), currency=currency, order=order, **fields)]
+
+
+# --- objects -> events (webhooks and backfill) -----------------------------------------------------
+
+def paid_from_checkout_session(obj: Obj, store: Store, time_ms: int, event_id: str = "") -> list[Event]:
     where = "checkout.session"
     if obj.get("mode") not in (None, "payment"):
-        return []  # subscriptions and setups are counted from their invoices
+        return []  # subscriptions are counted from their invoices
     if obj.get("payment_status", "paid") != "paid":
         return []  # delayed payment methods: the payment intent reports success later
     items: tuple[Item, ...] = ()
-    if "amount_total" in obj:
+    if obj.get("amount_total") is not None:
         currency = _currency(obj, where)
         amount = _int(obj, "amount_total", where)
     else:
         # API versions before 2020: no totals, only display_items.
         lines = obj.get("display_items")
-        if not isinstance(lines, list) or not lines:
+        if not isinstance(lines, list) or not lines or not all(isinstance(x, dict) for x in lines):
             raise BadPayload(f"{where} has neither amount_total nor display_items")
         currency = _currency(lines[0], f"{where}.display_items[0]")
-        amount = 0
-        parsed = []
+        amount, parsed = 0, []
         for i, line in enumerate(lines):
             lw = f"{where}.display_items[{i}]"
             qty, unit = _int(line, "quantity", lw), _int(line, "amount", lw)
             amount += qty * unit
             custom = line.get("custom") or line.get("price") or {}
             name = custom.get("name", "") if isinstance(custom, dict) else ""
+            name = name if isinstance(name, str) else ""
             parsed.append(Item(product=name or f"line-{i}", qty=qty, unit_price=to_iso_minor(unit, currency), name=name))
         items = tuple(parsed)
-    order = _id(obj.get("payment_intent")) or _field(obj, "id", where)
+    order = _id(obj.get("payment_intent")) or _str(obj, "id", where)
+    base = _base(obj, store, time_ms, event_id)
     details = obj.get("customer_details")
     email = details.get("email") if isinstance(details, dict) else obj.get("customer_email")
-    customer = base["customer"] or (email if isinstance(email, str) and email else None)
-    return [
-        Event(
-            kind=Kind.ORDER_PAID,
-            amount=to_iso_minor(amount, currency),
-            currency=currency,
-            order=order,
-            items=items,
-            **{**base, "customer": customer},
-        )
-    ]
+    customer = base.pop("customer") or (email if isinstance(email, str) and email else None)
+    return _paid(store, base, order, amount, currency, customer=customer, items=items, cart=obj.get("id"))
 
 
-def _payment_intent_succeeded(obj: Mapping[str, Any], base: dict[str, Any]) -> list[Event]:
+def paid_from_payment_intent(obj: Obj, store: Store, time_ms: int, event_id: str = "") -> list[Event]:
     where = "payment_intent"
+    if obj.get("status") not in (None, "succeeded"):
+        return []
     currency = _currency(obj, where)
     received = obj.get("amount_received")
     amount = received if isinstance(received, int) and received > 0 else _int(obj, "amount", where)
-    order = _field(obj, "id", where)
-    return [Event(kind=Kind.ORDER_PAID, amount=to_iso_minor(amount, currency), currency=currency, order=order, **base)]
+    return _paid(store, _base(obj, store, time_ms, event_id), _str(obj, "id", where), amount, currency)
 
 
-def _charge_refunded(obj: Mapping[str, Any], base: dict[str, Any]) -> list[Event]:
+def paid_from_charge(obj: Obj, store: Store, time_ms: int, event_id: str = "") -> list[Event]:
+    where = "charge"
+    if obj.get("paid") is False or obj.get("captured") is False or obj.get("status") not in (None, "succeeded"):
+        return []  # authorised only, or failed: not (yet) money
+    currency = _currency(obj, where)
+    captured = obj.get("amount_captured")
+    amount = captured if isinstance(captured, int) and captured > 0 else _int(obj, "amount", where)
+    order = _id(obj.get("payment_intent")) or _str(obj, "id", where)
+    return _paid(store, _base(obj, store, time_ms, event_id), order, amount, currency)
+
+
+def paid_from_invoice(obj: Obj, store: Store, time_ms: int, event_id: str = "") -> list[Event]:
+    where = "invoice"
+    if obj.get("status") not in (None, "paid") or obj.get("paid") is False:
+        return []
+    currency = _currency(obj, where)
+    amount = _int(obj, "amount_paid", where)
+    if amount == 0:
+        return []  # a free or fully credited invoice is no order
+    # Older API versions name the payment intent, which the intent's own events share.
+    order = _id(obj.get("payment_intent")) or _str(obj, "id", where)
+    return _paid(store, _base(obj, store, time_ms, event_id), order, amount, currency)
+
+
+def refund_from_charge(obj: Obj, store: Store, time_ms: int, event_id: str = "") -> list[Event]:
     where = "charge"
     currency = _currency(obj, where)
-    charge = _field(obj, "id", where)
+    charge = _str(obj, "id", where)
     refunded = _int(obj, "amount_refunded", where)
+    if refunded <= 0:
+        return []
     order = _id(obj.get("payment_intent")) or charge
-    # amount_refunded is the charge's running total, present in every API version: the refund is
-    # named after the charge, so each later event replaces the total instead of adding to it.
-    return [
-        Event(
-            kind=Kind.ORDER_REFUNDED,
-            amount=to_iso_minor(refunded, currency),
-            currency=currency,
-            order=order,
-            refund=f"charge:{charge}",
-            **base,
-        )
-    ]
+    # amount_refunded is the charge's running total, in every API version: the refund is named after
+    # the charge, so a later, larger total replaces the earlier one rather than adding to it.
+    base = {**_base(obj, store, time_ms, event_id), "id": f"stripe:{store.id}:refunded:{charge}:{refunded}"}
+    return [Event(kind=Kind.ORDER_REFUNDED, amount=to_iso_minor(refunded, currency), currency=currency, order=order,
+                  refund=f"charge:{charge}", **base)]
 
 
-_HANDLERS = {
-    "checkout.session.completed": _checkout_completed,
-    "payment_intent.succeeded": _payment_intent_succeeded,
-    "charge.refunded": _charge_refunded,
+def expired_checkout(obj: Obj, store: Store, time_ms: int, event_id: str = "") -> list[Event]:
+    where = "checkout.session"
+    cs = _str(obj, "id", where)
+    amount, currency = obj.get("amount_total"), obj.get("currency")
+    fields = {**_base(obj, store, time_ms, event_id), "id": f"stripe:{store.id}:checkout:{cs}:expired"}
+    if isinstance(amount, int) and not isinstance(amount, bool) and currency is not None:
+        cur = _currency(obj, where)
+        fields.update(amount=to_iso_minor(amount, cur), currency=cur)
+    return [Event(kind=Kind.CHECKOUT_EXPIRED, cart=cs, **fields)]
+
+
+def _customer_attrs(obj: Obj) -> dict[str, Any]:
+    return {k: obj[k] for k in ("email", "name", "created", "currency") if isinstance(obj.get(k), str | int) and not isinstance(obj.get(k), bool)}
+
+
+def customer_created(obj: Obj, store: Store, time_ms: int, event_id: str = "") -> list[Event]:
+    cus = _str(obj, "id", "customer")
+    base = {**_base(obj, store, time_ms, event_id), "id": f"stripe:{store.id}:customer:{cus}:created", "customer": cus}
+    return [Event(kind=Kind.CUSTOMER_CREATED, attrs=_customer_attrs(obj), **base)]
+
+
+def customer_updated(obj: Obj, store: Store, time_ms: int, event_id: str) -> list[Event]:
+    cus = _str(obj, "id", "customer")
+    return [Event(kind=Kind.CUSTOMER_UPDATED, attrs=_customer_attrs(obj), **{**_base(obj, store, time_ms, event_id), "customer": cus})]
+
+
+def product_updated(obj: Obj, store: Store, time_ms: int, event_id: str) -> list[Event]:
+    _str(obj, "id", "product")
+    attrs = {k: obj[k] for k in ("name", "description", "active") if isinstance(obj.get(k), str | bool)}
+    return [Event(kind=Kind.PRODUCT_UPDATED, attrs=attrs, **{**_base(obj, store, time_ms, event_id), "customer": None})]
+
+
+_HANDLERS: dict[str, Callable[[Obj, Store, int, str], list[Event]]] = {
+    "checkout.session.completed": paid_from_checkout_session,
+    "checkout.session.async_payment_succeeded": paid_from_checkout_session,
+    "checkout.session.expired": expired_checkout,
+    "payment_intent.succeeded": paid_from_payment_intent,
+    "charge.succeeded": paid_from_charge,
+    "charge.refunded": refund_from_charge,
+    "invoice.paid": paid_from_invoice,
+    "customer.created": customer_created,
+    "customer.updated": customer_updated,
+    "product.updated": product_updated,
 }

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from state.connections import ConnectionStats
 from state.log import EventLog, LogReader
 from state.readmodel import ReadModel
+from state.rejected import RejectedStore
 
 
 def log_path(data_dir: Path) -> Path:
@@ -42,3 +44,25 @@ def open_read_model(data_dir: Path, redis_url: str | None) -> ReadModel:
 
     data_dir.mkdir(parents=True, exist_ok=True)
     return SqliteReadModel(data_dir / "readmodel.sqlite3")
+
+
+def open_rejected(data_dir: Path, redis_url: str | None) -> RejectedStore:
+    if redis_url:
+        from state.redis_rejected import RedisRejectedStore
+
+        return RedisRejectedStore(redis_url)
+    from state.sqlite_rejected import SqliteRejectedStore
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteRejectedStore(data_dir / "rejected.sqlite3")
+
+
+def open_connection_stats(data_dir: Path, redis_url: str | None) -> ConnectionStats:
+    if redis_url:
+        from state.redis_connections import RedisConnectionStats
+
+        return RedisConnectionStats(redis_url)
+    from state.sqlite_connections import SqliteConnectionStats
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteConnectionStats(data_dir / "connections.sqlite3")

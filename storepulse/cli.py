@@ -46,6 +46,8 @@ def parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", help="run the webhook endpoints alone")
     _common(ing)
     _servers(ing, ws=False)
+    for p in (up, ing):
+        p.add_argument("--max-body", type=int, default=1024 * 1024, metavar="BYTES", help="largest accepted body (413 above)")
     gw = sub.add_parser("gateway", help="run the read API, WebSocket server and dashboard alone")
     _common(gw)
     _servers(gw)
@@ -127,18 +129,22 @@ async def _supervise(cmd: list[str], stop: asyncio.Event) -> None:
 
 
 async def _serve(args: argparse.Namespace, path: Path, config: Config) -> None:
-    from ingest.app import ingest_routes
-    from state.open import open_log, open_read_model
+    from ingest.app import Ingest, ingest_routes
+    from ingest.monitor import ConnectionMonitor
+    from state.open import open_connection_stats, open_log, open_read_model, open_rejected
     from ws_gateway.api import gateway_routes
     from ws_gateway.hub import Hub
     from ws_gateway.live import start_ws_server
 
     stop = stop_on_signals()
     routes = []
-    event_log = hub = ws = supervisor = None
+    event_log = hub = ws = supervisor = monitor = None
     if args.command in ("up", "ingest"):
         event_log = open_log(args.data_dir, args.redis)
-        routes += ingest_routes(config, event_log)
+        monitor = ConnectionMonitor(open_connection_stats(args.data_dir, args.redis))
+        monitor.start()
+        ingest = Ingest(config, event_log, open_rejected(args.data_dir, args.redis), monitor, max_body=args.max_body)
+        routes += ingest_routes(ingest)
     if args.command in ("up", "gateway"):
         model = open_read_model(args.data_dir, args.redis)
         hub = Hub(config, model)
@@ -164,6 +170,8 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config) -> None:
         await ws.wait_closed()
     if hub is not None:
         await hub.stop()
+    if monitor is not None:
+        await monitor.stop()
     if event_log is not None:
         await event_log.close()
     if supervisor is not None:

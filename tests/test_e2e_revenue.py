@@ -57,9 +57,9 @@ def test_duplicate_delivery_and_session_plus_intent_count_once(storepulse: Store
     assert storepulse.post_stripe(store, body).json()["status"] == "accepted"
     again = storepulse.post_stripe(store, body)
     assert again.status_code == 200 and again.json()["status"] == "duplicate"
-    # The checkout session of the same payment is another event about the same order.
+    # The checkout session of the same payment is another Stripe event about the same fact.
     session = checkout_session_completed(f"evt_{uid()}", f"cs_{uid()}", pi, 5_000)
-    assert storepulse.post_stripe(store, session).json()["status"] == "accepted"
+    assert storepulse.post_stripe(store, session).json()["status"] == "duplicate"
     # And a second, different order, so we know the flow caught up past all three.
     assert storepulse.post_stripe(store, payment_intent_succeeded(f"evt_{uid()}", f"pi_{uid()}", 1)).status_code == 200
     got = wait_api(storepulse, "acme", lambda b: b["paid_orders"] == start["paid_orders"] + 2, store=store)

@@ -17,7 +17,10 @@ import pytest
 from core.config import parse_config
 from core.events import Event, Item, Kind, event_from_json
 from ingest import stripe as stripe_adapter
-from ingest.app import ingest_routes
+from ingest.app import Ingest, ingest_routes
+from ingest.monitor import ConnectionMonitor
+from state.sqlite_connections import SqliteConnectionStats
+from state.sqlite_rejected import SqliteRejectedStore
 from state.sqlite_log import SqliteEventLog, SqliteLogReader
 from storepulse.servers import build_app, http_server
 from tests.helpers import STRIPE_FIXTURES, free_port, stripe_signature, wait_for
@@ -51,7 +54,9 @@ class IngestServer:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         self.log = SqliteEventLog(self.log_path)
-        app = build_app(ingest_routes(self.config, self.log, clock=lambda: self.now))
+        ingest = Ingest(self.config, self.log, SqliteRejectedStore(tmp / "rejected.sqlite3"),
+                        ConnectionMonitor(SqliteConnectionStats(tmp / "connections.sqlite3")), clock=lambda: self.now)
+        app = build_app(ingest_routes(ingest))
         self.server = http_server(app, "127.0.0.1", self.port)
         self.server.config.loop = "asyncio"
         self._serving = asyncio.run_coroutine_threadsafe(self.server.serve(), self._loop)
@@ -92,15 +97,17 @@ def test_real_signed_delivery_verifies_with_the_clock_frozen_at_its_timestamp(ve
     try:
         r = server.post(body, header)
         assert r.status_code == 200, r.text
-        assert r.json() == {"status": "accepted", "events": ["stripe:odoo-stripe:evt_1GqFpHAlCFm536g8NYSLoccF"]}
+        paid_id = "stripe:odoo-stripe:paid:pi_1GqFpCAlCFm536g8HsBSvSEt"
+        assert r.json() == {"status": "accepted", "events": [paid_id], "new": 1}
         [event] = server.logged()
         # 2019-05-16 API: no amount_total; the order is its display_items: 2 x 15.00 USD.
         assert event == Event(
-            id="stripe:odoo-stripe:evt_1GqFpHAlCFm536g8NYSLoccF", kind=Kind.ORDER_PAID, org="odoo",
+            id=paid_id, kind=Kind.ORDER_PAID, org="odoo",
             store="odoo-stripe", time=1591264651000, amount=3000, currency="USD", customer="cus_HP3xLqXMIwBfTg",
             order="pi_1GqFpCAlCFm536g8HsBSvSEt",
             items=(Item(product="t-shirt", qty=2, unit_price=1500, name="t-shirt"),),
             raw_id="cs_test_SI8yz61JCZ4gxd7Z5oGfQSn9ZbubC6SZF3bJTxvy2PVqSd3dzbDV1kyd",
+            cart="cs_test_SI8yz61JCZ4gxd7Z5oGfQSn9ZbubC6SZF3bJTxvy2PVqSd3dzbDV1kyd",
         )
         # Within the 300 s tolerance it still verifies; a redelivery is a duplicate, not a second order.
         server.now = t + 299
@@ -127,12 +134,19 @@ def test_real_signed_delivery_is_refused_when_changed_or_replayed(vector, tmp_pa
         server.close()
 
 
+S = "stripe:odoo-stripe"
 FIXTURE_EXPECTATIONS = {
-    # file: (kind, amount in ISO minor units, currency, order key)
-    "payment_intent.succeeded.json": (Kind.ORDER_PAID, 2000, "USD", "pi_000000000000000000000000"),
-    "charge.refunded.json": (Kind.ORDER_REFUNDED, 100, "USD", "ch_000000000000000000000000"),
-    "checkout.session.completed.stripe-ruby-mock.json": (Kind.ORDER_PAID, 25000, "USD", "pi_00000000000000"),
-    "checkout.session.completed.json": (Kind.ORDER_PAID, 3000, "USD", "pi_1GqFpCAlCFm536g8HsBSvSEt"),
+    # file: (event id, kind, amount in ISO minor units, currency, order key)
+    "payment_intent.succeeded.json": (f"{S}:paid:pi_000000000000000000000000", Kind.ORDER_PAID, 2000, "USD", "pi_000000000000000000000000"),
+    "charge.succeeded.json": (f"{S}:paid:pi_000000000000000000000000", Kind.ORDER_PAID, 2000, "USD", "pi_000000000000000000000000"),
+    "invoice.paid.json": (f"{S}:paid:pi_000000000000000000000000", Kind.ORDER_PAID, 2000, "USD", "pi_000000000000000000000000"),
+    "charge.succeeded.api-2026-04-22.dahlia.json": (f"{S}:paid:pi_3TbGBUJEe0yY0QKr1NhtlhQp", Kind.ORDER_PAID, 22200, "USD", "pi_3TbGBUJEe0yY0QKr1NhtlhQp"),
+    "charge.refunded.json": (f"{S}:refunded:ch_000000000000000000000000:100", Kind.ORDER_REFUNDED, 100, "USD", "ch_000000000000000000000000"),
+    "checkout.session.completed.stripe-ruby-mock.json": (f"{S}:paid:pi_00000000000000", Kind.ORDER_PAID, 25000, "USD", "pi_00000000000000"),
+    "checkout.session.completed.json": (f"{S}:paid:pi_1GqFpCAlCFm536g8HsBSvSEt", Kind.ORDER_PAID, 3000, "USD", "pi_1GqFpCAlCFm536g8HsBSvSEt"),
+    "customer.created.json": (f"{S}:customer:cus_00000000000000:created", Kind.CUSTOMER_CREATED, 0, "", None),
+    "customer.updated.json": (f"{S}:evt_000000000000000000000000", Kind.CUSTOMER_UPDATED, 0, "", None),
+    "product.updated.json": (f"{S}:evt_000000000000000000000000", Kind.PRODUCT_UPDATED, 0, "", None),
 }
 
 
@@ -142,18 +156,34 @@ def test_fixtures_normalise(name: str) -> None:
     store = parse_config(CONFIG, {}).store("odoo-stripe")
     payload = json.loads((STRIPE_FIXTURES / name).read_text())
     [event] = stripe_adapter.normalise(payload, store)
-    kind, amount, currency, order = FIXTURE_EXPECTATIONS[name]
-    assert (event.kind, event.amount, event.currency, event.order) == (kind, amount, currency, order)
-    assert event.id == f"stripe:odoo-stripe:{payload['id']}"
+    assert (event.id, event.kind, event.amount, event.currency, event.order) == FIXTURE_EXPECTATIONS[name]
     assert event.time == payload["created"] * 1000
+    assert (event.org, event.store) == ("odoo", "odoo-stripe")
 
 
 @needs_shared
-@pytest.mark.parametrize("name", ["customer.created.json", "product.updated.json", "invoice.paid.json",
-                                  "charge.succeeded.json", "event.docs-example.setup_intent.created.json"])
-def test_fixtures_of_types_not_yet_used_are_ignored(name: str) -> None:
+def test_one_payment_seen_as_intent_charge_and_invoice_is_one_fact() -> None:
+    store = parse_config(CONFIG, {}).store("odoo-stripe")
+    ids = {stripe_adapter.normalise(json.loads((STRIPE_FIXTURES / n).read_text()), store)[0].id
+           for n in ("payment_intent.succeeded.json", "charge.succeeded.json", "invoice.paid.json")}
+    assert ids == {f"{S}:paid:pi_000000000000000000000000"}
+
+
+@needs_shared
+@pytest.mark.parametrize("name", ["event.docs-example.setup_intent.created.json", "openapi-fixtures/event.json"])
+def test_fixtures_of_types_not_used_are_ignored(name: str) -> None:
     store = parse_config(CONFIG, {}).store("odoo-stripe")
     assert stripe_adapter.normalise(json.loads((STRIPE_FIXTURES / name).read_text()), store) == []
+
+
+def test_expired_checkout_is_an_abandoned_cart() -> None:
+    store = parse_config(CONFIG, {}).store("odoo-stripe")
+    payload = {"id": "evt_1", "type": "checkout.session.expired", "created": 1_700_000_000,
+               "data": {"object": {"id": "cs_1", "object": "checkout.session", "status": "expired",
+                                   "amount_total": 4200, "currency": "eur", "customer": "cus_9"}}}
+    [e] = stripe_adapter.normalise(payload, store)
+    assert (e.id, e.kind, e.cart, e.amount, e.currency, e.customer) == (
+        f"{S}:checkout:cs_1:expired", Kind.CHECKOUT_EXPIRED, "cs_1", 4200, "EUR", "cus_9")
 
 
 @pytest.mark.parametrize(
