@@ -22,6 +22,7 @@ from starlette.routing import Route
 from core.config import Config, Store
 from ingest import metrics
 from ingest.adapter import Delivery, Outcome
+from ingest.events_api import parse_batch, store_for_key
 from ingest.errors import Rejected, TooLarge, UnknownStore, UnsupportedMediaType
 from ingest.monitor import ConnectionMonitor
 from state.log import EventLog, LogUnavailable
@@ -89,7 +90,7 @@ class Ingest:
             log.exception("could not keep rejected delivery %s", record.id)
         return _error(exc.status, exc.message)
 
-    async def append(self, provider: str, outcome: Outcome, received_at: float) -> Response:
+    async def append(self, provider: str, outcome: Outcome, received_at: float, list_ids: bool = True) -> Response:
         if not outcome.events:
             metrics.DELIVERIES.labels(provider, "ignored").inc()
             metrics.IGNORED.labels(provider, outcome.topic[:64]).inc()
@@ -106,7 +107,34 @@ class Ingest:
         metrics.EVENTS.labels(provider).inc(new)
         outcome_name = "accepted" if new else "duplicate"
         metrics.DELIVERIES.labels(provider, outcome_name).inc()
-        return JSONResponse({"status": outcome_name, "events": [e.id for e in outcome.events], "new": new})
+        body: dict[str, object] = {"status": outcome_name, "new": new, "duplicates": len(appended) - new}
+        if list_ids:
+            body["events"] = [e.id for e in outcome.events]
+        return JSONResponse(body)
+
+    async def redrive(self, r: RejectedDelivery) -> str:
+        """Runs a kept delivery through verification and normalisation again, with today's config.
+
+        Signature timestamps are judged by when it first arrived: we did receive it then.
+        """
+        store = self.config.store(r.store)
+        try:
+            if store is None:
+                raise UnknownStore(f"no store {r.store!r} is configured")
+            if r.provider == "events":
+                outcome = parse_batch(r.body, store)
+            else:
+                outcome = adapter_for(r.provider)(Delivery(r.body, r.headers), store, r.received_at)
+        except Rejected as exc:
+            result = f"still rejected ({exc.status}): {exc.message}"
+        else:
+            appended = await self.log.append(outcome.events) if outcome.events else []
+            self.monitor.appended(outcome.events, appended, self.clock())
+            result = f"redriven: {sum(appended)} new, {len(appended) - sum(appended)} duplicate event(s)"
+            if outcome.ignored:
+                result = f"redriven: {outcome.ignored}"
+        await asyncio.to_thread(self.rejected.mark_redriven, r.id, self.clock(), result)
+        return result
 
 
 def ingest_routes(ingest: Ingest) -> list[Route]:
@@ -134,4 +162,26 @@ def ingest_routes(ingest: Ingest) -> list[Route]:
             return await ingest.reject(exc, provider, store_id, store, headers, body, received_at)
         return await ingest.append(provider, outcome, received_at)
 
-    return [Route("/webhooks/{provider}/{store_id}", webhook, methods=["POST"])]
+    async def events(request: Request) -> Response:
+        received_at = ingest.clock()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        auth = headers.get("authorization", "")
+        key = auth[7:].strip() if auth.startswith("Bearer ") else headers.get("x-storepulse-key")
+        store: Store | None = None
+        body = b""
+        try:
+            store = store_for_key(ingest.config, key)
+            media = headers.get("content-type", "").split(";")[0].strip().lower()
+            if media not in ("application/json", ""):
+                raise UnsupportedMediaType(f"Content-Type {media!r} is not accepted: send application/json")
+            body = await read_body(request, ingest.max_body)
+            outcome = parse_batch(body, store)
+        except Rejected as exc:
+            store_id = store.id if store else "(no valid key)"
+            return await ingest.reject(exc, "events", store_id, store, headers, body, received_at)
+        return await ingest.append("events", outcome, received_at, list_ids=len(outcome.events) <= 10)
+
+    return [
+        Route("/webhooks/{provider}/{store_id}", webhook, methods=["POST"]),
+        Route("/v1/events", events, methods=["POST"]),
+    ]

@@ -16,10 +16,14 @@ from pathlib import Path
 import uvloop
 
 from core.config import Config, ConfigError
+from storepulse.commands import rejected
 from storepulse.configfile import DEFAULT_PATH, demo_config, load_config
 from storepulse.servers import build_app, http_server, stop_on_signals
 
 log = logging.getLogger("storepulse")
+
+# Commands beyond the servers: each module has register(subparsers, common) and run(args, path, config).
+_COMMANDS = {"rejected": rejected}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -59,6 +63,8 @@ def parser() -> argparse.ArgumentParser:
     fl.add_argument("--epoch-ms", type=int, default=1000, help="how often state and offsets are snapshotted")
     fl.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: off)")
     fl.add_argument("--metrics-host", default="127.0.0.1")
+    for module in _COMMANDS.values():
+        module.register(sub, _common)
     return ap
 
 
@@ -85,6 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command in ("ingest", "gateway") and not args.redis:
         print(f"storepulse {args.command}: running a part alone needs --redis URL (use `storepulse up` for embedded)", file=sys.stderr)
         raise SystemExit(2)
+    if args.command in _COMMANDS:
+        raise SystemExit(_COMMANDS[args.command].run(args, path, config))
     if args.command == "flows":
         from flows.run import run_flows
 
@@ -132,25 +140,26 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config) -> None:
     from ingest.app import Ingest, ingest_routes
     from ingest.monitor import ConnectionMonitor
     from state.open import open_connection_stats, open_log, open_read_model, open_rejected
-    from ws_gateway.api import gateway_routes
+    from ws_gateway.api import ReadSide, gateway_routes
     from ws_gateway.hub import Hub
     from ws_gateway.live import start_ws_server
 
     stop = stop_on_signals()
     routes = []
     event_log = hub = ws = supervisor = monitor = None
+    rejected = open_rejected(args.data_dir, args.redis)
+    stats = open_connection_stats(args.data_dir, args.redis)
     if args.command in ("up", "ingest"):
         event_log = open_log(args.data_dir, args.redis)
-        monitor = ConnectionMonitor(open_connection_stats(args.data_dir, args.redis))
+        monitor = ConnectionMonitor(stats)
         monitor.start()
-        ingest = Ingest(config, event_log, open_rejected(args.data_dir, args.redis), monitor, max_body=args.max_body)
-        routes += ingest_routes(ingest)
+        routes += ingest_routes(Ingest(config, event_log, rejected, monitor, max_body=args.max_body))
     if args.command in ("up", "gateway"):
         model = open_read_model(args.data_dir, args.redis)
         hub = Hub(config, model)
         await hub.start()
         ws = await start_ws_server(config, hub, args.host, args.ws_port)
-        routes += gateway_routes(config, model, args.ws_port)
+        routes += gateway_routes(ReadSide(config, model, rejected, stats, args.ws_port))
     if args.command == "up":
         supervisor = asyncio.create_task(_supervise(_flows_command(args, path), stop))
     server = http_server(build_app(routes), args.host, args.http_port)

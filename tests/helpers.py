@@ -90,6 +90,10 @@ secret = "whsec_acme_secret"
 provider = "stripe"
 secret = "env:ACME_EU2_SECRET"
 
+[orgs.acme.stores.acme-site]
+provider = "events"
+secret = "acme-site-key-0123456789"
+
 [orgs.tokyo]
 timezone = "Asia/Tokyo"
 currency = "JPY"
@@ -99,7 +103,8 @@ token = "tokyo-token-0123456789"
 provider = "stripe"
 secret = "whsec_tokyo_secret"
 """
-SECRETS = {"acme-stripe": "whsec_acme_secret", "acme-eu2": "whsec_acme_eu2", "tokyo-stripe": "whsec_tokyo_secret"}
+SECRETS = {"acme-stripe": "whsec_acme_secret", "acme-eu2": "whsec_acme_eu2", "tokyo-stripe": "whsec_tokyo_secret",
+           "acme-site": "acme-site-key-0123456789"}
 TOKENS = {"acme": "acme-token-0123456789", "tokyo": "tokyo-token-0123456789"}
 
 
@@ -162,6 +167,21 @@ class Storepulse:
                 "Stripe-Signature": stripe_signature(body, secret or SECRETS[store], timestamp)}
         hdrs.update(headers or {})
         return httpx.post(f"{self.base}/webhooks/stripe/{store}", content=body, headers=hdrs, timeout=10)
+
+    def get(self, path: str, org: str = "acme", **params: object) -> httpx.Response:
+        return httpx.get(f"{self.base}{path}", params=params, headers={"Authorization": f"Bearer {TOKENS[org]}"}, timeout=10)
+
+    def post_events(self, events: object, key: str | None = None) -> httpx.Response:
+        return httpx.post(f"{self.base}/v1/events", content=orjson.dumps(events), timeout=30,
+                          headers={"Authorization": f"Bearer {key or SECRETS['acme-site']}", "Content-Type": "application/json"})
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Another storepulse command against the same config and data."""
+        cmd = [sys.executable, "-m", "storepulse", *args, "--config", str(self.config), "--data-dir", str(self.data_dir)]
+        if self.redis_url:
+            cmd += ["--redis", self.redis_url]
+        env = {**os.environ, "ACME_EU2_SECRET": SECRETS["acme-eu2"]}
+        return subprocess.run(cmd, cwd=self.workdir, env=env, capture_output=True, text=True, timeout=60)
 
     def figures(self, org: str, period: str = "all", store: str | None = None, token: str | None = None) -> httpx.Response:
         params = {"period": period} | ({"store": store} if store else {})

@@ -1,8 +1,10 @@
-"""HTTP read API and the dashboard page."""
+"""HTTP read API and the dashboard page. Every /api route is scoped to the token's organisation."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.resources import files
 
@@ -10,41 +12,113 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from core.config import Config
+from core.clock import utc_from_ms
+from core.config import Config, Org
 from core.figures import PERIODS, MissingRate, compute_figures
+from state.connections import ConnectionStats
 from state.readmodel import ReadModel
+from state.rejected import RejectedStore
 from ws_gateway.auth import AuthError, org_for
 
+BODY_PREVIEW_BYTES = 4096
 
-def gateway_routes(config: Config, model: ReadModel, ws_port: int) -> list[Route]:
+
+@dataclass
+class ReadSide:
+    config: Config
+    model: ReadModel
+    rejected: RejectedStore
+    stats: ConnectionStats
+    ws_port: int
+
+
+def _err(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _limit(request: Request, default: int = 100, most: int = 1000) -> int:
+    raw = request.query_params.get("limit", str(default))
+    if not raw.isdigit() or not 0 < int(raw) <= most:
+        raise AuthError(400, f"limit must be a whole number from 1 to {most}, got {raw!r}")
+    return int(raw)
+
+
+def gateway_routes(side: ReadSide) -> list[Route]:
+    def authorised(request: Request) -> Org:
+        return org_for(side.config, request.headers.get("authorization"), request.path_params["org"])
+
     async def figures(request: Request) -> Response:
-        org_id = request.path_params["org"]
-        try:
-            org = org_for(config, request.headers.get("authorization"), org_id)
-        except AuthError as exc:
-            return JSONResponse({"error": exc.message}, status_code=exc.status)
+        org = authorised(request)
         period = request.query_params.get("period", "today")
         if period not in PERIODS:
-            return JSONResponse({"error": f"period must be one of {', '.join(PERIODS)}, got {period!r}"}, status_code=400)
+            return _err(400, f"period must be one of {', '.join(PERIODS)}, got {period!r}")
         store = request.query_params.get("store")
         if store is not None and store not in org.stores:
-            return JSONResponse({"error": f"organisation {org.id!r} has no store {store!r}"}, status_code=404)
-        version, days = await asyncio.to_thread(model.snapshot, org.id)
+            return _err(404, f"organisation {org.id!r} has no store {store!r}")
+        version, days = await asyncio.to_thread(side.model.snapshot, org.id)
         try:
             result = compute_figures(
                 days, period=period, now=datetime.now(timezone.utc), tz=org.tz, currency=org.currency, store=store
             )
         except MissingRate as exc:
-            return JSONResponse({"error": str(exc)}, status_code=422)
-        body = {"org": org.id, "store": store, "period": period, "version": version, **result.to_json()}
-        return JSONResponse(body)
+            return _err(422, str(exc))
+        return JSONResponse({"org": org.id, "store": store, "period": period, "version": version, **result.to_json()})
+
+    async def rejected_list(request: Request) -> Response:
+        org = authorised(request)
+        store = request.query_params.get("store")
+        if store is not None and store not in org.stores:
+            return _err(404, f"organisation {org.id!r} has no store {store!r}")
+        found = await asyncio.to_thread(side.rejected.list, org=org.id, store=store, limit=_limit(request))
+        return JSONResponse({"rejected": [r.to_json(body_limit=BODY_PREVIEW_BYTES) for r in found]})
+
+    async def rejected_one(request: Request) -> Response:
+        org = authorised(request)
+        r = await asyncio.to_thread(side.rejected.get, request.path_params["id"])
+        if r is None or r.org != org.id:
+            return _err(404, "no such rejected delivery in this organisation")
+        return JSONResponse(r.to_json())
+
+    async def connections(request: Request) -> Response:
+        org = authorised(request)
+        since = int(time.time() // 60) - 60
+
+        def gather() -> list[dict[str, object]]:
+            out = []
+            for s in org.stores.values():
+                n, last_event, last_received = side.stats.activity(s.id, since)
+                rej = side.rejected.summary(s.id)
+                out.append({
+                    "store": s.id, "provider": s.provider, "currency": s.currency,
+                    "last_event_time": utc_from_ms(last_event).isoformat() if last_event is not None else None,
+                    "last_received_at": datetime.fromtimestamp(last_received, timezone.utc).isoformat() if last_received else None,
+                    "events_last_hour": n,
+                    "rejected": {"count": rej.count, "last_reason": rej.last_reason,
+                                 "last_at": datetime.fromtimestamp(rej.last_at, timezone.utc).isoformat() if rej.last_at else None},
+                    "sync": side.stats.load_sync(s.id),
+                })
+            return out
+
+        return JSONResponse({"org": org.id, "connections": await asyncio.to_thread(gather)})
 
     page = files("ws_gateway").joinpath("static/dashboard.html").read_text()
 
     async def dashboard(request: Request) -> Response:
-        return HTMLResponse(page.replace("__WS_PORT__", str(ws_port)))
+        return HTMLResponse(page.replace("__WS_PORT__", str(side.ws_port)))
+
+    def guarded(fn):  # noqa: ANN001, ANN202 - turns AuthError into its HTTP answer
+        async def route(request: Request) -> Response:
+            try:
+                return await fn(request)
+            except AuthError as exc:
+                return _err(exc.status, exc.message)
+
+        return route
 
     return [
-        Route("/api/v1/orgs/{org}/figures", figures, methods=["GET"]),
+        Route("/api/v1/orgs/{org}/figures", guarded(figures), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/rejected", guarded(rejected_list), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/rejected/{id}", guarded(rejected_one), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/connections", guarded(connections), methods=["GET"]),
         Route("/", dashboard, methods=["GET"]),
     ]

@@ -1,0 +1,87 @@
+"""`storepulse rejected list|show|redrive`: inspect refused deliveries and run them again after a fix."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from core.config import Config
+
+
+def register(sub: argparse._SubParsersAction, common) -> None:  # noqa: ANN001 - argparse's private type
+    p = sub.add_parser("rejected", help="list, show or redrive refused deliveries")
+    verbs = p.add_subparsers(dest="verb", required=True)
+    ls = verbs.add_parser("list", help="newest first")
+    common(ls)
+    ls.add_argument("--org")
+    ls.add_argument("--store")
+    ls.add_argument("--limit", type=int, default=50)
+    show = verbs.add_parser("show", help="one delivery with its body and headers")
+    common(show)
+    show.add_argument("id")
+    rd = verbs.add_parser("redrive", help="verify and normalise again with the current config; append what passes")
+    common(rd)
+    rd.add_argument("ids", nargs="*", help="rejected delivery ids")
+    rd.add_argument("--store", help="every delivery of this store not yet redriven successfully")
+
+
+def _when(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def run(args: argparse.Namespace, path: Path, config: Config) -> int:
+    from state.open import open_rejected
+
+    store = open_rejected(args.data_dir, args.redis)
+    try:
+        if args.verb == "list":
+            for r in store.list(org=args.org, store=args.store, limit=args.limit):
+                done = f"  [{r.redrive_result}]" if r.redrive_result else ""
+                print(f"{r.id}  {_when(r.received_at)}  {r.provider}/{r.store}  {r.status}  {r.reason}{done}")
+            return 0
+        if args.verb == "show":
+            r = store.get(args.id)
+            if r is None:
+                print(f"storepulse: no rejected delivery {args.id}", file=sys.stderr)
+                return 1
+            print(json.dumps(r.to_json(), indent=2))
+            return 0
+        return asyncio.run(_redrive(args, config, store))
+    finally:
+        store.close()
+
+
+async def _redrive(args: argparse.Namespace, config: Config, store) -> int:  # noqa: ANN001
+    from ingest.app import Ingest
+    from ingest.monitor import ConnectionMonitor
+    from state.open import open_connection_stats, open_log
+
+    if not args.ids and not args.store:
+        print("storepulse: name rejected delivery ids, or --store S", file=sys.stderr)
+        return 2
+    todo = [store.get(i) for i in args.ids]
+    missing = [i for i, r in zip(args.ids, todo) if r is None]
+    if args.store:
+        todo += [r for r in store.list(store=args.store, limit=10_000)
+                 if r.redrive_result is None or r.redrive_result.startswith("still rejected")]
+    if not todo and not missing:
+        print("nothing to redrive")
+    log = open_log(args.data_dir, args.redis)
+    monitor = ConnectionMonitor(open_connection_stats(args.data_dir, args.redis))
+    ingest = Ingest(config, log, store, monitor)
+    failed = len(missing)
+    for i in missing:
+        print(f"{i}: no such rejected delivery")
+    try:
+        for r in reversed([r for r in todo if r is not None]):  # oldest first, as they arrived
+            result = await ingest.redrive(r)
+            failed += result.startswith("still rejected")
+            print(f"{r.id}: {result}")
+    finally:
+        await monitor.stop()
+        await log.close()
+    return 1 if failed else 0
