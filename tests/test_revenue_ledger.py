@@ -62,7 +62,7 @@ def test_days_are_cut_in_the_org_timezone() -> None:
 
 events = st.lists(
     st.one_of(
-        st.builds(lambda o, a, dt: paid(f"p{o}-{dt}", f"pi{o}", a, T0 + dt * H), st.integers(0, 5), st.integers(1, 10**6), st.integers(0, 48)),
+        st.builds(lambda o, a, dt: paid(f"p{o}-{dt}-{a}", f"pi{o}", a, T0 + dt * H), st.integers(0, 5), st.integers(1, 10**6), st.integers(0, 48)),
         st.builds(lambda o, a, dt: refund(f"r{o}-{a}", f"pi{o}", f"ch{o}", a, T0 + dt * H), st.integers(0, 5), st.integers(1, 10**5), st.integers(0, 48)),
     ),
     max_size=40,
