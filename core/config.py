@@ -29,6 +29,11 @@ class Store:
     provider: str
     secret: str
     currency: str  # the store's own currency; defaults to the organisation's
+    # For backfill sync: Stripe secret key / WooCommerce consumer key, WooCommerce consumer secret,
+    # and the API's base URL (the shop's site for WooCommerce; Stripe's default unless set).
+    api_key: str | None = None
+    api_secret: str | None = None
+    api_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +147,14 @@ def parse_config(text: str, env: Mapping[str, str]) -> Config:
                 raise ConfigError(f"{swhere}.provider: {provider!r} is not one of {', '.join(PROVIDERS)}")
             secret = _secret(_str(st, "secret", swhere), f"{swhere}.secret", env)
             store_currency = _currency(_str(st, "currency", swhere, currency), f"{swhere}.currency")
-            unknown = set(st) - {"provider", "secret", "currency"}
+            unknown = set(st) - {"provider", "secret", "currency", "api_key", "api_secret", "api_url"}
             if unknown:
                 raise ConfigError(f"{swhere}: unknown key(s) {sorted(unknown)}")
-            stores[store_id] = Store(store_id, org_id, provider, secret, store_currency)
+            api = {k: _secret(_str(st, k, swhere), f"{swhere}.{k}", env) if k in st else None
+                   for k in ("api_key", "api_secret")}
+            api_url = _str(st, "api_url", swhere) if "api_url" in st else None
+            if api_url is not None and not api_url.startswith(("http://", "https://")):
+                raise ConfigError(f"{swhere}.api_url: must start with http:// or https://, got {api_url!r}")
+            stores[store_id] = Store(store_id, org_id, provider, secret, store_currency, api["api_key"], api["api_secret"], api_url)
         orgs[org_id] = Org(org_id, timezone, currency, token, stores)
     return Config(orgs)
