@@ -62,7 +62,7 @@ class RevenueLedger:
         totals[2] += orders
 
     def _paid(self, e: Event) -> list[tuple[str, str, str]]:
-        order_key = e.order or e.id
+        order_key = f"{e.store}\x1f{e.order or e.id}"  # order ids count up per shop: two shops share them
         new = PaidOrder(e.time, e.id, e.store, e.currency, e.amount)
         old = self.orders.get(order_key)
         if old is not None and (old.time, old.event_id) <= (new.time, new.event_id):
@@ -80,7 +80,7 @@ class RevenueLedger:
         return [old_key] if old_key == new_key else [old_key, new_key]
 
     def _refunded(self, e: Event) -> list[tuple[str, str, str]]:
-        refund_key = e.refund or e.id
+        refund_key = f"{e.store}\x1f{e.refund or e.id}"
         increase = e.amount - self.refunded.get(refund_key, 0)
         if increase <= 0:
             return []  # a redelivery, or an older report of a refund we know more of

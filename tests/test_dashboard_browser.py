@@ -74,7 +74,7 @@ def test_dashboard_shows_live_figures_exactly(sp: Storepulse, page: Page) -> Non
     expect(page.locator("#error")).to_have_text("")
     # The token leaves the address bar once read.
     assert "token" not in page.url
-    expect(page.locator("#store option")).to_have_count(3)  # All stores, acme-eu2, acme-stripe
+    expect(page.locator("#store option")).to_have_count(4)  # All stores, acme-eu2, acme-site, acme-stripe
     expect(page.locator("#store option[value='tokyo-stripe']")).to_have_count(0)
     expect(page.locator("#figures td[data-figure]")).to_have_count(5 * 4)
     # Control: a fresh instance starts at zero, so the texts below are the payments' alone.

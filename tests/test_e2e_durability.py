@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,13 +14,16 @@ import pytest
 from tests.helpers import RedisServer, Storepulse, payment_intent_succeeded, wait_api
 
 
-def _post_many(sp: Storepulse, store: str, n: int, amount_of: callable, tag: str) -> tuple[int, int]:
+def _post_many(sp: Storepulse, store: str, n: int, amount_of: Callable[[int], int], tag: str,
+               progress: threading.Semaphore | None = None) -> tuple[int, int]:
     """Posts n distinct payments concurrently; returns (accepted count, accepted amount). Failures are not accepted."""
     def one(i: int) -> tuple[int, int]:
         try:
             r = sp.post_stripe(store, payment_intent_succeeded(f"evt_{tag}_{i}", f"pi_{tag}_{i}", amount_of(i)))
         except Exception:  # the server died under us: the sender would retry, nothing was acknowledged
             return 0, 0
+        if progress is not None:
+            progress.release()
         return (1, amount_of(i)) if r.status_code == 200 and r.json()["status"] == "accepted" else (0, 0)
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -65,9 +70,11 @@ def test_kill_while_webhooks_arrive_loses_no_accepted_event(tmp_path: Path) -> N
     try:
         sp.start()
         tag = uuid.uuid4().hex[:8]
+        answered = threading.Semaphore(0)
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            fut = pool.submit(_post_many, sp, "acme-stripe", 400, lambda i: 100 + i, tag)
-            time.sleep(0.5)
+            fut = pool.submit(_post_many, sp, "acme-stripe", 400, lambda i: 100 + i, tag, answered)
+            for _ in range(50):  # kill once some deliveries have been answered, however slow the machine
+                assert answered.acquire(timeout=30)
             sp.kill()
             count, total = fut.result()
         assert 0 < count < 400, f"the kill should land mid-stream (accepted {count})"

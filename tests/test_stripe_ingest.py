@@ -98,7 +98,7 @@ def test_real_signed_delivery_verifies_with_the_clock_frozen_at_its_timestamp(ve
         r = server.post(body, header)
         assert r.status_code == 200, r.text
         paid_id = "stripe:odoo-stripe:paid:pi_1GqFpCAlCFm536g8HsBSvSEt"
-        assert r.json() == {"status": "accepted", "events": [paid_id], "new": 1}
+        assert r.json() == {"status": "accepted", "events": [paid_id], "new": 1, "duplicates": 0}
         [event] = server.logged()
         # 2019-05-16 API: no amount_total; the order is its display_items: 2 x 15.00 USD.
         assert event == Event(
