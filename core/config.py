@@ -43,6 +43,9 @@ class Org:
     currency: str  # presentation currency
     token: str
     stores: Mapping[str, Store]
+    abandon_after_minutes: int = 60  # a cart with no checkout for this long is abandoned
+    plan_limit: int | None = None  # paid orders per rolling 30 days that the plan allows
+
 
     @property
     def tz(self) -> ZoneInfo:
@@ -52,6 +55,7 @@ class Org:
 @dataclass(frozen=True, slots=True)
 class Config:
     orgs: Mapping[str, Org]
+    rates_file: str | None = None  # ECB eurofxref-hist.csv format; relative to the config file
 
     def store(self, store_id: str) -> Store | None:
         for org in self.orgs.values():
@@ -123,7 +127,13 @@ def parse_config(text: str, env: Mapping[str, str]) -> Config:
         if token in token_owner:
             raise ConfigError(f"{where}.token: the same token is used by orgs.{token_owner[token]}; tokens must differ")
         token_owner[token] = org_id
-        unknown = set(table) - {"timezone", "currency", "token", "stores"}
+        abandon = table.get("abandon_after", 60)
+        if not isinstance(abandon, int) or isinstance(abandon, bool) or not 30 <= abandon <= 180:
+            raise ConfigError(f"{where}.abandon_after: minutes from 30 to 180, got {abandon!r}")
+        plan_limit = table.get("plan_limit")
+        if plan_limit is not None and (not isinstance(plan_limit, int) or isinstance(plan_limit, bool) or plan_limit < 1):
+            raise ConfigError(f"{where}.plan_limit: a positive whole number of paid orders per 30 days, got {plan_limit!r}")
+        unknown = set(table) - {"timezone", "currency", "token", "stores", "abandon_after", "plan_limit"}
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
         stores: dict[str, Store] = {}
@@ -156,5 +166,11 @@ def parse_config(text: str, env: Mapping[str, str]) -> Config:
             if api_url is not None and not api_url.startswith(("http://", "https://")):
                 raise ConfigError(f"{swhere}.api_url: must start with http:// or https://, got {api_url!r}")
             stores[store_id] = Store(store_id, org_id, provider, secret, store_currency, api["api_key"], api["api_secret"], api_url)
-        orgs[org_id] = Org(org_id, timezone, currency, token, stores)
-    return Config(orgs)
+        orgs[org_id] = Org(org_id, timezone, currency, token, stores, abandon, plan_limit)
+    rates_file = doc.get("rates_file")
+    if rates_file is not None and (not isinstance(rates_file, str) or not rates_file):
+        raise ConfigError(f"rates_file: must be a path to an ECB-format CSV, got {rates_file!r}")
+    unknown = set(doc) - {"orgs", "rates_file"}
+    if unknown:
+        raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}: expected [orgs.NAME] tables and rates_file")
+    return Config(orgs, rates_file)

@@ -1,47 +1,56 @@
-"""Revenue figures: the day totals the dataflow keeps, and the periods the read side sums them into.
+"""Revenue figures: the buckets the dataflow keeps, and the periods and series the read side sums.
 
-A `DayTotals` is an absolute value (never an increment) with the organisation's version at which it
-was produced, so writing it twice, or out of order, leaves the read model right.
+A `Bucket` is an absolute value (never an increment) with the organisation's version at which it
+was produced, so writing it twice, or out of order, leaves the read model right. Buckets come in
+two grains: the organisation's local day, and the UTC hour (local hours are labelled from it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import orjson
 
 from core.money import Money, divide_half_up
+from core.rates import MissingRate, Rates
 
-PERIODS = ("today", "7d", "30d", "all")
+PERIODS = ("today", "yesterday", "7d", "30d", "90d", "all")
+METRICS = ("gross_revenue", "refunds", "net_revenue", "orders", "paid_orders", "aov", "items_sold")
+DAY, HOUR = "day", "hour"
+
+__all__ = ["Bucket", "Figures", "MissingRate", "PERIODS", "METRICS", "compute_figures", "resolve_period", "series"]
 
 
 @dataclass(frozen=True, slots=True)
-class DayTotals:
+class Bucket:
     org: str
     version: int  # the organisation's change version that produced this value
+    grain: str  # DAY: `start` is the local ISO date; HOUR: `start` is the UTC hour, "YYYY-MM-DDTHH"
+    start: str
     store: str
-    day: str  # ISO date in the organisation's time zone
     currency: str
-    gross: int  # minor units: value of orders paid that day
-    refunds: int  # minor units refunded that day (whatever day the order was paid)
+    gross: int  # minor units: value of orders paid in the bucket
+    refunds: int  # minor units refunded in the bucket (whatever bucket the order was paid in)
+    orders: int  # orders placed (paid or not) in the bucket
     paid_orders: int
+    items: int  # units on the orders paid in the bucket
 
     @property
     def key(self) -> str:
-        return f"{self.store}|{self.day}|{self.currency}"
+        return f"{self.grain}|{self.store}|{self.start}|{self.currency}"
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)
 
 
-def day_totals_from_json(data: bytes | str) -> DayTotals:
-    return DayTotals(**orjson.loads(data))
+def bucket_from_json(data: bytes | str) -> Bucket:
+    return Bucket(**orjson.loads(data))
 
 
-class MissingRate(ValueError):
+class BadPeriod(ValueError):
     pass
 
 
@@ -50,73 +59,155 @@ class Figures:
     gross_revenue: Money
     refunds: Money
     net_revenue: Money
+    orders: int
     paid_orders: int
     aov: Money  # gross revenue / paid orders, rounded half up; 0 with no orders
+    items_sold: int
 
     def to_json(self) -> dict[str, object]:
         return {
             "gross_revenue": self.gross_revenue.to_json(),
             "refunds": self.refunds.to_json(),
             "net_revenue": self.net_revenue.to_json(),
+            "orders": self.orders,
             "paid_orders": self.paid_orders,
             "aov": self.aov.to_json(),
+            "items_sold": self.items_sold,
         }
 
 
-def period_start(period: str, today: date) -> date | None:
-    """First day of a period ending today (inclusive); None for all time."""
-    if period == "today":
-        return today
-    if period == "7d":
-        return today - timedelta(days=6)
-    if period == "30d":
-        return today - timedelta(days=29)
+def resolve_period(period: str | None, first: str | None, last: str | None, today: date) -> tuple[str, str]:
+    """Inclusive local days (ISO) of a named period ending today, or of an explicit from/to range.
+
+    "all" has no bounds ("" to "\\uffff"): an event stamped ahead of our clock still counts.
+    """
+    if first is not None or last is not None:
+        if period not in (None, ""):
+            raise BadPeriod("give either period or from/to, not both")
+        try:
+            lo = date.fromisoformat(first).isoformat() if first else ""
+            hi = date.fromisoformat(last).isoformat() if last else "\uffff"
+        except ValueError:
+            raise BadPeriod(f"from/to must be dates as YYYY-MM-DD, got from={first!r} to={last!r}") from None
+        if lo > hi:
+            raise BadPeriod(f"from {lo} is after to {hi}")
+        return lo, hi
+    back = {"today": 0, "7d": 6, "30d": 29, "90d": 89}
+    if period in back:
+        return (today - timedelta(days=back[period])).isoformat(), today.isoformat()
+    if period == "yesterday":
+        y = (today - timedelta(days=1)).isoformat()
+        return y, y
     if period == "all":
-        return None
-    raise ValueError(f"unknown period {period!r}: use one of {', '.join(PERIODS)}")
+        return "", "\uffff"
+    raise BadPeriod(f"period must be one of {', '.join(PERIODS)} (or from=/to= dates), got {period!r}")
+
+
+def _day_of_hour(start: str, tz: ZoneInfo) -> str:
+    return datetime.fromisoformat(start + ":00+00:00").astimezone(tz).date().isoformat()
+
+
+def _in_currency(b: Bucket, currency: str, rates: Rates | None, day: str) -> tuple[int, int]:
+    """A bucket's gross and refunds in `currency`, each converted once at the rate of its day."""
+    if b.currency == currency:
+        return b.gross, b.refunds
+    if rates is None:
+        raise MissingRate(f"no exchange rate for {b.currency} to {currency} on {day}: configure rates_file")
+    return rates.convert(b.gross, b.currency, currency, day), rates.convert(b.refunds, b.currency, currency, day)
+
+
+@dataclass(slots=True)
+class _Sum:
+    gross: int = 0
+    refunds: int = 0
+    orders: int = 0
+    paid: int = 0
+    items: int = 0
+
+    def add(self, b: Bucket, gross: int, refunds: int) -> None:
+        self.gross += gross
+        self.refunds += refunds
+        self.orders += b.orders
+        self.paid += b.paid_orders
+        self.items += b.items
+
+    def figures(self, currency: str) -> Figures:
+        return Figures(
+            Money(self.gross, currency), Money(self.refunds, currency), Money(self.gross - self.refunds, currency),
+            self.orders, self.paid, Money(divide_half_up(self.gross, self.paid), currency), self.items,
+        )
+
+    def metric(self, name: str) -> int:
+        return {
+            "gross_revenue": self.gross, "refunds": self.refunds, "net_revenue": self.gross - self.refunds,
+            "orders": self.orders, "paid_orders": self.paid, "aov": divide_half_up(self.gross, self.paid),
+            "items_sold": self.items,
+        }[name]
 
 
 def compute_figures(
-    days: Iterable[DayTotals], *, period: str, now: datetime, tz: ZoneInfo, currency: str, store: str | None = None
+    buckets: Iterable[Bucket], *, first: str, last: str, currency: str, rates: Rates | None = None,
+    store: str | None = None,
 ) -> Figures:
-    """Sums day totals over a period (cut in `tz`, ending on the day `now` falls on there).
+    """Sums the day buckets whose local day is in [first, last]."""
+    total = _Sum()
+    for b in buckets:
+        if b.grain != DAY or (store is not None and b.store != store) or not first <= b.start <= last:
+            continue
+        total.add(b, *_in_currency(b, currency, rates, b.start))
+    return total.figures(currency)
 
-    Amounts in another currency than `currency` cannot be added without a rate: that is an error
-    naming the currency and day, never a silent 1:1.
+
+def series(
+    buckets: Iterable[Bucket], *, metric: str, grain: str, first: str, last: str, tz: ZoneInfo, currency: str,
+    rates: Rates | None = None, store: str | None = None,
+) -> list[tuple[str, int]]:
+    """One point per local day or hour from `first` to `last` (inclusive days), empty ones as 0.
+
+    Hour points are labelled with their start in local time, with its offset (DST-proof).
     """
-    today = now.astimezone(tz).date()
-    start = period_start(period, today)
-    # "all" has no end either: an event stamped ahead of our clock still counts in all time.
-    first, last = (start.isoformat(), today.isoformat()) if start else ("", "\uffff")
-    gross = refunds = orders = 0
-    for d in days:
-        if store is not None and d.store != store:
+    if metric not in METRICS:
+        raise BadPeriod(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    if grain not in (DAY, HOUR):
+        raise BadPeriod(f"granularity must be hour or day, got {grain!r}")
+    if not first or last == "\uffff":
+        raise BadPeriod("a series needs from and to dates (YYYY-MM-DD)")
+    lo, hi = date.fromisoformat(first), date.fromisoformat(last)
+    if (hi - lo).days > (366 if grain == HOUR else 3660):
+        raise BadPeriod("that range has too many points: at most a year of hours or ten years of days")
+    sums: dict[str, _Sum] = {}
+    if grain == DAY:
+        labels = [(lo + timedelta(days=i)).isoformat() for i in range((hi - lo).days + 1)]
+    else:
+        start = datetime.combine(lo, datetime.min.time(), tz).astimezone(timezone.utc)
+        end = datetime.combine(hi + timedelta(days=1), datetime.min.time(), tz).astimezone(timezone.utc)
+        labels = []
+        t = start
+        while t < end:
+            labels.append(t.strftime("%Y-%m-%dT%H"))
+            t += timedelta(hours=1)
+    wanted = set(labels)
+    for b in buckets:
+        if b.grain != grain or b.start not in wanted or (store is not None and b.store != store):
             continue
-        if d.day > last or d.day < first:
-            continue
-        if d.currency != currency:
-            raise MissingRate(f"no exchange rate from {d.currency} to {currency} for {d.day}")
-        gross += d.gross
-        refunds += d.refunds
-        orders += d.paid_orders
-    return Figures(
-        Money(gross, currency),
-        Money(refunds, currency),
-        Money(gross - refunds, currency),
-        orders,
-        Money(divide_half_up(gross, orders), currency),
-    )
-
-
-def all_periods(
-    days: list[DayTotals], *, now: datetime, tz: ZoneInfo, currency: str, stores: Iterable[str]
-) -> dict[str, object]:
-    """Every period for the whole organisation and for each store: what a dashboard shows."""
-    out: dict[str, object] = {
-        "total": {p: compute_figures(days, period=p, now=now, tz=tz, currency=currency).to_json() for p in PERIODS}
-    }
-    out["stores"] = {
-        s: {p: compute_figures(days, period=p, now=now, tz=tz, currency=currency, store=s).to_json() for p in PERIODS}
-        for s in stores
-    }
+        day = b.start if grain == DAY else _day_of_hour(b.start, tz)
+        sums.setdefault(b.start, _Sum()).add(b, *_in_currency(b, currency, rates, day))
+    out = []
+    for label in labels:
+        value = sums[label].metric(metric) if label in sums else 0
+        shown = label if grain == DAY else datetime.fromisoformat(label + ":00+00:00").astimezone(tz).isoformat()
+        out.append((shown, value))
     return out
+
+
+def dashboard_figures(
+    buckets: list[Bucket], *, today: date, currency: str, stores: Iterable[str], rates: Rates | None = None
+) -> dict[str, object]:
+    """Every named period for the whole organisation and for each store: what a dashboard shows."""
+    spans = {p: resolve_period(p, None, None, today) for p in PERIODS}
+
+    def block(store: str | None) -> dict[str, object]:
+        return {p: compute_figures(buckets, first=a, last=b, currency=currency, rates=rates, store=store).to_json()
+                for p, (a, b) in spans.items()}
+
+    return {"total": block(None), "stores": {s: block(s) for s in stores}}

@@ -13,7 +13,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from core.config import Config
 from core.events import Event
-from core.figures import DayTotals
+from core.figures import Bucket
 from flows import metrics
 from flows.revenue import RevenueLedger
 from flows.sinks import ReadModelSink
@@ -22,17 +22,17 @@ from state.log import LogReader
 from state.readmodel import ReadModel
 
 
-class _LedgerLogic(StatefulBatchLogic[Event, DayTotals, RevenueLedger]):
+class _LedgerLogic(StatefulBatchLogic[Event, Bucket, RevenueLedger]):
     # Bytewax does not hand the key to the builder: a new ledger learns its org from its first event.
     def __init__(self, ledger: RevenueLedger | None, timezones: dict[str, str]) -> None:
         self.ledger = ledger
         self._timezones = timezones
 
-    def on_batch(self, values: list[Event]) -> tuple[Iterable[DayTotals], bool]:
+    def on_batch(self, values: list[Event]) -> tuple[Iterable[Bucket], bool]:
         if self.ledger is None:
             org = values[0].org
             self.ledger = RevenueLedger(org, self._timezones[org])
-        out: list[DayTotals] = []
+        out: list[Bucket] = []
         for event in values:
             out.extend(self.ledger.apply(event))
         metrics.EVENTS.inc(len(values))

@@ -1,30 +1,38 @@
-"""Revenue per organisation: paid orders and refunds folded into day totals. Pure.
+"""Revenue per organisation: orders and refunds folded into day and hour buckets. Pure.
 
 Facts, not messages, decide the figures, so duplicates and disorder cannot move them:
-- an order is counted once, however many events say it was paid (Stripe sends a checkout session,
-  a payment intent and a charge for one payment). The earliest of those events, by (time, id),
-  decides the order's day and amount, whatever order they arrive in;
+- an order is counted once, however many events say it was placed or paid. Its earliest
+  placed-or-paid event decides when it was placed; its earliest paid event, by (time, id), decides
+  when it was paid and for how much, whatever order the events arrive in;
 - a refund's amount is the total refunded under its name so far; only an increase is counted,
-  on the day of the event that reported it.
+  in the bucket of the event that reported it.
+Orders of two stores never share a key: order numbers count up per shop.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timezone
 from zoneinfo import ZoneInfo
 
-from core.clock import local_day
+from core.clock import utc_from_ms
 from core.events import Event, Kind
-from core.figures import DayTotals
+from core.figures import DAY, HOUR, Bucket
+
+# Bucket key: (grain, start, store, currency); value: [gross, refunds, orders, paid_orders, items]
+Key = tuple[str, str, str, str]
+GROSS, REFUNDS, ORDERS, PAID, ITEMS = range(5)
 
 
 @dataclass(slots=True)
-class PaidOrder:
-    time: int
-    event_id: str
+class OrderFacts:
     store: str
-    currency: str
-    amount: int
+    placed: tuple[int, str]  # (time, event id) of the earliest placed-or-paid event
+    placed_currency: str
+    paid: tuple[int, str] | None = None  # (time, event id) of the earliest paid event
+    currency: str = ""
+    amount: int = 0
+    items: int = 0
 
 
 @dataclass(slots=True)
@@ -32,59 +40,61 @@ class RevenueLedger:
     org: str
     timezone: str
     version: int = 0
-    orders: dict[str, PaidOrder] = field(default_factory=dict)
+    orders: dict[str, OrderFacts] = field(default_factory=dict)
     refunded: dict[str, int] = field(default_factory=dict)
-    # (store, day, currency) -> [gross, refunds, paid_orders]
-    days: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
+    buckets: dict[Key, list[int]] = field(default_factory=dict)
 
-    def apply(self, event: Event) -> list[DayTotals]:
-        """Folds one event in; returns the day totals it changed, each with a new version."""
-        if event.kind is Kind.ORDER_PAID:
-            touched = self._paid(event)
+    def apply(self, event: Event) -> list[Bucket]:
+        """Folds one event in; returns the buckets it changed, each with a new version."""
+        touched: set[Key] = set()
+        if event.kind in (Kind.ORDER_PAID, Kind.ORDER_PLACED):
+            self._order(event, touched)
         elif event.kind is Kind.ORDER_REFUNDED:
-            touched = self._refunded(event)
-        else:
-            return []
+            self._refund(event, touched)
         out = []
-        for key in touched:
+        for key in sorted(touched):
             self.version += 1
-            gross, refunds, orders = self.days[key]
-            out.append(DayTotals(self.org, self.version, key[0], key[1], key[2], gross, refunds, orders))
+            v = self.buckets[key]
+            out.append(Bucket(self.org, self.version, key[0], key[1], key[2], key[3], *v))
         return out
 
-    def _day_key(self, store: str, time_ms: int, currency: str) -> tuple[str, str, str]:
-        return (store, local_day(time_ms, ZoneInfo(self.timezone)).isoformat(), currency)
+    def _keys(self, store: str, time_ms: int, currency: str) -> tuple[Key, Key]:
+        utc = utc_from_ms(time_ms)
+        day = utc.astimezone(ZoneInfo(self.timezone)).date().isoformat()
+        return (DAY, day, store, currency), (HOUR, utc.astimezone(timezone.utc).strftime("%Y-%m-%dT%H"), store, currency)
 
-    def _add(self, key: tuple[str, str, str], gross: int, refunds: int, orders: int) -> None:
-        totals = self.days.setdefault(key, [0, 0, 0])
-        totals[0] += gross
-        totals[1] += refunds
-        totals[2] += orders
+    def _add(self, touched: set[Key], store: str, time_ms: int, currency: str, field_: int, delta: int) -> None:
+        if delta == 0:
+            return
+        for key in self._keys(store, time_ms, currency):
+            self.buckets.setdefault(key, [0, 0, 0, 0, 0])[field_] += delta
+            touched.add(key)
 
-    def _paid(self, e: Event) -> list[tuple[str, str, str]]:
-        order_key = f"{e.store}\x1f{e.order or e.id}"  # order ids count up per shop: two shops share them
-        new = PaidOrder(e.time, e.id, e.store, e.currency, e.amount)
-        old = self.orders.get(order_key)
-        if old is not None and (old.time, old.event_id) <= (new.time, new.event_id):
-            return []  # the same order, already counted from an earlier fact
-        self.orders[order_key] = new
-        new_key = self._day_key(new.store, new.time, new.currency)
-        if old is None:
-            self._add(new_key, new.amount, 0, 1)
-            return [new_key]
-        old_key = self._day_key(old.store, old.time, old.currency)
-        self._add(old_key, -old.amount, 0, -1)
-        self._add(new_key, new.amount, 0, 1)
-        if old_key == new_key and old.amount == new.amount:
-            return []
-        return [old_key] if old_key == new_key else [old_key, new_key]
+    def _order(self, e: Event, touched: set[Key]) -> None:
+        key = f"{e.store}\x1f{e.order or e.id}"
+        seen = (e.time, e.id)
+        o = self.orders.get(key)
+        if o is None:
+            o = self.orders[key] = OrderFacts(e.store, seen, e.currency)
+            self._add(touched, o.store, e.time, e.currency, ORDERS, 1)
+        elif seen < o.placed:
+            self._add(touched, o.store, o.placed[0], o.placed_currency, ORDERS, -1)
+            o.placed, o.placed_currency = seen, e.currency
+            self._add(touched, o.store, e.time, e.currency, ORDERS, 1)
+        if e.kind is not Kind.ORDER_PAID or (o.paid is not None and o.paid <= seen):
+            return
+        if o.paid is not None:  # an earlier report of the same payment: move it there
+            for f, v in ((GROSS, o.amount), (PAID, 1), (ITEMS, o.items)):
+                self._add(touched, o.store, o.paid[0], o.currency, f, -v)
+        o.paid, o.currency, o.amount = seen, e.currency, e.amount
+        o.items = sum(i.qty for i in e.items)
+        for f, v in ((GROSS, o.amount), (PAID, 1), (ITEMS, o.items)):
+            self._add(touched, o.store, e.time, o.currency, f, v)
 
-    def _refunded(self, e: Event) -> list[tuple[str, str, str]]:
-        refund_key = f"{e.store}\x1f{e.refund or e.id}"
-        increase = e.amount - self.refunded.get(refund_key, 0)
+    def _refund(self, e: Event, touched: set[Key]) -> None:
+        key = f"{e.store}\x1f{e.refund or e.id}"
+        increase = e.amount - self.refunded.get(key, 0)
         if increase <= 0:
-            return []  # a redelivery, or an older report of a refund we know more of
-        self.refunded[refund_key] = e.amount
-        key = self._day_key(e.store, e.time, e.currency)
-        self._add(key, 0, increase, 0)
-        return [key]
+            return  # a redelivery, or an older report of a refund we know more of
+        self.refunded[key] = e.amount
+        self._add(touched, e.store, e.time, e.currency, REFUNDS, increase)

@@ -1,4 +1,4 @@
-"""The dataflow's output: day totals written to the read model, which publishes each change.
+"""The dataflow's output: buckets written to the read model, which publishes each change.
 
 Outputs are at-least-once (a restart replays everything since the last snapshot); the read model
 ignores any value whose version it already has, so a replay changes nothing.
@@ -10,22 +10,22 @@ from collections.abc import Callable
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from core.figures import DayTotals
+from core.figures import Bucket
 from state.readmodel import ReadModel
 
 
-class _ReadModelPartition(StatelessSinkPartition[tuple[str, DayTotals]]):
+class _ReadModelPartition(StatelessSinkPartition[tuple[str, Bucket]]):
     def __init__(self, model: ReadModel) -> None:
         self._model = model
 
-    def write_batch(self, items: list[tuple[str, DayTotals]]) -> None:
+    def write_batch(self, items: list[tuple[str, Bucket]]) -> None:
         self._model.write([totals for _, totals in items])
 
     def close(self) -> None:
         self._model.close()
 
 
-class ReadModelSink(DynamicSink[tuple[str, DayTotals]]):
+class ReadModelSink(DynamicSink[tuple[str, Bucket]]):
     def __init__(self, open_model: Callable[[], ReadModel]) -> None:
         self._open_model = open_model
 

@@ -1,4 +1,4 @@
-"""The distributed read model: per organisation a hash of day totals, a hash of their versions and a
+"""The distributed read model: per organisation a hash of buckets, a hash of their versions and a
 version key; changes are published on one pub/sub channel. One Lua script applies a change only
 when its version is newer, so replays after a dataflow restart change nothing and publish nothing.
 """
@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 import redis
 import redis.asyncio as aioredis
 
-from core.figures import DayTotals, day_totals_from_json
+from core.figures import Bucket, bucket_from_json
 
 FEED_CHANNEL = "sp:feed"
 
@@ -35,21 +35,21 @@ class RedisReadModel:
         self._redis = redis.Redis.from_url(url)
         self._write = self._redis.register_script(_WRITE)
 
-    def write(self, changes: Sequence[DayTotals]) -> None:
+    def write(self, changes: Sequence[Bucket]) -> None:
         with self._redis.pipeline(transaction=False) as pipe:
             for c in changes:
                 self._write(keys=_keys(c.org), args=[c.key, c.version, c.to_json(), FEED_CHANNEL], client=pipe)
             pipe.execute()
 
-    def snapshot(self, org: str) -> tuple[int, list[DayTotals]]:
+    def snapshot(self, org: str) -> tuple[int, list[Bucket]]:
         days, _, version = _keys(org)
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.get(version)
             pipe.hvals(days)
             v, vals = pipe.execute()
-        return int(v or 0), [day_totals_from_json(x) for x in vals]
+        return int(v or 0), [bucket_from_json(x) for x in vals]
 
-    async def feed(self) -> AsyncIterator[DayTotals | None]:
+    async def feed(self) -> AsyncIterator[Bucket | None]:
         client = aioredis.Redis.from_url(self._url)
         pubsub = client.pubsub()
         try:
@@ -57,7 +57,7 @@ class RedisReadModel:
             yield None
             async for msg in pubsub.listen():
                 if msg["type"] == "message":  # skips the subscribe confirmation
-                    yield day_totals_from_json(msg["data"])
+                    yield bucket_from_json(msg["data"])
         finally:
             await pubsub.aclose()
             await client.aclose()

@@ -11,15 +11,15 @@ import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from core.figures import DayTotals, day_totals_from_json
+from core.figures import Bucket, bucket_from_json
 from state.sqlite_log import connect
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS day_totals (
-    org TEXT NOT NULL, store TEXT NOT NULL, day TEXT NOT NULL, currency TEXT NOT NULL,
-    gross INTEGER NOT NULL, refunds INTEGER NOT NULL, paid_orders INTEGER NOT NULL,
-    version INTEGER NOT NULL,
-    PRIMARY KEY (org, store, day, currency)
+CREATE TABLE IF NOT EXISTS buckets (
+    org TEXT NOT NULL, grain TEXT NOT NULL, start TEXT NOT NULL, store TEXT NOT NULL, currency TEXT NOT NULL,
+    gross INTEGER NOT NULL, refunds INTEGER NOT NULL, orders INTEGER NOT NULL, paid_orders INTEGER NOT NULL,
+    items INTEGER NOT NULL, version INTEGER NOT NULL,
+    PRIMARY KEY (org, grain, start, store, currency)
 );
 CREATE TABLE IF NOT EXISTS org_versions (org TEXT PRIMARY KEY, version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS changes (
@@ -37,21 +37,22 @@ class SqliteReadModel:
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()  # one connection, used from the gateway's worker threads
 
-    def write(self, changes: Sequence[DayTotals]) -> None:
+    def write(self, changes: Sequence[Bucket]) -> None:
         with self._lock:
             self._write(changes)
 
-    def _write(self, changes: Sequence[DayTotals]) -> None:
+    def _write(self, changes: Sequence[Bucket]) -> None:
         cur = self._conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
             for c in changes:
                 cur.execute(
-                    "INSERT INTO day_totals VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (org, store, day, currency) DO UPDATE SET gross = excluded.gross, "
-                    "refunds = excluded.refunds, paid_orders = excluded.paid_orders, version = excluded.version "
-                    "WHERE excluded.version > day_totals.version",
-                    (c.org, c.store, c.day, c.currency, c.gross, c.refunds, c.paid_orders, c.version),
+                    "INSERT INTO buckets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (org, grain, start, store, currency) DO UPDATE SET gross = excluded.gross, "
+                    "refunds = excluded.refunds, orders = excluded.orders, paid_orders = excluded.paid_orders, "
+                    "items = excluded.items, version = excluded.version WHERE excluded.version > buckets.version",
+                    (c.org, c.grain, c.start, c.store, c.currency, c.gross, c.refunds, c.orders, c.paid_orders,
+                     c.items, c.version),
                 )
                 if cur.rowcount == 0:
                     continue  # a replayed, older value
@@ -66,38 +67,47 @@ class SqliteReadModel:
             cur.execute("ROLLBACK")
             raise
 
-    def snapshot(self, org: str) -> tuple[int, list[DayTotals]]:
+    def snapshot(self, org: str) -> tuple[int, list[Bucket]]:
         with self._lock:
             return self._snapshot(org)
 
-    def _snapshot(self, org: str) -> tuple[int, list[DayTotals]]:
+    def _snapshot(self, org: str) -> tuple[int, list[Bucket]]:
         cur = self._conn.cursor()
         cur.execute("BEGIN")
         try:
             row = cur.execute("SELECT version FROM org_versions WHERE org = ?", (org,)).fetchone()
             rows = cur.execute(
-                "SELECT org, version, store, day, currency, gross, refunds, paid_orders FROM day_totals WHERE org = ?",
+                "SELECT org, version, grain, start, store, currency, gross, refunds, orders, paid_orders, items "
+                "FROM buckets WHERE org = ?",
                 (org,),
             ).fetchall()
         finally:
             cur.execute("COMMIT")
-        return (row[0] if row else 0), [DayTotals(*r) for r in rows]
+        return (row[0] if row else 0), [Bucket(*r) for r in rows]
 
-    async def feed(self) -> AsyncIterator[DayTotals | None]:
+    async def feed(self) -> AsyncIterator[Bucket | None]:
         reader = connect(self._path_of())
+        loop = asyncio.get_running_loop()
+        polling: asyncio.Future[list[tuple[int, bytes]]] | None = None
+
+        def poll(after: int) -> list[tuple[int, bytes]]:
+            return reader.execute("SELECT seq, body FROM changes WHERE seq > ? ORDER BY seq LIMIT 1000", (after,)).fetchall()
+
         try:
             (last,) = reader.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
             yield None
             while True:
-                rows = await asyncio.to_thread(
-                    lambda: reader.execute("SELECT seq, body FROM changes WHERE seq > ? ORDER BY seq LIMIT 1000", (last,)).fetchall()
-                )
+                polling = loop.run_in_executor(None, poll, last)
+                rows = await asyncio.shield(polling)
                 for seq, body in rows:
                     last = seq
-                    yield day_totals_from_json(body)
+                    yield bucket_from_json(body)
                 if not rows:
                     await asyncio.sleep(POLL_SECONDS)
         finally:
+            # Closing a connection that a worker thread is still querying crashes SQLite: wait for it.
+            if polling is not None and not polling.done():
+                await asyncio.wait([polling])
             reader.close()
 
     def _path_of(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
 import os
 import signal
@@ -16,14 +17,15 @@ from pathlib import Path
 import uvloop
 
 from core.config import Config, ConfigError
-from storepulse.commands import rejected
-from storepulse.configfile import DEFAULT_PATH, demo_config, load_config
+from core.rates import Rates
+from storepulse.commands import rejected, sync
+from storepulse.configfile import DEFAULT_PATH, demo_config, load_config, load_rates
 from storepulse.servers import build_app, http_server, stop_on_signals
 
 log = logging.getLogger("storepulse")
 
 # Commands beyond the servers: each module has register(subparsers, common) and run(args, path, config).
-_COMMANDS = {"rejected": rejected}
+_COMMANDS = {"rejected": rejected, "sync": sync}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -81,10 +83,12 @@ def _config(args: argparse.Namespace, allow_demo: bool) -> tuple[Path, Config]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    faulthandler.enable()  # a crash in native code (SQLite, Bytewax) leaves a traceback in the log
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         path, config = _config(args, allow_demo=args.command == "up")
+        rates = load_rates(config, path)
     except ConfigError as exc:
         print(f"storepulse: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         except KeyboardInterrupt:
             log.info("dataflow stopped")
         return
-    uvloop.run(_serve(args, path, config))
+    uvloop.run(_serve(args, path, config, rates))
 
 
 def _flows_command(args: argparse.Namespace, path: Path) -> list[str]:
@@ -136,7 +140,7 @@ async def _supervise(cmd: list[str], stop: asyncio.Event) -> None:
         await asyncio.sleep(1)
 
 
-async def _serve(args: argparse.Namespace, path: Path, config: Config) -> None:
+async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Rates | None) -> None:
     from ingest.app import Ingest, ingest_routes
     from ingest.monitor import ConnectionMonitor
     from state.open import open_connection_stats, open_log, open_read_model, open_rejected
@@ -156,10 +160,10 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config) -> None:
         routes += ingest_routes(Ingest(config, event_log, rejected, monitor, max_body=args.max_body))
     if args.command in ("up", "gateway"):
         model = open_read_model(args.data_dir, args.redis)
-        hub = Hub(config, model)
+        hub = Hub(config, model, rates)
         await hub.start()
         ws = await start_ws_server(config, hub, args.host, args.ws_port)
-        routes += gateway_routes(ReadSide(config, model, rejected, stats, args.ws_port))
+        routes += gateway_routes(ReadSide(config, model, rejected, stats, args.ws_port, rates))
     if args.command == "up":
         supervisor = asyncio.create_task(_supervise(_flows_command(args, path), stop))
     server = http_server(build_app(routes), args.host, args.http_port)

@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 from core.config import Config, ConfigError, parse_config
+from core.rates import Rates, RatesFileError, parse_ecb_csv
 
 DEFAULT_PATH = Path("storepulse.toml")
 
@@ -20,6 +21,19 @@ def load_config(path: Path) -> Config:
         return parse_config(text, os.environ)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def load_rates(config: Config, config_path: Path) -> Rates | None:
+    """The rates file named by the config, relative to the config file's folder."""
+    if config.rates_file is None:
+        return None
+    path = (config_path.parent / config.rates_file).resolve()
+    try:
+        return parse_ecb_csv(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"rates_file: cannot read {path}: {exc.strerror}") from None
+    except RatesFileError as exc:
+        raise ConfigError(f"rates_file {path}: {exc}") from None
 
 
 def demo_config(data_dir: Path) -> Path:

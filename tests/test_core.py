@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from core.config import ConfigError, parse_config
 from core.events import Event, Item, Kind, SchemaError, Source, event_from_json
-from core.figures import DayTotals, MissingRate, compute_figures
+from core.figures import DAY, HOUR, BadPeriod, Bucket, Figures, MissingRate, compute_figures, resolve_period, series
+from core.rates import RatesFileError, parse_ecb_csv
 from core.money import EXPONENTS, Money, divide_half_up, exponent, to_minor
 
 
@@ -103,32 +104,94 @@ def test_bad_config_names_the_key(text: str, env: dict[str, str], message: str) 
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
-def day(d: str, gross: int, refunds: int = 0, orders: int = 0, store: str = "s", currency: str = "EUR") -> DayTotals:
-    return DayTotals("o", 1, store, d, currency, gross, refunds, orders)
+def day(d: str, gross: int, refunds: int = 0, orders: int = 0, store: str = "s", currency: str = "EUR", items: int = 0) -> Bucket:
+    return Bucket("o", 1, DAY, d, store, currency, gross, refunds, orders, orders, items)
 
 
-def test_periods_cut_in_the_org_timezone() -> None:
-    days = [day("2026-11-22", 1000, 100, 2), day("2026-11-16", 500, 0, 1), day("2026-11-15", 300, 0, 1),
-            day("2026-10-24", 7, 0, 1), day("2026-10-23", 11, 0, 1), day("2026-11-22", 9, 0, 1, store="t")]
-    # 23:30 UTC on the 21st is already the 22nd in Berlin.
-    now = datetime(2026, 11, 21, 23, 30, tzinfo=timezone.utc)
-    f = lambda p, s=None: compute_figures(days, period=p, now=now, tz=BERLIN, currency="EUR", store=s)  # noqa: E731
-    assert f("today", "s").gross_revenue == Money(1000, "EUR")
-    assert f("today").paid_orders == 3
-    assert f("7d", "s").gross_revenue.amount == 1500
-    assert f("30d", "s").gross_revenue.amount == 1807
-    assert f("all").gross_revenue.amount == 1827
-    t = f("today", "s")
-    assert (t.refunds.amount, t.net_revenue.amount, t.aov.amount) == (100, 900, 500)
+def figs(buckets: list[Bucket], period: str, today: date, store: str | None = None, **kw: object) -> Figures:
+    first, last = resolve_period(period, None, None, today)
+    return compute_figures(buckets, first=first, last=last, currency=kw.pop("currency", "EUR"), store=store, **kw)
+
+
+def test_periods_end_today_inclusive() -> None:
+    days = [day("2026-11-22", 1000, 100, 2, items=3), day("2026-11-21", 40, 0, 1), day("2026-11-16", 500, 0, 1),
+            day("2026-11-15", 300, 0, 1), day("2026-10-24", 7, 0, 1), day("2026-10-23", 11, 0, 1),
+            day("2026-08-25", 13, 0, 1), day("2026-08-24", 17, 0, 1), day("2026-11-22", 9, 0, 1, store="t")]
+    today = date(2026, 11, 22)
+    assert figs(days, "today", today, "s").gross_revenue == Money(1000, "EUR")
+    assert figs(days, "today", today).paid_orders == 3
+    assert figs(days, "yesterday", today).gross_revenue.amount == 40
+    assert figs(days, "7d", today, "s").gross_revenue.amount == 1540
+    assert figs(days, "30d", today, "s").gross_revenue.amount == 1847
+    assert figs(days, "90d", today, "s").gross_revenue.amount == 1871  # from 08-25: + 11 + 13
+    assert figs(days, "all", today).gross_revenue.amount == 1897
+    t = figs(days, "today", today, "s")
+    assert (t.refunds.amount, t.net_revenue.amount, t.aov.amount, t.items_sold) == (100, 900, 500, 3)
+    assert resolve_period(None, "2026-11-15", "2026-11-16", today) == ("2026-11-15", "2026-11-16")
+    with pytest.raises(BadPeriod, match="after"):
+        resolve_period(None, "2026-11-17", "2026-11-16", today)
+    with pytest.raises(BadPeriod, match="period must be one of"):
+        resolve_period("week", None, None, today)
 
 
 def test_aov_rounds_half_up_and_is_zero_without_orders() -> None:
-    now = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
-    assert compute_figures([day("2026-11-22", 1001, 0, 2)], period="today", now=now, tz=BERLIN, currency="EUR").aov.amount == 501
-    assert compute_figures([], period="today", now=now, tz=BERLIN, currency="EUR").aov == Money(0, "EUR")
+    today = date(2026, 11, 22)
+    assert figs([day("2026-11-22", 1001, 0, 2)], "today", today).aov.amount == 501
+    assert figs([], "today", today).aov == Money(0, "EUR")
 
 
 def test_other_currency_without_a_rate_is_an_error_naming_it() -> None:
-    now = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
-    with pytest.raises(MissingRate, match="from USD to EUR for 2026-11-22"):
-        compute_figures([day("2026-11-22", 1, currency="USD")], period="all", now=now, tz=BERLIN, currency="EUR")
+    with pytest.raises(MissingRate, match="USD to EUR on 2026-11-22"):
+        figs([day("2026-11-22", 1, currency="USD")], "all", date(2026, 11, 22))
+
+
+ECB = """Date,USD,JPY,GBP,KWD,
+2026-11-20,1.0500,160.12,0.8700,N/A,
+2026-11-19,1.0400,159.00,N/A,0.3201,
+"""
+
+
+def test_rates_convert_exactly_at_the_day_with_carry_forward() -> None:
+    rates = parse_ecb_csv(ECB)
+    assert rates.convert(10_000, "USD", "EUR", "2026-11-20") == 9524  # 100 / 1.05 = 95.238...
+    assert rates.convert(10_000, "USD", "EUR", "2026-11-22") == 9524  # weekend: Friday's rate carries
+    assert rates.convert(10_000, "USD", "EUR", "2026-11-19") == 9615
+    assert rates.convert(1_000, "EUR", "JPY", "2026-11-20") == 1601  # 10 EUR = 1601.2 yen
+    assert rates.convert(1_000, "GBP", "USD", "2026-11-20") == 1207  # 10 * 1.05 / 0.87 = 12.0689...
+    assert rates.convert(1_000, "KWD", "EUR", "2026-11-20") == 312  # N/A on the 20th: the 19th's rate
+    with pytest.raises(MissingRate, match="no exchange rate for GBP on or before 2026-11-19"):
+        rates.convert(1, "GBP", "EUR", "2026-11-19")
+    with pytest.raises(MissingRate, match="CHF"):
+        rates.convert(1, "CHF", "EUR", "2026-11-20")
+
+
+def test_figures_in_another_currency_convert_each_day_at_its_rate() -> None:
+    rates = parse_ecb_csv(ECB)
+    days = [day("2026-11-19", 10_400, currency="USD", orders=1), day("2026-11-20", 10_500, currency="USD", orders=1),
+            day("2026-11-20", 500, orders=1)]
+    f = figs(days, "all", date(2026, 11, 22), rates=rates)
+    assert f.gross_revenue == Money(10_000 + 10_000 + 500, "EUR")
+    f_usd = figs(days, "all", date(2026, 11, 22), rates=rates, currency="USD")
+    assert f_usd.gross_revenue == Money(10_400 + 10_500 + 525, "USD")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "empty"), ("Day,USD\n", "first column"), ("Date,XYZ\n", "unknown currency column"),
+    ("Date,USD\n2026-1-1,1\n", "not YYYY-MM-DD"), ("Date,USD\n2026-01-01,abc\n", "not a number"),
+])
+def test_bad_rates_files_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(RatesFileError, match=message):
+        parse_ecb_csv(text)
+
+
+def test_hourly_series_is_labelled_in_local_time_across_dst() -> None:
+    # 2026-03-29: Berlin springs forward at 01:00 UTC; the local day has 23 hours.
+    hours = [Bucket("o", 1, HOUR, "2026-03-29T00", "s", "EUR", 100, 0, 1, 1, 1),
+             Bucket("o", 1, HOUR, "2026-03-29T01", "s", "EUR", 250, 0, 1, 1, 2)]
+    points = series(hours, metric="gross_revenue", grain=HOUR, first="2026-03-29", last="2026-03-29", tz=BERLIN, currency="EUR")
+    assert len(points) == 23
+    assert points[1] == ("2026-03-29T01:00:00+01:00", 100)
+    assert points[2] == ("2026-03-29T03:00:00+02:00", 250)
+    days = [day("2026-03-28", 5, orders=1), day("2026-03-30", 7, orders=1)]
+    assert series(days, metric="paid_orders", grain=DAY, first="2026-03-28", last="2026-03-30", tz=BERLIN, currency="EUR") == [
+        ("2026-03-28", 1), ("2026-03-29", 0), ("2026-03-30", 1)]

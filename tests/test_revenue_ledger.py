@@ -24,24 +24,27 @@ def refund(eid: str, order: str, name: str, total: int, t: int = T0) -> Event:
 
 
 def totals(ledger: RevenueLedger) -> dict[tuple[str, str, str], list[int]]:
-    return {k: v for k, v in ledger.days.items() if v != [0, 0, 0]}
+    """Day buckets as (store, day, currency) -> [gross, refunds, orders, paid, items], zeros left out."""
+    return {(k[2], k[1], k[3]): v for k, v in ledger.buckets.items() if k[0] == "day" and any(v)}
 
 
 def test_an_order_paid_through_three_events_counts_once() -> None:
     ledger = RevenueLedger("o", "Europe/Berlin")
     out = ledger.apply(paid("e1", "pi_1", 2500))
-    assert [(c.day, c.gross, c.paid_orders, c.version) for c in out] == [("2025-11-21", 2500, 1, 1)]
+    assert [(c.grain, c.start, c.gross, c.paid_orders, c.version) for c in out] == [
+        ("day", "2025-11-21", 2500, 1, 1), ("hour", "2025-11-21T22", 2500, 1, 2)]
     assert ledger.apply(paid("e2", "pi_1", 2500, T0 + 1000)) == []
     assert ledger.apply(paid("e1", "pi_1", 2500)) == []
-    assert totals(ledger) == {("s", "2025-11-21", "EUR"): [2500, 0, 1]}
+    assert totals(ledger) == {("s", "2025-11-21", "EUR"): [2500, 0, 1, 1, 0]}
 
 
 def test_the_earliest_fact_decides_the_day_whatever_the_arrival_order() -> None:
     ledger = RevenueLedger("o", "Europe/Berlin")
     ledger.apply(paid("late", "pi_1", 2500, T0 + 2 * H))  # 01:00 on the 22nd in Berlin
     out = ledger.apply(paid("early", "pi_1", 2500, T0))  # 23:00 on the 21st: the order moves
-    assert [(c.day, c.gross, c.paid_orders) for c in out] == [("2025-11-22", 0, 0), ("2025-11-21", 2500, 1)]
-    assert [c.version for c in out] == [2, 3]
+    days = [(c.start, c.gross, c.orders, c.paid_orders) for c in out if c.grain == "day"]
+    assert days == [("2025-11-21", 2500, 1, 1), ("2025-11-22", 0, 0, 0)]
+    assert totals(ledger) == {("s", "2025-11-21", "EUR"): [2500, 0, 1, 1, 0]}
 
 
 def test_refund_totals_replace_rather_than_add() -> None:
@@ -51,13 +54,13 @@ def test_refund_totals_replace_rather_than_add() -> None:
     assert ledger.apply(refund("r1-again", "pi_1", "charge:ch_1", 2_550)) == []
     ledger.apply(refund("r2", "pi_1", "charge:ch_1", 3_000))
     assert ledger.apply(refund("r-old", "pi_1", "charge:ch_1", 2_550)) == []  # an older report, late
-    assert totals(ledger) == {("s", "2025-11-21", "EUR"): [10_000, 3_000, 1]}
+    assert totals(ledger) == {("s", "2025-11-21", "EUR"): [10_000, 3_000, 1, 1, 0]}
 
 
 def test_days_are_cut_in_the_org_timezone() -> None:
     ledger = RevenueLedger("o", "Asia/Tokyo")
-    [c] = ledger.apply(paid("p", "pi", 1, T0))  # 07:00 on the 22nd in Tokyo
-    assert c.day == "2025-11-22"
+    [d, h] = ledger.apply(paid("p", "pi", 1, T0))  # 07:00 on the 22nd in Tokyo
+    assert (d.start, h.start) == ("2025-11-22", "2025-11-21T22")
 
 
 events = st.lists(
@@ -80,7 +83,9 @@ def test_duplicates_and_reordering_of_payments_leave_the_totals_alone(evs: list[
     rnd.shuffle(shuffled)
     for e in shuffled:
         b.apply(e)
-    gross = lambda l: {k: v[0] for k, v in l.days.items() if v[0]}  # noqa: E731
-    orders = lambda l: {k: v[2] for k, v in l.days.items() if v[2]}  # noqa: E731
-    assert gross(a) == gross(b) and orders(a) == orders(b)
-    assert sum(v[1] for v in a.days.values()) == sum(v[1] for v in b.days.values()) == sum(a.refunded.values())
+    gross = lambda l: {k: v[0] for k, v in l.buckets.items() if v[0]}  # noqa: E731
+    paid_orders = lambda l: {k: v[3] for k, v in l.buckets.items() if v[3]}  # noqa: E731
+    orders = lambda l: {k: v[2] for k, v in l.buckets.items() if v[2]}  # noqa: E731
+    assert gross(a) == gross(b) and paid_orders(a) == paid_orders(b) and orders(a) == orders(b)
+    day_refunds = lambda l: sum(v[1] for k, v in l.buckets.items() if k[0] == "day")  # noqa: E731
+    assert day_refunds(a) == day_refunds(b) == sum(a.refunded.values())

@@ -14,7 +14,9 @@ from starlette.routing import Route
 
 from core.clock import utc_from_ms
 from core.config import Config, Org
-from core.figures import PERIODS, MissingRate, compute_figures
+from core.figures import BadPeriod, MissingRate, compute_figures, resolve_period, series
+from core.money import EXPONENTS
+from core.rates import Rates
 from state.connections import ConnectionStats
 from state.readmodel import ReadModel
 from state.rejected import RejectedStore
@@ -30,6 +32,7 @@ class ReadSide:
     rejected: RejectedStore
     stats: ConnectionStats
     ws_port: int
+    rates: Rates | None = None
 
 
 def _err(status: int, message: str) -> JSONResponse:
@@ -47,22 +50,57 @@ def gateway_routes(side: ReadSide) -> list[Route]:
     def authorised(request: Request) -> Org:
         return org_for(side.config, request.headers.get("authorization"), request.path_params["org"])
 
+    def query(request: Request, org: Org) -> tuple[str | None, str, str, str]:
+        """(store, first day, last day, currency) from ?store=&period= or &from=&to=, &currency=."""
+        q = request.query_params
+        store = q.get("store")
+        if store is not None and store not in org.stores:
+            raise AuthError(404, f"organisation {org.id!r} has no store {store!r}")
+        currency = q.get("currency", org.currency).upper()
+        if currency not in EXPONENTS:
+            raise AuthError(400, f"currency {currency!r} is not an ISO 4217 code")
+        period = q.get("period")
+        if period is None and q.get("from") is None and q.get("to") is None:
+            period = "today"
+        today = datetime.now(timezone.utc).astimezone(org.tz).date()
+        try:
+            first, last = resolve_period(period, q.get("from"), q.get("to"), today)
+        except BadPeriod as exc:
+            raise AuthError(400, str(exc)) from None
+        return store, first, last, currency
+
     async def figures(request: Request) -> Response:
         org = authorised(request)
-        period = request.query_params.get("period", "today")
-        if period not in PERIODS:
-            return _err(400, f"period must be one of {', '.join(PERIODS)}, got {period!r}")
-        store = request.query_params.get("store")
-        if store is not None and store not in org.stores:
-            return _err(404, f"organisation {org.id!r} has no store {store!r}")
-        version, days = await asyncio.to_thread(side.model.snapshot, org.id)
+        store, first, last, currency = query(request, org)
+        version, buckets = await asyncio.to_thread(side.model.snapshot, org.id)
         try:
-            result = compute_figures(
-                days, period=period, now=datetime.now(timezone.utc), tz=org.tz, currency=org.currency, store=store
-            )
+            result = compute_figures(buckets, first=first, last=last, currency=currency, rates=side.rates, store=store)
         except MissingRate as exc:
             return _err(422, str(exc))
-        return JSONResponse({"org": org.id, "store": store, "period": period, "version": version, **result.to_json()})
+        q = request.query_params
+        named = q.get("period") or (None if "from" in q or "to" in q else "today")
+        span = {"period": named, "from": first or None, "to": None if last == "\uffff" else last}
+        return JSONResponse({"org": org.id, "store": store, **span, "version": version, **result.to_json()})
+
+    async def series_route(request: Request) -> Response:
+        org = authorised(request)
+        store, first, last, currency = query(request, org)
+        metric = request.query_params.get("metric", "gross_revenue")
+        grain = request.query_params.get("granularity", "day")
+        version, buckets = await asyncio.to_thread(side.model.snapshot, org.id)
+        try:
+            points = series(buckets, metric=metric, grain=grain, first=first, last=last, tz=org.tz, currency=currency,
+                            rates=side.rates, store=store)
+        except BadPeriod as exc:
+            return _err(400, str(exc))
+        except MissingRate as exc:
+            return _err(422, str(exc))
+        money = metric in ("gross_revenue", "refunds", "net_revenue", "aov")
+        return JSONResponse({
+            "org": org.id, "store": store, "metric": metric, "granularity": grain, "from": first, "to": last,
+            "currency": currency if money else None, "version": version,
+            "points": [{"t": t, "value": v} for t, v in points],
+        })
 
     async def rejected_list(request: Request) -> Response:
         org = authorised(request)
@@ -117,6 +155,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
 
     return [
         Route("/api/v1/orgs/{org}/figures", guarded(figures), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/series", guarded(series_route), methods=["GET"]),
         Route("/api/v1/orgs/{org}/rejected", guarded(rejected_list), methods=["GET"]),
         Route("/api/v1/orgs/{org}/rejected/{id}", guarded(rejected_one), methods=["GET"]),
         Route("/api/v1/orgs/{org}/connections", guarded(connections), methods=["GET"]),

@@ -1,4 +1,4 @@
-"""The gateway's live view of every organisation: day totals kept current from the change feed.
+"""The gateway's live view of every organisation: buckets kept current from the change feed.
 
 It follows the feed first and snapshots second, so no change falls between the two; a change older
 than what it has is a replay and dropped, and a gap in an organisation's versions (a missed pub/sub
@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from core.config import Config, Org
-from core.figures import DayTotals, MissingRate, all_periods
+from core.figures import DAY, Bucket, MissingRate, dashboard_figures
+from core.rates import Rates
 from state.readmodel import ReadModel
 from ws_gateway import metrics
 
@@ -43,14 +44,16 @@ class Subscriber:
 class _OrgView:
     org: Org
     version: int = 0
-    days: dict[str, DayTotals] = field(default_factory=dict)
+    days: dict[str, Bucket] = field(default_factory=dict)
     subscribers: set[Subscriber] = field(default_factory=set)
     shown_day: str = ""
 
 
 class Hub:
-    def __init__(self, config: Config, model: ReadModel, now: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, config: Config, model: ReadModel, rates: Rates | None = None,
+                 now: Callable[[], datetime] | None = None) -> None:
         self._model = model
+        self._rates = rates
         self._now = now or (lambda: datetime.now(timezone.utc))
         self._views = {org.id: _OrgView(org) for org in config.orgs.values()}
         self._dirty: set[str] = set()
@@ -94,8 +97,9 @@ class Hub:
         view.shown_day = now.astimezone(view.org.tz).date().isoformat()
         base: dict[str, object] = {"type": kind, "org": org_id, "version": view.version, "currency": view.org.currency}
         try:
-            base["figures"] = all_periods(
-                list(view.days.values()), now=now, tz=view.org.tz, currency=view.org.currency, stores=view.org.stores
+            base["figures"] = dashboard_figures(
+                list(view.days.values()), today=now.astimezone(view.org.tz).date(), currency=view.org.currency,
+                stores=view.org.stores, rates=self._rates,
             )
         except MissingRate as exc:
             base["error"] = str(exc)
@@ -105,15 +109,15 @@ class Hub:
         version, days = await asyncio.to_thread(self._model.snapshot, org_id)
         view = self._views[org_id]
         view.version = version
-        view.days = {d.key: d for d in days}
+        view.days = {d.key: d for d in days if d.grain == DAY}  # hours are for series, not the dashboard
         self._mark(org_id)
 
-    async def _follow(self, feed: AsyncIterator[DayTotals | None]) -> None:
+    async def _follow(self, feed: AsyncIterator[Bucket | None]) -> None:
         async for change in feed:
             if change is not None:
                 await self._apply(change)
 
-    async def _apply(self, c: DayTotals) -> None:
+    async def _apply(self, c: Bucket) -> None:
         view = self._views.get(c.org)
         if view is None or c.version <= view.version:
             return  # an organisation we do not serve, or a change already in our snapshot
@@ -122,7 +126,8 @@ class Hub:
             await self._resnapshot(c.org)  # missed something: the snapshot has it
             return
         view.version = c.version
-        view.days[c.key] = c
+        if c.grain == DAY:
+            view.days[c.key] = c
         self._mark(c.org)
 
     def _mark(self, org_id: str) -> None:

@@ -1,0 +1,90 @@
+"""Exchange rates in the ECB euro reference-rate format, and exact conversion at an event's day.
+
+The file is ECB's `eurofxref-hist.csv` shape: a `Date` column (YYYY-MM-DD) and one column per
+currency holding how many units of it one euro buys ("N/A" or empty where there was no fixing).
+A day without a fixing (weekends, holidays, a gap) uses the last known rate before it; a day before
+the first known rate is an error that names the currency and day, never a silent 1.0.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from core.money import EXPONENTS
+
+
+class MissingRate(ValueError):
+    pass
+
+
+class RatesFileError(ValueError):
+    pass
+
+
+@dataclass
+class Rates:
+    # currency -> sorted ISO days, and the rate (units per EUR) on each
+    _days: dict[str, list[str]] = field(default_factory=dict)
+    _values: dict[str, list[Decimal]] = field(default_factory=dict)
+
+    def per_euro(self, currency: str, day: str) -> Decimal:
+        if currency == "EUR":
+            return Decimal(1)
+        days = self._days.get(currency)
+        i = bisect.bisect_right(days, day) - 1 if days else -1
+        if i < 0:
+            first = f" (the rates start on {days[0]})" if days else " (the rates file has no such column)"
+            raise MissingRate(f"no exchange rate for {currency} on or before {day}{first}")
+        return self._values[currency][i]
+
+    def convert(self, amount: int, source: str, target: str, day: str) -> int:
+        """Minor units of `source` to minor units of `target` at the rate of `day`, rounded half up."""
+        if source == target:
+            return amount
+        major = Decimal(amount).scaleb(-EXPONENTS[source])
+        converted = major * self.per_euro(target, day) / self.per_euro(source, day)
+        return int(converted.scaleb(EXPONENTS[target]).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def parse_ecb_csv(text: str) -> Rates:
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise RatesFileError("the rates file is empty") from None
+    if not header or header[0] != "Date":
+        raise RatesFileError("the first column of the rates file must be 'Date' (ECB eurofxref-hist.csv format)")
+    columns = [(i, h) for i, h in enumerate(header) if i > 0 and h]
+    unknown = [h for _, h in columns if h not in EXPONENTS]
+    if unknown:
+        raise RatesFileError(f"unknown currency column(s) in the rates file: {', '.join(unknown)}")
+    rows: list[tuple[str, list[str]]] = []
+    for n, row in enumerate(reader, start=2):
+        if not row or not row[0].strip():
+            continue
+        day = row[0].strip()
+        if len(day) != 10 or day[4] != "-" or day[7] != "-":
+            raise RatesFileError(f"line {n}: date {day!r} is not YYYY-MM-DD")
+        rows.append((day, row))
+    rows.sort()
+    rates = Rates()
+    for i, cur in columns:
+        days, values = [], []
+        for day, row in rows:
+            cell = row[i].strip() if i < len(row) else ""
+            if cell in ("", "N/A"):
+                continue
+            try:
+                value = Decimal(cell)
+            except InvalidOperation:
+                raise RatesFileError(f"{day}: {cur} rate {cell!r} is not a number") from None
+            if value <= 0:
+                raise RatesFileError(f"{day}: {cur} rate must be positive")
+            days.append(day)
+            values.append(value)
+        rates._days[cur], rates._values[cur] = days, values
+    return rates
