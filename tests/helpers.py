@@ -77,6 +77,8 @@ class RedisServer:
 
 
 ORGS_TOML = """
+rates_file = "rates.csv"
+
 [orgs.acme]
 timezone = "Europe/Berlin"
 currency = "EUR"
@@ -103,6 +105,9 @@ token = "tokyo-token-0123456789"
 provider = "stripe"
 secret = "whsec_tokyo_secret"
 """
+# ECB format: units per euro. The last fixing carries forward to today.
+RATES_CSV = "Date,USD,JPY,\n2026-01-05,1.0500,160.00,\n2026-01-02,1.0400,159.00,\n"
+
 SECRETS = {"acme-stripe": "whsec_acme_secret", "acme-eu2": "whsec_acme_eu2", "tokyo-stripe": "whsec_tokyo_secret",
            "acme-site": "acme-site-key-0123456789"}
 TOKENS = {"acme": "acme-token-0123456789", "tokyo": "tokyo-token-0123456789"}
@@ -115,6 +120,7 @@ class Storepulse:
         self.workdir = workdir
         self.config = workdir / "storepulse.toml"
         self.config.write_text(config)
+        (workdir / "rates.csv").write_text(RATES_CSV)
         self.data_dir = workdir / "data"
         self.redis_url = redis_url
         self.http_port = free_port()

@@ -5,7 +5,10 @@ Runs against a real `storepulse up` (embedded SQLite, and on a real redis-server
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 import uuid
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -134,3 +137,40 @@ def test_bad_deliveries_are_refused_with_a_reason(storepulse: Storepulse) -> Non
     assert missing.status_code == 400 and "data.object" in missing.json()["error"]
     ignored = storepulse.post_stripe("acme-stripe", b'{"id": "evt_y", "type": "plan.created", "created": 1, "data": {"object": {}}}')
     assert ignored.status_code == 200 and ignored.json()["status"] == "ignored"
+
+
+def test_other_currencies_convert_at_the_day_rate_and_series_follow(storepulse: Storepulse) -> None:
+    start = storepulse.figures("acme", "all", store="acme-eu2").json()
+    r = storepulse.post_stripe("acme-eu2", payment_intent_succeeded(f"evt_{uid()}", f"pi_{uid()}", 10_500, "usd"))
+    assert r.status_code == 200
+    # 105.00 USD at 1.05 USD per EUR (the last fixing, carried forward) = 100.00 EUR
+    got = wait_api(storepulse, "acme", lambda b: b["paid_orders"] == start["paid_orders"] + 1, store="acme-eu2")
+    assert got["gross_revenue"] == eur(start["gross_revenue"]["amount"] + 10_000)
+    in_usd = storepulse.get("/api/v1/orgs/acme/figures", period="all", store="acme-eu2", currency="USD").json()
+    assert in_usd["gross_revenue"]["currency"] == "USD"
+    assert storepulse.get("/api/v1/orgs/acme/figures", period="all", currency="CHF").status_code == 422
+
+
+def test_series_and_ranges(storepulse: Storepulse) -> None:
+    berlin = dt.datetime.now(dt.timezone.utc).astimezone(ZoneInfo("Europe/Berlin"))
+    today, yesterday = berlin.date(), berlin.date() - dt.timedelta(days=1)
+    q = {"metric": "paid_orders", "granularity": "day", "from": yesterday.isoformat(), "to": today.isoformat(), "store": "acme-eu2"}
+    before = {p["t"]: p["value"] for p in storepulse.get("/api/v1/orgs/acme/series", **q).json()["points"]}
+    created = int((berlin - dt.timedelta(days=1)).timestamp())
+    storepulse.post_stripe("acme-eu2", payment_intent_succeeded(f"evt_{uid()}", f"pi_{uid()}", 4_200, created=created))
+    want = before[yesterday.isoformat()] + 1
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        body = storepulse.get("/api/v1/orgs/acme/series", **q).json()
+        points = {p["t"]: p["value"] for p in body["points"]}
+        if points[yesterday.isoformat()] == want:
+            break
+    assert points == {yesterday.isoformat(): want, today.isoformat(): before[today.isoformat()]}
+    hours = storepulse.get("/api/v1/orgs/acme/series", **{**q, "granularity": "hour", "metric": "gross_revenue"}).json()
+    assert len(hours["points"]) in (47, 48, 49) and hours["currency"] == "EUR"
+    ranged = storepulse.get("/api/v1/orgs/acme/figures", store="acme-eu2", **{"from": yesterday.isoformat(), "to": yesterday.isoformat()}).json()
+    assert ranged["paid_orders"] == want and ranged["from"] == ranged["to"] == yesterday.isoformat()
+    y = storepulse.get("/api/v1/orgs/acme/figures", store="acme-eu2", period="yesterday").json()
+    assert y["paid_orders"] == want
+    bad = storepulse.get("/api/v1/orgs/acme/series", **{**q, "granularity": "week"})
+    assert bad.status_code == 400 and "granularity" in bad.json()["error"]
