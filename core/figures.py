@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -48,6 +49,30 @@ class Bucket:
 
 def bucket_from_json(data: bytes | str) -> Bucket:
     return Bucket(**orjson.loads(data))
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """The current state of one entity the dataflow keeps (an order, ...), as an absolute value.
+
+    `day` is the organisation-local day the entity belongs to in period queries (an order: the day it
+    was paid, or placed if unpaid), so the read side can select a period without reading all.
+    """
+
+    org: str
+    version: int
+    kind: str  # "order"
+    key: str
+    day: str
+    value: dict[str, Any]
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)
+
+
+def change_from_json(data: bytes | str) -> Bucket | Record:
+    d = orjson.loads(data)
+    return Record(**d) if "kind" in d else Bucket(**d)
 
 
 class BadPeriod(ValueError):

@@ -13,7 +13,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from core.config import Config
 from core.events import Event
-from core.figures import Bucket
+from core.figures import Bucket, Record
 from flows import metrics
 from flows.revenue import RevenueLedger
 from flows.sinks import ReadModelSink
@@ -22,7 +22,7 @@ from state.log import LogReader
 from state.readmodel import ReadModel
 
 
-class _LedgerLogic(StatefulBatchLogic[Event, Bucket, RevenueLedger]):
+class _LedgerLogic(StatefulBatchLogic[Event, Bucket | Record, RevenueLedger]):
     # Bytewax does not hand the key to the builder: a new ledger learns its org from its first event.
     def __init__(self, ledger: RevenueLedger | None, timezones: dict[str, str]) -> None:
         self.ledger = ledger
@@ -32,7 +32,7 @@ class _LedgerLogic(StatefulBatchLogic[Event, Bucket, RevenueLedger]):
         if self.ledger is None:
             org = values[0].org
             self.ledger = RevenueLedger(org, self._timezones[org])
-        out: list[Bucket] = []
+        out: list[Bucket | Record] = []
         for event in values:
             out.extend(self.ledger.apply(event))
         metrics.EVENTS.inc(len(values))

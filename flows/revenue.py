@@ -1,11 +1,11 @@
-"""Revenue per organisation: orders and refunds folded into day and hour buckets. Pure.
+"""Revenue per organisation: orders and refunds folded into buckets and order records. Pure.
 
 Facts, not messages, decide the figures, so duplicates and disorder cannot move them:
 - an order is counted once, however many events say it was placed or paid. Its earliest
   placed-or-paid event decides when it was placed; its earliest paid event, by (time, id), decides
-  when it was paid and for how much, whatever order the events arrive in;
+  when it was paid, for how much and with which items, whatever order the events arrive in;
 - a refund's amount is the total refunded under its name so far; only an increase is counted,
-  in the bucket of the event that reported it.
+  in the bucket of the event that reported it, and on its order's record.
 Orders of two stores never share a key: order numbers count up per shop.
 """
 
@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from core.clock import utc_from_ms
 from core.events import Event, Kind
-from core.figures import DAY, HOUR, Bucket
+from core.figures import DAY, HOUR, Bucket, Record
 
 # Bucket key: (grain, start, store, currency); value: [gross, refunds, orders, paid_orders, items]
 Key = tuple[str, str, str, str]
@@ -27,12 +27,30 @@ GROSS, REFUNDS, ORDERS, PAID, ITEMS = range(5)
 @dataclass(slots=True)
 class OrderFacts:
     store: str
-    placed: tuple[int, str]  # (time, event id) of the earliest placed-or-paid event
-    placed_currency: str
+    order: str
+    placed: tuple[int, str] | None = None  # (time, event id) of the earliest placed-or-paid event
+    placed_currency: str = ""
     paid: tuple[int, str] | None = None  # (time, event id) of the earliest paid event
     currency: str = ""
     amount: int = 0
-    items: int = 0
+    items: tuple[tuple[str, int, int, str], ...] = ()  # (product, qty, unit price, name)
+    customer: str | None = None
+    source: str = "web"
+    refunds: dict[str, int] = field(default_factory=dict)  # refund name -> total so far
+    cancelled: bool = False
+
+    @property
+    def units(self) -> int:
+        return sum(i[1] for i in self.items)
+
+    def record_value(self) -> dict[str, object]:
+        return {
+            "store": self.store, "order": self.order, "customer": self.customer, "source": self.source,
+            "placed": self.placed[0] if self.placed else None, "paid": self.paid[0] if self.paid else None,
+            "currency": self.currency or self.placed_currency, "amount": self.amount,
+            "refunded": sum(self.refunds.values()), "cancelled": self.cancelled,
+            "items": [list(i) for i in self.items],
+        }
 
 
 @dataclass(slots=True)
@@ -44,19 +62,31 @@ class RevenueLedger:
     refunded: dict[str, int] = field(default_factory=dict)
     buckets: dict[Key, list[int]] = field(default_factory=dict)
 
-    def apply(self, event: Event) -> list[Bucket]:
-        """Folds one event in; returns the buckets it changed, each with a new version."""
+    def apply(self, event: Event) -> list[Bucket | Record]:
+        """Folds one event in; returns the buckets and records it changed, each with a new version."""
         touched: set[Key] = set()
+        order: OrderFacts | None = None
         if event.kind in (Kind.ORDER_PAID, Kind.ORDER_PLACED):
-            self._order(event, touched)
+            order = self._order(event, touched)
         elif event.kind is Kind.ORDER_REFUNDED:
-            self._refund(event, touched)
-        out = []
+            order = self._refund(event, touched)
+        elif event.kind is Kind.ORDER_CANCELLED and event.order:
+            facts = self._facts(event)
+            if not facts.cancelled:  # revenue moves only with refunds; the record says it was cancelled
+                facts.cancelled, order = True, facts
+        out: list[Bucket | Record] = []
         for key in sorted(touched):
             self.version += 1
-            v = self.buckets[key]
-            out.append(Bucket(self.org, self.version, key[0], key[1], key[2], key[3], *v))
+            out.append(Bucket(self.org, self.version, key[0], key[1], key[2], key[3], *self.buckets[key]))
+        if order is not None:
+            self.version += 1
+            when = order.paid or order.placed
+            day = self._day(when[0]) if when else ""
+            out.append(Record(self.org, self.version, "order", f"{order.store}:{order.order}", day, order.record_value()))
         return out
+
+    def _day(self, time_ms: int) -> str:
+        return utc_from_ms(time_ms).astimezone(ZoneInfo(self.timezone)).date().isoformat()
 
     def _keys(self, store: str, time_ms: int, currency: str) -> tuple[Key, Key]:
         utc = utc_from_ms(time_ms)
@@ -70,31 +100,49 @@ class RevenueLedger:
             self.buckets.setdefault(key, [0, 0, 0, 0, 0])[field_] += delta
             touched.add(key)
 
-    def _order(self, e: Event, touched: set[Key]) -> None:
-        key = f"{e.store}\x1f{e.order or e.id}"
-        seen = (e.time, e.id)
+    def _facts(self, e: Event) -> OrderFacts:
+        order = e.order or e.id
+        key = f"{e.store}\x1f{order}"
         o = self.orders.get(key)
         if o is None:
-            o = self.orders[key] = OrderFacts(e.store, seen, e.currency)
-            self._add(touched, o.store, e.time, e.currency, ORDERS, 1)
-        elif seen < o.placed:
-            self._add(touched, o.store, o.placed[0], o.placed_currency, ORDERS, -1)
+            o = self.orders[key] = OrderFacts(e.store, order)
+        return o
+
+    def _order(self, e: Event, touched: set[Key]) -> OrderFacts | None:
+        o = self._facts(e)
+        seen = (e.time, e.id)
+        changed = False
+        if o.placed is None or seen < o.placed:
+            if o.placed is not None:
+                self._add(touched, o.store, o.placed[0], o.placed_currency, ORDERS, -1)
             o.placed, o.placed_currency = seen, e.currency
             self._add(touched, o.store, e.time, e.currency, ORDERS, 1)
+            changed = True
+        if o.customer is None and e.customer:
+            o.customer, changed = e.customer, True
         if e.kind is not Kind.ORDER_PAID or (o.paid is not None and o.paid <= seen):
-            return
+            return o if changed else None
         if o.paid is not None:  # an earlier report of the same payment: move it there
-            for f, v in ((GROSS, o.amount), (PAID, 1), (ITEMS, o.items)):
+            for f, v in ((GROSS, o.amount), (PAID, 1), (ITEMS, o.units)):
                 self._add(touched, o.store, o.paid[0], o.currency, f, -v)
         o.paid, o.currency, o.amount = seen, e.currency, e.amount
-        o.items = sum(i.qty for i in e.items)
-        for f, v in ((GROSS, o.amount), (PAID, 1), (ITEMS, o.items)):
+        o.items = tuple((i.product, i.qty, i.unit_price, i.name) for i in e.items)
+        o.customer = e.customer or o.customer
+        o.source = str(e.source)
+        for f, v in ((GROSS, o.amount), (PAID, 1), (ITEMS, o.units)):
             self._add(touched, o.store, e.time, o.currency, f, v)
+        return o
 
-    def _refund(self, e: Event, touched: set[Key]) -> None:
-        key = f"{e.store}\x1f{e.refund or e.id}"
+    def _refund(self, e: Event, touched: set[Key]) -> OrderFacts | None:
+        name = e.refund or e.id
+        key = f"{e.store}\x1f{name}"
         increase = e.amount - self.refunded.get(key, 0)
         if increase <= 0:
-            return  # a redelivery, or an older report of a refund we know more of
+            return None  # a redelivery, or an older report of a refund we know more of
         self.refunded[key] = e.amount
         self._add(touched, e.store, e.time, e.currency, REFUNDS, increase)
+        if not e.order:
+            return None  # a refund with no order (a credit note): figures only
+        o = self._facts(e)
+        o.refunds[name] = e.amount
+        return o

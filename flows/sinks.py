@@ -10,22 +10,22 @@ from collections.abc import Callable
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from core.figures import Bucket
+from core.figures import Bucket, Record
 from state.readmodel import ReadModel
 
 
-class _ReadModelPartition(StatelessSinkPartition[tuple[str, Bucket]]):
+class _ReadModelPartition(StatelessSinkPartition[tuple[str, Bucket | Record]]):
     def __init__(self, model: ReadModel) -> None:
         self._model = model
 
-    def write_batch(self, items: list[tuple[str, Bucket]]) -> None:
+    def write_batch(self, items: list[tuple[str, Bucket | Record]]) -> None:
         self._model.write([totals for _, totals in items])
 
     def close(self) -> None:
         self._model.close()
 
 
-class ReadModelSink(DynamicSink[tuple[str, Bucket]]):
+class ReadModelSink(DynamicSink[tuple[str, Bucket | Record]]):
     def __init__(self, open_model: Callable[[], ReadModel]) -> None:
         self._open_model = open_model
 

@@ -310,7 +310,7 @@ def _order_deleted(payload: Mapping[str, Any], ctx: _Context) -> tuple[list[Even
     """order.deleted (moved to the trash): WooCommerce sends only {"id": N}."""
     order_id = _id(payload, "id", "order")
     status = payload.get("status")
-    if status is not None and status not in CANCELLED_STATUSES:
+    if status is not None and (not isinstance(status, str) or status not in CANCELLED_STATUSES):
         # The topic header is not signed: a captured order body relabelled as a deletion is refused.
         raise BadPayload(f"order.deleted delivery describes order {order_id} in status {status!r}, not a deleted order")
     modified = _opt_time(payload, "date_modified_gmt", "order")

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
-from core.figures import Bucket
+from core.figures import Bucket, Record
 
 
 class ReadModel(Protocol):
-    def write(self, changes: Sequence[Bucket]) -> None:
+    def write(self, changes: Sequence[Bucket | Record]) -> None:
         """Applies the changes newer than what is stored, in order, and publishes each applied one."""
         ...
 
@@ -22,7 +22,11 @@ class ReadModel(Protocol):
         """The organisation's current version and all its buckets, consistent with each other."""
         ...
 
-    def feed(self) -> AsyncIterator[Bucket | None]:
+    def records(self, org: str, kind: str, first: str = "", last: str = "\uffff") -> list[Record]:
+        """The organisation's records of a kind whose day is in [first, last]."""
+        ...
+
+    def feed(self) -> AsyncIterator[Bucket | Record | None]:
         """Every change applied from now on, for all organisations, in version order per organisation.
 
         The first item is None, yielded once the feed is live: a snapshot read after it misses nothing.

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
+import orjson
 import redis
 import redis.asyncio as aioredis
 
-from core.figures import Bucket, bucket_from_json
+from core.figures import Bucket, Record, bucket_from_json, change_from_json
 
 FEED_CHANNEL = "sp:feed"
 
@@ -25,8 +26,10 @@ return 1
 """
 
 
-def _keys(org: str) -> list[str]:
-    return [f"sp:rm:{{{org}}}:days", f"sp:rm:{{{org}}}:versions", f"sp:rm:{{{org}}}:version"]
+def _keys(org: str, kind: str | None = None) -> list[str]:
+    """Values (buckets, or records of a kind), their versions, and the organisation's version."""
+    values = f"sp:rm:{{{org}}}:days" if kind is None else f"sp:rm:{{{org}}}:rec:{kind}"
+    return [values, f"sp:rm:{{{org}}}:versions", f"sp:rm:{{{org}}}:version"]
 
 
 class RedisReadModel:
@@ -35,11 +38,19 @@ class RedisReadModel:
         self._redis = redis.Redis.from_url(url)
         self._write = self._redis.register_script(_WRITE)
 
-    def write(self, changes: Sequence[Bucket]) -> None:
+    def write(self, changes: Sequence[Bucket | Record]) -> None:
         with self._redis.pipeline(transaction=False) as pipe:
             for c in changes:
-                self._write(keys=_keys(c.org), args=[c.key, c.version, c.to_json(), FEED_CHANNEL], client=pipe)
+                if isinstance(c, Record):
+                    keys, field = _keys(c.org, c.kind), f"r|{c.kind}|{c.key}"
+                else:
+                    keys, field = _keys(c.org), c.key
+                self._write(keys=keys, args=[field, c.version, c.to_json(), FEED_CHANNEL], client=pipe)
             pipe.execute()
+
+    def records(self, org: str, kind: str, first: str = "", last: str = "\uffff") -> list[Record]:
+        found = (Record(**orjson.loads(v)) for v in self._redis.hvals(_keys(org, kind)[0]))
+        return [r for r in found if first <= r.day <= last]
 
     def snapshot(self, org: str) -> tuple[int, list[Bucket]]:
         days, _, version = _keys(org)
@@ -49,7 +60,7 @@ class RedisReadModel:
             v, vals = pipe.execute()
         return int(v or 0), [bucket_from_json(x) for x in vals]
 
-    async def feed(self) -> AsyncIterator[Bucket | None]:
+    async def feed(self) -> AsyncIterator[Bucket | Record | None]:
         client = aioredis.Redis.from_url(self._url)
         pubsub = client.pubsub()
         try:
@@ -57,7 +68,7 @@ class RedisReadModel:
             yield None
             async for msg in pubsub.listen():
                 if msg["type"] == "message":  # skips the subscribe confirmation
-                    yield bucket_from_json(msg["data"])
+                    yield change_from_json(msg["data"])
         finally:
             await pubsub.aclose()
             await client.aclose()

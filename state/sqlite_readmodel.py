@@ -11,7 +11,9 @@ import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from core.figures import Bucket, bucket_from_json
+import orjson
+
+from core.figures import Bucket, Record, change_from_json
 from state.sqlite_log import connect
 
 _SCHEMA = """
@@ -21,6 +23,12 @@ CREATE TABLE IF NOT EXISTS buckets (
     items INTEGER NOT NULL, version INTEGER NOT NULL,
     PRIMARY KEY (org, grain, start, store, currency)
 );
+CREATE TABLE IF NOT EXISTS records (
+    org TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, day TEXT NOT NULL, version INTEGER NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (org, kind, key)
+);
+CREATE INDEX IF NOT EXISTS records_by_day ON records (org, kind, day);
 CREATE TABLE IF NOT EXISTS org_versions (org TEXT PRIMARY KEY, version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -37,23 +45,31 @@ class SqliteReadModel:
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()  # one connection, used from the gateway's worker threads
 
-    def write(self, changes: Sequence[Bucket]) -> None:
+    def write(self, changes: Sequence[Bucket | Record]) -> None:
         with self._lock:
             self._write(changes)
 
-    def _write(self, changes: Sequence[Bucket]) -> None:
+    def _write(self, changes: Sequence[Bucket | Record]) -> None:
         cur = self._conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
             for c in changes:
-                cur.execute(
-                    "INSERT INTO buckets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (org, grain, start, store, currency) DO UPDATE SET gross = excluded.gross, "
-                    "refunds = excluded.refunds, orders = excluded.orders, paid_orders = excluded.paid_orders, "
-                    "items = excluded.items, version = excluded.version WHERE excluded.version > buckets.version",
-                    (c.org, c.grain, c.start, c.store, c.currency, c.gross, c.refunds, c.orders, c.paid_orders,
-                     c.items, c.version),
-                )
+                if isinstance(c, Record):
+                    cur.execute(
+                        "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (org, kind, key) DO UPDATE SET "
+                        "day = excluded.day, version = excluded.version, value = excluded.value "
+                        "WHERE excluded.version > records.version",
+                        (c.org, c.kind, c.key, c.day, c.version, orjson.dumps(c.value)),
+                    )
+                else:
+                    cur.execute(
+                        "INSERT INTO buckets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (org, grain, start, store, currency) DO UPDATE SET gross = excluded.gross, "
+                        "refunds = excluded.refunds, orders = excluded.orders, paid_orders = excluded.paid_orders, "
+                        "items = excluded.items, version = excluded.version WHERE excluded.version > buckets.version",
+                        (c.org, c.grain, c.start, c.store, c.currency, c.gross, c.refunds, c.orders, c.paid_orders,
+                         c.items, c.version),
+                    )
                 if cur.rowcount == 0:
                     continue  # a replayed, older value
                 cur.execute(
@@ -85,7 +101,7 @@ class SqliteReadModel:
             cur.execute("COMMIT")
         return (row[0] if row else 0), [Bucket(*r) for r in rows]
 
-    async def feed(self) -> AsyncIterator[Bucket | None]:
+    async def feed(self) -> AsyncIterator[Bucket | Record | None]:
         reader = connect(self._path_of())
         loop = asyncio.get_running_loop()
         polling: asyncio.Future[list[tuple[int, bytes]]] | None = None
@@ -101,7 +117,7 @@ class SqliteReadModel:
                 rows = await asyncio.shield(polling)
                 for seq, body in rows:
                     last = seq
-                    yield bucket_from_json(body)
+                    yield change_from_json(body)
                 if not rows:
                     await asyncio.sleep(POLL_SECONDS)
         finally:
@@ -109,6 +125,14 @@ class SqliteReadModel:
             if polling is not None and not polling.done():
                 await asyncio.wait([polling])
             reader.close()
+
+    def records(self, org: str, kind: str, first: str = "", last: str = "\uffff") -> list[Record]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT key, day, version, value FROM records WHERE org = ? AND kind = ? AND day BETWEEN ? AND ?",
+                (org, kind, first, last),
+            ).fetchall()
+        return [Record(org, v, kind, k, d, orjson.loads(val)) for k, d, v, val in rows]
 
     def _path_of(self) -> str:
         return self._conn.execute("PRAGMA database_list").fetchone()[2]

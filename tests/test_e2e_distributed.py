@@ -13,6 +13,7 @@ import pytest
 
 from tests.helpers import (
     ORGS_TOML,
+    RATES_CSV,
     SECRETS,
     TOKENS,
     RedisServer,
@@ -43,6 +44,7 @@ def _http_up(url: str) -> bool:
 def test_parts_alone_on_redis(topology: str, tmp_path: Path) -> None:
     redis = RedisServer(tmp_path / "redis")
     (tmp_path / "storepulse.toml").write_text(ORGS_TOML)
+    (tmp_path / "rates.csv").write_text(RATES_CSV)
     common = ["--config", "storepulse.toml", "--redis", redis.url]
     ingest_ports = [free_port(), free_port()]
     gw_http, gw_ws = free_port(), free_port()

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.events import Event, Kind
+from core.figures import Bucket, Record
 from flows.revenue import RevenueLedger
 
 H = 3_600_000
@@ -23,6 +24,14 @@ def refund(eid: str, order: str, name: str, total: int, t: int = T0) -> Event:
                  order=order, refund=name)
 
 
+def buckets(out: list) -> list[Bucket]:
+    return [c for c in out if isinstance(c, Bucket)]
+
+
+def records(out: list) -> list[Record]:
+    return [c for c in out if isinstance(c, Record)]
+
+
 def totals(ledger: RevenueLedger) -> dict[tuple[str, str, str], list[int]]:
     """Day buckets as (store, day, currency) -> [gross, refunds, orders, paid, items], zeros left out."""
     return {(k[2], k[1], k[3]): v for k, v in ledger.buckets.items() if k[0] == "day" and any(v)}
@@ -31,8 +40,12 @@ def totals(ledger: RevenueLedger) -> dict[tuple[str, str, str], list[int]]:
 def test_an_order_paid_through_three_events_counts_once() -> None:
     ledger = RevenueLedger("o", "Europe/Berlin")
     out = ledger.apply(paid("e1", "pi_1", 2500))
-    assert [(c.grain, c.start, c.gross, c.paid_orders, c.version) for c in out] == [
+    assert [(c.grain, c.start, c.gross, c.paid_orders, c.version) for c in buckets(out)] == [
         ("day", "2025-11-21", 2500, 1, 1), ("hour", "2025-11-21T22", 2500, 1, 2)]
+    [rec] = records(out)
+    assert (rec.kind, rec.key, rec.day, rec.version) == ("order", "s:pi_1", "2025-11-21", 3)
+    assert rec.value == {"store": "s", "order": "pi_1", "customer": None, "source": "web", "placed": T0, "paid": T0,
+                         "currency": "EUR", "amount": 2500, "refunded": 0, "cancelled": False, "items": []}
     assert ledger.apply(paid("e2", "pi_1", 2500, T0 + 1000)) == []
     assert ledger.apply(paid("e1", "pi_1", 2500)) == []
     assert totals(ledger) == {("s", "2025-11-21", "EUR"): [2500, 0, 1, 1, 0]}
@@ -42,7 +55,7 @@ def test_the_earliest_fact_decides_the_day_whatever_the_arrival_order() -> None:
     ledger = RevenueLedger("o", "Europe/Berlin")
     ledger.apply(paid("late", "pi_1", 2500, T0 + 2 * H))  # 01:00 on the 22nd in Berlin
     out = ledger.apply(paid("early", "pi_1", 2500, T0))  # 23:00 on the 21st: the order moves
-    days = [(c.start, c.gross, c.orders, c.paid_orders) for c in out if c.grain == "day"]
+    days = [(c.start, c.gross, c.orders, c.paid_orders) for c in buckets(out) if c.grain == "day"]
     assert days == [("2025-11-21", 2500, 1, 1), ("2025-11-22", 0, 0, 0)]
     assert totals(ledger) == {("s", "2025-11-21", "EUR"): [2500, 0, 1, 1, 0]}
 
@@ -55,11 +68,12 @@ def test_refund_totals_replace_rather_than_add() -> None:
     ledger.apply(refund("r2", "pi_1", "charge:ch_1", 3_000))
     assert ledger.apply(refund("r-old", "pi_1", "charge:ch_1", 2_550)) == []  # an older report, late
     assert totals(ledger) == {("s", "2025-11-21", "EUR"): [10_000, 3_000, 1, 1, 0]}
+    assert ledger.orders["s\x1fpi_1"].record_value()["refunded"] == 3_000
 
 
 def test_days_are_cut_in_the_org_timezone() -> None:
     ledger = RevenueLedger("o", "Asia/Tokyo")
-    [d, h] = ledger.apply(paid("p", "pi", 1, T0))  # 07:00 on the 22nd in Tokyo
+    [d, h] = buckets(ledger.apply(paid("p", "pi", 1, T0)))  # 07:00 on the 22nd in Tokyo
     assert (d.start, h.start) == ("2025-11-22", "2025-11-21T22")
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from core.config import Config, Org
-from core.figures import DAY, Bucket, MissingRate, dashboard_figures
+from core.figures import DAY, Bucket, MissingRate, Record, dashboard_figures
 from core.rates import Rates
 from state.readmodel import ReadModel
 from ws_gateway import metrics
@@ -112,12 +112,12 @@ class Hub:
         view.days = {d.key: d for d in days if d.grain == DAY}  # hours are for series, not the dashboard
         self._mark(org_id)
 
-    async def _follow(self, feed: AsyncIterator[Bucket | None]) -> None:
+    async def _follow(self, feed: AsyncIterator[Bucket | Record | None]) -> None:
         async for change in feed:
             if change is not None:
                 await self._apply(change)
 
-    async def _apply(self, c: Bucket) -> None:
+    async def _apply(self, c: Bucket | Record) -> None:
         view = self._views.get(c.org)
         if view is None or c.version <= view.version:
             return  # an organisation we do not serve, or a change already in our snapshot
@@ -126,7 +126,7 @@ class Hub:
             await self._resnapshot(c.org)  # missed something: the snapshot has it
             return
         view.version = c.version
-        if c.grain == DAY:
+        if isinstance(c, Bucket) and c.grain == DAY:
             view.days[c.key] = c
         self._mark(c.org)
 
