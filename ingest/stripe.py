@@ -208,9 +208,29 @@ def paid_from_invoice(obj: Obj, store: Store, time_ms: int, event_id: str = "") 
     amount = _int(obj, "amount_paid", where)
     if amount == 0:
         return []  # a free or fully credited invoice is no order
-    # Older API versions name the payment intent, which the intent's own events share.
-    order = _id(obj.get("payment_intent")) or _str(obj, "id", where)
+    order = _invoice_payment_intent(obj) or _str(obj, "id", where)
     return _paid(store, _base(obj, store, time_ms, event_id), order, amount, currency)
+
+
+def _invoice_payment_intent(obj: Obj) -> str | None:
+    """The payment intent that paid an invoice, which the intent's own events share.
+
+    Older API versions name it on the invoice; since 2025-03 it sits in `payments` (when included).
+    An invoice with neither is counted under its own id: subscribe to invoice.paid or to
+    payment_intent.succeeded for such accounts, not both, or one payment counts twice.
+    """
+    direct = _id(obj.get("payment_intent"))
+    if direct:
+        return direct
+    payments = obj.get("payments")
+    data = payments.get("data") if isinstance(payments, dict) else None
+    for p in data if isinstance(data, list) else []:
+        payment = p.get("payment") if isinstance(p, dict) else None
+        if isinstance(payment, dict) and p.get("status") in (None, "paid"):
+            pi = _id(payment.get("payment_intent"))
+            if pi:
+                return pi
+    return None
 
 
 def refund_from_charge(obj: Obj, store: Store, time_ms: int, event_id: str = "") -> list[Event]:

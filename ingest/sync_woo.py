@@ -45,12 +45,7 @@ Obj = Mapping[str, Any]
 
 
 def customer_events(customer: Obj, store: Store) -> list[Event]:
-    """CUSTOMER_CREATED for one REST v3 customer, as the customer.created webhook gives it."""
-    exposed = getattr(woocommerce, "customer_events", None)
-    if exposed is not None:
-        return exposed(customer, store)  # type: ignore[no-any-return]
-    # Until ingest/woocommerce.py exposes customer_events(customer, store): its customer.created path.
-    return woocommerce._customer(customer, woocommerce._Context(store, "created", None, 0))[0]  # noqa: SLF001
+    return woocommerce.customer_events(customer, store)
 
 
 def _created_ms(obj: Obj) -> int | None:

@@ -192,3 +192,16 @@ def test_expired_checkout_is_an_abandoned_cart() -> None:
 )
 def test_stripe_amounts_become_iso_minor_units(amount: int, currency: str, iso: int) -> None:
     assert stripe_adapter.to_iso_minor(amount, currency) == iso
+
+
+def test_invoice_of_current_api_names_its_payment_intent_in_payments() -> None:
+    store = parse_config(CONFIG, {}).store("odoo-stripe")
+    invoice = {"id": "in_1", "object": "invoice", "status": "paid", "amount_paid": 1999, "currency": "usd",
+               "customer": "cus_1", "payments": {"object": "list", "data": [
+                   {"object": "invoice_payment", "status": "paid",
+                    "payment": {"type": "payment_intent", "payment_intent": "pi_42"}}]}}
+    [e] = stripe_adapter.paid_from_invoice(invoice, store, 1_700_000_000_000)
+    assert (e.id, e.order, e.amount) == (f"{S}:paid:pi_42", "pi_42", 1999)
+    del invoice["payments"]
+    [e] = stripe_adapter.paid_from_invoice(invoice, store, 1_700_000_000_000)
+    assert e.order == "in_1"
