@@ -11,8 +11,10 @@ import uuid
 from zoneinfo import ZoneInfo
 
 import httpx
+import orjson
 
 from tests.helpers import (
+    ORGS_TOML,
     TOKENS,
     Storepulse,
     charge_refunded,
@@ -174,3 +176,59 @@ def test_series_and_ranges(storepulse: Storepulse) -> None:
     assert y["paid_orders"] == want
     bad = storepulse.get("/api/v1/orgs/acme/series", **{**q, "granularity": "week"})
     assert bad.status_code == 400 and "granularity" in bad.json()["error"]
+
+
+def test_lists_of_orders_products_customers_pairs_and_quota(tmp_path) -> None:  # noqa: ANN001
+    """A fresh instance, so every number below is exactly these orders'."""
+    config = ORGS_TOML.replace('currency = "EUR"\ntoken = "acme-token', 'currency = "EUR"\nplan_limit = 4\ntoken = "acme-token')
+    sp = Storepulse(tmp_path, config=config)
+    try:
+        sp.start()
+        t = int(time.time()) - 3600
+        orders = [  # (event, pi, customer, amount, created, items (name, qty, unit))
+            ("e1", "pi_1", "cus_a", 3000, t, [("shirt", 2, 1500)]),
+            ("e2", "pi_2", "cus_a", 4500, t + 60, [("shirt", 1, 1500), ("hat", 2, 1500)]),
+            ("e3", "pi_3", "cus_b", 1500, t + 120, [("hat", 1, 1500)]),
+            ("e4", "pi_4", None, 9900, t + 180, [("coat", 1, 9900)]),
+        ]
+        for evt, pi, cus, amount, created, items in orders:
+            body = orjson.loads(checkout_session_completed(evt, f"cs_{pi}", pi, amount, created=created))
+            obj = body["data"]["object"]
+            obj["customer"] = cus
+            del obj["amount_total"]
+            obj["display_items"] = [{"amount": u, "currency": "eur", "quantity": q, "custom": {"name": n}} for n, q, u in items]
+            assert sp.post_stripe("acme-stripe", orjson.dumps(body)).status_code == 200
+        sp.post_stripe("acme-stripe", charge_refunded("e5", "ch_2", "pi_2", 4500, 500))
+        wait_api(sp, "acme", lambda b: b["paid_orders"] == 4 and b["refunds"]["amount"] == 500)
+
+        latest = sp.get("/api/v1/orgs/acme/orders", period="all", sort="latest", limit=2).json()
+        assert [o["order"] for o in latest["orders"]] == ["pi_4", "pi_3"]
+        best = sp.get("/api/v1/orgs/acme/orders", period="all", sort="best").json()
+        assert [(o["order"], o["amount"]["amount"]) for o in best["orders"]] == [("pi_4", 9900), ("pi_2", 4500), ("pi_1", 3000), ("pi_3", 1500)]
+        assert best["orders"][1]["refunded"] == eur(500)
+        assert best["by_source"] == {"web": {"orders": 4, "revenue": eur(18_900)}}
+
+        products = sp.get("/api/v1/orgs/acme/products", period="all").json()["products"]
+        assert [(p["product"], p["revenue"]["amount"], p["units"], p["orders"]) for p in products] == [
+            ("coat", 9900, 1, 1), ("hat", 4500, 3, 2), ("shirt", 4500, 3, 2)]
+        by_units = sp.get("/api/v1/orgs/acme/products", period="all", sort="units", limit=1).json()["products"]
+        assert by_units[0]["product"] == "hat"  # ties on units break by product id
+
+        customers = sp.get("/api/v1/orgs/acme/customers", period="all").json()
+        assert [(c["customer"], c["revenue"]["amount"], c["orders"], c["items"]) for c in customers["customers"]] == [
+            ("cus_a", 7500, 2, 5), ("cus_b", 1500, 1, 1)]
+        assert customers["summary"] == {"customers": 2, "repeat_customers": 1, "repeat_purchase_rate": 0.5,
+                                        "new_customers": 2, "returning_customers": 0, "guest_orders": 1}
+
+        pairs = sp.get("/api/v1/orgs/acme/pairs", period="all").json()
+        # shirt+hat in 1 of 4 orders; shirt in 2, hat in 2: lift = (1 * 4) / (2 * 2) = 1
+        assert pairs["pairs"] == [{"a": "hat", "b": "shirt", "orders": 1, "support": 0.25, "lift": 1.0}]
+
+        q = sp.get("/api/v1/orgs/acme/quota").json()
+        assert (q["paid_orders_30d"], q["plan_limit"], q["used"], q["crossed"]) == (4, 4, 1.0, [80, 100])
+        before = sp.get("/api/v1/orgs/acme/quota", at=dt.datetime.fromtimestamp(t + 90, dt.timezone.utc).isoformat()).json()
+        assert (before["paid_orders_30d"], before["crossed"]) == (2, [])
+        assert sp.get("/api/v1/orgs/acme/carts").status_code == 404
+        assert sp.get("/api/v1/orgs/acme/products", sort="price").status_code == 400
+    finally:
+        sp.ensure_stopped()

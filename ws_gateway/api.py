@@ -20,6 +20,7 @@ from core.rates import Rates
 from state.connections import ConnectionStats
 from state.readmodel import ReadModel
 from state.rejected import RejectedStore
+from ws_gateway import lists
 from ws_gateway.auth import AuthError, org_for
 
 BODY_PREVIEW_BYTES = 4096
@@ -139,6 +140,51 @@ def gateway_routes(side: ReadSide) -> list[Route]:
 
         return JSONResponse({"org": org.id, "connections": await asyncio.to_thread(gather)})
 
+    async def listing(request: Request) -> Response:
+        org = authorised(request)
+        what = request.path_params["what"]
+        if what not in lists.SORTS:
+            return _err(404, f"no list {what!r}: use one of {', '.join(lists.SORTS)}")
+        store, first, last, currency = query(request, org)
+        sort = request.query_params.get("sort", lists.SORTS[what][0])
+        if sort not in lists.SORTS[what]:
+            return _err(400, f"sort for {what} must be one of {', '.join(lists.SORTS[what])}, got {sort!r}")
+        limit = _limit(request, default=20)
+        wanted_all = what == "customers"  # new vs returning needs every customer's first order
+        records = await asyncio.to_thread(side.model.records, org.id, "order", "" if wanted_all else first,
+                                          "\uffff" if wanted_all else last)
+        if store is not None:
+            records = [r for r in records if r.value["store"] == store]
+        try:
+            every = lists.paid_orders(records, currency, side.rates)
+        except MissingRate as exc:
+            return _err(422, str(exc))
+        paid = [o for o in every if first <= o.day <= last]
+        body: dict[str, object] = {"org": org.id, "store": store, "from": first or None,
+                                   "to": None if last == "\uffff" else last, "currency": currency, "sort": sort}
+        if what == "orders":
+            body["orders"] = lists.orders_list(paid, sort=sort, limit=limit, currency=currency, tz=org.tz)
+            body["by_source"] = lists.orders_by_source(paid, currency)
+        elif what == "products":
+            body["products"] = lists.products_list(paid, sort=sort, limit=limit, currency=currency)
+        elif what == "customers":
+            body["customers"] = lists.customers_list(paid, sort=sort, limit=limit, currency=currency, tz=org.tz)
+            body["summary"] = lists.customer_figures(paid, lists.first_paid_by_customer(every), first, last, org.tz)
+        else:
+            body["pairs"] = lists.pairs_list(paid, sort=sort, limit=limit)
+            body["orders_considered"] = len(paid)
+        return JSONResponse(body)
+
+    async def quota(request: Request) -> Response:
+        org = authorised(request)
+        try:
+            at = lists.parse_at(request.query_params.get("at"), datetime.now(timezone.utc))
+        except lists.ListError as exc:
+            return _err(400, str(exc))
+        records = await asyncio.to_thread(side.model.records, org.id, "order")
+        times = [r.value["paid"] for r in records if r.value.get("paid") is not None]
+        return JSONResponse({"org": org.id, **lists.quota(times, at, org.plan_limit)})
+
     page = files("ws_gateway").joinpath("static/dashboard.html").read_text()
 
     async def dashboard(request: Request) -> Response:
@@ -156,8 +202,10 @@ def gateway_routes(side: ReadSide) -> list[Route]:
     return [
         Route("/api/v1/orgs/{org}/figures", guarded(figures), methods=["GET"]),
         Route("/api/v1/orgs/{org}/series", guarded(series_route), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/quota", guarded(quota), methods=["GET"]),
         Route("/api/v1/orgs/{org}/rejected", guarded(rejected_list), methods=["GET"]),
         Route("/api/v1/orgs/{org}/rejected/{id}", guarded(rejected_one), methods=["GET"]),
         Route("/api/v1/orgs/{org}/connections", guarded(connections), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/{what}", guarded(listing), methods=["GET"]),
         Route("/", dashboard, methods=["GET"]),
     ]
