@@ -11,7 +11,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulBatchLogic
 
-from core.config import Config
+from core.config import Config, Org
 from core.events import Event
 from core.figures import Bucket, Record
 from flows import metrics
@@ -24,14 +24,14 @@ from state.readmodel import ReadModel
 
 class _LedgerLogic(StatefulBatchLogic[Event, Bucket | Record, RevenueLedger]):
     # Bytewax does not hand the key to the builder: a new ledger learns its org from its first event.
-    def __init__(self, ledger: RevenueLedger | None, timezones: dict[str, str]) -> None:
+    def __init__(self, ledger: RevenueLedger | None, orgs: dict[str, Org]) -> None:
         self.ledger = ledger
-        self._timezones = timezones
+        self._orgs = orgs
 
     def on_batch(self, values: list[Event]) -> tuple[Iterable[Bucket], bool]:
         if self.ledger is None:
-            org = values[0].org
-            self.ledger = RevenueLedger(org, self._timezones[org])
+            org = self._orgs[values[0].org]
+            self.ledger = RevenueLedger(org.id, org.timezone, org.plan_limit)
         out: list[Bucket | Record] = []
         for event in values:
             out.extend(self.ledger.apply(event))
@@ -50,10 +50,10 @@ def build_flow(
     open_model: Callable[[], ReadModel],
     partitions: int,
 ) -> Dataflow:
-    timezones = {org.id: org.timezone for org in config.orgs.values()}
+    orgs = dict(config.orgs)
 
     def known(event: Event) -> bool:
-        if event.org in timezones:
+        if event.org in orgs:
             return True
         metrics.SKIPPED.labels(reason="unknown_org").inc()
         return False
@@ -62,6 +62,6 @@ def build_flow(
     events = op.input("log", flow, LogSource(open_reader, partitions))
     events = op.filter("known_orgs", events, known)
     by_org = op.key_on("by_org", events, lambda e: e.org)
-    changes = op.stateful_batch("revenue", by_org, lambda resume: _LedgerLogic(resume, timezones))
+    changes = op.stateful_batch("revenue", by_org, lambda resume: _LedgerLogic(resume, orgs))
     op.output("read_model", changes, ReadModelSink(open_model))
     return flow

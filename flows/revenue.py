@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from core.clock import utc_from_ms
 from core.events import Event, Kind
 from core.figures import DAY, HOUR, Bucket, Record
+from flows.quota import QuotaWindow
 
 # Bucket key: (grain, start, store, currency); value: [gross, refunds, orders, paid_orders, items]
 Key = tuple[str, str, str, str]
@@ -57,17 +58,22 @@ class OrderFacts:
 class RevenueLedger:
     org: str
     timezone: str
+    plan_limit: int | None = None
     version: int = 0
     orders: dict[str, OrderFacts] = field(default_factory=dict)
     refunded: dict[str, int] = field(default_factory=dict)
     buckets: dict[Key, list[int]] = field(default_factory=dict)
+    quota: QuotaWindow | None = None
 
     def apply(self, event: Event) -> list[Bucket | Record]:
         """Folds one event in; returns the buckets and records it changed, each with a new version."""
         touched: set[Key] = set()
         order: OrderFacts | None = None
+        newly_paid = False
         if event.kind in (Kind.ORDER_PAID, Kind.ORDER_PLACED):
-            order = self._order(event, touched)
+            facts = self._facts(event)
+            newly_paid = event.kind is Kind.ORDER_PAID and facts.paid is None
+            order = self._order(facts, event, touched)
         elif event.kind is Kind.ORDER_REFUNDED:
             order = self._refund(event, touched)
         elif event.kind is Kind.ORDER_CANCELLED and event.order:
@@ -75,6 +81,8 @@ class RevenueLedger:
             if not facts.cancelled:  # revenue moves only with refunds; the record says it was cancelled
                 facts.cancelled, order = True, facts
         out: list[Bucket | Record] = []
+        if newly_paid:
+            out.extend(self._quota(event.time))
         for key in sorted(touched):
             self.version += 1
             out.append(Bucket(self.org, self.version, key[0], key[1], key[2], key[3], *self.buckets[key]))
@@ -83,6 +91,16 @@ class RevenueLedger:
             when = order.paid or order.placed
             day = self._day(when[0]) if when else ""
             out.append(Record(self.org, self.version, "order", f"{order.store}:{order.order}", day, order.record_value()))
+        return out
+
+    def _quota(self, time_ms: int) -> list[Record]:
+        if self.quota is None:
+            self.quota = QuotaWindow(self.plan_limit)
+        out = []
+        for a in self.quota.paid(time_ms):
+            self.version += 1
+            value = {"percent": a.percent, "count": a.count, "limit": a.limit, "at": a.at}
+            out.append(Record(self.org, self.version, "quota_alert", f"{a.percent}:{a.at}", self._day(a.at), value))
         return out
 
     def _day(self, time_ms: int) -> str:
@@ -108,8 +126,7 @@ class RevenueLedger:
             o = self.orders[key] = OrderFacts(e.store, order)
         return o
 
-    def _order(self, e: Event, touched: set[Key]) -> OrderFacts | None:
-        o = self._facts(e)
+    def _order(self, o: OrderFacts, e: Event, touched: set[Key]) -> OrderFacts | None:
         seen = (e.time, e.id)
         changed = False
         if o.placed is None or seen < o.placed:

@@ -184,6 +184,9 @@ def test_lists_of_orders_products_customers_pairs_and_quota(tmp_path) -> None:  
     sp = Storepulse(tmp_path, config=config)
     try:
         sp.start()
+        ws_cm = sp.ws(TOKENS["acme"])
+        ws = ws_cm.__enter__()
+        recv_json(ws)  # snapshot
         t = int(time.time()) - 3600
         orders = [  # (event, pi, customer, amount, created, items (name, qty, unit))
             ("e1", "pi_1", "cus_a", 3000, t, [("shirt", 2, 1500)]),
@@ -226,6 +229,11 @@ def test_lists_of_orders_products_customers_pairs_and_quota(tmp_path) -> None:  
 
         q = sp.get("/api/v1/orgs/acme/quota").json()
         assert (q["paid_orders_30d"], q["plan_limit"], q["used"], q["crossed"]) == (4, 4, 1.0, [80, 100])
+        # 80 % of 4 is reached by the 4th order (4 * 100 >= 4 * 80), and so is 100 %: two alerts.
+        assert [(a["percent"], a["count"], a["at"]) for a in q["alerts"]] == [(80, 4, (t + 180) * 1000), (100, 4, (t + 180) * 1000)]
+        pushed = wait_ws(ws, lambda m: m["type"] == "alert" and m["quota"]["percent"] == 100)
+        assert pushed["quota"] == {"percent": 100, "count": 4, "limit": 4, "at": (t + 180) * 1000}
+        ws_cm.__exit__(None, None, None)
         before = sp.get("/api/v1/orgs/acme/quota", at=dt.datetime.fromtimestamp(t + 90, dt.timezone.utc).isoformat()).json()
         assert (before["paid_orders_30d"], before["crossed"]) == (2, [])
         assert sp.get("/api/v1/orgs/acme/carts").status_code == 404

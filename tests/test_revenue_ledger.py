@@ -103,3 +103,21 @@ def test_duplicates_and_reordering_of_payments_leave_the_totals_alone(evs: list[
     assert gross(a) == gross(b) and paid_orders(a) == paid_orders(b) and orders(a) == orders(b)
     day_refunds = lambda l: sum(v[1] for k, v in l.buckets.items() if k[0] == "day")  # noqa: E731
     assert day_refunds(a) == day_refunds(b) == sum(a.refunded.values())
+
+
+def test_quota_alerts_once_per_crossing_in_event_time() -> None:
+    from flows.quota import WINDOW_MS
+
+    ledger = RevenueLedger("o", "UTC", plan_limit=5)
+    alerts = []
+    for i in range(6):
+        alerts += [r for r in records(ledger.apply(paid(f"e{i}", f"pi{i}", 100, T0 + i * H))) if r.kind == "quota_alert"]
+    assert [(a.value["percent"], a.value["count"]) for a in alerts] == [(80, 4), (100, 5)]
+    # The same payment reported again, or earlier, is no new order for the quota.
+    assert not [r for r in records(ledger.apply(paid("e0-again", "pi0", 100, T0 - H))) if r.kind == "quota_alert"]
+    # 30 days later the window has emptied: the alerts re-arm.
+    later = T0 + WINDOW_MS + 10 * H
+    out = []
+    for i in range(4):
+        out += [r for r in records(ledger.apply(paid(f"l{i}", f"pl{i}", 100, later + i))) if r.kind == "quota_alert"]
+    assert [(a.value["percent"], a.value["count"]) for a in out] == [(80, 4)]

@@ -183,7 +183,9 @@ def gateway_routes(side: ReadSide) -> list[Route]:
             return _err(400, str(exc))
         records = await asyncio.to_thread(side.model.records, org.id, "order")
         times = [r.value["paid"] for r in records if r.value.get("paid") is not None]
-        return JSONResponse({"org": org.id, **lists.quota(times, at, org.plan_limit)})
+        alerts = await asyncio.to_thread(side.model.records, org.id, "quota_alert")
+        raised = sorted((a.value for a in alerts), key=lambda v: (v["at"], v["percent"]))
+        return JSONResponse({"org": org.id, **lists.quota(times, at, org.plan_limit), "alerts": raised})
 
     page = files("ws_gateway").joinpath("static/dashboard.html").read_text()
 

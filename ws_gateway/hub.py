@@ -27,17 +27,22 @@ log = logging.getLogger("storepulse.gateway")
 class Subscriber:
     def __init__(self) -> None:
         self.latest: dict[str, object] | None = None
+        self.alerts: list[dict[str, object]] = []
         self.ready = asyncio.Event()
 
     def offer(self, payload: dict[str, object]) -> None:
         self.latest = payload
         self.ready.set()
 
-    async def next(self) -> dict[str, object]:
+    async def next(self) -> list[dict[str, object]]:
+        """Alerts in order, then the newest figures (older figures are skipped: the newest has all)."""
         await self.ready.wait()
         self.ready.clear()
-        assert self.latest is not None
-        return self.latest
+        out, self.alerts = self.alerts, []
+        if self.latest is not None:
+            out.append(self.latest)
+            self.latest = None
+        return out
 
 
 @dataclass
@@ -126,6 +131,10 @@ class Hub:
             await self._resnapshot(c.org)  # missed something: the snapshot has it
             return
         view.version = c.version
+        if isinstance(c, Record) and c.kind == "quota_alert":
+            for sub in view.subscribers:  # an alert is an event of its own, not a figure to coalesce
+                sub.alerts.append({"type": "alert", "org": c.org, "version": c.version, "quota": c.value})
+                sub.ready.set()
         if isinstance(c, Bucket) and c.grain == DAY:
             view.days[c.key] = c
         self._mark(c.org)

@@ -4,6 +4,7 @@ Protocol (JSON text frames):
   client -> {"type": "auth", "token": "<org token>"}   (or an `Authorization: Bearer` handshake header)
   server -> {"type": "snapshot", "org", "version", "currency", "figures": {...}}
   server -> {"type": "figures", ...same shape, higher version...} after every change
+  server -> {"type": "alert", "quota": {"percent": 80, "count", "limit", "at"}} when the plan quota is crossed
   server -> {"type": "error", "status": 401, "message": "..."} then close 4401 on a bad token
 A client that sees a version jump can simply trust the payload: every message carries all figures.
 """
@@ -63,7 +64,8 @@ def handler(config: Config, hub: Hub):  # noqa: ANN201 - websockets' handler typ
                 if closed in done:
                     nxt.cancel()
                     return
-                await conn.send(orjson.dumps(nxt.result()).decode())
+                for message in nxt.result():
+                    await conn.send(orjson.dumps(message).decode())
         except ConnectionClosed:
             return
         finally:

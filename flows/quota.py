@@ -1,0 +1,51 @@
+"""The plan quota: distinct paid orders in the rolling last 30 days, and alerts at 80 % and 100 %. Pure.
+
+Judged in event time: "now" is the latest paid time seen, so a replay raises the same alerts as the
+live stream did. An alert is raised once when the count reaches a threshold and re-armed when the
+count falls below it again. Only the last 30 days of paid times are kept: older ones can never be
+in the window again (bounded state).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+WINDOW_MS = 30 * 24 * 3600 * 1000
+THRESHOLDS = (80, 100)
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaAlert:
+    percent: int
+    count: int
+    limit: int
+    at: int  # ms: the paid time that made the count reach the threshold
+
+
+@dataclass(slots=True)
+class QuotaWindow:
+    limit: int | None
+    times: list[int] = field(default_factory=list)  # sorted paid times within the window
+    latest: int = 0
+    above: set[int] = field(default_factory=set)
+
+    def paid(self, time_ms: int) -> list[QuotaAlert]:
+        """Counts one newly paid order; returns the alerts it raises."""
+        if time_ms <= self.latest - WINDOW_MS:
+            return []  # already out of the window: cannot change it
+        bisect.insort(self.times, time_ms)
+        self.latest = max(self.latest, time_ms)
+        del self.times[: bisect.bisect_right(self.times, self.latest - WINDOW_MS)]
+        if not self.limit:
+            return []
+        count = len(self.times)
+        alerts = []
+        for p in THRESHOLDS:
+            reached = count * 100 >= self.limit * p
+            if reached and p not in self.above:
+                self.above.add(p)
+                alerts.append(QuotaAlert(p, count, self.limit, self.latest))
+            elif not reached:
+                self.above.discard(p)
+        return alerts
