@@ -32,9 +32,7 @@ class _LedgerLogic(StatefulBatchLogic[Event, Bucket | Record, RevenueLedger]):
         if self.ledger is None:
             org = self._orgs[values[0].org]
             self.ledger = RevenueLedger(org.id, org.timezone, org.plan_limit)
-        out: list[Bucket | Record] = []
-        for event in values:
-            out.extend(self.ledger.apply(event))
+        out = self.ledger.apply_all(values)
         metrics.EVENTS.inc(len(values))
         metrics.CHANGES.inc(len(out))
         return out, StatefulBatchLogic.RETAIN

@@ -64,44 +64,59 @@ class RevenueLedger:
     refunded: dict[str, int] = field(default_factory=dict)
     buckets: dict[Key, list[int]] = field(default_factory=dict)
     quota: QuotaWindow | None = None
+    # What changed since the last flush; emitted once each, however often it changed in between.
+    _touched: set[Key] = field(default_factory=set)
+    _changed_orders: dict[str, OrderFacts] = field(default_factory=dict)
+    _alerts: list[Record] = field(default_factory=list)
 
     def apply(self, event: Event) -> list[Bucket | Record]:
         """Folds one event in; returns the buckets and records it changed, each with a new version."""
-        touched: set[Key] = set()
+        return self.apply_all([event])
+
+    def apply_all(self, events: list[Event]) -> list[Bucket | Record]:
+        """Folds a batch in; each bucket or record it changed is returned once, with its final value."""
+        for event in events:
+            self._fold(event)
+        return self._flush()
+
+    def _fold(self, event: Event) -> None:
+        touched = self._touched
         order: OrderFacts | None = None
-        newly_paid = False
         if event.kind in (Kind.ORDER_PAID, Kind.ORDER_PLACED):
             facts = self._facts(event)
             newly_paid = event.kind is Kind.ORDER_PAID and facts.paid is None
             order = self._order(facts, event, touched)
+            if newly_paid:
+                self._quota(event.time)
         elif event.kind is Kind.ORDER_REFUNDED:
             order = self._refund(event, touched)
         elif event.kind is Kind.ORDER_CANCELLED and event.order:
             facts = self._facts(event)
             if not facts.cancelled:  # revenue moves only with refunds; the record says it was cancelled
                 facts.cancelled, order = True, facts
-        out: list[Bucket | Record] = []
-        if newly_paid:
-            out.extend(self._quota(event.time))
-        for key in sorted(touched):
+        if order is not None:
+            self._changed_orders[f"{order.store}:{order.order}"] = order
+
+    def _flush(self) -> list[Bucket | Record]:
+        out: list[Bucket | Record] = self._alerts
+        for key in sorted(self._touched):
             self.version += 1
             out.append(Bucket(self.org, self.version, key[0], key[1], key[2], key[3], *self.buckets[key]))
-        if order is not None:
+        for key, order in self._changed_orders.items():
             self.version += 1
             when = order.paid or order.placed
             day = self._day(when[0]) if when else ""
-            out.append(Record(self.org, self.version, "order", f"{order.store}:{order.order}", day, order.record_value()))
+            out.append(Record(self.org, self.version, "order", key, day, order.record_value()))
+        self._touched, self._changed_orders, self._alerts = set(), {}, []
         return out
 
-    def _quota(self, time_ms: int) -> list[Record]:
+    def _quota(self, time_ms: int) -> None:
         if self.quota is None:
             self.quota = QuotaWindow(self.plan_limit)
-        out = []
         for a in self.quota.paid(time_ms):
             self.version += 1
             value = {"percent": a.percent, "count": a.count, "limit": a.limit, "at": a.at}
-            out.append(Record(self.org, self.version, "quota_alert", f"{a.percent}:{a.at}", self._day(a.at), value))
-        return out
+            self._alerts.append(Record(self.org, self.version, "quota_alert", f"{a.percent}:{a.at}", self._day(a.at), value))
 
     def _day(self, time_ms: int) -> str:
         return utc_from_ms(time_ms).astimezone(ZoneInfo(self.timezone)).date().isoformat()
