@@ -7,6 +7,11 @@ Facts, not messages, decide the figures, so duplicates and disorder cannot move 
 - a refund's amount is the total refunded under its name so far; only an increase is counted,
   in the bucket of the event that reported it, and on its order's record.
 Orders of two stores never share a key: order numbers count up per shop.
+
+Versions: after a batch, the organisation's version is the number of events folded so far, and
+everything the batch changed carries it. The state after N events does not depend on how the
+events were batched, so a replay after a restart (batched differently) writes each key either a
+value the read model already has, or a newer one with a higher version: never an older one over it.
 """
 
 from __future__ import annotations
@@ -76,6 +81,7 @@ class RevenueLedger:
     def apply_all(self, events: list[Event]) -> list[Bucket | Record]:
         """Folds a batch in; each bucket or record it changed is returned once, with its final value."""
         for event in events:
+            self.version += 1
             self._fold(event)
         return self._flush()
 
@@ -100,10 +106,8 @@ class RevenueLedger:
     def _flush(self) -> list[Bucket | Record]:
         out: list[Bucket | Record] = self._alerts
         for key in sorted(self._touched):
-            self.version += 1
             out.append(Bucket(self.org, self.version, key[0], key[1], key[2], key[3], *self.buckets[key]))
         for key, order in self._changed_orders.items():
-            self.version += 1
             when = order.paid or order.placed
             day = self._day(when[0]) if when else ""
             out.append(Record(self.org, self.version, "order", key, day, order.record_value()))
@@ -114,7 +118,6 @@ class RevenueLedger:
         if self.quota is None:
             self.quota = QuotaWindow(self.plan_limit)
         for a in self.quota.paid(time_ms):
-            self.version += 1
             value = {"percent": a.percent, "count": a.count, "limit": a.limit, "at": a.at}
             self._alerts.append(Record(self.org, self.version, "quota_alert", f"{a.percent}:{a.at}", self._day(a.at), value))
 

@@ -1,8 +1,9 @@
 """The read model interface: figures' buckets per organisation, versioned, with a change feed.
 
 The dataflow's sink writes absolute values with versions; a write whose version is not newer than
-what is stored is a replay (outputs are at-least-once) and changes nothing. Every applied write is
-published on the change feed, which the gateway follows.
+what is stored for that key is a replay (outputs are at-least-once) and changes nothing. Every
+applied write is published on the change feed, which the gateway follows. Versions grow per
+organisation but are not consecutive: one batch's changes share one.
 """
 
 from __future__ import annotations

@@ -32,8 +32,7 @@ CREATE INDEX IF NOT EXISTS records_by_day ON records (org, kind, day);
 CREATE TABLE IF NOT EXISTS org_versions (org TEXT PRIMARY KEY, version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    org TEXT NOT NULL, version INTEGER NOT NULL, body BLOB NOT NULL,
-    UNIQUE (org, version)
+    org TEXT NOT NULL, version INTEGER NOT NULL, body BLOB NOT NULL
 );
 """
 POLL_SECONDS = 0.005
@@ -77,7 +76,7 @@ class SqliteReadModel:
                     "SET version = max(version, excluded.version)",
                     (c.org, c.version),
                 )
-                cur.execute("INSERT OR IGNORE INTO changes (org, version, body) VALUES (?, ?, ?)", (c.org, c.version, c.to_json()))
+                cur.execute("INSERT INTO changes (org, version, body) VALUES (?, ?, ?)", (c.org, c.version, c.to_json()))
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")

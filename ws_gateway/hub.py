@@ -1,9 +1,9 @@
 """The gateway's live view of every organisation: buckets kept current from the change feed.
 
-It follows the feed first and snapshots second, so no change falls between the two; a change older
-than what it has is a replay and dropped, and a gap in an organisation's versions (a missed pub/sub
-message) makes it re-read that organisation's snapshot. Subscribers hold only the latest payload,
-so a slow dashboard never makes the hub buffer: it just skips to the newest figures.
+It follows the feed first and snapshots second, so no change falls between the two; a change not
+newer than what it has for that key is a replay and dropped. If the feed breaks (Redis restarts:
+pub/sub may have lost messages), it follows it again and re-reads every snapshot. Subscribers hold
+only the latest payload, so a slow dashboard never makes the hub buffer: it skips to the newest.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class _OrgView:
     days: dict[str, Bucket] = field(default_factory=dict)
     subscribers: set[Subscriber] = field(default_factory=set)
     shown_day: str = ""
+    alerted: set[str] = field(default_factory=set)
 
 
 class Hub:
@@ -67,10 +68,7 @@ class Hub:
         self.started = asyncio.Event()
 
     async def start(self) -> None:
-        feed = self._model.feed()
-        await anext(feed)  # the feed is live: snapshots read from now on miss nothing
-        for org_id in self._views:
-            await self._resnapshot(org_id)
+        feed = await self._live_feed()
         self._tasks = [
             asyncio.create_task(self._follow(feed)),
             asyncio.create_task(self._publish()),
@@ -115,28 +113,56 @@ class Hub:
         view = self._views[org_id]
         view.version = version
         view.days = {d.key: d for d in days if d.grain == DAY}  # hours are for series, not the dashboard
+        alerts = await asyncio.to_thread(self._model.records, org_id, "quota_alert")
+        view.alerted = {a.key for a in alerts}
         self._mark(org_id)
 
-    async def _follow(self, feed: AsyncIterator[Bucket | Record | None]) -> None:
-        async for change in feed:
-            if change is not None:
-                await self._apply(change)
+    async def _live_feed(self) -> AsyncIterator[Bucket | Record | None]:
+        feed = self._model.feed()
+        await anext(feed)  # the feed is live: snapshots read from now on miss nothing
+        for org_id in self._views:
+            await self._resnapshot(org_id)
+        return feed
 
-    async def _apply(self, c: Bucket | Record) -> None:
+    async def _follow(self, feed: AsyncIterator[Bucket | Record | None]) -> None:
+        while True:
+            try:
+                async for change in feed:
+                    if change is not None:
+                        self._apply(change)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("change feed broke; following it again and re-reading snapshots")
+            while True:
+                await asyncio.sleep(1)
+                try:
+                    feed = await self._live_feed()
+                    metrics.RESNAPSHOTS.inc()
+                    break
+                except Exception as exc:  # still down: keep serving what we have
+                    log.warning("change feed still unavailable: %s", exc)
+
+    def _apply(self, c: Bucket | Record) -> None:
         view = self._views.get(c.org)
-        if view is None or c.version <= view.version:
-            return  # an organisation we do not serve, or a change already in our snapshot
-        if c.version > view.version + 1:
-            metrics.RESNAPSHOTS.inc()
-            await self._resnapshot(c.org)  # missed something: the snapshot has it
-            return
-        view.version = c.version
-        if isinstance(c, Record) and c.kind == "quota_alert":
+        if view is None:
+            return  # an organisation we do not serve
+        if isinstance(c, Bucket):
+            if c.grain != DAY:
+                return  # hours are for series, not the dashboard
+            held = view.days.get(c.key)
+            if held is not None and c.version <= held.version:
+                return  # a replay of what we have
+            view.days[c.key] = c
+        elif c.kind == "quota_alert":
+            if c.key in view.alerted:
+                return  # a replay after a dataflow restart: said once already
+            view.alerted.add(c.key)
             for sub in view.subscribers:  # an alert is an event of its own, not a figure to coalesce
                 sub.alerts.append({"type": "alert", "org": c.org, "version": c.version, "quota": c.value})
                 sub.ready.set()
-        if isinstance(c, Bucket) and c.grain == DAY:
-            view.days[c.key] = c
+        view.version = max(view.version, c.version)
         self._mark(c.org)
 
     def _mark(self, org_id: str) -> None:

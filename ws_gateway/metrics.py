@@ -4,5 +4,5 @@ from prometheus_client import Counter, Gauge
 
 CLIENTS = Gauge("storepulse_ws_clients", "Connected, authenticated WebSocket clients")
 PUSHES = Counter("storepulse_ws_pushes_total", "Figure updates offered to WebSocket clients")
-RESNAPSHOTS = Counter("storepulse_gateway_resnapshots_total", "Snapshots re-read after a gap in the change feed")
+RESNAPSHOTS = Counter("storepulse_gateway_resnapshots_total", "Times the change feed was followed again after breaking")
 AUTH_FAILURES = Counter("storepulse_ws_auth_failures_total", "WebSocket clients refused at authentication")
