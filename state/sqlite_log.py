@@ -32,11 +32,23 @@ CREATE INDEX IF NOT EXISTS events_by_part ON events (part, seq);
 _MAX_BATCH = 2000
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, durable: bool = True) -> sqlite3.Connection:
+    """WAL mode. durable: fsync every commit (the log: we answer 2xx after it); otherwise a commit
+    survives any crash of ours but not the machine's power (derived data the log can rebuild)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
     return conn
+
+
+def _settle(fut: Future[list[bool]], result: list[bool] | None = None, exception: Exception | None = None) -> None:
+    """Answers a caller, unless it stopped waiting (a cancelled request): the writer must go on."""
+    if not fut.set_running_or_notify_cancel():
+        return
+    if exception is not None:
+        fut.set_exception(exception)
+    else:
+        fut.set_result(result if result is not None else [])
 
 
 class SqliteEventLog:
@@ -97,10 +109,10 @@ class SqliteEventLog:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             for _, fut in batch:
-                fut.set_exception(LogUnavailable(f"event log write failed: {exc}"))
+                _settle(fut, exception=LogUnavailable(f"event log write failed: {exc}"))
             return
         for (_, fut), res in zip(batch, results):
-            fut.set_result(res)
+            _settle(fut, result=res)
 
     async def close(self) -> None:
         self._queue.put(None)

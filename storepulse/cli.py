@@ -18,14 +18,14 @@ import uvloop
 
 from core.config import Config, ConfigError
 from core.rates import Rates
-from storepulse.commands import rejected, sync
+from storepulse.commands import rejected, replay, sync
 from storepulse.configfile import DEFAULT_PATH, demo_config, load_config, load_rates
 from storepulse.servers import build_app, http_server, stop_on_signals
 
 log = logging.getLogger("storepulse")
 
 # Commands beyond the servers: each module has register(subparsers, common) and run(args, path, config).
-_COMMANDS = {"rejected": rejected, "sync": sync}
+_COMMANDS = {"rejected": rejected, "sync": sync, "replay": replay}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -65,6 +65,7 @@ def parser() -> argparse.ArgumentParser:
     fl.add_argument("--epoch-ms", type=int, default=1000, help="how often state and offsets are snapshotted")
     fl.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: off)")
     fl.add_argument("--metrics-host", default="127.0.0.1")
+    fl.add_argument("--until-caught-up", action="store_true", help="stop once the log is read to its end (batch runs)")
     for module in _COMMANDS.values():
         module.register(sub, _common)
     return ap
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
                 config, args.data_dir, args.redis, workers=args.workers, process_id=args.process_id,
                 addresses=addresses, epoch_interval=timedelta(milliseconds=args.epoch_ms),
                 metrics_port=args.metrics_port or None, metrics_host=args.metrics_host,
+                until_caught_up=args.until_caught_up,
             )
         except KeyboardInterrupt:
             log.info("dataflow stopped")

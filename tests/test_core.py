@@ -195,3 +195,21 @@ def test_hourly_series_is_labelled_in_local_time_across_dst() -> None:
     days = [day("2026-03-28", 5, orders=1), day("2026-03-30", 7, orders=1)]
     assert series(days, metric="paid_orders", grain=DAY, first="2026-03-28", last="2026-03-30", tz=BERLIN, currency="EUR") == [
         ("2026-03-28", 1), ("2026-03-29", 0), ("2026-03-30", 1)]
+
+
+def test_a_cancelled_append_does_not_stop_the_log_writer(tmp_path) -> None:  # noqa: ANN001
+    import asyncio
+
+    from state.sqlite_log import SqliteEventLog
+
+    async def go() -> list[bool]:
+        log = SqliteEventLog(tmp_path / "log.sqlite3")
+        e = lambda i: Event(id=f"e{i}", kind=Kind.PAGE_VIEWED, org="o", store="s", time=i)  # noqa: E731
+        task = asyncio.ensure_future(log.append([e(1)]))
+        await asyncio.sleep(0)
+        task.cancel()  # the caller goes away (a webhook sender hung up)
+        result = await asyncio.wait_for(log.append([e(2)]), 5)
+        await log.close()
+        return result
+
+    assert asyncio.run(go()) == [True]
