@@ -47,6 +47,7 @@ def build_flow(
     open_reader: Callable[[], LogReader],
     open_model: Callable[[], ReadModel],
     partitions: int,
+    until_caught_up: bool = False,
 ) -> Dataflow:
     orgs = dict(config.orgs)
 
@@ -57,7 +58,7 @@ def build_flow(
         return False
 
     flow = Dataflow("storepulse")
-    events = op.input("log", flow, LogSource(open_reader, partitions))
+    events = op.input("log", flow, LogSource(open_reader, partitions, until_caught_up))
     events = op.filter("known_orgs", events, known)
     by_org = op.key_on("by_org", events, lambda e: e.org)
     changes = op.stateful_batch("revenue", by_org, lambda resume: _LedgerLogic(resume, orgs))

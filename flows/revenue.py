@@ -17,13 +17,24 @@ value the read model already has, or a newer one with a higher version: never an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timezone
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from core.clock import utc_from_ms
 from core.events import Event, Kind
 from core.figures import DAY, HOUR, Bucket, Record
 from flows.quota import QuotaWindow
+
+# Every zone's offset is a whole number of quarter hours, so an instant's local day and UTC hour are
+# those of its quarter-hour slot: computed once per slot, not per event.
+_SLOT_MS = 15 * 60 * 1000
+
+
+@lru_cache(maxsize=1 << 16)
+def _slot(tz: str, slot: int) -> tuple[str, str]:
+    utc = utc_from_ms(slot * _SLOT_MS)
+    return utc.astimezone(ZoneInfo(tz)).date().isoformat(), utc.strftime("%Y-%m-%dT%H")
+
 
 # Bucket key: (grain, start, store, currency); value: [gross, refunds, orders, paid_orders, items]
 Key = tuple[str, str, str, str]
@@ -40,14 +51,15 @@ class OrderFacts:
     currency: str = ""
     amount: int = 0
     items: tuple[tuple[str, int, int, str], ...] = ()  # (product, qty, unit price, name)
+    units: int = 0
     customer: str | None = None
     source: str = "web"
     refunds: dict[str, int] = field(default_factory=dict)  # refund name -> total so far
     cancelled: bool = False
 
-    @property
-    def units(self) -> int:
-        return sum(i[1] for i in self.items)
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        # Snapshots pickle every order each epoch: a plain tuple of fields pickles several times faster.
+        return (OrderFacts, tuple(getattr(self, f) for f in self.__slots__))
 
     def record_value(self) -> dict[str, object]:
         return {
@@ -55,7 +67,7 @@ class OrderFacts:
             "placed": self.placed[0] if self.placed else None, "paid": self.paid[0] if self.paid else None,
             "currency": self.currency or self.placed_currency, "amount": self.amount,
             "refunded": sum(self.refunds.values()), "cancelled": self.cancelled,
-            "items": [list(i) for i in self.items],
+            "items": self.items,  # orjson writes tuples as arrays
         }
 
 
@@ -122,12 +134,11 @@ class RevenueLedger:
             self._alerts.append(Record(self.org, self.version, "quota_alert", f"{a.percent}:{a.at}", self._day(a.at), value))
 
     def _day(self, time_ms: int) -> str:
-        return utc_from_ms(time_ms).astimezone(ZoneInfo(self.timezone)).date().isoformat()
+        return _slot(self.timezone, time_ms // _SLOT_MS)[0]
 
     def _keys(self, store: str, time_ms: int, currency: str) -> tuple[Key, Key]:
-        utc = utc_from_ms(time_ms)
-        day = utc.astimezone(ZoneInfo(self.timezone)).date().isoformat()
-        return (DAY, day, store, currency), (HOUR, utc.astimezone(timezone.utc).strftime("%Y-%m-%dT%H"), store, currency)
+        day, hour = _slot(self.timezone, time_ms // _SLOT_MS)
+        return (DAY, day, store, currency), (HOUR, hour, store, currency)
 
     def _add(self, touched: set[Key], store: str, time_ms: int, currency: str, field_: int, delta: int) -> None:
         if delta == 0:
@@ -161,7 +172,8 @@ class RevenueLedger:
             for f, v in ((GROSS, o.amount), (PAID, 1), (ITEMS, o.units)):
                 self._add(touched, o.store, o.paid[0], o.currency, f, -v)
         o.paid, o.currency, o.amount = seen, e.currency, e.amount
-        o.items = tuple((i.product, i.qty, i.unit_price, i.name) for i in e.items)
+        o.items = tuple([(i.product, i.qty, i.unit_price, i.name) for i in e.items])
+        o.units = sum([i.qty for i in e.items])
         o.customer = e.customer or o.customer
         o.source = str(e.source)
         for f, v in ((GROSS, o.amount), (PAID, 1), (ITEMS, o.units)):

@@ -15,14 +15,17 @@ BATCH = 2000
 
 
 class _LogPartition(StatefulSourcePartition[Event, str | None]):
-    def __init__(self, reader: LogReader, partition: int, offset: str | None) -> None:
+    def __init__(self, reader: LogReader, partition: int, offset: str | None, until_caught_up: bool) -> None:
         self._reader = reader
         self._partition = partition
         self._offset = offset
         self._awake: datetime | None = None
+        self._until_caught_up = until_caught_up
 
     def next_batch(self) -> list[Event]:
         rows = self._reader.read(self._partition, self._offset, BATCH)
+        if not rows and self._until_caught_up:
+            raise StopIteration  # benchmarks and batch runs: the end of the log ends the dataflow
         if not rows:
             # Nothing new: come back shortly instead of spinning.
             self._awake = datetime.now(timezone.utc) + POLL_INTERVAL
@@ -44,12 +47,13 @@ class _LogPartition(StatefulSourcePartition[Event, str | None]):
 class LogSource(FixedPartitionedSource[Event, str | None]):
     """Emits canonical events in log order per partition; the resume state is the last offset read."""
 
-    def __init__(self, open_reader: Callable[[], LogReader], partitions: int) -> None:
+    def __init__(self, open_reader: Callable[[], LogReader], partitions: int, until_caught_up: bool = False) -> None:
         self._open_reader = open_reader
         self._partitions = partitions
+        self._until_caught_up = until_caught_up
 
     def list_parts(self) -> list[str]:
         return [f"p{i}" for i in range(self._partitions)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: str | None) -> _LogPartition:
-        return _LogPartition(self._open_reader(), int(for_part[1:]), resume_state)
+        return _LogPartition(self._open_reader(), int(for_part[1:]), resume_state, self._until_caught_up)

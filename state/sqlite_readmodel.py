@@ -40,7 +40,7 @@ POLL_SECONDS = 0.005
 
 class SqliteReadModel:
     def __init__(self, path: Path) -> None:
-        self._conn = connect(path)
+        self._conn = connect(path, durable=False)  # derived from the log: see docs/operations.md
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()  # one connection, used from the gateway's worker threads
 

@@ -1,0 +1,66 @@
+"""What the carts, journey and attribution books share: the organisation's version and its local days.
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from core.clock import utc_from_ms
+
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+_QUARTER_MS = 15 * MINUTE_MS  # every UTC offset in use is a multiple of 15 minutes
+
+
+@dataclass(slots=True)
+class Version:
+    """The organisation's change version. Books that feed one change feed share one `Version`, so
+    every record they emit has a version greater than every record emitted before it."""
+
+    value: int = 0
+
+    def next(self) -> int:
+        self.value += 1
+        return self.value
+
+
+class Days:
+    """The local calendar of one time zone: the ISO day of an instant, and the instant a day ends."""
+
+    __slots__ = ("tz", "_days", "_ends")
+
+    def __init__(self, timezone: str) -> None:
+        self.tz = ZoneInfo(timezone)
+        self._days: dict[int, str] = {}
+        self._ends: dict[str, int] = {}
+
+    def __getstate__(self) -> str:
+        return self.tz.key
+
+    def __setstate__(self, key: str) -> None:
+        self.__init__(key)  # type: ignore[misc]
+
+    def of(self, time_ms: int) -> str:
+        """The local ISO day (YYYY-MM-DD) on which the instant falls."""
+        quarter = time_ms // _QUARTER_MS  # a local day never starts inside a UTC quarter hour
+        day = self._days.get(quarter)
+        if day is None:
+            if len(self._days) > 20_000:
+                self._days.clear()
+            day = self._days[quarter] = utc_from_ms(time_ms).astimezone(self.tz).date().isoformat()
+        return day
+
+    def end(self, day: str) -> int:
+        """The first instant (UTC ms) after the local day: the next local midnight."""
+        end = self._ends.get(day)
+        if end is None:
+            if len(self._ends) > 20_000:
+                self._ends.clear()
+            midnight = datetime.combine(date.fromisoformat(day) + timedelta(days=1), time.min, self.tz)
+            end = self._ends[day] = int(midnight.timestamp() * 1000)
+        return end

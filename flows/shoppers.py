@@ -1,0 +1,48 @@
+"""Carts, journey and e-mail attribution of one organisation behind one object, sharing its version. Pure.
+
+The dataflow keeps one `Shoppers` per organisation next to its revenue ledger: every event goes to
+`apply`, and whenever the organisation's watermark moves (max event time seen minus the allowed
+lateness; while live also the wall clock minus lateness) it calls `advance`. Definitions are in
+docs/carts_journey.md and in the modules' docstrings.
+"""
+
+from __future__ import annotations
+
+from core.events import Event
+from core.figures import Record
+from flows.attribution import Attribution
+from flows.book import DAY_MS, MINUTE_MS, Version
+from flows.carts import CartBook
+from flows.journey import DEFAULT_IDENTIFY_FOR_MS, Journey
+
+
+class Shoppers:
+    def __init__(self, org: str, timezone: str, abandon_after_minutes: int = 60, keep_ms: int = 7 * DAY_MS,
+                 identify_for_ms: int = DEFAULT_IDENTIFY_FOR_MS, version: Version | None = None) -> None:
+        self.version = version or Version()
+        self.carts = CartBook(org, timezone, abandon_after_minutes * MINUTE_MS, keep_ms, self.version)
+        self.journey = Journey(org, timezone, identify_for_ms, self.version)
+        self.attribution = Attribution(org, timezone, keep_ms, self.version)
+
+    def apply(self, event: Event) -> list[Record]:
+        """Folds one event into the three books; the records it changed, in version order."""
+        return self.carts.apply(event) + self.journey.apply(event) + self.attribution.apply(event)
+
+    def apply_all(self, events: list[Event]) -> list[Record]:
+        out: list[Record] = []
+        for e in events:
+            out += self.apply(e)
+        return out
+
+    def advance(self, watermark_ms: int) -> list[Record]:
+        """Moves the watermark forward: abandonment decisions, final days, state dropped."""
+        return self.carts.advance(watermark_ms) + self.journey.advance(watermark_ms) + self.attribution.advance(watermark_ms)
+
+    @property
+    def too_late(self) -> int:
+        return self.carts.too_late + self.journey.too_late + self.attribution.too_late
+
+    def held(self) -> dict[str, int]:
+        return {**{f"carts_{k}": v for k, v in self.carts.held().items()},
+                **{f"journey_{k}": v for k, v in self.journey.held().items()},
+                **{f"attribution_{k}": v for k, v in self.attribution.held().items()}}
