@@ -8,6 +8,7 @@ group-commits one fsync per event-loop turn before any reply is sent.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import redis
@@ -35,23 +36,35 @@ def seen_key(partition: int, org: str, event_id: str) -> str:
     return f"sp:{{p{partition}}}:seen:{org}:{event_id}"
 
 
+_APPEND_SHA = hashlib.sha1(_APPEND.encode()).hexdigest()
+
+
 class RedisEventLog:
     def __init__(self, url: str, partitions: int = DEFAULT_PARTITIONS) -> None:
         self.partitions = partitions
         self._redis = aioredis.Redis.from_url(url)
-        self._append = self._redis.register_script(_APPEND)
+
+    def _args(self, e: Event) -> tuple[object, ...]:
+        p = partition_of(e.org, self.partitions)
+        return (_APPEND_SHA, 2, seen_key(p, e.org, e.id), stream_key(p), e.to_json(), DEDUPE_TTL_SECONDS)
+
+    async def _send(self, events: Sequence[Event]) -> list[object]:
+        # EVALSHA directly: redis-py's Script objects make every pipeline ask SCRIPT EXISTS first,
+        # one more round trip per webhook. The script is loaded once, and again after a NOSCRIPT.
+        if len(events) == 1:
+            return [await self._redis.evalsha(*self._args(events[0]))]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for e in events:
+                pipe.evalsha(*self._args(e))
+            return await pipe.execute()
 
     async def append(self, events: Sequence[Event]) -> list[bool]:
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for e in events:
-                    p = partition_of(e.org, self.partitions)
-                    await self._append(
-                        keys=[seen_key(p, e.org, e.id), stream_key(p)],
-                        args=[e.to_json(), DEDUPE_TTL_SECONDS],
-                        client=pipe,
-                    )
-                replies = await pipe.execute()
+            try:
+                replies = await self._send(events)
+            except redis.exceptions.NoScriptError:
+                await self._redis.script_load(_APPEND)
+                replies = await self._send(events)  # dedupe makes the retry of a partial pipeline safe
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise LogUnavailable(f"event log (Redis) unreachable: {exc}") from exc
         except redis.ResponseError as exc:

@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command in _COMMANDS:
         raise SystemExit(_COMMANDS[args.command].run(args, path, config))
     if args.command == "flows":
+        from bytewax.errors import BytewaxRuntimeError
+
         from flows.run import run_flows
 
         addresses = args.addresses.split(";") if args.addresses else None
@@ -110,6 +112,11 @@ def main(argv: list[str] | None = None) -> None:
                 until_caught_up=args.until_caught_up,
             )
         except KeyboardInterrupt:
+            log.info("dataflow stopped")
+        except BytewaxRuntimeError as exc:
+            # Bytewax wraps the interrupt it noticed between steps; anything else is a real failure.
+            if "signal received" not in str(exc):
+                raise
             log.info("dataflow stopped")
         return
     uvloop.run(_serve(args, path, config, rates))
