@@ -128,12 +128,14 @@ class Storepulse:
         self.base = f"http://127.0.0.1:{self.http_port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.logfile = workdir / "storepulse.log"
+        self.extra_args: list[str] = []
 
     def start(self) -> Storepulse:
         cmd = [sys.executable, "-m", "storepulse", "up", "--config", str(self.config), "--data-dir", str(self.data_dir),
                "--http-port", str(self.http_port), "--ws-port", str(self.ws_port)]
         if self.redis_url:
             cmd += ["--redis", self.redis_url]
+        cmd += self.extra_args
         env = {**os.environ, "ACME_EU2_SECRET": SECRETS["acme-eu2"]}
         with open(self.logfile, "ab") as out:
             self.proc = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
