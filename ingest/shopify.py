@@ -55,6 +55,7 @@ from core.events import Event, Item, Kind
 from core.money import UnknownCurrency, normalise_currency, to_minor
 from ingest.adapter import Delivery, Outcome
 from ingest.errors import BadPayload, BadSignature, Rejected
+from ingest.fields import required
 
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
 TOPIC_HEADER = "X-Shopify-Topic"
@@ -157,13 +158,6 @@ def _list(value: Any, where: str) -> list[Any]:
     return value
 
 
-def _req(obj: Mapping[str, Any], key: str, where: str) -> Any:
-    value = obj.get(key)
-    if value is None:
-        raise BadPayload(f"{where}.{key} is missing")
-    return value
-
-
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -263,9 +257,9 @@ def _money(obj: Mapping[str, Any], key: str, where: str, currency: str) -> _Mone
     bag = obj.get(f"{key}_set")
     if bag is not None:
         bw = f"{where}.{key}_set"
-        shop = _dict(_req(_dict(bag, bw), "shop_money", bw), f"{bw}.shop_money")
-        shop_currency = _currency(_req(shop, "currency_code", f"{bw}.shop_money"), f"{bw}.shop_money.currency_code")
-        amount = _minor(_req(shop, "amount", f"{bw}.shop_money"), shop_currency, f"{bw}.shop_money.amount")
+        shop = _dict(required(_dict(bag, bw), "shop_money", bw), f"{bw}.shop_money")
+        shop_currency = _currency(required(shop, "currency_code", f"{bw}.shop_money"), f"{bw}.shop_money.currency_code")
+        amount = _minor(required(shop, "amount", f"{bw}.shop_money"), shop_currency, f"{bw}.shop_money.amount")
         pres = bag.get("presentment_money")
         if isinstance(pres, dict):
             pres_currency = _valid_currency(pres.get("currency_code"))
@@ -339,7 +333,7 @@ def _items(lines: Any, where: str, currency: str) -> tuple[Item, ...]:
     for i, line in enumerate(_list(lines, where)):
         lw = f"{where}[{i}]"
         line = _dict(line, lw)
-        out.append(_item(line, lw, currency, _req(line, "quantity", lw)))
+        out.append(_item(line, lw, currency, required(line, "quantity", lw)))
     return tuple(out)
 
 
@@ -352,9 +346,9 @@ def _attrs(**values: Any) -> dict[str, Any]:
 
 def _order(payload: dict[str, Any], ctx: _Context) -> list[Event] | str:
     where = "order"
-    oid = _id(_req(payload, "id", where), f"{where}.id")
+    oid = _id(required(payload, "id", where), f"{where}.id")
     total = _money(payload, "total_price", where, _shop_currency(payload, ctx.store))
-    items = _items(_req(payload, "line_items", where), f"{where}.line_items", total.currency)
+    items = _items(required(payload, "line_items", where), f"{where}.line_items", total.currency)
     status = payload.get("financial_status")
     if status is not None and not isinstance(status, str):
         raise BadPayload(f"{where}.financial_status must be a string such as \"paid\", got {_show(status)}")
@@ -402,7 +396,7 @@ def _paid_time(order: Mapping[str, Any], where: str) -> int:
 
 
 def _order_deleted(payload: dict[str, Any], ctx: _Context) -> list[Event] | str:
-    oid = _id(_req(payload, "id", "order"), "order.id")
+    oid = _id(required(payload, "id", "order"), "order.id")
     if "line_items" in payload or "financial_status" in payload:
         # The topic header is not signed: a captured order body relabelled as a deletion is refused.
         raise BadPayload(f"orders/delete body describes the whole order {oid}, not a deletion (only its id)")
@@ -437,7 +431,7 @@ def _refund_currency(refund: Mapping[str, Any], kind: str) -> str | None:
 def _refund_event(refund: dict[str, Any], where: str, ctx: _Context, order_currency: str | None,
                   order_id: str | None) -> Event | str:
     """One ORDER_REFUNDED per Shopify refund, identical from refunds/create and from an order's refunds[]."""
-    rid = _id(_req(refund, "id", where), f"{where}.id")
+    rid = _id(required(refund, "id", where), f"{where}.id")
     oid = _opt_id(refund.get("order_id"), f"{where}.order_id") or order_id
     if oid is None:
         raise BadPayload(f"{where}.order_id is missing")
@@ -450,7 +444,7 @@ def _refund_event(refund: dict[str, Any], where: str, ctx: _Context, order_curre
         rw = f"{where}.refund_line_items[{i}]"
         rli = _dict(rli, rw)
         if isinstance(rli.get("line_item"), dict):
-            items.append(_item(rli["line_item"], f"{rw}.line_item", currency, _req(rli, "quantity", rw)))
+            items.append(_item(rli["line_item"], f"{rw}.line_item", currency, required(rli, "quantity", rw)))
     return Event(
         id=ctx.id(f"refund:{rid}"), kind=Kind.ORDER_REFUNDED,
         time=_first_time(refund, ("processed_at", "created_at"), where),
@@ -494,7 +488,7 @@ def _refund_money(refund: Mapping[str, Any], where: str, currency: str) -> _Mone
     if len(tx_currencies) != 1:
         raise BadPayload(f"{where}.transactions are in several currencies: {sorted(tx_currencies)}")
     tx_currency = tx_currencies.pop()
-    total = sum(_minor(_req(tx, "amount", f"{where}.transactions[{i}]"), tx_currency,
+    total = sum(_minor(required(tx, "amount", f"{where}.transactions[{i}]"), tx_currency,
                        f"{where}.transactions[{i}].amount") for i, tx in done)
     if tx_currency == currency:
         return _Money(total, currency)
@@ -519,7 +513,7 @@ def _refund_lines_total(refund: Mapping[str, Any], where: str, currency: str) ->
 
 def _checkout(payload: dict[str, Any], ctx: _Context) -> list[Event] | str:
     where = "checkout"
-    token = _id(_req(payload, "token", where), f"{where}.token")
+    token = _id(required(payload, "token", where), f"{where}.token")
     cart = _opt_id(payload.get("cart_token"), f"{where}.cart_token") or token
     # Checkout payloads carry no shop/presentment pairs: their amounts are what the buyer sees.
     code = payload.get("presentment_currency") or payload.get("currency")
@@ -543,7 +537,7 @@ def _checkout(payload: dict[str, Any], ctx: _Context) -> list[Event] | str:
 
 def _cart(payload: dict[str, Any], ctx: _Context) -> list[Event] | str:
     where = "cart"
-    token = _id(payload.get("token") or _req(payload, "id", where), f"{where}.token")
+    token = _id(payload.get("token") or required(payload, "id", where), f"{where}.token")
     lines = _list(payload.get("line_items"), f"{where}.line_items")
     currency = ctx.store.currency
     for line in lines:
@@ -566,7 +560,7 @@ def _cart(payload: dict[str, Any], ctx: _Context) -> list[Event] | str:
 
 def _customer(payload: dict[str, Any], ctx: _Context) -> list[Event] | str:
     where = "customer"
-    cid = _id(_req(payload, "id", where), f"{where}.id")
+    cid = _id(required(payload, "id", where), f"{where}.id")
     address = payload.get("default_address") if isinstance(payload.get("default_address"), dict) else {}
     consent = payload.get("email_marketing_consent")
     marketing = consent.get("state") == "subscribed" if isinstance(consent, dict) else payload.get("accepts_marketing")
@@ -595,7 +589,7 @@ def _customer(payload: dict[str, Any], ctx: _Context) -> list[Event] | str:
 
 def _product(payload: dict[str, Any], ctx: _Context) -> list[Event] | str:
     where = "product"
-    pid = _id(_req(payload, "id", where), f"{where}.id")
+    pid = _id(required(payload, "id", where), f"{where}.id")
     currency = ctx.store.currency  # product prices are in the shop currency
     variants = []
     for i, variant in enumerate(_list(payload.get("variants"), f"{where}.variants")):

@@ -19,6 +19,7 @@ from core.events import Event, Item, Kind
 from core.money import UnknownCurrency, divide_half_up, exponent, normalise_currency
 from ingest.adapter import Delivery, Outcome
 from ingest.errors import BadPayload, BadSignature
+from ingest.fields import required
 
 TOLERANCE_SECONDS = 300
 
@@ -92,22 +93,15 @@ def normalise(payload: Any, store: Store) -> list[Event]:
 
 # --- field access with messages that say what is wrong --------------------------------------------
 
-def _field(obj: Obj, key: str, where: str) -> Any:
-    value = obj.get(key)
-    if value is None:
-        raise BadPayload(f"{where}.{key} is missing")
-    return value
-
-
 def _int(obj: Obj, key: str, where: str) -> int:
-    value = _field(obj, key, where)
+    value = required(obj, key, where)
     if not isinstance(value, int) or isinstance(value, bool):
         raise BadPayload(f"{where}.{key} must be an integer, got {value!r}")
     return value
 
 
 def _str(obj: Obj, key: str, where: str) -> str:
-    value = _field(obj, key, where)
+    value = required(obj, key, where)
     if not isinstance(value, str) or not value:
         raise BadPayload(f"{where}.{key} must be a non-empty string, got {value!r}")
     return value
@@ -115,7 +109,7 @@ def _str(obj: Obj, key: str, where: str) -> str:
 
 def _currency(obj: Obj, where: str) -> str:
     try:
-        return normalise_currency(_field(obj, "currency", where))
+        return normalise_currency(required(obj, "currency", where))
     except UnknownCurrency as exc:
         raise BadPayload(f"{where}.currency: {exc}") from None
 

@@ -38,6 +38,7 @@ from core.events import Event, Item, Kind
 from core.money import UnknownCurrency, divide_half_up, normalise_currency, to_minor
 from ingest.adapter import Delivery, Outcome
 from ingest.errors import BadPayload, BadSignature
+from ingest.fields import required
 
 VENDOR = "woocommerce"
 PAID_STATUSES = frozenset({"processing", "completed", "refunded"})
@@ -146,16 +147,9 @@ def _topic(delivery: Delivery) -> str:
 
 # --- field readers: each names the field and what is wrong with it -----------------------------
 
-def _field(obj: Mapping[str, Any], key: str, where: str) -> Any:
-    value = obj.get(key)
-    if value is None:
-        raise BadPayload(f"{where}.{key} is missing")
-    return value
-
-
 def _id(obj: Mapping[str, Any], key: str, where: str) -> str:
     """A WooCommerce object id (a positive integer; hooks sometimes pass it as a digit string)."""
-    value = _field(obj, key, where)
+    value = required(obj, key, where)
     if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -175,7 +169,7 @@ def _int(obj: Mapping[str, Any], key: str, where: str, default: int | None = Non
 
 
 def _str(obj: Mapping[str, Any], key: str, where: str) -> str:
-    value = _field(obj, key, where)
+    value = required(obj, key, where)
     if not isinstance(value, str):
         raise BadPayload(f"{where}.{key} must be a string, got {value!r}")
     return value
@@ -212,7 +206,7 @@ def _list(obj: Mapping[str, Any], key: str, where: str, required: bool = False) 
 
 def _currency(obj: Mapping[str, Any], where: str) -> str:
     try:
-        return normalise_currency(_field(obj, "currency", where))
+        return normalise_currency(required(obj, "currency", where))
     except UnknownCurrency as exc:
         raise BadPayload(f"{where}.currency: {exc}") from None
 
@@ -273,8 +267,8 @@ def _order(payload: Mapping[str, Any], ctx: _Context) -> tuple[list[Event], str]
     if status in DRAFT_STATUSES:
         return [], f"order {order_id} is a checkout draft (status {status!r}), not placed yet"
     currency = _currency(payload, where)
-    total = _money(_field(payload, "total", where), currency, f"{where}.total")
-    created = _time(_field(payload, "date_created_gmt", where), f"{where}.date_created_gmt")
+    total = _money(required(payload, "total", where), currency, f"{where}.total")
+    created = _time(required(payload, "date_created_gmt", where), f"{where}.date_created_gmt")
     modified = _opt_time(payload, "date_modified_gmt", where)
     if modified is None:
         modified = created
@@ -375,7 +369,7 @@ def _refunds(payload: Mapping[str, Any], currency: str, time: int, ctx: _Context
             raise BadPayload(f"{where} must be an object, got {refund!r}")
         refund_id = _id(refund, "id", where)
         # Listed as negative totals ("-10.00"); the canonical refund amount is positive.
-        amount = abs(_money(_field(refund, "total", where), currency, f"{where}.total"))
+        amount = abs(_money(required(refund, "total", where), currency, f"{where}.total"))
         # The property table calls it `reason`; the docs example (and some versions) say `refund`.
         reason = refund.get("reason", refund.get("refund"))
         events.append(Event(
@@ -392,7 +386,7 @@ def _customer(payload: Mapping[str, Any], ctx: _Context) -> tuple[list[Event], s
     customer_id = _id(payload, "id", where)
     if ctx.event == "deleted":
         return [], f"customer.deleted is not used (customer {customer_id}): there is no deletion event yet"
-    created = _time(_field(payload, "date_created_gmt", where), f"{where}.date_created_gmt")
+    created = _time(required(payload, "date_created_gmt", where), f"{where}.date_created_gmt")
     billing = _dict(payload, "billing", where)
     attrs: dict[str, Any] = {
         "email": _opt_str(payload, "email", where),

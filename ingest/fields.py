@@ -1,0 +1,16 @@
+"""Reading vendor payloads with errors that say which field is wrong. Shared by every adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ingest.errors import BadPayload
+
+
+def required(obj: Mapping[str, Any], key: str, where: str) -> Any:
+    """obj[key], or BadPayload("<where>.<key> is missing") when it is absent or null."""
+    value = obj.get(key)
+    if value is None:
+        raise BadPayload(f"{where}.{key} is missing")
+    return value
