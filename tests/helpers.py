@@ -105,6 +105,17 @@ token = "tokyo-token-0123456789"
 provider = "stripe"
 secret = "whsec_tokyo_secret"
 """
+# The UCI Online Retail shop, for replays of ../shared/data/online_retail.csv.gz
+RETAIL_TOML = """
+[orgs.retail]
+timezone = "Europe/London"
+currency = "GBP"
+token = "retail-token-0123456789"
+[orgs.retail.stores.uk]
+provider = "events"
+secret = "retail-key-0123456789"
+"""
+
 # ECB format: units per euro. The last fixing carries forward to today.
 RATES_CSV = "Date,USD,JPY,\n2026-01-05,1.0500,160.00,\n2026-01-02,1.0400,159.00,\n"
 

@@ -14,18 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SHARED, Storepulse, wait_for
+from tests.helpers import RETAIL_TOML, SHARED, Storepulse, wait_for
 
 FILE = SHARED / "data" / "online_retail.csv.gz"
-CONFIG = """
-[orgs.retail]
-timezone = "Europe/London"
-currency = "GBP"
-token = "retail-token-0123456789"
-[orgs.retail.stores.uk]
-provider = "events"
-secret = "retail-key-0123456789"
-"""
+CONFIG = RETAIL_TOML
 
 
 def dataflow_pids(parent: int) -> list[int]:

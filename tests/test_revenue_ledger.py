@@ -45,7 +45,7 @@ def test_an_order_paid_through_three_events_counts_once() -> None:
     [rec] = records(out)
     assert (rec.kind, rec.key, rec.day, rec.version) == ("order", "s:pi_1", "2025-11-21", 1)
     assert rec.value == {"store": "s", "order": "pi_1", "customer": None, "source": "web", "placed": T0, "paid": T0,
-                         "currency": "EUR", "amount": 2500, "refunded": 0, "cancelled": False, "items": []}
+                         "currency": "EUR", "amount": 2500, "refunded": 0, "cancelled": False, "items": ()}
     assert ledger.apply(paid("e2", "pi_1", 2500, T0 + 1000)) == []
     assert ledger.apply(paid("e1", "pi_1", 2500)) == []
     assert totals(ledger) == {("s", "2025-11-21", "EUR"): [2500, 0, 1, 1, 0]}

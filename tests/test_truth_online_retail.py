@@ -13,20 +13,12 @@ import duckdb
 import httpx
 import pytest
 
-from tests.helpers import SHARED, Storepulse
+from tests.helpers import RETAIL_TOML, SHARED, Storepulse
 
 FILE = SHARED / "data" / "online_retail.csv.gz"
 pytestmark = pytest.mark.skipif(not FILE.exists(), reason=f"../shared is absent: no {FILE}")
 
-CONFIG = """
-[orgs.retail]
-timezone = "Europe/London"
-currency = "GBP"
-token = "retail-token-0123456789"
-[orgs.retail.stores.uk]
-provider = "events"
-secret = "retail-key-0123456789"
-"""
+CONFIG = RETAIL_TOML
 TOKEN = "retail-token-0123456789"
 
 # The replay mapping of the ingest issue, written as SQL from its text (not from our code).
