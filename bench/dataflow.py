@@ -87,6 +87,7 @@ def synthetic(n: int, start: int = 0) -> list[Event]:
 def growth(sizes: list[int]) -> list[tuple[int, float, float, float, float]]:
     import duckdb
 
+    tune_gc()  # as `storepulse flows` runs
     rows = []
     for n in sizes:
         gc.collect()

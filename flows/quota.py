@@ -9,6 +9,7 @@ in the window again (bounded state).
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from dataclasses import dataclass, field
 
 WINDOW_MS = 30 * 24 * 3600 * 1000
@@ -26,7 +27,7 @@ class QuotaAlert:
 @dataclass(slots=True)
 class QuotaWindow:
     limit: int | None
-    times: list[int] = field(default_factory=list)  # sorted paid times within the window
+    times: deque[int] = field(default_factory=deque)  # sorted paid times within the window
     latest: int = 0
     above: set[int] = field(default_factory=set)
 
@@ -34,9 +35,13 @@ class QuotaWindow:
         """Counts one newly paid order; returns the alerts it raises."""
         if time_ms <= self.latest - WINDOW_MS:
             return []  # already out of the window: cannot change it
-        bisect.insort(self.times, time_ms)
+        if not self.times or time_ms >= self.times[-1]:
+            self.times.append(time_ms)  # the usual case: O(1)
+        else:
+            bisect.insort(self.times, time_ms)  # a late order: O(window), rare
         self.latest = max(self.latest, time_ms)
-        del self.times[: bisect.bisect_right(self.times, self.latest - WINDOW_MS)]
+        while self.times[0] <= self.latest - WINDOW_MS:
+            self.times.popleft()
         if not self.limit:
             return []
         count = len(self.times)
