@@ -90,6 +90,7 @@ class Cart:
     # what it last contributed to the counters: ((store, day, currency), status, value, products)
     contrib: tuple[tuple[str, str, str], str, int, tuple[str, ...]] | None = None
     shown: dict[str, object] | None = None  # the value of its last "cart" record
+    wake: set[int] = field(default_factory=set)  # the times it is scheduled at in CartBook._wake
 
     def due(self, abandon_after_ms: int) -> int | None:
         """When the cart is abandoned if nothing buys it by then (None: no activity)."""
@@ -213,10 +214,11 @@ class CartBook:
         self.watermark = watermark_ms
         out: list[Record] = []
         while self._wake and self._wake[0][0] < watermark_ms:
-            _, store, cart = heapq.heappop(self._wake)
+            time_, store, cart = heapq.heappop(self._wake)
             c = self.carts.get((store, cart))
             if c is None:
                 continue
+            c.wake.discard(time_)
             self._refresh(c, out)
             if watermark_ms > self._forget_after(c):
                 self._forget(c)
@@ -231,7 +233,7 @@ class CartBook:
         if due is None or c.view is None:
             return None
         paid = self._paid(c, due)
-        if paid is not None and paid < due:
+        if paid is not None and paid <= due:
             return PURCHASED
         if not c.view.lines:
             return EMPTY
@@ -257,10 +259,11 @@ class CartBook:
         return (c.latest if due is None else due) + self.keep
 
     def _schedule(self, c: Cart) -> None:
-        due = c.due(self.abandon_after)
-        if due is not None:
-            heapq.heappush(self._wake, (due, c.store, c.cart))
-        heapq.heappush(self._wake, (self._forget_after(c), c.store, c.cart))
+        """Asks `advance` to look at the cart again when W passes its `due` and its forget time."""
+        for time_ in (c.due(self.abandon_after), self._forget_after(c)):
+            if time_ is not None and time_ not in c.wake:
+                c.wake.add(time_)
+                heapq.heappush(self._wake, (time_, c.store, c.cart))
 
     def _forget(self, c: Cart) -> None:
         del self.carts[(c.store, c.cart)]
