@@ -1,4 +1,4 @@
-"""The dataflow: log -> keyed by organisation -> revenue ledger -> read model.
+"""The dataflow: log -> keyed by organisation -> revenue ledger and shoppers' books -> read model.
 
 State is per organisation, so every worker owns whole organisations and versions stay ordered.
 """
@@ -15,31 +15,30 @@ from core.config import Config, Org
 from core.events import Event
 from core.figures import Bucket, Record
 from flows import metrics
-from flows.revenue import RevenueLedger
+from flows.organisation import Organisation
 from flows.sinks import ReadModelSink
 from flows.sources import LogSource
 from state.log import LogReader
 from state.readmodel import ReadModel
 
 
-class _LedgerLogic(StatefulBatchLogic[Event, Bucket | Record, RevenueLedger]):
-    # Bytewax does not hand the key to the builder: a new ledger learns its org from its first event.
-    def __init__(self, ledger: RevenueLedger | None, orgs: dict[str, Org]) -> None:
-        self.ledger = ledger
+class _OrgLogic(StatefulBatchLogic[Event, Bucket | Record, Organisation]):
+    # Bytewax does not hand the key to the builder: a new organisation learns its id from its first event.
+    def __init__(self, state: Organisation | None, orgs: dict[str, Org]) -> None:
+        self.state = state
         self._orgs = orgs
 
-    def on_batch(self, values: list[Event]) -> tuple[Iterable[Bucket], bool]:
-        if self.ledger is None:
-            org = self._orgs[values[0].org]
-            self.ledger = RevenueLedger(org.id, org.timezone, org.plan_limit)
-        out = self.ledger.apply_all(values)
+    def on_batch(self, values: list[Event]) -> tuple[Iterable[Bucket | Record], bool]:
+        if self.state is None:
+            self.state = Organisation.new(self._orgs[values[0].org])
+        out = self.state.apply_all(values)
         metrics.EVENTS.inc(len(values))
         metrics.CHANGES.inc(len(out))
         return out, StatefulBatchLogic.RETAIN
 
-    def snapshot(self) -> RevenueLedger:
-        assert self.ledger is not None, "a logic is only snapshotted after its first batch"
-        return self.ledger
+    def snapshot(self) -> Organisation:
+        assert self.state is not None, "a logic is only snapshotted after its first batch"
+        return self.state
 
 
 def build_flow(
@@ -61,6 +60,6 @@ def build_flow(
     events = op.input("log", flow, LogSource(open_reader, partitions, until_caught_up))
     events = op.filter("known_orgs", events, known)
     by_org = op.key_on("by_org", events, lambda e: e.org)
-    changes = op.stateful_batch("revenue", by_org, lambda resume: _LedgerLogic(resume, orgs))
+    changes = op.stateful_batch("organisation", by_org, lambda resume: _OrgLogic(resume, orgs))
     op.output("read_model", changes, ReadModelSink(open_model))
     return flow

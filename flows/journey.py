@@ -85,8 +85,9 @@ class Journey:
     """The journey counters of one organisation: `apply(event)`, `advance(watermark_ms)`."""
 
     def __init__(self, org: str, timezone: str, identify_for_ms: int = DEFAULT_IDENTIFY_FOR_MS,
-                 version: Version | None = None) -> None:
+                 version: Version | None = None, keep_ms: int = 0) -> None:
         self.org = org
+        self.keep = keep_ms  # a day stays open (late events count) until keep_ms after it ends
         self.days = Days(timezone)
         self.identify_for = identify_for_ms
         self.version = version or Version()
@@ -107,7 +108,7 @@ class Journey:
         day_ = self.days.of(event.time)
         d = self.open.get((event.store, day_))
         if d is None:
-            end = self.days.end(day_)
+            end = self.days.end(day_) + self.keep
             if self.watermark is not None and end <= self.watermark:
                 self.too_late += 1
                 return []

@@ -21,7 +21,7 @@ class Shoppers:
                  identify_for_ms: int = DEFAULT_IDENTIFY_FOR_MS, version: Version | None = None) -> None:
         self.version = version or Version()
         self.carts = CartBook(org, timezone, abandon_after_minutes * MINUTE_MS, keep_ms, self.version)
-        self.journey = Journey(org, timezone, identify_for_ms, self.version)
+        self.journey = Journey(org, timezone, identify_for_ms, self.version, keep_ms)
         self.attribution = Attribution(org, timezone, keep_ms, self.version)
 
     def apply(self, event: Event) -> list[Record]:

@@ -236,7 +236,49 @@ def test_lists_of_orders_products_customers_pairs_and_quota(tmp_path) -> None:  
         ws_cm.__exit__(None, None, None)
         before = sp.get("/api/v1/orgs/acme/quota", at=dt.datetime.fromtimestamp(t + 90, dt.timezone.utc).isoformat()).json()
         assert (before["paid_orders_30d"], before["crossed"]) == (2, [])
-        assert sp.get("/api/v1/orgs/acme/carts").status_code == 404
         assert sp.get("/api/v1/orgs/acme/products", sort="price").status_code == 400
     finally:
         sp.ensure_stopped()
+
+
+def test_carts_journey_and_email_attribution_through_the_events_api(storepulse: Storepulse) -> None:
+    day = "2026-11-20"
+    tag = uid()
+    t = lambda hh_mm: f"{day}T{hh_mm}:00+01:00"  # noqa: E731 - Berlin time that day
+    v = lambda n: f"{tag}-v{n}"  # noqa: E731
+    events = [
+        {"type": "page_view", "id": f"{tag}-1", "time": t("10:00"), "visitor": v(1), "url": "/"},
+        {"type": "add_to_cart", "id": f"{tag}-2", "time": t("10:01"), "visitor": v(1), "cart": f"{tag}-c1", "currency": "EUR",
+         "items": [{"product": f"{tag}-p1", "qty": 1, "price": "10.00"}]},
+        {"type": "page_view", "id": f"{tag}-3", "time": t("10:02"), "visitor": v(2), "url": "/"},
+        {"type": "add_to_cart", "id": f"{tag}-4", "time": t("10:02"), "visitor": v(2), "cart": f"{tag}-c2", "currency": "EUR",
+         "items": [{"product": f"{tag}-p2", "qty": 1, "price": "5.00"}]},
+        {"type": "order_paid", "id": f"{tag}-5", "time": t("10:10"), "visitor": v(2), "cart": f"{tag}-c2", "order": f"{tag}-o2",
+         "amount": "5.00", "currency": "EUR", "items": [{"product": f"{tag}-p2", "qty": 1, "price": "5.00"}]},
+        {"type": "email_click", "id": f"{tag}-6", "time": t("10:00"), "visitor": v(3), "campaign": f"{tag}-spring"},
+        {"type": "order_paid", "id": f"{tag}-7", "time": t("11:00"), "visitor": v(3), "order": f"{tag}-o3",
+         "amount": "20.00", "currency": "EUR"},
+        # Later traffic moves the event-time watermark past cart 1's 60 minutes: it is abandoned.
+        {"type": "page_view", "id": f"{tag}-8", "time": t("12:30"), "visitor": v(4), "url": "/"},
+    ]
+    assert storepulse.post_events(events).json()["new"] == 8
+    span = {"from": day, "to": day, "store": "acme-site"}
+
+    def carts() -> dict:
+        return storepulse.get("/api/v1/orgs/acme/carts", **span).json()
+
+    deadline = time.monotonic() + 15
+    while carts()["abandoned"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    c = carts()
+    mine = [x for x in c["latest_carts"] if x["cart"].startswith(tag)]
+    assert {x["cart"]: x["status"] for x in mine} == {f"{tag}-c1": "abandoned", f"{tag}-c2": "purchased"}
+    assert {"product": f"{tag}-p1", "carts": 1} in c["most_abandoned_products"]
+    journey = storepulse.get("/api/v1/orgs/acme/journey", **span).json()
+    attribution = storepulse.get("/api/v1/orgs/acme/attribution", **span).json()
+    spring = [x for x in attribution["campaigns"] if x["campaign"] == f"{tag}-spring"]
+    assert spring == [{"campaign": f"{tag}-spring", "orders": 1, "revenue": eur(2000)}]
+    # This test owns acme-site on that day (other tests post events for today), so totals are exact.
+    assert (c["carts"], c["abandoned"], c["purchased"], c["abandonment_rate"]) == (2, 1, 1, 0.5)
+    assert c["abandoned_value"] == eur(1000)
+    assert (journey["visitors"], journey["added_to_cart"], journey["purchased"], journey["conversion_rate"]) == (4, 2, 2, 0.5)

@@ -71,7 +71,7 @@ def test_ten_kills_during_a_replay_change_nothing(tmp_path: Path) -> None:
                                "--data-dir", str(calm)], cwd=sp.workdir, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         want = read_model(calm / "readmodel.sqlite3")
-        assert len(want[1]) == 19_959  # every order of the file
+        assert sum(1 for r in want[1] if r[1] == "order") == 19_959  # every order of the file
         deadline = time.monotonic() + 120
         got = read_model(sp.data_dir / "readmodel.sqlite3")
         while got != want and time.monotonic() < deadline:

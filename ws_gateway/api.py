@@ -20,7 +20,7 @@ from core.rates import Rates
 from state.connections import ConnectionStats
 from state.readmodel import ReadModel
 from state.rejected import RejectedStore
-from ws_gateway import lists
+from ws_gateway import lists, shoppers
 from ws_gateway.auth import AuthError, org_for
 
 BODY_PREVIEW_BYTES = 4096
@@ -175,6 +175,39 @@ def gateway_routes(side: ReadSide) -> list[Route]:
             body["orders_considered"] = len(paid)
         return JSONResponse(body)
 
+    async def carts(request: Request) -> Response:
+        org = authorised(request)
+        store, first, last, currency = query(request, org)
+        fetch = side.model.records
+        days, live, products, listed = await asyncio.gather(
+            asyncio.to_thread(fetch, org.id, "cart_day", first, last), asyncio.to_thread(fetch, org.id, "open_carts"),
+            asyncio.to_thread(fetch, org.id, "abandoned_product", first, last), asyncio.to_thread(fetch, org.id, "cart", first, last))
+        try:
+            body = shoppers.carts_summary(days, live, products, listed, currency=currency, rates=side.rates,
+                                          limit=_limit(request, default=20), store=store)
+        except MissingRate as exc:
+            return _err(422, str(exc))
+        return JSONResponse({"org": org.id, "store": store, "from": first or None, "to": None if last == "\uffff" else last,
+                             "currency": currency, "abandon_after_minutes": org.abandon_after_minutes, **body})
+
+    async def journey(request: Request) -> Response:
+        org = authorised(request)
+        store, first, last, _ = query(request, org)
+        days = await asyncio.to_thread(side.model.records, org.id, "journey_day", first, last)
+        return JSONResponse({"org": org.id, "store": store, "from": first or None, "to": None if last == "\uffff" else last,
+                             **shoppers.journey_summary(days, store)})
+
+    async def attribution(request: Request) -> Response:
+        org = authorised(request)
+        store, first, last, currency = query(request, org)
+        days = await asyncio.to_thread(side.model.records, org.id, "attribution", first, last)
+        try:
+            body = shoppers.attribution_summary(days, currency=currency, rates=side.rates, store=store)
+        except MissingRate as exc:
+            return _err(422, str(exc))
+        return JSONResponse({"org": org.id, "store": store, "from": first or None, "to": None if last == "\uffff" else last,
+                             "currency": currency, "window_days": 7, **body})
+
     async def quota(request: Request) -> Response:
         org = authorised(request)
         try:
@@ -205,6 +238,9 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         Route("/api/v1/orgs/{org}/figures", guarded(figures), methods=["GET"]),
         Route("/api/v1/orgs/{org}/series", guarded(series_route), methods=["GET"]),
         Route("/api/v1/orgs/{org}/quota", guarded(quota), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/carts", guarded(carts), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/journey", guarded(journey), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/attribution", guarded(attribution), methods=["GET"]),
         Route("/api/v1/orgs/{org}/rejected", guarded(rejected_list), methods=["GET"]),
         Route("/api/v1/orgs/{org}/rejected/{id}", guarded(rejected_one), methods=["GET"]),
         Route("/api/v1/orgs/{org}/connections", guarded(connections), methods=["GET"]),
