@@ -15,3 +15,17 @@ def utc_from_ms(time_ms: int) -> datetime:
 def local_day(time_ms: int, tz: ZoneInfo) -> date:
     """The calendar day in `tz` on which an instant (ms since epoch, UTC) falls."""
     return utc_from_ms(time_ms).astimezone(tz).date()
+
+
+def ms_from_iso(text: str) -> int:
+    """Milliseconds since the epoch of an ISO 8601 instant that carries its offset ("Z" or "+01:00").
+
+    Raises ValueError saying what is wrong: a time without an offset names no instant.
+    """
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not ISO 8601") from None
+    if t.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset (add Z or +01:00)")
+    return int(t.timestamp() * 1000)

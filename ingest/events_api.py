@@ -8,16 +8,17 @@ has to guess which half landed. Ids are the client's own, so a retried batch is 
 from __future__ import annotations
 
 import hmac
-from datetime import datetime
 from typing import Any
 
 import orjson
 
+from core.clock import ms_from_iso
 from core.config import Config, Store
 from core.events import Event, Item, Kind, Source
 from core.money import UnknownCurrency, normalise_currency, to_minor
 from ingest.adapter import Outcome
 from ingest.errors import BadPayload, BadSignature
+from ingest.fields import parse_json
 
 MAX_BATCH = 1000
 
@@ -74,12 +75,9 @@ def _time(d: dict[str, Any]) -> int:
         return v
     if isinstance(v, str):
         try:
-            t = datetime.fromisoformat(v.replace("Z", "+00:00"))
-        except ValueError:
-            raise Invalid(f"time {v!r} is not ISO 8601") from None
-        if t.tzinfo is None:
-            raise Invalid(f"time {v!r} has no UTC offset (add Z or +01:00)")
-        return int(t.timestamp() * 1000)
+            return ms_from_iso(v)
+        except ValueError as exc:
+            raise Invalid(f"time {exc}") from None
     raise Invalid("time is missing: give ISO 8601 with an offset or Unix milliseconds")
 
 
@@ -166,10 +164,7 @@ def to_event(d: Any, store: Store) -> Event:
 
 
 def parse_batch(body: bytes, store: Store) -> Outcome:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadPayload(f"body is not JSON: {exc}") from None
+    doc = parse_json(body)
     if isinstance(doc, dict) and "events" in doc:
         doc = doc["events"]
     batch = doc if isinstance(doc, list) else [doc]

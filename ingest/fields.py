@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from ingest.errors import BadPayload
 
 
@@ -14,3 +16,11 @@ def required(obj: Mapping[str, Any], key: str, where: str) -> Any:
     if value is None:
         raise BadPayload(f"{where}.{key} is missing")
     return value
+
+
+def parse_json(body: bytes) -> Any:
+    """The body as JSON (big integers stay exact ints), or BadPayload saying where it breaks."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadPayload(f"body is not JSON: {exc}") from None

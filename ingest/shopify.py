@@ -48,14 +48,13 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-import orjson
 
 from core.config import Store
 from core.events import Event, Item, Kind
 from core.money import UnknownCurrency, normalise_currency, to_minor
 from ingest.adapter import Delivery, Outcome
 from ingest.errors import BadPayload, BadSignature, Rejected
-from ingest.fields import required
+from ingest.fields import parse_json, required
 
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
 TOPIC_HEADER = "X-Shopify-Topic"
@@ -72,10 +71,7 @@ def handle(delivery: Delivery, store: Store, now: float) -> Outcome:
     if not isinstance(topic, str) or not topic.strip():
         raise BadPayload(f"missing {TOPIC_HEADER} header: it names what the body is (e.g. orders/paid)")
     topic = topic.strip().lower()
-    try:
-        payload = orjson.loads(delivery.body)
-    except orjson.JSONDecodeError as exc:
-        raise BadPayload(f"body is not JSON: {exc}") from None
+    payload = parse_json(delivery.body)
     handler = _HANDLERS.get(topic)
     if handler is None:
         return Outcome(topic, [], ignored=f"topic {topic!r} is not used")

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import orjson
 import stripe
 
 from core.config import Store
@@ -19,7 +18,7 @@ from core.events import Event, Item, Kind
 from core.money import UnknownCurrency, divide_half_up, exponent, normalise_currency
 from ingest.adapter import Delivery, Outcome
 from ingest.errors import BadPayload, BadSignature
-from ingest.fields import required
+from ingest.fields import parse_json, required
 
 TOLERANCE_SECONDS = 300
 
@@ -32,10 +31,7 @@ Obj = Mapping[str, Any]
 
 def handle(delivery: Delivery, store: Store, now: float) -> Outcome:
     verify(delivery.body, delivery.header("stripe-signature"), store.secret, now)
-    try:
-        payload = orjson.loads(delivery.body)
-    except orjson.JSONDecodeError as exc:
-        raise BadPayload(f"body is not JSON: {exc}") from None
+    payload = parse_json(delivery.body)
     events = normalise(payload, store)
     topic = str(payload.get("type"))
     return Outcome(topic, events, None if events else f"event type {topic!r} is not used")

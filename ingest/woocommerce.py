@@ -31,14 +31,13 @@ from decimal import Decimal
 from hashlib import sha256
 from typing import Any
 
-import orjson
 
 from core.config import Store
 from core.events import Event, Item, Kind
 from core.money import UnknownCurrency, divide_half_up, normalise_currency, to_minor
 from ingest.adapter import Delivery, Outcome
 from ingest.errors import BadPayload, BadSignature
-from ingest.fields import required
+from ingest.fields import parse_json, required
 
 VENDOR = "woocommerce"
 PAID_STATUSES = frozenset({"processing", "completed", "refunded"})
@@ -83,10 +82,7 @@ def handle(delivery: Delivery, store: Store, now: float) -> Outcome:
         )
     verify(delivery.body, signature, store.secret)
     topic = _topic(delivery)
-    try:
-        payload = orjson.loads(delivery.body)
-    except orjson.JSONDecodeError as exc:
-        raise BadPayload(f"body is not JSON: {exc}") from None
+    payload = parse_json(delivery.body)
     handler = _HANDLERS.get(topic)
     if handler is None:
         return Outcome(topic, [], ignored=f"topic {topic!r} is not used")

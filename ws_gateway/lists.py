@@ -15,7 +15,7 @@ from itertools import combinations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.clock import utc_from_ms
+from core.clock import ms_from_iso, utc_from_ms
 from core.figures import Record
 from core.money import Money
 from core.rates import MissingRate, Rates
@@ -194,9 +194,6 @@ def parse_at(value: str | None, now: datetime) -> int:
     if value is None:
         return int(now.timestamp() * 1000)
     try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ListError(f"at must be ISO 8601 with an offset, got {value!r}") from None
-    if t.tzinfo is None:
-        raise ListError(f"at {value!r} needs an offset (Z or +01:00)")
-    return int(t.timestamp() * 1000)
+        return ms_from_iso(value)
+    except ValueError as exc:
+        raise ListError(f"at: {exc}") from None
