@@ -34,6 +34,7 @@ class Store:
     api_key: str | None = None
     api_secret: str | None = None
     api_url: str | None = None
+    shop_domain: str | None = None  # Shopify: deliveries must name this shop (apps share one secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +158,7 @@ def parse_config(text: str, env: Mapping[str, str]) -> Config:
                 raise ConfigError(f"{swhere}.provider: {provider!r} is not one of {', '.join(PROVIDERS)}")
             secret = _secret(_str(st, "secret", swhere), f"{swhere}.secret", env)
             store_currency = _currency(_str(st, "currency", swhere, currency), f"{swhere}.currency")
-            unknown = set(st) - {"provider", "secret", "currency", "api_key", "api_secret", "api_url"}
+            unknown = set(st) - {"provider", "secret", "currency", "api_key", "api_secret", "api_url", "shop_domain"}
             if unknown:
                 raise ConfigError(f"{swhere}: unknown key(s) {sorted(unknown)}")
             api = {k: _secret(_str(st, k, swhere), f"{swhere}.{k}", env) if k in st else None
@@ -165,7 +166,9 @@ def parse_config(text: str, env: Mapping[str, str]) -> Config:
             api_url = _str(st, "api_url", swhere) if "api_url" in st else None
             if api_url is not None and not api_url.startswith(("http://", "https://")):
                 raise ConfigError(f"{swhere}.api_url: must start with http:// or https://, got {api_url!r}")
-            stores[store_id] = Store(store_id, org_id, provider, secret, store_currency, api["api_key"], api["api_secret"], api_url)
+            shop_domain = _str(st, "shop_domain", swhere).lower() if "shop_domain" in st else None
+            stores[store_id] = Store(store_id, org_id, provider, secret, store_currency, api["api_key"], api["api_secret"],
+                                     api_url, shop_domain)
         orgs[org_id] = Org(org_id, timezone, currency, token, stores, abandon, plan_limit)
     rates_file = doc.get("rates_file")
     if rates_file is not None and (not isinstance(rates_file, str) or not rates_file):

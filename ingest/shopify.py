@@ -58,6 +58,7 @@ from ingest.fields import parse_json, required
 
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
 TOPIC_HEADER = "X-Shopify-Topic"
+SHOP_DOMAIN_HEADER = "X-Shopify-Shop-Domain"
 
 # financial_status values that mean the money was taken (refunds are reported on their own).
 PAID_STATUSES = frozenset({"paid", "partially_refunded", "refunded"})
@@ -67,6 +68,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 def handle(delivery: Delivery, store: Store, now: float) -> Outcome:
     """Verifies, parses and normalises one Shopify delivery; raises BadSignature/BadPayload only."""
     verify(delivery.body, delivery.header(HMAC_HEADER), store.secret)
+    if store.shop_domain is not None:
+        # A public app's shops all sign with the app's one secret: the domain says whose delivery it is.
+        domain = (delivery.header(SHOP_DOMAIN_HEADER) or "").strip().lower()
+        if domain != store.shop_domain:
+            raise BadSignature(f"{SHOP_DOMAIN_HEADER} {domain or '(missing)'!r} is not this store's shop {store.shop_domain!r}")
     topic = delivery.header(TOPIC_HEADER)
     if not isinstance(topic, str) or not topic.strip():
         raise BadPayload(f"missing {TOPIC_HEADER} header: it names what the body is (e.g. orders/paid)")

@@ -687,3 +687,15 @@ def test_signed_shopify_deliveries_move_the_figures_exactly(running: Storepulse)
     assert got["refunds"] == {"amount": 8500, "currency": "USD"}
     assert got["net_revenue"] == {"amount": 31995, "currency": "USD"}
     assert got["paid_orders"] == 1
+
+
+def test_a_store_bound_to_its_shop_domain_refuses_another_shops_delivery() -> None:
+    import dataclasses
+
+    bound = dataclasses.replace(STORE, shop_domain="snowdevil.myshopify.com")
+    body = b'{"id": 1, "email": "a@b.c", "updated_at": "2022-01-01T00:00:00Z"}'
+    ok = shopify.handle(Delivery(body, headers(body, "customers/update")), bound, 1_800_000_000.0)
+    assert ok.topic == "customers/update"
+    other = headers(body, "customers/update", x_shopify_shop_domain="someone-else.myshopify.com")
+    with pytest.raises(BadSignature, match="someone-else.myshopify.com.*is not this store's shop 'snowdevil.myshopify.com'"):
+        shopify.handle(Delivery(body, other), bound, 1_800_000_000.0)
