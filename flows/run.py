@@ -51,10 +51,6 @@ def run_flows(
     recovery = data_dir / "recovery"
     ensure_recovery_dir(recovery)
     tune_gc()
-    # Create the stores once here: workers opening a fresh SQLite file at the same moment would race
-    # to switch it to WAL ("database is locked").
-    open_log_reader(data_dir, redis_url).close()
-    open_read_model(data_dir, redis_url).close()
     if metrics_port:
         start_http_server(metrics_port, addr=metrics_host)
     flow = build_flow(

@@ -11,6 +11,7 @@ import asyncio
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -36,7 +37,16 @@ def connect(path: Path, durable: bool = True) -> sqlite3.Connection:
     """WAL mode. durable: fsync every commit (the log: we answer 2xx after it); otherwise a commit
     survives any crash of ours but not the machine's power (derived data the log can rebuild)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-    conn.execute("PRAGMA journal_mode=WAL")
+    for attempt in range(200):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            # Two processes opening a new file at once race to switch it to WAL, and that switch
+            # does not wait on the busy timeout: wait a little and try again.
+            if "locked" not in str(exc) or attempt == 199:
+                raise
+            time.sleep(0.05)
     conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
     return conn
 
