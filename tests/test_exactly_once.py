@@ -50,7 +50,7 @@ def test_ten_kills_during_a_replay_change_nothing(tmp_path: Path) -> None:
     try:
         sp.start()
         replay = subprocess.Popen(
-            [sys.executable, "-m", "storepulse", "replay", "online-retail", str(FILE), "--org", "retail", "--speed", "700",
+            [sys.executable, "-m", "storepulse", "replay", "online-retail", str(FILE), "--org", "retail", "--speed", "500",
              "--config", str(sp.config), "--data-dir", str(sp.data_dir)],
             cwd=sp.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         kills = 0
