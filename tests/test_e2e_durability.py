@@ -82,7 +82,9 @@ def test_kill_while_webhooks_arrive_loses_no_accepted_event(tmp_path: Path) -> N
         # The sender retries what was not acknowledged; redeliveries of what was are duplicates.
         retry_count, retry_total = _post_many(sp, "acme-stripe", 400, lambda i: 100 + i, tag)
         got = wait_api(sp, "acme", lambda b: b["paid_orders"] == 400, store="acme-stripe", timeout=30)
-        assert count + retry_count >= 400  # some accepted-before-kill may have been unanswered yet durable
+        # Nothing is accepted twice. Fewer than 400 happens: a delivery appended just before the kill
+        # whose answer never left is a duplicate on its retry. The figures below count all 400 once.
+        assert count + retry_count <= 400
         assert got["gross_revenue"]["amount"] == sum(100 + i for i in range(400))
     finally:
         sp.ensure_stopped()
