@@ -16,11 +16,12 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from core.money import Money, divide_half_up
-from core.rates import MissingRate, Rates
+from core.rates import MissingRate, Rates, convert
 
 PERIODS = ("today", "yesterday", "7d", "30d", "90d", "all")
 METRICS = ("gross_revenue", "refunds", "net_revenue", "orders", "paid_orders", "aov", "items_sold")
 DAY, HOUR = "day", "hour"
+OPEN_END = "\uffff"  # sorts after every ISO date: "no last day"
 
 __all__ = ["Bucket", "Figures", "MissingRate", "PERIODS", "METRICS", "compute_figures", "resolve_period", "series"]
 
@@ -111,7 +112,7 @@ def resolve_period(period: str | None, first: str | None, last: str | None, toda
             raise BadPeriod("give either period or from/to, not both")
         try:
             lo = date.fromisoformat(first).isoformat() if first else ""
-            hi = date.fromisoformat(last).isoformat() if last else "\uffff"
+            hi = date.fromisoformat(last).isoformat() if last else OPEN_END
         except ValueError:
             raise BadPeriod(f"from/to must be dates as YYYY-MM-DD, got from={first!r} to={last!r}") from None
         if lo > hi:
@@ -124,7 +125,7 @@ def resolve_period(period: str | None, first: str | None, last: str | None, toda
         y = (today - timedelta(days=1)).isoformat()
         return y, y
     if period == "all":
-        return "", "\uffff"
+        return "", OPEN_END
     raise BadPeriod(f"period must be one of {', '.join(PERIODS)} (or from=/to= dates), got {period!r}")
 
 
@@ -134,11 +135,7 @@ def _day_of_hour(start: str, tz: ZoneInfo) -> str:
 
 def _in_currency(b: Bucket, currency: str, rates: Rates | None, day: str) -> tuple[int, int]:
     """A bucket's gross and refunds in `currency`, each converted once at the rate of its day."""
-    if b.currency == currency:
-        return b.gross, b.refunds
-    if rates is None:
-        raise MissingRate(f"no exchange rate for {b.currency} to {currency} on {day}: configure rates_file")
-    return rates.convert(b.gross, b.currency, currency, day), rates.convert(b.refunds, b.currency, currency, day)
+    return convert(rates, b.gross, b.currency, currency, day), convert(rates, b.refunds, b.currency, currency, day)
 
 
 @dataclass(slots=True)
@@ -195,7 +192,7 @@ def series(
         raise BadPeriod(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     if grain not in (DAY, HOUR):
         raise BadPeriod(f"granularity must be hour or day, got {grain!r}")
-    if not first or last == "\uffff":
+    if not first or last == OPEN_END:
         raise BadPeriod("a series needs from and to dates (YYYY-MM-DD)")
     lo, hi = date.fromisoformat(first), date.fromisoformat(last)
     if (hi - lo).days > (366 if grain == HOUR else 3660):

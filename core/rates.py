@@ -50,6 +50,16 @@ class Rates:
         return int(converted.scaleb(EXPONENTS[target]).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+def convert(rates: Rates | None, amount: int, source: str, target: str, day: str) -> int:
+    """`amount` minor units of `source` in `target` at `day`'s rate. The one place that decides:
+    the same currency needs no rate; without a rates file another currency is an error, never 1:1."""
+    if source == target:
+        return amount
+    if rates is None:
+        raise MissingRate(f"no exchange rate for {source} to {target} on {day}: configure rates_file")
+    return rates.convert(amount, source, target, day)
+
+
 def parse_ecb_csv(text: str) -> Rates:
     reader = csv.reader(io.StringIO(text))
     try:

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from core.clock import utc_from_ms
 from core.config import Config, Org
-from core.figures import BadPeriod, MissingRate, compute_figures, resolve_period, series
+from core.figures import OPEN_END, BadPeriod, MissingRate, compute_figures, resolve_period, series
 from core.money import EXPONENTS
 from core.rates import Rates
 from state.connections import ConnectionStats
@@ -38,6 +38,11 @@ class ReadSide:
 
 def _err(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+def _span(first: str, last: str) -> dict[str, str | None]:
+    """A resolved period as JSON: open ends are null."""
+    return {"from": first or None, "to": None if last == OPEN_END else last}
 
 
 def _limit(request: Request, default: int = 100, most: int = 1000) -> int:
@@ -80,7 +85,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
             return _err(422, str(exc))
         q = request.query_params
         named = q.get("period") or (None if "from" in q or "to" in q else "today")
-        span = {"period": named, "from": first or None, "to": None if last == "\uffff" else last}
+        span = {"period": named, **_span(first, last)}
         return JSONResponse({"org": org.id, "store": store, **span, "version": version, **result.to_json()})
 
     async def series_route(request: Request) -> Response:
@@ -152,7 +157,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         limit = _limit(request, default=20)
         wanted_all = what == "customers"  # new vs returning needs every customer's first order
         records = await asyncio.to_thread(side.model.records, org.id, "order", "" if wanted_all else first,
-                                          "\uffff" if wanted_all else last)
+                                          OPEN_END if wanted_all else last)
         if store is not None:
             records = [r for r in records if r.value["store"] == store]
         try:
@@ -160,8 +165,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         except MissingRate as exc:
             return _err(422, str(exc))
         paid = [o for o in every if first <= o.day <= last]
-        body: dict[str, object] = {"org": org.id, "store": store, "from": first or None,
-                                   "to": None if last == "\uffff" else last, "currency": currency, "sort": sort}
+        body: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency, "sort": sort}
         if what == "orders":
             body["orders"] = lists.orders_list(paid, sort=sort, limit=limit, currency=currency, tz=org.tz)
             body["by_source"] = lists.orders_by_source(paid, currency)
@@ -187,14 +191,14 @@ def gateway_routes(side: ReadSide) -> list[Route]:
                                           limit=_limit(request, default=20), store=store)
         except MissingRate as exc:
             return _err(422, str(exc))
-        return JSONResponse({"org": org.id, "store": store, "from": first or None, "to": None if last == "\uffff" else last,
+        return JSONResponse({"org": org.id, "store": store, **_span(first, last),
                              "currency": currency, "abandon_after_minutes": org.abandon_after_minutes, **body})
 
     async def journey(request: Request) -> Response:
         org = authorised(request)
         store, first, last, _ = query(request, org)
         days = await asyncio.to_thread(side.model.records, org.id, "journey_day", first, last)
-        return JSONResponse({"org": org.id, "store": store, "from": first or None, "to": None if last == "\uffff" else last,
+        return JSONResponse({"org": org.id, "store": store, **_span(first, last),
                              **shoppers.journey_summary(days, store)})
 
     async def attribution(request: Request) -> Response:
@@ -205,7 +209,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
             body = shoppers.attribution_summary(days, currency=currency, rates=side.rates, store=store)
         except MissingRate as exc:
             return _err(422, str(exc))
-        return JSONResponse({"org": org.id, "store": store, "from": first or None, "to": None if last == "\uffff" else last,
+        return JSONResponse({"org": org.id, "store": store, **_span(first, last),
                              "currency": currency, "window_days": 7, **body})
 
     async def quota(request: Request) -> Response:

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from core.clock import ms_from_iso, utc_from_ms
 from core.figures import Record
 from core.money import Money
-from core.rates import MissingRate, Rates
+from core.rates import Rates, convert
 
 PAIR_PRODUCTS = 300  # pairs are counted among the range's 300 most-ordered products: bounded work
 SORTS = {
@@ -50,17 +50,9 @@ def paid_orders(records: Iterable[Record], currency: str, rates: Rates | None) -
         v = r.value
         if v.get("paid") is None:
             continue
-        cur = v["currency"]
-
-        def conv(amount: int) -> int:
-            if cur == currency:
-                return amount
-            if rates is None:
-                raise MissingRate(f"no exchange rate for {cur} to {currency} on {r.day}: configure rates_file")
-            return rates.convert(amount, cur, currency, r.day)
-
-        lines = tuple((p, name, qty, conv(qty * unit)) for p, qty, unit, name in v["items"])
-        out.append(Paid(r.key, v, r.day, conv(v["amount"]), lines))
+        cur, day = v["currency"], r.day
+        lines = tuple((p, name, qty, convert(rates, qty * unit, cur, currency, day)) for p, qty, unit, name in v["items"])
+        out.append(Paid(r.key, v, day, convert(rates, v["amount"], cur, currency, day), lines))
     return out
 
 

@@ -11,17 +11,13 @@ from typing import Any
 
 from core.figures import Record
 from core.money import Money
-from core.rates import MissingRate, Rates
+from core.rates import Rates, convert
 
 CART_COUNTS = ("carts", "open", "abandoned", "recovered", "purchased")
 
 
 def _convert(amount: int, source: str, target: str, day: str, rates: Rates | None) -> int:
-    if source == target:
-        return amount
-    if rates is None:
-        raise MissingRate(f"no exchange rate for {source} to {target} on {day}: configure rates_file")
-    return rates.convert(amount, source, target, day or "9999-12-31")
+    return convert(rates, amount, source, target, day or "9999-12-31")  # no day (open carts now): the latest rate
 
 
 def carts_summary(days: Iterable[Record], open_now: Iterable[Record], products: Iterable[Record], carts: Iterable[Record],
