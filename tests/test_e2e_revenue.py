@@ -5,6 +5,7 @@ Runs against a real `storepulse up` (embedded SQLite, and on a real redis-server
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 import uuid
@@ -182,10 +183,10 @@ def test_lists_of_orders_products_customers_pairs_and_quota(tmp_path) -> None:  
     """A fresh instance, so every number below is exactly these orders'."""
     config = ORGS_TOML.replace('currency = "EUR"\ntoken = "acme-token', 'currency = "EUR"\nplan_limit = 4\ntoken = "acme-token')
     sp = Storepulse(tmp_path, config=config)
-    try:
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(sp.ensure_stopped)
         sp.start()
-        ws_cm = sp.ws(TOKENS["acme"])
-        ws = ws_cm.__enter__()
+        ws = cleanup.enter_context(sp.ws(TOKENS["acme"]))
         recv_json(ws)  # snapshot
         t = int(time.time()) - 3600
         orders = [  # (event, pi, customer, amount, created, items (name, qty, unit))
@@ -233,12 +234,9 @@ def test_lists_of_orders_products_customers_pairs_and_quota(tmp_path) -> None:  
         assert [(a["percent"], a["count"], a["at"]) for a in q["alerts"]] == [(80, 4, (t + 180) * 1000), (100, 4, (t + 180) * 1000)]
         pushed = wait_ws(ws, lambda m: m["type"] == "alert" and m["quota"]["percent"] == 100)
         assert pushed["quota"] == {"percent": 100, "count": 4, "limit": 4, "at": (t + 180) * 1000}
-        ws_cm.__exit__(None, None, None)
         before = sp.get("/api/v1/orgs/acme/quota", at=dt.datetime.fromtimestamp(t + 90, dt.timezone.utc).isoformat()).json()
         assert (before["paid_orders_30d"], before["crossed"]) == (2, [])
         assert sp.get("/api/v1/orgs/acme/products", sort="price").status_code == 400
-    finally:
-        sp.ensure_stopped()
 
 
 def test_carts_journey_and_email_attribution_through_the_events_api(storepulse: Storepulse) -> None:
