@@ -19,8 +19,8 @@ class ReadModel(Protocol):
         """Applies the changes newer than what is stored, in order, and publishes each applied one."""
         ...
 
-    def snapshot(self, org: str) -> tuple[int, list[Bucket]]:
-        """The organisation's current version and all its buckets, consistent with each other."""
+    def snapshot(self, org: str, grain: str | None = None) -> tuple[int, list[Bucket]]:
+        """The organisation's current version and its buckets (of one grain, if given), consistent."""
         ...
 
     def records(self, org: str, kind: str, first: str = "", last: str = "\uffff") -> list[Record]:

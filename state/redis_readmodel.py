@@ -52,13 +52,14 @@ class RedisReadModel:
         found = (Record(**orjson.loads(v)) for v in self._redis.hvals(_keys(org, kind)[0]))
         return [r for r in found if first <= r.day <= last]
 
-    def snapshot(self, org: str) -> tuple[int, list[Bucket]]:
+    def snapshot(self, org: str, grain: str | None = None) -> tuple[int, list[Bucket]]:
         days, _, version = _keys(org)
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.get(version)
             pipe.hvals(days)
             v, vals = pipe.execute()
-        return int(v or 0), [bucket_from_json(x) for x in vals]
+        buckets = (bucket_from_json(x) for x in vals)
+        return int(v or 0), [b for b in buckets if grain is None or b.grain == grain]
 
     async def feed(self) -> AsyncIterator[Bucket | Record | None]:
         client = aioredis.Redis.from_url(self._url)

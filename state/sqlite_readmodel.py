@@ -82,19 +82,19 @@ class SqliteReadModel:
             cur.execute("ROLLBACK")
             raise
 
-    def snapshot(self, org: str) -> tuple[int, list[Bucket]]:
+    def snapshot(self, org: str, grain: str | None = None) -> tuple[int, list[Bucket]]:
         with self._lock:
-            return self._snapshot(org)
+            return self._snapshot(org, grain)
 
-    def _snapshot(self, org: str) -> tuple[int, list[Bucket]]:
+    def _snapshot(self, org: str, grain: str | None) -> tuple[int, list[Bucket]]:
         cur = self._conn.cursor()
         cur.execute("BEGIN")
         try:
             row = cur.execute("SELECT version FROM org_versions WHERE org = ?", (org,)).fetchone()
             rows = cur.execute(
                 "SELECT org, version, grain, start, store, currency, gross, refunds, orders, paid_orders, items "
-                "FROM buckets WHERE org = ?",
-                (org,),
+                "FROM buckets WHERE org = ? AND grain = coalesce(?, grain)",
+                (org, grain),
             ).fetchall()
         finally:
             cur.execute("COMMIT")

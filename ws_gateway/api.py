@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from core.clock import utc_from_ms
 from core.config import Config, Org
-from core.figures import OPEN_END, BadPeriod, MissingRate, compute_figures, resolve_period, series
+from core.figures import DAY, OPEN_END, BadPeriod, MissingRate, compute_figures, resolve_period, series
 from core.money import EXPONENTS
 from core.rates import Rates
 from state.connections import ConnectionStats
@@ -78,7 +78,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
     async def figures(request: Request) -> Response:
         org = authorised(request)
         store, first, last, currency = query(request, org)
-        version, buckets = await asyncio.to_thread(side.model.snapshot, org.id)
+        version, buckets = await asyncio.to_thread(side.model.snapshot, org.id, DAY)
         try:
             result = compute_figures(buckets, first=first, last=last, currency=currency, rates=side.rates, store=store)
         except MissingRate as exc:
@@ -93,7 +93,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         store, first, last, currency = query(request, org)
         metric = request.query_params.get("metric", "gross_revenue")
         grain = request.query_params.get("granularity", "day")
-        version, buckets = await asyncio.to_thread(side.model.snapshot, org.id)
+        version, buckets = await asyncio.to_thread(side.model.snapshot, org.id, grain)
         try:
             points = series(buckets, metric=metric, grain=grain, first=first, last=last, tz=org.tz, currency=currency,
                             rates=side.rates, store=store)

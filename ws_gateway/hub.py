@@ -109,10 +109,10 @@ class Hub:
         return base
 
     async def _resnapshot(self, org_id: str) -> None:
-        version, days = await asyncio.to_thread(self._model.snapshot, org_id)
+        version, days = await asyncio.to_thread(self._model.snapshot, org_id, DAY)
         view = self._views[org_id]
         view.version = version
-        view.days = {d.key: d for d in days if d.grain == DAY}  # hours are for series, not the dashboard
+        view.days = {d.key: d for d in days}
         alerts = await asyncio.to_thread(self._model.records, org_id, "quota_alert")
         view.alerted = {a.key for a in alerts}
         self._mark(org_id)
