@@ -1,14 +1,20 @@
 """The distributed event log: one Redis Stream per partition.
 
-"Append unless seen" is one Lua script, so the dedupe mark and the XADD happen atomically. Both keys
-of a partition share a hash tag, so the script also works on Redis Cluster. Durability is the
-server's: run it with `appendonly yes` and `appendfsync always` (see docker-compose.yml), which
-group-commits one fsync per event-loop turn before any reply is sent.
+"Append unless seen" is one Lua script per partition for a whole batch, so each dedupe mark and
+its XADD happen atomically. All keys of a partition share a hash tag, so the script also works on
+Redis Cluster. Durability is the server's: run it with `appendonly yes` and `appendfsync always`
+(see docker-compose.yml), which fsyncs before any reply is sent.
+
+Appends of concurrent callers are coalesced (group commit, like the SQLite log's writer thread):
+while one round trip is in flight, new appends queue up, and the next round trip carries them all,
+one script call per partition. Under load a webhook costs a share of one round trip, not one each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections import defaultdict
 from collections.abc import Sequence
 
 import redis
@@ -19,13 +25,24 @@ from state.log import DEFAULT_PARTITIONS, LogUnavailable, partition_of
 
 # Redeliveries come within days (Stripe retries for 3 days, Shopify 48 h); keep marks for 30.
 DEDUPE_TTL_SECONDS = 30 * 24 * 3600
+# Events per script call: bounds how long one call holds the (single-threaded) server.
+MAX_EVENTS_PER_CALL = 2000
 
+# KEYS[1] the stream, KEYS[i+1] the dedupe mark of ARGV[i+1]; ARGV[1] the marks' TTL.
+# Returns one flag per event: 1 appended, 0 a duplicate.
 _APPEND = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
-  return redis.call('XADD', KEYS[2], '*', 'e', ARGV[1])
+local out = {}
+for i = 2, #KEYS do
+  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
+    redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
+    out[i - 1] = 1
+  else
+    out[i - 1] = 0
+  end
 end
-return false
+return out
 """
+_APPEND_SHA = hashlib.sha1(_APPEND.encode()).hexdigest()
 
 
 def stream_key(partition: int) -> str:
@@ -36,42 +53,86 @@ def seen_key(partition: int, org: str, event_id: str) -> str:
     return f"sp:{{p{partition}}}:seen:{org}:{event_id}"
 
 
-_APPEND_SHA = hashlib.sha1(_APPEND.encode()).hexdigest()
+_Waiter = tuple[Sequence[Event], "asyncio.Future[list[bool]]"]
 
 
 class RedisEventLog:
     def __init__(self, url: str, partitions: int = DEFAULT_PARTITIONS) -> None:
         self.partitions = partitions
         self._redis = aioredis.Redis.from_url(url)
-
-    def _args(self, e: Event) -> tuple[object, ...]:
-        p = partition_of(e.org, self.partitions)
-        return (_APPEND_SHA, 2, seen_key(p, e.org, e.id), stream_key(p), e.to_json(), DEDUPE_TTL_SECONDS)
-
-    async def _send(self, events: Sequence[Event]) -> list[object]:
-        # EVALSHA directly: redis-py's Script objects make every pipeline ask SCRIPT EXISTS first,
-        # one more round trip per webhook. The script is loaded once, and again after a NOSCRIPT.
-        if len(events) == 1:
-            return [await self._redis.evalsha(*self._args(events[0]))]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for e in events:
-                pipe.evalsha(*self._args(e))
-            return await pipe.execute()
+        self._queue: list[_Waiter] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def append(self, events: Sequence[Event]) -> list[bool]:
+        if not events:
+            return []
+        fut: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
+        self._queue.append((events, fut))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_all())
+        # A cancelled caller must not cancel the round trip that carries other callers' events.
+        return await asyncio.shield(fut)
+
+    async def _flush_all(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                flags = await self._write([e for events, _ in batch for e in events])
+            except Exception as exc:  # LogUnavailable, or a bug: never leave a caller waiting
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            at = 0
+            for events, fut in batch:
+                if not fut.done():
+                    fut.set_result(flags[at:at + len(events)])
+                at += len(events)
+
+    def _calls(self, events: list[Event]) -> tuple[list[tuple[object, ...]], list[list[int]]]:
+        """One EVALSHA argument list per partition chunk, and which events each one carries."""
+        by_part: dict[int, list[int]] = defaultdict(list)
+        for i, e in enumerate(events):
+            by_part[partition_of(e.org, self.partitions)].append(i)
+        calls, positions = [], []
+        for p, idx in by_part.items():
+            for start in range(0, len(idx), MAX_EVENTS_PER_CALL):
+                chunk = idx[start:start + MAX_EVENTS_PER_CALL]
+                keys = [stream_key(p), *(seen_key(p, events[i].org, events[i].id) for i in chunk)]
+                calls.append((_APPEND_SHA, len(keys), *keys, DEDUPE_TTL_SECONDS, *(events[i].to_json() for i in chunk)))
+                positions.append(chunk)
+        return calls, positions
+
+    async def _send(self, calls: list[tuple[object, ...]]) -> list[object]:
+        # EVALSHA directly: redis-py's Script objects ask SCRIPT EXISTS first, one more round trip.
+        if len(calls) == 1:
+            return [await self._redis.evalsha(*calls[0])]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for call in calls:
+                pipe.evalsha(*call)
+            return await pipe.execute()
+
+    async def _write(self, events: list[Event]) -> list[bool]:
+        calls, positions = self._calls(events)
         try:
             try:
-                replies = await self._send(events)
+                replies = await self._send(calls)
             except redis.exceptions.NoScriptError:
                 await self._redis.script_load(_APPEND)
-                replies = await self._send(events)  # dedupe makes the retry of a partial pipeline safe
+                replies = await self._send(calls)  # dedupe makes the retry of a partial pipeline safe
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise LogUnavailable(f"event log (Redis) unreachable: {exc}") from exc
         except redis.ResponseError as exc:
             raise LogUnavailable(f"event log (Redis) refused the write: {exc}") from exc
-        return [r is not None for r in replies]
+        flags = [False] * len(events)
+        for chunk, reply in zip(positions, replies):
+            for i, flag in zip(chunk, reply):  # type: ignore[call-overload]
+                flags[i] = flag == 1
+        return flags
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
         await self._redis.aclose()
 
 

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_by_part ON events (part, seq);
 """
 _MAX_BATCH = 2000
+_INSERT = "INSERT OR IGNORE INTO events (part, org, id, body) VALUES (?, ?, ?, ?)"
 
 
 def connect(path: Path, durable: bool = True) -> sqlite3.Connection:
@@ -101,28 +102,37 @@ class SqliteEventLog:
                 return
 
     def _commit(self, batch: list[tuple[Sequence[Event], Future[list[bool]]]]) -> None:
-        results: list[list[bool]] = []
+        rows = [(partition_of(e.org, self.partitions), e.org, e.id, e.to_json()) for events, _ in batch for e in events]
         try:
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            for events, _ in batch:
-                res = []
-                for e in events:
-                    cur.execute(
-                        "INSERT OR IGNORE INTO events (part, org, id, body) VALUES (?, ?, ?, ?)",
-                        (partition_of(e.org, self.partitions), e.org, e.id, e.to_json()),
-                    )
-                    res.append(cur.rowcount == 1)
-                results.append(res)
-            cur.execute("COMMIT")
+            flags = self._insert(rows)
         except sqlite3.Error as exc:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             for _, fut in batch:
                 _settle(fut, exception=LogUnavailable(f"event log write failed: {exc}"))
             return
-        for (_, fut), res in zip(batch, results):
-            _settle(fut, result=res)
+        at = 0
+        for events, fut in batch:
+            _settle(fut, result=flags[at:at + len(events)])
+            at += len(events)
+
+    def _insert(self, rows: list[tuple[int, str, str, bytes]]) -> list[bool]:
+        """One transaction; True where a row was new. Duplicates are rare (redeliveries), so all rows
+        go in with one executemany, and only a batch that met one is redone row by row to say which."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        before = conn.total_changes
+        conn.executemany(_INSERT, rows)
+        if conn.total_changes - before != len(rows):
+            conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            flags = []
+            for row in rows:
+                flags.append(conn.execute(_INSERT, row).rowcount == 1)
+        else:
+            flags = [True] * len(rows)
+        conn.execute("COMMIT")
+        return flags
 
     async def close(self) -> None:
         self._queue.put(None)
