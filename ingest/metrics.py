@@ -1,5 +1,8 @@
 """Prometheus metrics of the write side."""
 
+import functools
+from typing import Any
+
 from prometheus_client import Counter, Histogram
 
 DELIVERIES = Counter(
@@ -16,3 +19,24 @@ APPEND_SECONDS = Histogram(
 IGNORED = Counter(
     "storepulse_ingest_ignored_total", "Valid deliveries of topics storepulse does not use", ["provider", "topic"]
 )
+
+# Label values come from the URL: anything else is "unknown", so junk paths cannot grow the series.
+PROVIDERS = frozenset({"stripe", "woocommerce", "shopify", "events"})
+
+
+@functools.cache
+def _delivery_child(provider: str, outcome: str) -> Any:
+    return DELIVERIES.labels(provider, outcome)
+
+
+@functools.cache
+def _events_child(provider: str) -> Any:
+    return EVENTS.labels(provider)
+
+
+def delivered(provider: str, outcome: str, events: int = 0) -> None:
+    """Counts one delivery (and the new events it appended); label children are looked up once."""
+    provider = provider if provider in PROVIDERS else "unknown"
+    _delivery_child(provider, outcome).inc()
+    if events:
+        _events_child(provider).inc(events)

@@ -70,10 +70,13 @@ class RedisEventLog:
         self._queue.append((events, fut))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_all())
-        # A cancelled caller must not cancel the round trip that carries other callers' events.
-        return await asyncio.shield(fut)
+        # A caller cancelled while waiting cancels only its own future; the flusher skips it.
+        return await fut
 
     async def _flush_all(self) -> None:
+        # One loop turn first: requests that arrived in the same read from the network are still
+        # being handled, and their events can ride the same round trip.
+        await asyncio.sleep(0)
         while self._queue:
             batch, self._queue = self._queue, []
             try:

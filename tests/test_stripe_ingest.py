@@ -205,3 +205,28 @@ def test_invoice_of_current_api_names_its_payment_intent_in_payments() -> None:
     del invoice["payments"]
     [e] = stripe_adapter.paid_from_invoice(invoice, store, 1_700_000_000_000)
     assert e.order == "in_1"
+
+
+def test_signature_header_forms() -> None:
+    """Stripe's scheme, checked on the raw bytes: any v1 entry may match (a secret being rolled sends
+    two), entries of other schemes are ignored, a header without t or v1 says what is missing."""
+    from ingest.errors import BadSignature
+    from ingest.stripe import verify
+
+    body, t = b'{"id": "evt_1"}', 1_700_000_000
+    good = stripe_signature(body, "whsec_new", t).split(",")[1]
+    old = stripe_signature(body, "whsec_old", t).split(",")[1]
+    verify(body, f"t={t},{old},{good},v0=abc", "whsec_new", t)
+    verify(body, f"t={t}, {good}", "whsec_new", t + 300)
+    cases = {
+        f"t={t},{old}": "no signature matches",
+        f"{good}": "no t=<unix time>",
+        f"t=abc,{good}": "no t=<unix time>",
+        f"t={t},v0={good[3:]}": "no v1 signature",
+        f"t={t + 1},{good}": "no signature matches",
+    }
+    for header, message in cases.items():
+        with pytest.raises(BadSignature, match=message):
+            verify(body, header, "whsec_new", t)
+    with pytest.raises(BadSignature, match="more than 300 s old"):
+        verify(body, f"t={t},{good}", "whsec_new", t + 301)
