@@ -74,13 +74,13 @@ PARTITIONS = 4  # state.log.DEFAULT_PARTITIONS: keys sp:{p0}:log .. sp:{p3}:log
 
 # --- the bare server (run as a subprocess of this file: `bench/ingest.py --serve-bare PORT`) ------
 
-def serve_bare(host: str, port: int) -> None:
+def serve_bare(host: str, port: int, reuse_port: bool = False) -> None:
     import uvloop
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    from storepulse.servers import build_app, http_server
+    from storepulse.servers import build_app, http_server, reuse_port_socket
 
     async def webhook(request: Request) -> Response:
         body = await request.body()
@@ -88,7 +88,7 @@ def serve_bare(host: str, port: int) -> None:
         return JSONResponse({"status": "accepted", "events": [f"stripe:{request.path_params['store_id']}:{len(body)}"]})
 
     server = http_server(build_app([Route("/webhooks/stripe/{store_id}", webhook, methods=["POST"])]), host, port)
-    uvloop.run(server.serve())
+    uvloop.run(server.serve(sockets=[reuse_port_socket(host, port)] if reuse_port else None))
 
 
 # --- processes -----------------------------------------------------------------------------------
@@ -170,7 +170,8 @@ def start_redis(workdir: Path, procs: list[Proc]) -> tuple[Proc, str]:
     return p, f"redis://127.0.0.1:{port}/0"
 
 
-def start_storepulse(command: str, workdir: Path, procs: list[Proc], redis_url: str | None) -> tuple[Proc, int, int]:
+def start_storepulse(command: str, workdir: Path, procs: list[Proc], redis_url: str | None,
+                     server_procs: int = 1) -> tuple[Proc, int, int]:
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "storepulse.toml"
     config.write_text(CONFIG_TOML)
@@ -183,6 +184,8 @@ def start_storepulse(command: str, workdir: Path, procs: list[Proc], redis_url: 
         cmd += ["--ws-port", str(ws_port)]
     if redis_url:
         cmd += ["--redis", redis_url]
+    if server_procs > 1:
+        cmd += ["--processes", str(server_procs)]
     env = {**os.environ, "PYTHONPATH": str(SRC)}  # `-m storepulse` and its dataflow child load SRC's code
     p = Proc(f"storepulse {command}", cmd, workdir / f"storepulse-{command}.log", env=env, cwd=SRC)
     procs.append(p)
@@ -190,10 +193,15 @@ def start_storepulse(command: str, workdir: Path, procs: list[Proc], redis_url: 
     return p, http_port, ws_port
 
 
-def start_bare(workdir: Path, procs: list[Proc]) -> tuple[Proc, int]:
+def start_bare(workdir: Path, procs: list[Proc], server_procs: int = 1) -> tuple[Proc, int]:
+    """The bare server; with server_procs > 1, that many processes on one port (SO_REUSEPORT) in one
+    session, as `storepulse ingest --processes N` runs."""
     port = free_port()
-    p = Proc("bare server", [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(port), "--src", str(SRC)],
-             workdir / "bare.log", cwd=SRC)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(port), "--src", str(SRC)]
+    if server_procs > 1:
+        script = " ".join(f"{subprocess.list2cmdline([*cmd, '--reuse-port'])} &" for _ in range(server_procs)) + " wait"
+        cmd = ["/bin/sh", "-c", script]
+    p = Proc("bare server", cmd, workdir / "bare.log", cwd=SRC)
     procs.append(p)
     wait_until(lambda: http_ok(port), 30, f"bare server /metrics on port {port}", p)
     return p, port
@@ -369,13 +377,21 @@ def machine_busy_seconds() -> float:
 
 
 def proc_cpu_seconds(pid: int) -> float:
-    """user+system CPU time of a process (and its reaped children), from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    """user+system CPU time of every live process in the session `pid` leads (a server and its
+    worker processes; every Proc starts a session), from /proc."""
+    total = 0
+    found = False
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == pid:
+            found = True
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK") if found else float("nan")
 
 
 # --- webhook -> WebSocket latency ----------------------------------------------------------------
@@ -649,6 +665,9 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=15, help="time limit per server over all rounds, in s (default 15)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating timed rounds per server (default 3)")
     ap.add_argument("--procs", type=int, default=1, help="load generator processes (default 1)")
+    ap.add_argument("--server-procs", type=int, default=1,
+                    help="server processes on one port for both servers (storepulse ingest --processes N; default 1)")
+    ap.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--latency-requests", type=int, default=500, help="payments for the latency run (default 500)")
     ap.add_argument("--latency-rate", type=float, default=200, help="payments per second in the latency run (default 200)")
     ap.add_argument("--no-embedded", action="store_true", help="skip the embedded (SQLite) latency run")
@@ -664,7 +683,7 @@ def main() -> int:
     SRC = args.src.resolve()
     if args.serve_bare:
         sys.path.insert(0, str(SRC))
-        serve_bare("127.0.0.1", args.serve_bare)
+        serve_bare("127.0.0.1", args.serve_bare, args.reuse_port)
         return 0
 
     tmp = Path(tempfile.mkdtemp(prefix="storepulse-bench-"))
@@ -685,20 +704,20 @@ def main() -> int:
 
         # Both servers run side by side (an idle one costs nothing) and are driven in alternating
         # rounds, so that the machine's drift (shared CPUs) hits both alike.
-        bare, bare_port = start_bare(tmp, procs)
+        bare, bare_port = start_bare(tmp, procs, args.server_procs)
         redis_proc, redis_url = start_redis(tmp / "redis-ingest", procs)
-        sp, sp_port, _ = start_storepulse("ingest", tmp / "ingest", procs, redis_url)
+        sp, sp_port, _ = start_storepulse("ingest", tmp / "ingest", procs, redis_url, args.server_procs)
         print(f"bare Starlette/uvicorn handler on :{bare_port}; storepulse ingest on :{sp_port} with {redis_url} "
               f"(appendonly, appendfsync always, AOF in {tmp / 'redis-ingest'})", flush=True)
         print(f"warm-up {n_warm} requests each, then {args.rounds} alternating rounds of up to "
               f"{per_round} requests or {args.duration / args.rounds:.1f} s per server, "
-              f"{args.concurrency} connections, {args.procs} client process(es) ...", flush=True)
+              f"{args.concurrency} connections, {args.procs} client process(es), {args.server_procs} server process(es) each ...", flush=True)
         warm_up("bare", bare_port, warm_sp, args)
         warm_up("storepulse", sp_port, warm_sp, args)
         if args.profile:
             spy_exe = Path(sys.executable).parent / "py-spy"
             spy = subprocess.Popen([str(spy_exe), "record", "--pid", str(sp.pid), "--format", "raw", "--rate", "200",
-                                    "--nonblocking", "-o", args.profile], stdout=subprocess.DEVNULL,
+                                    "--nonblocking", "-o", args.profile, *(["--subprocesses"] if args.server_procs > 1 else [])], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.STDOUT, start_new_session=True)
             time.sleep(1)
         bare_t = Totals("bare Starlette+uvicorn handler")

@@ -7,6 +7,7 @@ import asyncio
 import faulthandler
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from core.config import Config, ConfigError
 from core.rates import Rates
 from storepulse.commands import rejected, replay, sync
 from storepulse.configfile import DEFAULT_PATH, demo_config, load_config, load_rates
-from storepulse.servers import build_app, http_server, stop_on_signals
+from storepulse.servers import build_app, http_server, reuse_port_socket, stop_on_signals
 
 log = logging.getLogger("storepulse")
 
@@ -52,6 +53,9 @@ def parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", help="run the webhook endpoints alone")
     _common(ing)
     _servers(ing, ws=False)
+    ing.add_argument("--processes", type=int, default=1,
+                     help="ingest processes sharing the HTTP port (SO_REUSEPORT); /metrics sums over them")
+    ing.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for each of --processes
     for p in (up, ing):
         p.add_argument("--max-body", type=int, default=1024 * 1024, metavar="BYTES", help="largest accepted body (413 above)")
     gw = sub.add_parser("gateway", help="run the read API, WebSocket server and dashboard alone")
@@ -119,7 +123,49 @@ def main(argv: list[str] | None = None) -> None:
                 raise
             log.info("dataflow stopped")
         return
+    if args.command == "ingest" and args.processes > 1:
+        raise SystemExit(_ingest_processes(args, path))
     uvloop.run(_serve(args, path, config, rates))
+
+
+def _ingest_processes(args: argparse.Namespace, path: Path) -> int:
+    """`ingest --processes N`: N ingest servers on one port, each its own Python (its own core);
+    a worker that dies is started again. Their Prometheus counters go to files in one directory,
+    and /metrics answers with the sum, whichever worker the scrape reaches."""
+    metrics_dir = args.data_dir / "ingest-metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve())}
+    cmd = [sys.executable, "-m", "storepulse", "ingest", "--config", str(path), "--data-dir", str(args.data_dir),
+           "--redis", args.redis, "--host", args.host, "--http-port", str(args.http_port),
+           "--max-body", str(args.max_body), "--reuse-port"]
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    workers = [subprocess.Popen(cmd, env=env) for _ in range(args.processes)]
+    while not stopping:
+        time.sleep(0.2)
+        for i, proc in enumerate(workers):
+            if proc.poll() is not None and not stopping:
+                log.error("ingest worker %s exited with %s; starting it again in 1 s", proc.pid, proc.returncode)
+                time.sleep(1)
+                workers[i] = subprocess.Popen(cmd, env=env)
+    for proc in workers:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    for proc in workers:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    log.info("stopped")
+    return 0
 
 
 def _flows_command(args: argparse.Namespace, path: Path) -> list[str]:
@@ -176,7 +222,8 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     if args.command == "up":
         supervisor = asyncio.create_task(_supervise(_flows_command(args, path), stop))
     server = http_server(build_app(routes), args.host, args.http_port)
-    http_task = asyncio.create_task(server.serve())
+    sockets = [reuse_port_socket(args.host, args.http_port)] if getattr(args, "reuse_port", False) else None
+    http_task = asyncio.create_task(server.serve(sockets=sockets))
     while not server.started and not http_task.done():
         await asyncio.sleep(0.01)
     if http_task.done():
