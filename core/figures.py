@@ -71,9 +71,9 @@ class Record:
         return orjson.dumps(self)
 
 
-def change_from_json(data: bytes | str) -> Bucket | Record:
-    d = orjson.loads(data)
-    return Record(**d) if "kind" in d else Bucket(**d)
+def changes_from_json(data: bytes | str) -> list[Bucket | Record]:
+    """A change-feed message: the JSON array of the changes one write applied for one organisation."""
+    return [Record(**d) if "kind" in d else Bucket(**d) for d in orjson.loads(data)]
 
 
 class BadPeriod(ValueError):

@@ -3,7 +3,8 @@
 The dataflow's sink writes absolute values with versions; a write whose version is not newer than
 what is stored for that key is a replay (outputs are at-least-once) and changes nothing. Every
 applied write is published on the change feed, which the gateway follows. Versions grow per
-organisation but are not consecutive: one batch's changes share one.
+organisation but are not consecutive: one batch's changes share one. Publishing a batch as one
+message costs one message per dataflow batch, not one per change.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from core.figures import Bucket, Record
 
 class ReadModel(Protocol):
     def write(self, changes: Sequence[Bucket | Record]) -> None:
-        """Applies the changes newer than what is stored, in order, and publishes each applied one."""
+        """Applies the changes newer than what is stored, in order, and publishes the applied ones:
+        one feed message per organisation per write, atomically with the values."""
         ...
 
     def snapshot(self, org: str, grain: str | None = None) -> tuple[int, list[Bucket]]:
@@ -27,8 +29,10 @@ class ReadModel(Protocol):
         """The organisation's records of a kind whose day is in [first, last]."""
         ...
 
-    def feed(self) -> AsyncIterator[Bucket | Record | None]:
-        """Every change applied from now on, for all organisations, in version order per organisation.
+    def feed(self) -> AsyncIterator[list[Bucket | Record] | None]:
+        """Every change applied from now on, for all organisations, in version order per organisation,
+        as the batches they were written in (one organisation each): a follower applies a batch whole,
+        so it never shows half of what one version changed.
 
         The first item is None, yielded once the feed is live: a snapshot read after it misses nothing.
         """

@@ -1,6 +1,7 @@
 """The distributed read model: per organisation a hash of buckets, a hash of their versions and a
-version key; changes are published on one pub/sub channel. One Lua script applies a change only
-when its version is newer, so replays after a dataflow restart change nothing and publish nothing.
+version key; changes are published on one pub/sub channel, one message per organisation per write.
+One Lua script applies each change only when its version is newer, so replays after a dataflow
+restart change nothing and publish nothing.
 """
 
 from __future__ import annotations
@@ -11,18 +12,31 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
-from core.figures import Bucket, Record, bucket_from_json, change_from_json
+from core.figures import Bucket, Record, bucket_from_json, changes_from_json
 
 FEED_CHANNEL = "sp:feed"
 
+# One organisation's changes of one write: KEYS[1] the versions hash, KEYS[2] the org's version,
+# KEYS[3..] the value hashes; ARGV[1] the feed channel, then per change: value-hash index, field,
+# version, JSON. Applies each change newer than its stored version and publishes the applied ones
+# as one JSON array, atomically with the values.
 _WRITE = """
-local v = tonumber(ARGV[2])
-if v <= tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('HSET', KEYS[2], ARGV[1], v)
-if v > tonumber(redis.call('GET', KEYS[3]) or '0') then redis.call('SET', KEYS[3], v) end
-redis.call('PUBLISH', ARGV[4], ARGV[3])
-return 1
+local applied = {}
+local top = tonumber(redis.call('GET', KEYS[2]) or '0')
+for i = 2, #ARGV, 4 do
+  local field, v = ARGV[i + 1], tonumber(ARGV[i + 2])
+  if v > tonumber(redis.call('HGET', KEYS[1], field) or '0') then
+    redis.call('HSET', KEYS[tonumber(ARGV[i])], field, ARGV[i + 3])
+    redis.call('HSET', KEYS[1], field, v)
+    if v > top then top = v end
+    applied[#applied + 1] = ARGV[i + 3]
+  end
+end
+if #applied > 0 then
+  redis.call('SET', KEYS[2], top)
+  redis.call('PUBLISH', ARGV[1], '[' .. table.concat(applied, ',') .. ']')
+end
+return #applied
 """
 
 
@@ -39,13 +53,22 @@ class RedisReadModel:
         self._write = self._redis.register_script(_WRITE)
 
     def write(self, changes: Sequence[Bucket | Record]) -> None:
+        by_org: dict[str, list[Bucket | Record]] = {}
+        for c in changes:
+            by_org.setdefault(c.org, []).append(c)
         with self._redis.pipeline(transaction=False) as pipe:
-            for c in changes:
-                if isinstance(c, Record):
-                    keys, field = _keys(c.org, c.kind), f"r|{c.kind}|{c.key}"
-                else:
-                    keys, field = _keys(c.org), c.key
-                self._write(keys=keys, args=[field, c.version, c.to_json(), FEED_CHANNEL], client=pipe)
+            for org, mine in by_org.items():
+                _, versions, version = _keys(org)
+                keys = [versions, version]
+                index: dict[str, int] = {}
+                args: list[object] = [FEED_CHANNEL]
+                for c in mine:
+                    values, field = (_keys(org, c.kind)[0], f"r|{c.kind}|{c.key}") if isinstance(c, Record) else (_keys(org)[0], c.key)
+                    if values not in index:
+                        keys.append(values)
+                        index[values] = len(keys)
+                    args += [index[values], field, c.version, c.to_json()]
+                self._write(keys=keys, args=args, client=pipe)
             pipe.execute()
 
     def records(self, org: str, kind: str, first: str = "", last: str = "\uffff") -> list[Record]:
@@ -61,7 +84,7 @@ class RedisReadModel:
         buckets = (bucket_from_json(x) for x in vals)
         return int(v or 0), [b for b in buckets if grain is None or b.grain == grain]
 
-    async def feed(self) -> AsyncIterator[Bucket | Record | None]:
+    async def feed(self) -> AsyncIterator[list[Bucket | Record] | None]:
         client = aioredis.Redis.from_url(self._url)
         pubsub = client.pubsub()
         try:
@@ -69,7 +92,7 @@ class RedisReadModel:
             yield None
             async for msg in pubsub.listen():
                 if msg["type"] == "message":  # skips the subscribe confirmation
-                    yield change_from_json(msg["data"])
+                    yield changes_from_json(msg["data"])
         finally:
             await pubsub.aclose()
             await client.aclose()

@@ -1,7 +1,8 @@
 """The embedded read model: SQLite tables for day totals and versions, and a changes table as feed.
 
-The feed is the `changes` table read by rowid; the writer commits changes and values together, so
-a follower that polls it never sees a value without its change or misses one.
+The feed is the `changes` table read by rowid, one row per organisation per write (a JSON array of
+the changes applied); the writer commits it with the values, so a follower that polls it never sees
+a value without its change or misses one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import orjson
 
-from core.figures import Bucket, Record, change_from_json
+from core.figures import Bucket, Record, changes_from_json
 from state.sqlite_log import connect
 
 _SCHEMA = """
@@ -52,6 +53,7 @@ class SqliteReadModel:
         cur = self._conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
+            applied: dict[str, tuple[int, list[bytes]]] = {}  # org -> (highest version, changes)
             for c in changes:
                 if isinstance(c, Record):
                     cur.execute(
@@ -71,12 +73,17 @@ class SqliteReadModel:
                     )
                 if cur.rowcount == 0:
                     continue  # a replayed, older value
+                version, bodies = applied.get(c.org, (0, []))
+                bodies.append(c.to_json())
+                applied[c.org] = (max(version, c.version), bodies)
+            for org, (version, bodies) in applied.items():
                 cur.execute(
                     "INSERT INTO org_versions VALUES (?, ?) ON CONFLICT (org) DO UPDATE "
                     "SET version = max(version, excluded.version)",
-                    (c.org, c.version),
+                    (org, version),
                 )
-                cur.execute("INSERT INTO changes (org, version, body) VALUES (?, ?, ?)", (c.org, c.version, c.to_json()))
+                cur.execute("INSERT INTO changes (org, version, body) VALUES (?, ?, ?)",
+                            (org, version, b"[" + b",".join(bodies) + b"]"))
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -100,7 +107,7 @@ class SqliteReadModel:
             cur.execute("COMMIT")
         return (row[0] if row else 0), [Bucket(*r) for r in rows]
 
-    async def feed(self) -> AsyncIterator[Bucket | Record | None]:
+    async def feed(self) -> AsyncIterator[list[Bucket | Record] | None]:
         reader = connect(self._path_of())
         loop = asyncio.get_running_loop()
         polling: asyncio.Future[list[tuple[int, bytes]]] | None = None
@@ -116,7 +123,7 @@ class SqliteReadModel:
                 rows = await asyncio.shield(polling)
                 for seq, body in rows:
                     last = seq
-                    yield change_from_json(body)
+                    yield changes_from_json(body)
                 if not rows:
                     await asyncio.sleep(POLL_SECONDS)
         finally:

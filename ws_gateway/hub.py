@@ -117,19 +117,19 @@ class Hub:
         view.alerted = {a.key for a in alerts}
         self._mark(org_id)
 
-    async def _live_feed(self) -> AsyncIterator[Bucket | Record | None]:
+    async def _live_feed(self) -> AsyncIterator[list[Bucket | Record] | None]:
         feed = self._model.feed()
         await anext(feed)  # the feed is live: snapshots read from now on miss nothing
         for org_id in self._views:
             await self._resnapshot(org_id)
         return feed
 
-    async def _follow(self, feed: AsyncIterator[Bucket | Record | None]) -> None:
+    async def _follow(self, feed: AsyncIterator[list[Bucket | Record] | None]) -> None:
         while True:
             try:
-                async for change in feed:
-                    if change is not None:
-                        self._apply(change)
+                async for batch in feed:
+                    if batch:
+                        self._apply(batch)
                 return
             except asyncio.CancelledError:
                 raise
@@ -144,26 +144,33 @@ class Hub:
                 except Exception as exc:  # still down: keep serving what we have
                     log.warning("change feed still unavailable: %s", exc)
 
-    def _apply(self, c: Bucket | Record) -> None:
-        view = self._views.get(c.org)
+    def _apply(self, batch: list[Bucket | Record]) -> None:
+        """One write's changes of one organisation, applied whole: one push shows all of a version."""
+        view = self._views.get(batch[0].org)
         if view is None:
             return  # an organisation we do not serve
-        if isinstance(c, Bucket):
-            if c.grain != DAY:
-                return  # hours are for series, not the dashboard
-            held = view.days.get(c.key)
-            if held is not None and c.version <= held.version:
-                return  # a replay of what we have
-            view.days[c.key] = c
-        elif c.kind == "quota_alert":
-            if c.key in view.alerted:
-                return  # a replay after a dataflow restart: said once already
-            view.alerted.add(c.key)
-            for sub in view.subscribers:  # an alert is an event of its own, not a figure to coalesce
-                sub.alerts.append({"type": "alert", "org": c.org, "version": c.version, "quota": c.value})
-                sub.ready.set()
-        view.version = max(view.version, c.version)
-        self._mark(c.org)
+        shown = False
+        for c in batch:
+            if isinstance(c, Bucket):
+                if c.grain != DAY:
+                    continue  # hours are for series, not the dashboard
+                held = view.days.get(c.key)
+                if held is not None and c.version <= held.version:
+                    continue  # a replay of what we have
+                view.days[c.key] = c
+            elif c.kind == "quota_alert":
+                if c.key in view.alerted:
+                    continue  # a replay after a dataflow restart: said once already
+                view.alerted.add(c.key)
+                for sub in view.subscribers:  # an alert is an event of its own, not a figure to coalesce
+                    sub.alerts.append({"type": "alert", "org": c.org, "version": c.version, "quota": c.value})
+                    sub.ready.set()
+            else:
+                continue  # records the dashboard does not show (orders, carts, ...)
+            view.version = max(view.version, c.version)
+            shown = True
+        if shown:
+            self._mark(view.org.id)
 
     def _mark(self, org_id: str) -> None:
         self._dirty.add(org_id)

@@ -1,0 +1,63 @@
+"""The read model contract, for both implementations: newer versions only, one feed message per
+organisation per write, atomically with the values."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.figures import DAY, HOUR, Bucket, Record
+from state.readmodel import ReadModel
+from tests.helpers import RedisServer
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def model(request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer) -> Iterator[ReadModel]:
+    if request.param == "redis":
+        import redis
+
+        from state.redis_readmodel import RedisReadModel
+
+        redis.Redis.from_url(redis_server.url).flushall()
+        m: ReadModel = RedisReadModel(redis_server.url)
+    else:
+        from state.sqlite_readmodel import SqliteReadModel
+
+        m = SqliteReadModel(tmp_path / "rm.sqlite3")
+    yield m
+    m.close()
+
+
+def day(org: str, version: int, start: str, gross: int) -> Bucket:
+    return Bucket(org, version, DAY, start, "s", "EUR", gross, 0, 1, 1, 1)
+
+
+def test_a_write_is_one_feed_message_per_organisation_and_replays_publish_nothing(model: ReadModel) -> None:
+    a1 = [day("a", 5, "2026-01-01", 100), Bucket("a", 5, HOUR, "2026-01-01T10", "s", "EUR", 100, 0, 1, 1, 1),
+          Record("a", 5, "order", "s:o1", "2026-01-01", {"amount": 100})]
+    b1 = [day("b", 3, "2026-01-01", 7)]
+
+    async def go() -> list[list[object]]:
+        feed = model.feed()
+        assert await anext(feed) is None
+        got: list[list[object]] = []
+        await asyncio.to_thread(model.write, [a1[0], b1[0], a1[1], a1[2]])
+        got.append(await asyncio.wait_for(anext(feed), 5))  # type: ignore[arg-type]
+        got.append(await asyncio.wait_for(anext(feed), 5))  # type: ignore[arg-type]
+        # a replay (same versions) and an older value change nothing and publish nothing; a newer
+        # value of one key is one message with just it
+        await asyncio.to_thread(model.write, [*a1, day("a", 4, "2026-01-01", 1), *b1])
+        await asyncio.to_thread(model.write, [day("a", 9, "2026-01-01", 250)])
+        got.append(await asyncio.wait_for(anext(feed), 5))  # type: ignore[arg-type]
+        await feed.aclose()
+        return got
+
+    first, second, third = asyncio.run(go())
+    assert sorted([first, second], key=lambda m: m[0].org) == [a1, b1]  # type: ignore[attr-defined]
+    assert third == [day("a", 9, "2026-01-01", 250)]
+    version, buckets = model.snapshot("a", DAY)
+    assert (version, buckets) == (9, [day("a", 9, "2026-01-01", 250)])
+    assert model.records("a", "order") == [a1[2]]
