@@ -52,6 +52,9 @@ class Raw:
 
     person: str  # the person it counts as
     added: bool = False
+    # At most two distinct orders: the counters only ask "one?" and "two or more?". Two per raw key
+    # still answer both exactly for a person with several keys (a key with two decides "two"; with
+    # at most one each, the sets are whole), and a person with thousands of orders a day stays O(1).
     orders: set[str] = field(default_factory=set)
 
 
@@ -116,7 +119,7 @@ class Journey:
         r = d.raws.get(raw)
         order = (event.order or event.id) if event.kind is Kind.ORDER_PAID else None
         is_add = added(event)
-        if r is not None and (r.added or not is_add) and (order is None or order in r.orders):
+        if r is not None and (r.added or not is_add) and (order is None or order in r.orders or len(r.orders) >= 2):
             return []  # nothing new: a redelivery, or this person already counted for it
         before = self._counts(d)
         if r is None:
@@ -128,7 +131,8 @@ class Journey:
             old = d.contribution(r.person)
         r.added |= is_add
         if order is not None:
-            r.orders.add(order)
+            if len(r.orders) < 2:
+                r.orders.add(order)
         self._add(d, old, d.contribution(r.person))
         return self._emit(d) if self._counts(d) != before else []
 

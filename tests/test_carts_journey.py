@@ -283,6 +283,24 @@ def test_journey_counts_distinct_persons_per_day() -> None:
                       ("s", day_of(T0 + DAY)): (1, 0, 0, 0)}
 
 
+def test_purchased_again_is_exact_when_a_person_has_many_keys_and_orders() -> None:
+    """Each raw key keeps at most two orders: the person's "one" and "two or more" stay exact, and a
+    customer with a thousand orders in a day costs what one with three does."""
+    j = Journey("o", TZ, identify_for_ms=2 * DAY)
+    j.apply(ev(Kind.IDENTIFIED, T0, visitor="v1", customer="c1"))
+    j.apply(paid(T0 + 1, order="a", visitor="v1", customer=None))  # the visitor key, counted as c1
+    j.apply(paid(T0 + 2, order="a", customer="c1"))  # the same order under the customer key
+    assert tuple(j.open[("s", day_of(T0))].counts) == (1, 0, 1, 0)
+    j.apply(paid(T0 + 3, order="b", visitor="v1", customer=None))
+    assert tuple(j.open[("s", day_of(T0))].counts) == (1, 0, 1, 1)
+    for n in range(1000):
+        out = j.apply(paid(T0 + 10 + n, order=f"many{n}", customer="c2"))
+        assert (out == []) == (n >= 2)  # the first and second order change the counters, no later one
+    d = j.open[("s", day_of(T0))]
+    assert tuple(d.counts) == (2, 0, 2, 2)
+    assert len(d.raws["c:c2"].orders) == 2
+
+
 @pytest.mark.parametrize("identified_first", [True, False])
 def test_an_identified_visitor_counts_as_the_customer_from_the_day_of_identification(identified_first: bool) -> None:
     j = Journey("o", TZ, identify_for_ms=2 * DAY)
