@@ -4,8 +4,14 @@ Two layers, like every adapter in ingest/:
 
 - pure mappers, one per dataset: `feed(row)` a CSV row at a time, then `finish()` returns the
   events in time order with the rows it skipped, counted by reason. No I/O, no clock;
-- a thin driver: `map_file` streams a .csv or .csv.gz file through a mapper, `append_events`
+- a thin driver: `map_file` reads a .csv or .csv.gz file through a mapper, `append_events`
   appends the events in batches at a given pace, `replay` does both.
+
+online-retail files are read the fast way (`_map_retail_file`: the file decompressed and split in
+a few C calls, each invoice's run of lines mapped as columns by `OnlineRetail.feed_rows`); anything
+that way does not cover (a CR, a NUL, a quoted field over two lines, bytes that are not UTF-8...)
+goes the row-by-row way (`_map_csv_file`: csv.reader and `feed`), which is the reference: the tests
+check that both give the same events, byte for byte, on generated files and on the whole real file.
 
 Event ids are deterministic (`replay:<store>:invoice:<InvoiceNo>`, ...), so replaying a file
 twice appends nothing the second time, and exact duplicate lines of a file collapse in the log.
@@ -44,14 +50,17 @@ import hashlib
 import io
 import re
 import time
+import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from itertools import groupby, repeat
+from operator import itemgetter, mul, neg
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from core.events import Event, Item, Kind
@@ -117,6 +126,23 @@ def _local_ms(text: str, tz: ZoneInfo | timezone, suffix: str = "") -> int:
     return (dt - _EPOCH) // _MS
 
 
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class _Memo(dict[K, V], Generic[K, V]):
+    """f(key), computed once per distinct key: `map(memo.__getitem__, keys)` runs in C for every
+    key seen before, and a data set repeats its prices, dates, customers and items a lot."""
+
+    def __init__(self, f: Callable[[K], V]) -> None:
+        super().__init__()
+        self._f = f
+
+    def __missing__(self, key: K) -> V:
+        value = self[key] = self._f(key)
+        return value
+
+
 # --- online-retail -----------------------------------------------------------------------------
 
 _LONDON = ZoneInfo("Europe/London")
@@ -145,6 +171,27 @@ def _invoice_kind(invoice: str) -> bool | str:
     return "InvoiceNo neither digits nor 'C' + digits"
 
 
+def _customer_id(text: str) -> str | None:
+    """'17850.0' -> '17850', '' -> None (guest); '' is returned for a value that is no integer."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return ""
+    if not number.is_finite() or number != number.to_integral_value() or number < 0:
+        return ""
+    return str(int(number))
+
+
+def _london_ms(text: str) -> int | None:
+    try:
+        return _local_ms(text, _LONDON)
+    except ValueError:
+        return None
+
+
 class OnlineRetail:
     """Rows of UCI Online Retail -> ORDER_PAID per invoice, ORDER_REFUNDED per 'C' invoice (GBP)."""
 
@@ -162,13 +209,85 @@ class OnlineRetail:
         self._last_date = ("", 0)
         self._last_customer: tuple[str, str | None] = ("", None)
         self._prices: dict[str, tuple[Decimal, int, int | None]] = {}
-        self._last_invoice: tuple[str, bool | str] = ("", "")
+        self._last_invoice: tuple[str, bool | str] = ("", _invoice_kind(""))
+        # For feed_rows: the same functions as feed's, memoised per distinct text.
+        self._kinds = _Memo(_invoice_kind)
+        self._times = _Memo(_london_ms)
+        self._customers = _Memo(_customer_id)
+        self._pence = _Memo(self._counted_pence)
+        self._items = _Memo(self._item)
 
     def feed(self, row: Sequence[str]) -> None:
         self._rows += 1
         reason = self._line(row)
         if reason is not None:
             self._skipped[reason] += 1
+
+    def feed_rows(self, rows: Sequence[Sequence[str]]) -> None:
+        """feed() of each row in turn, with the same result, about 5x faster: a run of lines of one
+        invoice that all parse and all count (the usual case) is mapped column-wise in C loops, and
+        equal items are one shared (immutable) Item. Any other run goes through feed() line by line."""
+        width, key = self._width, itemgetter(self._cols[0])
+        start = 0
+        if set(map(len, rows)) - {width}:  # a malformed row: the runs between such rows, they alone by feed()
+            for i, row in enumerate(rows):
+                if len(row) != width:
+                    self.feed_rows(rows[start:i])
+                    self.feed(row)
+                    start = i + 1
+            rows = rows[start:]
+        for invoice, run in groupby(rows, key):
+            lines = list(run)
+            if not self._run(invoice, lines):
+                for row in lines:
+                    self.feed(row)
+
+    def _run(self, invoice: str, lines: list[Sequence[str]]) -> bool:
+        """Maps the lines of one invoice (each of the right width) as feed() would; False, having
+        changed nothing, when one of them is not an ordinary line."""
+        refund = self._kinds[invoice]
+        if isinstance(refund, str):
+            self._rows += len(lines)
+            self._skipped[refund] += len(lines)
+            return True
+        _, i_code, i_desc, i_qty, i_date, i_price, i_cust, i_country = self._cols
+        columns = list(zip(*lines))
+        try:
+            qtys = list(map(int, columns[i_qty]))
+        except ValueError:
+            return False
+        pence = list(map(self._pence.__getitem__, columns[i_price]))
+        times = set(map(self._times.__getitem__, set(columns[i_date])))
+        customers = set(map(self._customers.__getitem__, set(columns[i_cust])))
+        if None in pence or None in times or "" in customers:
+            return False  # a malformed field, a price <= 0 or one of fractional pence
+        if refund:
+            if max(qtys) >= 0:
+                return False
+            qtys = list(map(neg, qtys))
+        elif min(qtys) <= 0:
+            return False
+        at = min(times)  # type: ignore[type-var]  # None is not in it
+        inv = self._invoices.get(invoice)
+        if inv is None:
+            first = lines[0]
+            inv = self._invoices[invoice] = _Invoice(
+                refund, self._rows + 1, at, self._customers[first[i_cust]], first[i_country].strip())
+        elif at < inv.time:
+            inv.time = at
+        self._rows += len(lines)
+        inv.amount += sum(map(mul, qtys, pence))
+        inv.items += map(self._items.__getitem__, zip(columns[i_code], qtys, columns[i_price], columns[i_desc]))
+        return True
+
+    def _counted_pence(self, text: str) -> int | None:
+        """UnitPrice in pence when it is > 0 and whole pence (then Quantity x it is exact), else None."""
+        price = self._price(text)
+        return price[2] if price is not None and price[0] > 0 else None
+
+    def _item(self, key: tuple[str, int, str, str]) -> Item:
+        code, qty, price, description = key
+        return Item(code, qty, self._prices[price][1], description.strip())
 
     def _line(self, row: Sequence[str]) -> str | None:
         if len(row) != self._width:
@@ -240,19 +359,10 @@ class OnlineRetail:
         return self._last_date[1]
 
     def _customer(self, text: str) -> str | None:
-        """'17850.0' -> '17850', '' -> None (guest); '' is returned for a value that is no integer."""
         if self._last_customer[0] != text:
-            text_ = text.strip()
-            if not text_:
-                value: str | None = None
-            else:
-                try:
-                    number = Decimal(text_)
-                except InvalidOperation:
-                    return ""
-                if not number.is_finite() or number != number.to_integral_value() or number < 0:
-                    return ""
-                value = str(int(number))
+            value = _customer_id(text)
+            if value == "":
+                return ""
             self._last_customer = (text, value)
         return self._last_customer[1]
 
@@ -492,16 +602,25 @@ def _csv_rows(path: Path) -> Iterator[tuple[Iterator[list[str]], Callable[[], in
 
 
 def map_file(path: Path, dataset: str, org: str, store: str, progress: Progress | None = None) -> Mapped:
-    """Streams a .csv or .csv.gz file through the dataset's mapper (which holds its events: online-retail
+    """Maps a .csv or .csv.gz file with the dataset's mapper (which holds its events: online-retail
     needs all lines of an invoice, which the file does not keep together, and both are emitted in time order)."""
+    if dataset == "online-retail":
+        mapped = _map_retail_file(path, org, store, progress)
+        if mapped is not None:
+            return mapped
+    return _map_csv_file(path, dataset, org, store, progress)
+
+
+def _map_csv_file(path: Path, dataset: str, org: str, store: str, progress: Progress | None = None) -> Mapped:
+    """Streams the file through csv.reader and the mapper's feed(), a row at a time."""
     with _csv_rows(path) as (rows, position, size), _no_cyclic_gc():
-        header = next(rows, None)
-        if header is None:
-            raise DatasetError(f"{path} is empty: expected a {dataset} CSV file with a header line")
-        m = mapper(dataset, org, store, header)
-        feed = m.feed
         n = 0
         try:
+            header = next(rows, None)
+            if header is None:
+                raise DatasetError(f"{path} is empty: expected a {dataset} CSV file with a header line")
+            m = mapper(dataset, org, store, header)
+            feed = m.feed
             for row in rows:
                 feed(row)
                 n += 1
@@ -512,6 +631,91 @@ def map_file(path: Path, dataset: str, org: str, store: str, progress: Progress 
         if progress is not None:
             progress("reading", size, size)
         return m.finish()
+
+
+_SLICE = 1 << 16  # rows mapped between two progress reports
+
+
+def _map_retail_file(path: Path, org: str, store: str, progress: Progress | None) -> Mapped | None:
+    """online-retail, the fast way: the whole file decompressed and split at once, its invoices'
+    runs of lines mapped column-wise (OnlineRetail.feed_rows). None when the file is not plain
+    UTF-8 CSV that str.split reads as csv.reader does: then the streaming path reads it (and says why
+    it cannot, if so)."""
+    size = path.stat().st_size
+    with _no_cyclic_gc():
+        text = _read_text(path)
+        if text is None:
+            return None
+        if progress is not None:
+            progress("reading", size // 4, size)  # decompressing is about a quarter of the work
+        records = _records(text)
+        del text
+        if records is None:
+            return None
+        if not records:
+            raise DatasetError(f"{path} is empty: expected a online-retail CSV file with a header line")
+        m = OnlineRetail(org, store, records[0])
+        for i in range(1, len(records), _SLICE):
+            m.feed_rows(records[i : i + _SLICE])
+            if progress is not None:
+                progress("reading", size // 4 + (size - size // 4) * min(i + _SLICE, len(records)) // len(records), size)
+        if progress is not None:
+            progress("reading", size, size)
+        return m.finish()
+
+
+def _read_text(path: Path) -> str | None:
+    """The whole file as text, gunzipped if it is gzip (told apart by content); None if it is no
+    complete gzip stream or not UTF-8."""
+    data = path.read_bytes()
+    try:
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        return data.decode("utf-8")
+    except (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError):
+        return None
+
+
+def _records(text: str) -> list[list[str]] | None:
+    """The records csv.reader reads from `text` (opened with newline=""), header first; None when
+    the text has what the shortcut does not cover: a CR or NUL, a quoted field going on over a line
+    end, a line longer than csv's field size limit.
+
+    A line without a quote character is split at its commas, which is exactly what csv.reader does
+    with it (the default dialect has no escape character); only lines with a quote go through csv.
+    """
+    if "\r" in text or "\0" in text:
+        return None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the file's last line ends with a newline
+    if not lines:
+        return []
+    if max(map(len, lines)) > csv.field_size_limit():
+        return None
+    records = list(map(str.split, lines, repeat(",")))
+    line = pos = 0
+    while (at := text.find('"', pos)) >= 0:
+        line += text.count("\n", pos, at)
+        record = _quoted_record(lines[line])
+        if record is None:
+            return None
+        records[line] = record
+        end = text.find("\n", at)
+        if end < 0:
+            break
+        pos, line = end + 1, line + 1
+    return records
+
+
+def _quoted_record(line: str) -> list[str] | None:
+    """csv.reader's record of one line; None if the record goes on over the line's end."""
+    reader = csv.reader((line + "\n", ""))
+    try:
+        record = next(reader)
+    except csv.Error:
+        return None
+    return record if reader.line_num == 1 else None
 
 
 async def append_events(
