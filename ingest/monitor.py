@@ -11,12 +11,15 @@ import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from itertools import compress
+from operator import attrgetter
 
 from core.events import Event
 from state.connections import ConnectionStats, StoreActivity
 
 FLUSH_SECONDS = 1.0
 log = logging.getLogger("storepulse.ingest")
+_store, _time = attrgetter("store"), attrgetter("time")
 
 
 class ConnectionMonitor:
@@ -28,13 +31,19 @@ class ConnectionMonitor:
         self._task: asyncio.Task[None] | None = None
 
     def appended(self, events: Sequence[Event], appended: Sequence[bool], received_at: float) -> None:
+        # Per store, not per event: a batch of 1,000 is one store's, and the loops below run in C.
+        new = list(compress(events, appended))
+        if not new:
+            return
+        stores = set(map(_store, new))
+        groups = [(stores.pop(), new)] if len(stores) == 1 else [(s, [e for e in new if e.store == s]) for s in stores]
         minute = int(received_at // 60)
-        for e, new in zip(events, appended):
-            if not new:
-                continue
-            self._counts[e.store][minute] += 1
-            self._last_event[e.store] = max(self._last_event.get(e.store, e.time), e.time)
-            self._last_received[e.store] = received_at
+        for store, group in groups:
+            self._counts[store][minute] += len(group)
+            latest = max(map(_time, group))
+            before = self._last_event.get(store)
+            self._last_event[store] = latest if before is None or latest > before else before
+            self._last_received[store] = received_at
 
     def take(self) -> list[StoreActivity]:
         stores = set(self._counts) | set(self._last_event)
