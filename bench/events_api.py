@@ -49,6 +49,7 @@ secret = "{KEY}"
 """
 BARE = "bare handler (parse only)"
 GC_WHAT_IF = "50_000, 20, 1000"
+TARGET = 200_000  # events/s, the issue's target
 
 
 def serve_bare(port: int, reuse_port: bool) -> None:
@@ -292,18 +293,24 @@ def main() -> None:
                 measure(row, batches(args.batches, f"r{rnd}-{row.port}"), args.concurrency, redis_proc.pid)
 
         bare = max(max(r.rates) for r in rows if r.name.startswith(BARE))
-        print("\nthroughput (best round) and where the CPU went in that round, in cores busy over its wall time:")
-        print(f"  {'server':48s} {'events/s':>10s} {'vs bare':>7s} | {'server':>6s} {'us/ev':>6s} {'dataflow':>8s} "
-              f"{'redis':>6s} {'client':>6s} {'machine':>7s}")
+        print(f"\nthroughput (best of {args.rounds} rounds) and, in that round, CPU time per event accepted (us) of each"
+              " part, the\ncores they kept busy, the whole machine's busy cores, and the cores that CPU per event"
+              f" would need at {TARGET:,} events/s:")
+        print(f"  {'server':50s} {'events/s':>9s} {'vs bare':>7s} | {'server':>6s} {'dataflw':>7s} {'redis':>6s} "
+              f"{'client':>6s} {'total':>6s} | {'ours':>5s} {'machine':>7s} | {'cores@' + format(TARGET, ','):>13s}")
         for r in rows:
             i = max(range(len(r.rates)), key=r.rates.__getitem__)
-            s, rate = r.samples[i], r.rates[i]
-            redis = f"{s.cores('redis'):6.2f}" if "Redis" in r.name else f"{'-':>6s}"
-            print(f"  {r.name:48s} {rate:>10,.0f} {rate / bare:7.2f} | {s.cores('server'):6.2f} "
-                  f"{s.server / (rate * s.wall) * 1e6:6.2f} {s.cores('dataflow'):8.2f} {redis} "
-                  f"{s.cores('client'):6.2f} {s.cores('machine'):7.2f}")
-        print("  (server: every storepulse or bare process of that row but the dataflow; us/ev: server CPU per event;"
-              f" machine: all {os.cpu_count()} cores, other work included)")
+            smp, rate = r.samples[i], r.rates[i]
+            n = rate * smp.wall / 1e6  # millions of events in the round
+            redis = smp.redis / n if "Redis" in r.name else 0.0  # redis-server serves the Redis rows only
+            parts = [smp.server / n, smp.dataflow / n, redis, smp.client / n]
+            total = sum(parts)
+            ours = (smp.server + smp.dataflow + (smp.redis if "Redis" in r.name else 0.0) + smp.client) / smp.wall
+            print(f"  {r.name:50s} {rate:>9,.0f} {rate / bare:7.2f} | " + " ".join(f"{x:6.2f}" for x in parts[:1])
+                  + f" {parts[1]:7.2f} {parts[2]:6.2f} {parts[3]:6.2f} {total:6.2f} | {ours:5.2f} "
+                  f"{smp.cores('machine'):7.2f} | {total * TARGET / 1e6:13.2f}")
+        print(f"  (server: the row's storepulse or bare processes but the dataflow child of `up`; client: this process;"
+              f" machine: all {os.cpu_count()} cores, other work on the box included)")
     finally:
         for p in procs:
             p.stop()
