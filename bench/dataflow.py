@@ -1,11 +1,20 @@
 """The dataflow's speed, side by side in one run (this machine is noisy; ratios hold, seconds do not).
 
-1. Online-retail replay through the full Bytewax dataflow (SQLite log -> ledger -> SQLite read
-   model, recovery on), against a plain Python loop running the same domain logic on the same events.
-2. Per-event cost as history grows (synthetic orders), against a DuckDB recompute of the same
-   daily figures over the whole history; memory per order kept in state, and snapshot (pickle) time.
+1. Online-retail replay through the full Bytewax dataflow (SQLite log -> organisation state ->
+   SQLite read model, recovery and segment files on, one worker), against a plain Python loop that
+   runs the same domain logic (decode the log's bytes, then the organisation: ledger and shoppers'
+   books) over the same events, with no Bytewax, no log and no read model. Also shown: the
+   ledger alone over decoded events (the loop this benchmark used to compare with), and where the
+   dataflow's time goes (log reads, read-model writes and snapshots are timed by the dataflow's own
+   counters, flows/metrics.py). Each side runs --repeat times, alternating; the best run counts.
+2. Per-event cost as history grows: the revenue ledger with the refund horizon (eviction) and its
+   segment store, after 10k, 1M and 10M synthetic paid orders (one every 30 s, so 10M span 9.5 years
+   and the horizon holds about a million), then 10,000 more in epochs of 2,000, each followed by a
+   snapshot: µs per event, the snapshot's time and bytes per epoch, and what a snapshot of the whole
+   state costs (what every epoch cost when the state was one pickled object). Beside it, DuckDB
+   recomputing the same daily figures over the whole history, checked equal to the ledger's.
 
-    .venv/bin/python bench/dataflow.py [--sizes 10000,100000,1000000]
+    .venv/bin/python bench/dataflow.py [--sizes 10000,1000000,10000000] [--repeat 3] [--epoch-ms 2000]
 """
 
 from __future__ import annotations
@@ -15,12 +24,12 @@ import asyncio
 import gc
 import os
 import pickle
+import resource
 import shutil
 import sys
 import tempfile
 import time
 from datetime import timedelta
-import tracemalloc
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,12 +37,15 @@ sys.path.insert(0, str(REPO))
 
 from bytewax.recovery import RecoveryConfig  # noqa: E402
 from bytewax.testing import run_main  # noqa: E402
+from prometheus_client import REGISTRY  # noqa: E402
 
 from core.config import parse_config  # noqa: E402
-from core.events import Event, Item, Kind  # noqa: E402
+from core.events import Event, Item, Kind, event_from_json  # noqa: E402
 from flows.dataflow import build_flow  # noqa: E402
-from flows.revenue import RevenueLedger  # noqa: E402
+from flows.organisation import ALLOWED_LATENESS_MS, Organisation  # noqa: E402
+from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger  # noqa: E402
 from flows.run import ensure_recovery_dir, tune_gc  # noqa: E402
+from flows.segments import SegmentStore  # noqa: E402
 from ingest.replay import map_file  # noqa: E402
 from state.log import DEFAULT_PARTITIONS  # noqa: E402
 from state.sqlite_log import SqliteEventLog, SqliteLogReader  # noqa: E402
@@ -42,106 +54,212 @@ from state.sqlite_readmodel import SqliteReadModel  # noqa: E402
 RETAIL = REPO.parent / "shared" / "data" / "online_retail.csv.gz"
 CONFIG = parse_config('[orgs.retail]\ntimezone = "Europe/London"\ncurrency = "GBP"\ntoken = "bench-token-0123456789"\n'
                       '[orgs.retail.stores.shop]\nprovider = "events"\nsecret = "k"\n', {})
-BATCH = 2000
-EPOCH_SECONDS = float(os.environ.get("EPOCH_SECONDS", "1"))
+BATCH = 2000  # what the log source reads at a time
+SPACING_MS = 30_000
+T0 = 1_600_000_000_000
 
 
-def plain_loop(events: list[Event]) -> float:
-    ledger = RevenueLedger("retail", "Europe/London")
-    started = time.perf_counter()
-    for i in range(0, len(events), BATCH):
-        ledger.apply_all(events[i:i + BATCH])
-    return time.perf_counter() - started
+def cpu() -> float:
+    return time.process_time()
 
 
-def full_dataflow(events: list[Event], workdir: Path) -> tuple[float, int]:
-    log = SqliteEventLog(workdir / "log.sqlite3")
+# --- 1. online-retail ------------------------------------------------------------------------------
+
+
+def write_log(events: list[Event], path: Path) -> list[bytes]:
+    """The events into a SQLite log; returns their bodies as the log holds them, in log order."""
+    log = SqliteEventLog(path)
     for i in range(0, len(events), 5000):
         log.append_sync(events[i:i + 5000])
     asyncio.run(log.close())
+    reader = SqliteLogReader(path)
+    bodies: list[bytes] = []
+    for p in range(DEFAULT_PARTITIONS):
+        after = None
+        while rows := reader.read(p, after, BATCH):
+            bodies += [b for _, b in rows]
+            after = rows[-1][0]
+    reader.close()
+    return bodies
+
+
+def plain_loop(bodies: list[bytes]) -> tuple[float, float]:
+    """Decode + the organisation's domain logic, batch by batch as the source reads: (wall s, CPU s)."""
+    org = Organisation.new(CONFIG.orgs["retail"])
+    w, c = time.perf_counter(), cpu()
+    for i in range(0, len(bodies), BATCH):
+        org.apply_all([event_from_json(b) for b in bodies[i:i + BATCH]])
+    return time.perf_counter() - w, cpu() - c
+
+
+def ledger_loop(events: list[Event]) -> tuple[float, float]:
+    """The old baseline: the ledger alone over decoded events."""
+    ledger = RevenueLedger("retail", "Europe/London")
+    w, c = time.perf_counter(), cpu()
+    for i in range(0, len(events), BATCH):
+        ledger.apply_all(events[i:i + BATCH])
+    return time.perf_counter() - w, cpu() - c
+
+
+def counters() -> dict[str, float]:
+    names = ("storepulse_flow_read_seconds_total", "storepulse_flow_write_seconds_total",
+             "storepulse_flow_snapshot_seconds_total", "storepulse_flow_snapshot_bytes_total",
+             "storepulse_flow_snapshots_total")
+    return {n: REGISTRY.get_sample_value(n) or 0.0 for n in names}
+
+
+def full_dataflow(log: Path, workdir: Path, epoch: timedelta) -> tuple[float, float, int, dict[str, float]]:
+    """The whole dataflow over a copy of the log: (wall s, CPU s, order records, counters used)."""
+    shutil.copy(log, workdir / "log.sqlite3")
     ensure_recovery_dir(workdir / "recovery")
-    tune_gc()
     flow = build_flow(CONFIG, lambda: SqliteLogReader(workdir / "log.sqlite3"),
-                      lambda: SqliteReadModel(workdir / "readmodel.sqlite3"), DEFAULT_PARTITIONS, until_caught_up=True)
-    started = time.perf_counter()
-    recovery = None if os.environ.get("NO_RECOVERY") else RecoveryConfig(str(workdir / "recovery"))
-    run_main(flow, epoch_interval=timedelta(seconds=EPOCH_SECONDS), recovery_config=recovery)
-    elapsed = time.perf_counter() - started
+                      lambda: SqliteReadModel(workdir / "readmodel.sqlite3"), DEFAULT_PARTITIONS, until_caught_up=True,
+                      segments=workdir / "recovery" / "segments")
+    before = counters()
+    w, c = time.perf_counter(), cpu()
+    run_main(flow, epoch_interval=epoch, recovery_config=RecoveryConfig(str(workdir / "recovery")))
+    wall, used = time.perf_counter() - w, cpu() - c
+    after = counters()
     model = SqliteReadModel(workdir / "readmodel.sqlite3")
     orders = len(model.records("retail", "order"))
     model.close()
-    return elapsed, orders
+    return wall, used, orders, {k: after[k] - before[k] for k in after}
 
 
-def synthetic(n: int, start: int = 0) -> list[Event]:
-    """n paid orders over ~3 years, 5,000 customers, 3 items each."""
-    t0 = 1_600_000_000_000
+def retail(repeat: int, epoch: timedelta) -> None:
+    events = map_file(RETAIL, "online-retail", "retail", "shop").events
+    tmp = Path(tempfile.mkdtemp(prefix="sp-bench-flows-"))
+    try:
+        bodies = write_log(events, tmp / "log.sqlite3")
+        decoded = [event_from_json(b) for b in bodies]
+        loops, ledgers, flows = [], [], []
+        for r in range(repeat):
+            gc.collect()
+            loops.append(plain_loop(bodies))
+            ledgers.append(ledger_loop(decoded))
+            run = tmp / f"run{r}"
+            run.mkdir()
+            flows.append(full_dataflow(tmp / "log.sqlite3", run, epoch))
+            shutil.rmtree(run, ignore_errors=True)
+        n = len(bodies)
+        loop_w, loop_c = min(x[0] for x in loops), min(x[1] for x in loops)
+        led_w, led_c = min(x[0] for x in ledgers), min(x[1] for x in ledgers)
+        best = min(flows, key=lambda x: x[0])
+        flow_w, flow_c, orders, k = best
+        flow_cmin = min(x[1] for x in flows)
+        print(f"online-retail: {n:,} events, {sum(len(b) for b in bodies) / n:,.0f} B each on average "
+              f"({orders:,} order records), best of {repeat}; wall clock, and CPU time of this process")
+        print(f"  plain Python loop: decode + organisation (ledger, shoppers) {n / loop_w:>9,.0f} events/s  "
+              f"(CPU {n / loop_c:>9,.0f}/s)")
+        print(f"  full Bytewax dataflow (log -> state -> read model)         {n / flow_w:>9,.0f} events/s  "
+              f"(CPU {n / flow_cmin:>9,.0f}/s)   ratio {loop_w / flow_w:.2f} of the loop (CPU {loop_c / flow_cmin:.2f})")
+        print(f"  for reference, the ledger alone over decoded events         {n / led_w:>9,.0f} events/s  "
+              f"(CPU {n / led_c:>9,.0f}/s)")
+        read, write, snap = (k["storepulse_flow_read_seconds_total"], k["storepulse_flow_write_seconds_total"],
+                             k["storepulse_flow_snapshot_seconds_total"])
+        print(f"  where the dataflow's {flow_w:.2f} s went (its best run): log reads {read:.2f} s, read-model writes "
+              f"{write:.2f} s, {k['storepulse_flow_snapshots_total']:.0f} snapshots {snap:.2f} s "
+              f"({k['storepulse_flow_snapshot_bytes_total'] / 1e6:.1f} MB), decode + domain + Bytewax "
+              f"{flow_w - read - write - snap:.2f} s (the loop's decode + domain: {loop_w:.2f} s)")
+        for i, (lw, fw) in enumerate(zip([x[0] for x in loops], [x[0] for x in flows])):
+            print(f"    run {i + 1}: loop {n / lw:>9,.0f}/s, dataflow {n / fw:>9,.0f}/s, ratio {lw / fw:.2f}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- 2. growth -------------------------------------------------------------------------------------
+
+
+def synthetic(start: int, n: int) -> list[Event]:
+    """Paid orders start..start+n-1, one every SPACING_MS, 5,000 customers, two lines each."""
     return [
-        Event(id=f"s{i}", kind=Kind.ORDER_PAID, org="retail", store="shop", time=t0 + i * 9_000, amount=1000 + i % 977,
-              currency="GBP", customer=f"c{i % 5000}", order=f"o{i}",
+        Event(id=f"s{i}", kind=Kind.ORDER_PAID, org="retail", store="shop", time=T0 + i * SPACING_MS,
+              amount=1000 + i % 977, currency="GBP", customer=f"c{i % 5000}", order=f"o{i}",
               items=(Item(f"p{i % 300}", 1, 300), Item(f"p{(i * 7) % 300}", 2, 350 + i % 977 // 2)))
         for i in range(start, start + n)
     ]
 
 
-def growth(sizes: list[int]) -> list[tuple[int, float, float, float, float]]:
+def fold(ledger: RevenueLedger, events: list[Event], shown: dict) -> None:
+    """What the organisation does for the ledger: the event-time watermark, then a flush; the day
+    buckets flushed are kept as a read model would."""
+    for e in events:
+        ledger.fold(e, e.time - ALLOWED_LATENESS_MS)
+    for c in ledger.flush(ledger.version):
+        if getattr(c, "grain", None) == "day":
+            shown[c.start] = (c.gross, c.paid_orders, c.items)
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def growth(sizes: list[int]) -> None:
     import duckdb
 
-    tune_gc()  # as `storepulse flows` runs
-    rows = []
+    print(f"per-event cost as history grows: synthetic paid orders one every {SPACING_MS // 1000} s, refund horizon "
+          f"{DEFAULT_HORIZON_MS // 86_400_000} days; then 10,000 more in epochs of {BATCH:,}, a snapshot after each")
     for n in sizes:
         gc.collect()
-        ledger = RevenueLedger("retail", "Europe/London")
-        history = synthetic(n)
-        tracemalloc.start()
-        for i in range(0, n, BATCH):
-            ledger.apply_all(history[i:i + BATCH])
-        mem = tracemalloc.get_traced_memory()[0]
-        tracemalloc.stop()
-        probe = synthetic(10_000, start=n)
-        started = time.perf_counter()
-        for i in range(0, len(probe), BATCH):
-            ledger.apply_all(probe[i:i + BATCH])
-        per_event_us = (time.perf_counter() - started) / len(probe) * 1e6
-        started = time.perf_counter()
-        snap = pickle.dumps(ledger)
-        snapshot_s = time.perf_counter() - started
+        tmp = Path(tempfile.mkdtemp(prefix="sp-bench-growth-"))
+        ledger, shown = RevenueLedger("retail", "Europe/London"), {}
+        store = SegmentStore(tmp, "retail")
+        w = time.perf_counter()
+        for i in range(0, n, 50_000):
+            fold(ledger, synthetic(i, min(50_000, n - i)), shown)
+        build_s = time.perf_counter() - w
+        # The whole state once, as the first snapshot (and as every snapshot cost before segments).
+        w = time.perf_counter()
+        store.save(ledger.take_changes(), lambda t, k, v: True, ledger.tables)
+        full_s, full_b = time.perf_counter() - w, store.last.bytes_written
+        fold_s = snap_s = 0.0
+        snap_b = 0
+        epochs = 0
+        for i in range(n, n + 10_000, BATCH):
+            probe = synthetic(i, BATCH)
+            w = time.perf_counter()
+            fold(ledger, probe, shown)
+            fold_s += time.perf_counter() - w
+            w = time.perf_counter()
+            small = pickle.dumps(ledger.without_tables())
+            store.save(ledger.take_changes(), lambda t, k, v: ledger.keeps(t, k, v, ledger.watermark), ledger.tables)
+            snap_s += time.perf_counter() - w
+            snap_b += len(small) + store.last.bytes_written
+            epochs += 1
+        total = n + 10_000
         con = duckdb.connect()
-        con.execute("CREATE TABLE e AS SELECT range AS i, 1600000000000 + range * 9000 AS t, 1000 + range % 977 AS amount "
-                    f"FROM range({n + 10_000})")
-        started = time.perf_counter()
-        con.execute("SELECT CAST(to_timestamp(t / 1000) AT TIME ZONE 'Europe/London' AS DATE) d, sum(amount), count(*) "
-                    "FROM e GROUP BY d").fetchall()
-        duck_s = time.perf_counter() - started
-        rows.append((n, per_event_us, duck_s * 1000, mem / n, snapshot_s * 1000))
-        print(f"  history {n:>10,}: ledger {per_event_us:6.2f} us/event | DuckDB recompute {duck_s * 1000:8.1f} ms "
-              f"| state {mem / n:6.0f} B/order | snapshot {snapshot_s * 1000:8.1f} ms ({len(snap) / 1e6:.1f} MB)", flush=True)
-        del ledger, history, con
-    return rows
+        con.execute(f"CREATE TABLE e AS SELECT range AS i, {T0} + range * {SPACING_MS} AS t, 1000 + range % 977 AS amount "
+                    f"FROM range({total})")
+        w = time.perf_counter()
+        rows = con.execute("SELECT CAST(timezone('Europe/London', to_timestamp(t / 1000)) AS DATE) AS d, sum(amount), "
+                           "count(*), 3 * count(*) FROM e GROUP BY d").fetchall()
+        duck_s = time.perf_counter() - w
+        same = {r[0].isoformat(): (int(r[1]), r[2], r[3]) for r in rows} == shown
+        held = ledger.held()
+        print(f"  history {n:>10,}: ledger {fold_s / 10_000 * 1e6:5.2f} us/event | snapshot per epoch "
+              f"{snap_s / epochs * 1000:6.1f} ms, {snap_b / epochs / 1e3:7.1f} kB | whole state {full_s * 1000:7.0f} ms, "
+              f"{full_b / 1e6:6.1f} MB | held {held['orders']:>9,} orders {held['buckets']:>6,} buckets | DuckDB recompute "
+              f"{duck_s * 1000:6.0f} ms, same figures: {same} | history built in {build_s:.0f} s, max RSS {rss_mb():,.0f} MB",
+              flush=True)
+        del ledger, store, con
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--sizes", default="10000,1000000,10000000")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--epoch-ms", type=int, default=2000)
     args = ap.parse_args()
-    print("storepulse dataflow benchmark (one worker)")
+    tune_gc()  # as `storepulse flows` runs
+    print(f"storepulse dataflow benchmark (one worker), load average {os.getloadavg()[0]:.2f} at start")
     if RETAIL.exists():
-        mapped = map_file(RETAIL, "online-retail", "retail", "shop")
-        events = mapped.events
-        loop_s = min(plain_loop(events) for _ in range(3))
-        workdir = Path(tempfile.mkdtemp(prefix="sp-bench-flows-"))
-        try:
-            flow_s, orders = full_dataflow(events, workdir)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        print(f"online-retail: {len(events):,} events ({orders:,} order records)")
-        print(f"  plain Python loop, same domain logic : {len(events) / loop_s:>10,.0f} events/s")
-        print(f"  full Bytewax dataflow (log -> model) : {len(events) / flow_s:>10,.0f} events/s "
-              f"(ratio {loop_s / flow_s:.2f} of the loop)")
+        retail(args.repeat, timedelta(milliseconds=args.epoch_ms))
     else:
         print(f"online-retail skipped: {RETAIL} is absent")
-    print("per-event cost as history grows (synthetic paid orders, 10,000 more after the history):")
-    growth([int(s) for s in args.sizes.split(",")])
+    if args.sizes:
+        growth([int(s) for s in args.sizes.split(",")])
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
 
 
 if __name__ == "__main__":

@@ -241,6 +241,11 @@ class CartBook:
             return RECOVERED if paid is not None else ABANDONED
         return PURCHASED if paid is not None else OPEN
 
+    def next_due(self) -> int | None:
+        """The earliest watermark time at which `advance` may change something: it does once the
+        watermark is past it (None: nothing waits). For waking up while no events arrive."""
+        return self._wake[0][0] if self._wake else None
+
     def held(self) -> dict[str, int]:
         """How much state is held: for gauges and bound checks."""
         return {"carts": len(self.carts), "day_counters": len(self.day_counts),

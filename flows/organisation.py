@@ -1,57 +1,215 @@
 """Everything the dataflow keeps for one organisation: the revenue ledger and the shoppers' books
-(carts, journey, attribution), fed the same events, versioned by one count. Pure.
+(carts, journey, attribution, profiles), fed the same events, under one watermark and one version.
+Pure: the wall clock comes in as an argument.
 
-Versions: after a batch, everything the batch changed carries the number of events folded so far
-(see flows/revenue.py); each key is emitted once per batch with its final value, so the value at a
-version does not depend on how the events were batched. The watermark is event time only (the
-latest event time minus ALLOWED_LATENESS), so decisions replay the same way after a restart.
+Watermark W (never moves back):
+- event time: the latest event time seen minus ALLOWED_LATENESS_MS. An event stamped more than
+  MAX_AHEAD_MS ahead of the wall clock counts as stamped then, so one wrong clock cannot push W
+  (and with it what counts as too late) into the future;
+- wall clock, while live: `tick(now)` moves W to the wall clock minus the allowed lateness, once
+  the organisation is armed (the dataflow has read the log to its end since it started: before
+  that, events still waiting in the log would be judged "never arrived") and live (its latest event
+  is at most LIVE_MS old: a replay of older history keeps pure event time, so it decides exactly as
+  it would offline). It moves in whole steps counted from the event-time watermark: seconds for
+  the first FINE_SPAN_MS, then minutes, up to LIVE_MS. So a quiet shop's carts are decided
+  `abandon_after` + the lateness after their last activity, within a second, with no further event.
+
+What is deterministic: a replay of the log (a restart, a rebuild) folds the same events in the same
+order and decides the same way as long as nothing was decided by the wall clock. A decision the wall
+clock took is one the watermark would have taken too once events caught up, unless the events it
+had not seen yet change it: a cart bought before its `due` shows as abandoned until the purchase
+arrives, then as purchased, as with any late event. Only events older than W minus a book's
+horizon (7 days for carts and journey, the refund horizon for revenue) can be treated differently:
+refused as too late after a wall-clock advance, folded in by a replay.
+
+Versions: every record a batch or a tick changes carries
+    version = events folded so far * TICKS + wall-clock steps of W past the event-time watermark
+(the second term is 0 unless the wall clock moved W). Within a run versions only grow: an event adds
+TICKS, a tick adds at least one step and the step count stays below TICKS. The value at a version is
+the state after that many events at that W, whatever the batching (as in flows/revenue.py). After a
+restart the dataflow replays what followed its last snapshot and is armed only once it has read
+everything the log held: from then on it is at least as far as before the crash in events and in W,
+and everything the wall clock decides differs from a value written before the crash only by being
+further along (a cart goes from open to abandoned, never back, as W grows), so the newest write of
+every key is the dataflow's current value. tests/test_dataflow_versions.py checks this with a read
+model that keeps, per key, the value of the highest version. Versions stay below 2**53 (exact in
+JSON and in Redis's Lua numbers) up to about 3 * 10**9 events per organisation.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+import pickle
+from collections.abc import Callable
 
 from core.config import Org
 from core.events import Event
 from core.figures import Bucket, Record
-from flows.book import Version
-from flows.revenue import RevenueLedger
+from flows.book import DAY_MS, HOUR_MS, Version
+from flows.revenue import DEFAULT_HORIZON_MS, OLD_RECOVERY_STATE, RevenueLedger
+from flows.segments import SegmentState, SegmentStore
 from flows.shoppers import Shoppers
 
 ALLOWED_LATENESS_MS = 5 * 60 * 1000
+LIVE_MS = 7 * DAY_MS
+MAX_AHEAD_MS = DAY_MS
+FINE_MS, COARSE_MS, FINE_SPAN_MS = 1000, 60_000, 4 * HOUR_MS
+TICKS = 1 << 15  # > the steps in LIVE_MS: FINE_SPAN_MS / FINE_MS + (LIVE_MS - FINE_SPAN_MS) / COARSE_MS
+SNAPSHOT_FORMAT = "storepulse-organisation-2"
 
 
 class BatchVersion(Version):
-    """Every record of a batch gets the batch's version."""
+    """Every record of a batch or tick gets the version set for it."""
 
     def next(self) -> int:
         return self.value
 
 
-@dataclass
+def _steps(delta_ms: int) -> int:
+    """How many grid steps W is past the event-time watermark (rounded up)."""
+    if delta_ms <= 0:
+        return 0
+    if delta_ms <= FINE_SPAN_MS:
+        return -(-delta_ms // FINE_MS)
+    return FINE_SPAN_MS // FINE_MS + -(-(delta_ms - FINE_SPAN_MS) // COARSE_MS)
+
+
+def _point_at_or_below(delta_ms: int) -> int:
+    if delta_ms <= FINE_SPAN_MS:
+        return max(0, delta_ms // FINE_MS * FINE_MS)
+    return FINE_SPAN_MS + (delta_ms - FINE_SPAN_MS) // COARSE_MS * COARSE_MS
+
+
+def _point_above(delta_ms: int) -> int:
+    if delta_ms < FINE_SPAN_MS:
+        return (max(delta_ms, -1) // FINE_MS + 1) * FINE_MS
+    return FINE_SPAN_MS + ((delta_ms - FINE_SPAN_MS) // COARSE_MS + 1) * COARSE_MS
+
+
 class Organisation:
-    ledger: RevenueLedger
-    shoppers: Shoppers
-    latest: int = 0  # the latest event time seen, ms
-    _version: BatchVersion = field(default_factory=BatchVersion)
+    def __init__(self, ledger: RevenueLedger, shoppers: Shoppers, version: BatchVersion) -> None:
+        self.ledger = ledger
+        self.shoppers = shoppers
+        self._version = version  # shared with the shoppers' books
+        self.latest: int | None = None  # the latest event time seen, ms (capped at MAX_AHEAD_MS)
+        self.watermark: int | None = None
+        self.folded = 0  # events folded so far
+        self.armed = False  # not kept in snapshots: a restored organisation waits to be armed again
 
     @classmethod
-    def new(cls, org: Org) -> Organisation:
+    def new(cls, org: Org, horizon_ms: int = DEFAULT_HORIZON_MS) -> Organisation:
         version = BatchVersion()
-        return cls(RevenueLedger(org.id, org.timezone, org.plan_limit),
-                   Shoppers(org.id, org.timezone, org.abandon_after_minutes, version=version), 0, version)
+        return cls(RevenueLedger(org.id, org.timezone, org.plan_limit, horizon_ms),
+                   Shoppers(org.id, org.timezone, org.abandon_after_minutes, version=version), version)
 
     @property
-    def watermark(self) -> int:
-        return self.latest - ALLOWED_LATENESS_MS
+    def version(self) -> int:
+        """The version of the current state (see the module docstring)."""
+        return self.folded * TICKS + self._steps(self.watermark)
 
-    def apply_all(self, events: list[Event]) -> list[Bucket | Record]:
-        out: list[Bucket | Record] = self.ledger.apply_all(events)
-        self._version.value = self.ledger.version
+    # --- input -----------------------------------------------------------------------------------
+
+    def apply_all(self, events: list[Event], now_ms: int | None = None) -> list[Bucket | Record]:
+        """Folds a batch in; every bucket and record it changed, once, with the batch's version.
+        `now_ms` is the wall clock (None: trust every event time)."""
+        if not events:
+            return []
+        ahead = None if now_ms is None else now_ms + MAX_AHEAD_MS
+        latest = self.latest
+        for e in events:  # the batch's version is that of its end: known before folding
+            t = e.time if ahead is None or e.time <= ahead else ahead
+            if latest is None or t > latest:
+                latest = t
+        assert latest is not None
+        end_watermark = latest - ALLOWED_LATENESS_MS
+        if self.watermark is not None and self.watermark > end_watermark:
+            end_watermark = self.watermark
+        version = (self.folded + len(events)) * TICKS + _steps(end_watermark - (latest - ALLOWED_LATENESS_MS))
+        self._version.value = version
         last: dict[tuple[str, str], Record] = {}
+        ledger, shoppers = self.ledger, self.shoppers
         for e in events:
-            self.latest = max(self.latest, e.time)
-            for r in self.shoppers.apply(e) + self.shoppers.advance(self.watermark):
+            t = e.time if ahead is None or e.time <= ahead else ahead
+            if self.latest is None or t > self.latest:
+                self.latest = t
+                if self.watermark is None or t - ALLOWED_LATENESS_MS > self.watermark:
+                    self.watermark = t - ALLOWED_LATENESS_MS
+            ledger.fold(e, self.watermark)
+            for r in shoppers.apply(e):
                 last[(r.kind, r.key)] = r
+            for r in shoppers.advance(self.watermark):  # type: ignore[arg-type]
+                last[(r.kind, r.key)] = r
+        self.folded += len(events)
+        out: list[Bucket | Record] = ledger.flush(version)
         out.extend(last.values())
         return out
+
+    def arm(self, now_ms: int) -> list[Bucket | Record]:
+        """The dataflow has read the log to its end: from now on the wall clock may move W."""
+        self.armed = True
+        return self.tick(now_ms)
+
+    def tick(self, now_ms: int) -> list[Bucket | Record]:
+        """Moves W with the wall clock if armed and live; the decisions that takes, with a new version."""
+        if not self.armed or self.latest is None or self.latest < now_ms - LIVE_MS:
+            return []
+        event_time = self.latest - ALLOWED_LATENESS_MS
+        delta = _point_at_or_below(now_ms - ALLOWED_LATENESS_MS - event_time)
+        if delta <= 0 or _steps(delta) <= self._steps(self.watermark):
+            return []
+        self.watermark = event_time + delta
+        version = self.folded * TICKS + _steps(delta)
+        self._version.value = version
+        last: dict[tuple[str, str], Record] = {}
+        for r in self.shoppers.advance(self.watermark):
+            last[(r.kind, r.key)] = r
+        out: list[Bucket | Record] = self.ledger.advance(self.watermark, version)
+        out.extend(last.values())
+        return out
+
+    def next_wake(self, now_ms: int) -> int | None:
+        """When (wall clock, ms) a tick would decide the next cart, if the wall clock can move W."""
+        if not self.armed or self.latest is None or self.latest < now_ms - LIVE_MS:
+            return None
+        due = self.shoppers.carts.next_due()
+        if due is None:
+            return None
+        event_time = self.latest - ALLOWED_LATENESS_MS
+        at = event_time + _point_above(due - event_time) + ALLOWED_LATENESS_MS
+        return None if at > self.latest + LIVE_MS else max(at, now_ms)
+
+    # --- snapshots -------------------------------------------------------------------------------
+
+    def snapshot(self, store: SegmentStore) -> bytes:
+        """The state as bytes for a Bytewax snapshot: the ledger's large tables go to segment files
+        (only what changed since the last snapshot), the rest is pickled here."""
+        segments = store.save(self.ledger.take_changes(), self._keeps, self.ledger.tables)
+        small = copy.copy(self)
+        small.ledger = self.ledger.without_tables()
+        return pickle.dumps((SNAPSHOT_FORMAT, small, segments), protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def restore(cls, data: object, store_for: Callable[[str], SegmentStore]) -> Organisation:
+        """The organisation a `snapshot` saved; `store_for(org_id)` gives its segment store."""
+        loaded = pickle.loads(data) if isinstance(data, bytes) else None
+        if not (isinstance(loaded, tuple) and loaded and loaded[0] == SNAPSHOT_FORMAT):
+            raise RuntimeError(OLD_RECOVERY_STATE)
+        _, org, segments = loaded
+        assert isinstance(org, Organisation) and isinstance(segments, SegmentState)
+        org.ledger.with_tables(store_for(org.ledger.org).load(segments, org._keeps))
+        org.armed = False
+        return org
+
+    def held(self) -> dict[str, int]:
+        return {**{f"ledger_{k}": v for k, v in self.ledger.held().items()}, **self.shoppers.held()}
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _steps(self, watermark: int | None) -> int:
+        if watermark is None or self.latest is None:
+            return 0
+        return _steps(watermark - (self.latest - ALLOWED_LATENESS_MS))
+
+    def _keeps(self, table: str, key: object, value: object) -> bool:
+        return self.ledger.keeps(table, key, value, self.ledger.watermark)
+

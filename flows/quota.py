@@ -9,6 +9,7 @@ in the window again (bounded state).
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -30,6 +31,15 @@ class QuotaWindow:
     times: deque[int] = field(default_factory=deque)  # sorted paid times within the window
     latest: int = 0
     above: set[int] = field(default_factory=set)
+
+    def __getstate__(self) -> tuple[int | None, bytes, int, list[int]]:
+        # A busy shop has hundreds of thousands of paid times in the window: pickled as one buffer.
+        return self.limit, array("q", self.times).tobytes(), self.latest, sorted(self.above)
+
+    def __setstate__(self, state: tuple[int | None, bytes, int, list[int]]) -> None:
+        times = array("q")
+        times.frombytes(state[1])
+        self.limit, self.times, self.latest, self.above = state[0], deque(times), state[2], set(state[3])
 
     def paid(self, time_ms: int) -> list[QuotaAlert]:
         """Counts one newly paid order; returns the alerts it raises."""

@@ -8,14 +8,29 @@ Facts, not messages, decide the figures, so duplicates and disorder cannot move 
   in the bucket of the event that reported it, and on its order's record.
 Orders of two stores never share a key: order numbers count up per shop.
 
-Versions: after a batch, the organisation's version is the number of events folded so far, and
-everything the batch changed carries it. The state after N events does not depend on how the
-events were batched, so a replay after a restart (batched differently) writes each key either a
-value the read model already has, or a newer one with a higher version: never an older one over it.
+Versions: after a batch, the ledger's version is the number of events folded so far, and
+everything the batch changed carries it (or the version the caller gives `apply_all`, see
+flows/organisation.py). The state after N events does not depend on how the events were batched, so
+a replay after a restart (batched differently) writes each key either a value the read model
+already has, or a newer one with a higher version: never an older one over it.
+
+Bounded state (the refund horizon H, `horizon_ms`, 366 days by default; W is the watermark the
+caller passes with each event):
+- an order's facts are held while W <= its placed time + H (its earliest placed-or-paid event; an
+  order known only from refunds or a cancel: the latest of those) and forgotten after;
+- a refund without an order (a credit note) is held while W <= its latest report + H;
+- day and hour buckets are held while they can still change: until W - H is past their end.
+An order, cancel or refund event older than W - H is too late: it is not counted (`too_late`), since
+the buckets it would change are no longer held. A refund naming an order whose facts are not held
+(forgotten after the horizon, or not seen yet) is counted on its own day as usual and counted in
+`unmatched_refunds`; its order's record is not rewritten from what is left of it (a record is only
+emitted for an order with a placed or paid event). A running refund total reported again after its
+order was forgotten counts in full: the horizon is the price of bounded state.
 """
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -25,7 +40,14 @@ import orjson
 from core.clock import utc_from_ms
 from core.events import Event, Kind
 from core.figures import DAY, HOUR, Bucket, Record
+from flows.book import DAY_MS, HOUR_MS
 from flows.quota import QuotaWindow
+
+DEFAULT_HORIZON_MS = 366 * DAY_MS
+OLD_RECOVERY_STATE = (
+    "the dataflow's recovery state was written by an older storepulse: stop storepulse, delete "
+    "<data-dir>/recovery and the read model (readmodel.sqlite3, or the sp:rm:* keys on Redis), and start "
+    "again; the dataflow replays the log")
 
 # Every zone's offset is a whole number of quarter hours, so an instant's local day and UTC hour are
 # those of its quarter-hour slot: computed once per slot, not per event.
@@ -38,9 +60,20 @@ def _slot(tz: str, slot: int) -> tuple[str, str]:
     return utc.astimezone(ZoneInfo(tz)).date().isoformat(), utc.strftime("%Y-%m-%dT%H")
 
 
+@lru_cache(maxsize=64)
+def _oldest_buckets(horizon_ms: int, watermark_ms: int) -> tuple[tuple[str, str], tuple[str, str]]:
+    """(day, hour): buckets sorting before these (grain, start) can no longer change at this
+    watermark. A day is kept a day longer than needed: local days are offset from UTC by up to 14 h."""
+    edge = watermark_ms - horizon_ms
+    return (DAY, utc_from_ms(edge - DAY_MS).date().isoformat()), (HOUR, utc_from_ms(edge - HOUR_MS).strftime("%Y-%m-%dT%H"))
+
+
 # Bucket key: (grain, start, store, currency); value: [gross, refunds, orders, paid_orders, items]
 Key = tuple[str, str, str, str]
 GROSS, REFUNDS, ORDERS, PAID, ITEMS = range(5)
+LEDGER_KINDS = frozenset({Kind.ORDER_PAID, Kind.ORDER_PLACED, Kind.ORDER_REFUNDED, Kind.ORDER_CANCELLED})
+# The tables that flows/segments.py keeps on disk: everything else of a ledger is small.
+TABLES = ("orders", "refunds", "buckets")
 
 
 @dataclass(slots=True)
@@ -52,18 +85,24 @@ class OrderFacts:
     paid: tuple[int, str] | None = None  # (time, event id) of the earliest paid event
     currency: str = ""
     amount: int = 0
-    # [[product, qty, unit price, name], ...] as JSON bytes: one object to snapshot instead of ~100
-    # per order (snapshots pickle every order each epoch), written into records as it is.
+    # [[product, qty, unit price, name], ...] as JSON bytes: one object to keep instead of ~100 per
+    # order, written into records as it is.
     items: bytes = b"[]"
     units: int = 0
     customer: str | None = None
     source: str = "web"
     refunds: dict[str, int] = field(default_factory=dict)  # refund name -> total so far
     cancelled: bool = False
+    noted: int = 0  # latest refund or cancel report: holds an order not (yet) placed or paid
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
-        # Snapshots pickle every order each epoch: a plain tuple of fields pickles several times faster.
+        # Segments pickle orders by the thousand: a plain tuple of fields pickles several times faster.
         return (OrderFacts, tuple(getattr(self, f) for f in self.__slots__))
+
+    @property
+    def anchor(self) -> int:
+        """The time its facts are held from (see the module docstring)."""
+        return self.placed[0] if self.placed is not None else self.noted
 
     def record_value(self) -> dict[str, object]:
         return {
@@ -80,31 +119,57 @@ class RevenueLedger:
     org: str
     timezone: str
     plan_limit: int | None = None
-    version: int = 0
-    orders: dict[str, OrderFacts] = field(default_factory=dict)
-    refunded: dict[str, int] = field(default_factory=dict)
+    horizon_ms: int = DEFAULT_HORIZON_MS
+    version: int = 0  # events folded so far
+    orders: dict[str, OrderFacts] = field(default_factory=dict)  # "store\x1forder" -> facts
+    refunds: dict[str, tuple[int, int]] = field(default_factory=dict)  # "store\x1fname" -> (total, latest report)
     buckets: dict[Key, list[int]] = field(default_factory=dict)
     quota: QuotaWindow | None = None
+    watermark: int | None = None
+    too_late: int = 0
+    unmatched_refunds: int = 0
     # What changed since the last flush; emitted once each, however often it changed in between.
     _touched: set[Key] = field(default_factory=set)
     _changed_orders: dict[str, OrderFacts] = field(default_factory=dict)
     _alerts: list[Record] = field(default_factory=list)
+    # What changed since the last `take_changes` (for segments), by table.
+    _dirty: dict[str, set[object]] = field(default_factory=lambda: {t: set() for t in TABLES})
+    # Forgetting: (day, "o"|"r", key) by the day its entry may be forgotten after; checked lazily.
+    _expiry: list[tuple[int, str, str]] = field(default_factory=list)
+    _swept_day: int = -(2**62)
+
+    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
+        if "refunded" in state[1]:  # the one-key state of storepulse before segments
+            raise RuntimeError(OLD_RECOVERY_STATE)
+        for name, value in state[1].items():
+            setattr(self, name, value)
+
+    # --- input -----------------------------------------------------------------------------------
 
     def apply(self, event: Event) -> list[Bucket | Record]:
         """Folds one event in; returns the buckets and records it changed, each with a new version."""
         return self.apply_all([event])
 
-    def apply_all(self, events: list[Event]) -> list[Bucket | Record]:
-        """Folds a batch in; each bucket or record it changed is returned once, with its final value."""
+    def apply_all(self, events: list[Event], version: int | None = None) -> list[Bucket | Record]:
+        """Folds a batch in; each bucket or record it changed is returned once, with its final value
+        and `version` (default: the number of events folded so far)."""
         for event in events:
-            self.version += 1
-            self._fold(event)
-        return self._flush()
+            self.fold(event, self.watermark)
+        return self.flush(self.version if version is None else version)
 
-    def _fold(self, event: Event) -> None:
+    def fold(self, event: Event, watermark_ms: int | None) -> None:
+        """Folds one event in at watermark `watermark_ms` (None: no watermark yet); `flush` emits."""
+        self.version += 1
+        if watermark_ms is not None and (self.watermark is None or watermark_ms > self.watermark):
+            self.watermark = watermark_ms
+        if event.kind not in LEDGER_KINDS:
+            return
+        if self.watermark is not None and event.time < self.watermark - self.horizon_ms:
+            self.too_late += 1
+            return
         touched = self._touched
         order: OrderFacts | None = None
-        if event.kind in (Kind.ORDER_PAID, Kind.ORDER_PLACED):
+        if event.kind is Kind.ORDER_PAID or event.kind is Kind.ORDER_PLACED:
             facts = self._facts(event)
             newly_paid = event.kind is Kind.ORDER_PAID and facts.paid is None
             order = self._order(facts, event, touched)
@@ -112,30 +177,93 @@ class RevenueLedger:
                 self._quota(event.time)
         elif event.kind is Kind.ORDER_REFUNDED:
             order = self._refund(event, touched)
-        elif event.kind is Kind.ORDER_CANCELLED and event.order:
+        elif event.order:  # cancelled
             facts = self._facts(event)
+            self._note(facts, event.time)
             if not facts.cancelled:  # revenue moves only with refunds; the record says it was cancelled
                 facts.cancelled, order = True, facts
         if order is not None:
-            self._changed_orders[f"{order.store}:{order.order}"] = order
+            key = f"{order.store}\x1f{order.order}"
+            self._dirty["orders"].add(key)
+            if order.placed is not None:
+                self._changed_orders[f"{order.store}:{order.order}"] = order
 
-    def _flush(self) -> list[Bucket | Record]:
-        out: list[Bucket | Record] = self._alerts
+    def advance(self, watermark_ms: int, version: int) -> list[Bucket | Record]:
+        """Moves the watermark with no event (the wall clock): forgets what it puts behind the horizon."""
+        if self.watermark is None or watermark_ms > self.watermark:
+            self.watermark = watermark_ms
+        return self.flush(version)
+
+    def flush(self, version: int) -> list[Bucket | Record]:
+        """What changed since the last flush, each once with its final value and `version`."""
+        out: list[Bucket | Record] = [Record(a.org, version, a.kind, a.key, a.day, a.value) for a in self._alerts]
         for key in sorted(self._touched):
-            out.append(Bucket(self.org, self.version, key[0], key[1], key[2], key[3], *self.buckets[key]))
+            out.append(Bucket(self.org, version, key[0], key[1], key[2], key[3], *self.buckets[key]))
         for key, order in self._changed_orders.items():
             when = order.paid or order.placed
             day = self._day(when[0]) if when else ""
-            out.append(Record(self.org, self.version, "order", key, day, order.record_value()))
+            out.append(Record(self.org, version, "order", key, day, order.record_value()))
+        self._dirty["buckets"].update(self._touched)
         self._touched, self._changed_orders, self._alerts = set(), {}, []
+        if self.watermark is not None:
+            self._forget(self.watermark)
         return out
+
+    # --- state held ------------------------------------------------------------------------------
+
+    def held(self) -> dict[str, int]:
+        return {"orders": len(self.orders), "refunds": len(self.refunds), "buckets": len(self.buckets),
+                "quota_times": len(self.quota.times) if self.quota else 0}
+
+    def tables(self) -> dict[str, dict]:
+        """The large tables, as they are (not copies)."""
+        return {"orders": self.orders, "refunds": self.refunds, "buckets": self.buckets}
+
+    def take_changes(self) -> dict[str, dict]:
+        """The entries of the large tables changed since the last call (forgotten ones left out)."""
+        out: dict[str, dict] = {}
+        for name, table in self.tables().items():
+            dirty = self._dirty[name]
+            out[name] = {k: table[k] for k in dirty if k in table}
+            dirty.clear()
+        return out
+
+    def keeps(self, table: str, key: object, value: object, watermark_ms: int | None) -> bool:
+        """Whether an entry of a large table is still held at a watermark (the forgetting rules)."""
+        if watermark_ms is None:
+            return True
+        if table == "orders":
+            return value.anchor + self.horizon_ms >= watermark_ms  # type: ignore[attr-defined]
+        if table == "refunds":
+            return value[1] + self.horizon_ms >= watermark_ms  # type: ignore[index]
+        return key >= _oldest_buckets(self.horizon_ms, watermark_ms)[key[0] == HOUR]  # type: ignore[index,operator]
+
+    def without_tables(self) -> RevenueLedger:
+        """A shallow copy without the large tables and the work lists: what a snapshot pickles
+        beside the segments."""
+        small = RevenueLedger(self.org, self.timezone, self.plan_limit, self.horizon_ms, self.version,
+                              quota=self.quota, watermark=self.watermark, too_late=self.too_late,
+                              unmatched_refunds=self.unmatched_refunds)
+        small._swept_day = self._swept_day
+        return small
+
+    def with_tables(self, tables: dict[str, dict]) -> RevenueLedger:
+        """Puts restored tables back (after `without_tables`) and re-indexes them for forgetting."""
+        self.orders, self.refunds, self.buckets = tables.get("orders", {}), tables.get("refunds", {}), tables.get("buckets", {})
+        self._expiry = [(o.anchor // DAY_MS, "o", k) for k, o in self.orders.items()]
+        self._expiry += [(r[1] // DAY_MS, "r", k) for k, r in self.refunds.items()]
+        heapq.heapify(self._expiry)
+        self._swept_day = -(2**62)
+        return self
+
+    # --- internals -------------------------------------------------------------------------------
 
     def _quota(self, time_ms: int) -> None:
         if self.quota is None:
             self.quota = QuotaWindow(self.plan_limit)
         for a in self.quota.paid(time_ms):
             value = {"percent": a.percent, "count": a.count, "limit": a.limit, "at": a.at}
-            self._alerts.append(Record(self.org, self.version, "quota_alert", f"{a.percent}:{a.at}", self._day(a.at), value))
+            self._alerts.append(Record(self.org, 0, "quota_alert", f"{a.percent}:{a.at}", self._day(a.at), value))
 
     def _day(self, time_ms: int) -> str:
         return _slot(self.timezone, time_ms // _SLOT_MS)[0]
@@ -151,10 +279,17 @@ class RevenueLedger:
             self.buckets.setdefault(key, [0, 0, 0, 0, 0])[field_] += delta
             touched.add(key)
 
+    def _held(self, key: str) -> OrderFacts | None:
+        """An order's facts, if still held at the current watermark (they may not be swept yet)."""
+        o = self.orders.get(key)
+        if o is not None and self.watermark is not None and o.anchor + self.horizon_ms < self.watermark:
+            return None
+        return o
+
     def _facts(self, e: Event) -> OrderFacts:
         order = e.order or e.id
         key = f"{e.store}\x1f{order}"
-        o = self.orders.get(key)
+        o = self._held(key)
         if o is None:
             o = self.orders[key] = OrderFacts(e.store, order)
         return o
@@ -167,6 +302,7 @@ class RevenueLedger:
                 self._add(touched, o.store, o.placed[0], o.placed_currency, ORDERS, -1)
             o.placed, o.placed_currency = seen, e.currency
             self._add(touched, o.store, e.time, e.currency, ORDERS, 1)
+            heapq.heappush(self._expiry, (e.time // DAY_MS, "o", f"{o.store}\x1f{o.order}"))
             changed = True
         if o.customer is None and e.customer:
             o.customer, changed = e.customer, True
@@ -187,14 +323,52 @@ class RevenueLedger:
 
     def _refund(self, e: Event, touched: set[Key]) -> OrderFacts | None:
         name = e.refund or e.id
-        key = f"{e.store}\x1f{name}"
-        increase = e.amount - self.refunded.get(key, 0)
-        if increase <= 0:
-            return None  # a redelivery, or an older report of a refund we know more of
-        self.refunded[key] = e.amount
-        self._add(touched, e.store, e.time, e.currency, REFUNDS, increase)
-        if not e.order:
-            return None  # a refund with no order (a credit note): figures only
+        if not e.order:  # a refund with no order (a credit note): figures only
+            key = f"{e.store}\x1f{name}"
+            known = self.refunds.get(key)
+            if known is not None and self.watermark is not None and known[1] + self.horizon_ms < self.watermark:
+                known = None  # forgotten, not swept yet
+            increase = e.amount - (known[0] if known else 0)
+            if increase <= 0:
+                return None  # a redelivery, or an older report of a refund we know more of
+            self.refunds[key] = (e.amount, max(e.time, known[1] if known else e.time))
+            self._dirty["refunds"].add(key)
+            heapq.heappush(self._expiry, (self.refunds[key][1] // DAY_MS, "r", key))
+            self._add(touched, e.store, e.time, e.currency, REFUNDS, increase)
+            return None
         o = self._facts(e)
+        increase = e.amount - o.refunds.get(name, 0)
+        if increase <= 0:
+            return None
+        if o.placed is None:
+            self.unmatched_refunds += 1
+            self._note(o, e.time)
         o.refunds[name] = e.amount
+        self._add(touched, e.store, e.time, e.currency, REFUNDS, increase)
         return o
+
+    def _note(self, o: OrderFacts, time_ms: int) -> None:
+        if o.placed is None and time_ms > o.noted:
+            o.noted = time_ms
+            heapq.heappush(self._expiry, (time_ms // DAY_MS, "o", f"{o.store}\x1f{o.order}"))
+
+    def _forget(self, watermark_ms: int) -> None:
+        """Drops what the watermark has put behind the horizon (values are unchanged: it was already
+        invisible to `_held`); at most once per day of watermark progress."""
+        day = (watermark_ms - self.horizon_ms) // DAY_MS
+        if day <= self._swept_day:
+            return
+        self._swept_day = day
+        while self._expiry and self._expiry[0][0] < day:
+            _, table, key = heapq.heappop(self._expiry)
+            if table == "o":
+                o = self.orders.get(key)
+                if o is not None and not self.keeps("orders", key, o, watermark_ms):
+                    del self.orders[key]
+            else:
+                r = self.refunds.get(key)
+                if r is not None and not self.keeps("refunds", key, r, watermark_ms):
+                    del self.refunds[key]
+        stale = [k for k in self.buckets if not self.keeps("buckets", k, None, watermark_ms)]
+        for k in stale:
+            del self.buckets[k]

@@ -13,10 +13,14 @@ from prometheus_client import start_http_server
 
 from core.config import Config
 from flows.dataflow import build_flow
+from flows.revenue import DEFAULT_HORIZON_MS
 from state.log import DEFAULT_PARTITIONS
 from state.open import open_log_reader, open_read_model
 
 RECOVERY_PARTITIONS = 1
+# Snapshots cost what changed (flows/segments.py), so the epoch mostly sets how much is replayed
+# after a crash and how often each active organisation fsyncs a segment file.
+DEFAULT_EPOCH = timedelta(seconds=2)
 log = logging.getLogger("storepulse.flows")
 
 
@@ -42,7 +46,8 @@ def run_flows(
     workers: int = 1,
     process_id: int | None = None,
     addresses: list[str] | None = None,
-    epoch_interval: timedelta = timedelta(seconds=1),
+    epoch_interval: timedelta = DEFAULT_EPOCH,
+    horizon_ms: int = DEFAULT_HORIZON_MS,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
     until_caught_up: bool = False,
@@ -59,6 +64,8 @@ def run_flows(
         lambda: open_read_model(data_dir, redis_url),
         DEFAULT_PARTITIONS,
         until_caught_up,
+        segments=recovery / "segments",
+        horizon_ms=horizon_ms,
     )
     log.info("dataflow running (%d worker(s), recovery in %s)", workers, recovery)
     cli_main(

@@ -66,7 +66,10 @@ def parser() -> argparse.ArgumentParser:
     fl.add_argument("-w", "--workers", type=int, default=1, help="worker threads in this process")
     fl.add_argument("-i", "--process-id", type=int, help="this process's index in a cluster")
     fl.add_argument("-a", "--addresses", help="host:port of every cluster process, ';'-separated")
-    fl.add_argument("--epoch-ms", type=int, default=1000, help="how often state and offsets are snapshotted")
+    fl.add_argument("--epoch-ms", type=int, default=2000, help="how often state and offsets are snapshotted")
+    fl.add_argument("--refund-horizon-days", type=int, default=366, metavar="DAYS",
+                    help="how long an order's facts are held for refunds, and how late an event may still change "
+                         "figures (docs/operations.md)")
     fl.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: off)")
     fl.add_argument("--metrics-host", default="127.0.0.1")
     fl.add_argument("--until-caught-up", action="store_true", help="stop once the log is read to its end (batch runs)")
@@ -112,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
             run_flows(
                 config, args.data_dir, args.redis, workers=args.workers, process_id=args.process_id,
                 addresses=addresses, epoch_interval=timedelta(milliseconds=args.epoch_ms),
+                horizon_ms=args.refund_horizon_days * 86_400_000,
                 metrics_port=args.metrics_port or None, metrics_host=args.metrics_host,
                 until_caught_up=args.until_caught_up,
             )

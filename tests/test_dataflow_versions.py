@@ -1,0 +1,184 @@
+"""Versions of the organisation step (flows/organisation.py): whatever the batching, whatever the
+wall clock decided, whatever crash and restore happened, a read model that keeps per key the value of
+the highest version ends equal to the dataflow's own state, and never gets an older value over a
+newer one from a differently batched replay."""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.config import parse_config
+from core.events import Event, Item, Kind
+from core.figures import Bucket, Record
+from flows.organisation import (ALLOWED_LATENESS_MS, COARSE_MS, FINE_MS, FINE_SPAN_MS, LIVE_MS, TICKS, Organisation,
+                                _point_above, _point_at_or_below, _steps)
+from flows.segments import SegmentStore
+
+CONFIG = parse_config('[orgs.o]\ntimezone = "Europe/Berlin"\ncurrency = "EUR"\ntoken = "token-0123456789abcdef"\n'
+                      'abandon_after = 30\n'
+                      '[orgs.o.stores.s]\nprovider = "events"\nsecret = "k"\n', {})
+MIN = 60_000
+T0 = 1_795_338_000_000  # 2026-11-22 10:00 Berlin
+
+
+def key(c: Bucket | Record) -> tuple[str, str]:
+    return ("bucket", c.key) if isinstance(c, Bucket) else (c.kind, c.key)
+
+
+def value(c: Bucket | Record) -> bytes:
+    if isinstance(c, Bucket):
+        return orjson.dumps([c.gross, c.refunds, c.orders, c.paid_orders, c.items])
+    return orjson.dumps(c.value)
+
+
+class ReadModel:
+    """What state/ does with versions: a write lands only if newer than what the key holds."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], tuple[int, bytes]] = {}
+
+    def write(self, changes: list[Bucket | Record]) -> None:
+        for c in changes:
+            held = self.rows.get(key(c))
+            if held is None or c.version > held[0]:
+                self.rows[key(c)] = (c.version, value(c))
+
+    def values(self) -> dict[tuple[str, str], bytes]:
+        """The values a reader sees: a counter of no carts reads as one never written (a run where the
+        wall clock decided a cart early, or late, may have written such a 0 that the other did not)."""
+        return {k: v for k, (_, v) in self.rows.items()
+                if not (k[0] in ("abandoned_product", "open_carts") and orjson.loads(v)["carts"] == 0)}
+
+
+def shop(seed: int, n: int) -> list[Event]:
+    """A live shop: carts, purchases (some naming their cart), views, refunds; times near T0 and a
+    little out of order (within the allowed lateness)."""
+    rnd = random.Random(seed)
+    out, t = [], T0
+    for i in range(n):
+        t += rnd.choice([1, 5, 30, 120]) * 1000 * rnd.choice([1, 1, 1, 20])
+        at = t - rnd.randrange(ALLOWED_LATENESS_MS // 2)
+        cart = f"k{rnd.randrange(n // 3 + 1)}"
+        who = {"customer": f"c{rnd.randrange(5)}"}
+        kind = rnd.choice(["add", "add", "view", "paid", "paid_cart", "refund", "placed"])
+        base: dict[str, Any] = {"id": f"e{i}", "org": "o", "store": "s", "time": at, "currency": "EUR"}
+        if kind == "add":
+            e = Event(kind=Kind.CART_ITEM_ADDED, cart=cart, items=(Item(f"p{i % 4}", 1, 500),), amount=500, **base, **who)
+        elif kind == "view":
+            e = Event(kind=Kind.PAGE_VIEWED, visitor=f"v{rnd.randrange(6)}", **base)
+        elif kind in ("paid", "paid_cart", "placed"):
+            e = Event(kind=Kind.ORDER_PLACED if kind == "placed" else Kind.ORDER_PAID, order=f"o{rnd.randrange(n // 2 + 1)}",
+                      cart=cart if kind == "paid_cart" else None, amount=1000 + i, items=(Item("p1", 2, 500),), **base, **who)
+        else:
+            e = Event(kind=Kind.ORDER_REFUNDED, order=f"o{rnd.randrange(n // 2 + 1)}", refund=f"r{i % 3}", amount=100 * (i % 4 + 1),
+                      **base)
+        out.append(e)
+    return out
+
+
+def batches(events: list[Event], rnd: random.Random) -> list[list[Event]]:
+    out, i = [], 0
+    while i < len(events):
+        n = rnd.randint(1, 6)
+        out.append(events[i:i + n])
+        i += n
+    return out
+
+
+def test_the_wall_clock_grid() -> None:
+    assert _steps(LIVE_MS) < TICKS
+    for d in [0, 1, 999, 1000, 1001, FINE_SPAN_MS - 1, FINE_SPAN_MS, FINE_SPAN_MS + 1, FINE_SPAN_MS + COARSE_MS, LIVE_MS]:
+        p = _point_at_or_below(d)
+        assert p <= d and _steps(p) <= _steps(d) and _point_above(d) > d
+        assert _point_at_or_below(_point_above(d)) == _point_above(d)
+        assert _steps(_point_above(d)) == _steps(p) + 1 or (p == d and _steps(_point_above(d)) == _steps(d) + 1)
+    assert _point_above(-5) == 0 and _point_above(FINE_SPAN_MS - 1) == FINE_SPAN_MS
+    assert _point_above(FINE_SPAN_MS) == FINE_SPAN_MS + COARSE_MS and _point_above(0) == FINE_MS
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.randoms(use_true_random=False))
+def test_the_value_at_a_version_does_not_depend_on_the_batching(seed: int, rnd: random.Random) -> None:
+    events = shop(seed, 60)
+    fine = Organisation.new(CONFIG.orgs["o"])
+    history: dict[tuple[str, str], list[tuple[int, bytes]]] = {}
+    for e in events:
+        for c in fine.apply_all([e]):
+            history.setdefault(key(c), []).append((c.version, value(c)))
+    coarse = Organisation.new(CONFIG.orgs["o"])
+    last = 0
+    for batch in batches(events, rnd):
+        out = coarse.apply_all(batch)
+        for c in out:
+            assert c.version == coarse.version > last
+            # The fine run emitted this key after every event that changed it: its last value at or
+            # before this version is the state after this many events.
+            assert [v for ver, v in history[key(c)] if ver <= c.version][-1] == value(c)
+        last = coarse.version if out else last
+    assert coarse.version == len(events) * TICKS
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.randoms(use_true_random=False), st.booleans())
+def test_after_a_crash_the_read_model_ends_equal_to_the_state_whatever_the_wall_clock_did(
+        seed: int, rnd: random.Random, from_previous: bool) -> None:
+    events = shop(seed, 50)
+    root = Path(tempfile.mkdtemp())
+    rm = ReadModel()
+    clock = T0
+    # Before the crash: batches, ticks of the wall clock (hours may pass with no event), snapshots.
+    org = Organisation.new(CONFIG.orgs["o"])
+    store = SegmentStore(root, "o")
+    org.arm(clock)
+    snaps: list[tuple[int, bytes]] = []
+    done, crash_at = 0, rnd.randint(10, len(events) - 10)
+    version = 0
+    while done < crash_at:
+        batch = events[done:min(crash_at, done + rnd.randint(1, 6))]
+        clock = max(clock, max(e.time for e in batch)) + rnd.choice([0, 1000, 40 * MIN])
+        out = org.apply_all(batch, clock)
+        done += len(batch)
+        if rnd.random() < 0.5:
+            clock += rnd.choice([1000, 5 * MIN, 45 * MIN, 3 * 60 * MIN])
+            out += org.tick(clock)
+        assert all(c.version > version for c in out) or not out
+        version = max([version] + [c.version for c in out])
+        rm.write(out)
+        if rnd.random() < 0.3:
+            snaps.append((done, org.snapshot(store)))
+    if not snaps:
+        snaps.append((0, None))  # type: ignore[arg-type]
+    # The process dies; Bytewax resumes from the last committed snapshot, or the one before it.
+    at, data = snaps[-2] if from_previous and len(snaps) > 1 else snaps[-1]
+    org = (Organisation.new(CONFIG.orgs["o"]) if data is None
+           else Organisation.restore(data, lambda org_id: SegmentStore(root, org_id)))
+    clock += rnd.choice([1000, 30_000])  # the restart takes a moment
+    # It replays the log from its snapshot (batched differently, not armed: the source has not
+    # reached the log's end) and is armed once it has read everything the log held.
+    for batch in batches(events[at:crash_at], rnd):
+        rm.write(org.apply_all(batch, clock))
+        assert org.tick(clock + 10 * 60 * MIN) == []
+    rm.write(org.arm(clock))
+    for batch in batches(events[crash_at:], rnd):
+        clock = max(clock, max(e.time for e in batch))
+        rm.write(org.apply_all(batch, clock))
+        if rnd.random() < 0.3:
+            clock += rnd.choice([1000, 45 * MIN])
+            rm.write(org.tick(clock))
+    clock += 5 * 60 * MIN
+    rm.write(org.tick(clock))
+    # Never crashed: the same events, the wall clock only at the end.
+    calm = Organisation.new(CONFIG.orgs["o"])
+    truth = ReadModel()
+    calm.arm(T0)
+    for batch in batches(events, random.Random(seed)):
+        truth.write(calm.apply_all(batch, max(e.time for e in batch)))
+    truth.write(calm.tick(clock))
+    assert rm.values() == truth.values()
