@@ -9,6 +9,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.clock import utc_from_ms
 from core.events import Event, Kind
 from core.figures import Bucket, Record
 from flows.revenue import RevenueLedger
@@ -145,3 +146,85 @@ def test_batching_does_not_change_what_a_version_means(evs: list[Event], rnd: ra
                 assert orjson.dumps(twin.orders[f"{store}\x1f{order}"].record_value()) == orjson.dumps(c.value)
         i += n
     assert batched.version == len(evs)
+
+
+# --- the refund horizon: bounded state ------------------------------------------------------------
+
+DAY_MS = 24 * H
+
+
+def fold(ledger: RevenueLedger, events: list[Event]) -> list[Bucket | Record]:
+    """As the organisation feeds it: each event at the event-time watermark so far."""
+    for e in events:
+        ledger.fold(e, max(ledger.watermark or e.time, e.time))
+    return ledger.flush(ledger.version)
+
+
+def test_a_refund_within_the_horizon_updates_its_order_and_after_it_counts_unmatched() -> None:
+    ledger = RevenueLedger("o", "UTC", horizon_ms=30 * DAY_MS)
+    fold(ledger, [paid("p", "pi_1", 10_000)])
+    out = fold(ledger, [refund("r1", "pi_1", "ch_1", 1_000, T0 + 29 * DAY_MS)])
+    assert [r.value["refunded"] for r in records(out)] == [1_000] and ledger.unmatched_refunds == 0
+    fold(ledger, [paid("later", "pi_2", 500, T0 + 31 * DAY_MS)])  # the watermark passes paid + horizon
+    assert "s\x1fpi_1" not in ledger.orders  # forgotten
+    out = fold(ledger, [refund("r2", "pi_1", "ch_1", 1_500, T0 + 32 * DAY_MS)])
+    # Counted on its own day in full (the earlier 1,000 is not known any more), no order record rewritten.
+    assert records(out) == [] and ledger.unmatched_refunds == 1
+    assert totals(ledger)[("s", "2025-12-23", "EUR")][1] == 1_500
+
+
+def test_an_event_older_than_the_horizon_is_too_late_and_changes_nothing() -> None:
+    ledger = RevenueLedger("o", "UTC", horizon_ms=30 * DAY_MS)
+    fold(ledger, [paid("p", "pi_1", 10_000, T0 + 40 * DAY_MS)])
+    before = dict(ledger.buckets)
+    assert fold(ledger, [paid("old", "pi_0", 700, T0)]) == [] and ledger.too_late == 1
+    assert ledger.buckets == before
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 1000))
+def test_state_is_bounded_by_the_horizon_however_long_the_history(seed: int) -> None:
+    rnd = random.Random(seed)
+    horizon = 10 * DAY_MS
+    ledger = RevenueLedger("o", "UTC", horizon_ms=horizon)
+    t = T0
+    for i in range(2400):  # ~100 days of orders (one every 1-2 hours), refunds of recent and old orders
+        t += rnd.randrange(1, 3) * H
+        batch = [paid(f"p{i}", f"pi{i}", 100, t)]
+        if rnd.random() < 0.3:
+            batch.append(refund(f"r{i}", f"pi{rnd.randrange(max(0, i - 300), i + 1)}", f"ch{i}", 10, t))
+        fold(ledger, batch)
+        # Held: what the horizon holds, and at most a day more (forgetting is swept once a day).
+        oldest = ledger.watermark - horizon - DAY_MS
+        assert all(o.anchor >= oldest for o in ledger.orders.values())
+        assert all(k[1] >= utc_from_ms(oldest - DAY_MS).strftime("%Y-%m-%d") for k in ledger.buckets)
+        assert len(ledger.orders) <= 2 * 11 * 24  # an order an hour at most, and as many refunded-only ones
+    assert ledger.unmatched_refunds > 0  # refunds of forgotten orders happened, and were counted
+
+
+@settings(max_examples=60, deadline=None)
+@given(events, st.randoms())
+def test_batching_does_not_change_what_a_version_means_with_a_short_horizon(evs: list[Event], rnd: random.Random) -> None:
+    """The same, with the watermark moving and a horizon of a day: forgetting is part of the state
+    after N events too."""
+
+    def run(sizes: list[int]) -> dict[tuple[str, str], list[tuple[int, bytes]]]:
+        ledger = RevenueLedger("o", "Europe/Berlin", horizon_ms=DAY_MS)
+        seen: dict[tuple[str, str], list[tuple[int, bytes]]] = {}
+        i = 0
+        for n in sizes:
+            for c in fold(ledger, evs[i:i + n]):
+                k = (c.kind, c.key) if isinstance(c, Record) else ("bucket", c.key)
+                body = orjson.dumps(c.value if isinstance(c, Record) else [c.gross, c.refunds, c.orders, c.paid_orders, c.items])
+                seen.setdefault(k, []).append((c.version, body))
+            i += n
+        return seen
+
+    fine = run([1] * len(evs))
+    sizes, left = [], len(evs)
+    while left > 0:
+        sizes.append(min(left, rnd.randint(1, 5)))
+        left -= sizes[-1]
+    for k, writes in run(sizes).items():
+        for version, body in writes:
+            assert [b for v, b in fine[k] if v <= version][-1] == body
