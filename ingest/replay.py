@@ -7,11 +7,12 @@ Two layers, like every adapter in ingest/:
 - a thin driver: `map_file` reads a .csv or .csv.gz file through a mapper, `append_events`
   appends the events in batches at a given pace, `replay` does both.
 
-online-retail files are read the fast way (`_map_retail_file`: the file decompressed and split in
-a few C calls, each invoice's run of lines mapped as columns by `OnlineRetail.feed_rows`); anything
-that way does not cover (a CR, a NUL, a quoted field over two lines, bytes that are not UTF-8...)
-goes the row-by-row way (`_map_csv_file`: csv.reader and `feed`), which is the reference: the tests
-check that both give the same events, byte for byte, on generated files and on the whole real file.
+online-retail files are read the fast way (`_map_retail_file`: DuckDB reads, classifies and
+groups the lines and finds the distinct items in native code; Python builds only the events); a
+file that way is not proven for (a CR, a NUL, odd quoting, a Quantity or UnitPrice that is not
+plain, bytes that are not UTF-8...) goes the row-by-row way (`_map_csv_file`: csv.reader and
+`feed`), which is the reference: the tests check that both give the same events, byte for byte, on
+generated files and on the whole real file.
 
 Event ids are deterministic (`replay:<store>:invoice:<InvoiceNo>`, ...), so replaying a file
 twice appends nothing the second time, and exact duplicate lines of a file collapse in the log.
@@ -53,14 +54,13 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from itertools import groupby, repeat
-from operator import itemgetter, mul, neg
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from core.events import Event, Item, Kind
@@ -210,84 +210,12 @@ class OnlineRetail:
         self._last_customer: tuple[str, str | None] = ("", None)
         self._prices: dict[str, tuple[Decimal, int, int | None]] = {}
         self._last_invoice: tuple[str, bool | str] = ("", _invoice_kind(""))
-        # For feed_rows: the same functions as feed's, memoised per distinct text.
-        self._kinds = _Memo(_invoice_kind)
-        self._times = _Memo(_london_ms)
-        self._customers = _Memo(_customer_id)
-        self._pence = _Memo(self._counted_pence)
-        self._items = _Memo(self._item)
 
     def feed(self, row: Sequence[str]) -> None:
         self._rows += 1
         reason = self._line(row)
         if reason is not None:
             self._skipped[reason] += 1
-
-    def feed_rows(self, rows: Sequence[Sequence[str]]) -> None:
-        """feed() of each row in turn, with the same result, about 5x faster: a run of lines of one
-        invoice that all parse and all count (the usual case) is mapped column-wise in C loops, and
-        equal items are one shared (immutable) Item. Any other run goes through feed() line by line."""
-        width, key = self._width, itemgetter(self._cols[0])
-        start = 0
-        if set(map(len, rows)) - {width}:  # a malformed row: the runs between such rows, they alone by feed()
-            for i, row in enumerate(rows):
-                if len(row) != width:
-                    self.feed_rows(rows[start:i])
-                    self.feed(row)
-                    start = i + 1
-            rows = rows[start:]
-        for invoice, run in groupby(rows, key):
-            lines = list(run)
-            if not self._run(invoice, lines):
-                for row in lines:
-                    self.feed(row)
-
-    def _run(self, invoice: str, lines: list[Sequence[str]]) -> bool:
-        """Maps the lines of one invoice (each of the right width) as feed() would; False, having
-        changed nothing, when one of them is not an ordinary line."""
-        refund = self._kinds[invoice]
-        if isinstance(refund, str):
-            self._rows += len(lines)
-            self._skipped[refund] += len(lines)
-            return True
-        _, i_code, i_desc, i_qty, i_date, i_price, i_cust, i_country = self._cols
-        columns = list(zip(*lines))
-        try:
-            qtys = list(map(int, columns[i_qty]))
-        except ValueError:
-            return False
-        pence = list(map(self._pence.__getitem__, columns[i_price]))
-        times = set(map(self._times.__getitem__, set(columns[i_date])))
-        customers = set(map(self._customers.__getitem__, set(columns[i_cust])))
-        if None in pence or None in times or "" in customers:
-            return False  # a malformed field, a price <= 0 or one of fractional pence
-        if refund:
-            if max(qtys) >= 0:
-                return False
-            qtys = list(map(neg, qtys))
-        elif min(qtys) <= 0:
-            return False
-        at = min(times)  # type: ignore[type-var]  # None is not in it
-        inv = self._invoices.get(invoice)
-        if inv is None:
-            first = lines[0]
-            inv = self._invoices[invoice] = _Invoice(
-                refund, self._rows + 1, at, self._customers[first[i_cust]], first[i_country].strip())
-        elif at < inv.time:
-            inv.time = at
-        self._rows += len(lines)
-        inv.amount += sum(map(mul, qtys, pence))
-        inv.items += map(self._items.__getitem__, zip(columns[i_code], qtys, columns[i_price], columns[i_desc]))
-        return True
-
-    def _counted_pence(self, text: str) -> int | None:
-        """UnitPrice in pence when it is > 0 and whole pence (then Quantity x it is exact), else None."""
-        price = self._price(text)
-        return price[2] if price is not None and price[0] > 0 else None
-
-    def _item(self, key: tuple[str, int, str, str]) -> Item:
-        code, qty, price, description = key
-        return Item(code, qty, self._prices[price][1], description.strip())
 
     def _line(self, row: Sequence[str]) -> str | None:
         if len(row) != self._width:
@@ -633,89 +561,179 @@ def _map_csv_file(path: Path, dataset: str, org: str, store: str, progress: Prog
         return m.finish()
 
 
-_SLICE = 1 << 16  # rows mapped between two progress reports
+# --- online-retail, the fast way: DuckDB ----------------------------------------------------------
+
+_RETAIL_HEADER = ",".join(_OR_COLUMNS).encode()
+# csv.reader and DuckDB's reader (quote and escape '"') read a line with a quote alike when each of
+# its fields is free of quotes or wholly quoted, with quotes inside doubled (RFC 4180).
+_RFC_LINE = re.compile(rb'(?:[^",\n]*|"(?:[^"]|"")*")(?:,(?:[^",\n]*|"(?:[^"]|"")*"))*')
+
+# Every line, numbered in file order, classified as OnlineRetail._line does. Quantity and UnitPrice
+# are read only when they are plain ("ordinary"): then SQL's BIGINT and DECIMAL(18, 6) are exactly
+# Python's int and Decimal, and money is integer arithmetic in millionths of a pound: half up of
+# x / 10^4 for x >= 0 is (x + 5000) // 10^4.
+_RETAIL_LINES = r"""
+CREATE TEMP TABLE l AS
+WITH raw AS (
+    SELECT ordinality AS n, coalesce(InvoiceNo, '') AS inv, coalesce(StockCode, '') AS code,
+           coalesce(Description, '') AS descr, coalesce(Quantity, '') AS qs, coalesce(InvoiceDate, '') AS d,
+           coalesce(UnitPrice, '') AS ps, coalesce(CustomerID, '') AS cust, coalesce(Country, '') AS country
+    FROM read_csv($path, header = true, delim = ',', quote = '"', escape = '"', auto_detect = false,
+                  strict_mode = true, max_line_size = 131072, compression = $compression,
+                  columns = {'InvoiceNo': 'VARCHAR', 'StockCode': 'VARCHAR', 'Description': 'VARCHAR',
+                             'Quantity': 'VARCHAR', 'InvoiceDate': 'VARCHAR', 'UnitPrice': 'VARCHAR',
+                             'CustomerID': 'VARCHAR', 'Country': 'VARCHAR'}) WITH ORDINALITY
+), kinds AS (
+    SELECT *, CASE WHEN regexp_full_match(inv, '[0-9]+') THEN 0 WHEN regexp_full_match(inv, 'C[0-9]+') THEN 1
+                   WHEN starts_with(inv, 'A') THEN 2 ELSE 3 END AS kind,
+              regexp_full_match(qs, '-?[0-9]{1,9}') AND regexp_full_match(ps, '-?[0-9]{1,12}(\.[0-9]{1,6})?') AS ordinary
+    FROM raw
+), parsed AS (
+    SELECT *, CASE WHEN ordinary THEN CAST(qs AS BIGINT) END AS q,
+              CASE WHEN ordinary THEN CAST(CAST(ps AS DECIMAL(18, 6)) * 1000000 AS BIGINT) END AS micros
+    FROM kinds
+)
+SELECT *, coalesce((kind = 0 AND q > 0 OR kind = 1 AND q < 0) AND micros > 0, false) AS counted,
+       abs(q) AS aq, (micros + 5000) // 10000 AS minor, (CAST(abs(q) AS HUGEINT) * micros + 5000) // 10000 AS pence
+FROM parsed
+"""
+# What feed() would count as skipped, by reason: (reason, lines, first line).
+_RETAIL_SKIPS = (
+    ("adjustment invoice (InvoiceNo starts with 'A')", "kind = 2"),
+    ("InvoiceNo neither digits nor 'C' + digits", "kind = 3"),
+    ("order line with Quantity <= 0", "kind = 0 AND q <= 0"),
+    ("order line with UnitPrice <= 0", "kind = 0 AND q > 0 AND micros <= 0"),
+    ("refund line with Quantity >= 0", "kind = 1 AND q >= 0"),
+    ("refund line with UnitPrice <= 0", "kind = 1 AND q < 0 AND micros <= 0"),
+)
+_RETAIL_COUNTS = "SELECT count(*), count(*) FILTER (WHERE kind < 2 AND NOT ordinary), " + ", ".join(
+    f"count(*) FILTER (WHERE {where}), min(n) FILTER (WHERE {where})" for _, where in _RETAIL_SKIPS) + " FROM l"
+# The distinct items of counted lines (a tenth of the lines: an Item is shared, it is immutable).
+_RETAIL_ITEMS = """
+CREATE TEMP TABLE items AS
+SELECT row_number() OVER () - 1 AS id, * FROM (SELECT DISTINCT code, aq, minor, descr FROM l WHERE counted)
+"""
+# One row per order or refund invoice; its items as item ids in file order.
+_RETAIL_INVOICES = """
+SELECT l.inv, any_value(l.kind) = 1, min(l.n), list(DISTINCT l.d), list(DISTINCT l.cust),
+       arg_min(l.cust, l.n), arg_min(l.country, l.n), sum(l.pence) FILTER (WHERE l.counted),
+       string_agg(CAST(items.id AS VARCHAR), ',' ORDER BY l.n) FILTER (WHERE l.counted)
+FROM l LEFT JOIN items ON l.counted AND l.code = items.code AND l.aq = items.aq AND l.minor = items.minor
+                          AND l.descr = items.descr
+WHERE l.kind < 2
+GROUP BY l.inv
+"""
 
 
 def _map_retail_file(path: Path, org: str, store: str, progress: Progress | None) -> Mapped | None:
-    """online-retail, the fast way: the whole file decompressed and split at once, its invoices'
-    runs of lines mapped column-wise (OnlineRetail.feed_rows). None when the file is not plain
-    UTF-8 CSV that str.split reads as csv.reader does: then the streaming path reads it (and says why
-    it cannot, if so)."""
+    """online-retail, the fast way: DuckDB reads the file, classifies and groups its lines and
+    finds the distinct items in native code (on every core), so Python builds only the invoices'
+    events and one Item per distinct item. The events are OnlineRetail's, exactly.
+
+    None, having done nothing else, when the file holds anything for which that is not proven:
+    then the row path reads it (and says why it cannot, if so). It must be plain CSV that
+    csv.reader and DuckDB read alike (checked on the decompressed bytes on a thread, while DuckDB
+    reads), with every order and refund line ordinary (plain Quantity and UnitPrice, an InvoiceDate
+    and CustomerID that feed() reads).
+    """
+    import duckdb  # here: every other storepulse command starts faster without it
+
     size = path.stat().st_size
-    with _no_cyclic_gc():
-        text = _read_text(path)
-        if text is None:
-            return None
-        if progress is not None:
-            progress("reading", size // 4, size)  # decompressing is about a quarter of the work
-        records = _records(text)
-        del text
-        if records is None:
-            return None
-        if not records:
-            raise DatasetError(f"{path} is empty: expected a online-retail CSV file with a header line")
-        m = OnlineRetail(org, store, records[0])
-        for i in range(1, len(records), _SLICE):
-            m.feed_rows(records[i : i + _SLICE])
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    if progress is not None:
+        progress("reading", 0, size)
+    with ThreadPoolExecutor(1) as pool, _no_cyclic_gc():
+        lines = pool.submit(_plain_csv_lines, path, gz)
+        con = duckdb.connect()
+        try:
+            con.execute(_RETAIL_LINES, {"path": str(path), "compression": "gzip" if gz else "none"})
+            rows, odd, *skips = con.execute(_RETAIL_COUNTS).fetchone()  # type: ignore[misc]
+            if odd or lines.result() != rows + 1:
+                return None
             if progress is not None:
-                progress("reading", size // 4 + (size - size // 4) * min(i + _SLICE, len(records)) // len(records), size)
+                progress("reading", size * 3 // 4, size)
+            con.execute(_RETAIL_ITEMS)
+            items = [Item(code, qty, minor, descr.strip()) for code, qty, minor, descr in
+                     con.execute("SELECT code, aq, minor, descr FROM items ORDER BY id").fetchall()]
+            invoices = con.execute(_RETAIL_INVOICES).fetchall()
+        except duckdb.Error:
+            return None
+        finally:
+            con.close()
+        mapped = _retail_events(org, store, invoices, items)
+        if mapped is None:
+            return None
+        mapped.rows = rows
+        firsts = sorted((first, reason, n) for (reason, _), n, first in zip(_RETAIL_SKIPS, skips[::2], skips[1::2]) if n)
+        mapped.skipped.update({reason: n for _, reason, n in firsts})  # in the order feed() meets them
         if progress is not None:
             progress("reading", size, size)
-        return m.finish()
+        return mapped
 
 
-def _read_text(path: Path) -> str | None:
-    """The whole file as text, gunzipped if it is gzip (told apart by content); None if it is no
-    complete gzip stream or not UTF-8."""
-    data = path.read_bytes()
-    try:
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-        return data.decode("utf-8")
-    except (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError):
-        return None
-
-
-def _records(text: str) -> list[list[str]] | None:
-    """The records csv.reader reads from `text` (opened with newline=""), header first; None when
-    the text has what the shortcut does not cover: a CR or NUL, a quoted field going on over a line
-    end, a line longer than csv's field size limit.
-
-    A line without a quote character is split at its commas, which is exactly what csv.reader does
-    with it (the default dialect has no escape character); only lines with a quote go through csv.
-    """
-    if "\r" in text or "\0" in text:
-        return None
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()  # the file's last line ends with a newline
-    if not lines:
-        return []
-    if max(map(len, lines)) > csv.field_size_limit():
-        return None
-    records = list(map(str.split, lines, repeat(",")))
-    line = pos = 0
-    while (at := text.find('"', pos)) >= 0:
-        line += text.count("\n", pos, at)
-        record = _quoted_record(lines[line])
-        if record is None:
+def _retail_events(org: str, store: str, invoices: list[tuple[Any, ...]], items: list[Item]) -> Mapped | None:
+    """OnlineRetail.finish() of the invoices that _RETAIL_INVOICES gave; None if a line of one has an
+    InvoiceDate or CustomerID that feed() would skip (not a case for the fast path)."""
+    times, customers = _Memo(_london_ms), _Memo(_customer_id)
+    item = items.__getitem__
+    timed = []
+    empty = 0
+    for number, refund, seq, dates, custs, cust, country, amount, ids in invoices:
+        at = list(map(times.__getitem__, dates))
+        if None in at or "" in map(customers.__getitem__, custs):
             return None
-        records[line] = record
-        end = text.find("\n", at)
-        if end < 0:
-            break
-        pos, line = end + 1, line + 1
-    return records
+        if ids is None:
+            empty += 1
+            continue
+        country = country.strip()
+        timed.append((min(at), seq, Event(
+            id=f"replay:{store}:invoice:{number}",
+            kind=Kind.ORDER_REFUNDED if refund else Kind.ORDER_PAID,
+            org=org,
+            store=store,
+            time=min(at),
+            amount=int(amount),
+            currency=OnlineRetail.currency,
+            customer=customers[cust],
+            order=None if refund else number,
+            refund=number if refund else None,
+            items=tuple(map(item, map(int, ids.split(",")))),
+            raw_id=number,
+            attrs={"country": country} if country else {},
+        )))
+    timed.sort(key=lambda t: (t[0], t[1]))
+    return Mapped([e for _, _, e in timed], 0, Counter(), empty)
 
 
-def _quoted_record(line: str) -> list[str] | None:
-    """csv.reader's record of one line; None if the record goes on over the line's end."""
-    reader = csv.reader((line + "\n", ""))
+def _plain_csv_lines(path: Path, gz: bool) -> int | None:
+    """The number of lines of the file if csv.reader (newline="") reads one record from each line,
+    the same one DuckDB reads, and the first is online-retail's header: UTF-8 without CR or NUL,
+    every line with a quote in RFC 4180 form, and as many commas between fields as 8 fields a line
+    make (DuckDB reads a line it can take as 8 fields only, but it also takes 8 fields and a comma
+    after them). None otherwise. (zlib lets go of the GIL, so this runs beside DuckDB's reading.)"""
     try:
-        record = next(reader)
-    except csv.Error:
+        data = path.read_bytes()
+        if gz:
+            data = gzip.decompress(data)
+        data.decode("utf-8")
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError):
         return None
-    return record if reader.line_num == 1 else None
+    if b"\r" in data or b"\0" in data or not data.startswith(_RETAIL_HEADER + b"\n"):
+        return None
+    lines = data.count(b"\n") + (not data.endswith(b"\n"))
+    quoted_lines = quoted_commas = pos = 0
+    while (at := data.find(b'"', pos)) >= 0:
+        start, end = data.rfind(b"\n", 0, at) + 1, data.find(b"\n", at)
+        end = len(data) if end < 0 else end
+        if _RFC_LINE.fullmatch(data, start, end) is None:
+            return None
+        if len(next(csv.reader([data[start:end].decode()]))) != len(_OR_COLUMNS):
+            return None
+        quoted_lines, quoted_commas, pos = quoted_lines + 1, quoted_commas + data.count(b",", start, end), end + 1
+    if data.count(b",") - quoted_commas != (len(_OR_COLUMNS) - 1) * (lines - quoted_lines):
+        return None
+    return lines
 
 
 async def append_events(

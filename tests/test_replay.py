@@ -226,6 +226,31 @@ def test_fast_path_maps_any_file_as_the_row_path_does(tmp_path: Path, text: str,
     same(*both_ways(path))
 
 
+# Files the fast path must take (plain CSV, every order and refund line ordinary), with what still
+# varies in real exports: quoting, commas and quotes in text, padding, free lines, refunds, prices
+# of fractional pence, lines of one invoice apart and a minute apart, DST edges, guests.
+_PLAIN_TEXT = st.text(st.sampled_from(list('AB ,"\t\xa0\u2003\u00e9\u00a3')), max_size=8)
+_ORDINARY = st.tuples(
+    st.sampled_from(["536365", "536366", "C536367", "C536368", "A563185", "X1", ""]),
+    st.sampled_from(["85123A", "71053", "POST", "D", "", " 22 ", "a,b", 'q"t']), _PLAIN_TEXT,
+    st.integers(-30, 30).map(str), _DATES.filter(lambda d: d.startswith("201") and "25:" not in d and "-1 " not in d),
+    st.sampled_from(["2.55", "0.005", "1.005", "0.125", "0", "0.00", "-11062.06", "3", "0.001", "999999.999999"]),
+    st.sampled_from(["17850.0", "12346", "", "017850.0", "0"]), _COUNTRIES)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(_ORDINARY.map(list), max_size=30), st.booleans())
+def test_fast_path_takes_ordinary_files_and_maps_them_as_the_row_path_does(
+        tmp_path: Path, lines: list[list[str]], gz: bool) -> None:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([RETAIL_HEADER.strip().split(","), *lines])
+    path = tmp_path / ("f.csv.gz" if gz else "f.csv")
+    path.write_bytes(gzip.compress(out.getvalue().encode()) if gz else out.getvalue().encode())
+    fast = _map_retail_file(path, "org", "st", None)
+    assert fast is not None, "an ordinary file went the row path"
+    same(fast, _map_csv_file(path, "online-retail", "org", "st"))
+
+
 @pytest.mark.parametrize("text", [
     "",  # empty
     "\n",  # a blank header
