@@ -9,6 +9,7 @@ runs, what the server's own per-event work costs in this process on one core: pa
 (`parse_batch`), the pre-fast-path checked reader, `Event.to_json`, the monitor's count.
 
     .venv/bin/python bench/events_api.py [--batches 200] [--concurrency 8] [--processes 1,2] [--rounds 2]
+                                          [--baseline-src DIR --baseline-name NAME]
 """
 
 from __future__ import annotations
@@ -206,8 +207,9 @@ def per_event_costs(body: bytes) -> list[tuple[str, float]]:
 
 # --- main ----------------------------------------------------------------------------------------
 
-def start(name: str, command: list[str], workdir: Path, procs: list, port: int) -> Row:
-    p = bi.Proc(name, command, workdir / "server.log", cwd=REPO)
+def start(name: str, command: list[str], workdir: Path, procs: list, port: int, src: Path = REPO) -> Row:
+    env = {**os.environ, "PYTHONPATH": str(src)}  # `-m storepulse` and its dataflow child load src's code
+    p = bi.Proc(name, command, workdir / "server.log", env=env, cwd=src)
     procs.append(p)
     bi.wait_until(lambda: bi.http_ok(port), 60, name, p)
     return Row(name, port, p.pid)
@@ -221,6 +223,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--no-gc-what-if", dest="gc_what_if", action="store_false",
                     help="skip the row of one ingest process with the GC's thresholds raised")
+    ap.add_argument("--baseline-src", type=Path,
+                    help="another storepulse source tree (e.g. `git archive <commit> | tar -x -C DIR`): its ingest and"
+                         " up are measured in the same run, for a before/after")
+    ap.add_argument("--baseline-name", default="baseline", help="what to call the --baseline-src rows")
     ap.add_argument("--serve-bare", type=int)
     ap.add_argument("--reuse-port", action="store_true")
     args = ap.parse_args()
@@ -278,13 +284,23 @@ def main() -> None:
                     "runpy.run_module('storepulse', run_name='__main__', alter_sys=True)")
             rows.append(start(f"ingest, Redis x1, gc.set_threshold({GC_WHAT_IF})", [sys.executable, "-c", code],
                               d, procs, port))
-        d = work / "up"
-        d.mkdir()
-        (d / "storepulse.toml").write_text(CONFIG)
-        port = free_port()
-        rows.append(start("up, embedded SQLite fsync x1", [
-            sys.executable, "-m", "storepulse", "up", "--config", str(d / "storepulse.toml"), "--data-dir",
-            str(d / "data"), "--http-port", str(port), "--ws-port", str(free_port())], d, procs, port))
+        trees = [("", REPO)] + ([(f" [{args.baseline_name}]", args.baseline_src.resolve())] if args.baseline_src else [])
+        for label, src in trees:
+            if label:  # the same Redis server, another source tree: before/after in one run
+                d = work / "ingest-baseline"
+                d.mkdir()
+                (d / "storepulse.toml").write_text(CONFIG)
+                port = free_port()
+                rows.append(start(f"ingest, Redis fsync always x1{label}", [
+                    sys.executable, "-m", "storepulse", "ingest", "--config", str(d / "storepulse.toml"), "--data-dir",
+                    str(d / "data"), "--http-port", str(port), "--redis", redis_url], d, procs, port, src))
+            d = work / f"up{'-baseline' if label else ''}"
+            d.mkdir()
+            (d / "storepulse.toml").write_text(CONFIG)
+            port = free_port()
+            rows.append(start(f"up, embedded SQLite fsync x1{label}", [
+                sys.executable, "-m", "storepulse", "up", "--config", str(d / "storepulse.toml"), "--data-dir",
+                str(d / "data"), "--http-port", str(port), "--ws-port", str(free_port())], d, procs, port, src))
 
         for row in rows:  # warm up: imports, Lua script load, SQLite pages, connections
             asyncio.run(drive(row.port, batches(4, f"warm{row.port}"), args.concurrency))
@@ -296,7 +312,7 @@ def main() -> None:
         print(f"\nthroughput (best of {args.rounds} rounds) and, in that round, CPU time per event accepted (us) of each"
               " part, the\ncores they kept busy, the whole machine's busy cores, and the cores that CPU per event"
               f" would need at {TARGET:,} events/s:")
-        print(f"  {'server':50s} {'events/s':>9s} {'vs bare':>7s} | {'server':>6s} {'dataflw':>7s} {'redis':>6s} "
+        print(f"  {'server':56s} {'events/s':>9s} {'vs bare':>7s} | {'server':>6s} {'dataflw':>7s} {'redis':>6s} "
               f"{'client':>6s} {'total':>6s} | {'ours':>5s} {'machine':>7s} | {'cores@' + format(TARGET, ','):>13s}")
         for r in rows:
             i = max(range(len(r.rates)), key=r.rates.__getitem__)
@@ -306,7 +322,7 @@ def main() -> None:
             parts = [smp.server / n, smp.dataflow / n, redis, smp.client / n]
             total = sum(parts)
             ours = (smp.server + smp.dataflow + (smp.redis if "Redis" in r.name else 0.0) + smp.client) / smp.wall
-            print(f"  {r.name:50s} {rate:>9,.0f} {rate / bare:7.2f} | " + " ".join(f"{x:6.2f}" for x in parts[:1])
+            print(f"  {r.name:56s} {rate:>9,.0f} {rate / bare:7.2f} | " + " ".join(f"{x:6.2f}" for x in parts[:1])
                   + f" {parts[1]:7.2f} {parts[2]:6.2f} {parts[3]:6.2f} {total:6.2f} | {ours:5.2f} "
                   f"{smp.cores('machine'):7.2f} | {total * TARGET / 1e6:13.2f}")
         print(f"  (server: the row's storepulse or bare processes but the dataflow child of `up`; client: this process;"
