@@ -49,7 +49,6 @@ provider = "events"
 secret = "{KEY}"
 """
 BARE = "bare handler (parse only)"
-GC_WHAT_IF = "50_000, 20, 1000"
 TARGET = 200_000  # events/s, the issue's target
 
 
@@ -59,7 +58,7 @@ def serve_bare(port: int, reuse_port: bool) -> None:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from storepulse.servers import build_app, http_server, reuse_port_socket
+    from storepulse.servers import build_app, http_server, reuse_port_socket, tune_gc
 
     async def events(request: Request) -> Response:
         doc = orjson.loads(await request.body())
@@ -67,6 +66,7 @@ def serve_bare(port: int, reuse_port: bool) -> None:
                         media_type="application/json")
 
     server = http_server(build_app([Route("/v1/events", events, methods=["POST"])]), "127.0.0.1", port)
+    tune_gc()  # the same runtime settings as storepulse's servers
     uvloop.run(server.serve(sockets=[reuse_port_socket("127.0.0.1", port)] if reuse_port else None))
 
 
@@ -221,8 +221,6 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8, help="client connections (spread over the processes)")
     ap.add_argument("--processes", default="1,2", help="ingest (and bare) process counts to measure")
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--no-gc-what-if", dest="gc_what_if", action="store_false",
-                    help="skip the row of one ingest process with the GC's thresholds raised")
     ap.add_argument("--baseline-src", type=Path,
                     help="another storepulse source tree (e.g. `git archive <commit> | tar -x -C DIR`): its ingest and"
                          " up are measured in the same run, for a before/after")
@@ -271,19 +269,6 @@ def main() -> None:
             if n > 1:
                 cmd += ["--processes", str(n)]
             rows.append(start(f"ingest, Redis fsync always x{n}", cmd, d, procs, port))
-        if args.gc_what_if:
-            # The same server with the cyclic GC's thresholds raised (it was ~a quarter of the ingest
-            # process's busy samples under py-spy): what a gc.freeze()/set_threshold at startup would buy.
-            d = work / "ingest-gc"
-            d.mkdir()
-            (d / "storepulse.toml").write_text(CONFIG)
-            port = free_port()
-            argv = ["storepulse", "ingest", "--config", str(d / "storepulse.toml"), "--data-dir", str(d / "data"),
-                    "--http-port", str(port), "--redis", redis_url]
-            code = (f"import gc, runpy, sys; gc.set_threshold({GC_WHAT_IF}); sys.argv = {argv!r}; "
-                    "runpy.run_module('storepulse', run_name='__main__', alter_sys=True)")
-            rows.append(start(f"ingest, Redis x1, gc.set_threshold({GC_WHAT_IF})", [sys.executable, "-c", code],
-                              d, procs, port))
         trees = [("", REPO)] + ([(f" [{args.baseline_name}]", args.baseline_src.resolve())] if args.baseline_src else [])
         for label, src in trees:
             if label:  # the same Redis server, another source tree: before/after in one run

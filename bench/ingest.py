@@ -80,7 +80,7 @@ def serve_bare(host: str, port: int, reuse_port: bool = False) -> None:
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    from storepulse.servers import build_app, http_server, reuse_port_socket
+    from storepulse.servers import build_app, http_server, reuse_port_socket, tune_gc
 
     async def webhook(request: Request) -> Response:
         body = await request.body()
@@ -88,6 +88,7 @@ def serve_bare(host: str, port: int, reuse_port: bool = False) -> None:
         return JSONResponse({"status": "accepted", "events": [f"stripe:{request.path_params['store_id']}:{len(body)}"]})
 
     server = http_server(build_app([Route("/webhooks/stripe/{store_id}", webhook, methods=["POST"])]), host, port)
+    tune_gc()  # the same runtime settings as storepulse's servers: only the handler differs
     uvloop.run(server.serve(sockets=[reuse_port_socket(host, port)] if reuse_port else None))
 
 

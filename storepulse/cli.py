@@ -21,7 +21,7 @@ from core.config import Config, ConfigError
 from core.rates import Rates
 from storepulse.commands import rejected, replay, sync
 from storepulse.configfile import DEFAULT_PATH, demo_config, load_config, load_rates
-from storepulse.servers import build_app, http_server, reuse_port_socket, stop_on_signals
+from storepulse.servers import build_app, http_server, reuse_port_socket, stop_on_signals, tune_gc
 
 log = logging.getLogger("storepulse")
 
@@ -226,6 +226,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     if args.command == "up":
         supervisor = asyncio.create_task(_supervise(_flows_command(args, path), stop))
     server = http_server(build_app(routes), args.host, args.http_port)
+    tune_gc()
     sockets = [reuse_port_socket(args.host, args.http_port)] if getattr(args, "reuse_port", False) else None
     http_task = asyncio.create_task(server.serve(sockets=sockets))
     while not server.started and not http_task.done():

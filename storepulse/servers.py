@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -55,6 +56,14 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.setblocking(False)
     return sock
+
+
+def tune_gc() -> None:
+    """Servers make garbage per request but few reference cycles: refcounting frees it. The default
+    gen-0 threshold (700 allocations) ran the cyclic collector several times per 1,000-event batch
+    (a fifth of the ingest server's CPU in profiles). Startup objects are frozen out of every scan."""
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 def stop_on_signals() -> asyncio.Event:
