@@ -4,15 +4,8 @@ Two layers, like every adapter in ingest/:
 
 - pure mappers, one per dataset: `feed(row)` a CSV row at a time, then `finish()` returns the
   events in time order with the rows it skipped, counted by reason. No I/O, no clock;
-- a thin driver: `map_file` reads a .csv or .csv.gz file through a mapper, `append_events`
+- a thin driver: `map_file` streams a .csv or .csv.gz file through a mapper, `append_events`
   appends the events in batches at a given pace, `replay` does both.
-
-online-retail files are read the fast way (`_map_retail_file`: DuckDB reads, classifies and
-groups the lines and finds the distinct items in native code; Python builds only the events); a
-file that way is not proven for (a CR, a NUL, odd quoting, a Quantity or UnitPrice that is not
-plain, bytes that are not UTF-8...) goes the row-by-row way (`_map_csv_file`: csv.reader and
-`feed`), which is the reference: the tests check that both give the same events, byte for byte, on
-generated files and on the whole real file.
 
 Event ids are deterministic (`replay:<store>:invoice:<InvoiceNo>`, ...), so replaying a file
 twice appends nothing the second time, and exact duplicate lines of a file collapse in the log.
@@ -51,16 +44,14 @@ import hashlib
 import io
 import re
 import time
-import zlib
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from core.events import Event, Item, Kind
@@ -126,23 +117,6 @@ def _local_ms(text: str, tz: ZoneInfo | timezone, suffix: str = "") -> int:
     return (dt - _EPOCH) // _MS
 
 
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
-
-class _Memo(dict[K, V], Generic[K, V]):
-    """f(key), computed once per distinct key: `map(memo.__getitem__, keys)` runs in C for every
-    key seen before, and a data set repeats its prices, dates, customers and items a lot."""
-
-    def __init__(self, f: Callable[[K], V]) -> None:
-        super().__init__()
-        self._f = f
-
-    def __missing__(self, key: K) -> V:
-        value = self[key] = self._f(key)
-        return value
-
-
 # --- online-retail -----------------------------------------------------------------------------
 
 _LONDON = ZoneInfo("Europe/London")
@@ -169,27 +143,6 @@ def _invoice_kind(invoice: str) -> bool | str:
     if invoice[:1] == "A":
         return "adjustment invoice (InvoiceNo starts with 'A')"
     return "InvoiceNo neither digits nor 'C' + digits"
-
-
-def _customer_id(text: str) -> str | None:
-    """'17850.0' -> '17850', '' -> None (guest); '' is returned for a value that is no integer."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        number = Decimal(text)
-    except InvalidOperation:
-        return ""
-    if not number.is_finite() or number != number.to_integral_value() or number < 0:
-        return ""
-    return str(int(number))
-
-
-def _london_ms(text: str) -> int | None:
-    try:
-        return _local_ms(text, _LONDON)
-    except ValueError:
-        return None
 
 
 class OnlineRetail:
@@ -287,10 +240,19 @@ class OnlineRetail:
         return self._last_date[1]
 
     def _customer(self, text: str) -> str | None:
+        """'17850.0' -> '17850', '' -> None (guest); '' is returned for a value that is no integer."""
         if self._last_customer[0] != text:
-            value = _customer_id(text)
-            if value == "":
-                return ""
+            text_ = text.strip()
+            if not text_:
+                value: str | None = None
+            else:
+                try:
+                    number = Decimal(text_)
+                except InvalidOperation:
+                    return ""
+                if not number.is_finite() or number != number.to_integral_value() or number < 0:
+                    return ""
+                value = str(int(number))
             self._last_customer = (text, value)
         return self._last_customer[1]
 
@@ -530,17 +492,8 @@ def _csv_rows(path: Path) -> Iterator[tuple[Iterator[list[str]], Callable[[], in
 
 
 def map_file(path: Path, dataset: str, org: str, store: str, progress: Progress | None = None) -> Mapped:
-    """Maps a .csv or .csv.gz file with the dataset's mapper (which holds its events: online-retail
+    """Streams a .csv or .csv.gz file through the dataset's mapper (which holds its events: online-retail
     needs all lines of an invoice, which the file does not keep together, and both are emitted in time order)."""
-    if dataset == "online-retail":
-        mapped = _map_retail_file(path, org, store, progress)
-        if mapped is not None:
-            return mapped
-    return _map_csv_file(path, dataset, org, store, progress)
-
-
-def _map_csv_file(path: Path, dataset: str, org: str, store: str, progress: Progress | None = None) -> Mapped:
-    """Streams the file through csv.reader and the mapper's feed(), a row at a time."""
     with _csv_rows(path) as (rows, position, size), _no_cyclic_gc():
         n = 0
         try:
@@ -559,184 +512,6 @@ def _map_csv_file(path: Path, dataset: str, org: str, store: str, progress: Prog
         if progress is not None:
             progress("reading", size, size)
         return m.finish()
-
-
-# --- online-retail, the fast way: DuckDB ----------------------------------------------------------
-
-_RETAIL_HEADER = ",".join(_OR_COLUMNS).encode()
-# csv.reader and DuckDB's reader (quote and escape '"') read a line with a quote alike when each of
-# its fields is free of quotes or wholly quoted, with quotes inside doubled (RFC 4180).
-_RFC_LINE = re.compile(rb'(?:[^",\n]*|"(?:[^"]|"")*")(?:,(?:[^",\n]*|"(?:[^"]|"")*"))*')
-
-# Every line, numbered in file order, classified as OnlineRetail._line does. Quantity and UnitPrice
-# are read only when they are plain ("ordinary"): then SQL's BIGINT and DECIMAL(18, 6) are exactly
-# Python's int and Decimal, and money is integer arithmetic in millionths of a pound: half up of
-# x / 10^4 for x >= 0 is (x + 5000) // 10^4.
-_RETAIL_LINES = r"""
-CREATE TEMP TABLE l AS
-WITH raw AS (
-    SELECT ordinality AS n, coalesce(InvoiceNo, '') AS inv, coalesce(StockCode, '') AS code,
-           coalesce(Description, '') AS descr, coalesce(Quantity, '') AS qs, coalesce(InvoiceDate, '') AS d,
-           coalesce(UnitPrice, '') AS ps, coalesce(CustomerID, '') AS cust, coalesce(Country, '') AS country
-    FROM read_csv($path, header = true, delim = ',', quote = '"', escape = '"', auto_detect = false,
-                  strict_mode = true, max_line_size = 131072, compression = $compression,
-                  columns = {'InvoiceNo': 'VARCHAR', 'StockCode': 'VARCHAR', 'Description': 'VARCHAR',
-                             'Quantity': 'VARCHAR', 'InvoiceDate': 'VARCHAR', 'UnitPrice': 'VARCHAR',
-                             'CustomerID': 'VARCHAR', 'Country': 'VARCHAR'}) WITH ORDINALITY
-), kinds AS (
-    SELECT *, CASE WHEN regexp_full_match(inv, '[0-9]+') THEN 0 WHEN regexp_full_match(inv, 'C[0-9]+') THEN 1
-                   WHEN starts_with(inv, 'A') THEN 2 ELSE 3 END AS kind,
-              regexp_full_match(qs, '-?[0-9]{1,9}') AND regexp_full_match(ps, '-?[0-9]{1,12}(\.[0-9]{1,6})?') AS ordinary
-    FROM raw
-), parsed AS (
-    SELECT *, CASE WHEN ordinary THEN CAST(qs AS BIGINT) END AS q,
-              CASE WHEN ordinary THEN CAST(CAST(ps AS DECIMAL(18, 6)) * 1000000 AS BIGINT) END AS micros
-    FROM kinds
-)
-SELECT *, coalesce((kind = 0 AND q > 0 OR kind = 1 AND q < 0) AND micros > 0, false) AS counted,
-       abs(q) AS aq, (micros + 5000) // 10000 AS minor, (CAST(abs(q) AS HUGEINT) * micros + 5000) // 10000 AS pence
-FROM parsed
-"""
-# What feed() would count as skipped, by reason: (reason, lines, first line).
-_RETAIL_SKIPS = (
-    ("adjustment invoice (InvoiceNo starts with 'A')", "kind = 2"),
-    ("InvoiceNo neither digits nor 'C' + digits", "kind = 3"),
-    ("order line with Quantity <= 0", "kind = 0 AND q <= 0"),
-    ("order line with UnitPrice <= 0", "kind = 0 AND q > 0 AND micros <= 0"),
-    ("refund line with Quantity >= 0", "kind = 1 AND q >= 0"),
-    ("refund line with UnitPrice <= 0", "kind = 1 AND q < 0 AND micros <= 0"),
-)
-_RETAIL_COUNTS = "SELECT count(*), count(*) FILTER (WHERE kind < 2 AND NOT ordinary), " + ", ".join(
-    f"count(*) FILTER (WHERE {where}), min(n) FILTER (WHERE {where})" for _, where in _RETAIL_SKIPS) + " FROM l"
-# The distinct items of counted lines (a tenth of the lines: an Item is shared, it is immutable),
-# numbered in the order of their first line: Python makes them in that order, so the events of a
-# stretch of the file find theirs close together in memory (serializing them is 1.5x faster so).
-_RETAIL_ITEMS = """
-CREATE TEMP TABLE items AS
-SELECT row_number() OVER (ORDER BY first) - 1 AS id, code, aq, minor, descr
-FROM (SELECT code, aq, minor, descr, min(n) AS first FROM l WHERE counted GROUP BY ALL)
-"""
-# One row per order or refund invoice; its items as item ids in file order.
-_RETAIL_INVOICES = """
-SELECT l.inv, any_value(l.kind) = 1, min(l.n), list(DISTINCT l.d), list(DISTINCT l.cust),
-       arg_min(l.cust, l.n), arg_min(l.country, l.n), sum(l.pence) FILTER (WHERE l.counted),
-       list(items.id ORDER BY l.n) FILTER (WHERE l.counted)
-FROM l LEFT JOIN items ON l.counted AND l.code = items.code AND l.aq = items.aq AND l.minor = items.minor
-                          AND l.descr = items.descr
-WHERE l.kind < 2
-GROUP BY l.inv
-"""
-
-
-def _map_retail_file(path: Path, org: str, store: str, progress: Progress | None) -> Mapped | None:
-    """online-retail, the fast way: DuckDB reads the file, classifies and groups its lines and
-    finds the distinct items in native code (on every core), so Python builds only the invoices'
-    events and one Item per distinct item. The events are OnlineRetail's, exactly.
-
-    None, having done nothing else, when the file holds anything for which that is not proven:
-    then the row path reads it (and says why it cannot, if so). It must be plain CSV that
-    csv.reader and DuckDB read alike (checked on the decompressed bytes on a thread, while DuckDB
-    reads), with every order and refund line ordinary (plain Quantity and UnitPrice, an InvoiceDate
-    and CustomerID that feed() reads).
-    """
-    import duckdb  # here: every other storepulse command starts faster without it
-
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        gz = f.read(2) == b"\x1f\x8b"
-    if progress is not None:
-        progress("reading", 0, size)
-    with ThreadPoolExecutor(1) as pool, _no_cyclic_gc():
-        lines = pool.submit(_plain_csv_lines, path, gz)
-        con = duckdb.connect()
-        try:
-            con.execute(_RETAIL_LINES, {"path": str(path), "compression": "gzip" if gz else "none"})
-            rows, odd, *skips = con.execute(_RETAIL_COUNTS).fetchone()  # type: ignore[misc]
-            if odd or lines.result() != rows + 1:
-                return None
-            if progress is not None:
-                progress("reading", size * 3 // 4, size)
-            con.execute(_RETAIL_ITEMS)
-            items = [Item(code, qty, minor, descr.strip()) for code, qty, minor, descr in
-                     con.execute("SELECT code, aq, minor, descr FROM items ORDER BY id").fetchall()]
-            invoices = con.execute(_RETAIL_INVOICES).fetchall()
-        except duckdb.Error:
-            return None
-        finally:
-            con.close()
-        mapped = _retail_events(org, store, invoices, items)
-        if mapped is None:
-            return None
-        mapped.rows = rows
-        firsts = sorted((first, reason, n) for (reason, _), n, first in zip(_RETAIL_SKIPS, skips[::2], skips[1::2]) if n)
-        mapped.skipped.update({reason: n for _, reason, n in firsts})  # in the order feed() meets them
-        if progress is not None:
-            progress("reading", size, size)
-        return mapped
-
-
-def _retail_events(org: str, store: str, invoices: list[tuple[Any, ...]], items: list[Item]) -> Mapped | None:
-    """OnlineRetail.finish() of the invoices that _RETAIL_INVOICES gave; None if a line of one has an
-    InvoiceDate or CustomerID that feed() would skip (not a case for the fast path)."""
-    times, customers = _Memo(_london_ms), _Memo(_customer_id)
-    item = items.__getitem__
-    timed = []
-    empty = 0
-    for number, refund, seq, dates, custs, cust, country, amount, ids in invoices:
-        at = list(map(times.__getitem__, dates))
-        if None in at or "" in map(customers.__getitem__, custs):
-            return None
-        if ids is None:
-            empty += 1
-            continue
-        country = country.strip()
-        timed.append((min(at), seq, Event(
-            id=f"replay:{store}:invoice:{number}",
-            kind=Kind.ORDER_REFUNDED if refund else Kind.ORDER_PAID,
-            org=org,
-            store=store,
-            time=min(at),
-            amount=int(amount),
-            currency=OnlineRetail.currency,
-            customer=customers[cust],
-            order=None if refund else number,
-            refund=number if refund else None,
-            items=tuple(map(item, ids)),
-            raw_id=number,
-            attrs={"country": country} if country else {},
-        )))
-    timed.sort(key=lambda t: (t[0], t[1]))
-    return Mapped([e for _, _, e in timed], 0, Counter(), empty)
-
-
-def _plain_csv_lines(path: Path, gz: bool) -> int | None:
-    """The number of lines of the file if csv.reader (newline="") reads one record from each line,
-    the same one DuckDB reads, and the first is online-retail's header: UTF-8 without CR or NUL,
-    every line with a quote in RFC 4180 form, and as many commas between fields as 8 fields a line
-    make (DuckDB reads a line it can take as 8 fields only, but it also takes 8 fields and a comma
-    after them). None otherwise. (zlib lets go of the GIL, so this runs beside DuckDB's reading.)"""
-    try:
-        data = path.read_bytes()
-        if gz:
-            data = gzip.decompress(data)
-        data.decode("utf-8")
-    except (OSError, EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError):
-        return None
-    if b"\r" in data or b"\0" in data or not data.startswith(_RETAIL_HEADER + b"\n"):
-        return None
-    lines = data.count(b"\n") + (not data.endswith(b"\n"))
-    quoted_lines = quoted_commas = pos = 0
-    while (at := data.find(b'"', pos)) >= 0:
-        start, end = data.rfind(b"\n", 0, at) + 1, data.find(b"\n", at)
-        end = len(data) if end < 0 else end
-        if _RFC_LINE.fullmatch(data, start, end) is None:
-            return None
-        if len(next(csv.reader([data[start:end].decode()]))) != len(_OR_COLUMNS):
-            return None
-        quoted_lines, quoted_commas, pos = quoted_lines + 1, quoted_commas + data.count(b",", start, end), end + 1
-    if data.count(b",") - quoted_commas != (len(_OR_COLUMNS) - 1) * (lines - quoted_lines):
-        return None
-    return lines
 
 
 async def append_events(
@@ -760,9 +535,9 @@ async def append_events(
     if progress is not None:
         progress("appending", 0, len(events))
     # The mapper made its events with the collector paused, so they are all still in its youngest
-    # generation: with it on, the log's allocations (rows, the instance dicts orjson makes on first
-    # serializing) set off collections that walk every one of them again and again (online-retail:
-    # ~1 s of a 1.5-2.5 s append). Appending makes no cycles; pause it here too.
+    # generation: with it on, the log's allocations (rows, the instance dicts orjson makes when it
+    # first serializes an event or item) set off collections that walk all of them again and again
+    # (online-retail: ~1 s of a 1.5-2.5 s append). Appending makes no cycles; pause it here too.
     with _no_cyclic_gc():
         for i in range(0, len(events), batch):
             if speed is not None:

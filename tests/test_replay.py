@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import gc
 import gzip
 import io
 import re
@@ -18,13 +19,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from core.events import Event, Item, Kind, event_from_json
-from ingest.replay import (
-    DatasetError, Mapped, Summary, _map_csv_file, _map_retail_file, append_events, map_file, map_rows, replay,
-)
+from ingest.replay import DatasetError, Mapped, Summary, append_events, map_file, map_rows, replay
 from state.log import partition_of
 from state.redis_log import RedisEventLog, RedisLogReader
 from state.sqlite_log import SqliteEventLog, SqliteLogReader
@@ -156,6 +153,11 @@ def test_lines_and_invoices_that_fit_no_rule_are_skipped_by_reason() -> None:
     assert (m.rows, m.empty_invoices) == (13, 2)
 
 
+def test_an_empty_invoice_number_is_skipped_with_its_reason_even_on_the_first_line() -> None:
+    m = retail(",X,X,1,2010-12-01 08:26:00,1.00,,United Kingdom\n" * 2 + "536365,X,X,1,2010-12-01 08:26:00,1.00,,UK\n")
+    assert m.skipped == Counter({"InvoiceNo neither digits nor 'C' + digits": 2}) and len(m.events) == 1
+
+
 @pytest.mark.parametrize(("raw", "customer"), [("17850.0", "17850"), ("12346", "12346"), ("", None), (" 13047.0 ", "13047")])
 def test_customer_id_is_an_integer_string_or_a_guest(raw: str, customer: str | None) -> None:
     (e,) = retail(f"536365,X,X,1,2010-12-01 08:26:00,1.00,{raw},United Kingdom\n").events
@@ -167,118 +169,6 @@ def test_wrong_file_for_the_dataset_says_what_is_missing() -> None:
         map_rows("online-retail", "o", "s", csv.reader(io.StringIO(REES_HEADER)))
     with pytest.raises(DatasetError, match="it is empty"):
         map_rows("rees46", "o", "s", [])
-
-
-# --- online-retail: the column-wise fast path equals the row-by-row mapping ---------------------------
-
-
-def both_ways(path: Path) -> tuple[Mapped | str, Mapped | str]:
-    """map_file (fast path, falling back when it must) and the row-by-row csv.reader path; a DatasetError as its text."""
-    out: list[Mapped | str] = []
-    for f in (map_file, _map_csv_file):
-        try:
-            out.append(f(path, "online-retail", "org", "st"))
-        except DatasetError as exc:
-            out.append(str(exc))
-    return out[0], out[1]
-
-
-def same(a: Mapped | str, b: Mapped | str) -> None:
-    if isinstance(a, str) or isinstance(b, str):
-        assert a == b
-        return
-    assert (a.rows, a.skipped, a.empty_invoices) == (b.rows, b.skipped, b.empty_invoices)
-    assert a.events == b.events
-    assert [e.to_json() for e in a.events] == [e.to_json() for e in b.events]
-
-
-# Fields that a real export has, and the ways they go wrong; CSV quoting is added by csv.writer.
-_INVOICES = st.sampled_from(["536365", "536366", "536367", "C536368", "C536369", "A563185", "X1", "", "0536365"])
-_CODES = st.sampled_from(["85123A", "71053", "POST", "D", "", " 22 ", "a,b", 'q"t'])
-_TEXT = st.text(st.sampled_from(list('AB ,"\t\xa0\u2003\u00e9') + ["\n"]), max_size=6)
-_QTYS = st.sampled_from(["6", "-6", "0", "1", "-1", "+2", " 3", "1_0", "two", "", "007", "-12"])
-_DATES = st.sampled_from([
-    "2010-12-01 08:26:00", "2010-12-01 08:25:00", "2011-03-27 01:30:00", "2011-03-27 02:30:00",
-    "2011-10-30 01:30:00", "2011-10-30 01:10:00", "2010-12-01 25:06:00", "2010-12-1 08:26:00", ""])
-_PRICES = st.sampled_from(["2.55", "0.005", "1.005", "0.125", "0", "0.0", "-11062.06", "1e-3", "1.5x", " 2.5", "3", "", "NaN"])
-_CUSTOMERS = st.sampled_from(["17850.0", "12346", "", " 13047.0 ", "17850.5", "-1", "x"])
-_COUNTRIES = st.sampled_from(["United Kingdom", " France ", "", "EIRE"])
-_LINE = st.tuples(_INVOICES, _CODES, _TEXT, _QTYS, _DATES, _PRICES, _CUSTOMERS, _COUNTRIES)
-
-
-@st.composite
-def retail_files(draw: st.DrawFn) -> str:
-    lines = draw(st.lists(st.one_of(_LINE.map(list), st.lists(st.sampled_from(["1", "x", ""]), max_size=9)), max_size=25))
-    out = io.StringIO()
-    csv.writer(out, lineterminator=draw(st.sampled_from(["\n", "\r\n"]))).writerows([RETAIL_HEADER.strip().split(","), *lines])
-    text = out.getvalue()
-    if draw(st.booleans()):
-        text = text.replace("\r\n", "\n").rstrip("\n")  # no newline at the end
-    return text
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(retail_files(), st.booleans())
-def test_fast_path_maps_any_file_as_the_row_path_does(tmp_path: Path, text: str, gz: bool) -> None:
-    path = tmp_path / ("f.csv.gz" if gz else "f.csv")
-    data = text.encode()
-    path.write_bytes(gzip.compress(data) if gz else data)
-    same(*both_ways(path))
-
-
-# Files the fast path must take (plain CSV, every order and refund line ordinary), with what still
-# varies in real exports: quoting, commas and quotes in text, padding, free lines, refunds, prices
-# of fractional pence, lines of one invoice apart and a minute apart, DST edges, guests.
-_PLAIN_TEXT = st.text(st.sampled_from(list('AB ,"\t\xa0\u2003\u00e9\u00a3')), max_size=8)
-_ORDINARY = st.tuples(
-    st.sampled_from(["536365", "536366", "C536367", "C536368", "A563185", "X1", ""]),
-    st.sampled_from(["85123A", "71053", "POST", "D", "", " 22 ", "a,b", 'q"t']), _PLAIN_TEXT,
-    st.integers(-30, 30).map(str), _DATES.filter(lambda d: d.startswith("201") and "25:" not in d and "-1 " not in d),
-    st.sampled_from(["2.55", "0.005", "1.005", "0.125", "0", "0.00", "-11062.06", "3", "0.001", "999999.999999"]),
-    st.sampled_from(["17850.0", "12346", "", "017850.0", "0"]), _COUNTRIES)
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(_ORDINARY.map(list), max_size=30), st.booleans())
-def test_fast_path_takes_ordinary_files_and_maps_them_as_the_row_path_does(
-        tmp_path: Path, lines: list[list[str]], gz: bool) -> None:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows([RETAIL_HEADER.strip().split(","), *lines])
-    path = tmp_path / ("f.csv.gz" if gz else "f.csv")
-    path.write_bytes(gzip.compress(out.getvalue().encode()) if gz else out.getvalue().encode())
-    fast = _map_retail_file(path, "org", "st", None)
-    assert fast is not None, "an ordinary file went the row path"
-    same(fast, _map_csv_file(path, "online-retail", "org", "st"))
-
-
-@pytest.mark.parametrize("text", [
-    "",  # empty
-    "\n",  # a blank header
-    RETAIL_HEADER + "\n",  # a blank line
-    RETAIL_HEADER + "536365,X,X,1,2010-12-01 08:26:00,1.00,,United Kingdom\n" * 2 + "\x00\n",  # a NUL: csv refuses it
-    RETAIL_HEADER + '536365,X,"two\nlines",1,2010-12-01 08:26:00,1.00,,United Kingdom\n',
-    RETAIL_HEADER + '536365,X,"open,1,2010-12-01 08:26:00,1.00,,United Kingdom\n',  # a quote never closed
-    RETAIL_HEADER + "536365,X,X,1,2010-12-01 08:26:00,1.00,,United Kingdom\r536366,X,X,1,2010-12-01 08:26:00,1.00,,UK\n",
-    "\ufeff" + RETAIL_HEADER + "536365,X,X,1,2010-12-01 08:26:00,1.00,,United Kingdom",  # a BOM
-    RETAIL_HEADER.replace("Country", "Land"),
-    RETAIL_HEADER + "536365,X," + "D" * 140_000 + ",1,2010-12-01 08:26:00,1.00,,United Kingdom\n",  # over csv's field limit
-])
-def test_fast_path_edge_files(tmp_path: Path, text: str) -> None:
-    path = tmp_path / "f.csv"
-    path.write_bytes(text.encode())
-    same(*both_ways(path))
-    (tmp_path / "bad.csv.gz").write_bytes(gzip.compress(text.encode())[:-9])  # cut short
-    (tmp_path / "bad.csv").write_bytes(text.encode() + b"\xff")  # not UTF-8
-    same(*both_ways(tmp_path / "bad.csv.gz"))
-    same(*both_ways(tmp_path / "bad.csv"))
-
-
-@needs_retail
-def test_fast_path_maps_the_whole_file_exactly_as_the_row_path_does() -> None:
-    """Money, times, items and skip counts of all 541,909 lines, byte for byte in the log's encoding."""
-    fast = _map_retail_file(RETAIL, "org", "st", None)  # None would mean it fell back to the row path
-    assert fast is not None and len(fast.events) == 23_795
-    same(fast, _map_csv_file(RETAIL, "online-retail", "org", "st"))
 
 
 # --- rees46: the pure mapping --------------------------------------------------------------------
@@ -369,6 +259,10 @@ def test_plain_and_gzip_csv_map_the_same(tmp_path: Path) -> None:
     empty.write_text("")
     with pytest.raises(DatasetError, match="empty"):
         map_file(empty, "rees46", "o", "s")
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(gzip.compress(SMALL_REES.encode())[:15])  # not even the header line survives
+    with pytest.raises(DatasetError, match="unreadable after 0 rows"):
+        map_file(cut, "rees46", "o", "s")
 
 
 def test_speed_paces_the_appends(tmp_path: Path) -> None:
@@ -389,6 +283,34 @@ def test_speed_paces_the_appends(tmp_path: Path) -> None:
     assert 0.19 <= took < 5
     took, summary, done = asyncio.run(go(None))
     assert done == [0, 300] and summary.appended == 300
+
+
+class GcProbeLog:
+    """An in-memory log that notes whether the cyclic garbage collector was on during each append."""
+
+    partitions = 4
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, str]] = set()
+        self.collector_on: list[bool] = []
+
+    async def append(self, events: list[Event]) -> list[bool]:
+        self.collector_on.append(gc.isenabled())
+        out = [(e.org, e.id) not in self.seen for e in events]
+        self.seen.update((e.org, e.id) for e in events)
+        return out
+
+    async def close(self) -> None:
+        pass
+
+
+def test_appending_pauses_the_cyclic_collector_and_restores_it() -> None:
+    events = rees(SMALL_REES.split("\n", 1)[1]).events
+    log, summary = GcProbeLog(), Summary()
+    assert gc.isenabled()
+    asyncio.run(append_events(log, events, summary, batch=100))
+    assert log.collector_on == [False, False, False] and gc.isenabled()
+    assert (summary.appended, summary.duplicates) == (300, 0)
 
 
 # --- the command ---------------------------------------------------------------------------------
