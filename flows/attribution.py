@@ -49,6 +49,11 @@ class Order:
     person: str | None
     touch: Touch | None = None
 
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        # Snapshots pickle a week of orders each epoch: a plain tuple pickles several times faster.
+        return (Order, (self.store, self.order, self.time, self.id, self.day, self.amount, self.currency, self.person,
+                        self.touch))
+
 
 def person_of(e: Event) -> str | None:
     return f"c:{e.customer}" if e.customer else f"v:{e.visitor}" if e.visitor else None

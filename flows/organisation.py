@@ -130,15 +130,17 @@ class Organisation:
         ledger, shoppers = self.ledger, self.shoppers
         for e in events:
             t = e.time if ahead is None or e.time <= ahead else ahead
+            moved = False
             if self.latest is None or t > self.latest:
                 self.latest = t
                 if self.watermark is None or t - ALLOWED_LATENESS_MS > self.watermark:
-                    self.watermark = t - ALLOWED_LATENESS_MS
+                    self.watermark, moved = t - ALLOWED_LATENESS_MS, True
             ledger.fold(e, self.watermark)
             for r in shoppers.apply(e):
                 last[(r.kind, r.key)] = r
-            for r in shoppers.advance(self.watermark):  # type: ignore[arg-type]
-                last[(r.kind, r.key)] = r
+            if moved:
+                for r in shoppers.advance(self.watermark):  # type: ignore[arg-type]
+                    last[(r.kind, r.key)] = r
         self.folded += len(events)
         out: list[Bucket | Record] = ledger.flush(version)
         out.extend(last.values())

@@ -19,7 +19,8 @@ caller passes with each event):
 - an order's facts are held while W <= its placed time + H (its earliest placed-or-paid event; an
   order known only from refunds or a cancel: the latest of those) and forgotten after;
 - a refund without an order (a credit note) is held while W <= its latest report + H;
-- day and hour buckets are held while they can still change: until W - H is past their end.
+- day and hour buckets are held while they can still change: until W - H is past their end (swept
+  once a week of W's progress, so up to a week longer).
 An order, cancel or refund event older than W - H is too late: it is not counted (`too_late`), since
 the buckets it would change are no longer held. A refund naming an order whose facts are not held
 (forgotten after the horizon, or not seen yet) is counted on its own day as usual and counted in
@@ -33,6 +34,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import attrgetter
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -72,6 +74,8 @@ def _oldest_buckets(horizon_ms: int, watermark_ms: int) -> tuple[tuple[str, str]
 Key = tuple[str, str, str, str]
 GROSS, REFUNDS, ORDERS, PAID, ITEMS = range(5)
 LEDGER_KINDS = frozenset({Kind.ORDER_PAID, Kind.ORDER_PLACED, Kind.ORDER_REFUNDED, Kind.ORDER_CANCELLED})
+_LINE = attrgetter("product", "qty", "unit_price", "name")  # an item as its record shows it
+_QTY = attrgetter("qty")
 # The tables that flows/segments.py keeps on disk: everything else of a ledger is small.
 TABLES = ("orders", "refunds", "buckets")
 
@@ -97,7 +101,9 @@ class OrderFacts:
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         # Segments pickle orders by the thousand: a plain tuple of fields pickles several times faster.
-        return (OrderFacts, tuple(getattr(self, f) for f in self.__slots__))
+        return (OrderFacts, (self.store, self.order, self.placed, self.placed_currency, self.paid, self.currency,
+                             self.amount, self.items, self.units, self.customer, self.source, self.refunds,
+                             self.cancelled, self.noted))
 
     @property
     def anchor(self) -> int:
@@ -134,9 +140,12 @@ class RevenueLedger:
     _alerts: list[Record] = field(default_factory=list)
     # What changed since the last `take_changes` (for segments), by table.
     _dirty: dict[str, set[object]] = field(default_factory=lambda: {t: set() for t in TABLES})
-    # Forgetting: (day, "o"|"r", key) by the day its entry may be forgotten after; checked lazily.
-    _expiry: list[tuple[int, str, str]] = field(default_factory=list)
+    # Forgetting: day -> keys of orders ("o") and credit notes ("r") that may be forgotten after it
+    # (checked when it comes: an anchor may have moved), and a heap of those days.
+    _expiry: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
+    _expiry_days: list[int] = field(default_factory=list)
     _swept_day: int = -(2**62)
+    _swept_week: int = -(2**62)
 
     def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
         if "refunded" in state[1]:  # the one-key state of storepulse before segments
@@ -183,8 +192,7 @@ class RevenueLedger:
             if not facts.cancelled:  # revenue moves only with refunds; the record says it was cancelled
                 facts.cancelled, order = True, facts
         if order is not None:
-            key = f"{order.store}\x1f{order.order}"
-            self._dirty["orders"].add(key)
+            self._dirty["orders"].add(f"{order.store}\x1f{order.order}")
             if order.placed is not None:
                 self._changed_orders[f"{order.store}:{order.order}"] = order
 
@@ -244,16 +252,18 @@ class RevenueLedger:
         small = RevenueLedger(self.org, self.timezone, self.plan_limit, self.horizon_ms, self.version,
                               quota=self.quota, watermark=self.watermark, too_late=self.too_late,
                               unmatched_refunds=self.unmatched_refunds)
-        small._swept_day = self._swept_day
+        small._swept_day, small._swept_week = self._swept_day, self._swept_week
         return small
 
     def with_tables(self, tables: dict[str, dict]) -> RevenueLedger:
         """Puts restored tables back (after `without_tables`) and re-indexes them for forgetting."""
         self.orders, self.refunds, self.buckets = tables.get("orders", {}), tables.get("refunds", {}), tables.get("buckets", {})
-        self._expiry = [(o.anchor // DAY_MS, "o", k) for k, o in self.orders.items()]
-        self._expiry += [(r[1] // DAY_MS, "r", k) for k, r in self.refunds.items()]
-        heapq.heapify(self._expiry)
-        self._swept_day = -(2**62)
+        self._expiry, self._expiry_days = {}, []
+        for k, o in self.orders.items():
+            self._expire("o", k, o.anchor)
+        for k, r in self.refunds.items():
+            self._expire("r", k, r[1])
+        self._swept_day = self._swept_week = -(2**62)
         return self
 
     # --- internals -------------------------------------------------------------------------------
@@ -279,6 +289,20 @@ class RevenueLedger:
             self.buckets.setdefault(key, [0, 0, 0, 0, 0])[field_] += delta
             touched.add(key)
 
+    def _add_paid(self, touched: set[Key], o: OrderFacts, time_ms: int, sign: int, placed: int) -> None:
+        """Adds (sign 1) or takes out (-1) a paid order's gross, count and items, and `placed` orders,
+        in the buckets of `time_ms`: one pass over the day and hour buckets."""
+        buckets = self.buckets
+        for key in self._keys(o.store, time_ms, o.currency):
+            b = buckets.get(key)
+            if b is None:
+                b = buckets[key] = [0, 0, 0, 0, 0]
+            b[GROSS] += sign * o.amount
+            b[ORDERS] += placed
+            b[PAID] += sign
+            b[ITEMS] += sign * o.units
+            touched.add(key)
+
     def _held(self, key: str) -> OrderFacts | None:
         """An order's facts, if still held at the current watermark (they may not be swept yet)."""
         o = self.orders.get(key)
@@ -296,29 +320,28 @@ class RevenueLedger:
 
     def _order(self, o: OrderFacts, e: Event, touched: set[Key]) -> OrderFacts | None:
         seen = (e.time, e.id)
-        changed = False
+        changed = placed_here = False
         if o.placed is None or seen < o.placed:
             if o.placed is not None:
                 self._add(touched, o.store, o.placed[0], o.placed_currency, ORDERS, -1)
             o.placed, o.placed_currency = seen, e.currency
-            self._add(touched, o.store, e.time, e.currency, ORDERS, 1)
-            heapq.heappush(self._expiry, (e.time // DAY_MS, "o", f"{o.store}\x1f{o.order}"))
-            changed = True
+            self._expire("o", f"{o.store}\x1f{o.order}", e.time)
+            changed = placed_here = True
         if o.customer is None and e.customer:
             o.customer, changed = e.customer, True
         if e.kind is not Kind.ORDER_PAID or (o.paid is not None and o.paid <= seen):
+            if placed_here:
+                self._add(touched, o.store, e.time, e.currency, ORDERS, 1)
             return o if changed else None
         if o.paid is not None:  # an earlier report of the same payment: move it there
-            for f, v in ((GROSS, o.amount), (PAID, 1), (ITEMS, o.units)):
-                self._add(touched, o.store, o.paid[0], o.currency, f, -v)
+            self._add_paid(touched, o, o.paid[0], -1, 0)
         o.paid, o.currency, o.amount = seen, e.currency, e.amount
         # copied: orjson returns its whole work buffer, kilobytes for a few items
-        o.items = bytes(memoryview(orjson.dumps([(i.product, i.qty, i.unit_price, i.name) for i in e.items])))
-        o.units = sum([i.qty for i in e.items])
+        o.items = bytes(memoryview(orjson.dumps(list(map(_LINE, e.items)))))
+        o.units = sum(map(_QTY, e.items))
         o.customer = e.customer or o.customer
         o.source = str(e.source)
-        for f, v in ((GROSS, o.amount), (PAID, 1), (ITEMS, o.units)):
-            self._add(touched, o.store, e.time, o.currency, f, v)
+        self._add_paid(touched, o, e.time, 1, 1 if placed_here else 0)
         return o
 
     def _refund(self, e: Event, touched: set[Key]) -> OrderFacts | None:
@@ -333,7 +356,7 @@ class RevenueLedger:
                 return None  # a redelivery, or an older report of a refund we know more of
             self.refunds[key] = (e.amount, max(e.time, known[1] if known else e.time))
             self._dirty["refunds"].add(key)
-            heapq.heappush(self._expiry, (self.refunds[key][1] // DAY_MS, "r", key))
+            self._expire("r", key, self.refunds[key][1])
             self._add(touched, e.store, e.time, e.currency, REFUNDS, increase)
             return None
         o = self._facts(e)
@@ -347,10 +370,19 @@ class RevenueLedger:
         self._add(touched, e.store, e.time, e.currency, REFUNDS, increase)
         return o
 
+    def _expire(self, table: str, key: str, anchor_ms: int) -> None:
+        """Files an entry to be looked at once the watermark is a horizon past its anchor's day."""
+        day = anchor_ms // DAY_MS
+        keys = self._expiry.get(day)
+        if keys is None:
+            keys = self._expiry[day] = []
+            heapq.heappush(self._expiry_days, day)
+        keys.append((table, key))
+
     def _note(self, o: OrderFacts, time_ms: int) -> None:
         if o.placed is None and time_ms > o.noted:
             o.noted = time_ms
-            heapq.heappush(self._expiry, (time_ms // DAY_MS, "o", f"{o.store}\x1f{o.order}"))
+            self._expire("o", f"{o.store}\x1f{o.order}", time_ms)
 
     def _forget(self, watermark_ms: int) -> None:
         """Drops what the watermark has put behind the horizon (values are unchanged: it was already
@@ -359,16 +391,17 @@ class RevenueLedger:
         if day <= self._swept_day:
             return
         self._swept_day = day
-        while self._expiry and self._expiry[0][0] < day:
-            _, table, key = heapq.heappop(self._expiry)
-            if table == "o":
-                o = self.orders.get(key)
-                if o is not None and not self.keeps("orders", key, o, watermark_ms):
-                    del self.orders[key]
-            else:
-                r = self.refunds.get(key)
-                if r is not None and not self.keeps("refunds", key, r, watermark_ms):
-                    del self.refunds[key]
-        stale = [k for k in self.buckets if not self.keeps("buckets", k, None, watermark_ms)]
-        for k in stale:
-            del self.buckets[k]
+        while self._expiry_days and self._expiry_days[0] < day:
+            for table, key in self._expiry.pop(heapq.heappop(self._expiry_days)):
+                if table == "o":
+                    o = self.orders.get(key)
+                    if o is not None and not self.keeps("orders", key, o, watermark_ms):
+                        del self.orders[key]
+                else:
+                    r = self.refunds.get(key)
+                    if r is not None and not self.keeps("refunds", key, r, watermark_ms):
+                        del self.refunds[key]
+        if day // 7 > self._swept_week:  # buckets are few: looked over once per week of progress
+            self._swept_week = day // 7
+            for k in [k for k in self.buckets if not self.keeps("buckets", k, None, watermark_ms)]:
+                del self.buckets[k]

@@ -13,19 +13,23 @@ without tombstones.
 
 Files never change once written: a segment is named once, written, fsynced, and only then listed in
 a snapshot, so a snapshot that Bytewax commits always lists complete files. Segments are merged so
-that there are few of them: when the newest FANOUT segments share a level they become one segment of
+that there are few of them: a segment's level says how big it is (level L holds up to LEVEL_ENTRIES
+* FANOUT**L entries), and when the newest FANOUT segments share a level they become one segment of
 the next level (entries the eviction rule drops are left out), so an entry is rewritten about
-log_FANOUT(entries / entries per snapshot) times in its life. A file that a merge replaced stays on
+log_FANOUT(entries / entries per snapshot) times in its life, and a big segment (the first one,
+or a compaction) is not rewritten by the merges of the small ones after it. A file that a merge replaced stays on
 disk for RETIRE_SNAPSHOTS more snapshots and RETIRE_SECONDS, because Bytewax may resume from an epoch
 or two before the latest snapshot; a restore deletes every file its snapshot does not list (files
 of epochs that were never committed, and retired ones). Stale copies (a key written again later, an
 entry evicted) are dropped by merges; should they still outnumber the live entries (plus
-GARBAGE_SLACK), the live tables are written out whole as one segment instead, so the files hold at
-most about twice what is live and a restore reads at most that.
+GARBAGE_SLACK), or the segments be more than MAX_SEGMENTS, the live tables are written out whole as
+one segment instead, so the files hold at most about twice what is live and a restore reads at most
+that.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import secrets
@@ -36,9 +40,11 @@ from pathlib import Path
 from typing import Any
 
 FANOUT = 8
+LEVEL_ENTRIES = 4096
 RETIRE_SNAPSHOTS = 8
 RETIRE_SECONDS = 120.0
 GARBAGE_SLACK = 10_000
+MAX_SEGMENTS = 64  # small segments stranded behind big ones (busy epochs) are compacted too
 
 Tables = dict[str, dict[Any, Any]]
 Keep = Callable[[str, Any, Any], bool]
@@ -93,18 +99,18 @@ class SegmentStore:
         entries = sum(len(t) for t in changed.values())
         if entries:
             segments = list(self.state.segments)
-            segments.append(self._write({k: v for k, v in changed.items() if v}, 0, entries))
+            segments.append(self._write({k: v for k, v in changed.items() if v}, _level(entries), entries))
             while len(segments) >= FANOUT and len({s.level for s in segments[-FANOUT:]}) == 1:
                 merged = segments[-FANOUT:]
                 segments[-FANOUT:] = [self._merge(merged, keep)]
                 self._retire(s.name for s in merged)
             stored = sum(s.entries for s in segments)
-            if stored > GARBAGE_SLACK:
+            if stored > GARBAGE_SLACK or len(segments) > MAX_SEGMENTS:
                 tables = live()
                 held = sum(len(t) for t in tables.values())
-                if stored > 2 * held + GARBAGE_SLACK:
+                if stored > 2 * held + GARBAGE_SLACK or len(segments) > MAX_SEGMENTS:
                     self._retire(s.name for s in segments)
-                    segments = [self._write(tables, max(s.level for s in segments) + 1, held)]
+                    segments = [self._write(tables, _level(held), held)]
             self.state = SegmentState(tuple(segments), self.state.written)
             _fsync_dir(self.dir)
         self._delete_retired()
@@ -140,7 +146,7 @@ class SegmentStore:
         self.state = SegmentState(self.state.segments, written)
         # The random part keeps a name from colliding with a file of an epoch that was never committed.
         name = f"{written:012d}-{level}-{secrets.token_hex(4)}.seg"
-        data = pickle.dumps(dict(tables), protocol=pickle.HIGHEST_PROTOCOL)
+        data = _dumps(dict(tables))
         with open(self.dir / name, "xb") as f:
             f.write(data)
             f.flush()
@@ -169,7 +175,8 @@ class SegmentStore:
                 tables.setdefault(name, {}).update(entries)
         for name in list(tables):
             tables[name] = {k: v for k, v in tables[name].items() if keep(name, k, v)}
-        return self._write(tables, segments[0].level + 1, sum(len(t) for t in tables.values()))
+        entries = sum(len(t) for t in tables.values())
+        return self._write(tables, max(segments[0].level + 1, _level(entries)), entries)
 
     def _retire(self, names: Iterable[str]) -> None:
         now = time.monotonic()
@@ -184,6 +191,23 @@ class SegmentStore:
             else:
                 kept.append((name, at, when))
         self._retired = kept
+
+
+def _level(entries: int) -> int:
+    level, most = 0, LEVEL_ENTRIES
+    while entries > most:
+        level, most = level + 1, most * FANOUT
+    return level
+
+
+def _dumps(tables: Tables) -> bytes:
+    # Without the memo (the tables hold no object twice that matters, and no cycles) pickling is
+    # twice as fast; repeated small strings (store, currency) cost a few bytes each instead.
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.fast = True
+    pickler.dump(tables)
+    return out.getvalue()
 
 
 def _fsync_dir(path: Path) -> None:

@@ -123,3 +123,16 @@ def test_an_organisation_comes_back_equal_and_a_snapshot_writes_only_what_change
     rnd = random.Random(3)
     more = [paid(5001 + i, T0 + rnd.randrange(5000) * 60_000) for i in range(50)]  # late orders, old buckets
     assert [orjson.dumps(c) for c in back.apply_all(more)] == [orjson.dumps(c) for c in org.apply_all(more)]
+
+
+def test_small_snapshots_after_a_big_one_do_not_rewrite_it(tmp_path: Path) -> None:
+    store = SegmentStore(tmp_path, "o")
+    big = {i: i for i in range(20_000)}
+    store.save({"t": dict(big)}, ALL, lambda: {"t": dict(big)})
+    first = store.state.segments[0]
+    for i in range(FANOUT * 2):
+        big[i] = -i
+        store.save({"t": {i: -i}}, ALL, lambda: {"t": dict(big)})
+        assert store.last.entries_written < 100  # each snapshot, merges included, wrote a few entries
+    assert store.state.segments[0] == first and len(store.state.segments) <= 3
+    assert SegmentStore(tmp_path, "o").load(store.state, ALL) == {"t": big}
