@@ -117,20 +117,22 @@ class SqliteEventLog:
             at += len(events)
 
     def _insert(self, rows: list[tuple[int, str, str, bytes]]) -> list[bool]:
-        """One transaction; True where a row was new. Duplicates are rare (redeliveries), so all rows
-        go in with one executemany, and only a batch that met one is redone row by row to say which."""
+        """One transaction; True where a row was new. All rows go in with one executemany; when some
+        were duplicates, the rows this transaction added (seq above the old maximum) say which."""
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         before = conn.total_changes
+        (top,) = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
         conn.executemany(_INSERT, rows)
-        if conn.total_changes - before != len(rows):
-            conn.execute("ROLLBACK")
-            conn.execute("BEGIN IMMEDIATE")
-            flags = []
-            for row in rows:
-                flags.append(conn.execute(_INSERT, row).rowcount == 1)
-        else:
+        if conn.total_changes - before == len(rows):
             flags = [True] * len(rows)
+        else:
+            added = set(conn.execute("SELECT org, id FROM events WHERE seq > ?", (top,)).fetchall())
+            flags = []
+            for _, org, event_id, _ in rows:
+                key = (org, event_id)
+                flags.append(key in added)
+                added.discard(key)  # the same id twice in one batch: the first is the new one
         conn.execute("COMMIT")
         return flags
 
