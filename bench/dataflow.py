@@ -47,6 +47,7 @@ from flows.organisation import ALLOWED_LATENESS_MS, Organisation  # noqa: E402
 from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger  # noqa: E402
 from flows.run import ensure_recovery_dir, tune_gc  # noqa: E402
 from flows.segments import SegmentStore  # noqa: E402
+from flows.sources import BATCH  # noqa: E402
 from ingest.replay import map_file  # noqa: E402
 from state.log import DEFAULT_PARTITIONS  # noqa: E402
 from state.sqlite_log import SqliteEventLog, SqliteLogReader  # noqa: E402
@@ -55,7 +56,7 @@ from state.sqlite_readmodel import SqliteReadModel  # noqa: E402
 RETAIL = REPO.parent / "shared" / "data" / "online_retail.csv.gz"
 CONFIG = parse_config('[orgs.retail]\ntimezone = "Europe/London"\ncurrency = "GBP"\ntoken = "bench-token-0123456789"\n'
                       '[orgs.retail.stores.shop]\nprovider = "events"\nsecret = "k"\n', {})
-BATCH = 2000  # what the log source reads at a time
+EPOCH_EVENTS = 2000  # growth: events between two snapshots
 SPACING_MS = 30_000
 PROBES = 3
 T0 = 1_600_000_000_000
@@ -264,7 +265,7 @@ def growth(sizes: list[int]) -> None:
     import duckdb
 
     print(f"per-event cost as history grows: synthetic paid orders one every {SPACING_MS // 1000} s, refund horizon "
-          f"{DEFAULT_HORIZON_MS // 86_400_000} days; then {PROBES} x 10,000 more in epochs of {BATCH:,}, a snapshot "
+          f"{DEFAULT_HORIZON_MS // 86_400_000} days; then {PROBES} x 10,000 more in epochs of {EPOCH_EVENTS:,}, a snapshot "
           "after each (best of the three)")
     for n in sizes:
         gc.collect()
@@ -282,8 +283,8 @@ def growth(sizes: list[int]) -> None:
         folds, snaps, snap_b = [], [], []
         for probe_start in range(n, n + PROBES * 10_000, 10_000):  # PROBES times 10,000 more: the best counts
             fold_s = snap_s = 0.0
-            for i in range(probe_start, probe_start + 10_000, BATCH):
-                probe = synthetic(i, BATCH)
+            for i in range(probe_start, probe_start + 10_000, EPOCH_EVENTS):
+                probe = synthetic(i, EPOCH_EVENTS)
                 w = time.perf_counter()
                 fold(ledger, probe, shown)
                 fold_s += time.perf_counter() - w
@@ -293,7 +294,7 @@ def growth(sizes: list[int]) -> None:
                 snap_s += time.perf_counter() - w
                 snap_b.append(len(small) + store.last.bytes_written)
             folds.append(fold_s / 10_000)
-            snaps.append(snap_s / (10_000 // BATCH))
+            snaps.append(snap_s / (10_000 // EPOCH_EVENTS))
         total = n + PROBES * 10_000
         con = duckdb.connect()
         con.execute(f"CREATE TABLE e AS SELECT range AS i, {T0} + range * {SPACING_MS} AS t, 1000 + range % 977 AS amount "
