@@ -1,9 +1,10 @@
-"""Carts, journey and e-mail attribution of one organisation behind one object, sharing its version. Pure.
+"""Carts, journey, e-mail attribution and customer profiles of one organisation behind one object,
+sharing its version. Pure.
 
 The dataflow keeps one `Shoppers` per organisation next to its revenue ledger: every event goes to
 `apply`, and whenever the organisation's watermark moves (max event time seen minus the allowed
 lateness; while live also the wall clock minus lateness) it calls `advance`. Definitions are in
-docs/carts_journey.md and in the modules' docstrings.
+docs/carts_journey.md, docs/metrics.md (customers) and in the modules' docstrings.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from flows.attribution import Attribution
 from flows.book import DAY_MS, MINUTE_MS, Version
 from flows.carts import CartBook
 from flows.journey import DEFAULT_IDENTIFY_FOR_MS, Journey
+from flows.profiles import ProfileBook
 
 
 class Shoppers:
@@ -23,10 +25,17 @@ class Shoppers:
         self.carts = CartBook(org, timezone, abandon_after_minutes * MINUTE_MS, keep_ms, self.version)
         self.journey = Journey(org, timezone, identify_for_ms, self.version, keep_ms)
         self.attribution = Attribution(org, timezone, keep_ms, self.version)
+        self.profiles = ProfileBook(org, timezone, keep_ms, self.version)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        if "profiles" not in state:  # a snapshot from before profiles: they fill from new events only
+            self.profiles = ProfileBook(self.carts.org, self.carts.days.tz.key, self.carts.keep, self.version)
 
     def apply(self, event: Event) -> list[Record]:
-        """Folds one event into the three books; the records it changed, in version order."""
-        return self.carts.apply(event) + self.journey.apply(event) + self.attribution.apply(event)
+        """Folds one event into the four books; the records it changed, in version order."""
+        return (self.carts.apply(event) + self.journey.apply(event) + self.attribution.apply(event)
+                + self.profiles.apply(event))
 
     def apply_all(self, events: list[Event]) -> list[Record]:
         out: list[Record] = []
@@ -36,7 +45,8 @@ class Shoppers:
 
     def advance(self, watermark_ms: int) -> list[Record]:
         """Moves the watermark forward: abandonment decisions, final days, state dropped."""
-        return self.carts.advance(watermark_ms) + self.journey.advance(watermark_ms) + self.attribution.advance(watermark_ms)
+        return (self.carts.advance(watermark_ms) + self.journey.advance(watermark_ms)
+                + self.attribution.advance(watermark_ms) + self.profiles.advance(watermark_ms))
 
     @property
     def too_late(self) -> int:
@@ -45,4 +55,5 @@ class Shoppers:
     def held(self) -> dict[str, int]:
         return {**{f"carts_{k}": v for k, v in self.carts.held().items()},
                 **{f"journey_{k}": v for k, v in self.journey.held().items()},
-                **{f"attribution_{k}": v for k, v in self.attribution.held().items()}}
+                **{f"attribution_{k}": v for k, v in self.attribution.held().items()},
+                **{f"profiles_{k}": v for k, v in self.profiles.held().items()}}

@@ -155,9 +155,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         if sort not in lists.SORTS[what]:
             return _err(400, f"sort for {what} must be one of {', '.join(lists.SORTS[what])}, got {sort!r}")
         limit = _limit(request, default=20)
-        wanted_all = what == "customers"  # new vs returning needs every customer's first order
-        records = await asyncio.to_thread(side.model.records, org.id, "order", "" if wanted_all else first,
-                                          OPEN_END if wanted_all else last)
+        records = await asyncio.to_thread(side.model.records, org.id, "order", first, last)
         if store is not None:
             records = [r for r in records if r.value["store"] == store]
         try:
@@ -171,13 +169,57 @@ def gateway_routes(side: ReadSide) -> list[Route]:
             body["by_source"] = lists.orders_by_source(paid, currency)
         elif what == "products":
             body["products"] = lists.products_list(paid, sort=sort, limit=limit, currency=currency)
-        elif what == "customers":
-            body["customers"] = lists.customers_list(paid, sort=sort, limit=limit, currency=currency, tz=org.tz)
-            body["summary"] = lists.customer_figures(paid, lists.first_paid_by_customer(every), first, last, org.tz)
         else:
             body["pairs"] = lists.pairs_list(paid, sort=sort, limit=limit)
             body["orders_considered"] = len(paid)
         return JSONResponse(body)
+
+    async def customers(request: Request) -> Response:
+        """Best customers (the period's paid orders; all time straight from the profiles), or with
+        filter=never_bought the customers registered in the period who never paid an order."""
+        org = authorised(request)
+        store, first, last, currency = query(request, org)
+        q = request.query_params
+        wanted = q.get("filter")
+        if wanted not in (None, "never_bought"):
+            return _err(400, f"filter must be never_bought (or absent), got {wanted!r}")
+        sort = q.get("sort", "registered" if wanted else "revenue")
+        if sort not in lists.SORTS["customers"]:
+            return _err(400, f"sort for customers must be one of {', '.join(lists.SORTS['customers'])}, got {sort!r}")
+        limit = _limit(request, default=20)
+        fetch = side.model.records
+        span: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency,
+                                   "sort": sort, "filter": wanted}
+        try:
+            if wanted == "never_bought":  # a profile's day is the day it registered
+                lives = lists.lifetimes(await asyncio.to_thread(fetch, org.id, "customer", first, last),
+                                        currency=currency, rates=side.rates, tz=org.tz, store=None)
+                figures = lists.never_bought(lives, store)
+                rows = lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz)
+                return JSONResponse({**span, "total": len(figures), "customers": rows})
+            profiles = await asyncio.to_thread(fetch, org.id, "customer")
+            lives = lists.lifetimes(profiles, currency=currency, rates=side.rates, tz=org.tz, store=store)
+            if first == "" and last == OPEN_END:  # all time: the profiles alone, no order is read
+                figures = lists.lifetime_customers(lives)
+                # guests have no profile: the figures' paid orders minus the profiles'. Read after the
+                # profiles, an order written in between shows as a guest until the next read.
+                _, buckets = await asyncio.to_thread(side.model.snapshot, org.id, DAY)
+                paid_orders = sum(b.paid_orders for b in buckets if store is None or b.store == store)
+                guests = max(0, paid_orders - sum(c.orders for c in figures.values()))
+            else:  # a bounded period sums its own paid orders, selected by day
+                orders = await asyncio.to_thread(fetch, org.id, "order", first, last)
+                paid = [o for o in lists.paid_orders(orders, currency, side.rates)
+                        if first <= o.day <= last and (store is None or o.value["store"] == store)]
+                figures = lists.period_customers(paid)
+                guests = sum(1 for o in paid if o.value["customer"] is None)
+        except MissingRate as exc:
+            return _err(422, str(exc))
+        first_ever = {k: c.first_paid for k, c in lives.items() if c.first_paid is not None}
+        return JSONResponse({
+            **span, "total": len(figures),
+            "customers": lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz),
+            "summary": lists.customer_summary(figures, first_ever, guests, first, last, org.tz),
+        })
 
     async def carts(request: Request) -> Response:
         org = authorised(request)
@@ -242,6 +284,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         Route("/api/v1/orgs/{org}/figures", guarded(figures), methods=["GET"]),
         Route("/api/v1/orgs/{org}/series", guarded(series_route), methods=["GET"]),
         Route("/api/v1/orgs/{org}/quota", guarded(quota), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/customers", guarded(customers), methods=["GET"]),
         Route("/api/v1/orgs/{org}/carts", guarded(carts), methods=["GET"]),
         Route("/api/v1/orgs/{org}/journey", guarded(journey), methods=["GET"]),
         Route("/api/v1/orgs/{org}/attribution", guarded(attribution), methods=["GET"]),

@@ -1,8 +1,10 @@
-"""Lists and customer figures computed from order records (the dataflow's exact per-order state). Pure.
+"""Lists and customer figures from order records (the dataflow's exact per-order state) and from
+customer profile records (flows/profiles.py). Pure.
 
-Every amount is in the requested currency, each order converted at the rate of its own day.
-Only paid orders count, with their items as paid; refunds are shown on orders but do not change
-product or customer revenue (the figures' `refunds` and `net_revenue` carry them).
+Every amount is in the requested currency, each order converted at the rate of its own day (a
+profile's lifetime totals: see `Lifetime`). Only paid orders count, with their items as paid;
+refunds are shown on orders and in a customer's lifetime money but do not change product or
+customer revenue (the figures' `refunds` and `net_revenue` carry them).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from core.money import Money
 from core.rates import Rates, convert
 
 PAIR_PRODUCTS = 300  # pairs are counted among the range's 300 most-ordered products: bounded work
+LATEST = "9999-12-31"  # converting at this day takes the latest known rate
 SORTS = {
     "orders": ("latest", "best"),
     "products": ("revenue", "units", "orders"),
-    "customers": ("revenue", "orders", "items"),
+    "customers": ("revenue", "orders", "items", "registered"),
     "pairs": ("orders", "lift"),
 }
 
@@ -103,43 +106,127 @@ def products_list(orders: list[Paid], *, sort: str, limit: int, currency: str) -
 
 
 @dataclass(slots=True)
+class Lifetime:
+    """A customer's profile record (flows/profiles.py), its money in the presentation currency: each
+    (store, currency) total converted at the rate of the day of its last paid order (without one,
+    the latest rate). With a store, only that store's money and orders."""
+
+    customer: str
+    store: str  # where the customer was first seen
+    registered_at: int
+    last_active: int | None
+    email: str | None
+    name: str | None
+    orders: int
+    items: int
+    revenue: int
+    refunds: int
+    first_paid: int | None
+    last_paid: int | None
+
+
+def lifetimes(records: Iterable[Record], *, currency: str, rates: Rates | None, tz: ZoneInfo,
+              store: str | None) -> dict[str, Lifetime]:
+    """Each profile record as a `Lifetime`, by customer."""
+    out = {}
+    for r in records:
+        v = r.value
+        revenue = refunds = orders = items = 0
+        first: int | None = None
+        last: int | None = None
+        for m in v["money"]:
+            if store is not None and m["store"] != store:
+                continue
+            day = _day(m["last_paid"], tz) if m["last_paid"] is not None else LATEST
+            revenue += convert(rates, m["gross"], m["currency"], currency, day)
+            refunds += convert(rates, m["refunds"], m["currency"], currency, day)
+            orders, items = orders + m["orders"], items + m["items"]
+            if m["orders"]:
+                first = m["first_paid"] if first is None else min(first, m["first_paid"])
+                last = m["last_paid"] if last is None else max(last, m["last_paid"])
+        out[r.key] = Lifetime(r.key, v["store"], v["registered_at"], v["last_active"], v["email"], v["name"],
+                              orders, items, revenue, refunds, first, last)
+    return out
+
+
+@dataclass(slots=True)
 class _Customer:
+    """A customer's paid orders over a period, in the presentation currency."""
+
     revenue: int = 0
     orders: int = 0
     items: int = 0
-    first: int = 0
-    last: int = 0
+    first: int | None = None
+    last: int | None = None
 
 
-def customers_list(orders: list[Paid], *, sort: str, limit: int, currency: str, tz: ZoneInfo) -> list[dict[str, Any]]:
+def period_customers(orders: list[Paid]) -> dict[str, _Customer]:
+    """Per customer, the paid orders of the period (guests excluded: they have no history to rank)."""
     acc: dict[str, _Customer] = {}
     for o in orders:
         cust = o.value["customer"]
         if cust is None:
-            continue  # guests have no history to rank
+            continue
         c = acc.setdefault(cust, _Customer(first=o.value["paid"], last=o.value["paid"]))
         c.revenue += o.amount
         c.orders += 1
         c.items += sum(q for _, _, q, _ in o.lines)
         c.first, c.last = min(c.first, o.value["paid"]), max(c.last, o.value["paid"])
-    ranked = sorted(acc.items(), key=lambda kv: (-getattr(kv[1], sort), kv[0]))
-    return [{"customer": k, "revenue": Money(c.revenue, currency).to_json(), "orders": c.orders, "items": c.items,
-             "first_order_at": _iso(c.first, tz), "last_order_at": _iso(c.last, tz)} for k, c in ranked[:limit]]
+    return acc
 
 
-def customer_figures(in_range: list[Paid], first_ever: dict[str, int], first: str, last: str,
-                     tz: ZoneInfo) -> dict[str, Any]:
+def lifetime_customers(lives: dict[str, Lifetime]) -> dict[str, _Customer]:
+    """The same figures over all time, straight from the profiles."""
+    return {k: _Customer(c.revenue, c.orders, c.items, c.first_paid, c.last_paid) for k, c in lives.items() if c.orders}
+
+
+def customers_list(figures: dict[str, _Customer], lives: dict[str, Lifetime], *, sort: str, limit: int,
+                   currency: str, tz: ZoneInfo) -> list[dict[str, Any]]:
+    """Ranked rows: the period's figures, the profile (registration, contact, activity) and its lifetime money."""
+    if sort == "registered":  # newest registration first; customers without a profile last
+        def key(k: str) -> tuple[Any, ...]:
+            life = lives.get(k)
+            return (life is None, -life.registered_at if life else 0, k)
+    else:
+        def key(k: str) -> tuple[Any, ...]:
+            return (-getattr(figures[k], sort), k)
+    rows = []
+    for k in sorted(figures, key=key)[:limit]:
+        c, life = figures[k], lives.get(k)
+        rows.append({
+            "customer": k, "revenue": Money(c.revenue, currency).to_json(), "orders": c.orders, "items": c.items,
+            "first_order_at": _iso(c.first, tz), "last_order_at": _iso(c.last, tz),
+            "registered_at": _iso(life.registered_at, tz) if life else None,
+            "email": life.email if life else None, "name": life.name if life else None,
+            "last_active_at": _iso(life.last_active, tz) if life else None,
+            "lifetime": None if life is None else {
+                "orders": life.orders, "items": life.items, "revenue": Money(life.revenue, currency).to_json(),
+                "refunds": Money(life.refunds, currency).to_json(),
+                "net_revenue": Money(life.revenue - life.refunds, currency).to_json()},
+        })
+    return rows
+
+
+def never_bought(lives: dict[str, Lifetime], store: str | None) -> dict[str, _Customer]:
+    """Customers (first seen at `store`, if given) with no paid order in the organisation: all zero."""
+    return {k: _Customer() for k, c in lives.items() if not c.orders and (store is None or c.store == store)}
+
+
+def customer_summary(figures: dict[str, _Customer], first_ever: dict[str, int], guest_orders: int, first: str,
+                     last: str, tz: ZoneInfo) -> dict[str, Any]:
     """Repeat purchase and new vs returning among the customers who paid in the range."""
-    per: Counter[str] = Counter(o.value["customer"] for o in in_range if o.value["customer"] is not None)
-    customers = len(per)
-    repeat = sum(1 for n in per.values() if n >= 2)
-    new = sum(1 for c in per if first <= utc_from_ms(first_ever[c]).astimezone(tz).date().isoformat() <= last)
+    customers = len(figures)
+    repeat = sum(1 for c in figures.values() if c.orders >= 2)
+    new = sum(1 for k, c in figures.items() if first <= _day(first_ever.get(k, c.first), tz) <= last)
     return {
         "customers": customers, "repeat_customers": repeat,
         "repeat_purchase_rate": round(repeat / customers, 6) if customers else 0.0,
-        "new_customers": new, "returning_customers": customers - new,
-        "guest_orders": sum(1 for o in in_range if o.value["customer"] is None),
+        "new_customers": new, "returning_customers": customers - new, "guest_orders": guest_orders,
     }
+
+
+def _day(ms: int, tz: ZoneInfo) -> str:
+    return utc_from_ms(ms).astimezone(tz).date().isoformat()
 
 
 def pairs_list(orders: list[Paid], *, sort: str, limit: int) -> list[dict[str, Any]]:
@@ -171,15 +258,6 @@ def quota(paid_times: Iterable[int], at_ms: int, limit: int | None) -> dict[str,
 
 def _utc_iso(ms: int) -> str:
     return utc_from_ms(ms).isoformat()
-
-
-def first_paid_by_customer(orders: Iterable[Paid]) -> dict[str, int]:
-    first: dict[str, int] = {}
-    for o in orders:
-        c = o.value["customer"]
-        if c is not None and (c not in first or o.value["paid"] < first[c]):
-            first[c] = o.value["paid"]
-    return first
 
 
 def parse_at(value: str | None, now: datetime) -> int:
