@@ -32,8 +32,8 @@ everything the log held: from then on it is at least as far as before the crash 
 and everything the wall clock decides differs from a value written before the crash only by being
 further along (a cart goes from open to abandoned, never back, as W grows), so the newest write of
 every key is the dataflow's current value. tests/test_dataflow_versions.py checks this with a read
-model that keeps, per key, the value of the highest version. Versions stay below 2**53 (exact in
-JSON and in Redis's Lua numbers) up to about 3 * 10**9 events per organisation.
+model that keeps, per key, the value of the highest version. Versions stay below 10**14 (Redis's
+Lua keeps numbers exactly only to 14 digits) up to about 3 * 10**9 events per organisation.
 """
 
 from __future__ import annotations
