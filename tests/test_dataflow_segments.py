@@ -32,7 +32,11 @@ def files(store: SegmentStore) -> set[str]:
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.dictionaries(st.integers(0, 30), st.integers(0, 1000), max_size=12), max_size=40))
 def test_a_restore_reads_the_latest_value_of_every_key_whatever_was_merged(saves: list[dict[int, int]]) -> None:
-    root = Path(tempfile.mkdtemp())
+    with tempfile.TemporaryDirectory() as tmp:
+        restores_the_latest_values(Path(tmp), saves)
+
+
+def restores_the_latest_values(root: Path, saves: list[dict[int, int]]) -> None:
     store = SegmentStore(root, "o")
     truth: dict[int, int] = {}
     states = []

@@ -129,8 +129,12 @@ def test_the_value_at_a_version_does_not_depend_on_the_batching(seed: int, rnd: 
 @given(st.integers(0, 10_000), st.randoms(use_true_random=False), st.booleans())
 def test_after_a_crash_the_read_model_ends_equal_to_the_state_whatever_the_wall_clock_did(
         seed: int, rnd: random.Random, from_previous: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        crash_and_compare(Path(tmp), seed, rnd, from_previous)
+
+
+def crash_and_compare(root: Path, seed: int, rnd: random.Random, from_previous: bool) -> None:
     events = shop(seed, 50)
-    root = Path(tempfile.mkdtemp())
     rm = ReadModel()
     clock = T0
     # Before the crash: batches, ticks of the wall clock (hours may pass with no event), snapshots.
