@@ -6,7 +6,7 @@ Redis Cluster. Durability is the server's: run it with `appendonly yes` and `app
 (see docker-compose.yml), which fsyncs before any reply is sent.
 
 Appends of concurrent callers are coalesced (group commit, like the SQLite log's writer thread):
-while one round trip is in flight, new appends queue up, and the next round trip carries them all,
+while round trips are in flight, new appends queue up, and the next round trip carries them all,
 one script call per partition. Under load a webhook costs a share of one round trip, not one each.
 """
 
@@ -27,6 +27,9 @@ from state.log import DEFAULT_PARTITIONS, LogUnavailable, partition_of
 DEDUPE_TTL_SECONDS = 30 * 24 * 3600
 # Events per script call: bounds how long one call holds the (single-threaded) server.
 MAX_EVENTS_PER_CALL = 2000
+# Round trips in flight at once: while one waits for Redis's fsync, the next batch is already on
+# its way (Redis fsyncs once per event-loop turn, so both can share one fsync).
+MAX_IN_FLIGHT = 2
 
 # KEYS[1] the stream, KEYS[i+1] the dedupe mark of ARGV[i+1]; ARGV[1] the marks' TTL.
 # Returns one flag per event: 1 appended, 0 a duplicate.
@@ -61,36 +64,42 @@ class RedisEventLog:
         self.partitions = partitions
         self._redis = aioredis.Redis.from_url(url)
         self._queue: list[_Waiter] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: set[asyncio.Task[None]] = set()
+        self._starting = 0  # flushers started that have not taken their batch yet
 
     async def append(self, events: Sequence[Event]) -> list[bool]:
         if not events:
             return []
         fut: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
         self._queue.append((events, fut))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_all())
+        if not self._starting and len(self._flushers) < MAX_IN_FLIGHT:
+            self._starting += 1
+            self._flushers.add(asyncio.create_task(self._flush()))
         # A caller cancelled while waiting cancels only its own future; the flusher skips it.
         return await fut
 
-    async def _flush_all(self) -> None:
+    async def _flush(self) -> None:
         # One loop turn first: requests that arrived in the same read from the network are still
         # being handled, and their events can ride the same round trip.
         await asyncio.sleep(0)
-        while self._queue:
-            batch, self._queue = self._queue, []
-            try:
-                flags = await self._write([e for events, _ in batch for e in events])
-            except Exception as exc:  # LogUnavailable, or a bug: never leave a caller waiting
-                for _, fut in batch:
+        self._starting -= 1
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    flags = await self._write([e for events, _ in batch for e in events])
+                except Exception as exc:  # LogUnavailable, or a bug: never leave a caller waiting
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                at = 0
+                for events, fut in batch:
                     if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            at = 0
-            for events, fut in batch:
-                if not fut.done():
-                    fut.set_result(flags[at:at + len(events)])
-                at += len(events)
+                        fut.set_result(flags[at:at + len(events)])
+                    at += len(events)
+        finally:
+            self._flushers.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     def _calls(self, events: list[Event]) -> tuple[list[tuple[object, ...]], list[list[int]]]:
         """One EVALSHA argument list per partition chunk, and which events each one carries."""
@@ -134,8 +143,7 @@ class RedisEventLog:
         return flags
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        await asyncio.gather(*self._flushers, return_exceptions=True)
         await self._redis.aclose()
 
 
