@@ -275,3 +275,22 @@ def charge_refunded(evt: str, ch: str, pi: str, amount: int, refunded: int, curr
         "data": {"object": {"id": ch, "object": "charge", "amount": amount, "amount_refunded": refunded,
                             "currency": currency, "payment_intent": pi, "refunded": refunded == amount}},
     })
+
+
+def post_list_orders(sp: "Storepulse", t: int) -> None:
+    """The lists' and profiles' shop: four Stripe checkouts of old shape (display_items), two by
+    cus_a, one by cus_b, one by a guest, paid at t, t+60, t+120, t+180 (Unix seconds)."""
+    orders = [  # (event, pi, customer, amount, created, items (name, qty, unit))
+        ("e1", "pi_1", "cus_a", 3000, t, [("shirt", 2, 1500)]),
+        ("e2", "pi_2", "cus_a", 4500, t + 60, [("shirt", 1, 1500), ("hat", 2, 1500)]),
+        ("e3", "pi_3", "cus_b", 1500, t + 120, [("hat", 1, 1500)]),
+        ("e4", "pi_4", None, 9900, t + 180, [("coat", 1, 9900)]),
+    ]
+    for evt, pi, cus, amount, created, items in orders:
+        body = json.loads(checkout_session_completed(evt, f"cs_{pi}", pi, amount, created=created))
+        obj = body["data"]["object"]
+        obj["customer"] = cus
+        del obj["amount_total"]
+        obj["display_items"] = [{"amount": u, "currency": "eur", "quantity": q, "custom": {"name": n}} for n, q, u in items]
+        r = sp.post_stripe("acme-stripe", json.dumps(body).encode())
+        assert r.status_code == 200, r.text

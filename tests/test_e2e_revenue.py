@@ -12,7 +12,6 @@ import uuid
 from zoneinfo import ZoneInfo
 
 import httpx
-import orjson
 
 from tests.helpers import (
     ORGS_TOML,
@@ -20,6 +19,7 @@ from tests.helpers import (
     Storepulse,
     charge_refunded,
     checkout_session_completed,
+    post_list_orders,
     payment_intent_succeeded,
     recv_json,
     wait_api,
@@ -189,19 +189,7 @@ def test_lists_of_orders_products_customers_pairs_and_quota(tmp_path) -> None:  
         ws = cleanup.enter_context(sp.ws(TOKENS["acme"]))
         recv_json(ws)  # snapshot
         t = int(time.time()) - 3600
-        orders = [  # (event, pi, customer, amount, created, items (name, qty, unit))
-            ("e1", "pi_1", "cus_a", 3000, t, [("shirt", 2, 1500)]),
-            ("e2", "pi_2", "cus_a", 4500, t + 60, [("shirt", 1, 1500), ("hat", 2, 1500)]),
-            ("e3", "pi_3", "cus_b", 1500, t + 120, [("hat", 1, 1500)]),
-            ("e4", "pi_4", None, 9900, t + 180, [("coat", 1, 9900)]),
-        ]
-        for evt, pi, cus, amount, created, items in orders:
-            body = orjson.loads(checkout_session_completed(evt, f"cs_{pi}", pi, amount, created=created))
-            obj = body["data"]["object"]
-            obj["customer"] = cus
-            del obj["amount_total"]
-            obj["display_items"] = [{"amount": u, "currency": "eur", "quantity": q, "custom": {"name": n}} for n, q, u in items]
-            assert sp.post_stripe("acme-stripe", orjson.dumps(body)).status_code == 200
+        post_list_orders(sp, t)
         sp.post_stripe("acme-stripe", charge_refunded("e5", "ch_2", "pi_2", 4500, 500))
         wait_api(sp, "acme", lambda b: b["paid_orders"] == 4 and b["refunds"]["amount"] == 500)
 

@@ -39,7 +39,7 @@ from tests.helpers import (
     RedisServer,
     Storepulse,
     charge_refunded,
-    checkout_session_completed,
+    post_list_orders,
 )
 
 TZ = "Europe/Berlin"
@@ -478,19 +478,7 @@ def test_customers_list_and_never_bought_through_storepulse(tmp_path: Path, back
                             {"type": "page_view", "id": f"{tag}-2", "time": (t + 900) * 1000, "customer": "cus_b",
                              "url": "/"}])
         assert r.status_code == 200, r.text
-        orders = [  # (event, pi, customer, amount, created, items (name, qty, unit)), as the lists test
-            ("e1", "pi_1", "cus_a", 3000, t, [("shirt", 2, 1500)]),
-            ("e2", "pi_2", "cus_a", 4500, t + 60, [("shirt", 1, 1500), ("hat", 2, 1500)]),
-            ("e3", "pi_3", "cus_b", 1500, t + 120, [("hat", 1, 1500)]),
-            ("e4", "pi_4", None, 9900, t + 180, [("coat", 1, 9900)]),
-        ]
-        for evt, pi, cus, amount, created, items in orders:
-            body = orjson.loads(checkout_session_completed(evt, f"cs_{pi}", pi, amount, created=created))
-            obj = body["data"]["object"]
-            obj["customer"] = cus
-            del obj["amount_total"]
-            obj["display_items"] = [{"amount": u, "currency": "eur", "quantity": q, "custom": {"name": n}} for n, q, u in items]
-            assert sp.post_stripe("acme-stripe", orjson.dumps(body)).status_code == 200
+        post_list_orders(sp, t)
         sp.post_stripe("acme-stripe", charge_refunded("e5", "ch_2", "pi_2", 4500, 500, created=t + 240))
         # the refund names no customer: it reaches cus_a through its order
         everyone = wait_customers(sp, lambda b: b["customers"] and b["customers"][0]["lifetime"]["refunds"]["amount"] == 500,
