@@ -145,34 +145,60 @@ def _invoice_kind(invoice: str) -> bool | str:
     return "InvoiceNo neither digits nor 'C' + digits"
 
 
-class OnlineRetail:
-    """Rows of UCI Online Retail -> ORDER_PAID per invoice, ORDER_REFUNDED per 'C' invoice (GBP)."""
+class _RowMapper:
+    """What every data set's mapper does alike: find its columns in the header, count rows, count
+    skipped rows by reason, and parse a row's time once for a run of rows that repeat it."""
 
-    currency = "GBP"
+    dataset: str
+    columns: tuple[str, ...]
 
     def __init__(self, org: str, store: str, header: Sequence[str]) -> None:
         self.org = org
         self.store = store
-        self._cols = _columns(header, _OR_COLUMNS, "online-retail")
+        self._cols = _columns(header, self.columns, self.dataset)
         self._width = len(header)
-        self._invoices: dict[str, _Invoice] = {}
         self._rows = 0
         self._skipped: Counter[str] = Counter()
-        # Lines of an invoice share their date, customer and often prices: remember the last ones.
-        self._last_date = ("", 0)
-        self._last_customer: tuple[str, str | None] = ("", None)
-        self._prices: dict[str, tuple[Decimal, int, int | None]] = {}
-        self._last_invoice: tuple[str, bool | str] = ("", _invoice_kind(""))
+        self._last_time = ("", 0)
 
     def feed(self, row: Sequence[str]) -> None:
         self._rows += 1
-        reason = self._line(row)
+        reason = "malformed row (wrong number of columns)" if len(row) != self._width else self._line(row)
         if reason is not None:
             self._skipped[reason] += 1
 
     def _line(self, row: Sequence[str]) -> str | None:
-        if len(row) != self._width:
-            return "malformed row (wrong number of columns)"
+        """Folds one well-formed row in; why it is skipped, or None."""
+        raise NotImplementedError
+
+    def _parse_time(self, text: str) -> int:
+        raise NotImplementedError
+
+    def _time(self, text: str) -> int | None:
+        if self._last_time[0] != text:
+            try:
+                self._last_time = (text, self._parse_time(text))
+            except ValueError:
+                return None
+        return self._last_time[1]
+
+
+class OnlineRetail(_RowMapper):
+    """Rows of UCI Online Retail -> ORDER_PAID per invoice, ORDER_REFUNDED per 'C' invoice (GBP)."""
+
+    dataset = "online-retail"
+    columns = _OR_COLUMNS
+    currency = "GBP"
+
+    def __init__(self, org: str, store: str, header: Sequence[str]) -> None:
+        super().__init__(org, store, header)
+        self._invoices: dict[str, _Invoice] = {}
+        # Lines of an invoice share their date, customer and often prices: remember the last ones.
+        self._last_customer: tuple[str, str | None] = ("", None)
+        self._prices: dict[str, tuple[Decimal, int, int | None]] = {}
+        self._last_invoice: tuple[str, bool | str] = ("", _invoice_kind(""))
+
+    def _line(self, row: Sequence[str]) -> str | None:
         i_inv, i_code, i_desc, i_qty, i_date, i_price, i_cust, i_country = self._cols
         invoice = row[i_inv]
         if invoice != self._last_invoice[0]:
@@ -231,13 +257,8 @@ class OnlineRetail:
             hit = self._prices[text] = (value, _half_up(pence), exact)
         return hit
 
-    def _time(self, text: str) -> int | None:
-        if self._last_date[0] != text:
-            try:
-                self._last_date = (text, _local_ms(text, _LONDON))
-            except ValueError:
-                return None
-        return self._last_date[1]
+    def _parse_time(self, text: str) -> int:
+        return _local_ms(text, _LONDON)
 
     def _customer(self, text: str) -> str | None:
         """'17850.0' -> '17850', '' -> None (guest); '' is returned for a value that is no integer."""
@@ -299,32 +320,20 @@ class _Order:
     items: dict[tuple[str, int, str, str], int] = field(default_factory=dict)  # (product, price, category, brand) -> qty
 
 
-class Rees46:
+class Rees46(_RowMapper):
     """Rows of the REES46 behaviour log -> PRODUCT_VIEWED, CART_ITEM_ADDED, ORDER_PAID per session (USD)."""
 
+    dataset = "rees46"
+    columns = _REES_COLUMNS
     currency = "USD"
 
     def __init__(self, org: str, store: str, header: Sequence[str]) -> None:
-        self.org = org
-        self.store = store
-        self._cols = _columns(header, _REES_COLUMNS, "rees46")
-        self._width = len(header)
-        self._rows = 0
-        self._skipped: Counter[str] = Counter()
+        super().__init__(org, store, header)
         self._events: list[tuple[int, int, Event]] = []  # (time, seq, event)
         self._orders: dict[str, _Order] = {}
-        self._last_time = ("", 0)
         self._prices: dict[str, int] = {}
 
-    def feed(self, row: Sequence[str]) -> None:
-        self._rows += 1
-        reason = self._line(row)
-        if reason is not None:
-            self._skipped[reason] += 1
-
     def _line(self, row: Sequence[str]) -> str | None:
-        if len(row) != self._width:
-            return "malformed row (wrong number of columns)"
         i_time, i_type, i_product, _, i_category, i_brand, i_price, i_user, i_session = self._cols
         kind = row[i_type]
         if kind not in ("view", "cart", "purchase"):
@@ -372,13 +381,8 @@ class Rees46:
         self._events.append((at, self._rows, event))
         return None
 
-    def _time(self, text: str) -> int | None:
-        if self._last_time[0] != text:
-            try:
-                self._last_time = (text, _local_ms(text, timezone.utc, " UTC"))
-            except ValueError:
-                return None
-        return self._last_time[1]
+    def _parse_time(self, text: str) -> int:
+        return _local_ms(text, timezone.utc, " UTC")
 
     def _price(self, text: str) -> int | None:
         cents = self._prices.get(text)

@@ -14,7 +14,7 @@ import re
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import pytest
 
 from core.events import Event, Item, Kind, event_from_json
 from ingest.replay import DatasetError, Mapped, Summary, append_events, map_file, map_rows, replay
-from state.log import partition_of
+from state.log import EventLog, partition_of
 from state.redis_log import RedisEventLog, RedisLogReader
 from state.sqlite_log import SqliteEventLog, SqliteLogReader
 from storepulse.commands import replay as command
@@ -417,20 +417,25 @@ def duckdb_retail() -> dict[str, tuple[str, int, int, str | None, int]]:
     return {inv: (kind, t, pence, None if c is None else str(c), n) for inv, kind, t, pence, c, n in rows}
 
 
+def replay_into(open_log: Callable[[], EventLog], path: Path, dataset: str, org: str, store: str) -> Summary:
+    """`replay` into a log opened (and closed) in its own event loop, as the CLI runs it."""
+    async def go() -> Summary:
+        log = open_log()
+        try:
+            return await replay(path, dataset, log, org, store)
+        finally:
+            await log.close()
+
+    return asyncio.run(go())
+
+
 @pytest.fixture(scope="module")
 def retail_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Summary]]:
     if not RETAIL.exists():
         pytest.skip(f"../shared is absent: no data set at {RETAIL}")
     path = tmp_path_factory.mktemp("retail") / "log.sqlite3"
 
-    async def go() -> Summary:
-        log = SqliteEventLog(path)
-        try:
-            return await replay(RETAIL, "online-retail", log, "retail", "uk")
-        finally:
-            await log.close()
-
-    yield path, asyncio.run(go())
+    yield path, replay_into(lambda: SqliteEventLog(path), RETAIL, "online-retail", "retail", "uk")
 
 
 @needs_retail
@@ -466,14 +471,7 @@ def test_online_retail_in_the_log_equals_sql_over_the_file(retail_sqlite: tuple[
 def test_replaying_online_retail_again_appends_nothing(retail_sqlite: tuple[Path, Summary]) -> None:
     path, first = retail_sqlite
 
-    async def go() -> Summary:
-        log = SqliteEventLog(path)
-        try:
-            return await replay(RETAIL, "online-retail", log, "retail", "uk")
-        finally:
-            await log.close()
-
-    second = asyncio.run(go())
+    second = replay_into(lambda: SqliteEventLog(path), RETAIL, "online-retail", "retail", "uk")
     assert (second.events, second.appended, second.duplicates) == (first.events, 0, first.events)
     with contextlib.closing(sqlite3.connect(path)) as db:  # the log alone holds this org: count its rows without decoding them
         assert db.execute("SELECT count(*), count(DISTINCT id) FROM events WHERE org = 'retail'").fetchall() == [
@@ -506,14 +504,10 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_rees46_replayed_into_redis_equals_sql_and_collapses_duplicates(redis_url: str) -> None:
     import duckdb
 
-    async def go() -> Summary:
-        log = RedisEventLog(redis_url)
-        try:
-            return await replay(REES, "rees46", log, "rees", "web")
-        finally:
-            await log.close()
+    def once() -> Summary:
+        return replay_into(lambda: RedisEventLog(redis_url), REES, "rees46", "rees", "web")
 
-    first, second = asyncio.run(go()), asyncio.run(go())
+    first, second = once(), once()
     (lines, distinct_lines, view_cart) = duckdb.sql(f"""
         SELECT (SELECT count(*) FROM read_csv('{REES}', header = true, all_varchar = true)),
                count(*), count(*) FILTER (WHERE event_type IN ('view', 'cart'))
