@@ -6,6 +6,7 @@ restart change nothing and publish nothing.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Sequence
 
 import orjson
@@ -40,6 +41,9 @@ return #applied
 """
 
 
+_WRITE_SHA = hashlib.sha1(_WRITE.encode()).hexdigest()
+
+
 def _keys(org: str, kind: str | None = None) -> list[str]:
     """Values (buckets, or records of a kind), their versions, and the organisation's version."""
     values = f"sp:rm:{{{org}}}:days" if kind is None else f"sp:rm:{{{org}}}:rec:{kind}"
@@ -50,25 +54,35 @@ class RedisReadModel:
     def __init__(self, url: str) -> None:
         self._url = url
         self._redis = redis.Redis.from_url(url)
-        self._write = self._redis.register_script(_WRITE)
 
     def write(self, changes: Sequence[Bucket | Record]) -> None:
         by_org: dict[str, list[Bucket | Record]] = {}
         for c in changes:
             by_org.setdefault(c.org, []).append(c)
+        calls = []
+        for org, mine in by_org.items():
+            values_of_buckets, versions, version = _keys(org)
+            keys = [versions, version]
+            index: dict[str, int] = {}
+            args: list[object] = [FEED_CHANNEL]
+            for c in mine:
+                values, field = (_keys(org, c.kind)[0], f"r|{c.kind}|{c.key}") if isinstance(c, Record) else (values_of_buckets, c.key)
+                if values not in index:
+                    keys.append(values)
+                    index[values] = len(keys)
+                args += [index[values], field, c.version, c.to_json()]
+            calls.append((_WRITE_SHA, len(keys), *keys, *args))
+        try:
+            self._send(calls)
+        except redis.exceptions.NoScriptError:
+            self._redis.script_load(_WRITE)
+            self._send(calls)  # what a partial first try applied has its version now: applied once
+
+    def _send(self, calls: list[tuple[object, ...]]) -> None:
+        # EVALSHA directly: redis-py's Script objects ask SCRIPT EXISTS first, one more round trip a write.
         with self._redis.pipeline(transaction=False) as pipe:
-            for org, mine in by_org.items():
-                _, versions, version = _keys(org)
-                keys = [versions, version]
-                index: dict[str, int] = {}
-                args: list[object] = [FEED_CHANNEL]
-                for c in mine:
-                    values, field = (_keys(org, c.kind)[0], f"r|{c.kind}|{c.key}") if isinstance(c, Record) else (_keys(org)[0], c.key)
-                    if values not in index:
-                        keys.append(values)
-                        index[values] = len(keys)
-                    args += [index[values], field, c.version, c.to_json()]
-                self._write(keys=keys, args=args, client=pipe)
+            for call in calls:
+                pipe.evalsha(*call)
             pipe.execute()
 
     def records(self, org: str, kind: str, first: str = "", last: str = "\uffff") -> list[Record]:
