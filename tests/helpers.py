@@ -174,6 +174,12 @@ class Storepulse:
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.logfile.read_text(errors="replace")[-chars:]
+        except OSError as e:
+            return f"(no log: {e})"
+
     def ensure_stopped(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.kill()
@@ -247,7 +253,8 @@ def wait_api(sp: Storepulse, org: str, check: Callable[[dict[str, Any]], bool], 
         if check(body):
             return body
         time.sleep(0.05)
-    raise AssertionError(f"read API never matched within {timeout} s; last: {body}")
+    raise AssertionError(f"read API never matched within {timeout} s; last: {body}\n"
+                         f"--- tail of {sp.logfile}:\n{sp.log_tail()}")
 
 
 # --- Stripe event bodies, shaped like real deliveries (see ../shared/fixtures/webhooks/stripe) ---
