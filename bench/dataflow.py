@@ -45,7 +45,8 @@ from core.events import Event, Item, Kind, event_from_json  # noqa: E402
 from flows.dataflow import build_flow  # noqa: E402
 from flows.organisation import ALLOWED_LATENESS_MS, Organisation  # noqa: E402
 from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger  # noqa: E402
-from flows.run import ensure_recovery_dir, tune_gc  # noqa: E402
+from flows.recovery import ensure_recovery_dir  # noqa: E402
+from flows.run import RECOVERY_PARTITIONS, tune_gc  # noqa: E402
 from flows.segments import SegmentStore  # noqa: E402
 from flows.sources import BATCH  # noqa: E402
 from ingest.replay import map_file  # noqa: E402
@@ -177,7 +178,7 @@ def counters() -> dict[str, float]:
 def full_dataflow(log: Path, workdir: Path, epoch: timedelta) -> tuple[float, float, int, dict[str, float]]:
     """The whole dataflow over a copy of the log: (wall s, CPU s, order records, counters used)."""
     shutil.copy(log, workdir / "log.sqlite3")
-    ensure_recovery_dir(workdir / "recovery")
+    ensure_recovery_dir(workdir / "recovery", RECOVERY_PARTITIONS)
     flow = build_flow(CONFIG, lambda: SqliteLogReader(workdir / "log.sqlite3"),
                       lambda: SqliteReadModel(workdir / "readmodel.sqlite3"), DEFAULT_PARTITIONS, until_caught_up=True,
                       segments=workdir / "recovery" / "segments")

@@ -7,12 +7,13 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 
-from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 from prometheus_client import start_http_server
 
 from core.config import Config
 from flows.dataflow import build_flow
+from flows.recovery import ensure_recovery_dir
 from flows.revenue import DEFAULT_HORIZON_MS
 from state.log import DEFAULT_PARTITIONS
 from state.open import open_log_reader, open_read_model
@@ -32,12 +33,6 @@ def tune_gc() -> None:
     gc.set_threshold(1_000_000, 1_000, 1_000)
 
 
-def ensure_recovery_dir(path: Path, partitions: int = RECOVERY_PARTITIONS) -> None:
-    if not any(path.glob("part-*.sqlite3")):
-        path.mkdir(parents=True, exist_ok=True)
-        init_db_dir(path, partitions)
-
-
 def run_flows(
     config: Config,
     data_dir: Path,
@@ -54,7 +49,7 @@ def run_flows(
 ) -> None:
     """Blocks until interrupted. Each epoch commits input offsets and state together (exactly-once state)."""
     recovery = data_dir / "recovery"
-    ensure_recovery_dir(recovery)
+    ensure_recovery_dir(recovery, RECOVERY_PARTITIONS)
     tune_gc()
     if metrics_port:
         start_http_server(metrics_port, addr=metrics_host)

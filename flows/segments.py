@@ -112,7 +112,7 @@ class SegmentStore:
                     self._retire(s.name for s in segments)
                     segments = [self._write(tables, _level(held), held)]
             self.state = SegmentState(tuple(segments), self.state.written)
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
         self._delete_retired()
         self.last.seconds = time.perf_counter() - started
         return self.state
@@ -210,7 +210,8 @@ def _dumps(tables: Tables) -> bytes:
     return out.getvalue()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Makes a directory's new and renamed entries durable (the files' own fsync does not)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

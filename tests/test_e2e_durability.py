@@ -90,6 +90,22 @@ def test_kill_while_webhooks_arrive_loses_no_accepted_event(tmp_path: Path) -> N
         sp.ensure_stopped()
 
 
+def test_a_kill_while_the_dataflow_first_starts_does_not_stop_it_for_good(tmp_path: Path) -> None:
+    """A kill -9 between Bytewax creating its part file and creating its tables left a file that no
+    later start could resume from (seen in CI: the figures stayed at zero). The state a kill leaves:"""
+    sp = Storepulse(tmp_path)
+    (sp.data_dir / "recovery").mkdir(parents=True)
+    (sp.data_dir / "recovery" / "part-0.sqlite3").write_bytes(b"")
+    try:
+        sp.start()
+        r = sp.post_stripe("acme-stripe", payment_intent_succeeded(f"evt_{uuid.uuid4().hex}", "pi_first_start", 2_500))
+        assert r.status_code == 200 and r.json()["status"] == "accepted"
+        got = wait_api(sp, "acme", lambda b: b["paid_orders"] == 1, store="acme-stripe", timeout=30)
+        assert got["gross_revenue"]["amount"] == 2_500
+    finally:
+        sp.ensure_stopped()
+
+
 def test_log_unavailable_answers_503_and_the_retry_lands(tmp_path: Path) -> None:
     redis = RedisServer(tmp_path / "redis-data")
     sp = Storepulse(tmp_path, redis.url)
