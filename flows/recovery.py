@@ -11,6 +11,7 @@ committed to it).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sqlite3
@@ -23,11 +24,19 @@ from bytewax.recovery import init_db_dir
 from flows.segments import fsync_dir
 
 SCRATCH_PREFIX = ".init-"
+LOCK_NAME = ".init.lock"
 
 
 def ensure_recovery_dir(path: Path, partitions: int) -> None:
-    """Makes every missing or unusable part file of `path`; leaves complete ones alone."""
+    """Makes every missing or unusable part file of `path`; leaves complete ones alone. The processes
+    of a cluster on one data directory take turns (a lock file), so one never sees another's scratch."""
     path.mkdir(parents=True, exist_ok=True)
+    with open(path / LOCK_NAME, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or by the kernel on a kill
+        _make_missing_parts(path, partitions)
+
+
+def _make_missing_parts(path: Path, partitions: int) -> None:
     for stale in path.glob(SCRATCH_PREFIX + "*"):  # a start killed while making partitions
         shutil.rmtree(stale, ignore_errors=True)
     missing = [f"part-{i}.sqlite3" for i in range(partitions) if not part_is_complete(path / f"part-{i}.sqlite3")]
