@@ -121,12 +121,14 @@ def build_flow(
     segments: Path,
     horizon_ms: int = DEFAULT_HORIZON_MS,
     clock: Callable[[], int] = wall_clock_ms,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> Dataflow:
     """`segments`: where organisations' segment files live, beside the Bytewax recovery partitions
-    (shared by every process of a cluster, like them). `clock`: the wall clock, ms."""
+    (shared by every process of a cluster, like them). `clock`: the wall clock, ms. `stopping()`
+    true ends the input, so the dataflow finishes its epoch, snapshots it and returns."""
     ctx = _Context(dict(config.orgs), segments, horizon_ms, clock)
     flow = Dataflow("storepulse")
-    by_org = op.input("log", flow, LogSource(open_reader, partitions, ctx.orgs, until_caught_up))
+    by_org = op.input("log", flow, LogSource(open_reader, partitions, ctx.orgs, until_caught_up, stopping))
     changes = op.stateful_batch("organisation", by_org, lambda resume: _OrgLogic(resume, ctx))  # type: ignore[arg-type]
     op.output("read_model", changes, ReadModelSink(open_model))
     return flow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import signal
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,6 +34,29 @@ def tune_gc() -> None:
     gc.set_threshold(1_000_000, 1_000, 1_000)
 
 
+class GracefulStop:
+    """The signal handler of `storepulse flows`. The first SIGINT or SIGTERM ends the input: the
+    dataflow closes its epoch, snapshots it and returns, with nothing to replay at the next start
+    (Bytewax's own handling of Ctrl-C unwinds its worker with a Rust panic, printed with a backtrace).
+    A second signal, or GRACE_SECONDS without the dataflow ending (a cluster whose other processes
+    were not told), interrupts it the old way."""
+
+    GRACE_SECONDS = 10
+
+    def __init__(self) -> None:
+        self._requested = False
+
+    def requested(self) -> bool:
+        return self._requested
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self._requested:
+            raise KeyboardInterrupt
+        self._requested = True
+        signal.signal(signal.SIGALRM, self)
+        signal.alarm(self.GRACE_SECONDS)
+
+
 def run_flows(
     config: Config,
     data_dir: Path,
@@ -47,12 +71,16 @@ def run_flows(
     metrics_host: str = "127.0.0.1",
     until_caught_up: bool = False,
 ) -> None:
-    """Blocks until interrupted. Each epoch commits input offsets and state together (exactly-once state)."""
+    """Blocks until interrupted (SIGINT or SIGTERM: see GracefulStop). Each epoch commits input
+    offsets and state together (exactly-once state)."""
     recovery = data_dir / "recovery"
     ensure_recovery_dir(recovery, RECOVERY_PARTITIONS)
     tune_gc()
     if metrics_port:
         start_http_server(metrics_port, addr=metrics_host)
+    stop = GracefulStop()
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     flow = build_flow(
         config,
         lambda: open_log_reader(data_dir, redis_url),
@@ -61,6 +89,7 @@ def run_flows(
         until_caught_up,
         segments=recovery / "segments",
         horizon_ms=horizon_ms,
+        stopping=stop.requested,
     )
     log.info("dataflow running (%d worker(s), recovery in %s)", workers, recovery)
     cli_main(

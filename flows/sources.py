@@ -5,6 +5,10 @@ organisations the config does not know are skipped here (counted). Once a partit
 log to its end for the first time since it was built, it emits `(org, CaughtUp(org))` for every
 configured organisation of the partition: from then on their watermark may follow the wall clock
 (flows/organisation.py says why not before).
+
+`stopping()` true ends every partition at its next batch: the dataflow then closes its last epoch
+and snapshots it, which is how `storepulse flows` stops on Ctrl-C (flows/run.py), with nothing left
+to replay at the next start.
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ Item = tuple[str, Event | CaughtUp]
 
 class _LogPartition(StatefulSourcePartition[Item, str | None]):
     def __init__(self, reader: LogReader, partition: int, partitions: int, offset: str | None,
-                 until_caught_up: bool, orgs: Collection[str]) -> None:
+                 until_caught_up: bool, orgs: Collection[str], stopping: Callable[[], bool]) -> None:
         self._reader = reader
+        self._stopping = stopping
         self._partition = partition
         self._offset = offset
         self._awake: datetime | None = None
@@ -47,6 +52,8 @@ class _LogPartition(StatefulSourcePartition[Item, str | None]):
         self._caught_up = False
 
     def next_batch(self) -> list[Item]:
+        if self._stopping():
+            raise StopIteration
         started = time.perf_counter()
         rows = self._reader.read(self._partition, self._offset, BATCH)
         metrics.READ_SECONDS.inc(time.perf_counter() - started)
@@ -88,8 +95,9 @@ class LogSource(FixedPartitionedSource[Item, str | None]):
     """Emits `(org, event)` in log order per partition; the resume state is the last offset read."""
 
     def __init__(self, open_reader: Callable[[], LogReader], partitions: int, orgs: Collection[str],
-                 until_caught_up: bool = False) -> None:
+                 until_caught_up: bool = False, stopping: Callable[[], bool] = lambda: False) -> None:
         self._open_reader = open_reader
+        self._stopping = stopping
         self._partitions = partitions
         self._orgs = tuple(orgs)
         self._until_caught_up = until_caught_up
@@ -99,4 +107,4 @@ class LogSource(FixedPartitionedSource[Item, str | None]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: str | None) -> _LogPartition:
         return _LogPartition(self._open_reader(), int(for_part[1:]), self._partitions, resume_state, self._until_caught_up,
-                             self._orgs)
+                             self._orgs, self._stopping)

@@ -66,10 +66,11 @@ def parser() -> argparse.ArgumentParser:
     fl.add_argument("-w", "--workers", type=int, default=1, help="worker threads in this process")
     fl.add_argument("-i", "--process-id", type=int, help="this process's index in a cluster")
     fl.add_argument("-a", "--addresses", help="host:port of every cluster process, ';'-separated")
-    fl.add_argument("--epoch-ms", type=int, default=2000, help="how often state and offsets are snapshotted")
-    fl.add_argument("--refund-horizon-days", type=int, default=366, metavar="DAYS",
-                    help="how long an order's facts are held for refunds, and how late an event may still change "
-                         "figures (docs/operations.md)")
+    for p in (up, fl):  # `up` hands them to its dataflow process
+        p.add_argument("--epoch-ms", type=int, default=2000, help="how often state and offsets are snapshotted")
+        p.add_argument("--refund-horizon-days", type=int, default=366, metavar="DAYS",
+                       help="how long an order's facts are held for refunds, and how late an event may still change "
+                            "figures (docs/operations.md)")
     fl.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: off)")
     fl.add_argument("--metrics-host", default="127.0.0.1")
     fl.add_argument("--until-caught-up", action="store_true", help="stop once the log is read to its end (batch runs)")
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
                 metrics_port=args.metrics_port or None, metrics_host=args.metrics_host,
                 until_caught_up=args.until_caught_up,
             )
+            log.info("dataflow stopped")
         except KeyboardInterrupt:
             log.info("dataflow stopped")
         except BytewaxRuntimeError as exc:
@@ -173,7 +175,8 @@ def _ingest_processes(args: argparse.Namespace, path: Path) -> int:
 
 
 def _flows_command(args: argparse.Namespace, path: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "storepulse", "flows", "--config", str(path), "--data-dir", str(args.data_dir)]
+    cmd = [sys.executable, "-m", "storepulse", "flows", "--config", str(path), "--data-dir", str(args.data_dir),
+           "--epoch-ms", str(args.epoch_ms), "--refund-horizon-days", str(args.refund_horizon_days)]
     if args.redis:
         cmd += ["--redis", args.redis]
     if args.flows_metrics_port:
@@ -187,8 +190,9 @@ async def _supervise(cmd: list[str], stop: asyncio.Event) -> None:
         proc = subprocess.Popen(cmd)
         while proc.poll() is None and not stop.is_set():
             await asyncio.sleep(0.2)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+        if stop.is_set():  # a terminal's Ctrl-C reaches the dataflow too: it may have stopped already
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
             try:
                 await asyncio.to_thread(proc.wait, 15)
             except subprocess.TimeoutExpired:

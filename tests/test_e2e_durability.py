@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import concurrent.futures
+import pickle
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from state.sqlite_log import SqliteLogReader
 from tests.helpers import RedisServer, Storepulse, payment_intent_succeeded, wait_api
 
 
@@ -86,6 +90,44 @@ def test_kill_while_webhooks_arrive_loses_no_accepted_event(tmp_path: Path) -> N
         # whose answer never left is a duplicate on its retry. The figures below count all 400 once.
         assert count + retry_count <= 400
         assert got["gross_revenue"]["amount"] == sum(100 + i for i in range(400))
+    finally:
+        sp.ensure_stopped()
+
+
+def _snapshotted_offsets(data_dir: Path) -> dict[str, str | None]:
+    """The input offsets of the dataflow's latest committed snapshot, per log partition."""
+    with closing(sqlite3.connect(data_dir / "recovery" / "part-0.sqlite3")) as db:
+        rows = db.execute("SELECT state_key, ser_change FROM snaps WHERE step_id = 'storepulse.log' "
+                          "ORDER BY snap_epoch").fetchall()
+    return {key: pickle.loads(ser) for key, ser in rows}  # later epochs overwrite earlier ones
+
+
+def test_ctrl_c_snapshots_what_was_read_and_prints_no_panic(tmp_path: Path) -> None:
+    """A clean stop closes the epoch it is in: with an epoch far longer than the test, the only
+    snapshot is the one the stop takes, and it holds every offset the dataflow had read."""
+    sp = Storepulse(tmp_path)
+    sp.extra_args = ["--epoch-ms", "600000"]
+    try:
+        sp.start()
+        tag = uuid.uuid4().hex[:8]
+        count, total = _post_many(sp, "acme-stripe", 12, lambda i: 500 + i, tag)
+        assert count == 12
+        wait_api(sp, "acme", lambda b: b["paid_orders"] == 12, store="acme-stripe", timeout=30)
+        assert sp.stop() == 0
+        log = sp.log_tail(20_000)
+        assert "panicked" not in log and "Traceback" not in log, log
+        assert "dataflow stopped" in log and "restarting" not in log, log
+        reader = SqliteLogReader(sp.data_dir / "log.sqlite3")
+        try:
+            ends = {f"p{p}": (rows[-1][0] if (rows := reader.read(p, None, 1_000)) else None)
+                    for p in range(reader.partitions)}
+        finally:
+            reader.close()
+        assert any(ends.values())
+        assert _snapshotted_offsets(sp.data_dir) == ends
+        sp.start()
+        got = wait_api(sp, "acme", lambda b: b["paid_orders"] == 12, store="acme-stripe", timeout=30)
+        assert got["gross_revenue"]["amount"] == total
     finally:
         sp.ensure_stopped()
 
