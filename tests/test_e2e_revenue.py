@@ -18,6 +18,7 @@ from tests.helpers import (
     TOKENS,
     Storepulse,
     charge_refunded,
+    free_port,
     checkout_session_completed,
     post_list_orders,
     payment_intent_succeeded,
@@ -268,3 +269,23 @@ def test_carts_journey_and_email_attribution_through_the_events_api(storepulse: 
     assert (c["carts"], c["abandoned"], c["purchased"], c["abandonment_rate"]) == (2, 1, 1, 0.5)
     assert c["abandoned_value"] == eur(1000)
     assert (journey["visitors"], journey["added_to_cart"], journey["purchased"], journey["conversion_rate"]) == (4, 2, 2, 0.5)
+
+
+def test_the_refund_horizon_given_to_up_reaches_its_dataflow(tmp_path) -> None:  # noqa: ANN001
+    """`up --refund-horizon-days 1`: a payment three days old is too late for the dataflow (under the
+    default 366 days it would count), and the metrics say so."""
+    sp = Storepulse(tmp_path)
+    sp.extra_args = ["--refund-horizon-days", "1", "--flows-metrics-port", str(flows_port := free_port())]
+    try:
+        sp.start()
+        now = int(time.time())
+        for evt, amount, created in [("now", 1_000, now), ("old", 2_000, now - 3 * 86_400), ("later", 30, now + 1)]:
+            r = sp.post_stripe("acme-stripe", payment_intent_succeeded(f"evt_{evt}_{uid()}", f"pi_{evt}_{uid()}",
+                                                                       amount, created=created))
+            assert r.json()["status"] == "accepted", r.text
+        got = wait_api(sp, "acme", lambda b: b["paid_orders"] == 2, store="acme-stripe", timeout=30)
+        assert got["gross_revenue"] == eur(1_030)  # the old payment, read between the two, is not in it
+        metrics = httpx.get(f"http://127.0.0.1:{flows_port}/metrics", timeout=5).text
+        assert 'storepulse_flow_too_late_total{book="organisation"} 1.0' in metrics
+    finally:
+        sp.ensure_stopped()
