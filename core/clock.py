@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
 
 
 def utc_from_ms(time_ms: int) -> datetime:
@@ -28,4 +29,4 @@ def ms_from_iso(text: str) -> int:
         raise ValueError(f"{text!r} is not ISO 8601") from None
     if t.tzinfo is None:
         raise ValueError(f"{text!r} has no UTC offset (add Z or +01:00)")
-    return int(t.timestamp() * 1000)
+    return (t - _EPOCH) // _MS  # exact: no float in between

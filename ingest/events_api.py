@@ -30,6 +30,7 @@ from ingest.fields import parse_json
 
 MAX_BATCH = 1000
 _MIN_MINOR, _MAX_MINOR = -(2**63), 2**63 - 1
+_MAX_TIME = 95_617_584_000_000  # 5000-01-01T00:00:00Z in ms: later is a unit mistake, not a date
 
 TYPES: dict[str, Kind] = {
     "page_view": Kind.PAGE_VIEWED,
@@ -80,14 +81,18 @@ def _text(d: dict[str, Any], key: str, required: bool = False) -> str | None:
 
 def _time(d: dict[str, Any]) -> int:
     v = d.get("time")
-    if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 10**14:
-        return v
-    if isinstance(v, str):
+    if isinstance(v, int) and not isinstance(v, bool):
+        ms = v
+    elif isinstance(v, str):
         try:
-            return ms_from_iso(v)
+            ms = ms_from_iso(v)
         except ValueError as exc:
             raise Invalid(f"time {exc}") from None
-    raise Invalid("time is missing: give ISO 8601 with an offset or Unix milliseconds")
+    else:
+        raise Invalid("time is missing: give ISO 8601 with an offset or Unix milliseconds")
+    if not 0 < ms < _MAX_TIME:
+        raise Invalid(f"time {v!r} is out of range: give an instant after 1970-01-01 and before the year 5000")
+    return ms
 
 
 def _money(d: dict[str, Any], key: str, currency: str) -> int:
@@ -124,6 +129,8 @@ def _items(d: dict[str, Any], currency: str | None) -> tuple[Item, ...]:
             if not isinstance(qty, int) or isinstance(qty, bool) or not 0 < qty < 10**6:
                 raise Invalid(f"qty must be a positive integer, got {qty!r}")
             price = _money(it, "price", currency) if it.get("price") is not None and currency else 0
+            if price < 0:
+                raise Invalid("price must not be negative (a discount belongs in the order's amount)")
             out.append(Item(product=product or "", qty=qty, unit_price=price, name=_text(it, "name") or "",
                             category=_text(it, "category") or "", brand=_text(it, "brand") or ""))
         except Invalid as exc:
@@ -242,7 +249,7 @@ def _fast_item(product: Any, qty: Any, price: Any, name: Any, category: Any, bra
         return None
     if price is None or not currency:
         price = 0
-    elif (price := _fast_amount(price, currency)) is _GIVE_UP:
+    elif (price := _fast_amount(price, currency)) is _GIVE_UP or price < 0:
         return None
     if name is None:
         name = ""
@@ -291,15 +298,14 @@ def _fast_event(d: dict[str, Any], id_prefix: str, template: dict[str, Any]) -> 
             return None
         client_id = str(client_id)
     time = get("time")
-    if time.__class__ is int:
-        if not 0 < time < 10**14:
-            return None
-    elif time.__class__ is str:
+    if time.__class__ is str:
         try:
             time = ms_from_iso(time)
         except Exception:
             return None
-    else:
+    elif time.__class__ is not int:
+        return None
+    if not 0 < time < _MAX_TIME:
         return None
     f = template.copy()
     f["id"], f["kind"], f["time"], f["raw_id"] = id_prefix + client_id, kind, time, client_id

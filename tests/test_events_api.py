@@ -152,7 +152,8 @@ json_values = st.recursive(json_scalars, lambda inner: st.one_of(st.lists(inner,
 texts = st.one_of(st.text(min_size=1, max_size=8), st.sampled_from(["", "v1", "/p/1"]),
                   st.integers(511, 513).map(lambda n: "x" * n),
                   st.integers(-5, 2**64 - 1), json_values)
-times = st.one_of(st.integers(-1, 10**14 + 1), st.sampled_from([
+times = st.one_of(st.integers(-1, 10**14 + 1), st.sampled_from([95_617_583_999_999, 95_617_584_000_000]), st.sampled_from([
+    "5000-01-01T00:00:00Z", "4999-12-31T23:59:59.999Z", "5000-01-01T00:59:59.999+01:00",
     "2026-11-22T10:00:00+01:00", "2026-11-22T10:00:00.123Z", "2026-11-22T10:00:00Z", "1969-12-31T23:59:59.999Z",
     "2026-11-22T10:00:00", "2026-02-30T10:00:00Z", "yesterday", "", "2026-11-22 10:00:00-05:30", "0001-01-01T00:00:00+01:00",
 ]), json_values)
@@ -174,7 +175,7 @@ types = st.one_of(st.sampled_from(list(TYPES)), json_values)
 # Valid events of every type, then the same with a field or two replaced by anything or removed: most of
 # what a random dictionary is would be refused on its type or id, and never reach the deeper checks.
 good_text = st.one_of(st.text(min_size=1, max_size=8), st.integers(0, 2**63))
-good_time = st.one_of(st.integers(1, 10**14 - 1), st.sampled_from(["2026-11-22T10:00:00+01:00", "2026-11-22T10:00:00.123Z"]))
+good_time = st.one_of(st.integers(1, 95_617_583_999_999), st.sampled_from(["2026-11-22T10:00:00+01:00", "2026-11-22T10:00:00.123Z"]))
 good_amount = st.one_of(st.sampled_from(["12.34", "0", "7", "12.345", "0.5", "19.99"]), st.integers(0, 10**9))
 good_item = st.fixed_dictionaries({"product": good_text}, optional={
     "qty": st.integers(1, 999_999), "price": good_amount, "name": good_text, "category": good_text, "brand": good_text})
@@ -234,7 +235,28 @@ random_events = st.fixed_dictionaries(
 events = st.one_of(good_events(), bent_events(), random_events).map(lambda d: orjson.loads(orjson.dumps(d)))
 
 
+# Checks added since the reference: each refuses what the reference let through (or refused for
+# another reason): an amount or price that no 64-bit integer of minor units holds (the reference let it
+# through to crash in to_json), a negative item price, a time before 1970 or from the year 5000 on.
 OUT_OF_RANGE = re.compile(r"^(items\[\d+\]\.price|amount): out of range: ")
+NEGATIVE_PRICE = re.compile(r"^items\[\d+\]\.price must not be negative")
+TIME_RANGE = re.compile(r"^time .* is out of range: ")
+MAX_TIME = 95_617_584_000_000
+
+
+def _added_check_refused(got: tuple[Any, ...], want: tuple[Any, ...]) -> bool:
+    if got[0] != "refused":
+        return False
+    if want[0] == "refused":  # refused before too, in other words: the new check came first
+        return any(r.search(got[1]) for r in (OUT_OF_RANGE, NEGATIVE_PRICE, TIME_RANGE))
+    e = want[1]
+    if OUT_OF_RANGE.search(got[1]):
+        return not -(2**63) <= e.amount < 2**63 or any(not -(2**63) <= i.unit_price < 2**63 for i in e.items)
+    if NEGATIVE_PRICE.search(got[1]):
+        return any(i.unit_price < 0 for i in e.items)
+    if TIME_RANGE.search(got[1]):
+        return not 0 < e.time < MAX_TIME
+    return False
 
 
 def outcome(read: Any, d: Any) -> tuple[Any, ...]:
@@ -258,11 +280,7 @@ def test_the_readers_agree_with_the_reference(d: dict[str, Any]) -> None:
     except Exception:  # the reference crashed (a 500 before): now it must be refused in words
         assert got[0] == "refused" and got[1], got
     else:
-        # The one check added since: an amount or price that no 64-bit integer of minor units holds
-        # (the reference let it through to crash in to_json, or refused it later for another reason).
-        added = got[0] == "refused" and OUT_OF_RANGE.search(got[1]) is not None
-        assert got == want or (added and (want[0] == "refused" or not -(2**63) <= want[1].amount < 2**63
-                                          or any(not -(2**63) <= i.unit_price < 2**63 for i in want[1].items)))
+        assert got == want or _added_check_refused(got, want), (got, want)
 
 
 COMMON = [
@@ -350,6 +368,26 @@ def test_the_events_api_answers_400_where_it_answered_500(storepulse: Storepulse
     assert r.status_code == 400, r.text
     msg = r.json()["error"]
     assert "events[0]: type ['page_view'] is not one of" in msg and "events[1]: amount: out of range" in msg
+
+
+def test_negative_prices_and_times_out_of_range_get_a_400_that_says_so(storepulse: Storepulse) -> None:
+    good = {"type": "add_to_cart", "visitor": "v", "currency": "EUR", "product": "p"}
+    r = storepulse.post_events([
+        {**good, "id": "a", "time": 1, "price": "-1.50"},
+        {**good, "id": "b", "time": "0001-01-01T00:00:00Z"},
+        {**good, "id": "c", "time": "5000-01-01T00:00:00Z"},
+        {**good, "id": "d", "time": -5},
+        {**good, "id": "e", "time": 1_795_338_396_916_000},  # microseconds sent as milliseconds
+        {**good, "id": "f", "time": "4999-12-31T23:59:59.999Z", "price": "0"},  # the last instant taken
+    ])
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == (
+        "nothing was recorded; "
+        "events[0]: items[0].price must not be negative (a discount belongs in the order's amount); "
+        "events[1]: time '0001-01-01T00:00:00Z' is out of range: give an instant after 1970-01-01 and before the year 5000; "
+        "events[2]: time '5000-01-01T00:00:00Z' is out of range: give an instant after 1970-01-01 and before the year 5000; "
+        "events[3]: time -5 is out of range: give an instant after 1970-01-01 and before the year 5000; "
+        "events[4]: time 1795338396916000 is out of range: give an instant after 1970-01-01 and before the year 5000")
 
 
 def test_a_json_time_is_read_as_ms_from_iso_reads_it() -> None:
