@@ -57,6 +57,7 @@ sys.path.insert(0, str(REPO))
 import redis  # noqa: E402
 
 from core.events import Event, Item, Kind  # noqa: E402
+from core.gc_policy import paused  # noqa: E402
 from ingest import replay as rp  # noqa: E402
 from state.log import EventLog, partition_of  # noqa: E402
 from state.redis_log import RedisEventLog  # noqa: E402
@@ -187,13 +188,8 @@ def duckdb_map(path: Path, org: str, store: str) -> list[Event]:
 
 def paused_gc(run: Callable[[], Any]) -> Callable[[], Any]:
     def go() -> Any:
-        was = gc.isenabled()
-        gc.disable()
-        try:
+        with paused():
             return run()
-        finally:
-            if was:
-                gc.enable()
     return go
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import signal
 from datetime import timedelta
@@ -13,6 +12,7 @@ from bytewax.run import cli_main
 from prometheus_client import start_http_server
 
 from core.config import Config
+from core.gc_policy import DATAFLOW, settle
 from flows.dataflow import build_flow
 from flows.recovery import ensure_recovery_dir
 from flows.revenue import DEFAULT_HORIZON_MS
@@ -27,11 +27,8 @@ log = logging.getLogger("storepulse.flows")
 
 
 def tune_gc() -> None:
-    """The dataflow holds millions of long-lived objects and makes no reference cycles of note:
-    the default thresholds run full collections over all of them every few thousand allocations
-    (a quarter of the dataflow's time in profiles). Collect young objects as usual, old ones rarely."""
-    gc.freeze()
-    gc.set_threshold(1_000_000, 1_000, 1_000)
+    """The dataflow's collector policy (core/gc_policy.py): it holds millions of long-lived objects."""
+    settle(DATAFLOW)
 
 
 class GracefulStop:

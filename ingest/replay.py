@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import gc
 import gzip
 import hashlib
 import io
@@ -55,6 +54,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from core.events import Event, Item, Kind
+from core.gc_policy import paused
 from state.log import EventLog
 
 DATASETS = ("online-retail", "rees46")
@@ -467,20 +467,6 @@ class Summary:
 
 
 @contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """Pauses the cyclic garbage collector. A mapper builds hundreds of thousands of long-lived
-    objects and no cycles; with the collector on, its full collections over them cost 2x the
-    mapping itself (online-retail: 4.1 s of CPU instead of 1.7 s)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-@contextmanager
 def _csv_rows(path: Path) -> Iterator[tuple[Iterator[list[str]], Callable[[], int], int]]:
     """The file's rows (plain or gzip CSV, told apart by content) and where in the file we are."""
     raw = open(path, "rb")
@@ -498,7 +484,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[Iterator[list[str]], Callable[[], in
 def map_file(path: Path, dataset: str, org: str, store: str, progress: Progress | None = None) -> Mapped:
     """Streams a .csv or .csv.gz file through the dataset's mapper (which holds its events: online-retail
     needs all lines of an invoice, which the file does not keep together, and both are emitted in time order)."""
-    with _csv_rows(path) as (rows, position, size), _no_cyclic_gc():
+    with _csv_rows(path) as (rows, position, size), paused():
         n = 0
         try:
             header = next(rows, None)
@@ -542,7 +528,7 @@ async def append_events(
     # generation: with it on, the log's allocations (rows, the instance dicts orjson makes when it
     # first serializes an event or item) set off collections that walk all of them again and again
     # (online-retail: ~1 s of a 1.5-2.5 s append). Appending makes no cycles; pause it here too.
-    with _no_cyclic_gc():
+    with paused():
         for i in range(0, len(events), batch):
             if speed is not None:
                 delay = start + i / speed - loop.time()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import os
 import signal
 import socket
@@ -16,6 +15,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from core.gc_policy import SERVERS, settle
 
 
 class HttpServer(uvicorn.Server):
@@ -59,11 +60,9 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
 
 
 def tune_gc() -> None:
-    """Servers make garbage per request but few reference cycles: refcounting frees it. The default
-    gen-0 threshold (700 allocations) ran the cyclic collector several times per 1,000-event batch
-    (a fifth of the ingest server's CPU in profiles). Startup objects are frozen out of every scan."""
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+    """The servers' collector policy (core/gc_policy.py): the default gen-0 threshold ran the cyclic
+    collector several times per 1,000-event batch."""
+    settle(SERVERS)
 
 
 def stop_on_signals() -> asyncio.Event:
