@@ -43,7 +43,14 @@ class _Context:
     clock: Callable[[], int]
 
 
-class _OrgLogic(StatefulBatchLogic[Event | CaughtUp, Bucket | Record, bytes]):
+Changes = list[Bucket | Record]
+
+
+class _OrgLogic(StatefulBatchLogic[Event | CaughtUp, Changes, bytes]):
+    """Emits everything a batch (or a tick) changed as one item: the sink writes it in one write, so
+    a reader never sees the figures of a batch without its customers (Bytewax would otherwise carry
+    a long list of items downstream in several containers, and the sink write them in several writes)."""
+
     # Bytewax does not hand the key to the builder: a new organisation learns its id from its first item.
     def __init__(self, resume: bytes | None, ctx: _Context) -> None:
         self._ctx = ctx
@@ -54,7 +61,7 @@ class _OrgLogic(StatefulBatchLogic[Event | CaughtUp, Bucket | Record, bytes]):
             self.org = Organisation.restore(resume, lambda org_id: self._store(org_id))
             self._too_late, self._unmatched = self._counts()
 
-    def on_batch(self, values: list[Event | CaughtUp]) -> tuple[Iterable[Bucket | Record], bool]:
+    def on_batch(self, values: list[Event | CaughtUp]) -> tuple[Iterable[Changes], bool]:
         events = [v for v in values if type(v) is not CaughtUp]
         if self.org is None:
             self.org = Organisation.new(self._ctx.orgs[values[0].org], self._ctx.horizon_ms)
@@ -66,13 +73,13 @@ class _OrgLogic(StatefulBatchLogic[Event | CaughtUp, Bucket | Record, bytes]):
         metrics.EVENTS.inc(len(events))
         self._report()
         metrics.CHANGES.inc(len(out))
-        return out, StatefulBatchLogic.RETAIN
+        return ([out] if out else []), StatefulBatchLogic.RETAIN
 
-    def on_notify(self) -> tuple[Iterable[Bucket | Record], bool]:
+    def on_notify(self) -> tuple[Iterable[Changes], bool]:
         assert self.org is not None
         out = self._ticked(self.org.tick(self._ctx.clock()))
         metrics.CHANGES.inc(len(out))
-        return out, StatefulBatchLogic.RETAIN
+        return ([out] if out else []), StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
         wake = None if self.org is None else self.org.next_wake(self._ctx.clock())
