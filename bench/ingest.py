@@ -77,15 +77,16 @@ PARTITIONS = 4  # state.log.DEFAULT_PARTITIONS: keys sp:{p0}:log .. sp:{p3}:log
 def serve_bare(host: str, port: int, reuse_port: bool = False) -> None:
     import uvloop
     from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
+    from starlette.responses import Response
     from starlette.routing import Route
 
+    from storepulse.responses import json_response
     from storepulse.servers import build_app, http_server, reuse_port_socket, tune_gc
 
     async def webhook(request: Request) -> Response:
         body = await request.body()
-        # The same response shape as storepulse's, so both servers send the same bytes back.
-        return JSONResponse({"status": "accepted", "events": [f"stripe:{request.path_params['store_id']}:{len(body)}"]})
+        # The same response shape and renderer as storepulse's, so both servers send the same bytes back.
+        return json_response({"status": "accepted", "events": [f"stripe:{request.path_params['store_id']}:{len(body)}"]})
 
     server = http_server(build_app([Route("/webhooks/stripe/{store_id}", webhook, methods=["POST"])]), host, port)
     tune_gc()  # the same runtime settings as storepulse's servers: only the handler differs
@@ -577,7 +578,7 @@ def print_profile(path: Path) -> None:
         ("Redis append: redis-py client + state/redis_log", ("(redis/", "(state/redis_log")),
         ("Stripe-Signature verify (stripe lib, hmac)", ("verify (ingest/stripe.py", "(stripe/", "(hmac.py")),
         ("normalise to canonical Event (ingest/stripe, core)", ("normalise (ingest/stripe.py", "(core/")),
-        ("JSON response render (starlette JSONResponse)", ("(starlette/responses.py",)),
+        ("JSON response render (storepulse/responses, starlette)", ("(storepulse/responses.py", "(starlette/responses.py")),
         ("read_body (ingest/app.py)", ("read_body (ingest/app.py",)),
         ("Prometheus counters/histogram", ("(prometheus_client",)),
         ("handler's own lines (ingest/app.py)", ("(ingest/",)),

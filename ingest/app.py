@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from starlette.requests import Request
-import orjson
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -29,6 +28,7 @@ from ingest.errors import Rejected, TooLarge, UnknownStore, UnsupportedMediaType
 from ingest.monitor import ConnectionMonitor
 from state.log import EventLog, LogUnavailable
 from state.rejected import RejectedDelivery, RejectedStore
+from storepulse.responses import error_response, json_response
 
 MAX_BODY_BYTES = 1024 * 1024
 PROVIDERS = ("stripe", "woocommerce", "shopify")
@@ -51,13 +51,6 @@ def redact(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: ("[redacted]" if k in _SECRET_HEADERS else v) for k, v in headers.items()}
 
 
-def _json(body: dict[str, object], status: int = 200) -> Response:
-    # orjson: Starlette's JSONResponse (json.dumps) was an eighth of a webhook's CPU time.
-    return Response(orjson.dumps(body), status, media_type="application/json")
-
-
-def _error(status: int, message: str) -> Response:
-    return _json({"error": message}, status)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -98,19 +91,19 @@ class Ingest:
             await asyncio.to_thread(self.rejected.add, record)
         except Exception:  # keeping the evidence failed; the sender still deserves the real answer
             log.exception("could not keep rejected delivery %s", record.id)
-        return _error(exc.status, exc.message)
+        return error_response(exc.status, exc.message)
 
     async def append(self, provider: str, outcome: Outcome, received_at: float, list_ids: bool = True) -> Response:
         if not outcome.events:
             metrics.delivered(provider, "ignored")
             metrics.IGNORED.labels(provider, outcome.topic[:64]).inc()
-            return _json({"status": "ignored", "reason": outcome.ignored or "nothing to record"})
+            return json_response({"status": "ignored", "reason": outcome.ignored or "nothing to record"})
         started = time.perf_counter()
         try:
             appended = await self.log.append(outcome.events)
         except LogUnavailable as exc:
             metrics.delivered(provider, "unavailable")
-            return _error(503, f"{exc}; retry later")
+            return error_response(503, f"{exc}; retry later")
         metrics.APPEND_SECONDS.observe(time.perf_counter() - started)
         self.monitor.appended(outcome.events, appended, received_at)
         new = sum(appended)
@@ -119,7 +112,7 @@ class Ingest:
         body: dict[str, object] = {"status": outcome_name, "new": new, "duplicates": len(appended) - new}
         if list_ids:
             body["events"] = [e.id for e in outcome.events]
-        return _json(body)
+        return json_response(body)
 
     async def redrive(self, r: RejectedDelivery) -> str:
         """Runs a kept delivery through verification and normalisation again, with today's config.

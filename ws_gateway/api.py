@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from importlib.resources import files
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from core.clock import utc_from_ms
@@ -20,6 +20,7 @@ from core.rates import Rates
 from state.connections import ConnectionStats
 from state.readmodel import ReadModel
 from state.rejected import RejectedStore
+from storepulse.responses import error_response, json_response
 from ws_gateway import lists, shoppers
 from ws_gateway.auth import AuthError, org_for
 
@@ -36,8 +37,6 @@ class ReadSide:
     rates: Rates | None = None
 
 
-def _err(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
 
 
 def _span(first: str, last: str) -> dict[str, str | None]:
@@ -82,11 +81,11 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         try:
             result = compute_figures(buckets, first=first, last=last, currency=currency, rates=side.rates, store=store)
         except MissingRate as exc:
-            return _err(422, str(exc))
+            return error_response(422, str(exc))
         q = request.query_params
         named = q.get("period") or (None if "from" in q or "to" in q else "today")
         span = {"period": named, **_span(first, last)}
-        return JSONResponse({"org": org.id, "store": store, **span, "version": version, **result.to_json()})
+        return json_response({"org": org.id, "store": store, **span, "version": version, **result.to_json()})
 
     async def series_route(request: Request) -> Response:
         org = authorised(request)
@@ -98,11 +97,11 @@ def gateway_routes(side: ReadSide) -> list[Route]:
             points = series(buckets, metric=metric, grain=grain, first=first, last=last, tz=org.tz, currency=currency,
                             rates=side.rates, store=store)
         except BadPeriod as exc:
-            return _err(400, str(exc))
+            return error_response(400, str(exc))
         except MissingRate as exc:
-            return _err(422, str(exc))
+            return error_response(422, str(exc))
         money = metric in ("gross_revenue", "refunds", "net_revenue", "aov")
-        return JSONResponse({
+        return json_response({
             "org": org.id, "store": store, "metric": metric, "granularity": grain, "from": first, "to": last,
             "currency": currency if money else None, "version": version,
             "points": [{"t": t, "value": v} for t, v in points],
@@ -112,16 +111,16 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         org = authorised(request)
         store = request.query_params.get("store")
         if store is not None and store not in org.stores:
-            return _err(404, f"organisation {org.id!r} has no store {store!r}")
+            return error_response(404, f"organisation {org.id!r} has no store {store!r}")
         found = await asyncio.to_thread(side.rejected.list, org=org.id, store=store, limit=_limit(request))
-        return JSONResponse({"rejected": [r.to_json(body_limit=BODY_PREVIEW_BYTES) for r in found]})
+        return json_response({"rejected": [r.to_json(body_limit=BODY_PREVIEW_BYTES) for r in found]})
 
     async def rejected_one(request: Request) -> Response:
         org = authorised(request)
         r = await asyncio.to_thread(side.rejected.get, request.path_params["id"])
         if r is None or r.org != org.id:
-            return _err(404, "no such rejected delivery in this organisation")
-        return JSONResponse(r.to_json())
+            return error_response(404, "no such rejected delivery in this organisation")
+        return json_response(r.to_json())
 
     async def connections(request: Request) -> Response:
         org = authorised(request)
@@ -143,17 +142,17 @@ def gateway_routes(side: ReadSide) -> list[Route]:
                 })
             return out
 
-        return JSONResponse({"org": org.id, "connections": await asyncio.to_thread(gather)})
+        return json_response({"org": org.id, "connections": await asyncio.to_thread(gather)})
 
     async def listing(request: Request) -> Response:
         org = authorised(request)
         what = request.path_params["what"]
         if what not in lists.SORTS:
-            return _err(404, f"no list {what!r}: use one of {', '.join(lists.SORTS)}")
+            return error_response(404, f"no list {what!r}: use one of {', '.join(lists.SORTS)}")
         store, first, last, currency = query(request, org)
         sort = request.query_params.get("sort", lists.SORTS[what][0])
         if sort not in lists.SORTS[what]:
-            return _err(400, f"sort for {what} must be one of {', '.join(lists.SORTS[what])}, got {sort!r}")
+            return error_response(400, f"sort for {what} must be one of {', '.join(lists.SORTS[what])}, got {sort!r}")
         limit = _limit(request, default=20)
         records = await asyncio.to_thread(side.model.records, org.id, "order", first, last)
         if store is not None:
@@ -161,7 +160,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         try:
             every = lists.paid_orders(records, currency, side.rates)
         except MissingRate as exc:
-            return _err(422, str(exc))
+            return error_response(422, str(exc))
         paid = [o for o in every if first <= o.day <= last]
         body: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency, "sort": sort}
         if what == "orders":
@@ -172,7 +171,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         else:
             body["pairs"] = lists.pairs_list(paid, sort=sort, limit=limit)
             body["orders_considered"] = len(paid)
-        return JSONResponse(body)
+        return json_response(body)
 
     async def customers(request: Request) -> Response:
         """Best customers (the period's paid orders; all time straight from the profiles), or with
@@ -182,10 +181,10 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         q = request.query_params
         wanted = q.get("filter")
         if wanted not in (None, "never_bought"):
-            return _err(400, f"filter must be never_bought (or absent), got {wanted!r}")
+            return error_response(400, f"filter must be never_bought (or absent), got {wanted!r}")
         sort = q.get("sort", "registered" if wanted else "revenue")
         if sort not in lists.SORTS["customers"]:
-            return _err(400, f"sort for customers must be one of {', '.join(lists.SORTS['customers'])}, got {sort!r}")
+            return error_response(400, f"sort for customers must be one of {', '.join(lists.SORTS['customers'])}, got {sort!r}")
         limit = _limit(request, default=20)
         fetch = side.model.records
         span: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency,
@@ -196,7 +195,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
                                         currency=currency, rates=side.rates, tz=org.tz, store=None)
                 figures = lists.never_bought(lives, store)
                 rows = lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz)
-                return JSONResponse({**span, "total": len(figures), "customers": rows})
+                return json_response({**span, "total": len(figures), "customers": rows})
             profiles = await asyncio.to_thread(fetch, org.id, "customer")
             lives = lists.lifetimes(profiles, currency=currency, rates=side.rates, tz=org.tz, store=store)
             if first == "" and last == OPEN_END:  # all time: the profiles alone, no order is read
@@ -213,9 +212,9 @@ def gateway_routes(side: ReadSide) -> list[Route]:
                 figures = lists.period_customers(paid)
                 guests = sum(1 for o in paid if o.value["customer"] is None)
         except MissingRate as exc:
-            return _err(422, str(exc))
+            return error_response(422, str(exc))
         first_ever = {k: c.first_paid for k, c in lives.items() if c.first_paid is not None}
-        return JSONResponse({
+        return json_response({
             **span, "total": len(figures),
             "customers": lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz),
             "summary": lists.customer_summary(figures, first_ever, guests, first, last, org.tz),
@@ -232,15 +231,15 @@ def gateway_routes(side: ReadSide) -> list[Route]:
             body = shoppers.carts_summary(days, live, products, listed, currency=currency, rates=side.rates,
                                           limit=_limit(request, default=20), store=store)
         except MissingRate as exc:
-            return _err(422, str(exc))
-        return JSONResponse({"org": org.id, "store": store, **_span(first, last),
+            return error_response(422, str(exc))
+        return json_response({"org": org.id, "store": store, **_span(first, last),
                              "currency": currency, "abandon_after_minutes": org.abandon_after_minutes, **body})
 
     async def journey(request: Request) -> Response:
         org = authorised(request)
         store, first, last, _ = query(request, org)
         days = await asyncio.to_thread(side.model.records, org.id, "journey_day", first, last)
-        return JSONResponse({"org": org.id, "store": store, **_span(first, last),
+        return json_response({"org": org.id, "store": store, **_span(first, last),
                              **shoppers.journey_summary(days, store)})
 
     async def attribution(request: Request) -> Response:
@@ -250,8 +249,8 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         try:
             body = shoppers.attribution_summary(days, currency=currency, rates=side.rates, store=store)
         except MissingRate as exc:
-            return _err(422, str(exc))
-        return JSONResponse({"org": org.id, "store": store, **_span(first, last),
+            return error_response(422, str(exc))
+        return json_response({"org": org.id, "store": store, **_span(first, last),
                              "currency": currency, "window_days": 7, **body})
 
     async def quota(request: Request) -> Response:
@@ -259,12 +258,12 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         try:
             at = lists.parse_at(request.query_params.get("at"), datetime.now(timezone.utc))
         except lists.ListError as exc:
-            return _err(400, str(exc))
+            return error_response(400, str(exc))
         records = await asyncio.to_thread(side.model.records, org.id, "order")
         times = [r.value["paid"] for r in records if r.value.get("paid") is not None]
         alerts = await asyncio.to_thread(side.model.records, org.id, "quota_alert")
         raised = sorted((a.value for a in alerts), key=lambda v: (v["at"], v["percent"]))
-        return JSONResponse({"org": org.id, **lists.quota(times, at, org.plan_limit), "alerts": raised})
+        return json_response({"org": org.id, **lists.quota(times, at, org.plan_limit), "alerts": raised})
 
     page = files("ws_gateway").joinpath("static/dashboard.html").read_text()
 
@@ -276,7 +275,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
             try:
                 return await fn(request)
             except AuthError as exc:
-                return _err(exc.status, exc.message)
+                return error_response(exc.status, exc.message)
 
         return route
 
