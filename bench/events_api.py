@@ -36,6 +36,7 @@ bi = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 sys.modules["bench_ingest"] = bi
 _spec.loader.exec_module(bi)  # type: ignore[union-attr]
 
+from storepulse import STOREPULSE  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 
 KEY = "bench-site-key-0123456789"
@@ -264,7 +265,7 @@ def main() -> None:
             d.mkdir()
             (d / "storepulse.toml").write_text(CONFIG)
             port = free_port()
-            cmd = [sys.executable, "-m", "storepulse", "ingest", "--config", str(d / "storepulse.toml"),
+            cmd = [*STOREPULSE, "ingest", "--config", str(d / "storepulse.toml"),
                    "--data-dir", str(d / "data"), "--http-port", str(port), "--redis", redis_url]
             if n > 1:
                 cmd += ["--processes", str(n)]
@@ -277,14 +278,14 @@ def main() -> None:
                 (d / "storepulse.toml").write_text(CONFIG)
                 port = free_port()
                 rows.append(start(f"ingest, Redis fsync always x1{label}", [
-                    sys.executable, "-m", "storepulse", "ingest", "--config", str(d / "storepulse.toml"), "--data-dir",
+                    *STOREPULSE, "ingest", "--config", str(d / "storepulse.toml"), "--data-dir",
                     str(d / "data"), "--http-port", str(port), "--redis", redis_url], d, procs, port, src))
             d = work / f"up{'-baseline' if label else ''}"
             d.mkdir()
             (d / "storepulse.toml").write_text(CONFIG)
             port = free_port()
             rows.append(start(f"up, embedded SQLite fsync x1{label}", [
-                sys.executable, "-m", "storepulse", "up", "--config", str(d / "storepulse.toml"), "--data-dir",
+                *STOREPULSE, "up", "--config", str(d / "storepulse.toml"), "--data-dir",
                 str(d / "data"), "--http-port", str(port), "--ws-port", str(free_port())], d, procs, port, src))
 
         for row in rows:  # warm up: imports, Lua script load, SQLite pages, connections

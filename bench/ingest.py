@@ -53,6 +53,7 @@ SRC = REPO  # the storepulse source tree whose servers are measured (--src)
 
 import orjson  # noqa: E402
 
+from storepulse import STOREPULSE  # noqa: E402
 from tests.helpers import free_port, payment_intent_succeeded, stripe_signature  # noqa: E402
 
 ORG = "bench"
@@ -178,7 +179,7 @@ def start_storepulse(command: str, workdir: Path, procs: list[Proc], redis_url: 
     config = workdir / "storepulse.toml"
     config.write_text(CONFIG_TOML)
     http_port = free_port()
-    cmd = [sys.executable, "-m", "storepulse", command, "--config", str(config), "--data-dir", str(workdir / "data"),
+    cmd = [*STOREPULSE, command, "--config", str(config), "--data-dir", str(workdir / "data"),
            "--http-port", str(http_port)]
     ws_port = 0
     if command == "up":

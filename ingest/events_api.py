@@ -22,7 +22,7 @@ import orjson
 
 from core.clock import ms_from_iso
 from core.config import Config, Store
-from core.events import SCHEMA_VERSION, Event, Item, Kind, Source
+from core.events import Event, Item, Kind, Source
 from core.money import EXPONENTS, UnknownCurrency, normalise_currency, to_minor
 from ingest.adapter import Outcome
 from ingest.errors import BadPayload, BadSignature

@@ -19,6 +19,7 @@ import uvloop
 
 from core.config import Config, ConfigError
 from core.rates import Rates
+from storepulse import STOREPULSE
 from storepulse.commands import rejected, replay, sync
 from storepulse.configfile import DEFAULT_PATH, demo_config, load_config, load_rates
 from storepulse.servers import build_app, http_server, reuse_port_socket, stop_on_signals, tune_gc
@@ -142,7 +143,7 @@ def _ingest_processes(args: argparse.Namespace, path: Path) -> int:
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve())}
-    cmd = [sys.executable, "-m", "storepulse", "ingest", "--config", str(path), "--data-dir", str(args.data_dir),
+    cmd = [*STOREPULSE, "ingest", "--config", str(path), "--data-dir", str(args.data_dir),
            "--redis", args.redis, "--host", args.host, "--http-port", str(args.http_port),
            "--max-body", str(args.max_body), "--reuse-port"]
     stopping = False
@@ -175,7 +176,7 @@ def _ingest_processes(args: argparse.Namespace, path: Path) -> int:
 
 
 def _flows_command(args: argparse.Namespace, path: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "storepulse", "flows", "--config", str(path), "--data-dir", str(args.data_dir),
+    cmd = [*STOREPULSE, "flows", "--config", str(path), "--data-dir", str(args.data_dir),
            "--epoch-ms", str(args.epoch_ms), "--refund-horizon-days", str(args.refund_horizon_days)]
     if args.redis:
         cmd += ["--redis", args.redis]

@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from hashlib import sha256
@@ -20,6 +19,8 @@ from typing import Any
 import httpx
 import orjson
 from websockets.sync.client import ClientConnection, connect
+
+from storepulse import STOREPULSE
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -142,7 +143,7 @@ class Storepulse:
         self.extra_args: list[str] = []
 
     def start(self) -> Storepulse:
-        cmd = [sys.executable, "-m", "storepulse", "up", "--config", str(self.config), "--data-dir", str(self.data_dir),
+        cmd = [*STOREPULSE, "up", "--config", str(self.config), "--data-dir", str(self.data_dir),
                "--http-port", str(self.http_port), "--ws-port", str(self.ws_port)]
         if self.redis_url:
             cmd += ["--redis", self.redis_url]
@@ -202,7 +203,7 @@ class Storepulse:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Another storepulse command against the same config and data."""
-        cmd = [sys.executable, "-m", "storepulse", *args, "--config", str(self.config), "--data-dir", str(self.data_dir)]
+        cmd = [*STOREPULSE, *args, "--config", str(self.config), "--data-dir", str(self.data_dir)]
         if self.redis_url:
             cmd += ["--redis", self.redis_url]
         env = {**os.environ, "ACME_EU2_SECRET": SECRETS["acme-eu2"]}

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
+from storepulse import STOREPULSE
 from tests.helpers import (
     ORGS_TOML,
     RATES_CSV,
@@ -30,7 +30,7 @@ from websockets.sync.client import connect
 def _spawn(args: list[str], tmp: Path, name: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "ACME_EU2_SECRET": SECRETS["acme-eu2"]}
     out = open(tmp / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "storepulse", *args], cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return subprocess.Popen([*STOREPULSE, *args], cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def _http_up(url: str) -> bool:

@@ -148,6 +148,22 @@ def test_a_kill_while_the_dataflow_first_starts_does_not_stop_it_for_good(tmp_pa
         sp.ensure_stopped()
 
 
+def test_folders_named_like_our_packages_in_the_working_directory_do_not_shadow_them(tmp_path: Path) -> None:
+    """`python -m` puts the working directory first on sys.path: a data directory called flows/ (with
+    its recovery/ inside) made `flows.recovery` a namespace package, and the dataflow failed to start."""
+    for folder in ("flows/recovery", "state", "core", "ingest"):
+        (tmp_path / folder).mkdir(parents=True)
+    sp = Storepulse(tmp_path)
+    try:
+        sp.start()
+        r = sp.post_stripe("acme-stripe", payment_intent_succeeded(f"evt_{uuid.uuid4().hex}", "pi_shadow", 1_234))
+        assert r.status_code == 200 and r.json()["status"] == "accepted"
+        got = wait_api(sp, "acme", lambda b: b["paid_orders"] == 1, store="acme-stripe", timeout=30)
+        assert got["gross_revenue"]["amount"] == 1_234
+    finally:
+        sp.ensure_stopped()
+
+
 def test_log_unavailable_answers_503_and_the_retry_lands(tmp_path: Path) -> None:
     redis = RedisServer(tmp_path / "redis-data")
     sp = Storepulse(tmp_path, redis.url)

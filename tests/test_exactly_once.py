@@ -8,12 +8,12 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from storepulse import STOREPULSE
 from tests.helpers import RETAIL_TOML, SHARED, Storepulse, wait_for
 
 FILE = SHARED / "data" / "online_retail.csv.gz"
@@ -50,7 +50,7 @@ def test_ten_kills_during_a_replay_change_nothing(tmp_path: Path) -> None:
     try:
         sp.start()
         replay = subprocess.Popen(
-            [sys.executable, "-m", "storepulse", "replay", "online-retail", str(FILE), "--org", "retail", "--speed", "500",
+            [*STOREPULSE, "replay", "online-retail", str(FILE), "--org", "retail", "--speed", "500",
              "--config", str(sp.config), "--data-dir", str(sp.data_dir)],
             cwd=sp.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         kills = 0
@@ -67,7 +67,7 @@ def test_ten_kills_during_a_replay_change_nothing(tmp_path: Path) -> None:
         calm.mkdir()
         with sqlite3.connect(sp.data_dir / "log.sqlite3") as src, sqlite3.connect(calm / "log.sqlite3") as dst:
             src.backup(dst)  # a consistent copy, WAL included
-        done = subprocess.run([sys.executable, "-m", "storepulse", "flows", "--until-caught-up", "--config", str(sp.config),
+        done = subprocess.run([*STOREPULSE, "flows", "--until-caught-up", "--config", str(sp.config),
                                "--data-dir", str(calm)], cwd=sp.workdir, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         want = read_model(calm / "readmodel.sqlite3")

@@ -16,7 +16,6 @@ import io
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,6 +42,7 @@ from ingest.app import Ingest, ingest_routes
 from ingest.monitor import ConnectionMonitor
 from ingest.sync import FetchFailed, Progress, RetryPolicy, parse_since, retry_after_seconds, run_sync
 from state.sqlite_connections import SqliteConnectionStats
+from storepulse import STOREPULSE
 from state.sqlite_log import SqliteEventLog, SqliteLogReader
 from state.sqlite_rejected import SqliteRejectedStore
 from storepulse.servers import build_app
@@ -833,7 +833,7 @@ def test_a_woo_webhook_and_the_sync_of_one_order_make_one_event(tmp_path: Path, 
 # --- through the command line ---------------------------------------------------------------------
 
 def _cli(args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "storepulse", "sync", *args]
+    return [*STOREPULSE, "sync", *args]
 
 
 def test_cli_sync_prints_a_summary_and_saves_the_state(tmp_path: Path, fake_stripe: tuple[FakeStripe, ServerThread]) -> None:

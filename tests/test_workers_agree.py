@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from storepulse import STOREPULSE
 from tests.helpers import RETAIL_TOML, SHARED, free_port
 from tests.test_exactly_once import read_model
 
@@ -27,7 +27,7 @@ secret = "rees-key-0123456789"
 
 
 def storepulse(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "storepulse", *args, "--config", str(cwd / "storepulse.toml")],
+    return subprocess.Popen([*STOREPULSE, *args, "--config", str(cwd / "storepulse.toml")],
                             cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
