@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from core.config import ConfigError, parse_config
 from core.events import Event, Item, Kind, SchemaError, Source, event_from_json
-from core.figures import DAY, HOUR, BadPeriod, Bucket, Figures, MissingRate, compute_figures, resolve_period, series
+from core.figures import (DAY, HOUR, PERIODS, BadPeriod, Bucket, Figures, MissingRate, compute_figures, dashboard_figures,
+                          resolve_period, series)
 from core.rates import RatesFileError, parse_ecb_csv
 from core.money import EXPONENTS, Money, divide_half_up, exponent, to_minor
 
@@ -213,3 +214,24 @@ def test_a_cancelled_append_does_not_stop_the_log_writer(tmp_path) -> None:  # n
         return result
 
     assert asyncio.run(go()) == [True]
+
+
+_DASH_RATES = parse_ecb_csv("Date,USD,JPY,\n2026-01-05,1.0500,160.00,\n2026-01-02,1.0400,159.00,\n")
+_TODAY = date(2026, 11, 22)
+dash_buckets = st.lists(st.builds(
+    Bucket, org=st.just("o"), version=st.integers(1, 9), grain=st.sampled_from([DAY, DAY, DAY, HOUR]),
+    start=st.integers(-3, 120).map(lambda d: (_TODAY - timedelta(days=d)).isoformat()),
+    store=st.sampled_from(["a", "b", "gone"]), currency=st.sampled_from(["EUR", "USD", "JPY"]),
+    gross=st.integers(0, 10**9), refunds=st.integers(0, 10**7), orders=st.integers(0, 50),
+    paid_orders=st.integers(0, 50), items=st.integers(0, 500)), max_size=60)
+
+
+@given(dash_buckets, st.sampled_from(["EUR", "USD", "JPY"]))
+def test_the_dashboard_is_compute_figures_for_every_period_and_store(buckets: list[Bucket], currency: str) -> None:
+    got = dashboard_figures(buckets, today=_TODAY, currency=currency, stores=["a", "b", "quiet"], rates=_DASH_RATES)
+
+    def want(store: str | None) -> dict[str, object]:
+        return {p: compute_figures(buckets, first=a, last=z, currency=currency, rates=_DASH_RATES, store=store).to_json()
+                for p in PERIODS for a, z in [resolve_period(p, None, None, _TODAY)]}
+
+    assert got == {"total": want(None), "stores": {s: want(s) for s in ["a", "b", "quiet"]}}
