@@ -19,7 +19,8 @@ def required(obj: Mapping[str, Any], key: str, where: str) -> Any:
 
 
 def parse_json(body: bytes) -> Any:
-    """The body as JSON (big integers stay exact ints), or BadPayload saying where it breaks."""
+    """The body as JSON, or BadPayload saying where it breaks. orjson reads an integer beyond 64 bits
+    as a float: the adapters' integer fields (amounts, times) refuse floats, so none passes as exact."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
