@@ -132,20 +132,25 @@ def test_ctrl_c_snapshots_what_was_read_and_prints_no_panic(tmp_path: Path) -> N
         sp.ensure_stopped()
 
 
+def _start_and_count_one_payment(sp: Storepulse, amount: int) -> None:
+    """Starts storepulse, posts one payment and holds the read API to it; stops storepulse."""
+    try:
+        sp.start()
+        r = sp.post_stripe("acme-stripe", payment_intent_succeeded(f"evt_{uuid.uuid4().hex}", "pi_one", amount))
+        assert r.status_code == 200 and r.json()["status"] == "accepted"
+        got = wait_api(sp, "acme", lambda b: b["paid_orders"] == 1, store="acme-stripe", timeout=30)
+        assert got["gross_revenue"]["amount"] == amount
+    finally:
+        sp.ensure_stopped()
+
+
 def test_a_kill_while_the_dataflow_first_starts_does_not_stop_it_for_good(tmp_path: Path) -> None:
     """A kill -9 between Bytewax creating its part file and creating its tables left a file that no
     later start could resume from (seen in CI: the figures stayed at zero). The state a kill leaves:"""
     sp = Storepulse(tmp_path)
     (sp.data_dir / "recovery").mkdir(parents=True)
     (sp.data_dir / "recovery" / "part-0.sqlite3").write_bytes(b"")
-    try:
-        sp.start()
-        r = sp.post_stripe("acme-stripe", payment_intent_succeeded(f"evt_{uuid.uuid4().hex}", "pi_first_start", 2_500))
-        assert r.status_code == 200 and r.json()["status"] == "accepted"
-        got = wait_api(sp, "acme", lambda b: b["paid_orders"] == 1, store="acme-stripe", timeout=30)
-        assert got["gross_revenue"]["amount"] == 2_500
-    finally:
-        sp.ensure_stopped()
+    _start_and_count_one_payment(sp, 2_500)
 
 
 def test_folders_named_like_our_packages_in_the_working_directory_do_not_shadow_them(tmp_path: Path) -> None:
@@ -153,15 +158,7 @@ def test_folders_named_like_our_packages_in_the_working_directory_do_not_shadow_
     its recovery/ inside) made `flows.recovery` a namespace package, and the dataflow failed to start."""
     for folder in ("flows/recovery", "state", "core", "ingest"):
         (tmp_path / folder).mkdir(parents=True)
-    sp = Storepulse(tmp_path)
-    try:
-        sp.start()
-        r = sp.post_stripe("acme-stripe", payment_intent_succeeded(f"evt_{uuid.uuid4().hex}", "pi_shadow", 1_234))
-        assert r.status_code == 200 and r.json()["status"] == "accepted"
-        got = wait_api(sp, "acme", lambda b: b["paid_orders"] == 1, store="acme-stripe", timeout=30)
-        assert got["gross_revenue"]["amount"] == 1_234
-    finally:
-        sp.ensure_stopped()
+    _start_and_count_one_payment(Storepulse(tmp_path), 1_234)
 
 
 def test_log_unavailable_answers_503_and_the_retry_lands(tmp_path: Path) -> None:
