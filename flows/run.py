@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,22 +37,27 @@ class GracefulStop:
     dataflow closes its epoch, snapshots it and returns, with nothing to replay at the next start
     (Bytewax's own handling of Ctrl-C unwinds its worker with a Rust panic, printed with a backtrace).
     A second signal, or GRACE_SECONDS without the dataflow ending (a cluster whose other processes
-    were not told), interrupts it the old way."""
+    were not told), interrupts it the old way. A signal within ECHO_SECONDS of the first is the same
+    stop arriving twice, not a second request: a terminal's Ctrl-C reaches the whole process group,
+    and `storepulse up` also passes its own on to the dataflow."""
 
     GRACE_SECONDS = 10
+    ECHO_SECONDS = 2.0
 
     def __init__(self) -> None:
-        self._requested = False
+        self._first: float | None = None
 
     def requested(self) -> bool:
-        return self._requested
+        return self._first is not None
 
     def __call__(self, signum: int, frame: object) -> None:
-        if self._requested:
+        now = time.monotonic()
+        if self._first is None:
+            self._first = now
+            signal.signal(signal.SIGALRM, self)
+            signal.alarm(self.GRACE_SECONDS)
+        elif signum == signal.SIGALRM or now - self._first >= self.ECHO_SECONDS:
             raise KeyboardInterrupt
-        self._requested = True
-        signal.signal(signal.SIGALRM, self)
-        signal.alarm(self.GRACE_SECONDS)
 
 
 def run_flows(
