@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
+import sys
+import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,31 +38,59 @@ def tune_gc() -> None:
 
 
 class GracefulStop:
-    """The signal handler of `storepulse flows`. The first SIGINT or SIGTERM ends the input: the
-    dataflow closes its epoch, snapshots it and returns, with nothing to replay at the next start
-    (Bytewax's own handling of Ctrl-C unwinds its worker with a Rust panic, printed with a backtrace).
-    A second signal, or GRACE_SECONDS without the dataflow ending (a cluster whose other processes
-    were not told), interrupts it the old way. A signal within ECHO_SECONDS of the first is the same
-    stop arriving twice, not a second request: a terminal's Ctrl-C reaches the whole process group,
-    and `storepulse up` also passes its own on to the dataflow."""
+    """How `storepulse flows` takes SIGINT and SIGTERM. The first ends the input: the dataflow closes
+    its epoch, snapshots it and returns, with nothing to replay at the next start (Bytewax's own
+    handling of Ctrl-C unwinds its worker with a Rust panic, printed with a backtrace). A signal
+    within ECHO_SECONDS of the first is the same stop arriving twice (a terminal's Ctrl-C reaches the
+    whole process group, and `storepulse up` passes its own on); a later one ends the process at once,
+    and so does GRACE_SECONDS without the dataflow ending. Like any kill, that loses nothing: the next
+    start resumes from the last snapshot.
 
-    GRACE_SECONDS = 10
+    Signals are read on a thread of their own (signal.set_wakeup_fd), not by a Python handler: Bytewax
+    runs those only between steps, so a process stuck in native code (a cluster process waiting for a
+    peer that never comes) would ignore SIGTERM for ever."""
+
+    GRACE_SECONDS = 10.0
     ECHO_SECONDS = 2.0
+    NOT_STOPPED, INTERRUPTED = 3, 130  # exit codes
 
-    def __init__(self) -> None:
+    def __init__(self, exit: Callable[[int], object] = os._exit) -> None:
         self._first: float | None = None
+        self._exit = exit
 
     def requested(self) -> bool:
         return self._first is not None
 
-    def __call__(self, signum: int, frame: object) -> None:
-        now = time.monotonic()
+    def install(self) -> None:
+        """From the main thread, before the dataflow starts."""
+        read, write = socket.socketpair()
+        write.setblocking(False)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda signum, frame: None)  # the thread below acts; no default action
+        signal.set_wakeup_fd(write.fileno(), warn_on_full_buffer=False)
+        threading.Thread(target=self._listen, args=(read, write), name="storepulse-signals", daemon=True).start()
+
+    def _listen(self, read: socket.socket, write: socket.socket) -> None:
+        while data := read.recv(64):
+            for signum in data:
+                if signum in (signal.SIGINT, signal.SIGTERM):
+                    self.received(time.monotonic())
+
+    def received(self, now: float) -> None:
         if self._first is None:
             self._first = now
-            signal.signal(signal.SIGALRM, self)
-            signal.alarm(self.GRACE_SECONDS)
-        elif signum == signal.SIGALRM or now - self._first >= self.ECHO_SECONDS:
-            raise KeyboardInterrupt
+            threading.Thread(target=self._watchdog, name="storepulse-stop-watchdog", daemon=True).start()
+        elif now - self._first >= self.ECHO_SECONDS:
+            self._leave(self.INTERRUPTED, "a second signal")
+
+    def _watchdog(self) -> None:
+        time.sleep(self.GRACE_SECONDS)
+        self._leave(self.NOT_STOPPED, f"not stopped {self.GRACE_SECONDS:.0f} s after the signal")
+
+    def _leave(self, code: int, why: str) -> None:
+        print(f"storepulse flows: {why}; exiting (the next start resumes from the last snapshot)",
+              file=sys.stderr, flush=True)
+        self._exit(code)
 
 
 def run_flows(
@@ -82,8 +115,7 @@ def run_flows(
     if metrics_port:
         start_http_server(metrics_port, addr=metrics_host)
     stop = GracefulStop()
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    stop.install()
     flow = build_flow(
         config,
         lambda: open_log_reader(data_dir, redis_url),

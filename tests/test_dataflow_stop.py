@@ -1,56 +1,89 @@
 """How `storepulse flows` takes signals (flows/run.py GracefulStop): the first asks for a clean stop,
 the same stop arriving twice (the terminal's Ctrl-C to the group, and `up` passing its own on) is not
-a second request, a later second signal or the grace alarm interrupts."""
+a second request, a later second signal ends the process, and so does the watchdog when the
+dataflow does not stop in time (a process stuck in native code no longer ignores SIGTERM)."""
 
 from __future__ import annotations
 
+import os
 import signal
-from collections.abc import Iterator
+import subprocess
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
-from flows import run
 from flows.run import GracefulStop
+from storepulse import STOREPULSE
+from tests.helpers import ORGS_TOML, RATES_CSV, SECRETS, RedisServer, free_port, wait_for
 
 
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
-    now = [100.0]
-    monkeypatch.setattr(run.time, "monotonic", lambda: now[0])
-    before = signal.getsignal(signal.SIGALRM)
-    yield now
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, before)
+class Exits:
+    def __init__(self) -> None:
+        self.codes: list[int] = []
+        self.called = threading.Event()
+
+    def __call__(self, code: int) -> None:
+        self.codes.append(code)
+        self.called.set()
 
 
-def test_first_signal_asks_for_a_clean_stop_and_arms_the_grace_alarm(clock: list[float]) -> None:
-    stop = GracefulStop()
+def test_first_signal_asks_for_a_clean_stop() -> None:
+    exits = Exits()
+    stop = GracefulStop(exit=exits)
     assert not stop.requested()
-    stop(signal.SIGINT, None)
-    assert stop.requested()
-    assert signal.getsignal(signal.SIGALRM) is stop
-    assert 0 < signal.alarm(0) <= GracefulStop.GRACE_SECONDS
+    stop.received(100.0)
+    assert stop.requested() and exits.codes == []
 
 
-def test_the_same_stop_arriving_twice_is_not_a_second_request(clock: list[float]) -> None:
-    stop = GracefulStop()
-    stop(signal.SIGINT, None)
-    clock[0] += 0.3
-    stop(signal.SIGINT, None)  # up's supervisor passing the terminal's Ctrl-C on
-    stop(signal.SIGTERM, None)
-    assert stop.requested()
+def test_the_same_stop_arriving_twice_is_not_a_second_request() -> None:
+    exits = Exits()
+    stop = GracefulStop(exit=exits)
+    stop.received(100.0)
+    stop.received(100.3)  # up's supervisor passing the terminal's Ctrl-C on
+    assert stop.requested() and exits.codes == []
 
 
-def test_a_later_second_signal_interrupts(clock: list[float]) -> None:
-    stop = GracefulStop()
-    stop(signal.SIGTERM, None)
-    clock[0] += GracefulStop.ECHO_SECONDS
-    with pytest.raises(KeyboardInterrupt):
-        stop(signal.SIGINT, None)
+def test_a_later_second_signal_ends_the_process() -> None:
+    exits = Exits()
+    stop = GracefulStop(exit=exits)
+    stop.received(100.0)
+    stop.received(100.0 + GracefulStop.ECHO_SECONDS)
+    assert exits.codes == [GracefulStop.INTERRUPTED]
 
 
-def test_the_grace_alarm_interrupts(clock: list[float]) -> None:
-    stop = GracefulStop()
-    stop(signal.SIGINT, None)
-    with pytest.raises(KeyboardInterrupt):
-        stop(signal.SIGALRM, None)
+def test_the_watchdog_ends_a_process_that_did_not_stop_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(GracefulStop, "GRACE_SECONDS", 0.05)
+    exits = Exits()
+    GracefulStop(exit=exits).received(100.0)
+    assert exits.called.wait(5)
+    assert exits.codes == [GracefulStop.NOT_STOPPED]
+
+
+def test_sigterm_ends_a_cluster_process_whose_peer_never_came(tmp_path: Path) -> None:
+    """Bytewax waits for its peers in native code, where no Python signal handler runs: without the
+    watchdog, SIGTERM (docker compose stop) would leave it running."""
+    redis = RedisServer(tmp_path / "redis")
+    (tmp_path / "storepulse.toml").write_text(ORGS_TOML)
+    (tmp_path / "rates.csv").write_text(RATES_CSV)
+    log = tmp_path / "flows-0.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([*STOREPULSE, "flows", "--config", "storepulse.toml", "--redis", redis.url, "--data-dir",
+                                 "data", "-i", "0", "-a", f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"],
+                                cwd=tmp_path, env={**os.environ, "ACME_EU2_SECRET": SECRETS["acme-eu2"]},
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "dataflow running" in log.read_text(), 30, "the cluster process to start")
+        time.sleep(0.5)  # inside Bytewax, waiting for process 1
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(GracefulStop.GRACE_SECONDS + 20)
+        assert code == GracefulStop.NOT_STOPPED, log.read_text()
+        assert time.monotonic() - sent >= GracefulStop.GRACE_SECONDS - 0.5
+        assert "not stopped 10 s after the signal" in log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        redis.stop()
