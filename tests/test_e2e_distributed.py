@@ -78,6 +78,12 @@ def test_parts_alone_on_redis(topology: str, tmp_path: Path) -> None:
     finally:
         for p in procs:
             p.terminate()
-        for p in procs:
-            p.wait(15)
-        redis.stop()
+        try:
+            for p in procs:
+                assert p.wait(20) == 0, f"{p.args} exited with {p.returncode} on SIGTERM"
+        finally:
+            for p in procs:  # none is left running, whatever failed above
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            redis.stop()
