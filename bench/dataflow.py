@@ -45,8 +45,9 @@ from core.events import Event, Item, Kind, event_from_json  # noqa: E402
 from flows.dataflow import build_flow  # noqa: E402
 from flows.organisation import ALLOWED_LATENESS_MS, Organisation  # noqa: E402
 from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger  # noqa: E402
+from core.gc_policy import DATAFLOW, settle  # noqa: E402
 from flows.recovery import ensure_recovery_dir  # noqa: E402
-from flows.run import RECOVERY_PARTITIONS, tune_gc  # noqa: E402
+from flows.run import RECOVERY_PARTITIONS  # noqa: E402
 from flows.segments import SegmentStore  # noqa: E402
 from flows.sources import BATCH  # noqa: E402
 from ingest.replay import map_file  # noqa: E402
@@ -321,7 +322,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--epoch-ms", type=int, default=2000)
     args = ap.parse_args()
-    tune_gc()  # as `storepulse flows` runs
+    settle(DATAFLOW)  # as `storepulse flows` runs
     print(f"storepulse dataflow benchmark (one worker), load average {os.getloadavg()[0]:.2f} at start")
     if RETAIL.exists():
         retail(args.repeat, timedelta(milliseconds=args.epoch_ms))

@@ -59,7 +59,8 @@ def serve_bare(port: int, reuse_port: bool) -> None:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from storepulse.servers import build_app, http_server, reuse_port_socket, tune_gc
+    from core.gc_policy import SERVERS, settle
+    from storepulse.servers import build_app, http_server, reuse_port_socket
 
     async def events(request: Request) -> Response:
         doc = orjson.loads(await request.body())
@@ -67,7 +68,7 @@ def serve_bare(port: int, reuse_port: bool) -> None:
                         media_type="application/json")
 
     server = http_server(build_app([Route("/v1/events", events, methods=["POST"])]), "127.0.0.1", port)
-    tune_gc()  # the same runtime settings as storepulse's servers
+    settle(SERVERS)  # the same runtime settings as storepulse's servers
     uvloop.run(server.serve(sockets=[reuse_port_socket("127.0.0.1", port)] if reuse_port else None))
 
 

@@ -82,7 +82,8 @@ def serve_bare(host: str, port: int, reuse_port: bool = False) -> None:
     from starlette.routing import Route
 
     from storepulse.responses import json_response
-    from storepulse.servers import build_app, http_server, reuse_port_socket, tune_gc
+    from core.gc_policy import SERVERS, settle
+    from storepulse.servers import build_app, http_server, reuse_port_socket
 
     async def webhook(request: Request) -> Response:
         body = await request.body()
@@ -90,7 +91,7 @@ def serve_bare(host: str, port: int, reuse_port: bool = False) -> None:
         return json_response({"status": "accepted", "events": [f"stripe:{request.path_params['store_id']}:{len(body)}"]})
 
     server = http_server(build_app([Route("/webhooks/stripe/{store_id}", webhook, methods=["POST"])]), host, port)
-    tune_gc()  # the same runtime settings as storepulse's servers: only the handler differs
+    settle(SERVERS)  # the same runtime settings as storepulse's servers: only the handler differs
     uvloop.run(server.serve(sockets=[reuse_port_socket(host, port)] if reuse_port else None))
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 # (gen 0, gen 1, gen 2) thresholds.
-SERVERS = (50_000, 50, 100)  # garbage per request, dropped at its end
+SERVERS = (50_000, 50, 100)  # garbage per request, dropped at its end (700 ran it several times a batch)
 DATAFLOW = (1_000_000, 1_000, 1_000)  # millions of long-lived state objects
 
 

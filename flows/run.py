@@ -32,11 +32,6 @@ DEFAULT_EPOCH = timedelta(seconds=2)
 log = logging.getLogger("storepulse.flows")
 
 
-def tune_gc() -> None:
-    """The dataflow's collector policy (core/gc_policy.py): it holds millions of long-lived objects."""
-    settle(DATAFLOW)
-
-
 class GracefulStop:
     """How `storepulse flows` takes SIGINT and SIGTERM. The first ends the input: the dataflow closes
     its epoch, snapshots it and returns, with nothing to replay at the next start (Bytewax's own
@@ -71,6 +66,7 @@ class GracefulStop:
         threading.Thread(target=self._listen, args=(read, write), name="storepulse-signals", daemon=True).start()
 
     def _listen(self, read: socket.socket, write: socket.socket) -> None:
+        # `write` is held here so that it stays open as long as signals may come: it is the wakeup fd.
         while data := read.recv(64):
             for signum in data:
                 if signum in (signal.SIGINT, signal.SIGTERM):
@@ -111,7 +107,7 @@ def run_flows(
     offsets and state together (exactly-once state)."""
     recovery = data_dir / "recovery"
     ensure_recovery_dir(recovery, RECOVERY_PARTITIONS)
-    tune_gc()
+    settle(DATAFLOW)
     if metrics_port:
         start_http_server(metrics_port, addr=metrics_host)
     stop = GracefulStop()

@@ -18,11 +18,12 @@ from pathlib import Path
 import uvloop
 
 from core.config import Config, ConfigError
+from core.gc_policy import SERVERS, settle
 from core.rates import Rates
 from storepulse import STOREPULSE
 from storepulse.commands import rejected, replay, sync
 from storepulse.configfile import DEFAULT_PATH, demo_config, load_config, load_rates
-from storepulse.servers import build_app, http_server, reuse_port_socket, stop_on_signals, tune_gc
+from storepulse.servers import build_app, http_server, reuse_port_socket, stop_on_signals
 
 log = logging.getLogger("storepulse")
 
@@ -108,27 +109,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.command in _COMMANDS:
         raise SystemExit(_COMMANDS[args.command].run(args, path, config))
     if args.command == "flows":
-        from bytewax.errors import BytewaxRuntimeError
-
         from flows.run import run_flows
 
         addresses = args.addresses.split(";") if args.addresses else None
-        try:
-            run_flows(
-                config, args.data_dir, args.redis, workers=args.workers, process_id=args.process_id,
-                addresses=addresses, epoch_interval=timedelta(milliseconds=args.epoch_ms),
-                horizon_ms=args.refund_horizon_days * 86_400_000,
-                metrics_port=args.metrics_port or None, metrics_host=args.metrics_host,
-                until_caught_up=args.until_caught_up,
-            )
-            log.info("dataflow stopped")
-        except KeyboardInterrupt:
-            log.info("dataflow stopped")
-        except BytewaxRuntimeError as exc:
-            # Bytewax wraps the interrupt it noticed between steps; anything else is a real failure.
-            if "signal received" not in str(exc):
-                raise
-            log.info("dataflow stopped")
+        run_flows(
+            config, args.data_dir, args.redis, workers=args.workers, process_id=args.process_id,
+            addresses=addresses, epoch_interval=timedelta(milliseconds=args.epoch_ms),
+            horizon_ms=args.refund_horizon_days * 86_400_000,
+            metrics_port=args.metrics_port or None, metrics_host=args.metrics_host,
+            until_caught_up=args.until_caught_up,
+        )
+        log.info("dataflow stopped")  # a signal ends its input (flows/run.py GracefulStop), not an exception
         return
     if args.command == "ingest" and args.processes > 1:
         raise SystemExit(_ingest_processes(args, path))
@@ -231,7 +222,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     if args.command == "up":
         supervisor = asyncio.create_task(_supervise(_flows_command(args, path), stop))
     server = http_server(build_app(routes), args.host, args.http_port)
-    tune_gc()
+    settle(SERVERS)
     sockets = [reuse_port_socket(args.host, args.http_port)] if getattr(args, "reuse_port", False) else None
     http_task = asyncio.create_task(server.serve(sockets=sockets))
     while not server.started and not http_task.done():

@@ -16,7 +16,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core.gc_policy import SERVERS, settle
 
 
 class HttpServer(uvicorn.Server):
@@ -57,12 +56,6 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.setblocking(False)
     return sock
-
-
-def tune_gc() -> None:
-    """The servers' collector policy (core/gc_policy.py): the default gen-0 threshold ran the cyclic
-    collector several times per 1,000-event batch."""
-    settle(SERVERS)
 
 
 def stop_on_signals() -> asyncio.Event:
