@@ -29,10 +29,9 @@ from dataclasses import dataclass
 
 from core.events import Event, Kind
 from core.figures import Record
-from flows.book import DAY_MS, Days, Version
+from flows.book import DAY_MS, DEFAULT_KEEP_MS, Days, Version
 
 WINDOW_MS = 7 * DAY_MS
-DEFAULT_KEEP_MS = 7 * DAY_MS
 
 Touch = tuple[int, str, str, str]  # (time, id, campaign, "open"/"click")
 
@@ -50,7 +49,8 @@ class Order:
     touch: Touch | None = None
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
-        # Snapshots pickle a week of orders each epoch: a plain tuple pickles several times faster.
+        # Snapshots pickle a week of orders each epoch: a plain tuple pickles faster (1.7x for the
+        # ledger's OrderFacts, flows/revenue.py).
         return (Order, (self.store, self.order, self.time, self.id, self.day, self.amount, self.currency, self.person,
                         self.touch))
 

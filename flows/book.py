@@ -1,4 +1,5 @@
-"""What the carts, journey and attribution books share: the organisation's version and its local days.
+"""What the carts, journey, attribution and profile books share: the organisation's version, its local
+days, and how long they keep what they decided.
 
 Pure: no I/O, no clock.
 """
@@ -14,6 +15,8 @@ from core.clock import utc_from_ms
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
+# How long the shoppers' books keep what they decided, so a late event can still correct it.
+DEFAULT_KEEP_MS = 7 * DAY_MS
 _QUARTER_MS = 15 * MINUTE_MS  # every UTC offset in use is a multiple of 15 minutes
 
 

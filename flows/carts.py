@@ -46,14 +46,13 @@ from dataclasses import dataclass, field
 
 from core.events import Event, Kind
 from core.figures import Record
-from flows.book import DAY_MS, HOUR_MS, MINUTE_MS, Days, Version
+from flows.book import DEFAULT_KEEP_MS, HOUR_MS, MINUTE_MS, Days, Version
 
 ACTIVITY = frozenset({Kind.CART_UPDATED, Kind.CART_ITEM_ADDED, Kind.CART_ITEM_REMOVED, Kind.CHECKOUT_STARTED})
 PURCHASE = frozenset({Kind.CHECKOUT_COMPLETED, Kind.ORDER_PAID})
 CART_KINDS = ACTIVITY | PURCHASE | {Kind.CHECKOUT_EXPIRED}
 
 OPEN, ABANDONED, RECOVERED, PURCHASED, EMPTY = "open", "abandoned", "recovered", "purchased", "empty"
-DEFAULT_KEEP_MS = 7 * DAY_MS
 
 # cart_day counters, in this order
 DAY_FIELDS = ("carts", "value", "open", "open_value", "abandoned", "abandoned_value",

@@ -1,8 +1,9 @@
 """The dataflow: log -> (org, event) -> one organisation's state -> read model.
 
 One Bytewax key per organisation, so every worker owns whole organisations and versions stay
-ordered. The organisation's large tables live in segment files (flows/segments.py), so a snapshot
-costs what changed since the last one. While no events arrive, `notify_at`/`on_notify` let the wall
+ordered. The ledger's large tables live in segment files (flows/segments.py), so they snapshot what
+changed since the last epoch; the shoppers' books (customer profiles included) are still pickled
+whole with the rest of the organisation. While no events arrive, `notify_at`/`on_notify` let the wall
 clock move the watermark and decide carts (flows/organisation.py).
 """
 

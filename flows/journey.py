@@ -130,9 +130,8 @@ class Journey:
         else:
             old = d.contribution(r.person)
         r.added |= is_add
-        if order is not None:
-            if len(r.orders) < 2:
-                r.orders.add(order)
+        if order is not None:  # fewer than two orders held: two or more returned above
+            r.orders.add(order)
         self._add(d, old, d.contribution(r.person))
         return self._emit(d) if self._counts(d) != before else []
 

@@ -10,7 +10,7 @@ TOO_LATE = Counter("storepulse_flow_too_late_total",
 UNMATCHED_REFUNDS = Counter("storepulse_flow_unmatched_refunds_total",
                             "Refunds naming an order whose facts are not held (forgotten after the refund horizon, "
                             "or its payment not seen yet); counted in the figures on their own day")
-WALL_CLOCK_TICKS = Counter("storepulse_flow_wall_clock_ticks_total", "Times the wall clock moved a watermark")
+WALL_CLOCK_TICKS = Counter("storepulse_flow_wall_clock_ticks_total", "Wall-clock moves of a watermark that changed a figure")
 READ_SECONDS = Counter("storepulse_flow_read_seconds_total", "Time spent reading the event log")
 WRITE_SECONDS = Counter("storepulse_flow_write_seconds_total", "Time spent writing the read model")
 SNAPSHOTS = Counter("storepulse_flow_snapshots_total", "Organisation states snapshotted")

@@ -65,6 +65,10 @@ class BatchVersion(Version):
         return self.value
 
 
+def _version(events: int, steps: int) -> int:
+    return events * TICKS + steps
+
+
 def _steps(delta_ms: int) -> int:
     """How many grid steps W is past the event-time watermark (rounded up)."""
     if delta_ms <= 0:
@@ -93,8 +97,7 @@ class Organisation:
         self._version = version  # shared with the shoppers' books
         self.latest: int | None = None  # the latest event time seen, ms (capped at MAX_AHEAD_MS)
         self.watermark: int | None = None
-        self.folded = 0  # events folded so far
-        self.armed = False  # not kept in snapshots: a restored organisation waits to be armed again
+        self.armed = False  # reset by `restore`: a restored organisation waits to be armed again
 
     @classmethod
     def new(cls, org: Org, horizon_ms: int = DEFAULT_HORIZON_MS) -> Organisation:
@@ -103,9 +106,14 @@ class Organisation:
                    Shoppers(org.id, org.timezone, org.abandon_after_minutes, version=version), version)
 
     @property
+    def folded(self) -> int:
+        """Events folded so far: the ledger counts every event it is given, of any kind."""
+        return self.ledger.version
+
+    @property
     def version(self) -> int:
         """The version of the current state (see the module docstring)."""
-        return self.folded * TICKS + self._steps(self.watermark)
+        return _version(self.folded, self._steps(self.watermark))
 
     # --- input -----------------------------------------------------------------------------------
 
@@ -124,7 +132,7 @@ class Organisation:
         end_watermark = latest - ALLOWED_LATENESS_MS
         if self.watermark is not None and self.watermark > end_watermark:
             end_watermark = self.watermark
-        version = (self.folded + len(events)) * TICKS + _steps(end_watermark - (latest - ALLOWED_LATENESS_MS))
+        version = _version(self.folded + len(events), _steps(end_watermark - (latest - ALLOWED_LATENESS_MS)))
         self._version.value = version
         last: dict[tuple[str, str], Record] = {}
         ledger, shoppers = self.ledger, self.shoppers
@@ -141,7 +149,6 @@ class Organisation:
             if moved:
                 for r in shoppers.advance(self.watermark):  # type: ignore[arg-type]
                     last[(r.kind, r.key)] = r
-        self.folded += len(events)
         out: list[Bucket | Record] = ledger.flush(version)
         out.extend(last.values())
         return out
@@ -153,14 +160,15 @@ class Organisation:
 
     def tick(self, now_ms: int) -> list[Bucket | Record]:
         """Moves W with the wall clock if armed and live; the decisions that takes, with a new version."""
-        if not self.armed or self.latest is None or self.latest < now_ms - LIVE_MS:
+        if not self._live(now_ms):
             return []
+        assert self.latest is not None
         event_time = self.latest - ALLOWED_LATENESS_MS
         delta = _point_at_or_below(now_ms - ALLOWED_LATENESS_MS - event_time)
         if delta <= 0 or _steps(delta) <= self._steps(self.watermark):
             return []
         self.watermark = event_time + delta
-        version = self.folded * TICKS + _steps(delta)
+        version = _version(self.folded, _steps(delta))
         self._version.value = version
         last: dict[tuple[str, str], Record] = {}
         for r in self.shoppers.advance(self.watermark):
@@ -171,8 +179,9 @@ class Organisation:
 
     def next_wake(self, now_ms: int) -> int | None:
         """When (wall clock, ms) a tick would decide the next cart, if the wall clock can move W."""
-        if not self.armed or self.latest is None or self.latest < now_ms - LIVE_MS:
+        if not self._live(now_ms):
             return None
+        assert self.latest is not None
         due = self.shoppers.carts.next_due()
         if due is None:
             return None
@@ -206,6 +215,10 @@ class Organisation:
         return {**{f"ledger_{k}": v for k, v in self.ledger.held().items()}, **self.shoppers.held()}
 
     # --- internals -------------------------------------------------------------------------------
+
+    def _live(self, now_ms: int) -> bool:
+        """Whether the wall clock may move W: armed, and the latest event at most LIVE_MS old."""
+        return self.armed and self.latest is not None and self.latest >= now_ms - LIVE_MS
 
     def _steps(self, watermark: int | None) -> int:
         if watermark is None or self.latest is None:

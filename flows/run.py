@@ -26,8 +26,10 @@ from state.log import DEFAULT_PARTITIONS
 from state.open import open_log_reader, open_read_model
 
 RECOVERY_PARTITIONS = 1
-# Snapshots cost what changed (flows/segments.py), so the epoch mostly sets how much is replayed
-# after a crash and how often each active organisation fsyncs a segment file.
+# The ledger's tables snapshot what changed (flows/segments.py); the shoppers' books, customer profiles
+# included, are still pickled whole each epoch that touches the organisation (0.36-0.5 s at 1M
+# customers, bench/RESULTS.md). The epoch sets that cost, how much is replayed after a crash, and how
+# often each active organisation fsyncs a segment file.
 DEFAULT_EPOCH = timedelta(seconds=2)
 log = logging.getLogger("storepulse.flows")
 
@@ -52,23 +54,29 @@ class GracefulStop:
     def __init__(self, exit: Callable[[int], object] = os._exit) -> None:
         self._first: float | None = None
         self._exit = exit
+        self._ended = threading.Event()  # the dataflow returned: the watchdog stands down
+        self._wakeup: tuple[socket.socket, socket.socket] | None = None  # held open while signals may come
 
     def requested(self) -> bool:
         return self._first is not None
 
     def install(self) -> None:
         """From the main thread, before the dataflow starts."""
-        read, write = socket.socketpair()
+        read, write = self._wakeup = socket.socketpair()
         write.setblocking(False)
+        # The wakeup fd first: a signal between the two would otherwise meet the no-op handler and be lost.
+        signal.set_wakeup_fd(write.fileno(), warn_on_full_buffer=False)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda signum, frame: None)  # the thread below acts; no default action
-        signal.set_wakeup_fd(write.fileno(), warn_on_full_buffer=False)
-        threading.Thread(target=self._listen, args=(read, write), name="storepulse-signals", daemon=True).start()
+        threading.Thread(target=self._listen, args=(read,), name="storepulse-signals", daemon=True).start()
 
-    def _listen(self, read: socket.socket, write: socket.socket) -> None:
-        # `write` is held here so that it stays open as long as signals may come: it is the wakeup fd.
-        while data := read.recv(64):
-            for signum in data:
+    def ended(self) -> None:
+        """The dataflow has returned: nothing is left for the watchdog to end."""
+        self._ended.set()
+
+    def _listen(self, read: socket.socket) -> None:
+        while True:
+            for signum in read.recv(64):
                 if signum in (signal.SIGINT, signal.SIGTERM):
                     self.received(time.monotonic())
 
@@ -80,7 +88,8 @@ class GracefulStop:
             self._leave(self.INTERRUPTED, "a second signal")
 
     def _watchdog(self) -> None:
-        time.sleep(self.GRACE_SECONDS)
+        if self._ended.wait(self.GRACE_SECONDS):
+            return
         self._leave(self.NOT_STOPPED, f"not stopped {self.GRACE_SECONDS:.0f} s after the signal")
 
     def _leave(self, code: int, why: str) -> None:
@@ -123,11 +132,14 @@ def run_flows(
         stopping=stop.requested,
     )
     log.info("dataflow running (%d worker(s), recovery in %s)", workers, recovery)
-    cli_main(
-        flow,
-        workers_per_process=workers,
-        process_id=process_id,
-        addresses=addresses,
-        epoch_interval=epoch_interval,
-        recovery_config=RecoveryConfig(str(recovery)),
-    )
+    try:
+        cli_main(
+            flow,
+            workers_per_process=workers,
+            process_id=process_id,
+            addresses=addresses,
+            epoch_interval=epoch_interval,
+            recovery_config=RecoveryConfig(str(recovery)),
+        )
+    finally:
+        stop.ended()

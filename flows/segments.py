@@ -68,10 +68,8 @@ class SegmentState:
 
 @dataclass
 class SaveStats:
-    segments_written: int = 0
     entries_written: int = 0
     bytes_written: int = 0
-    seconds: float = 0.0
 
 
 @dataclass
@@ -93,7 +91,6 @@ class SegmentStore:
         """Writes `changed` (table -> {key: value}) as a new segment if it holds anything, merges
         segments as needed, and returns the state to put in the snapshot. `live()` gives the whole
         tables, for when stale copies have piled up."""
-        started = time.perf_counter()
         self.last = SaveStats()
         self._saves += 1
         entries = sum(len(t) for t in changed.values())
@@ -114,7 +111,6 @@ class SegmentStore:
             self.state = SegmentState(tuple(segments), self.state.written)
             fsync_dir(self.dir)
         self._delete_retired()
-        self.last.seconds = time.perf_counter() - started
         return self.state
 
     def load(self, state: SegmentState, keep: Keep) -> Tables:
@@ -151,7 +147,6 @@ class SegmentStore:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        self.last.segments_written += 1
         self.last.entries_written += entries
         self.last.bytes_written += len(data)
         return Segment(name, level, entries, len(data))

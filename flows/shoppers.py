@@ -12,25 +12,20 @@ from __future__ import annotations
 from core.events import Event
 from core.figures import Record
 from flows.attribution import Attribution
-from flows.book import DAY_MS, MINUTE_MS, Version
+from flows.book import DEFAULT_KEEP_MS, MINUTE_MS, Version
 from flows.carts import CartBook
 from flows.journey import DEFAULT_IDENTIFY_FOR_MS, Journey
 from flows.profiles import ProfileBook
 
 
 class Shoppers:
-    def __init__(self, org: str, timezone: str, abandon_after_minutes: int = 60, keep_ms: int = 7 * DAY_MS,
+    def __init__(self, org: str, timezone: str, abandon_after_minutes: int = 60, keep_ms: int = DEFAULT_KEEP_MS,
                  identify_for_ms: int = DEFAULT_IDENTIFY_FOR_MS, version: Version | None = None) -> None:
         self.version = version or Version()
         self.carts = CartBook(org, timezone, abandon_after_minutes * MINUTE_MS, keep_ms, self.version)
         self.journey = Journey(org, timezone, identify_for_ms, self.version, keep_ms)
         self.attribution = Attribution(org, timezone, keep_ms, self.version)
         self.profiles = ProfileBook(org, timezone, keep_ms, self.version)
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
-        if "profiles" not in state:  # a snapshot from before profiles: they fill from new events only
-            self.profiles = ProfileBook(self.carts.org, self.carts.days.tz.key, self.carts.keep, self.version)
 
     def apply(self, event: Event) -> list[Record]:
         """Folds one event into the four books; the records it changed, in version order."""

@@ -61,6 +61,15 @@ def test_the_watchdog_ends_a_process_that_did_not_stop_in_time(monkeypatch: pyte
     assert exits.codes == [GracefulStop.NOT_STOPPED]
 
 
+def test_the_watchdog_stands_down_once_the_dataflow_has_returned(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(GracefulStop, "GRACE_SECONDS", 0.2)
+    exits = Exits()
+    stop = GracefulStop(exit=exits)
+    stop.received(100.0)
+    stop.ended()
+    assert not exits.called.wait(0.6)
+
+
 def test_sigterm_ends_a_cluster_process_whose_peer_never_came(tmp_path: Path) -> None:
     """Bytewax waits for its peers in native code, where no Python signal handler runs: without the
     watchdog, SIGTERM (docker compose stop) would leave it running."""

@@ -242,15 +242,6 @@ def test_records_share_the_organisations_version_and_advance_emits_nothing() -> 
     assert s.held()["profiles_customers"] == 1 and s.held()["profiles_open_orders"] == 0
 
 
-def test_a_snapshot_from_before_profiles_resumes_with_an_empty_book() -> None:
-    s = Shoppers("o", TZ, 60)
-    state = dict(s.__dict__)
-    del state["profiles"]
-    old = Shoppers.__new__(Shoppers)
-    old.__setstate__(state)
-    assert old.apply(paid(T0, "o1"))[-1].value["orders"] == 1
-
-
 def test_a_snapshot_keeps_every_customer_even_one_whose_key_holds_a_nul() -> None:
     for keys in (["c1", "c2"], ["c1", "odd\x00key", "c2"], []):
         b = ProfileBook("o", TZ)
