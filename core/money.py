@@ -45,10 +45,15 @@ def normalise_currency(code: object) -> str:
     return upper
 
 
+_MIN_MINOR, _MAX_MINOR = -(2**63), 2**63 - 1
+
+
 def to_minor(value: str | int | Decimal, currency: str) -> int:
     """Exact conversion of a decimal amount ('12.345', 12, Decimal) to minor units, rounding half up.
 
-    Floats are refused: their binary value is not the decimal the vendor meant.
+    Floats are refused: their binary value is not the decimal the vendor meant. So is an amount
+    no 64-bit integer of minor units holds: the log keeps 64-bit integers, and one such event would
+    otherwise fail the write of every event appended with it.
     """
     if isinstance(value, float) or isinstance(value, bool):
         raise TypeError("amounts must be given as str, int or Decimal, never float")
@@ -58,7 +63,13 @@ def to_minor(value: str | int | Decimal, currency: str) -> int:
         raise ValueError(f"not a decimal amount: {value!r}") from None
     if not dec.is_finite():
         raise ValueError(f"not a finite amount: {value!r}")
-    return int((dec.scaleb(exponent(currency))).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    try:
+        minor = int(dec.scaleb(exponent(currency)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    except ArithmeticError:  # "1e999999": finite, but no integer the context can hold
+        raise ValueError(f"out of range: {value!r}") from None
+    if not _MIN_MINOR <= minor <= _MAX_MINOR:
+        raise ValueError(f"out of range: {value!r}")
+    return minor
 
 
 def divide_half_up(numerator: int, denominator: int) -> int:

@@ -17,7 +17,7 @@ from core.events import Event, Item, Kind
 from core.money import UnknownCurrency, divide_half_up, exponent, normalise_currency
 from ingest.adapter import Delivery, Outcome
 from ingest.errors import BadPayload, BadSignature
-from ingest.fields import parse_json, required
+from ingest.fields import integer, parse_json, required
 
 TOLERANCE_SECONDS = 300
 
@@ -98,11 +98,12 @@ def normalise(payload: Any, store: Store) -> list[Event]:
 
 # --- field access with messages that say what is wrong --------------------------------------------
 
-def _int(obj: Obj, key: str, where: str) -> int:
-    value = required(obj, key, where)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise BadPayload(f"{where}.{key} must be an integer, got {value!r}")
-    return value
+def _amount(obj: Obj, moved: str, where: str) -> int:
+    """What moved (`amount_received`, `amount_captured`) when it is a positive integer, else `amount`."""
+    value = obj.get(moved)
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return integer(obj, moved, where)
+    return integer(obj, "amount", where)
 
 
 def _str(obj: Obj, key: str, where: str) -> str:
@@ -153,7 +154,7 @@ def paid_from_checkout_session(obj: Obj, store: Store, time_ms: int, event_id: s
     items: tuple[Item, ...] = ()
     if obj.get("amount_total") is not None:
         currency = _currency(obj, where)
-        amount = _int(obj, "amount_total", where)
+        amount = integer(obj, "amount_total", where)
     else:
         # API versions before 2020: no totals, only display_items.
         lines = obj.get("display_items")
@@ -163,7 +164,7 @@ def paid_from_checkout_session(obj: Obj, store: Store, time_ms: int, event_id: s
         amount, parsed = 0, []
         for i, line in enumerate(lines):
             lw = f"{where}.display_items[{i}]"
-            qty, unit = _int(line, "quantity", lw), _int(line, "amount", lw)
+            qty, unit = integer(line, "quantity", lw), integer(line, "amount", lw)
             amount += qty * unit
             custom = line.get("custom") or line.get("price") or {}
             name = custom.get("name", "") if isinstance(custom, dict) else ""
@@ -183,8 +184,7 @@ def paid_from_payment_intent(obj: Obj, store: Store, time_ms: int, event_id: str
     if obj.get("status") not in (None, "succeeded"):
         return []
     currency = _currency(obj, where)
-    received = obj.get("amount_received")
-    amount = received if isinstance(received, int) and received > 0 else _int(obj, "amount", where)
+    amount = _amount(obj, "amount_received", where)
     return _paid(store, _base(obj, store, time_ms, event_id), _str(obj, "id", where), amount, currency)
 
 
@@ -193,8 +193,7 @@ def paid_from_charge(obj: Obj, store: Store, time_ms: int, event_id: str = "") -
     if obj.get("paid") is False or obj.get("captured") is False or obj.get("status") not in (None, "succeeded"):
         return []  # authorised only, or failed: not (yet) money
     currency = _currency(obj, where)
-    captured = obj.get("amount_captured")
-    amount = captured if isinstance(captured, int) and captured > 0 else _int(obj, "amount", where)
+    amount = _amount(obj, "amount_captured", where)
     order = _id(obj.get("payment_intent")) or _str(obj, "id", where)
     return _paid(store, _base(obj, store, time_ms, event_id), order, amount, currency)
 
@@ -204,7 +203,7 @@ def paid_from_invoice(obj: Obj, store: Store, time_ms: int, event_id: str = "") 
     if obj.get("status") not in (None, "paid") or obj.get("paid") is False:
         return []
     currency = _currency(obj, where)
-    amount = _int(obj, "amount_paid", where)
+    amount = integer(obj, "amount_paid", where)
     if amount == 0:
         return []  # a free or fully credited invoice is no order
     order = _invoice_payment_intent(obj) or _str(obj, "id", where)
@@ -236,7 +235,7 @@ def refund_from_charge(obj: Obj, store: Store, time_ms: int, event_id: str = "")
     where = "charge"
     currency = _currency(obj, where)
     charge = _str(obj, "id", where)
-    refunded = _int(obj, "amount_refunded", where)
+    refunded = integer(obj, "amount_refunded", where)
     if refunded <= 0:
         return []
     order = _id(obj.get("payment_intent")) or charge
@@ -254,7 +253,7 @@ def expired_checkout(obj: Obj, store: Store, time_ms: int, event_id: str = "") -
     fields = {**_base(obj, store, time_ms, event_id), "id": f"stripe:{store.id}:checkout:{cs}:expired"}
     if isinstance(amount, int) and not isinstance(amount, bool) and currency is not None:
         cur = _currency(obj, where)
-        fields.update(amount=to_iso_minor(amount, cur), currency=cur)
+        fields.update(amount=to_iso_minor(integer(obj, "amount_total", where), cur), currency=cur)
     return [Event(kind=Kind.CHECKOUT_EXPIRED, cart=cs, **fields)]
 
 

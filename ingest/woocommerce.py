@@ -37,7 +37,7 @@ from core.events import Event, Item, Kind
 from core.money import UnknownCurrency, divide_half_up, normalise_currency, to_minor
 from ingest.adapter import Delivery, Outcome
 from ingest.errors import BadPayload, BadSignature
-from ingest.fields import parse_json, required
+from ingest.fields import integer, parse_json, required
 
 VENDOR = "woocommerce"
 PAID_STATUSES = frozenset({"processing", "completed", "refunded"})
@@ -151,17 +151,6 @@ def _id(obj: Mapping[str, Any], key: str, where: str) -> str:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise BadPayload(f"{where}.{key} must be a positive integer id, got {value!r}")
     return str(value)
-
-
-def _int(obj: Mapping[str, Any], key: str, where: str, default: int | None = None) -> int:
-    value = obj.get(key)
-    if value is None:
-        if default is not None:
-            return default
-        raise BadPayload(f"{where}.{key} is missing")
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise BadPayload(f"{where}.{key} must be an integer, got {value!r}")
-    return value
 
 
 def _str(obj: Mapping[str, Any], key: str, where: str) -> str:
@@ -336,9 +325,9 @@ def _items(payload: Mapping[str, Any], currency: str) -> tuple[Item, ...]:
         where = f"line_items[{i}]"
         if not isinstance(line, dict):
             raise BadPayload(f"{where} must be an object, got {line!r}")
-        product_id = _int(line, "product_id", where, default=0)
-        variation_id = _int(line, "variation_id", where, default=0)
-        qty = _int(line, "quantity", where)
+        product_id = integer(line, "product_id", where, default=0)
+        variation_id = integer(line, "variation_id", where, default=0)
+        qty = integer(line, "quantity", where)
         name = _text(_opt_str(line, "name", where))
         price = line.get("price")
         if isinstance(price, str):
@@ -398,7 +387,7 @@ def _customer(payload: Mapping[str, Any], ctx: _Context) -> tuple[list[Event], s
         attrs["is_paying_customer"] = paying
     # REST v1/v2 bodies still carry these two; v3 dropped them.
     if payload.get("orders_count") is not None:
-        attrs["orders_count"] = _int(payload, "orders_count", where)
+        attrs["orders_count"] = integer(payload, "orders_count", where)
     if payload.get("total_spent") is not None:
         attrs["total_spent"] = _money(payload["total_spent"], ctx.store.currency, f"{where}.total_spent")
     prefix = ctx.prefix("customer", customer_id)
@@ -429,7 +418,7 @@ def _product(payload: Mapping[str, Any], ctx: _Context) -> tuple[list[Event], st
         categories.append(_text(_opt_str(category, "name", f"{where}.categories[{i}]")))
     brands = _list(payload, "brands", where)  # WooCommerce 9.6+ core brands
     brand = brands[0].get("name") if brands and isinstance(brands[0], dict) else None
-    parent_id = _int(payload, "parent_id", where, default=0)  # a variation's product
+    parent_id = integer(payload, "parent_id", where, default=0)  # a variation's product
     attrs = {
         "name": _text(_opt_str(payload, "name", where)),
         "sku": _opt_str(payload, "sku", where),

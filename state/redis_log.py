@@ -21,7 +21,7 @@ import redis
 import redis.asyncio as aioredis
 
 from core.events import Event
-from state.log import DEFAULT_PARTITIONS, LogUnavailable, partition_of
+from state.log import DEFAULT_PARTITIONS, LogUnavailable, Row, per_caller, rows_of
 
 # Redeliveries come within days (Stripe retries for 3 days, Shopify 48 h); keep marks for 30.
 DEDUPE_TTL_SECONDS = 30 * 24 * 3600
@@ -56,7 +56,7 @@ def seen_key(partition: int, org: str, event_id: str) -> str:
     return f"sp:{{p{partition}}}:seen:{org}:{event_id}"
 
 
-_Waiter = tuple[Sequence[Event], "asyncio.Future[list[bool]]"]
+_Waiter = tuple[list[Row], "asyncio.Future[list[bool]]"]
 
 
 class RedisEventLog:
@@ -70,8 +70,9 @@ class RedisEventLog:
     async def append(self, events: Sequence[Event]) -> list[bool]:
         if not events:
             return []
+        rows = rows_of(events, self.partitions)
         fut: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
-        self._queue.append((events, fut))
+        self._queue.append((rows, fut))
         if not self._starting and len(self._flushers) < MAX_IN_FLIGHT:
             self._starting += 1
             self._flushers.add(asyncio.create_task(self._flush()))
@@ -87,31 +88,29 @@ class RedisEventLog:
             while self._queue:
                 batch, self._queue = self._queue, []
                 try:
-                    flags = await self._write([e for events, _ in batch for e in events])
+                    flags = await self._write([row for rows, _ in batch for row in rows])
                 except Exception as exc:  # LogUnavailable, or a bug: never leave a caller waiting
                     for _, fut in batch:
                         if not fut.done():
                             fut.set_exception(exc)
                     continue
-                at = 0
-                for events, fut in batch:
+                for fut, mine in per_caller(batch, flags):
                     if not fut.done():
-                        fut.set_result(flags[at:at + len(events)])
-                    at += len(events)
+                        fut.set_result(mine)
         finally:
             self._flushers.discard(asyncio.current_task())  # type: ignore[arg-type]
 
-    def _calls(self, events: list[Event]) -> tuple[list[tuple[object, ...]], list[list[int]]]:
-        """One EVALSHA argument list per partition chunk, and which events each one carries."""
+    def _calls(self, rows: list[Row]) -> tuple[list[tuple[object, ...]], list[list[int]]]:
+        """One EVALSHA argument list per partition chunk, and which rows each one carries."""
         by_part: dict[int, list[int]] = defaultdict(list)
-        for i, e in enumerate(events):
-            by_part[partition_of(e.org, self.partitions)].append(i)
+        for i, row in enumerate(rows):
+            by_part[row[0]].append(i)
         calls, positions = [], []
         for p, idx in by_part.items():
             for start in range(0, len(idx), MAX_EVENTS_PER_CALL):
                 chunk = idx[start:start + MAX_EVENTS_PER_CALL]
-                keys = [stream_key(p), *(seen_key(p, events[i].org, events[i].id) for i in chunk)]
-                calls.append((_APPEND_SHA, len(keys), *keys, DEDUPE_TTL_SECONDS, *(events[i].to_json() for i in chunk)))
+                keys = [stream_key(p), *(seen_key(p, rows[i][1], rows[i][2]) for i in chunk)]
+                calls.append((_APPEND_SHA, len(keys), *keys, DEDUPE_TTL_SECONDS, *(rows[i][3] for i in chunk)))
                 positions.append(chunk)
         return calls, positions
 
@@ -124,8 +123,8 @@ class RedisEventLog:
                 pipe.evalsha(*call)
             return await pipe.execute()
 
-    async def _write(self, events: list[Event]) -> list[bool]:
-        calls, positions = self._calls(events)
+    async def _write(self, rows: list[Row]) -> list[bool]:
+        calls, positions = self._calls(rows)
         try:
             try:
                 replies = await self._send(calls)
@@ -136,7 +135,7 @@ class RedisEventLog:
             raise LogUnavailable(f"event log (Redis) unreachable: {exc}") from exc
         except redis.ResponseError as exc:
             raise LogUnavailable(f"event log (Redis) refused the write: {exc}") from exc
-        flags = [False] * len(events)
+        flags = [False] * len(rows)
         for chunk, reply in zip(positions, replies):
             for i, flag in zip(chunk, reply):  # type: ignore[call-overload]
                 flags[i] = flag == 1

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from core.events import Event
-from state.log import DEFAULT_PARTITIONS, LogUnavailable, partition_of
+from state.log import DEFAULT_PARTITIONS, LogUnavailable, Row, per_caller, rows_of
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_by_part ON events (part, seq);
 """
 _MAX_BATCH = 2000
+_WAL_ATTEMPTS = 200  # 50 ms apart: up to 10 s for another process to finish switching the file to WAL
 _INSERT = "INSERT OR IGNORE INTO events (part, org, id, body) VALUES (?, ?, ?, ?)"
 
 
@@ -38,14 +39,14 @@ def connect(path: Path, durable: bool = True) -> sqlite3.Connection:
     """WAL mode. durable: fsync every commit (the log: we answer 2xx after it); otherwise a commit
     survives any crash of ours but not the machine's power (derived data the log can rebuild)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-    for attempt in range(200):
+    for attempt in range(_WAL_ATTEMPTS):
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             break
         except sqlite3.OperationalError as exc:
             # Two processes opening a new file at once race to switch it to WAL, and that switch
             # does not wait on the busy timeout: wait a little and try again.
-            if "locked" not in str(exc) or attempt == 199:
+            if "locked" not in str(exc) or attempt == _WAL_ATTEMPTS - 1:
                 raise
             time.sleep(0.05)
     conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
@@ -67,18 +68,18 @@ class SqliteEventLog:
         self.partitions = partitions
         self._conn = connect(path)
         self._conn.executescript(_SCHEMA)
-        self._queue: queue.SimpleQueue[tuple[Sequence[Event], Future[list[bool]]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[list[Row], Future[list[bool]]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._writer, name="sqlite-log-writer", daemon=True)
         self._thread.start()
 
     async def append(self, events: Sequence[Event]) -> list[bool]:
         fut: Future[list[bool]] = Future()
-        self._queue.put((events, fut))
+        self._queue.put((rows_of(events, self.partitions), fut))
         return await asyncio.wrap_future(fut)
 
     def append_sync(self, events: Sequence[Event]) -> list[bool]:
         fut: Future[list[bool]] = Future()
-        self._queue.put((events, fut))
+        self._queue.put((rows_of(events, self.partitions), fut))
         return fut.result()
 
     def _writer(self) -> None:
@@ -101,8 +102,8 @@ class SqliteEventLog:
             if stop:
                 return
 
-    def _commit(self, batch: list[tuple[Sequence[Event], Future[list[bool]]]]) -> None:
-        rows = [(partition_of(e.org, self.partitions), e.org, e.id, e.to_json()) for events, _ in batch for e in events]
+    def _commit(self, batch: list[tuple[list[Row], Future[list[bool]]]]) -> None:
+        rows = [row for mine, _ in batch for row in mine]
         try:
             flags = self._insert(rows)
         except sqlite3.Error as exc:
@@ -111,12 +112,10 @@ class SqliteEventLog:
             for _, fut in batch:
                 _settle(fut, exception=LogUnavailable(f"event log write failed: {exc}"))
             return
-        at = 0
-        for events, fut in batch:
-            _settle(fut, result=flags[at:at + len(events)])
-            at += len(events)
+        for fut, mine in per_caller(batch, flags):
+            _settle(fut, result=mine)
 
-    def _insert(self, rows: list[tuple[int, str, str, bytes]]) -> list[bool]:
+    def _insert(self, rows: list[Row]) -> list[bool]:
         """One transaction; True where a row was new. All rows go in with one executemany; when some
         were duplicates, the rows this transaction added (seq above the old maximum) say which."""
         conn = self._conn

@@ -235,3 +235,10 @@ def test_the_dashboard_is_compute_figures_for_every_period_and_store(buckets: li
                 for p in PERIODS for a, z in [resolve_period(p, None, None, _TODAY)]}
 
     assert got == {"total": want(None), "stores": {s: want(s) for s in ["a", "b", "quiet"]}}
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "-99999999999999999999", "1e999999", 2**63])
+def test_an_amount_no_64_bit_integer_of_minor_units_holds_is_refused(value: str | int) -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        to_minor(value, "USD")
+    assert to_minor("92233720368547758.07", "USD") == 2**63 - 1  # the largest that fits

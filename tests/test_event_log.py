@@ -108,6 +108,31 @@ def test_a_cancelled_caller_does_not_lose_the_others_answers(logs: tuple[str, st
     assert sorted(ids) == sorted({f"e{i}" for i in range(50)} | {"e99"})
 
 
+def test_an_event_that_cannot_be_stored_fails_its_own_caller_only(logs: tuple[str, str]) -> None:
+    """An amount beyond 64 bits (no adapter lets one through now) used to fail every caller of the
+    shared write on Redis, and kill SQLite's writer thread, so every later append hung."""
+    kind, where = logs
+    bad = Event(id="bad", kind=Kind.ORDER_PAID, org="o", store="s", time=1_700_000_000_000, amount=2**70,
+                currency="EUR", order="o1")
+
+    async def go() -> list[object]:
+        log, _ = open_both(kind, where)
+        results = await asyncio.wait_for(asyncio.gather(*(log.append([ev(i)]) for i in range(20)), log.append([bad]),
+                                                        return_exceptions=True), 10)
+        after = await asyncio.wait_for(log.append([ev(99)]), 5)
+        await log.close()
+        return [*results, after]
+
+    results = asyncio.run(go())
+    assert results[:20] == [[True]] * 20
+    assert isinstance(results[20], TypeError)
+    assert results[21] == [True]
+    _, reader = open_both(kind, where)
+    ids = sorted(e.id for events in read_all(reader).values() for e in events)
+    reader.close()
+    assert ids == sorted([f"e{i}" for i in range(20)] + ["e99"])
+
+
 def test_redis_down_fails_every_waiting_caller_with_log_unavailable(tmp_path: Path) -> None:
     from state.redis_log import RedisEventLog
 
