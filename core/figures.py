@@ -23,7 +23,8 @@ METRICS = ("gross_revenue", "refunds", "net_revenue", "orders", "paid_orders", "
 DAY, HOUR = "day", "hour"
 OPEN_END = "\uffff"  # sorts after every ISO date: "no last day"
 
-__all__ = ["Bucket", "Figures", "MissingRate", "PERIODS", "METRICS", "compute_figures", "resolve_period", "series"]
+__all__ = ["Bucket", "Figures", "MissingRate", "OPEN_END", "PERIODS", "METRICS", "changes_from_json", "compute_figures",
+           "dashboard_figures", "resolve_period", "series"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,8 +51,6 @@ def redact(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: ("[redacted]" if k in _SECRET_HEADERS else v) for k, v in headers.items()}
 
 
-
-
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit():

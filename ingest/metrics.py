@@ -5,6 +5,8 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
+from core.config import PROVIDERS
+
 DELIVERIES = Counter(
     "storepulse_ingest_deliveries_total",
     "Webhook deliveries by provider and outcome (accepted, duplicate, ignored, rejected, unavailable)",
@@ -21,7 +23,7 @@ IGNORED = Counter(
 )
 
 # Label values come from the URL: anything else is "unknown", so junk paths cannot grow the series.
-PROVIDERS = frozenset({"stripe", "woocommerce", "shopify", "events"})
+_LABELLED = frozenset(PROVIDERS)
 
 
 @functools.cache
@@ -36,7 +38,7 @@ def _events_child(provider: str) -> Any:
 
 def delivered(provider: str, outcome: str, events: int = 0) -> None:
     """Counts one delivery (and the new events it appended); label children are looked up once."""
-    provider = provider if provider in PROVIDERS else "unknown"
+    provider = provider if provider in _LABELLED else "unknown"
     _delivery_child(provider, outcome).inc()
     if events:
         _events_child(provider).inc(events)

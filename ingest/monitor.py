@@ -41,8 +41,7 @@ class ConnectionMonitor:
         for store, group in groups:
             self._counts[store][minute] += len(group)
             latest = max(map(_time, group))
-            before = self._last_event.get(store)
-            self._last_event[store] = latest if before is None or latest > before else before
+            self._last_event[store] = max(self._last_event.get(store, latest), latest)
             self._last_received[store] = received_at
 
     def take(self) -> list[StoreActivity]:

@@ -50,7 +50,7 @@ def verify(body: bytes, header: str | None, secret: str, now: float) -> None:
             timestamp = value
         elif key == "v1":
             candidates.append(value.encode())
-    if timestamp is None or not timestamp.isdigit():
+    if timestamp is None or not (timestamp.isascii() and timestamp.isdigit()):
         raise BadSignature("Stripe-Signature does not verify: no t=<unix time> in the header")
     if not candidates:
         raise BadSignature("Stripe-Signature does not verify: no v1 signature in the header")

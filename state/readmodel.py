@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
-from core.figures import Bucket, Record
+from core.figures import OPEN_END, Bucket, Record
 
 
 class ReadModel(Protocol):
@@ -25,7 +25,7 @@ class ReadModel(Protocol):
         """The organisation's current version and its buckets (of one grain, if given), consistent."""
         ...
 
-    def records(self, org: str, kind: str, first: str = "", last: str = "\uffff") -> list[Record]:
+    def records(self, org: str, kind: str, first: str = "", last: str = OPEN_END) -> list[Record]:
         """The organisation's records of a kind whose day is in [first, last]."""
         ...
 

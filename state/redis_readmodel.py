@@ -13,7 +13,7 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
-from core.figures import Bucket, Record, bucket_from_json, changes_from_json
+from core.figures import OPEN_END, Bucket, Record, bucket_from_json, changes_from_json
 
 FEED_CHANNEL = "sp:feed"
 
@@ -85,7 +85,7 @@ class RedisReadModel:
                 pipe.evalsha(*call)
             pipe.execute()
 
-    def records(self, org: str, kind: str, first: str = "", last: str = "\uffff") -> list[Record]:
+    def records(self, org: str, kind: str, first: str = "", last: str = OPEN_END) -> list[Record]:
         found = (Record(**orjson.loads(v)) for v in self._redis.hvals(_keys(org, kind)[0]))
         return [r for r in found if first <= r.day <= last]
 
@@ -93,10 +93,11 @@ class RedisReadModel:
         days, _, version = _keys(org)
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.get(version)
-            pipe.hvals(days)
-            v, vals = pipe.execute()
-        buckets = (bucket_from_json(x) for x in vals)
-        return int(v or 0), [b for b in buckets if grain is None or b.grain == grain]
+            pipe.hgetall(days)
+            v, found = pipe.execute()
+        # A bucket's field is its key, grain first: the other grain (24 hours a day) is not parsed.
+        wanted = b"" if grain is None else f"{grain}|".encode()
+        return int(v or 0), [bucket_from_json(x) for k, x in found.items() if k.startswith(wanted)]
 
     async def feed(self) -> AsyncIterator[list[Bucket | Record] | None]:
         client = aioredis.Redis.from_url(self._url)

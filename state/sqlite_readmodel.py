@@ -14,7 +14,7 @@ from pathlib import Path
 
 import orjson
 
-from core.figures import Bucket, Record, changes_from_json
+from core.figures import OPEN_END, Bucket, Record, changes_from_json
 from state.sqlite_log import connect
 
 _SCHEMA = """
@@ -132,7 +132,7 @@ class SqliteReadModel:
                 await asyncio.wait([polling])
             reader.close()
 
-    def records(self, org: str, kind: str, first: str = "", last: str = "\uffff") -> list[Record]:
+    def records(self, org: str, kind: str, first: str = "", last: str = OPEN_END) -> list[Record]:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT key, day, version, value FROM records WHERE org = ? AND kind = ? AND day BETWEEN ? AND ?",

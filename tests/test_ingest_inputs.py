@@ -64,6 +64,20 @@ def test_limits_and_content_types(storepulse: Storepulse) -> None:
     assert httpx.post(f"{storepulse.base}/webhooks/paypal/acme-stripe", content=b"{}").status_code == 404
 
 
+def test_deliveries_to_junk_providers_count_as_one_unknown_series(storepulse: Storepulse) -> None:
+    def unknown_rejected() -> float:
+        text = httpx.get(f"{storepulse.base}/metrics").text
+        line = 'storepulse_ingest_deliveries_total{outcome="rejected",provider="unknown"} '
+        return next((float(x[len(line):]) for x in text.splitlines() if x.startswith(line)), 0.0)
+
+    before = unknown_rejected()
+    for junk in ("paypal", "x" * 40, "pay%20pal"):
+        assert httpx.post(f"{storepulse.base}/webhooks/{junk}/acme-stripe", content=b"{}").status_code == 404
+    text = httpx.get(f"{storepulse.base}/metrics").text
+    assert unknown_rejected() == before + 3
+    assert "paypal" not in text and "x" * 40 not in text
+
+
 def test_rejected_deliveries_are_kept_and_listed_per_org(storepulse: Storepulse) -> None:
     body = payment_intent_succeeded(f"evt_{uid()}", f"pi_{uid()}", 321)
     r = storepulse.post_stripe("acme-stripe", body, secret="whsec_not_it", headers={"Authorization": "Bearer s3cret"})
