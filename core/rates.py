@@ -50,6 +50,9 @@ class Rates:
         return int(converted.scaleb(EXPONENTS[target]).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+LATEST = "9999-12-31"  # converting at this day takes the latest known rate
+
+
 def convert(rates: Rates | None, amount: int, source: str, target: str, day: str) -> int:
     """`amount` minor units of `source` in `target` at `day`'s rate. The one place that decides:
     the same currency needs no rate; without a rates file another currency is an error, never 1:1."""

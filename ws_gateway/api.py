@@ -37,8 +37,6 @@ class ReadSide:
     rates: Rates | None = None
 
 
-
-
 def _span(first: str, last: str) -> dict[str, str | None]:
     """A resolved period as JSON: open ends are null."""
     return {"from": first or None, "to": None if last == OPEN_END else last}
@@ -157,11 +155,10 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         records = await asyncio.to_thread(side.model.records, org.id, "order", first, last)
         if store is not None:
             records = [r for r in records if r.value["store"] == store]
-        try:
-            every = lists.paid_orders(records, currency, side.rates)
+        try:  # records(first, last) already holds only the period's days
+            paid = lists.paid_orders(records, currency, side.rates)
         except MissingRate as exc:
             return error_response(422, str(exc))
-        paid = [o for o in every if first <= o.day <= last]
         body: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency, "sort": sort}
         if what == "orders":
             body["orders"] = lists.orders_list(paid, sort=sort, limit=limit, currency=currency, tz=org.tz)
@@ -208,7 +205,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
             else:  # a bounded period sums its own paid orders, selected by day
                 orders = await asyncio.to_thread(fetch, org.id, "order", first, last)
                 paid = [o for o in lists.paid_orders(orders, currency, side.rates)
-                        if first <= o.day <= last and (store is None or o.value["store"] == store)]
+                        if store is None or o.value["store"] == store]
                 figures = lists.period_customers(paid)
                 guests = sum(1 for o in paid if o.value["customer"] is None)
         except MissingRate as exc:
@@ -265,10 +262,10 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         raised = sorted((a.value for a in alerts), key=lambda v: (v["at"], v["percent"]))
         return json_response({"org": org.id, **lists.quota(times, at, org.plan_limit), "alerts": raised})
 
-    page = files("ws_gateway").joinpath("static/dashboard.html").read_text()
+    page = files("ws_gateway").joinpath("static/dashboard.html").read_text().replace("__WS_PORT__", str(side.ws_port))
 
     async def dashboard(request: Request) -> Response:
-        return HTMLResponse(page.replace("__WS_PORT__", str(side.ws_port)))
+        return HTMLResponse(page)
 
     def guarded(fn):  # noqa: ANN001, ANN202 - turns AuthError into its HTTP answer
         async def route(request: Request) -> Response:

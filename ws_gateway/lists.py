@@ -20,10 +20,9 @@ from zoneinfo import ZoneInfo
 from core.clock import ms_from_iso, utc_from_ms
 from core.figures import Record
 from core.money import Money
-from core.rates import Rates, convert
+from core.rates import LATEST, Rates, convert
 
 PAIR_PRODUCTS = 300  # pairs are counted among the range's 300 most-ordered products: bounded work
-LATEST = "9999-12-31"  # converting at this day takes the latest known rate
 SORTS = {
     "orders": ("latest", "best"),
     "products": ("revenue", "units", "orders"),

@@ -11,13 +11,9 @@ from typing import Any
 
 from core.figures import Record
 from core.money import Money
-from core.rates import Rates, convert
+from core.rates import LATEST, Rates, convert
 
 CART_COUNTS = ("carts", "open", "abandoned", "recovered", "purchased")
-
-
-def _convert(amount: int, source: str, target: str, day: str, rates: Rates | None) -> int:
-    return convert(rates, amount, source, target, day or "9999-12-31")  # no day (open carts now): the latest rate
 
 
 def carts_summary(days: Iterable[Record], open_now: Iterable[Record], products: Iterable[Record], carts: Iterable[Record],
@@ -30,12 +26,12 @@ def carts_summary(days: Iterable[Record], open_now: Iterable[Record], products: 
             continue
         for f in CART_COUNTS:
             counts[f] += v[f]
-            values[f] += _convert(v[f"{f}_value" if f != "carts" else "value"], v["currency"], currency, r.day, rates)
+            values[f] += convert(rates, v[f"{f}_value" if f != "carts" else "value"], v["currency"], currency, r.day)
     live_n = live_value = 0
     for r in open_now:
         if store is None or r.value["store"] == store:
             live_n += r.value["carts"]
-            live_value += _convert(r.value["value"], r.value["currency"], currency, "", rates)
+            live_value += convert(rates, r.value["value"], r.value["currency"], currency, LATEST)  # open now
     abandoned_products: Counter[str] = Counter()
     for r in products:
         if store is None or r.value["store"] == store:
@@ -74,7 +70,7 @@ def attribution_summary(days: Iterable[Record], *, currency: str, rates: Rates |
             continue
         acc = per.setdefault(v["campaign"], [0, 0])
         acc[0] += v["orders"]
-        acc[1] += _convert(v["revenue"], v["currency"], currency, r.day, rates)
+        acc[1] += convert(rates, v["revenue"], v["currency"], currency, r.day)
     ranked = sorted(per.items(), key=lambda kv: (-kv[1][1], kv[0]))
     return {
         "orders": sum(a[0] for a in per.values()),
