@@ -60,12 +60,12 @@ def serve_bare(port: int, reuse_port: bool) -> None:
     from starlette.routing import Route
 
     from core.gc_policy import SERVERS, settle
+    from storepulse.responses import json_response
     from storepulse.servers import build_app, http_server, reuse_port_socket
 
     async def events(request: Request) -> Response:
         doc = orjson.loads(await request.body())
-        return Response(orjson.dumps({"status": "accepted", "new": len(doc["events"]), "duplicates": 0}),
-                        media_type="application/json")
+        return json_response({"status": "accepted", "new": len(doc["events"]), "duplicates": 0})
 
     server = http_server(build_app([Route("/v1/events", events, methods=["POST"])]), "127.0.0.1", port)
     settle(SERVERS)  # the same runtime settings as storepulse's servers
@@ -181,9 +181,9 @@ def per_event_costs(body: bytes) -> list[tuple[str, float]]:
     from ingest.monitor import ConnectionMonitor
 
     store = Store("site", "bench", "events", KEY, "EUR")
-    n = len(orjson.loads(body)["events"])
-    events = events_api.parse_batch(body, store).events
     docs = orjson.loads(body)["events"]
+    n = len(docs)
+    events = events_api.parse_batch(body, store).events
     monitor = ConnectionMonitor(stats=None)  # type: ignore[arg-type]  # never flushed here
     flags = [True] * n
 

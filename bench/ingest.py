@@ -556,51 +556,37 @@ def print_profile(path: Path) -> None:
     if not path.exists():
         print(f"  (no py-spy output in {path})")
         return
-    total = 0
-    own: collections.Counter[str] = collections.Counter()
-    incl: collections.Counter[str] = collections.Counter()
-    for line in path.read_text().splitlines():
-        stack, _, n = line.rpartition(" ")
-        if not n.isdigit():
-            continue
-        count = int(n)
-        total += count
-        frames = stack.split(";")
-        m = re.search(r"\(([^/:)]+)", frames[-1])
-        own[m.group(1) if m else frames[-1]] += count
-        for f in set(frames):
-            incl[f] += count
-    if not total:
-        return
-    print(f"  py-spy: {total} samples of the ingest server (idle excluded); self time by package:")
-    print("   " + ", ".join(f"{k} {v / total * 100:.0f}%" for k, v in own.most_common(8)))
     # Each sample goes to the first category one of its frames falls in. Coroutines resumed by the
     # event loop show short stacks, so this is by where the code lives, not by who called it.
     categories = (
         ("Redis append: redis-py client + state/redis_log", ("(redis/", "(state/redis_log")),
-        ("Stripe-Signature verify (stripe lib, hmac)", ("verify (ingest/stripe.py", "(stripe/", "(hmac.py")),
+        ("Stripe-Signature verify (ingest/stripe, hmac)", ("verify (ingest/stripe.py", "(stripe/", "(hmac.py")),
         ("normalise to canonical Event (ingest/stripe, core)", ("normalise (ingest/stripe.py", "(core/")),
         ("JSON response render (storepulse/responses, starlette)", ("(storepulse/responses.py", "(starlette/responses.py")),
         ("read_body (ingest/app.py)", ("read_body (ingest/app.py",)),
         ("Prometheus counters/histogram", ("(prometheus_client",)),
         ("handler's own lines (ingest/app.py)", ("(ingest/",)),
     )
+    total = 0
+    own: collections.Counter[str] = collections.Counter()
     by_cat: collections.Counter[str] = collections.Counter()
     for line in path.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         if not n.isdigit():
             continue
-        for name, patterns in categories:
-            if any(p in stack for p in patterns):
-                by_cat[name] += int(n)
-                break
-        else:
-            by_cat["HTTP server stack + event loop (uvicorn, starlette, asyncio)"] += int(n)
+        count = int(n)
+        total += count
+        last = stack.rsplit(";", 1)[-1]
+        m = re.search(r"\(([^/:)]+)", last)
+        own[m.group(1) if m else last] += count
+        by_cat[next((name for name, patterns in categories if any(p in stack for p in patterns)),
+                    "HTTP server stack + event loop (uvicorn, starlette, asyncio)")] += count
+    if not total:
+        return
+    print(f"  py-spy: {total} samples of the ingest server (idle excluded); self time by package:")
+    print("   " + ", ".join(f"{k} {v / total * 100:.0f}%" for k, v in own.most_common(8)))
     for name, count in by_cat.most_common():
         print(f"   {count / total * 100:5.1f}%  {name}")
-    script_exists = sum(c for f, c in incl.items() if "Pipeline.load_scripts" in f)
-    print(f"   (of which redis-py Pipeline.load_scripts, a SCRIPT EXISTS round trip per append: "
-          f"{script_exists / total * 100:.1f}%)")
 
 
 def describe_source(src: Path) -> str:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import gzip
@@ -59,9 +60,10 @@ import redis  # noqa: E402
 from core.events import Event, Item, Kind  # noqa: E402
 from core.gc_policy import paused  # noqa: E402
 from ingest import replay as rp  # noqa: E402
-from state.log import EventLog, partition_of  # noqa: E402
+from state.log import DEFAULT_PARTITIONS, EventLog, rows_of  # noqa: E402
 from state.redis_log import RedisEventLog  # noqa: E402
 from state.sqlite_log import _SCHEMA, SqliteEventLog, connect  # noqa: E402
+from storepulse import STOREPULSE  # noqa: E402
 from tests.helpers import SHARED, RedisServer  # noqa: E402
 
 COPIES = {"online-retail": 2, "rees46": 6}
@@ -200,20 +202,16 @@ def serialize_fresh(make: Callable[[], list[Event]], repeat: int, collector: boo
     for _ in range(repeat):
         gc.collect()
         events = make()  # not collected after: a replay appends what the mapper just made, as is
-        if not collector:
-            gc.disable()
-        try:
+        with contextlib.nullcontext() if collector else paused():
             t = time.perf_counter()
             size = sum(len(e.to_json()) for e in events)
             fastest = min(fastest, time.perf_counter() - t)
-        finally:
-            gc.enable()
     return fastest, size
 
 
 def sqlite_floor(events: list[Event], tmp: Path, repeat: int, checkpoints: bool) -> float:
     """Inserting the serialized bodies alone, as the log does (its schema, WAL, synchronous=FULL)."""
-    rows = [(partition_of(e.org, 4), e.org, e.id, e.to_json()) for e in events]
+    rows = rows_of(events, DEFAULT_PARTITIONS)  # what the log inserts
 
     def run() -> None:
         conn = connect(tmp / f"floor-{time.monotonic_ns()}.sqlite3")
@@ -287,7 +285,7 @@ def cli_run(dataset: str, path: Path, tmp: Path, redis_url: str | None) -> tuple
     """`storepulse replay ... --speed max` in a subprocess: wall seconds and its own 'took' line."""
     cfg = tmp / "bench.toml"
     cfg.write_text(_CONFIG)
-    argv = [str(REPO / ".venv" / "bin" / "storepulse"), "replay", dataset, str(path), "--org", "bench", "--speed", "max",
+    argv = [*STOREPULSE, "replay", dataset, str(path), "--org", "bench", "--speed", "max",
             "--config", str(cfg), "--data-dir", str(tmp / f"cli-{time.monotonic_ns()}")]
     if redis_url:
         argv += ["--redis", redis_url]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import itertools
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ import httpx
 import orjson
 from websockets.sync.client import ClientConnection, connect
 
+from core.events import Event, Kind
+from core.figures import Record
 from storepulse import STOREPULSE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -247,15 +250,43 @@ def wait_ws(conn: ClientConnection, check: Callable[[dict[str, Any]], bool], tim
 
 def wait_api(sp: Storepulse, org: str, check: Callable[[dict[str, Any]], bool], period: str = "all",
              store: str | None = None, timeout: float = 15) -> dict[str, Any]:
+    """Polls GET /figures until `check` holds."""
+    return wait_json(sp, lambda: sp.figures(org, period, store).json(), check, timeout, "GET /figures")
+
+
+def wait_json(sp: Storepulse, fetch: Callable[[], dict[str, Any]], check: Callable[[dict[str, Any]], bool],
+              timeout: float = 15, what: str = "the read API") -> dict[str, Any]:
+    """Polls `fetch` until `check` holds; else fails with the last answer and the tail of storepulse's log."""
     deadline = time.monotonic() + timeout
     body: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        body = sp.figures(org, period, store).json()
+        body = fetch()
         if check(body):
             return body
         time.sleep(0.05)
-    raise AssertionError(f"read API never matched within {timeout} s; last: {body}\n"
+    raise AssertionError(f"{what} never matched within {timeout} s; last: {body}\n"
                          f"--- tail of {sp.logfile}:\n{sp.log_tail()}")
+
+
+_event_ids = itertools.count()
+
+
+def event(kind: Kind, t: int, **kw: Any) -> Event:
+    """An event of organisation "o", store "s" in EUR unless told otherwise, with a fresh id."""
+    kw.setdefault("id", f"e{next(_event_ids)}")
+    kw.setdefault("store", "s")
+    kw.setdefault("currency", "EUR")
+    return Event(kind=kind, org="o", time=t, **kw)
+
+
+def latest_values(records: Iterable[Record]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The value each (kind, key) ends with: the record of the highest version."""
+    best: dict[tuple[str, str], Record] = {}
+    for r in records:
+        k = (r.kind, r.key)
+        if k not in best or r.version > best[k].version:
+            best[k] = r
+    return {k: r.value for k, r in best.items()}
 
 
 # --- Stripe event bodies, shaped like real deliveries (see ../shared/fixtures/webhooks/stripe) ---

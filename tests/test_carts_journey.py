@@ -31,6 +31,8 @@ from flows.carts import CartBook
 from flows.journey import Journey
 from flows.shoppers import Shoppers
 from tests.helpers import REPO, SHARED
+from tests.helpers import event as ev
+from tests.helpers import latest_values as latest
 
 FILE = SHARED / "data" / "rees46_2019oct_head.csv.gz"
 TZ = "Europe/Berlin"
@@ -39,14 +41,6 @@ H = 60 * MIN
 DAY = 24 * H
 T = 60 * MIN  # abandon_after in the unit tests
 T0 = int(datetime(2026, 3, 2, 10, 0, tzinfo=ZoneInfo(TZ)).timestamp() * 1000)  # a Monday, 10:00 in Berlin
-_ids = itertools.count()
-
-
-def ev(kind: Kind, t: int, **kw: Any) -> Event:
-    kw.setdefault("id", f"e{next(_ids)}")
-    kw.setdefault("store", "s")
-    kw.setdefault("currency", "EUR")
-    return Event(kind=kind, org="o", time=t, **kw)
 
 
 def add(t: int, cart: str = "k1", product: str = "p1", qty: int = 1, price: int = 1000, **kw: Any) -> Event:
@@ -62,16 +56,6 @@ def remove(t: int, cart: str = "k1", product: str = "p1", qty: int = 1, price: i
 def paid(t: int, order: str = "o1", cart: str | None = "k1", amount: int = 1000, **kw: Any) -> Event:
     kw.setdefault("customer", "c1")
     return ev(Kind.ORDER_PAID, t, order=order, cart=cart, amount=amount, **kw)
-
-
-def latest(records: list[Record]) -> dict[tuple[str, str], dict[str, Any]]:
-    """The value each (kind, key) ends with: the record of the highest version."""
-    best: dict[tuple[str, str], Record] = {}
-    for r in records:
-        k = (r.kind, r.key)
-        if k not in best or r.version > best[k].version:
-            best[k] = r
-    return {k: r.value for k, r in best.items()}
 
 
 COUNTERS = ("cart_day", "open_carts", "abandoned_product", "attribution")

@@ -39,8 +39,11 @@ from tests.helpers import (
     RedisServer,
     Storepulse,
     charge_refunded,
+    latest_values,
     post_list_orders,
+    wait_json,
 )
+from tests.helpers import event as ev
 
 TZ = "Europe/Berlin"
 MIN = 60_000
@@ -48,14 +51,6 @@ H = 60 * MIN
 DAY = 24 * H
 KEEP = 7 * DAY
 T0 = int(dt.datetime(2026, 3, 2, 10, 0, tzinfo=ZoneInfo(TZ)).timestamp() * 1000)
-_ids = itertools.count()
-
-
-def ev(kind: Kind, t: int, **kw: Any) -> Event:
-    kw.setdefault("id", f"e{next(_ids)}")
-    kw.setdefault("store", "s")
-    kw.setdefault("currency", "EUR")
-    return Event(kind=kind, org="o", time=t, **kw)
 
 
 def paid(t: int, order: str, amount: int = 1000, customer: str | None = "c1", qty: int = 1, **kw: Any) -> Event:
@@ -69,12 +64,8 @@ def refund(t: int, order: str | None, total: int, name: str = "r1", **kw: Any) -
 
 def final(records: list[Record]) -> dict[str, dict[str, Any]]:
     """The value each customer ends with: the record of the highest version."""
-    best: dict[str, Record] = {}
-    for r in records:
-        assert r.kind == "customer"
-        if r.key not in best or r.version > best[r.key].version:
-            best[r.key] = r
-    return {k: r.value for k, r in best.items()}
+    assert all(r.kind == "customer" for r in records)
+    return {key: value for (_, key), value in latest_values(records).items()}
 
 
 def feed(events: list[Event], lateness: int = 5 * MIN, book: ProfileBook | None = None) -> tuple[dict[str, Any], ProfileBook]:
@@ -435,14 +426,8 @@ def stripe_customer_created(evt: str, cus: str, email: str, name: str, created: 
 
 
 def wait_customers(sp: Storepulse, check: Any, timeout: float = 20, **params: object) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    body: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        body = sp.get("/api/v1/orgs/acme/customers", **params).json()
-        if check(body):
-            return body
-        time.sleep(0.1)
-    raise AssertionError(f"GET /customers never matched within {timeout} s; last: {body}")
+    return wait_json(sp, lambda: sp.get("/api/v1/orgs/acme/customers", **params).json(), check, timeout,
+                     "GET /customers")
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
