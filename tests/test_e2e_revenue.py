@@ -235,9 +235,12 @@ def test_lists_of_orders_products_customers_pairs_and_quota(tmp_path) -> None:  
 
 
 def test_carts_journey_and_email_attribution_through_the_events_api(storepulse: Storepulse) -> None:
-    day = "2026-11-20"
+    # Two days before today in Berlin: inside the carts' 7-day horizon whatever the date, and a day
+    # no other test posts to (they post for today).
+    day = (dt.datetime.now(ZoneInfo("Europe/Berlin")).date() - dt.timedelta(days=2)).isoformat()
     tag = uid()
-    t = lambda hh_mm: f"{day}T{hh_mm}:00+01:00"  # noqa: E731 - Berlin time that day
+    berlin = ZoneInfo("Europe/Berlin")
+    t = lambda hh_mm: dt.datetime.fromisoformat(f"{day}T{hh_mm}:00").replace(tzinfo=berlin).isoformat()  # noqa: E731
     v = lambda n: f"{tag}-v{n}"  # noqa: E731
     events = [
         {"type": "page_view", "id": f"{tag}-1", "time": t("10:00"), "visitor": v(1), "url": "/"},
