@@ -9,6 +9,7 @@ clock move the watermark and decide carts (flows/organisation.py).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,18 +23,18 @@ from bytewax.operators import StatefulBatchLogic
 from core.config import Config, Org
 from core.events import Event
 from core.figures import Bucket, Record
-from flows import metrics
+from core.limits import problem
+from flows import metrics, quarantine
 from flows.organisation import Organisation
+from flows.quarantine import Unreadable
 from flows.revenue import DEFAULT_HORIZON_MS
 from flows.segments import SegmentStore
-from flows.sinks import ReadModelSink
-from flows.sources import CaughtUp, LogSource
+from flows.sinks import Output, ReadModelSink
+from flows.sources import CaughtUp, LogSource, wall_clock_ms
 from state.log import LogReader
 from state.readmodel import ReadModel
 
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
+log = logging.getLogger("storepulse.flows")
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,20 @@ class _Context:
 
 
 Changes = list[Bucket | Record]
+# What was applied to an organisation since its latest snapshot, to apply again after a rollback:
+# ("batch", events, now), ("arm", [], now) or ("tick", [], now).
+Step = tuple[str, list[Event], int]
 
 
-class _OrgLogic(StatefulBatchLogic[Event | CaughtUp, Changes, bytes]):
+class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]):
     """Emits everything a batch (or a tick) changed as one item: the sink writes it in one write, so
     a reader never sees the figures of a batch without its customers (Bytewax would otherwise carry
-    a long list of items downstream in several containers, and the sink write them in several writes)."""
+    a long list of items downstream in several containers, and the sink write them in several writes).
+
+    An event it cannot fold is quarantined, never fatal (flows/quarantine.py): when folding a batch
+    raises, the organisation is rolled back to its latest snapshot, the steps since are applied
+    again, and the batch is folded one event at a time, each failing event quarantined and rolled
+    back. Every event that folds is folded exactly as it would have been without the poison."""
 
     # Bytewax does not hand the key to the builder: a new organisation learns its id from its first item.
     def __init__(self, resume: bytes | None, ctx: _Context) -> None:
@@ -58,29 +67,44 @@ class _OrgLogic(StatefulBatchLogic[Event | CaughtUp, Changes, bytes]):
         self.org: Organisation | None = None
         self.store: SegmentStore | None = None
         self._too_late = self._unmatched = 0
+        self._latest = resume  # the latest snapshot: what a rollback restores
+        self._armed = False  # whether the organisation was armed at that snapshot (restore disarms)
+        self._since: list[Step] = []
         if resume is not None:
-            self.org = Organisation.restore(resume, lambda org_id: self._store(org_id))
+            self.org = self._restored(resume)
             self._too_late, self._unmatched = self._counts()
 
-    def on_batch(self, values: list[Event | CaughtUp]) -> tuple[Iterable[Changes], bool]:
-        events = [v for v in values if type(v) is not CaughtUp]
+    def on_batch(self, values: list[Event | Unreadable | CaughtUp]) -> tuple[Iterable[Output], bool]:
         if self.org is None:
             self.org = Organisation.new(self._ctx.orgs[values[0].org], self._ctx.horizon_ms)
             self._store(self.org.ledger.org)
         now = self._ctx.clock()
-        out = self.org.apply_all(events, now)
-        if len(events) != len(values):
-            out += self._ticked(self.org.arm(now))
+        events: list[Event] = []
+        out: Changes = []
+        caught_up: int | None = None
+        for v in values:
+            if type(v) is CaughtUp:
+                caught_up = v.at
+            elif type(v) is Unreadable:
+                out.append(self._quarantine(v, quarantine.UNREADABLE, v.error))
+            else:
+                why = problem(v)  # type: ignore[arg-type]
+                if why is None:
+                    events.append(v)  # type: ignore[arg-type]
+                else:
+                    out.append(self._quarantine(v, quarantine.OUT_OF_RANGE, why))
+        out += self._fold(events, now)
+        if caught_up is not None:
+            out += self._advance("arm", now)
         metrics.EVENTS.inc(len(events))
         self._report()
         metrics.CHANGES.inc(len(out))
-        return ([out] if out else []), StatefulBatchLogic.RETAIN
+        return ([Output(out, caught_up)] if out or caught_up is not None else []), StatefulBatchLogic.RETAIN
 
-    def on_notify(self) -> tuple[Iterable[Changes], bool]:
-        assert self.org is not None
-        out = self._ticked(self.org.tick(self._ctx.clock()))
+    def on_notify(self) -> tuple[Iterable[Output], bool]:
+        out = self._advance("tick", self._ctx.clock())
         metrics.CHANGES.inc(len(out))
-        return ([out] if out else []), StatefulBatchLogic.RETAIN
+        return ([Output(out)] if out else []), StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
         wake = None if self.org is None else self.org.next_wake(self._ctx.clock())
@@ -90,6 +114,7 @@ class _OrgLogic(StatefulBatchLogic[Event | CaughtUp, Changes, bytes]):
         assert self.org is not None and self.store is not None, "a logic is only snapshotted after its first batch"
         started = time.perf_counter()
         data = self.org.snapshot(self.store)
+        self._latest, self._armed, self._since = data, self.org.armed, []
         metrics.SNAPSHOTS.inc()
         metrics.SNAPSHOT_SECONDS.inc(time.perf_counter() - started)
         metrics.SNAPSHOT_BYTES.inc(len(data) + self.store.last.bytes_written)
@@ -97,11 +122,92 @@ class _OrgLogic(StatefulBatchLogic[Event | CaughtUp, Changes, bytes]):
             metrics.HELD.labels(org=self.org.ledger.org, what=what).set(n)
         return data
 
+    # --- folding, with poison isolated -----------------------------------------------------------
+
+    def _fold(self, events: list[Event], now: int) -> Changes:
+        if not events:
+            return []
+        try:
+            return self._step("batch", events, now)
+        except Exception:  # noqa: BLE001 - whatever the reason, one event must not stop the figures
+            return self._isolate(events, now)
+
+    def _step(self, kind: str, events: list[Event], now: int) -> Changes:
+        """Applies one step, checks its changes can be stored, and journals it; raises if either fails
+        (the organisation may then be half-changed: the caller rolls back)."""
+        assert self.org is not None
+        if kind == "batch":
+            out = self.org.apply_all(events, now)
+        elif kind == "arm":
+            out = self.org.arm(now)
+        else:
+            out = self.org.tick(now)
+        why = quarantine.unstorable(out)
+        if why is not None:
+            raise quarantine.Unstorable(why)
+        self._since.append((kind, events, now))
+        return out
+
+    def _advance(self, kind: str, now: int) -> Changes:
+        """Arms or ticks the wall clock. Should that ever fail, the organisation is rolled back and
+        waits for the next tick, logged, instead of stopping every organisation's figures."""
+        try:
+            return self._ticked(self._step(kind, [], now))
+        except Exception:  # noqa: BLE001
+            log.exception("organisation %s: the wall-clock %s failed; rolled back", self._ctx_org(), kind)
+            self._rollback()
+            return []
+
+    def _ctx_org(self) -> str:
+        return "?" if self.org is None else self.org.ledger.org
+
+    def _isolate(self, events: list[Event], now: int) -> Changes:
+        self._rollback()
+        last: dict[tuple[str, str], Bucket | Record] = {}  # each key's newest value, as one batch gives
+        poisoned: Changes = []
+        for e in events:
+            try:
+                changes = self._step("batch", [e], now)
+            except Exception as exc:  # noqa: BLE001
+                self._rollback()
+                poisoned.append(self._quarantine(e, quarantine.FOLD_FAILED, f"{type(exc).__name__}: {exc}"))
+                continue
+            for c in changes:
+                last[("", c.key) if type(c) is Bucket else (c.kind, c.key)] = c  # type: ignore[union-attr]
+        return poisoned + list(last.values())
+
+    def _rollback(self) -> None:
+        """The organisation as at its latest snapshot, with every journalled step since applied again."""
+        org = self._ctx.orgs[self.org.ledger.org] if self.org is not None else None
+        assert org is not None
+        if self._latest is None:
+            self.org = Organisation.new(org, self._ctx.horizon_ms)
+        else:
+            self.org = self._restored(self._latest, prune=False)
+            self.org.armed = self._armed
+        steps, self._since = self._since, []
+        for kind, events, now in steps:
+            self._step(kind, events, now)
+
+    def _quarantine(self, poison: Event | Unreadable, reason: str, error: str) -> Record:
+        assert self.org is not None
+        org = self.org.ledger.org
+        log.warning("organisation %s: event %r of store %r quarantined (%s): %s", org, poison.id, poison.store,
+                    reason, error)
+        metrics.QUARANTINED.labels(reason=reason).inc()
+        return quarantine.record(org, self.org.version, self.org.shoppers.carts.days, poison, reason, error)
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _restored(self, data: bytes, prune: bool = True) -> Organisation:
+        return Organisation.restore(data, lambda org_id: self._store(org_id), prune)
+
     def _store(self, org_id: str) -> SegmentStore:
-        self.store = SegmentStore(self._ctx.segments, org_id)
+        if self.store is None or self.store.org != org_id:
+            self.store = SegmentStore(self._ctx.segments, org_id)
         return self.store
 
-    def _ticked(self, out: list[Bucket | Record]) -> list[Bucket | Record]:
+    def _ticked(self, out: Changes) -> Changes:
         if out:
             metrics.WALL_CLOCK_TICKS.inc()
         return out
@@ -136,7 +242,7 @@ def build_flow(
     true ends the input, so the dataflow finishes its epoch, snapshots it and returns."""
     ctx = _Context(dict(config.orgs), segments, horizon_ms, clock)
     flow = Dataflow("storepulse")
-    by_org = op.input("log", flow, LogSource(open_reader, partitions, ctx.orgs, until_caught_up, stopping))
+    by_org = op.input("log", flow, LogSource(open_reader, partitions, ctx.orgs, until_caught_up, stopping, clock))
     changes = op.stateful_batch("organisation", by_org, lambda resume: _OrgLogic(resume, ctx))  # type: ignore[arg-type]
     op.output("read_model", changes, ReadModelSink(open_model))
     return flow

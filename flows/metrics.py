@@ -4,6 +4,9 @@ from prometheus_client import Counter, Gauge
 
 EVENTS = Counter("storepulse_flow_events_total", "Canonical events folded into the figures")
 CHANGES = Counter("storepulse_flow_changes_total", "Buckets and records changed and sent to the read model")
+QUARANTINED = Counter("storepulse_flow_quarantined_total",
+                      "Events quarantined instead of folded (flows/quarantine.py): out_of_range, unreadable or fold_failed",
+                      ["reason"])
 SKIPPED = Counter("storepulse_flow_skipped_total", "Events the dataflow skipped", ["reason"])
 TOO_LATE = Counter("storepulse_flow_too_late_total",
                    "Events older than the watermark minus a book's horizon, not counted", ["book"])

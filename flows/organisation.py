@@ -200,14 +200,15 @@ class Organisation:
         return pickle.dumps((SNAPSHOT_FORMAT, small, segments), protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
-    def restore(cls, data: object, store_for: Callable[[str], SegmentStore]) -> Organisation:
-        """The organisation a `snapshot` saved; `store_for(org_id)` gives its segment store."""
+    def restore(cls, data: object, store_for: Callable[[str], SegmentStore], prune: bool = True) -> Organisation:
+        """The organisation a `snapshot` saved; `store_for(org_id)` gives its segment store (`prune`:
+        see SegmentStore.load)."""
         loaded = pickle.loads(data) if isinstance(data, bytes) else None
         if not (isinstance(loaded, tuple) and loaded and loaded[0] == SNAPSHOT_FORMAT):
             raise RuntimeError(OLD_RECOVERY_STATE)
         _, org, segments = loaded
         assert isinstance(org, Organisation) and isinstance(segments, SegmentState)
-        org.ledger.with_tables(store_for(org.ledger.org).load(segments, org._keeps))
+        org.ledger.with_tables(store_for(org.ledger.org).load(segments, org._keeps, prune))
         org.armed = False
         return org
 

@@ -113,9 +113,10 @@ class SegmentStore:
         self._delete_retired()
         return self.state
 
-    def load(self, state: SegmentState, keep: Keep) -> Tables:
+    def load(self, state: SegmentState, keep: Keep, prune: bool = True) -> Tables:
         """The tables a snapshot's segments hold (later copies win, dropped entries left out). Deletes
-        every file of this organisation that the snapshot does not list."""
+        every file of this organisation that the snapshot does not list, unless `prune` is false (a
+        rollback to the latest snapshot within a run: retired files may still be needed by Bytewax)."""
         self.state = state
         tables: Tables = {}
         for seg in state.segments:
@@ -124,7 +125,7 @@ class SegmentStore:
         for name, entries in tables.items():
             tables[name] = {k: v for k, v in entries.items() if keep(name, k, v)}
         listed = {s.name for s in state.segments}
-        if self.dir.exists():
+        if prune and self.dir.exists():
             for path in self.dir.iterdir():
                 if path.name not in listed:
                     path.unlink(missing_ok=True)

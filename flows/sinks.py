@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
@@ -17,7 +18,16 @@ from flows import metrics
 from state.readmodel import ReadModel
 
 
-Item = tuple[str, list[Bucket | Record]]  # (organisation, changes)
+@dataclass(frozen=True, slots=True)
+class Output:
+    """What the organisation step emits for one batch or tick: its changes, and, when the batch
+    carried CaughtUp, the wall-clock time up to which the organisation's figures hold everything."""
+
+    changes: list[Bucket | Record]
+    caught_up_at: int | None = None
+
+
+Item = tuple[str, Output]  # (organisation, output)
 
 
 class _ReadModelPartition(StatelessSinkPartition[Item]):
@@ -26,7 +36,10 @@ class _ReadModelPartition(StatelessSinkPartition[Item]):
 
     def write_batch(self, items: list[Item]) -> None:
         started = time.perf_counter()
-        self._model.write([change for _, changes in items for change in changes])
+        self._model.write([change for _, out in items for change in out.changes])
+        caught_up = {org: out.caught_up_at for org, out in items if out.caught_up_at is not None}
+        if caught_up:  # after the changes: the read side must never be told of figures it cannot see yet
+            self._model.caught_up(caught_up)
         metrics.WRITE_SECONDS.inc(time.perf_counter() - started)
 
     def close(self) -> None:

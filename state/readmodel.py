@@ -21,6 +21,15 @@ class ReadModel(Protocol):
         one feed message per organisation per write, atomically with the values."""
         ...
 
+    def caught_up(self, at: dict[str, int]) -> None:
+        """Records, per organisation, that its figures hold everything appended to the log before
+        `at` (wall clock, ms): the dataflow's heartbeat, by which the read side tells stale figures."""
+        ...
+
+    def caught_up_at(self, org: str) -> int | None:
+        """The latest such time of an organisation (None: never)."""
+        ...
+
     def snapshot(self, org: str, grain: str | None = None) -> tuple[int, list[Bucket]]:
         """The organisation's current version and its buckets (of one grain, if given), consistent."""
         ...

@@ -85,6 +85,16 @@ class RedisReadModel:
                 pipe.evalsha(*call)
             pipe.execute()
 
+    def caught_up(self, at: dict[str, int]) -> None:
+        with self._redis.pipeline(transaction=False) as pipe:
+            for org, ms in at.items():
+                pipe.set(f"sp:rm:{{{org}}}:caught_up", ms)
+            pipe.execute()
+
+    def caught_up_at(self, org: str) -> int | None:
+        v = self._redis.get(f"sp:rm:{{{org}}}:caught_up")
+        return None if v is None else int(v)
+
     def records(self, org: str, kind: str, first: str = "", last: str = OPEN_END) -> list[Record]:
         found = (Record(**orjson.loads(v)) for v in self._redis.hvals(_keys(org, kind)[0]))
         return [r for r in found if first <= r.day <= last]

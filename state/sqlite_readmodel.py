@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS records (
     PRIMARY KEY (org, kind, key)
 );
 CREATE INDEX IF NOT EXISTS records_by_day ON records (org, kind, day);
+CREATE TABLE IF NOT EXISTS caught_up (org TEXT PRIMARY KEY, at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS org_versions (org TEXT PRIMARY KEY, version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -88,6 +89,16 @@ class SqliteReadModel:
         except BaseException:
             cur.execute("ROLLBACK")
             raise
+
+    def caught_up(self, at: dict[str, int]) -> None:
+        with self._lock:
+            self._conn.executemany("INSERT INTO caught_up VALUES (?, ?) ON CONFLICT (org) DO UPDATE "
+                                   "SET at = max(at, excluded.at)", list(at.items()))
+
+    def caught_up_at(self, org: str) -> int | None:
+        with self._lock:
+            row = self._conn.execute("SELECT at FROM caught_up WHERE org = ?", (org,)).fetchone()
+        return None if row is None else int(row[0])
 
     def snapshot(self, org: str, grain: str | None = None) -> tuple[int, list[Bucket]]:
         with self._lock:
