@@ -13,6 +13,11 @@ def utc_from_ms(time_ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=time_ms)
 
 
+def ms_of(t: datetime) -> int:
+    """Milliseconds since the epoch of an aware datetime, exactly (no float in between)."""
+    return (t - _EPOCH) // _MS
+
+
 def local_day(time_ms: int, tz: ZoneInfo) -> date:
     """The calendar day in `tz` on which an instant (ms since epoch, UTC) falls."""
     return utc_from_ms(time_ms).astimezone(tz).date()

@@ -23,7 +23,7 @@ METRICS = ("gross_revenue", "refunds", "net_revenue", "orders", "paid_orders", "
 DAY, HOUR = "day", "hour"
 OPEN_END = "\uffff"  # sorts after every ISO date: "no last day"
 
-__all__ = ["Bucket", "Figures", "MissingRate", "OPEN_END", "PERIODS", "METRICS", "changes_from_json", "compute_figures",
+__all__ = ["Bucket", "Figures", "MissingRate", "OPEN_END", "PERIODS", "QUARANTINE", "METRICS", "changes_from_json", "compute_figures",
            "dashboard_figures", "resolve_period", "series"]
 
 
@@ -70,6 +70,9 @@ class Record:
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)
+
+
+QUARANTINE = "quarantine"  # the kind of a quarantined event's record (flows/quarantine.py)
 
 
 def changes_from_json(data: bytes | str) -> list[Bucket | Record]:

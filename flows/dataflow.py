@@ -170,7 +170,7 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
                 changes = self._step("batch", [e], now)
             except Exception as exc:  # noqa: BLE001
                 self._rollback()
-                poisoned.append(self._quarantine(e, quarantine.FOLD_FAILED, f"{type(exc).__name__}: {exc}"))
+                poisoned.append(self._quarantine(e, quarantine.FOLD_FAILED, quarantine.describe(exc)))
                 continue
             for c in changes:
                 last[("", c.key) if type(c) is Bucket else (c.kind, c.key)] = c  # type: ignore[union-attr]

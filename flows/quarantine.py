@@ -23,11 +23,10 @@ from typing import Any
 import orjson
 
 from core.events import Event
-from core.figures import Bucket, Record
+from core.figures import QUARANTINE, Bucket, Record
 from core.limits import MAX_TIME_MS
 from flows.book import Days
 
-QUARANTINE = "quarantine"  # the records' kind
 OUT_OF_RANGE, UNREADABLE, FOLD_FAILED = "out_of_range", "unreadable", "fold_failed"
 REASONS = (OUT_OF_RANGE, UNREADABLE, FOLD_FAILED)
 KEPT_BODY = 64 * 1024  # bytes of an unreadable row kept in its record
@@ -64,6 +63,13 @@ def record(org: str, version: int, days: Days, poison: Event | Unreadable, reaso
                  "event": _event_json(poison)}
     value.update(reason=reason, error=error)
     return Record(org, version, QUARANTINE, value["id"], day, value)
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as its quarantine record says it: `struct.error: ...`, `RuntimeError: ...`."""
+    kind = type(exc)
+    name = kind.__qualname__ if kind.__module__ in ("builtins", __name__) else f"{kind.__module__}.{kind.__qualname__}"
+    return f"{name}: {exc}"
 
 
 def unstorable(changes: Iterable[Bucket | Record]) -> str | None:

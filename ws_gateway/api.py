@@ -7,14 +7,16 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.resources import files
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from core.clock import utc_from_ms
+from core.clock import ms_of, utc_from_ms
 from core.config import Config, Org
-from core.figures import DAY, OPEN_END, BadPeriod, MissingRate, compute_figures, resolve_period, series
+from core.freshness import freshness
+from core.figures import DAY, OPEN_END, QUARANTINE, BadPeriod, Record, MissingRate, compute_figures, resolve_period, series
 from core.money import EXPONENTS
 from core.rates import Rates
 from state.connections import ConnectionStats
@@ -35,6 +37,15 @@ class ReadSide:
     stats: ConnectionStats
     ws_port: int
     rates: Rates | None = None
+
+
+def _now_ms() -> int:
+    return ms_of(datetime.now(timezone.utc))
+
+
+def _quarantined(records: list[Record]) -> list[dict[str, Any]]:
+    """Quarantined events, newest first (by event time; those without a usable time last)."""
+    return sorted((r.value for r in records), key=lambda v: (v["time"] is not None, v["time"] or 0, v["id"]), reverse=True)
 
 
 def _span(first: str, last: str) -> dict[str, str | None]:
@@ -76,6 +87,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         org = authorised(request)
         store, first, last, currency = query(request, org)
         version, buckets = await asyncio.to_thread(side.model.snapshot, org.id, DAY)
+        fresh = freshness(await asyncio.to_thread(side.model.caught_up_at, org.id), _now_ms()).to_json()
         try:
             result = compute_figures(buckets, first=first, last=last, currency=currency, rates=side.rates, store=store)
         except MissingRate as exc:
@@ -83,7 +95,25 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         q = request.query_params
         named = q.get("period") or (None if "from" in q or "to" in q else "today")
         span = {"period": named, **_span(first, last)}
-        return json_response({"org": org.id, "store": store, **span, "version": version, **result.to_json()})
+        return json_response({"org": org.id, "store": store, **span, "version": version, "freshness": fresh,
+                              **result.to_json()})
+
+    async def health(request: Request) -> Response:
+        """Whether the organisation's figures are current, and how many events were quarantined."""
+        org = authorised(request)
+        at = await asyncio.to_thread(side.model.caught_up_at, org.id)
+        poison = await asyncio.to_thread(side.model.records, org.id, QUARANTINE)
+        return json_response({"org": org.id, "figures": freshness(at, _now_ms()).to_json(), "quarantined": len(poison)})
+
+    async def quarantined(request: Request) -> Response:
+        org = authorised(request)
+        store = request.query_params.get("store")
+        if store is not None and store not in org.stores:
+            return error_response(404, f"organisation {org.id!r} has no store {store!r}")
+        found = _quarantined(await asyncio.to_thread(side.model.records, org.id, QUARANTINE))
+        if store is not None:
+            found = [v for v in found if v["store"] == store]
+        return json_response({"org": org.id, "total": len(found), "quarantined": found[:_limit(request)]})
 
     async def series_route(request: Request) -> Response:
         org = authorised(request)
@@ -126,7 +156,9 @@ def gateway_routes(side: ReadSide) -> list[Route]:
 
         def gather() -> list[dict[str, object]]:
             out = []
+            poison = _quarantined(side.model.records(org.id, QUARANTINE))
             for s in org.stores.values():
+                mine = [v for v in poison if v["store"] == s.id]
                 n, last_event, last_received = side.stats.activity(s.id, since)
                 rej = side.rejected.summary(s.id)
                 out.append({
@@ -136,6 +168,8 @@ def gateway_routes(side: ReadSide) -> list[Route]:
                     "events_last_hour": n,
                     "rejected": {"count": rej.count, "last_reason": rej.last_reason,
                                  "last_at": datetime.fromtimestamp(rej.last_at, timezone.utc).isoformat() if rej.last_at else None},
+                    "quarantined": {"count": len(mine), "last_reason": mine[0]["error"] if mine else None,
+                                    "last_event_id": mine[0]["id"] if mine else None},
                     "sync": side.stats.load_sync(s.id),
                 })
             return out
@@ -264,6 +298,15 @@ def gateway_routes(side: ReadSide) -> list[Route]:
 
     page = files("ws_gateway").joinpath("static/dashboard.html").read_text().replace("__WS_PORT__", str(side.ws_port))
 
+    async def healthz(request: Request) -> Response:
+        """For a load balancer or an uptime check, without a token: 200 while every organisation's
+        figures are live, 503 while any is stale. Names no organisation."""
+        now = _now_ms()
+        ats = await asyncio.to_thread(lambda: [side.model.caught_up_at(o) for o in side.config.orgs])
+        stale = sum(freshness(at, now).stale for at in ats)
+        return json_response({"status": "stale" if stale else "ok", "organisations": len(ats), "stale": stale},
+                             status=503 if stale else 200)
+
     async def dashboard(request: Request) -> Response:
         return HTMLResponse(page)
 
@@ -287,6 +330,9 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         Route("/api/v1/orgs/{org}/rejected", guarded(rejected_list), methods=["GET"]),
         Route("/api/v1/orgs/{org}/rejected/{id}", guarded(rejected_one), methods=["GET"]),
         Route("/api/v1/orgs/{org}/connections", guarded(connections), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/health", guarded(health), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/quarantine", guarded(quarantined), methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
         Route("/api/v1/orgs/{org}/{what}", guarded(listing), methods=["GET"]),
         Route("/", dashboard, methods=["GET"]),
     ]

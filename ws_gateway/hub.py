@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from core.clock import ms_of
 from core.config import Config, Org
+from core.freshness import freshness
 from core.figures import DAY, Bucket, MissingRate, Record, dashboard_figures
 from core.rates import Rates
 from state.readmodel import ReadModel
@@ -53,6 +55,8 @@ class _OrgView:
     subscribers: set[Subscriber] = field(default_factory=set)
     shown_day: str = ""
     alerted: set[str] = field(default_factory=set)
+    caught_up_at: int | None = None  # the dataflow's latest report (core/freshness.py)
+    stale: bool = True
 
 
 class Hub:
@@ -98,7 +102,8 @@ class Hub:
         view = self._views[org_id]
         now = self._now()
         view.shown_day = now.astimezone(view.org.tz).date().isoformat()
-        base: dict[str, object] = {"type": kind, "org": org_id, "version": view.version, "currency": view.org.currency}
+        base: dict[str, object] = {"type": kind, "org": org_id, "version": view.version, "currency": view.org.currency,
+                                   "freshness": freshness(view.caught_up_at, ms_of(now)).to_json()}
         try:
             base["figures"] = dashboard_figures(
                 list(view.days.values()), today=now.astimezone(view.org.tz).date(), currency=view.org.currency,
@@ -192,10 +197,29 @@ class Hub:
             await asyncio.sleep(0)
 
     async def _tick(self) -> None:
-        """At local midnight "today" changes with no event: push the new figures."""
+        """Once a second: at local midnight "today" changes with no event, and figures turn stale (or
+        live again) with no event either: push the new figures."""
         while True:
             await asyncio.sleep(1)
+            try:
+                reports = await asyncio.to_thread(lambda: {o: self._model.caught_up_at(o) for o in self._views})
+            except Exception as exc:  # the read model is down: the figures cannot be called live
+                log.warning("cannot read the dataflow's reports: %s", exc)
+                reports = {o: None for o in self._views}
             now = self._now()
+            now_ms = ms_of(now)
             for org_id, view in self._views.items():
+                view.caught_up_at = reports[org_id]
+                fresh = freshness(view.caught_up_at, now_ms)
+                metrics.STALE.labels(org=org_id).set(fresh.stale)
+                if view.caught_up_at is not None:
+                    metrics.CAUGHT_UP.labels(org=org_id).set(view.caught_up_at / 1000)
+                if fresh.stale != view.stale:
+                    view.stale = fresh.stale
+                    self._mark(org_id)
                 if view.subscribers and now.astimezone(view.org.tz).date().isoformat() != view.shown_day:
                     self._mark(org_id)
+
+    def freshness(self, org_id: str) -> dict[str, object]:
+        view = self._views[org_id]
+        return freshness(view.caught_up_at, ms_of(self._now())).to_json()

@@ -6,3 +6,7 @@ CLIENTS = Gauge("storepulse_ws_clients", "Connected, authenticated WebSocket cli
 PUSHES = Counter("storepulse_ws_pushes_total", "Figure updates offered to WebSocket clients")
 RESNAPSHOTS = Counter("storepulse_gateway_resnapshots_total", "Times the change feed was followed again after breaking")
 AUTH_FAILURES = Counter("storepulse_ws_auth_failures_total", "WebSocket clients refused at authentication")
+STALE = Gauge("storepulse_figures_stale", "1 while an organisation's figures are stale: the dataflow has not reported "
+              "catching up with the log for STALE_AFTER_MS (core/freshness.py)", ["org"])
+CAUGHT_UP = Gauge("storepulse_figures_caught_up_timestamp_seconds",
+                  "When the dataflow last reported an organisation's figures hold everything appended to the log", ["org"])
