@@ -42,6 +42,8 @@ from prometheus_client import REGISTRY  # noqa: E402
 
 from core.config import parse_config  # noqa: E402
 from core.events import Event, Item, Kind, event_from_json  # noqa: E402
+from core.limits import problem  # noqa: E402
+from flows.quarantine import unstorable  # noqa: E402
 from flows.dataflow import build_flow  # noqa: E402
 from flows.organisation import ALLOWED_LATENESS_MS, Organisation  # noqa: E402
 from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger  # noqa: E402
@@ -89,11 +91,13 @@ def write_log(events: list[Event], path: Path) -> list[bytes]:
 
 
 def plain_loop(bodies: list[bytes]) -> tuple[float, float]:
-    """Decode + the organisation's domain logic, batch by batch as the source reads: (wall s, CPU s)."""
+    """Decode + the organisation's domain logic, batch by batch as the source reads, with the checks
+    that keep a poison event from stopping it (core/limits.py, flows/quarantine.py): (wall s, CPU s)."""
     org = Organisation.new(CONFIG.orgs["retail"])
     w, c = time.perf_counter(), cpu()
     for i in range(0, len(bodies), BATCH):
-        org.apply_all([event_from_json(b) for b in bodies[i:i + BATCH]])
+        events = [event_from_json(b) for b in bodies[i:i + BATCH]]
+        unstorable(org.apply_all([e for e in events if problem(e) is None]))
     return time.perf_counter() - w, cpu() - c
 
 
@@ -135,6 +139,7 @@ def floors(bodies: list[bytes], log: Path, workdir: Path) -> None:
     steps["log read (SQLite)"] = per_event(read)
     steps["orjson.loads of the body"] = per_event(lambda: [orjson.loads(b) for b in bodies])
     steps["event_from_json (Event + Items)"] = per_event(lambda: [event_from_json(b) for b in bodies])
+    steps["range check (core.limits.problem)"] = per_event(lambda: [problem(e) for e in decoded])
 
     def ledger() -> None:
         led = RevenueLedger("retail", "Europe/London")
@@ -153,6 +158,7 @@ def floors(bodies: list[bytes], log: Path, workdir: Path) -> None:
         steps[f"{book} book"] = per_event(one)
     org = Organisation.new(CONFIG.orgs["retail"])
     changes = [org.apply_all(decoded[i:i + BATCH]) for i in range(0, n, BATCH)]
+    steps["storable check of the changes (flows.quarantine)"] = per_event(lambda: [unstorable(c) for c in changes])
 
     def write() -> None:
         path = workdir / f"floor-{time.monotonic_ns()}.sqlite3"
