@@ -47,10 +47,10 @@ from flows.quarantine import unstorable  # noqa: E402
 from flows.dataflow import build_flow  # noqa: E402
 from flows.organisation import ALLOWED_LATENESS_MS, Organisation  # noqa: E402
 from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger  # noqa: E402
-from core.gc_policy import DATAFLOW, settle  # noqa: E402
+from storepulse.gc_policy import DATAFLOW, settle  # noqa: E402
 from flows.recovery import ensure_recovery_dir  # noqa: E402
 from flows.run import RECOVERY_PARTITIONS  # noqa: E402
-from flows.segments import SegmentStore  # noqa: E402
+from flows.snapshot_files import SnapshotFiles  # noqa: E402
 from flows.sources import BATCH  # noqa: E402
 from ingest.replay import map_file  # noqa: E402
 from state.log import DEFAULT_PARTITIONS  # noqa: E402
@@ -186,7 +186,7 @@ def full_dataflow(log: Path, workdir: Path, epoch: timedelta) -> tuple[float, fl
     ensure_recovery_dir(workdir / "recovery", RECOVERY_PARTITIONS)
     flow = build_flow(CONFIG, lambda: SqliteLogReader(workdir / "log.sqlite3"),
                       lambda: SqliteReadModel(workdir / "readmodel.sqlite3"), DEFAULT_PARTITIONS, until_caught_up=True,
-                      segments=workdir / "recovery" / "segments")
+                      files_dir=workdir / "recovery" / "segments")
     before = counters()
     w, c = time.perf_counter(), cpu()
     run_main(flow, epoch_interval=epoch, recovery_config=RecoveryConfig(str(workdir / "recovery")))
@@ -277,7 +277,7 @@ def growth(sizes: list[int]) -> None:
         gc.collect()
         tmp = Path(tempfile.mkdtemp(prefix="sp-bench-growth-"))
         ledger, shown = RevenueLedger("retail", "Europe/London"), {}
-        store = SegmentStore(tmp, "retail")
+        store = SnapshotFiles(tmp, "retail")
         w = time.perf_counter()
         for i in range(0, n, 50_000):
             fold(ledger, synthetic(i, min(50_000, n - i)), shown)

@@ -59,7 +59,7 @@ def serve_bare(port: int, reuse_port: bool) -> None:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from core.gc_policy import SERVERS, settle
+    from storepulse.gc_policy import SERVERS, settle
     from storepulse.responses import json_response
     from storepulse.servers import build_app, http_server, reuse_port_socket
 

@@ -82,7 +82,7 @@ def serve_bare(host: str, port: int, reuse_port: bool = False) -> None:
     from starlette.routing import Route
 
     from storepulse.responses import json_response
-    from core.gc_policy import SERVERS, settle
+    from storepulse.gc_policy import SERVERS, settle
     from storepulse.servers import build_app, http_server, reuse_port_socket
 
     async def webhook(request: Request) -> Response:

@@ -58,7 +58,7 @@ sys.path.insert(0, str(REPO))
 import redis  # noqa: E402
 
 from core.events import Event, Item, Kind  # noqa: E402
-from core.gc_policy import paused  # noqa: E402
+from storepulse.gc_policy import paused  # noqa: E402
 from ingest import replay as rp  # noqa: E402
 from state.log import DEFAULT_PARTITIONS, EventLog, rows_of  # noqa: E402
 from state.redis_log import RedisEventLog  # noqa: E402

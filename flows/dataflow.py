@@ -1,7 +1,7 @@
 """The dataflow: log -> (org, event) -> one organisation's state -> read model.
 
 One Bytewax key per organisation, so every worker owns whole organisations and versions stay
-ordered. The ledger's large tables live in segment files (flows/segments.py), so they snapshot what
+ordered. The ledger's large tables live in snapshot files (flows/snapshot_files.py), so they snapshot what
 changed since the last epoch; the shoppers' books (customer profiles included) are still pickled
 whole with the rest of the organisation. While no events arrive, `notify_at`/`on_notify` let the wall
 clock move the watermark and decide carts (flows/organisation.py).
@@ -24,11 +24,11 @@ from core.config import Config, Org
 from core.events import Event
 from core.figures import Bucket, Record
 from core.limits import problem
-from flows import metrics, quarantine
+from flows import metrics, quarantine, snapshots
 from flows.organisation import Organisation
 from flows.quarantine import Unreadable
 from flows.revenue import DEFAULT_HORIZON_MS
-from flows.segments import SegmentStore
+from flows.snapshot_files import SnapshotFiles
 from flows.sinks import Output, ReadModelSink
 from flows.sources import CaughtUp, LogSource, wall_clock_ms
 from state.log import LogReader
@@ -40,7 +40,7 @@ log = logging.getLogger("storepulse.flows")
 @dataclass(frozen=True)
 class _Context:
     orgs: dict[str, Org]
-    segments: Path
+    files_dir: Path
     horizon_ms: int
     clock: Callable[[], int]
 
@@ -65,7 +65,7 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
     def __init__(self, resume: bytes | None, ctx: _Context) -> None:
         self._ctx = ctx
         self.org: Organisation | None = None
-        self.store: SegmentStore | None = None
+        self.files: SnapshotFiles | None = None
         self._too_late = self._unmatched = 0
         self._latest = resume  # the latest snapshot: what a rollback restores
         self._armed = False  # whether the organisation was armed at that snapshot (restore disarms)
@@ -77,7 +77,7 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
     def on_batch(self, values: list[Event | Unreadable | CaughtUp]) -> tuple[Iterable[Output], bool]:
         if self.org is None:
             self.org = Organisation.new(self._ctx.orgs[values[0].org], self._ctx.horizon_ms)
-            self._store(self.org.ledger.org)
+            self._files(self.org.ledger.org)
         now = self._ctx.clock()
         events: list[Event] = []
         out: Changes = []
@@ -111,14 +111,14 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
         return None if wake is None else datetime.fromtimestamp(wake / 1000, timezone.utc)
 
     def snapshot(self) -> bytes:
-        assert self.org is not None and self.store is not None, "a logic is only snapshotted after its first batch"
+        assert self.org is not None and self.files is not None, "a logic is only snapshotted after its first batch"
         started = time.perf_counter()
-        data = self.org.snapshot(self.store)
+        data = snapshots.save(self.org, self.files)
         self._latest, self._armed, self._since = data, self.org.armed, []
         metrics.SNAPSHOTS.inc()
         metrics.SNAPSHOT_SECONDS.inc(time.perf_counter() - started)
-        metrics.SNAPSHOT_BYTES.inc(len(data) + self.store.last.bytes_written)
-        for what, n in {**self.org.held(), **self.store.held()}.items():
+        metrics.SNAPSHOT_BYTES.inc(len(data) + self.files.last.bytes_written)
+        for what, n in {**self.org.held(), **self.files.held()}.items():
             metrics.HELD.labels(org=self.org.ledger.org, what=what).set(n)
         return data
 
@@ -200,12 +200,12 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
     # --- internals -------------------------------------------------------------------------------
 
     def _restored(self, data: bytes, prune: bool = True) -> Organisation:
-        return Organisation.restore(data, lambda org_id: self._store(org_id), prune)
+        return snapshots.load(data, self._files, prune)
 
-    def _store(self, org_id: str) -> SegmentStore:
-        if self.store is None or self.store.org != org_id:
-            self.store = SegmentStore(self._ctx.segments, org_id)
-        return self.store
+    def _files(self, org_id: str) -> SnapshotFiles:
+        if self.files is None or self.files.org != org_id:
+            self.files = SnapshotFiles(self._ctx.files_dir, org_id)
+        return self.files
 
     def _ticked(self, out: Changes) -> Changes:
         if out:
@@ -232,15 +232,15 @@ def build_flow(
     partitions: int,
     until_caught_up: bool = False,
     *,
-    segments: Path,
+    files_dir: Path,
     horizon_ms: int = DEFAULT_HORIZON_MS,
     clock: Callable[[], int] = wall_clock_ms,
     stopping: Callable[[], bool] = lambda: False,
 ) -> Dataflow:
-    """`segments`: where organisations' segment files live, beside the Bytewax recovery partitions
+    """`files_dir`: where organisations' snapshot files live, beside the Bytewax recovery partitions
     (shared by every process of a cluster, like them). `clock`: the wall clock, ms. `stopping()`
     true ends the input, so the dataflow finishes its epoch, snapshots it and returns."""
-    ctx = _Context(dict(config.orgs), segments, horizon_ms, clock)
+    ctx = _Context(dict(config.orgs), files_dir, horizon_ms, clock)
     flow = Dataflow("storepulse")
     by_org = op.input("log", flow, LogSource(open_reader, partitions, ctx.orgs, until_caught_up, stopping, clock))
     changes = op.stateful_batch("organisation", by_org, lambda resume: _OrgLogic(resume, ctx))  # type: ignore[arg-type]

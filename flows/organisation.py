@@ -39,15 +39,12 @@ Lua keeps numbers exactly only to 14 digits) up to about 3 * 10**9 events per or
 from __future__ import annotations
 
 import copy
-import pickle
-from collections.abc import Callable
 
 from core.config import Org
 from core.events import Event
 from core.figures import Bucket, Record
 from flows.book import DAY_MS, HOUR_MS, Version
-from flows.revenue import DEFAULT_HORIZON_MS, OLD_RECOVERY_STATE, RevenueLedger
-from flows.segments import SegmentState, SegmentStore
+from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger
 from flows.shoppers import Shoppers
 
 ALLOWED_LATENESS_MS = 5 * 60 * 1000
@@ -55,7 +52,6 @@ LIVE_MS = 7 * DAY_MS
 MAX_AHEAD_MS = DAY_MS
 FINE_MS, COARSE_MS, FINE_SPAN_MS = 1000, 60_000, 4 * HOUR_MS
 TICKS = 1 << 15  # > the steps in LIVE_MS: FINE_SPAN_MS / FINE_MS + (LIVE_MS - FINE_SPAN_MS) / COARSE_MS
-SNAPSHOT_FORMAT = "storepulse-organisation-2"
 
 
 class BatchVersion(Version):
@@ -97,7 +93,7 @@ class Organisation:
         self._version = version  # shared with the shoppers' books
         self.latest: int | None = None  # the latest event time seen, ms (capped at MAX_AHEAD_MS)
         self.watermark: int | None = None
-        self.armed = False  # reset by `restore`: a restored organisation waits to be armed again
+        self.armed = False  # reset by a restore (flows/snapshots.py): a restored organisation waits to be armed again
 
     @classmethod
     def new(cls, org: Org, horizon_ms: int = DEFAULT_HORIZON_MS) -> Organisation:
@@ -189,28 +185,17 @@ class Organisation:
         at = event_time + _point_above(due - event_time) + ALLOWED_LATENESS_MS
         return None if at > self.latest + LIVE_MS else max(at, now_ms)
 
-    # --- snapshots -------------------------------------------------------------------------------
+    # --- what a snapshot takes (flows/snapshots.py writes it) --------------------------------------
 
-    def snapshot(self, store: SegmentStore) -> bytes:
-        """The state as bytes for a Bytewax snapshot: the ledger's large tables go to segment files
-        (only what changed since the last snapshot), the rest is pickled here."""
-        segments = store.save(self.ledger.take_changes(), self._keeps, self.ledger.tables)
+    def without_tables(self) -> Organisation:
+        """A shallow copy without the ledger's large tables: what a snapshot pickles beside its files."""
         small = copy.copy(self)
         small.ledger = self.ledger.without_tables()
-        return pickle.dumps((SNAPSHOT_FORMAT, small, segments), protocol=pickle.HIGHEST_PROTOCOL)
+        return small
 
-    @classmethod
-    def restore(cls, data: object, store_for: Callable[[str], SegmentStore], prune: bool = True) -> Organisation:
-        """The organisation a `snapshot` saved; `store_for(org_id)` gives its segment store (`prune`:
-        see SegmentStore.load)."""
-        loaded = pickle.loads(data) if isinstance(data, bytes) else None
-        if not (isinstance(loaded, tuple) and loaded and loaded[0] == SNAPSHOT_FORMAT):
-            raise RuntimeError(OLD_RECOVERY_STATE)
-        _, org, segments = loaded
-        assert isinstance(org, Organisation) and isinstance(segments, SegmentState)
-        org.ledger.with_tables(store_for(org.ledger.org).load(segments, org._keeps, prune))
-        org.armed = False
-        return org
+    def keeps(self, table: str, key: object, value: object) -> bool:
+        """Whether an entry of the ledger's large tables is still held (its forgetting rules)."""
+        return self.ledger.keeps(table, key, value, self.ledger.watermark)
 
     def held(self) -> dict[str, int]:
         return {**{f"ledger_{k}": v for k, v in self.ledger.held().items()}, **self.shoppers.held()}
@@ -225,7 +210,4 @@ class Organisation:
         if watermark is None or self.latest is None:
             return 0
         return _steps(watermark - (self.latest - ALLOWED_LATENESS_MS))
-
-    def _keeps(self, table: str, key: object, value: object) -> bool:
-        return self.ledger.keeps(table, key, value, self.ledger.watermark)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bytewax.recovery import init_db_dir
 
-from flows.segments import fsync_dir
+from flows.snapshot_files import fsync_dir
 
 SCRATCH_PREFIX = ".init-"
 LOCK_NAME = ".init.lock"

@@ -76,7 +76,7 @@ GROSS, REFUNDS, ORDERS, PAID, ITEMS = range(5)
 LEDGER_KINDS = frozenset({Kind.ORDER_PAID, Kind.ORDER_PLACED, Kind.ORDER_REFUNDED, Kind.ORDER_CANCELLED})
 _LINE = attrgetter("product", "qty", "unit_price", "name")  # an item as its record shows it
 _QTY = attrgetter("qty")
-# The tables that flows/segments.py keeps on disk: everything else of a ledger is small.
+# The tables that flows/snapshot_files.py keeps on disk: everything else of a ledger is small.
 TABLES = ("orders", "refunds", "buckets")
 
 

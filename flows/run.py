@@ -18,7 +18,7 @@ from bytewax.run import cli_main
 from prometheus_client import start_http_server
 
 from core.config import Config
-from core.gc_policy import DATAFLOW, settle
+from storepulse.gc_policy import DATAFLOW, settle
 from flows.dataflow import build_flow
 from flows.recovery import ensure_recovery_dir
 from flows.revenue import DEFAULT_HORIZON_MS
@@ -26,7 +26,7 @@ from state.log import DEFAULT_PARTITIONS
 from state.open import open_log_reader, open_read_model
 
 RECOVERY_PARTITIONS = 1
-# The ledger's tables snapshot what changed (flows/segments.py); the shoppers' books, customer profiles
+# The ledger's tables snapshot what changed (flows/snapshot_files.py); the shoppers' books, customer profiles
 # included, are still pickled whole each epoch that touches the organisation (0.36-0.5 s at 1M
 # customers, bench/RESULTS.md). The epoch sets that cost, how much is replayed after a crash, and how
 # often each active organisation fsyncs a segment file.
@@ -127,7 +127,7 @@ def run_flows(
         lambda: open_read_model(data_dir, redis_url),
         DEFAULT_PARTITIONS,
         until_caught_up,
-        segments=recovery / "segments",
+        files_dir=recovery / "segments",
         horizon_ms=horizon_ms,
         stopping=stop.requested,
     )

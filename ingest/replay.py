@@ -37,7 +37,6 @@ rees46 (REES46 multi-category store behaviour log, USD, times in UTC):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import gzip
 import hashlib
@@ -55,7 +54,6 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from core.events import Event, Item, Kind
-from core.gc_policy import paused
 from state.log import EventLog
 
 DATASETS = ("online-retail", "rees46")
@@ -485,7 +483,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[Iterator[list[str]], Callable[[], in
 def map_file(path: Path, dataset: str, org: str, store: str, progress: Progress | None = None) -> Mapped:
     """Streams a .csv or .csv.gz file through the dataset's mapper (which holds its events: online-retail
     needs all lines of an invoice, which the file does not keep together, and both are emitted in time order)."""
-    with _csv_rows(path) as (rows, position, size), paused():
+    with _csv_rows(path) as (rows, position, size):
         n = 0
         try:
             header = next(rows, None)
@@ -525,23 +523,17 @@ async def append_events(
     start = loop.time()
     if progress is not None:
         progress("appending", 0, len(events))
-    # The mapper made its events with the collector paused, so they are all still in its youngest
-    # generation: with it on, the log's allocations (rows, the instance dicts orjson makes when it
-    # first serializes an event or item) set off collections that walk all of them again and again
-    # (online-retail: ~1 s of a 1.5-2.5 s append). Appending makes few cycles; pause it for a bulk
-    # append. A paced one may run for hours, with the event loop's and client's cycles to collect.
-    with paused() if speed is None else contextlib.nullcontext():
-        for i in range(0, len(events), batch):
-            if speed is not None:
-                delay = start + i / speed - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            results = await log.append(events[i : i + batch])
-            new = sum(results)
-            summary.appended += new
-            summary.duplicates += len(results) - new
-            if progress is not None:
-                progress("appending", min(i + batch, len(events)), len(events))
+    for i in range(0, len(events), batch):
+        if speed is not None:
+            delay = start + i / speed - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        results = await log.append(events[i : i + batch])
+        new = sum(results)
+        summary.appended += new
+        summary.duplicates += len(results) - new
+        if progress is not None:
+            progress("appending", min(i + batch, len(events)), len(events))
 
 
 async def append_timed(

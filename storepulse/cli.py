@@ -18,7 +18,7 @@ from pathlib import Path
 import uvloop
 
 from core.config import Config, ConfigError
-from core.gc_policy import SERVERS, settle
+from storepulse.gc_policy import SERVERS, settle
 from core.rates import Rates
 from storepulse import STOREPULSE
 from storepulse.commands import rejected, replay, sync

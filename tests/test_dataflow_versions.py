@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from core.config import parse_config
 from core.events import Event, Item, Kind
 from core.figures import Bucket, Record
+from flows import snapshots
 from flows.organisation import (ALLOWED_LATENESS_MS, COARSE_MS, FINE_MS, FINE_SPAN_MS, LIVE_MS, TICKS, Organisation,
                                 _point_above, _point_at_or_below, _steps)
-from flows.segments import SegmentStore
+from flows.snapshot_files import SnapshotFiles
 
 CONFIG = parse_config('[orgs.o]\ntimezone = "Europe/Berlin"\ncurrency = "EUR"\ntoken = "token-0123456789abcdef"\n'
                       'abandon_after = 30\n'
@@ -139,7 +140,7 @@ def crash_and_compare(root: Path, seed: int, rnd: random.Random, from_previous: 
     clock = T0
     # Before the crash: batches, ticks of the wall clock (hours may pass with no event), snapshots.
     org = Organisation.new(CONFIG.orgs["o"])
-    store = SegmentStore(root, "o")
+    store = SnapshotFiles(root, "o")
     org.arm(clock)
     snaps: list[tuple[int, bytes]] = []
     done, crash_at = 0, rnd.randint(10, len(events) - 10)
@@ -156,13 +157,13 @@ def crash_and_compare(root: Path, seed: int, rnd: random.Random, from_previous: 
         version = max([version] + [c.version for c in out])
         rm.write(out)
         if rnd.random() < 0.3:
-            snaps.append((done, org.snapshot(store)))
+            snaps.append((done, snapshots.save(org, store)))
     if not snaps:
         snaps.append((0, None))  # type: ignore[arg-type]
     # The process dies; Bytewax resumes from the last committed snapshot, or the one before it.
     at, data = snaps[-2] if from_previous and len(snaps) > 1 else snaps[-1]
     org = (Organisation.new(CONFIG.orgs["o"]) if data is None
-           else Organisation.restore(data, lambda org_id: SegmentStore(root, org_id)))
+           else snapshots.load(data, lambda org_id: SnapshotFiles(root, org_id)))
     clock += rnd.choice([1000, 30_000])  # the restart takes a moment
     # It replays the log from its snapshot (batched differently, not armed: the source has not
     # reached the log's end) and is armed once it has read everything the log held.

@@ -9,7 +9,6 @@ figures keep moving, and a frozen dataflow turns the figures stale where users l
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sqlite3
@@ -31,7 +30,6 @@ from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger
 from flows.sinks import Output
 from flows.sources import CaughtUp
 from state.log import DEFAULT_PARTITIONS
-from state.sqlite_log import SqliteEventLog
 from tests.helpers import (TOKENS, Storepulse, free_port, payment_intent_succeeded, recv_json, wait_api, wait_for,
                            wait_json, wait_ws)
 

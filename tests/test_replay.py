@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from core.events import Event, Item, Kind, event_from_json
+from storepulse.commands.replay import append_mapped
 from ingest.replay import DatasetError, Mapped, Summary, append_events, map_file, map_rows, replay
 from state.log import EventLog, partition_of
 from state.redis_log import RedisEventLog, RedisLogReader
@@ -304,13 +305,14 @@ class GcProbeLog:
         pass
 
 
-def test_appending_pauses_the_cyclic_collector_and_restores_it() -> None:
+def test_the_command_pauses_the_cyclic_collector_for_a_bulk_append_and_restores_it() -> None:
     events = rees(SMALL_REES.split("\n", 1)[1]).events
-    log, summary = GcProbeLog(), Summary()
     assert gc.isenabled()
-    asyncio.run(append_events(log, events, summary, batch=100))
-    assert log.collector_on == [False, False, False] and gc.isenabled()
-    assert (summary.appended, summary.duplicates) == (300, 0)
+    for speed, collector in ((None, False), (1e9, True)):  # paced: it may run for hours, the collector stays on
+        log, summary = GcProbeLog(), Summary()
+        asyncio.run(append_mapped(log, events, summary, speed))
+        assert set(log.collector_on) == {collector} and gc.isenabled()
+        assert (summary.appended, summary.duplicates) == (300, 0)
 
 
 # --- the command ---------------------------------------------------------------------------------

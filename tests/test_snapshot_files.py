@@ -1,4 +1,4 @@
-"""Segment files (flows/segments.py): what a snapshot lists is what a restore reads, whatever was
+"""SnapshotFile files (flows/snapshot_files.py): what a snapshot lists is what a restore reads, whatever was
 merged, compacted, retired or left half-written by a crash; and an organisation snapshotted
 through them comes back equal, while a snapshot writes only what changed."""
 
@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 
 from core.config import parse_config
 from core.events import Event, Item, Kind
-from flows import segments
+from flows import snapshot_files
+from flows import snapshots
 from flows.organisation import Organisation
-from flows.segments import FANOUT, SegmentState, SegmentStore
+from flows.snapshot_files import FANOUT, FileList, SnapshotFiles
 
 ALL = lambda table, key, value: True  # noqa: E731
 CONFIG = parse_config('[orgs.o]\ntimezone = "Europe/Berlin"\ncurrency = "EUR"\ntoken = "token-0123456789abcdef"\n'
@@ -25,7 +26,7 @@ CONFIG = parse_config('[orgs.o]\ntimezone = "Europe/Berlin"\ncurrency = "EUR"\nt
 T0 = 1_763_762_400_000
 
 
-def files(store: SegmentStore) -> set[str]:
+def files(store: SnapshotFiles) -> set[str]:
     return {p.name for p in store.dir.iterdir()} if store.dir.exists() else set()
 
 
@@ -37,68 +38,68 @@ def test_a_restore_reads_the_latest_value_of_every_key_whatever_was_merged(saves
 
 
 def restores_the_latest_values(root: Path, saves: list[dict[int, int]]) -> None:
-    store = SegmentStore(root, "o")
+    store = SnapshotFiles(root, "o")
     truth: dict[int, int] = {}
     states = []
     for changed in saves:
         truth.update(changed)
         state = store.save({"t": dict(changed)}, ALL, lambda: {"t": dict(truth)})
         states.append((pickle.loads(pickle.dumps(state)), dict(truth)))
-    assert len(store.state.segments) < FANOUT * (1 + max((s.level for s in store.state.segments), default=0))
+    assert len(store.state.files) < FANOUT * (1 + max((s.level for s in store.state.files), default=0))
     # The latest snapshot, restored by a new process: every key with its newest value.
-    again = SegmentStore(root, "o").load(states[-1][0] if states else SegmentState(), ALL)
+    again = SnapshotFiles(root, "o").load(states[-1][0] if states else FileList(), ALL)
     assert again.get("t", {}) == truth
 
 
 def test_a_restore_from_the_previous_snapshot_still_finds_its_files(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     """Bytewax may resume from an epoch before the latest snapshot: merged-away files stay a while."""
-    monkeypatch.setattr(segments, "RETIRE_SECONDS", 0.0)
-    store = SegmentStore(tmp_path, "o")
+    monkeypatch.setattr(snapshot_files, "RETIRE_SECONDS", 0.0)
+    store = SnapshotFiles(tmp_path, "o")
     truth: dict[int, int] = {}
-    older, values = SegmentState(), {}
+    older, values = FileList(), {}
     for i in range(FANOUT * 3):  # three merges into level 1, one of them by the last save
         older, values = store.state, dict(truth)
         truth[i % 5] = i
         store.save({"t": {i % 5: i}}, ALL, lambda: {"t": dict(truth)})
-    assert SegmentStore(tmp_path, "o").load(older, ALL)["t"] == values
+    assert SnapshotFiles(tmp_path, "o").load(older, ALL)["t"] == values
     # ...and the restore removed every file its snapshot does not list.
-    assert files(store) == {s.name for s in older.segments}
+    assert files(store) == {s.name for s in older.files}
 
 
 def test_files_of_an_epoch_that_was_never_committed_are_removed_at_restore(tmp_path: Path) -> None:
-    store = SegmentStore(tmp_path, "o")
+    store = SnapshotFiles(tmp_path, "o")
     committed = store.save({"t": {1: "a"}}, ALL, lambda: {"t": {1: "a"}})
     store.save({"t": {1: "b", 2: "c"}}, ALL, lambda: {"t": {1: "b", 2: "c"}})  # the process dies before the commit
     (store.dir / "000000000099-0-deadbeef.seg").write_bytes(b"half a file")
-    assert SegmentStore(tmp_path, "o").load(committed, ALL) == {"t": {1: "a"}}
-    assert files(store) == {s.name for s in committed.segments}
+    assert SnapshotFiles(tmp_path, "o").load(committed, ALL) == {"t": {1: "a"}}
+    assert files(store) == {s.name for s in committed.files}
 
 
 def test_dropped_entries_stay_dropped_and_garbage_is_compacted(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
-    monkeypatch.setattr(segments, "GARBAGE_SLACK", 10)
-    store = SegmentStore(tmp_path, "o")
+    monkeypatch.setattr(snapshot_files, "GARBAGE_SLACK", 10)
+    store = SnapshotFiles(tmp_path, "o")
     live: dict[int, int] = {}
     for i in range(200):  # a sliding window: only the last 20 keys are held
         live[i] = i
         live.pop(i - 20, None)
         keep = lambda t, k, v, i=i: k > i - 20  # noqa: E731
         state = store.save({"t": {i: i}}, keep, lambda: {"t": dict(live)})
-    stored = sum(s.entries for s in state.segments)
-    assert stored <= 2 * len(live) + segments.GARBAGE_SLACK + FANOUT
-    assert SegmentStore(tmp_path, "o").load(state, lambda t, k, v: k > 179) == {"t": live}
+    stored = sum(s.entries for s in state.files)
+    assert stored <= 2 * len(live) + snapshot_files.GARBAGE_SLACK + FANOUT
+    assert SnapshotFiles(tmp_path, "o").load(state, lambda t, k, v: k > 179) == {"t": live}
 
 
 def test_a_missing_segment_says_how_to_recover(tmp_path: Path) -> None:
-    store = SegmentStore(tmp_path, "o")
+    store = SnapshotFiles(tmp_path, "o")
     state = store.save({"t": {1: 1}}, ALL, lambda: {"t": {1: 1}})
     for p in store.dir.iterdir():
         p.unlink()
     try:
-        SegmentStore(tmp_path, "o").load(state, ALL)
+        SnapshotFiles(tmp_path, "o").load(state, ALL)
     except RuntimeError as exc:
         assert "delete <data-dir>/recovery" in str(exc)
     else:
-        raise AssertionError("a missing segment must not restore silently")
+        raise AssertionError("a missing snapshot file must not restore silently")
 
 
 def paid(i: int, t: int) -> Event:
@@ -108,17 +109,17 @@ def paid(i: int, t: int) -> Event:
 
 def test_an_organisation_comes_back_equal_and_a_snapshot_writes_only_what_changed(tmp_path: Path) -> None:
     org = Organisation.new(CONFIG.orgs["o"])
-    stores: dict[str, SegmentStore] = {}
-    store = stores.setdefault("o", SegmentStore(tmp_path, "o"))
+    stores: dict[str, SnapshotFiles] = {}
+    store = stores.setdefault("o", SnapshotFiles(tmp_path, "o"))
     org.apply_all([paid(i, T0 + i * 60_000) for i in range(5000)])
-    first = org.snapshot(store)
+    first = snapshots.save(org, store)
     assert store.last.entries_written >= 5000
     org.apply_all([paid(5000, T0 + 5000 * 60_000)])
-    second = org.snapshot(store)
+    second = snapshots.save(org, store)
     # One new order, its day and hour buckets: a few entries, not the 5,000 orders again.
     assert store.last.entries_written == 3
     assert len(second) < len(first) + 1000
-    back = Organisation.restore(second, lambda org_id: SegmentStore(tmp_path, org_id))
+    back = snapshots.load(second, lambda org_id: SnapshotFiles(tmp_path, org_id))
     assert back.ledger.orders.keys() == org.ledger.orders.keys()
     assert back.ledger.buckets == org.ledger.buckets
     values = lambda o: {k: orjson.dumps(f.record_value()) for k, f in o.ledger.orders.items()}  # noqa: E731
@@ -130,13 +131,13 @@ def test_an_organisation_comes_back_equal_and_a_snapshot_writes_only_what_change
 
 
 def test_small_snapshots_after_a_big_one_do_not_rewrite_it(tmp_path: Path) -> None:
-    store = SegmentStore(tmp_path, "o")
+    store = SnapshotFiles(tmp_path, "o")
     big = {i: i for i in range(20_000)}
     store.save({"t": dict(big)}, ALL, lambda: {"t": dict(big)})
-    first = store.state.segments[0]
+    first = store.state.files[0]
     for i in range(FANOUT * 2):
         big[i] = -i
         store.save({"t": {i: -i}}, ALL, lambda: {"t": dict(big)})
         assert store.last.entries_written < 100  # each snapshot, merges included, wrote a few entries
-    assert store.state.segments[0] == first and len(store.state.segments) <= 3
-    assert SegmentStore(tmp_path, "o").load(store.state, ALL) == {"t": big}
+    assert store.state.files[0] == first and len(store.state.files) <= 3
+    assert SnapshotFiles(tmp_path, "o").load(store.state, ALL) == {"t": big}

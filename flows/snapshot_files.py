@@ -1,30 +1,30 @@
-"""Segment files: the large, slowly changing tables of an organisation's dataflow state, kept so
+"""Snapshot files: the large, slowly changing tables of an organisation's dataflow state, kept so
 that a snapshot costs what changed since the last one, not what was ever held.
 
 Bytewax snapshots a key's whole state at the end of every epoch that touched it. An organisation
 holds every order of its refund horizon (flows/revenue.py), so pickling all of it each second cost
 seconds per snapshot at a million orders. Instead the big tables (orders, buckets, refund totals)
 live in memory as plain dicts, and each snapshot writes only the entries changed since the previous
-one into a new immutable file (a segment); the Bytewax snapshot holds the small rest of the state
-and the list of segment files. A restore reads the segments oldest first (a later copy of a key
+one into a new immutable file; the Bytewax snapshot holds the small rest of the state and the list
+of files (flows/snapshots.py). A restore reads the files oldest first (a later copy of a key
 replaces an earlier one) and keeps an entry only if `keep(table, key, value)` says it is still held,
 so an entry dropped by eviction (a pure function of the entry and the watermark) stays dropped
 without tombstones.
 
-Files never change once written: a segment is named once, written, fsynced, and only then listed in
-a snapshot, so a snapshot that Bytewax commits always lists complete files. Segments are merged so
-that there are few of them: a segment's level says how big it is (level L holds up to LEVEL_ENTRIES
-* FANOUT**L entries), and when the newest FANOUT segments share a level they become one segment of
-the next level (entries the eviction rule drops are left out), so an entry is rewritten about
-log_FANOUT(entries / entries per snapshot) times in its life, and a big segment (the first one,
-or a compaction) is not rewritten by the merges of the small ones after it. A file that a merge replaced stays on
-disk for RETIRE_SNAPSHOTS more snapshots and RETIRE_SECONDS, because Bytewax may resume from an epoch
-or two before the latest snapshot; a restore deletes every file its snapshot does not list (files
-of epochs that were never committed, and retired ones). Stale copies (a key written again later, an
-entry evicted) are dropped by merges; should they still outnumber the live entries (plus
-GARBAGE_SLACK), or the segments be more than MAX_SEGMENTS, the live tables are written out whole as
-one segment instead, so the files hold at most about twice what is live and a restore reads at most
-that.
+Files never change once written: a file is named once, written, fsynced, and only then listed in a
+snapshot, so a snapshot that Bytewax commits always lists complete files. Files are merged so that
+there are few of them: a file's level says how big it is (level L holds up to LEVEL_ENTRIES *
+FANOUT**L entries), and when the newest FANOUT files share a level they become one file of the next
+level (entries the eviction rule drops are left out), so an entry is rewritten about
+log_FANOUT(entries / entries per snapshot) times in its life, and a big file (the first one, or a
+compaction) is not rewritten by the merges of the small ones after it. A file that a merge replaced
+stays on disk for RETIRE_SNAPSHOTS more snapshots and RETIRE_SECONDS, because Bytewax may resume
+from an epoch or two before the latest snapshot; a restore deletes every file its snapshot does not
+list (files of epochs that were never committed, and retired ones). Stale copies (a key written
+again later, an entry evicted) are dropped by merges; should they still outnumber the live entries
+(plus GARBAGE_SLACK), or the files be more than MAX_FILES, the live tables are written out whole as
+one file instead, so the files hold at most about twice what is live and a restore reads at most
+that. (On disk they live under recovery/files/<org>/, their name before this module's.)
 """
 
 from __future__ import annotations
@@ -44,14 +44,14 @@ LEVEL_ENTRIES = 4096
 RETIRE_SNAPSHOTS = 8
 RETIRE_SECONDS = 120.0
 GARBAGE_SLACK = 10_000
-MAX_SEGMENTS = 64  # small segments stranded behind big ones (busy epochs) are compacted too
+MAX_FILES = 64  # small files stranded behind big ones (busy epochs) are compacted too
 
 Tables = dict[str, dict[Any, Any]]
 Keep = Callable[[str, Any, Any], bool]
 
 
 @dataclass(frozen=True, slots=True)
-class Segment:
+class SnapshotFile:
     name: str
     level: int
     entries: int
@@ -59,11 +59,11 @@ class Segment:
 
 
 @dataclass(slots=True)
-class SegmentState:
-    """What a Bytewax snapshot holds of the store: the segments, oldest first."""
+class FileList:
+    """What a Bytewax snapshot holds of an organisation's files: the files, oldest first."""
 
-    segments: tuple[Segment, ...] = ()
-    written: int = 0  # segments ever written by this organisation: names them in order
+    files: tuple[SnapshotFile, ...] = ()
+    written: int = 0  # files ever written by this organisation: names them in order
 
 
 @dataclass
@@ -73,12 +73,12 @@ class SaveStats:
 
 
 @dataclass
-class SegmentStore:
-    """The segment files of one organisation under `root/<org>/`. Not thread safe: one owner."""
+class SnapshotFiles:
+    """The snapshot files of one organisation under `root/<org>/`. Not thread safe: one owner."""
 
     root: Path
     org: str
-    state: SegmentState = field(default_factory=SegmentState)
+    state: FileList = field(default_factory=FileList)
     last: SaveStats = field(default_factory=SaveStats)
     _retired: list[tuple[str, int, float]] = field(default_factory=list)  # (name, snapshot no, wall time)
     _saves: int = 0
@@ -87,44 +87,44 @@ class SegmentStore:
     def dir(self) -> Path:
         return self.root / self.org
 
-    def save(self, changed: Tables, keep: Keep, live: Callable[[], Tables]) -> SegmentState:
-        """Writes `changed` (table -> {key: value}) as a new segment if it holds anything, merges
-        segments as needed, and returns the state to put in the snapshot. `live()` gives the whole
+    def save(self, changed: Tables, keep: Keep, live: Callable[[], Tables]) -> FileList:
+        """Writes `changed` (table -> {key: value}) as a new file if it holds anything, merges
+        files as needed, and returns the state to put in the snapshot. `live()` gives the whole
         tables, for when stale copies have piled up."""
         self.last = SaveStats()
         self._saves += 1
         entries = sum(len(t) for t in changed.values())
         if entries:
-            segments = list(self.state.segments)
-            segments.append(self._write({k: v for k, v in changed.items() if v}, _level(entries), entries))
-            while len(segments) >= FANOUT and len({s.level for s in segments[-FANOUT:]}) == 1:
-                merged = segments[-FANOUT:]
-                segments[-FANOUT:] = [self._merge(merged, keep)]
+            files = list(self.state.files)
+            files.append(self._write({k: v for k, v in changed.items() if v}, _level(entries), entries))
+            while len(files) >= FANOUT and len({s.level for s in files[-FANOUT:]}) == 1:
+                merged = files[-FANOUT:]
+                files[-FANOUT:] = [self._merge(merged, keep)]
                 self._retire(s.name for s in merged)
-            stored = sum(s.entries for s in segments)
-            if stored > GARBAGE_SLACK or len(segments) > MAX_SEGMENTS:
+            stored = sum(s.entries for s in files)
+            if stored > GARBAGE_SLACK or len(files) > MAX_FILES:
                 tables = live()
                 held = sum(len(t) for t in tables.values())
-                if stored > 2 * held + GARBAGE_SLACK or len(segments) > MAX_SEGMENTS:
-                    self._retire(s.name for s in segments)
-                    segments = [self._write(tables, _level(held), held)]
-            self.state = SegmentState(tuple(segments), self.state.written)
+                if stored > 2 * held + GARBAGE_SLACK or len(files) > MAX_FILES:
+                    self._retire(s.name for s in files)
+                    files = [self._write(tables, _level(held), held)]
+            self.state = FileList(tuple(files), self.state.written)
             fsync_dir(self.dir)
         self._delete_retired()
         return self.state
 
-    def load(self, state: SegmentState, keep: Keep, prune: bool = True) -> Tables:
-        """The tables a snapshot's segments hold (later copies win, dropped entries left out). Deletes
+    def load(self, state: FileList, keep: Keep, prune: bool = True) -> Tables:
+        """The tables a snapshot's files hold (later copies win, dropped entries left out). Deletes
         every file of this organisation that the snapshot does not list, unless `prune` is false (a
         rollback to the latest snapshot within a run: retired files may still be needed by Bytewax)."""
         self.state = state
         tables: Tables = {}
-        for seg in state.segments:
-            for name, entries in self._read(seg.name).items():
+        for f in state.files:
+            for name, entries in self._read(f.name).items():
                 tables.setdefault(name, {}).update(entries)
         for name, entries in tables.items():
             tables[name] = {k: v for k, v in entries.items() if keep(name, k, v)}
-        listed = {s.name for s in state.segments}
+        listed = {s.name for s in state.files}
         if prune and self.dir.exists():
             for path in self.dir.iterdir():
                 if path.name not in listed:
@@ -132,15 +132,15 @@ class SegmentStore:
         return tables
 
     def held(self) -> dict[str, int]:
-        return {"segments": len(self.state.segments), "segment_entries": sum(s.entries for s in self.state.segments),
-                "segment_bytes": sum(s.size for s in self.state.segments)}
+        return {"files": len(self.state.files), "file_entries": sum(s.entries for s in self.state.files),
+                "file_bytes": sum(s.size for s in self.state.files)}
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _write(self, tables: Mapping[str, Mapping[Any, Any]], level: int, entries: int) -> Segment:
+    def _write(self, tables: Mapping[str, Mapping[Any, Any]], level: int, entries: int) -> SnapshotFile:
         self.dir.mkdir(parents=True, exist_ok=True)
         written = self.state.written + 1
-        self.state = SegmentState(self.state.segments, written)
+        self.state = FileList(self.state.files, written)
         # The random part keeps a name from colliding with a file of an epoch that was never committed.
         name = f"{written:012d}-{level}-{secrets.token_hex(4)}.seg"
         data = _dumps(dict(tables))
@@ -150,7 +150,7 @@ class SegmentStore:
             os.fsync(f.fileno())
         self.last.entries_written += entries
         self.last.bytes_written += len(data)
-        return Segment(name, level, entries, len(data))
+        return SnapshotFile(name, level, entries, len(data))
 
     def _read(self, name: str) -> Tables:
         path = self.dir / name
@@ -158,21 +158,21 @@ class SegmentStore:
             data = path.read_bytes()
         except FileNotFoundError:
             raise RuntimeError(
-                f"dataflow state of {self.org!r} lists segment {path} but it is missing: the recovery "
+                f"dataflow state of {self.org!r} lists the snapshot file {path} but it is missing: the recovery "
                 "directory is incomplete. Stop storepulse, delete <data-dir>/recovery and the read model, "
                 "and start again (the dataflow replays the log)") from None
         tables: Tables = pickle.loads(data)
         return tables
 
-    def _merge(self, segments: list[Segment], keep: Keep) -> Segment:
+    def _merge(self, files: list[SnapshotFile], keep: Keep) -> SnapshotFile:
         tables: Tables = {}
-        for seg in segments:
-            for name, entries in self._read(seg.name).items():
+        for f in files:
+            for name, entries in self._read(f.name).items():
                 tables.setdefault(name, {}).update(entries)
         for name in list(tables):
             tables[name] = {k: v for k, v in tables[name].items() if keep(name, k, v)}
         entries = sum(len(t) for t in tables.values())
-        return self._write(tables, max(segments[0].level + 1, _level(entries)), entries)
+        return self._write(tables, max(files[0].level + 1, _level(entries)), entries)
 
     def _retire(self, names: Iterable[str]) -> None:
         now = time.monotonic()
