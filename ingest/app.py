@@ -94,7 +94,7 @@ class Ingest:
     async def append(self, provider: str, outcome: Outcome, received_at: float, list_ids: bool = True) -> Response:
         if not outcome.events:
             metrics.delivered(provider, "ignored")
-            metrics.IGNORED.labels(provider, outcome.topic[:64]).inc()
+            metrics.ignored(provider, outcome.topic)
             return json_response({"status": "ignored", "reason": outcome.ignored or "nothing to record"})
         started = time.perf_counter()
         try:
