@@ -26,6 +26,7 @@ from ingest.adapter import Delivery, Outcome
 from ingest.events_api import parse_batch, store_for_key
 from ingest.errors import Rejected, TooLarge, UnknownStore, UnsupportedMediaType
 from ingest.monitor import ConnectionMonitor
+from ingest.redaction import redact
 from state.log import EventLog, LogUnavailable
 from state.rejected import RejectedDelivery, RejectedStore
 from storepulse.responses import error_response, json_response
@@ -33,9 +34,6 @@ from storepulse.responses import error_response, json_response
 MAX_BODY_BYTES = 1024 * 1024
 PROVIDERS = ("stripe", "woocommerce", "shopify")
 _ACCEPTED_MEDIA = ("application/json", "application/x-www-form-urlencoded", "")
-# Headers that carry credentials. Vendor signatures are kept: they are MACs, not secrets, and a
-# redrive after a secret rotation needs them.
-_SECRET_HEADERS = ("authorization", "cookie", "x-api-key", "x-storepulse-key", "proxy-authorization")
 
 log = logging.getLogger("storepulse.ingest")
 
@@ -45,10 +43,6 @@ Adapter = Callable[[Delivery, Store, float], Outcome]
 @functools.cache
 def adapter_for(provider: str) -> Adapter:
     return importlib.import_module(f"ingest.{provider}").handle  # type: ignore[no-any-return]
-
-
-def redact(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k: ("[redacted]" if k in _SECRET_HEADERS else v) for k, v in headers.items()}
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -98,3 +98,45 @@ def test_made_up_topics_add_no_series(woo: Storepulse) -> None:
         for labels in ('provider="woocommerce",topic="other"', 'provider="woocommerce",topic="coupon.created"')
     } | {f'storepulse_ingest_deliveries_{s}{{outcome="ignored",provider="woocommerce"}}' for s in ("total", "created")}
     assert not any(t in after for t in topics if len(t) > 8)
+
+
+# --- 3. a refused delivery's headers: kept by allowlist ----------------------------------------------
+
+CREDENTIALS = {
+    "X-Auth-Token": "xat-4f1d9c0b7e",
+    "X-Shopify-Access-Token": "shpat_0d1e2f3a4b5c",
+    "Authorization": "Bearer sk_live_9a8b7c",
+    "Proxy-Authorization": "Basic cHJveHk6cGFzcw==",
+    "Cookie": "session=c0ffee1234",
+    "X-Api-Key": "apikey-77aa88bb",
+    "X-Forwarded-For": "203.0.113.9",
+    "X-Custom-Thing": "whatever-value-31",
+}
+
+
+def test_refused_delivery_keeps_no_credential_header(woo: Storepulse) -> None:
+    body = b'{"id": 820982911946154500, "note": "redaction"}'
+    kept = {
+        "Content-Type": "application/json",
+        "User-Agent": "Shopify-Captain-Hook",
+        "X-Shopify-Topic": "orders/paid",
+        "X-Shopify-Hmac-Sha256": base64.b64encode(hmac.new(b"not-the-secret", body, sha256).digest()).decode(),
+        "X-Shopify-Shop-Domain": "hard.myshopify.com",
+        "X-Shopify-Webhook-Id": "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+        "X-Shopify-Triggered-At": "2026-01-05T10:00:00.000000Z",
+    }
+    r = httpx.post(f"{woo.base}/webhooks/shopify/shop-hard", content=body, headers={**kept, **CREDENTIALS}, timeout=10)
+    assert r.status_code == 400 and "X-Shopify-Hmac-Sha256 does not match" in r.json()["error"]
+    auth = {"Authorization": f"Bearer {WOO_TOKEN}"}
+    listed = httpx.get(f"{woo.base}/api/v1/orgs/hard/rejected", params={"store": "shop-hard"}, headers=auth).json()
+    [mine] = [x for x in listed["rejected"] if x["body"] == body.decode()]
+    one = httpx.get(f"{woo.base}/api/v1/orgs/hard/rejected/{mine['id']}", headers=auth)
+    assert one.status_code == 200
+    headers = one.json()["headers"]
+    for name in CREDENTIALS:
+        assert headers[name.lower()] == "[redacted]", name
+    for name, value in kept.items():
+        assert headers[name.lower()] == value, name
+    for value in CREDENTIALS.values():
+        assert value not in one.text and value not in httpx.get(
+            f"{woo.base}/api/v1/orgs/hard/rejected", headers=auth).text
