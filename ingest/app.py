@@ -80,9 +80,12 @@ class Ingest:
             body=body,
         )
         try:
-            await asyncio.to_thread(self.rejected.add, record)
+            evicted = await asyncio.to_thread(self.rejected.add, record)
         except Exception:  # keeping the evidence failed; the sender still deserves the real answer
             log.exception("could not keep rejected delivery %s", record.id)
+        else:
+            metrics.REJECTED_DROPPED.inc(evicted.count)
+            metrics.REJECTED_DROPPED_BYTES.inc(evicted.bytes)
         return error_response(exc.status, exc.message)
 
     async def append(self, provider: str, outcome: Outcome, received_at: float, list_ids: bool = True) -> Response:
@@ -115,6 +118,10 @@ class Ingest:
         try:
             if store is None:
                 raise UnknownStore(f"no store {r.store!r} is configured")
+            if r.provider != store.provider:
+                raise UnknownStore(f"store {r.store!r} is a {store.provider} connection, not {r.provider}")
+            if r.body_cut:
+                raise TooLarge(f"only the first {len(r.body)} of its {len(r.body) + r.body_cut} bytes were kept")
             if r.provider == "events":
                 outcome = parse_batch(r.body, store)
             else:

@@ -18,6 +18,13 @@ APPEND_SECONDS = Histogram(
     "Time to append a delivery's events durably",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
+REJECTED_DROPPED = Counter(
+    "storepulse_ingest_rejected_dropped_total",
+    "Kept refused deliveries dropped (oldest first) to keep the rejected store within its byte bounds",
+)
+REJECTED_DROPPED_BYTES = Counter(
+    "storepulse_ingest_rejected_dropped_bytes_total", "Bytes of the kept refused deliveries dropped to stay within the bounds"
+)
 IGNORED = Counter(
     "storepulse_ingest_ignored_total",
     "Valid deliveries that recorded nothing, by provider and topic (a topic outside a fixed list is 'other')",

@@ -23,6 +23,7 @@ from core.rates import Rates
 from storepulse import STOREPULSE
 from storepulse.commands import rejected, replay, sync
 from storepulse.configfile import DEFAULT_PATH, demo_config, load_config, load_rates
+from state.rejected import KEEP_BYTES, STORE_BYTES, TOTAL_BYTES, RejectedLimits
 from storepulse.servers import build_app, http_server, reuse_port_socket, stop_on_signals
 
 log = logging.getLogger("storepulse")
@@ -45,6 +46,28 @@ def _servers(p: argparse.ArgumentParser, http: bool = True, ws: bool = True) -> 
         p.add_argument("--ws-port", type=int, default=8081)
 
 
+_UNITS = {"": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+
+def size(text: str) -> int:
+    """A size in bytes: 65536, 64KiB, 8MiB, 1GiB."""
+    number = text.rstrip("KMGiB")
+    unit = text[len(number):]
+    if not number.isdigit() or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: write bytes, or a number with KiB, MiB or GiB")
+    return int(number) * _UNITS[unit]
+
+
+def _rejected_limits(args: argparse.Namespace) -> RejectedLimits | None:
+    """The rejected store's bounds from --rejected-*-bytes (None: a command without them, the defaults)."""
+    if not hasattr(args, "rejected_total_bytes"):
+        return None
+    try:
+        return RejectedLimits(args.rejected_total_bytes, args.rejected_store_bytes, args.rejected_keep_bytes)
+    except ValueError as exc:
+        raise ConfigError(f"--rejected-*-bytes: {exc}") from None
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="storepulse", description="Real-time e-commerce analytics and automation.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -60,6 +83,12 @@ def parser() -> argparse.ArgumentParser:
     ing.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for each of --processes
     for p in (up, ing):
         p.add_argument("--max-body", type=int, default=1024 * 1024, metavar="BYTES", help="largest accepted body (413 above)")
+        p.add_argument("--rejected-total-bytes", type=size, default=TOTAL_BYTES, metavar="SIZE",
+                       help="refused deliveries kept, in all (oldest dropped past it; e.g. 64MiB)")
+        p.add_argument("--rejected-store-bytes", type=size, default=STORE_BYTES, metavar="SIZE",
+                       help="refused deliveries kept per store; unknown store ids share one (e.g. 8MiB)")
+        p.add_argument("--rejected-keep-bytes", type=size, default=KEEP_BYTES, metavar="SIZE",
+                       help="of a refused delivery's body, and of its headers, the prefix kept (e.g. 64KiB)")
     gw = sub.add_parser("gateway", help="run the read API, WebSocket server and dashboard alone")
     _common(gw)
     _servers(gw)
@@ -100,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         path, config = _config(args, allow_demo=args.command == "up")
         rates = load_rates(config, path)
+        _rejected_limits(args)
     except ConfigError as exc:
         print(f"storepulse: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -136,7 +166,9 @@ def _ingest_processes(args: argparse.Namespace, path: Path) -> int:
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve())}
     cmd = [*STOREPULSE, "ingest", "--config", str(path), "--data-dir", str(args.data_dir),
            "--redis", args.redis, "--host", args.host, "--http-port", str(args.http_port),
-           "--max-body", str(args.max_body), "--reuse-port"]
+           "--max-body", str(args.max_body), "--rejected-total-bytes", str(args.rejected_total_bytes),
+           "--rejected-store-bytes", str(args.rejected_store_bytes), "--rejected-keep-bytes", str(args.rejected_keep_bytes),
+           "--reuse-port"]
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -206,7 +238,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     stop = stop_on_signals()
     routes = []
     event_log = hub = ws = supervisor = monitor = None
-    rejected = open_rejected(args.data_dir, args.redis)
+    rejected = open_rejected(args.data_dir, args.redis, _rejected_limits(args))
     stats = open_connection_stats(args.data_dir, args.redis)
     if args.command in ("up", "ingest"):
         event_log = open_log(args.data_dir, args.redis)

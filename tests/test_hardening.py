@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import json
 import random
 import string
 import time
@@ -16,7 +17,8 @@ import httpx
 import pytest
 
 from ingest import metrics, shopify, stripe, woocommerce
-from tests.helpers import Storepulse
+from state.rejected import RejectedDelivery, stored_bytes
+from tests.helpers import RedisServer, Storepulse, stripe_signature
 
 WOO_SECRET = "wc_hardening_secret_5f2b"
 WOO_TOKEN = "hardening-token-0123456789"
@@ -140,3 +142,72 @@ def test_refused_delivery_keeps_no_credential_header(woo: Storepulse) -> None:
     for value in CREDENTIALS.values():
         assert value not in one.text and value not in httpx.get(
             f"{woo.base}/api/v1/orgs/hard/rejected", headers=auth).text
+
+
+# --- 2. the rejected store, bounded in bytes, over HTTP on both backends ------------------------------
+
+BOUNDS = ["--rejected-keep-bytes", "1KiB", "--rejected-store-bytes", "16KiB", "--rejected-total-bytes", "40000"]
+
+
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def bounded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storepulse]:
+    redis_url = None
+    if request.param == "redis":
+        server = RedisServer(tmp_path_factory.mktemp("redis"))
+        request.addfinalizer(server.stop)
+        redis_url = server.url
+    sp = Storepulse(tmp_path_factory.mktemp(f"sp-bounded-{request.param}"), redis_url)
+    sp.extra_args = BOUNDS
+    sp.start()
+    yield sp
+    sp.ensure_stopped()
+
+
+def kept_size(record: dict[str, object]) -> int:
+    """stored_bytes of a record as the API shows it (its body whole: under the 4 KiB preview)."""
+    r = RejectedDelivery(str(record["id"]), 0.0, str(record["provider"]), str(record["store"]), None, 400,
+                         str(record["reason"]), record["headers"], str(record["body"]).encode())  # type: ignore[arg-type]
+    return stored_bytes(r)
+
+
+def test_refused_deliveries_are_kept_within_byte_bounds(bounded: Storepulse) -> None:
+    sp = bounded
+    with httpx.Client(base_url=sp.base, timeout=10) as client:
+        for i in range(60):  # to a configured store, badly signed, 5,000-byte bodies
+            body = f"{i:04d}".encode() + b"x" * 4996
+            r = client.post("/webhooks/stripe/acme-stripe", content=body, headers={
+                "Content-Type": "application/json", "Stripe-Signature": stripe_signature(body, "whsec_wrong")})
+            assert r.status_code == 400
+        for i in range(200):  # to 200 made-up store ids, with a 20 KiB header
+            r = client.post(f"/webhooks/stripe/made-up-{i:04d}", content=b"{}", headers={"User-Agent": "u" * 20_000})
+            assert r.status_code == 404
+    listed = sp.get("/api/v1/orgs/acme/rejected", store="acme-stripe", limit=1000).json()
+    one = kept_size(listed["rejected"][0])
+    kept = 16 * 1024 // one
+    assert [x["body"][:4] for x in listed["rejected"]] == [f"{i:04d}" for i in reversed(range(60 - kept, 60))]
+    assert all((x["body_bytes"], x["body_kept_bytes"], x["body_truncated"]) == (5000, 1024, True)
+               for x in listed["rejected"])
+    assert all(kept_size(x) == one for x in listed["rejected"])
+    assert listed["dropped"] == {"count": 60 - kept, "bytes": (60 - kept) * one}
+
+    out = sp.cli("rejected", "list", "--limit", "1000")
+    assert out.returncode == 0, out.stderr
+    unknown = [line for line in out.stdout.splitlines() if "made-up-" in line]
+    shown = sp.cli("rejected", "show", unknown[0].split()[0])
+    record = json.loads(shown.stdout)
+    assert record["headers_truncated"] is True and len(json.dumps(record["headers"], separators=(",", ":"))) <= 1024
+    assert set(record["headers"]["user-agent"]) <= {"u"}
+    junk = kept_size(record)
+    kept_junk = 16 * 1024 // junk
+    assert len(unknown) == kept_junk
+    assert [line.split()[3] for line in unknown] == [f"stripe/made-up-{i:04d}" for i in reversed(range(200 - kept_junk, 200))]
+    assert f"store acme-stripe: {kept} kept ({kept * one} bytes), {60 - kept} dropped to stay within the limits " \
+           f"({(60 - kept) * one} bytes)" in out.stdout
+    assert f"unknown stores: {kept_junk} kept ({kept_junk * junk} bytes), {200 - kept_junk} dropped to stay within " \
+           f"the limits ({(200 - kept_junk) * junk} bytes)" in out.stdout
+
+    text = httpx.get(f"{sp.base}/metrics").text
+    assert series(text, "storepulse_ingest_rejected_dropped_total") == {}  # no labels
+    dropped = [line for line in text.splitlines() if line.startswith("storepulse_ingest_rejected_dropped_")]
+    assert f"storepulse_ingest_rejected_dropped_total {float(60 - kept + 200 - kept_junk)}" in dropped
+    assert f"storepulse_ingest_rejected_dropped_bytes_total {float((60 - kept) * one + (200 - kept_junk) * junk)}" in dropped

@@ -111,7 +111,11 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         if store is not None and store not in org.stores:
             return error_response(404, f"organisation {org.id!r} has no store {store!r}")
         found = await asyncio.to_thread(side.rejected.list, org=org.id, store=store, limit=_limit(request))
-        return json_response({"rejected": [r.to_json(body_limit=BODY_PREVIEW_BYTES) for r in found]})
+        usage = await asyncio.to_thread(side.rejected.usage)
+        mine = [u for s, u in usage.items() if s in org.stores and store in (None, s)]
+        # What the byte bounds dropped (oldest first) from what this list would show.
+        dropped = {"count": sum(u.dropped for u in mine), "bytes": sum(u.dropped_bytes for u in mine)}
+        return json_response({"rejected": [r.to_json(body_limit=BODY_PREVIEW_BYTES) for r in found], "dropped": dropped})
 
     async def rejected_one(request: Request) -> Response:
         org = authorised(request)
