@@ -211,3 +211,10 @@ def test_refused_deliveries_are_kept_within_byte_bounds(bounded: Storepulse) -> 
     dropped = [line for line in text.splitlines() if line.startswith("storepulse_ingest_rejected_dropped_")]
     assert f"storepulse_ingest_rejected_dropped_total {float(60 - kept + 200 - kept_junk)}" in dropped
     assert f"storepulse_ingest_rejected_dropped_bytes_total {float((60 - kept) * one + (200 - kept_junk) * junk)}" in dropped
+
+
+def test_a_cut_body_is_not_redriven(bounded: Storepulse) -> None:
+    listed = bounded.get("/api/v1/orgs/acme/rejected", store="acme-stripe", limit=1).json()["rejected"]
+    out = bounded.cli("rejected", "redrive", listed[0]["id"])
+    assert out.returncode == 1
+    assert f"{listed[0]['id']}: still rejected (413): only the first 1024 of its 5000 bytes were kept" in out.stdout
