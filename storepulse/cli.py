@@ -24,7 +24,7 @@ from storepulse import STOREPULSE
 from storepulse.commands import rejected, replay, sync
 from storepulse.configfile import DEFAULT_PATH, demo_config, load_config, load_rates
 from state.rejected import KEEP_BYTES, STORE_BYTES, TOTAL_BYTES, RejectedLimits
-from storepulse.servers import build_app, http_server, reuse_port_socket, stop_on_signals
+from storepulse.servers import HttpLimits, build_app, http_server, reuse_port_socket, stop_on_signals
 
 log = logging.getLogger("storepulse")
 
@@ -42,6 +42,15 @@ def _servers(p: argparse.ArgumentParser, http: bool = True, ws: bool = True) -> 
     p.add_argument("--host", default="127.0.0.1")
     if http:
         p.add_argument("--http-port", type=int, default=8080)
+        d = HttpLimits()
+        p.add_argument("--keep-alive-timeout", type=float, default=d.keep_alive, metavar="SECONDS",
+                       help="an HTTP connection idle this long (before a request or between two) is closed")
+        p.add_argument("--header-timeout", type=float, default=d.header_timeout, metavar="SECONDS",
+                       help="a request whose headers are not complete this long after its first byte gets 408 and is closed")
+        p.add_argument("--max-header-bytes", type=size, default=d.max_header_bytes, metavar="SIZE",
+                       help="request line and headers (431 above)")
+        p.add_argument("--max-connections", type=int, default=d.max_connections, metavar="N",
+                       help="HTTP connections open at once; a request beyond them gets 503")
     if ws:
         p.add_argument("--ws-port", type=int, default=8081)
 
@@ -83,6 +92,8 @@ def parser() -> argparse.ArgumentParser:
     ing.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for each of --processes
     for p in (up, ing):
         p.add_argument("--max-body", type=int, default=1024 * 1024, metavar="BYTES", help="largest accepted body (413 above)")
+        p.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS",
+                       help="a body not complete this long after its headers gets 408 and its connection is closed")
         p.add_argument("--rejected-total-bytes", type=size, default=TOTAL_BYTES, metavar="SIZE",
                        help="refused deliveries kept, in all (oldest dropped past it; e.g. 64MiB)")
         p.add_argument("--rejected-store-bytes", type=size, default=STORE_BYTES, metavar="SIZE",
@@ -168,7 +179,9 @@ def _ingest_processes(args: argparse.Namespace, path: Path) -> int:
            "--redis", args.redis, "--host", args.host, "--http-port", str(args.http_port),
            "--max-body", str(args.max_body), "--rejected-total-bytes", str(args.rejected_total_bytes),
            "--rejected-store-bytes", str(args.rejected_store_bytes), "--rejected-keep-bytes", str(args.rejected_keep_bytes),
-           "--reuse-port"]
+           "--body-timeout", str(args.body_timeout), "--keep-alive-timeout", str(args.keep_alive_timeout),
+           "--header-timeout", str(args.header_timeout), "--max-header-bytes", str(args.max_header_bytes),
+           "--max-connections", str(args.max_connections), "--reuse-port"]
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -244,7 +257,8 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         event_log = open_log(args.data_dir, args.redis)
         monitor = ConnectionMonitor(stats)
         monitor.start()
-        routes += ingest_routes(Ingest(config, event_log, rejected, monitor, max_body=args.max_body))
+        routes += ingest_routes(Ingest(config, event_log, rejected, monitor, max_body=args.max_body,
+                                       body_timeout=args.body_timeout))
     if args.command in ("up", "gateway"):
         model = open_read_model(args.data_dir, args.redis)
         hub = Hub(config, model, rates)
@@ -253,7 +267,8 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         routes += gateway_routes(ReadSide(config, model, rejected, stats, args.ws_port, rates))
     if args.command == "up":
         supervisor = asyncio.create_task(_supervise(_flows_command(args, path), stop))
-    server = http_server(build_app(routes), args.host, args.http_port)
+    limits = HttpLimits(args.keep_alive_timeout, args.header_timeout, args.max_header_bytes, args.max_connections)
+    server = http_server(build_app(routes), args.host, args.http_port, limits)
     settle(SERVERS)
     sockets = [reuse_port_socket(args.host, args.http_port)] if getattr(args, "reuse_port", False) else None
     http_task = asyncio.create_task(server.serve(sockets=sockets))
