@@ -22,7 +22,7 @@ from core.gc_policy import SERVERS, settle
 from core.rates import Rates
 from storepulse import STOREPULSE
 from storepulse.commands import rejected, replay, sync
-from storepulse.configfile import DEFAULT_PATH, demo_config, load_config, load_rates
+from storepulse.configfile import DEFAULT_PATH, demo_config, demo_credentials, load_config, load_rates
 from state.rejected import KEEP_BYTES, STORE_BYTES, TOTAL_BYTES, RejectedLimits
 from storepulse.servers import HttpLimits, build_app, http_server, reuse_port_socket, stop_on_signals
 
@@ -121,16 +121,18 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _config(args: argparse.Namespace, allow_demo: bool) -> tuple[Path, Config]:
+def _config(args: argparse.Namespace, allow_demo: bool) -> tuple[Path, Config, bool]:
+    """(path, config, whether it is the demo's)."""
     path = args.config
     if path is None:
         if DEFAULT_PATH.exists():
             path = DEFAULT_PATH
         elif allow_demo:
             path = demo_config(args.data_dir)
+            return path, load_config(path), True
         else:
             raise ConfigError(f"no config: pass --config FILE or create ./{DEFAULT_PATH}")
-    return path, load_config(path)
+    return path, load_config(path), False
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        path, config = _config(args, allow_demo=args.command == "up")
+        path, config, demo = _config(args, allow_demo=args.command == "up")
         rates = load_rates(config, path)
         _rejected_limits(args)
     except ConfigError as exc:
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "ingest" and args.processes > 1:
         raise SystemExit(_ingest_processes(args, path))
-    uvloop.run(_serve(args, path, config, rates))
+    uvloop.run(_serve(args, path, config, rates, demo))
 
 
 def _ingest_processes(args: argparse.Namespace, path: Path) -> int:
@@ -240,7 +242,7 @@ async def _supervise(cmd: list[str], stop: asyncio.Event) -> None:
         await asyncio.sleep(1)
 
 
-async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Rates | None) -> None:
+async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Rates | None, demo: bool) -> None:
     from ingest.app import Ingest, ingest_routes
     from ingest.monitor import ConnectionMonitor
     from state.open import open_connection_stats, open_log, open_read_model, open_rejected
@@ -277,7 +279,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     if http_task.done():
         await http_task  # re-raises why it could not start (port in use, ...)
         raise SystemExit(f"HTTP server on {args.host}:{args.http_port} did not start")
-    _announce(args, path, config)
+    _announce(args, path, config, demo_credentials(path) if demo else None)
     await stop.wait()
     log.info("shutting down")
     server.should_exit = True
@@ -296,12 +298,19 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     log.info("stopped")
 
 
-def _announce(args: argparse.Namespace, path: Path, config: Config) -> None:
+def _announce(args: argparse.Namespace, path: Path, config: Config, demo: tuple[str, dict[str, str]] | None) -> None:
+    """Where everything is. Tokens and secrets are printed for the demo only (its own, written by
+    demo_config): a real config's stay in the config file, never in a log."""
     base = f"http://{args.host}:{args.http_port}"
     print(f"storepulse {args.command} ready: {base} (config {path}, {'redis ' + args.redis if args.redis else 'embedded SQLite in ' + str(args.data_dir)})", flush=True)
     if args.command == "ingest":
         return
     for org in config.orgs.values():
-        print(f"  org {org.id}: dashboard {base}/#token={org.token}", flush=True)
+        login = f"/#token={demo[0]}" if demo else f"/ (sign in with orgs.{org.id}.token of {path})"
+        print(f"  org {org.id}: dashboard {base}{login}", flush=True)
         for store in org.stores.values():
-            print(f"    store {store.id} ({store.provider}): POST {base}/webhooks/{store.provider}/{store.id}  secret {store.secret}", flush=True)
+            secret = f"  secret {demo[1][store.id]}" if demo else ""
+            if store.provider == "events":
+                print(f"    store {store.id} (events): POST {base}/v1/events with its API key as bearer token{secret}", flush=True)
+            else:
+                print(f"    store {store.id} ({store.provider}): POST {base}/webhooks/{store.provider}/{store.id}{secret}", flush=True)

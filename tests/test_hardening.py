@@ -6,9 +6,12 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import os
 import random
+import re
+import signal
 import string
-import time
+import subprocess
 from collections.abc import Iterator
 from hashlib import sha256
 from pathlib import Path
@@ -16,9 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.config import ConfigError, parse_config
 from ingest import metrics, shopify, stripe, woocommerce
 from state.rejected import RejectedDelivery, stored_bytes
-from tests.helpers import RedisServer, Storepulse, stripe_signature
+from storepulse import STOREPULSE
+from storepulse.configfile import demo_credentials
+from tests.helpers import SECRETS, TOKENS, RedisServer, Storepulse, free_port, recv_json, stripe_signature, wait_for
 
 WOO_SECRET = "wc_hardening_secret_5f2b"
 WOO_TOKEN = "hardening-token-0123456789"
@@ -218,3 +224,115 @@ def test_a_cut_body_is_not_redriven(bounded: Storepulse) -> None:
     out = bounded.cli("rejected", "redrive", listed[0]["id"])
     assert out.returncode == 1
     assert f"{listed[0]['id']}: still rejected (413): only the first 1024 of its 5000 bytes were kept" in out.stdout
+
+
+# --- 5. organisation tokens: hashed, compared in constant time ---------------------------------------
+
+HASHED_TOKEN = "hashed-org-token-0123456789"
+HASHED_CONFIG = f"""
+[orgs.hashed]
+currency = "EUR"
+token = "sha256:{sha256(HASHED_TOKEN.encode()).hexdigest().upper()}"
+
+[orgs.hashed.stores.hashed-site]
+provider = "events"
+secret = "hashed-site-key-0123456789"
+
+[orgs.plain]
+currency = "EUR"
+token = "plain-org-token-0123456789"
+"""
+
+
+def test_config_holds_only_token_hashes() -> None:
+    config = parse_config(HASHED_CONFIG, {})
+    assert config.org_for_token(HASHED_TOKEN).id == "hashed"  # type: ignore[union-attr]
+    assert config.org_for_token("plain-org-token-0123456789").id == "plain"  # type: ignore[union-attr]
+    for wrong in ("", HASHED_TOKEN[:-1], HASHED_TOKEN + "x", sha256(HASHED_TOKEN.encode()).hexdigest(),
+                  f"sha256:{sha256(HASHED_TOKEN.encode()).hexdigest()}", "\ud800"):
+        assert config.org_for_token(wrong) is None, wrong
+    assert {org.token_sha256 for org in config.orgs.values()} == {
+        sha256(HASHED_TOKEN.encode()).digest(), sha256(b"plain-org-token-0123456789").digest()}
+    assert not any(isinstance(v, str) and "token-0123456789" in v for org in config.orgs.values() for v in vars_of(org))
+
+
+def vars_of(obj: object) -> list[object]:
+    return [getattr(obj, name) for name in obj.__slots__]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("token", "message"), [
+    ("sha256:abc", "orgs.hashed.token: sha256: must be followed by the 64 hex digits"),
+    ("sha256:" + "g" * 64, "orgs.hashed.token: sha256: must be followed by the 64 hex digits"),
+    ("short", "orgs.hashed.token: must be at least 16 characters"),
+    (f"sha256:{sha256(b'plain-org-token-0123456789').hexdigest()}", "the same token is used by orgs.hashed"),
+])
+def test_bad_token_hashes_are_named(token: str, message: str) -> None:
+    text = HASHED_CONFIG.replace(HASHED_CONFIG.split("\n")[3], f'token = "{token}"')
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config(text, {})
+
+
+def test_a_hashed_token_opens_the_api_and_the_websocket(tmp_path: Path) -> None:
+    sp = Storepulse(tmp_path, config=HASHED_CONFIG).start()
+    try:
+        url = f"{sp.base}/api/v1/orgs/hashed/figures"
+        assert httpx.get(url, headers={"Authorization": f"Bearer {HASHED_TOKEN}"}).status_code == 200
+        hexdigest = sha256(HASHED_TOKEN.encode()).hexdigest()
+        for wrong in (hexdigest, f"sha256:{hexdigest}", HASHED_TOKEN[:-1] + "X"):  # the hash is not the token
+            r = httpx.get(url, headers={"Authorization": f"Bearer {wrong}"})
+            assert (r.status_code, r.json()) == (401, {"error": "the bearer token is not valid"})
+        with sp.ws(HASHED_TOKEN) as conn:
+            assert recv_json(conn)["type"] == "snapshot"
+        with sp.ws(hexdigest) as conn:
+            assert recv_json(conn) == {"type": "error", "status": 401, "message": "the bearer token is not valid"}
+        # Events-API keys are compared in constant time too; a key one character off is refused.
+        event = {"type": "page_view", "id": "pv-1", "time": 1_767_225_600_000, "visitor": "v"}
+        assert sp.post_events([event], key="hashed-site-key-0123456789").status_code == 200
+        bad = sp.post_events([event], key="hashed-site-key-012345678X")
+        assert (bad.status_code, bad.json()) == (400, {"error": "the API key is not valid for any events store"})
+    finally:
+        sp.ensure_stopped()
+
+
+# --- 6. no token or secret in the banner or the log of a real config ---------------------------------
+
+def test_a_real_config_prints_no_token_and_no_secret(tmp_path: Path) -> None:
+    sp = Storepulse(tmp_path).start()
+    try:
+        # Give the log every chance: a refused delivery, a bad token on the API and the WebSocket.
+        assert sp.post_stripe("acme-stripe", b'{"id": "evt_x"}', secret="whsec_wrong").status_code == 400
+        assert sp.figures("acme", token="not-the-token-at-all").status_code == 401
+        with sp.ws("not-the-token-at-all") as conn:
+            assert recv_json(conn)["type"] == "error"
+        assert sp.stop() == 0
+    finally:
+        sp.ensure_stopped()
+    out = sp.logfile.read_text()
+    assert f"storepulse up ready: {sp.base}" in out
+    assert f"  org acme: dashboard {sp.base}/ (sign in with orgs.acme.token of {sp.config})" in out
+    assert f"    store acme-stripe (stripe): POST {sp.base}/webhooks/stripe/acme-stripe\n" in out
+    assert f"    store acme-site (events): POST {sp.base}/v1/events with its API key as bearer token\n" in out
+    for secret in [*TOKENS.values(), *SECRETS.values()]:
+        assert secret not in out, secret
+    assert "whsec_" not in out and "token=" not in out
+
+
+def test_the_demo_prints_its_own_token_and_secret_once(tmp_path: Path) -> None:
+    http_port, ws_port = free_port(), free_port()
+    log = tmp_path / "demo.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([*STOREPULSE, "up", "--data-dir", str(tmp_path / "data"), "--http-port", str(http_port),
+                                 "--ws-port", str(ws_port)], cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        wait_for(lambda: "storepulse up ready" in log.read_text() and "secret whsec_" in log.read_text(), 30,
+                 "the demo's banner")
+        token, secrets = demo_credentials(tmp_path / "data" / "demo.toml")
+        text = log.read_text()
+        assert text.count(f"/#token={token}") == 1 and text.count(token) == 1
+        assert text.count(f"secret {secrets['demo-stripe']}") == 1
+        r = httpx.get(f"http://127.0.0.1:{http_port}/api/v1/orgs/demo/figures", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(30)
