@@ -14,10 +14,13 @@ from dataclasses import dataclass
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from storepulse.security import SecurityHeaders
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +40,8 @@ class _Config(uvicorn.Config):
 
 
 def _answer(status: bytes, message: bytes) -> bytes:
-    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain; charset=utf-8\r\nx-content-type-options: nosniff\r\n"
+            b"connection: close\r\n"
             b"content-length: " + str(len(message)).encode() + b"\r\n\r\n" + message)
 
 
@@ -138,7 +142,7 @@ async def _metrics(request: Request) -> Response:
 
 
 def build_app(routes: list[Route]) -> Starlette:
-    return Starlette(routes=[*routes, Route("/metrics", _metrics, methods=["GET"])])
+    return Starlette(routes=[*routes, Route("/metrics", _metrics, methods=["GET"])], middleware=[Middleware(SecurityHeaders)])
 
 
 def http_server(app: Starlette, host: str, port: int, limits: HttpLimits | None = None) -> HttpServer:

@@ -21,6 +21,7 @@ from state.connections import ConnectionStats
 from state.readmodel import ReadModel
 from state.rejected import RejectedStore
 from storepulse.responses import error_response, json_response
+from storepulse.security import page_policy, with_websocket
 from ws_gateway import lists, shoppers
 from ws_gateway.auth import AuthError, org_for
 
@@ -267,9 +268,11 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         return json_response({"org": org.id, **lists.quota(times, at, org.plan_limit), "alerts": raised})
 
     page = files("ws_gateway").joinpath("static/dashboard.html").read_text().replace("__WS_PORT__", str(side.ws_port))
+    policy = page_policy(page)  # its inline script and style, by hash
 
     async def dashboard(request: Request) -> Response:
-        return HTMLResponse(page)
+        csp = with_websocket(policy, request.url.hostname, side.ws_port)  # the page connects to ws://its host:ws_port
+        return HTMLResponse(page, headers={"Content-Security-Policy": csp})
 
     def guarded(fn):  # noqa: ANN001, ANN202 - turns AuthError into its HTTP answer
         async def route(request: Request) -> Response:
