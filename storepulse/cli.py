@@ -20,10 +20,10 @@ import uvloop
 from core.config import Config, ConfigError
 from core.gc_policy import SERVERS, settle
 from core.rates import Rates
+from state.rejected import KEEP_BYTES, STORE_BYTES, TOTAL_BYTES, RejectedLimits
 from storepulse import STOREPULSE
 from storepulse.commands import rejected, replay, sync
 from storepulse.configfile import DEFAULT_PATH, demo_config, demo_credentials, load_config, load_rates
-from state.rejected import KEEP_BYTES, STORE_BYTES, TOTAL_BYTES, RejectedLimits
 from storepulse.servers import HttpLimits, build_app, http_server, reuse_port_socket, stop_on_signals
 
 log = logging.getLogger("storepulse")
@@ -43,13 +43,13 @@ def _servers(p: argparse.ArgumentParser, http: bool = True, ws: bool = True) -> 
     if http:
         p.add_argument("--http-port", type=int, default=8080)
         d = HttpLimits()
-        p.add_argument("--keep-alive-timeout", type=float, default=d.keep_alive, metavar="SECONDS",
+        p.add_argument("--keep-alive-timeout", type=seconds, default=d.keep_alive, metavar="SECONDS",
                        help="an HTTP connection idle this long (before a request or between two) is closed")
-        p.add_argument("--header-timeout", type=float, default=d.header_timeout, metavar="SECONDS",
+        p.add_argument("--header-timeout", type=seconds, default=d.header_timeout, metavar="SECONDS",
                        help="a request whose headers are not complete this long after its first byte gets 408 and is closed")
-        p.add_argument("--max-header-bytes", type=size, default=d.max_header_bytes, metavar="SIZE",
+        p.add_argument("--max-header-bytes", type=byte_size, default=d.max_header_bytes, metavar="SIZE",
                        help="request line and headers (431 above)")
-        p.add_argument("--max-connections", type=int, default=d.max_connections, metavar="N",
+        p.add_argument("--max-connections", type=positive, default=d.max_connections, metavar="N",
                        help="HTTP connections open at once; a request beyond them gets 503")
     if ws:
         p.add_argument("--ws-port", type=int, default=8081)
@@ -58,13 +58,31 @@ def _servers(p: argparse.ArgumentParser, http: bool = True, ws: bool = True) -> 
 _UNITS = {"": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 
 
-def size(text: str) -> int:
+def byte_size(text: str) -> int:
     """A size in bytes: 65536, 64KiB, 8MiB, 1GiB."""
     number = text.rstrip("KMGiB")
     unit = text[len(number):]
     if not number.isdigit() or unit not in _UNITS:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size: write bytes, or a number with KiB, MiB or GiB")
     return int(number) * _UNITS[unit]
+
+
+def positive(text: str) -> int:
+    """A whole number above 0."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
+    return int(text)
+
+
+def seconds(text: str) -> float:
+    """A positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 86_400:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0 (and below a day)")
+    return value
 
 
 def _rejected_limits(args: argparse.Namespace) -> RejectedLimits | None:
@@ -92,13 +110,13 @@ def parser() -> argparse.ArgumentParser:
     ing.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for each of --processes
     for p in (up, ing):
         p.add_argument("--max-body", type=int, default=1024 * 1024, metavar="BYTES", help="largest accepted body (413 above)")
-        p.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS",
+        p.add_argument("--body-timeout", type=seconds, default=30.0, metavar="SECONDS",
                        help="a body not complete this long after its headers gets 408 and its connection is closed")
-        p.add_argument("--rejected-total-bytes", type=size, default=TOTAL_BYTES, metavar="SIZE",
+        p.add_argument("--rejected-total-bytes", type=byte_size, default=TOTAL_BYTES, metavar="SIZE",
                        help="refused deliveries kept, in all (oldest dropped past it; e.g. 64MiB)")
-        p.add_argument("--rejected-store-bytes", type=size, default=STORE_BYTES, metavar="SIZE",
+        p.add_argument("--rejected-store-bytes", type=byte_size, default=STORE_BYTES, metavar="SIZE",
                        help="refused deliveries kept per store; unknown store ids share one (e.g. 8MiB)")
-        p.add_argument("--rejected-keep-bytes", type=size, default=KEEP_BYTES, metavar="SIZE",
+        p.add_argument("--rejected-keep-bytes", type=byte_size, default=KEEP_BYTES, metavar="SIZE",
                        help="of a refused delivery's body, and of its headers, the prefix kept (e.g. 64KiB)")
     gw = sub.add_parser("gateway", help="run the read API, WebSocket server and dashboard alone")
     _common(gw)
@@ -142,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         path, config, demo = _config(args, allow_demo=args.command == "up")
         rates = load_rates(config, path)
-        _rejected_limits(args)
+        bounds = _rejected_limits(args)
     except ConfigError as exc:
         print(f"storepulse: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -166,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "ingest" and args.processes > 1:
         raise SystemExit(_ingest_processes(args, path))
-    uvloop.run(_serve(args, path, config, rates, demo))
+    uvloop.run(_serve(args, path, config, rates, bounds, demo))
 
 
 def _ingest_processes(args: argparse.Namespace, path: Path) -> int:
@@ -242,7 +260,8 @@ async def _supervise(cmd: list[str], stop: asyncio.Event) -> None:
         await asyncio.sleep(1)
 
 
-async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Rates | None, demo: bool) -> None:
+async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Rates | None,
+                 bounds: RejectedLimits | None, demo: bool) -> None:
     from ingest.app import Ingest, ingest_routes
     from ingest.monitor import ConnectionMonitor
     from state.open import open_connection_stats, open_log, open_read_model, open_rejected
@@ -253,7 +272,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     stop = stop_on_signals()
     routes = []
     event_log = hub = ws = supervisor = monitor = None
-    rejected = open_rejected(args.data_dir, args.redis, _rejected_limits(args))
+    rejected = open_rejected(args.data_dir, args.redis, bounds)
     stats = open_connection_stats(args.data_dir, args.redis)
     if args.command in ("up", "ingest"):
         event_log = open_log(args.data_dir, args.redis)
