@@ -47,7 +47,9 @@ def _row(r: tuple) -> RejectedDelivery:
 class SqliteRejectedStore:
     def __init__(self, path: Path, limits: RejectedLimits | None = None) -> None:
         self.limits = limits or RejectedLimits()
-        self._conn = connect(path)
+        # Not fsynced: anyone can make us refuse a delivery, and an fsync each would compete with the
+        # log's. A commit survives any crash of ours; a power cut may lose the last refusals.
+        self._conn = connect(path, durable=False)
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
         with self._lock:
