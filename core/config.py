@@ -6,6 +6,8 @@ Every error names the key and says what is wrong, so a bad config stops start-up
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import tomllib
 from collections.abc import Mapping
@@ -42,7 +44,7 @@ class Org:
     id: str
     timezone: str
     currency: str  # presentation currency
-    token: str
+    token_sha256: bytes  # SHA-256 of the bearer token: the token itself is never held
     stores: Mapping[str, Store]
     abandon_after_minutes: int = 60  # a cart with no checkout for this long is abandoned
     plan_limit: int | None = None  # paid orders per rolling 30 days that the plan allows
@@ -65,10 +67,13 @@ class Config:
         return None
 
     def org_for_token(self, token: str) -> Org | None:
+        """The organisation of a bearer token: its hash compared with each org's in constant time."""
+        digest = hashlib.sha256(token.encode(errors="surrogatepass")).digest()
+        found = None
         for org in self.orgs.values():
-            if org.token == token:
-                return org
-        return None
+            if hmac.compare_digest(org.token_sha256, digest):
+                found = org
+        return found
 
 
 def _str(table: Mapping[str, object], key: str, where: str, default: str | None = None) -> str:
@@ -87,6 +92,19 @@ def _secret(value: str, where: str, env: Mapping[str, str]) -> str:
             raise ConfigError(f"{where}: environment variable {name!r} is not set (the key says {value!r})")
         return env[name]
     return value
+
+
+def _token_sha256(value: str, where: str) -> bytes:
+    """The SHA-256 of an org token, given as the token or as "sha256:<64 hex digits>" of it."""
+    if value.startswith("sha256:"):
+        hexdigest = value[len("sha256:"):].strip().lower()
+        if len(hexdigest) != 64 or any(c not in "0123456789abcdef" for c in hexdigest):
+            raise ConfigError(f"{where}: sha256: must be followed by the 64 hex digits of the token's SHA-256 "
+                              "(printf %s TOKEN | sha256sum)")
+        return bytes.fromhex(hexdigest)
+    if len(value) < 16:
+        raise ConfigError(f"{where}: must be at least 16 characters (it guards the org's data)")
+    return hashlib.sha256(value.encode()).digest()
 
 
 def _currency(value: str, where: str) -> str:
@@ -113,7 +131,7 @@ def parse_config(text: str, env: Mapping[str, str]) -> Config:
         raise ConfigError("orgs: missing; define at least one [orgs.NAME] table")
     orgs: dict[str, Org] = {}
     store_owner: dict[str, str] = {}
-    token_owner: dict[str, str] = {}
+    token_owner: dict[bytes, str] = {}
     for org_id, table in orgs_table.items():
         where = f"orgs.{org_id}"
         if not _NAME.match(org_id):
@@ -122,9 +140,7 @@ def parse_config(text: str, env: Mapping[str, str]) -> Config:
             raise ConfigError(f"{where}: must be a table")
         timezone = _timezone(_str(table, "timezone", where, "UTC"), f"{where}.timezone")
         currency = _currency(_str(table, "currency", where), f"{where}.currency")
-        token = _secret(_str(table, "token", where), f"{where}.token", env)
-        if len(token) < 16:
-            raise ConfigError(f"{where}.token: must be at least 16 characters (it guards the org's data)")
+        token = _token_sha256(_secret(_str(table, "token", where), f"{where}.token", env), f"{where}.token")
         if token in token_owner:
             raise ConfigError(f"{where}.token: the same token is used by orgs.{token_owner[token]}; tokens must differ")
         token_owner[token] = org_id

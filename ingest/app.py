@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -24,18 +24,17 @@ from core.config import Config, Store
 from ingest import metrics
 from ingest.adapter import Delivery, Outcome
 from ingest.events_api import parse_batch, store_for_key
-from ingest.errors import Rejected, TooLarge, UnknownStore, UnsupportedMediaType
+from ingest.errors import Rejected, SlowBody, TooLarge, UnknownStore, UnsupportedMediaType
 from ingest.monitor import ConnectionMonitor
+from ingest.redaction import redact
 from state.log import EventLog, LogUnavailable
 from state.rejected import RejectedDelivery, RejectedStore
 from storepulse.responses import error_response, json_response
 
 MAX_BODY_BYTES = 1024 * 1024
+BODY_TIMEOUT_SECONDS = 30.0
 PROVIDERS = ("stripe", "woocommerce", "shopify")
 _ACCEPTED_MEDIA = ("application/json", "application/x-www-form-urlencoded", "")
-# Headers that carry credentials. Vendor signatures are kept: they are MACs, not secrets, and a
-# redrive after a secret rotation needs them.
-_SECRET_HEADERS = ("authorization", "cookie", "x-api-key", "x-storepulse-key", "proxy-authorization")
 
 log = logging.getLogger("storepulse.ingest")
 
@@ -47,23 +46,27 @@ def adapter_for(provider: str) -> Adapter:
     return importlib.import_module(f"ingest.{provider}").handle  # type: ignore[no-any-return]
 
 
-def redact(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k: ("[redacted]" if k in _SECRET_HEADERS else v) for k, v in headers.items()}
-
-
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The whole body, at most `limit` bytes, within `timeout` seconds (a body that trickles in or
+    stalls would hold the connection and its buffer for as long as the sender likes)."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit():
-        if int(declared) > limit:
-            raise TooLarge(f"body of {declared} bytes is over the limit of {limit} bytes")
-        return await request.body()  # the server stops at Content-Length: the limit holds
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"body of {declared} bytes is over the limit of {limit} bytes")
+    try:
+        async with asyncio.timeout(timeout):
+            if declared and declared.isdigit():
+                return await request.body()  # the server stops at Content-Length: the limit holds
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(f"body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except TimeoutError:
+        raise SlowBody(f"the body did not arrive within {timeout:g} s") from None
+    except ClientDisconnect:
+        raise SlowBody("the sender closed the connection before the body ended") from None
 
 
 @dataclass
@@ -76,6 +79,7 @@ class Ingest:
     monitor: ConnectionMonitor
     clock: Callable[[], float] = time.time
     max_body: int = MAX_BODY_BYTES
+    body_timeout: float = BODY_TIMEOUT_SECONDS
 
     async def reject(self, exc: Rejected, provider: str, store_id: str, store: Store | None,
                      headers: Mapping[str, str], body: bytes, received_at: float) -> Response:
@@ -86,15 +90,21 @@ class Ingest:
             body=body,
         )
         try:
-            await asyncio.to_thread(self.rejected.add, record)
+            evicted = await asyncio.to_thread(self.rejected.add, record)
         except Exception:  # keeping the evidence failed; the sender still deserves the real answer
             log.exception("could not keep rejected delivery %s", record.id)
-        return error_response(exc.status, exc.message)
+        else:
+            metrics.REJECTED_DROPPED.inc(evicted.count)
+            metrics.REJECTED_DROPPED_BYTES.inc(evicted.bytes)
+        response = error_response(exc.status, exc.message)
+        if isinstance(exc, SlowBody):  # the rest of the body may still come: not a request's start
+            response.headers["connection"] = "close"
+        return response
 
     async def append(self, provider: str, outcome: Outcome, received_at: float, list_ids: bool = True) -> Response:
         if not outcome.events:
             metrics.delivered(provider, "ignored")
-            metrics.IGNORED.labels(provider, outcome.topic[:64]).inc()
+            metrics.ignored(provider, outcome.topic)
             return json_response({"status": "ignored", "reason": outcome.ignored or "nothing to record"})
         started = time.perf_counter()
         try:
@@ -121,6 +131,10 @@ class Ingest:
         try:
             if store is None:
                 raise UnknownStore(f"no store {r.store!r} is configured")
+            if r.provider != store.provider:
+                raise UnknownStore(f"store {r.store!r} is a {store.provider} connection, not {r.provider}")
+            if r.body_cut:
+                raise TooLarge(f"only the first {len(r.body)} of its {len(r.body) + r.body_cut} bytes were kept")
             if r.provider == "events":
                 outcome = parse_batch(r.body, store)
             else:
@@ -156,7 +170,7 @@ def ingest_routes(ingest: Ingest) -> list[Route]:
             media = headers.get("content-type", "").split(";")[0].strip().lower()
             if media not in _ACCEPTED_MEDIA:
                 raise UnsupportedMediaType(f"Content-Type {media!r} is not accepted: send application/json")
-            body = await read_body(request, ingest.max_body)
+            body = await read_body(request, ingest.max_body, ingest.body_timeout)
             outcome = adapter_for(provider)(Delivery(body, headers), store, received_at)
         except Rejected as exc:
             return await ingest.reject(exc, provider, store_id, store, headers, body, received_at)
@@ -174,7 +188,7 @@ def ingest_routes(ingest: Ingest) -> list[Route]:
             media = headers.get("content-type", "").split(";")[0].strip().lower()
             if media not in ("application/json", ""):
                 raise UnsupportedMediaType(f"Content-Type {media!r} is not accepted: send application/json")
-            body = await read_body(request, ingest.max_body)
+            body = await read_body(request, ingest.max_body, ingest.body_timeout)
             outcome = parse_batch(body, store)
         except Rejected as exc:
             store_id = store.id if store else "(no valid key)"

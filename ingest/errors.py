@@ -29,3 +29,9 @@ class UnknownStore(Rejected):
 
 class UnsupportedMediaType(Rejected):
     status = 415
+
+
+class SlowBody(Rejected):
+    """The body did not arrive in time, or the sender closed the connection before its end."""
+
+    status = 408

@@ -7,7 +7,7 @@ from pathlib import Path
 from state.connections import ConnectionStats
 from state.log import EventLog, LogReader
 from state.readmodel import ReadModel
-from state.rejected import RejectedStore
+from state.rejected import RejectedLimits, RejectedStore
 
 
 def log_path(data_dir: Path) -> Path:
@@ -46,15 +46,15 @@ def open_read_model(data_dir: Path, redis_url: str | None) -> ReadModel:
     return SqliteReadModel(data_dir / "readmodel.sqlite3")
 
 
-def open_rejected(data_dir: Path, redis_url: str | None) -> RejectedStore:
+def open_rejected(data_dir: Path, redis_url: str | None, limits: RejectedLimits | None = None) -> RejectedStore:
     if redis_url:
         from state.redis_rejected import RedisRejectedStore
 
-        return RedisRejectedStore(redis_url)
+        return RedisRejectedStore(redis_url, limits)
     from state.sqlite_rejected import SqliteRejectedStore
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    return SqliteRejectedStore(data_dir / "rejected.sqlite3")
+    return SqliteRejectedStore(data_dir / "rejected.sqlite3", limits)
 
 
 def open_connection_stats(data_dir: Path, redis_url: str | None) -> ConnectionStats:

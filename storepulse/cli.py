@@ -20,10 +20,11 @@ import uvloop
 from core.config import Config, ConfigError
 from storepulse.gc_policy import SERVERS, settle
 from core.rates import Rates
+from state.rejected import KEEP_BYTES, STORE_BYTES, TOTAL_BYTES, RejectedLimits
 from storepulse import STOREPULSE
 from storepulse.commands import rejected, replay, sync
-from storepulse.configfile import DEFAULT_PATH, demo_config, load_config, load_rates
-from storepulse.servers import build_app, http_server, reuse_port_socket, stop_on_signals
+from storepulse.configfile import DEFAULT_PATH, demo_config, demo_credentials, load_config, load_rates
+from storepulse.servers import HttpLimits, build_app, http_server, reuse_port_socket, stop_on_signals
 
 log = logging.getLogger("storepulse")
 
@@ -41,8 +42,57 @@ def _servers(p: argparse.ArgumentParser, http: bool = True, ws: bool = True) -> 
     p.add_argument("--host", default="127.0.0.1")
     if http:
         p.add_argument("--http-port", type=int, default=8080)
+        d = HttpLimits()
+        p.add_argument("--keep-alive-timeout", type=seconds, default=d.keep_alive, metavar="SECONDS",
+                       help="an HTTP connection idle this long (before a request or between two) is closed")
+        p.add_argument("--header-timeout", type=seconds, default=d.header_timeout, metavar="SECONDS",
+                       help="a request whose headers are not complete this long after its first byte gets 408 and is closed")
+        p.add_argument("--max-header-bytes", type=byte_size, default=d.max_header_bytes, metavar="SIZE",
+                       help="request line and headers (431 above)")
+        p.add_argument("--max-connections", type=positive, default=d.max_connections, metavar="N",
+                       help="HTTP connections open at once; a request beyond them gets 503")
     if ws:
         p.add_argument("--ws-port", type=int, default=8081)
+
+
+_UNITS = {"": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+
+def byte_size(text: str) -> int:
+    """A size in bytes: 65536, 64KiB, 8MiB, 1GiB."""
+    number = text.rstrip("KMGiB")
+    unit = text[len(number):]
+    if not number.isdigit() or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: write bytes, or a number with KiB, MiB or GiB")
+    return int(number) * _UNITS[unit]
+
+
+def positive(text: str) -> int:
+    """A whole number above 0."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
+    return int(text)
+
+
+def seconds(text: str) -> float:
+    """A positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 86_400:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0 (and below a day)")
+    return value
+
+
+def _rejected_limits(args: argparse.Namespace) -> RejectedLimits | None:
+    """The rejected store's bounds from --rejected-*-bytes (None: a command without them, the defaults)."""
+    if not hasattr(args, "rejected_total_bytes"):
+        return None
+    try:
+        return RejectedLimits(args.rejected_total_bytes, args.rejected_store_bytes, args.rejected_keep_bytes)
+    except ValueError as exc:
+        raise ConfigError(f"--rejected-*-bytes: {exc}") from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -60,6 +110,14 @@ def parser() -> argparse.ArgumentParser:
     ing.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for each of --processes
     for p in (up, ing):
         p.add_argument("--max-body", type=int, default=1024 * 1024, metavar="BYTES", help="largest accepted body (413 above)")
+        p.add_argument("--body-timeout", type=seconds, default=30.0, metavar="SECONDS",
+                       help="a body not complete this long after its headers gets 408 and its connection is closed")
+        p.add_argument("--rejected-total-bytes", type=byte_size, default=TOTAL_BYTES, metavar="SIZE",
+                       help="refused deliveries kept, in all (oldest dropped past it; e.g. 64MiB)")
+        p.add_argument("--rejected-store-bytes", type=byte_size, default=STORE_BYTES, metavar="SIZE",
+                       help="refused deliveries kept per store; unknown store ids share one (e.g. 8MiB)")
+        p.add_argument("--rejected-keep-bytes", type=byte_size, default=KEEP_BYTES, metavar="SIZE",
+                       help="of a refused delivery's body, and of its headers, the prefix kept (e.g. 64KiB)")
     gw = sub.add_parser("gateway", help="run the read API, WebSocket server and dashboard alone")
     _common(gw)
     _servers(gw)
@@ -81,16 +139,18 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _config(args: argparse.Namespace, allow_demo: bool) -> tuple[Path, Config]:
+def _config(args: argparse.Namespace, allow_demo: bool) -> tuple[Path, Config, bool]:
+    """(path, config, whether it is the demo's)."""
     path = args.config
     if path is None:
         if DEFAULT_PATH.exists():
             path = DEFAULT_PATH
         elif allow_demo:
             path = demo_config(args.data_dir)
+            return path, load_config(path), True
         else:
             raise ConfigError(f"no config: pass --config FILE or create ./{DEFAULT_PATH}")
-    return path, load_config(path)
+    return path, load_config(path), False
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -98,8 +158,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        path, config = _config(args, allow_demo=args.command == "up")
+        path, config, demo = _config(args, allow_demo=args.command == "up")
         rates = load_rates(config, path)
+        bounds = _rejected_limits(args)
     except ConfigError as exc:
         print(f"storepulse: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -123,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "ingest" and args.processes > 1:
         raise SystemExit(_ingest_processes(args, path))
-    uvloop.run(_serve(args, path, config, rates))
+    uvloop.run(_serve(args, path, config, rates, bounds, demo))
 
 
 def _ingest_processes(args: argparse.Namespace, path: Path) -> int:
@@ -136,7 +197,11 @@ def _ingest_processes(args: argparse.Namespace, path: Path) -> int:
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve())}
     cmd = [*STOREPULSE, "ingest", "--config", str(path), "--data-dir", str(args.data_dir),
            "--redis", args.redis, "--host", args.host, "--http-port", str(args.http_port),
-           "--max-body", str(args.max_body), "--reuse-port"]
+           "--max-body", str(args.max_body), "--rejected-total-bytes", str(args.rejected_total_bytes),
+           "--rejected-store-bytes", str(args.rejected_store_bytes), "--rejected-keep-bytes", str(args.rejected_keep_bytes),
+           "--body-timeout", str(args.body_timeout), "--keep-alive-timeout", str(args.keep_alive_timeout),
+           "--header-timeout", str(args.header_timeout), "--max-header-bytes", str(args.max_header_bytes),
+           "--max-connections", str(args.max_connections), "--reuse-port"]
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -195,7 +260,8 @@ async def _supervise(cmd: list[str], stop: asyncio.Event) -> None:
         await asyncio.sleep(1)
 
 
-async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Rates | None) -> None:
+async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Rates | None,
+                 bounds: RejectedLimits | None, demo: bool) -> None:
     from ingest.app import Ingest, ingest_routes
     from ingest.monitor import ConnectionMonitor
     from state.open import open_connection_stats, open_log, open_read_model, open_rejected
@@ -206,13 +272,14 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     stop = stop_on_signals()
     routes = []
     event_log = hub = ws = supervisor = monitor = None
-    rejected = open_rejected(args.data_dir, args.redis)
+    rejected = open_rejected(args.data_dir, args.redis, bounds)
     stats = open_connection_stats(args.data_dir, args.redis)
     if args.command in ("up", "ingest"):
         event_log = open_log(args.data_dir, args.redis)
         monitor = ConnectionMonitor(stats)
         monitor.start()
-        routes += ingest_routes(Ingest(config, event_log, rejected, monitor, max_body=args.max_body))
+        routes += ingest_routes(Ingest(config, event_log, rejected, monitor, max_body=args.max_body,
+                                       body_timeout=args.body_timeout))
     if args.command in ("up", "gateway"):
         model = open_read_model(args.data_dir, args.redis)
         hub = Hub(config, model, rates)
@@ -221,7 +288,8 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         routes += gateway_routes(ReadSide(config, model, rejected, stats, args.ws_port, rates))
     if args.command == "up":
         supervisor = asyncio.create_task(_supervise(_flows_command(args, path), stop))
-    server = http_server(build_app(routes), args.host, args.http_port)
+    limits = HttpLimits(args.keep_alive_timeout, args.header_timeout, args.max_header_bytes, args.max_connections)
+    server = http_server(build_app(routes), args.host, args.http_port, limits)
     settle(SERVERS)
     sockets = [reuse_port_socket(args.host, args.http_port)] if getattr(args, "reuse_port", False) else None
     http_task = asyncio.create_task(server.serve(sockets=sockets))
@@ -230,7 +298,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     if http_task.done():
         await http_task  # re-raises why it could not start (port in use, ...)
         raise SystemExit(f"HTTP server on {args.host}:{args.http_port} did not start")
-    _announce(args, path, config)
+    _announce(args, path, config, demo_credentials(path) if demo else None)
     await stop.wait()
     log.info("shutting down")
     server.should_exit = True
@@ -249,12 +317,19 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     log.info("stopped")
 
 
-def _announce(args: argparse.Namespace, path: Path, config: Config) -> None:
+def _announce(args: argparse.Namespace, path: Path, config: Config, demo: tuple[str, dict[str, str]] | None) -> None:
+    """Where everything is. Tokens and secrets are printed for the demo only (its own, written by
+    demo_config): a real config's stay in the config file, never in a log."""
     base = f"http://{args.host}:{args.http_port}"
     print(f"storepulse {args.command} ready: {base} (config {path}, {'redis ' + args.redis if args.redis else 'embedded SQLite in ' + str(args.data_dir)})", flush=True)
     if args.command == "ingest":
         return
     for org in config.orgs.values():
-        print(f"  org {org.id}: dashboard {base}/#token={org.token}", flush=True)
+        login = f"/#token={demo[0]}" if demo else f"/ (sign in with orgs.{org.id}.token of {path})"
+        print(f"  org {org.id}: dashboard {base}{login}", flush=True)
         for store in org.stores.values():
-            print(f"    store {store.id} ({store.provider}): POST {base}/webhooks/{store.provider}/{store.id}  secret {store.secret}", flush=True)
+            secret = f"  secret {demo[1][store.id]}" if demo else ""
+            if store.provider == "events":
+                print(f"    store {store.id} (events): POST {base}/v1/events with its API key as bearer token{secret}", flush=True)
+            else:
+                print(f"    store {store.id} ({store.provider}): POST {base}/webhooks/{store.provider}/{store.id}{secret}", flush=True)

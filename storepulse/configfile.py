@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tomllib
 from pathlib import Path
 
 from core.config import Config, ConfigError, parse_config
@@ -53,3 +54,10 @@ def demo_config(data_dir: Path) -> Path:
         )
         path.chmod(0o600)
     return path
+
+
+def demo_credentials(path: Path) -> tuple[str, dict[str, str]]:
+    """The demo organisation's token and its stores' secrets, in clear, for `storepulse up` to print
+    once at start-up: the demo's own, written by demo_config. A real config's are never printed."""
+    org = tomllib.loads(path.read_text())["orgs"]["demo"]
+    return org["token"], {store_id: store["secret"] for store_id, store in org["stores"].items()}

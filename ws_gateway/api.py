@@ -23,6 +23,7 @@ from state.connections import ConnectionStats
 from state.readmodel import ReadModel
 from state.rejected import RejectedStore
 from storepulse.responses import error_response, json_response
+from storepulse.security import page_policy, with_websocket
 from ws_gateway import lists, shoppers
 from ws_gateway.auth import AuthError, org_for
 
@@ -141,7 +142,11 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         if store is not None and store not in org.stores:
             return error_response(404, f"organisation {org.id!r} has no store {store!r}")
         found = await asyncio.to_thread(side.rejected.list, org=org.id, store=store, limit=_limit(request))
-        return json_response({"rejected": [r.to_json(body_limit=BODY_PREVIEW_BYTES) for r in found]})
+        usage = await asyncio.to_thread(side.rejected.usage)
+        mine = [u for s, u in usage.items() if s in org.stores and store in (None, s)]
+        # What the byte bounds dropped (oldest first) from what this list would show.
+        dropped = {"count": sum(u.dropped for u in mine), "bytes": sum(u.dropped_bytes for u in mine)}
+        return json_response({"rejected": [r.to_json(body_limit=BODY_PREVIEW_BYTES) for r in found], "dropped": dropped})
 
     async def rejected_one(request: Request) -> Response:
         org = authorised(request)
@@ -297,6 +302,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         return json_response({"org": org.id, **lists.quota(times, at, org.plan_limit), "alerts": raised})
 
     page = files("ws_gateway").joinpath("static/dashboard.html").read_text().replace("__WS_PORT__", str(side.ws_port))
+    policy = page_policy(page)  # its inline script and style, by hash
 
     async def healthz(request: Request) -> Response:
         """For a load balancer or an uptime check, without a token: 200 while every organisation's
@@ -308,7 +314,8 @@ def gateway_routes(side: ReadSide) -> list[Route]:
                              status=503 if stale else 200)
 
     async def dashboard(request: Request) -> Response:
-        return HTMLResponse(page)
+        csp = with_websocket(policy, request.url.hostname, side.ws_port)  # the page connects to ws://its host:ws_port
+        return HTMLResponse(page, headers={"Content-Security-Policy": csp})
 
     def guarded(fn):  # noqa: ANN001, ANN202 - turns AuthError into its HTTP answer
         async def route(request: Request) -> Response:

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from core.config import Config
+from state.rejected import UNKNOWN, BucketUsage
 
 
 def register(sub: argparse._SubParsersAction, common) -> None:  # noqa: ANN001 - argparse's private type
@@ -33,6 +34,19 @@ def _when(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _print_usage(usage: dict[str, BucketUsage], config: Config, org: str | None, store: str | None) -> None:
+    """What each bucket keeps and what the byte bounds dropped from it (oldest first)."""
+    wanted = None if store is None else (store if config.store(store) else UNKNOWN)
+    for bucket in sorted(usage):
+        owner = config.store(bucket)
+        if (wanted is not None and bucket != wanted) or (org is not None and (owner is None or owner.org != org)):
+            continue
+        u = usage[bucket]
+        name = f"store {bucket}" if bucket != UNKNOWN else "unknown stores"
+        print(f"{name}: {u.kept} kept ({u.kept_bytes} bytes), {u.dropped} dropped to stay within the limits "
+              f"({u.dropped_bytes} bytes)")
+
+
 def run(args: argparse.Namespace, path: Path, config: Config) -> int:
     from state.open import open_rejected
 
@@ -41,7 +55,9 @@ def run(args: argparse.Namespace, path: Path, config: Config) -> int:
         if args.verb == "list":
             for r in store.list(org=args.org, store=args.store, limit=args.limit):
                 done = f"  [{r.redrive_result}]" if r.redrive_result else ""
-                print(f"{r.id}  {_when(r.received_at)}  {r.provider}/{r.store}  {r.status}  {r.reason}{done}")
+                cut = f"  [body cut to {len(r.body)} of {len(r.body) + r.body_cut} bytes]" if r.body_cut else ""
+                print(f"{r.id}  {_when(r.received_at)}  {r.provider}/{r.store}  {r.status}  {r.reason}{cut}{done}")
+            _print_usage(store.usage(), config, args.org, args.store)
             return 0
         if args.verb == "show":
             r = store.get(args.id)
@@ -66,7 +82,7 @@ async def _redrive(args: argparse.Namespace, config: Config, store) -> int:  # n
     todo = [store.get(i) for i in args.ids]
     missing = [i for i, r in zip(args.ids, todo) if r is None]
     if args.store:
-        todo += [r for r in store.list(store=args.store, limit=10_000)
+        todo += [r for r in store.list(store=args.store, limit=1_000_000)
                  if r.redrive_result is None or r.redrive_result.startswith("still rejected")]
     if not todo and not missing:
         print("nothing to redrive")
