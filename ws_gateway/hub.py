@@ -66,6 +66,9 @@ class Hub:
         self._rates = rates
         self._now = now or (lambda: datetime.now(timezone.utc))
         self._views = {org.id: _OrgView(org) for org in config.orgs.values()}
+        for org_id in self._views:  # every series from the start: stale (and never caught up) until told otherwise
+            metrics.STALE.labels(org=org_id).set(1)
+            metrics.CAUGHT_UP.labels(org=org_id).set(0)
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
