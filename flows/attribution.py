@@ -15,10 +15,12 @@ Records (absolute, each with a new organisation version):
   {campaign, touch_time, touch} for an attributed order, and again (campaign None) if it loses it.
 
 State bound (W = watermark, from the caller; `keep` = 7 days by default): an order is held until
-W - keep passes its time, a touch until W - keep - 7 days passes it; an order older than W - keep,
-or a touch older than W - keep - 7 days, is too late and ignored (`too_late`). The paid events of
-one order are expected within `keep` of each other. Sums of a day are dropped once no order of that
-day can still arrive (the day ended before W - keep).
+W - keep passes its latest paid report (so every report of a forgotten order, a copy appended again
+after the log's dedupe window included, is too late), and decided once W - keep passes its time: a
+touch no longer moves it. A touch is held until W - keep - 7 days passes it; an order older than
+W - keep, or a touch older than W - keep - 7 days, is too late and ignored (`too_late`). The paid
+events of one order are expected within `keep` of each other. Sums of a day are dropped once no
+order of that day can still arrive (the day ended before W - keep).
 """
 
 from __future__ import annotations
@@ -47,12 +49,18 @@ class Order:
     currency: str
     person: str | None
     touch: Touch | None = None
+    latest: int = 0  # the time of its latest paid report, when later than `time` (0: none later)
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         # Snapshots pickle a week of orders each epoch: a plain tuple pickles faster (1.7x for the
         # ledger's OrderFacts, flows/revenue.py).
         return (Order, (self.store, self.order, self.time, self.id, self.day, self.amount, self.currency, self.person,
-                        self.touch))
+                        self.touch, self.latest))
+
+    @property
+    def held_until(self) -> int:
+        """Held while W - keep has not passed this: then a copy of any of its reports is too late."""
+        return max(self.time, self.latest)
 
 
 def person_of(e: Event) -> str | None:
@@ -92,7 +100,7 @@ class Attribution:
         while self._orders_by_time and self._orders_by_time[0][0] < watermark_ms - self.keep:
             _, store, order = heapq.heappop(self._orders_by_time)
             o = self.orders.get((store, order))
-            if o is not None and o.time < watermark_ms - self.keep:
+            if o is not None and o.held_until < watermark_ms - self.keep:
                 del self.orders[(store, order)]
                 if o.person is not None:
                     mine = self.by_person[o.person]
@@ -135,9 +143,10 @@ class Attribution:
         insort(touches, touch)
         heapq.heappush(self._touches_by_time, (e.time, person))
         out: list[Record] = []
+        final = None if self.watermark is None else self.watermark - self.keep  # older orders are decided
         for key in sorted(self.by_person.get(person, ())):
             o = self.orders[key]
-            if o.time - WINDOW_MS <= e.time <= o.time:
+            if o.time - WINDOW_MS <= e.time <= o.time and (final is None or o.time >= final):
                 self._settle(o, (self._key(o), o.amount, o.touch), out)
         return out
 
@@ -147,8 +156,12 @@ class Attribution:
         key = (e.store, e.order or e.id)
         old = self.orders.get(key)
         if old is not None and (old.time, old.id) <= (e.time, e.id):
+            if e.time > old.held_until:  # a later report: a copy of it must find the order held
+                old.latest = e.time
+                heapq.heappush(self._orders_by_time, (e.time, key[0], key[1]))
             return []  # a redelivery or a later report of the same payment
-        o = Order(e.store, key[1], e.time, e.id, self.days.of(e.time), e.amount, e.currency, person_of(e))
+        o = Order(e.store, key[1], e.time, e.id, self.days.of(e.time), e.amount, e.currency, person_of(e),
+                  latest=old.held_until if old is not None else 0)
         if old is not None and old.person is not None and old.person != o.person:
             self.by_person[old.person].discard(key)
         if o.person is not None:

@@ -32,8 +32,9 @@ Records (absolute values, each with a new organisation version):
 - "abandoned_product", key "<store>|<day>|<product>": in how many abandoned (or recovered) carts of
   that day the product was.
 
-State bound: a cart is forgotten once W > due + keep (its final record was emitted); an event older
-than W - keep is too late and ignored (counted in `too_late`). A cart with purchase or expiry events
+State bound: a cart is forgotten once W > max(due, its latest event) + keep (its final record was
+emitted); an event older than W - keep is too late and ignored (counted in `too_late`), so every
+event of a forgotten cart is too late, a copy of one included. A cart with purchase or expiry events
 but no activity is forgotten once W > its latest event + keep. Day counters are dropped once no held
 cart belongs to the day and the day ended before W - keep.
 """
@@ -259,8 +260,10 @@ class CartBook:
         return c.paid
 
     def _forget_after(self, c: Cart) -> int:
+        # Past its decision and its latest event: every event it holds is too late by then, so a copy
+        # of one (appended again after the log's dedupe window) cannot start a cart of its own.
         due = c.due(self.abandon_after)
-        return (c.latest if due is None else due) + self.keep
+        return (c.latest if due is None else max(due, c.latest)) + self.keep
 
     def _schedule(self, c: Cart) -> None:
         """Asks `advance` to look at the cart again when W passes its `due` and its forget time."""

@@ -38,12 +38,14 @@ its fingerprint and largest total, 16 B. An order's full facts (every report mer
 report can still move its amount, time or customer) are held only while it is open, until the
 watermark W passes its paid time + `keep` (7 days); then it is final and only its fingerprint stays
 (its share is in its customer's numbers already). A report of a final order changes nothing, and a
-report of an unknown order whose time is before W - keep (a backfill) makes it final at once. The
-event log drops repeated event ids at any distance and every vendor adapter gives all reports of one
-payment one event id, so only an events-API client reporting one order under two ids, the second
-after the first is final, can make the profile differ from the definition above. A refund whose
-order has no paid report yet waits until W passes max(its time, W when it arrived) + `keep`; if the
-order is still unknown then, it counts nowhere (`unmatched_refunds`). Two different orders'
+report of an unknown order whose time is before W - keep (a backfill) makes it final at once. So a
+copy of a report (the event log drops a repeated event id only within its 30-day dedupe window,
+state/log.py; later it may append it again) changes nothing at any distance, and since every vendor
+adapter gives all reports of one payment one event id, only an events-API client reporting one order
+under two ids, the second after the first is final, can make the profile differ from the definition
+above. A refund whose order has no paid report yet waits until W passes max(its time, W when it
+arrived) + `keep`; if the order is still unknown then, it counts nowhere (`unmatched_refunds`; a copy
+of it waits and counts there again). Two different orders'
 fingerprints collide with probability n^2 / 2^65 for n orders in the organisation (~3e-6 at 10M).
 """
 

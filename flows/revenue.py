@@ -1,6 +1,7 @@
 """Revenue per organisation: orders and refunds folded into buckets and order records. Pure.
 
-Facts, not messages, decide the figures, so duplicates and disorder cannot move them:
+Facts, not messages, decide the figures, so duplicates and disorder cannot move them (a copy of an
+event that the log appended again after its dedupe window, state/log.py, included):
 - an order is counted once, however many events say it was placed or paid. Its earliest
   placed-or-paid event decides when it was placed; its earliest paid event, by (time, id), decides
   when it was paid, for how much and with which items, whatever order the events arrive in;
@@ -16,17 +17,18 @@ already has, or a newer one with a higher version: never an older one over it.
 
 Bounded state (the refund horizon H, `horizon_ms`, 366 days by default; W is the watermark the
 caller passes with each event):
-- an order's facts are held while W <= its placed time + H (its earliest placed-or-paid event; an
-  order known only from refunds or a cancel: the latest of those) and forgotten after;
+- an order's facts are held while W <= its latest event + H (placed, paid, refund or cancel) and
+  forgotten after. So when they are forgotten, every event they were made of is too late: a copy
+  of one, or a later report of a payment or a refund's running total, finds them while it counts;
 - a refund without an order (a credit note) is held while W <= its latest report + H;
 - day and hour buckets are held while they can still change: until W - H is past their end (swept
   once a week of W's progress, so up to a week longer).
 An order, cancel or refund event older than W - H is too late: it is not counted (`too_late`), since
 the buckets it would change are no longer held. A refund naming an order whose facts are not held
-(forgotten after the horizon, or not seen yet) is counted on its own day as usual and counted in
-`unmatched_refunds`; its order's record is not rewritten from what is left of it (a record is only
-emitted for an order with a placed or paid event). A running refund total reported again after its
-order was forgotten counts in full: the horizon is the price of bounded state.
+(its latest event more than H before W, or not seen yet) is counted on its own day as usual and
+counted in `unmatched_refunds`; its order's record is not rewritten from what is left of it (a
+record is only emitted for an order with a placed or paid event). A running refund total reported
+again after its order was forgotten counts in full: the horizon is the price of bounded state.
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ class OrderFacts:
     source: str = "web"
     refunds: dict[str, int] = field(default_factory=dict)  # refund name -> total so far
     cancelled: bool = False
-    noted: int = 0  # latest refund or cancel report: holds an order not (yet) placed or paid
+    noted: int = 0  # the latest time of any event folded into it (placed, paid, refund, cancel)
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         # Segments pickle orders by the thousand: as a plain tuple of fields, 100,000 orders pickle in
@@ -108,8 +110,9 @@ class OrderFacts:
 
     @property
     def anchor(self) -> int:
-        """The time its facts are held from (see the module docstring)."""
-        return self.placed[0] if self.placed is not None else self.noted
+        """The time its facts are held from: its latest event (see the module docstring). (A state
+        saved before `noted` counted placed and paid events has it 0 on a placed order.)"""
+        return max(self.placed[0], self.noted) if self.placed is not None else self.noted
 
     def record_value(self) -> dict[str, object]:
         return {
@@ -318,13 +321,13 @@ class RevenueLedger:
         return o
 
     def _order(self, o: OrderFacts, e: Event, touched: set[Key]) -> OrderFacts | None:
+        self._note(o, e.time)
         seen = (e.time, e.id)
         changed = placed_here = False
         if o.placed is None or seen < o.placed:
             if o.placed is not None:
                 self._add(touched, o.store, o.placed[0], o.placed_currency, ORDERS, -1)
             o.placed, o.placed_currency = seen, e.currency
-            self._expire("o", f"{o.store}\x1f{o.order}", e.time)
             changed = placed_here = True
         if o.customer is None and e.customer:
             o.customer, changed = e.customer, True
@@ -359,12 +362,12 @@ class RevenueLedger:
             self._add(touched, e.store, e.time, e.currency, REFUNDS, increase)
             return None
         o = self._facts(e)
+        self._note(o, e.time)
         increase = e.amount - o.refunds.get(name, 0)
         if increase <= 0:
             return None
         if o.placed is None:
             self.unmatched_refunds += 1
-            self._note(o, e.time)
         o.refunds[name] = e.amount
         self._add(touched, e.store, e.time, e.currency, REFUNDS, increase)
         return o
@@ -379,9 +382,14 @@ class RevenueLedger:
         keys.append((table, key))
 
     def _note(self, o: OrderFacts, time_ms: int) -> None:
-        if o.placed is None and time_ms > o.noted:
+        """An event of the order at `time_ms`: its facts are held until W passes its latest + H."""
+        anchor = o.anchor
+        if time_ms > anchor:
             o.noted = time_ms
-            self._expire("o", f"{o.store}\x1f{o.order}", time_ms)
+            key = f"{o.store}\x1f{o.order}"
+            self._dirty["orders"].add(key)  # segments must keep the new anchor even if nothing else moved
+            if time_ms // DAY_MS != anchor // DAY_MS:  # filed under its day already otherwise
+                self._expire("o", key, time_ms)
 
     def _forget(self, watermark_ms: int) -> None:
         """Drops what the watermark has put behind the horizon (values are unchanged: it was already

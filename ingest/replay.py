@@ -8,7 +8,9 @@ Two layers, like every adapter in ingest/:
   appends the events in batches at a given pace, `replay` does both.
 
 Event ids are deterministic (`replay:<store>:invoice:<InvoiceNo>`, ...), so replaying a file
-twice appends nothing the second time, and exact duplicate lines of a file collapse in the log.
+twice within 30 days appends nothing the second time (later the Redis log may append it all again,
+and no figure moves: docs/operations.md, "Duplicates"), and exact duplicate lines of a file
+collapse in the log.
 
 online-retail (UCI Online Retail, a UK gift shop, GBP, shop time Europe/London):
 - an invoice of digits only is one ORDER_PAID (`order` = the invoice number) at the earliest

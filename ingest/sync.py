@@ -6,7 +6,8 @@ normalisers as the webhooks, so a fact seen both ways gets one id and the log ke
 
 `run_sync` takes the resources in order and, for every page: appends its events, THEN saves the
 checkpoint (`save_sync`). A crash loses at most the page in flight, which the next run fetches
-again; appending it twice is harmless because the log drops duplicate ids.
+again; appending it twice is harmless because the log drops duplicate ids (within 30 days of the
+first append; a copy appended later changes no figure: docs/operations.md, "Duplicates").
 
 The checkpoint is the sync state the read API shows under `connections[].sync`:
 

@@ -2,6 +2,18 @@
 
 Writers (ingest) append asynchronously; readers (the dataflow's source) read one partition from an
 offset, synchronously. Offsets are opaque strings that only increase within a partition.
+
+"Seen" means one thing, the same on every backend: an event whose (org, id) was appended less than
+DEDUPE_WINDOW_S ago is dropped, atomically with the append. Later, the same (org, id) may be
+appended again. The window covers every redelivery there is (Stripe retries for 3 days, Shopify for
+48 h, WooCommerce's and our own retries for less) and any overlap of a backfill with live traffic
+that happens within a month. A backend may remember longer (SQLite's UNIQUE (org, id) remembers for
+ever) but nothing may rely on it: the log's readers (flows/) fold an event appended again after the
+window as the fact it already knows, and change no figure (each book says how; tests/test_seen.py
+checks it). Why a window and not marks kept for ever: on Redis a mark kept for ever costs 49 to 112 B
+of memory (hash buckets or keys), so at a million events a day the marks would grow by 18 to 41 GB a
+year without end, where the window holds 4.6 GB, flat (bench/dedupe.py, docs/operations.md
+"Duplicates: the 30-day window").
 """
 
 from __future__ import annotations
@@ -13,6 +25,8 @@ from typing import Protocol, TypeVar
 from core.events import Event
 
 DEFAULT_PARTITIONS = 4
+# How long an appended (org, id) is surely remembered: 30 days (see the module docstring).
+DEDUPE_WINDOW_S = 30 * 24 * 3600
 
 
 class LogUnavailable(Exception):
@@ -46,7 +60,9 @@ class EventLog(Protocol):
     partitions: int
 
     async def append(self, events: Sequence[Event]) -> list[bool]:
-        """Appends each event unless its (org, id) was seen; True where appended, False for a duplicate.
+        """Appends each event unless its (org, id) was appended within the last DEDUPE_WINDOW_S (or
+        earlier in the same call); True where appended, False for a duplicate. Beyond the window the
+        same (org, id) may be appended again (see the module docstring).
 
         Returns only once the appended events are durable. Raises LogUnavailable otherwise.
         """

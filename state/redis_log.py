@@ -21,10 +21,8 @@ import redis
 import redis.asyncio as aioredis
 
 from core.events import Event
-from state.log import DEFAULT_PARTITIONS, LogUnavailable, Row, per_caller, rows_of
+from state.log import DEDUPE_WINDOW_S, DEFAULT_PARTITIONS, LogUnavailable, Row, per_caller, rows_of
 
-# Redeliveries come within days (Stripe retries for 3 days, Shopify 48 h); keep marks for 30.
-DEDUPE_TTL_SECONDS = 30 * 24 * 3600
 # Events per script call: bounds how long one call holds the (single-threaded) server.
 MAX_EVENTS_PER_CALL = 2000
 # Round trips in flight at once: while one waits for Redis's fsync, the next batch is already on
@@ -110,7 +108,7 @@ class RedisEventLog:
             for start in range(0, len(idx), MAX_EVENTS_PER_CALL):
                 chunk = idx[start:start + MAX_EVENTS_PER_CALL]
                 keys = [stream_key(p), *(seen_key(p, rows[i][1], rows[i][2]) for i in chunk)]
-                calls.append((_APPEND_SHA, len(keys), *keys, DEDUPE_TTL_SECONDS, *(rows[i][3] for i in chunk)))
+                calls.append((_APPEND_SHA, len(keys), *keys, DEDUPE_WINDOW_S, *(rows[i][3] for i in chunk)))
                 positions.append(chunk)
         return calls, positions
 

@@ -1,4 +1,5 @@
-"""The event log contract, for both implementations: append unless seen, per caller, under concurrency.
+"""The event log contract, for both implementations: append unless seen (appended within the dedupe
+window, state/log.py), per caller, under concurrency.
 
 Both logs coalesce concurrent appends into one write (SQLite: one transaction; Redis: one script
 call per partition): these tests check that each caller still gets its own answer, event by event.
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from core.events import Event, Kind, event_from_json
-from state.log import EventLog, LogReader, LogUnavailable, partition_of
+from state.log import DEDUPE_WINDOW_S, DEFAULT_PARTITIONS, EventLog, LogReader, LogUnavailable, partition_of
 from tests.helpers import RedisServer
 
 
@@ -47,6 +48,61 @@ def read_all(reader: LogReader) -> dict[int, list[Event]]:
     for p in range(reader.partitions):
         out[p] = [event_from_json(body) for _, body in reader.read(p, None, 100_000)]
     return out
+
+
+def test_a_duplicate_within_the_window_is_dropped(logs: tuple[str, str]) -> None:
+    """Appended again within the window (here: at once, by a later call and by a restarted writer)
+    an (org, id) is dropped; the same id in another organisation is another event."""
+    kind, where = logs
+
+    async def go() -> list[list[bool]]:
+        log, _ = open_both(kind, where)
+        first = await log.append([ev(1), ev(2)])
+        again = await log.append([ev(2), ev(1, "other"), ev(3), ev(3)])
+        await log.close()
+        log, _ = open_both(kind, where)  # a restarted ingest process
+        later = await log.append([ev(1), ev(2, "other")])
+        await log.close()
+        return [first, again, later]
+
+    assert asyncio.run(go()) == [[True, True], [False, True, True, False], [False, True]]
+    _, reader = open_both(kind, where)
+    ids = sorted((e.org, e.id) for events in read_all(reader).values() for e in events)
+    reader.close()
+    assert ids == [("o", "e1"), ("o", "e2"), ("o", "e3"), ("other", "e1"), ("other", "e2")]
+
+
+def test_redis_marks_last_the_window_and_an_expired_one_lets_the_event_in_again(redis_server: RedisServer) -> None:
+    """Redis keeps each mark for exactly the window (its TTL), then forgets it: the same event is
+    appended a second time, which the log's contract allows and the dataflow's books fold as the fact
+    they already know (tests/test_seen.py)."""
+    import time
+
+    import redis
+
+    from state.redis_log import RedisEventLog, RedisLogReader, seen_key
+
+    r = redis.Redis.from_url(redis_server.url)
+    r.flushall()
+
+    async def append(events: list[Event]) -> list[bool]:
+        log = RedisEventLog(redis_server.url)
+        try:
+            return await log.append(events)
+        finally:
+            await log.close()
+
+    assert asyncio.run(append([ev(1), ev(2)])) == [True, True]
+    mark = seen_key(partition_of("o", DEFAULT_PARTITIONS), "o", "e1")
+    assert DEDUPE_WINDOW_S - 60 <= r.ttl(mark) <= DEDUPE_WINDOW_S
+    assert all(r.ttl(k) > 0 for k in r.scan_iter("sp:*:seen:*"))  # no mark without its expiry
+    r.pexpire(mark, 1)  # the window has passed for e1
+    time.sleep(0.01)
+    assert asyncio.run(append([ev(1), ev(2)])) == [True, False]
+    reader = RedisLogReader(redis_server.url)
+    ids = sorted(e.id for events in read_all(reader).values() for e in events)
+    reader.close()
+    assert ids == ["e1", "e1", "e2"]
 
 
 def test_concurrent_callers_each_get_their_own_answer(logs: tuple[str, str]) -> None:

@@ -165,12 +165,20 @@ def test_a_refund_within_the_horizon_updates_its_order_and_after_it_counts_unmat
     fold(ledger, [paid("p", "pi_1", 10_000)])
     out = fold(ledger, [refund("r1", "pi_1", "ch_1", 1_000, T0 + 29 * DAY_MS)])
     assert [r.value["refunded"] for r in records(out)] == [1_000] and ledger.unmatched_refunds == 0
-    fold(ledger, [paid("later", "pi_2", 500, T0 + 31 * DAY_MS)])  # the watermark passes paid + horizon
+    # The watermark passes paid + horizon but not the refund's time + horizon: the order is held by its
+    # latest event, so the refund's next report counts its increase only, and a copy of the first
+    # (appended again after the log's dedupe window) nothing.
+    fold(ledger, [paid("later", "pi_2", 500, T0 + 31 * DAY_MS)])
+    assert fold(ledger, [refund("r1", "pi_1", "ch_1", 1_000, T0 + 29 * DAY_MS)]) == []
+    out = fold(ledger, [refund("r2", "pi_1", "ch_1", 1_200, T0 + 32 * DAY_MS)])
+    assert [r.value["refunded"] for r in records(out)] == [1_200] and ledger.unmatched_refunds == 0
+    assert totals(ledger)[("s", "2025-12-23", "EUR")][1] == 200
+    fold(ledger, [paid("later2", "pi_3", 500, T0 + 63 * DAY_MS)])  # the watermark passes its latest + horizon
     assert "s\x1fpi_1" not in ledger.orders  # forgotten
-    out = fold(ledger, [refund("r2", "pi_1", "ch_1", 1_500, T0 + 32 * DAY_MS)])
-    # Counted on its own day in full (the earlier 1,000 is not known any more), no order record rewritten.
+    out = fold(ledger, [refund("r3", "pi_1", "ch_1", 1_500, T0 + 64 * DAY_MS)])
+    # Counted on its own day in full (the earlier 1,200 is not known any more), no order record rewritten.
     assert records(out) == [] and ledger.unmatched_refunds == 1
-    assert totals(ledger)[("s", "2025-12-23", "EUR")][1] == 1_500
+    assert totals(ledger)[("s", "2026-01-24", "EUR")][1] == 1_500
 
 
 def test_an_event_older_than_the_horizon_is_too_late_and_changes_nothing() -> None:

@@ -2,7 +2,8 @@
 
 Turns a real data file (see ../shared/data/SOURCES.md) into canonical events and appends them to
 the event log that webhooks go to (embedded SQLite under --data-dir, or --redis). Progress on
-stderr, a summary on stdout. Event ids are deterministic, so running it twice appends nothing new.
+stderr, a summary on stdout. Event ids are deterministic, so running it twice within 30 days appends
+nothing new (later, the Redis log may append it again; no figure moves).
 """
 
 from __future__ import annotations
