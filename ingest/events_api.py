@@ -222,7 +222,7 @@ def _fast_text(v: Any) -> Any:
 
 def _fast_amount(v: Any, currency: str) -> Any:
     """to_minor(v, currency) for a str or int, or _GIVE_UP. Plain amounts ("12.5", "7", 12) with no
-    more decimals than the currency has are exact in integers; Decimal does the rest."""
+    more decimals than the currency has are exact in integers; to_minor reads the rest."""
     digits = EXPONENTS[currency]
     if v.__class__ is str:
         whole, dot, frac = v.partition(".")

@@ -229,7 +229,12 @@ def _valid_currency(value: Any) -> str | None:
 
 
 def _minor(value: Any, currency: str, where: str) -> int:
-    """A decimal amount (Shopify sends strings) in minor units, exactly."""
+    """A decimal amount (Shopify sends strings) in minor units, exactly.
+
+    Shopify writes amounts in the currency's own precision ("23600" JPY, "414.95" USD), sometimes
+    shorter ("0.0"); extra decimals are taken only when they are zeros, so nothing is rounded: a
+    non-zero one means the amount is not in the currency it names.
+    """
     if isinstance(value, float):
         # A JSON number with a fraction (refund_line_items[].subtotal is one): orjson made it a
         # float; its shortest repr is the text Shopify wrote. Only reached when no string field exists.
@@ -237,9 +242,9 @@ def _minor(value: Any, currency: str, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
         raise BadPayload(f"{where} must be a decimal amount such as \"12.34\", got {_show(value)}")
     try:
-        return to_minor(value.strip() if isinstance(value, str) else value, currency)
-    except (ValueError, ArithmeticError):
-        raise BadPayload(f"{where} is not a decimal amount: {_show(value)}") from None
+        return to_minor(value, currency, "zeros")
+    except (ValueError, ArithmeticError) as exc:
+        raise BadPayload(f"{where} is not a decimal amount of {currency}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,8 @@ CANCELLED_STATUSES = frozenset({"cancelled", "failed", "trash"})
 DRAFT_STATUSES = frozenset({"checkout-draft", "draft", "auto-draft"})
 
 _PING = re.compile(rb"webhook_id=(\d{1,20})")
-_AMOUNT = re.compile(r"-?\d{1,15}(?:\.\d{0,12})?")  # wc_format_decimal output; bounded so Decimal stays exact
+# wc_format_decimal's output, in ASCII digits (`\d` would take "٥"); bounded so 64 bits hold it.
+_AMOUNT = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]{1,12})?")
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -197,22 +198,28 @@ def _currency(obj: Mapping[str, Any], where: str) -> str:
 
 
 def _money(value: Any, currency: str, where: str) -> int:
-    """Minor units of a WooCommerce amount: a decimal string ("-10.00"), or sometimes a JSON number."""
+    """Minor units of a WooCommerce amount: a decimal string ("-10.00"), or sometimes a JSON number.
+
+    Decimals beyond the currency's are rounded half up, deliberately: WooCommerce writes every amount
+    with the shop's own "Number of decimals" setting (wc_get_price_decimals, the REST API's `dp`),
+    which a shop may set above ISO 4217's (4 for EUR, to price below a cent). Refusing them would
+    refuse every delivery of such a shop, and WooCommerce disables a webhook that keeps failing.
+    """
     if isinstance(value, str):
         if not _AMOUNT.fullmatch(value):
             raise BadPayload(f"{where} must be a decimal amount such as \"12.50\", got {value!r}")
-        return to_minor(value, currency)
+        return to_minor(value, currency, "round")
     if isinstance(value, int) and not isinstance(value, bool):
         if abs(value) >= 10**15:
             raise BadPayload(f"{where} is out of range: {value!r}")
-        return to_minor(value, currency)
+        return to_minor(value, currency, "round")
     if isinstance(value, float):
         # Last resort: the REST API sends some amounts as JSON numbers and orjson hands us a float;
         # repr() is the shortest text that reads back as the same float, which is what PHP encoded.
         dec = Decimal(repr(value))
         if not dec.is_finite() or abs(dec) >= 10**15:
             raise BadPayload(f"{where} is out of range: {value!r}")
-        return to_minor(dec, currency)
+        return to_minor(dec, currency, "round")
     raise BadPayload(f"{where} must be a decimal amount such as \"12.50\", got {value!r}")
 
 

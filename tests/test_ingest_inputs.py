@@ -25,7 +25,7 @@ def test_events_api_batch_is_recorded_once(storepulse: Storepulse) -> None:
     batch = [{"type": "page_view", "id": f"pv-{uid()}", "time": now - i, "visitor": "v1", "url": "/"} for i in range(999)]
     batch.append({"type": "order_paid", "id": f"op-{uid()}", "time": "2026-11-22T10:00:00+01:00", "customer": "c9",
                   "order": f"o-{uid()}", "amount": "19.99", "currency": "EUR",
-                  "items": [{"product": "sku-1", "qty": 2, "price": "9.995"}]})
+                  "items": [{"product": "sku-1", "qty": 2, "price": "9.99"}]})
     start = storepulse.figures("acme", "all", store="acme-site").json()
     r = storepulse.post_events({"events": batch})
     assert r.status_code == 200, r.text
