@@ -59,3 +59,31 @@ def problem(e: Event) -> str | None:
         if qty * price > MAX_AMOUNT:
             return f"items[{i}]: qty x unit_price is over the largest amount ({MAX_AMOUNT} minor units)"
     return None
+
+
+# --- nesting of attrs (an events API event's properties, the vendor fields an adapter keeps) ---------
+# Not part of `problem`: an event in the log has been serialised already, so only ingest needs it.
+
+MAX_DEPTH = 32  # levels of objects and lists; orjson writes at most 254 (a deeper event fails to serialise)
+
+
+def depth_problem(value: object, what: str = "attrs") -> str | None:
+    """Why `value` nests objects and lists more than MAX_DEPTH levels deep (the value itself is level 1),
+    or None. One pass over its containers, level by level, stopping at the first level too deep."""
+    level: list[object] = [value]
+    depth = 0
+    while True:
+        children: list[object] = []
+        for v in level:
+            if isinstance(v, dict):
+                children += v.values()
+            elif isinstance(v, list):
+                children += v
+            else:
+                continue
+            if depth == MAX_DEPTH:  # a container at level MAX_DEPTH + 1
+                return f"{what} nests objects and lists more than {MAX_DEPTH} levels deep"
+        if not children:
+            return None
+        level = children
+        depth += 1

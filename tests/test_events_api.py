@@ -6,6 +6,7 @@ The connection monitor's grouped count is held against the per-event loop it rep
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from decimal import Decimal
@@ -423,24 +424,60 @@ def test_the_events_api_answers_400_where_it_answered_500(storepulse: Storepulse
     assert "events[0]: type ['page_view'] is not one of" in msg and "events[1]: amount: not a plain decimal amount" in msg
 
 
+def nested(levels: int) -> dict[str, Any]:
+    """An object `levels` deep: {"a": {"a": ... {}}}."""
+    value: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+def test_what_crashed_the_dataflow_or_the_server_is_a_400_that_is_kept(storepulse: Storepulse) -> None:
+    """An amount no figure can hold (92233720368547758.07 EUR is 2**63 - 1 cents) was accepted and
+    crashed the dataflow; properties 254 levels deep were a 500 (orjson writes less depth than it
+    reads). Both are refused in words, and kept in the rejected store like any 400."""
+    t = 1_795_338_396_916
+    big = {"type": "order_paid", "id": f"big-{t}", "time": t, "customer": "c", "order": "o", "currency": "EUR",
+           "amount": "92233720368547758.07"}
+    deep = {"type": "custom", "id": f"deep-{t}", "time": t, "visitor": "v", "name": "x", "properties": nested(254)}
+    bodies = [json.dumps([big]), json.dumps([deep])]
+    r = storepulse.post_events(bodies[0].encode())
+    assert r.status_code == 400, r.text
+    assert r.json() == {"error": "nothing was recorded; events[0]: amount is over the largest amount storepulse takes "
+                                 "(1000000000000 minor units), got 9223372036854775807"}
+    d = storepulse.post_events(bodies[1].encode())
+    assert d.status_code == 400, d.text
+    assert d.json() == {"error": "nothing was recorded; events[0]: properties nests objects and lists more than 32 levels deep"}
+    ok = storepulse.post_events([{**deep, "id": f"deep32-{t}", "properties": nested(32)}])
+    assert ok.status_code == 200, ok.text  # 32 levels are taken
+    kept = storepulse.get("/api/v1/orgs/acme/rejected", store="acme-site", limit=50).json()["rejected"]
+    assert {x["body"]: x["reason"] for x in kept if x["body"] in bodies} == {
+        bodies[0]: r.json()["error"], bodies[1]: d.json()["error"]}
+    assert "Traceback" not in storepulse.log_tail(200_000)
+
+
 def test_negative_prices_and_times_out_of_range_get_a_400_that_says_so(storepulse: Storepulse) -> None:
     good = {"type": "add_to_cart", "visitor": "v", "currency": "EUR", "product": "p"}
-    r = storepulse.post_events([
+    r = storepulse.post_events(json.dumps([
         {**good, "id": "a", "time": 1, "price": "-1.50"},
         {**good, "id": "b", "time": "0001-01-01T00:00:00Z"},
         {**good, "id": "c", "time": "5000-01-01T00:00:00Z"},
         {**good, "id": "d", "time": -5},
         {**good, "id": "e", "time": 1_795_338_396_916_000},  # microseconds sent as milliseconds
         {**good, "id": "f", "time": "4999-12-31T23:59:59.999Z", "price": "0"},  # the last instant taken
-    ])
+        {**good, "id": "g", "time": 2**70},  # beyond 64 bits: orjson reads a float
+        {**good, "id": "h", "time": True},
+    ]).encode())
     assert r.status_code == 400, r.text
     assert r.json()["error"] == (
         "nothing was recorded; "
-        "events[0]: items[0].price must not be negative (a discount belongs in the order's amount); "
+        "events[0]: items[0].price must not be negative (a refund is a refund event), got -150; "
         "events[1]: time '0001-01-01T00:00:00Z' is out of range: give an instant after 1970-01-01 and before the year 5000; "
         "events[2]: time '5000-01-01T00:00:00Z' is out of range: give an instant after 1970-01-01 and before the year 5000; "
         "events[3]: time -5 is out of range: give an instant after 1970-01-01 and before the year 5000; "
-        "events[4]: time 1795338396916000 is out of range: give an instant after 1970-01-01 and before the year 5000")
+        "events[4]: time 1795338396916000 is out of range: give an instant after 1970-01-01 and before the year 5000; "
+        "events[6]: time 1.1805916207174113e+21 is out of range: give an instant after 1970-01-01 and before the year 5000; "
+        "events[7]: time must be ISO 8601 with an offset or Unix milliseconds (an integer), got True")
 
 
 @pytest.mark.parametrize("amount", ["0.001", "0.005", "1_000", "\u0665", "1e2", " 1", "+1", "NaN", "1.", ".5", "-0.01"])
