@@ -1,6 +1,9 @@
-"""One range for every amount (core/limits.py), on every path into the log, over real HTTP into the
-real ingest app: signed Stripe, WooCommerce and Shopify webhooks and the events API answer a 400
-naming the field, keep the delivery in the rejected store, and append nothing."""
+"""One range for every amount, quantity and time (core/limits.py), on every path into the log, over
+real HTTP into the real ingest app: signed Stripe, WooCommerce and Shopify webhooks and the events
+API answer a 400 naming the field, keep the delivery in the rejected store, and append nothing;
+redrive does the same. Then hypothesis throws amounts, quantities, times, money strings and nesting
+of every shape at each path: the answer is a 4xx in words, or a 200 whose events are all within
+the limits; never a 5xx."""
 
 from __future__ import annotations
 
@@ -9,13 +12,17 @@ import hashlib
 import hmac
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
+from core.config import parse_config
 from core.events import Event, event_from_json
-from core.limits import MAX_AMOUNT
+from core.limits import MAX_AMOUNT, MAX_QTY, depth_problem, problem
 from state.sqlite_log import SqliteLogReader
 from tests.helpers import IngestServer, stripe_signature
 
@@ -102,6 +109,14 @@ def paid(amount: Any = "10.00", currency: str = "EUR", **fields: Any) -> dict[st
             "order": "o", "currency": currency, "amount": amount, **fields}
 
 
+def nested(levels: int) -> Any:
+    """Objects `levels` deep ({"a": {"a": ... {}}}); 0 is a plain string."""
+    value: Any = "leaf" if levels == 0 else {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
 # --- the server, and what a delivery did ----------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -184,6 +199,20 @@ def test_a_woocommerce_refund_listed_negative_is_a_refund_of_its_size(server: In
     assert sorted((e.kind.value, e.amount) for e in appended.since()) == [("order.paid", 1000), ("order.refunded", 250)]
 
 
+def test_what_an_adapter_lets_through_the_one_check_before_the_log_refuses(server: IngestServer) -> None:
+    """Times and quantities are left to the check every path's events pass (ingest/admit.py)."""
+    order = woo_order(status="pending", created="0001-01-01T00:00:00")
+    refused(server, woo("order.created", order),
+            f"event woocommerce:woo:order:{order['id']}:placed (order.placed): time must be Unix milliseconds from 1970 "
+            "to before the year 5000, got -62135596800000")
+    sh = shopify_order(qty=MAX_QTY + 1)
+    refused(server, shopify("orders/paid", sh),
+            f"event shopify:sh:order:{sh['id']}:paid (order.paid): items[0].qty must be an integer from 0 to 1000000, "
+            "got 1000001")
+    refused(server, stripe("payment_intent.succeeded", intent(100), created=10**14),
+            "event.created must be Unix seconds from 1970 to before the year 5000, got 100000000000000")
+
+
 @pytest.mark.parametrize(("amount", "reason"), [
     ("0.001", "'0.001' has more decimals than EUR has (2)"), ("0.005", "'0.005' has more decimals than EUR has (2)"),
     ("1_000", "not a plain decimal amount"), ("\u0665", "not a plain decimal amount"),
@@ -209,3 +238,133 @@ def test_vendors_extra_decimals_are_read_as_each_vendor_writes_them(server: Inge
     assert server.deliver(*shopify("orders/paid", shopify_order(total="1980.00", price="1980.00", currency="JPY"))).status_code == 200
     [e] = appended.since()
     assert (e.amount, e.currency) == (1980, "JPY")
+
+
+def test_nesting_too_deep_for_the_log_is_a_400_kept_and_no_traceback(server: IngestServer,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    refused(server, events({"type": "custom", "id": "deep", "time": (NOW - 60) * 1000, "visitor": "v", "name": "x",
+                            "properties": nested(254)}),
+            "nothing was recorded; events[0]: properties nests objects and lists more than 32 levels deep")
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_redrive_applies_the_same_check(server: IngestServer) -> None:
+    """A delivery kept for its signature is redriven once the secret is fixed: its event out of range
+    keeps it refused, in words."""
+    order = woo_order(status="pending", created="0001-01-01T00:00:00")
+    path, body, headers = woo("order.created", order)
+    headers["X-WC-Webhook-Signature"] = base64.b64encode(hmac.new(b"wc_rotated", body, hashlib.sha256).digest()).decode()
+    assert server.deliver(path, body, headers).status_code == 400
+    [kept] = server.rejected.list(limit=1)
+    assert kept.reason.startswith("X-WC-Webhook-Signature does not match the body")
+    config = server.ingest.config
+    server.ingest.config = parse_config(CONFIG.replace('secret = "wc_limits"', 'secret = "wc_rotated"'), {})
+    try:
+        result = server.run(server.ingest.redrive(kept))
+    finally:
+        server.ingest.config = config
+    assert result == (f"still rejected (400): event woocommerce:woo:order:{order['id']}:placed (order.placed): time must "
+                      "be Unix milliseconds from 1970 to before the year 5000, got -62135596800000")
+
+
+# --- hypothesis: anything at every path -------------------------------------------------------------
+
+def mostly(good: st.SearchStrategy[Any], wild: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """`good` three times in four: a delivery is accepted only when every field of it is."""
+    return st.integers(0, 3).flatmap(lambda i: wild if i == 0 else good)
+
+
+ints = st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(-(10**13), 10**13), st.integers(-(2**70), 2**70),
+                 st.sampled_from([0, 1, -1, -500000, MAX_AMOUNT, MAX_AMOUNT + 1, 10**10, 2**63 - 1]))
+money_text = st.one_of(
+    st.from_regex(r"-?[0-9]{1,22}(\.[0-9]{0,5})?", fullmatch=True),
+    st.sampled_from(["0.001", "0.005", "1_000", "\u0665", "1e2", " 1", "+1", "NaN", "Infinity", "1.", ".5", "-0.00",
+                     "92233720368547758.07", "10000000000.00", "10000000000.01", "9999999999.99", "0", "12.34"]),
+    st.text(max_size=8),
+)
+anything = st.one_of(st.none(), st.booleans(), st.floats(), st.lists(st.integers(), max_size=2), st.just({}))
+# Near the edge of the range, and in it: minor units (Stripe), decimal strings (the others).
+good_ints = st.one_of(st.integers(0, 10**6), st.integers(MAX_AMOUNT - 3, MAX_AMOUNT + 3))
+good_text = st.one_of(st.builds(lambda w, f: f"{w}.{f:02d}", st.integers(0, 10**10 + 1), st.integers(0, 99)),
+                      st.integers(0, 10**6).map(str))
+stripe_amounts = mostly(good_ints, st.one_of(ints, money_text, anything))
+amounts = mostly(good_text, st.one_of(ints, money_text, anything))
+qtys = mostly(st.integers(1, 5), st.one_of(st.sampled_from([0, MAX_QTY, MAX_QTY + 1]), st.integers(-5, 2 * MAX_QTY),
+                                          st.integers(-(2**70), 2**70), anything))
+depths = mostly(st.integers(1, 33), st.integers(0, 300))
+currencies = mostly(st.just("EUR"), st.sampled_from(["JPY", "KWD", "ISK", "MGA"]))
+woo_times = mostly(st.just("2026-11-22T09:00:00"), st.sampled_from([
+    "0001-01-01T00:00:00", "9999-12-31T23:59:59", "1970-01-01T00:00:00", "4999-12-31T23:59:59", "5000-01-01T00:00:00"]))
+
+
+@st.composite
+def stripe_cases(draw: st.DrawFn) -> Case:
+    currency = draw(currencies).lower()
+    kind = draw(st.sampled_from(["intent", "refund", "session", "customer"]))
+    created = draw(mostly(st.just(NOW - 60), ints))
+    if kind == "intent":
+        return stripe("payment_intent.succeeded", intent(draw(stripe_amounts), currency), created)
+    if kind == "refund":
+        return stripe("charge.refunded", {"id": f"ch_{next(_ids)}", "object": "charge", "amount": draw(stripe_amounts),
+                                          "amount_refunded": draw(stripe_amounts), "currency": currency,
+                                          "payment_intent": "pi_r"}, created)
+    if kind == "session":  # API versions before 2020: the order is its display_items
+        lines = [{"amount": draw(stripe_amounts), "currency": currency, "quantity": draw(qtys), "custom": {"name": "x"}}
+                 for _ in range(draw(st.integers(1, 3)))]
+        return stripe("checkout.session.completed", {"id": f"cs_{next(_ids)}", "object": "checkout.session",
+                                                     "payment_intent": f"pi_{next(_ids)}", "payment_status": "paid",
+                                                     "mode": "payment", "display_items": lines}, created)
+    return stripe("customer.created", {"id": f"cus_{next(_ids)}", "object": "customer", "email": "a@example.com",
+                                       "name": nested(draw(depths)), "created": created}, created)
+
+
+@st.composite
+def woo_cases(draw: st.DrawFn) -> Case:
+    order = woo_order(total=draw(amounts), status=draw(st.sampled_from(["processing", "pending", "cancelled"])),
+                      created=draw(woo_times), price=draw(amounts), qty=draw(qtys),
+                      refund=draw(st.one_of(st.none(), amounts)))
+    order["meta_data"] = [{"key": "deep", "value": nested(draw(depths))}]
+    return woo(draw(st.sampled_from(["order.created", "order.updated"])), order)
+
+
+@st.composite
+def shopify_cases(draw: st.DrawFn) -> Case:
+    if draw(st.booleans()):
+        return shopify("customers/update", {"id": 5 + next(_ids), "email": "a@example.com",
+                                            "updated_at": "2026-11-22T10:00:00+01:00", "total_spent": draw(amounts),
+                                            "verified_email": nested(draw(depths))})
+    return shopify("orders/paid", shopify_order(total=draw(amounts), price=draw(amounts), qty=draw(qtys),
+                                                currency=draw(currencies),
+                                                at=draw(mostly(st.just("2026-11-22T10:00:00+01:00"), st.sampled_from(
+                                                    ["0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59Z"])))))
+
+
+@st.composite
+def events_cases(draw: st.DrawFn) -> Case:
+    item = {"product": "p", "qty": draw(qtys), "price": draw(amounts)}
+    time = draw(mostly(st.just((NOW - 60) * 1000), st.one_of(ints, anything, st.just("5000-01-01T00:00:00Z"))))
+    return events(paid(draw(amounts), draw(currencies), time=time, items=[item], properties=nested(draw(depths))))
+
+
+@pytest.mark.parametrize("cases", [stripe_cases, woo_cases, shopify_cases, events_cases])
+@settings(max_examples=75, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_path_answers_a_4xx_in_words_or_appends_only_events_within_the_limits(
+        server: IngestServer, cases: Callable[[], st.SearchStrategy[Case]], data: st.DataObject) -> None:
+    appended = Appended(server)
+    path, body, headers = data.draw(cases())
+    r = server.deliver(path, body, headers)
+    assert r.status_code == 200 or 400 <= r.status_code < 500, (r.status_code, r.text)
+    answer = r.json()
+    event(f"{path.rsplit('/', 1)[-1]} {r.status_code} {answer.get('status', '')}")  # --hypothesis-show-statistics
+    if r.status_code != 200:
+        assert isinstance(answer["error"], str) and answer["error"], answer
+        [kept] = server.rejected.list(limit=1)
+        assert (kept.body, kept.reason) == (body, answer["error"])
+        assert appended.since() == []
+        return
+    new = appended.since()
+    assert len(new) == answer.get("new", 0), answer
+    for e in new:
+        assert problem(e) is None and depth_problem(e.attrs) is None, e
