@@ -33,6 +33,7 @@ from storepulse.responses import error_response, json_response
 
 MAX_BODY_BYTES = 1024 * 1024
 PROVIDERS = ("stripe", "woocommerce", "shopify")
+EVENTS_PATH = "/v1/events"
 _ACCEPTED_MEDIA = ("application/json", "application/x-www-form-urlencoded", "")
 # Headers that carry credentials. Vendor signatures are kept: they are MACs, not secrets, and a
 # redrive after a secret rotation needs them.
@@ -186,5 +187,5 @@ def ingest_routes(ingest: Ingest) -> list[Route]:
 
     return [
         Route("/webhooks/{provider}/{store_id}", webhook, methods=["POST"]),
-        Route("/v1/events", events, methods=["POST"]),
+        Route(EVENTS_PATH, events, methods=["POST"]),
     ]

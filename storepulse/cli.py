@@ -17,7 +17,7 @@ from pathlib import Path
 
 import uvloop
 
-from core.config import Config, ConfigError
+from core.config import Config, ConfigError, Store
 from core.gc_policy import SERVERS, settle
 from core.rates import Rates
 from storepulse import STOREPULSE
@@ -257,4 +257,13 @@ def _announce(args: argparse.Namespace, path: Path, config: Config) -> None:
     for org in config.orgs.values():
         print(f"  org {org.id}: dashboard {base}/#token={org.token}", flush=True)
         for store in org.stores.values():
-            print(f"    store {store.id} ({store.provider}): POST {base}/webhooks/{store.provider}/{store.id}  secret {store.secret}", flush=True)
+            print(f"    {store_line(base, store)}", flush=True)
+
+
+def store_line(base: str, store: Store) -> str:
+    """Where a store sends us its events: its vendor's webhook URL, or the events API with its key."""
+    from ingest.app import EVENTS_PATH
+
+    if store.provider == "events":
+        return f"store {store.id} (events API): POST {base}{EVENTS_PATH}  Authorization: Bearer {store.secret}"
+    return f"store {store.id} ({store.provider}): POST {base}/webhooks/{store.provider}/{store.id}  secret {store.secret}"

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import ORGS_TOML, SECRETS, Storepulse, payment_intent_succeeded, stripe_signature, wait_api
+from tests.helpers import (ORGS_TOML, SECRETS, Storepulse, payment_intent_succeeded, stripe_signature, wait_api,
+                           wait_for)
 
 
 def uid() -> str:
@@ -50,6 +51,19 @@ def test_events_api_refuses_bad_batches_whole(storepulse: Storepulse) -> None:
     assert "API key" in storepulse.post_events([good], key="wrong-key").json()["error"]
     money = storepulse.post_events([{**good, "type": "order_paid", "order": "o", "amount": 19.99, "currency": "EUR"}])
     assert money.status_code == 400 and "decimal string" in money.json()["error"]
+
+
+def test_the_start_up_banner_gives_each_store_the_address_that_takes_its_events(storepulse: Storepulse) -> None:
+    """An events store's address is the events API with its key as Bearer (/webhooks/events/... is a 404)."""
+    events = f"store acme-site (events API): POST {storepulse.base}/v1/events  Authorization: Bearer {SECRETS['acme-site']}"
+    stripe = f"store acme-stripe (stripe): POST {storepulse.base}/webhooks/stripe/acme-stripe  secret {SECRETS['acme-stripe']}"
+    wait_for(lambda: events in storepulse.log_tail(100_000), 10, "the start-up banner")
+    banner = storepulse.log_tail(100_000)
+    assert stripe in banner and "/webhooks/events/" not in banner
+    url, key = events.split("POST ")[1].split()[0], events.rsplit("Bearer ", 1)[1]
+    r = httpx.post(url, headers={"Authorization": f"Bearer {key}"},
+                   json={"type": "page_view", "id": f"banner-{uid()}", "time": int(time.time() * 1000), "visitor": "v"})
+    assert (r.status_code, r.json()["status"]) == (200, "accepted"), r.text
 
 
 def test_limits_and_content_types(storepulse: Storepulse) -> None:
