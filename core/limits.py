@@ -20,7 +20,7 @@ from core.money import EXPONENTS
 
 MAX_AMOUNT = 10**12  # minor units: 10,000,000,000.00 EUR, 1,000,000,000,000 JPY, 1,000,000,000.000 KWD
 MAX_QTY = 1_000_000  # units of one line item
-MAX_ITEMS = 10_000  # line items of one event (a real wholesale order in online-retail has 1,100)
+MAX_ITEMS = 10_000  # line items of one event: real orders have over 1,000 (UCI Online Retail 573585: 1,114)
 MAX_TIME_MS = 95_617_584_000_000  # 5000-01-01T00:00:00Z: a later time is a unit mistake, not a date
 
 
@@ -59,3 +59,31 @@ def problem(e: Event) -> str | None:
         if qty * price > MAX_AMOUNT:
             return f"items[{i}]: qty x unit_price is over the largest amount ({MAX_AMOUNT} minor units)"
     return None
+
+
+# --- nesting of attrs (an events API event's properties, the vendor fields an adapter keeps) ---------
+# Not part of `problem`: an event in the log has been serialised already, so only ingest needs it.
+
+MAX_DEPTH = 32  # levels of objects and lists; orjson writes at most 254 (a deeper event fails to serialise)
+
+
+def depth_problem(value: object, what: str = "attrs") -> str | None:
+    """Why `value` nests objects and lists more than MAX_DEPTH levels deep (the value itself is level 1),
+    or None. One pass over its containers, level by level, stopping at the first level too deep."""
+    level: list[object] = [value]
+    depth = 0
+    while True:
+        children: list[object] = []
+        for v in level:
+            if isinstance(v, dict):
+                children += v.values()
+            elif isinstance(v, list):
+                children += v
+            else:
+                continue
+            if depth == MAX_DEPTH:  # a container at level MAX_DEPTH + 1
+                return f"{what} nests objects and lists more than {MAX_DEPTH} levels deep"
+        if not children:
+            return None
+        level = children
+        depth += 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Literal
 
 # ISO 4217 (list one, active codes) -> number of minor-unit digits.
 # Funds codes and precious metals without a minor unit (XAU, XDR, ...) are not currencies a shop sells in.
@@ -45,31 +47,72 @@ def normalise_currency(code: object) -> str:
     return upper
 
 
-_MIN_MINOR, _MAX_MINOR = -(2**63), 2**63 - 1
+_MAX_MINOR = 2**63 - 1
+# A plain decimal: ASCII digits (`\d` would take "٥"), at most one point with digits on both sides,
+# no exponent, spaces, "_" or "+". A minus is read so that the caller can say the amount is negative.
+_PLAIN = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
+
+# What to do with decimals beyond the currency's (0.001 EUR): "refuse" them, take them when they are
+# all "zeros" (exact), or "round" half up. Each vendor adapter says which its fields need, and why.
+ExtraDecimals = Literal["refuse", "zeros", "round"]
 
 
-def to_minor(value: str | int | Decimal, currency: str) -> int:
-    """Exact conversion of a decimal amount ('12.345', 12, Decimal) to minor units, rounding half up.
+def to_minor(value: str | int | Decimal, currency: str, extra: ExtraDecimals = "refuse") -> int:
+    """Minor units of a decimal amount: a string written `-?[0-9]+(\\.[0-9]+)?` ("12.34", "7"), an
+    int of major units, or a Decimal. ValueError saying what is wrong otherwise.
 
-    Floats are refused: their binary value is not the decimal the vendor meant. So is an amount
-    no 64-bit integer of minor units holds: the log keeps 64-bit integers, and one such event would
-    otherwise fail the write of every event appended with it.
+    By default an amount with more decimals than the currency has ("0.001" EUR, "1.5" JPY) is refused:
+    no one paid it, and rounding would make up a figure. Negative amounts come back negative: the
+    caller refuses them with core.limits.amount_problem, in its own field's name. Floats are refused:
+    their binary value is not the decimal the vendor meant. So is an amount no 64-bit integer of
+    minor units holds: the log keeps 64-bit integers.
     """
     if isinstance(value, float) or isinstance(value, bool):
         raise TypeError("amounts must be given as str, int or Decimal, never float")
-    try:
-        dec = Decimal(value)
-    except InvalidOperation:
-        raise ValueError(f"not a decimal amount: {value!r}") from None
-    if not dec.is_finite():
-        raise ValueError(f"not a finite amount: {value!r}")
-    try:
-        minor = int(dec.scaleb(exponent(currency)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-    except ArithmeticError:  # "1e999999": finite, but no integer the context can hold
-        raise ValueError(f"out of range: {value!r}") from None
-    if not _MIN_MINOR <= minor <= _MAX_MINOR:
-        raise ValueError(f"out of range: {value!r}")
+    exp = exponent(currency)
+    if isinstance(value, str):
+        m = _PLAIN.fullmatch(value)
+        if m is None:
+            raise ValueError(f"not a plain decimal amount such as \"12.34\" (ASCII digits and one point): {_show(value)}")
+        sign, whole, frac = m.group(1), m.group(2).lstrip("0") or "0", m.group(3) or ""
+        if len(whole) > 19:  # before int(): a 5,000-digit string is no amount either
+            raise ValueError(f"out of range: {_show(value)}")
+        up = 0
+        if len(frac) > exp:
+            frac, dropped = frac[:exp], frac[exp:]
+            if extra == "round":
+                up = dropped[0] >= "5"  # half up, away from zero for a negative amount
+            elif extra == "refuse" or dropped.strip("0"):
+                raise ValueError(f"{_show(value)} has more decimals than {currency} has ({exp})")
+        minor = int(whole + frac.ljust(exp, "0")) + up
+        minor = -minor if sign else minor
+    elif isinstance(value, int):
+        minor = value * 10**exp
+    else:
+        minor = _decimal_minor(value, currency, extra)
+    if not -_MAX_MINOR <= minor <= _MAX_MINOR:
+        raise ValueError(f"out of range: {_show(value)}")
     return minor
+
+
+def _decimal_minor(value: Decimal, currency: str, extra: ExtraDecimals) -> int:
+    if not value.is_finite():
+        raise ValueError(f"not a finite amount: {value}")
+    if value.adjusted() >= 30:  # 1E+999999 would take the context all its digits
+        raise ValueError(f"out of range: {value}")
+    scaled = value.scaleb(exponent(currency))
+    exact = scaled.to_integral_value()
+    if scaled != exact:
+        if extra != "round":
+            raise ValueError(f"{value} has more decimals than {currency} has ({exponent(currency)})")
+        exact = scaled.quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return int(exact)
+
+
+def _show(value: object) -> str:
+    """repr() for a message, shortened: the sender needs to recognise its value, not get it all back."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def divide_half_up(numerator: int, denominator: int) -> int:

@@ -23,6 +23,7 @@ from starlette.routing import Route
 from core.config import Config, Store
 from ingest import metrics
 from ingest.adapter import Delivery, Outcome
+from ingest.admit import append_admitted
 from ingest.events_api import parse_batch, store_for_key
 from ingest.errors import Rejected, SlowBody, TooLarge, UnknownStore, UnsupportedMediaType
 from ingest.monitor import ConnectionMonitor
@@ -34,6 +35,7 @@ from storepulse.responses import error_response, json_response
 MAX_BODY_BYTES = 1024 * 1024
 BODY_TIMEOUT_SECONDS = 30.0
 PROVIDERS = ("stripe", "woocommerce", "shopify")
+EVENTS_PATH = "/v1/events"
 _ACCEPTED_MEDIA = ("application/json", "application/x-www-form-urlencoded", "")
 
 log = logging.getLogger("storepulse.ingest")
@@ -102,13 +104,15 @@ class Ingest:
         return response
 
     async def append(self, provider: str, outcome: Outcome, received_at: float, list_ids: bool = True) -> Response:
+        """Appends a delivery's events and answers; raises Rejected (for the caller to keep and answer)
+        when an event is outside core.limits or cannot be stored."""
         if not outcome.events:
             metrics.delivered(provider, "ignored")
             metrics.ignored(provider, outcome.topic)
             return json_response({"status": "ignored", "reason": outcome.ignored or "nothing to record"})
         started = time.perf_counter()
         try:
-            appended = await self.log.append(outcome.events)
+            appended = await append_admitted(self.log, outcome.events)
         except LogUnavailable as exc:
             metrics.delivered(provider, "unavailable")
             return error_response(503, f"{exc}; retry later")
@@ -139,10 +143,10 @@ class Ingest:
                 outcome = parse_batch(r.body, store)
             else:
                 outcome = adapter_for(r.provider)(Delivery(r.body, r.headers), store, r.received_at)
+            appended = await append_admitted(self.log, outcome.events) if outcome.events else []
         except Rejected as exc:
             result = f"still rejected ({exc.status}): {exc.message}"
         else:
-            appended = await self.log.append(outcome.events) if outcome.events else []
             self.monitor.appended(outcome.events, appended, self.clock())
             result = f"redriven: {sum(appended)} new, {len(appended) - sum(appended)} duplicate event(s)"
             if outcome.ignored:
@@ -172,9 +176,9 @@ def ingest_routes(ingest: Ingest) -> list[Route]:
                 raise UnsupportedMediaType(f"Content-Type {media!r} is not accepted: send application/json")
             body = await read_body(request, ingest.max_body, ingest.body_timeout)
             outcome = adapter_for(provider)(Delivery(body, headers), store, received_at)
+            return await ingest.append(provider, outcome, received_at)
         except Rejected as exc:
             return await ingest.reject(exc, provider, store_id, store, headers, body, received_at)
-        return await ingest.append(provider, outcome, received_at)
 
     async def events(request: Request) -> Response:
         received_at = ingest.clock()
@@ -190,12 +194,12 @@ def ingest_routes(ingest: Ingest) -> list[Route]:
                 raise UnsupportedMediaType(f"Content-Type {media!r} is not accepted: send application/json")
             body = await read_body(request, ingest.max_body, ingest.body_timeout)
             outcome = parse_batch(body, store)
+            return await ingest.append("events", outcome, received_at, list_ids=len(outcome.events) <= 10)
         except Rejected as exc:
             store_id = store.id if store else "(no valid key)"
             return await ingest.reject(exc, "events", store_id, store, headers, body, received_at)
-        return await ingest.append("events", outcome, received_at, list_ids=len(outcome.events) <= 10)
 
     return [
         Route("/webhooks/{provider}/{store_id}", webhook, methods=["POST"]),
-        Route("/v1/events", events, methods=["POST"]),
+        Route(EVENTS_PATH, events, methods=["POST"]),
     ]

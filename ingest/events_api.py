@@ -22,13 +22,14 @@ import orjson
 from core.clock import ms_from_iso
 from core.config import Config, Store
 from core.events import Event, Item, Kind, Source
+from core.limits import MAX_AMOUNT, MAX_TIME_MS, amount_problem, depth_problem
 from core.money import EXPONENTS, UnknownCurrency, normalise_currency, to_minor
 from ingest.adapter import Outcome
 from ingest.errors import BadPayload, BadSignature
 from ingest.fields import parse_json
 
 MAX_BATCH = 1000
-_MAX_TIME = 95_617_584_000_000  # 5000-01-01T00:00:00Z in ms: later is a unit mistake, not a date
+MAX_PROPERTIES = 8192  # bytes of an event's properties, as JSON
 
 TYPES: dict[str, Kind] = {
     "page_view": Kind.PAGE_VIEWED,
@@ -77,6 +78,10 @@ def _text(d: dict[str, Any], key: str, required: bool = False) -> str | None:
     return v
 
 
+_TIME_FORMS = "give ISO 8601 with an offset or Unix milliseconds"
+_TIME_RANGE = "give an instant after 1970-01-01 and before the year 5000"
+
+
 def _time(d: dict[str, Any]) -> int:
     v = d.get("time")
     if isinstance(v, int) and not isinstance(v, bool):
@@ -86,21 +91,30 @@ def _time(d: dict[str, Any]) -> int:
             ms = ms_from_iso(v)
         except ValueError as exc:
             raise Invalid(f"time {exc}") from None
+    elif v is None:
+        raise Invalid(f"time is missing: {_TIME_FORMS}")
+    elif isinstance(v, float) and v.is_integer():  # orjson reads an integer beyond 64 bits as a float
+        raise Invalid(f"time {v!r} is out of range: {_TIME_RANGE}")
     else:
-        raise Invalid("time is missing: give ISO 8601 with an offset or Unix milliseconds")
-    if not 0 < ms < _MAX_TIME:
-        raise Invalid(f"time {v!r} is out of range: give an instant after 1970-01-01 and before the year 5000")
+        raise Invalid(f"time must be ISO 8601 with an offset or Unix milliseconds (an integer), got {v!r}")
+    if not 0 < ms < MAX_TIME_MS:
+        raise Invalid(f"time {v!r} is out of range: {_TIME_RANGE}")
     return ms
 
 
 def _money(d: dict[str, Any], key: str, currency: str) -> int:
+    """d[key] in minor units: a plain decimal string with at most the currency's decimals ("12.34";
+    "1980" JPY) or an integer of major units, within core.limits' range."""
     v = d.get(key)
     if isinstance(v, bool) or not isinstance(v, str | int):
         raise Invalid(f"{key} must be a decimal string such as \"12.34\" (or an integer), got {v!r}")
     try:
-        return to_minor(v, currency)
-    except (ValueError, TypeError) as exc:
+        minor = to_minor(v, currency)
+    except ValueError as exc:
         raise Invalid(f"{key}: {exc}") from None
+    if (why := amount_problem(minor, key)) is not None:
+        raise Invalid(why)
+    return minor
 
 
 def _items(d: dict[str, Any], currency: str | None) -> tuple[Item, ...]:
@@ -122,13 +136,25 @@ def _items(d: dict[str, Any], currency: str | None) -> tuple[Item, ...]:
             if not isinstance(qty, int) or isinstance(qty, bool) or not 0 < qty < 10**6:
                 raise Invalid(f"qty must be a positive integer, got {qty!r}")
             price = _money(it, "price", currency) if it.get("price") is not None and currency else 0
-            if price < 0:
-                raise Invalid("price must not be negative (a discount belongs in the order's amount)")
+            if qty * price > MAX_AMOUNT:
+                raise Invalid(f"qty x price is over the largest amount storepulse takes ({MAX_AMOUNT} minor units)")
             out.append(Item(product=product or "", qty=qty, unit_price=price, name=_text(it, "name") or "",
                             category=_text(it, "category") or "", brand=_text(it, "brand") or ""))
         except Invalid as exc:
             raise Invalid(f"items[{i}].{exc}") from None
     return tuple(out)
+
+
+def _properties(d: dict[str, Any]) -> dict[str, Any]:
+    props = d.get("properties", {})
+    if not isinstance(props, dict):
+        raise Invalid(f"properties must be an object of at most {MAX_PROPERTIES // 1024} KiB")
+    # Depth first: orjson cannot even write an object nested 254 levels deep to measure it.
+    if (why := depth_problem(props, "properties")) is not None:
+        raise Invalid(why)
+    if len(orjson.dumps(props)) > MAX_PROPERTIES:
+        raise Invalid(f"properties must be an object of at most {MAX_PROPERTIES // 1024} KiB")
+    return props
 
 
 def _checked_event(d: Any, store: Store) -> Event:
@@ -150,8 +176,6 @@ def _checked_event(d: Any, store: Store) -> Event:
         if currency is None:
             raise Invalid("currency is missing (ISO 4217, e.g. \"EUR\")")
         amount = _money(d, "amount", currency)
-        if amount < 0:
-            raise Invalid("amount must not be negative")
     visitor, customer = _text(d, "visitor"), _text(d, "customer")
     if visitor is None and customer is None:
         raise Invalid("give visitor (anonymous id) or customer, or both")
@@ -164,9 +188,7 @@ def _checked_event(d: Any, store: Store) -> Event:
     order = _text(d, "order")
     if kind in (Kind.ORDER_PAID, Kind.ORDER_REFUNDED) and order is None:
         raise Invalid("order is missing")
-    props = d.get("properties", {})
-    if not isinstance(props, dict) or len(orjson.dumps(props)) > 8192:
-        raise Invalid("properties must be an object of at most 8 KiB")
+    props = _properties(d)
     name = {"email_open": "open", "email_click": "click"}.get(etype) or _text(d, "name") or _text(d, "url") or ""
     return Event(
         id=f"events:{store.id}:{client_id}", kind=kind, org=store.org, store=store.id, time=_time(d),
@@ -221,23 +243,27 @@ def _fast_text(v: Any) -> Any:
 
 
 def _fast_amount(v: Any, currency: str) -> Any:
-    """to_minor(v, currency) for a str or int, or _GIVE_UP. Plain amounts ("12.5", "7", 12) with no
-    more decimals than the currency has are exact in integers; Decimal does the rest."""
+    """_money(v, currency) for a str or int, or _GIVE_UP. Plain amounts ("12.5", "7", 12) with no
+    more decimals than the currency has are exact in integers; to_minor reads the rest."""
     digits = EXPONENTS[currency]
     if v.__class__ is str:
         whole, dot, frac = v.partition(".")
         if (0 < len(whole) <= 15 and whole.isascii() and whole.isdigit() and len(frac) <= digits
                 and (not dot or (frac.isascii() and frac.isdigit()))):
-            return int(whole + frac) * 10 ** (digits - len(frac))
+            minor = int(whole + frac) * 10 ** (digits - len(frac))
+            return minor if minor <= MAX_AMOUNT else _GIVE_UP
     elif v.__class__ is int:
-        if -10**15 < v < 10**15:
-            return v * 10**digits
+        if 0 <= v <= MAX_AMOUNT:
+            minor = v * 10**digits
+            return minor if minor <= MAX_AMOUNT else _GIVE_UP
+        return _GIVE_UP
     else:
         return _GIVE_UP
     try:
-        return to_minor(v, currency)
+        minor = to_minor(v, currency)
     except Exception:  # whatever it is, the checked reader words it
         return _GIVE_UP
+    return minor if 0 <= minor <= MAX_AMOUNT else _GIVE_UP
 
 
 def _fast_item(product: Any, qty: Any, price: Any, name: Any, category: Any, brand: Any,
@@ -248,7 +274,7 @@ def _fast_item(product: Any, qty: Any, price: Any, name: Any, category: Any, bra
         return None
     if price is None or not currency:
         price = 0
-    elif (price := _fast_amount(price, currency)) is _GIVE_UP or price < 0:
+    elif (price := _fast_amount(price, currency)) is _GIVE_UP or qty * price > MAX_AMOUNT:
         return None
     if name is None:
         name = ""
@@ -304,7 +330,7 @@ def _fast_event(d: dict[str, Any], id_prefix: str, template: dict[str, Any]) -> 
             return None
     elif time.__class__ is not int:
         return None
-    if not 0 < time < _MAX_TIME:
+    if not 0 < time < MAX_TIME_MS:
         return None
     f = template.copy()
     f["id"], f["kind"], f["time"], f["raw_id"] = id_prefix + client_id, kind, time, client_id
@@ -341,7 +367,8 @@ def _fast_event(d: dict[str, Any], id_prefix: str, template: dict[str, Any]) -> 
     props = get("properties", _GIVE_UP)
     if props is _GIVE_UP:
         f["attrs"] = {}
-    elif props.__class__ is not dict or (props and len(orjson.dumps(props)) > 8192):
+    elif props.__class__ is not dict or (props and (depth_problem(props) is not None
+                                                    or len(orjson.dumps(props)) > MAX_PROPERTIES)):
         return None
     else:
         f["attrs"] = props
@@ -353,7 +380,7 @@ def _fast_event(d: dict[str, Any], id_prefix: str, template: dict[str, Any]) -> 
                 return None
             f["currency"] = currency
         if kind is _PAID or kind is _REFUNDED or get("amount") is not None:
-            if currency is None or (amount := _fast_amount(get("amount"), currency)) is _GIVE_UP or amount < 0:
+            if currency is None or (amount := _fast_amount(get("amount"), currency)) is _GIVE_UP:
                 return None
             f["amount"] = amount
         campaign = get("campaign")

@@ -23,7 +23,9 @@ online-retail (UCI Online Retail, a UK gift shop, GBP, shop time Europe/London):
   round-half-up(-Quantity x UnitPrice x 100) over its lines with Quantity < 0 and UnitPrice > 0,
   items = those lines with the returned quantity (positive);
 - invoices 'A...' (bad-debt adjustments) and anything else are skipped;
-- CustomerID '17850.0' is customer '17850'; an empty one is a guest (customer None).
+- CustomerID '17850.0' is customer '17850'; an empty one is a guest (customer None);
+- a line beyond core.limits (Quantity over 1,000,000, a UnitPrice or Quantity x UnitPrice over the
+  largest amount) is skipped like a malformed one.
 
 rees46 (REES46 multi-category store behaviour log, USD, times in UTC):
 - `view` -> PRODUCT_VIEWED, `cart` -> CART_ITEM_ADDED (cart = user_session, amount = the item's
@@ -33,7 +35,10 @@ rees46 (REES46 multi-category store behaviour log, USD, times in UTC):
 - the `purchase` rows of one user_session are one ORDER_PAID (`order` = `cart` = user_session) at
   the time of its first purchase row; amount = the sum of their prices, items = the products
   bought (the same product bought twice at one price is one item of qty 2). An exact duplicate
-  purchase line is counted once.
+  purchase line is counted once. A price over the largest amount (core.limits) skips its row.
+
+Whatever a mapper made, the driver appends only the events within core.limits' ranges
+(ingest/admit.py); the others are counted in `Summary.refused` and reported, never appended.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from core.events import Event, Item, Kind
+from core.limits import MAX_AMOUNT, MAX_QTY
+from ingest.admit import admitted
 from state.log import EventLog
 
 DATASETS = ("online-retail", "rees46")
@@ -237,9 +244,16 @@ class OnlineRetail(_RowMapper):
                 return "order line with Quantity <= 0"
             if unit <= 0:
                 return "order line with UnitPrice <= 0"
+        if qty > MAX_QTY:
+            return "Quantity out of range"
         # round-half-up(Quantity x UnitPrice x 100): an integer product when the price has at most
         # two decimals (exact either way), Decimal arithmetic for the few prices with more.
-        inv.amount += qty * pence if pence is not None else _half_up(qty * unit * _HUNDRED)
+        line = qty * pence if pence is not None else _half_up(qty * unit * _HUNDRED)
+        if unit_minor > MAX_AMOUNT:
+            return "UnitPrice out of range"
+        if line > MAX_AMOUNT:
+            return "Quantity x UnitPrice out of range"
+        inv.amount += line
         inv.items.append(Item(row[i_code], qty, unit_minor, row[i_desc].strip()))  # positional: 2x faster
         return None
 
@@ -345,6 +359,8 @@ class Rees46(_RowMapper):
         price = self._price(row[i_price])
         if price is None:
             return "malformed price"
+        if price > MAX_AMOUNT:
+            return "price out of range"
         product, user, session = row[i_product], row[i_user], row[i_session]
         if not product:
             return "missing product_id"
@@ -456,6 +472,8 @@ class Summary:
     skipped: Counter[str] = field(default_factory=Counter)
     empty_invoices: int = 0
     by_kind: Counter[str] = field(default_factory=Counter)
+    refused: int = 0  # events outside core.limits: not appended
+    refused_examples: list[str] = field(default_factory=list)  # the first few, "<event id>: why"
     read_seconds: float = 0.0
     append_seconds: float = 0.0
 
@@ -515,7 +533,9 @@ async def append_events(
 ) -> None:
     """Appends in batches, `speed` events per second at most (None: as fast as the log takes them).
 
-    Counts into `summary` as it goes, so an interrupted replay still says how far it got.
+    An event outside core.limits' ranges (an invoice whose lines add up to more than the largest
+    amount) is not appended: it is counted in `summary.refused`, and the replay goes on. Counts into
+    `summary` as it goes, so an interrupted replay still says how far it got.
     """
     if speed is not None:
         if speed <= 0:
@@ -530,7 +550,10 @@ async def append_events(
             delay = start + i / speed - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-        results = await log.append(events[i : i + batch])
+        kept, refused = admitted(events[i : i + batch])
+        summary.refused += len(refused)
+        summary.refused_examples += refused[: max(0, 5 - len(summary.refused_examples))]
+        results = await log.append(kept) if kept else []
         new = sum(results)
         summary.appended += new
         summary.duplicates += len(results) - new

@@ -51,6 +51,7 @@ from typing import Any
 
 from core.config import Store
 from core.events import Event, Item, Kind
+from core.limits import amount_problem
 from core.money import UnknownCurrency, normalise_currency, to_minor
 from ingest.adapter import Delivery, Outcome
 from ingest.errors import BadPayload, BadSignature, Rejected
@@ -229,7 +230,12 @@ def _valid_currency(value: Any) -> str | None:
 
 
 def _minor(value: Any, currency: str, where: str) -> int:
-    """A decimal amount (Shopify sends strings) in minor units, exactly."""
+    """A decimal amount (Shopify sends strings) in minor units, exactly, within core.limits' range.
+
+    Shopify writes amounts in the currency's own precision ("23600" JPY, "414.95" USD), sometimes
+    shorter ("0.0"); extra decimals are taken only when they are zeros, so nothing is rounded: a
+    non-zero one means the amount is not in the currency it names.
+    """
     if isinstance(value, float):
         # A JSON number with a fraction (refund_line_items[].subtotal is one): orjson made it a
         # float; its shortest repr is the text Shopify wrote. Only reached when no string field exists.
@@ -237,9 +243,12 @@ def _minor(value: Any, currency: str, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
         raise BadPayload(f"{where} must be a decimal amount such as \"12.34\", got {_show(value)}")
     try:
-        return to_minor(value.strip() if isinstance(value, str) else value, currency)
-    except (ValueError, ArithmeticError):
-        raise BadPayload(f"{where} is not a decimal amount: {_show(value)}") from None
+        minor = to_minor(value, currency, "zeros")
+    except (ValueError, ArithmeticError) as exc:
+        raise BadPayload(f"{where} is not a decimal amount of {currency}: {exc}") from None
+    if (why := amount_problem(minor, where)) is not None:
+        raise BadPayload(why)
+    return minor
 
 
 @dataclass(frozen=True, slots=True)
@@ -571,7 +580,8 @@ def _customer(payload: dict[str, Any], ctx: _Context) -> list[Event] | str:
         last_name=_text(payload.get("last_name")), phone=_text(payload.get("phone")), state=_text(payload.get("state")),
         created_at=_time(payload["created_at"], f"{where}.created_at") if payload.get("created_at") else None,
         tags=[t.strip() for t in _text(payload.get("tags")).split(",") if t.strip()] or None,
-        country=_text(address.get("country_code")), verified_email=payload.get("verified_email"),
+        country=_text(address.get("country_code")),
+        verified_email=payload.get("verified_email") if isinstance(payload.get("verified_email"), bool) else None,
         accepts_marketing=marketing if isinstance(marketing, bool) else None,
         orders_count=_count(payload["orders_count"], f"{where}.orders_count") if payload.get("orders_count") is not None
         else None,

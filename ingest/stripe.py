@@ -14,6 +14,7 @@ from typing import Any
 
 from core.config import Store
 from core.events import Event, Item, Kind
+from core.limits import MAX_TIME_MS, amount_problem
 from core.money import UnknownCurrency, divide_half_up, exponent, normalise_currency
 from ingest.adapter import Delivery, Outcome
 from ingest.errors import BadPayload, BadSignature
@@ -86,6 +87,8 @@ def normalise(payload: Any, store: Store) -> list[Event]:
         raise BadPayload("not a Stripe event: 'id' and 'type' must be strings")
     if not isinstance(created, int) or isinstance(created, bool):
         raise BadPayload("event.created must be an integer (Unix seconds)")
+    if not 0 <= created * 1000 < MAX_TIME_MS:
+        raise BadPayload(f"event.created must be Unix seconds from 1970 to before the year 5000, got {created}")
     data = payload.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict):
@@ -98,12 +101,21 @@ def normalise(payload: Any, store: Store) -> list[Event]:
 
 # --- field access with messages that say what is wrong --------------------------------------------
 
-def _amount(obj: Obj, moved: str, where: str) -> int:
-    """What moved (`amount_received`, `amount_captured`) when it is a positive integer, else `amount`."""
+def _minor(amount: int, currency: str, what: str) -> int:
+    """A Stripe amount in ISO minor units, or BadPayload naming `what` when it is outside core.limits'
+    range: never negative (a refund is charge.refunded, never a negative payment), never over MAX_AMOUNT."""
+    minor = to_iso_minor(amount, currency)
+    if (why := amount_problem(minor, what)) is not None:
+        raise BadPayload(why)
+    return minor
+
+
+def _amount(obj: Obj, moved: str, where: str, currency: str) -> int:
+    """What moved (`amount_received`, `amount_captured`) when it is a positive integer, else `amount`,
+    in ISO minor units."""
     value = obj.get(moved)
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return integer(obj, moved, where)
-    return integer(obj, "amount", where)
+    key = moved if isinstance(value, int) and not isinstance(value, bool) and value > 0 else "amount"
+    return _minor(integer(obj, key, where), currency, f"{where}.{key}")
 
 
 def _str(obj: Obj, key: str, where: str) -> str:
@@ -139,8 +151,9 @@ def _base(obj: Obj, store: Store, time_ms: int, event_id: str) -> dict[str, Any]
 
 
 def _paid(store: Store, base: dict[str, Any], order: str, amount: int, currency: str, **extra: Any) -> list[Event]:
+    """ORDER_PAID of `amount` ISO minor units."""
     fields = {**base, "id": f"stripe:{store.id}:paid:{order}", **extra}
-    return [Event(kind=Kind.ORDER_PAID, amount=to_iso_minor(amount, currency), currency=currency, order=order, **fields)]
+    return [Event(kind=Kind.ORDER_PAID, amount=amount, currency=currency, order=order, **fields)]
 
 
 # --- objects -> events (webhooks and backfill) -----------------------------------------------------
@@ -154,22 +167,24 @@ def paid_from_checkout_session(obj: Obj, store: Store, time_ms: int, event_id: s
     items: tuple[Item, ...] = ()
     if obj.get("amount_total") is not None:
         currency = _currency(obj, where)
-        amount = integer(obj, "amount_total", where)
+        amount = _minor(integer(obj, "amount_total", where), currency, f"{where}.amount_total")
     else:
         # API versions before 2020: no totals, only display_items.
         lines = obj.get("display_items")
         if not isinstance(lines, list) or not lines or not all(isinstance(x, dict) for x in lines):
             raise BadPayload(f"{where} has neither amount_total nor display_items")
         currency = _currency(lines[0], f"{where}.display_items[0]")
-        amount, parsed = 0, []
+        total, parsed = 0, []
         for i, line in enumerate(lines):
             lw = f"{where}.display_items[{i}]"
             qty, unit = integer(line, "quantity", lw), integer(line, "amount", lw)
-            amount += qty * unit
+            total += qty * unit
             custom = line.get("custom") or line.get("price") or {}
             name = custom.get("name", "") if isinstance(custom, dict) else ""
             name = name if isinstance(name, str) else ""
-            parsed.append(Item(product=name or f"line-{i}", qty=qty, unit_price=to_iso_minor(unit, currency), name=name))
+            parsed.append(Item(product=name or f"line-{i}", qty=qty, unit_price=_minor(unit, currency, f"{lw}.amount"),
+                               name=name))
+        amount = _minor(total, currency, f"{where}.display_items (quantity x amount, summed)")
         items = tuple(parsed)
     order = _id(obj.get("payment_intent")) or _str(obj, "id", where)
     base = _base(obj, store, time_ms, event_id)
@@ -184,7 +199,7 @@ def paid_from_payment_intent(obj: Obj, store: Store, time_ms: int, event_id: str
     if obj.get("status") not in (None, "succeeded"):
         return []
     currency = _currency(obj, where)
-    amount = _amount(obj, "amount_received", where)
+    amount = _amount(obj, "amount_received", where, currency)
     return _paid(store, _base(obj, store, time_ms, event_id), _str(obj, "id", where), amount, currency)
 
 
@@ -193,7 +208,7 @@ def paid_from_charge(obj: Obj, store: Store, time_ms: int, event_id: str = "") -
     if obj.get("paid") is False or obj.get("captured") is False or obj.get("status") not in (None, "succeeded"):
         return []  # authorised only, or failed: not (yet) money
     currency = _currency(obj, where)
-    amount = _amount(obj, "amount_captured", where)
+    amount = _amount(obj, "amount_captured", where, currency)
     order = _id(obj.get("payment_intent")) or _str(obj, "id", where)
     return _paid(store, _base(obj, store, time_ms, event_id), order, amount, currency)
 
@@ -203,7 +218,7 @@ def paid_from_invoice(obj: Obj, store: Store, time_ms: int, event_id: str = "") 
     if obj.get("status") not in (None, "paid") or obj.get("paid") is False:
         return []
     currency = _currency(obj, where)
-    amount = integer(obj, "amount_paid", where)
+    amount = _minor(integer(obj, "amount_paid", where), currency, f"{where}.amount_paid")
     if amount == 0:
         return []  # a free or fully credited invoice is no order
     order = _invoice_payment_intent(obj) or _str(obj, "id", where)
@@ -236,14 +251,14 @@ def refund_from_charge(obj: Obj, store: Store, time_ms: int, event_id: str = "")
     currency = _currency(obj, where)
     charge = _str(obj, "id", where)
     refunded = integer(obj, "amount_refunded", where)
-    if refunded <= 0:
+    if refunded == 0:
         return []
     order = _id(obj.get("payment_intent")) or charge
     # amount_refunded is the charge's running total, in every API version: the refund is named after
     # the charge, so a later, larger total replaces the earlier one rather than adding to it.
     base = {**_base(obj, store, time_ms, event_id), "id": f"stripe:{store.id}:refunded:{charge}:{refunded}"}
-    return [Event(kind=Kind.ORDER_REFUNDED, amount=to_iso_minor(refunded, currency), currency=currency, order=order,
-                  refund=f"charge:{charge}", **base)]
+    return [Event(kind=Kind.ORDER_REFUNDED, amount=_minor(refunded, currency, f"{where}.amount_refunded"),
+                  currency=currency, order=order, refund=f"charge:{charge}", **base)]
 
 
 def expired_checkout(obj: Obj, store: Store, time_ms: int, event_id: str = "") -> list[Event]:
@@ -253,7 +268,7 @@ def expired_checkout(obj: Obj, store: Store, time_ms: int, event_id: str = "") -
     fields = {**_base(obj, store, time_ms, event_id), "id": f"stripe:{store.id}:checkout:{cs}:expired"}
     if isinstance(amount, int) and not isinstance(amount, bool) and currency is not None:
         cur = _currency(obj, where)
-        fields.update(amount=to_iso_minor(integer(obj, "amount_total", where), cur), currency=cur)
+        fields.update(amount=_minor(integer(obj, "amount_total", where), cur, f"{where}.amount_total"), currency=cur)
     return [Event(kind=Kind.CHECKOUT_EXPIRED, cart=cs, **fields)]
 
 

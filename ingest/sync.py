@@ -5,9 +5,11 @@ page at a cursor (its only I/O) and turns it into canonical events with the same
 normalisers as the webhooks, so a fact seen both ways gets one id and the log keeps one event.
 
 `run_sync` takes the resources in order and, for every page: appends its events, THEN saves the
-checkpoint (`save_sync`). A crash loses at most the page in flight, which the next run fetches
-again; appending it twice is harmless because the log drops duplicate ids (within 30 days of the
-first append; a copy appended later changes no figure: docs/operations.md, "Duplicates").
+checkpoint (`save_sync`). An object that cannot be normalised, or whose event is outside
+core.limits' ranges, is skipped and counted (`skipped`, `last_skip`); the sync goes on. A crash
+loses at most the page in flight, which the next run fetches again; appending it twice is harmless
+because the log drops duplicate ids (within 30 days of the first append; a copy appended later
+changes no figure: docs/operations.md, "Duplicates").
 
 The checkpoint is the sync state the read API shows under `connections[].sync`:
 
@@ -41,6 +43,7 @@ from zoneinfo import ZoneInfo
 
 from core.config import Store
 from core.events import Event
+from ingest.admit import admitted
 from state.connections import ConnectionStats
 from state.log import EventLog, LogUnavailable
 
@@ -59,7 +62,7 @@ class Page:
     events: list[Event]
     next_cursor: Cursor  # where the next page starts; None when this was the last page
     total: int | None = None  # objects in the whole resource, when the API says (for progress)
-    skipped: tuple[str, ...] = ()  # objects that could not be normalised, with why
+    skipped: tuple[str, ...] = ()  # objects that could not be normalised (or events out of range), with why
 
 
 class Resource(Protocol):
@@ -342,7 +345,9 @@ async def run_sync(
             state = {**state, "resource": res.name, "cursor": cursor}
             while True:
                 page = await _fetch(res, cursor, policy, sleep, progress)
-                page = replace(page, events=dedupe_ids(page.events))
+                # Out of core.limits' ranges: skipped and counted like an object that cannot be read.
+                events, refused = admitted(dedupe_ids(page.events))
+                page = replace(page, events=events, skipped=(*page.skipped, *(f"out of range: {r}" for r in refused)))
                 appended = sum(await log.append(page.events)) if page.events else 0
                 state = after_page(state, res.name, page, appended, clock())
                 stats.save_sync(store.id, state)

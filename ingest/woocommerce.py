@@ -34,6 +34,7 @@ from typing import Any
 
 from core.config import Store
 from core.events import Event, Item, Kind
+from core.limits import amount_problem
 from core.money import UnknownCurrency, divide_half_up, normalise_currency, to_minor
 from ingest.adapter import Delivery, Outcome
 from ingest.errors import BadPayload, BadSignature
@@ -46,7 +47,8 @@ CANCELLED_STATUSES = frozenset({"cancelled", "failed", "trash"})
 DRAFT_STATUSES = frozenset({"checkout-draft", "draft", "auto-draft"})
 
 _PING = re.compile(rb"webhook_id=(\d{1,20})")
-_AMOUNT = re.compile(r"-?\d{1,15}(?:\.\d{0,12})?")  # wc_format_decimal output; bounded so Decimal stays exact
+# wc_format_decimal's output, in ASCII digits (`\d` would take "٥"); bounded so 64 bits hold it.
+_AMOUNT = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]{1,12})?")
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -196,24 +198,39 @@ def _currency(obj: Mapping[str, Any], where: str) -> str:
         raise BadPayload(f"{where}.currency: {exc}") from None
 
 
-def _money(value: Any, currency: str, where: str) -> int:
-    """Minor units of a WooCommerce amount: a decimal string ("-10.00"), or sometimes a JSON number."""
+def _money(value: Any, currency: str, where: str, listed_refund: bool = False) -> int:
+    """Minor units of a WooCommerce amount, a decimal string ("12.50") or sometimes a JSON number,
+    within core.limits' range. An order lists its refunds negative ("-10.00"): `listed_refund` takes
+    their size. Any other negative amount is refused: a refund is a refund event, never a negative order.
+
+    Decimals beyond the currency's are rounded half up, deliberately: WooCommerce writes every amount
+    with the shop's own "Number of decimals" setting (wc_get_price_decimals, the REST API's `dp`),
+    which a shop may set above ISO 4217's (4 for EUR, to price below a cent). Refusing them would
+    refuse every delivery of such a shop, and WooCommerce disables a webhook that keeps failing.
+    """
+    amount: str | int | Decimal
     if isinstance(value, str):
         if not _AMOUNT.fullmatch(value):
             raise BadPayload(f"{where} must be a decimal amount such as \"12.50\", got {value!r}")
-        return to_minor(value, currency)
-    if isinstance(value, int) and not isinstance(value, bool):
+        amount = value
+    elif isinstance(value, int) and not isinstance(value, bool):
         if abs(value) >= 10**15:
             raise BadPayload(f"{where} is out of range: {value!r}")
-        return to_minor(value, currency)
-    if isinstance(value, float):
+        amount = value
+    elif isinstance(value, float):
         # Last resort: the REST API sends some amounts as JSON numbers and orjson hands us a float;
         # repr() is the shortest text that reads back as the same float, which is what PHP encoded.
-        dec = Decimal(repr(value))
-        if not dec.is_finite() or abs(dec) >= 10**15:
+        amount = Decimal(repr(value))
+        if not amount.is_finite() or abs(amount) >= 10**15:
             raise BadPayload(f"{where} is out of range: {value!r}")
-        return to_minor(dec, currency)
-    raise BadPayload(f"{where} must be a decimal amount such as \"12.50\", got {value!r}")
+    else:
+        raise BadPayload(f"{where} must be a decimal amount such as \"12.50\", got {value!r}")
+    minor = to_minor(amount, currency, "round")
+    if listed_refund:
+        minor = abs(minor)
+    if (why := amount_problem(minor, where)) is not None:
+        raise BadPayload(why)
+    return minor
 
 
 def _time(value: Any, where: str) -> int:
@@ -354,7 +371,7 @@ def _refunds(payload: Mapping[str, Any], currency: str, time: int, ctx: _Context
             raise BadPayload(f"{where} must be an object, got {refund!r}")
         refund_id = _id(refund, "id", where)
         # Listed as negative totals ("-10.00"); the canonical refund amount is positive.
-        amount = abs(_money(required(refund, "total", where), currency, f"{where}.total"))
+        amount = _money(required(refund, "total", where), currency, f"{where}.total", listed_refund=True)
         # The property table calls it `reason`; the docs example (and some versions) say `refund`.
         reason = refund.get("reason", refund.get("refund"))
         events.append(Event(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import uvloop
 
-from core.config import Config, ConfigError
+from core.config import Config, ConfigError, Store
 from storepulse.gc_policy import SERVERS, settle
 from core.rates import Rates
 from state.rejected import KEEP_BYTES, STORE_BYTES, TOTAL_BYTES, RejectedLimits
@@ -328,8 +328,16 @@ def _announce(args: argparse.Namespace, path: Path, config: Config, demo: tuple[
         login = f"/#token={demo[0]}" if demo else f"/ (sign in with orgs.{org.id}.token of {path})"
         print(f"  org {org.id}: dashboard {base}{login}", flush=True)
         for store in org.stores.values():
-            secret = f"  secret {demo[1][store.id]}" if demo else ""
-            if store.provider == "events":
-                print(f"    store {store.id} (events): POST {base}/v1/events with its API key as bearer token{secret}", flush=True)
-            else:
-                print(f"    store {store.id} ({store.provider}): POST {base}/webhooks/{store.provider}/{store.id}{secret}", flush=True)
+            print(f"    {store_line(base, store, demo[1][store.id] if demo else None)}", flush=True)
+
+
+def store_line(base: str, store: Store, secret: str | None = None) -> str:
+    """Where a store sends us its events: its vendor's webhook URL, or the events API with its key.
+    `secret` only for the demo: a real configuration's secrets are never printed."""
+    from ingest.app import EVENTS_PATH
+
+    if store.provider == "events":
+        key = secret or "<its secret>"
+        return f"store {store.id} (events API): POST {base}{EVENTS_PATH}  Authorization: Bearer {key}"
+    shown = f"  secret {secret}" if secret else ""
+    return f"store {store.id} ({store.provider}): POST {base}/webhooks/{store.provider}/{store.id}{shown}"

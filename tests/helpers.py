@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import itertools
+import threading
 import json
 import os
 import shutil
@@ -21,9 +23,16 @@ import httpx
 import orjson
 from websockets.sync.client import ClientConnection, connect
 
-from core.events import Event, Kind
+from core.config import parse_config
+from core.events import Event, Kind, event_from_json
 from core.figures import Record
+from ingest.app import Ingest, ingest_routes
+from ingest.monitor import ConnectionMonitor
+from state.sqlite_connections import SqliteConnectionStats
+from state.sqlite_log import SqliteEventLog, SqliteLogReader
+from state.sqlite_rejected import SqliteRejectedStore
 from storepulse import STOREPULSE
+from storepulse.servers import build_app, http_server
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -201,7 +210,10 @@ class Storepulse:
         return httpx.get(f"{self.base}{path}", params=params, headers={"Authorization": f"Bearer {TOKENS[org]}"}, timeout=10)
 
     def post_events(self, events: object, key: str | None = None) -> httpx.Response:
-        return httpx.post(f"{self.base}/v1/events", content=orjson.dumps(events), timeout=30,
+        """POST /v1/events of `events`, or of the body itself when given bytes (orjson writes no
+        integer beyond 64 bits and nothing nested 255 levels deep: json.dumps those)."""
+        body = events if isinstance(events, bytes) else orjson.dumps(events)
+        return httpx.post(f"{self.base}/v1/events", content=body, timeout=30,
                           headers={"Authorization": f"Bearer {key or SECRETS['acme-site']}", "Content-Type": "application/json"})
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -222,6 +234,51 @@ class Storepulse:
         with connect(f"ws://127.0.0.1:{self.ws_port}/v1/live", open_timeout=10) as conn:
             conn.send(orjson.dumps({"type": "auth", "token": token}).decode())
             yield conn
+
+
+class IngestServer:
+    """The real ingest app of `config` (TOML) on a real uvicorn in a thread, with a clock the test
+    controls, a real SQLite log and rejected store under `tmp`."""
+
+    def __init__(self, tmp: Path, config: str, now: float) -> None:
+        self.now = now
+        self.log_path = tmp / "log.sqlite3"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.log = SqliteEventLog(self.log_path)
+        self.rejected = SqliteRejectedStore(tmp / "rejected.sqlite3")
+        self.ingest = Ingest(parse_config(config, {}), self.log, self.rejected,
+                             ConnectionMonitor(SqliteConnectionStats(tmp / "connections.sqlite3")), clock=lambda: self.now)
+        self.server = http_server(build_app(ingest_routes(self.ingest)), "127.0.0.1", self.port)
+        self.server.config.loop = "asyncio"
+        self._serving = asyncio.run_coroutine_threadsafe(self.server.serve(), self._loop)
+        wait_for(lambda: self.server.started, 10, "in-process ingest server")
+        self.client = httpx.Client(base_url=self.url, timeout=10)
+
+    def deliver(self, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        return self.client.post(path, content=body, headers=headers)
+
+    def run(self, coro: Any) -> Any:
+        """Runs a coroutine on the server's loop (e.g. ingest.redrive) and returns its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    def logged(self) -> list[Event]:
+        reader = SqliteLogReader(self.log_path)
+        try:
+            return [event_from_json(b) for p in range(reader.partitions) for _, b in reader.read(p, None, 100_000)]
+        finally:
+            reader.close()
+
+    def close(self) -> None:
+        self.client.close()
+        self.server.should_exit = True
+        self._serving.result(10)
+        self.run(self.log.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
 
 
 def stripe_signature(body: bytes, secret: str, timestamp: int | None = None) -> str:

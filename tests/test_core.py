@@ -27,11 +27,41 @@ def test_iso_exponents() -> None:
 
 @pytest.mark.parametrize(
     ("value", "currency", "minor"),
-    [("12.34", "EUR", 1234), ("0.005", "EUR", 1), ("-0.005", "EUR", -1), ("1.2345", "KWD", 1235),
-     ("1980", "JPY", 1980), ("19.5", "JPY", 20), (Decimal("0.1"), "USD", 10), (7, "GBP", 700)],
+    [("12.34", "EUR", 1234), ("0.01", "EUR", 1), ("007.50", "EUR", 750), ("1.234", "KWD", 1234), ("1980", "JPY", 1980),
+     ("-5000.00", "EUR", -500000), (Decimal("0.1"), "USD", 10), (7, "GBP", 700), (-7, "GBP", -700)],
 )
-def test_to_minor_is_exact_half_up(value: object, currency: str, minor: int) -> None:
-    assert to_minor(value, currency) == minor
+def test_to_minor_is_exact(value: object, currency: str, minor: int) -> None:
+    assert to_minor(value, currency) == minor  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["0.001", "0.005", "1_000", "\u0665", "1e2", " 1", "1 ", "+1", "NaN", "Infinity", "1.",
+                                   ".5", "1,5", "0x10", "", "-", "1.2.3", "\uff11", "1\n"])
+def test_to_minor_refuses_what_is_not_a_plain_amount_of_the_currency(value: str) -> None:
+    with pytest.raises(ValueError, match="not a plain decimal amount|has more decimals than EUR has"):
+        to_minor(value, "EUR")
+
+
+@pytest.mark.parametrize(("value", "currency"), [("1.5", "JPY"), ("1.0", "JPY"), ("12.3456", "KWD"), (Decimal("0.005"), "EUR")])
+def test_more_decimals_than_the_currency_has_are_refused_by_default(value: object, currency: str) -> None:
+    with pytest.raises(ValueError, match=f"has more decimals than {currency} has"):
+        to_minor(value, currency)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "currency", "extra", "minor"),
+    [("10.000", "EUR", "zeros", 1000), ("1980.00", "JPY", "zeros", 1980), ("0.005", "EUR", "round", 1),
+     ("-0.005", "EUR", "round", -1), ("1.2345", "KWD", "round", 1235), ("19.5", "JPY", "round", 20),
+     ("0.0049", "EUR", "round", 0), (Decimal("0.125"), "EUR", "round", 13), (Decimal("1E-40"), "EUR", "round", 0)],
+)
+def test_extra_decimals_where_an_adapter_asks(value: object, currency: str, extra: str, minor: int) -> None:
+    assert to_minor(value, currency, extra) == minor  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="has more decimals"):
+        to_minor(value, currency)  # type: ignore[arg-type]
+
+
+def test_extra_decimals_that_are_not_zeros_are_refused_under_zeros() -> None:
+    with pytest.raises(ValueError, match="'10.001' has more decimals than EUR has"):
+        to_minor("10.001", "EUR", "zeros")
 
 
 def test_to_minor_refuses_floats() -> None:
@@ -237,7 +267,8 @@ def test_the_dashboard_is_compute_figures_for_every_period_and_store(buckets: li
     assert got == {"total": want(None), "stores": {s: want(s) for s in ["a", "b", "quiet"]}}
 
 
-@pytest.mark.parametrize("value", ["99999999999999999999", "-99999999999999999999", "1e999999", 2**63])
+@pytest.mark.parametrize("value", ["99999999999999999999", "-99999999999999999999", Decimal("1e999999"), 2**63,
+                                   "0" * 5000 + "1" * 20])
 def test_an_amount_no_64_bit_integer_of_minor_units_holds_is_refused(value: str | int) -> None:
     with pytest.raises(ValueError, match="out of range"):
         to_minor(value, "USD")

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import ORGS_TOML, SECRETS, Storepulse, payment_intent_succeeded, stripe_signature, wait_api
+from tests.helpers import (ORGS_TOML, SECRETS, Storepulse, payment_intent_succeeded, stripe_signature, wait_api,
+                           wait_for)
 
 
 def uid() -> str:
@@ -25,7 +26,7 @@ def test_events_api_batch_is_recorded_once(storepulse: Storepulse) -> None:
     batch = [{"type": "page_view", "id": f"pv-{uid()}", "time": now - i, "visitor": "v1", "url": "/"} for i in range(999)]
     batch.append({"type": "order_paid", "id": f"op-{uid()}", "time": "2026-11-22T10:00:00+01:00", "customer": "c9",
                   "order": f"o-{uid()}", "amount": "19.99", "currency": "EUR",
-                  "items": [{"product": "sku-1", "qty": 2, "price": "9.995"}]})
+                  "items": [{"product": "sku-1", "qty": 2, "price": "9.99"}]})
     start = storepulse.figures("acme", "all", store="acme-site").json()
     r = storepulse.post_events({"events": batch})
     assert r.status_code == 200, r.text
@@ -50,6 +51,20 @@ def test_events_api_refuses_bad_batches_whole(storepulse: Storepulse) -> None:
     assert "API key" in storepulse.post_events([good], key="wrong-key").json()["error"]
     money = storepulse.post_events([{**good, "type": "order_paid", "order": "o", "amount": 19.99, "currency": "EUR"}])
     assert money.status_code == 400 and "decimal string" in money.json()["error"]
+
+
+def test_the_start_up_banner_gives_each_store_the_address_that_takes_its_events(storepulse: Storepulse) -> None:
+    """An events store's address is the events API with its key as Bearer (/webhooks/events/... is a 404);
+    a real configuration's secrets are not printed (tests/test_hardening.py checks the whole output)."""
+    events = f"store acme-site (events API): POST {storepulse.base}/v1/events  Authorization: Bearer <its secret>"
+    stripe = f"store acme-stripe (stripe): POST {storepulse.base}/webhooks/stripe/acme-stripe\n"
+    wait_for(lambda: events in storepulse.log_tail(100_000), 10, "the start-up banner")
+    banner = storepulse.log_tail(100_000)
+    assert stripe in banner and "/webhooks/events/" not in banner
+    url, key = events.split("POST ")[1].split()[0], SECRETS["acme-site"]
+    r = httpx.post(url, headers={"Authorization": f"Bearer {key}"},
+                   json={"type": "page_view", "id": f"banner-{uid()}", "time": int(time.time() * 1000), "visitor": "v"})
+    assert (r.status_code, r.json()["status"]) == (200, "accepted"), r.text
 
 
 def test_limits_and_content_types(storepulse: Storepulse) -> None:

@@ -154,6 +154,21 @@ def test_lines_and_invoices_that_fit_no_rule_are_skipped_by_reason() -> None:
     assert (m.rows, m.empty_invoices) == (13, 2)
 
 
+def test_lines_beyond_the_limits_are_skipped_by_reason() -> None:
+    m = retail(
+        "536700,X1,BULK,1000001,2010-12-01 17:00:00,1.00,,United Kingdom\n"  # over MAX_QTY
+        "536700,X2,DEAR,1,2010-12-01 17:00:00,10000000000.01,,United Kingdom\n"  # 1,000,000,000,001 pence
+        "536700,X3,BOTH,1000000,2010-12-01 17:00:00,10000.01,,United Kingdom\n"  # each fits, their product not
+        "536700,X4,OK,1000000,2010-12-01 17:00:00,10000.00,,United Kingdom\n"  # exactly the largest amount
+    )
+    assert [(e.raw_id, e.amount) for e in m.events] == [("536700", 10**12)]
+    assert m.skipped == Counter({"Quantity out of range": 1, "UnitPrice out of range": 1,
+                                 "Quantity x UnitPrice out of range": 1})
+    r = rees("2019-10-01 00:00:00 UTC,view,1,2,c,b,10000000000.01,u1,s1\n"
+             "2019-10-01 00:00:01 UTC,view,1,2,c,b,10000000000.00,u1,s1\n")
+    assert [e.items[0].unit_price for e in r.events] == [10**12] and r.skipped == Counter({"price out of range": 1})
+
+
 def test_an_empty_invoice_number_is_skipped_with_its_reason_even_on_the_first_line() -> None:
     m = retail(",X,X,1,2010-12-01 08:26:00,1.00,,United Kingdom\n" * 2 + "536365,X,X,1,2010-12-01 08:26:00,1.00,,UK\n")
     assert m.skipped == Counter({"InvoiceNo neither digits nor 'C' + digits": 2}) and len(m.events) == 1
@@ -378,6 +393,26 @@ def test_command_replays_once_and_explains_its_errors(tmp_path: Path, capsys: py
     with pytest.raises(SystemExit):
         cli("rees46", str(data), "--org", "shop", "--speed", "-3", *common)
     assert "--speed: expected events per second (a positive number) or 'max'" in capsys.readouterr().err
+
+
+def test_command_refuses_an_event_beyond_the_limits_says_so_and_goes_on(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Invoice 536800's lines each fit, their sum (1,200,000,000,000 pence) does not: the event is
+    refused at the append, reported, never appended; the other invoice is, and the command ends 0."""
+    cfg = tmp_path / "storepulse.toml"
+    cfg.write_text(CONFIG)
+    data = tmp_path / "retail.csv"
+    data.write_text(RETAIL_HEADER
+                    + "536800,X1,BULK,1000000,2010-12-01 17:00:00,6000.00,,United Kingdom\n" * 2
+                    + "536801,X1,ONE,2,2010-12-01 17:01:00,1.50,,United Kingdom\n")
+    assert cli("online-retail", str(data), "--org", "shop", "--config", str(cfg), "--data-dir", str(tmp_path / "d")) == 0
+    out = capsys.readouterr().out
+    assert (figure(out, "events"), figure(out, "appended"), figure(out, "refused")) == (2, 1, 1)
+    assert ("  refused                  1  (out of range, docs/operations.md \"Limits\": not appended)\n"
+            "    replay:uk:invoice:536800: amount is over the largest amount storepulse takes (1000000000000 minor "
+            "units), got 1200000000000\n") in out
+    rows = SqliteLogReader(tmp_path / "d" / "log.sqlite3").read(partition_of("shop", 4), None, 1000)
+    assert [event_from_json(b).raw_id for _, b in rows] == ["536801"]
 
 
 # --- the real files: figures equal DuckDB's, replays are idempotent ------------------------------

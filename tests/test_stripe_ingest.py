@@ -6,9 +6,7 @@ it verifies with the clock frozen at its timestamp, and is refused as a replay w
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from pathlib import Path
 
 import httpx
@@ -17,15 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.config import parse_config
-from core.events import Event, Item, Kind, event_from_json
+from core.events import Event, Item, Kind
 from ingest import stripe as stripe_adapter
-from ingest.app import Ingest, ingest_routes
-from ingest.monitor import ConnectionMonitor
-from state.sqlite_connections import SqliteConnectionStats
-from state.sqlite_rejected import SqliteRejectedStore
-from state.sqlite_log import SqliteEventLog, SqliteLogReader
-from storepulse.servers import build_app, http_server
-from tests.helpers import STRIPE_FIXTURES, free_port, stripe_signature, wait_for
+from tests.helpers import STRIPE_FIXTURES, IngestServer, stripe_signature
 
 needs_shared = pytest.mark.skipif(
     not STRIPE_FIXTURES.is_dir(), reason=f"../shared is absent: no vendor fixtures at {STRIPE_FIXTURES}"
@@ -43,44 +35,15 @@ secret = "{VECTOR_SECRET}"
 """
 
 
-class IngestServer:
-    """The real ingest app on a real uvicorn in a thread, with a clock the test controls."""
+class StripeServer(IngestServer):
+    """The ingest app of CONFIG, its clock frozen at `now`."""
 
     def __init__(self, tmp: Path, now: float) -> None:
-        self.now = now
-        self.config = parse_config(CONFIG, {})
-        self.log_path = tmp / "log.sqlite3"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self.log = SqliteEventLog(self.log_path)
-        ingest = Ingest(self.config, self.log, SqliteRejectedStore(tmp / "rejected.sqlite3"),
-                        ConnectionMonitor(SqliteConnectionStats(tmp / "connections.sqlite3")), clock=lambda: self.now)
-        app = build_app(ingest_routes(ingest))
-        self.server = http_server(app, "127.0.0.1", self.port)
-        self.server.config.loop = "asyncio"
-        self._serving = asyncio.run_coroutine_threadsafe(self.server.serve(), self._loop)
-        wait_for(lambda: self.server.started, 10, "in-process ingest server")
+        super().__init__(tmp, CONFIG, now)
 
     def post(self, body: bytes, signature: str) -> httpx.Response:
-        return httpx.post(f"{self.url}/webhooks/stripe/odoo-stripe", content=body,
-                          headers={"Stripe-Signature": signature, "Content-Type": "application/json"})
-
-    def logged(self) -> list[Event]:
-        reader = SqliteLogReader(self.log_path)
-        try:
-            return [event_from_json(b) for p in range(reader.partitions) for _, b in reader.read(p, None, 1000)]
-        finally:
-            reader.close()
-
-    def close(self) -> None:
-        self.server.should_exit = True
-        self._serving.result(10)
-        asyncio.run_coroutine_threadsafe(self.log.close(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        return self.deliver("/webhooks/stripe/odoo-stripe", body,
+                            {"Stripe-Signature": signature, "Content-Type": "application/json"})
 
 
 @pytest.fixture
@@ -95,7 +58,7 @@ def vector() -> tuple[bytes, str, int]:
 def test_real_signed_delivery_verifies_with_the_clock_frozen_at_its_timestamp(vector, tmp_path: Path) -> None:
     body, header, t = vector
     (tmp_path / "a").mkdir()
-    server = IngestServer(tmp_path / "a", now=t)
+    server = StripeServer(tmp_path / "a", now=t)
     try:
         r = server.post(body, header)
         assert r.status_code == 200, r.text
@@ -122,7 +85,7 @@ def test_real_signed_delivery_verifies_with_the_clock_frozen_at_its_timestamp(ve
 def test_real_signed_delivery_is_refused_when_changed_or_replayed(vector, tmp_path: Path) -> None:
     body, header, t = vector
     (tmp_path / "b").mkdir()
-    server = IngestServer(tmp_path / "b", now=t)
+    server = StripeServer(tmp_path / "b", now=t)
     try:
         tampered = server.post(body.replace(b"1500", b"10"), header)
         assert tampered.status_code == 400 and "does not verify" in tampered.json()["error"]

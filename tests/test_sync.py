@@ -858,6 +858,35 @@ def test_cli_sync_prints_a_summary_and_saves_the_state(tmp_path: Path, fake_stri
     assert wrong.returncode == 2 and "is a stripe connection" in wrong.stderr
 
 
+def test_cli_sync_skips_what_is_out_of_range_says_so_and_goes_on(tmp_path: Path) -> None:
+    """Objects outside core.limits are skipped and counted, never appended, and the sync finishes: a
+    negative payment and one no figure can hold (refused by the Stripe normaliser), and an old-shape
+    checkout of 2,000,000 units of a line (refused by the check every path's events pass)."""
+    history = stripe_history()
+    history["payment_intents"] += [intent("pi_neg", T0 + 450, -500000), intent("pi_huge", T0 + 460, 2**63 - 1)]
+    history["checkout/sessions"].append({**session("cs_bulk", T0 + 470, "pi_bulk", 0), "amount_total": None,
+                                         "display_items": [{"amount": 100, "currency": "usd", "quantity": 2_000_000,
+                                                            "custom": {"name": "x"}}]})
+    with ServerThread(FakeStripe(history).app) as server:
+        cfg = tmp_path / "storepulse.toml"
+        cfg.write_text(config_toml(server.url))
+        data = tmp_path / "data"
+        proc = subprocess.run(_cli(["stripe", "--store", "s1", "--config", str(cfg), "--data-dir", str(data)]),
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "sync stripe s1: done" in proc.stdout
+    assert ("  skipped 3 object(s) that could not be read or are out of range (docs/operations.md, Limits), none "
+            "appended; last: pi_neg: payment_intent.amount must not be negative (a refund is a refund event), "
+            "got -500000") in proc.stdout
+    assert ("checkout_sessions: skipped: out of range: stripe:s1:paid:pi_bulk: items[0].qty must be an integer from 0 "
+            "to 1000000, got 2000000") in proc.stderr
+    assert ("payment_intents: skipped: pi_huge: payment_intent.amount_received is over the largest amount storepulse "
+            "takes (1000000000000 minor units), got 9223372036854775807") in proc.stderr
+    state = load_sync(data, "s1")
+    assert state is not None and (state["status"], state["skipped"]) == ("done", 3)
+    assert summary(logged(data)) == STRIPE_EXPECTED
+
+
 def test_cli_sync_killed_mid_way_resumes_where_it_stopped(tmp_path: Path, fake_stripe: tuple[FakeStripe, ServerThread]) -> None:
     fake, server = fake_stripe
     fake.max_page = 2

@@ -174,6 +174,11 @@ def format_summary(s: Summary, head: str) -> str:
     lines += [f"    {reason:<{width}}  {n:>10,}" for reason, n in s.skipped.most_common()]
     if s.empty_invoices:
         lines.append(f"  invoices without a counted line (no event)  {s.empty_invoices:,}")
+    if s.refused:
+        lines.append(f"  refused       {s.refused:>12,}  (out of range, docs/operations.md \"Limits\": not appended)")
+        lines += [f"    {why}" for why in s.refused_examples]
+        if s.refused > len(s.refused_examples):
+            lines.append(f"    ... and {s.refused - len(s.refused_examples):,} more")
     rate = (s.appended + s.duplicates) / s.append_seconds if s.append_seconds > 0 else 0.0
     lines.append(f"  took          read+map {s.read_seconds:.1f} s, append {s.append_seconds:.1f} s ({rate:,.0f} events/s)")
     return "\n".join(lines)

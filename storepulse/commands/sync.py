@@ -40,7 +40,8 @@ def _summary(state: dict[str, Any], provider: str, store: str, seconds: float) -
     lines.append(f"  {'total':<18} {state['fetched']:>8} fetched {state['events']:>8} events {state['appended']:>8} new"
                  f" ({state['events'] - state['appended']} already in the log)")
     if state.get("skipped"):
-        lines.append(f"  skipped {state['skipped']} object(s) that could not be read; last: {state['last_skip']}")
+        lines.append(f"  skipped {state['skipped']} object(s) that could not be read or are out of range "
+                     f"(docs/operations.md, Limits), none appended; last: {state['last_skip']}")
     return "\n".join(lines)
 
 
