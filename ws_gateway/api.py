@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.resources import files
 
@@ -21,10 +22,14 @@ from state.connections import ConnectionStats
 from state.readmodel import ReadModel
 from state.rejected import RejectedStore
 from storepulse.responses import error_response, json_response
-from ws_gateway import lists, shoppers
+from ws_gateway import lists, metrics, shoppers
 from ws_gateway.auth import AuthError, org_for
+from ws_gateway.limits import ApiLimits
+from ws_gateway.throttle import ApiThrottle, Throttled, records_cost, series_cost
 
 BODY_PREVIEW_BYTES = 4096
+Handler = Callable[[Request, Org], Awaitable[Response]]
+Cost = Callable[[Request, Org], int]  # a request's cost units, before it runs (ws_gateway/throttle.py)
 
 
 @dataclass
@@ -35,6 +40,7 @@ class ReadSide:
     stats: ConnectionStats
     ws_port: int
     rates: Rates | None = None
+    limits: ApiLimits = field(default_factory=ApiLimits)
 
 
 def _span(first: str, last: str) -> dict[str, str | None]:
@@ -72,8 +78,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
             raise AuthError(400, str(exc)) from None
         return store, first, last, currency
 
-    async def figures(request: Request) -> Response:
-        org = authorised(request)
+    async def figures(request: Request, org: Org) -> Response:
         store, first, last, currency = query(request, org)
         version, buckets = await asyncio.to_thread(side.model.snapshot, org.id, DAY)
         try:
@@ -85,8 +90,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         span = {"period": named, **_span(first, last)}
         return json_response({"org": org.id, "store": store, **span, "version": version, **result.to_json()})
 
-    async def series_route(request: Request) -> Response:
-        org = authorised(request)
+    async def series_route(request: Request, org: Org) -> Response:
         store, first, last, currency = query(request, org)
         metric = request.query_params.get("metric", "gross_revenue")
         grain = request.query_params.get("granularity", "day")
@@ -105,23 +109,20 @@ def gateway_routes(side: ReadSide) -> list[Route]:
             "points": [{"t": t, "value": v} for t, v in points],
         })
 
-    async def rejected_list(request: Request) -> Response:
-        org = authorised(request)
+    async def rejected_list(request: Request, org: Org) -> Response:
         store = request.query_params.get("store")
         if store is not None and store not in org.stores:
             return error_response(404, f"organisation {org.id!r} has no store {store!r}")
         found = await asyncio.to_thread(side.rejected.list, org=org.id, store=store, limit=_limit(request))
         return json_response({"rejected": [r.to_json(body_limit=BODY_PREVIEW_BYTES) for r in found]})
 
-    async def rejected_one(request: Request) -> Response:
-        org = authorised(request)
+    async def rejected_one(request: Request, org: Org) -> Response:
         r = await asyncio.to_thread(side.rejected.get, request.path_params["id"])
         if r is None or r.org != org.id:
             return error_response(404, "no such rejected delivery in this organisation")
         return json_response(r.to_json())
 
-    async def connections(request: Request) -> Response:
-        org = authorised(request)
+    async def connections(request: Request, org: Org) -> Response:
         since = int(time.time() // 60) - 60
 
         def gather() -> list[dict[str, object]]:
@@ -142,8 +143,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
 
         return json_response({"org": org.id, "connections": await asyncio.to_thread(gather)})
 
-    async def listing(request: Request) -> Response:
-        org = authorised(request)
+    async def listing(request: Request, org: Org) -> Response:
         what = request.path_params["what"]
         if what not in lists.SORTS:
             return error_response(404, f"no list {what!r}: use one of {', '.join(lists.SORTS)}")
@@ -170,10 +170,9 @@ def gateway_routes(side: ReadSide) -> list[Route]:
             body["orders_considered"] = len(paid)
         return json_response(body)
 
-    async def customers(request: Request) -> Response:
+    async def customers(request: Request, org: Org) -> Response:
         """Best customers (the period's paid orders; all time straight from the profiles), or with
         filter=never_bought the customers registered in the period who never paid an order."""
-        org = authorised(request)
         store, first, last, currency = query(request, org)
         q = request.query_params
         wanted = q.get("filter")
@@ -217,8 +216,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
             "summary": lists.customer_summary(figures, first_ever, guests, first, last, org.tz),
         })
 
-    async def carts(request: Request) -> Response:
-        org = authorised(request)
+    async def carts(request: Request, org: Org) -> Response:
         store, first, last, currency = query(request, org)
         fetch = side.model.records
         days, live, products, listed = await asyncio.gather(
@@ -232,15 +230,13 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         return json_response({"org": org.id, "store": store, **_span(first, last),
                              "currency": currency, "abandon_after_minutes": org.abandon_after_minutes, **body})
 
-    async def journey(request: Request) -> Response:
-        org = authorised(request)
+    async def journey(request: Request, org: Org) -> Response:
         store, first, last, _ = query(request, org)
         days = await asyncio.to_thread(side.model.records, org.id, "journey_day", first, last)
         return json_response({"org": org.id, "store": store, **_span(first, last),
                              **shoppers.journey_summary(days, store)})
 
-    async def attribution(request: Request) -> Response:
-        org = authorised(request)
+    async def attribution(request: Request, org: Org) -> Response:
         store, first, last, currency = query(request, org)
         days = await asyncio.to_thread(side.model.records, org.id, "attribution", first, last)
         try:
@@ -250,8 +246,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         return json_response({"org": org.id, "store": store, **_span(first, last),
                              "currency": currency, "window_days": 7, **body})
 
-    async def quota(request: Request) -> Response:
-        org = authorised(request)
+    async def quota(request: Request, org: Org) -> Response:
         try:
             at = lists.parse_at(request.query_params.get("at"), datetime.now(timezone.utc))
         except lists.ListError as exc:
@@ -267,26 +262,48 @@ def gateway_routes(side: ReadSide) -> list[Route]:
     async def dashboard(request: Request) -> Response:
         return HTMLResponse(page)
 
-    def guarded(fn):  # noqa: ANN001, ANN202 - turns AuthError into its HTTP answer
+    throttle = ApiThrottle(side.limits)
+
+    def by_records(request: Request, org: Org) -> int:
+        _, first, last, _ = query(request, org)
+        return records_cost(first, last)
+
+    def by_points(request: Request, org: Org) -> int:
+        _, first, last, _ = query(request, org)
+        return series_cost(request.query_params.get("granularity", "day"), first, last)
+
+    def all_records(request: Request, org: Org) -> int:
+        return records_cost("", OPEN_END)  # the quota reads every order record
+
+    def guarded(fn: Handler, cost: Cost = lambda request, org: 1) -> Callable[[Request], Awaitable[Response]]:
+        """Authorises, charges the organisation `cost` units, runs `fn`; AuthError and Throttled
+        become their HTTP answers."""
         async def route(request: Request) -> Response:
             try:
-                return await fn(request)
+                org = authorised(request)
+                with throttle.admit(org.id, cost(request, org), time.monotonic()):
+                    return await fn(request, org)
             except AuthError as exc:
                 return error_response(exc.status, exc.message)
+            except Throttled as exc:
+                metrics.THROTTLED.labels(exc.limit).inc()
+                response = error_response(429, exc.message)
+                response.headers["Retry-After"] = str(exc.retry_after)
+                return response
 
         return route
 
     return [
         Route("/api/v1/orgs/{org}/figures", guarded(figures), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/series", guarded(series_route), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/quota", guarded(quota), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/customers", guarded(customers), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/carts", guarded(carts), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/journey", guarded(journey), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/attribution", guarded(attribution), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/series", guarded(series_route, by_points), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/quota", guarded(quota, all_records), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/customers", guarded(customers, by_records), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/carts", guarded(carts, by_records), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/journey", guarded(journey, by_records), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/attribution", guarded(attribution, by_records), methods=["GET"]),
         Route("/api/v1/orgs/{org}/rejected", guarded(rejected_list), methods=["GET"]),
         Route("/api/v1/orgs/{org}/rejected/{id}", guarded(rejected_one), methods=["GET"]),
         Route("/api/v1/orgs/{org}/connections", guarded(connections), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/{what}", guarded(listing), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/{what}", guarded(listing, by_records), methods=["GET"]),
         Route("/", dashboard, methods=["GET"]),
     ]

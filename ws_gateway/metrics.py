@@ -6,3 +6,4 @@ CLIENTS = Gauge("storepulse_ws_clients", "Connected, authenticated WebSocket cli
 PUSHES = Counter("storepulse_ws_pushes_total", "Figure updates offered to WebSocket clients")
 RESNAPSHOTS = Counter("storepulse_gateway_resnapshots_total", "Times the change feed was followed again after breaking")
 AUTH_FAILURES = Counter("storepulse_ws_auth_failures_total", "WebSocket clients refused at authentication")
+THROTTLED = Counter("storepulse_api_throttled_total", "Read API requests refused with 429, by the limit hit", ["limit"])
