@@ -220,8 +220,9 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         model = open_read_model(args.data_dir, args.redis)
         hub = Hub(config, model, rates)
         await hub.start()
-        ws = await start_ws_server(config, hub, args.host, args.ws_port)
-        routes += gateway_routes(ReadSide(config, model, rejected, stats, args.ws_port, rates, gateway_limits.from_args(args)))
+        api_limits, ws_limits = gateway_limits.from_args(args)
+        ws = await start_ws_server(config, hub, args.host, args.ws_port, ws_limits)
+        routes += gateway_routes(ReadSide(config, model, rejected, stats, args.ws_port, rates, api_limits))
     if args.command == "up":
         supervisor = asyncio.create_task(_supervise(_flows_command(args, path), stop))
     server = http_server(build_app(routes), args.host, args.http_port)

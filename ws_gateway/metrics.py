@@ -7,3 +7,5 @@ PUSHES = Counter("storepulse_ws_pushes_total", "Figure updates offered to WebSoc
 RESNAPSHOTS = Counter("storepulse_gateway_resnapshots_total", "Times the change feed was followed again after breaking")
 AUTH_FAILURES = Counter("storepulse_ws_auth_failures_total", "WebSocket clients refused at authentication")
 THROTTLED = Counter("storepulse_api_throttled_total", "Read API requests refused with 429, by the limit hit", ["limit"])
+WS_REFUSED = Counter("storepulse_ws_closed_by_limit_total", "WebSocket connections closed by a limit, by the limit hit",
+                     ["limit"])

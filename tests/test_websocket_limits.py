@@ -1,0 +1,196 @@
+"""The WebSocket server against greedy and hostile clients, with real clients against a real
+`storepulse up`: it reads what a client sends (so a close handshake gets through), answers a ping,
+closes an oversized message with 1009 and a flood with 1008, caps connections per organisation and
+in total with 1013; meanwhile another organisation's dashboard keeps getting its updates. The pure
+parts (ws_gateway/clients.py) at the end."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from tests.helpers import TOKENS, Storepulse, payment_intent_succeeded, recv_json, wait_ws
+from ws_gateway.clients import ConnectionCaps, Replies, answer, close_reason
+from ws_gateway.limits import WsLimits
+
+PING = orjson.dumps({"type": "ping"}).decode()
+FLOODED = "more than 200 messages at once or 10 a second"
+
+
+@pytest.fixture(scope="module")
+def sp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storepulse]:
+    server = Storepulse(tmp_path_factory.mktemp("sp-ws-limits")).start()  # the default limits
+    yield server
+    server.ensure_stopped()
+
+
+def uid() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@contextlib.contextmanager
+def live(sp: Storepulse, org: str) -> Iterator[ClientConnection]:
+    """An authenticated client that has read its snapshot."""
+    with connect(f"ws://127.0.0.1:{sp.ws_port}/v1/live", open_timeout=10) as conn:
+        conn.send(orjson.dumps({"type": "auth", "token": TOKENS[org]}).decode())
+        assert recv_json(conn)["type"] == "snapshot"
+        yield conn
+
+
+def closed_with(conn: ClientConnection, timeout: float = 10) -> tuple[int | None, str | None]:
+    """Reads until the server closes; the code and reason of the close frame it sent."""
+    with contextlib.suppress(ConnectionClosed):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            conn.recv(timeout=deadline - time.monotonic())
+    rcvd = conn.protocol.close_rcvd
+    return (rcvd.code, rcvd.reason) if rcvd is not None else (None, None)
+
+
+def test_a_client_that_sent_100_messages_closes_cleanly(sp: Storepulse) -> None:
+    with live(sp, "acme") as conn:
+        for i in range(100):  # what the server does not take; the client reads nothing
+            conn.send(orjson.dumps({"type": "subscribe", "n": i}).decode() if i % 2 else f"not json {i}")
+        conn.close()
+        assert (conn.close_code, conn.protocol.close_rcvd.code) == (1000, 1000)  # not 1006
+
+
+def test_a_ping_gets_a_pong_and_anything_else_an_error_that_does_not_close(sp: Storepulse) -> None:
+    with live(sp, "acme") as conn:
+        conn.send(orjson.dumps({"type": "ping", "id": 7}).decode())
+        assert recv_json(conn) == {"type": "pong", "id": 7}
+        conn.send(orjson.dumps({"type": "subscribe", "to": "everything"}).decode())
+        assert recv_json(conn) == {"type": "error", "status": 400, "message": (
+            "unknown message type 'subscribe': after auth the server takes {\"type\": \"ping\"} "
+            "(said once; later such messages are ignored)")}
+        conn.send(b"\x00\x01")  # ignored: said once already
+        conn.send(PING)
+        assert recv_json(conn) == {"type": "pong"}
+
+
+def test_a_message_over_4_kib_closes_with_1009(sp: Storepulse) -> None:
+    with live(sp, "acme") as conn:
+        conn.send(orjson.dumps({"type": "ping", "pad": "x" * 4000}).decode())  # 4,027 bytes: taken
+        assert recv_json(conn) == {"type": "pong"}
+        conn.send(orjson.dumps({"type": "ping", "pad": "x" * 4100}).decode())
+        assert closed_with(conn)[0] == 1009
+
+
+def test_a_flooding_client_is_closed_with_1008_while_another_org_gets_its_updates(sp: Storepulse) -> None:
+    """Clients of acme flood (reconnecting after each close) while a tokyo payment arrives: tokyo's
+    dashboard gets it pushed, and every flooder was closed with 1008 or 1009."""
+    codes: Counter[tuple[int | None, str | None]] = Counter()
+    stop = threading.Event()
+
+    def flood(big: bool) -> None:
+        message = orjson.dumps({"type": "ping", "pad": "x" * (8000 if big else 100)}).decode()
+        while not stop.is_set():
+            with live(sp, "acme") as conn:
+                with contextlib.suppress(ConnectionClosed):
+                    for _ in range(5000):
+                        conn.send(message)
+                        with contextlib.suppress(TimeoutError):
+                            while True:
+                                conn.recv(timeout=0)
+                code = closed_with(conn)
+                if code[0] == 1009:
+                    code = (1009, None)  # the reason is websockets' own wording
+                codes[code] += 1
+
+    with live(sp, "tokyo") as tokyo:
+        threads = [threading.Thread(target=flood, args=(i == 0,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        try:
+            wait_for_flood = time.monotonic() + 10
+            while sum(codes.values()) < 8 and time.monotonic() < wait_for_flood:
+                time.sleep(0.05)
+            before = paid_orders_now(sp, "tokyo")
+            r = sp.post_stripe("tokyo-stripe", payment_intent_succeeded(f"evt_{uid()}", f"pi_{uid()}", 1500, "jpy"))
+            assert r.json()["status"] == "accepted", r.text
+            pushed = wait_ws(tokyo, lambda m: m["type"] == "figures" and
+                             m["figures"]["total"]["all"]["paid_orders"] == before + 1)
+            assert pushed["figures"]["total"]["all"]["gross_revenue"]["currency"] == "JPY"
+            flooded_meanwhile = sum(codes.values())
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+    assert flooded_meanwhile >= 8
+    assert set(codes) <= {(1008, FLOODED), (1009, None)} and codes[(1008, FLOODED)] > 0, codes
+
+
+def paid_orders_now(sp: Storepulse, org: str) -> int:
+    """The organisation's paid orders in the snapshot a new client gets."""
+    with live_snapshot(sp, org) as snap:
+        return snap["figures"]["total"]["all"]["paid_orders"]
+
+
+@contextlib.contextmanager
+def live_snapshot(sp: Storepulse, org: str) -> Iterator[dict]:
+    with connect(f"ws://127.0.0.1:{sp.ws_port}/v1/live", open_timeout=10) as conn:
+        conn.send(orjson.dumps({"type": "auth", "token": TOKENS[org]}).decode())
+        yield recv_json(conn)
+
+
+def test_connections_are_capped_per_organisation_and_in_total(tmp_path: Path) -> None:
+    sp = Storepulse(tmp_path)
+    sp.extra_args = ["--ws-max-per-org", "3", "--ws-max-connections", "5"]
+    sp.start()
+    try:
+        with contextlib.ExitStack() as held:
+            acme = [held.enter_context(live(sp, "acme")) for _ in range(3)]
+            fourth = held.enter_context(connect(f"ws://127.0.0.1:{sp.ws_port}/v1/live", open_timeout=10))
+            fourth.send(orjson.dumps({"type": "auth", "token": TOKENS["acme"]}).decode())
+            assert closed_with(fourth) == (1013, "3 connections of this organisation are open, the most allowed: "
+                                                 "close one or retry later")
+            tokyo = [held.enter_context(live(sp, "tokyo")) for _ in range(2)]  # another organisation still gets in
+            sixth = held.enter_context(connect(f"ws://127.0.0.1:{sp.ws_port}/v1/live", open_timeout=10))
+            assert closed_with(sixth) == (1013, "the server holds 5 WebSocket connections, its most: retry later")
+            acme[0].close()
+            time.sleep(0.2)  # the server's handler ends after the close handshake
+            with live(sp, "acme") as again:  # a place came free
+                again.send(PING)
+                assert recv_json(again) == {"type": "pong"}
+            assert len(tokyo) == 2
+    finally:
+        sp.ensure_stopped()
+
+
+# --- the pure parts ----------------------------------------------------------------------------------
+
+def test_caps_count_connections_and_say_why_they_refuse() -> None:
+    caps = ConnectionCaps(WsLimits(per_org=2, total=3))
+    assert [caps.open() for _ in range(3)] == [None, None, None]
+    assert caps.open() == "the server holds 3 WebSocket connections, its most: retry later"
+    assert [caps.join("a"), caps.join("a"), caps.join("b")] == [None, None, None]
+    assert caps.join("a") == "2 connections of this organisation are open, the most allowed: close one or retry later"
+    caps.leave("a")
+    caps.close()
+    assert (caps.join("a"), caps.open()) == (None, None)
+    caps.leave("b")
+    assert dict(caps.by_org) == {"a": 2}
+
+
+def test_answers_and_reasons() -> None:
+    assert answer('{"type": "ping", "id": "abc"}') == {"type": "pong", "id": "abc"}
+    assert answer('{"type": "ping", "id": true}') == {"type": "pong"}
+    assert answer('{"type": "ping", "id": "' + "x" * 65 + '"}') == {"type": "pong"}
+    assert answer('{"type": "auth", "token": "t"}') == {"type": "error", "status": 400, "message": (
+        "already authenticated: one auth message per connection (said once; later such messages are ignored)")}
+    replies = Replies()
+    assert [replies.to(raw) for raw in ("[1]", "nope", '{"type": "ping"}')] == [
+        {"type": "error", "status": 400, "message": (
+            'messages are JSON objects; after auth the server takes {"type": "ping"} (said once; later such messages are ignored)')},
+        None, {"type": "pong"}]
+    assert close_reason("é" * 100) == "é" * 61  # 123 bytes at most, never half a character
