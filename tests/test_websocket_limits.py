@@ -1,11 +1,13 @@
 """The WebSocket server against greedy and hostile clients, with real clients against a real
 `storepulse up`: it reads what a client sends (so a close handshake gets through), answers a ping,
 closes an oversized message with 1009 and a flood with 1008, caps connections per organisation and
-in total with 1013; meanwhile another organisation's dashboard keeps getting its updates. The pure
-parts (ws_gateway/clients.py) at the end."""
+in total with 1013, and gives back the memory of 100 flooding clients once they leave; meanwhile
+another organisation's dashboard keeps getting its updates. The pure parts (ws_gateway/clients.py)
+at the end."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -16,12 +18,14 @@ from pathlib import Path
 
 import orjson
 import pytest
+from websockets.asyncio.client import connect as aconnect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tests.helpers import TOKENS, Storepulse, payment_intent_succeeded, recv_json, wait_ws
 from ws_gateway.clients import ConnectionCaps, Replies, answer, close_reason
 from ws_gateway.limits import WsLimits
+from ws_gateway.live import SWEEP_SECONDS
 
 PING = orjson.dumps({"type": "ping"}).decode()
 FLOODED = "more than 200 messages at once or 10 a second"
@@ -141,6 +145,64 @@ def live_snapshot(sp: Storepulse, org: str) -> Iterator[dict]:
     with connect(f"ws://127.0.0.1:{sp.ws_port}/v1/live", open_timeout=10) as conn:
         conn.send(orjson.dumps({"type": "auth", "token": TOKENS[org]}).decode())
         yield recv_json(conn)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+async def _flooder(port: int, size: int, ready: asyncio.Semaphore, go: asyncio.Event) -> int | None:
+    """Once authenticated (and all the others too), sends `size`-byte pings as fast as the server takes
+    them, reading what it sends, until it is closed; the code of the close frame it got."""
+    async with aconnect(f"ws://127.0.0.1:{port}/v1/live", max_size=None, open_timeout=30, close_timeout=10) as ws:
+        await ws.send(orjson.dumps({"type": "auth", "token": TOKENS["acme"]}).decode())
+        assert orjson.loads(await ws.recv())["type"] == "snapshot"
+        ready.release()
+        await go.wait()
+
+        async def drain() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                async for _ in ws:
+                    pass
+
+        reading = asyncio.create_task(drain())
+        payload = orjson.dumps({"type": "ping", "pad": "x" * size}).decode()
+        with contextlib.suppress(ConnectionClosed):
+            for _ in range(5000):
+                await ws.send(payload)
+                await asyncio.sleep(0)  # a send over a network waits; here, let the close frame be read
+        await reading
+        return ws.protocol.close_rcvd.code if ws.protocol.close_rcvd else None
+
+
+async def flood_wave(port: int, size: int, clients: int) -> Counter[int | None]:
+    ready, go = asyncio.Semaphore(0), asyncio.Event()
+    floods = [asyncio.create_task(_flooder(port, size, ready, go)) for _ in range(clients)]
+    for _ in range(clients):
+        await ready.acquire()
+    go.set()
+    return Counter(await asyncio.gather(*floods))
+
+
+def test_memory_comes_back_after_100_flooding_clients_leave(sp: Storepulse) -> None:
+    """Two rounds of 100 flooding clients: the first may grow the heap to what 100 connections
+    take at once (and Python keeps it, for the next ones); the second must not grow it further."""
+    pid = sp.proc.pid  # `storepulse up` serves the WebSocket in its own process
+    rss = [rss_mib(pid)]
+    with live(sp, "tokyo"):
+        for _ in range(2):
+            big = asyncio.run(flood_wave(sp.ws_port, 60_000, 100))  # messages over the limit
+            small = asyncio.run(flood_wave(sp.ws_port, 1_000, 100))  # then a flood of small ones
+            assert (big, small) == (Counter({1009: 100}), Counter({1008: 100}))
+            time.sleep(SWEEP_SECONDS + 1)  # the sweep after the last close has run
+            rss.append(rss_mib(pid))
+    print(f"\nRSS of storepulse up: {rss[0]:.1f} MiB before, {rss[1]:.1f} MiB after 100 flooding clients left, "
+          f"{rss[2]:.1f} MiB after 100 more")
+    assert rss[1] - rss[0] < 40, rss  # before these limits: +94 MiB after one round, and it stayed
+    assert rss[2] - rss[1] < 10, rss
 
 
 def test_connections_are_capped_per_organisation_and_in_total(tmp_path: Path) -> None:
