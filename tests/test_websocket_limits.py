@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import socket
 import threading
 import time
 import uuid
@@ -16,13 +18,14 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 from websockets.asyncio.client import connect as aconnect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.helpers import TOKENS, Storepulse, payment_intent_succeeded, recv_json, wait_ws
+from tests.helpers import TOKENS, Storepulse, payment_intent_succeeded, recv_json, wait_for, wait_ws
 from ws_gateway.clients import ConnectionCaps, Replies, answer, close_reason
 from ws_gateway.limits import WsLimits
 from ws_gateway.live import SWEEP_SECONDS
@@ -225,6 +228,47 @@ def test_connections_are_capped_per_organisation_and_in_total(tmp_path: Path) ->
                 again.send(PING)
                 assert recv_json(again) == {"type": "pong"}
             assert len(tokyo) == 2
+    finally:
+        sp.ensure_stopped()
+
+
+def metric(sp: Storepulse, sample: str) -> float:
+    found = re.search(rf"^{re.escape(sample)} (\S+)$", httpx.get(f"{sp.base}/metrics", timeout=10).text, re.M)
+    return float(found[1]) if found else 0.0
+
+
+def test_a_client_that_does_not_read_is_closed_and_never_buffered_for(tmp_path: Path) -> None:
+    """A raw TCP client (a 4 KiB receive buffer) opens the WebSocket and never reads again while its
+    organisation's figures change: the server holds at most its buffers for it, closes it once a push
+    has waited --ws-send-timeout, and the organisation's other dashboard gets every change."""
+    sp = Storepulse(tmp_path)
+    sp.extra_args = ["--ws-send-timeout", "1"]
+    sp.start()
+    slow_closed = 'storepulse_ws_closed_by_limit_total{limit="slow_reader"}'
+    try:
+        with socket.socket() as slow, live(sp, "acme") as good:
+            slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            slow.connect(("127.0.0.1", sp.ws_port))
+            slow.sendall((f"GET /v1/live HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                          f"Authorization: Bearer {TOKENS['acme']}\r\n\r\n").encode())
+            assert slow.recv(12) == b"HTTP/1.1 101"
+            wait_for(lambda: metric(sp, "storepulse_ws_clients") == 2, 10, "both clients subscribed")
+            posted = 0
+            while metric(sp, slow_closed) == 0 and posted < 200:  # each payment, a push of ~2.5 KiB
+                r = sp.post_stripe("acme-stripe", payment_intent_succeeded(f"evt_{uid()}", f"pi_{uid()}", 100))
+                assert r.json()["status"] == "accepted"
+                posted += 1
+            assert metric(sp, slow_closed) == 1, posted
+            wait_ws(good, lambda m: m["type"] == "figures" and m["figures"]["total"]["all"]["paid_orders"] == posted)
+            wait_for(lambda: metric(sp, "storepulse_ws_clients") == 1, 15, "the slow client dropped")
+            slow.settimeout(10)
+            held = 0
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := slow.recv(65536):
+                    held += len(chunk)
+        print(f"\nthe client that did not read was closed after {posted} payments; {held:,} bytes were on their way to it")
+        assert held < 512 * 1024
     finally:
         sp.ensure_stopped()
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import socket
 
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -41,6 +42,9 @@ AUTH_TIMEOUT_SECONDS = 10
 CLOSE_TIMEOUT_SECONDS = 5  # a close handshake the client does not answer: the TCP connection is dropped
 MAX_QUEUE = 4  # client messages buffered before the server stops reading the socket (it reads them at once)
 WRITE_LIMIT = 32 * 1024  # bytes buffered for a client before a push waits for it to read
+# The kernel's send buffer of a connection (Linux doubles it). Left alone, it grows for a client that
+# does not read to hundreds of KiB, each push a few KiB, before a send ever waits.
+SEND_BUFFER = 64 * 1024
 SWEEP_SECONDS = 2.0
 
 
@@ -151,6 +155,9 @@ def handler(config: Config, hub: Hub, limits: WsLimits):  # noqa: ANN201 - webso
             hub.unsubscribe(org_id, sub)
 
     async def handle(conn: ServerConnection) -> None:
+        sock = conn.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         refused = caps.open()
         if refused is not None:
             metrics.WS_REFUSED.labels("total").inc()
