@@ -172,13 +172,18 @@ def rss_kb(pid: int) -> int:
     return -1
 
 
-async def _flooder(url: str, size: int, frames: int) -> str:
+async def _flooder(url: str, size: int, frames: int, ready: asyncio.Semaphore, go: asyncio.Event) -> str:
+    """Authenticates, waits for the other flooders, then sends `frames` pings of `size` bytes, reading
+    what the server sends; then closes. The close code it ends with."""
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
     try:
         async with connect(url, max_size=None, open_timeout=30, close_timeout=5) as ws:
             await ws.send(orjson.dumps({"type": "auth", "token": TOKENS["greedy"]}).decode())
+            await asyncio.wait_for(ws.recv(), 30)  # the snapshot
+            ready.release()
+            await go.wait()
             payload = orjson.dumps({"type": "ping", "pad": "x" * size}).decode()
 
             async def drain() -> None:  # reads what the server sends, so its close frame gets through
@@ -188,8 +193,10 @@ async def _flooder(url: str, size: int, frames: int) -> str:
 
             reading = asyncio.create_task(drain())
             try:
-                for _ in range(frames):
-                    await asyncio.wait_for(ws.send(payload), 2)
+                for i in range(frames):
+                    await asyncio.wait_for(ws.send(payload), 2)  # a server that stops reading: give up
+                    if i % 20 == 0:
+                        await asyncio.sleep(0)  # as a network would, let the server's close frame be read
             except (TimeoutError, ConnectionClosed):
                 pass
             await ws.close()
@@ -202,8 +209,12 @@ async def _flooder(url: str, size: int, frames: int) -> str:
 
 async def _ws_flood(ws_port: int, clients: int, size: int, frames: int) -> Counter[str]:
     url = f"ws://127.0.0.1:{ws_port}/v1/live"
-    got = await asyncio.gather(*(_flooder(url, size, frames) for _ in range(clients)))
-    return Counter(got)
+    ready, go = asyncio.Semaphore(0), asyncio.Event()
+    floods = [asyncio.create_task(_flooder(url, size, frames, ready, go)) for _ in range(clients)]
+    for _ in range(clients):
+        await ready.acquire()
+    go.set()
+    return Counter(await asyncio.gather(*floods))
 
 
 def websocket_flood(base: str, ws_port: int, pid: int) -> None:
@@ -243,14 +254,18 @@ def websocket_flood(base: str, ws_port: int, pid: int) -> None:
     for size, frames in ((60_000, 200), (1_000, 5_000)):
         t0 = time.monotonic()
         result: dict[str, Counter[str]] = {}
-        flood = threading.Thread(target=lambda: result.update(codes=asyncio.run(_ws_flood(ws_port, 100, size, frames))))
+
+        def run(size: int = size, frames: int = frames, result: dict[str, Counter[str]] = result) -> None:
+            result["codes"] = asyncio.run(_ws_flood(ws_port, 100, size, frames))
+
+        flood = threading.Thread(target=run)
         flood.start()
         while flood.is_alive():
             peak = max(peak, rss_kb(pid))
             time.sleep(0.05)
         print(f"  {frames} frames of {size:,} B from each of 100 clients: {time.monotonic() - t0:.1f} s, "
               f"close codes {dict(result['codes'])}")
-    time.sleep(2)
+    time.sleep(3)  # the server's collection after the last close has run
     stop.set()
     dash.join()
     pay.join()

@@ -217,8 +217,8 @@ def test_connections_are_capped_per_organisation_and_in_total(tmp_path: Path) ->
             acme = [held.enter_context(live(sp, "acme")) for _ in range(3)]
             fourth = held.enter_context(connect(f"ws://127.0.0.1:{sp.ws_port}/v1/live", open_timeout=10))
             fourth.send(orjson.dumps({"type": "auth", "token": TOKENS["acme"]}).decode())
-            assert closed_with(fourth) == (1013, "3 connections of this organisation are open, the most allowed: "
-                                                 "close one or retry later")
+            assert closed_with(fourth) == (1013, ("3 connections of this organisation are open, the most allowed: "
+                                                  "close one or retry later"))
             tokyo = [held.enter_context(live(sp, "tokyo")) for _ in range(2)]  # another organisation still gets in
             sixth = held.enter_context(connect(f"ws://127.0.0.1:{sp.ws_port}/v1/live", open_timeout=10))
             assert closed_with(sixth) == (1013, "the server holds 5 WebSocket connections, its most: retry later")

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import gc
 import socket
+from collections.abc import Awaitable, Callable
 
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -134,7 +135,7 @@ async def _read(conn: ServerConnection, sub: Subscriber, limits: WsLimits) -> No
                 sub.reply(reply)
 
 
-def handler(config: Config, hub: Hub, limits: WsLimits):  # noqa: ANN201 - websockets' handler type
+def handler(config: Config, hub: Hub, limits: WsLimits) -> Callable[[ServerConnection], Awaitable[None]]:
     caps = ConnectionCaps(limits)
     sweeper = Sweeper()
 
