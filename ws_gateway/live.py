@@ -53,8 +53,8 @@ class Sweeper:
     """Frees what closed connections leave in reference cycles (their tasks, exceptions, frames),
     with a full collection at most every SWEEP_SECONDS after a connection closes. The servers'
     collector runs rarely (core/gc_policy.py), and a connection that lived for minutes is in its
-    oldest generation: without this, 100 clients that came and went held ~10 MiB until the next
-    full collection, which the thresholds put hours away."""
+    oldest generation: without this, each round of 100 clients that came and went left ~10 MiB more
+    until the next full collection, which those thresholds make rare."""
 
     def __init__(self) -> None:
         self._pending: asyncio.TimerHandle | None = None
