@@ -25,6 +25,7 @@ from storepulse import STOREPULSE
 from storepulse.commands import rejected, replay, sync
 from storepulse.configfile import DEFAULT_PATH, demo_config, demo_credentials, load_config, load_rates
 from storepulse.servers import HttpLimits, build_app, http_server, reuse_port_socket, stop_on_signals
+from ws_gateway import limits as gateway_limits
 
 log = logging.getLogger("storepulse")
 
@@ -121,6 +122,8 @@ def parser() -> argparse.ArgumentParser:
     gw = sub.add_parser("gateway", help="run the read API, WebSocket server and dashboard alone")
     _common(gw)
     _servers(gw)
+    for p in (up, gw):
+        gateway_limits.add_arguments(p)
     fl = sub.add_parser("flows", help="run the dataflow alone")
     _common(fl)
     fl.add_argument("-w", "--workers", type=int, default=1, help="worker threads in this process")
@@ -284,8 +287,9 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         model = open_read_model(args.data_dir, args.redis)
         hub = Hub(config, model, rates)
         await hub.start()
-        ws = await start_ws_server(config, hub, args.host, args.ws_port)
-        routes += gateway_routes(ReadSide(config, model, rejected, stats, args.ws_port, rates))
+        api_limits, ws_limits = gateway_limits.from_args(args)
+        ws = await start_ws_server(config, hub, args.host, args.ws_port, ws_limits)
+        routes += gateway_routes(ReadSide(config, model, rejected, stats, args.ws_port, rates, api_limits))
     if args.command == "up":
         supervisor = asyncio.create_task(_supervise(_flows_command(args, path), stop))
     limits = HttpLimits(args.keep_alive_timeout, args.header_timeout, args.max_header_bytes, args.max_connections)

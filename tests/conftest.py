@@ -4,8 +4,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.helpers import RedisServer, Storepulse
+
+# Property tests check what is computed, not how fast: a deadline per example fails them on a busy
+# machine (CI shares two cores with the servers the other tests start).
+settings.register_profile("storepulse", deadline=None)
+settings.load_profile("storepulse")
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.resources import files
 from typing import Any
@@ -24,10 +25,14 @@ from state.readmodel import ReadModel
 from state.rejected import RejectedStore
 from storepulse.responses import error_response, json_response
 from storepulse.security import page_policy, with_websocket
-from ws_gateway import lists, shoppers
+from ws_gateway import lists, metrics, shoppers
 from ws_gateway.auth import AuthError, org_for
+from ws_gateway.limits import ApiLimits
+from ws_gateway.throttle import ApiThrottle, Throttled, records_cost, series_cost
 
 BODY_PREVIEW_BYTES = 4096
+Handler = Callable[[Request, Org], Awaitable[Response]]
+Cost = Callable[[Request, Org], int]  # a request's cost units, before it runs (ws_gateway/throttle.py)
 
 
 @dataclass
@@ -38,6 +43,7 @@ class ReadSide:
     stats: ConnectionStats
     ws_port: int
     rates: Rates | None = None
+    limits: ApiLimits = field(default_factory=ApiLimits)
 
 
 def _now_ms() -> int:
@@ -84,8 +90,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
             raise AuthError(400, str(exc)) from None
         return store, first, last, currency
 
-    async def figures(request: Request) -> Response:
-        org = authorised(request)
+    async def figures(request: Request, org: Org) -> Response:
         store, first, last, currency = query(request, org)
         version, buckets = await asyncio.to_thread(side.model.snapshot, org.id, DAY)
         fresh = freshness(await asyncio.to_thread(side.model.caught_up_at, org.id), _now_ms()).to_json()
@@ -99,15 +104,13 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         return json_response({"org": org.id, "store": store, **span, "version": version, "freshness": fresh,
                               **result.to_json()})
 
-    async def health(request: Request) -> Response:
+    async def health(request: Request, org: Org) -> Response:
         """Whether the organisation's figures are current, and how many events were quarantined."""
-        org = authorised(request)
         at = await asyncio.to_thread(side.model.caught_up_at, org.id)
         poison = await asyncio.to_thread(side.model.records, org.id, QUARANTINE)
         return json_response({"org": org.id, "figures": freshness(at, _now_ms()).to_json(), "quarantined": len(poison)})
 
-    async def quarantined(request: Request) -> Response:
-        org = authorised(request)
+    async def quarantined(request: Request, org: Org) -> Response:
         store = request.query_params.get("store")
         if store is not None and store not in org.stores:
             return error_response(404, f"organisation {org.id!r} has no store {store!r}")
@@ -116,15 +119,19 @@ def gateway_routes(side: ReadSide) -> list[Route]:
             found = [v for v in found if v["store"] == store]
         return json_response({"org": org.id, "total": len(found), "quarantined": found[:_limit(request)]})
 
-    async def series_route(request: Request) -> Response:
-        org = authorised(request)
+    async def series_route(request: Request, org: Org) -> Response:
         store, first, last, currency = query(request, org)
         metric = request.query_params.get("metric", "gross_revenue")
         grain = request.query_params.get("granularity", "day")
-        version, buckets = await asyncio.to_thread(side.model.snapshot, org.id, grain)
+
+        def compute() -> tuple[int, list[tuple[str, int]]]:
+            # off the event loop: a year of hours is ~9,000 points, and other requests go on meanwhile
+            version, buckets = side.model.snapshot(org.id, grain)
+            return version, series(buckets, metric=metric, grain=grain, first=first, last=last, tz=org.tz,
+                                   currency=currency, rates=side.rates, store=store)
+
         try:
-            points = series(buckets, metric=metric, grain=grain, first=first, last=last, tz=org.tz, currency=currency,
-                            rates=side.rates, store=store)
+            version, points = await asyncio.to_thread(compute)
         except BadPeriod as exc:
             return error_response(400, str(exc))
         except MissingRate as exc:
@@ -136,8 +143,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
             "points": [{"t": t, "value": v} for t, v in points],
         })
 
-    async def rejected_list(request: Request) -> Response:
-        org = authorised(request)
+    async def rejected_list(request: Request, org: Org) -> Response:
         store = request.query_params.get("store")
         if store is not None and store not in org.stores:
             return error_response(404, f"organisation {org.id!r} has no store {store!r}")
@@ -148,15 +154,13 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         dropped = {"count": sum(u.dropped for u in mine), "bytes": sum(u.dropped_bytes for u in mine)}
         return json_response({"rejected": [r.to_json(body_limit=BODY_PREVIEW_BYTES) for r in found], "dropped": dropped})
 
-    async def rejected_one(request: Request) -> Response:
-        org = authorised(request)
+    async def rejected_one(request: Request, org: Org) -> Response:
         r = await asyncio.to_thread(side.rejected.get, request.path_params["id"])
         if r is None or r.org != org.id:
             return error_response(404, "no such rejected delivery in this organisation")
         return json_response(r.to_json())
 
-    async def connections(request: Request) -> Response:
-        org = authorised(request)
+    async def connections(request: Request, org: Org) -> Response:
         since = int(time.time() // 60) - 60
 
         def gather() -> list[dict[str, object]]:
@@ -181,8 +185,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
 
         return json_response({"org": org.id, "connections": await asyncio.to_thread(gather)})
 
-    async def listing(request: Request) -> Response:
-        org = authorised(request)
+    async def listing(request: Request, org: Org) -> Response:
         what = request.path_params["what"]
         if what not in lists.SORTS:
             return error_response(404, f"no list {what!r}: use one of {', '.join(lists.SORTS)}")
@@ -209,10 +212,9 @@ def gateway_routes(side: ReadSide) -> list[Route]:
             body["orders_considered"] = len(paid)
         return json_response(body)
 
-    async def customers(request: Request) -> Response:
+    async def customers(request: Request, org: Org) -> Response:
         """Best customers (the period's paid orders; all time straight from the profiles), or with
         filter=never_bought the customers registered in the period who never paid an order."""
-        org = authorised(request)
         store, first, last, currency = query(request, org)
         q = request.query_params
         wanted = q.get("filter")
@@ -256,8 +258,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
             "summary": lists.customer_summary(figures, first_ever, guests, first, last, org.tz),
         })
 
-    async def carts(request: Request) -> Response:
-        org = authorised(request)
+    async def carts(request: Request, org: Org) -> Response:
         store, first, last, currency = query(request, org)
         fetch = side.model.records
         days, live, products, listed = await asyncio.gather(
@@ -271,15 +272,13 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         return json_response({"org": org.id, "store": store, **_span(first, last),
                              "currency": currency, "abandon_after_minutes": org.abandon_after_minutes, **body})
 
-    async def journey(request: Request) -> Response:
-        org = authorised(request)
+    async def journey(request: Request, org: Org) -> Response:
         store, first, last, _ = query(request, org)
         days = await asyncio.to_thread(side.model.records, org.id, "journey_day", first, last)
         return json_response({"org": org.id, "store": store, **_span(first, last),
                              **shoppers.journey_summary(days, store)})
 
-    async def attribution(request: Request) -> Response:
-        org = authorised(request)
+    async def attribution(request: Request, org: Org) -> Response:
         store, first, last, currency = query(request, org)
         days = await asyncio.to_thread(side.model.records, org.id, "attribution", first, last)
         try:
@@ -289,8 +288,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         return json_response({"org": org.id, "store": store, **_span(first, last),
                              "currency": currency, "window_days": 7, **body})
 
-    async def quota(request: Request) -> Response:
-        org = authorised(request)
+    async def quota(request: Request, org: Org) -> Response:
         try:
             at = lists.parse_at(request.query_params.get("at"), datetime.now(timezone.utc))
         except lists.ListError as exc:
@@ -317,29 +315,51 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         csp = with_websocket(policy, request.url.hostname, side.ws_port)  # the page connects to ws://its host:ws_port
         return HTMLResponse(page, headers={"Content-Security-Policy": csp})
 
-    def guarded(fn):  # noqa: ANN001, ANN202 - turns AuthError into its HTTP answer
+    throttle = ApiThrottle(side.limits)
+
+    def by_records(request: Request, org: Org) -> int:
+        _, first, last, _ = query(request, org)
+        return records_cost(first, last)
+
+    def by_points(request: Request, org: Org) -> int:
+        _, first, last, _ = query(request, org)
+        return series_cost(request.query_params.get("granularity", "day"), first, last)
+
+    def all_records(request: Request, org: Org) -> int:
+        return records_cost("", OPEN_END)  # the quota reads every order record
+
+    def guarded(fn: Handler, cost: Cost = lambda request, org: 1) -> Callable[[Request], Awaitable[Response]]:
+        """Authorises, charges the organisation `cost` units, runs `fn`; AuthError and Throttled
+        become their HTTP answers."""
         async def route(request: Request) -> Response:
             try:
-                return await fn(request)
+                org = authorised(request)
+                with throttle.admit(org.id, cost(request, org), time.monotonic()):
+                    return await fn(request, org)
             except AuthError as exc:
                 return error_response(exc.status, exc.message)
+            except Throttled as exc:
+                metrics.THROTTLED.labels(exc.limit).inc()
+                response = error_response(429, exc.message)
+                response.headers["Retry-After"] = str(exc.retry_after)
+                return response
 
         return route
 
     return [
         Route("/api/v1/orgs/{org}/figures", guarded(figures), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/series", guarded(series_route), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/quota", guarded(quota), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/customers", guarded(customers), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/carts", guarded(carts), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/journey", guarded(journey), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/attribution", guarded(attribution), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/series", guarded(series_route, by_points), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/quota", guarded(quota, all_records), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/customers", guarded(customers, by_records), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/carts", guarded(carts, by_records), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/journey", guarded(journey, by_records), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/attribution", guarded(attribution, by_records), methods=["GET"]),
         Route("/api/v1/orgs/{org}/rejected", guarded(rejected_list), methods=["GET"]),
         Route("/api/v1/orgs/{org}/rejected/{id}", guarded(rejected_one), methods=["GET"]),
         Route("/api/v1/orgs/{org}/connections", guarded(connections), methods=["GET"]),
         Route("/api/v1/orgs/{org}/health", guarded(health), methods=["GET"]),
         Route("/api/v1/orgs/{org}/quarantine", guarded(quarantined), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/api/v1/orgs/{org}/{what}", guarded(listing), methods=["GET"]),
+        Route("/api/v1/orgs/{org}/{what}", guarded(listing, by_records), methods=["GET"]),
         Route("/", dashboard, methods=["GET"]),
     ]

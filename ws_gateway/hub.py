@@ -27,20 +27,29 @@ log = logging.getLogger("storepulse.gateway")
 
 
 class Subscriber:
+    MAX_REPLIES = 16  # answers to the client's own messages not yet sent; more are dropped
+
     def __init__(self) -> None:
         self.latest: dict[str, object] | None = None
         self.alerts: list[dict[str, object]] = []
+        self.replies: list[dict[str, object]] = []
         self.ready = asyncio.Event()
 
     def offer(self, payload: dict[str, object]) -> None:
         self.latest = payload
         self.ready.set()
 
+    def reply(self, message: dict[str, object]) -> None:
+        """An answer to the client (a pong): sent with the next push, dropped while 16 wait unsent."""
+        if len(self.replies) < self.MAX_REPLIES:
+            self.replies.append(message)
+            self.ready.set()
+
     async def next(self) -> list[dict[str, object]]:
-        """Alerts in order, then the newest figures (older figures are skipped: the newest has all)."""
+        """Replies and alerts in order, then the newest figures (older figures are skipped: the newest has all)."""
         await self.ready.wait()
         self.ready.clear()
-        out, self.alerts = self.alerts, []
+        out, self.replies, self.alerts = self.replies + self.alerts, [], []
         if self.latest is not None:
             out.append(self.latest)
             self.latest = None

@@ -10,3 +10,6 @@ STALE = Gauge("storepulse_figures_stale", "1 while an organisation's figures are
               "catching up with the log for STALE_AFTER_MS (core/freshness.py)", ["org"])
 CAUGHT_UP = Gauge("storepulse_figures_caught_up_timestamp_seconds",
                   "When the dataflow last reported an organisation's figures hold everything appended to the log", ["org"])
+THROTTLED = Counter("storepulse_api_throttled_total", "Read API requests refused with 429, by the limit hit", ["limit"])
+WS_REFUSED = Counter("storepulse_ws_closed_by_limit_total", "WebSocket connections closed by a limit, by the limit hit",
+                     ["limit"])
