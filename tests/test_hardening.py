@@ -311,7 +311,7 @@ def test_a_real_config_prints_no_token_and_no_secret(tmp_path: Path) -> None:
     assert f"storepulse up ready: {sp.base}" in out
     assert f"  org acme: dashboard {sp.base}/ (sign in with orgs.acme.token of {sp.config})" in out
     assert f"    store acme-stripe (stripe): POST {sp.base}/webhooks/stripe/acme-stripe\n" in out
-    assert f"    store acme-site (events): POST {sp.base}/v1/events with its API key as bearer token\n" in out
+    assert f"    store acme-site (events API): POST {sp.base}/v1/events  Authorization: Bearer <its secret>\n" in out
     for secret in [*TOKENS.values(), *SECRETS.values()]:
         assert secret not in out, secret
     assert "whsec_" not in out and "token=" not in out
