@@ -14,6 +14,7 @@ depends on the wall-clock date.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,7 @@ HOUR = 3_600_000
 MIN = 60_000
 WINDOW = DEDUPE_WINDOW_S * 1000
 T0 = 1_700_000_000_000  # 2023-11-14 22:13 UTC: the first event of the shop
-ORG = Org(id="o", timezone="Europe/Berlin", currency="EUR", token="t" * 20, stores={}, plan_limit=3)
+ORG = Org(id="o", timezone="Europe/Berlin", currency="EUR", token_sha256=hashlib.sha256(b"t" * 20).digest(), stores={}, plan_limit=3)
 
 
 def ev(id_: str, kind: Kind, t: int, store: str = "s", currency: str = "EUR", **kw: Any) -> Event:
