@@ -30,7 +30,7 @@ from ingest.monitor import ConnectionMonitor
 from ingest.redaction import redact
 from state.log import EventLog, LogUnavailable
 from state.rejected import RejectedDelivery, RejectedStore
-from storepulse.responses import error_response, json_response
+from web.responses import error_response, json_response
 
 MAX_BODY_BYTES = 1024 * 1024
 BODY_TIMEOUT_SECONDS = 30.0

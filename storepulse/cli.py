@@ -24,7 +24,8 @@ from state.rejected import KEEP_BYTES, STORE_BYTES, TOTAL_BYTES, RejectedLimits
 from storepulse import STOREPULSE
 from storepulse.commands import rejected, replay, sync
 from storepulse.configfile import DEFAULT_PATH, demo_config, demo_credentials, load_config, load_rates
-from storepulse.servers import HttpLimits, build_app, http_server, reuse_port_socket, stop_on_signals
+from storepulse.servers import HttpLimits, http_server, reuse_port_socket, stop_on_signals
+from web.app import build_app
 from ws_gateway import limits as gateway_limits
 
 log = logging.getLogger("storepulse")

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from storepulse.security import with_websocket
+from web.security import with_websocket
 from tests.helpers import TOKENS, Storepulse, payment_intent_succeeded
 from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
 

@@ -23,8 +23,8 @@ from core.rates import Rates
 from state.connections import ConnectionStats
 from state.readmodel import ReadModel
 from state.rejected import RejectedStore
-from storepulse.responses import error_response, json_response
-from storepulse.security import page_policy, with_websocket
+from web.responses import error_response, json_response
+from web.security import page_policy, with_websocket
 from ws_gateway import lists, metrics, shoppers
 from ws_gateway.auth import AuthError, org_for
 from ws_gateway.limits import ApiLimits
