@@ -1,16 +1,23 @@
-"""The one way an HTTP app of storepulse is built: its routes, /metrics, the security headers."""
+"""The one way an HTTP app of storepulse is built: its routes, /metrics, the security headers, and
+errors answered as {"error": "..."}: a route raises HTTPException (or an exception its component
+has a handler for) and the handler renders it."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ExceptionHandler
 
+from web.responses import error_response
 from web.security import SecurityHeaders
 
 
@@ -24,5 +31,13 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def build_app(routes: list[BaseRoute]) -> Starlette:
-    return Starlette(routes=[*routes, Route("/metrics", metrics, methods=["GET"])], middleware=[Middleware(SecurityHeaders)])
+async def http_error(request: Request, exc: Exception) -> Response:
+    """A route's HTTPException, or the router's own (no such path: 404; another method: 405 with Allow)."""
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, exc.detail, exc.headers)
+
+
+def build_app(routes: list[BaseRoute], handlers: Mapping[Any, ExceptionHandler] | None = None) -> Starlette:
+    """The app of `routes` and /metrics; `handlers` answer the exceptions of a component's routes."""
+    return Starlette(routes=[*routes, Route("/metrics", metrics, methods=["GET"])], middleware=[Middleware(SecurityHeaders)],
+                     exception_handlers={HTTPException: http_error, **(handlers or {})})
