@@ -37,7 +37,12 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, exc.detail, exc.headers)
 
 
-def build_app(routes: list[BaseRoute], handlers: Mapping[Any, ExceptionHandler] | None = None) -> Starlette:
-    """The app of `routes` and /metrics; `handlers` answer the exceptions of a component's routes."""
-    return Starlette(routes=[*routes, Route("/metrics", metrics, methods=["GET"])], middleware=[Middleware(SecurityHeaders)],
-                     exception_handlers={HTTPException: http_error, **(handlers or {})})
+def build_app(routes: list[BaseRoute], handlers: Mapping[Any, ExceptionHandler] | None = None,
+              state: Mapping[str, object] | None = None) -> Starlette:
+    """The app of `routes` and /metrics. `handlers` answer the exceptions of a component's routes;
+    `state` is what its routes read (`request.app.state.NAME`)."""
+    app = Starlette(routes=[*routes, Route("/metrics", metrics, methods=["GET"])], middleware=[Middleware(SecurityHeaders)],
+                    exception_handlers={HTTPException: http_error, **(handlers or {})})
+    for name, value in (state or {}).items():
+        setattr(app.state, name, value)
+    return app
