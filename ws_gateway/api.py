@@ -41,9 +41,13 @@ from ws_gateway.throttle import ApiThrottle, Throttled, records_cost, series_cos
 BODY_PREVIEW_BYTES = 4096
 
 
+def wall_clock() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 @dataclass
 class ReadSide:
-    """What the read API reads; held by the app as `app.state.read_side`."""
+    """What the read API reads, and its clocks; held by the app as `app.state.read_side`."""
 
     config: Config
     model: ReadModel
@@ -52,6 +56,8 @@ class ReadSide:
     ws_port: int
     rates: Rates | None = None
     limits: ApiLimits = field(default_factory=ApiLimits)
+    now: Callable[[], datetime] = wall_clock  # "today" of a period, freshness, the quota's window
+    monotonic: Callable[[], float] = time.monotonic  # the throttle's refill
     throttle: ApiThrottle = field(init=False)
 
     def __post_init__(self) -> None:
@@ -59,16 +65,12 @@ class ReadSide:
 
 
 OrgEndpoint = Callable[[Request, ReadSide, Org], Awaitable[Response]]
-Cost = Callable[[Request, Org], int]  # a request's cost units, before it runs (ws_gateway/throttle.py)
+Cost = Callable[[Request, ReadSide, Org], int]  # a request's cost units, before it runs (ws_gateway/throttle.py)
 
 
 def read_side(request: Request) -> ReadSide:
     side: ReadSide = request.app.state.read_side
     return side
-
-
-def _now_ms() -> int:
-    return ms_of(datetime.now(timezone.utc))
 
 
 def _quarantined(records: list[Record]) -> list[dict[str, Any]]:
@@ -96,7 +98,7 @@ def _store(request: Request, org: Org) -> str | None:
     return store
 
 
-def query(request: Request, org: Org) -> tuple[str | None, str, str, str]:
+def query(request: Request, side: ReadSide, org: Org) -> tuple[str | None, str, str, str]:
     """(store, first day, last day, currency) from ?store=&period= or &from=&to=, &currency=."""
     q = request.query_params
     store = _store(request, org)
@@ -106,28 +108,28 @@ def query(request: Request, org: Org) -> tuple[str | None, str, str, str]:
     period = q.get("period")
     if period is None and q.get("from") is None and q.get("to") is None:
         period = "today"
-    today = datetime.now(timezone.utc).astimezone(org.tz).date()
+    today = side.now().astimezone(org.tz).date()
     first, last = resolve_period(period, q.get("from"), q.get("to"), today)
     return store, first, last, currency
 
 
 # --- what a request costs (ws_gateway/throttle.py) ----------------------------------------------
 
-def by_request(request: Request, org: Org) -> int:
+def by_request(request: Request, side: ReadSide, org: Org) -> int:
     return 1
 
 
-def by_records(request: Request, org: Org) -> int:
-    _, first, last, _ = query(request, org)
+def by_records(request: Request, side: ReadSide, org: Org) -> int:
+    _, first, last, _ = query(request, side, org)
     return records_cost(first, last)
 
 
-def by_points(request: Request, org: Org) -> int:
-    _, first, last, _ = query(request, org)
+def by_points(request: Request, side: ReadSide, org: Org) -> int:
+    _, first, last, _ = query(request, side, org)
     return series_cost(request.query_params.get("granularity", "day"), first, last)
 
 
-def all_records(request: Request, org: Org) -> int:
+def all_records(request: Request, side: ReadSide, org: Org) -> int:
     return records_cost("", OPEN_END)  # the quota reads every order record
 
 
@@ -140,7 +142,7 @@ def org_route(cost: Cost = by_request) -> Callable[[OrgEndpoint], Callable[[Requ
         async def route(request: Request) -> Response:
             side = read_side(request)
             org = org_for(side.config, request.headers.get("authorization"), request.path_params["org"])
-            with side.throttle.admit(org.id, cost(request, org), time.monotonic()):
+            with side.throttle.admit(org.id, cost(request, side, org), side.monotonic()):
                 return await endpoint(request, side, org)
 
         return route
@@ -152,9 +154,9 @@ def org_route(cost: Cost = by_request) -> Callable[[OrgEndpoint], Callable[[Requ
 
 @org_route()
 async def figures(request: Request, side: ReadSide, org: Org) -> Response:
-    store, first, last, currency = query(request, org)
+    store, first, last, currency = query(request, side, org)
     version, buckets = await asyncio.to_thread(side.model.snapshot, org.id, DAY)
-    fresh = freshness(await asyncio.to_thread(side.model.caught_up_at, org.id), _now_ms()).to_json()
+    fresh = freshness(await asyncio.to_thread(side.model.caught_up_at, org.id), ms_of(side.now())).to_json()
     result = compute_figures(buckets, first=first, last=last, currency=currency, rates=side.rates, store=store)
     q = request.query_params
     named = q.get("period") or (None if "from" in q or "to" in q else "today")
@@ -168,7 +170,7 @@ async def health(request: Request, side: ReadSide, org: Org) -> Response:
     """Whether the organisation's figures are current, and how many events were quarantined."""
     at = await asyncio.to_thread(side.model.caught_up_at, org.id)
     poison = await asyncio.to_thread(side.model.records, org.id, QUARANTINE)
-    return json_response({"org": org.id, "figures": freshness(at, _now_ms()).to_json(), "quarantined": len(poison)})
+    return json_response({"org": org.id, "figures": freshness(at, ms_of(side.now())).to_json(), "quarantined": len(poison)})
 
 
 @org_route()
@@ -182,7 +184,7 @@ async def quarantined(request: Request, side: ReadSide, org: Org) -> Response:
 
 @org_route(by_points)
 async def series_route(request: Request, side: ReadSide, org: Org) -> Response:
-    store, first, last, currency = query(request, org)
+    store, first, last, currency = query(request, side, org)
     metric = request.query_params.get("metric", "gross_revenue")
     grain = request.query_params.get("granularity", "day")
 
@@ -222,7 +224,7 @@ async def rejected_one(request: Request, side: ReadSide, org: Org) -> Response:
 
 @org_route()
 async def connections(request: Request, side: ReadSide, org: Org) -> Response:
-    since = int(time.time() // 60) - 60
+    since = ms_of(side.now()) // 60_000 - 60  # in minutes since the epoch: the last hour
 
     def gather() -> list[dict[str, object]]:
         out = []
@@ -252,7 +254,7 @@ async def listing(request: Request, side: ReadSide, org: Org) -> Response:
     what = request.path_params["what"]
     if what not in lists.SORTS:
         raise HTTPException(404, f"no list {what!r}: use one of {', '.join(lists.SORTS)}")
-    store, first, last, currency = query(request, org)
+    store, first, last, currency = query(request, side, org)
     sort = request.query_params.get("sort", lists.SORTS[what][0])
     if sort not in lists.SORTS[what]:
         raise HTTPException(400, f"sort for {what} must be one of {', '.join(lists.SORTS[what])}, got {sort!r}")
@@ -278,7 +280,7 @@ async def listing(request: Request, side: ReadSide, org: Org) -> Response:
 async def customers(request: Request, side: ReadSide, org: Org) -> Response:
     """Best customers (the period's paid orders; all time straight from the profiles), or with
     filter=never_bought the customers registered in the period who never paid an order."""
-    store, first, last, currency = query(request, org)
+    store, first, last, currency = query(request, side, org)
     q = request.query_params
     wanted = q.get("filter")
     if wanted not in (None, "never_bought"):
@@ -321,7 +323,7 @@ async def customers(request: Request, side: ReadSide, org: Org) -> Response:
 
 @org_route(by_records)
 async def carts(request: Request, side: ReadSide, org: Org) -> Response:
-    store, first, last, currency = query(request, org)
+    store, first, last, currency = query(request, side, org)
     fetch = side.model.records
     days, live, products, listed = await asyncio.gather(
         asyncio.to_thread(fetch, org.id, "cart_day", first, last), asyncio.to_thread(fetch, org.id, "open_carts"),
@@ -334,7 +336,7 @@ async def carts(request: Request, side: ReadSide, org: Org) -> Response:
 
 @org_route(by_records)
 async def journey(request: Request, side: ReadSide, org: Org) -> Response:
-    store, first, last, _ = query(request, org)
+    store, first, last, _ = query(request, side, org)
     days = await asyncio.to_thread(side.model.records, org.id, "journey_day", first, last)
     return json_response({"org": org.id, "store": store, **_span(first, last),
                           **shoppers.journey_summary(days, store)})
@@ -342,7 +344,7 @@ async def journey(request: Request, side: ReadSide, org: Org) -> Response:
 
 @org_route(by_records)
 async def attribution(request: Request, side: ReadSide, org: Org) -> Response:
-    store, first, last, currency = query(request, org)
+    store, first, last, currency = query(request, side, org)
     days = await asyncio.to_thread(side.model.records, org.id, "attribution", first, last)
     body = shoppers.attribution_summary(days, currency=currency, rates=side.rates, store=store)
     return json_response({"org": org.id, "store": store, **_span(first, last),
@@ -352,7 +354,7 @@ async def attribution(request: Request, side: ReadSide, org: Org) -> Response:
 @org_route(all_records)
 async def quota(request: Request, side: ReadSide, org: Org) -> Response:
     try:
-        at = lists.parse_at(request.query_params.get("at"), datetime.now(timezone.utc))
+        at = lists.parse_at(request.query_params.get("at"), side.now())
     except lists.ListError as exc:
         raise HTTPException(400, str(exc)) from None
     records = await asyncio.to_thread(side.model.records, org.id, "order")
@@ -366,7 +368,7 @@ async def healthz(request: Request) -> Response:
     """For a load balancer or an uptime check, without a token: 200 while every organisation's
     figures are live, 503 while any is stale. Names no organisation."""
     side = read_side(request)
-    now = _now_ms()
+    now = ms_of(side.now())
     ats = await asyncio.to_thread(lambda: [side.model.caught_up_at(o) for o in side.config.orgs])
     stale = sum(freshness(at, now).stale for at in ats)
     return json_response({"status": "stale" if stale else "ok", "organisations": len(ats), "stale": stale},
