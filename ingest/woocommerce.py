@@ -26,12 +26,13 @@ import html
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timezone
 from decimal import Decimal
 from hashlib import sha256
 from typing import Any
 
 
+from core.clock import ms_from_iso
 from core.config import Store
 from core.events import Event, Item, Kind
 from core.limits import amount_problem
@@ -50,7 +51,6 @@ _PING = re.compile(rb"webhook_id=(\d{1,20})")
 # wc_format_decimal's output, in ASCII digits (`\d` would take "٥"); bounded so 64 bits hold it.
 _AMOUNT = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]{1,12})?")
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,11 +238,8 @@ def _time(value: Any, where: str) -> int:
     if not isinstance(value, str):
         raise BadPayload(f"{where} must be a timestamp such as \"2017-03-22T19:28:02\", got {value!r}")
     try:
-        parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return (parsed - _EPOCH) // timedelta(milliseconds=1)
-    except (ValueError, OverflowError):
+        return ms_from_iso(value, naive=timezone.utc)
+    except ValueError:
         raise BadPayload(f"{where} is not a timestamp such as \"2017-03-22T19:28:02\": {value!r}") from None
 
 

@@ -17,7 +17,7 @@ from itertools import combinations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.clock import ms_from_iso, utc_from_ms
+from core.clock import ms_from_iso, ms_of, utc_from_ms
 from core.figures import Record
 from core.money import Money
 from core.rates import LATEST, Rates, convert
@@ -261,7 +261,7 @@ def _utc_iso(ms: int) -> str:
 
 def parse_at(value: str | None, now: datetime) -> int:
     if value is None:
-        return int(now.timestamp() * 1000)
+        return ms_of(now)
     try:
         return ms_from_iso(value)
     except ValueError as exc:
