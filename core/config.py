@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.money import EXPONENTS
 
+# A store's provider: a vendor posting webhooks (ingest/app.py ADAPTERS), or "events", any site
+# through the events API. The one list of them.
 PROVIDERS = ("stripe", "woocommerce", "shopify", "events")
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 

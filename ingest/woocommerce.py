@@ -37,7 +37,7 @@ from core.config import Store
 from core.events import Event, Item, Kind
 from core.limits import amount_problem
 from core.money import UnknownCurrency, divide_half_up, normalise_currency, to_minor
-from ingest.adapter import Delivery, Outcome
+from ingest.adapter import Delivery, Outcome, media_type
 from ingest.errors import BadPayload, BadSignature
 from ingest.fields import integer, parse_json, required
 
@@ -126,8 +126,7 @@ def verify(body: bytes, signature: str, secret: str) -> None:
 def _ping(delivery: Delivery) -> str | None:
     """The webhook id of WooCommerce's unsigned creation ping (`webhook_id=N`, a form post), else None."""
     match = _PING.fullmatch(delivery.body.strip())
-    content_type = (delivery.header("content-type") or "").split(";")[0].strip().lower()
-    if match is None or content_type not in ("", "application/x-www-form-urlencoded"):
+    if match is None or media_type(delivery.header("content-type")) not in ("", "application/x-www-form-urlencoded"):
         return None
     return match.group(1).decode()
 
