@@ -227,7 +227,7 @@ async def connections(request: Request, side: ReadSide, org: Org) -> Response:
     since = ms_of(side.now()) // 60_000 - 60  # in minutes since the epoch: the last hour
 
     def gather() -> list[dict[str, object]]:
-        out = []
+        out: list[dict[str, object]] = []
         poison = _quarantined(side.model.records(org.id, QUARANTINE))
         for s in org.stores.values():
             mine = [v for v in poison if v["store"] == s.id]
