@@ -354,7 +354,7 @@ async def attribution(request: Request, side: ReadSide, org: Org) -> Response:
 @org_route(all_records)
 async def quota(request: Request, side: ReadSide, org: Org) -> Response:
     try:
-        at = lists.parse_at(request.query_params.get("at"), side.now())
+        at = lists.parse_at(request.query_params.get("at"), ms_of(side.now()))
     except lists.ListError as exc:
         raise HTTPException(400, str(exc)) from None
     records = await asyncio.to_thread(side.model.records, org.id, "order")
