@@ -60,8 +60,9 @@ def serve_bare(port: int, reuse_port: bool) -> None:
     from starlette.routing import Route
 
     from storepulse.gc_policy import SERVERS, settle
-    from storepulse.responses import json_response
-    from storepulse.servers import build_app, http_server, reuse_port_socket
+    from web.responses import json_response
+    from storepulse.servers import http_server, reuse_port_socket
+    from web.app import build_app
 
     async def events(request: Request) -> Response:
         doc = orjson.loads(await request.body())

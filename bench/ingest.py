@@ -14,7 +14,7 @@ rest of the machine does hits both alike; the table shows the CPU each side and 
    `payment_intent.succeeded`). Every response must be 200 {"status": "accepted"}, and afterwards
    the XLEN of the log streams must equal the number of accepted requests.
 2. A bare handler on the same stack (Starlette + uvicorn, uvloop, httptools, built with
-   storepulse.servers.build_app/http_server) that reads the body and answers 200 JSON, driven by
+   web.app.build_app, storepulse.servers.http_server) that reads the body and answers 200 JSON, driven by
    the same client with the same requests.
 3. `storepulse up` (ingest -> log -> Bytewax -> read model -> WebSocket), with Redis and embedded:
    a WebSocket dashboard client and payments sent at a fixed rate; latency from each POST to the
@@ -81,9 +81,10 @@ def serve_bare(host: str, port: int, reuse_port: bool = False) -> None:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from storepulse.responses import json_response
+    from web.responses import json_response
     from storepulse.gc_policy import SERVERS, settle
-    from storepulse.servers import build_app, http_server, reuse_port_socket
+    from storepulse.servers import http_server, reuse_port_socket
+    from web.app import build_app
 
     async def webhook(request: Request) -> Response:
         body = await request.body()
@@ -562,7 +563,7 @@ def print_profile(path: Path) -> None:
         ("Redis append: redis-py client + state/redis_log", ("(redis/", "(state/redis_log")),
         ("Stripe-Signature verify (ingest/stripe, hmac)", ("verify (ingest/stripe.py", "(stripe/", "(hmac.py")),
         ("normalise to canonical Event (ingest/stripe, core)", ("normalise (ingest/stripe.py", "(core/")),
-        ("JSON response render (storepulse/responses, starlette)", ("(storepulse/responses.py", "(starlette/responses.py")),
+        ("JSON response render (web/responses, starlette)", ("(web/responses.py", "(starlette/responses.py")),
         ("read_body (ingest/app.py)", ("read_body (ingest/app.py",)),
         ("Prometheus counters/histogram", ("(prometheus_client",)),
         ("handler's own lines (ingest/app.py)", ("(ingest/",)),

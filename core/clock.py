@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -23,15 +23,23 @@ def local_day(time_ms: int, tz: ZoneInfo) -> date:
     return utc_from_ms(time_ms).astimezone(tz).date()
 
 
-def ms_from_iso(text: str) -> int:
-    """Milliseconds since the epoch of an ISO 8601 instant that carries its offset ("Z" or "+01:00").
+class NoOffset(ValueError):
+    """An ISO 8601 time without a UTC offset, where none is implied: it names no instant."""
 
-    Raises ValueError saying what is wrong: a time without an offset names no instant.
+
+def ms_from_iso(text: str, naive: tzinfo | None = None) -> int:
+    """Milliseconds since the epoch of an ISO 8601 instant ("Z" or "+01:00"), exactly (no float in between).
+
+    A time written without an offset is in `naive` when one is given (WooCommerce's `_gmt` fields
+    are UTC written without one); else it names no instant: NoOffset. Raises ValueError saying what
+    is wrong.
     """
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"{text!r} is not ISO 8601") from None
     if t.tzinfo is None:
-        raise ValueError(f"{text!r} has no UTC offset (add Z or +01:00)")
-    return (t - _EPOCH) // _MS  # exact: no float in between
+        if naive is None:
+            raise NoOffset(f"{text!r} has no UTC offset (add Z or +01:00)")
+        t = t.replace(tzinfo=naive)
+    return ms_of(t)

@@ -10,12 +10,15 @@ import hashlib
 import hmac
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.money import EXPONENTS
 
+# A store's provider: a vendor posting webhooks (ingest/app.py ADAPTERS), or "events", any site
+# through the events API. The one list of them.
 PROVIDERS = ("stripe", "woocommerce", "shopify", "events")
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -76,120 +79,199 @@ class Config:
         return found
 
 
-def _str(table: Mapping[str, object], key: str, where: str, default: str | None = None) -> str:
-    value = table.get(key, default)
-    if value is None:
-        raise ConfigError(f"{where}.{key}: missing (required)")
+# --- the schema -----------------------------------------------------------------------------------
+#
+# A small table of keys with validators rather than msgspec Structs: msgspec would name the path
+# ("Expected `int` >= 30 - at `$.orgs.acme.abandon_after`") but neither the unit, the value given nor
+# an example, and its own checks (a time zone, a currency, an env: secret, a token's hash) could name
+# only the table, not the key. Here every error is "<key path>: what is wrong (and what to write)".
+
+REQUIRED: Any = object()  # a Key's default when the key must be given
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One key of a table: how its value is checked, and its default when absent."""
+
+    check: Callable[[Any, str], Any]  # (the TOML value, its key path) -> the value kept; ConfigError if bad
+    default: Any = REQUIRED
+    secret: bool = False  # a string that may say "env:NAME": that variable's value is checked instead
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """A table of [PATH.NAME] tables, each with `keys`; `noun` is what a NAME names."""
+
+    noun: str
+    keys: Mapping[str, Key | Tables]
+    default: Any = REQUIRED
+
+
+def _text(value: Any, at: str) -> str:
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}.{key}: must be a non-empty string, got {value!r}")
+        raise ConfigError(f"{at}: must be a non-empty string, got {value!r}")
     return value
 
 
-def _secret(value: str, where: str, env: Mapping[str, str]) -> str:
+def _from_env(value: str, at: str, env: Mapping[str, str]) -> str:
     if value.startswith("env:"):
         name = value[4:]
         if name not in env or not env[name]:
-            raise ConfigError(f"{where}: environment variable {name!r} is not set (the key says {value!r})")
+            raise ConfigError(f"{at}: environment variable {name!r} is not set (the key says {value!r})")
         return env[name]
     return value
 
 
-def _token_sha256(value: str, where: str) -> bytes:
+def _token_sha256(value: str, at: str) -> bytes:
     """The SHA-256 of an org token, given as the token or as "sha256:<64 hex digits>" of it."""
     if value.startswith("sha256:"):
         hexdigest = value[len("sha256:"):].strip().lower()
         if len(hexdigest) != 64 or any(c not in "0123456789abcdef" for c in hexdigest):
-            raise ConfigError(f"{where}: sha256: must be followed by the 64 hex digits of the token's SHA-256 "
+            raise ConfigError(f"{at}: sha256: must be followed by the 64 hex digits of the token's SHA-256 "
                               "(printf %s TOKEN | sha256sum)")
         return bytes.fromhex(hexdigest)
     if len(value) < 16:
-        raise ConfigError(f"{where}: must be at least 16 characters (it guards the org's data)")
+        raise ConfigError(f"{at}: must be at least 16 characters (it guards the org's data)")
     return hashlib.sha256(value.encode()).digest()
 
 
-def _currency(value: str, where: str) -> str:
-    if value not in EXPONENTS:
-        raise ConfigError(f"{where}: {value!r} is not an ISO 4217 currency code (e.g. EUR, USD, JPY)")
-    return value
+def _currency(value: Any, at: str) -> str:
+    code = _text(value, at)
+    if code not in EXPONENTS:
+        raise ConfigError(f"{at}: {code!r} is not an ISO 4217 currency code (e.g. EUR, USD, JPY)")
+    return code
 
 
-def _timezone(value: str, where: str) -> str:
+def _timezone(value: Any, at: str) -> str:
+    name = _text(value, at)
     try:
-        ZoneInfo(value)
+        ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{where}: {value!r} is not a known IANA time zone (e.g. Europe/Berlin)") from None
+        raise ConfigError(f"{at}: {name!r} is not a known IANA time zone (e.g. Europe/Berlin)") from None
+    return name
+
+
+def _provider(value: Any, at: str) -> str:
+    provider = _text(value, at)
+    if provider not in PROVIDERS:
+        raise ConfigError(f"{at}: {provider!r} is not one of {', '.join(PROVIDERS)}")
+    return provider
+
+
+def _url(value: Any, at: str) -> str:
+    url = _text(value, at)
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{at}: must start with http:// or https://, got {url!r}")
+    return url
+
+
+def _domain(value: Any, at: str) -> str:
+    return _text(value, at).lower()
+
+
+def _whole(low: int, high: int | None, what: str) -> Callable[[Any, str], int]:
+    """A check for a whole number from `low` to `high` (no upper bound: None); `what` says so to the user."""
+
+    def check(value: Any, at: str) -> int:
+        if (not isinstance(value, int) or isinstance(value, bool) or value < low
+                or (high is not None and value > high)):
+            raise ConfigError(f"{at}: {what}, got {value!r}")
+        return value
+
+    return check
+
+
+def _csv_path(value: Any, at: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{at}: must be a path to an ECB-format CSV, got {value!r}")
     return value
+
+
+_STORE: Mapping[str, Key | Tables] = {
+    "provider": Key(_provider),
+    "secret": Key(_text, secret=True),
+    "currency": Key(_currency, None),  # None: the organisation's
+    "api_key": Key(_text, None, secret=True),
+    "api_secret": Key(_text, None, secret=True),
+    "api_url": Key(_url, None),
+    "shop_domain": Key(_domain, None),
+}
+_ORG: Mapping[str, Key | Tables] = {
+    "timezone": Key(_timezone, "UTC"),
+    "currency": Key(_currency),
+    "token": Key(_token_sha256, secret=True),
+    "abandon_after": Key(_whole(30, 180, "minutes from 30 to 180"), 60),
+    "plan_limit": Key(_whole(1, None, "a positive whole number of paid orders per 30 days"), None),
+    "stores": Tables("store", _STORE, {}),
+}
+_CONFIG: Mapping[str, Key | Tables] = {
+    "orgs": Tables("organisation", _ORG),
+    "rates_file": Key(_csv_path, None),
+}
+
+
+def _table(table: Mapping[str, Any], at: str, keys: Mapping[str, Key | Tables], env: Mapping[str, str]) -> dict[str, Any]:
+    """The values of `table` (at key path `at`, "" for the top level), checked against `keys`."""
+    unknown = set(table) - set(keys)
+    if unknown:
+        raise ConfigError(f"{at or 'top level'}: unknown key(s) {sorted(unknown)}; the keys are {', '.join(keys)}")
+    out = {}
+    for name, spec in keys.items():
+        path = f"{at}.{name}" if at else name
+        if name not in table:
+            if spec.default is REQUIRED:
+                raise ConfigError(f"{path}: missing; define at least one [{path}.NAME] table" if isinstance(spec, Tables)
+                                  else f"{path}: missing (required)")
+            out[name] = spec.default
+        elif isinstance(spec, Tables):
+            out[name] = _tables(table[name], path, spec, env)
+        else:
+            value = _from_env(_text(table[name], path), path, env) if spec.secret else table[name]
+            out[name] = spec.check(value, path)
+    return out
+
+
+def _tables(value: Any, at: str, spec: Tables, env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{at}: must be a table of [{at}.NAME] tables")
+    if not value and spec.default is REQUIRED:
+        raise ConfigError(f"{at}: missing; define at least one [{at}.NAME] table")
+    out = {}
+    for name, table in value.items():
+        path = f"{at}.{name}"
+        if not _NAME.match(name):
+            raise ConfigError(f"{path}: {spec.noun} names use letters, digits, '-' and '_' only")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: must be a table")
+        out[name] = _table(table, path, spec.keys, env)
+    return out
 
 
 def parse_config(text: str, env: Mapping[str, str]) -> Config:
+    """The Config of a TOML text; `env` holds the variables that env:NAME values name."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}") from None
-    orgs_table = doc.get("orgs")
-    if not isinstance(orgs_table, dict) or not orgs_table:
-        raise ConfigError("orgs: missing; define at least one [orgs.NAME] table")
+    top = _table(doc, "", _CONFIG, env)
     orgs: dict[str, Org] = {}
     store_owner: dict[str, str] = {}
     token_owner: dict[bytes, str] = {}
-    for org_id, table in orgs_table.items():
-        where = f"orgs.{org_id}"
-        if not _NAME.match(org_id):
-            raise ConfigError(f"{where}: organisation names use letters, digits, '-' and '_' only")
-        if not isinstance(table, dict):
-            raise ConfigError(f"{where}: must be a table")
-        timezone = _timezone(_str(table, "timezone", where, "UTC"), f"{where}.timezone")
-        currency = _currency(_str(table, "currency", where), f"{where}.currency")
-        token = _token_sha256(_secret(_str(table, "token", where), f"{where}.token", env), f"{where}.token")
-        if token in token_owner:
-            raise ConfigError(f"{where}.token: the same token is used by orgs.{token_owner[token]}; tokens must differ")
-        token_owner[token] = org_id
-        abandon = table.get("abandon_after", 60)
-        if not isinstance(abandon, int) or isinstance(abandon, bool) or not 30 <= abandon <= 180:
-            raise ConfigError(f"{where}.abandon_after: minutes from 30 to 180, got {abandon!r}")
-        plan_limit = table.get("plan_limit")
-        if plan_limit is not None and (not isinstance(plan_limit, int) or isinstance(plan_limit, bool) or plan_limit < 1):
-            raise ConfigError(f"{where}.plan_limit: a positive whole number of paid orders per 30 days, got {plan_limit!r}")
-        unknown = set(table) - {"timezone", "currency", "token", "stores", "abandon_after", "plan_limit"}
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
+    for org_id, org in top["orgs"].items():
+        at = f"orgs.{org_id}"
+        if org["token"] in token_owner:
+            raise ConfigError(f"{at}.token: the same token is used by orgs.{token_owner[org['token']]}; tokens must differ")
+        token_owner[org["token"]] = org_id
         stores: dict[str, Store] = {}
-        stores_table = table.get("stores", {})
-        if not isinstance(stores_table, dict):
-            raise ConfigError(f"{where}.stores: must be a table of [{where}.stores.NAME] tables")
-        for store_id, st in stores_table.items():
-            swhere = f"{where}.stores.{store_id}"
-            if not _NAME.match(store_id):
-                raise ConfigError(f"{swhere}: store names use letters, digits, '-' and '_' only")
-            if not isinstance(st, dict):
-                raise ConfigError(f"{swhere}: must be a table")
+        for store_id, store in org["stores"].items():
             if store_id in store_owner:
                 raise ConfigError(
-                    f"{swhere}: store id is also used by orgs.{store_owner[store_id]}; "
+                    f"{at}.stores.{store_id}: store id is also used by orgs.{store_owner[store_id]}; "
                     "store ids must be unique because webhook URLs name only the store"
                 )
             store_owner[store_id] = org_id
-            provider = _str(st, "provider", swhere)
-            if provider not in PROVIDERS:
-                raise ConfigError(f"{swhere}.provider: {provider!r} is not one of {', '.join(PROVIDERS)}")
-            secret = _secret(_str(st, "secret", swhere), f"{swhere}.secret", env)
-            store_currency = _currency(_str(st, "currency", swhere, currency), f"{swhere}.currency")
-            unknown = set(st) - {"provider", "secret", "currency", "api_key", "api_secret", "api_url", "shop_domain"}
-            if unknown:
-                raise ConfigError(f"{swhere}: unknown key(s) {sorted(unknown)}")
-            api = {k: _secret(_str(st, k, swhere), f"{swhere}.{k}", env) if k in st else None
-                   for k in ("api_key", "api_secret")}
-            api_url = _str(st, "api_url", swhere) if "api_url" in st else None
-            if api_url is not None and not api_url.startswith(("http://", "https://")):
-                raise ConfigError(f"{swhere}.api_url: must start with http:// or https://, got {api_url!r}")
-            shop_domain = _str(st, "shop_domain", swhere).lower() if "shop_domain" in st else None
-            stores[store_id] = Store(store_id, org_id, provider, secret, store_currency, api["api_key"], api["api_secret"],
-                                     api_url, shop_domain)
-        orgs[org_id] = Org(org_id, timezone, currency, token, stores, abandon, plan_limit)
-    rates_file = doc.get("rates_file")
-    if rates_file is not None and (not isinstance(rates_file, str) or not rates_file):
-        raise ConfigError(f"rates_file: must be a path to an ECB-format CSV, got {rates_file!r}")
-    unknown = set(doc) - {"orgs", "rates_file"}
-    if unknown:
-        raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}: expected [orgs.NAME] tables and rates_file")
-    return Config(orgs, rates_file)
+            # the keys of _STORE are Store's fields
+            stores[store_id] = Store(id=store_id, org=org_id, **{**store, "currency": store["currency"] or org["currency"]})
+        orgs[org_id] = Org(org_id, org["timezone"], org["currency"], org["token"], stores,
+                           abandon_after_minutes=org["abandon_after"], plan_limit=org["plan_limit"])
+    return Config(orgs, top["rates_file"])

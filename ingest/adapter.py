@@ -25,6 +25,11 @@ class Delivery:
         return self.headers.get(name.lower())
 
 
+def media_type(content_type: str | None) -> str:
+    """The media type of a Content-Type header, lower-case and without its parameters; "" without one."""
+    return (content_type or "").split(";")[0].strip().lower()
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     topic: str  # the vendor's topic or event type, for metrics

@@ -44,11 +44,11 @@ import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 
+from core.clock import NoOffset, ms_from_iso
 from core.config import Store
 from core.events import Event, Item, Kind
 from core.limits import amount_problem
@@ -63,7 +63,6 @@ SHOP_DOMAIN_HEADER = "X-Shopify-Shop-Domain"
 
 # financial_status values that mean the money was taken (refunds are reported on their own).
 PAID_STATUSES = frozenset({"paid", "partially_refunded", "refunded"})
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def handle(delivery: Delivery, store: Store, now: float) -> Outcome:
@@ -196,16 +195,11 @@ def _time(value: Any, where: str) -> int:
     if not isinstance(value, str):
         raise BadPayload(f"{where} must be an ISO 8601 timestamp, got {_show(value)}")
     try:
-        parsed = datetime.fromisoformat(value)
+        return ms_from_iso(value)
+    except NoOffset:
+        raise BadPayload(f"{where} {value!r} has no UTC offset, so its instant is unknown") from None
     except ValueError:
         raise BadPayload(f"{where} is not an ISO 8601 timestamp: {_show(value)}") from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise BadPayload(f"{where} {value!r} has no UTC offset, so its instant is unknown")
-    try:
-        delta = parsed - _EPOCH
-    except OverflowError:
-        raise BadPayload(f"{where} is out of range: {_show(value)}") from None
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
 def _first_time(obj: Mapping[str, Any], keys: tuple[str, ...], where: str) -> int:

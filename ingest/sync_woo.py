@@ -31,6 +31,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
+from core.clock import ms_from_iso, ms_of
 from core.config import Store
 from core.events import Event
 from ingest import woocommerce
@@ -53,10 +54,9 @@ def _created_ms(obj: Obj) -> int | None:
     if not isinstance(value, str) or not value:
         return None
     try:
-        parsed = datetime.fromisoformat(value)
+        return ms_from_iso(value, naive=timezone.utc)
     except ValueError:
         return None
-    return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp() * 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +159,7 @@ def page_from_response(spec: WooList, page: int, headers: Mapping[str, str], bod
                           f"{body[:120]!r}", retryable=False) from None
     if not isinstance(data, list):
         raise FetchFailed(f"{spec.name} page {page} is not a JSON list: {str(data)[:120]}", retryable=False)
-    since_ms = int(since.timestamp() * 1000) if since is not None and not spec.filters_by_date else None
+    since_ms = ms_of(since) if since is not None and not spec.filters_by_date else None
     events: list[Event] = []
     skipped: list[str] = []
     for obj in data:

@@ -26,17 +26,18 @@ import html
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timezone
 from decimal import Decimal
 from hashlib import sha256
 from typing import Any
 
 
+from core.clock import ms_from_iso
 from core.config import Store
 from core.events import Event, Item, Kind
 from core.limits import amount_problem
 from core.money import UnknownCurrency, divide_half_up, normalise_currency, to_minor
-from ingest.adapter import Delivery, Outcome
+from ingest.adapter import Delivery, Outcome, media_type
 from ingest.errors import BadPayload, BadSignature
 from ingest.fields import integer, parse_json, required
 
@@ -50,7 +51,6 @@ _PING = re.compile(rb"webhook_id=(\d{1,20})")
 # wc_format_decimal's output, in ASCII digits (`\d` would take "٥"); bounded so 64 bits hold it.
 _AMOUNT = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]{1,12})?")
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +126,7 @@ def verify(body: bytes, signature: str, secret: str) -> None:
 def _ping(delivery: Delivery) -> str | None:
     """The webhook id of WooCommerce's unsigned creation ping (`webhook_id=N`, a form post), else None."""
     match = _PING.fullmatch(delivery.body.strip())
-    content_type = (delivery.header("content-type") or "").split(";")[0].strip().lower()
-    if match is None or content_type not in ("", "application/x-www-form-urlencoded"):
+    if match is None or media_type(delivery.header("content-type")) not in ("", "application/x-www-form-urlencoded"):
         return None
     return match.group(1).decode()
 
@@ -238,11 +237,8 @@ def _time(value: Any, where: str) -> int:
     if not isinstance(value, str):
         raise BadPayload(f"{where} must be a timestamp such as \"2017-03-22T19:28:02\", got {value!r}")
     try:
-        parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return (parsed - _EPOCH) // timedelta(milliseconds=1)
-    except (ValueError, OverflowError):
+        return ms_from_iso(value, naive=timezone.utc)
+    except ValueError:
         raise BadPayload(f"{where} is not a timestamp such as \"2017-03-22T19:28:02\": {value!r}") from None
 
 

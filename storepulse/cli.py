@@ -14,8 +14,11 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import uvloop
+from starlette.routing import BaseRoute
+from starlette.types import ExceptionHandler
 
 from core.config import Config, ConfigError, Store
 from storepulse.gc_policy import SERVERS, settle
@@ -24,7 +27,8 @@ from state.rejected import KEEP_BYTES, STORE_BYTES, TOTAL_BYTES, RejectedLimits
 from storepulse import STOREPULSE
 from storepulse.commands import rejected, replay, sync
 from storepulse.configfile import DEFAULT_PATH, demo_config, demo_credentials, load_config, load_rates
-from storepulse.servers import HttpLimits, build_app, http_server, reuse_port_socket, stop_on_signals
+from storepulse.servers import HttpLimits, http_server, reuse_port_socket, stop_on_signals
+from web.app import build_app
 from ws_gateway import limits as gateway_limits
 
 log = logging.getLogger("storepulse")
@@ -268,12 +272,14 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     from ingest.app import Ingest, ingest_routes
     from ingest.monitor import ConnectionMonitor
     from state.open import open_connection_stats, open_log, open_read_model, open_rejected
-    from ws_gateway.api import ReadSide, gateway_routes
+    from ws_gateway import api
     from ws_gateway.hub import Hub
     from ws_gateway.live import start_ws_server
 
     stop = stop_on_signals()
-    routes = []
+    routes: list[BaseRoute] = []
+    handlers: dict[Any, ExceptionHandler] = {}
+    state: dict[str, object] = {}
     event_log = hub = ws = supervisor = monitor = None
     rejected = open_rejected(args.data_dir, args.redis, bounds)
     stats = open_connection_stats(args.data_dir, args.redis)
@@ -289,11 +295,13 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         await hub.start()
         api_limits, ws_limits = gateway_limits.from_args(args)
         ws = await start_ws_server(config, hub, args.host, args.ws_port, ws_limits)
-        routes += gateway_routes(ReadSide(config, model, rejected, stats, args.ws_port, rates, api_limits))
+        routes += api.routes
+        handlers |= api.handlers
+        state["read_side"] = api.ReadSide(config, model, rejected, stats, args.ws_port, rates, api_limits)
     if args.command == "up":
         supervisor = asyncio.create_task(_supervise(_flows_command(args, path), stop))
     limits = HttpLimits(args.keep_alive_timeout, args.header_timeout, args.max_header_bytes, args.max_connections)
-    server = http_server(build_app(routes), args.host, args.http_port, limits)
+    server = http_server(build_app(routes, handlers, state), args.host, args.http_port, limits)
     settle(SERVERS)
     sockets = [reuse_port_socket(args.host, args.http_port)] if getattr(args, "reuse_port", False) else None
     http_task = asyncio.create_task(server.serve(sockets=sockets))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import socket
 from collections.abc import Iterator
@@ -12,15 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-from storepulse.security import SecurityHeaders
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,20 +121,6 @@ class HttpServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-async def _metrics(request: Request) -> Response:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Several processes share the port (`ingest --processes N`): whichever answers the scrape
-        # reports the sum over all of them, from the files each one writes.
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-
-def build_app(routes: list[Route]) -> Starlette:
-    return Starlette(routes=[*routes, Route("/metrics", _metrics, methods=["GET"])], middleware=[Middleware(SecurityHeaders)])
 
 
 def http_server(app: Starlette, host: str, port: int, limits: HttpLimits | None = None) -> HttpServer:

@@ -32,7 +32,8 @@ from state.sqlite_connections import SqliteConnectionStats
 from state.sqlite_log import SqliteEventLog, SqliteLogReader
 from state.sqlite_rejected import SqliteRejectedStore
 from storepulse import STOREPULSE
-from storepulse.servers import build_app, http_server
+from storepulse.servers import http_server
+from web.app import build_app
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

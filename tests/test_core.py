@@ -124,6 +124,13 @@ def test_config_parses_and_reads_secrets_from_env() -> None:
          {"SHOP1": "x"}, "orgs.beta.stores.shop1: store id is also used by orgs.acme"),
         ("[orgs", {}, "not valid TOML"),
         ("", {}, "orgs: missing"),
+        ("orgs = 1", {}, "orgs: must be a table of [orgs.NAME] tables"),
+        (GOOD.replace('currency = "EUR"\n', 'currency = "EUR"\ncolour = "red"\n'), {"SHOP1": "x"},
+         "orgs.acme: unknown key(s) ['colour']; the keys are timezone, currency, token, abandon_after, plan_limit, stores"),
+        (GOOD.replace('currency = "EUR"\n', 'currency = "EUR"\nabandon_after = 10\n'), {"SHOP1": "x"},
+         "orgs.acme.abandon_after: minutes from 30 to 180, got 10"),
+        (GOOD.replace('"Europe/Berlin"', "5"), {"SHOP1": "x"}, "orgs.acme.timezone: must be a non-empty string, got 5"),
+        ("x = 1\n" + GOOD, {"SHOP1": "x"}, "top level: unknown key(s) ['x']; the keys are orgs, rates_file"),
     ],
 )
 def test_bad_config_names_the_key(text: str, env: dict[str, str], message: str) -> None:

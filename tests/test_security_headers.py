@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from storepulse.security import with_websocket
+from web.security import with_websocket
 from tests.helpers import TOKENS, Storepulse, payment_intent_succeeded
 from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -46,6 +46,10 @@ def test_every_response_carries_the_headers(sp: Storepulse) -> None:
     }
     responses["webhook 200"] = sp.post_stripe("acme-stripe", payment_intent_succeeded("evt_headers", "pi_headers", 100))
     assert [r.status_code for r in responses.values()] == [200, 200, 401, 400, 200, 404, 405]
+    # The router's own errors are JSON like every other error (web/app.py).
+    assert responses["no such path"].json() == {"error": "Not Found"}
+    assert responses["wrong method"].json() == {"error": "Method Not Allowed"}
+    assert responses["wrong method"].headers["allow"] == "POST"
     for what, r in responses.items():
         assert {k: r.headers.get(k) for k in COMMON} == COMMON, what
         assert r.headers["content-security-policy"] == BASE_POLICY, what

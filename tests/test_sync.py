@@ -45,7 +45,7 @@ from state.sqlite_connections import SqliteConnectionStats
 from storepulse import STOREPULSE
 from state.sqlite_log import SqliteEventLog, SqliteLogReader
 from state.sqlite_rejected import SqliteRejectedStore
-from storepulse.servers import build_app
+from web.app import build_app
 from tests.helpers import REPO, free_port, stripe_signature, wait_for
 
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z

@@ -1,18 +1,26 @@
-"""HTTP read API and the dashboard page. Every /api route is scoped to the token's organisation."""
+"""HTTP read API and the dashboard page. Every /api route is scoped to the token's organisation.
+
+Each route is a small function over the `ReadSide` the app holds (`app.state.read_side`); `org_route`
+authorises it and charges the organisation's budget for it. A bad parameter raises HTTPException;
+what the domain raises (AuthError, Throttled, BadPeriod, MissingRate) is answered by one handler
+each, in `handlers`. Every error body is {"error": "..."}.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.resources import files
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from core.clock import ms_of, utc_from_ms
 from core.config import Config, Org
@@ -23,20 +31,24 @@ from core.rates import Rates
 from state.connections import ConnectionStats
 from state.readmodel import ReadModel
 from state.rejected import RejectedStore
-from storepulse.responses import error_response, json_response
-from storepulse.security import page_policy, with_websocket
+from web.responses import error_response, json_response
+from web.security import page_policy, with_websocket
 from ws_gateway import lists, metrics, shoppers
 from ws_gateway.auth import AuthError, org_for
 from ws_gateway.limits import ApiLimits
 from ws_gateway.throttle import ApiThrottle, Throttled, records_cost, series_cost
 
 BODY_PREVIEW_BYTES = 4096
-Handler = Callable[[Request, Org], Awaitable[Response]]
-Cost = Callable[[Request, Org], int]  # a request's cost units, before it runs (ws_gateway/throttle.py)
+
+
+def wall_clock() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 @dataclass
 class ReadSide:
+    """What the read API reads, and its clocks; held by the app as `app.state.read_side`."""
+
     config: Config
     model: ReadModel
     rejected: RejectedStore
@@ -44,10 +56,21 @@ class ReadSide:
     ws_port: int
     rates: Rates | None = None
     limits: ApiLimits = field(default_factory=ApiLimits)
+    now: Callable[[], datetime] = wall_clock  # "today" of a period, freshness, the quota's window
+    monotonic: Callable[[], float] = time.monotonic  # the throttle's refill
+    throttle: ApiThrottle = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.throttle = ApiThrottle(self.limits)
 
 
-def _now_ms() -> int:
-    return ms_of(datetime.now(timezone.utc))
+OrgEndpoint = Callable[[Request, ReadSide, Org], Awaitable[Response]]
+Cost = Callable[[Request, ReadSide, Org], int]  # a request's cost units, before it runs (ws_gateway/throttle.py)
+
+
+def read_side(request: Request) -> ReadSide:
+    side: ReadSide = request.app.state.read_side
+    return side
 
 
 def _quarantined(records: list[Record]) -> list[dict[str, Any]]:
@@ -63,303 +86,347 @@ def _span(first: str, last: str) -> dict[str, str | None]:
 def _limit(request: Request, default: int = 100, most: int = 1000) -> int:
     raw = request.query_params.get("limit", str(default))
     if not raw.isdigit() or not 0 < int(raw) <= most:
-        raise AuthError(400, f"limit must be a whole number from 1 to {most}, got {raw!r}")
+        raise HTTPException(400, f"limit must be a whole number from 1 to {most}, got {raw!r}")
     return int(raw)
 
 
-def gateway_routes(side: ReadSide) -> list[Route]:
-    def authorised(request: Request) -> Org:
-        return org_for(side.config, request.headers.get("authorization"), request.path_params["org"])
+def _store(request: Request, org: Org) -> str | None:
+    """?store=, one of the organisation's stores, or None for all of them."""
+    store = request.query_params.get("store")
+    if store is not None and store not in org.stores:
+        raise HTTPException(404, f"organisation {org.id!r} has no store {store!r}")
+    return store
 
-    def query(request: Request, org: Org) -> tuple[str | None, str, str, str]:
-        """(store, first day, last day, currency) from ?store=&period= or &from=&to=, &currency=."""
-        q = request.query_params
-        store = q.get("store")
-        if store is not None and store not in org.stores:
-            raise AuthError(404, f"organisation {org.id!r} has no store {store!r}")
-        currency = q.get("currency", org.currency).upper()
-        if currency not in EXPONENTS:
-            raise AuthError(400, f"currency {currency!r} is not an ISO 4217 code")
-        period = q.get("period")
-        if period is None and q.get("from") is None and q.get("to") is None:
-            period = "today"
-        today = datetime.now(timezone.utc).astimezone(org.tz).date()
-        try:
-            first, last = resolve_period(period, q.get("from"), q.get("to"), today)
-        except BadPeriod as exc:
-            raise AuthError(400, str(exc)) from None
-        return store, first, last, currency
 
-    async def figures(request: Request, org: Org) -> Response:
-        store, first, last, currency = query(request, org)
-        version, buckets = await asyncio.to_thread(side.model.snapshot, org.id, DAY)
-        fresh = freshness(await asyncio.to_thread(side.model.caught_up_at, org.id), _now_ms()).to_json()
-        try:
-            result = compute_figures(buckets, first=first, last=last, currency=currency, rates=side.rates, store=store)
-        except MissingRate as exc:
-            return error_response(422, str(exc))
-        q = request.query_params
-        named = q.get("period") or (None if "from" in q or "to" in q else "today")
-        span = {"period": named, **_span(first, last)}
-        return json_response({"org": org.id, "store": store, **span, "version": version, "freshness": fresh,
-                              **result.to_json()})
+def query(request: Request, side: ReadSide, org: Org) -> tuple[str | None, str, str, str]:
+    """(store, first day, last day, currency) from ?store=&period= or &from=&to=, &currency=."""
+    q = request.query_params
+    store = _store(request, org)
+    currency = q.get("currency", org.currency).upper()
+    if currency not in EXPONENTS:
+        raise HTTPException(400, f"currency {currency!r} is not an ISO 4217 code")
+    period = q.get("period")
+    if period is None and q.get("from") is None and q.get("to") is None:
+        period = "today"
+    today = side.now().astimezone(org.tz).date()
+    first, last = resolve_period(period, q.get("from"), q.get("to"), today)
+    return store, first, last, currency
 
-    async def health(request: Request, org: Org) -> Response:
-        """Whether the organisation's figures are current, and how many events were quarantined."""
-        at = await asyncio.to_thread(side.model.caught_up_at, org.id)
-        poison = await asyncio.to_thread(side.model.records, org.id, QUARANTINE)
-        return json_response({"org": org.id, "figures": freshness(at, _now_ms()).to_json(), "quarantined": len(poison)})
 
-    async def quarantined(request: Request, org: Org) -> Response:
-        store = request.query_params.get("store")
-        if store is not None and store not in org.stores:
-            return error_response(404, f"organisation {org.id!r} has no store {store!r}")
-        found = _quarantined(await asyncio.to_thread(side.model.records, org.id, QUARANTINE))
-        if store is not None:
-            found = [v for v in found if v["store"] == store]
-        return json_response({"org": org.id, "total": len(found), "quarantined": found[:_limit(request)]})
+# --- what a request costs (ws_gateway/throttle.py) ----------------------------------------------
 
-    async def series_route(request: Request, org: Org) -> Response:
-        store, first, last, currency = query(request, org)
-        metric = request.query_params.get("metric", "gross_revenue")
-        grain = request.query_params.get("granularity", "day")
+def by_request(request: Request, side: ReadSide, org: Org) -> int:
+    return 1
 
-        def compute() -> tuple[int, list[tuple[str, int]]]:
-            # off the event loop: a year of hours is ~9,000 points, and other requests go on meanwhile
-            version, buckets = side.model.snapshot(org.id, grain)
-            return version, series(buckets, metric=metric, grain=grain, first=first, last=last, tz=org.tz,
-                                   currency=currency, rates=side.rates, store=store)
 
-        try:
-            version, points = await asyncio.to_thread(compute)
-        except BadPeriod as exc:
-            return error_response(400, str(exc))
-        except MissingRate as exc:
-            return error_response(422, str(exc))
-        money = metric in ("gross_revenue", "refunds", "net_revenue", "aov")
-        return json_response({
-            "org": org.id, "store": store, "metric": metric, "granularity": grain, "from": first, "to": last,
-            "currency": currency if money else None, "version": version,
-            "points": [{"t": t, "value": v} for t, v in points],
-        })
+def by_records(request: Request, side: ReadSide, org: Org) -> int:
+    _, first, last, _ = query(request, side, org)
+    return records_cost(first, last)
 
-    async def rejected_list(request: Request, org: Org) -> Response:
-        store = request.query_params.get("store")
-        if store is not None and store not in org.stores:
-            return error_response(404, f"organisation {org.id!r} has no store {store!r}")
-        found = await asyncio.to_thread(side.rejected.list, org=org.id, store=store, limit=_limit(request))
-        usage = await asyncio.to_thread(side.rejected.usage)
-        mine = [u for s, u in usage.items() if s in org.stores and store in (None, s)]
-        # What the byte bounds dropped (oldest first) from what this list would show.
-        dropped = {"count": sum(u.dropped for u in mine), "bytes": sum(u.dropped_bytes for u in mine)}
-        return json_response({"rejected": [r.to_json(body_limit=BODY_PREVIEW_BYTES) for r in found], "dropped": dropped})
 
-    async def rejected_one(request: Request, org: Org) -> Response:
-        r = await asyncio.to_thread(side.rejected.get, request.path_params["id"])
-        if r is None or r.org != org.id:
-            return error_response(404, "no such rejected delivery in this organisation")
-        return json_response(r.to_json())
+def by_points(request: Request, side: ReadSide, org: Org) -> int:
+    _, first, last, _ = query(request, side, org)
+    return series_cost(request.query_params.get("granularity", "day"), first, last)
 
-    async def connections(request: Request, org: Org) -> Response:
-        since = int(time.time() // 60) - 60
 
-        def gather() -> list[dict[str, object]]:
-            out = []
-            poison = _quarantined(side.model.records(org.id, QUARANTINE))
-            for s in org.stores.values():
-                mine = [v for v in poison if v["store"] == s.id]
-                n, last_event, last_received = side.stats.activity(s.id, since)
-                rej = side.rejected.summary(s.id)
-                out.append({
-                    "store": s.id, "provider": s.provider, "currency": s.currency,
-                    "last_event_time": utc_from_ms(last_event).isoformat() if last_event is not None else None,
-                    "last_received_at": datetime.fromtimestamp(last_received, timezone.utc).isoformat() if last_received else None,
-                    "events_last_hour": n,
-                    "rejected": {"count": rej.count, "last_reason": rej.last_reason,
-                                 "last_at": datetime.fromtimestamp(rej.last_at, timezone.utc).isoformat() if rej.last_at else None},
-                    "quarantined": {"count": len(mine), "last_reason": mine[0]["error"] if mine else None,
-                                    "last_event_id": mine[0]["id"] if mine else None},
-                    "sync": side.stats.load_sync(s.id),
-                })
-            return out
+def all_records(request: Request, side: ReadSide, org: Org) -> int:
+    return records_cost("", OPEN_END)  # the quota reads every order record
 
-        return json_response({"org": org.id, "connections": await asyncio.to_thread(gather)})
 
-    async def listing(request: Request, org: Org) -> Response:
-        what = request.path_params["what"]
-        if what not in lists.SORTS:
-            return error_response(404, f"no list {what!r}: use one of {', '.join(lists.SORTS)}")
-        store, first, last, currency = query(request, org)
-        sort = request.query_params.get("sort", lists.SORTS[what][0])
-        if sort not in lists.SORTS[what]:
-            return error_response(400, f"sort for {what} must be one of {', '.join(lists.SORTS[what])}, got {sort!r}")
-        limit = _limit(request, default=20)
-        records = await asyncio.to_thread(side.model.records, org.id, "order", first, last)
-        if store is not None:
-            records = [r for r in records if r.value["store"] == store]
-        try:  # records(first, last) already holds only the period's days
-            paid = lists.paid_orders(records, currency, side.rates)
-        except MissingRate as exc:
-            return error_response(422, str(exc))
-        body: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency, "sort": sort}
-        if what == "orders":
-            body["orders"] = lists.orders_list(paid, sort=sort, limit=limit, currency=currency, tz=org.tz)
-            body["by_source"] = lists.orders_by_source(paid, currency)
-        elif what == "products":
-            body["products"] = lists.products_list(paid, sort=sort, limit=limit, currency=currency)
-        else:
-            body["pairs"] = lists.pairs_list(paid, sort=sort, limit=limit)
-            body["orders_considered"] = len(paid)
-        return json_response(body)
+def org_route(cost: Cost = by_request) -> Callable[[OrgEndpoint], Callable[[Request], Awaitable[Response]]]:
+    """An endpoint over one organisation's data: the bearer token must be that organisation's (the
+    path's {org}), and the request is charged `cost` units of its budget while `endpoint` runs."""
 
-    async def customers(request: Request, org: Org) -> Response:
-        """Best customers (the period's paid orders; all time straight from the profiles), or with
-        filter=never_bought the customers registered in the period who never paid an order."""
-        store, first, last, currency = query(request, org)
-        q = request.query_params
-        wanted = q.get("filter")
-        if wanted not in (None, "never_bought"):
-            return error_response(400, f"filter must be never_bought (or absent), got {wanted!r}")
-        sort = q.get("sort", "registered" if wanted else "revenue")
-        if sort not in lists.SORTS["customers"]:
-            return error_response(400, f"sort for customers must be one of {', '.join(lists.SORTS['customers'])}, got {sort!r}")
-        limit = _limit(request, default=20)
-        fetch = side.model.records
-        span: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency,
-                                   "sort": sort, "filter": wanted}
-        try:
-            if wanted == "never_bought":  # a profile's day is the day it registered
-                lives = lists.lifetimes(await asyncio.to_thread(fetch, org.id, "customer", first, last),
-                                        currency=currency, rates=side.rates, tz=org.tz, store=None)
-                figures = lists.never_bought(lives, store)
-                rows = lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz)
-                return json_response({**span, "total": len(figures), "customers": rows})
-            profiles = await asyncio.to_thread(fetch, org.id, "customer")
-            lives = lists.lifetimes(profiles, currency=currency, rates=side.rates, tz=org.tz, store=store)
-            if first == "" and last == OPEN_END:  # all time: the profiles alone, no order is read
-                figures = lists.lifetime_customers(lives)
-                # guests have no profile: the figures' paid orders minus the profiles'. Read after the
-                # profiles, an order written in between shows as a guest until the next read.
-                _, buckets = await asyncio.to_thread(side.model.snapshot, org.id, DAY)
-                paid_orders = sum(b.paid_orders for b in buckets if store is None or b.store == store)
-                guests = max(0, paid_orders - sum(c.orders for c in figures.values()))
-            else:  # a bounded period sums its own paid orders, selected by day
-                orders = await asyncio.to_thread(fetch, org.id, "order", first, last)
-                paid = [o for o in lists.paid_orders(orders, currency, side.rates)
-                        if store is None or o.value["store"] == store]
-                figures = lists.period_customers(paid)
-                guests = sum(1 for o in paid if o.value["customer"] is None)
-        except MissingRate as exc:
-            return error_response(422, str(exc))
-        first_ever = {k: c.first_paid for k, c in lives.items() if c.first_paid is not None}
-        return json_response({
-            **span, "total": len(figures),
-            "customers": lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz),
-            "summary": lists.customer_summary(figures, first_ever, guests, first, last, org.tz),
-        })
-
-    async def carts(request: Request, org: Org) -> Response:
-        store, first, last, currency = query(request, org)
-        fetch = side.model.records
-        days, live, products, listed = await asyncio.gather(
-            asyncio.to_thread(fetch, org.id, "cart_day", first, last), asyncio.to_thread(fetch, org.id, "open_carts"),
-            asyncio.to_thread(fetch, org.id, "abandoned_product", first, last), asyncio.to_thread(fetch, org.id, "cart", first, last))
-        try:
-            body = shoppers.carts_summary(days, live, products, listed, currency=currency, rates=side.rates,
-                                          limit=_limit(request, default=20), store=store)
-        except MissingRate as exc:
-            return error_response(422, str(exc))
-        return json_response({"org": org.id, "store": store, **_span(first, last),
-                             "currency": currency, "abandon_after_minutes": org.abandon_after_minutes, **body})
-
-    async def journey(request: Request, org: Org) -> Response:
-        store, first, last, _ = query(request, org)
-        days = await asyncio.to_thread(side.model.records, org.id, "journey_day", first, last)
-        return json_response({"org": org.id, "store": store, **_span(first, last),
-                             **shoppers.journey_summary(days, store)})
-
-    async def attribution(request: Request, org: Org) -> Response:
-        store, first, last, currency = query(request, org)
-        days = await asyncio.to_thread(side.model.records, org.id, "attribution", first, last)
-        try:
-            body = shoppers.attribution_summary(days, currency=currency, rates=side.rates, store=store)
-        except MissingRate as exc:
-            return error_response(422, str(exc))
-        return json_response({"org": org.id, "store": store, **_span(first, last),
-                             "currency": currency, "window_days": 7, **body})
-
-    async def quota(request: Request, org: Org) -> Response:
-        try:
-            at = lists.parse_at(request.query_params.get("at"), datetime.now(timezone.utc))
-        except lists.ListError as exc:
-            return error_response(400, str(exc))
-        records = await asyncio.to_thread(side.model.records, org.id, "order")
-        times = [r.value["paid"] for r in records if r.value.get("paid") is not None]
-        alerts = await asyncio.to_thread(side.model.records, org.id, "quota_alert")
-        raised = sorted((a.value for a in alerts), key=lambda v: (v["at"], v["percent"]))
-        return json_response({"org": org.id, **lists.quota(times, at, org.plan_limit), "alerts": raised})
-
-    page = files("ws_gateway").joinpath("static/dashboard.html").read_text().replace("__WS_PORT__", str(side.ws_port))
-    policy = page_policy(page)  # its inline script and style, by hash
-
-    async def healthz(request: Request) -> Response:
-        """For a load balancer or an uptime check, without a token: 200 while every organisation's
-        figures are live, 503 while any is stale. Names no organisation."""
-        now = _now_ms()
-        ats = await asyncio.to_thread(lambda: [side.model.caught_up_at(o) for o in side.config.orgs])
-        stale = sum(freshness(at, now).stale for at in ats)
-        return json_response({"status": "stale" if stale else "ok", "organisations": len(ats), "stale": stale},
-                             status=503 if stale else 200)
-
-    async def dashboard(request: Request) -> Response:
-        csp = with_websocket(policy, request.url.hostname, side.ws_port)  # the page connects to ws://its host:ws_port
-        return HTMLResponse(page, headers={"Content-Security-Policy": csp})
-
-    throttle = ApiThrottle(side.limits)
-
-    def by_records(request: Request, org: Org) -> int:
-        _, first, last, _ = query(request, org)
-        return records_cost(first, last)
-
-    def by_points(request: Request, org: Org) -> int:
-        _, first, last, _ = query(request, org)
-        return series_cost(request.query_params.get("granularity", "day"), first, last)
-
-    def all_records(request: Request, org: Org) -> int:
-        return records_cost("", OPEN_END)  # the quota reads every order record
-
-    def guarded(fn: Handler, cost: Cost = lambda request, org: 1) -> Callable[[Request], Awaitable[Response]]:
-        """Authorises, charges the organisation `cost` units, runs `fn`; AuthError and Throttled
-        become their HTTP answers."""
+    def wrap(endpoint: OrgEndpoint) -> Callable[[Request], Awaitable[Response]]:
+        @functools.wraps(endpoint)
         async def route(request: Request) -> Response:
-            try:
-                org = authorised(request)
-                with throttle.admit(org.id, cost(request, org), time.monotonic()):
-                    return await fn(request, org)
-            except AuthError as exc:
-                return error_response(exc.status, exc.message)
-            except Throttled as exc:
-                metrics.THROTTLED.labels(exc.limit).inc()
-                response = error_response(429, exc.message)
-                response.headers["Retry-After"] = str(exc.retry_after)
-                return response
+            side = read_side(request)
+            org = org_for(side.config, request.headers.get("authorization"), request.path_params["org"])
+            with side.throttle.admit(org.id, cost(request, side, org), side.monotonic()):
+                return await endpoint(request, side, org)
 
         return route
 
-    return [
-        Route("/api/v1/orgs/{org}/figures", guarded(figures), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/series", guarded(series_route, by_points), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/quota", guarded(quota, all_records), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/customers", guarded(customers, by_records), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/carts", guarded(carts, by_records), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/journey", guarded(journey, by_records), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/attribution", guarded(attribution, by_records), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/rejected", guarded(rejected_list), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/rejected/{id}", guarded(rejected_one), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/connections", guarded(connections), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/health", guarded(health), methods=["GET"]),
-        Route("/api/v1/orgs/{org}/quarantine", guarded(quarantined), methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/api/v1/orgs/{org}/{what}", guarded(listing, by_records), methods=["GET"]),
-        Route("/", dashboard, methods=["GET"]),
-    ]
+    return wrap
+
+
+# --- the routes ------------------------------------------------------------------------------------
+
+@org_route()
+async def figures(request: Request, side: ReadSide, org: Org) -> Response:
+    store, first, last, currency = query(request, side, org)
+    version, buckets = await asyncio.to_thread(side.model.snapshot, org.id, DAY)
+    fresh = freshness(await asyncio.to_thread(side.model.caught_up_at, org.id), ms_of(side.now())).to_json()
+    result = compute_figures(buckets, first=first, last=last, currency=currency, rates=side.rates, store=store)
+    q = request.query_params
+    named = q.get("period") or (None if "from" in q or "to" in q else "today")
+    span = {"period": named, **_span(first, last)}
+    return json_response({"org": org.id, "store": store, **span, "version": version, "freshness": fresh,
+                          **result.to_json()})
+
+
+@org_route()
+async def health(request: Request, side: ReadSide, org: Org) -> Response:
+    """Whether the organisation's figures are current, and how many events were quarantined."""
+    at = await asyncio.to_thread(side.model.caught_up_at, org.id)
+    poison = await asyncio.to_thread(side.model.records, org.id, QUARANTINE)
+    return json_response({"org": org.id, "figures": freshness(at, ms_of(side.now())).to_json(), "quarantined": len(poison)})
+
+
+@org_route()
+async def quarantined(request: Request, side: ReadSide, org: Org) -> Response:
+    store = _store(request, org)
+    found = _quarantined(await asyncio.to_thread(side.model.records, org.id, QUARANTINE))
+    if store is not None:
+        found = [v for v in found if v["store"] == store]
+    return json_response({"org": org.id, "total": len(found), "quarantined": found[:_limit(request)]})
+
+
+@org_route(by_points)
+async def series_route(request: Request, side: ReadSide, org: Org) -> Response:
+    store, first, last, currency = query(request, side, org)
+    metric = request.query_params.get("metric", "gross_revenue")
+    grain = request.query_params.get("granularity", "day")
+
+    def compute() -> tuple[int, list[tuple[str, int]]]:
+        # off the event loop: a year of hours is ~9,000 points, and other requests go on meanwhile
+        version, buckets = side.model.snapshot(org.id, grain)
+        return version, series(buckets, metric=metric, grain=grain, first=first, last=last, tz=org.tz,
+                               currency=currency, rates=side.rates, store=store)
+
+    version, points = await asyncio.to_thread(compute)
+    money = metric in ("gross_revenue", "refunds", "net_revenue", "aov")
+    return json_response({
+        "org": org.id, "store": store, "metric": metric, "granularity": grain, "from": first, "to": last,
+        "currency": currency if money else None, "version": version,
+        "points": [{"t": t, "value": v} for t, v in points],
+    })
+
+
+@org_route()
+async def rejected_list(request: Request, side: ReadSide, org: Org) -> Response:
+    store = _store(request, org)
+    found = await asyncio.to_thread(side.rejected.list, org=org.id, store=store, limit=_limit(request))
+    usage = await asyncio.to_thread(side.rejected.usage)
+    mine = [u for s, u in usage.items() if s in org.stores and store in (None, s)]
+    # What the byte bounds dropped (oldest first) from what this list would show.
+    dropped = {"count": sum(u.dropped for u in mine), "bytes": sum(u.dropped_bytes for u in mine)}
+    return json_response({"rejected": [r.to_json(body_limit=BODY_PREVIEW_BYTES) for r in found], "dropped": dropped})
+
+
+@org_route()
+async def rejected_one(request: Request, side: ReadSide, org: Org) -> Response:
+    r = await asyncio.to_thread(side.rejected.get, request.path_params["id"])
+    if r is None or r.org != org.id:
+        raise HTTPException(404, "no such rejected delivery in this organisation")
+    return json_response(r.to_json())
+
+
+@org_route()
+async def connections(request: Request, side: ReadSide, org: Org) -> Response:
+    since = ms_of(side.now()) // 60_000 - 60  # in minutes since the epoch: the last hour
+
+    def gather() -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        poison = _quarantined(side.model.records(org.id, QUARANTINE))
+        for s in org.stores.values():
+            mine = [v for v in poison if v["store"] == s.id]
+            n, last_event, last_received = side.stats.activity(s.id, since)
+            rej = side.rejected.summary(s.id)
+            out.append({
+                "store": s.id, "provider": s.provider, "currency": s.currency,
+                "last_event_time": utc_from_ms(last_event).isoformat() if last_event is not None else None,
+                "last_received_at": datetime.fromtimestamp(last_received, timezone.utc).isoformat() if last_received else None,
+                "events_last_hour": n,
+                "rejected": {"count": rej.count, "last_reason": rej.last_reason,
+                             "last_at": datetime.fromtimestamp(rej.last_at, timezone.utc).isoformat() if rej.last_at else None},
+                "quarantined": {"count": len(mine), "last_reason": mine[0]["error"] if mine else None,
+                                "last_event_id": mine[0]["id"] if mine else None},
+                "sync": side.stats.load_sync(s.id),
+            })
+        return out
+
+    return json_response({"org": org.id, "connections": await asyncio.to_thread(gather)})
+
+
+@org_route(by_records)
+async def listing(request: Request, side: ReadSide, org: Org) -> Response:
+    what = request.path_params["what"]
+    if what not in lists.SORTS:
+        raise HTTPException(404, f"no list {what!r}: use one of {', '.join(lists.SORTS)}")
+    store, first, last, currency = query(request, side, org)
+    sort = request.query_params.get("sort", lists.SORTS[what][0])
+    if sort not in lists.SORTS[what]:
+        raise HTTPException(400, f"sort for {what} must be one of {', '.join(lists.SORTS[what])}, got {sort!r}")
+    limit = _limit(request, default=20)
+    records = await asyncio.to_thread(side.model.records, org.id, "order", first, last)
+    if store is not None:
+        records = [r for r in records if r.value["store"] == store]
+    # records(first, last) already holds only the period's days
+    paid = lists.paid_orders(records, currency, side.rates)
+    body: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency, "sort": sort}
+    if what == "orders":
+        body["orders"] = lists.orders_list(paid, sort=sort, limit=limit, currency=currency, tz=org.tz)
+        body["by_source"] = lists.orders_by_source(paid, currency)
+    elif what == "products":
+        body["products"] = lists.products_list(paid, sort=sort, limit=limit, currency=currency)
+    else:
+        body["pairs"] = lists.pairs_list(paid, sort=sort, limit=limit)
+        body["orders_considered"] = len(paid)
+    return json_response(body)
+
+
+@org_route(by_records)
+async def customers(request: Request, side: ReadSide, org: Org) -> Response:
+    """Best customers (the period's paid orders; all time straight from the profiles), or with
+    filter=never_bought the customers registered in the period who never paid an order."""
+    store, first, last, currency = query(request, side, org)
+    q = request.query_params
+    wanted = q.get("filter")
+    if wanted not in (None, "never_bought"):
+        raise HTTPException(400, f"filter must be never_bought (or absent), got {wanted!r}")
+    sort = q.get("sort", "registered" if wanted else "revenue")
+    if sort not in lists.SORTS["customers"]:
+        raise HTTPException(400, f"sort for customers must be one of {', '.join(lists.SORTS['customers'])}, got {sort!r}")
+    limit = _limit(request, default=20)
+    fetch = side.model.records
+    span: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency,
+                               "sort": sort, "filter": wanted}
+    if wanted == "never_bought":  # a profile's day is the day it registered
+        lives = lists.lifetimes(await asyncio.to_thread(fetch, org.id, "customer", first, last),
+                                currency=currency, rates=side.rates, tz=org.tz, store=None)
+        figures = lists.never_bought(lives, store)
+        rows = lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz)
+        return json_response({**span, "total": len(figures), "customers": rows})
+    profiles = await asyncio.to_thread(fetch, org.id, "customer")
+    lives = lists.lifetimes(profiles, currency=currency, rates=side.rates, tz=org.tz, store=store)
+    if first == "" and last == OPEN_END:  # all time: the profiles alone, no order is read
+        figures = lists.lifetime_customers(lives)
+        # guests have no profile: the figures' paid orders minus the profiles'. Read after the
+        # profiles, an order written in between shows as a guest until the next read.
+        _, buckets = await asyncio.to_thread(side.model.snapshot, org.id, DAY)
+        paid_orders = sum(b.paid_orders for b in buckets if store is None or b.store == store)
+        guests = max(0, paid_orders - sum(c.orders for c in figures.values()))
+    else:  # a bounded period sums its own paid orders, selected by day
+        orders = await asyncio.to_thread(fetch, org.id, "order", first, last)
+        paid = [o for o in lists.paid_orders(orders, currency, side.rates)
+                if store is None or o.value["store"] == store]
+        figures = lists.period_customers(paid)
+        guests = sum(1 for o in paid if o.value["customer"] is None)
+    first_ever = {k: c.first_paid for k, c in lives.items() if c.first_paid is not None}
+    return json_response({
+        **span, "total": len(figures),
+        "customers": lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz),
+        "summary": lists.customer_summary(figures, first_ever, guests, first, last, org.tz),
+    })
+
+
+@org_route(by_records)
+async def carts(request: Request, side: ReadSide, org: Org) -> Response:
+    store, first, last, currency = query(request, side, org)
+    fetch = side.model.records
+    days, live, products, listed = await asyncio.gather(
+        asyncio.to_thread(fetch, org.id, "cart_day", first, last), asyncio.to_thread(fetch, org.id, "open_carts"),
+        asyncio.to_thread(fetch, org.id, "abandoned_product", first, last), asyncio.to_thread(fetch, org.id, "cart", first, last))
+    body = shoppers.carts_summary(days, live, products, listed, currency=currency, rates=side.rates,
+                                  limit=_limit(request, default=20), store=store)
+    return json_response({"org": org.id, "store": store, **_span(first, last),
+                          "currency": currency, "abandon_after_minutes": org.abandon_after_minutes, **body})
+
+
+@org_route(by_records)
+async def journey(request: Request, side: ReadSide, org: Org) -> Response:
+    store, first, last, _ = query(request, side, org)
+    days = await asyncio.to_thread(side.model.records, org.id, "journey_day", first, last)
+    return json_response({"org": org.id, "store": store, **_span(first, last),
+                          **shoppers.journey_summary(days, store)})
+
+
+@org_route(by_records)
+async def attribution(request: Request, side: ReadSide, org: Org) -> Response:
+    store, first, last, currency = query(request, side, org)
+    days = await asyncio.to_thread(side.model.records, org.id, "attribution", first, last)
+    body = shoppers.attribution_summary(days, currency=currency, rates=side.rates, store=store)
+    return json_response({"org": org.id, "store": store, **_span(first, last),
+                          "currency": currency, "window_days": 7, **body})
+
+
+@org_route(all_records)
+async def quota(request: Request, side: ReadSide, org: Org) -> Response:
+    try:
+        at = lists.parse_at(request.query_params.get("at"), ms_of(side.now()))
+    except lists.ListError as exc:
+        raise HTTPException(400, str(exc)) from None
+    records = await asyncio.to_thread(side.model.records, org.id, "order")
+    times = [r.value["paid"] for r in records if r.value.get("paid") is not None]
+    alerts = await asyncio.to_thread(side.model.records, org.id, "quota_alert")
+    raised = sorted((a.value for a in alerts), key=lambda v: (v["at"], v["percent"]))
+    return json_response({"org": org.id, **lists.quota(times, at, org.plan_limit), "alerts": raised})
+
+
+async def healthz(request: Request) -> Response:
+    """For a load balancer or an uptime check, without a token: 200 while every organisation's
+    figures are live, 503 while any is stale. Names no organisation."""
+    side = read_side(request)
+    now = ms_of(side.now())
+    ats = await asyncio.to_thread(lambda: [side.model.caught_up_at(o) for o in side.config.orgs])
+    stale = sum(freshness(at, now).stale for at in ats)
+    return json_response({"status": "stale" if stale else "ok", "organisations": len(ats), "stale": stale},
+                         status=503 if stale else 200)
+
+
+@functools.cache
+def _dashboard(ws_port: int) -> tuple[str, str]:
+    """The dashboard page, connecting to `ws_port`, and its policy (its inline script and style, by hash)."""
+    page = files("ws_gateway").joinpath("static/dashboard.html").read_text().replace("__WS_PORT__", str(ws_port))
+    return page, page_policy(page)
+
+
+async def dashboard(request: Request) -> Response:
+    side = read_side(request)
+    page, policy = _dashboard(side.ws_port)
+    csp = with_websocket(policy, request.url.hostname, side.ws_port)  # the page connects to ws://its host:ws_port
+    return HTMLResponse(page, headers={"Content-Security-Policy": csp})
+
+
+routes: list[BaseRoute] = [
+    Route("/api/v1/orgs/{org}/figures", figures, methods=["GET"]),
+    Route("/api/v1/orgs/{org}/series", series_route, methods=["GET"]),
+    Route("/api/v1/orgs/{org}/quota", quota, methods=["GET"]),
+    Route("/api/v1/orgs/{org}/customers", customers, methods=["GET"]),
+    Route("/api/v1/orgs/{org}/carts", carts, methods=["GET"]),
+    Route("/api/v1/orgs/{org}/journey", journey, methods=["GET"]),
+    Route("/api/v1/orgs/{org}/attribution", attribution, methods=["GET"]),
+    Route("/api/v1/orgs/{org}/rejected", rejected_list, methods=["GET"]),
+    Route("/api/v1/orgs/{org}/rejected/{id}", rejected_one, methods=["GET"]),
+    Route("/api/v1/orgs/{org}/connections", connections, methods=["GET"]),
+    Route("/api/v1/orgs/{org}/health", health, methods=["GET"]),
+    Route("/api/v1/orgs/{org}/quarantine", quarantined, methods=["GET"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/api/v1/orgs/{org}/{what}", listing, methods=["GET"]),
+    Route("/", dashboard, methods=["GET"]),
+]
+
+
+# --- errors: one handler per exception the domain raises ----------------------------------------
+
+async def _auth_error(request: Request, exc: AuthError) -> Response:
+    return error_response(exc.status, exc.message)
+
+
+async def _throttled(request: Request, exc: Throttled) -> Response:
+    metrics.THROTTLED.labels(exc.limit).inc()
+    return error_response(429, exc.message, {"Retry-After": str(exc.retry_after)})
+
+
+async def _bad_period(request: Request, exc: BadPeriod) -> Response:
+    return error_response(400, str(exc))
+
+
+async def _missing_rate(request: Request, exc: MissingRate) -> Response:
+    return error_response(422, str(exc))  # the figures exist; converting them needs a rate the rates file lacks
+
+
+handlers: Mapping[type[Exception], Callable[[Request, Any], Awaitable[Response]]] = {
+    AuthError: _auth_error, Throttled: _throttled, BadPeriod: _bad_period, MissingRate: _missing_rate,
+}

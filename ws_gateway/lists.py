@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from itertools import combinations
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -259,9 +259,9 @@ def _utc_iso(ms: int) -> str:
     return utc_from_ms(ms).isoformat()
 
 
-def parse_at(value: str | None, now: datetime) -> int:
+def parse_at(value: str | None, now_ms: int) -> int:
     if value is None:
-        return int(now.timestamp() * 1000)
+        return now_ms
     try:
         return ms_from_iso(value)
     except ValueError as exc:

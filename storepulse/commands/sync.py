@@ -13,7 +13,7 @@ from typing import Any
 
 from core.config import Config
 
-PROVIDERS = ("stripe", "woocommerce")
+SYNCED = ("stripe", "woocommerce")  # the providers (core.config.PROVIDERS) whose API a backfill reads
 
 
 def register(sub: argparse._SubParsersAction, common) -> None:  # noqa: ANN001 - argparse's private type
@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction, common) -> None:  # noqa: ANN001 -
                     "overlap with live webhooks never counts twice. Interrupted? Run it again: it resumes from "
                     "the last page it saved.",
     )
-    p.add_argument("provider", choices=PROVIDERS)
+    p.add_argument("provider", choices=SYNCED)
     common(p)
     p.add_argument("--store", required=True, help="the store connection's id in the config")
     p.add_argument("--since", metavar="DATE",

@@ -7,6 +7,7 @@ as strings, as json.dumps writes them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -17,6 +18,9 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), status, media_type="application/json")
 
 
-def error_response(status: int, message: str) -> Response:
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     """Every error body is {"error": "what was wrong"}."""
-    return json_response({"error": message}, status)
+    response = json_response({"error": message}, status)
+    if headers:
+        response.headers.update(headers)
+    return response
