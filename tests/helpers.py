@@ -21,8 +21,8 @@ import httpx
 import orjson
 from websockets.sync.client import ClientConnection, connect
 
+from core.changes import Record
 from core.events import Event, Kind
-from core.figures import Record
 from storepulse import STOREPULSE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -279,7 +279,7 @@ def event(kind: Kind, t: int, **kw: Any) -> Event:
     return Event(kind=kind, org="o", time=t, **kw)
 
 
-def latest_values(records: Iterable[Record]) -> dict[tuple[str, str], dict[str, Any]]:
+def latest_values(records: Iterable[Record]) -> dict[tuple[str, str], Any]:
     """The value each (kind, key) ends with: the record of the highest version."""
     best: dict[tuple[str, str], Record] = {}
     for r in records:

@@ -9,16 +9,20 @@ from datetime import datetime, timezone
 from importlib.resources import files
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from core.changes import DAY, Record
 from core.clock import ms_of, utc_from_ms
 from core.config import Config, Org
 from core.freshness import freshness
-from core.figures import DAY, OPEN_END, QUARANTINE, BadPeriod, Record, MissingRate, compute_figures, resolve_period, series
+from core.figures import OPEN_END, BadPeriod, MissingRate, compute_figures, resolve_period, series
 from core.money import EXPONENTS
 from core.rates import Rates
+from core.records import (AbandonedProduct, Attribution, Cart, CartDay, Customer, JourneyDay, OpenCarts, Order,
+                          Quarantined, QuotaAlert)
 from state.connections import ConnectionStats
 from state.readmodel import ReadModel
 from state.rejected import RejectedStore
@@ -44,9 +48,14 @@ def _now_ms() -> int:
     return ms_of(datetime.now(timezone.utc))
 
 
-def _quarantined(records: list[Record]) -> list[dict[str, Any]]:
+def _quarantined(records: list[Record[Quarantined]]) -> list[Quarantined]:
     """Quarantined events, newest first (by event time; those without a usable time last)."""
-    return sorted((r.value for r in records), key=lambda v: (v["time"] is not None, v["time"] or 0, v["id"]), reverse=True)
+    return sorted((r.value for r in records), key=lambda v: (v.time is not None, v.time or 0, v.id), reverse=True)
+
+
+def _quarantined_json(v: Quarantined) -> dict[str, Any]:
+    return {"id": v.id, "store": v.store, "kind": v.kind, "time": v.time, "event": orjson.Fragment(bytes(v.event)),
+            "reason": v.reason, "error": v.error}
 
 
 def _span(first: str, last: str) -> dict[str, str | None]:
@@ -103,7 +112,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         """Whether the organisation's figures are current, and how many events were quarantined."""
         org = authorised(request)
         at = await asyncio.to_thread(side.model.caught_up_at, org.id)
-        poison = await asyncio.to_thread(side.model.records, org.id, QUARANTINE)
+        poison = await asyncio.to_thread(side.model.records, org.id, Quarantined)
         return json_response({"org": org.id, "figures": freshness(at, _now_ms()).to_json(), "quarantined": len(poison)})
 
     async def quarantined(request: Request) -> Response:
@@ -111,10 +120,11 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         store = request.query_params.get("store")
         if store is not None and store not in org.stores:
             return error_response(404, f"organisation {org.id!r} has no store {store!r}")
-        found = _quarantined(await asyncio.to_thread(side.model.records, org.id, QUARANTINE))
+        found = _quarantined(await asyncio.to_thread(side.model.records, org.id, Quarantined))
         if store is not None:
-            found = [v for v in found if v["store"] == store]
-        return json_response({"org": org.id, "total": len(found), "quarantined": found[:_limit(request)]})
+            found = [v for v in found if v.store == store]
+        return json_response({"org": org.id, "total": len(found),
+                              "quarantined": [_quarantined_json(v) for v in found[:_limit(request)]]})
 
     async def series_route(request: Request) -> Response:
         org = authorised(request)
@@ -161,9 +171,9 @@ def gateway_routes(side: ReadSide) -> list[Route]:
 
         def gather() -> list[dict[str, object]]:
             out = []
-            poison = _quarantined(side.model.records(org.id, QUARANTINE))
+            poison = _quarantined(side.model.records(org.id, Quarantined))
             for s in org.stores.values():
-                mine = [v for v in poison if v["store"] == s.id]
+                mine = [v for v in poison if v.store == s.id]
                 n, last_event, last_received = side.stats.activity(s.id, since)
                 rej = side.rejected.summary(s.id)
                 out.append({
@@ -173,8 +183,8 @@ def gateway_routes(side: ReadSide) -> list[Route]:
                     "events_last_hour": n,
                     "rejected": {"count": rej.count, "last_reason": rej.last_reason,
                                  "last_at": datetime.fromtimestamp(rej.last_at, timezone.utc).isoformat() if rej.last_at else None},
-                    "quarantined": {"count": len(mine), "last_reason": mine[0]["error"] if mine else None,
-                                    "last_event_id": mine[0]["id"] if mine else None},
+                    "quarantined": {"count": len(mine), "last_reason": mine[0].error if mine else None,
+                                    "last_event_id": mine[0].id if mine else None},
                     "sync": side.stats.load_sync(s.id),
                 })
             return out
@@ -191,9 +201,9 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         if sort not in lists.SORTS[what]:
             return error_response(400, f"sort for {what} must be one of {', '.join(lists.SORTS[what])}, got {sort!r}")
         limit = _limit(request, default=20)
-        records = await asyncio.to_thread(side.model.records, org.id, "order", first, last)
+        records = await asyncio.to_thread(side.model.records, org.id, Order, first, last)
         if store is not None:
-            records = [r for r in records if r.value["store"] == store]
+            records = [r for r in records if r.value.store == store]
         try:  # records(first, last) already holds only the period's days
             paid = lists.paid_orders(records, currency, side.rates)
         except MissingRate as exc:
@@ -227,12 +237,12 @@ def gateway_routes(side: ReadSide) -> list[Route]:
                                    "sort": sort, "filter": wanted}
         try:
             if wanted == "never_bought":  # a profile's day is the day it registered
-                lives = lists.lifetimes(await asyncio.to_thread(fetch, org.id, "customer", first, last),
+                lives = lists.lifetimes(await asyncio.to_thread(fetch, org.id, Customer, first, last),
                                         currency=currency, rates=side.rates, tz=org.tz, store=None)
                 figures = lists.never_bought(lives, store)
                 rows = lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz)
                 return json_response({**span, "total": len(figures), "customers": rows})
-            profiles = await asyncio.to_thread(fetch, org.id, "customer")
+            profiles = await asyncio.to_thread(fetch, org.id, Customer)
             lives = lists.lifetimes(profiles, currency=currency, rates=side.rates, tz=org.tz, store=store)
             if first == "" and last == OPEN_END:  # all time: the profiles alone, no order is read
                 figures = lists.lifetime_customers(lives)
@@ -242,11 +252,11 @@ def gateway_routes(side: ReadSide) -> list[Route]:
                 paid_orders = sum(b.paid_orders for b in buckets if store is None or b.store == store)
                 guests = max(0, paid_orders - sum(c.orders for c in figures.values()))
             else:  # a bounded period sums its own paid orders, selected by day
-                orders = await asyncio.to_thread(fetch, org.id, "order", first, last)
+                orders = await asyncio.to_thread(fetch, org.id, Order, first, last)
                 paid = [o for o in lists.paid_orders(orders, currency, side.rates)
-                        if store is None or o.value["store"] == store]
+                        if store is None or o.order.store == store]
                 figures = lists.period_customers(paid)
-                guests = sum(1 for o in paid if o.value["customer"] is None)
+                guests = sum(1 for o in paid if o.order.customer is None)
         except MissingRate as exc:
             return error_response(422, str(exc))
         first_ever = {k: c.first_paid for k, c in lives.items() if c.first_paid is not None}
@@ -261,8 +271,8 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         store, first, last, currency = query(request, org)
         fetch = side.model.records
         days, live, products, listed = await asyncio.gather(
-            asyncio.to_thread(fetch, org.id, "cart_day", first, last), asyncio.to_thread(fetch, org.id, "open_carts"),
-            asyncio.to_thread(fetch, org.id, "abandoned_product", first, last), asyncio.to_thread(fetch, org.id, "cart", first, last))
+            asyncio.to_thread(fetch, org.id, CartDay, first, last), asyncio.to_thread(fetch, org.id, OpenCarts),
+            asyncio.to_thread(fetch, org.id, AbandonedProduct, first, last), asyncio.to_thread(fetch, org.id, Cart, first, last))
         try:
             body = shoppers.carts_summary(days, live, products, listed, currency=currency, rates=side.rates,
                                           limit=_limit(request, default=20), store=store)
@@ -274,14 +284,14 @@ def gateway_routes(side: ReadSide) -> list[Route]:
     async def journey(request: Request) -> Response:
         org = authorised(request)
         store, first, last, _ = query(request, org)
-        days = await asyncio.to_thread(side.model.records, org.id, "journey_day", first, last)
+        days = await asyncio.to_thread(side.model.records, org.id, JourneyDay, first, last)
         return json_response({"org": org.id, "store": store, **_span(first, last),
                              **shoppers.journey_summary(days, store)})
 
     async def attribution(request: Request) -> Response:
         org = authorised(request)
         store, first, last, currency = query(request, org)
-        days = await asyncio.to_thread(side.model.records, org.id, "attribution", first, last)
+        days = await asyncio.to_thread(side.model.records, org.id, Attribution, first, last)
         try:
             body = shoppers.attribution_summary(days, currency=currency, rates=side.rates, store=store)
         except MissingRate as exc:
@@ -295,11 +305,12 @@ def gateway_routes(side: ReadSide) -> list[Route]:
             at = lists.parse_at(request.query_params.get("at"), datetime.now(timezone.utc))
         except lists.ListError as exc:
             return error_response(400, str(exc))
-        records = await asyncio.to_thread(side.model.records, org.id, "order")
-        times = [r.value["paid"] for r in records if r.value.get("paid") is not None]
-        alerts = await asyncio.to_thread(side.model.records, org.id, "quota_alert")
-        raised = sorted((a.value for a in alerts), key=lambda v: (v["at"], v["percent"]))
-        return json_response({"org": org.id, **lists.quota(times, at, org.plan_limit), "alerts": raised})
+        records = await asyncio.to_thread(side.model.records, org.id, Order)
+        times = [r.value.paid for r in records if r.value.paid is not None]
+        alerts = await asyncio.to_thread(side.model.records, org.id, QuotaAlert)
+        raised = sorted((a.value for a in alerts), key=lambda v: (v.at, v.percent))
+        return json_response({"org": org.id, **lists.quota(times, at, org.plan_limit),
+                              "alerts": [lists.alert_json(a) for a in raised]})
 
     page = files("ws_gateway").joinpath("static/dashboard.html").read_text().replace("__WS_PORT__", str(side.ws_port))
     policy = page_policy(page)  # its inline script and style, by hash
