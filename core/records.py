@@ -38,9 +38,9 @@ class RecordKind(StrEnum):
     QUARANTINE = "quarantine"
 
 
-# gc=False (inherited): values hold no reference cycles, so the collector need not track the millions
-# a replay makes. Frozen: a value is a fact of one version; a newer state is a new value (each class
-# says frozen=True again for type checkers).
+# gc=False (inherited): values hold no reference cycles, so the garbage collector need not track them
+# (the read side decodes a period's orders by the ten thousand). Frozen: a value is a fact of one
+# version; a newer state is a new value (each class says frozen=True again for type checkers).
 class Value(Struct, frozen=True, gc=False):
     """The value of a record of kind `KIND`."""
 
