@@ -43,6 +43,7 @@ from prometheus_client import REGISTRY  # noqa: E402
 from core.config import parse_config  # noqa: E402
 from core.events import Event, Item, Kind, event_from_json  # noqa: E402
 from core.limits import problem  # noqa: E402
+from core.records import Order  # noqa: E402
 from flows.quarantine import unstorable  # noqa: E402
 from flows.dataflow import build_flow  # noqa: E402
 from flows.organisation import ALLOWED_LATENESS_MS, Organisation  # noqa: E402
@@ -193,7 +194,7 @@ def full_dataflow(log: Path, workdir: Path, epoch: timedelta) -> tuple[float, fl
     wall, used = time.perf_counter() - w, cpu() - c
     after = counters()
     model = SqliteReadModel(workdir / "readmodel.sqlite3")
-    orders = len(model.records("retail", "order"))
+    orders = len(model.records("retail", Order))
     model.close()
     return wall, used, orders, {k: after[k] - before[k] for k in after}
 

@@ -33,7 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from core.events import Event, Item, Kind  # noqa: E402
-from core.figures import Record  # noqa: E402
+from core.changes import Record  # noqa: E402
+from core.records import RecordKind  # noqa: E402
 from flows.profiles import ProfileBook  # noqa: E402
 
 T_START = 1_700_000_000_000
@@ -74,9 +75,10 @@ class PlainProfiles:
         self.refunds: dict[tuple[str, str], int] = {}  # (store, refund) -> largest total
 
     def apply(self, e: Event) -> list[Record]:
-        """Folds the event in; like the book, the changed customers' records (a copy of each dict)."""
+        """Folds the event in; like the book, the changed customers' records (a copy of each dict: plain
+        values, not core.records.Customer)."""
         changed = self._fold(e)
-        return [Record("o", 0, "customer", k, "", {**self.customers[k], "money": [
+        return [Record("o", 0, RecordKind.CUSTOMER, k, "", {**self.customers[k], "money": [  # type: ignore[type-var]
             {"store": s, "currency": c, **m} for (s, c), m in self.customers[k]["money"].items()]}) for k in changed]
 
     def _fold(self, e: Event) -> list[str]:
@@ -131,7 +133,7 @@ class PlainProfiles:
 def book_numbers(book: ProfileBook, customer: str) -> tuple[int, int, int, int]:
     v = book.profile(customer)
     assert v is not None
-    return (v["orders"], v["items"], sum(m["gross"] for m in v["money"]), sum(m["refunds"] for m in v["money"]))
+    return (v.orders, v.items, sum(m.gross for m in v.money), sum(m.refunds for m in v.money))
 
 
 def rss() -> int:

@@ -1,8 +1,7 @@
-"""Revenue figures: the buckets the dataflow keeps, and the periods and series the read side sums.
+"""Revenue figures: the periods and series the read side sums from the dataflow's buckets.
 
-A `Bucket` is an absolute value (never an increment) with the organisation's version at which it
-was produced, so writing it twice, or out of order, leaves the read model right. Buckets come in
-two grains: the organisation's local day, and the UTC hour (local hours are labelled from it).
+Buckets (core/changes.py) come in two grains: the organisation's local day, and the UTC hour (local
+hours are labelled from it).
 """
 
 from __future__ import annotations
@@ -10,74 +9,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
-
+from core.changes import DAY, HOUR, Bucket
 from core.money import Money, divide_half_up
 from core.rates import MissingRate, Rates, convert
 
 PERIODS = ("today", "yesterday", "7d", "30d", "90d", "all")
 METRICS = ("gross_revenue", "refunds", "net_revenue", "orders", "paid_orders", "aov", "items_sold")
-DAY, HOUR = "day", "hour"
 OPEN_END = "\uffff"  # sorts after every ISO date: "no last day"
 
-__all__ = ["Bucket", "Figures", "MissingRate", "OPEN_END", "PERIODS", "QUARANTINE", "METRICS", "changes_from_json", "compute_figures",
-           "dashboard_figures", "resolve_period", "series"]
-
-
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    org: str
-    version: int  # the organisation's change version that produced this value
-    grain: str  # DAY: `start` is the local ISO date; HOUR: `start` is the UTC hour, "YYYY-MM-DDTHH"
-    start: str
-    store: str
-    currency: str
-    gross: int  # minor units: value of orders paid in the bucket
-    refunds: int  # minor units refunded in the bucket (whatever bucket the order was paid in)
-    orders: int  # orders placed (paid or not) in the bucket
-    paid_orders: int
-    items: int  # units on the orders paid in the bucket
-
-    @property
-    def key(self) -> str:
-        return f"{self.grain}|{self.store}|{self.start}|{self.currency}"
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(self)
-
-
-def bucket_from_json(data: bytes | str) -> Bucket:
-    return Bucket(**orjson.loads(data))
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """The current state of one entity the dataflow keeps (an order, ...), as an absolute value.
-
-    `day` is the organisation-local day the entity belongs to in period queries (an order: the day it
-    was paid, or placed if unpaid), so the read side can select a period without reading all.
-    """
-
-    org: str
-    version: int
-    kind: str  # "order"
-    key: str
-    day: str
-    value: dict[str, Any]
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(self)
-
-
-QUARANTINE = "quarantine"  # the kind of a quarantined event's record (flows/quarantine.py)
-
-
-def changes_from_json(data: bytes | str) -> list[Bucket | Record]:
-    """A change-feed message: the JSON array of the changes one write applied for one organisation."""
-    return [Record(**d) if "kind" in d else Bucket(**d) for d in orjson.loads(data)]
+__all__ = ["BadPeriod", "Figures", "MissingRate", "OPEN_END", "PERIODS", "METRICS", "compute_figures", "dashboard_figures",
+           "resolve_period", "series"]
 
 
 class BadPeriod(ValueError):

@@ -29,8 +29,10 @@ import heapq
 from bisect import insort
 from dataclasses import dataclass
 
+from core.changes import Record
 from core.events import Event, Kind
-from core.figures import Record
+from core.records import Attribution as Attributed
+from core.records import OrderAttribution, RecordKind
 from flows.book import DAY_MS, DEFAULT_KEEP_MS, Days, Version
 
 WINDOW_MS = 7 * DAY_MS
@@ -193,14 +195,14 @@ class Attribution:
                 changed.add(k)
             for store, day, campaign, currency in sorted(changed):
                 n, revenue = self.sums[(store, day, campaign, currency)]
-                out.append(Record(self.org, self.version.next(), "attribution", f"{store}|{day}|{campaign}|{currency}",
-                                  day, {"store": store, "campaign": campaign, "currency": currency, "orders": n,
-                                        "revenue": revenue}))
+                out.append(Record(self.org, self.version.next(), RecordKind.ATTRIBUTION,
+                                  f"{store}|{day}|{campaign}|{currency}", day,
+                                  Attributed(store, campaign, currency, orders=n, revenue=revenue)))
         if (o.touch, key) != (old_touch, old_key) and (o.touch is not None or old_touch is not None):
             t = o.touch
-            out.append(Record(self.org, self.version.next(), "order_attribution", f"{o.store}:{o.order}", o.day, {
-                "store": o.store, "order": o.order, "campaign": t[2] if t else None,
-                "touch_time": t[0] if t else None, "touch": t[3] if t else None}))
+            out.append(Record(self.org, self.version.next(), RecordKind.ORDER_ATTRIBUTION, f"{o.store}:{o.order}", o.day,
+                              OrderAttribution(o.store, o.order, campaign=t[2] if t else None,
+                                               touch_time=t[0] if t else None, touch=t[3] if t else None)))
 
     def _last_touch(self, o: Order) -> Touch | None:
         if o.person is None:

@@ -45,8 +45,10 @@ import heapq
 from bisect import insort
 from dataclasses import dataclass, field
 
+from core import records
+from core.changes import Record
 from core.events import Event, Kind
-from core.figures import Record
+from core.records import AbandonedProduct, CartDay, OpenCarts, RecordKind
 from flows.book import DEFAULT_KEEP_MS, HOUR_MS, MINUTE_MS, Days, Version
 
 ACTIVITY = frozenset({Kind.CART_UPDATED, Kind.CART_ITEM_ADDED, Kind.CART_ITEM_REMOVED, Kind.CHECKOUT_STARTED})
@@ -55,9 +57,7 @@ CART_KINDS = ACTIVITY | PURCHASE | {Kind.CHECKOUT_EXPIRED}
 
 OPEN, ABANDONED, RECOVERED, PURCHASED, EMPTY = "open", "abandoned", "recovered", "purchased", "empty"
 
-# cart_day counters, in this order
-DAY_FIELDS = ("carts", "value", "open", "open_value", "abandoned", "abandoned_value",
-              "recovered", "recovered_value", "purchased", "purchased_value")
+DAY_FIELDS = CartDay.__struct_fields__[2:]  # cart_day counters, in this order (after store, currency)
 _SNAPSHOT, _ADD, _REMOVE, _TOUCH = 0, 1, -1, 2
 
 Lines = tuple[tuple[str, int, int], ...]  # (product, qty, unit price)
@@ -89,7 +89,7 @@ class Cart:
     view: View | None = None
     # what it last contributed to the counters: ((store, day, currency), status, value, products)
     contrib: tuple[tuple[str, str, str], str, int, tuple[str, ...]] | None = None
-    shown: dict[str, object] | None = None  # the value of its last "cart" record
+    shown: records.Cart | None = None  # the value of its last "cart" record
     wake: set[int] = field(default_factory=set)  # the times it is scheduled at in CartBook._wake
 
     def due(self, abandon_after_ms: int) -> int | None:
@@ -304,14 +304,14 @@ class CartBook:
             products = tuple(v.lines) if status in (ABANDONED, RECOVERED) else ()
             contrib = ((c.store, day, v.currency), status, v.value, products)
             due = c.due(self.abandon_after)
-            shown = {
-                "store": c.store, "cart": c.cart, "person": v.person, "status": status, "currency": v.currency,
-                "value": v.value, "items": [[p, q, u] for p, (q, u) in v.lines.items()],
-                "first": v.first, "last": v.last, "due": due, "paid": self._paid(c, due),
-            }
+            shown = records.Cart(
+                store=c.store, cart=c.cart, person=v.person, status=status, currency=v.currency, value=v.value,
+                items=[(p, q, u) for p, (q, u) in v.lines.items()], first=v.first, last=v.last, due=due,
+                paid=self._paid(c, due),
+            )
             if shown != c.shown:
                 c.shown = shown
-                mine.append(Record(self.org, 0, "cart", f"{c.store}:{c.cart}", day, shown))
+                mine.append(Record(self.org, 0, RecordKind.CART, f"{c.store}:{c.cart}", day, shown))
         if contrib != c.contrib:
             self._move(c.contrib, contrib, mine)
             if c.contrib is not None:
@@ -354,17 +354,17 @@ class CartBook:
                 for i, x in enumerate(delta):
                     counts[i] += x
                 store, day, currency = key
-                value = {"store": store, "currency": currency, **dict(zip(DAY_FIELDS, counts))}
-                out.append(Record(self.org, 0, "cart_day", f"{store}|{day}|{currency}", day, value))
+                out.append(Record(self.org, 0, RecordKind.CART_DAY, f"{store}|{day}|{currency}", day,
+                                  CartDay(store, currency, *counts)))
         for (store, currency), delta in sorted(opens.items()):
             if any(delta):
                 o = self.open_counts.setdefault((store, currency), [0, 0])
                 o[0] += delta[0]
                 o[1] += delta[1]
-                out.append(Record(self.org, 0, "open_carts", f"{store}|{currency}", "",
-                                  {"store": store, "currency": currency, "carts": o[0], "value": o[1]}))
+                out.append(Record(self.org, 0, RecordKind.OPEN_CARTS, f"{store}|{currency}", "",
+                                  OpenCarts(store, currency, carts=o[0], value=o[1])))
         for (store, day, product), delta in sorted(products.items()):
             if delta:
                 n = self.products[(store, day, product)] = self.products.get((store, day, product), 0) + delta
-                out.append(Record(self.org, 0, "abandoned_product", f"{store}|{day}|{product}", day,
-                                  {"store": store, "product": product, "carts": n}))
+                out.append(Record(self.org, 0, RecordKind.ABANDONED_PRODUCT, f"{store}|{day}|{product}", day,
+                                  AbandonedProduct(store, product, carts=n)))

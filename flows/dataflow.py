@@ -20,9 +20,9 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulBatchLogic
 
+from core.changes import Bucket, Change, Record
 from core.config import Config, Org
 from core.events import Event
-from core.figures import Bucket, Record
 from core.limits import problem
 from flows import metrics, quarantine, snapshots
 from flows.organisation import Organisation
@@ -45,7 +45,7 @@ class _Context:
     clock: Callable[[], int]
 
 
-Changes = list[Bucket | Record]
+Changes = list[Change]
 # What was applied to an organisation since its latest snapshot, to apply again after a rollback:
 # ("batch", events, now), ("arm", [], now) or ("tick", [], now).
 Step = tuple[str, list[Event], int]
@@ -163,7 +163,7 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
 
     def _isolate(self, events: list[Event], now: int) -> Changes:
         self._rollback()
-        last: dict[tuple[str, str], Bucket | Record] = {}  # each key's newest value, as one batch gives
+        last: dict[tuple[str, str], Change] = {}  # each key's newest value, as one batch gives
         poisoned: Changes = []
         for e in events:
             try:

@@ -30,15 +30,15 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
+from core.changes import Record
 from core.events import Event, Kind
-from core.figures import Record
+from core.records import JourneyDay, RecordKind
 from flows.book import DAY_MS, Days, Version
 
 VISIT = frozenset({
     Kind.PAGE_VIEWED, Kind.PRODUCT_VIEWED, Kind.CART_UPDATED, Kind.CART_ITEM_ADDED, Kind.CART_ITEM_REMOVED,
     Kind.CHECKOUT_STARTED, Kind.CHECKOUT_COMPLETED, Kind.ORDER_PLACED, Kind.ORDER_PAID,
 })
-FIELDS = ("visitors", "added_to_cart", "purchased", "purchased_again")
 DEFAULT_IDENTIFY_FOR_MS = 30 * DAY_MS
 
 
@@ -65,7 +65,7 @@ class Day:
     end: int
     raws: dict[str, Raw] = field(default_factory=dict)
     people: dict[str, set[str]] = field(default_factory=dict)  # person -> its raw keys on this day
-    counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # visitors, added, purchased, again
 
     def contribution(self, person: str) -> tuple[int, int, int, int]:
         raws = [self.raws[r] for r in self.people.get(person, ())]
@@ -213,5 +213,6 @@ class Journey:
         return out
 
     def _emit(self, d: Day, final: bool = False) -> list[Record]:
-        value = {"store": d.store, **dict(zip(FIELDS, d.counts)), "final": final}
-        return [Record(self.org, self.version.next(), "journey_day", f"{d.store}|{d.day}", d.day, value)]
+        visitors, added_to_cart, purchased, again = d.counts
+        value = JourneyDay(d.store, visitors, added_to_cart, purchased, again, final)
+        return [Record(self.org, self.version.next(), RecordKind.JOURNEY_DAY, f"{d.store}|{d.day}", d.day, value)]

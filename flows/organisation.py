@@ -40,9 +40,9 @@ from __future__ import annotations
 
 import copy
 
+from core.changes import Change, Record
 from core.config import Org
 from core.events import Event
-from core.figures import Bucket, Record
 from flows.book import DAY_MS, HOUR_MS, Version
 from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger
 from flows.shoppers import Shoppers
@@ -113,7 +113,7 @@ class Organisation:
 
     # --- input -----------------------------------------------------------------------------------
 
-    def apply_all(self, events: list[Event], now_ms: int | None = None) -> list[Bucket | Record]:
+    def apply_all(self, events: list[Event], now_ms: int | None = None) -> list[Change]:
         """Folds a batch in; every bucket and record it changed, once, with the batch's version.
         `now_ms` is the wall clock (None: trust every event time)."""
         if not events:
@@ -145,16 +145,16 @@ class Organisation:
             if moved:
                 for r in shoppers.advance(self.watermark):  # type: ignore[arg-type]
                     last[(r.kind, r.key)] = r
-        out: list[Bucket | Record] = ledger.flush(version)
+        out: list[Change] = ledger.flush(version)
         out.extend(last.values())
         return out
 
-    def arm(self, now_ms: int) -> list[Bucket | Record]:
+    def arm(self, now_ms: int) -> list[Change]:
         """The dataflow has read the log to its end: from now on the wall clock may move W."""
         self.armed = True
         return self.tick(now_ms)
 
-    def tick(self, now_ms: int) -> list[Bucket | Record]:
+    def tick(self, now_ms: int) -> list[Change]:
         """Moves W with the wall clock if armed and live; the decisions that takes, with a new version."""
         if not self._live(now_ms):
             return []
@@ -169,7 +169,7 @@ class Organisation:
         last: dict[tuple[str, str], Record] = {}
         for r in self.shoppers.advance(self.watermark):
             last[(r.kind, r.key)] = r
-        out: list[Bucket | Record] = self.ledger.advance(self.watermark, version)
+        out: list[Change] = self.ledger.advance(self.watermark, version)
         out.extend(last.values())
         return out
 

@@ -56,10 +56,12 @@ import struct
 from array import array
 from hashlib import blake2b
 from itertools import accumulate
+from operator import attrgetter
 from typing import Any
 
+from core.changes import Record
 from core.events import Event, Kind
-from core.figures import Record
+from core.records import Customer, CustomerMoney, RecordKind
 from flows.book import DEFAULT_KEEP_MS, HOUR_MS, Days, Version
 
 EMAIL_CHARS, NAME_CHARS = 254, 128
@@ -78,6 +80,7 @@ _HEAD = struct.Struct("<qqqqqHHHH")
 _ENTRY = struct.Struct("<HHIqqqqqqq")
 STORE, CUR, ORDERS, ITEMS, GROSS, REFUNDS, FIRST, LAST, FINAL_FIRST, FINAL_LAST = range(10)
 _EMPTY = (0, 0, 0, 0, NONE, NONE, NONE, NONE)
+_STORE_CURRENCY = attrgetter("store", "currency")
 
 
 def fingerprint(*parts: str) -> int:
@@ -303,7 +306,7 @@ class ProfileBook:
         return {"customers": len(self.keys), "open_orders": len(self.open), "final_orders": self.orders.count,
                 "refund_names": self.refunds.count, "pending_refunds": sum(map(len, self.pending.values()))}
 
-    def profile(self, customer: str) -> dict[str, Any] | None:
+    def profile(self, customer: str) -> Customer | None:
         """The current value of a customer's record (None: never named)."""
         slot = self._slot.get(customer)
         return None if slot is None else self._value(slot, _Profile.load(self.blobs[slot]))
@@ -501,30 +504,29 @@ class ProfileBook:
             e[FINAL_FIRST] = o.time if e[FINAL_FIRST] == NONE else min(e[FINAL_FIRST], o.time)
             e[FINAL_LAST] = max(e[FINAL_LAST], o.time)
 
-    def _value(self, slot: int, p: _Profile) -> dict[str, Any]:
+    def _value(self, slot: int, p: _Profile) -> Customer:
         """The record's value: the profile's numbers, its money by store and currency."""
         money, orders, items, first, last = [], 0, 0, NONE, NONE
         for e in p.entries:
-            money.append({"store": self.stores[e[STORE]], "currency": self.currencies[e[CUR]], "orders": e[ORDERS],
-                          "items": e[ITEMS], "gross": e[GROSS], "refunds": e[REFUNDS], "first_paid": _opt(e[FIRST]),
-                          "last_paid": _opt(e[LAST])})
+            money.append(CustomerMoney(self.stores[e[STORE]], self.currencies[e[CUR]], e[ORDERS], e[ITEMS], e[GROSS],
+                                       e[REFUNDS], _opt(e[FIRST]), _opt(e[LAST])))
             orders, items = orders + e[ORDERS], items + e[ITEMS]
             if e[ORDERS]:
                 first = e[FIRST] if first == NONE else min(first, e[FIRST])
                 last = max(last, e[LAST])
         if len(money) > 1:
-            money.sort(key=lambda m: (m["store"], m["currency"]))
-        return {
-            "customer": self.keys[slot], "store": self.stores[p.store], "registered": _opt(p.reg),
-            "first_seen": p.seen, "registered_at": p.reg if p.reg != NONE else p.seen, "last_active": _opt(p.active),
-            "email": p.email.decode() or None, "name": p.name.decode() or None, "orders": orders, "items": items,
-            "first_paid": _opt(first), "last_paid": _opt(last), "money": money,
-        }
+            money.sort(key=_STORE_CURRENCY)
+        return Customer(
+            customer=self.keys[slot], store=self.stores[p.store], registered=_opt(p.reg), first_seen=p.seen,
+            registered_at=p.reg if p.reg != NONE else p.seen, last_active=_opt(p.active),
+            email=p.email.decode() or None, name=p.name.decode() or None, orders=orders, items=items,
+            first_paid=_opt(first), last_paid=_opt(last), money=money,
+        )
 
-    def _record(self, slot: int, p: _Profile) -> Record:
+    def _record(self, slot: int, p: _Profile) -> Record[Customer]:
         value = self._value(slot, p)
-        return Record(self.org, self.version.next(), "customer", self.keys[slot],
-                      self.days.of(value["registered_at"]), value)
+        return Record(self.org, self.version.next(), RecordKind.CUSTOMER, self.keys[slot],
+                      self.days.of(value.registered_at), value)
 
 
 def _opt(t: int) -> int | None:

@@ -9,7 +9,7 @@ An event is quarantined instead of folded when
   (flows/dataflow.py), so its figures are those of the log without it.
 
 Every other event, of this organisation and of every other, is folded as usual: one sender cannot
-stop anyone's figures. A quarantined event is kept as a record of kind QUARANTINE in the read model
+stop anyone's figures. A quarantined event is kept as a `Quarantined` record in the read model
 (the event, the reason and the error), which the read API lists and the connections' monitoring
 counts; the dataflow also counts it in a metric and logs it. The log keeps the event itself.
 """
@@ -18,13 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
+import msgspec
 import orjson
+from msgspec import Raw, Struct
 
+from core.changes import Bucket, Change, Record
 from core.events import Event
-from core.figures import QUARANTINE, Bucket, Record
 from core.limits import MAX_TIME_MS
+from core.records import Quarantined, RecordKind
 from flows.book import Days
 
 OUT_OF_RANGE, UNREADABLE, FOLD_FAILED = "out_of_range", "unreadable", "fold_failed"
@@ -48,21 +50,20 @@ class Unstorable(ValueError):
     """A change holds a value the read model cannot store."""
 
 
-def record(org: str, version: int, days: Days, poison: Event | Unreadable, reason: str, error: str) -> Record:
+def record(org: str, version: int, days: Days, poison: Event | Unreadable, reason: str, error: str) -> Record[Quarantined]:
     """The read-model record of a quarantined event. Its day is the event's local day when the event
     has a usable time, else "" (listed with every period's "all")."""
     if isinstance(poison, Unreadable):
         text = poison.body[:KEPT_BODY].decode("utf-8", "replace")
-        value: dict[str, Any] = {"id": poison.id, "store": poison.store, "kind": None, "time": None, "event": text}
+        value = Quarantined(poison.id, poison.store, None, None, Raw(orjson.dumps(text)), reason, error)
         day = ""
     else:
         t = poison.time
         usable = type(t) is int and 0 <= t < MAX_TIME_MS
         day = days.of(t) if usable else ""
-        value = {"id": poison.id, "store": poison.store, "kind": str(poison.kind), "time": t if usable else None,
-                 "event": _event_json(poison)}
-    value.update(reason=reason, error=error)
-    return Record(org, version, QUARANTINE, value["id"], day, value)
+        value = Quarantined(poison.id, poison.store, str(poison.kind), t if usable else None, _event_json(poison),
+                            reason, error)
+    return Record(org, version, RecordKind.QUARANTINE, value.id, day, value)
 
 
 def describe(exc: BaseException) -> str:
@@ -72,7 +73,7 @@ def describe(exc: BaseException) -> str:
     return f"{name}: {exc}"
 
 
-def unstorable(changes: Iterable[Bucket | Record]) -> str | None:
+def unstorable(changes: Iterable[Change]) -> str | None:
     """Why some change cannot be stored (an integer beyond 64 bits), or None."""
     for c in changes:
         if type(c) is Bucket:
@@ -88,15 +89,15 @@ def _fits(value: object) -> bool:
     t = type(value)
     if t is int:
         return _LO <= value <= _HI  # type: ignore[operator]
-    if t is dict:
-        return all(_fits(v) for v in value.values())  # type: ignore[attr-defined]
+    if isinstance(value, Struct):
+        return all(_fits(v) for v in msgspec.structs.astuple(value))
     if t is list or t is tuple:
         return all(_fits(v) for v in value)  # type: ignore[attr-defined]
-    return True  # str, float, bool, None, orjson.Fragment (already JSON)
+    return True  # str, bool, None, Raw (already JSON)
 
 
-def _event_json(e: Event) -> Any:
+def _event_json(e: Event) -> Raw:
     try:
-        return orjson.Fragment(e.to_json())
+        return Raw(e.to_json())
     except (TypeError, orjson.JSONEncodeError):
-        return repr(e)[:KEPT_BODY]
+        return Raw(orjson.dumps(repr(e)[:KEPT_BODY]))

@@ -13,16 +13,10 @@ from array import array
 from collections import deque
 from dataclasses import dataclass, field
 
+from core.records import QuotaAlert
+
 WINDOW_MS = 30 * 24 * 3600 * 1000
 THRESHOLDS = (80, 100)
-
-
-@dataclass(frozen=True, slots=True)
-class QuotaAlert:
-    percent: int
-    count: int
-    limit: int
-    at: int  # ms: the paid time that made the count reach the threshold
 
 
 @dataclass(slots=True)

@@ -40,10 +40,12 @@ from operator import attrgetter
 from zoneinfo import ZoneInfo
 
 import orjson
+from msgspec import Raw
 
+from core.changes import DAY, HOUR, Bucket, Change, Record
 from core.clock import utc_from_ms
 from core.events import Event, Kind
-from core.figures import DAY, HOUR, Bucket, Record
+from core.records import Order, QuotaAlert, RecordKind
 from flows.book import DAY_MS, HOUR_MS
 from flows.quota import QuotaWindow
 
@@ -114,14 +116,13 @@ class OrderFacts:
         saved before `noted` counted placed and paid events has it 0 on a placed order.)"""
         return max(self.placed[0], self.noted) if self.placed is not None else self.noted
 
-    def record_value(self) -> dict[str, object]:
-        return {
-            "store": self.store, "order": self.order, "customer": self.customer, "source": self.source,
-            "placed": self.placed[0] if self.placed else None, "paid": self.paid[0] if self.paid else None,
-            "currency": self.currency or self.placed_currency, "amount": self.amount,
-            "refunded": sum(self.refunds.values()), "cancelled": self.cancelled,
-            "items": orjson.Fragment(self.items),
-        }
+    def record_value(self) -> Order:
+        return Order(
+            store=self.store, order=self.order, customer=self.customer, source=self.source,
+            placed=self.placed[0] if self.placed else None, paid=self.paid[0] if self.paid else None,
+            currency=self.currency or self.placed_currency, amount=self.amount,
+            refunded=sum(self.refunds.values()), cancelled=self.cancelled, items=Raw(self.items),
+        )
 
 
 @dataclass(slots=True)
@@ -141,7 +142,7 @@ class RevenueLedger:
     # What changed since the last flush; emitted once each, however often it changed in between.
     _touched: set[Key] = field(default_factory=set)
     _changed_orders: dict[str, OrderFacts] = field(default_factory=dict)
-    _alerts: list[Record] = field(default_factory=list)
+    _alerts: list[Record[QuotaAlert]] = field(default_factory=list)
     # What changed since the last `take_changes` (for segments), by table.
     _dirty: dict[str, set[object]] = field(default_factory=lambda: {t: set() for t in TABLES})
     # Forgetting: day -> keys of orders ("o") and credit notes ("r") that may be forgotten after it
@@ -159,11 +160,11 @@ class RevenueLedger:
 
     # --- input -----------------------------------------------------------------------------------
 
-    def apply(self, event: Event) -> list[Bucket | Record]:
+    def apply(self, event: Event) -> list[Change]:
         """Folds one event in; returns the buckets and records it changed, each with a new version."""
         return self.apply_all([event])
 
-    def apply_all(self, events: list[Event]) -> list[Bucket | Record]:
+    def apply_all(self, events: list[Event]) -> list[Change]:
         """Folds a batch in; each bucket or record it changed is returned once, with its final value
         and the version: the number of events folded so far."""
         for event in events:
@@ -200,21 +201,21 @@ class RevenueLedger:
             if order.placed is not None:
                 self._changed_orders[f"{order.store}:{order.order}"] = order
 
-    def advance(self, watermark_ms: int, version: int) -> list[Bucket | Record]:
+    def advance(self, watermark_ms: int, version: int) -> list[Change]:
         """Moves the watermark with no event (the wall clock): forgets what it puts behind the horizon."""
         if self.watermark is None or watermark_ms > self.watermark:
             self.watermark = watermark_ms
         return self.flush(version)
 
-    def flush(self, version: int) -> list[Bucket | Record]:
+    def flush(self, version: int) -> list[Change]:
         """What changed since the last flush, each once with its final value and `version`."""
-        out: list[Bucket | Record] = [Record(a.org, version, a.kind, a.key, a.day, a.value) for a in self._alerts]
+        out: list[Change] = [Record(a.org, version, a.kind, a.key, a.day, a.value) for a in self._alerts]
         for key in sorted(self._touched):
             out.append(Bucket(self.org, version, key[0], key[1], key[2], key[3], *self.buckets[key]))
         for key, order in self._changed_orders.items():
             when = order.paid or order.placed
             day = self._day(when[0]) if when else ""
-            out.append(Record(self.org, version, "order", key, day, order.record_value()))
+            out.append(Record(self.org, version, RecordKind.ORDER, key, day, order.record_value()))
         self._dirty["buckets"].update(self._touched)
         self._touched, self._changed_orders, self._alerts = set(), {}, []
         if self.watermark is not None:
@@ -276,8 +277,7 @@ class RevenueLedger:
         if self.quota is None:
             self.quota = QuotaWindow(self.plan_limit)
         for a in self.quota.paid(time_ms):
-            value = {"percent": a.percent, "count": a.count, "limit": a.limit, "at": a.at}
-            self._alerts.append(Record(self.org, 0, "quota_alert", f"{a.percent}:{a.at}", self._day(a.at), value))
+            self._alerts.append(Record(self.org, 0, RecordKind.QUOTA_ALERT, f"{a.percent}:{a.at}", self._day(a.at), a))
 
     def _day(self, time_ms: int) -> str:
         return _slot(self.timezone, time_ms // _SLOT_MS)[0]

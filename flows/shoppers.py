@@ -9,8 +9,8 @@ docs/carts_journey.md, docs/metrics.md (customers) and in the modules' docstring
 
 from __future__ import annotations
 
+from core.changes import Record
 from core.events import Event
-from core.figures import Record
 from flows.attribution import Attribution
 from flows.book import DEFAULT_KEEP_MS, MINUTE_MS, Version
 from flows.carts import CartBook

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from core.figures import Bucket, Record
+from core.changes import Change
 from flows import metrics
 from state.readmodel import ReadModel
 
@@ -23,7 +23,7 @@ class Output:
     """What the organisation step emits for one batch or tick: its changes, and, when the batch
     carried CaughtUp, the wall-clock time up to which the organisation's figures hold everything."""
 
-    changes: list[Bucket | Record]
+    changes: list[Change]
     caught_up_at: int | None = None
 
 

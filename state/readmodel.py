@@ -10,13 +10,17 @@ message costs one message per dataflow batch, not one per change.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from core.figures import OPEN_END, Bucket, Record
+from core.changes import Bucket, Change, Record
+from core.figures import OPEN_END
+from core.records import Value
+
+V = TypeVar("V", bound=Value)
 
 
 class ReadModel(Protocol):
-    def write(self, changes: Sequence[Bucket | Record]) -> None:
+    def write(self, changes: Sequence[Change]) -> None:
         """Applies the changes newer than what is stored, in order, and publishes the applied ones:
         one feed message per organisation per write, atomically with the values."""
         ...
@@ -34,11 +38,12 @@ class ReadModel(Protocol):
         """The organisation's current version and its buckets (of one grain, if given), consistent."""
         ...
 
-    def records(self, org: str, kind: str, first: str = "", last: str = OPEN_END) -> list[Record]:
-        """The organisation's records of a kind whose day is in [first, last]."""
+    def records(self, org: str, kind: type[V], first: str = "", last: str = OPEN_END) -> list[Record[V]]:
+        """The organisation's records of a kind (its value class: `records(org, Order)`) whose day is in
+        [first, last]."""
         ...
 
-    def feed(self) -> AsyncIterator[list[Bucket | Record] | None]:
+    def feed(self) -> AsyncIterator[list[Change] | None]:
         """Every change applied from now on, for all organisations, in version order per organisation,
         as the batches they were written in (one organisation each): a follower applies a batch whole,
         so it never shows half of what one version changed.

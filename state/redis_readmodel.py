@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator, Sequence
+from typing import TypeVar
 
-import orjson
 import redis
 import redis.asyncio as aioredis
 
-from core.figures import OPEN_END, Bucket, Record, bucket_from_json, changes_from_json
+from core.changes import Bucket, Change, Record, bucket_from_json, changes_from_json, record_from_json
+from core.figures import OPEN_END
+from core.records import Value
 
 FEED_CHANNEL = "sp:feed"
+V = TypeVar("V", bound=Value)
 
 # One organisation's changes of one write: KEYS[1] the versions hash, KEYS[2] the org's version,
 # KEYS[3..] the value hashes; ARGV[1] the feed channel, then per change: value-hash index, field,
@@ -55,8 +58,8 @@ class RedisReadModel:
         self._url = url
         self._redis = redis.Redis.from_url(url)
 
-    def write(self, changes: Sequence[Bucket | Record]) -> None:
-        by_org: dict[str, list[Bucket | Record]] = {}
+    def write(self, changes: Sequence[Change]) -> None:
+        by_org: dict[str, list[Change]] = {}
         for c in changes:
             by_org.setdefault(c.org, []).append(c)
         calls = []
@@ -95,8 +98,8 @@ class RedisReadModel:
         v = self._redis.get(f"sp:rm:{{{org}}}:caught_up")
         return None if v is None else int(v)
 
-    def records(self, org: str, kind: str, first: str = "", last: str = OPEN_END) -> list[Record]:
-        found = (Record(**orjson.loads(v)) for v in self._redis.hvals(_keys(org, kind)[0]))
+    def records(self, org: str, kind: type[V], first: str = "", last: str = OPEN_END) -> list[Record[V]]:
+        found = (record_from_json(kind, v) for v in self._redis.hvals(_keys(org, kind.KIND)[0]))
         return [r for r in found if first <= r.day <= last]
 
     def snapshot(self, org: str, grain: str | None = None) -> tuple[int, list[Bucket]]:
@@ -109,7 +112,7 @@ class RedisReadModel:
         wanted = b"" if grain is None else f"{grain}|".encode()
         return int(v or 0), [bucket_from_json(x) for k, x in found.items() if k.startswith(wanted)]
 
-    async def feed(self) -> AsyncIterator[list[Bucket | Record] | None]:
+    async def feed(self) -> AsyncIterator[list[Change] | None]:
         client = aioredis.Redis.from_url(self._url)
         pubsub = client.pubsub()
         try:

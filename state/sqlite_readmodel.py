@@ -11,11 +11,14 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
-import orjson
-
-from core.figures import OPEN_END, Bucket, Record, changes_from_json
+from core.changes import Bucket, Change, Record, changes_from_json, value_from_json
+from core.figures import OPEN_END
+from core.records import Value
 from state.sqlite_log import connect
+
+V = TypeVar("V", bound=Value)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS buckets (
@@ -46,11 +49,11 @@ class SqliteReadModel:
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()  # one connection, used from the gateway's worker threads
 
-    def write(self, changes: Sequence[Bucket | Record]) -> None:
+    def write(self, changes: Sequence[Change]) -> None:
         with self._lock:
             self._write(changes)
 
-    def _write(self, changes: Sequence[Bucket | Record]) -> None:
+    def _write(self, changes: Sequence[Change]) -> None:
         cur = self._conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
@@ -61,7 +64,7 @@ class SqliteReadModel:
                         "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (org, kind, key) DO UPDATE SET "
                         "day = excluded.day, version = excluded.version, value = excluded.value "
                         "WHERE excluded.version > records.version",
-                        (c.org, c.kind, c.key, c.day, c.version, orjson.dumps(c.value)),
+                        (c.org, c.kind, c.key, c.day, c.version, c.value_json()),
                     )
                 else:
                     cur.execute(
@@ -118,7 +121,7 @@ class SqliteReadModel:
             cur.execute("COMMIT")
         return (row[0] if row else 0), [Bucket(*r) for r in rows]
 
-    async def feed(self) -> AsyncIterator[list[Bucket | Record] | None]:
+    async def feed(self) -> AsyncIterator[list[Change] | None]:
         reader = connect(self._path_of())
         loop = asyncio.get_running_loop()
         polling: asyncio.Future[list[tuple[int, bytes]]] | None = None
@@ -143,13 +146,13 @@ class SqliteReadModel:
                 await asyncio.wait([polling])
             reader.close()
 
-    def records(self, org: str, kind: str, first: str = "", last: str = OPEN_END) -> list[Record]:
+    def records(self, org: str, kind: type[V], first: str = "", last: str = OPEN_END) -> list[Record[V]]:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT key, day, version, value FROM records WHERE org = ? AND kind = ? AND day BETWEEN ? AND ?",
-                (org, kind, first, last),
+                (org, kind.KIND, first, last),
             ).fetchall()
-        return [Record(org, v, kind, k, d, orjson.loads(val)) for k, d, v, val in rows]
+        return [Record(org, v, kind.KIND, k, d, value_from_json(kind, val)) for k, d, v, val in rows]
 
     def _path_of(self) -> str:
         return self._conn.execute("PRAGMA database_list").fetchone()[2]

@@ -23,9 +23,9 @@ import httpx
 import orjson
 from websockets.sync.client import ClientConnection, connect
 
+from core.changes import Record
 from core.config import parse_config
 from core.events import Event, Kind, event_from_json
-from core.figures import Record
 from ingest.app import Ingest, ingest_routes
 from ingest.monitor import ConnectionMonitor
 from state.sqlite_connections import SqliteConnectionStats
@@ -337,7 +337,7 @@ def event(kind: Kind, t: int, **kw: Any) -> Event:
     return Event(kind=kind, org="o", time=t, **kw)
 
 
-def latest_values(records: Iterable[Record]) -> dict[tuple[str, str], dict[str, Any]]:
+def latest_values(records: Iterable[Record]) -> dict[tuple[str, str], Any]:
     """The value each (kind, key) ends with: the record of the highest version."""
     best: dict[tuple[str, str], Record] = {}
     for r in records:

@@ -22,9 +22,12 @@ import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from msgspec.structs import astuple
 
+from core.changes import Record
 from core.events import Event, Item, Kind
-from core.figures import Record
+from core.records import AbandonedProduct, JourneyDay, OpenCarts, OrderAttribution
+from core.records import Attribution as Attributed
 from flows.attribution import Attribution
 from flows.book import Version
 from flows.carts import CartBook
@@ -61,16 +64,16 @@ def paid(t: int, order: str = "o1", cart: str | None = "k1", amount: int = 1000,
 COUNTERS = ("cart_day", "open_carts", "abandoned_product", "attribution")
 
 
-def settled(records: list[Record]) -> dict[tuple[str, str], dict[str, Any]]:
+def settled(records: list[Record]) -> dict[tuple[str, str], Any]:
     """`latest`, without counters that ended at zero and order attributions that ended at none: to
     the read side a record never written is 0 or none (whether one was written and then went back
     depends on the order the events came in)."""
     return {k: v for k, v in latest(records).items()
-            if (k[0] not in COUNTERS or any(x for x in v.values() if isinstance(x, int)))
-            and (k[0] != "order_attribution" or v["campaign"] is not None)}
+            if (k[0] not in COUNTERS or any(x for x in astuple(v) if isinstance(x, int)))
+            and (k[0] != "order_attribution" or v.campaign is not None)}
 
 
-def one(records: list[Record], kind: str) -> dict[str, Any]:
+def one(records: list[Record], kind: str) -> Any:
     [value] = [v for (k, _), v in latest(records).items() if k == kind]
     return value
 
@@ -88,15 +91,15 @@ def book() -> CartBook:
 def test_a_cart_is_abandoned_only_when_the_watermark_passes_exactly_the_threshold() -> None:
     b = book()
     out = b.apply(add(T0))
-    assert one(out, "cart")["status"] == "open" and one(out, "cart")["due"] == T0 + T
-    assert one(out, "open_carts") == {"store": "s", "currency": "EUR", "carts": 1, "value": 1000}
+    assert one(out, "cart").status == "open" and one(out, "cart").due == T0 + T
+    assert one(out, "open_carts") == OpenCarts("s", "EUR", carts=1, value=1000)
     assert b.advance(T0 + T) == []  # W = due: an event at exactly `due` could still arrive
     out = b.advance(T0 + T + 1)
-    assert one(out, "cart")["status"] == "abandoned"
+    assert one(out, "cart").status == "abandoned"
     day = one(out, "cart_day")
-    assert (day["carts"], day["abandoned"], day["abandoned_value"], day["open"]) == (1, 1, 1000, 0)
-    assert one(out, "open_carts")["carts"] == 0
-    assert one(out, "abandoned_product") == {"store": "s", "product": "p1", "carts": 1}
+    assert (day.carts, day.abandoned, day.abandoned_value, day.open) == (1, 1, 1000, 0)
+    assert one(out, "open_carts").carts == 0
+    assert one(out, "abandoned_product") == AbandonedProduct("s", "p1", carts=1)
     assert [r.version for r in out] == sorted(r.version for r in out)
 
 
@@ -104,7 +107,7 @@ def test_a_purchase_at_exactly_the_threshold_is_in_time() -> None:
     b = book()
     b.apply(add(T0))
     out = b.apply(paid(T0 + T))
-    assert one(out, "cart")["status"] == "purchased"
+    assert one(out, "cart").status == "purchased"
     b.advance(T0 + 10 * H)
     assert b.status(b.carts[("s", "k1")]) == "purchased"
     assert b.day_counts[("s", day_of(T0), "EUR")][:2] == [1, 1000]
@@ -117,12 +120,12 @@ def test_the_abandonment_clock_restarts_at_every_activity_even_a_late_one() -> N
     assert b.status(b.carts[("s", "k1")]) == "abandoned"
     out = b.apply(add(T0 + 30 * MIN, product="p2", price=500))  # late: its time is before the watermark
     cart = one(out, "cart")
-    assert (cart["status"], cart["due"], cart["value"]) == ("open", T0 + 30 * MIN + T, 1500)
-    assert one(out, "cart_day")["abandoned"] == 0 and one(out, "open_carts")["carts"] == 1
-    assert {v["product"]: v["carts"] for (k, _), v in latest(out).items() if k == "abandoned_product"} == {"p1": 0}
+    assert (cart.status, cart.due, cart.value) == ("open", T0 + 30 * MIN + T, 1500)
+    assert one(out, "cart_day").abandoned == 0 and one(out, "open_carts").carts == 1
+    assert {v.product: v.carts for (k, _), v in latest(out).items() if k == "abandoned_product"} == {"p1": 0}
     out = b.advance(T0 + 30 * MIN + T + 1)
-    assert one(out, "cart")["status"] == "abandoned"
-    assert sorted(v["product"] for (k, _), v in latest(out).items() if k == "abandoned_product" and v["carts"]) == ["p1", "p2"]
+    assert one(out, "cart").status == "abandoned"
+    assert sorted(v.product for (k, _), v in latest(out).items() if k == "abandoned_product" and v.carts) == ["p1", "p2"]
 
 
 def test_a_cart_bought_after_it_was_counted_abandoned_is_recovered() -> None:
@@ -130,9 +133,9 @@ def test_a_cart_bought_after_it_was_counted_abandoned_is_recovered() -> None:
     b.apply(add(T0))
     b.advance(T0 + 2 * H)
     out = b.apply(paid(T0 + 3 * H))
-    assert one(out, "cart")["status"] == "recovered"
+    assert one(out, "cart").status == "recovered"
     day = one(out, "cart_day")
-    assert (day["carts"], day["abandoned"], day["recovered"], day["recovered_value"], day["purchased"]) == (1, 1, 1, 1000, 0)
+    assert (day.carts, day.abandoned, day.recovered, day.recovered_value, day.purchased) == (1, 1, 1, 1000, 0)
     assert latest(out).get(("abandoned_product", f"s|{day_of(T0)}|p1")) is None  # still counted abandoned: unchanged
 
 
@@ -141,17 +144,17 @@ def test_a_late_purchase_from_before_the_decision_undoes_the_abandonment() -> No
     b.apply(add(T0))
     b.advance(T0 + 2 * H)
     out = b.apply(paid(T0 + 50 * MIN))  # arrives after the decision, but happened before `due`
-    assert one(out, "cart")["status"] == "purchased"
+    assert one(out, "cart").status == "purchased"
     day = one(out, "cart_day")
-    assert (day["abandoned"], day["recovered"], day["purchased"]) == (0, 0, 1)
-    assert one(out, "abandoned_product")["carts"] == 0
+    assert (day.abandoned, day.recovered, day.purchased) == (0, 0, 1)
+    assert one(out, "abandoned_product").carts == 0
 
 
 def test_a_purchase_known_before_the_decision_shows_as_purchased_then_recovered() -> None:
     b = book()
     b.apply(add(T0))
-    assert one(b.apply(paid(T0 + 2 * H)), "cart")["status"] == "purchased"  # the watermark has not passed due
-    assert one(b.advance(T0 + T + 1), "cart")["status"] == "recovered"
+    assert one(b.apply(paid(T0 + 2 * H)), "cart").status == "purchased"  # the watermark has not passed due
+    assert one(b.advance(T0 + T + 1), "cart").status == "recovered"
 
 
 def test_a_purchase_more_than_keep_after_the_decision_is_not_a_recovery() -> None:
@@ -167,7 +170,7 @@ def test_the_vendors_checkout_expired_decides_sooner_unless_activity_came_after_
     b.apply(add(T0))
     b.apply(ev(Kind.CHECKOUT_EXPIRED, T0 + 10 * MIN, cart="k1"))
     assert b.carts[("s", "k1")].due(T) == T0 + 10 * MIN
-    assert one(b.advance(T0 + 10 * MIN + 1), "cart")["status"] == "abandoned"
+    assert one(b.advance(T0 + 10 * MIN + 1), "cart").status == "abandoned"
     b2 = book()
     b2.apply(add(T0 + 20 * MIN))
     b2.apply(ev(Kind.CHECKOUT_EXPIRED, T0 + 10 * MIN, cart="k1"))  # before the last activity: stale
@@ -178,8 +181,8 @@ def test_a_cart_emptied_by_removals_is_counted_nowhere() -> None:
     b = book()
     b.apply(add(T0, qty=2))
     out = b.apply(remove(T0 + MIN, qty=2))
-    assert one(out, "cart")["status"] == "empty" and one(out, "cart")["value"] == 0
-    assert one(out, "cart_day")["carts"] == 0 and one(out, "open_carts")["carts"] == 0
+    assert one(out, "cart").status == "empty" and one(out, "cart").value == 0
+    assert one(out, "cart_day").carts == 0 and one(out, "open_carts").carts == 0
     b.advance(T0 + 3 * H)
     assert b.status(b.carts[("s", "k1")]) == "empty"
     assert b.day_counts[("s", day_of(T0), "EUR")][0] == 0
@@ -317,8 +320,8 @@ def test_a_day_is_emitted_final_when_the_watermark_reaches_its_end_and_later_eve
     end = int(datetime(2026, 3, 3, tzinfo=ZoneInfo(TZ)).timestamp() * 1000)
     assert j.advance(end - 1) == []
     out = j.advance(end)
-    assert one(out, "journey_day") == {"store": "s", "visitors": 1, "added_to_cart": 0, "purchased": 0,
-                                       "purchased_again": 0, "final": True}
+    assert one(out, "journey_day") == JourneyDay("s", visitors=1, added_to_cart=0, purchased=0, purchased_again=0,
+                                                 final=True)
     assert j.held() == {"days": 0, "people": 0, "identities": 0}
     assert j.apply(view(T0, visitor="v2")) == [] and j.too_late == 1
     assert j.apply(view(end, visitor="v2")) != []
@@ -336,14 +339,14 @@ def test_an_order_goes_to_the_last_touch_within_seven_days_inclusive() -> None:
     a.apply(touch(T0 - 7 * DAY - 1, "too-old"))
     a.apply(touch(T0 - 7 * DAY, "edge"))
     out = a.apply(paid(T0, cart=None, amount=5000))
-    assert one(out, "attribution") == {"store": "s", "campaign": "edge", "currency": "EUR", "orders": 1, "revenue": 5000}
-    assert one(out, "order_attribution") == {"store": "s", "order": "o1", "campaign": "edge", "touch_time": T0 - 7 * DAY,
-                                             "touch": "click"}
+    assert one(out, "attribution") == Attributed("s", "edge", "EUR", orders=1, revenue=5000)
+    assert one(out, "order_attribution") == OrderAttribution("s", "o1", campaign="edge", touch_time=T0 - 7 * DAY,
+                                                             touch="click")
     out = a.apply(touch(T0 - DAY, "later", name="open"))  # arrives late: the order moves to it
     assert latest(out) == {
-        ("attribution", f"s|{day_of(T0)}|edge|EUR"): {"store": "s", "campaign": "edge", "currency": "EUR", "orders": 0, "revenue": 0},
-        ("attribution", f"s|{day_of(T0)}|later|EUR"): {"store": "s", "campaign": "later", "currency": "EUR", "orders": 1, "revenue": 5000},
-        ("order_attribution", "s:o1"): {"store": "s", "order": "o1", "campaign": "later", "touch_time": T0 - DAY, "touch": "open"},
+        ("attribution", f"s|{day_of(T0)}|edge|EUR"): Attributed("s", "edge", "EUR", orders=0, revenue=0),
+        ("attribution", f"s|{day_of(T0)}|later|EUR"): Attributed("s", "later", "EUR", orders=1, revenue=5000),
+        ("order_attribution", "s:o1"): OrderAttribution("s", "o1", campaign="later", touch_time=T0 - DAY, touch="open"),
     }
     assert a.apply(touch(T0 + 1, "after")) == []  # after the purchase: not its touch
 
@@ -354,8 +357,8 @@ def test_an_order_reported_twice_counts_once_on_its_earliest_report() -> None:
     a.apply(paid(T0 + DAY, amount=100))
     assert a.apply(paid(T0 + DAY, amount=100)) == []
     out = a.apply(paid(T0, amount=100))  # an earlier report of the same order: it moves to that day
-    assert latest(out)[("attribution", f"s|{day_of(T0 + DAY)}|x|EUR")]["orders"] == 0
-    assert latest(out)[("attribution", f"s|{day_of(T0)}|x|EUR")]["orders"] == 1
+    assert latest(out)[("attribution", f"s|{day_of(T0 + DAY)}|x|EUR")].orders == 0
+    assert latest(out)[("attribution", f"s|{day_of(T0)}|x|EUR")].orders == 1
     assert a.apply(paid(T0, amount=1, customer=None, visitor=None, order="guest")) == []
 
 
@@ -551,17 +554,20 @@ def book_figures(final: dict[tuple[str, str], dict[str, Any]], tz: str) -> dict[
     """The books' final records, shaped like sql_figures."""
     out: dict[str, Any] = {k: {} for k in ("carts", "cart_day", "abandoned_product", "journey_day", "attribution")}
     for (kind, key), v in final.items():
-        if kind == "cart" and v["status"] != "empty":
-            out["carts"][(v["store"], v["cart"])] = (v["status"], v["value"], v["due"], datetime.fromtimestamp(v["first"] / 1000, ZoneInfo(tz)).date().isoformat())
-        elif kind == "cart_day" and v["carts"]:
-            out["cart_day"][key] = {f: v[f] for f in ("carts", "abandoned", "recovered", "purchased", "open", "value",
-                                                    "abandoned_value", "recovered_value", "purchased_value", "open_value")}
-        elif kind == "abandoned_product" and v["carts"]:
-            out["abandoned_product"][key] = v["carts"]
+        if kind == "cart" and v.status != "empty":
+            out["carts"][(v.store, v.cart)] = (v.status, v.value, v.due, datetime.fromtimestamp(v.first / 1000, ZoneInfo(tz)).date().isoformat())
+        elif kind == "cart_day" and v.carts:
+            out["cart_day"][key] = {"carts": v.carts, "abandoned": v.abandoned, "recovered": v.recovered,
+                                    "purchased": v.purchased, "open": v.open, "value": v.value,
+                                    "abandoned_value": v.abandoned_value, "recovered_value": v.recovered_value,
+                                    "purchased_value": v.purchased_value, "open_value": v.open_value}
+        elif kind == "abandoned_product" and v.carts:
+            out["abandoned_product"][key] = v.carts
         elif kind == "journey_day":
-            out["journey_day"][key] = {f: v[f] for f in ("visitors", "added_to_cart", "purchased", "purchased_again")}
-        elif kind == "attribution" and v["orders"]:
-            out["attribution"][key] = {"orders": v["orders"], "revenue": v["revenue"]}
+            out["journey_day"][key] = {"visitors": v.visitors, "added_to_cart": v.added_to_cart,
+                                       "purchased": v.purchased, "purchased_again": v.purchased_again}
+        elif kind == "attribution" and v.orders:
+            out["attribution"][key] = {"orders": v.orders, "revenue": v.revenue}
     return out
 
 

@@ -14,9 +14,10 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.changes import Bucket, Change, Record
 from core.config import parse_config
 from core.events import Event, Item, Kind
-from core.figures import Bucket, Record
+from core.records import AbandonedProduct, OpenCarts
 from flows import snapshots
 from flows.organisation import (ALLOWED_LATENESS_MS, COARSE_MS, FINE_MS, FINE_SPAN_MS, LIVE_MS, TICKS, Organisation,
                                 _point_above, _point_at_or_below, _steps)
@@ -29,33 +30,33 @@ MIN = 60_000
 T0 = 1_795_338_000_000  # 2026-11-22 10:00 Berlin
 
 
-def key(c: Bucket | Record) -> tuple[str, str]:
+def key(c: Change) -> tuple[str, str]:
     return ("bucket", c.key) if isinstance(c, Bucket) else (c.kind, c.key)
 
 
-def value(c: Bucket | Record) -> bytes:
+def value(c: Change) -> bytes:
     if isinstance(c, Bucket):
         return orjson.dumps([c.gross, c.refunds, c.orders, c.paid_orders, c.items])
-    return orjson.dumps(c.value)
+    return c.value_json()
 
 
 class ReadModel:
     """What state/ does with versions: a write lands only if newer than what the key holds."""
 
     def __init__(self) -> None:
-        self.rows: dict[tuple[str, str], tuple[int, bytes]] = {}
+        self.rows: dict[tuple[str, str], Change] = {}
 
-    def write(self, changes: list[Bucket | Record]) -> None:
+    def write(self, changes: list[Change]) -> None:
         for c in changes:
             held = self.rows.get(key(c))
-            if held is None or c.version > held[0]:
-                self.rows[key(c)] = (c.version, value(c))
+            if held is None or c.version > held.version:
+                self.rows[key(c)] = c
 
     def values(self) -> dict[tuple[str, str], bytes]:
         """The values a reader sees: a counter of no carts reads as one never written (a run where the
         wall clock decided a cart early, or late, may have written such a 0 that the other did not)."""
-        return {k: v for k, (_, v) in self.rows.items()
-                if not (k[0] in ("abandoned_product", "open_carts") and orjson.loads(v)["carts"] == 0)}
+        return {k: value(c) for k, c in self.rows.items()
+                if not (isinstance(c, Record) and isinstance(c.value, (AbandonedProduct, OpenCarts)) and c.value.carts == 0)}
 
 
 def shop(seed: int, n: int) -> list[Event]:

@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from core.changes import Record
 from core.config import parse_config
 from core.events import Event, Item, Kind
+from core.records import Cart
 from flows.organisation import ALLOWED_LATENESS_MS, LIVE_MS, TICKS, Organisation
 from tests.helpers import Storepulse
 
@@ -31,7 +33,7 @@ def add(t: int, cart: str = "k1", i: int = 0) -> Event:
 
 
 def status(out: list, cart: str = "k1") -> str | None:
-    found = [r.value["status"] for r in out if getattr(r, "kind", None) == "cart" and r.key == f"s:{cart}"]
+    found = [r.value.status for r in out if isinstance(r, Record) and isinstance(r.value, Cart) and r.key == f"s:{cart}"]
     return found[-1] if found else None
 
 

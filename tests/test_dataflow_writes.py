@@ -12,9 +12,10 @@ from pathlib import Path
 from bytewax.recovery import RecoveryConfig
 from bytewax.testing import run_main
 
+from core.changes import Change, Record
 from core.config import parse_config
 from core.events import Event, Item, Kind
-from core.figures import Bucket, Record
+from core.records import Customer
 from flows.dataflow import build_flow
 from flows.recovery import ensure_recovery_dir
 from state.sqlite_log import SqliteEventLog, SqliteLogReader
@@ -26,9 +27,9 @@ T0 = 1_795_338_000_000
 
 
 class RecordingModel:
-    writes: list[list[Bucket | Record]] = []
+    writes: list[list[Change]] = []
 
-    def write(self, changes: Sequence[Bucket | Record]) -> None:
+    def write(self, changes: Sequence[Change]) -> None:
         RecordingModel.writes.append(list(changes))
 
     def close(self) -> None:
@@ -55,5 +56,5 @@ def test_a_batch_of_thousands_of_changes_is_one_write(tmp_path: Path) -> None:
     assert not split, f"batches split across writes: {split}"
     biggest = max(len(w) for w in RecordingModel.writes)
     assert biggest > 6000, f"the test needs a batch bigger than Bytewax's containers (1,024 items), got {biggest}"
-    customers = {c.key for w in RecordingModel.writes for c in w if isinstance(c, Record) and c.kind == "customer"}
+    customers = {c.key for w in RecordingModel.writes for c in w if isinstance(c, Record) and isinstance(c.value, Customer)}
     assert len(customers) == 6000

@@ -28,8 +28,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.changes import Record
 from core.events import Event, Item, Kind
-from core.figures import Record
+from core.records import Customer, CustomerMoney
 from flows.book import Version
 from flows.profiles import EMAIL_CHARS, NAME_CHARS, FingerprintMap, ProfileBook, fingerprint
 from flows.shoppers import Shoppers
@@ -62,13 +63,13 @@ def refund(t: int, order: str | None, total: int, name: str = "r1", **kw: Any) -
     return ev(Kind.ORDER_REFUNDED, t, order=order, refund=name, amount=total, **kw)
 
 
-def final(records: list[Record]) -> dict[str, dict[str, Any]]:
+def final(records: list[Record]) -> dict[str, Customer]:
     """The value each customer ends with: the record of the highest version."""
     assert all(r.kind == "customer" for r in records)
     return {key: value for (_, key), value in latest_values(records).items()}
 
 
-def feed(events: list[Event], lateness: int = 5 * MIN, book: ProfileBook | None = None) -> tuple[dict[str, Any], ProfileBook]:
+def feed(events: list[Event], lateness: int = 5 * MIN, book: ProfileBook | None = None) -> tuple[dict[str, Customer], ProfileBook]:
     """Feeds events in the given order, the watermark following max time seen - lateness; then all final."""
     b = book or ProfileBook("o", TZ)
     out: list[Record] = []
@@ -81,8 +82,9 @@ def feed(events: list[Event], lateness: int = 5 * MIN, book: ProfileBook | None 
     return final(out), b
 
 
-def money(v: dict[str, Any]) -> list[tuple[Any, ...]]:
-    return [(m["store"], m["currency"], m["orders"], m["items"], m["gross"], m["refunds"]) for m in v["money"]]
+def money(v: Customer | None) -> list[tuple[Any, ...]]:
+    assert v is not None
+    return [(m.store, m.currency, m.orders, m.items, m.gross, m.refunds) for m in v.money]
 
 
 # --- who the customer is ------------------------------------------------------------------------
@@ -90,19 +92,19 @@ def money(v: dict[str, Any]) -> list[tuple[Any, ...]]:
 def test_registration_is_the_earliest_created_vendor_created_or_identified_time_else_first_seen() -> None:
     b = ProfileBook("o", TZ)
     b.apply(ev(Kind.PAGE_VIEWED, T0, customer="c1"))
-    assert b.profile("c1")["registered"] is None and b.profile("c1")["registered_at"] == T0  # first seen
+    assert b.profile("c1").registered is None and b.profile("c1").registered_at == T0  # first seen
     b.apply(ev(Kind.CUSTOMER_UPDATED, T0 + 5 * H, customer="c1"))  # an update's own time registers nothing
-    assert b.profile("c1")["registered"] is None
+    assert b.profile("c1").registered is None
     b.apply(ev(Kind.IDENTIFIED, T0 + 2 * H, customer="c1", visitor="v"))
-    assert b.profile("c1")["registered_at"] == T0 + 2 * H
+    assert b.profile("c1").registered_at == T0 + 2 * H
     b.apply(ev(Kind.CUSTOMER_CREATED, T0 + H, customer="c1"))
-    assert b.profile("c1")["registered_at"] == T0 + H
+    assert b.profile("c1").registered_at == T0 + H
     # the vendor's creation time (Shopify/Woo `created_at` in ms, Stripe `created` in s), on an update too
     b.apply(ev(Kind.CUSTOMER_UPDATED, T0 + 9 * H, customer="c1", attrs={"created": (T0 - DAY) // 1000}))
-    assert b.profile("c1")["registered_at"] == T0 - DAY
+    assert b.profile("c1").registered_at == T0 - DAY
     b.apply(ev(Kind.CUSTOMER_UPDATED, T0 + 9 * H, customer="c1", attrs={"created_at": T0 - 2 * DAY, "created": True}))
     v = b.profile("c1")
-    assert (v["registered"], v["first_seen"], v["last_active"]) == (T0 - 2 * DAY, T0, T0 + 2 * H)
+    assert (v.registered, v.first_seen, v.last_active) == (T0 - 2 * DAY, T0, T0 + 2 * H)
 
 
 def test_email_and_name_come_from_the_latest_event_carrying_each_and_are_bounded() -> None:
@@ -110,15 +112,15 @@ def test_email_and_name_come_from_the_latest_event_carrying_each_and_are_bounded
     b.apply(ev(Kind.CUSTOMER_CREATED, T0, customer="c1", attrs={"email": "a@x.io", "first_name": "Ann", "last_name": "Lee"}))
     b.apply(ev(Kind.CUSTOMER_UPDATED, T0 + 2 * H, customer="c1", attrs={"name": "Ann Lee-Smith"}))
     b.apply(ev(Kind.CUSTOMER_UPDATED, T0 + H, customer="c1", attrs={"email": "ann@x.io", "name": "older"}))
-    assert (b.profile("c1")["email"], b.profile("c1")["name"]) == ("ann@x.io", "Ann Lee-Smith")
+    assert (b.profile("c1").email, b.profile("c1").name) == ("ann@x.io", "Ann Lee-Smith")
     b.apply(ev(Kind.IDENTIFIED, T0 + H, customer="c1", visitor="v", attrs={"email": "zz@x.io"}))  # a tie: the greater
-    assert b.profile("c1")["email"] == "zz@x.io"
+    assert b.profile("c1").email == "zz@x.io"
     b.apply(ev(Kind.PAGE_VIEWED, T0 + 9 * H, customer="c1", attrs={"email": "not@contact.io", "name": "x"}))
-    assert b.profile("c1")["email"] == "zz@x.io"  # only customer and identify events carry contact data
+    assert b.profile("c1").email == "zz@x.io"  # only customer and identify events carry contact data
     long = ev(Kind.CUSTOMER_UPDATED, T0 + 3 * H, customer="c1", attrs={"email": " " + "é" * 400, "name": "ñ" * 500})
     b.apply(long)
     v = b.profile("c1")
-    assert (v["email"], v["name"]) == ("é" * EMAIL_CHARS, "ñ" * NAME_CHARS)
+    assert (v.email, v.name) == ("é" * EMAIL_CHARS, "ñ" * NAME_CHARS)
 
 
 def test_last_activity_is_the_customers_doing_not_the_shops() -> None:
@@ -126,13 +128,13 @@ def test_last_activity_is_the_customers_doing_not_the_shops() -> None:
     b.apply(ev(Kind.EMAIL_ENGAGED, T0, customer="c1", campaign="x", name="open"))
     for kind in (Kind.CUSTOMER_UPDATED, Kind.ORDER_REFUNDED, Kind.ORDER_CANCELLED):
         b.apply(ev(kind, T0 + DAY, customer="c1", order="o9"))
-    assert b.profile("c1")["last_active"] == T0
+    assert b.profile("c1").last_active == T0
     b.apply(ev(Kind.PAGE_VIEWED, T0 - H, customer="c1", store="s0"))
     v = b.profile("c1")
-    assert (v["last_active"], v["first_seen"], v["store"]) == (T0, T0 - H, "s0")
+    assert (v.last_active, v.first_seen, v.store) == (T0, T0 - H, "s0")
     assert b.apply(ev(Kind.PAGE_VIEWED, T0 - H, customer="c1", store="s0")) == []  # nothing changed: no record
     [r] = b.apply(ev(Kind.PAGE_VIEWED, T0 - H, customer="c1", store="s"))  # a tie: the smaller store id
-    assert r.value["store"] == "s"
+    assert r.value.store == "s"
 
 
 def test_visitors_and_events_without_a_customer_make_no_profile() -> None:
@@ -150,7 +152,7 @@ def test_an_order_counts_once_as_its_earliest_report_says_whatever_the_order_of_
     for perm in itertools.permutations(reports):
         got, _ = feed(list(perm) * 2)
         v = got["c1"]
-        assert (v["orders"], v["items"], v["first_paid"], v["last_paid"], money(v)) == (
+        assert (v.orders, v.items, v.first_paid, v.last_paid, money(v)) == (
             1, 2, T0, T0, [("s", "EUR", 1, 2, 1000, 0)])
 
 
@@ -159,7 +161,7 @@ def test_an_order_belongs_to_the_customer_of_its_earliest_report_naming_one() ->
               paid(T0 + 2 * MIN, "o1", customer="c1", id="c")]
     for perm in itertools.permutations(events):
         got, _ = feed(list(perm))
-        assert (got["c2"]["orders"], got["c1"]["orders"]) == (1, 0)
+        assert (got["c2"].orders, got["c1"].orders) == (1, 0)
 
 
 def test_refunds_count_their_largest_total_on_the_customer_of_their_order() -> None:
@@ -205,12 +207,12 @@ def test_a_final_order_ignores_any_later_report_and_a_backfilled_order_is_final_
     assert b.held() == {"customers": 1, "open_orders": 0, "final_orders": 1, "refund_names": 0, "pending_refunds": 0}
     # an earlier report of a final order changes nothing any more: its amount and time are final
     [r] = b.apply(paid(T0 - H, "o1", 1, id="earlier"))
-    assert money(r.value) == [("s", "EUR", 1, 1, 1000, 0)] and r.value["first_paid"] == T0
-    assert r.value["first_seen"] == T0 - H  # the report still says the customer was there
+    assert money(r.value) == [("s", "EUR", 1, 1, 1000, 0)] and r.value.first_paid == T0
+    assert r.value.first_seen == T0 - H  # the report still says the customer was there
     # a backfill far behind the watermark: counted once, final at once, and its repeats are recognised
     [r] = b.apply(paid(T0 - 300 * DAY, "old", 700, customer="c2"))
-    assert r.value["orders"] == 1 and b.held()["open_orders"] == 0
-    assert b.apply(paid(T0 - 299 * DAY, "old", 700, customer="c2", id="old-again"))[0].value["orders"] == 1
+    assert r.value.orders == 1 and b.held()["open_orders"] == 0
+    assert b.apply(paid(T0 - 299 * DAY, "old", 700, customer="c2", id="old-again"))[0].value.orders == 1
 
 
 def test_orders_of_two_stores_and_currencies_are_kept_apart() -> None:
@@ -218,7 +220,7 @@ def test_orders_of_two_stores_and_currencies_are_kept_apart() -> None:
                    paid(T0 + 2 * H, "o2", 300, store="s2", currency="USD", qty=3)])
     v = got["c1"]
     assert money(v) == [("s", "EUR", 1, 1, 1000, 0), ("s2", "USD", 2, 4, 1200, 0)]
-    assert (v["orders"], v["items"], v["first_paid"], v["last_paid"]) == (3, 5, T0, T0 + 2 * H)
+    assert (v.orders, v.items, v.first_paid, v.last_paid) == (3, 5, T0, T0 + 2 * H)
 
 
 def test_records_share_the_organisations_version_and_advance_emits_nothing() -> None:
@@ -242,7 +244,7 @@ def test_a_snapshot_keeps_every_customer_even_one_whose_key_holds_a_nul() -> Non
         assert restored.keys == keys and [restored.profile(k) for k in keys] == [b.profile(k) for k in keys]
         if keys:  # the restored book still knows the order: a repeat report is no second order
             restored.apply(paid(T0 + 1, "o0", customer=keys[0]))
-            assert restored.profile(keys[0])["orders"] == 1
+            assert restored.profile(keys[0]).orders == 1
 
 
 def test_fingerprint_map_keeps_every_entry_through_growth_and_pickling() -> None:
@@ -371,7 +373,7 @@ def doc_sql(marker: str) -> str:
     raise AssertionError(f"no SQL block starting with {marker!r} in docs/metrics.md")
 
 
-def sql_profiles(events: list[Event], tmp: Path) -> dict[str, dict[str, Any]]:
+def sql_profiles(events: list[Event], tmp: Path) -> dict[str, Customer]:
     """The documented SQL over the events (one per id, as the log keeps them), shaped like the records."""
     path = tmp / "events.ndjson"
     with path.open("w") as f:
@@ -398,13 +400,13 @@ def sql_profiles(events: list[Event], tmp: Path) -> dict[str, dict[str, Any]]:
     out = {}
     for p in people:
         mine = [m for m in money_rows if m["customer"] == p["customer"]]
-        out[p["customer"]] = {
-            "customer": p["customer"], "store": p["store"], "registered": p["registered"], "first_seen": p["first_seen"],
-            "registered_at": p["registered_at"], "last_active": p["last_active"], "email": p["email"], "name": p["name"],
-            "orders": p["orders"], "items": p["items"], "first_paid": p["first_paid"], "last_paid": p["last_paid"],
-            "money": [{k: m[k] for k in ("store", "currency", "orders", "items", "gross", "refunds", "first_paid", "last_paid")}
-                      for m in mine],
-        }
+        out[p["customer"]] = Customer(
+            customer=p["customer"], store=p["store"], registered=p["registered"], first_seen=p["first_seen"],
+            registered_at=p["registered_at"], last_active=p["last_active"], email=p["email"], name=p["name"],
+            orders=p["orders"], items=p["items"], first_paid=p["first_paid"], last_paid=p["last_paid"],
+            money=[CustomerMoney(m["store"], m["currency"], m["orders"], m["items"], m["gross"], m["refunds"],
+                                 m["first_paid"], m["last_paid"]) for m in mine],
+        )
     return out
 
 

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
+import msgspec
 import pytest
 
 import flows.dataflow as dataflow
+from core.changes import Bucket, Change, Record
 from core.config import parse_config
 from core.events import Event, Item, Kind
-from core.figures import QUARANTINE, Bucket, Record
+from core.records import Quarantined, RecordKind
 from flows.dataflow import _Context, _OrgLogic
 from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger
 from flows.sinks import Output
@@ -48,19 +49,23 @@ def new_logic(tmp_path: Path, resume: bytes | None = None) -> _OrgLogic:
     return _OrgLogic(resume, _Context(dict(CONFIG.orgs), tmp_path / "segments", DEFAULT_HORIZON_MS, lambda: NOW))
 
 
-def changes(outputs: Any) -> list[Bucket | Record]:
+def changes(outputs: Any) -> list[Change]:
     return [c for out in outputs[0] for c in out.changes]
 
 
-def values(changes: list[Bucket | Record]) -> dict[tuple[str, str], object]:
+def values(changes: list[Change]) -> dict[tuple[str, str], Any]:
     """Each key's newest value, as the read model keeps it (quarantine records apart)."""
-    best: dict[tuple[str, str], Bucket | Record] = {}
+    best: dict[tuple[str, str], Change] = {}
     for c in changes:
         k = ("bucket", c.key) if isinstance(c, Bucket) else (c.kind, c.key)
-        if k[0] != QUARANTINE and (k not in best or c.version > best[k].version):
+        if k[0] != RecordKind.QUARANTINE and (k not in best or c.version > best[k].version):
             best[k] = c
-    return {k: (c.gross, c.refunds, c.orders, c.paid_orders, c.items) if isinstance(c, Bucket) else orjson.loads(orjson.dumps(c.value))
+    return {k: (c.gross, c.refunds, c.orders, c.paid_orders, c.items) if isinstance(c, Bucket) else c.value
             for k, c in best.items()}
+
+
+def quarantined(changes: list[Change]) -> list[Record[Quarantined]]:
+    return [c for c in changes if isinstance(c, Record) and isinstance(c.value, Quarantined)]
 
 
 @pytest.fixture
@@ -91,10 +96,10 @@ def test_a_fold_that_raises_is_quarantined_and_rolled_back(tmp_path: Path, boom:
         sink += changes(logic.on_batch(third))  # the state after the rollback folds on exactly as the clean one
     assert values(got) == values(want)
     assert poisoned.org is not None and clean.org is not None and poisoned.org.version == clean.org.version
-    quarantined = [c for c in got if isinstance(c, Record) and c.kind == QUARANTINE]
-    assert [(q.key, q.value["reason"], q.value["error"]) for q in quarantined] == [
+    poison = quarantined(got)
+    assert [(q.key, q.value.reason, q.value.error) for q in poison] == [
         ("boom-1", "fold_failed", "RuntimeError: cannot fold boom-1")]
-    assert quarantined[0].value["event"] is not None and quarantined[0].day == "2026-11-22"
+    assert msgspec.json.decode(poison[0].value.event)["id"] == "boom-1" and poison[0].day == "2026-11-22"
     # The quarantined state snapshots and restores like any other.
     restored = new_logic(tmp_path / "p", poisoned.snapshot())
     assert values(changes(restored.on_batch([paid(12)]))) == values(changes(clean.on_batch([paid(12)])))
@@ -104,25 +109,23 @@ def test_out_of_range_and_unstorable_events_are_quarantined(tmp_path: Path, monk
     logic = new_logic(tmp_path)
     huge = 2**63 - 1
     out = changes(logic.on_batch([paid(1), Event(**{**paid(2).__dict__, "amount": huge}), paid(3)]))
-    assert [(c.key, c.value["reason"]) for c in out if isinstance(c, Record) and c.kind == QUARANTINE] == [
-        ("e2", "out_of_range")]
-    assert values(out)[("order", "s:o3")]["amount"] == 1000  # type: ignore[index]
+    assert [(c.key, c.value.reason) for c in quarantined(out)] == [("e2", "out_of_range")]
+    assert values(out)[("order", "s:o3")].amount == 1000
     # Were the range check ever skipped, a sum beyond 64 bits is still caught before the read model...
     monkeypatch.setattr(dataflow, "problem", lambda e: None)
     logic = new_logic(tmp_path / "unchecked")
     almost = huge - 5000
     big = [Event(**{**paid(n, customer=f"x{n}").__dict__, "amount": almost, "items": ()}) for n in (4, 5)]
     out = changes(logic.on_batch([*big, paid(6)]))
-    poison = [c for c in out if isinstance(c, Record) and c.kind == QUARANTINE]
-    assert [(c.key, c.value["reason"]) for c in poison] == [("e5", "fold_failed")]
-    assert poison[0].value["error"] == ("Unstorable: the day bucket 2026-11-22 of store 's' would hold "
+    poison = quarantined(out)
+    assert [(c.key, c.value.reason) for c in poison] == [("e5", "fold_failed")]
+    assert poison[0].value.error == ("Unstorable: the day bucket 2026-11-22 of store 's' would hold "
                                         f"{almost + almost}, beyond 64 bits")
     day = next(c for c in out if isinstance(c, Bucket) and c.grain == "day")
     assert (day.gross, day.paid_orders) == (almost + 1000, 2)
     # ... and so is a fold that fails on it (a customer's spend packed in 64 bits, flows/profiles.py).
     out = changes(new_logic(tmp_path / "profile").on_batch([paid(7, customer="x"), Event(**{**big[0].__dict__, "customer": "x", "amount": huge})]))
-    assert [(c.key, c.value["error"]) for c in out if isinstance(c, Record) and c.kind == QUARANTINE] == [
-        ("e4", "struct.error: argument out of range")]
+    assert [(c.key, c.value.error) for c in quarantined(out)] == [("e4", "struct.error: argument out of range")]
 
 
 def test_caught_up_reaches_the_sink_with_the_batch(tmp_path: Path) -> None:

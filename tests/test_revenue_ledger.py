@@ -8,10 +8,12 @@ import orjson
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec import Raw
 
+from core.changes import Bucket, Change, Record
 from core.clock import utc_from_ms
 from core.events import Event, Kind
-from core.figures import Bucket, Record
+from core.records import Order
 from flows.revenue import RevenueLedger
 
 H = 3_600_000
@@ -47,8 +49,9 @@ def test_an_order_paid_through_three_events_counts_once() -> None:
         ("day", "2025-11-21", 2500, 1, 1), ("hour", "2025-11-21T22", 2500, 1, 1)]
     [rec] = records(out)
     assert (rec.kind, rec.key, rec.day, rec.version) == ("order", "s:pi_1", "2025-11-21", 1)
-    assert orjson.loads(orjson.dumps(rec.value)) == {"store": "s", "order": "pi_1", "customer": None, "source": "web", "placed": T0, "paid": T0,
-                         "currency": "EUR", "amount": 2500, "refunded": 0, "cancelled": False, "items": []}
+    assert rec.value == Order(store="s", order="pi_1", customer=None, source="web", placed=T0, paid=T0, currency="EUR",
+                              amount=2500, refunded=0, cancelled=False, items=Raw(b"[]"))
+    assert rec.value.lines() == []
     assert ledger.apply(paid("e2", "pi_1", 2500, T0 + 1000)) == []
     assert ledger.apply(paid("e1", "pi_1", 2500)) == []
     assert totals(ledger) == {("s", "2025-11-21", "EUR"): [2500, 0, 1, 1, 0]}
@@ -71,7 +74,7 @@ def test_refund_totals_replace_rather_than_add() -> None:
     ledger.apply(refund("r2", "pi_1", "charge:ch_1", 3_000))
     assert ledger.apply(refund("r-old", "pi_1", "charge:ch_1", 2_550)) == []  # an older report, late
     assert totals(ledger) == {("s", "2025-11-21", "EUR"): [10_000, 3_000, 1, 1, 0]}
-    assert ledger.orders["s\x1fpi_1"].record_value()["refunded"] == 3_000
+    assert ledger.orders["s\x1fpi_1"].record_value().refunded == 3_000
 
 
 def test_days_are_cut_in_the_org_timezone() -> None:
@@ -115,7 +118,7 @@ def test_quota_alerts_once_per_crossing_in_event_time() -> None:
     alerts = []
     for i in range(6):
         alerts += [r for r in records(ledger.apply(paid(f"e{i}", f"pi{i}", 100, T0 + i * H))) if r.kind == "quota_alert"]
-    assert [(a.value["percent"], a.value["count"]) for a in alerts] == [(80, 4), (100, 5)]
+    assert [(a.value.percent, a.value.count) for a in alerts] == [(80, 4), (100, 5)]
     # The same payment reported again, or earlier, is no new order for the quota.
     assert not [r for r in records(ledger.apply(paid("e0-again", "pi0", 100, T0 - H))) if r.kind == "quota_alert"]
     # 30 days later the window has emptied: the alerts re-arm.
@@ -123,7 +126,7 @@ def test_quota_alerts_once_per_crossing_in_event_time() -> None:
     out = []
     for i in range(4):
         out += [r for r in records(ledger.apply(paid(f"l{i}", f"pl{i}", 100, later + i))) if r.kind == "quota_alert"]
-    assert [(a.value["percent"], a.value["count"]) for a in out] == [(80, 4)]
+    assert [(a.value.percent, a.value.count) for a in out] == [(80, 4)]
 
 
 @settings(max_examples=100)
@@ -143,7 +146,7 @@ def test_batching_does_not_change_what_a_version_means(evs: list[Event], rnd: ra
                 assert twin.buckets[(c.grain, c.start, c.store, c.currency)] == [c.gross, c.refunds, c.orders, c.paid_orders, c.items]
             else:
                 store, order = c.key.split(":", 1)
-                assert orjson.dumps(twin.orders[f"{store}\x1f{order}"].record_value()) == orjson.dumps(c.value)
+                assert twin.orders[f"{store}\x1f{order}"].record_value() == c.value
         i += n
     assert batched.version == len(evs)
 
@@ -153,7 +156,7 @@ def test_batching_does_not_change_what_a_version_means(evs: list[Event], rnd: ra
 DAY_MS = 24 * H
 
 
-def fold(ledger: RevenueLedger, events: list[Event]) -> list[Bucket | Record]:
+def fold(ledger: RevenueLedger, events: list[Event]) -> list[Change]:
     """As the organisation feeds it: each event at the event-time watermark so far."""
     for e in events:
         ledger.fold(e, max(ledger.watermark or e.time, e.time))
@@ -164,14 +167,14 @@ def test_a_refund_within_the_horizon_updates_its_order_and_after_it_counts_unmat
     ledger = RevenueLedger("o", "UTC", horizon_ms=30 * DAY_MS)
     fold(ledger, [paid("p", "pi_1", 10_000)])
     out = fold(ledger, [refund("r1", "pi_1", "ch_1", 1_000, T0 + 29 * DAY_MS)])
-    assert [r.value["refunded"] for r in records(out)] == [1_000] and ledger.unmatched_refunds == 0
+    assert [r.value.refunded for r in records(out)] == [1_000] and ledger.unmatched_refunds == 0
     # The watermark passes paid + horizon but not the refund's time + horizon: the order is held by its
     # latest event, so the refund's next report counts its increase only, and a copy of the first
     # (appended again after the log's dedupe window) nothing.
     fold(ledger, [paid("later", "pi_2", 500, T0 + 31 * DAY_MS)])
     assert fold(ledger, [refund("r1", "pi_1", "ch_1", 1_000, T0 + 29 * DAY_MS)]) == []
     out = fold(ledger, [refund("r2", "pi_1", "ch_1", 1_200, T0 + 32 * DAY_MS)])
-    assert [r.value["refunded"] for r in records(out)] == [1_200] and ledger.unmatched_refunds == 0
+    assert [r.value.refunded for r in records(out)] == [1_200] and ledger.unmatched_refunds == 0
     assert totals(ledger)[("s", "2025-12-23", "EUR")][1] == 200
     fold(ledger, [paid("later2", "pi_3", 500, T0 + 63 * DAY_MS)])  # the watermark passes its latest + horizon
     assert "s\x1fpi_1" not in ledger.orders  # forgotten
@@ -224,7 +227,7 @@ def test_batching_does_not_change_what_a_version_means_with_a_short_horizon(evs:
         for n in sizes:
             for c in fold(ledger, evs[i:i + n]):
                 k = (c.kind, c.key) if isinstance(c, Record) else ("bucket", c.key)
-                body = orjson.dumps(c.value if isinstance(c, Record) else [c.gross, c.refunds, c.orders, c.paid_orders, c.items])
+                body = c.value_json() if isinstance(c, Record) else orjson.dumps([c.gross, c.refunds, c.orders, c.paid_orders, c.items])
                 seen.setdefault(k, []).append((c.version, body))
             i += n
         return seen

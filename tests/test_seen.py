@@ -24,7 +24,7 @@ import pytest
 
 from core.config import Org
 from core.events import Event, Item, Kind
-from core.figures import Bucket, Record
+from core.changes import Bucket, Record
 from flows.organisation import Organisation
 from state.log import DEDUPE_WINDOW_S
 
@@ -100,7 +100,7 @@ class Run:
                 key, value = ("bucket", c.grain, c.start, c.store, c.currency), (c.gross, c.refunds, c.orders,
                                                                                  c.paid_orders, c.items)
             else:
-                key, value = (c.kind, c.key, c.day), orjson.loads(orjson.dumps(c.value))  # items are a Fragment
+                key, value = (c.kind, c.key, c.day), orjson.loads(c.value_json())
             if self.model.get(key) != value:
                 changed[key] = value
             self.model[key] = value

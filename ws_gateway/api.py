@@ -17,17 +17,21 @@ from datetime import datetime, timezone
 from importlib.resources import files
 from typing import Any
 
+import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from core.changes import DAY, Record
 from core.clock import ms_of, utc_from_ms
 from core.config import Config, Org
 from core.freshness import freshness
-from core.figures import DAY, OPEN_END, QUARANTINE, BadPeriod, Record, MissingRate, compute_figures, resolve_period, series
+from core.figures import OPEN_END, BadPeriod, MissingRate, compute_figures, resolve_period, series
 from core.money import EXPONENTS
 from core.rates import Rates
+from core.records import (AbandonedProduct, Attribution, Cart, CartDay, Customer, JourneyDay, OpenCarts, Order,
+                          Quarantined, QuotaAlert)
 from state.connections import ConnectionStats
 from state.readmodel import ReadModel
 from state.rejected import RejectedStore
@@ -73,9 +77,14 @@ def read_side(request: Request) -> ReadSide:
     return side
 
 
-def _quarantined(records: list[Record]) -> list[dict[str, Any]]:
+def _quarantined(records: list[Record[Quarantined]]) -> list[Quarantined]:
     """Quarantined events, newest first (by event time; those without a usable time last)."""
-    return sorted((r.value for r in records), key=lambda v: (v["time"] is not None, v["time"] or 0, v["id"]), reverse=True)
+    return sorted((r.value for r in records), key=lambda v: (v.time is not None, v.time or 0, v.id), reverse=True)
+
+
+def _quarantined_json(v: Quarantined) -> dict[str, Any]:
+    return {"id": v.id, "store": v.store, "kind": v.kind, "time": v.time, "event": orjson.Fragment(bytes(v.event)),
+            "reason": v.reason, "error": v.error}
 
 
 def _span(first: str, last: str) -> dict[str, str | None]:
@@ -169,17 +178,18 @@ async def figures(request: Request, side: ReadSide, org: Org) -> Response:
 async def health(request: Request, side: ReadSide, org: Org) -> Response:
     """Whether the organisation's figures are current, and how many events were quarantined."""
     at = await asyncio.to_thread(side.model.caught_up_at, org.id)
-    poison = await asyncio.to_thread(side.model.records, org.id, QUARANTINE)
+    poison = await asyncio.to_thread(side.model.records, org.id, Quarantined)
     return json_response({"org": org.id, "figures": freshness(at, ms_of(side.now())).to_json(), "quarantined": len(poison)})
 
 
 @org_route()
 async def quarantined(request: Request, side: ReadSide, org: Org) -> Response:
     store = _store(request, org)
-    found = _quarantined(await asyncio.to_thread(side.model.records, org.id, QUARANTINE))
+    found = _quarantined(await asyncio.to_thread(side.model.records, org.id, Quarantined))
     if store is not None:
-        found = [v for v in found if v["store"] == store]
-    return json_response({"org": org.id, "total": len(found), "quarantined": found[:_limit(request)]})
+        found = [v for v in found if v.store == store]
+    return json_response({"org": org.id, "total": len(found),
+                          "quarantined": [_quarantined_json(v) for v in found[:_limit(request)]]})
 
 
 @org_route(by_points)
@@ -228,9 +238,9 @@ async def connections(request: Request, side: ReadSide, org: Org) -> Response:
 
     def gather() -> list[dict[str, object]]:
         out: list[dict[str, object]] = []
-        poison = _quarantined(side.model.records(org.id, QUARANTINE))
+        poison = _quarantined(side.model.records(org.id, Quarantined))
         for s in org.stores.values():
-            mine = [v for v in poison if v["store"] == s.id]
+            mine = [v for v in poison if v.store == s.id]
             n, last_event, last_received = side.stats.activity(s.id, since)
             rej = side.rejected.summary(s.id)
             out.append({
@@ -240,8 +250,9 @@ async def connections(request: Request, side: ReadSide, org: Org) -> Response:
                 "events_last_hour": n,
                 "rejected": {"count": rej.count, "last_reason": rej.last_reason,
                              "last_at": datetime.fromtimestamp(rej.last_at, timezone.utc).isoformat() if rej.last_at else None},
-                "quarantined": {"count": len(mine), "last_reason": mine[0]["error"] if mine else None,
-                                "last_event_id": mine[0]["id"] if mine else None},
+                "quarantined": {"count": len(mine), "last_reason": mine[0].reason if mine else None,
+                                "last_error": mine[0].error if mine else None,
+                                "last_event_id": mine[0].id if mine else None},
                 "sync": side.stats.load_sync(s.id),
             })
         return out
@@ -259,9 +270,9 @@ async def listing(request: Request, side: ReadSide, org: Org) -> Response:
     if sort not in lists.SORTS[what]:
         raise HTTPException(400, f"sort for {what} must be one of {', '.join(lists.SORTS[what])}, got {sort!r}")
     limit = _limit(request, default=20)
-    records = await asyncio.to_thread(side.model.records, org.id, "order", first, last)
+    records = await asyncio.to_thread(side.model.records, org.id, Order, first, last)
     if store is not None:
-        records = [r for r in records if r.value["store"] == store]
+        records = [r for r in records if r.value.store == store]
     # records(first, last) already holds only the period's days
     paid = lists.paid_orders(records, currency, side.rates)
     body: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency, "sort": sort}
@@ -293,12 +304,12 @@ async def customers(request: Request, side: ReadSide, org: Org) -> Response:
     span: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency,
                                "sort": sort, "filter": wanted}
     if wanted == "never_bought":  # a profile's day is the day it registered
-        lives = lists.lifetimes(await asyncio.to_thread(fetch, org.id, "customer", first, last),
+        lives = lists.lifetimes(await asyncio.to_thread(fetch, org.id, Customer, first, last),
                                 currency=currency, rates=side.rates, tz=org.tz, store=None)
         figures = lists.never_bought(lives, store)
         rows = lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz)
         return json_response({**span, "total": len(figures), "customers": rows})
-    profiles = await asyncio.to_thread(fetch, org.id, "customer")
+    profiles = await asyncio.to_thread(fetch, org.id, Customer)
     lives = lists.lifetimes(profiles, currency=currency, rates=side.rates, tz=org.tz, store=store)
     if first == "" and last == OPEN_END:  # all time: the profiles alone, no order is read
         figures = lists.lifetime_customers(lives)
@@ -308,11 +319,11 @@ async def customers(request: Request, side: ReadSide, org: Org) -> Response:
         paid_orders = sum(b.paid_orders for b in buckets if store is None or b.store == store)
         guests = max(0, paid_orders - sum(c.orders for c in figures.values()))
     else:  # a bounded period sums its own paid orders, selected by day
-        orders = await asyncio.to_thread(fetch, org.id, "order", first, last)
+        orders = await asyncio.to_thread(fetch, org.id, Order, first, last)
         paid = [o for o in lists.paid_orders(orders, currency, side.rates)
-                if store is None or o.value["store"] == store]
+                if store is None or o.order.store == store]
         figures = lists.period_customers(paid)
-        guests = sum(1 for o in paid if o.value["customer"] is None)
+        guests = sum(1 for o in paid if o.order.customer is None)
     first_ever = {k: c.first_paid for k, c in lives.items() if c.first_paid is not None}
     return json_response({
         **span, "total": len(figures),
@@ -326,8 +337,8 @@ async def carts(request: Request, side: ReadSide, org: Org) -> Response:
     store, first, last, currency = query(request, side, org)
     fetch = side.model.records
     days, live, products, listed = await asyncio.gather(
-        asyncio.to_thread(fetch, org.id, "cart_day", first, last), asyncio.to_thread(fetch, org.id, "open_carts"),
-        asyncio.to_thread(fetch, org.id, "abandoned_product", first, last), asyncio.to_thread(fetch, org.id, "cart", first, last))
+        asyncio.to_thread(fetch, org.id, CartDay, first, last), asyncio.to_thread(fetch, org.id, OpenCarts),
+        asyncio.to_thread(fetch, org.id, AbandonedProduct, first, last), asyncio.to_thread(fetch, org.id, Cart, first, last))
     body = shoppers.carts_summary(days, live, products, listed, currency=currency, rates=side.rates,
                                   limit=_limit(request, default=20), store=store)
     return json_response({"org": org.id, "store": store, **_span(first, last),
@@ -337,7 +348,7 @@ async def carts(request: Request, side: ReadSide, org: Org) -> Response:
 @org_route(by_records)
 async def journey(request: Request, side: ReadSide, org: Org) -> Response:
     store, first, last, _ = query(request, side, org)
-    days = await asyncio.to_thread(side.model.records, org.id, "journey_day", first, last)
+    days = await asyncio.to_thread(side.model.records, org.id, JourneyDay, first, last)
     return json_response({"org": org.id, "store": store, **_span(first, last),
                           **shoppers.journey_summary(days, store)})
 
@@ -345,7 +356,7 @@ async def journey(request: Request, side: ReadSide, org: Org) -> Response:
 @org_route(by_records)
 async def attribution(request: Request, side: ReadSide, org: Org) -> Response:
     store, first, last, currency = query(request, side, org)
-    days = await asyncio.to_thread(side.model.records, org.id, "attribution", first, last)
+    days = await asyncio.to_thread(side.model.records, org.id, Attribution, first, last)
     body = shoppers.attribution_summary(days, currency=currency, rates=side.rates, store=store)
     return json_response({"org": org.id, "store": store, **_span(first, last),
                           "currency": currency, "window_days": 7, **body})
@@ -357,11 +368,12 @@ async def quota(request: Request, side: ReadSide, org: Org) -> Response:
         at = lists.parse_at(request.query_params.get("at"), ms_of(side.now()))
     except lists.ListError as exc:
         raise HTTPException(400, str(exc)) from None
-    records = await asyncio.to_thread(side.model.records, org.id, "order")
-    times = [r.value["paid"] for r in records if r.value.get("paid") is not None]
-    alerts = await asyncio.to_thread(side.model.records, org.id, "quota_alert")
-    raised = sorted((a.value for a in alerts), key=lambda v: (v["at"], v["percent"]))
-    return json_response({"org": org.id, **lists.quota(times, at, org.plan_limit), "alerts": raised})
+    records = await asyncio.to_thread(side.model.records, org.id, Order)
+    times = [r.value.paid for r in records if r.value.paid is not None]
+    alerts = await asyncio.to_thread(side.model.records, org.id, QuotaAlert)
+    raised = sorted((a.value for a in alerts), key=lambda v: (v.at, v.percent))
+    return json_response({"org": org.id, **lists.quota(times, at, org.plan_limit),
+                          "alerts": [lists.alert_json(a) for a in raised]})
 
 
 async def healthz(request: Request) -> Response:

@@ -15,13 +15,16 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from core.changes import DAY, Bucket, Change
 from core.clock import ms_of
 from core.config import Config, Org
 from core.freshness import freshness
-from core.figures import DAY, Bucket, MissingRate, Record, dashboard_figures
+from core.figures import MissingRate, dashboard_figures
 from core.rates import Rates
+from core.records import QuotaAlert
 from state.readmodel import ReadModel
 from ws_gateway import metrics
+from ws_gateway.lists import alert_json
 
 log = logging.getLogger("storepulse.gateway")
 
@@ -130,18 +133,18 @@ class Hub:
         view = self._views[org_id]
         view.version = version
         view.days = {d.key: d for d in days}
-        alerts = await asyncio.to_thread(self._model.records, org_id, "quota_alert")
+        alerts = await asyncio.to_thread(self._model.records, org_id, QuotaAlert)
         view.alerted = {a.key for a in alerts}
         self._mark(org_id)
 
-    async def _live_feed(self) -> AsyncIterator[list[Bucket | Record] | None]:
+    async def _live_feed(self) -> AsyncIterator[list[Change] | None]:
         feed = self._model.feed()
         await anext(feed)  # the feed is live: snapshots read from now on miss nothing
         for org_id in self._views:
             await self._resnapshot(org_id)
         return feed
 
-    async def _follow(self, feed: AsyncIterator[list[Bucket | Record] | None]) -> None:
+    async def _follow(self, feed: AsyncIterator[list[Change] | None]) -> None:
         while True:
             try:
                 async for batch in feed:
@@ -161,7 +164,7 @@ class Hub:
                 except Exception as exc:  # still down: keep serving what we have
                     log.warning("change feed still unavailable: %s", exc)
 
-    def _apply(self, batch: list[Bucket | Record]) -> None:
+    def _apply(self, batch: list[Change]) -> None:
         """One write's changes of one organisation, applied whole: one push shows all of a version."""
         view = self._views.get(batch[0].org)
         if view is None:
@@ -175,12 +178,13 @@ class Hub:
                 if held is not None and c.version <= held.version:
                     continue  # a replay of what we have
                 view.days[c.key] = c
-            elif c.kind == "quota_alert":
+            elif isinstance(c.value, QuotaAlert):
                 if c.key in view.alerted:
                     continue  # a replay after a dataflow restart: said once already
                 view.alerted.add(c.key)
+                alert = {"type": "alert", "org": c.org, "version": c.version, "quota": alert_json(c.value)}
                 for sub in view.subscribers:  # an alert is an event of its own, not a figure to coalesce
-                    sub.alerts.append({"type": "alert", "org": c.org, "version": c.version, "quota": c.value})
+                    sub.alerts.append(alert)
                     sub.ready.set()
             else:
                 continue  # records the dashboard does not show (orders, carts, ...)

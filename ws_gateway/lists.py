@@ -17,10 +17,11 @@ from itertools import combinations
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from core.changes import Record
 from core.clock import ms_from_iso, utc_from_ms
-from core.figures import Record
 from core.money import Money
 from core.rates import LATEST, Rates, convert
+from core.records import Customer, Order, QuotaAlert
 
 PAIR_PRODUCTS = 300  # pairs are counted among the range's 300 most-ordered products: bounded work
 SORTS = {
@@ -40,21 +41,22 @@ class Paid:
     """One paid order, its amounts already in the presentation currency."""
 
     key: str
-    value: dict[str, Any]
+    order: Order
     day: str
+    paid: int  # the order's paid time (ms)
     amount: int
     lines: tuple[tuple[str, str, int, int], ...]  # (product, name, qty, line revenue)
 
 
-def paid_orders(records: Iterable[Record], currency: str, rates: Rates | None) -> list[Paid]:
+def paid_orders(records: Iterable[Record[Order]], currency: str, rates: Rates | None) -> list[Paid]:
     out = []
     for r in records:
         v = r.value
-        if v.get("paid") is None:
+        if v.paid is None:
             continue
-        cur, day = v["currency"], r.day
-        lines = tuple((p, name, qty, convert(rates, qty * unit, cur, currency, day)) for p, qty, unit, name in v["items"])
-        out.append(Paid(r.key, v, day, convert(rates, v["amount"], cur, currency, day), lines))
+        cur, day = v.currency, r.day
+        lines = tuple((p, name, qty, convert(rates, qty * unit, cur, currency, day)) for p, qty, unit, name in v.lines())
+        out.append(Paid(r.key, v, day, v.paid, convert(rates, v.amount, cur, currency, day), lines))
     return out
 
 
@@ -64,15 +66,15 @@ def _iso(ms: int | None, tz: ZoneInfo) -> str | None:
 
 def orders_list(orders: list[Paid], *, sort: str, limit: int, currency: str, tz: ZoneInfo) -> list[dict[str, Any]]:
     if sort == "latest":
-        ranked = sorted(orders, key=lambda o: (o.value["paid"], o.key), reverse=True)
+        ranked = sorted(orders, key=lambda o: (o.paid, o.key), reverse=True)
     else:
         ranked = sorted(orders, key=lambda o: (o.amount, o.key), reverse=True)
     return [
-        {"store": o.value["store"], "order": o.value["order"], "customer": o.value["customer"],
-         "paid_at": _iso(o.value["paid"], tz), "amount": Money(o.amount, currency).to_json(),
-         "original": Money(o.value["amount"], o.value["currency"]).to_json(),
-         "refunded": Money(o.value["refunded"], o.value["currency"]).to_json(), "cancelled": o.value["cancelled"],
-         "items": sum(q for _, _, q, _ in o.lines), "source": o.value["source"]}
+        {"store": o.order.store, "order": o.order.order, "customer": o.order.customer,
+         "paid_at": _iso(o.paid, tz), "amount": Money(o.amount, currency).to_json(),
+         "original": Money(o.order.amount, o.order.currency).to_json(),
+         "refunded": Money(o.order.refunded, o.order.currency).to_json(), "cancelled": o.order.cancelled,
+         "items": sum(q for _, _, q, _ in o.lines), "source": o.order.source}
         for o in ranked[:limit]
     ]
 
@@ -80,7 +82,7 @@ def orders_list(orders: list[Paid], *, sort: str, limit: int, currency: str, tz:
 def orders_by_source(orders: list[Paid], currency: str) -> dict[str, dict[str, Any]]:
     out: dict[str, list[int]] = {}
     for o in orders:
-        acc = out.setdefault(o.value["source"], [0, 0])
+        acc = out.setdefault(o.order.source, [0, 0])
         acc[0] += 1
         acc[1] += o.amount
     return {s: {"orders": n, "revenue": Money(a, currency).to_json()} for s, (n, a) in sorted(out.items())}
@@ -124,7 +126,7 @@ class Lifetime:
     last_paid: int | None
 
 
-def lifetimes(records: Iterable[Record], *, currency: str, rates: Rates | None, tz: ZoneInfo,
+def lifetimes(records: Iterable[Record[Customer]], *, currency: str, rates: Rates | None, tz: ZoneInfo,
               store: str | None) -> dict[str, Lifetime]:
     """Each profile record as a `Lifetime`, by customer."""
     out = {}
@@ -133,17 +135,17 @@ def lifetimes(records: Iterable[Record], *, currency: str, rates: Rates | None, 
         revenue = refunds = orders = items = 0
         first: int | None = None
         last: int | None = None
-        for m in v["money"]:
-            if store is not None and m["store"] != store:
+        for m in v.money:
+            if store is not None and m.store != store:
                 continue
-            day = _day(m["last_paid"], tz) if m["last_paid"] is not None else LATEST
-            revenue += convert(rates, m["gross"], m["currency"], currency, day)
-            refunds += convert(rates, m["refunds"], m["currency"], currency, day)
-            orders, items = orders + m["orders"], items + m["items"]
-            if m["orders"]:
-                first = m["first_paid"] if first is None else min(first, m["first_paid"])
-                last = m["last_paid"] if last is None else max(last, m["last_paid"])
-        out[r.key] = Lifetime(r.key, v["store"], v["registered_at"], v["last_active"], v["email"], v["name"],
+            day = _day(m.last_paid, tz) if m.last_paid is not None else LATEST
+            revenue += convert(rates, m.gross, m.currency, currency, day)
+            refunds += convert(rates, m.refunds, m.currency, currency, day)
+            orders, items = orders + m.orders, items + m.items
+            if m.orders and m.first_paid is not None and m.last_paid is not None:  # a paid order has both
+                first = m.first_paid if first is None else min(first, m.first_paid)
+                last = m.last_paid if last is None else max(last, m.last_paid)
+        out[r.key] = Lifetime(r.key, v.store, v.registered_at, v.last_active, v.email, v.name,
                               orders, items, revenue, refunds, first, last)
     return out
 
@@ -163,14 +165,15 @@ def period_customers(orders: list[Paid]) -> dict[str, _Customer]:
     """Per customer, the paid orders of the period (guests excluded: they have no history to rank)."""
     acc: dict[str, _Customer] = {}
     for o in orders:
-        cust = o.value["customer"]
+        cust = o.order.customer
         if cust is None:
             continue
-        c = acc.setdefault(cust, _Customer(first=o.value["paid"], last=o.value["paid"]))
+        c = acc.setdefault(cust, _Customer(first=o.paid, last=o.paid))
         c.revenue += o.amount
         c.orders += 1
         c.items += sum(q for _, _, q, _ in o.lines)
-        c.first, c.last = min(c.first, o.value["paid"]), max(c.last, o.value["paid"])
+        c.first = o.paid if c.first is None else min(c.first, o.paid)
+        c.last = o.paid if c.last is None else max(c.last, o.paid)
     return acc
 
 
@@ -253,6 +256,11 @@ def quota(paid_times: Iterable[int], at_ms: int, limit: int | None) -> dict[str,
     return {"paid_orders_30d": count, "plan_limit": limit, "used": used,
             "crossed": [p for p in (80, 100) if limit and count * 100 >= limit * p],
             "window": {"from_exclusive": _utc_iso(since), "to": _utc_iso(at_ms)}}
+
+
+def alert_json(a: QuotaAlert) -> dict[str, int]:
+    """A quota alert as the read API and the WebSocket show it."""
+    return {"percent": a.percent, "count": a.count, "limit": a.limit, "at": a.at}
 
 
 def _utc_iso(ms: int) -> str:

@@ -9,68 +9,79 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from core.figures import Record
+from core.changes import Record
 from core.money import Money
 from core.rates import LATEST, Rates, convert
+from core.records import AbandonedProduct, Attribution, Cart, CartDay, JourneyDay, OpenCarts
 
 CART_COUNTS = ("carts", "open", "abandoned", "recovered", "purchased")
 
 
-def carts_summary(days: Iterable[Record], open_now: Iterable[Record], products: Iterable[Record], carts: Iterable[Record],
+def _by_status(v: CartDay) -> tuple[tuple[int, int], ...]:
+    """(carts, value) of each of CART_COUNTS, in that order."""
+    return ((v.carts, v.value), (v.open, v.open_value), (v.abandoned, v.abandoned_value),
+            (v.recovered, v.recovered_value), (v.purchased, v.purchased_value))
+
+
+def carts_summary(days: Iterable[Record[CartDay]], open_now: Iterable[Record[OpenCarts]],
+                  products: Iterable[Record[AbandonedProduct]], carts: Iterable[Record[Cart]],
                   *, currency: str, rates: Rates | None, limit: int, store: str | None) -> dict[str, Any]:
-    counts: Counter[str] = Counter()
-    values: Counter[str] = Counter()
+    counts = [0] * len(CART_COUNTS)
+    values = [0] * len(CART_COUNTS)
     for r in days:
         v = r.value
-        if store is not None and v["store"] != store:
+        if store is not None and v.store != store:
             continue
-        for f in CART_COUNTS:
-            counts[f] += v[f]
-            values[f] += convert(rates, v[f"{f}_value" if f != "carts" else "value"], v["currency"], currency, r.day)
+        for i, (n, value) in enumerate(_by_status(v)):
+            counts[i] += n
+            values[i] += convert(rates, value, v.currency, currency, r.day)
     live_n = live_value = 0
-    for r in open_now:
-        if store is None or r.value["store"] == store:
-            live_n += r.value["carts"]
-            live_value += convert(rates, r.value["value"], r.value["currency"], currency, LATEST)  # open now
+    for o in open_now:
+        if store is None or o.value.store == store:
+            live_n += o.value.carts
+            live_value += convert(rates, o.value.value, o.value.currency, currency, LATEST)  # open now
     abandoned_products: Counter[str] = Counter()
-    for r in products:
-        if store is None or r.value["store"] == store:
-            abandoned_products[r.value["product"]] += r.value["carts"]
-    listed = sorted((r for r in carts if store is None or r.value["store"] == store),
-                    key=lambda r: (r.value["last"], r.key), reverse=True)[:limit]
+    for p in products:
+        if store is None or p.value.store == store:
+            abandoned_products[p.value.product] += p.value.carts
+    listed = [r.value for r in sorted((r for r in carts if store is None or r.value.store == store),
+                                      key=lambda r: (r.value.last, r.key), reverse=True)[:limit]]
+    total = dict(zip(CART_COUNTS, counts))
     return {
-        **{f: counts[f] for f in CART_COUNTS},
-        **{f"{f}_value": Money(values[f], currency).to_json() for f in CART_COUNTS},
-        "abandonment_rate": round(counts["abandoned"] / counts["carts"], 6) if counts["carts"] else 0.0,
-        "recovery_rate": round(counts["recovered"] / counts["abandoned"], 6) if counts["abandoned"] else 0.0,
+        **total,
+        **{f"{f}_value": Money(value, currency).to_json() for f, value in zip(CART_COUNTS, values)},
+        "abandonment_rate": round(total["abandoned"] / total["carts"], 6) if total["carts"] else 0.0,
+        "recovery_rate": round(total["recovered"] / total["abandoned"], 6) if total["abandoned"] else 0.0,
         "open_now": {"carts": live_n, "value": Money(live_value, currency).to_json()},
         "most_abandoned_products": [{"product": p, "carts": n}
                                     for p, n in sorted(abandoned_products.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]],
-        "latest_carts": [{k: r.value[k] for k in ("store", "cart", "person", "status", "currency", "value", "first",
-                                                  "last", "due", "paid")} for r in listed],
+        "latest_carts": [{"store": c.store, "cart": c.cart, "person": c.person, "status": c.status,
+                          "currency": c.currency, "value": c.value, "first": c.first, "last": c.last, "due": c.due,
+                          "paid": c.paid} for c in listed],
     }
 
 
-def journey_summary(days: Iterable[Record], store: str | None) -> dict[str, Any]:
-    totals: Counter[str] = Counter()
+def journey_summary(days: Iterable[Record[JourneyDay]], store: str | None) -> dict[str, Any]:
+    visitors = added = purchased = again = 0
     for r in days:
-        if store is None or r.value["store"] == store:
-            for f in ("visitors", "added_to_cart", "purchased", "purchased_again"):
-                totals[f] += r.value[f]
-    visitors = totals["visitors"]
-    return {**{f: totals[f] for f in ("visitors", "added_to_cart", "purchased", "purchased_again")},
-            "conversion_rate": round(totals["purchased"] / visitors, 6) if visitors else 0.0}
+        v = r.value
+        if store is None or v.store == store:
+            visitors, added = visitors + v.visitors, added + v.added_to_cart
+            purchased, again = purchased + v.purchased, again + v.purchased_again
+    return {"visitors": visitors, "added_to_cart": added, "purchased": purchased, "purchased_again": again,
+            "conversion_rate": round(purchased / visitors, 6) if visitors else 0.0}
 
 
-def attribution_summary(days: Iterable[Record], *, currency: str, rates: Rates | None, store: str | None) -> dict[str, Any]:
+def attribution_summary(days: Iterable[Record[Attribution]], *, currency: str, rates: Rates | None,
+                        store: str | None) -> dict[str, Any]:
     per: dict[str, list[int]] = {}
     for r in days:
         v = r.value
-        if store is not None and v["store"] != store:
+        if store is not None and v.store != store:
             continue
-        acc = per.setdefault(v["campaign"], [0, 0])
-        acc[0] += v["orders"]
-        acc[1] += convert(rates, v["revenue"], v["currency"], currency, r.day)
+        acc = per.setdefault(v.campaign, [0, 0])
+        acc[0] += v.orders
+        acc[1] += convert(rates, v.revenue, v.currency, currency, r.day)
     ranked = sorted(per.items(), key=lambda kv: (-kv[1][1], kv[0]))
     return {
         "orders": sum(a[0] for a in per.values()),
