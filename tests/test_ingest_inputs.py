@@ -3,10 +3,12 @@ store and its redrive after a secret rotation, and connection monitoring."""
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 import time
 import uuid
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -23,7 +25,8 @@ def uid() -> str:
 def test_events_api_batch_is_recorded_once(storepulse: Storepulse) -> None:
     now = int(time.time() * 1000)
     batch = [{"type": "page_view", "id": f"pv-{uid()}", "time": now - i, "visitor": "v1", "url": "/"} for i in range(999)]
-    batch.append({"type": "order_paid", "id": f"op-{uid()}", "time": "2026-11-22T10:00:00+01:00", "customer": "c9",
+    an_hour_ago = dt.datetime.fromtimestamp(now // 1000 - 3600, ZoneInfo("Europe/Berlin")).isoformat()  # "...+01:00"
+    batch.append({"type": "order_paid", "id": f"op-{uid()}", "time": an_hour_ago, "customer": "c9",
                   "order": f"o-{uid()}", "amount": "19.99", "currency": "EUR",
                   "items": [{"product": "sku-1", "qty": 2, "price": "9.995"}]})
     start = storepulse.figures("acme", "all", store="acme-site").json()
