@@ -22,6 +22,10 @@ arrives, then as purchased, as with any late event. Only events older than W min
 horizon (7 days for carts and journey, the refund horizon for revenue) can be treated differently:
 refused as too late after a wall-clock advance, folded in by a replay.
 
+Too late: each book tallies per store the events it refused as older than W minus its horizon
+(flows/book.py TooLate). A batch that refused any emits a "late" record (key: the store, day "")
+for each store concerned: per book, how many of its events that book refused and the last one.
+
 Versions: every record a batch or a tick changes carries
     version = events folded so far * TICKS + wall-clock steps of W past the event-time watermark
 (the second term is 0 unless the wall clock moved W). Within a run versions only grow: an event adds
@@ -44,8 +48,8 @@ from collections.abc import Callable
 
 from core.config import Org
 from core.events import Event
-from core.figures import Bucket, Record
-from flows.book import DAY_MS, HOUR_MS, Version
+from core.figures import LATE_BOOKS, Bucket, Record
+from flows.book import DAY_MS, HOUR_MS, TooLate, Version
 from flows.revenue import DEFAULT_HORIZON_MS, OLD_RECOVERY_STATE, RevenueLedger
 from flows.segments import SegmentState, SegmentStore
 from flows.shoppers import Shoppers
@@ -151,6 +155,7 @@ class Organisation:
                     last[(r.kind, r.key)] = r
         out: list[Bucket | Record] = ledger.flush(version)
         out.extend(last.values())
+        out.extend(self._late_records(version))
         return out
 
     def arm(self, now_ms: int) -> list[Bucket | Record]:
@@ -207,12 +212,20 @@ class Organisation:
             raise RuntimeError(OLD_RECOVERY_STATE)
         _, org, segments = loaded
         assert isinstance(org, Organisation) and isinstance(segments, SegmentState)
+        for book in (org.shoppers.carts, org.shoppers.journey, org.shoppers.attribution):
+            if "too_late" in vars(book):  # a snapshot from before refusals were kept per store
+                book.late = TooLate(vars(book).pop("too_late"))
         org.ledger.with_tables(store_for(org.ledger.org).load(segments, org._keeps))
         org.armed = False
         return org
 
     def held(self) -> dict[str, int]:
         return {**{f"ledger_{k}": v for k, v in self.ledger.held().items()}, **self.shoppers.held()}
+
+    def too_late(self) -> dict[str, TooLate]:
+        """What each book refused as too late, by the book's name in LATE_BOOKS."""
+        s = self.shoppers
+        return dict(zip(LATE_BOOKS, (self.ledger.late, s.carts.late, s.journey.late, s.attribution.late), strict=True))
 
     # --- internals -------------------------------------------------------------------------------
 
@@ -224,6 +237,21 @@ class Organisation:
         if watermark is None or self.latest is None:
             return 0
         return _steps(watermark - (self.latest - ALLOWED_LATENESS_MS))
+
+    def _late_records(self, version: int) -> list[Record]:
+        """A "late" record (key: the store, day "") for each store that had an event refused as too late
+        since the last call: per book that refused any of its events, how many and the last one."""
+        books = self.too_late()
+        stores: set[str] = set()
+        for late in books.values():
+            stores |= late.take_changed()
+        out = []
+        for store in sorted(stores):
+            value = {"store": store, "books": {
+                book: {"count": r.count, "last_event_time": r.last_time, "last_event_id": r.last_id}
+                for book, late in books.items() if (r := late.stores.get(store)) is not None}}
+            out.append(Record(self.ledger.org, version, "late", store, "", value))
+        return out
 
     def _keeps(self, table: str, key: object, value: object) -> bool:
         return self.ledger.keeps(table, key, value, self.ledger.watermark)
