@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from core.clock import utc_from_ms
 from core.config import Config, Org
-from core.figures import DAY, OPEN_END, BadPeriod, MissingRate, compute_figures, resolve_period, series
+from core.figures import DAY, LATE_BOOKS, OPEN_END, BadPeriod, MissingRate, compute_figures, resolve_period, series
 from core.money import EXPONENTS
 from core.rates import Rates
 from state.connections import ConnectionStats
@@ -40,6 +40,17 @@ class ReadSide:
 def _span(first: str, last: str) -> dict[str, str | None]:
     """A resolved period as JSON: open ends are null."""
     return {"from": first or None, "to": None if last == OPEN_END else last}
+
+
+def _too_late(books: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
+    """A store's events refused as too late, per book (a "late" record's books; none: zeros)."""
+    out: dict[str, dict[str, object]] = {}
+    for book in LATE_BOOKS:
+        r = books.get(book)
+        out[book] = {"count": 0, "last_event_time": None, "last_event_id": None} if r is None else {
+            "count": r["count"], "last_event_time": utc_from_ms(r["last_event_time"]).isoformat(),  # type: ignore[arg-type]
+            "last_event_id": r["last_event_id"]}
+    return out
 
 
 def _limit(request: Request, default: int = 100, most: int = 1000) -> int:
@@ -125,6 +136,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
         since = int(time.time() // 60) - 60
 
         def gather() -> list[dict[str, object]]:
+            late = {r.key: r.value["books"] for r in side.model.records(org.id, "late")}
             out = []
             for s in org.stores.values():
                 n, last_event, last_received = side.stats.activity(s.id, since)
@@ -136,6 +148,7 @@ def gateway_routes(side: ReadSide) -> list[Route]:
                     "events_last_hour": n,
                     "rejected": {"count": rej.count, "last_reason": rej.last_reason,
                                  "last_at": datetime.fromtimestamp(rej.last_at, timezone.utc).isoformat() if rej.last_at else None},
+                    "too_late": _too_late(late.get(s.id, {})),
                     "sync": side.stats.load_sync(s.id),
                 })
             return out
