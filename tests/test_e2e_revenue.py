@@ -297,6 +297,7 @@ def test_the_refund_horizon_given_to_up_reaches_its_dataflow(tmp_path) -> None: 
         got = wait_api(sp, "acme", lambda b: b["paid_orders"] == 2, store="acme-stripe", timeout=30)
         assert got["gross_revenue"] == eur(1_030)  # the old payment, read between the two, is not in it
         metrics = httpx.get(f"http://127.0.0.1:{flows_port}/metrics", timeout=5).text
-        assert 'storepulse_flow_too_late_total{book="organisation"} 1.0' in metrics
+        assert 'storepulse_flow_too_late_total{book="revenue"} 1.0' in metrics
+        assert 'storepulse_flow_too_late_total{book="journey"}' not in metrics  # three days: the others took it
     finally:
         sp.ensure_stopped()
