@@ -18,6 +18,9 @@ from core.rates import MissingRate, Rates, convert
 PERIODS = ("today", "yesterday", "7d", "30d", "90d", "all")
 METRICS = ("gross_revenue", "refunds", "net_revenue", "orders", "paid_orders", "aov", "items_sold")
 OPEN_END = "\uffff"  # sorts after every ISO date: "no last day"
+# The dataflow's books that refuse an event older than their horizon ("too late"), as named in the
+# "late" records (key: the store) that count those refusals per store.
+LATE_BOOKS = ("revenue", "carts", "journey", "attribution")
 
 __all__ = ["BadPeriod", "Figures", "MissingRate", "OPEN_END", "PERIODS", "METRICS", "compute_figures", "dashboard_figures",
            "resolve_period", "series"]

@@ -20,8 +20,8 @@ from typing import ClassVar
 import msgspec
 from msgspec import Raw, Struct
 
-__all__ = ["AbandonedProduct", "Attribution", "Cart", "CartDay", "Customer", "CustomerMoney", "JourneyDay", "OpenCarts",
-           "Order", "OrderAttribution", "OrderLine", "Quarantined", "QuotaAlert", "RecordKind", "Value", "value_types"]
+__all__ = ["LATE_BOOKS", "AbandonedProduct", "Attribution", "Cart", "CartDay", "Customer", "CustomerMoney", "JourneyDay", "OpenCarts",
+           "Late", "LateBook", "Order", "OrderAttribution", "OrderLine", "Quarantined", "QuotaAlert", "RecordKind", "Value", "value_types"]
 
 
 class RecordKind(StrEnum):
@@ -36,6 +36,7 @@ class RecordKind(StrEnum):
     ORDER_ATTRIBUTION = "order_attribution"
     CUSTOMER = "customer"
     QUARANTINE = "quarantine"
+    LATE = "late"
 
 
 # gc=False (inherited): values hold no reference cycles, so the garbage collector need not track them
@@ -213,6 +214,24 @@ class Quarantined(Value, frozen=True):
     event: Raw  # JSON: the event, or a string (its text or repr) when it is not one
     reason: str
     error: str
+
+
+# The dataflow's books that refuse an event older than their horizon ("too late"), as named in Late.
+LATE_BOOKS = ("revenue", "carts", "journey", "attribution")
+
+
+class LateBook(Struct, frozen=True, gc=False):
+    count: int  # events of the store this book refused as too late
+    last_event_time: int  # ms, of the last one refused
+    last_event_id: str
+
+
+class Late(Value, frozen=True):
+    """A store's events the books refused as too late (flows/organisation.py). Key: the store; day ""."""
+
+    KIND = RecordKind.LATE
+    store: str
+    books: dict[str, LateBook]  # by the book's name in LATE_BOOKS; only books that refused any
 
 
 def value_types() -> dict[RecordKind, type[Value]]:

@@ -18,9 +18,9 @@ State bound (W = watermark, from the caller; `keep` = 7 days by default): an ord
 W - keep passes its latest paid report (so every report of a forgotten order, a copy appended again
 after the log's dedupe window included, is too late), and decided once W - keep passes its time: a
 touch no longer moves it. A touch is held until W - keep - 7 days passes it; an order older than
-W - keep, or a touch older than W - keep - 7 days, is too late and ignored (`too_late`). The paid
-events of one order are expected within `keep` of each other. Sums of a day are dropped once no
-order of that day can still arrive (the day ended before W - keep).
+W - keep, or a touch older than W - keep - 7 days, is too late and ignored (`too_late`, per store in
+`late`). The paid events of one order are expected within `keep` of each other. Sums of a day are
+dropped once no order of that day can still arrive (the day ended before W - keep).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from core.changes import Record
 from core.events import Event, Kind
 from core.records import Attribution as Attributed
 from core.records import OrderAttribution, RecordKind
-from flows.book import DAY_MS, DEFAULT_KEEP_MS, Days, Version
+from flows.book import DAY_MS, DEFAULT_KEEP_MS, Days, TooLate, Version
 
 WINDOW_MS = 7 * DAY_MS
 
@@ -78,7 +78,7 @@ class Attribution:
         self.keep = keep_ms
         self.version = version or Version()
         self.watermark: int | None = None
-        self.too_late = 0
+        self.late = TooLate()
         self.orders: dict[tuple[str, str], Order] = {}
         self.by_person: dict[str, set[tuple[str, str]]] = {}
         self.touches: dict[str, list[Touch]] = {}  # person -> touches sorted by (time, id)
@@ -122,21 +122,25 @@ class Attribution:
             self.sums.pop(tuple(key), None)  # type: ignore[arg-type]
         return []
 
+    @property
+    def too_late(self) -> int:
+        return self.late.count
+
     def held(self) -> dict[str, int]:
         return {"orders": len(self.orders), "touches": sum(len(t) for t in self.touches.values()),
                 "sums": len(self.sums)}
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _late(self, time_ms: int, window: int) -> bool:
-        if self.watermark is not None and time_ms < self.watermark - self.keep - window:
-            self.too_late += 1
+    def _late(self, e: Event, window: int) -> bool:
+        if self.watermark is not None and e.time < self.watermark - self.keep - window:
+            self.late.refuse(e)
             return True
         return False
 
     def _touch(self, e: Event) -> list[Record]:
         person = person_of(e)
-        if person is None or not e.campaign or self._late(e.time, WINDOW_MS):
+        if person is None or not e.campaign or self._late(e, WINDOW_MS):
             return []
         touches = self.touches.setdefault(person, [])
         touch = (e.time, e.id, e.campaign, e.name)
@@ -153,7 +157,7 @@ class Attribution:
         return out
 
     def _order(self, e: Event) -> list[Record]:
-        if self._late(e.time, 0):
+        if self._late(e, 0):
             return []
         key = (e.store, e.order or e.id)
         old = self.orders.get(key)

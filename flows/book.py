@@ -1,16 +1,17 @@
 """What the carts, journey, attribution and profile books share: the organisation's version, its local
-days, and how long they keep what they decided.
+days, how long they keep what they decided, and the tally of what they refused as too late.
 
 Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from core.clock import utc_from_ms
+from core.events import Event
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -30,6 +31,41 @@ class Version:
     def next(self) -> int:
         self.value += 1
         return self.value
+
+
+@dataclass(slots=True)
+class Refused:
+    """A store's events that one book refused as too late: how many, and the last one refused."""
+
+    count: int = 0
+    last_time: int = 0  # its event time, ms
+    last_id: str = ""
+
+
+@dataclass(slots=True)
+class TooLate:
+    """The events a book refused as too late (older than its watermark minus its horizon, so counted
+    nowhere), in all and per store, for the connection's monitoring. `changed`: the stores with a
+    refusal since the last `take_changed`."""
+
+    count: int = 0
+    stores: dict[str, Refused] = field(default_factory=dict)
+    changed: set[str] = field(default_factory=set)
+
+    def refuse(self, event: Event) -> None:
+        self.count += 1
+        r = self.stores.get(event.store)
+        if r is None:
+            r = self.stores[event.store] = Refused()
+        r.count += 1
+        r.last_time, r.last_id = event.time, event.id
+        self.changed.add(event.store)
+
+    def take_changed(self) -> set[str]:
+        changed = self.changed
+        if changed:
+            self.changed = set()
+        return changed
 
 
 class Days:

@@ -33,7 +33,7 @@ Records (absolute values, each with a new organisation version):
   that day the product was.
 
 State bound: a cart is forgotten once W > max(due, its latest event) + keep (its final record was
-emitted); an event older than W - keep is too late and ignored (counted in `too_late`), so every
+emitted); an event older than W - keep is too late and ignored (counted in `too_late`, per store in `late`), so every
 event of a forgotten cart is too late, a copy of one included. A cart with purchase or expiry events
 but no activity is forgotten once W > its latest event + keep. Day counters are dropped once no held
 cart belongs to the day and the day ended before W - keep.
@@ -49,7 +49,7 @@ from core import records
 from core.changes import Record
 from core.events import Event, Kind
 from core.records import AbandonedProduct, CartDay, OpenCarts, RecordKind
-from flows.book import DEFAULT_KEEP_MS, HOUR_MS, MINUTE_MS, Days, Version
+from flows.book import DEFAULT_KEEP_MS, HOUR_MS, MINUTE_MS, Days, TooLate, Version
 
 ACTIVITY = frozenset({Kind.CART_UPDATED, Kind.CART_ITEM_ADDED, Kind.CART_ITEM_REMOVED, Kind.CHECKOUT_STARTED})
 PURCHASE = frozenset({Kind.CHECKOUT_COMPLETED, Kind.ORDER_PAID})
@@ -165,7 +165,7 @@ class CartBook:
         self.keep = keep_ms
         self.version = version or Version()
         self.watermark: int | None = None
-        self.too_late = 0  # events ignored because they were older than watermark - keep
+        self.late = TooLate()  # events ignored because they were older than watermark - keep
         self.carts: dict[tuple[str, str], Cart] = {}
         self.day_counts: dict[tuple[str, str, str], list[int]] = {}
         self.open_counts: dict[tuple[str, str], list[int]] = {}
@@ -181,7 +181,7 @@ class CartBook:
         if event.kind not in CART_KINDS or not event.cart:
             return []
         if self.watermark is not None and event.time < self.watermark - self.keep:
-            self.too_late += 1
+            self.late.refuse(event)
             return []
         key = (event.store, event.cart)
         c = self.carts.get(key)
@@ -226,6 +226,10 @@ class CartBook:
         return out
 
     # --- reading ---------------------------------------------------------------------------------
+
+    @property
+    def too_late(self) -> int:
+        return self.late.count
 
     def status(self, c: Cart) -> str | None:
         """The cart's status at the current watermark (None: no activity, so not a cart)."""

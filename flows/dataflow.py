@@ -66,7 +66,8 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
         self._ctx = ctx
         self.org: Organisation | None = None
         self.files: SnapshotFiles | None = None
-        self._too_late = self._unmatched = 0
+        self._too_late: dict[str, int] = {}  # per book, as last reported
+        self._unmatched = 0
         self._latest = resume  # the latest snapshot: what a rollback restores
         self._armed = False  # whether the organisation was armed at that snapshot (restore disarms)
         self._since: list[Step] = []
@@ -212,14 +213,15 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
             metrics.WALL_CLOCK_TICKS.inc()
         return out
 
-    def _counts(self) -> tuple[int, int]:
+    def _counts(self) -> tuple[dict[str, int], int]:
         assert self.org is not None
-        return self.org.ledger.too_late + self.org.shoppers.too_late, self.org.ledger.unmatched_refunds
+        return {book: late.count for book, late in self.org.too_late().items()}, self.org.ledger.unmatched_refunds
 
     def _report(self) -> None:
         too_late, unmatched = self._counts()
-        if too_late > self._too_late:
-            metrics.TOO_LATE.labels(book="organisation").inc(too_late - self._too_late)
+        for book, n in too_late.items():
+            if n > self._too_late.get(book, 0):
+                metrics.TOO_LATE.labels(book=book).inc(n - self._too_late.get(book, 0))
         if unmatched > self._unmatched:
             metrics.UNMATCHED_REFUNDS.inc(unmatched - self._unmatched)
         self._too_late, self._unmatched = too_late, unmatched

@@ -20,7 +20,8 @@ visits are person-days); conversion rate = purchased / visitors over the same da
 A day's distinct sets are held only while the day is open: until the watermark W reaches the
 day's end (W promises every event with time < W has arrived). Then its record is emitted with
 `final: true` and the sets are dropped; an event arriving later for that day is too late and
-counted nowhere (`too_late`). Identifications are dropped once the last day they cover is final.
+counted nowhere (`too_late`, per store in `late`). Identifications are dropped once the last day
+they cover is final.
 
 Records: "journey_day", key "<store>|<day>", absolute counters, each with a new organisation version.
 """
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from core.changes import Record
 from core.events import Event, Kind
 from core.records import JourneyDay, RecordKind
-from flows.book import DAY_MS, Days, Version
+from flows.book import DAY_MS, Days, TooLate, Version
 
 VISIT = frozenset({
     Kind.PAGE_VIEWED, Kind.PRODUCT_VIEWED, Kind.CART_UPDATED, Kind.CART_ITEM_ADDED, Kind.CART_ITEM_REMOVED,
@@ -95,7 +96,7 @@ class Journey:
         self.identify_for = identify_for_ms
         self.version = version or Version()
         self.watermark: int | None = None
-        self.too_late = 0
+        self.late = TooLate()
         self.open: dict[tuple[str, str], Day] = {}
         self.identities: dict[tuple[str, str], list[Identification]] = {}  # (store, visitor) -> sorted
         self._expiries: list[tuple[int, str, str, str]] = []  # (end of last day, store, visitor, id)
@@ -113,7 +114,7 @@ class Journey:
         if d is None:
             end = self.days.end(day_) + self.keep
             if self.watermark is not None and end <= self.watermark:
-                self.too_late += 1
+                self.late.refuse(event)
                 return []
             d = self.open[(event.store, day_)] = Day(event.store, day_, end)
         r = d.raws.get(raw)
@@ -152,6 +153,10 @@ class Journey:
                 self.identities.pop((store, visitor), None)
         return out
 
+    @property
+    def too_late(self) -> int:
+        return self.late.count
+
     def held(self) -> dict[str, int]:
         return {"days": len(self.open), "people": sum(len(d.raws) for d in self.open.values()),
                 "identities": sum(len(i) for i in self.identities.values())}
@@ -179,7 +184,7 @@ class Journey:
             return []
         last = self.days.of(e.time + self.identify_for)
         if self.watermark is not None and self.days.end(last) <= self.watermark:
-            self.too_late += 1
+            self.late.refuse(e)
             return []
         key = (e.store, e.visitor)
         ids = self.identities.setdefault(key, [])

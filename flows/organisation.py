@@ -22,6 +22,10 @@ arrives, then as purchased, as with any late event. Only events older than W min
 horizon (7 days for carts and journey, the refund horizon for revenue) can be treated differently:
 refused as too late after a wall-clock advance, folded in by a replay.
 
+Too late: each book tallies per store the events it refused as older than W minus its horizon
+(flows/book.py TooLate). A batch that refused any emits a "late" record (key: the store, day "")
+for each store concerned: per book, how many of its events that book refused and the last one.
+
 Versions: every record a batch or a tick changes carries
     version = events folded so far * TICKS + wall-clock steps of W past the event-time watermark
 (the second term is 0 unless the wall clock moved W). Within a run versions only grow: an event adds
@@ -43,7 +47,8 @@ import copy
 from core.changes import Change, Record
 from core.config import Org
 from core.events import Event
-from flows.book import DAY_MS, HOUR_MS, Version
+from core.records import LATE_BOOKS, Late, LateBook, RecordKind
+from flows.book import DAY_MS, HOUR_MS, TooLate, Version
 from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger
 from flows.shoppers import Shoppers
 
@@ -147,6 +152,7 @@ class Organisation:
                     last[(r.kind, r.key)] = r
         out: list[Change] = ledger.flush(version)
         out.extend(last.values())
+        out.extend(self._late_records(version))
         return out
 
     def arm(self, now_ms: int) -> list[Change]:
@@ -200,6 +206,11 @@ class Organisation:
     def held(self) -> dict[str, int]:
         return {**{f"ledger_{k}": v for k, v in self.ledger.held().items()}, **self.shoppers.held()}
 
+    def too_late(self) -> dict[str, TooLate]:
+        """What each book refused as too late, by the book's name in LATE_BOOKS."""
+        s = self.shoppers
+        return dict(zip(LATE_BOOKS, (self.ledger.late, s.carts.late, s.journey.late, s.attribution.late), strict=True))
+
     # --- internals -------------------------------------------------------------------------------
 
     def _live(self, now_ms: int) -> bool:
@@ -210,4 +221,18 @@ class Organisation:
         if watermark is None or self.latest is None:
             return 0
         return _steps(watermark - (self.latest - ALLOWED_LATENESS_MS))
+
+    def _late_records(self, version: int) -> list[Record[Late]]:
+        """A "late" record (key: the store, day "") for each store that had an event refused as too late
+        since the last call: per book that refused any of its events, how many and the last one."""
+        books = self.too_late()
+        stores: set[str] = set()
+        for late in books.values():
+            stores |= late.take_changed()
+        out = []
+        for store in sorted(stores):
+            value = Late(store, {book: LateBook(r.count, r.last_time, r.last_id)
+                                 for book, late in books.items() if (r := late.stores.get(store)) is not None})
+            out.append(Record(self.ledger.org, version, RecordKind.LATE, store, "", value))
+        return out
 

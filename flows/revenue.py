@@ -23,8 +23,8 @@ caller passes with each event):
 - a refund without an order (a credit note) is held while W <= its latest report + H;
 - day and hour buckets are held while they can still change: until W - H is past their end (swept
   once a week of W's progress, so up to a week longer).
-An order, cancel or refund event older than W - H is too late: it is not counted (`too_late`), since
-the buckets it would change are no longer held. A refund naming an order whose facts are not held
+An order, cancel or refund event older than W - H is too late: it is not counted (`too_late`, per store in `late`),
+since the buckets it would change are no longer held. A refund naming an order whose facts are not held
 (its latest event more than H before W, or not seen yet) is counted on its own day as usual and
 counted in `unmatched_refunds`; its order's record is not rewritten from what is left of it (a
 record is only emitted for an order with a placed or paid event). A running refund total reported
@@ -46,7 +46,7 @@ from core.changes import DAY, HOUR, Bucket, Change, Record
 from core.clock import utc_from_ms
 from core.events import Event, Kind
 from core.records import Order, QuotaAlert, RecordKind
-from flows.book import DAY_MS, HOUR_MS
+from flows.book import DAY_MS, HOUR_MS, TooLate
 from flows.quota import QuotaWindow
 
 DEFAULT_HORIZON_MS = 366 * DAY_MS
@@ -137,7 +137,7 @@ class RevenueLedger:
     buckets: dict[Key, list[int]] = field(default_factory=dict)
     quota: QuotaWindow | None = None
     watermark: int | None = None
-    too_late: int = 0
+    late: TooLate = field(default_factory=TooLate)
     unmatched_refunds: int = 0
     # What changed since the last flush; emitted once each, however often it changed in between.
     _touched: set[Key] = field(default_factory=set)
@@ -156,6 +156,8 @@ class RevenueLedger:
         if "refunded" in state[1]:  # the one-key state of storepulse before segments
             raise RuntimeError(OLD_RECOVERY_STATE)
         for name, value in state[1].items():
+            if name == "too_late":  # a snapshot from before refusals were kept per store
+                name, value = "late", TooLate(value)  # type: ignore[arg-type]
             setattr(self, name, value)
 
     # --- input -----------------------------------------------------------------------------------
@@ -179,7 +181,7 @@ class RevenueLedger:
         if event.kind not in LEDGER_KINDS:
             return
         if self.watermark is not None and event.time < self.watermark - self.horizon_ms:
-            self.too_late += 1
+            self.late.refuse(event)
             return
         touched = self._touched
         order: OrderFacts | None = None
@@ -224,6 +226,10 @@ class RevenueLedger:
 
     # --- state held ------------------------------------------------------------------------------
 
+    @property
+    def too_late(self) -> int:
+        return self.late.count
+
     def held(self) -> dict[str, int]:
         return {"orders": len(self.orders), "refunds": len(self.refunds), "buckets": len(self.buckets),
                 "quota_times": len(self.quota.times) if self.quota else 0}
@@ -255,7 +261,7 @@ class RevenueLedger:
         """A shallow copy without the large tables and the work lists: what a snapshot pickles
         beside the segments."""
         small = RevenueLedger(self.org, self.timezone, self.plan_limit, self.horizon_ms, self.version,
-                              quota=self.quota, watermark=self.watermark, too_late=self.too_late,
+                              quota=self.quota, watermark=self.watermark, late=self.late,
                               unmatched_refunds=self.unmatched_refunds)
         small._swept_day, small._swept_week = self._swept_day, self._swept_week
         return small

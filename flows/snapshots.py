@@ -12,6 +12,7 @@ import io
 import pickle
 from collections.abc import Callable
 
+from flows.book import TooLate
 from flows.organisation import Organisation
 from flows.revenue import OLD_RECOVERY_STATE
 from flows.snapshot_files import FileList, SnapshotFile, SnapshotFiles
@@ -41,6 +42,9 @@ def load(data: object, files_for: Callable[[str], SnapshotFiles], prune: bool = 
         raise RuntimeError(OLD_RECOVERY_STATE)
     _, org, listed = loaded
     assert isinstance(org, Organisation) and isinstance(listed, FileList)
+    for book in (org.shoppers.carts, org.shoppers.journey, org.shoppers.attribution):
+        if "too_late" in vars(book):  # a snapshot from before refusals were kept per store
+            book.late = TooLate(vars(book).pop("too_late"))
     org.ledger.with_tables(files_for(org.ledger.org).load(listed, org.keeps, prune))
     org.armed = False
     return org

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hmac
 import itertools
 import threading
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
@@ -44,6 +46,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def today_clear_of_midnight(tz: str = "Europe/Berlin", seconds: float = 120) -> dt.date:
+    """Today in `tz`, for a test that reads "today" from a server's wall clock and must end on the day
+    it started: if the local midnight is less than `seconds` away, this first waits until it has passed."""
+    zone = ZoneInfo(tz)
+    now = dt.datetime.now(zone)
+    midnight = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), zone).timestamp()
+    left = midnight - time.time()
+    if left < seconds:
+        time.sleep(max(0.0, left) + 1)
+    return dt.datetime.now(zone).date()
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:

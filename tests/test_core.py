@@ -18,8 +18,9 @@ from core.figures import (PERIODS, BadPeriod, Figures, MissingRate, compute_figu
                           series)
 from core.rates import RatesFileError, parse_ecb_csv
 from core.money import EXPONENTS, Money, divide_half_up, exponent, to_minor
-from core.records import (AbandonedProduct, Attribution, Cart, CartDay, Customer, CustomerMoney, JourneyDay, OpenCarts,
-                          Order, OrderAttribution, Quarantined, QuotaAlert, RecordKind, Value, value_types)
+from core.records import (AbandonedProduct, Attribution, Cart, CartDay, Customer, CustomerMoney, JourneyDay, Late,
+                          LateBook, OpenCarts, Order, OrderAttribution, Quarantined, QuotaAlert, RecordKind, Value,
+                          value_types)
 
 
 def test_iso_exponents() -> None:
@@ -301,6 +302,7 @@ RECORD_SAMPLES: list[Value] = [
     Customer("c1", "s", None, 1, 1, 5, "a@x.io", None, 1, 2, 2, 2,
              [CustomerMoney("s", "EUR", 1, 2, 2500, 100, 2, 2)]),
     Quarantined("e1", "s", None, None, Raw(b'"not an event"'), "unreadable", "SchemaError: ..."),
+    Late("s", {"journey": LateBook(2, 1_000, "e9")}),
 ]
 
 
@@ -323,5 +325,5 @@ def test_a_change_feed_message_round_trips_every_kind_and_bucket() -> None:
 def test_a_record_kind_this_version_does_not_know_is_left_out_of_the_feed() -> None:
     """A newer dataflow may write a kind the gateway does not know yet: the feed goes on without it."""
     alert = Record("o", 3, RecordKind.QUOTA_ALERT, "80:1", "", QuotaAlert(80, 4, 5, 1))
-    message = b'[{"org":"o","version":3,"kind":"late","key":"s","day":"","value":{"n":1}},' + alert.to_json() + b"]"
+    message = b'[{"org":"o","version":3,"kind":"segment_change","key":"s","day":"","value":{"n":1}},' + alert.to_json() + b"]"
     assert changes_from_json(message) == [alert]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.helpers import TOKENS, Storepulse, charge_refunded, payment_intent_succeeded
+from tests.helpers import TOKENS, Storepulse, charge_refunded, payment_intent_succeeded, today_clear_of_midnight
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -66,6 +66,7 @@ def cell(page: Page, figure: str):  # noqa: ANN201 - playwright Locator
 
 
 def test_dashboard_shows_live_figures_exactly(sp: Storepulse, page: Page) -> None:
+    today_clear_of_midnight(seconds=180)  # the "today" column is the server's: it must not turn over midway
     page.goto(f"{sp.base}/#token={TOKENS['acme']}")
     expect(page.locator("#figures")).to_be_visible()
     expect(page.locator("#status")).to_have_text("live")

@@ -23,6 +23,7 @@ from tests.helpers import (
     post_list_orders,
     payment_intent_succeeded,
     recv_json,
+    today_clear_of_midnight,
     wait_api,
     wait_ws,
 )
@@ -37,6 +38,7 @@ def eur(amount: int) -> dict[str, object]:
 
 
 def test_signed_payment_reaches_websocket_and_api_exactly(storepulse: Storepulse) -> None:
+    today_clear_of_midnight()  # "today" is the server's: the payment must land on the day the snapshot showed
     with storepulse.ws(TOKENS["acme"]) as ws:
         snap = recv_json(ws)
         assert snap["type"] == "snapshot" and snap["org"] == "acme"
@@ -162,11 +164,11 @@ def test_other_currencies_convert_at_the_day_rate_and_series_follow(storepulse: 
 
 
 def test_series_and_ranges(storepulse: Storepulse) -> None:
-    berlin = dt.datetime.now(dt.timezone.utc).astimezone(ZoneInfo("Europe/Berlin"))
-    today, yesterday = berlin.date(), berlin.date() - dt.timedelta(days=1)
+    today = today_clear_of_midnight()  # period=yesterday below is the server's yesterday
+    yesterday = today - dt.timedelta(days=1)
     q = {"metric": "paid_orders", "granularity": "day", "from": yesterday.isoformat(), "to": today.isoformat(), "store": "acme-eu2"}
     before = {p["t"]: p["value"] for p in storepulse.get("/api/v1/orgs/acme/series", **q).json()["points"]}
-    created = int((berlin - dt.timedelta(days=1)).timestamp())
+    created = int(dt.datetime.combine(yesterday, dt.time(12), ZoneInfo("Europe/Berlin")).timestamp())
     storepulse.post_stripe("acme-eu2", payment_intent_succeeded(f"evt_{uid()}", f"pi_{uid()}", 4_200, created=created))
     want = before[yesterday.isoformat()] + 1
     deadline = time.monotonic() + 15
@@ -295,6 +297,7 @@ def test_the_refund_horizon_given_to_up_reaches_its_dataflow(tmp_path) -> None: 
         got = wait_api(sp, "acme", lambda b: b["paid_orders"] == 2, store="acme-stripe", timeout=30)
         assert got["gross_revenue"] == eur(1_030)  # the old payment, read between the two, is not in it
         metrics = httpx.get(f"http://127.0.0.1:{flows_port}/metrics", timeout=5).text
-        assert 'storepulse_flow_too_late_total{book="organisation"} 1.0' in metrics
+        assert 'storepulse_flow_too_late_total{book="revenue"} 1.0' in metrics
+        assert 'storepulse_flow_too_late_total{book="journey"}' not in metrics  # three days: the others took it
     finally:
         sp.ensure_stopped()

@@ -3,10 +3,12 @@ store and its redrive after a secret rotation, and connection monitoring."""
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 import time
 import uuid
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -14,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import (ORGS_TOML, SECRETS, Storepulse, payment_intent_succeeded, stripe_signature, wait_api,
-                           wait_for)
+                           wait_for, wait_json)
 
 
 def uid() -> str:
@@ -24,7 +26,8 @@ def uid() -> str:
 def test_events_api_batch_is_recorded_once(storepulse: Storepulse) -> None:
     now = int(time.time() * 1000)
     batch = [{"type": "page_view", "id": f"pv-{uid()}", "time": now - i, "visitor": "v1", "url": "/"} for i in range(999)]
-    batch.append({"type": "order_paid", "id": f"op-{uid()}", "time": "2026-11-22T10:00:00+01:00", "customer": "c9",
+    an_hour_ago = dt.datetime.fromtimestamp(now // 1000 - 3600, ZoneInfo("Europe/Berlin")).isoformat()  # "...+01:00"
+    batch.append({"type": "order_paid", "id": f"op-{uid()}", "time": an_hour_ago, "customer": "c9",
                   "order": f"o-{uid()}", "amount": "19.99", "currency": "EUR",
                   "items": [{"product": "sku-1", "qty": 2, "price": "9.99"}]})
     start = storepulse.figures("acme", "all", store="acme-site").json()
@@ -125,6 +128,54 @@ def test_connections_show_recent_activity(storepulse: Storepulse) -> None:
         time.sleep(0.2)
     c = conns["acme-eu2"]
     assert c["events_last_hour"] >= 1 and c["last_event_time"] is not None and c["last_received_at"] is not None
+
+
+def test_events_too_late_for_a_book_show_on_the_connection_per_book(storepulse: Storepulse) -> None:
+    """A backfill of last week's carts behind a live shop: older than the 7-day horizon of carts,
+    journey and e-mail attribution, so those books refuse them, and the connection says so."""
+    berlin = ZoneInfo("Europe/Berlin")
+    now = int(time.time() * 1000)
+    # Noon nine local days before today: older than W - 7 days (W = the shop's latest event - 5 min)
+    # whatever the hour, and on a day that ended more than 7 days before W.
+    old_day = dt.datetime.now(berlin).date() - dt.timedelta(days=9)
+    old = int(dt.datetime.combine(old_day, dt.time(12), berlin).timestamp()) * 1000
+    recent = now - 6 * 86_400_000  # six days late: within every horizon
+    recent_day = dt.datetime.fromtimestamp(recent // 1000, berlin).date()
+    tag = uid()
+    iso = lambda ms: dt.datetime.fromtimestamp(ms // 1000, dt.timezone.utc).isoformat()  # noqa: E731
+    zero = {"count": 0, "last_event_time": None, "last_event_id": None}
+
+    def connections() -> dict[str, dict]:
+        return {c["store"]: c for c in storepulse.get("/api/v1/orgs/acme/connections").json()["connections"]}
+
+    before = connections()["acme-site"]["too_late"]
+    assert set(before) == {"revenue", "carts", "journey", "attribution"}
+    line = [{"product": f"{tag}-p", "qty": 1, "price": "10.00"}]
+    r = storepulse.post_events([
+        {"type": "page_view", "id": f"{tag}-0", "time": now, "visitor": f"{tag}-v0", "url": "/"},  # the shop is live
+        {"type": "add_to_cart", "id": f"{tag}-1", "time": old, "visitor": f"{tag}-v1", "cart": f"{tag}-c1",
+         "currency": "EUR", "items": line},
+        {"type": "order_paid", "id": f"{tag}-2", "time": old + 60_000, "visitor": f"{tag}-v1", "cart": f"{tag}-c1",
+         "order": f"{tag}-o1", "amount": "10.00", "currency": "EUR", "items": line},
+        {"type": "add_to_cart", "id": f"{tag}-3", "time": recent, "visitor": f"{tag}-v3", "cart": f"{tag}-c3",
+         "currency": "EUR", "items": line},
+    ])
+    assert r.json()["new"] == 4, r.text
+    last = {"last_event_time": iso(old + 60_000), "last_event_id": f"events:acme-site:{tag}-2"}
+    want = {**before,  # the add and the payment by carts and journey, the payment by attribution
+            "carts": {"count": before["carts"]["count"] + 2, **last},
+            "journey": {"count": before["journey"]["count"] + 2, **last},
+            "attribution": {"count": before["attribution"]["count"] + 1, **last}}
+    wait_json(storepulse, lambda: connections()["acme-site"]["too_late"], lambda got: got == want, what="GET /connections")
+    assert before["revenue"] == zero  # revenue keeps 366 days: it took the payment
+    assert connections()["acme-eu2"]["too_late"] == {b: zero for b in ("revenue", "carts", "journey", "attribution")}
+    on = lambda day: {"from": day.isoformat(), "to": day.isoformat(), "store": "acme-site"}  # noqa: E731
+    paid = storepulse.get("/api/v1/orgs/acme/figures", **on(old_day)).json()
+    assert (paid["paid_orders"], paid["gross_revenue"]) == (1, {"amount": 1000, "currency": "EUR"})
+    assert storepulse.get("/api/v1/orgs/acme/carts", **on(old_day)).json()["carts"] == 0
+    assert storepulse.get("/api/v1/orgs/acme/journey", **on(old_day)).json()["visitors"] == 0
+    assert storepulse.get("/api/v1/orgs/acme/carts", **on(recent_day)).json()["carts"] == 1
+    assert storepulse.get("/api/v1/orgs/acme/journey", **on(recent_day)).json()["added_to_cart"] == 1
 
 
 def test_redrive_after_a_secret_rotation(tmp_path: Path) -> None:

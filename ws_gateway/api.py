@@ -30,8 +30,8 @@ from core.freshness import freshness
 from core.figures import OPEN_END, BadPeriod, MissingRate, compute_figures, resolve_period, series
 from core.money import EXPONENTS
 from core.rates import Rates
-from core.records import (AbandonedProduct, Attribution, Cart, CartDay, Customer, JourneyDay, OpenCarts, Order,
-                          Quarantined, QuotaAlert)
+from core.records import (LATE_BOOKS, AbandonedProduct, Attribution, Cart, CartDay, Customer, JourneyDay, Late,
+                          LateBook, OpenCarts, Order, Quarantined, QuotaAlert)
 from state.connections import ConnectionStats
 from state.readmodel import ReadModel
 from state.rejected import RejectedStore
@@ -90,6 +90,16 @@ def _quarantined_json(v: Quarantined) -> dict[str, Any]:
 def _span(first: str, last: str) -> dict[str, str | None]:
     """A resolved period as JSON: open ends are null."""
     return {"from": first or None, "to": None if last == OPEN_END else last}
+
+
+def _too_late(books: Mapping[str, LateBook]) -> dict[str, dict[str, object]]:
+    """A store's events refused as too late, per book (a "late" record's books; none: zeros)."""
+    out: dict[str, dict[str, object]] = {}
+    for book in LATE_BOOKS:
+        r = books.get(book)
+        out[book] = {"count": 0, "last_event_time": None, "last_event_id": None} if r is None else {
+            "count": r.count, "last_event_time": utc_from_ms(r.last_event_time).isoformat(), "last_event_id": r.last_event_id}
+    return out
 
 
 def _limit(request: Request, default: int = 100, most: int = 1000) -> int:
@@ -239,6 +249,7 @@ async def connections(request: Request, side: ReadSide, org: Org) -> Response:
     def gather() -> list[dict[str, object]]:
         out: list[dict[str, object]] = []
         poison = _quarantined(side.model.records(org.id, Quarantined))
+        late = {r.key: r.value.books for r in side.model.records(org.id, Late)}
         for s in org.stores.values():
             mine = [v for v in poison if v.store == s.id]
             n, last_event, last_received = side.stats.activity(s.id, since)
@@ -250,6 +261,7 @@ async def connections(request: Request, side: ReadSide, org: Org) -> Response:
                 "events_last_hour": n,
                 "rejected": {"count": rej.count, "last_reason": rej.last_reason,
                              "last_at": datetime.fromtimestamp(rej.last_at, timezone.utc).isoformat() if rej.last_at else None},
+                "too_late": _too_late(late.get(s.id, {})),
                 "quarantined": {"count": len(mine), "last_reason": mine[0].reason if mine else None,
                                 "last_error": mine[0].error if mine else None,
                                 "last_event_id": mine[0].id if mine else None},
