@@ -36,8 +36,8 @@ bi = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 sys.modules["bench_ingest"] = bi
 _spec.loader.exec_module(bi)  # type: ignore[union-attr]
 
-from storepulse import STOREPULSE  # noqa: E402
-from tests.helpers import free_port  # noqa: E402
+from storepulse import STOREPULSE
+from tests.helpers import free_port
 
 KEY = "bench-site-key-0123456789"
 CONFIG = f"""
@@ -60,9 +60,9 @@ def serve_bare(port: int, reuse_port: bool) -> None:
     from starlette.routing import Route
 
     from storepulse.gc_policy import SERVERS, settle
-    from web.responses import json_response
     from storepulse.servers import http_server, reuse_port_socket
     from web.app import build_app
+    from web.responses import json_response
 
     async def events(request: Request) -> Response:
         doc = orjson.loads(await request.body())

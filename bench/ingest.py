@@ -51,10 +51,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 SRC = REPO  # the storepulse source tree whose servers are measured (--src)
 
-import orjson  # noqa: E402
+import orjson
 
-from storepulse import STOREPULSE  # noqa: E402
-from tests.helpers import free_port, payment_intent_succeeded, stripe_signature  # noqa: E402
+from storepulse import STOREPULSE
+from tests.helpers import free_port, payment_intent_succeeded, stripe_signature
 
 ORG = "bench"
 TOKEN = "bench-token-0123456789abcdef"
@@ -81,10 +81,10 @@ def serve_bare(host: str, port: int, reuse_port: bool = False) -> None:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from web.responses import json_response
     from storepulse.gc_policy import SERVERS, settle
     from storepulse.servers import http_server, reuse_port_socket
     from web.app import build_app
+    from web.responses import json_response
 
     async def webhook(request: Request) -> Response:
         body = await request.body()
@@ -307,7 +307,7 @@ async def _drive(port: int, requests: list[bytes], concurrency: int, duration: f
     return res
 
 
-def _drive_in_child(conn, port: int, requests: list[bytes], concurrency: int, duration: float, go) -> None:  # noqa: ANN001
+def _drive_in_child(conn, port: int, requests: list[bytes], concurrency: int, duration: float, go) -> None:
     import uvloop
 
     async def main() -> LoadResult:
@@ -747,7 +747,7 @@ def main() -> int:
         print(f"{'server':<42}{'ok':>7}{'bad':>5}{'secs':>7}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}"
               f"{'srv CPU':>9}{'client CPU':>11}{'machine':>9}")
         for t in (bare_t, sp_t):
-            pct = (lambda x: x / t.secs * 100) if t.secs else (lambda x: 0.0)  # noqa: E731
+            pct = (lambda x: x / t.secs * 100) if t.secs else (lambda x: 0.0)
             print(f"{t.label:<42}{t.ok:>7}{t.sent - t.ok:>5}{t.secs:>7.2f}{t.rate:>8.0f}"
                   f"{percentile(t.latencies, 50) * 1000:>8.1f}{percentile(t.latencies, 99) * 1000:>8.1f}"
                   f"{pct(t.server_cpu):>8.0f}%{pct(t.client_cpu):>10.0f}%{t.machine_busy / t.machine_wall * 100 if t.machine_wall else 0:>8.0f}%")

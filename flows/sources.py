@@ -20,11 +20,10 @@ import logging
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from datetime import UTC, datetime, timedelta
 
 import orjson
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from core.events import Event, event_from_json
 from flows import metrics
@@ -96,7 +95,7 @@ class _LogPartition(StatefulSourcePartition[Item, str | None]):
             for offset, body in rows:
                 try:
                     e: Event | Unreadable | None = event_from_json(body)
-                except Exception as exc:  # noqa: BLE001 - any row that is no event is quarantined, not fatal
+                except Exception as exc:
                     e = _unreadable(body, exc)
                     if e is None:
                         log.error("log partition %d offset %s is not an event of any organisation: skipped (%s)",
@@ -111,7 +110,7 @@ class _LogPartition(StatefulSourcePartition[Item, str | None]):
                 metrics.SKIPPED.labels(reason="unknown_org").inc(skipped)
         else:
             # Nothing new: come back shortly instead of spinning.
-            self._awake = datetime.now(timezone.utc) + POLL_INTERVAL
+            self._awake = datetime.now(UTC) + POLL_INTERVAL
         if len(rows) < BATCH and not self._until_caught_up:
             now = self._clock()
             if self._beat_at is None or now - self._beat_at >= BEAT_MS:

@@ -54,7 +54,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Protocol
@@ -68,7 +68,7 @@ from state.log import EventLog
 DATASETS = ("online-retail", "rees46")
 BATCH = 5000
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _ONE = Decimal(1)
 _HUNDRED = Decimal(100)
@@ -399,7 +399,7 @@ class Rees46(_RowMapper):
         return None
 
     def _parse_time(self, text: str) -> int:
-        return _local_ms(text, timezone.utc, " UTC")
+        return _local_ms(text, UTC, " UTC")
 
     def _price(self, text: str) -> int | None:
         cents = self._prices.get(text)

@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-
 from core.clock import NoOffset, ms_from_iso
 from core.config import Store
 from core.events import Event, Item, Kind

@@ -12,7 +12,14 @@ from pathlib import Path
 import orjson
 
 from state.rejected import (
-    RECORD_OVERHEAD, UNKNOWN, BucketUsage, Evicted, RejectedDelivery, RejectedLimits, RejectedSummary, stored_bytes,
+    RECORD_OVERHEAD,
+    UNKNOWN,
+    BucketUsage,
+    Evicted,
+    RejectedDelivery,
+    RejectedLimits,
+    RejectedSummary,
+    stored_bytes,
 )
 from state.sqlite_log import connect
 

@@ -7,7 +7,6 @@ import contextlib
 import signal
 import socket
 from collections.abc import Iterator
-
 from dataclasses import dataclass
 
 import uvicorn

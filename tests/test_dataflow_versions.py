@@ -19,8 +19,18 @@ from core.config import parse_config
 from core.events import Event, Item, Kind
 from core.records import AbandonedProduct, OpenCarts
 from flows import snapshots
-from flows.organisation import (ALLOWED_LATENESS_MS, COARSE_MS, FINE_MS, FINE_SPAN_MS, LIVE_MS, TICKS, Organisation,
-                                _point_above, _point_at_or_below, _steps)
+from flows.organisation import (
+    ALLOWED_LATENESS_MS,
+    COARSE_MS,
+    FINE_MS,
+    FINE_SPAN_MS,
+    LIVE_MS,
+    TICKS,
+    Organisation,
+    _point_above,
+    _point_at_or_below,
+    _steps,
+)
 from flows.snapshot_files import SnapshotFiles
 
 CONFIG = parse_config('[orgs.o]\ntimezone = "Europe/Berlin"\ncurrency = "EUR"\ntoken = "token-0123456789abcdef"\n'

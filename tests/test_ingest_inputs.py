@@ -13,8 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import (ORGS_TOML, SECRETS, Storepulse, payment_intent_succeeded, stripe_signature, wait_api,
-                           wait_for)
+from tests.helpers import ORGS_TOML, SECRETS, Storepulse, payment_intent_succeeded, stripe_signature, wait_api, wait_for
 
 
 def uid() -> str:
@@ -174,7 +173,7 @@ def _log_rows(sp: Storepulse) -> int:
 
 
 @pytest.fixture(scope="module")
-def fuzz_target(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def fuzz_target(tmp_path_factory: pytest.TempPathFactory):
     sp = Storepulse(tmp_path_factory.mktemp("fuzz")).start()
     yield sp, httpx.Client(base_url=sp.base, timeout=10)
     sp.ensure_stopped()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 
 import orjson
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from msgspec import Raw
@@ -103,11 +102,20 @@ def test_duplicates_and_reordering_of_payments_leave_the_totals_alone(evs: list[
     rnd.shuffle(shuffled)
     for e in shuffled:
         b.apply(e)
-    gross = lambda l: {k: v[0] for k, v in l.buckets.items() if v[0]}  # noqa: E731
-    paid_orders = lambda l: {k: v[3] for k, v in l.buckets.items() if v[3]}  # noqa: E731
-    orders = lambda l: {k: v[2] for k, v in l.buckets.items() if v[2]}  # noqa: E731
+    def gross(led):
+        return {k: v[0] for k, v in led.buckets.items() if v[0]}
+
+    def paid_orders(led):
+        return {k: v[3] for k, v in led.buckets.items() if v[3]}
+
+    def orders(led):
+        return {k: v[2] for k, v in led.buckets.items() if v[2]}
+
     assert gross(a) == gross(b) and paid_orders(a) == paid_orders(b) and orders(a) == orders(b)
-    day_refunds = lambda l: sum(v[1] for k, v in l.buckets.items() if k[0] == "day")  # noqa: E731
+
+    def day_refunds(led):
+        return sum(v[1] for k, v in led.buckets.items() if k[0] == "day")
+
     assert day_refunds(a) == day_refunds(b) == sum(sum(o.refunds.values()) for o in a.orders.values())
 
 

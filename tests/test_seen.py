@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 import pytest
 
+from core.changes import Bucket, Record
 from core.config import Org
 from core.events import Event, Item, Kind
-from core.changes import Bucket, Record
 from flows.organisation import Organisation
 from state.log import DEDUPE_WINDOW_S
 

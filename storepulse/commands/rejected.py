@@ -6,14 +6,14 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from core.config import Config
 from state.rejected import UNKNOWN, BucketUsage
 
 
-def register(sub: argparse._SubParsersAction, common) -> None:  # noqa: ANN001 - argparse's private type
+def register(sub: argparse._SubParsersAction, common) -> None:
     p = sub.add_parser("rejected", help="list, show or redrive refused deliveries")
     verbs = p.add_subparsers(dest="verb", required=True)
     ls = verbs.add_parser("list", help="newest first")
@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction, common) -> None:  # noqa: ANN001 -
 
 
 def _when(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _print_usage(usage: dict[str, BucketUsage], config: Config, org: str | None, store: str | None) -> None:
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace, path: Path, config: Config) -> int:
         store.close()
 
 
-async def _redrive(args: argparse.Namespace, config: Config, store) -> int:  # noqa: ANN001
+async def _redrive(args: argparse.Namespace, config: Config, store) -> int:
     from ingest.app import Ingest
     from ingest.monitor import ConnectionMonitor
     from state.open import open_connection_stats, open_log

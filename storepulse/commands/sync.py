@@ -16,7 +16,7 @@ from core.config import Config
 SYNCED = ("stripe", "woocommerce")  # the providers (core.config.PROVIDERS) whose API a backfill reads
 
 
-def register(sub: argparse._SubParsersAction, common) -> None:  # noqa: ANN001 - argparse's private type
+def register(sub: argparse._SubParsersAction, common) -> None:
     p = sub.add_parser(
         "sync", help="download a store's history from its API into the event log (resumable, no double counting)",
         description="Downloads a store's history through the same normalisers and dedupe as its webhooks, so "
