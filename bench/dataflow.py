@@ -36,27 +36,28 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bytewax.recovery import RecoveryConfig
-from bytewax.testing import run_main
-from prometheus_client import REGISTRY
+# The E402 noqa below: these imports need what is set up above (the repository on sys.path, run as a script).
+from bytewax.recovery import RecoveryConfig  # noqa: E402
+from bytewax.testing import run_main  # noqa: E402
+from prometheus_client import REGISTRY  # noqa: E402
 
-from core.config import parse_config
-from core.events import Event, Item, Kind, event_from_json
-from core.limits import problem
-from core.records import Order
-from flows.dataflow import build_flow
-from flows.organisation import ALLOWED_LATENESS_MS, Organisation
-from flows.quarantine import unstorable
-from flows.recovery import ensure_recovery_dir
-from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger
-from flows.run import RECOVERY_PARTITIONS
-from flows.snapshot_files import SnapshotFiles
-from flows.sources import BATCH
-from ingest.replay import map_file
-from state.log import DEFAULT_PARTITIONS
-from state.sqlite_log import SqliteEventLog, SqliteLogReader
-from state.sqlite_readmodel import SqliteReadModel
-from storepulse.gc_policy import DATAFLOW, settle
+from core.config import parse_config  # noqa: E402
+from core.events import Event, Item, Kind, event_from_json  # noqa: E402
+from core.limits import problem  # noqa: E402
+from core.records import Order  # noqa: E402
+from flows.dataflow import build_flow  # noqa: E402
+from flows.organisation import ALLOWED_LATENESS_MS, Organisation  # noqa: E402
+from flows.quarantine import unstorable  # noqa: E402
+from flows.recovery import ensure_recovery_dir  # noqa: E402
+from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger  # noqa: E402
+from flows.run import RECOVERY_PARTITIONS  # noqa: E402
+from flows.snapshot_files import SnapshotFiles  # noqa: E402
+from flows.sources import BATCH  # noqa: E402
+from ingest.replay import map_file  # noqa: E402
+from state.log import DEFAULT_PARTITIONS  # noqa: E402
+from state.sqlite_log import SqliteEventLog, SqliteLogReader  # noqa: E402
+from state.sqlite_readmodel import SqliteReadModel  # noqa: E402
+from storepulse.gc_policy import DATAFLOW, settle  # noqa: E402
 
 RETAIL = REPO.parent / "shared" / "data" / "online_retail.csv.gz"
 CONFIG = parse_config('[orgs.retail]\ntimezone = "Europe/London"\ncurrency = "GBP"\ntoken = "bench-token-0123456789"\n'

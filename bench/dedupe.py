@@ -25,12 +25,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import redis
+# The E402 noqa below: these imports need what is set up above (the repository on sys.path, run as a script).
+import redis  # noqa: E402
 
-from core.events import Event, Item, Kind
-from state.log import DEDUPE_WINDOW_S, DEFAULT_PARTITIONS, partition_of
-from state.redis_log import RedisEventLog, seen_key, stream_key
-from tests.helpers import RedisServer
+from core.events import Event, Item, Kind  # noqa: E402
+from state.log import DEDUPE_WINDOW_S, DEFAULT_PARTITIONS, partition_of  # noqa: E402
+from state.redis_log import RedisEventLog, seen_key, stream_key  # noqa: E402
+from tests.helpers import RedisServer  # noqa: E402
 
 T0 = 1_700_000_000_000
 ORGS = [f"org_{i:03d}" for i in range(20)]

@@ -36,8 +36,9 @@ bi = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 sys.modules["bench_ingest"] = bi
 _spec.loader.exec_module(bi)  # type: ignore[union-attr]
 
-from storepulse import STOREPULSE
-from tests.helpers import free_port
+# The E402 noqa below: these imports need what is set up above (the repository on sys.path, run as a script).
+from storepulse import STOREPULSE  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
 
 KEY = "bench-site-key-0123456789"
 CONFIG = f"""

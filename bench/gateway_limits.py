@@ -44,8 +44,9 @@ bi = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 sys.modules["bench_ingest"] = bi
 _spec.loader.exec_module(bi)  # type: ignore[union-attr]
 
-from storepulse import STOREPULSE
-from tests.helpers import free_port, payment_intent_succeeded, stripe_signature
+# The E402 noqa below: these imports need what is set up above (the repository on sys.path, run as a script).
+from storepulse import STOREPULSE  # noqa: E402
+from tests.helpers import free_port, payment_intent_succeeded, stripe_signature  # noqa: E402
 
 KEY = "greedy-site-key-0123456789"
 TOKENS = {"greedy": "greedy-token-0123456789", "calm": "calm-token-0123456789"}

@@ -51,10 +51,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 SRC = REPO  # the storepulse source tree whose servers are measured (--src)
 
-import orjson
+# The E402 noqa below: these imports need what is set up above (the repository on sys.path, run as a script).
+import orjson  # noqa: E402
 
-from storepulse import STOREPULSE
-from tests.helpers import free_port, payment_intent_succeeded, stripe_signature
+from storepulse import STOREPULSE  # noqa: E402
+from tests.helpers import free_port, payment_intent_succeeded, stripe_signature  # noqa: E402
 
 ORG = "bench"
 TOKEN = "bench-token-0123456789abcdef"

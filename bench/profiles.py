@@ -32,10 +32,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from core.changes import Record
-from core.events import Event, Item, Kind
-from core.records import RecordKind
-from flows.profiles import ProfileBook
+# The E402 noqa below: these imports need what is set up above (the repository on sys.path, run as a script).
+from core.changes import Record  # noqa: E402
+from core.events import Event, Item, Kind  # noqa: E402
+from core.records import RecordKind  # noqa: E402
+from flows.profiles import ProfileBook  # noqa: E402
 
 T_START = 1_700_000_000_000
 SPAN_MS = 2 * 365 * 86_400_000

@@ -38,14 +38,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import msgspec
-import orjson
+# The E402 noqa below: these imports need what is set up above (the repository on sys.path, run as a script).
+import msgspec  # noqa: E402
+import orjson  # noqa: E402
 
-from core import changes, records
-from core.config import parse_config
-from flows.organisation import Organisation
-from flows.sources import BATCH
-from ingest.replay import map_file
+from core import changes, records  # noqa: E402
+from core.config import parse_config  # noqa: E402
+from flows.organisation import Organisation  # noqa: E402
+from flows.sources import BATCH  # noqa: E402
+from ingest.replay import map_file  # noqa: E402
 
 RETAIL = REPO.parent / "shared" / "data" / "online_retail.csv.gz"
 CONFIG = parse_config('[orgs.retail]\ntimezone = "Europe/London"\ncurrency = "GBP"\ntoken = "bench-token-0123456789"\n'

@@ -44,6 +44,7 @@ from __future__ import annotations
 import heapq
 from bisect import insort
 from dataclasses import dataclass, field
+from typing import Any
 
 from core import records
 from core.changes import Record
@@ -322,7 +323,7 @@ class CartBook:
             c.contrib = contrib
         out.extend(Record(r.org, self.version.next(), r.kind, r.key, r.day, r.value) for r in mine)
 
-    def _move(self, old: tuple | None, new: tuple | None, out: list[Record[Value]]) -> None:
+    def _move(self, old: tuple[Any, ...] | None, new: tuple[Any, ...] | None, out: list[Record[Value]]) -> None:
         """Takes a cart's old contribution out of the counters, puts its new one in, and appends the
         counters that changed."""
         days: dict[tuple[str, str, str], list[int]] = {}
@@ -363,8 +364,8 @@ class CartBook:
                 o[1] += delta[1]
                 out.append(Record(self.org, 0, RecordKind.OPEN_CARTS, f"{store}|{currency}", "",
                                   OpenCarts(store, currency, carts=o[0], value=o[1])))
-        for (store, day, product), delta in sorted(products.items()):
-            if delta:
-                n = self.products[(store, day, product)] = self.products.get((store, day, product), 0) + delta
+        for (store, day, product), change in sorted(products.items()):
+            if change:
+                n = self.products[(store, day, product)] = self.products.get((store, day, product), 0) + change
                 out.append(Record(self.org, 0, RecordKind.ABANDONED_PRODUCT, f"{store}|{day}|{product}", day,
                                   AbandonedProduct(store, product, carts=n)))

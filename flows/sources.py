@@ -94,14 +94,15 @@ class _LogPartition(StatefulSourcePartition[Item, str | None]):
             skipped = 0
             for offset, body in rows:
                 try:
-                    e: Event | Unreadable | None = event_from_json(body)
-                except Exception as exc:
-                    e = _unreadable(body, exc)
-                    if e is None:
+                    e: Event | Unreadable = event_from_json(body)
+                except Exception as exc:  # any row that is no event is quarantined, not fatal
+                    unreadable = _unreadable(body, exc)
+                    if unreadable is None:
                         log.error("log partition %d offset %s is not an event of any organisation: skipped (%s)",
                                   self._partition, offset, exc)
                         metrics.SKIPPED.labels(reason="unreadable").inc()
                         continue
+                    e = unreadable
                 if e.org in orgs:
                     out.append((e.org, e))
                 else:

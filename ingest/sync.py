@@ -132,7 +132,7 @@ class RetryPolicy:
             return None
         if failure.retry_after is not None:
             return failure.retry_after if failure.retry_after <= self.max_retry_after else None
-        return min(self.cap, self.base * 2 ** (attempt - 1))
+        return min(self.cap, self.base * 2.0 ** (attempt - 1))
 
 
 # --- --since --------------------------------------------------------------------------------------

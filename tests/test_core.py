@@ -269,7 +269,8 @@ def test_a_cancelled_append_does_not_stop_the_log_writer(tmp_path) -> None:
 
     async def go() -> list[bool]:
         log = SqliteEventLog(tmp_path / "log.sqlite3")
-        e = lambda i: Event(id=f"e{i}", kind=Kind.PAGE_VIEWED, org="o", store="s", time=i)
+        def e(i):
+            return Event(id=f"e{i}", kind=Kind.PAGE_VIEWED, org="o", store="s", time=i)
         task = asyncio.ensure_future(log.append([e(1)]))
         await asyncio.sleep(0)
         task.cancel()  # the caller goes away (a webhook sender hung up)

@@ -29,7 +29,7 @@ from tests.helpers import (
 
 def _spawn(args: list[str], tmp: Path, name: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "ACME_EU2_SECRET": SECRETS["acme-eu2"]}
-    out = open(tmp / f"{name}.log", "ab")
+    out = open(tmp / f"{name}.log", "ab")  # closed with the process
     return subprocess.Popen([*STOREPULSE, *args], cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 

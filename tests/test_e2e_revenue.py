@@ -240,8 +240,10 @@ def test_carts_journey_and_email_attribution_through_the_events_api(storepulse: 
     day = (dt.datetime.now(ZoneInfo("Europe/Berlin")).date() - dt.timedelta(days=2)).isoformat()
     tag = uid()
     berlin = ZoneInfo("Europe/Berlin")
-    t = lambda hh_mm: dt.datetime.fromisoformat(f"{day}T{hh_mm}:00").replace(tzinfo=berlin).isoformat()
-    v = lambda n: f"{tag}-v{n}"
+    def t(hh_mm):
+        return dt.datetime.fromisoformat(f"{day}T{hh_mm}:00").replace(tzinfo=berlin).isoformat()
+    def v(n):
+        return f"{tag}-v{n}"
     events = [
         {"type": "page_view", "id": f"{tag}-1", "time": t("10:00"), "visitor": v(1), "url": "/"},
         {"type": "add_to_cart", "id": f"{tag}-2", "time": t("10:01"), "visitor": v(1), "cart": f"{tag}-c1", "currency": "EUR",

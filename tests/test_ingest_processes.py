@@ -47,7 +47,7 @@ def test_processes_share_the_port_and_sum_their_metrics(tmp_path: Path) -> None:
     (tmp_path / "rates.csv").write_text(RATES_CSV)
     port = free_port()
     env = {**os.environ, "ACME_EU2_SECRET": SECRETS["acme-eu2"]}
-    log = open(tmp_path / "ingest.log", "ab")
+    log = open(tmp_path / "ingest.log", "ab")  # closed below
     proc = subprocess.Popen([*STOREPULSE, "ingest", "--config", "storepulse.toml", "--redis", server.url,
                              "--http-port", str(port), "--processes", "2"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

@@ -224,7 +224,8 @@ def test_a_frozen_dataflow_shows_as_stale_figures_and_live_again_when_it_resumes
     sp = Storepulse(tmp_path)
     try:
         sp.start()
-        health = lambda: httpx.get(f"{sp.base}/healthz", timeout=5)
+        def health():
+            return httpx.get(f"{sp.base}/healthz", timeout=5)
         wait_for(lambda: health().status_code == 200, 30, "the figures to be live")
         assert health().json() == {"status": "ok", "organisations": 2, "stale": 0}
         with sp.ws(TOKENS["acme"]) as ws:

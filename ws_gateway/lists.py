@@ -238,8 +238,8 @@ def pairs_list(orders: list[Paid], *, sort: str, limit: int) -> list[dict[str, A
     freq: Counter[str] = Counter(p for b in baskets for p in b)
     top = {p for p, _ in freq.most_common(PAIR_PRODUCTS)}
     together: Counter[tuple[str, str]] = Counter()
-    for b in baskets:
-        together.update(combinations(sorted(b & top), 2))
+    for basket in baskets:
+        together.update(combinations(sorted(basket & top), 2))
     rows = []
     for (a, b), k in together.items():
         lift = (k * n) / (freq[a] * freq[b])
