@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -89,11 +90,12 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
             elif type(v) is Unreadable:
                 out.append(self._quarantine(v, quarantine.UNREADABLE, v.error))
             else:
-                why = problem(v)  # type: ignore[arg-type]
+                event = cast(Event, v)  # neither CaughtUp nor Unreadable (mypy does not narrow on type(v) is)
+                why = problem(event)
                 if why is None:
-                    events.append(v)  # type: ignore[arg-type]
+                    events.append(event)
                 else:
-                    out.append(self._quarantine(v, quarantine.OUT_OF_RANGE, why))
+                    out.append(self._quarantine(event, quarantine.OUT_OF_RANGE, why))
         out += self._fold(events, now)
         if caught_up is not None:
             out += self._advance("arm", now)
@@ -244,6 +246,6 @@ def build_flow(
     ctx = _Context(dict(config.orgs), files_dir, horizon_ms, clock)
     flow = Dataflow("storepulse")
     by_org = op.input("log", flow, LogSource(open_reader, partitions, ctx.orgs, until_caught_up, stopping, clock))
-    changes = op.stateful_batch("organisation", by_org, lambda resume: _OrgLogic(resume, ctx))  # type: ignore[arg-type]
+    changes = op.stateful_batch("organisation", by_org, lambda resume: _OrgLogic(resume, ctx))
     op.output("read_model", changes, ReadModelSink(open_model))
     return flow

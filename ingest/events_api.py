@@ -165,6 +165,7 @@ def _checked_event(d: Any, store: Store) -> Event:
         raise Invalid(f"type {etype!r} is not one of {', '.join(TYPES)}")
     kind = TYPES[etype]
     client_id = _text(d, "id", required=True)
+    assert client_id is not None  # required=True raises instead
     currency = None
     if d.get("currency") is not None:
         try:
@@ -313,7 +314,7 @@ def _fast_items(raw: Any, currency: str | None) -> tuple[Item, ...] | None:
 def _fast_event(d: dict[str, Any], id_prefix: str, template: dict[str, Any]) -> Event | None:
     """The event when it is valid and of a common shape; None leaves it to _checked_event."""
     get = d.get
-    etype = get("type")
+    etype: Any = get("type")
     kind = TYPES.get(etype) if etype.__class__ is str else None
     if kind is None:
         return None

@@ -121,7 +121,8 @@ def _local_ms(text: str, tz: ZoneInfo | timezone, suffix: str = "") -> int:
     m = _DATETIME.match(text)
     if m is None or len(text) != m.end() + len(suffix) or not text.endswith(suffix):
         raise ValueError(f"not a 'YYYY-MM-DD HH:MM:SS{suffix}' time: {text!r}")
-    dt = datetime(*map(int, m.groups()), tzinfo=tz)  # type: ignore[misc]
+    year, month, day, hour, minute, second = map(int, m.groups())
+    dt = datetime(year, month, day, hour, minute, second, tzinfo=tz)
     return (dt - _EPOCH) // _MS
 
 

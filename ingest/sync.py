@@ -67,7 +67,10 @@ class Page:
 
 
 class Resource(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """The list's name (read-only: the implementations derive it from their spec)."""
+        ...
 
     def fetch(self, cursor: Cursor) -> Page:
         """The page at `cursor` (None: the first). Raises FetchFailed. Blocking I/O."""

@@ -219,7 +219,12 @@ def customer_summary(figures: dict[str, _Customer], first_ever: dict[str, int], 
     """Repeat purchase and new vs returning among the customers who paid in the range."""
     customers = len(figures)
     repeat = sum(1 for c in figures.values() if c.orders >= 2)
-    new = sum(1 for k, c in figures.items() if first <= _day(first_ever.get(k, c.first), tz) <= last)
+    new = 0
+    for k, c in figures.items():
+        first_paid = first_ever.get(k, c.first)
+        assert first_paid is not None  # every customer of the period paid in it: period_customers set first
+        if first <= _day(first_paid, tz) <= last:
+            new += 1
     return {
         "customers": customers, "repeat_customers": repeat,
         "repeat_purchase_rate": round(repeat / customers, 6) if customers else 0.0,
