@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from core.clock import NoOffset, ms_from_iso, ms_of
 
+pytestmark = pytest.mark.unit  # pure domain tests, in-process: `pytest -m unit` runs them alone
+
 
 @given(st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31)),
        st.integers(-23 * 60, 23 * 60).map(lambda m: timezone(timedelta(minutes=m))))

@@ -44,6 +44,8 @@ from core.records import (
     value_types,
 )
 
+pytestmark = pytest.mark.unit  # pure domain tests, in-process: `pytest -m unit` runs them alone
+
 
 def test_iso_exponents() -> None:
     assert (exponent("JPY"), exponent("EUR"), exponent("KWD"), exponent("CLF")) == (0, 2, 3, 4)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,6 +33,8 @@ from flows.organisation import (
     _steps,
 )
 from flows.snapshot_files import SnapshotFiles
+
+pytestmark = pytest.mark.unit  # pure domain tests, in-process: `pytest -m unit` runs them alone
 
 CONFIG = parse_config('[orgs.o]\ntimezone = "Europe/Berlin"\ncurrency = "EUR"\ntoken = "token-0123456789abcdef"\n'
                       'abandon_after = 30\n'

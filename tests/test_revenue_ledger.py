@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from msgspec import Raw
@@ -14,6 +15,8 @@ from core.clock import utc_from_ms
 from core.events import Event, Kind
 from core.records import Order
 from flows.revenue import RevenueLedger
+
+pytestmark = pytest.mark.unit  # pure domain tests, in-process: `pytest -m unit` runs them alone
 
 H = 3_600_000
 T0 = 1_763_762_400_000  # 2025-11-21 22:00 UTC = 23:00 in Berlin
@@ -200,6 +203,7 @@ def test_an_event_older_than_the_horizon_is_too_late_and_changes_nothing() -> No
     assert ledger.buckets == before
 
 
+@pytest.mark.slow  # about a minute: left out of `make test-unit`
 @settings(max_examples=20, deadline=None)
 @given(st.integers(0, 1000))
 def test_state_is_bounded_by_the_horizon_however_long_the_history(seed: int) -> None:

@@ -28,6 +28,8 @@ from core.events import Event, Item, Kind
 from flows.organisation import Organisation
 from state.log import DEDUPE_WINDOW_S
 
+pytestmark = pytest.mark.unit  # pure domain tests, in-process: `pytest -m unit` runs them alone
+
 DAY = 86_400_000
 HOUR = 3_600_000
 MIN = 60_000
