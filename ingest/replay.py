@@ -154,6 +154,22 @@ def _invoice_kind(invoice: str) -> bool | str:
     return "InvoiceNo neither digits nor 'C' + digits"
 
 
+def _sign_problem(refund: bool, qty: int, unit: Decimal) -> str | None:
+    """Why a line's Quantity or UnitPrice has the wrong sign for its invoice (a refund's quantity is
+    negative, an order's positive; a price is always positive), or None."""
+    if refund:
+        if qty >= 0:
+            return "refund line with Quantity >= 0"
+        if unit <= 0:
+            return "refund line with UnitPrice <= 0"
+    else:
+        if qty <= 0:
+            return "order line with Quantity <= 0"
+        if unit <= 0:
+            return "order line with UnitPrice <= 0"
+    return None
+
+
 class _RowMapper:
     """What every data set's mapper does alike: find its columns in the header, count rows, count
     skipped rows by reason, and parse a row's time once for a run of rows that repeat it."""
@@ -234,17 +250,10 @@ class OnlineRetail(_RowMapper):
         elif at < inv.time:
             inv.time = at  # the file has invoices whose lines are a minute apart; the earliest counts
         unit, unit_minor, pence = price
-        if refund:
-            if qty >= 0:
-                return "refund line with Quantity >= 0"
-            if unit <= 0:
-                return "refund line with UnitPrice <= 0"
-            qty = -qty
-        else:
-            if qty <= 0:
-                return "order line with Quantity <= 0"
-            if unit <= 0:
-                return "order line with UnitPrice <= 0"
+        wrong = _sign_problem(refund, qty, unit)
+        if wrong is not None:
+            return wrong
+        qty = -qty if refund else qty
         if qty > MAX_QTY:
             return "Quantity out of range"
         # round-half-up(Quantity x UnitPrice x 100): an integer product when the price has at most
