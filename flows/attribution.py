@@ -119,7 +119,7 @@ class Attribution:
                 self.touches.pop(person, None)
         while self._sums_by_end and self._sums_by_end[0][0] <= watermark_ms - self.keep:
             _, *key = heapq.heappop(self._sums_by_end)
-            self.sums.pop(tuple(key), None)  # type: ignore[arg-type]
+            self.sums.pop(tuple(key), None)  # type: ignore[arg-type]  # a heap entry is (end, *key): tuple(key) is the key
         return []
 
     def held(self) -> dict[str, int]:

@@ -176,7 +176,7 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
                 poisoned.append(self._quarantine(e, quarantine.FOLD_FAILED, quarantine.describe(exc)))
                 continue
             for c in changes:
-                last[("", c.key) if type(c) is Bucket else (c.kind, c.key)] = c  # type: ignore[union-attr]
+                last[("", c.key) if type(c) is Bucket else (c.kind, c.key)] = c  # type: ignore[union-attr]  # a Record: mypy does not narrow on type(c) is
         return poisoned + list(last.values())
 
     def _rollback(self) -> None:

@@ -144,7 +144,7 @@ class Organisation:
             for r in shoppers.apply(e):
                 last[(r.kind, r.key)] = r
             if moved:
-                for r in shoppers.advance(self.watermark):  # type: ignore[arg-type]
+                for r in shoppers.advance(self.watermark):  # type: ignore[arg-type]  # moved: the watermark is set
                     last[(r.kind, r.key)] = r
         out: list[Change] = ledger.flush(version)
         out.extend(last.values())

@@ -274,7 +274,7 @@ async def _in_thread(fn: Callable[[Cursor], Page], cursor: Cursor) -> Page:
         if error is not None:
             future.set_exception(error)
         else:
-            future.set_result(result)  # type: ignore[arg-type]
+            future.set_result(result)  # type: ignore[arg-type]  # no error: fn returned its Page
 
     def work() -> None:
         try:

@@ -136,7 +136,7 @@ class RedisEventLog:
             raise LogUnavailable(f"event log (Redis) refused the write: {exc}") from exc
         flags = [False] * len(rows)
         for chunk, reply in zip(positions, replies):
-            for i, flag in zip(chunk, reply):  # type: ignore[call-overload]
+            for i, flag in zip(chunk, reply):  # type: ignore[call-overload]  # the script replies a list of flags; redis-py: a response union
                 flags[i] = flag == 1
         return flags
 
