@@ -35,3 +35,12 @@ def ms_from_iso(text: str) -> int:
     if t.tzinfo is None:
         raise ValueError(f"{text!r} has no UTC offset (add Z or +01:00)")
     return (t - _EPOCH) // _MS  # exact: no float in between
+
+
+def local_midnight(day: date, tz: ZoneInfo) -> int:
+    """The first instant (ms since epoch, UTC) of a local calendar day.
+
+    Where the clocks jump over midnight (a DST gap), the day starts at the jump; where midnight
+    happens twice, at its first occurrence. So `local_day(local_midnight(d, tz), tz) == d`.
+    """
+    return ms_of(datetime.combine(day, datetime.min.time(), tz))
