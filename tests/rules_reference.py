@@ -91,7 +91,7 @@ def holds(rule: dict[str, Any], f: CustomerFacts, now: int, org: Org) -> bool:
     if key in TIME_VALUE:
         return time_test(org, TIME_VALUE[key](f), op, v, now)
     if key == "attribute":
-        return attribute(f.attributes, body["name"], op, v)
+        return attribute(dict(f.attributes), body["name"], op, v)
     if key == "store":
         if op == "eq":
             return v in f.stores

@@ -4,9 +4,11 @@ reading of docs/segments.md, next_change never missing a change, folding keeping
 from __future__ import annotations
 
 import json
+import pickle
 import re
 from datetime import date, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,10 +19,12 @@ from hypothesis import strategies as st
 from core.clock import local_midnight
 from core.rates import MissingRate, parse_ecb_csv
 from core.rules import (Context, CustomerFacts, Entry, ProductFacts, RuleError, SegmentSet, Subject, attribute_value,
+                        attributes_of,
                         changed_inputs, covers, dependency_order, evaluate, find_cycle, fold, holds, inputs, keep_for,
                         next_change, parse_rule, parse_segments, references)
-from core.rules.tree import (After, AllOf, Before, Compare, ItemFilter, Measure, Moment, Not, On, Op, Tally, Term,
+from core.rules.tree import (After, AllOf, Before, Compare, ItemFilter, Measure, Moment, Not, On, Op, Sum, Tally, Term,
                              Window)
+from core.rules import library
 from tests import rules_reference as ref
 
 MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
@@ -53,8 +57,8 @@ def ctx(tz: str = BERLIN, segments: dict[str, Any] | None = None) -> Context:
 
 def test_parses_the_issue_example() -> None:
     rule = parse({"all": [{"orders": {"gte": 3}}, {"spent": {"gte": "5000.00", "within": "90d"}}]})
-    assert rule == AllOf((Tally("orders", (Term("orders", Measure.COUNT),), Compare(Op.GTE, 3)),
-                          Tally("spent", (Term("orders", Measure.AMOUNT),), Compare(Op.GTE, 500000), Window(within=90 * DAY))))
+    assert rule == AllOf((Tally("orders", Sum((Term("orders", Measure.COUNT),)), Compare(Op.GTE, 3)),
+                          Tally("spent", Sum((Term("orders", Measure.AMOUNT),), Window(within=90 * DAY)), Compare(Op.GTE, 500000))))
 
 
 def test_parses_times_dates_and_days() -> None:
@@ -67,8 +71,9 @@ def test_parses_times_dates_and_days() -> None:
     assert parse({"registered_at": {"after": "2024-03-31"}}) == Moment(
         "registered_at", After(at=local_midnight(date(2024, 4, 1), berlin)))
     assert parse({"not": {"orders": {"between": [1, 2], "since": "2024-01-01", "until": "2024-01-31"}}}) == Not(
-        Tally("orders", (Term("orders", Measure.COUNT),), Compare(Op.BETWEEN, (1, 2)),
-              Window(since=local_midnight(date(2024, 1, 1), berlin), until=local_midnight(date(2024, 2, 1), berlin))))
+        Tally("orders", Sum((Term("orders", Measure.COUNT),), Window(since=local_midnight(date(2024, 1, 1), berlin),
+                                                                     until=local_midnight(date(2024, 2, 1), berlin))),
+              Compare(Op.BETWEEN, (1, 2))))
 
 
 def test_money_is_exact_minor_units_of_the_organisations_currency() -> None:
@@ -140,7 +145,7 @@ def test_errors_name_the_path_and_what_is_wrong(rule: object, message: str) -> N
 
 def test_product_rules_have_their_own_criteria() -> None:
     rule = parse({"units": {"gte": 50, "within": "30d"}}, subject=Subject.PRODUCT)
-    assert rule == Tally("units", (Term("sales", Measure.UNITS),), Compare(Op.GTE, 50), Window(within=30 * DAY))
+    assert rule == Tally("units", Sum((Term("sales", Measure.UNITS),), Window(within=30 * DAY)), Compare(Op.GTE, 50))
     with pytest.raises(RuleError, match=r'^\$: unknown criterion "spent"; a product rule uses "units"'):
         parse({"spent": {"gte": "1.00"}}, subject=Subject.PRODUCT)
 
@@ -195,10 +200,10 @@ def test_changed_inputs_and_touched_segments() -> None:
         "buyer": {"orders": {"gte": 1}}, "active": {"last_active_at": {"after": "1d"}},
         "active_buyer": {"all": [{"in_segment": {"eq": "buyer"}}, {"in_segment": {"eq": "active"}}]},
         "tagged": {"attribute": {"name": "tag", "exists": True}}}, currency="EUR", timezone=BERLIN), ctx())
-    assert live.touched({"orders"}) == ["buyer", "active_buyer"]
-    assert live.touched({"last_active", "orders"}) == ["active", "buyer", "active_buyer"]
-    assert live.touched({"emails"}) == []
-    assert live.evaluate(live.touched({"orders"}), new, T0 + 2 * HOUR) == {
+    assert live.touched(frozenset({"orders"})) == ("buyer", "active_buyer")
+    assert live.touched(changed_inputs(old, new)) == ("active", "buyer", "active_buyer")
+    assert live.touched(frozenset({"emails"})) == ()
+    assert live.evaluate(live.touched(frozenset({"orders"})), new, T0 + 2 * HOUR) == {
         "buyer": (True, None), "active_buyer": (True, T0 + HOUR + DAY)}
 
 
@@ -284,7 +289,7 @@ def test_items_and_bought_criteria() -> None:
 ])
 def test_attributes_compare_like_with_like(value: Any, rule: dict[str, Any], expected: bool) -> None:
     attrs = {} if value is None else {"x": value}
-    facts = CustomerFacts(first_seen=T0, attributes=attrs)
+    facts = CustomerFacts(first_seen=T0, attributes=attributes_of(attrs))
     assert holds(parse({"attribute": {"name": "x", **rule}}), facts, T0, ctx()) is expected
     assert ref.attribute(attrs, "x", *next(iter(rule.items()))) is expected
 
@@ -292,6 +297,14 @@ def test_attributes_compare_like_with_like(value: Any, rule: dict[str, Any], exp
 def test_attribute_value_keeps_json_scalars_exactly() -> None:
     assert attribute_value(0.1) == Decimal("0.1") and attribute_value("a") == "a" and attribute_value(True) is True
     assert attribute_value([1]) is None and attribute_value(None) is None and attribute_value(float("nan")) is None
+    assert attributes_of({"tier": "gold", "age": 31.5, "tags": ["a"]}) == (("age", Decimal("31.5")), ("tier", "gold"))
+
+
+def test_facts_pickle_as_the_dataflow_snapshots_them() -> None:
+    facts = CustomerFacts(first_seen=T0, attributes=attributes_of({"age": 3}), orders=(order(T0),))
+    folded = fold(facts, keep_for([parse({"orders": {"gte": 1}})]), T0 + DAY, ctx())
+    for f in (CustomerFacts(first_seen=T0), facts, folded, ProductFacts()):
+        assert pickle.loads(pickle.dumps(f)) == f
 
 
 def test_store_and_in_segment() -> None:
@@ -365,7 +378,7 @@ def customer_facts(draw: st.DrawFn, zone: str, rules: object = None) -> Customer
         st.decimals(0, 60, places=1, allow_nan=False))))
     return CustomerFacts(
         first_seen=draw(instant), registered=draw(maybe_instant), last_active=draw(maybe_instant),
-        stores=tuple(sorted(draw(st.sets(st.sampled_from(STORES))))), attributes=attributes,
+        stores=tuple(sorted(draw(st.sets(st.sampled_from(STORES))))), attributes=attributes_of(attributes),
         orders=tuple(draw(st.lists(entries(instant, with_items=True), min_size=draw(st.integers(0, 1)), max_size=6))),
         refunds=tuple(draw(st.lists(entries(instant), max_size=3))), emails=tuple(draw(st.lists(instant, max_size=4))),
         open_carts=tuple(draw(st.lists(entries(instant), max_size=2))),
@@ -608,3 +621,48 @@ def test_folded_history_keeps_extremes_and_the_periods_on_each_side_of_a_cut() -
     assert folded.orders == () and [(p.start, p.end) for p in folded.history] == [(None, cut), (cut, None)]
     assert [holds(r, folded, cut + DAY, ctx()) for r in (until, small, big)] == [True, True, True]
     assert [holds(r, facts, cut + DAY, ctx()) for r in (until, small, big)] == [True, True, True]
+
+
+# --- the predefined library --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("currency", ["EUR", "JPY", "KWD"])
+def test_every_predefined_segment_parses(currency: str) -> None:
+    assert len(library.CUSTOMER_SEGMENTS) >= 30
+    for subject, segments in library.LIBRARY.items():
+        ids = [p.id for p in segments]
+        assert len(ids) == len(set(ids))
+        assert all(p.subject is subject and p.name and p.description for p in segments)
+        thresholds = library.Thresholds(featured_category="shoes", featured_brand="acme")
+        parsed = parse_segments(library.rules(subject, thresholds), currency=currency, timezone=BERLIN, subject=subject)
+        assert sorted(parsed) == sorted(ids)
+    assert "featured_category_best_sellers" not in library.rules(Subject.PRODUCT)  # no featured category set
+
+
+def test_the_library_covers_the_issue() -> None:
+    ids = {p.id for p in library.CUSTOMER_SEGMENTS} | {p.id for p in library.PRODUCT_SEGMENTS}
+    assert ids >= {"one_time_buyers", "repeat_buyers", "registered_never_bought", "registered_never_bought_inactive",
+                   "ordered_two_days_ago", "abandoned_cart_24h", "open_cart_over_threshold", "new_customers", "at_risk",
+                   "lapsed", "big_spenders", "big_single_order", "email_engaged_never_bought", "refunders", "multi_store",
+                   "rfm_champions", "best_sellers", "slow_movers", "most_abandoned"}
+
+
+def test_thresholds_fill_the_rules() -> None:
+    rules = library.rules(Subject.CUSTOMER, library.Thresholds(big_spender="2500.50", rfm_frequent=4))
+    assert rules["big_spenders"] == {"spent": {"gte": "2500.50"}}
+    assert {"orders": {"gte": 4}} in rules["rfm_champions"]["all"]
+    with pytest.raises(RuleError, match=r"^\$\.big_spenders\.spent\.gte: \"2500.50\" has more decimals than JPY"):
+        parse_segments(rules, currency="JPY", timezone=BERLIN)
+
+
+RFM = [p.id for p in library.CUSTOMER_SEGMENTS if p.id.startswith("rfm_")]
+
+
+@settings(PROPERTY, max_examples=200)
+@given(st.data(), st.sampled_from(ZONES))
+def test_every_buyer_is_in_exactly_one_rfm_group(data: st.DataObject, zone: str) -> None:
+    live = SegmentSet(parse_segments(library.rules(Subject.CUSTOMER), currency="EUR", timezone=zone), ctx(zone))
+    facts = data.draw(customer_facts(zone))
+    now = data.draw(half_hours)
+    members = [s for s, (member, _) in live.evaluate(RFM, facts, now).items() if member]
+    assert len(members) == (1 if facts.orders else 0), members

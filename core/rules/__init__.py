@@ -17,7 +17,8 @@ Where things are (docs/segments.md defines every criterion):
 from core.rules.context import Context
 from core.rules.criteria import Subject
 from core.rules.evaluate import evaluate, holds, next_change
-from core.rules.facts import CustomerFacts, Entry, Period, ProductFacts, Totals, attribute_value, changed_inputs
+from core.rules.facts import (CustomerFacts, Entry, Period, ProductFacts, Totals, attribute_value, attributes_of,
+                              changed_inputs)
 from core.rules.graph import dependency_order, find_cycle, inputs, references
 from core.rules.keep import Keep, covers, fold, keep_for
 from core.rules.parse import RuleError, parse_rule
@@ -25,6 +26,6 @@ from core.rules.segments import SegmentSet, parse_segments
 from core.rules.tree import Rule
 
 __all__ = ["Context", "CustomerFacts", "Entry", "Keep", "Period", "ProductFacts", "Rule", "RuleError", "SegmentSet",
-           "Subject", "Totals", "attribute_value", "changed_inputs", "covers", "dependency_order", "evaluate",
+           "Subject", "Totals", "attribute_value", "attributes_of", "changed_inputs", "covers", "dependency_order", "evaluate",
            "find_cycle", "fold", "holds", "inputs", "keep_for", "next_change", "parse_rule", "parse_segments",
            "references"]

@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from decimal import Decimal
-from types import MappingProxyType
 from typing import ClassVar
 
 from core.rules.tree import ItemFilter
 
 AttributeValue = str | int | Decimal | bool
-NO_ATTRIBUTES: Mapping[str, AttributeValue] = MappingProxyType({})
-
-
-def _no_attributes() -> Mapping[str, AttributeValue]:
-    return NO_ATTRIBUTES  # one shared empty mapping, not one per customer
+Attributes = tuple[tuple[str, AttributeValue], ...]  # (name, value), sorted by name
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +77,7 @@ class CustomerFacts:
     registered: int | None = None  # account creation; registered_at is this, else first_seen
     last_active: int | None = None  # latest event the customer did (not the shop's updates)
     stores: tuple[str, ...] = ()  # every store an event named the customer at, sorted
-    attributes: Mapping[str, AttributeValue] = field(default_factory=_no_attributes)  # custom fields
+    attributes: Attributes = ()  # custom fields (vendor or events API): attributes_of(...)
     orders: tuple[Entry, ...] = ()  # paid orders not yet folded into history
     refunds: tuple[Entry, ...] = ()  # refunds (by refund time) not yet folded
     emails: tuple[int, ...] = ()  # times of e-mail opens and clicks (campaign or automation) not yet folded
@@ -100,7 +95,7 @@ class ProductFacts:
 
     category: str = ""
     brand: str = ""
-    attributes: Mapping[str, AttributeValue] = field(default_factory=_no_attributes)
+    attributes: Attributes = ()
     sales: tuple[Entry, ...] = ()  # per paid order: time, currency, amount (qty x unit price), units
     abandons: tuple[int, ...] = ()  # times at which carts containing it were counted abandoned
     history: tuple[Period, ...] = ()
@@ -117,7 +112,22 @@ def changed_inputs(old: Facts | None, new: Facts) -> frozenset[str]:
     names = _INPUTS[type(new)]
     if old is None:
         return frozenset(names)
-    return frozenset(n for n in names if getattr(old, n) != getattr(new, n))
+    return frozenset([n for n in names if (a := getattr(old, n)) is not (b := getattr(new, n)) and a != b])
+
+
+def attributes_of(fields: Mapping[str, object]) -> Attributes:
+    """Custom fields as the facts keep them: sorted (name, value) pairs of the values rules can
+    compare (attribute_value); the others are left out."""
+    kept = ((name, attribute_value(raw)) for name, raw in fields.items())
+    return tuple(sorted((name, value) for name, value in kept if value is not None))
+
+
+def attribute(facts: Facts, name: str) -> AttributeValue | None:
+    """The value of a custom field; None when the facts have none."""
+    for key, value in facts.attributes:
+        if key == name:
+            return value
+    return None
 
 
 def attribute_value(raw: object) -> AttributeValue | None:

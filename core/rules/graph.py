@@ -42,7 +42,7 @@ def inputs(rule: Rule, segments: Mapping[str, Rule] | None = None) -> frozenset[
     while pending:
         for c in conditions(pending.pop()):
             if isinstance(c, Tally):
-                found.update(t.stream for t in c.terms)
+                found.update(t.stream for t in c.sum.terms)
             elif isinstance(c, AnyEntry):
                 found.add(c.stream)
             elif isinstance(c, InSegment):

@@ -53,17 +53,17 @@ def keep_for(rules: Iterable[Rule]) -> Keep:
     for rule in rules:
         for c in conditions(rule):
             if isinstance(c, Tally):
-                streams = [t.stream for t in c.terms]
-                if c.item is not None:
-                    items.add(c.item)
+                streams, window = [t.stream for t in c.sum.terms], c.sum.window
+                if c.sum.item is not None:
+                    items.add(c.sum.item)
             elif isinstance(c, AnyEntry):
-                streams = [c.stream]
+                streams, window = [c.stream], c.window
             else:
                 continue
-            cuts.update(t for t in (c.window.since, c.window.until) if t is not None)
-            if c.window.within is not None:
+            cuts.update(t for t in (window.since, window.until) if t is not None)
+            if window.within is not None:
                 for s in streams:
-                    horizons[s] = max(horizons.get(s, 0), c.window.within)
+                    horizons[s] = max(horizons.get(s, 0), window.within)
     return Keep(tuple(sorted(horizons.items())), tuple(sorted(cuts)), frozenset(items))
 
 

@@ -31,7 +31,8 @@ from core.clock import local_midnight
 from core.money import exponent, to_minor
 from core.rules.criteria import CRITERIA, ITEM_FIELDS, Criterion, Kind, Subject, Value
 from core.rules.tree import (EVER, After, AllOf, AnyEntry, AnyOf, Attribute, Before, Compare, Current, Exists,
-                             InSegment, ItemFilter, Label, Moment, Not, On, Op, Rule, Scalar, Tally, TimeTest, Window)
+                             InSegment, ItemFilter, Label, Moment, Not, On, Op, Rule, Scalar, Sum, Tally, TimeTest,
+                             Window)
 
 MINUTE_MS, HOUR_MS, DAY_MS = 60_000, 3_600_000, 86_400_000
 MAX_DAYS = 3660  # ten years: a window longer than that would keep every order for ever
@@ -150,7 +151,7 @@ class _Parser:
             return Moment(c.name, self.time_test(op, body[op], where))
         compare = Compare(Op(op), self.operand(c, Op(op), body[op], where))
         if c.kind is Kind.TALLY:
-            return Tally(c.name, c.terms, compare, self.window(body, path), self.item(c, body, path))
+            return Tally(c.name, Sum(c.terms, self.window(body, path), self.item(c, body, path)), compare)
         if c.kind is Kind.ANY_ENTRY:
             return AnyEntry(c.name, c.stream, compare, self.window(body, path))
         if c.kind is Kind.CURRENT:

@@ -11,15 +11,16 @@ the facts they read, and evaluated together.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from core.rules.context import Context
 from core.rules.criteria import Subject
-from core.rules.evaluate import evaluate
+from core.rules.evaluate import Run
 from core.rules.facts import Facts
 from core.rules.graph import dependency_order, inputs
 from core.rules.keep import keep_for
 from core.rules.parse import RuleError, child_path, parse_rule
-from core.rules.tree import Rule
+from core.rules.tree import AllOf, AnyOf, Not, Rule, Sum, Tally
 
 
 def parse_segments(definitions: Mapping[str, object], *, currency: str, timezone: str,
@@ -41,7 +42,8 @@ class SegmentSet:
 
     def __init__(self, rules: Mapping[str, Rule], ctx: Context) -> None:
         self.order = dependency_order(rules)  # raises RuleError on a missing segment or a cycle
-        self.rules = dict(rules)
+        shared: dict[Sum, Sum] = {}
+        self.rules = {s: share_sums(rules[s], shared) for s in self.order}
         self.ctx = ctx.with_segments(self.rules)
         self.inputs = {s: inputs(rules[s], self.rules) for s in self.order}
         self.keep = keep_for(self.rules.values())
@@ -51,12 +53,30 @@ class SegmentSet:
                 by_input.setdefault(name, []).append(s)
         self._by_input = by_input
         self._rank = {s: i for i, s in enumerate(self.order)}
+        self._touched: dict[frozenset[str], tuple[str, ...]] = {}
 
-    def touched(self, changed: Iterable[str]) -> list[str]:
+    def touched(self, changed: frozenset[str]) -> tuple[str, ...]:
         """The segments that read any of the `changed` facts, in dependency order."""
-        found = {s for name in changed for s in self._by_input.get(name, ())}
-        return sorted(found, key=self._rank.__getitem__)
+        found = self._touched.get(changed)
+        if found is None:  # few combinations of facts change together: each is worked out once
+            segments = {s for name in changed for s in self._by_input.get(name, ())}
+            found = self._touched[changed] = tuple(sorted(segments, key=self._rank.__getitem__))
+        return found
 
     def evaluate(self, segments: Iterable[str], facts: Facts, now: int) -> dict[str, tuple[bool, int | None]]:
-        """{segment: (member, next change)} for the given segments at `now`."""
-        return {s: evaluate(self.rules[s], facts, now, self.ctx) for s in segments}
+        """{segment: (member, next change)} for the given segments at `now`: one Run, so a sum that
+        several of them read is computed once."""
+        run = Run(facts, now, self.ctx)
+        return {s: run.segment(s) for s in segments}
+
+
+def share_sums(rule: Rule, shared: dict[Sum, Sum]) -> Rule:
+    """The rule with each Sum replaced by the first equal one in `shared` (added when new), so that a Run
+    computes it once for all the rules that read it."""
+    if isinstance(rule, AllOf | AnyOf):
+        return type(rule)(tuple(share_sums(r, shared) for r in rule.rules))
+    if isinstance(rule, Not):
+        return Not(share_sums(rule.rule, shared))
+    if isinstance(rule, Tally):
+        return replace(rule, sum=shared.setdefault(rule.sum, rule.sum))
+    return rule

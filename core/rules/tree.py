@@ -69,14 +69,22 @@ class ItemFilter:
 
 
 @dataclass(frozen=True, slots=True)
-class Tally:
-    """A number summed over the entries in a window, compared: orders, spent, items, refunds ..."""
+class Sum:
+    """A number summed over the entries in a window: each term's measure, added or subtracted.
+    Only the entries naming `item` count, when one is given."""
 
-    criterion: str
     terms: tuple[Term, ...]
-    compare: Compare
     window: Window = EVER
     item: ItemFilter | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """A sum compared: orders, spent, items, refunds ... Segments that sum alike share one Sum."""
+
+    criterion: str
+    sum: Sum
+    compare: Compare
 
 
 @dataclass(frozen=True, slots=True)
