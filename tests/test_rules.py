@@ -3,6 +3,7 @@ reading of docs/segments.md, next_change never missing a change, folding keeping
 
 from __future__ import annotations
 
+import functools
 import json
 import pickle
 import re
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.clock import local_midnight
+from core.money import EXPONENTS
 from core.rates import MissingRate, parse_ecb_csv
 from core.rules import (Context, CustomerFacts, Entry, ProductFacts, RuleError, SegmentSet, Subject, attribute_value,
                         attributes_of,
@@ -517,7 +519,7 @@ def _check_fold(data: st.DataObject, rule_jsons: list[dict[str, Any]], facts: Cu
     assert fold(folded, keep, folded_at, context) is folded
     assert all(covers(keep, r) for r in parsed)
     org = ref.Org(zone, "EUR", RATES, SEGMENTS)
-    for rule, rule_json in zip(parsed, rule_jsons):
+    for rule, rule_json in zip(parsed, rule_jsons, strict=True):
         _sweep(rule, folded, facts, org, context, rule_json, data.draw, folded_at)
 
 
@@ -655,6 +657,12 @@ def test_thresholds_fill_the_rules() -> None:
         parse_segments(rules, currency="JPY", timezone=BERLIN)
 
 
+def test_documentation_lists_every_predefined_segment() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "segments.md").read_text()
+    for p in (*library.CUSTOMER_SEGMENTS, *library.PRODUCT_SEGMENTS):
+        assert f"`{p.id}`" in text, p.id
+
+
 RFM = [p.id for p in library.CUSTOMER_SEGMENTS if p.id.startswith("rfm_")]
 
 
@@ -666,3 +674,57 @@ def test_every_buyer_is_in_exactly_one_rfm_group(data: st.DataObject, zone: str)
     now = data.draw(half_hours)
     members = [s for s, (member, _) in live.evaluate(RFM, facts, now).items() if member]
     assert len(members) == (1 if facts.orders else 0), members
+
+
+# --- the SQL in docs/segments.md ---------------------------------------------------------------
+
+
+def _doc_sql() -> list[str]:
+    text = (Path(__file__).parent.parent / "docs" / "segments.md").read_text()
+    return re.findall(r"```sql\n(.*?)```", text, re.S)
+
+
+@functools.cache
+def _rates_db() -> Any:
+    """A DuckDB with the rates and currencies tables of docs/segments.md (the test's RATES)."""
+    duckdb = pytest.importorskip("duckdb")
+    db = duckdb.connect()
+    db.execute("CREATE TABLE rates(currency VARCHAR, day DATE, per_euro DECIMAL(18,6))")
+    db.executemany("INSERT INTO rates VALUES (?, ?, ?)", [(cur, day, RATES.per_euro(cur, day)) for cur in ("USD", "JPY")
+                                                          for day in RATES._days[cur]])
+    db.execute("CREATE TABLE currencies(currency VARCHAR, digits INTEGER)")
+    db.executemany("INSERT INTO currencies VALUES (?, ?)", list(EXPONENTS.items()))
+    return db
+
+
+SQL_NOW = int(re.search(r"SET VARIABLE now = (\d+);", _doc_sql()[0]).group(1))  # type: ignore[union-attr]
+SQL_EDGES = [t + ms for t in (SQL_NOW - 30 * DAY, SQL_NOW - 90 * DAY, local_midnight(date(2024, 4, 1), ZoneInfo(BERLIN)),
+                              local_midnight(date(2024, 5, 1), ZoneInfo(BERLIN)),
+                              local_midnight(date(2024, 5, 30), ZoneInfo(BERLIN))) for ms in (-1, 0, 1)]
+
+
+@settings(PROPERTY, max_examples=60)
+@given(st.lists(st.tuples(st.sampled_from(("ann", "bob", "cem")),
+                          st.one_of(st.integers(-120 * 48, 2 * 48).map(lambda k: SQL_NOW + k * 30 * MIN), st.sampled_from(SQL_EDGES)),
+                          st.sampled_from(("EUR", "USD", "JPY")), st.integers(0, 50_000)), min_size=1, max_size=12))
+def test_the_documented_sql_agrees_with_the_rules(orders: list[tuple[str, int, str, int]]) -> None:
+    """The blocks of docs/segments.md, verbatim, on orders around their edges."""
+    setup, query = _doc_sql()
+    now = SQL_NOW
+    db = _rates_db()
+    db.execute("CREATE OR REPLACE TABLE orders(customer VARCHAR, time BIGINT, amount BIGINT, currency VARCHAR, store VARCHAR)")
+    db.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, 'shop')", [(c, t, a, cur) for c, t, cur, a in orders])
+    for statement in setup.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
+    for customer, n30, spent90, april, lapsed, two_days, largest in db.execute(query).fetchall():
+        facts = CustomerFacts(first_seen=T0, orders=tuple(order(t, a, cur) for c, t, cur, a in orders if c == customer))
+        amount = f"{Decimal(spent90) / 100:.2f}"
+        assert holds(parse({"orders": {"eq": n30, "within": "30d"}}), facts, now, ctx())
+        assert holds(parse({"spent": {"eq": amount, "within": "90d"}}), facts, now, ctx())
+        assert holds(parse({"orders": {"eq": april, "since": "2024-04-01", "until": "2024-04-30"}}), facts, now, ctx())
+        assert holds(parse({"last_order_at": {"before": "90d"}}), facts, now, ctx()) is lapsed
+        assert holds(parse({"last_order_at": {"on": "2d"}}), facts, now, ctx()) is two_days
+        biggest = f"{Decimal(largest) / 100:.2f}"
+        assert holds(parse({"order_value": {"gte": biggest}}), facts, now, ctx())
+        assert not holds(parse({"order_value": {"gt": biggest}}), facts, now, ctx())

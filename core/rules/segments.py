@@ -25,8 +25,8 @@ from core.rules.tree import AllOf, AnyOf, Not, Rule, Sum, Tally
 
 def parse_segments(definitions: Mapping[str, object], *, currency: str, timezone: str,
                    subject: Subject = Subject.CUSTOMER) -> dict[str, Rule]:
-    """Every rule of {segment id: rule as JSON}; a RuleError's path starts with the segment
-    (`$["vip"].all[0]...`), and names a reference to a missing segment or a cycle."""
+    """Every rule of {segment id: rule as JSON}. A RuleError's path starts with the segment
+    (`$.vip.all[0]...`, `$["big spenders"]...`); a missing segment or a cycle is one too."""
     rules: dict[str, Rule] = {}
     for segment, data in definitions.items():
         try:
