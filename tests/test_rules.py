@@ -145,6 +145,27 @@ def test_errors_name_the_path_and_what_is_wrong(rule: object, message: str) -> N
     assert str(info.value).startswith(message), str(info.value)
 
 
+def test_rules_are_bounded() -> None:
+    deep: dict[str, Any] = {"orders": {"gte": 1}}
+    for _ in range(13):
+        deep = {"not": deep}
+    with pytest.raises(RuleError, match=r"^\$(\.not){13}: rules nest at most 12 levels deep"):
+        parse(deep)
+    with pytest.raises(RuleError, match=r"^\$\.any\[64\]: a rule has at most 64 conditions"):
+        parse({"any": [{"orders": {"eq": n}} for n in range(65)]})
+    with pytest.raises(RuleError, match=r"^\$\.orders\.in: in takes at most 1000 values, got 1001"):
+        parse({"orders": {"in": list(range(1001))}})
+
+
+def test_segment_sets_pickle_with_their_shared_sums() -> None:
+    live = SegmentSet(parse_segments({"a": {"orders": {"gte": 1}}, "b": {"not": {"orders": {"gte": 1}}}},
+                                     currency="EUR", timezone=BERLIN), ctx())
+    copy = pickle.loads(pickle.dumps(live))
+    assert copy.rules["a"].sum is copy.rules["b"].rule.sum  # type: ignore[attr-defined]
+    facts = CustomerFacts(first_seen=T0, orders=(order(T0),))
+    assert copy.evaluate(copy.order, facts, T0) == live.evaluate(live.order, facts, T0) == {"a": (True, None), "b": (False, None)}
+
+
 def test_product_rules_have_their_own_criteria() -> None:
     rule = parse({"units": {"gte": 50, "within": "30d"}}, subject=Subject.PRODUCT)
     assert rule == Tally("units", Sum((Term("sales", Measure.UNITS),), Window(within=30 * DAY)), Compare(Op.GTE, 50))

@@ -36,6 +36,9 @@ from core.rules.tree import (EVER, After, AllOf, AnyEntry, AnyOf, Attribute, Bef
 
 MINUTE_MS, HOUR_MS, DAY_MS = 60_000, 3_600_000, 86_400_000
 MAX_DAYS = 3660  # ten years: a window longer than that would keep every order for ever
+MAX_DEPTH = 12  # all / any / not inside one another
+MAX_CONDITIONS = 64  # per rule: each costs evaluation time on every event that touches the segment
+MAX_VALUES = 1000  # in a list of `in`
 _UNIT_MS = {"m": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS}
 _DURATION = re.compile(r"^(\d{1,7})([mhd])$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -99,10 +102,13 @@ class _Parser:
         self.currency, self.tz, self.subject = currency, tz, subject
         self.criteria = CRITERIA[subject]
         self.decimals = exponent(currency)
+        self.conditions = 0
 
     # --- rules ---------------------------------------------------------------------------------
 
-    def rule(self, data: object, path: str) -> Rule:
+    def rule(self, data: object, path: str, depth: int = 0) -> Rule:
+        if depth > MAX_DEPTH:
+            raise RuleError(path, f"rules nest at most {MAX_DEPTH} levels deep (all, any, not)")
         if not isinstance(data, dict):
             raise RuleError(path, f'a rule is an object such as {{"orders": {{"gte": 1}}}}, got {show(data)}')
         if not data:
@@ -116,15 +122,19 @@ class _Parser:
         if key in ("all", "any"):
             if not isinstance(value, list) or not value:
                 raise RuleError(inner, f'"{key}" takes a non-empty list of rules, got {show(value)}')
-            rules = tuple(self.rule(r, child_path(inner, i)) for i, r in enumerate(value))
+            rules = tuple(self.rule(r, child_path(inner, i), depth + 1) for i, r in enumerate(value))
             return AllOf(rules) if key == "all" else AnyOf(rules)
         if key == "not":
-            return Not(self.rule(value, inner))
+            return Not(self.rule(value, inner, depth + 1))
         criterion = self.criteria.get(key)
         if criterion is None:
             names = ["all", "any", "not", *self.criteria]
             raise RuleError(path, f'unknown criterion "{key}"{_suggest(key, names)}; '
                                   f'a {self.subject.value} rule uses {_quoted(list(self.criteria))}')
+        self.conditions += 1
+        if self.conditions > MAX_CONDITIONS:
+            raise RuleError(path, f"a rule has at most {MAX_CONDITIONS} conditions: "
+                                  "split it into segments and combine them with in_segment")
         return self.condition(criterion, value, inner)
 
     def condition(self, c: Criterion, body: object, path: str) -> Rule:
@@ -195,6 +205,8 @@ class _Parser:
         if op is Op.IN:
             if not isinstance(value, list) or not value:
                 raise RuleError(path, f"in takes a non-empty list of values, got {show(value)}")
+            if len(value) > MAX_VALUES:
+                raise RuleError(path, f"in takes at most {MAX_VALUES} values, got {len(value)}")
             return tuple(self.scalar(c.value, v, child_path(path, i)) for i, v in enumerate(value))
         if op is Op.BETWEEN:
             if not isinstance(value, list) or len(value) != 2:
