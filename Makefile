@@ -9,14 +9,23 @@ $(BIN)/storepulse: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-.PHONY: install up test bench
+.PHONY: install up check test test-unit bench
 install: $(BIN)/storepulse
 
 up: install
 	$(BIN)/storepulse up
 
+# Lint and type checks (config in pyproject.toml): run by .ci/run before the tests.
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
 test: install
 	$(BIN)/pytest -q
+
+# The pure domain tests alone (pytest marker `unit`): seconds, no servers.
+test-unit: install
+	$(BIN)/pytest -q -m 'unit and not slow'
 
 bench: install
 	$(BIN)/python bench/ingest.py

@@ -36,6 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+# The E402 noqa below: these imports need what is set up above (the repository on sys.path, run as a script).
 from bytewax.recovery import RecoveryConfig  # noqa: E402
 from bytewax.testing import run_main  # noqa: E402
 from prometheus_client import REGISTRY  # noqa: E402
@@ -44,12 +45,11 @@ from core.config import parse_config  # noqa: E402
 from core.events import Event, Item, Kind, event_from_json  # noqa: E402
 from core.limits import problem  # noqa: E402
 from core.records import Order  # noqa: E402
-from flows.quarantine import unstorable  # noqa: E402
 from flows.dataflow import build_flow  # noqa: E402
 from flows.organisation import ALLOWED_LATENESS_MS, Organisation  # noqa: E402
-from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger  # noqa: E402
-from storepulse.gc_policy import DATAFLOW, settle  # noqa: E402
+from flows.quarantine import unstorable  # noqa: E402
 from flows.recovery import ensure_recovery_dir  # noqa: E402
+from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger  # noqa: E402
 from flows.run import RECOVERY_PARTITIONS  # noqa: E402
 from flows.snapshot_files import SnapshotFiles  # noqa: E402
 from flows.sources import BATCH  # noqa: E402
@@ -57,6 +57,7 @@ from ingest.replay import map_file  # noqa: E402
 from state.log import DEFAULT_PARTITIONS  # noqa: E402
 from state.sqlite_log import SqliteEventLog, SqliteLogReader  # noqa: E402
 from state.sqlite_readmodel import SqliteReadModel  # noqa: E402
+from storepulse.gc_policy import DATAFLOW, settle  # noqa: E402
 
 RETAIL = REPO.parent / "shared" / "data" / "online_retail.csv.gz"
 CONFIG = parse_config('[orgs.retail]\ntimezone = "Europe/London"\ncurrency = "GBP"\ntoken = "bench-token-0123456789"\n'
@@ -115,7 +116,7 @@ def floors(bodies: list[bytes], log: Path, workdir: Path) -> None:
     """CPU µs per event of each step alone, in this process: what bounds one worker's rate."""
     from flows.shoppers import Shoppers
 
-    def per_event(f, repeat: int = 3) -> float:  # noqa: ANN001
+    def per_event(f, repeat: int = 3) -> float:
         best = float("inf")
         for _ in range(repeat):
             gc.collect()
@@ -297,7 +298,7 @@ def growth(sizes: list[int]) -> None:
                 fold_s += time.perf_counter() - w
                 w = time.perf_counter()
                 small = pickle.dumps(ledger.without_tables())
-                store.save(ledger.take_changes(), lambda t, k, v: ledger.keeps(t, k, v, ledger.watermark), ledger.tables)
+                store.save(ledger.take_changes(), lambda t, k, v, led=ledger: led.keeps(t, k, v, led.watermark), ledger.tables)
                 snap_s += time.perf_counter() - w
                 snap_b.append(len(small) + store.last.bytes_written)
             folds.append(fold_s / 10_000)

@@ -25,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+# The E402 noqa below: these imports need what is set up above (the repository on sys.path, run as a script).
 import redis  # noqa: E402
 
 from core.events import Event, Item, Kind  # noqa: E402

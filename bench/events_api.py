@@ -36,6 +36,7 @@ bi = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 sys.modules["bench_ingest"] = bi
 _spec.loader.exec_module(bi)  # type: ignore[union-attr]
 
+# The E402 noqa below: these imports need what is set up above (the repository on sys.path, run as a script).
 from storepulse import STOREPULSE  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 
@@ -60,9 +61,9 @@ def serve_bare(port: int, reuse_port: bool) -> None:
     from starlette.routing import Route
 
     from storepulse.gc_policy import SERVERS, settle
-    from web.responses import json_response
     from storepulse.servers import http_server, reuse_port_socket
     from web.app import build_app
+    from web.responses import json_response
 
     async def events(request: Request) -> Response:
         doc = orjson.loads(await request.body())

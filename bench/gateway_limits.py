@@ -11,7 +11,8 @@
 
     .venv/bin/python bench/gateway_limits.py [--src TREE] [--flood-seconds 10] [--days 365]
 
-`--server-args "--api-concurrency 2"` passes limits to the server. `--src TREE` runs the server from another source tree (`git archive <commit> | tar -x -C TREE`),
+`--server-args "--api-concurrency 2"` passes limits to the server.
+`--src TREE` runs the server from another source tree (`git archive <commit> | tar -x -C TREE`),
 e.g. the commit before the limits, to print the same numbers side by side across two runs.
 Every process started here is started in its own session and stopped by its process group.
 """
@@ -43,6 +44,7 @@ bi = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 sys.modules["bench_ingest"] = bi
 _spec.loader.exec_module(bi)  # type: ignore[union-attr]
 
+# The E402 noqa below: these imports need what is set up above (the repository on sys.path, run as a script).
 from storepulse import STOREPULSE  # noqa: E402
 from tests.helpers import free_port, payment_intent_succeeded, stripe_signature  # noqa: E402
 
@@ -83,7 +85,7 @@ def start(workdir: Path, src: Path, procs: list, extra: list[str]) -> tuple[int,
 
 def load_history(base: str, days: int) -> int:
     """One paid order an hour for `days` days up to now: a year of hour buckets for greedy."""
-    now = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
     hours = days * 24
     events = [{"type": "order_paid", "id": f"h{i}", "time": int((now - dt.timedelta(hours=i)).timestamp() * 1000),
                "order": f"o{i}", "visitor": f"v{i % 500}", "amount": "12.50", "currency": "EUR"} for i in range(hours)]
@@ -113,7 +115,7 @@ def calm_latencies(base: str, seconds: float) -> tuple[list[float], Counter[int]
     return lat, codes
 
 
-def _flood(base: str, seconds: float, conns: int, out) -> None:  # noqa: ANN001 - a child process
+def _flood(base: str, seconds: float, conns: int, out) -> None:
     today = dt.datetime.now(BERLIN).date()
     params = {"metric": "gross_revenue", "granularity": "hour", "from": (today - dt.timedelta(days=365)).isoformat(),
               "to": today.isoformat()}

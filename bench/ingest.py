@@ -51,6 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 SRC = REPO  # the storepulse source tree whose servers are measured (--src)
 
+# The E402 noqa below: these imports need what is set up above (the repository on sys.path, run as a script).
 import orjson  # noqa: E402
 
 from storepulse import STOREPULSE  # noqa: E402
@@ -81,10 +82,10 @@ def serve_bare(host: str, port: int, reuse_port: bool = False) -> None:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from web.responses import json_response
     from storepulse.gc_policy import SERVERS, settle
     from storepulse.servers import http_server, reuse_port_socket
     from web.app import build_app
+    from web.responses import json_response
 
     async def webhook(request: Request) -> Response:
         body = await request.body()
@@ -307,7 +308,7 @@ async def _drive(port: int, requests: list[bytes], concurrency: int, duration: f
     return res
 
 
-def _drive_in_child(conn, port: int, requests: list[bytes], concurrency: int, duration: float, go) -> None:  # noqa: ANN001
+def _drive_in_child(conn, port: int, requests: list[bytes], concurrency: int, duration: float, go) -> None:
     import uvloop
 
     async def main() -> LoadResult:
@@ -420,7 +421,9 @@ def _paid_orders(msg: dict) -> int | None:
         return None
 
 
-async def _latency(http_port: int, ws_port: int, n: int, rate: float, warmup: int, conns: int) -> tuple[list[float], list[float], list[str], int]:
+# C901 (both here): one benchmark scenario each, top to bottom; its nested closures share its state.
+async def _latency(http_port: int, ws_port: int, n: int, rate: float, warmup: int,  # noqa: C901
+                   conns: int) -> tuple[list[float], list[float], list[str], int]:
     from websockets.asyncio.client import connect
 
     ws = await connect(f"ws://127.0.0.1:{ws_port}/v1/live", open_timeout=10, max_size=None)
@@ -651,7 +654,7 @@ def warm_up(name: str, port: int, warm: list[bytes], args: argparse.Namespace) -
         raise RuntimeError(f"{name}: warm-up had {w.sent - w.ok} bad responses, e.g. {w.bad[:3]}")
 
 
-def main() -> int:
+def main() -> int:  # noqa: C901 - one benchmark scenario, top to bottom (see _latency)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=20000,
                     help="timed requests per server, split over the rounds (default 20000)")
@@ -747,7 +750,7 @@ def main() -> int:
         print(f"{'server':<42}{'ok':>7}{'bad':>5}{'secs':>7}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}"
               f"{'srv CPU':>9}{'client CPU':>11}{'machine':>9}")
         for t in (bare_t, sp_t):
-            pct = (lambda x: x / t.secs * 100) if t.secs else (lambda x: 0.0)  # noqa: E731
+            pct = (lambda x: x / t.secs * 100) if t.secs else (lambda x: 0.0)
             print(f"{t.label:<42}{t.ok:>7}{t.sent - t.ok:>5}{t.secs:>7.2f}{t.rate:>8.0f}"
                   f"{percentile(t.latencies, 50) * 1000:>8.1f}{percentile(t.latencies, 99) * 1000:>8.1f}"
                   f"{pct(t.server_cpu):>8.0f}%{pct(t.client_cpu):>10.0f}%{t.machine_busy / t.machine_wall * 100 if t.machine_wall else 0:>8.0f}%")

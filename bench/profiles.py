@@ -32,8 +32,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from core.events import Event, Item, Kind  # noqa: E402
+# The E402 noqa below: these imports need what is set up above (the repository on sys.path, run as a script).
 from core.changes import Record  # noqa: E402
+from core.events import Event, Item, Kind  # noqa: E402
 from core.records import RecordKind  # noqa: E402
 from flows.profiles import ProfileBook  # noqa: E402
 
@@ -210,7 +211,7 @@ def main() -> None:
     timed = {impl: run_child(impl, n, False) for impl in ("plain", "book")}
     assert timed["book"]["sample"] == timed["plain"]["sample"], "the book and the baseline disagree"
     traced = {} if args.no_tracemalloc else {impl: run_child(impl, n, True) for impl in ("plain", "book")}
-    b, p = timed["book"], timed["plain"]
+    b = timed["book"]
     print(f"  events: {b['events']:,}; both agree on orders, items, gross and refunds of {len(b['sample']):,} sampled customers")
     print(f"  {'':38} {'plain dicts':>14} {'ProfileBook':>14} {'ratio':>7}")
 

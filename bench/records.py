@@ -38,6 +38,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+# The E402 noqa below: these imports need what is set up above (the repository on sys.path, run as a script).
 import msgspec  # noqa: E402
 import orjson  # noqa: E402
 

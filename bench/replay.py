@@ -55,15 +55,16 @@ REPO = Path(__file__).resolve().parent.parent
 # This file's directory is sys.path[0] when run as a script; the repo must come first.
 sys.path.insert(0, str(REPO))
 
+# The E402 noqa below: these imports need what is set up above (the repository on sys.path, run as a script).
 import redis  # noqa: E402
 
 from core.events import Event, Item, Kind  # noqa: E402
-from storepulse.gc_policy import paused  # noqa: E402
 from ingest import replay as rp  # noqa: E402
 from state.log import DEFAULT_PARTITIONS, EventLog, rows_of  # noqa: E402
 from state.redis_log import RedisEventLog  # noqa: E402
 from state.sqlite_log import _SCHEMA, SqliteEventLog, connect  # noqa: E402
 from storepulse import STOREPULSE  # noqa: E402
+from storepulse.gc_policy import paused  # noqa: E402
 from tests.helpers import SHARED, RedisServer  # noqa: E402
 
 COPIES = {"online-retail": 2, "rees46": 6}

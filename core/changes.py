@@ -73,7 +73,7 @@ _encode = msgspec.json.Encoder().encode
 _BUCKET = msgspec.json.Decoder(Bucket)
 _KINDS = value_types()
 _VALUES: dict[type[Value], msgspec.json.Decoder[Any]] = {cls: msgspec.json.Decoder(cls) for cls in _KINDS.values()}
-_RECORDS: dict[str, msgspec.json.Decoder[Any]] = {kind: msgspec.json.Decoder(Record[cls])  # type: ignore[valid-type]
+_RECORDS: dict[str, msgspec.json.Decoder[Any]] = {kind: msgspec.json.Decoder(Record[cls])  # type: ignore[valid-type]  # a class chosen at run time, as msgspec wants it
                                                   for kind, cls in _KINDS.items()}
 
 
@@ -94,12 +94,12 @@ def bucket_from_json(data: bytes | str) -> Bucket:
 
 def value_from_json(cls: type[W], data: bytes | str) -> W:
     """A record's value of class `cls`, as `Record.value_json` wrote it (the SQLite read model's column)."""
-    return _VALUES[cls].decode(data)  # type: ignore[no-any-return]
+    return _VALUES[cls].decode(data)  # type: ignore[no-any-return]  # the decoder for cls, from a dict of Decoder[Any]
 
 
 def record_from_json(cls: type[W], data: bytes | str) -> Record[W]:
     """A whole record whose value is of class `cls`, as `Record.to_json` wrote it."""
-    return _RECORDS[cls.KIND].decode(data)  # type: ignore[no-any-return]
+    return _RECORDS[cls.KIND].decode(data)  # type: ignore[no-any-return]  # the decoder for cls, from a dict of Decoder[Any]
 
 
 def changes_from_json(data: bytes | str) -> list[Change]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
@@ -43,3 +43,12 @@ def ms_from_iso(text: str, naive: tzinfo | None = None) -> int:
             raise NoOffset(f"{text!r} has no UTC offset (add Z or +01:00)")
         t = t.replace(tzinfo=naive)
     return ms_of(t)
+
+
+def local_midnight(day: date, tz: ZoneInfo) -> int:
+    """The first instant (ms since epoch, UTC) of a local calendar day.
+
+    Where the clocks jump over midnight (a DST gap), the day starts at the jump; where midnight
+    happens twice, at its first occurrence. So `local_day(local_midnight(d, tz), tz) == d`.
+    """
+    return ms_of(datetime.combine(day, datetime.min.time(), tz))

@@ -104,7 +104,7 @@ def _restore(cls: type, fields: frozenset[str], d: dict[str, Any]) -> Any:
     # __setattr__) is several times faster, which matters at 20 items an order.
     if d.keys() != fields:
         raise SchemaError(f"{cls.__name__} fields {sorted(d.keys() ^ fields)} do not match the schema")
-    obj = object.__new__(cls)
+    obj: Any = object.__new__(cls)
     obj.__dict__.update(d)
     return obj
 
@@ -117,4 +117,5 @@ def event_from_json(data: bytes | str) -> Event:
     d["kind"] = Kind(d["kind"])
     d["source"] = Source(d["source"])
     d["items"] = tuple([_restore(Item, _ITEM_FIELDS, i) for i in d["items"]])
-    return _restore(Event, _EVENT_FIELDS, d)
+    event: Event = _restore(Event, _EVENT_FIELDS, d)
+    return event

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from core.changes import DAY, HOUR, Bucket
@@ -151,8 +151,8 @@ def series(
     if grain == DAY:
         labels = [(lo + timedelta(days=i)).isoformat() for i in range((hi - lo).days + 1)]
     else:
-        start = datetime.combine(lo, datetime.min.time(), tz).astimezone(timezone.utc)
-        end = datetime.combine(hi + timedelta(days=1), datetime.min.time(), tz).astimezone(timezone.utc)
+        start = datetime.combine(lo, datetime.min.time(), tz).astimezone(UTC)
+        end = datetime.combine(hi + timedelta(days=1), datetime.min.time(), tz).astimezone(UTC)
         labels = []
         t = start
         while t < end:

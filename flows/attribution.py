@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from core.changes import Record
 from core.events import Event, Kind
 from core.records import Attribution as Attributed
-from core.records import OrderAttribution, RecordKind
+from core.records import OrderAttribution, RecordKind, Value
 from flows.book import DAY_MS, DEFAULT_KEEP_MS, Days, TooLate, Version
 
 WINDOW_MS = 7 * DAY_MS
@@ -87,14 +87,14 @@ class Attribution:
         self._touches_by_time: list[tuple[int, str]] = []
         self._sums_by_end: list[tuple[int, str, str, str, str]] = []
 
-    def apply(self, event: Event) -> list[Record]:
+    def apply(self, event: Event) -> list[Record[Value]]:
         if event.kind is Kind.EMAIL_ENGAGED:
             return self._touch(event)
         if event.kind is Kind.ORDER_PAID:
             return self._order(event)
         return []
 
-    def advance(self, watermark_ms: int) -> list[Record]:
+    def advance(self, watermark_ms: int) -> list[Record[Value]]:
         """Moves the watermark forward and drops what no on-time event can change any more (emits nothing)."""
         if self.watermark is not None and watermark_ms <= self.watermark:
             return []
@@ -119,7 +119,7 @@ class Attribution:
                 self.touches.pop(person, None)
         while self._sums_by_end and self._sums_by_end[0][0] <= watermark_ms - self.keep:
             _, *key = heapq.heappop(self._sums_by_end)
-            self.sums.pop(tuple(key), None)  # type: ignore[arg-type]
+            self.sums.pop(tuple(key), None)  # type: ignore[arg-type]  # a heap entry is (end, *key): tuple(key) is the key
         return []
 
     @property
@@ -138,7 +138,7 @@ class Attribution:
             return True
         return False
 
-    def _touch(self, e: Event) -> list[Record]:
+    def _touch(self, e: Event) -> list[Record[Value]]:
         person = person_of(e)
         if person is None or not e.campaign or self._late(e, WINDOW_MS):
             return []
@@ -148,7 +148,7 @@ class Attribution:
             return []
         insort(touches, touch)
         heapq.heappush(self._touches_by_time, (e.time, person))
-        out: list[Record] = []
+        out: list[Record[Value]] = []
         final = None if self.watermark is None else self.watermark - self.keep  # older orders are decided
         for key in sorted(self.by_person.get(person, ())):
             o = self.orders[key]
@@ -156,7 +156,7 @@ class Attribution:
                 self._settle(o, (self._key(o), o.amount, o.touch), out)
         return out
 
-    def _order(self, e: Event) -> list[Record]:
+    def _order(self, e: Event) -> list[Record[Value]]:
         if self._late(e, 0):
             return []
         key = (e.store, e.order or e.id)
@@ -174,12 +174,12 @@ class Attribution:
             self.by_person.setdefault(o.person, set()).add(key)
         self.orders[key] = o
         heapq.heappush(self._orders_by_time, (o.time, key[0], key[1]))
-        out: list[Record] = []
+        out: list[Record[Value]] = []
         self._settle(o, (self._key(old), old.amount, old.touch) if old is not None else (None, 0, None), out)
         return out
 
     def _settle(self, o: Order, before: tuple[tuple[str, str, str, str] | None, int, Touch | None],
-                out: list[Record]) -> None:
+                out: list[Record[Value]]) -> None:
         """Recomputes `o`'s last touch and moves its contribution from where `before` (its previous
         sums key, amount and touch) had it."""
         old_key, old_amount, old_touch = before

@@ -82,7 +82,7 @@ class Days:
         return self.tz.key
 
     def __setstate__(self, key: str) -> None:
-        self.__init__(key)  # type: ignore[misc]
+        self.__init__(key)  # type: ignore[misc]  # unpickling rebuilds from the key, as the constructor does
 
     def of(self, time_ms: int) -> str:
         """The local ISO day (YYYY-MM-DD) on which the instant falls."""

@@ -44,11 +44,12 @@ from __future__ import annotations
 import heapq
 from bisect import insort
 from dataclasses import dataclass, field
+from typing import Any
 
 from core import records
 from core.changes import Record
 from core.events import Event, Kind
-from core.records import AbandonedProduct, CartDay, OpenCarts, RecordKind
+from core.records import AbandonedProduct, CartDay, OpenCarts, RecordKind, Value
 from flows.book import DEFAULT_KEEP_MS, HOUR_MS, MINUTE_MS, Days, TooLate, Version
 
 ACTIVITY = frozenset({Kind.CART_UPDATED, Kind.CART_ITEM_ADDED, Kind.CART_ITEM_REMOVED, Kind.CHECKOUT_STARTED})
@@ -176,7 +177,7 @@ class CartBook:
 
     # --- input -----------------------------------------------------------------------------------
 
-    def apply(self, event: Event) -> list[Record]:
+    def apply(self, event: Event) -> list[Record[Value]]:
         """Folds one event in (other kinds, and events without `cart`, are ignored)."""
         if event.kind not in CART_KINDS or not event.cart:
             return []
@@ -202,17 +203,17 @@ class CartBook:
             c.paid = event.time if c.paid is None else min(c.paid, event.time)
         else:
             c.expiries.append(event.time)
-        out: list[Record] = []
+        out: list[Record[Value]] = []
         self._refresh(c, out)
         self._schedule(c)
         return out
 
-    def advance(self, watermark_ms: int) -> list[Record]:
+    def advance(self, watermark_ms: int) -> list[Record[Value]]:
         """Moves the watermark forward (never back) and emits the decisions and corrections it makes."""
         if self.watermark is not None and watermark_ms <= self.watermark:
             return []
         self.watermark = watermark_ms
-        out: list[Record] = []
+        out: list[Record[Value]] = []
         while self._wake and self._wake[0][0] < watermark_ms:
             time_, store, cart = heapq.heappop(self._wake)
             c = self.carts.get((store, cart))
@@ -297,11 +298,11 @@ class CartBook:
             for key in [k for k in counters if (k[0], k[1]) not in self._held and self.days.end(k[1]) <= final]:
                 del counters[key]
 
-    def _refresh(self, c: Cart, out: list[Record]) -> None:
+    def _refresh(self, c: Cart, out: list[Record[Value]]) -> None:
         """Recomputes a cart's status; appends its record and the counters it moved, if they changed."""
         status = self.status(c)
         v = c.view
-        mine: list[Record] = []
+        mine: list[Record[Value]] = []
         contrib = None
         if status is not None and v is not None:
             day = self.days.of(v.first)
@@ -326,7 +327,7 @@ class CartBook:
             c.contrib = contrib
         out.extend(Record(r.org, self.version.next(), r.kind, r.key, r.day, r.value) for r in mine)
 
-    def _move(self, old: tuple | None, new: tuple | None, out: list[Record]) -> None:
+    def _move(self, old: tuple[Any, ...] | None, new: tuple[Any, ...] | None, out: list[Record[Value]]) -> None:
         """Takes a cart's old contribution out of the counters, puts its new one in, and appends the
         counters that changed."""
         days: dict[tuple[str, str, str], list[int]] = {}
@@ -367,8 +368,8 @@ class CartBook:
                 o[1] += delta[1]
                 out.append(Record(self.org, 0, RecordKind.OPEN_CARTS, f"{store}|{currency}", "",
                                   OpenCarts(store, currency, carts=o[0], value=o[1])))
-        for (store, day, product), delta in sorted(products.items()):
-            if delta:
-                n = self.products[(store, day, product)] = self.products.get((store, day, product), 0) + delta
+        for (store, day, product), change in sorted(products.items()):
+            if change:
+                n = self.products[(store, day, product)] = self.products.get((store, day, product), 0) + change
                 out.append(Record(self.org, 0, RecordKind.ABANDONED_PRODUCT, f"{store}|{day}|{product}", day,
                                   AbandonedProduct(store, product, carts=n)))

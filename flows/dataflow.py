@@ -13,8 +13,9 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -24,12 +25,13 @@ from core.changes import Bucket, Change, Record
 from core.config import Config, Org
 from core.events import Event
 from core.limits import problem
+from core.records import Value
 from flows import metrics, quarantine, snapshots
 from flows.organisation import Organisation
 from flows.quarantine import Unreadable
 from flows.revenue import DEFAULT_HORIZON_MS
-from flows.snapshot_files import SnapshotFiles
 from flows.sinks import Output, ReadModelSink
+from flows.snapshot_files import SnapshotFiles
 from flows.sources import CaughtUp, LogSource, wall_clock_ms
 from state.log import LogReader
 from state.readmodel import ReadModel
@@ -89,11 +91,12 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
             elif type(v) is Unreadable:
                 out.append(self._quarantine(v, quarantine.UNREADABLE, v.error))
             else:
-                why = problem(v)  # type: ignore[arg-type]
+                event = cast(Event, v)  # neither CaughtUp nor Unreadable (mypy does not narrow on type(v) is)
+                why = problem(event)
                 if why is None:
-                    events.append(v)  # type: ignore[arg-type]
+                    events.append(event)
                 else:
-                    out.append(self._quarantine(v, quarantine.OUT_OF_RANGE, why))
+                    out.append(self._quarantine(event, quarantine.OUT_OF_RANGE, why))
         out += self._fold(events, now)
         if caught_up is not None:
             out += self._advance("arm", now)
@@ -109,7 +112,7 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
 
     def notify_at(self) -> datetime | None:
         wake = None if self.org is None else self.org.next_wake(self._ctx.clock())
-        return None if wake is None else datetime.fromtimestamp(wake / 1000, timezone.utc)
+        return None if wake is None else datetime.fromtimestamp(wake / 1000, UTC)
 
     def snapshot(self) -> bytes:
         assert self.org is not None and self.files is not None, "a logic is only snapshotted after its first batch"
@@ -130,7 +133,7 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
             return []
         try:
             return self._step("batch", events, now)
-        except Exception:  # noqa: BLE001 - whatever the reason, one event must not stop the figures
+        except Exception:  # whatever the reason, one event must not stop the figures
             return self._isolate(events, now)
 
     def _step(self, kind: str, events: list[Event], now: int) -> Changes:
@@ -154,7 +157,7 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
         waits for the next tick, logged, instead of stopping every organisation's figures."""
         try:
             return self._ticked(self._step(kind, [], now))
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("organisation %s: the wall-clock %s failed; rolled back", self._ctx_org(), kind)
             self._rollback()
             return []
@@ -169,12 +172,12 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
         for e in events:
             try:
                 changes = self._step("batch", [e], now)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._rollback()
                 poisoned.append(self._quarantine(e, quarantine.FOLD_FAILED, quarantine.describe(exc)))
                 continue
             for c in changes:
-                last[("", c.key) if type(c) is Bucket else (c.kind, c.key)] = c  # type: ignore[union-attr]
+                last[("", c.key) if type(c) is Bucket else (c.kind, c.key)] = c  # type: ignore[union-attr]  # a Record: mypy does not narrow on type(c) is
         return poisoned + list(last.values())
 
     def _rollback(self) -> None:
@@ -190,7 +193,7 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
         for kind, events, now in steps:
             self._step(kind, events, now)
 
-    def _quarantine(self, poison: Event | Unreadable, reason: str, error: str) -> Record:
+    def _quarantine(self, poison: Event | Unreadable, reason: str, error: str) -> Record[Value]:
         assert self.org is not None
         org = self.org.ledger.org
         log.warning("organisation %s: event %r of store %r quarantined (%s): %s", org, poison.id, poison.store,
@@ -245,6 +248,6 @@ def build_flow(
     ctx = _Context(dict(config.orgs), files_dir, horizon_ms, clock)
     flow = Dataflow("storepulse")
     by_org = op.input("log", flow, LogSource(open_reader, partitions, ctx.orgs, until_caught_up, stopping, clock))
-    changes = op.stateful_batch("organisation", by_org, lambda resume: _OrgLogic(resume, ctx))  # type: ignore[arg-type]
+    changes = op.stateful_batch("organisation", by_org, lambda resume: _OrgLogic(resume, ctx))
     op.output("read_model", changes, ReadModelSink(open_model))
     return flow

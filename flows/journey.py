@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from core.changes import Record
 from core.events import Event, Kind
-from core.records import JourneyDay, RecordKind
+from core.records import JourneyDay, RecordKind, Value
 from flows.book import DAY_MS, Days, TooLate, Version
 
 VISIT = frozenset({
@@ -101,7 +101,7 @@ class Journey:
         self.identities: dict[tuple[str, str], list[Identification]] = {}  # (store, visitor) -> sorted
         self._expiries: list[tuple[int, str, str, str]] = []  # (end of last day, store, visitor, id)
 
-    def apply(self, event: Event) -> list[Record]:
+    def apply(self, event: Event) -> list[Record[Value]]:
         if event.kind is Kind.IDENTIFIED:
             return self._identify(event)
         if event.kind not in VISIT:
@@ -136,12 +136,12 @@ class Journey:
         self._add(d, old, d.contribution(r.person))
         return self._emit(d) if self._counts(d) != before else []
 
-    def advance(self, watermark_ms: int) -> list[Record]:
+    def advance(self, watermark_ms: int) -> list[Record[Value]]:
         """Moves the watermark forward; days it closes are emitted with `final: true` and dropped."""
         if self.watermark is not None and watermark_ms <= self.watermark:
             return []
         self.watermark = watermark_ms
-        out: list[Record] = []
+        out: list[Record[Value]] = []
         for key in sorted(k for k, d in self.open.items() if d.end <= watermark_ms):
             out += self._emit(self.open.pop(key), final=True)
         while self._expiries and self._expiries[0][0] <= watermark_ms:
@@ -179,7 +179,7 @@ class Journey:
         for i in range(4):
             d.counts[i] += new[i] - old[i]
 
-    def _identify(self, e: Event) -> list[Record]:
+    def _identify(self, e: Event) -> list[Record[Value]]:
         if not e.visitor or not e.customer:
             return []
         last = self.days.of(e.time + self.identify_for)
@@ -193,7 +193,7 @@ class Journey:
         ids.append(Identification(e.time, e.id, e.customer, self.days.of(e.time), last))
         ids.sort(key=lambda i: (i.time, i.id))
         heapq.heappush(self._expiries, (self.days.end(last), e.store, e.visitor, e.id))
-        out: list[Record] = []
+        out: list[Record[Value]] = []
         raw = f"v:{e.visitor}"
         for dkey in sorted(self.open):
             d = self.open[dkey]
@@ -217,7 +217,7 @@ class Journey:
                 out += self._emit(d)
         return out
 
-    def _emit(self, d: Day, final: bool = False) -> list[Record]:
+    def _emit(self, d: Day, final: bool = False) -> list[Record[Value]]:
         visitors, added_to_cart, purchased, again = d.counts
         value = JourneyDay(d.store, visitors, added_to_cart, purchased, again, final)
         return [Record(self.org, self.version.next(), RecordKind.JOURNEY_DAY, f"{d.store}|{d.day}", d.day, value)]

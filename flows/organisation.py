@@ -47,7 +47,7 @@ import copy
 from core.changes import Change, Record
 from core.config import Org
 from core.events import Event
-from core.records import LATE_BOOKS, Late, LateBook, RecordKind
+from core.records import LATE_BOOKS, Late, LateBook, RecordKind, Value
 from flows.book import DAY_MS, HOUR_MS, TooLate, Version
 from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger
 from flows.shoppers import Shoppers
@@ -135,7 +135,7 @@ class Organisation:
             end_watermark = self.watermark
         version = _version(self.folded + len(events), _steps(end_watermark - (latest - ALLOWED_LATENESS_MS)))
         self._version.value = version
-        last: dict[tuple[str, str], Record] = {}
+        last: dict[tuple[str, str], Record[Value]] = {}
         ledger, shoppers = self.ledger, self.shoppers
         for e in events:
             t = e.time if ahead is None or e.time <= ahead else ahead
@@ -148,7 +148,7 @@ class Organisation:
             for r in shoppers.apply(e):
                 last[(r.kind, r.key)] = r
             if moved:
-                for r in shoppers.advance(self.watermark):  # type: ignore[arg-type]
+                for r in shoppers.advance(self.watermark):  # type: ignore[arg-type]  # moved: the watermark is set
                     last[(r.kind, r.key)] = r
         out: list[Change] = ledger.flush(version)
         out.extend(last.values())
@@ -172,7 +172,7 @@ class Organisation:
         self.watermark = event_time + delta
         version = _version(self.folded, _steps(delta))
         self._version.value = version
-        last: dict[tuple[str, str], Record] = {}
+        last: dict[tuple[str, str], Record[Value]] = {}
         for r in self.shoppers.advance(self.watermark):
             last[(r.kind, r.key)] = r
         out: list[Change] = self.ledger.advance(self.watermark, version)

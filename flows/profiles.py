@@ -61,7 +61,7 @@ from typing import Any
 
 from core.changes import Record
 from core.events import Event, Kind
-from core.records import Customer, CustomerMoney, RecordKind
+from core.records import Customer, CustomerMoney, RecordKind, Value
 from flows.book import DEFAULT_KEEP_MS, HOUR_MS, Days, Version
 
 EMAIL_CHARS, NAME_CHARS = 254, 128
@@ -252,7 +252,8 @@ class ProfileBook:
 
     def __getstate__(self) -> dict[str, Any]:
         # Bytewax pickles the state every epoch: two big strings pickle in about half the time of 2M
-        # small objects (bench/RESULTS.md, profiles: 0.48 s instead of 1.0 s at 1M customers). The lookup dicts are rebuilt from the lists: a snapshot holds each key once.
+        # small objects (bench/RESULTS.md, profiles: 0.48 s instead of 1.0 s at 1M customers).
+        # The lookup dicts are rebuilt from the lists: a snapshot holds each key once.
         state = {k: v for k, v in self.__dict__.items() if k not in ("_slot", "_store_ix", "_cur_ix", "_work")}
         keys = "\x00".join(self.keys)
         state["keys"] = keys if keys.count("\x00") == len(self.keys) - 1 else self.keys  # a key with a NUL: as a list
@@ -270,7 +271,7 @@ class ProfileBook:
 
     # --- input -----------------------------------------------------------------------------------
 
-    def apply(self, event: Event) -> list[Record]:
+    def apply(self, event: Event) -> list[Record[Value]]:
         """Folds one event in; the records of the customers whose profile it changed."""
         if event.customer:
             self._person(event)
@@ -282,7 +283,7 @@ class ProfileBook:
         slots = sorted(changed, key=self.keys.__getitem__) if len(changed) > 1 else changed
         return [self._record(slot, changed[slot]) for slot in slots]
 
-    def advance(self, watermark_ms: int) -> list[Record]:
+    def advance(self, watermark_ms: int) -> list[Record[Value]]:
         """Moves the watermark forward (never back); makes orders final. Emits nothing (see class)."""
         if self.watermark is not None and watermark_ms <= self.watermark:
             return []

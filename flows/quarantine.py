@@ -80,19 +80,19 @@ def unstorable(changes: Iterable[Change]) -> str | None:
             for n in (c.gross, c.refunds, c.orders, c.paid_orders, c.items):
                 if not _LO <= n <= _HI:
                     return f"the {c.grain} bucket {c.start} of store {c.store!r} would hold {n}, beyond 64 bits"
-        elif not _fits(c.value):  # type: ignore[union-attr]
-            return f"the {c.kind} record {c.key!r} would hold an integer beyond 64 bits"  # type: ignore[union-attr]
+        elif not _fits(c.value):  # type: ignore[union-attr]  # a Record: mypy does not narrow on type(c) is
+            return f"the {c.kind} record {c.key!r} would hold an integer beyond 64 bits"  # type: ignore[union-attr]  # as above
     return None
 
 
 def _fits(value: object) -> bool:
     t = type(value)
     if t is int:
-        return _LO <= value <= _HI  # type: ignore[operator]
+        return _LO <= value <= _HI  # type: ignore[operator]  # an int: mypy does not narrow on type(value) is
     if isinstance(value, Struct):
         return all(_fits(v) for v in msgspec.structs.astuple(value))
     if t is list or t is tuple:
-        return all(_fits(v) for v in value)  # type: ignore[attr-defined]
+        return all(_fits(v) for v in value)  # type: ignore[attr-defined]  # a list or tuple (type(value), not narrowed)
     return True  # str, bool, None, Raw (already JSON)
 
 

@@ -37,6 +37,7 @@ import heapq
 from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import attrgetter
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -214,10 +215,10 @@ class RevenueLedger:
         out: list[Change] = [Record(a.org, version, a.kind, a.key, a.day, a.value) for a in self._alerts]
         for key in sorted(self._touched):
             out.append(Bucket(self.org, version, key[0], key[1], key[2], key[3], *self.buckets[key]))
-        for key, order in self._changed_orders.items():
+        for order_key, order in self._changed_orders.items():
             when = order.paid or order.placed
             day = self._day(when[0]) if when else ""
-            out.append(Record(self.org, version, RecordKind.ORDER, key, day, order.record_value()))
+            out.append(Record(self.org, version, RecordKind.ORDER, order_key, day, order.record_value()))
         self._dirty["buckets"].update(self._touched)
         self._touched, self._changed_orders, self._alerts = set(), {}, []
         if self.watermark is not None:
@@ -234,28 +235,32 @@ class RevenueLedger:
         return {"orders": len(self.orders), "refunds": len(self.refunds), "buckets": len(self.buckets),
                 "quota_times": len(self.quota.times) if self.quota else 0}
 
-    def tables(self) -> dict[str, dict]:
+    def tables(self) -> dict[str, dict[Any, Any]]:
         """The large tables, as they are (not copies)."""
         return {"orders": self.orders, "refunds": self.refunds, "buckets": self.buckets}
 
-    def take_changes(self) -> dict[str, dict]:
+    def take_changes(self) -> dict[str, dict[Any, Any]]:
         """The entries of the large tables changed since the last call (forgotten ones left out)."""
-        out: dict[str, dict] = {}
+        out: dict[str, dict[Any, Any]] = {}
         for name, table in self.tables().items():
             dirty = self._dirty[name]
             out[name] = {k: table[k] for k in dirty if k in table}
             dirty.clear()
         return out
 
-    def keeps(self, table: str, key: object, value: object, watermark_ms: int | None) -> bool:
-        """Whether an entry of a large table is still held at a watermark (the forgetting rules)."""
+    def keeps(self, table: str, key: Any, value: Any, watermark_ms: int | None) -> bool:
+        """Whether an entry of a large table is still held at a watermark (the forgetting rules):
+        `key` and `value` are an entry of the table named (an order, a refund or a bucket)."""
         if watermark_ms is None:
             return True
+        kept: bool
         if table == "orders":
-            return value.anchor + self.horizon_ms >= watermark_ms  # type: ignore[attr-defined]
-        if table == "refunds":
-            return value[1] + self.horizon_ms >= watermark_ms  # type: ignore[index]
-        return key >= _oldest_buckets(self.horizon_ms, watermark_ms)[key[0] == HOUR]  # type: ignore[index,operator]
+            kept = value.anchor + self.horizon_ms >= watermark_ms
+        elif table == "refunds":
+            kept = value[1] + self.horizon_ms >= watermark_ms
+        else:
+            kept = key >= _oldest_buckets(self.horizon_ms, watermark_ms)[key[0] == HOUR]
+        return kept
 
     def without_tables(self) -> RevenueLedger:
         """A shallow copy without the large tables and the work lists: what a snapshot pickles
@@ -266,7 +271,7 @@ class RevenueLedger:
         small._swept_day, small._swept_week = self._swept_day, self._swept_week
         return small
 
-    def with_tables(self, tables: dict[str, dict]) -> RevenueLedger:
+    def with_tables(self, tables: dict[str, dict[Any, Any]]) -> RevenueLedger:
         """Puts restored tables back (after `without_tables`) and re-indexes them for forgetting."""
         self.orders, self.refunds, self.buckets = tables.get("orders", {}), tables.get("refunds", {}), tables.get("buckets", {})
         self._expiry, self._expiry_days = {}, []

@@ -18,12 +18,12 @@ from bytewax.run import cli_main
 from prometheus_client import start_http_server
 
 from core.config import Config
-from storepulse.gc_policy import DATAFLOW, settle
 from flows.dataflow import build_flow
 from flows.recovery import ensure_recovery_dir
 from flows.revenue import DEFAULT_HORIZON_MS
 from state.log import DEFAULT_PARTITIONS
 from state.open import open_log_reader, open_read_model
+from storepulse.gc_policy import DATAFLOW, settle
 
 RECOVERY_PARTITIONS = 1
 # The ledger's tables snapshot what changed (flows/snapshot_files.py); the shoppers' books, customer profiles

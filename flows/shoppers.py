@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from core.changes import Record
 from core.events import Event
+from core.records import Value
 from flows.attribution import Attribution
 from flows.book import DEFAULT_KEEP_MS, MINUTE_MS, Version
 from flows.carts import CartBook
@@ -27,18 +28,18 @@ class Shoppers:
         self.attribution = Attribution(org, timezone, keep_ms, self.version)
         self.profiles = ProfileBook(org, timezone, keep_ms, self.version)
 
-    def apply(self, event: Event) -> list[Record]:
+    def apply(self, event: Event) -> list[Record[Value]]:
         """Folds one event into the four books; the records it changed, in version order."""
         return (self.carts.apply(event) + self.journey.apply(event) + self.attribution.apply(event)
                 + self.profiles.apply(event))
 
-    def apply_all(self, events: list[Event]) -> list[Record]:
-        out: list[Record] = []
+    def apply_all(self, events: list[Event]) -> list[Record[Value]]:
+        out: list[Record[Value]] = []
         for e in events:
             out += self.apply(e)
         return out
 
-    def advance(self, watermark_ms: int) -> list[Record]:
+    def advance(self, watermark_ms: int) -> list[Record[Value]]:
         """Moves the watermark forward: abandonment decisions, final days, state dropped."""
         return (self.carts.advance(watermark_ms) + self.journey.advance(watermark_ms)
                 + self.attribution.advance(watermark_ms) + self.profiles.advance(watermark_ms))

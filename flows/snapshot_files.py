@@ -167,8 +167,8 @@ class SnapshotFiles:
     def _merge(self, files: list[SnapshotFile], keep: Keep) -> SnapshotFile:
         tables: Tables = {}
         for f in files:
-            for name, entries in self._read(f.name).items():
-                tables.setdefault(name, {}).update(entries)
+            for name, rows in self._read(f.name).items():
+                tables.setdefault(name, {}).update(rows)
         for name in list(tables):
             tables[name] = {k: v for k, v in tables[name].items() if keep(name, k, v)}
         entries = sum(len(t) for t in tables.values())
@@ -196,7 +196,7 @@ def _level(entries: int) -> int:
     return level
 
 
-def _dumps(tables: Tables) -> bytes:
+def _dumps(tables: Mapping[str, Mapping[Any, Any]]) -> bytes:
     # Without the memo (the tables hold no object twice that matters, and no cycles) pickling is
     # twice as fast; repeated small strings (store, currency) cost a few bytes each instead.
     out = io.BytesIO()

@@ -20,11 +20,10 @@ import logging
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from datetime import UTC, datetime, timedelta
 
 import orjson
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from core.events import Event, event_from_json
 from flows import metrics
@@ -95,14 +94,15 @@ class _LogPartition(StatefulSourcePartition[Item, str | None]):
             skipped = 0
             for offset, body in rows:
                 try:
-                    e: Event | Unreadable | None = event_from_json(body)
-                except Exception as exc:  # noqa: BLE001 - any row that is no event is quarantined, not fatal
-                    e = _unreadable(body, exc)
-                    if e is None:
+                    e: Event | Unreadable = event_from_json(body)
+                except Exception as exc:  # any row that is no event is quarantined, not fatal
+                    unreadable = _unreadable(body, exc)
+                    if unreadable is None:
                         log.error("log partition %d offset %s is not an event of any organisation: skipped (%s)",
                                   self._partition, offset, exc)
                         metrics.SKIPPED.labels(reason="unreadable").inc()
                         continue
+                    e = unreadable
                 if e.org in orgs:
                     out.append((e.org, e))
                 else:
@@ -111,7 +111,7 @@ class _LogPartition(StatefulSourcePartition[Item, str | None]):
                 metrics.SKIPPED.labels(reason="unknown_org").inc(skipped)
         else:
             # Nothing new: come back shortly instead of spinning.
-            self._awake = datetime.now(timezone.utc) + POLL_INTERVAL
+            self._awake = datetime.now(UTC) + POLL_INTERVAL
         if len(rows) < BATCH and not self._until_caught_up:
             now = self._clock()
             if self._beat_at is None or now - self._beat_at >= BEAT_MS:

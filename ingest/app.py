@@ -22,8 +22,8 @@ from core.config import Config, Store
 from ingest import metrics, shopify, stripe, woocommerce
 from ingest.adapter import Delivery, Outcome, media_type
 from ingest.admit import append_admitted
-from ingest.events_api import parse_batch, store_for_key
 from ingest.errors import Rejected, SlowBody, TooLarge, UnknownStore, UnsupportedMediaType
+from ingest.events_api import parse_batch, store_for_key
 from ingest.monitor import ConnectionMonitor
 from ingest.redaction import redact
 from state.log import EventLog, LogUnavailable

@@ -54,7 +54,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Protocol
@@ -68,7 +68,7 @@ from state.log import EventLog
 DATASETS = ("online-retail", "rees46")
 BATCH = 5000
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _ONE = Decimal(1)
 _HUNDRED = Decimal(100)
@@ -121,7 +121,8 @@ def _local_ms(text: str, tz: ZoneInfo | timezone, suffix: str = "") -> int:
     m = _DATETIME.match(text)
     if m is None or len(text) != m.end() + len(suffix) or not text.endswith(suffix):
         raise ValueError(f"not a 'YYYY-MM-DD HH:MM:SS{suffix}' time: {text!r}")
-    dt = datetime(*map(int, m.groups()), tzinfo=tz)  # type: ignore[misc]
+    year, month, day, hour, minute, second = map(int, m.groups())
+    dt = datetime(year, month, day, hour, minute, second, tzinfo=tz)
     return (dt - _EPOCH) // _MS
 
 
@@ -151,6 +152,22 @@ def _invoice_kind(invoice: str) -> bool | str:
     if invoice[:1] == "A":
         return "adjustment invoice (InvoiceNo starts with 'A')"
     return "InvoiceNo neither digits nor 'C' + digits"
+
+
+def _sign_problem(refund: bool, qty: int, unit: Decimal) -> str | None:
+    """Why a line's Quantity or UnitPrice has the wrong sign for its invoice (a refund's quantity is
+    negative, an order's positive; a price is always positive), or None."""
+    if refund:
+        if qty >= 0:
+            return "refund line with Quantity >= 0"
+        if unit <= 0:
+            return "refund line with UnitPrice <= 0"
+    else:
+        if qty <= 0:
+            return "order line with Quantity <= 0"
+        if unit <= 0:
+            return "order line with UnitPrice <= 0"
+    return None
 
 
 class _RowMapper:
@@ -233,17 +250,10 @@ class OnlineRetail(_RowMapper):
         elif at < inv.time:
             inv.time = at  # the file has invoices whose lines are a minute apart; the earliest counts
         unit, unit_minor, pence = price
-        if refund:
-            if qty >= 0:
-                return "refund line with Quantity >= 0"
-            if unit <= 0:
-                return "refund line with UnitPrice <= 0"
-            qty = -qty
-        else:
-            if qty <= 0:
-                return "order line with Quantity <= 0"
-            if unit <= 0:
-                return "order line with UnitPrice <= 0"
+        wrong = _sign_problem(refund, qty, unit)
+        if wrong is not None:
+            return wrong
+        qty = -qty if refund else qty
         if qty > MAX_QTY:
             return "Quantity out of range"
         # round-half-up(Quantity x UnitPrice x 100): an integer product when the price has at most
@@ -399,7 +409,7 @@ class Rees46(_RowMapper):
         return None
 
     def _parse_time(self, text: str) -> int:
-        return _local_ms(text, timezone.utc, " UTC")
+        return _local_ms(text, UTC, " UTC")
 
     def _price(self, text: str) -> int | None:
         cents = self._prices.get(text)

@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-
 from core.clock import NoOffset, ms_from_iso
 from core.config import Store
 from core.events import Event, Item, Kind
@@ -566,7 +565,8 @@ def _cart(payload: dict[str, Any], ctx: _Context) -> list[Event] | str:
 def _customer(payload: dict[str, Any], ctx: _Context) -> list[Event] | str:
     where = "customer"
     cid = _id(required(payload, "id", where), f"{where}.id")
-    address = payload.get("default_address") if isinstance(payload.get("default_address"), dict) else {}
+    default_address = payload.get("default_address")
+    address = default_address if isinstance(default_address, dict) else {}
     consent = payload.get("email_marketing_consent")
     marketing = consent.get("state") == "subscribed" if isinstance(consent, dict) else payload.get("accepts_marketing")
     attrs = _attrs(

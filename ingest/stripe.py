@@ -74,7 +74,8 @@ def to_iso_minor(amount: int, currency: str) -> int:
         stripe_exp = 2
     shift = exponent(currency) - stripe_exp
     if shift >= 0:
-        return amount * 10**shift
+        factor: int = 10**shift  # int ** int is typed Any (a negative power is a float)
+        return amount * factor
     return divide_half_up(amount, 10**-shift)
 
 

@@ -36,7 +36,8 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time as dtime, timezone
+from datetime import UTC, date, datetime
+from datetime import time as dtime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, TextIO
 from zoneinfo import ZoneInfo
@@ -66,7 +67,10 @@ class Page:
 
 
 class Resource(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """The list's name (read-only: the implementations derive it from their spec)."""
+        ...
 
     def fetch(self, cursor: Cursor) -> Page:
         """The page at `cursor` (None: the first). Raises FetchFailed. Blocking I/O."""
@@ -114,7 +118,7 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)
 
 
@@ -131,7 +135,7 @@ class RetryPolicy:
             return None
         if failure.retry_after is not None:
             return failure.retry_after if failure.retry_after <= self.max_retry_after else None
-        return min(self.cap, self.base * 2 ** (attempt - 1))
+        return min(self.cap, self.base * 2.0 ** (attempt - 1))
 
 
 # --- --since --------------------------------------------------------------------------------------
@@ -140,19 +144,19 @@ def parse_since(text: str, tz: ZoneInfo) -> datetime:
     """`2024-01-31` (midnight in the organisation's zone) or an ISO datetime (its own offset, else `tz`)."""
     try:
         if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), dtime(0), tzinfo=tz).astimezone(timezone.utc)
+            return datetime.combine(date.fromisoformat(text), dtime(0), tzinfo=tz).astimezone(UTC)
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"--since {text!r}: use a date (2024-01-31) or an ISO datetime (2024-01-31T12:00:00+01:00)") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=tz)
-    return parsed.astimezone(timezone.utc)
+    return parsed.astimezone(UTC)
 
 
 # --- the checkpoint (pure) ------------------------------------------------------------------------
 
 def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat()
+    return datetime.fromtimestamp(t, UTC).isoformat()
 
 
 def _counts() -> dict[str, Any]:
@@ -270,7 +274,7 @@ async def _in_thread(fn: Callable[[Cursor], Page], cursor: Cursor) -> Page:
         if error is not None:
             future.set_exception(error)
         else:
-            future.set_result(result)  # type: ignore[arg-type]
+            future.set_result(result)  # type: ignore[arg-type]  # no error: fn returned its Page
 
     def work() -> None:
         try:

@@ -59,7 +59,7 @@ def refunded_up_to(refund: Obj, charge: Obj) -> int:
     current = charge.get("amount_refunded")
     listed = charge.get("refunds")
     data = listed.get("data") if isinstance(listed, Mapping) else None
-    if not isinstance(current, int) or not isinstance(data, list) or listed.get("has_more"):
+    if not isinstance(current, int) or not isinstance(data, list) or not isinstance(listed, Mapping) or listed.get("has_more"):
         return current if isinstance(current, int) else 0
     counted = [r for r in data if isinstance(r, Mapping) and r.get("status") in _COUNTED_REFUNDS
                and isinstance(r.get("amount"), int) and isinstance(r.get("created"), int) and isinstance(r.get("id"), str)]
@@ -168,8 +168,8 @@ def client_for(store: Store) -> stripe.StripeClient:
     """A client on the store's key; its own retries are off, RetryPolicy decides (and tells the user)."""
     if not store.api_key:
         raise ValueError(f"store {store.id} has no api_key: set api_key = \"env:NAME\" (a Stripe secret key) in its config")
-    base = {"api": store.api_url.rstrip("/")} if store.api_url else None
-    return stripe.StripeClient(store.api_key, base_addresses=base, max_network_retries=0)
+    return stripe.StripeClient(store.api_key, max_network_retries=0,
+                               base_addresses={"api": store.api_url.rstrip("/")} if store.api_url else None)
 
 
 @dataclass

@@ -23,7 +23,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 from typing import Any
 from urllib.parse import quote
@@ -54,7 +54,7 @@ def _created_ms(obj: Obj) -> int | None:
     if not isinstance(value, str) or not value:
         return None
     try:
-        return ms_from_iso(value, naive=timezone.utc)
+        return ms_from_iso(value, naive=UTC)
     except ValueError:
         return None
 
@@ -79,7 +79,7 @@ def list_params(spec: WooList, page: int, since: datetime | None, per_page: int 
     params = {"per_page": str(per_page), "page": str(page), "orderby": "id", "order": "asc"}
     if since is not None and spec.filters_by_date:
         # `after` is exclusive; dates_are_gmt makes it compare date_created_gmt (WooCommerce 5.x+).
-        params["after"] = (since - timedelta(seconds=1)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        params["after"] = (since - timedelta(seconds=1)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
         params["dates_are_gmt"] = "true"
     return params
 

@@ -26,11 +26,10 @@ import html
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import UTC
 from decimal import Decimal
 from hashlib import sha256
 from typing import Any
-
 
 from core.clock import ms_from_iso
 from core.config import Store
@@ -237,7 +236,7 @@ def _time(value: Any, where: str) -> int:
     if not isinstance(value, str):
         raise BadPayload(f"{where} must be a timestamp such as \"2017-03-22T19:28:02\", got {value!r}")
     try:
-        return ms_from_iso(value, naive=timezone.utc)
+        return ms_from_iso(value, naive=UTC)
     except ValueError:
         raise BadPayload(f"{where} is not a timestamp such as \"2017-03-22T19:28:02\": {value!r}") from None
 

@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -96,9 +97,9 @@ class RedisEventLog:
                     if not fut.done():
                         fut.set_result(mine)
         finally:
-            self._flushers.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._flushers.discard(asyncio.current_task())
 
-    def _calls(self, rows: list[Row]) -> tuple[list[tuple[object, ...]], list[list[int]]]:
+    def _calls(self, rows: list[Row]) -> tuple[list[tuple[Any, ...]], list[list[int]]]:
         """One EVALSHA argument list per partition chunk, and which rows each one carries."""
         by_part: dict[int, list[int]] = defaultdict(list)
         for i, row in enumerate(rows):
@@ -112,7 +113,7 @@ class RedisEventLog:
                 positions.append(chunk)
         return calls, positions
 
-    async def _send(self, calls: list[tuple[object, ...]]) -> list[object]:
+    async def _send(self, calls: list[tuple[Any, ...]]) -> list[object]:
         # EVALSHA directly: redis-py's Script objects ask SCRIPT EXISTS first, one more round trip.
         if len(calls) == 1:
             return [await self._redis.evalsha(*calls[0])]
@@ -135,7 +136,7 @@ class RedisEventLog:
             raise LogUnavailable(f"event log (Redis) refused the write: {exc}") from exc
         flags = [False] * len(rows)
         for chunk, reply in zip(positions, replies):
-            for i, flag in zip(chunk, reply):  # type: ignore[call-overload]
+            for i, flag in zip(chunk, reply):  # type: ignore[call-overload]  # the script replies a list of flags; redis-py: a response union
                 flags[i] = flag == 1
         return flags
 
@@ -151,7 +152,8 @@ class RedisLogReader:
 
     def read(self, partition: int, after: str | None, limit: int) -> list[tuple[str, bytes]]:
         start = f"({after}" if after else "-"
-        entries = self._redis.xrange(stream_key(partition), min=start, max="+", count=limit)
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = self._redis.xrange(  # type: ignore[assignment]  # redis-py types replies for either decode_responses; ours decodes nothing: bytes
+            stream_key(partition), min=start, max="+", count=limit)
         return [(eid.decode(), fields[b"e"]) for eid, fields in entries]
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio as aioredis
@@ -81,7 +81,7 @@ class RedisReadModel:
             self._redis.script_load(_WRITE)
             self._send(calls)  # what a partial first try applied has its version now: applied once
 
-    def _send(self, calls: list[tuple[object, ...]]) -> None:
+    def _send(self, calls: list[tuple[Any, ...]]) -> None:
         # EVALSHA directly: redis-py's Script objects ask SCRIPT EXISTS first, one more round trip a write.
         with self._redis.pipeline(transaction=False) as pipe:
             for call in calls:

@@ -86,7 +86,8 @@ class RedisRejectedStore:
         nothing."""
         old: list[tuple[float, bytes]] = []
         for key in self._redis.scan_iter(match="sp:rej:store:*"):
-            old += [(score, i) for i, score in self._redis.zrange(key, 0, -1, withscores=True)]
+            scored: list[tuple[bytes, float]] = self._redis.zrange(key, 0, -1, withscores=True)  # type: ignore[assignment]  # redis-py types replies for either decode_responses; ours decodes nothing: bytes
+            old += [(score, i) for i, score in scored]
         for _, i in sorted(old):
             if self._redis.zscore(_ALL, i) is None:
                 found = self._load([i])
@@ -128,7 +129,8 @@ class RedisRejectedStore:
             key = f"sp:rej:org:{org}"
         else:
             key = _ALL
-        found = self._load(self._redis.zrevrange(key, 0, limit - 1))
+        ids: list[bytes] = self._redis.zrevrange(key, 0, limit - 1)  # type: ignore[assignment]  # redis-py types replies for either decode_responses; ours decodes nothing: bytes
+        found = self._load(ids)
         return [r for r in found if org is None or r.org == org]
 
     def get(self, rejected_id: str) -> RejectedDelivery | None:
@@ -144,13 +146,14 @@ class RedisRejectedStore:
 
     def summary(self, store: str) -> RejectedSummary:
         count = self._redis.zcard(f"sp:rej:store:{store}")
-        last = self._redis.hgetall(f"sp:rej:last:{store}")
+        last: dict[bytes, bytes] = self._redis.hgetall(f"sp:rej:last:{store}")  # type: ignore[assignment]  # redis-py types replies for either decode_responses; ours decodes nothing: bytes
         if not last:
             return RejectedSummary(count, None, None)
         return RejectedSummary(count, last[b"reason"].decode(), float(last[b"at"]))
 
     def usage(self) -> dict[str, BucketUsage]:
-        fields = {k.decode(): int(v) for k, v in self._redis.hgetall(_USAGE).items()}
+        usage: dict[bytes, bytes] = self._redis.hgetall(_USAGE)  # type: ignore[assignment]  # redis-py types replies for either decode_responses; ours decodes nothing: bytes
+        fields = {k.decode(): int(v) for k, v in usage.items()}
         buckets = {k.partition(":")[2] for k in fields if k.startswith("kept:")}
         return {b: BucketUsage(fields.get(f"kept:{b}", 0), fields.get(f"kept_bytes:{b}", 0),
                                fields.get(f"dropped:{b}", 0), fields.get(f"dropped_bytes:{b}", 0)) for b in buckets}

@@ -35,7 +35,7 @@ _WAL_ATTEMPTS = 200  # 50 ms apart: up to 10 s for another process to finish swi
 _INSERT = "INSERT OR IGNORE INTO events (part, org, id, body) VALUES (?, ?, ?, ?)"
 
 
-def connect(path: Path, durable: bool = True) -> sqlite3.Connection:
+def connect(path: Path | str, durable: bool = True) -> sqlite3.Connection:
     """WAL mode. durable: fsync every commit (the log: we answer 2xx after it); otherwise a commit
     survives any crash of ours but not the machine's power (derived data the log can rebuild)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)

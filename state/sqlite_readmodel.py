@@ -155,7 +155,8 @@ class SqliteReadModel:
         return [Record(org, v, kind.KIND, k, d, value_from_json(kind, val)) for k, d, v, val in rows]
 
     def _path_of(self) -> str:
-        return self._conn.execute("PRAGMA database_list").fetchone()[2]
+        path: str = self._conn.execute("PRAGMA database_list").fetchone()[2]
+        return path
 
     def close(self) -> None:
         self._conn.close()

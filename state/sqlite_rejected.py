@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from state.rejected import (
-    RECORD_OVERHEAD, UNKNOWN, BucketUsage, Evicted, RejectedDelivery, RejectedLimits, RejectedSummary, stored_bytes,
+    RECORD_OVERHEAD,
+    UNKNOWN,
+    BucketUsage,
+    Evicted,
+    RejectedDelivery,
+    RejectedLimits,
+    RejectedSummary,
+    stored_bytes,
 )
 from state.sqlite_log import connect
 
@@ -40,7 +48,7 @@ _COLS = ("id, received_at, provider, store, org, status, reason, headers, body, 
          "body_cut, headers_cut")
 
 
-def _row(r: tuple) -> RejectedDelivery:
+def _row(r: tuple[Any, ...]) -> RejectedDelivery:
     return RejectedDelivery(r[0], r[1], r[2], r[3], r[4], r[5], r[6], orjson.loads(r[7]), r[8], r[9], r[10], r[11], r[12])
 
 

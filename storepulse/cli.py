@@ -21,12 +21,12 @@ from starlette.routing import BaseRoute
 from starlette.types import ExceptionHandler
 
 from core.config import Config, ConfigError, Store
-from storepulse.gc_policy import SERVERS, settle
 from core.rates import Rates
 from state.rejected import KEEP_BYTES, STORE_BYTES, TOTAL_BYTES, RejectedLimits
 from storepulse import STOREPULSE
 from storepulse.commands import rejected, replay, sync
 from storepulse.configfile import DEFAULT_PATH, demo_config, demo_credentials, load_config, load_rates
+from storepulse.gc_policy import SERVERS, settle
 from storepulse.servers import HttpLimits, http_server, reuse_port_socket, stop_on_signals
 from web.app import build_app
 from ws_gateway import limits as gateway_limits
@@ -333,7 +333,8 @@ def _announce(args: argparse.Namespace, path: Path, config: Config, demo: tuple[
     """Where everything is. Tokens and secrets are printed for the demo only (its own, written by
     demo_config): a real config's stay in the config file, never in a log."""
     base = f"http://{args.host}:{args.http_port}"
-    print(f"storepulse {args.command} ready: {base} (config {path}, {'redis ' + args.redis if args.redis else 'embedded SQLite in ' + str(args.data_dir)})", flush=True)
+    where = 'redis ' + args.redis if args.redis else 'embedded SQLite in ' + str(args.data_dir)
+    print(f"storepulse {args.command} ready: {base} (config {path}, {where})", flush=True)
     if args.command == "ingest":
         return
     for org in config.orgs.values():

@@ -7,8 +7,8 @@ import contextlib
 import signal
 import socket
 from collections.abc import Iterator
-
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -26,8 +26,8 @@ class HttpLimits:
 
 
 class _Config(uvicorn.Config):
-    def __init__(self, app: Starlette, limits: HttpLimits, **kwargs: object) -> None:
-        super().__init__(app, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, app: Starlette, limits: HttpLimits, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
         self.limits = limits
 
 
@@ -46,15 +46,15 @@ class _Protocol(HttpToolsProtocol):
     after a response, never one that has sent nothing, nor headers that trickle in, and it reads
     headers without a size limit. (The body's own timeout is the app's: ingest/app.py read_body.)"""
 
-    def __init__(self, config: _Config, **kwargs: object) -> None:
-        super().__init__(config, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, config: _Config, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
         self._limits = config.limits
         self._awaiting_head = True  # the next bytes start a request (its headers are not complete)
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_bytes = 0
         self._head_too_large = False
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn hands it a Transport
         super().connection_made(transport)
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
 

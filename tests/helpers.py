@@ -7,13 +7,13 @@ import contextlib
 import datetime as dt
 import hmac
 import itertools
-import threading
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from hashlib import sha256
@@ -388,7 +388,7 @@ def charge_refunded(evt: str, ch: str, pi: str, amount: int, refunded: int, curr
     })
 
 
-def post_list_orders(sp: "Storepulse", t: int) -> None:
+def post_list_orders(sp: Storepulse, t: int) -> None:
     """The lists' and profiles' shop: four Stripe checkouts of old shape (display_items), two by
     cus_a, one by cus_b, one by a guest, paid at t, t+60, t+120, t+180 (Unix seconds)."""
     orders = [  # (event, pi, customer, amount, created, items (name, qty, unit))

@@ -14,13 +14,39 @@ from msgspec import Raw
 from core.changes import DAY, HOUR, Bucket, Change, Record, changes_from_json, record_from_json, value_from_json
 from core.config import ConfigError, parse_config
 from core.events import Event, Item, Kind, SchemaError, Source, event_from_json
-from core.figures import (PERIODS, BadPeriod, Figures, MissingRate, compute_figures, dashboard_figures, resolve_period,
-                          series)
-from core.rates import RatesFileError, parse_ecb_csv
+from core.figures import (
+    PERIODS,
+    BadPeriod,
+    Figures,
+    MissingRate,
+    compute_figures,
+    dashboard_figures,
+    resolve_period,
+    series,
+)
 from core.money import EXPONENTS, Money, divide_half_up, exponent, to_minor
-from core.records import (AbandonedProduct, Attribution, Cart, CartDay, Customer, CustomerMoney, JourneyDay, Late,
-                          LateBook, OpenCarts, Order, OrderAttribution, Quarantined, QuotaAlert, RecordKind, Value,
-                          value_types)
+from core.rates import RatesFileError, parse_ecb_csv
+from core.records import (
+    AbandonedProduct,
+    Attribution,
+    Cart,
+    CartDay,
+    Customer,
+    CustomerMoney,
+    JourneyDay,
+    Late,
+    LateBook,
+    OpenCarts,
+    Order,
+    OrderAttribution,
+    Quarantined,
+    QuotaAlert,
+    RecordKind,
+    Value,
+    value_types,
+)
+
+pytestmark = pytest.mark.unit  # pure domain tests, in-process: `pytest -m unit` runs them alone
 
 
 def test_iso_exponents() -> None:
@@ -240,14 +266,15 @@ def test_hourly_series_is_labelled_in_local_time_across_dst() -> None:
         ("2026-03-28", 1), ("2026-03-29", 0), ("2026-03-30", 1)]
 
 
-def test_a_cancelled_append_does_not_stop_the_log_writer(tmp_path) -> None:  # noqa: ANN001
+def test_a_cancelled_append_does_not_stop_the_log_writer(tmp_path) -> None:
     import asyncio
 
     from state.sqlite_log import SqliteEventLog
 
     async def go() -> list[bool]:
         log = SqliteEventLog(tmp_path / "log.sqlite3")
-        e = lambda i: Event(id=f"e{i}", kind=Kind.PAGE_VIEWED, org="o", store="s", time=i)  # noqa: E731
+        def e(i):
+            return Event(id=f"e{i}", kind=Kind.PAGE_VIEWED, org="o", store="s", time=i)
         task = asyncio.ensure_future(log.append([e(1)]))
         await asyncio.sleep(0)
         task.cancel()  # the caller goes away (a webhook sender hung up)

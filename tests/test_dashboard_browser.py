@@ -61,7 +61,7 @@ def page(browser: Browser) -> Iterator[Page]:
     assert errors == [], f"uncaught errors in the page: {errors}"
 
 
-def cell(page: Page, figure: str):  # noqa: ANN201 - playwright Locator
+def cell(page: Page, figure: str):  # a playwright Locator
     return page.locator(f'#figures td[data-figure="{figure}"]')
 
 

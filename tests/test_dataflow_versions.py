@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,9 +20,21 @@ from core.config import parse_config
 from core.events import Event, Item, Kind
 from core.records import AbandonedProduct, OpenCarts
 from flows import snapshots
-from flows.organisation import (ALLOWED_LATENESS_MS, COARSE_MS, FINE_MS, FINE_SPAN_MS, LIVE_MS, TICKS, Organisation,
-                                _point_above, _point_at_or_below, _steps)
+from flows.organisation import (
+    ALLOWED_LATENESS_MS,
+    COARSE_MS,
+    FINE_MS,
+    FINE_SPAN_MS,
+    LIVE_MS,
+    TICKS,
+    Organisation,
+    _point_above,
+    _point_at_or_below,
+    _steps,
+)
 from flows.snapshot_files import SnapshotFiles
+
+pytestmark = pytest.mark.unit  # pure domain tests, in-process: `pytest -m unit` runs them alone
 
 CONFIG = parse_config('[orgs.o]\ntimezone = "Europe/Berlin"\ncurrency = "EUR"\ntoken = "token-0123456789abcdef"\n'
                       'abandon_after = 30\n'

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 from storepulse import STOREPULSE
 from tests.helpers import (
@@ -24,12 +25,11 @@ from tests.helpers import (
     wait_for,
     wait_ws,
 )
-from websockets.sync.client import connect
 
 
 def _spawn(args: list[str], tmp: Path, name: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "ACME_EU2_SECRET": SECRETS["acme-eu2"]}
-    out = open(tmp / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+    out = open(tmp / f"{name}.log", "ab")  # closed with the process
     return subprocess.Popen([*STOREPULSE, *args], cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 

@@ -18,10 +18,10 @@ from tests.helpers import (
     TOKENS,
     Storepulse,
     charge_refunded,
-    free_port,
     checkout_session_completed,
-    post_list_orders,
+    free_port,
     payment_intent_succeeded,
+    post_list_orders,
     recv_json,
     today_clear_of_midnight,
     wait_api,
@@ -188,7 +188,7 @@ def test_series_and_ranges(storepulse: Storepulse) -> None:
     assert bad.status_code == 400 and "granularity" in bad.json()["error"]
 
 
-def test_lists_of_orders_products_customers_pairs_and_quota(tmp_path) -> None:  # noqa: ANN001
+def test_lists_of_orders_products_customers_pairs_and_quota(tmp_path) -> None:
     """A fresh instance, so every number below is exactly these orders'."""
     config = ORGS_TOML.replace('currency = "EUR"\ntoken = "acme-token', 'currency = "EUR"\nplan_limit = 4\ntoken = "acme-token')
     sp = Storepulse(tmp_path, config=config)
@@ -231,7 +231,7 @@ def test_lists_of_orders_products_customers_pairs_and_quota(tmp_path) -> None:  
         assert [(a["percent"], a["count"], a["at"]) for a in q["alerts"]] == [(80, 4, (t + 180) * 1000), (100, 4, (t + 180) * 1000)]
         pushed = wait_ws(ws, lambda m: m["type"] == "alert" and m["quota"]["percent"] == 100)
         assert pushed["quota"] == {"percent": 100, "count": 4, "limit": 4, "at": (t + 180) * 1000}
-        before = sp.get("/api/v1/orgs/acme/quota", at=dt.datetime.fromtimestamp(t + 90, dt.timezone.utc).isoformat()).json()
+        before = sp.get("/api/v1/orgs/acme/quota", at=dt.datetime.fromtimestamp(t + 90, dt.UTC).isoformat()).json()
         assert (before["paid_orders_30d"], before["crossed"]) == (2, [])
         assert sp.get("/api/v1/orgs/acme/products", sort="price").status_code == 400
 
@@ -242,8 +242,10 @@ def test_carts_journey_and_email_attribution_through_the_events_api(storepulse: 
     day = (dt.datetime.now(ZoneInfo("Europe/Berlin")).date() - dt.timedelta(days=2)).isoformat()
     tag = uid()
     berlin = ZoneInfo("Europe/Berlin")
-    t = lambda hh_mm: dt.datetime.fromisoformat(f"{day}T{hh_mm}:00").replace(tzinfo=berlin).isoformat()  # noqa: E731
-    v = lambda n: f"{tag}-v{n}"  # noqa: E731
+    def t(hh_mm):
+        return dt.datetime.fromisoformat(f"{day}T{hh_mm}:00").replace(tzinfo=berlin).isoformat()
+    def v(n):
+        return f"{tag}-v{n}"
     events = [
         {"type": "page_view", "id": f"{tag}-1", "time": t("10:00"), "visitor": v(1), "url": "/"},
         {"type": "add_to_cart", "id": f"{tag}-2", "time": t("10:01"), "visitor": v(1), "cart": f"{tag}-c1", "currency": "EUR",
@@ -282,7 +284,7 @@ def test_carts_journey_and_email_attribution_through_the_events_api(storepulse: 
     assert (journey["visitors"], journey["added_to_cart"], journey["purchased"], journey["conversion_rate"]) == (4, 2, 2, 0.5)
 
 
-def test_the_refund_horizon_given_to_up_reaches_its_dataflow(tmp_path) -> None:  # noqa: ANN001
+def test_the_refund_horizon_given_to_up_reaches_its_dataflow(tmp_path) -> None:
     """`up --refund-horizon-days 1`: a payment three days old is too late for the dataflow (under the
     default 366 days it would count), and the metrics say so."""
     sp = Storepulse(tmp_path)

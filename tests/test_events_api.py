@@ -408,7 +408,7 @@ def test_a_batch_reads_the_same_as_one_event_at_a_time() -> None:
       "price": "-9223372036854775.809"}, "items[0].price: out of range"),
 ])
 def test_what_used_to_crash_is_refused_in_words(d: dict[str, Any], message: str) -> None:
-    with pytest.raises(Exception):  # noqa: B017, PT011 - the reference, or the log's to_json after it, crashed
+    with pytest.raises(Exception):  # the reference, or the log's to_json after it, crashed
         ref_to_event(d, STORE).to_json()
     with pytest.raises(Invalid, match=re.escape(message)):
         to_event(d, STORE)

@@ -100,7 +100,8 @@ def test_made_up_topics_add_no_series(woo: Storepulse) -> None:
         '{provider="woocommerce",topic="coupon.created"}': 1.0,
     }
     # The whole exposition grew by three series (each a _total and a _created line), not by 300.
-    samples = lambda text: {line.rpartition(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}  # noqa: E731
+    def samples(text):
+        return {line.rpartition(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
     assert samples(after) - samples(before) == {
         f'storepulse_ingest_{name}{{{labels}}}' for name in ("ignored_total", "ignored_created")
         for labels in ('provider="woocommerce",topic="other"', 'provider="woocommerce",topic="coupon.created"')

@@ -15,8 +15,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import (ORGS_TOML, SECRETS, Storepulse, payment_intent_succeeded, stripe_signature, wait_api,
-                           wait_for, wait_json)
+from tests.helpers import (
+    ORGS_TOML,
+    SECRETS,
+    Storepulse,
+    payment_intent_succeeded,
+    stripe_signature,
+    wait_api,
+    wait_for,
+    wait_json,
+)
 
 
 def uid() -> str:
@@ -142,7 +150,7 @@ def test_events_too_late_for_a_book_show_on_the_connection_per_book(storepulse: 
     recent = now - 6 * 86_400_000  # six days late: within every horizon
     recent_day = dt.datetime.fromtimestamp(recent // 1000, berlin).date()
     tag = uid()
-    iso = lambda ms: dt.datetime.fromtimestamp(ms // 1000, dt.timezone.utc).isoformat()  # noqa: E731
+    iso = lambda ms: dt.datetime.fromtimestamp(ms // 1000, dt.UTC).isoformat()  # noqa: E731
     zero = {"count": 0, "last_event_time": None, "last_event_id": None}
 
     def connections() -> dict[str, dict]:
@@ -225,7 +233,7 @@ def _log_rows(sp: Storepulse) -> int:
 
 
 @pytest.fixture(scope="module")
-def fuzz_target(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def fuzz_target(tmp_path_factory: pytest.TempPathFactory):
     sp = Storepulse(tmp_path_factory.mktemp("fuzz")).start()
     yield sp, httpx.Client(base_url=sp.base, timeout=10)
     sp.ensure_stopped()

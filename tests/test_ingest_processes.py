@@ -13,7 +13,16 @@ import httpx
 import redis
 
 from storepulse import STOREPULSE
-from tests.helpers import ORGS_TOML, RATES_CSV, SECRETS, RedisServer, free_port, payment_intent_succeeded, stripe_signature, wait_for
+from tests.helpers import (
+    ORGS_TOML,
+    RATES_CSV,
+    SECRETS,
+    RedisServer,
+    free_port,
+    payment_intent_succeeded,
+    stripe_signature,
+    wait_for,
+)
 
 
 def _children(pid: int) -> set[int]:
@@ -38,7 +47,7 @@ def test_processes_share_the_port_and_sum_their_metrics(tmp_path: Path) -> None:
     (tmp_path / "rates.csv").write_text(RATES_CSV)
     port = free_port()
     env = {**os.environ, "ACME_EU2_SECRET": SECRETS["acme-eu2"]}
-    log = open(tmp_path / "ingest.log", "ab")  # noqa: SIM115 - closed below
+    log = open(tmp_path / "ingest.log", "ab")  # closed below
     proc = subprocess.Popen([*STOREPULSE, "ingest", "--config", "storepulse.toml", "--redis", server.url,
                              "--http-port", str(port), "--processes", "2"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

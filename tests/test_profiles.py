@@ -298,7 +298,8 @@ PEOPLE = ("c1", "c2", "c3", "c4")
 def shop(draw: st.DrawFn) -> list[Event]:
     """A few customers over three days: contact events, visits, orders reported several times, refunds."""
     events: list[Event] = []
-    at = lambda: GEN_T0 + draw(st.integers(0, 3 * 24 * 60)) * MIN + draw(st.sampled_from([0, 0, 7]))  # noqa: E731
+    def at():
+        return GEN_T0 + draw(st.integers(0, 3 * 24 * 60)) * MIN + draw(st.sampled_from([0, 0, 7]))
     for n in range(draw(st.integers(0, 8))):
         who, kind = draw(st.sampled_from(PEOPLE)), draw(st.sampled_from([Kind.CUSTOMER_CREATED, Kind.CUSTOMER_UPDATED, Kind.IDENTIFIED]))
         attrs = draw(st.fixed_dictionaries({}, optional={
@@ -445,7 +446,8 @@ def test_customers_list_and_never_bought_through_storepulse(tmp_path: Path, back
         sp.start()
         berlin = ZoneInfo("Europe/Berlin")
         t = int(time.time()) - 3600
-        iso = lambda s: dt.datetime.fromtimestamp(s, dt.timezone.utc).astimezone(berlin).isoformat()  # noqa: E731
+        def iso(s):
+            return dt.datetime.fromtimestamp(s, dt.UTC).astimezone(berlin).isoformat()
         tag = uuid.uuid4().hex[:6]
         # registered, never bought (Stripe); registered, then bought twice; a site login that never bought
         for evt, cus, email, name, created in (("ec1", "cus_new", "new@example.com", "Nina New", t - 600),

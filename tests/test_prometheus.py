@@ -27,7 +27,7 @@ def test_prometheus_scrapes_ingest_gateway_and_dataflow(tmp_path: Path) -> None:
     )
     prom = subprocess.Popen([exe, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                              f"--web.listen-address=127.0.0.1:{prom_port}"],
-                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "wb"))  # noqa: SIM115
+                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "wb"))
     try:
         sp.start()
         assert sp.post_stripe("acme-stripe", payment_intent_succeeded(f"evt_{uuid.uuid4().hex}", "pi_prom", 100)).status_code == 200

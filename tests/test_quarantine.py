@@ -31,8 +31,17 @@ from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger
 from flows.sinks import Output
 from flows.sources import CaughtUp
 from state.log import DEFAULT_PARTITIONS
-from tests.helpers import (TOKENS, Storepulse, free_port, payment_intent_succeeded, recv_json, wait_api, wait_for,
-                           wait_json, wait_ws)
+from tests.helpers import (
+    TOKENS,
+    Storepulse,
+    free_port,
+    payment_intent_succeeded,
+    recv_json,
+    wait_api,
+    wait_for,
+    wait_json,
+    wait_ws,
+)
 
 CONFIG = parse_config('[orgs.o]\ntimezone = "Europe/Berlin"\ncurrency = "EUR"\ntoken = "token-0123456789abcdef"\n'
                       '[orgs.o.stores.s]\nprovider = "events"\nsecret = "k"\n', {})
@@ -215,7 +224,8 @@ def test_a_frozen_dataflow_shows_as_stale_figures_and_live_again_when_it_resumes
     sp = Storepulse(tmp_path)
     try:
         sp.start()
-        health = lambda: httpx.get(f"{sp.base}/healthz", timeout=5)  # noqa: E731
+        def health():
+            return httpx.get(f"{sp.base}/healthz", timeout=5)
         wait_for(lambda: health().status_code == 200, 30, "the figures to be live")
         assert health().json() == {"status": "ok", "organisations": 2, "stale": 0}
         with sp.ws(TOKENS["acme"]) as ws:

@@ -4,7 +4,7 @@ comes from the ReadSide's clock, and each error is {"error": "..."} with its sta
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ token = "{TOKEN}"
 provider = "events"
 secret = "read-api-site-key-0123"
 """
-NOW = datetime(2026, 11, 22, 23, 30, tzinfo=timezone.utc)  # already the 23rd in Berlin
+NOW = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)  # already the 23rd in Berlin
 
 
 def get(tmp: Path, path: str, token: str | None = TOKEN, **params: Any) -> httpx.Response:

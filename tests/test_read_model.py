@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from msgspec import Raw
 
 from core.changes import DAY, HOUR, Bucket, Record

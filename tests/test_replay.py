@@ -15,18 +15,18 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from core.events import Event, Item, Kind, event_from_json
-from storepulse.commands.replay import append_mapped
 from ingest.replay import DatasetError, Mapped, Summary, append_events, map_file, map_rows, replay
 from state.log import EventLog, partition_of
 from state.redis_log import RedisEventLog, RedisLogReader
 from state.sqlite_log import SqliteEventLog, SqliteLogReader
 from storepulse.commands import replay as command
+from storepulse.commands.replay import append_mapped
 from tests.helpers import SHARED, RedisServer
 
 RETAIL = SHARED / "data" / "online_retail.csv.gz"
@@ -47,7 +47,7 @@ def rees(lines: str) -> Mapped:
 
 
 def ms(*args: int) -> int:
-    return int(datetime(*args, tzinfo=timezone.utc).timestamp()) * 1000  # type: ignore[misc]
+    return int(datetime(*args, tzinfo=UTC).timestamp()) * 1000  # type: ignore[misc]
 
 
 def by_raw(m: Mapped) -> dict[str, Event]:

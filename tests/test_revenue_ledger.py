@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import orjson
-
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from msgspec import Raw
@@ -15,6 +15,8 @@ from core.clock import utc_from_ms
 from core.events import Event, Kind
 from core.records import Order
 from flows.revenue import RevenueLedger
+
+pytestmark = pytest.mark.unit  # pure domain tests, in-process: `pytest -m unit` runs them alone
 
 H = 3_600_000
 T0 = 1_763_762_400_000  # 2025-11-21 22:00 UTC = 23:00 in Berlin
@@ -103,11 +105,20 @@ def test_duplicates_and_reordering_of_payments_leave_the_totals_alone(evs: list[
     rnd.shuffle(shuffled)
     for e in shuffled:
         b.apply(e)
-    gross = lambda l: {k: v[0] for k, v in l.buckets.items() if v[0]}  # noqa: E731
-    paid_orders = lambda l: {k: v[3] for k, v in l.buckets.items() if v[3]}  # noqa: E731
-    orders = lambda l: {k: v[2] for k, v in l.buckets.items() if v[2]}  # noqa: E731
+    def gross(led):
+        return {k: v[0] for k, v in led.buckets.items() if v[0]}
+
+    def paid_orders(led):
+        return {k: v[3] for k, v in led.buckets.items() if v[3]}
+
+    def orders(led):
+        return {k: v[2] for k, v in led.buckets.items() if v[2]}
+
     assert gross(a) == gross(b) and paid_orders(a) == paid_orders(b) and orders(a) == orders(b)
-    day_refunds = lambda l: sum(v[1] for k, v in l.buckets.items() if k[0] == "day")  # noqa: E731
+
+    def day_refunds(led):
+        return sum(v[1] for k, v in led.buckets.items() if k[0] == "day")
+
     assert day_refunds(a) == day_refunds(b) == sum(sum(o.refunds.values()) for o in a.orders.values())
 
 
@@ -192,6 +203,7 @@ def test_an_event_older_than_the_horizon_is_too_late_and_changes_nothing() -> No
     assert ledger.buckets == before
 
 
+@pytest.mark.slow  # about a minute: left out of `make test-unit`
 @settings(max_examples=20, deadline=None)
 @given(st.integers(0, 1000))
 def test_state_is_bounded_by_the_horizon_however_long_the_history(seed: int) -> None:

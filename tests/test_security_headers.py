@@ -14,9 +14,9 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from web.security import with_websocket
 from tests.helpers import TOKENS, Storepulse, payment_intent_succeeded
 from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
+from web.security import with_websocket
 
 BASE_POLICY = "default-src 'self'; base-uri 'none'; form-action 'self'; object-src 'none'; frame-ancestors 'none'"
 COMMON = {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer", "x-frame-options": "DENY"}

@@ -22,12 +22,14 @@ from typing import Any
 import orjson
 import pytest
 
+from core.changes import Bucket, Record
 from core.config import Org
 from core.events import Event, Item, Kind
-from core.changes import Bucket, Record
 from core.records import RecordKind
 from flows.organisation import Organisation
 from state.log import DEDUPE_WINDOW_S
+
+pytestmark = pytest.mark.unit  # pure domain tests, in-process: `pytest -m unit` runs them alone
 
 DAY = 86_400_000
 HOUR = 3_600_000

@@ -14,12 +14,15 @@ from hypothesis import strategies as st
 
 from core.config import parse_config
 from core.events import Event, Item, Kind
-from flows import snapshot_files
-from flows import snapshots
+from flows import snapshot_files, snapshots
 from flows.organisation import Organisation
 from flows.snapshot_files import FANOUT, FileList, SnapshotFiles
 
-ALL = lambda table, key, value: True  # noqa: E731
+
+def ALL(table, key, value):
+    return True
+
+
 CONFIG = parse_config('[orgs.o]\ntimezone = "Europe/Berlin"\ncurrency = "EUR"\ntoken = "token-0123456789abcdef"\n'
                       '[orgs.o.stores.s]\nprovider = "events"\nsecret = "k"\n', {})
 T0 = 1_763_762_400_000
@@ -50,7 +53,7 @@ def restores_the_latest_values(root: Path, saves: list[dict[int, int]]) -> None:
     assert again.get("t", {}) == truth
 
 
-def test_a_restore_from_the_previous_snapshot_still_finds_its_files(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_a_restore_from_the_previous_snapshot_still_finds_its_files(tmp_path: Path, monkeypatch) -> None:
     """Bytewax may resume from an epoch before the latest snapshot: merged-away files stay a while."""
     monkeypatch.setattr(snapshot_files, "RETIRE_SECONDS", 0.0)
     store = SnapshotFiles(tmp_path, "o")
@@ -74,14 +77,15 @@ def test_files_of_an_epoch_that_was_never_committed_are_removed_at_restore(tmp_p
     assert files(store) == {s.name for s in committed.files}
 
 
-def test_dropped_entries_stay_dropped_and_garbage_is_compacted(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_dropped_entries_stay_dropped_and_garbage_is_compacted(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(snapshot_files, "GARBAGE_SLACK", 10)
     store = SnapshotFiles(tmp_path, "o")
     live: dict[int, int] = {}
     for i in range(200):  # a sliding window: only the last 20 keys are held
         live[i] = i
         live.pop(i - 20, None)
-        keep = lambda t, k, v, i=i: k > i - 20  # noqa: E731
+        def keep(t, k, v, i=i):
+            return k > i - 20
         state = store.save({"t": {i: i}}, keep, lambda: {"t": dict(live)})
     stored = sum(s.entries for s in state.files)
     assert stored <= 2 * len(live) + snapshot_files.GARBAGE_SLACK + FANOUT
@@ -121,7 +125,8 @@ def test_an_organisation_comes_back_equal_and_a_snapshot_writes_only_what_change
     back = snapshots.load(second, lambda org_id: SnapshotFiles(tmp_path, org_id))
     assert back.ledger.orders.keys() == org.ledger.orders.keys()
     assert back.ledger.buckets == org.ledger.buckets
-    values = lambda o: {k: f.record_value() for k, f in o.ledger.orders.items()}  # noqa: E731
+    def values(o):
+        return {k: f.record_value() for k, f in o.ledger.orders.items()}
     assert values(back) == values(org)
     assert (back.version, back.watermark, back.folded, back.armed) == (org.version, org.watermark, org.folded, False)
     rnd = random.Random(3)

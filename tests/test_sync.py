@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
@@ -42,11 +42,11 @@ from ingest.app import Ingest, ingest_routes
 from ingest.monitor import ConnectionMonitor
 from ingest.sync import FetchFailed, Progress, RetryPolicy, parse_since, retry_after_seconds, run_sync
 from state.sqlite_connections import SqliteConnectionStats
-from storepulse import STOREPULSE
 from state.sqlite_log import SqliteEventLog, SqliteLogReader
 from state.sqlite_rejected import SqliteRejectedStore
-from web.app import build_app
+from storepulse import STOREPULSE
 from tests.helpers import REPO, free_port, stripe_signature, wait_for
+from web.app import build_app
 
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z
 STRIPE_KEY = "sk_test_sync_0123456789"
@@ -344,9 +344,9 @@ def test_since_is_midnight_in_the_org_zone_or_an_iso_instant() -> None:
     from zoneinfo import ZoneInfo
 
     berlin = ZoneInfo("Europe/Berlin")
-    assert parse_since("2024-01-31", berlin) == datetime(2024, 1, 30, 23, 0, tzinfo=timezone.utc)
-    assert parse_since("2024-07-01T12:00:00+00:00", berlin) == datetime(2024, 7, 1, 12, tzinfo=timezone.utc)
-    assert parse_since("2024-07-01T12:00:00", berlin) == datetime(2024, 7, 1, 10, tzinfo=timezone.utc)
+    assert parse_since("2024-01-31", berlin) == datetime(2024, 1, 30, 23, 0, tzinfo=UTC)
+    assert parse_since("2024-07-01T12:00:00+00:00", berlin) == datetime(2024, 7, 1, 12, tzinfo=UTC)
+    assert parse_since("2024-07-01T12:00:00", berlin) == datetime(2024, 7, 1, 10, tzinfo=UTC)
     with pytest.raises(ValueError, match="--since"):
         parse_since("last tuesday", berlin)
 
@@ -391,7 +391,7 @@ def test_stripe_page_to_events_and_cursor() -> None:
     assert "currency" in page.skipped[0]
     last = sync_stripe.page_from_list(spec, {"object": "list", "has_more": False, "data": [intent("pi_7", T0, 1)]}, st)
     assert last.next_cursor is None
-    assert sync_stripe.list_params(spec, "pi_9", datetime.fromtimestamp(T0, timezone.utc), 10) == {
+    assert sync_stripe.list_params(spec, "pi_9", datetime.fromtimestamp(T0, UTC), 10) == {
         "limit": 10, "created": {"gte": T0}, "starting_after": "pi_9"}
 
 
@@ -483,7 +483,7 @@ def test_stripe_sync_appends_exactly_the_canonical_events(tmp_path: Path, fake_s
 def test_stripe_since_asks_for_created_gte(tmp_path: Path, fake_stripe: tuple[FakeStripe, ServerThread]) -> None:
     fake, server = fake_stripe
     st = store("s1", server.url)
-    since = datetime.fromtimestamp(T0 + 400, timezone.utc)
+    since = datetime.fromtimestamp(T0 + 400, UTC)
     state = sync_into(tmp_path, st, sync_stripe.resources(st, since), since=since)
     assert state["status"] == "done" and state["since"] == since.isoformat()
     assert all(q["created[gte]"] == str(T0 + 400) for _, q in fake.requests)
@@ -725,7 +725,7 @@ def woo_history() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 def ms(iso: str) -> int:
-    return int(datetime.fromisoformat(iso).replace(tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime.fromisoformat(iso).replace(tzinfo=UTC).timestamp() * 1000)
 
 
 WOO_EXPECTED = {
@@ -788,7 +788,7 @@ def test_woo_resumes_from_the_checkpoint_page(tmp_path: Path, fake_woo: tuple[Fa
 def test_woo_since_filters_orders_on_the_server_and_customers_here(tmp_path: Path, fake_woo: tuple[FakeWoo, ServerThread]) -> None:
     fake, server = fake_woo
     st = store("w1", server.url)
-    since = datetime(2024, 3, 10, 10, 0, tzinfo=timezone.utc)
+    since = datetime(2024, 3, 10, 10, 0, tzinfo=UTC)
     with sync_woo.client() as http:
         state = sync_into(tmp_path, st, sync_woo.resources(st, http, since), since=since)
     assert state["status"] == "done"

@@ -11,11 +11,11 @@ from typing import Any
 
 import msgspec
 
+from core.changes import Record
 from core.config import parse_config
 from core.events import Event, Item, Kind
-from core.changes import Record
-from flows.book import DAY_MS, Refused, TooLate
 from flows import snapshots
+from flows.book import DAY_MS, Refused, TooLate
 from flows.organisation import ALLOWED_LATENESS_MS, Organisation
 from flows.snapshot_files import SnapshotFiles
 

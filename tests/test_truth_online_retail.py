@@ -46,7 +46,7 @@ def duck() -> duckdb.DuckDBPyConnection:
 
 
 @pytest.fixture(scope="module")
-def retail(tmp_path_factory: pytest.TempPathFactory, duck: duckdb.DuckDBPyConnection):  # noqa: ANN201
+def retail(tmp_path_factory: pytest.TempPathFactory, duck: duckdb.DuckDBPyConnection):
     """`storepulse up`, the replay CLI into it, and the dataflow caught up with the whole file."""
     sp = Storepulse(tmp_path_factory.mktemp("retail"), config=CONFIG)
     sp.start()
@@ -109,7 +109,7 @@ def test_30_day_paid_orders_at_every_month_end(retail: Storepulse, duck: duckdb.
     for month in range(12, 24):
         year, m = 2010 + (month - 1) // 12, (month - 1) % 12 + 1
         # the midnight ending the month; the window is exactly 30 x 24 h before it, DST or not
-        nxt = dt.datetime(year + (m == 12), m % 12 + 1, 1, tzinfo=london).astimezone(dt.timezone.utc)
+        nxt = dt.datetime(year + (m == 12), m % 12 + 1, 1, tzinfo=london).astimezone(dt.UTC)
         (want,), = duck.execute(
             "SELECT count(*) FROM orders WHERE timezone('Europe/London', t_local) > ? AND timezone('Europe/London', t_local) <= ?",
             [nxt - dt.timedelta(days=30), nxt]).fetchall()

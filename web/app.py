@@ -26,7 +26,7 @@ async def metrics(request: Request) -> Response:
         # Several processes share the port (`ingest --processes N`): whichever answers the scrape
         # reports the sum over all of them, from the files each one writes.
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(registry)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

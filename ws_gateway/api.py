@@ -13,7 +13,7 @@ import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
 
@@ -26,12 +26,25 @@ from starlette.routing import BaseRoute, Route
 from core.changes import DAY, Record
 from core.clock import ms_of, utc_from_ms
 from core.config import Config, Org
-from core.freshness import freshness
 from core.figures import OPEN_END, BadPeriod, MissingRate, compute_figures, resolve_period, series
+from core.freshness import freshness
 from core.money import EXPONENTS
 from core.rates import Rates
-from core.records import (LATE_BOOKS, AbandonedProduct, Attribution, Cart, CartDay, Customer, JourneyDay, Late,
-                          LateBook, OpenCarts, Order, Quarantined, QuotaAlert)
+from core.records import (
+    LATE_BOOKS,
+    AbandonedProduct,
+    Attribution,
+    Cart,
+    CartDay,
+    Customer,
+    JourneyDay,
+    Late,
+    LateBook,
+    OpenCarts,
+    Order,
+    Quarantined,
+    QuotaAlert,
+)
 from state.connections import ConnectionStats
 from state.readmodel import ReadModel
 from state.rejected import RejectedStore
@@ -46,7 +59,7 @@ BODY_PREVIEW_BYTES = 4096
 
 
 def wall_clock() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -257,10 +270,10 @@ async def connections(request: Request, side: ReadSide, org: Org) -> Response:
             out.append({
                 "store": s.id, "provider": s.provider, "currency": s.currency,
                 "last_event_time": utc_from_ms(last_event).isoformat() if last_event is not None else None,
-                "last_received_at": datetime.fromtimestamp(last_received, timezone.utc).isoformat() if last_received else None,
+                "last_received_at": datetime.fromtimestamp(last_received, UTC).isoformat() if last_received else None,
                 "events_last_hour": n,
                 "rejected": {"count": rej.count, "last_reason": rej.last_reason,
-                             "last_at": datetime.fromtimestamp(rej.last_at, timezone.utc).isoformat() if rej.last_at else None},
+                             "last_at": datetime.fromtimestamp(rej.last_at, UTC).isoformat() if rej.last_at else None},
                 "too_late": _too_late(late.get(s.id, {})),
                 "quarantined": {"count": len(mine), "last_reason": mine[0].reason if mine else None,
                                 "last_error": mine[0].error if mine else None,

@@ -13,13 +13,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from core.changes import DAY, Bucket, Change
 from core.clock import ms_of
 from core.config import Config, Org
-from core.freshness import freshness
 from core.figures import MissingRate, dashboard_figures
+from core.freshness import freshness
 from core.rates import Rates
 from core.records import QuotaAlert
 from state.readmodel import ReadModel
@@ -76,7 +76,7 @@ class Hub:
                  now: Callable[[], datetime] | None = None) -> None:
         self._model = model
         self._rates = rates
-        self._now = now or (lambda: datetime.now(timezone.utc))
+        self._now = now or (lambda: datetime.now(UTC))
         self._views = {org.id: _OrgView(org) for org in config.orgs.values()}
         for org_id in self._views:  # every series from the start: stale (and never caught up) until told otherwise
             metrics.STALE.labels(org=org_id).set(1)

@@ -59,4 +59,4 @@ def from_args(args: argparse.Namespace) -> tuple[ApiLimits, WsLimits]:
         if value < 1:
             raise SystemExit(f"{flag} must be at least 1, got {value}")
         values[cls][name] = value
-    return ApiLimits(**values[ApiLimits]), WsLimits(**values[WsLimits])  # type: ignore[arg-type]
+    return ApiLimits(**values[ApiLimits]), WsLimits(**values[WsLimits])  # type: ignore[arg-type]  # each class's own fields, by name (_FLAGS)

@@ -219,7 +219,12 @@ def customer_summary(figures: dict[str, _Customer], first_ever: dict[str, int], 
     """Repeat purchase and new vs returning among the customers who paid in the range."""
     customers = len(figures)
     repeat = sum(1 for c in figures.values() if c.orders >= 2)
-    new = sum(1 for k, c in figures.items() if first <= _day(first_ever.get(k, c.first), tz) <= last)
+    new = 0
+    for k, c in figures.items():
+        first_paid = first_ever.get(k, c.first)
+        assert first_paid is not None  # every customer of the period paid in it: period_customers set first
+        if first <= _day(first_paid, tz) <= last:
+            new += 1
     return {
         "customers": customers, "repeat_customers": repeat,
         "repeat_purchase_rate": round(repeat / customers, 6) if customers else 0.0,
@@ -238,8 +243,8 @@ def pairs_list(orders: list[Paid], *, sort: str, limit: int) -> list[dict[str, A
     freq: Counter[str] = Counter(p for b in baskets for p in b)
     top = {p for p, _ in freq.most_common(PAIR_PRODUCTS)}
     together: Counter[tuple[str, str]] = Counter()
-    for b in baskets:
-        together.update(combinations(sorted(b & top), 2))
+    for basket in baskets:
+        together.update(combinations(sorted(basket & top), 2))
     rows = []
     for (a, b), k in together.items():
         lift = (k * n) / (freq[a] * freq[b])

@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 
-from core.figures import HOUR, OPEN_END
+from core.changes import HOUR
+from core.figures import OPEN_END
 from ws_gateway.bucket import TokenBucket
 from ws_gateway.limits import ApiLimits
 

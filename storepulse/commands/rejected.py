@@ -6,14 +6,16 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from core.config import Config
-from state.rejected import UNKNOWN, BucketUsage
+from state.rejected import UNKNOWN, BucketUsage, RejectedStore
 
 
-def register(sub: argparse._SubParsersAction, common) -> None:  # noqa: ANN001 - argparse's private type
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+             common: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("rejected", help="list, show or redrive refused deliveries")
     verbs = p.add_subparsers(dest="verb", required=True)
     ls = verbs.add_parser("list", help="newest first")
@@ -31,7 +33,7 @@ def register(sub: argparse._SubParsersAction, common) -> None:  # noqa: ANN001 -
 
 
 def _when(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _print_usage(usage: dict[str, BucketUsage], config: Config, org: str | None, store: str | None) -> None:
@@ -60,18 +62,18 @@ def run(args: argparse.Namespace, path: Path, config: Config) -> int:
             _print_usage(store.usage(), config, args.org, args.store)
             return 0
         if args.verb == "show":
-            r = store.get(args.id)
-            if r is None:
+            found = store.get(args.id)
+            if found is None:
                 print(f"storepulse: no rejected delivery {args.id}", file=sys.stderr)
                 return 1
-            print(json.dumps(r.to_json(), indent=2))
+            print(json.dumps(found.to_json(), indent=2))
             return 0
         return asyncio.run(_redrive(args, config, store))
     finally:
         store.close()
 
 
-async def _redrive(args: argparse.Namespace, config: Config, store) -> int:  # noqa: ANN001
+async def _redrive(args: argparse.Namespace, config: Config, store: RejectedStore) -> int:
     from ingest.app import Ingest
     from ingest.monitor import ConnectionMonitor
     from state.open import open_connection_stats, open_log

@@ -37,7 +37,9 @@ def register(
 ) -> None:
     """Adds `replay`; `common` adds --config/--data-dir/--redis (default: storepulse.cli._common)."""
     if common is None:
-        from storepulse.cli import _common as common  # here, not at the top: cli imports this module
+        from storepulse.cli import _common  # here, not at the top: cli imports this module
+
+        common = _common
 
     p = subparsers.add_parser(
         "replay",

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from core.config import Config
 SYNCED = ("stripe", "woocommerce")  # the providers (core.config.PROVIDERS) whose API a backfill reads
 
 
-def register(sub: argparse._SubParsersAction, common) -> None:  # noqa: ANN001 - argparse's private type
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+             common: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser(
         "sync", help="download a store's history from its API into the event log (resumable, no double counting)",
         description="Downloads a store's history through the same normalisers and dedupe as its webhooks, so "

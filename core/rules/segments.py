@@ -1,0 +1,82 @@
+"""The segments of one organisation, ready for the dataflow: parsed, checked for cycles, indexed by
+the facts they read, and evaluated together.
+
+    segments = parse_segments({"vip": {...}, "lapsed": {...}}, currency="EUR", timezone="Europe/Berlin")
+    live = SegmentSet(segments, Context("Europe/Berlin", "EUR", rates))
+    for segment, (member, next_change) in live.evaluate(live.touched(changed_inputs(old, new)), new, now).items():
+        ...  # emit entries and exits; keep a timer at next_change
+    new = fold(new, live.keep, now, live.ctx)  # keep the facts small
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from core.rules.context import Context
+from core.rules.criteria import Subject
+from core.rules.evaluate import Run
+from core.rules.facts import Facts
+from core.rules.graph import dependency_order, inputs
+from core.rules.keep import keep_for
+from core.rules.parse import RuleError, child_path, parse_rule
+from core.rules.tree import AllOf, AnyOf, Not, Rule, Sum, Tally
+
+
+def parse_segments(definitions: Mapping[str, object], *, currency: str, timezone: str,
+                   subject: Subject = Subject.CUSTOMER) -> dict[str, Rule]:
+    """Every rule of {segment id: rule as JSON}. A RuleError's path starts with the segment
+    (`$.vip.all[0]...`, `$["big spenders"]...`); a missing segment or a cycle is one too."""
+    rules: dict[str, Rule] = {}
+    for segment, data in definitions.items():
+        try:
+            rules[segment] = parse_rule(data, currency=currency, timezone=timezone, subject=subject)
+        except RuleError as e:
+            raise RuleError(child_path("$", segment) + e.path[1:], e.problem) from None
+    dependency_order(rules)
+    return rules
+
+
+class SegmentSet:
+    """Parsed segments with what the dataflow needs to evaluate only those an event touches."""
+
+    def __init__(self, rules: Mapping[str, Rule], ctx: Context) -> None:
+        self.order = dependency_order(rules)  # raises RuleError on a missing segment or a cycle
+        shared: dict[Sum, Sum] = {}
+        self.rules = {s: share_sums(rules[s], shared) for s in self.order}
+        self.ctx = ctx.with_segments(self.rules)
+        self.inputs = {s: inputs(rules[s], self.rules) for s in self.order}
+        self.keep = keep_for(self.rules.values())
+        by_input: dict[str, list[str]] = {}
+        for s in self.order:
+            for name in sorted(self.inputs[s]):
+                by_input.setdefault(name, []).append(s)
+        self._by_input = by_input
+        self._rank = {s: i for i, s in enumerate(self.order)}
+        self._touched: dict[frozenset[str], tuple[str, ...]] = {}
+
+    def touched(self, changed: frozenset[str]) -> tuple[str, ...]:
+        """The segments that read any of the `changed` facts, in dependency order."""
+        found = self._touched.get(changed)
+        if found is None:  # few combinations of facts change together: each is worked out once
+            segments = {s for name in changed for s in self._by_input.get(name, ())}
+            found = self._touched[changed] = tuple(sorted(segments, key=self._rank.__getitem__))
+        return found
+
+    def evaluate(self, segments: Iterable[str], facts: Facts, now: int) -> dict[str, tuple[bool, int | None]]:
+        """{segment: (member, next change)} for the given segments at `now`: one Run, so a sum that
+        several of them read is computed once."""
+        run = Run(facts, now, self.ctx)
+        return {s: run.segment(s) for s in segments}
+
+
+def share_sums(rule: Rule, shared: dict[Sum, Sum]) -> Rule:
+    """The rule with each Sum replaced by the first equal one in `shared` (added when new), so that a Run
+    computes it once for all the rules that read it."""
+    if isinstance(rule, AllOf | AnyOf):
+        return type(rule)(tuple(share_sums(r, shared) for r in rule.rules))
+    if isinstance(rule, Not):
+        return Not(share_sums(rule.rule, shared))
+    if isinstance(rule, Tally):
+        return replace(rule, sum=shared.setdefault(rule.sum, rule.sum))
+    return rule
