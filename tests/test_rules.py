@@ -743,7 +743,8 @@ def _doc_sql() -> list[str]:
 @functools.cache
 def _rates_db() -> Any:
     """A DuckDB with the rates and currencies tables of docs/segments.md (the test's RATES)."""
-    duckdb = pytest.importorskip("duckdb")
+    import duckdb  # a pinned test dependency: missing, the test fails loudly rather than skips
+
     db = duckdb.connect()
     db.execute("CREATE TABLE rates(currency VARCHAR, day DATE, per_euro DECIMAL(18,6))")
     db.executemany("INSERT INTO rates VALUES (?, ?, ?)", [(cur, day, RATES.per_euro(cur, day)) for cur in ("USD", "JPY")
