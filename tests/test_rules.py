@@ -64,6 +64,8 @@ from core.rules.tree import (
 from tests import rules_reference as ref
 
 MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
+pytestmark = pytest.mark.unit  # pure domain tests, in-process: `pytest -m unit` runs them alone
+
 BERLIN = "Europe/Berlin"
 T0 = local_midnight(date(2024, 3, 20), ZoneInfo(BERLIN))  # ten days before the spring DST change
 
@@ -590,12 +592,14 @@ def test_each_criterion_changes_only_at_next_change_and_as_defined(kind: str, da
     _check_sweep(data, rule, data.draw(customer_facts(zone, rule)), zone)
 
 
+@pytest.mark.slow  # property tests over many folds: seconds each, kept out of `make test-unit`
 @settings(PROPERTY, max_examples=300)
 @given(st.data(), rules, st.sampled_from(ZONES))
 def test_rules_change_only_at_next_change_and_as_defined(data: st.DataObject, rule_json: dict[str, Any], zone: str) -> None:
     _check_sweep(data, rule_json, data.draw(customer_facts(zone, rule_json)), zone)
 
 
+@pytest.mark.slow  # property tests over many folds: seconds each, kept out of `make test-unit`
 @pytest.mark.parametrize("kind", KINDS)
 @settings(PROPERTY, max_examples=30)
 @given(data=st.data(), zone=st.sampled_from(ZONES))
@@ -604,6 +608,7 @@ def test_each_criterion_answers_alike_on_folded_facts(kind: str, data: st.DataOb
     _check_fold(data, rule_jsons, data.draw(customer_facts(zone, rule_jsons[0])), zone, data.draw(instants(zone)))
 
 
+@pytest.mark.slow  # property tests over many folds: seconds each, kept out of `make test-unit`
 @settings(PROPERTY, max_examples=150)
 @given(st.data(), st.lists(rules, min_size=1, max_size=3), st.sampled_from(ZONES))
 def test_rules_answer_alike_on_folded_facts(data: st.DataObject, rule_jsons: list[dict[str, Any]], zone: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 
 from core.changes import Record
 from core.config import parse_config
@@ -18,6 +19,8 @@ from flows import snapshots
 from flows.book import DAY_MS, Refused, TooLate
 from flows.organisation import ALLOWED_LATENESS_MS, Organisation
 from flows.snapshot_files import SnapshotFiles
+
+pytestmark = pytest.mark.unit  # pure domain tests, in-process: `pytest -m unit` runs them alone
 
 MIN = 60_000
 CONFIG = parse_config('[orgs.o]\ntimezone = "Europe/Berlin"\ncurrency = "EUR"\ntoken = "token-0123456789abcdef"\n'
