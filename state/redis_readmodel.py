@@ -44,6 +44,10 @@ return #applied
 """
 
 
+_KEEP_MAX = """
+if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or '0') then redis.call('SET', KEYS[1], ARGV[1]) end
+"""
+
 _WRITE_SHA = hashlib.sha1(_WRITE.encode()).hexdigest()
 
 
@@ -89,9 +93,10 @@ class RedisReadModel:
             pipe.execute()
 
     def caught_up(self, at: dict[str, int]) -> None:
+        # Never back (as SQLite's max()): a restarted worker may report an older time once.
         with self._redis.pipeline(transaction=False) as pipe:
             for org, ms in at.items():
-                pipe.set(f"sp:rm:{{{org}}}:caught_up", ms)
+                pipe.eval(_KEEP_MAX, 1, f"sp:rm:{{{org}}}:caught_up", ms)
             pipe.execute()
 
     def caught_up_at(self, org: str) -> int | None:

@@ -94,3 +94,13 @@ def test_records_written_before_values_were_typed_still_read(tmp_path: Path, red
         assert model.records("a", Order) == want
         assert want[0].value_json() == OLD_ORDER  # and what is written now is what was written then
         model.close()
+
+
+def test_caught_up_is_kept_per_organisation_and_never_moves_back(model: ReadModel) -> None:
+    """The dataflow's heartbeat (core/freshness.py): per organisation, the latest report wins."""
+    assert model.caught_up_at("a") is None
+    model.caught_up({"a": 2_000, "b": 1_000})
+    model.caught_up({"a": 1_500})  # an older report, e.g. from a worker that restarted
+    assert (model.caught_up_at("a"), model.caught_up_at("b"), model.caught_up_at("c")) == (2_000, 1_000, None)
+    model.caught_up({"b": 3_000})
+    assert model.caught_up_at("b") == 3_000

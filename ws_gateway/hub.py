@@ -235,7 +235,3 @@ class Hub:
                     self._mark(org_id)
                 if view.subscribers and now.astimezone(view.org.tz).date().isoformat() != view.shown_day:
                     self._mark(org_id)
-
-    def freshness(self, org_id: str) -> dict[str, object]:
-        view = self._views[org_id]
-        return freshness(view.caught_up_at, ms_of(self._now())).to_json()
