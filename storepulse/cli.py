@@ -24,6 +24,7 @@ from core.config import Config, ConfigError, Store
 from core.rates import Rates
 from state.rejected import KEEP_BYTES, STORE_BYTES, TOTAL_BYTES, RejectedLimits
 from storepulse import STOREPULSE
+from storepulse.commands import rates as rates_command
 from storepulse.commands import rejected, replay, sync
 from storepulse.configfile import DEFAULT_PATH, demo_config, demo_credentials, load_config, load_rates
 from storepulse.gc_policy import SERVERS, settle
@@ -35,6 +36,7 @@ log = logging.getLogger("storepulse")
 
 # Commands beyond the servers: each module has register(subparsers, common) and run(args, path, config).
 _COMMANDS = {"rejected": rejected, "sync": sync, "replay": replay}
+_NO_CONFIG = {"rates": rates_command}  # commands that need no config file
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -141,7 +143,7 @@ def parser() -> argparse.ArgumentParser:
     fl.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: off)")
     fl.add_argument("--metrics-host", default="127.0.0.1")
     fl.add_argument("--until-caught-up", action="store_true", help="stop once the log is read to its end (batch runs)")
-    for module in _COMMANDS.values():
+    for module in (*_COMMANDS.values(), *_NO_CONFIG.values()):
         module.register(sub, _common)
     return ap
 
@@ -164,9 +166,11 @@ def main(argv: list[str] | None = None) -> None:
     faulthandler.enable()  # a crash in native code (SQLite, Bytewax) leaves a traceback in the log
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.command in _NO_CONFIG:
+        raise SystemExit(_NO_CONFIG[args.command].run(args, Path(), Config({})))
     try:
         path, config, demo = _config(args, allow_demo=args.command == "up")
-        rates = load_rates(config, path)
+        rates = load_rates(config, path, args.data_dir)
         bounds = _rejected_limits(args)
     except ConfigError as exc:
         print(f"storepulse: configuration error: {exc}", file=sys.stderr)

@@ -24,10 +24,16 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def load_rates(config: Config, config_path: Path) -> Rates | None:
-    """The rates file named by the config, relative to the config file's folder."""
+def load_rates(config: Config, config_path: Path, data_dir: Path | None = None) -> Rates | None:
+    """The rates file named by the config, relative to the config file's folder; without one, the ECB
+    history downloaded into `data_dir` or shipped with storepulse (storepulse/rates_source.py)."""
     if config.rates_file is None:
-        return None
+        from storepulse.rates_source import default_rates
+
+        try:
+            return default_rates(data_dir)[0]
+        except (OSError, RatesFileError) as exc:
+            raise ConfigError(f"the ECB rates in {data_dir}: {exc} (run `storepulse rates update` again)") from None
     path = (config_path.parent / config.rates_file).resolve()
     try:
         return parse_ecb_csv(path.read_text())

@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 from core.changes import DAY, Record
 from core.clock import ms_of, utc_from_ms
 from core.config import Config, Org
-from core.figures import OPEN_END, BadPeriod, MissingRate, compute_figures, resolve_period, series
+from core.figures import OPEN_END, BadPeriod, Gap, MissingRate, compute_figures, gaps_json, resolve_period, series
 from core.freshness import freshness
 from core.money import EXPONENTS
 from core.rates import Rates
@@ -221,18 +221,21 @@ async def series_route(request: Request, side: ReadSide, org: Org) -> Response:
     metric = request.query_params.get("metric", "gross_revenue")
     grain = request.query_params.get("granularity", "day")
 
+    gaps: dict[str, frozenset[Gap]] = {}
+
     def compute() -> tuple[int, list[tuple[str, int]]]:
         # off the event loop: a year of hours is ~9,000 points, and other requests go on meanwhile
         version, buckets = side.model.snapshot(org.id, grain)
         return version, series(buckets, metric=metric, grain=grain, first=first, last=last, tz=org.tz,
-                               currency=currency, rates=side.rates, store=store)
+                               currency=currency, rates=side.rates, store=store, gaps=gaps)
 
     version, points = await asyncio.to_thread(compute)
     money = metric in ("gross_revenue", "refunds", "net_revenue", "aov")
     return json_response({
         "org": org.id, "store": store, "metric": metric, "granularity": grain, "from": first, "to": last,
-        "currency": currency if money else None, "version": version,
-        "points": [{"t": t, "value": v} for t, v in points],
+        "currency": currency if money else None, "exponent": EXPONENTS[currency] if money else None, "version": version,
+        # a money point that lacked a rate says which (counts never lack one)
+        "points": [{"t": t, "value": v, **(gaps_json(gaps[t], currency) if money and t in gaps else {})} for t, v in points],
     })
 
 

@@ -20,6 +20,7 @@ from core.clock import ms_of
 from core.config import Config, Org
 from core.figures import MissingRate, dashboard_figures
 from core.freshness import freshness
+from core.money import EXPONENTS
 from core.rates import Rates
 from core.records import QuotaAlert
 from state.readmodel import ReadModel
@@ -118,6 +119,7 @@ class Hub:
         now = self._now()
         view.shown_day = now.astimezone(view.org.tz).date().isoformat()
         base: dict[str, object] = {"type": kind, "org": org_id, "version": view.version, "currency": view.org.currency,
+                                   "exponent": EXPONENTS[view.org.currency],
                                    "freshness": freshness(view.caught_up_at, ms_of(now)).to_json()}
         try:
             base["figures"] = dashboard_figures(
