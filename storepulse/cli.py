@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import faulthandler
 import logging
 import os
@@ -27,6 +28,7 @@ from storepulse import STOREPULSE
 from storepulse.commands import rates as rates_command
 from storepulse.commands import rejected, replay, sync
 from storepulse.configfile import DEFAULT_PATH, demo_config, demo_credentials, load_config, load_rates
+from storepulse.demo import run as demo_run
 from storepulse.gc_policy import SERVERS, settle
 from storepulse.servers import HttpLimits, http_server, reuse_port_socket, stop_on_signals
 from web.app import build_app
@@ -109,6 +111,7 @@ def parser() -> argparse.ArgumentParser:
     _common(up)
     _servers(up)
     up.add_argument("--flows-metrics-port", type=int, default=0, help="Prometheus port of the dataflow process (0: off)")
+    demo_run.add_arguments(up)
     ing = sub.add_parser("ingest", help="run the webhook endpoints alone")
     _common(ing)
     _servers(ing, ws=False)
@@ -315,8 +318,13 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         await http_task  # re-raises why it could not start (port in use, ...)
         raise SystemExit(f"HTTP server on {args.host}:{args.http_port} did not start")
     _announce(args, path, config, demo_credentials(path) if demo else None)
+    simulator = demo_run.start(args, config.orgs["demo"], stop) if demo and "demo" in config.orgs else None
     await stop.wait()
     log.info("shutting down")
+    if simulator is not None:  # before the server it posts to; a history cut short is sent again next time
+        simulator.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await simulator
     server.should_exit = True
     await http_task
     if ws is not None:

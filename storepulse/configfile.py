@@ -44,19 +44,23 @@ def load_rates(config: Config, config_path: Path, data_dir: Path | None = None) 
 
 
 def demo_config(data_dir: Path) -> Path:
-    """A demo organisation with one Stripe store; written once, so its token survives restarts."""
+    """A demo organisation with a store of each provider (the shop simulator feeds them all); written
+    once, so its token survives restarts."""
     path = data_dir / "demo.toml"
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
+        stores = "".join(
+            f'\n[orgs.demo.stores.demo-{name}]\nprovider = "{provider}"\nsecret = "{prefix}{secrets.token_urlsafe(24)}"\n'
+            + (f'currency = "{currency}"\n' if currency else "")
+            for name, provider, prefix, currency in [("stripe", "stripe", "whsec_", None), ("woo", "woocommerce", "", None),
+                                                     ("shopify", "shopify", "", "USD"), ("site", "events", "", None)])
         path.write_text(
             "# Written by `storepulse up` because no config was given. Copy it and edit to taste.\n"
             "[orgs.demo]\n"
             'timezone = "Europe/Berlin"\n'
             'currency = "EUR"\n'
-            f'token = "{secrets.token_urlsafe(24)}"\n\n'
-            "[orgs.demo.stores.demo-stripe]\n"
-            'provider = "stripe"\n'
-            f'secret = "whsec_{secrets.token_urlsafe(24)}"\n'
+            f'token = "{secrets.token_urlsafe(24)}"\n'
+            + stores
         )
         path.chmod(0o600)
     return path
