@@ -26,7 +26,7 @@ from core.rates import Rates
 from state.rejected import KEEP_BYTES, STORE_BYTES, TOTAL_BYTES, RejectedLimits
 from storepulse import STOREPULSE
 from storepulse.commands import rates as rates_command
-from storepulse.commands import rejected, replay, sync
+from storepulse.commands import rejected, replay, share, sync
 from storepulse.configfile import DEFAULT_PATH, demo_config, demo_credentials, load_config, load_rates
 from storepulse.demo import run as demo_run
 from storepulse.gc_policy import SERVERS, settle
@@ -37,7 +37,7 @@ from ws_gateway import limits as gateway_limits
 log = logging.getLogger("storepulse")
 
 # Commands beyond the servers: each module has register(subparsers, common) and run(args, path, config).
-_COMMANDS = {"rejected": rejected, "sync": sync, "replay": replay}
+_COMMANDS = {"rejected": rejected, "sync": sync, "replay": replay, "share": share}
 _NO_CONFIG = {"rates": rates_command}  # commands that need no config file
 
 
@@ -279,9 +279,11 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     from ingest.app import Ingest, ingest_routes
     from ingest.monitor import ConnectionMonitor
     from state.open import open_connection_stats, open_log, open_read_model, open_rejected
+    from state.shares import open_shares
     from ws_gateway import api
     from ws_gateway.hub import Hub
     from ws_gateway.live import start_ws_server
+    from ws_gateway.sharing import ShareGuard
 
     stop = stop_on_signals()
     routes: list[BaseRoute] = []
@@ -301,14 +303,17 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         hub = Hub(config, model, rates)
         await hub.start()
         api_limits, ws_limits = gateway_limits.from_args(args)
-        ws = await start_ws_server(config, hub, args.host, args.ws_port, ws_limits)
+        shares = open_shares(args.data_dir, args.redis)
+        ws = await start_ws_server(config, hub, args.host, args.ws_port, ws_limits, shares)
         routes += api.routes
         handlers |= api.handlers
-        state["read_side"] = api.ReadSide(config, model, rejected, stats, args.ws_port, rates, api_limits)
+        state["read_side"] = api.ReadSide(config, model, rejected, stats, args.ws_port, rates, api_limits, shares=shares)
     if args.command == "up":
         supervisor = asyncio.create_task(_supervise(_flows_command(args, path), stop))
     limits = HttpLimits(args.keep_alive_timeout, args.header_timeout, args.max_header_bytes, args.max_connections)
-    server = http_server(build_app(routes, handlers, state), args.host, args.http_port, limits)
+    app = build_app(routes, handlers, state)
+    app.add_middleware(ShareGuard)  # a share token never writes, whatever the route (ws_gateway/sharing.py)
+    server = http_server(app, args.host, args.http_port, limits)
     settle(SERVERS)
     sockets = [reuse_port_socket(args.host, args.http_port)] if getattr(args, "reuse_port", False) else None
     http_task = asyncio.create_task(server.serve(sockets=sockets))

@@ -48,10 +48,11 @@ from core.records import (
 from state.connections import ConnectionStats
 from state.readmodel import ReadModel
 from state.rejected import RejectedStore
+from state.shares import ShareStore
 from web.responses import error_response, json_response
 from web.security import page_policy, with_websocket
-from ws_gateway import lists, metrics, shoppers
-from ws_gateway.auth import AuthError, org_for
+from ws_gateway import lists, metrics, sharing, shoppers
+from ws_gateway.auth import AuthError
 from ws_gateway.limits import ApiLimits
 from ws_gateway.throttle import ApiThrottle, Throttled, records_cost, series_cost
 
@@ -73,6 +74,7 @@ class ReadSide:
     ws_port: int
     rates: Rates | None = None
     limits: ApiLimits = field(default_factory=ApiLimits)
+    shares: ShareStore | None = None  # read-only share links (ws_gateway/sharing.py); None: none accepted
     now: Callable[[], datetime] = wall_clock  # "today" of a period, freshness, the quota's window
     monotonic: Callable[[], float] = time.monotonic  # the throttle's refill
     throttle: ApiThrottle = field(init=False)
@@ -123,11 +125,11 @@ def _limit(request: Request, default: int = 100, most: int = 1000) -> int:
 
 
 def _store(request: Request, org: Org) -> str | None:
-    """?store=, one of the organisation's stores, or None for all of them."""
+    """?store=, one of the organisation's stores (a share link's: its own), or None for all of them."""
     store = request.query_params.get("store")
     if store is not None and store not in org.stores:
         raise HTTPException(404, f"organisation {org.id!r} has no store {store!r}")
-    return store
+    return sharing.scoped_store(getattr(request.state, "share", None), org, store)
 
 
 def query(request: Request, side: ReadSide, org: Org) -> tuple[str | None, str, str, str]:
@@ -173,7 +175,7 @@ def org_route(cost: Cost = by_request) -> Callable[[OrgEndpoint], Callable[[Requ
         @functools.wraps(endpoint)
         async def route(request: Request) -> Response:
             side = read_side(request)
-            org = org_for(side.config, request.headers.get("authorization"), request.path_params["org"])
+            org, request.state.share = await sharing.authorise(side, request, request.path_params["org"])
             with side.throttle.admit(org.id, cost(request, side, org), side.monotonic()):
                 return await endpoint(request, side, org)
 
@@ -253,7 +255,7 @@ async def rejected_list(request: Request, side: ReadSide, org: Org) -> Response:
 @org_route()
 async def rejected_one(request: Request, side: ReadSide, org: Org) -> Response:
     r = await asyncio.to_thread(side.rejected.get, request.path_params["id"])
-    if r is None or r.org != org.id:
+    if r is None or r.org != org.id or r.store not in org.stores:
         raise HTTPException(404, "no such rejected delivery in this organisation")
     return json_response(r.to_json())
 
@@ -392,6 +394,9 @@ async def attribution(request: Request, side: ReadSide, org: Org) -> Response:
 
 @org_route(all_records)
 async def quota(request: Request, side: ReadSide, org: Org) -> Response:
+    share = request.state.share
+    if share is not None and share.stores:
+        raise HTTPException(403, "the quota counts the whole organisation's orders: a share link of some stores cannot read it")
     try:
         at = lists.parse_at(request.query_params.get("at"), ms_of(side.now()))
     except lists.ListError as exc:
@@ -430,6 +435,7 @@ async def dashboard(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
+    *sharing.routes,
     Route("/api/v1/orgs/{org}/figures", figures, methods=["GET"]),
     Route("/api/v1/orgs/{org}/series", series_route, methods=["GET"]),
     Route("/api/v1/orgs/{org}/quota", quota, methods=["GET"]),

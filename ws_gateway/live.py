@@ -25,19 +25,24 @@ import contextlib
 import gc
 import socket
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
+from core.clock import ms_of
 from core.config import Config
+from core.shares import is_share_token
+from state.shares import ShareStore
 from ws_gateway import metrics
 from ws_gateway.auth import AuthError, org_for
 from ws_gateway.bucket import TokenBucket
 from ws_gateway.clients import ConnectionCaps, Replies, close_reason
 from ws_gateway.hub import Hub, Subscriber
 from ws_gateway.limits import WsLimits
+from ws_gateway.sharing import share_for
 
 AUTH_TIMEOUT_SECONDS = 10
 CLOSE_TIMEOUT_SECONDS = 5  # a close handshake the client does not answer: the TCP connection is dropped
@@ -68,7 +73,7 @@ class Sweeper:
         gc.collect()
 
 
-async def _authenticate(conn: ServerConnection, config: Config) -> str:
+async def _authenticate(conn: ServerConnection, config: Config, shares: ShareStore | None = None) -> str:
     header = conn.request.headers.get("Authorization") if conn.request else None
     if header is None:
         try:
@@ -81,6 +86,12 @@ async def _authenticate(conn: ServerConnection, config: Config) -> str:
         if not isinstance(msg, dict) or msg.get("type") != "auth" or not isinstance(msg.get("token"), str):
             raise AuthError(400, 'the first message must be {"type": "auth", "token": "..."}')
         header = f"Bearer {msg['token']}"
+    token = header[7:].strip() if header.startswith("Bearer ") else ""
+    if is_share_token(token):
+        share = await asyncio.to_thread(share_for, shares, token, None, ms_of(datetime.now(UTC)))
+        if share.stores:  # the feed carries every store's figures
+            raise AuthError(403, "this share link covers only some stores: read them with the HTTP API (?store=)")
+        return share.org
     return org_for(config, header).id
 
 
@@ -135,7 +146,8 @@ async def _read(conn: ServerConnection, sub: Subscriber, limits: WsLimits) -> No
                 sub.reply(reply)
 
 
-def handler(config: Config, hub: Hub, limits: WsLimits) -> Callable[[ServerConnection], Awaitable[None]]:
+def handler(config: Config, hub: Hub, limits: WsLimits,
+            shares: ShareStore | None = None) -> Callable[[ServerConnection], Awaitable[None]]:
     caps = ConnectionCaps(limits)
     sweeper = Sweeper()
 
@@ -166,7 +178,7 @@ def handler(config: Config, hub: Hub, limits: WsLimits) -> Callable[[ServerConne
             return
         try:
             try:
-                org_id = await _authenticate(conn, config)
+                org_id = await _authenticate(conn, config, shares)
             except AuthError as exc:
                 metrics.AUTH_FAILURES.inc()
                 with contextlib.suppress(ConnectionClosed):
@@ -191,7 +203,8 @@ def handler(config: Config, hub: Hub, limits: WsLimits) -> Callable[[ServerConne
     return handle
 
 
-async def start_ws_server(config: Config, hub: Hub, host: str, port: int, limits: WsLimits | None = None) -> Server:
+async def start_ws_server(config: Config, hub: Hub, host: str, port: int, limits: WsLimits | None = None,
+                          shares: ShareStore | None = None) -> Server:
     limits = limits or WsLimits()
-    return await serve(handler(config, hub, limits), host, port, max_size=limits.max_message, max_queue=MAX_QUEUE,
+    return await serve(handler(config, hub, limits, shares), host, port, max_size=limits.max_message, max_queue=MAX_QUEUE,
                        write_limit=WRITE_LIMIT, close_timeout=CLOSE_TIMEOUT_SECONDS)
