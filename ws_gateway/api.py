@@ -51,7 +51,7 @@ from state.rejected import RejectedStore
 from state.shares import ShareStore
 from web.responses import error_response, json_response
 from web.security import page_policy, with_websocket
-from ws_gateway import embed, lists, metrics, sharing, shoppers
+from ws_gateway import csv_export, embed, lists, metrics, sharing, shoppers
 from ws_gateway.auth import AuthError
 from ws_gateway.limits import ApiLimits
 from ws_gateway.throttle import ApiThrottle, Throttled, records_cost, series_cost
@@ -177,7 +177,7 @@ def org_route(cost: Cost = by_request) -> Callable[[OrgEndpoint], Callable[[Requ
             side = read_side(request)
             org, request.state.share = await sharing.authorise(side, request, request.path_params["org"])
             with side.throttle.admit(org.id, cost(request, side, org), side.monotonic()):
-                return await endpoint(request, side, org)
+                return csv_export.negotiate(request, await endpoint(request, side, org))
 
         return route
 
