@@ -34,7 +34,8 @@ Gap = tuple[str, str]  # (currency, day): an amount that could not be converted 
 
 
 def gaps_json(gaps: Iterable[Gap], target: str) -> dict[str, object]:
-    """What a money figure leaves out: per currency, the days without a rate, and a message saying so.
+    """What a money figure leaves out: per currency whose (ECB, per euro) rate was missing, the days
+    without one, and a message saying so.
     Counts (orders, items) are never affected: only the amounts of those days are missing."""
     days: dict[str, list[str]] = {}
     for currency, day in sorted(gaps):
@@ -42,7 +43,7 @@ def gaps_json(gaps: Iterable[Gap], target: str) -> dict[str, object]:
     missing = [{"currency": c, "days": len(d), "first": d[0], "last": d[-1]} for c, d in days.items()]
     said = "; ".join(f"{c} on {d[0]}" + (f" to {d[-1]} ({len(d)} days)" if len(d) > 1 else "") for c, d in days.items())
     return {"missing_rates": missing,
-            "message": f"incomplete: no exchange rate to {target} for {said}; those amounts are left out"}
+            "message": f"incomplete in {target}: no exchange rate for {said}; the amounts that needed it are left out"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,27 @@ class Rates:
         return int(converted.scaleb(EXPONENTS[target]).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+class RecordingRates(Rates):
+    """Rates that, lacking one, record (currency, day) and give 0 instead of raising: a list or figure
+    computed with them leaves those amounts out and then says so (core/figures.py gaps_json)."""
+
+    def __init__(self, inner: Rates | None) -> None:
+        super().__init__()
+        self.inner = inner
+        self.gaps: set[tuple[str, str]] = set()
+
+    def convert(self, amount: int, source: str, target: str, day: str) -> int:
+        if source == target:
+            return amount
+        try:
+            if self.inner is None:
+                raise MissingRate(f"no exchange rate for {source} to {target} on {day}", source, day)
+            return self.inner.convert(amount, source, target, day)
+        except MissingRate as exc:
+            self.gaps.add((exc.currency or source, exc.day or day))
+            return 0
+
+
 LATEST = "9999-12-31"  # converting at this day takes the latest known rate
 
 

@@ -20,7 +20,7 @@ import pytest
 from core.changes import DAY, Bucket
 from core.figures import compute_figures, dashboard_figures, series
 from core.money import EXPONENTS, Money
-from core.rates import parse_ecb_csv
+from core.rates import RecordingRates, parse_ecb_csv
 from storepulse import STOREPULSE
 from storepulse.configfile import load_rates
 from storepulse.rates_source import DOWNLOADED, default_rates, shipped_csv
@@ -148,8 +148,8 @@ def test_a_missing_rate_is_a_message_on_the_figures_it_affects_not_an_error() ->
     gross = f["gross_revenue"]
     assert isinstance(gross, dict) and gross["amount"] == 1000  # 11.00 USD at 1.10 = 10.00 EUR; IQD left out
     assert gross["missing_rates"] == [{"currency": "IQD", "days": 2, "first": "2030-01-01", "last": "2030-01-02"}]
-    assert gross["message"] == ("incomplete: no exchange rate to EUR for IQD on 2030-01-01 to 2030-01-02 (2 days); "
-                                "those amounts are left out")
+    assert gross["message"] == ("incomplete in EUR: no exchange rate for IQD on 2030-01-01 to 2030-01-02 (2 days); "
+                                "the amounts that needed it are left out")
     gaps: dict[str, frozenset[tuple[str, str]]] = {}
     points = series(days, metric="gross_revenue", grain=DAY, first="2030-01-01", last="2030-01-03",
                     tz=ZoneInfo("UTC"), currency="EUR", rates=rates, gaps=gaps)
@@ -157,3 +157,14 @@ def test_a_missing_rate_is_a_message_on_the_figures_it_affects_not_an_error() ->
     assert gaps == {"2030-01-01": frozenset({("IQD", "2030-01-01")}), "2030-01-02": frozenset({("IQD", "2030-01-02")})}
     clean = compute_figures(days[:1], first="2030-01-01", last="2030-01-02", currency="EUR", rates=rates).to_json()
     assert "missing_rates" not in clean["gross_revenue"]  # type: ignore[operator]
+
+
+@pytest.mark.unit
+def test_recording_rates_leave_out_and_name_what_they_lack() -> None:
+    rates = RecordingRates(parse_ecb_csv(SMALL))
+    assert rates.convert(1100, "USD", "EUR", "2030-01-01") == 1000
+    assert rates.convert(500, "IQD", "EUR", "2030-01-01") == 0 and rates.convert(1, "EUR", "CHF", "2030-01-02") == 0
+    assert rates.gaps == {("IQD", "2030-01-01"), ("CHF", "2030-01-02")}
+    without = RecordingRates(None)
+    assert without.convert(7, "USD", "EUR", "2030-01-01") == 0 and without.gaps == {("USD", "2030-01-01")}
+    assert without.convert(7, "EUR", "EUR", "2030-01-01") == 7 and len(without.gaps) == 1

@@ -29,7 +29,7 @@ from core.config import Config, Org
 from core.figures import OPEN_END, BadPeriod, Gap, MissingRate, compute_figures, gaps_json, resolve_period, series
 from core.freshness import freshness
 from core.money import EXPONENTS
-from core.rates import Rates
+from core.rates import Rates, RecordingRates
 from core.records import (
     LATE_BOOKS,
     AbandonedProduct,
@@ -115,6 +115,11 @@ def _too_late(books: Mapping[str, LateBook]) -> dict[str, dict[str, object]]:
         out[book] = {"count": 0, "last_event_time": None, "last_event_id": None} if r is None else {
             "count": r.count, "last_event_time": utc_from_ms(r.last_event_time).isoformat(), "last_event_id": r.last_event_id}
     return out
+
+
+def _gaps(rates: RecordingRates, currency: str) -> dict[str, object]:
+    """What a list's amounts leave out for want of a rate (core/figures.py gaps_json), when anything."""
+    return gaps_json(rates.gaps, currency) if rates.gaps else {}
 
 
 def _limit(request: Request, default: int = 100, most: int = 1000) -> int:
@@ -304,8 +309,10 @@ async def listing(request: Request, side: ReadSide, org: Org) -> Response:
     if store is not None:
         records = [r for r in records if r.value.store == store]
     # records(first, last) already holds only the period's days
-    paid = lists.paid_orders(records, currency, side.rates)
-    body: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency, "sort": sort}
+    rates = RecordingRates(side.rates)
+    paid = lists.paid_orders(records, currency, rates)
+    body: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency, "sort": sort,
+                               **_gaps(rates, currency)}
     if what == "orders":
         body["orders"] = lists.orders_list(paid, sort=sort, limit=limit, currency=currency, tz=org.tz)
         body["by_source"] = lists.orders_by_source(paid, currency)
@@ -331,16 +338,17 @@ async def customers(request: Request, side: ReadSide, org: Org) -> Response:
         raise HTTPException(400, f"sort for customers must be one of {', '.join(lists.SORTS['customers'])}, got {sort!r}")
     limit = _limit(request, default=20)
     fetch = side.model.records
+    rates = RecordingRates(side.rates)
     span: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency,
                                "sort": sort, "filter": wanted}
     if wanted == "never_bought":  # a profile's day is the day it registered
         lives = lists.lifetimes(await asyncio.to_thread(fetch, org.id, Customer, first, last),
-                                currency=currency, rates=side.rates, tz=org.tz, store=None)
+                                currency=currency, rates=rates, tz=org.tz, store=None)
         figures = lists.never_bought(lives, store)
         rows = lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz)
-        return json_response({**span, "total": len(figures), "customers": rows})
+        return json_response({**span, **_gaps(rates, currency), "total": len(figures), "customers": rows})
     profiles = await asyncio.to_thread(fetch, org.id, Customer)
-    lives = lists.lifetimes(profiles, currency=currency, rates=side.rates, tz=org.tz, store=store)
+    lives = lists.lifetimes(profiles, currency=currency, rates=rates, tz=org.tz, store=store)
     if first == "" and last == OPEN_END:  # all time: the profiles alone, no order is read
         figures = lists.lifetime_customers(lives)
         # guests have no profile: the figures' paid orders minus the profiles'. Read after the
@@ -350,13 +358,13 @@ async def customers(request: Request, side: ReadSide, org: Org) -> Response:
         guests = max(0, paid_orders - sum(c.orders for c in figures.values()))
     else:  # a bounded period sums its own paid orders, selected by day
         orders = await asyncio.to_thread(fetch, org.id, Order, first, last)
-        paid = [o for o in lists.paid_orders(orders, currency, side.rates)
+        paid = [o for o in lists.paid_orders(orders, currency, rates)
                 if store is None or o.order.store == store]
         figures = lists.period_customers(paid)
         guests = sum(1 for o in paid if o.order.customer is None)
     first_ever = {k: c.first_paid for k, c in lives.items() if c.first_paid is not None}
     return json_response({
-        **span, "total": len(figures),
+        **span, **_gaps(rates, currency), "total": len(figures),
         "customers": lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz),
         "summary": lists.customer_summary(figures, first_ever, guests, first, last, org.tz),
     })
@@ -369,10 +377,11 @@ async def carts(request: Request, side: ReadSide, org: Org) -> Response:
     days, live, products, listed = await asyncio.gather(
         asyncio.to_thread(fetch, org.id, CartDay, first, last), asyncio.to_thread(fetch, org.id, OpenCarts),
         asyncio.to_thread(fetch, org.id, AbandonedProduct, first, last), asyncio.to_thread(fetch, org.id, Cart, first, last))
-    body = shoppers.carts_summary(days, live, products, listed, currency=currency, rates=side.rates,
+    rates = RecordingRates(side.rates)
+    body = shoppers.carts_summary(days, live, products, listed, currency=currency, rates=rates,
                                   limit=_limit(request, default=20), store=store)
-    return json_response({"org": org.id, "store": store, **_span(first, last),
-                          "currency": currency, "abandon_after_minutes": org.abandon_after_minutes, **body})
+    return json_response({"org": org.id, "store": store, **_span(first, last), "currency": currency,
+                          "abandon_after_minutes": org.abandon_after_minutes, **_gaps(rates, currency), **body})
 
 
 @org_route(by_records)
@@ -387,9 +396,10 @@ async def journey(request: Request, side: ReadSide, org: Org) -> Response:
 async def attribution(request: Request, side: ReadSide, org: Org) -> Response:
     store, first, last, currency = query(request, side, org)
     days = await asyncio.to_thread(side.model.records, org.id, Attribution, first, last)
-    body = shoppers.attribution_summary(days, currency=currency, rates=side.rates, store=store)
+    rates = RecordingRates(side.rates)
+    body = shoppers.attribution_summary(days, currency=currency, rates=rates, store=store)
     return json_response({"org": org.id, "store": store, **_span(first, last),
-                          "currency": currency, "window_days": 7, **body})
+                          "currency": currency, "window_days": 7, **_gaps(rates, currency), **body})
 
 
 @org_route(all_records)
