@@ -4,6 +4,7 @@ events-API batches), so every view of the dashboard has data and moves within se
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -76,9 +77,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         began = time.monotonic()
         wait_for(lambda: "days of history sent" in log.read_text(), 90, f"the demo's history (log: {log})")
         token, _ = demo_credentials(tmp / "data" / "demo.toml")
-        yield {"base": f"http://127.0.0.1:{http_port}", "token": token, "log": log, "history_s": time.monotonic() - began}
+        yield {"base": f"http://127.0.0.1:{http_port}", "token": token, "log": log, "history_s": time.monotonic() - began,
+               "proc": proc, "cmd": cmd, "tmp": tmp}
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
+        with contextlib.suppress(ProcessLookupError):  # the restart test may have stopped it
+            os.killpg(proc.pid, signal.SIGINT)
         proc.wait(30)
 
 
@@ -120,6 +123,27 @@ def test_the_demo_figures_move_within_seconds(demo: dict[str, Any]) -> None:
     while (now := _get(demo, "figures", period="today")["paid_orders"]) <= before and time.monotonic() < deadline:
         time.sleep(0.2)
     assert now > before, f"no new paid order within 15 s (log: {demo['log']})"
+
+
+def test_a_restart_neither_repeats_nor_shifts_the_history(demo: dict[str, Any]) -> None:
+    """Runs last in this module: it stops the demo and starts it again on the same data directory."""
+    before = _get(demo, "figures", period="90d")["paid_orders"]
+    proc = demo["proc"]
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(30) == 0
+    log = demo["tmp"] / "again.log"
+    cmd = [*demo["cmd"][:-1], "60"]  # a tick a minute: the live traffic adds at most a couple of orders
+    with open(log, "wb") as out:
+        again = subprocess.Popen(cmd, cwd=demo["tmp"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: "shop simulator on" in log.read_text(), 30, f"the restarted demo (log: {log})")
+        wait_for(lambda: _get(demo, "figures", period="90d")["freshness"]["live"], 30, "the dataflow to catch up")
+        after = _get(demo, "figures", period="90d")["paid_orders"]
+        assert before <= after <= before + 6, (before, after)  # a shifted history would add ~2,800
+        assert "days of history sent" not in log.read_text()
+    finally:
+        os.killpg(again.pid, signal.SIGINT)
+        again.wait(30)
 
 
 def test_no_simulator_means_no_traffic(tmp_path: Path) -> None:

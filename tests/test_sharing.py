@@ -109,7 +109,9 @@ def test_a_share_token_reads_its_organisation_and_writes_nothing(storepulse: Sto
     # the live feed takes it too
     with connect(f"ws://127.0.0.1:{storepulse.ws_port}/v1/live", open_timeout=10) as ws:
         ws.send(json.dumps({"type": "auth", "token": token}))
-        assert json.loads(ws.recv(timeout=10))["type"] == "snapshot"
+        snapshot = json.loads(ws.recv(timeout=10))
+        assert snapshot["type"] == "snapshot" and (snapshot["currency"], snapshot["exponent"]) == ("EUR", 2)
+        assert snapshot["figures"]["total"]["all"]["gross_revenue"]["exponent"] == 2
     revoked = httpx.delete(f"{base}/acme/shares/{made['share']['id']}", headers=_h(TOKENS["acme"]), timeout=10)  # type: ignore[index]
     assert revoked.status_code == 200 and revoked.json()["share"]["status"] == "revoked"
     r = httpx.get(f"{base}/acme/figures", headers=_h(token), timeout=10)
