@@ -71,3 +71,9 @@ def test_the_server_serves_it_without_a_token(sp: Storepulse) -> None:
     figures = doc["paths"]["/api/v1/orgs/{org}/figures"]["get"]
     assert {"text/csv", "application/json"} <= set(figures["responses"]["200"]["content"])
     assert doc["components"]["schemas"]["Money"]["required"] == ["amount", "currency", "exponent"]
+
+
+def test_the_currencies_the_dashboard_offers(sp: Storepulse) -> None:
+    got = httpx.get(f"{sp.base}/api/v1/currencies", timeout=10).json()  # the test config's rates: USD and JPY
+    assert got == {"currencies": [{"code": "EUR", "exponent": 2}, {"code": "JPY", "exponent": 0}, {"code": "USD", "exponent": 2}],
+                   "rates_until": "2026-01-05"}

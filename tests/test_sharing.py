@@ -162,3 +162,16 @@ def test_the_command_line_creates_lists_and_revokes(storepulse: Storepulse) -> N
     assert httpx.get(f"{storepulse.base}/api/v1/orgs/acme/journey", headers=_h(token), timeout=10).status_code == 401
     bad = storepulse.cli("share", "create", "--org", "acme", "--expires", "999d")
     assert bad.returncode == 2 and "more than 366 days" in bad.stderr
+
+
+def test_me_says_who_a_token_is(storepulse: Storepulse) -> None:
+    url = f"{storepulse.base}/api/v1/me"
+    own = httpx.get(url, headers=_h(TOKENS["acme"]), timeout=10).json()
+    assert own == {"org": "acme", "kind": "organisation", "read_only": False, "stores": ["acme-stripe", "acme-eu2", "acme-site"],
+                   "currency": "EUR", "timezone": "Europe/Berlin", "expires_at": None, "live_feed": True}
+    made = _create(storepulse, stores=["acme-site"], expires="2h")
+    shared = httpx.get(url, params={"token": made["token"]}, timeout=10).json()
+    assert shared["kind"] == "share" and shared["read_only"] and shared["stores"] == ["acme-site"]
+    assert shared["live_feed"] is False and shared["expires_at"] == made["share"]["expires_at"]  # type: ignore[index]
+    assert httpx.get(url, timeout=10).status_code == 401
+    assert httpx.get(url, headers=_h("sps_not-a-link"), timeout=10).status_code == 401

@@ -51,7 +51,7 @@ from state.rejected import RejectedStore
 from state.shares import ShareStore
 from web.responses import error_response, json_response
 from web.security import page_policy, with_websocket
-from ws_gateway import csv_export, embed, lists, metrics, openapi, sharing, shoppers
+from ws_gateway import csv_export, currencies, embed, lists, metrics, openapi, sharing, shoppers
 from ws_gateway.auth import AuthError
 from ws_gateway.limits import ApiLimits
 from ws_gateway.throttle import ApiThrottle, Throttled, records_cost, series_cost
@@ -448,6 +448,7 @@ routes: list[BaseRoute] = [
     *sharing.routes,
     *embed.routes,
     *openapi.routes,
+    *currencies.routes,
     Route("/api/v1/orgs/{org}/figures", figures, methods=["GET"]),
     Route("/api/v1/orgs/{org}/series", series_route, methods=["GET"]),
     Route("/api/v1/orgs/{org}/quota", quota, methods=["GET"]),

@@ -127,6 +127,10 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", f"{_ORG}/shares", "the organisation's share links (never their tokens)", ["org"]),
     Endpoint("DELETE", f"{_ORG}/shares/{{id}}", "revoke a share link", ["org", "id"]),
     Endpoint("GET", "/api/v1/openapi.json", "this document", auth=False, errors=()),
+    Endpoint("GET", "/api/v1/me", "who the token is: organisation, stores, read-only or not, expiry, whether the live feed takes it",
+             [], errors=(401,)),
+    Endpoint("GET", "/api/v1/currencies", "presentation currencies (EUR and every ECB one) with their ISO 4217 exponent",
+             auth=False, errors=()),
     Endpoint("POST", "/webhooks/{provider}/{store_id}", "a vendor's signed webhook (Stripe-Signature, X-WC-Webhook-Signature, "
              "X-Shopify-Hmac-Sha256); 200 once durably in the log", ["provider", "store_id"], "Accepted",
              (400, 404, 408, 413, 415, 503), auth=False),

@@ -164,7 +164,29 @@ async def revoke(request: Request) -> Response:
     return json_response({"share": share.to_json(now)})
 
 
+async def me(request: Request) -> Response:
+    """Who a token is: the page opened with `#token=` learns its organisation, stores and whether it
+    may write (a share link never may) before it asks for anything else."""
+    side: ReadSide = request.app.state.read_side
+    header, query = presented_token(request)
+    bearer = header[7:].strip() if header and header.startswith("Bearer ") else query
+    now = ms_of(side.now())
+    if bearer and is_share_token(bearer):
+        share = await asyncio.to_thread(share_for, side.shares, bearer, None, now)
+        org = side.config.orgs.get(share.org)
+        if org is None:
+            raise AuthError(401, "the share token's organisation no longer exists")
+        scoped = share.scoped(org)
+        return json_response({"org": org.id, "kind": "share", "share": share.id, "read_only": True,
+                              "stores": list(scoped.stores), "currency": org.currency, "timezone": org.timezone,
+                              "expires_at": share.to_json(now)["expires_at"], "live_feed": not share.stores})
+    org = org_for(side.config, header)
+    return json_response({"org": org.id, "kind": "organisation", "read_only": False, "stores": list(org.stores),
+                          "currency": org.currency, "timezone": org.timezone, "expires_at": None, "live_feed": True})
+
+
 routes: list[BaseRoute] = [
+    Route("/api/v1/me", me, methods=["GET"]),
     Route("/api/v1/orgs/{org}/shares", create, methods=["POST"]),
     Route("/api/v1/orgs/{org}/shares", list_shares, methods=["GET"]),
     Route("/api/v1/orgs/{org}/shares/{id}", revoke, methods=["DELETE"]),
