@@ -60,6 +60,7 @@ def demo_config(data_dir: Path) -> Path:
             'timezone = "Europe/Berlin"\n'
             'currency = "EUR"\n'
             f'token = "{secrets.token_urlsafe(24)}"\n'
+            "plan_limit = 2000\n"  # the simulator's ~1,000 paid orders a month: the quota view shows about half used
             + stores
         )
         path.chmod(0o600)

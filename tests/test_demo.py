@@ -112,6 +112,8 @@ def test_every_view_of_the_demo_has_data(demo: dict[str, Any]) -> None:
     attribution = _get(demo, "attribution", period="90d")
     assert attribution["orders"] > 0 and len(attribution["campaigns"]) >= 3
     assert _get(demo, "products", period="90d")["products"]
+    quota = _get(demo, "quota")
+    assert quota["plan_limit"] == 2000 and 0 < quota["paid_orders_30d"] < 2000, quota
     connections = {c["provider"]: c for c in _get(demo, "connections")["connections"]}
     assert set(connections) == {"stripe", "woocommerce", "shopify", "events"}
     assert all(c["rejected"]["count"] == 0 and c["last_event_time"] for c in connections.values())
