@@ -85,6 +85,8 @@ class Sender:
                     self.refused += 1
                     log.warning("demo: %s answered %s: %s", post.path, r.status_code, r.text[:300])
                 return
+            self.refused += 1
+            log.warning("demo: gave up on %s after 5 tries", post.path)
 
     async def send_all(self, batches: list[wire.Post], hooks: list[wire.Post]) -> None:
         for batch in batches:  # in time order: the site's events before the day's orders
@@ -149,10 +151,26 @@ async def simulate(base_url: str, org: Org, data_dir: Path, settings: Settings, 
                 pass
 
 
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0.1 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0.1 to 3600")
+    return value
+
+
+def _report(task: asyncio.Task[None]) -> None:
+    """A simulator that fails says why in the log (storepulse itself goes on)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("demo: the shop simulator stopped", exc_info=task.exception())
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-simulator", action="store_true",
                    help="with the demo config (no config file given), do not run the built-in shop simulator")
-    p.add_argument("--simulator-interval", type=float, default=INTERVAL, metavar="SECONDS",
+    p.add_argument("--simulator-interval", type=_interval, default=INTERVAL, metavar="SECONDS",
                    help="seconds between two ticks of the demo's live traffic")
 
 
@@ -163,4 +181,6 @@ def start(args: argparse.Namespace, org: Org, stop: asyncio.Event) -> asyncio.Ta
         return None
     base = f"http://{args.host}:{args.http_port}"
     log.info("demo: shop simulator on (--no-simulator turns it off)")
-    return asyncio.create_task(simulate(base, org, args.data_dir, Settings(interval=args.simulator_interval), stop))
+    task = asyncio.create_task(simulate(base, org, args.data_dir, Settings(interval=args.simulator_interval), stop))
+    task.add_done_callback(_report)
+    return task

@@ -196,7 +196,7 @@ def tick(seed: int, at: int, span: int, number: int) -> Happenings:
     for n in range(2):
         _session(rng, f"t{at}-{n}", at - span, span, True if (turn == "events" and n == 0) else None, out)
     if turn != "events":
-        out.orders.append(_order(rng, turn, (at // 1000) * 10 + 9, at - span // 2))
+        out.orders.append(_order(rng, turn, at * 10 + 9, at - span // 2))  # by the ms: ticks may be < 1 s apart
     out.site = [e for e in out.site if e.time <= at]  # a refund a day later has not happened yet
     out.orders = [o if o.refund == 0 else Order(o.provider, o.number, o.time, o.customer, o.lines) for o in out.orders]
     return out
