@@ -9,6 +9,7 @@ each, in `handlers`. Every error body is {"error": "..."}.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -54,6 +55,7 @@ from web.security import page_policy, with_websocket
 from ws_gateway import csv_export, currencies, embed, lists, metrics, openapi, sharing, shoppers
 from ws_gateway.auth import AuthError
 from ws_gateway.limits import ApiLimits
+from ws_gateway.scoped import ScopedModel
 from ws_gateway.throttle import ApiThrottle, Throttled, records_cost, series_cost
 
 BODY_PREVIEW_BYTES = 4096
@@ -134,7 +136,7 @@ def _store(request: Request, org: Org) -> str | None:
     store = request.query_params.get("store")
     if store is not None and store not in org.stores:
         raise HTTPException(404, f"organisation {org.id!r} has no store {store!r}")
-    return sharing.scoped_store(getattr(request.state, "share", None), org, store)
+    return store
 
 
 def query(request: Request, side: ReadSide, org: Org) -> tuple[str | None, str, str, str]:
@@ -180,9 +182,12 @@ def org_route(cost: Cost = by_request) -> Callable[[OrgEndpoint], Callable[[Requ
         @functools.wraps(endpoint)
         async def route(request: Request) -> Response:
             side = read_side(request)
-            org, request.state.share = await sharing.authorise(side, request, request.path_params["org"])
+            org, share = await sharing.authorise(side, request, request.path_params["org"])
+            request.state.share = share
             with side.throttle.admit(org.id, cost(request, side, org), side.monotonic()):
-                return csv_export.negotiate(request, await endpoint(request, side, org))
+                seen = side if share is None or not share.stores else dataclasses.replace(
+                    side, model=ScopedModel(side.model, frozenset(org.stores)))  # a link of some stores sees them alone
+                return csv_export.negotiate(request, await endpoint(request, seen, org))
 
         return route
 
@@ -250,6 +255,8 @@ async def series_route(request: Request, side: ReadSide, org: Org) -> Response:
 async def rejected_list(request: Request, side: ReadSide, org: Org) -> Response:
     store = _store(request, org)
     found = await asyncio.to_thread(side.rejected.list, org=org.id, store=store, limit=_limit(request))
+    if request.state.share is not None:
+        found = [r for r in found if r.store in org.stores]  # a share link's stores
     usage = await asyncio.to_thread(side.rejected.usage)
     mine = [u for s, u in usage.items() if s in org.stores and store in (None, s)]
     # What the byte bounds dropped (oldest first) from what this list would show.

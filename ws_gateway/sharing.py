@@ -70,16 +70,6 @@ async def authorise(side: ReadSide, request: Request, org_id: str) -> tuple[Org,
     return share.scoped(org), share
 
 
-def scoped_store(share: Share | None, org: Org, store: str | None) -> str | None:
-    """The store a request reads: `store` as asked; without one, a link to a single store reads that
-    store; a link to several must name one (its figures are not the organisation's total)."""
-    if store is not None or share is None or not share.stores:
-        return store
-    if len(org.stores) == 1:
-        return next(iter(org.stores))
-    raise HTTPException(400, f"this share link covers stores {', '.join(org.stores)}: name one with ?store=")
-
-
 class ShareGuard:
     """ASGI middleware: a write (any method but GET, HEAD, OPTIONS) under /api/ with a share token is
     403 before any route reads it."""
