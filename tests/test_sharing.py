@@ -15,7 +15,7 @@ from core.config import parse_config
 from core.shares import ShareError, expiry, new_share, token_sha256
 from state.redis_shares import RedisShareStore
 from state.sqlite_shares import SqliteShareStore
-from tests.helpers import ORGS_TOML, TOKENS, RedisServer, Storepulse, payment_intent_succeeded, wait_json
+from tests.helpers import ORGS_TOML, TOKENS, RedisServer, Storepulse, payment_intent_succeeded, wait_json, wait_ws
 
 NOW = 1_780_000_000_000
 DAY = 86_400_000
@@ -148,9 +148,16 @@ def test_a_share_of_some_stores_sees_only_them(storepulse: Storepulse) -> None:
     assert both["gross_revenue"]["amount"] == sum(f["gross_revenue"]["amount"] for f in each)
     everyone = httpx.get(f"{base}/customers", params={"period": "all", "limit": 1000}, headers=_h(two), timeout=10).json()
     assert all(c["customer"] for c in everyone["customers"])  # answers; other stores' money is not in it
+    # the live feed of a link of some stores: their total and each of them, nothing of the others
     with connect(f"ws://127.0.0.1:{storepulse.ws_port}/v1/live", open_timeout=10) as ws:
-        ws.send(json.dumps({"type": "auth", "token": token}))
-        assert json.loads(ws.recv(timeout=10))["status"] == 403  # the feed carries every store
+        ws.send(json.dumps({"type": "auth", "token": two}))
+        snapshot = json.loads(ws.recv(timeout=10))
+        assert snapshot["type"] == "snapshot" and set(snapshot["figures"]["stores"]) == {"acme-stripe", "acme-site"}
+        assert snapshot["figures"]["total"]["all"]["paid_orders"] == both["paid_orders"]
+        pushed = f"pi_{uuid.uuid4().hex}"
+        assert storepulse.post_stripe("acme-stripe", payment_intent_succeeded(f"evt_{uuid.uuid4().hex}", pushed, 300)).status_code == 200
+        wait_ws(ws, lambda m: m.get("type") == "figures"
+                and m["figures"]["total"]["all"]["paid_orders"] == both["paid_orders"] + 1)
 
 
 def test_bad_requests_to_the_links_api_say_what_is_wrong(storepulse: Storepulse) -> None:
@@ -183,10 +190,10 @@ def test_me_says_who_a_token_is(storepulse: Storepulse) -> None:
     url = f"{storepulse.base}/api/v1/me"
     own = httpx.get(url, headers=_h(TOKENS["acme"]), timeout=10).json()
     assert own == {"org": "acme", "kind": "organisation", "read_only": False, "stores": ["acme-stripe", "acme-eu2", "acme-site"],
-                   "currency": "EUR", "timezone": "Europe/Berlin", "expires_at": None, "live_feed": True}
+                   "currency": "EUR", "timezone": "Europe/Berlin", "expires_at": None}
     made = _create(storepulse, stores=["acme-site"], expires="2h")
     shared = httpx.get(url, params={"token": made["token"]}, timeout=10).json()
     assert shared["kind"] == "share" and shared["read_only"] and shared["stores"] == ["acme-site"]
-    assert shared["live_feed"] is False and shared["expires_at"] == made["share"]["expires_at"]  # type: ignore[index]
+    assert shared["expires_at"] == made["share"]["expires_at"]  # type: ignore[index]
     assert httpx.get(url, timeout=10).status_code == 401
     assert httpx.get(url, headers=_h("sps_not-a-link"), timeout=10).status_code == 401

@@ -33,7 +33,8 @@ log = logging.getLogger("storepulse.gateway")
 class Subscriber:
     MAX_REPLIES = 16  # answers to the client's own messages not yet sent; more are dropped
 
-    def __init__(self) -> None:
+    def __init__(self, stores: frozenset[str] | None = None) -> None:
+        self.stores = stores  # a share link's stores: figures of those alone (None: the whole organisation)
         self.latest: dict[str, object] | None = None
         self.alerts: list[dict[str, object]] = []
         self.replies: list[dict[str, object]] = []
@@ -103,19 +104,22 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                 await t
 
-    def subscribe(self, org_id: str) -> tuple[Subscriber, dict[str, object]]:
+    def subscribe(self, org_id: str, stores: frozenset[str] | None = None) -> tuple[Subscriber, dict[str, object]]:
         view = self._views[org_id]
-        sub = Subscriber()
+        sub = Subscriber(stores)
         view.subscribers.add(sub)
         metrics.CLIENTS.inc()
-        return sub, self.payload(org_id, "snapshot")
+        return sub, self.payload(org_id, "snapshot", stores)
 
     def unsubscribe(self, org_id: str, sub: Subscriber) -> None:
         self._views[org_id].subscribers.discard(sub)
         metrics.CLIENTS.dec()
 
-    def payload(self, org_id: str, kind: str) -> dict[str, object]:
+    def payload(self, org_id: str, kind: str, stores: frozenset[str] | None = None) -> dict[str, object]:
+        """The dashboard's figures; with `stores` (a share link's), of those stores alone: their total,
+        and each of them."""
         view = self._views[org_id]
+        days = [b for b in view.days.values() if stores is None or b.store in stores]
         now = self._now()
         view.shown_day = now.astimezone(view.org.tz).date().isoformat()
         base: dict[str, object] = {"type": kind, "org": org_id, "version": view.version, "currency": view.org.currency,
@@ -123,8 +127,8 @@ class Hub:
                                    "freshness": freshness(view.caught_up_at, ms_of(now)).to_json()}
         try:
             base["figures"] = dashboard_figures(
-                list(view.days.values()), today=now.astimezone(view.org.tz).date(), currency=view.org.currency,
-                stores=view.org.stores, rates=self._rates,
+                days, today=now.astimezone(view.org.tz).date(), currency=view.org.currency,
+                stores=[s for s in view.org.stores if stores is None or s in stores], rates=self._rates,
             )
         except MissingRate as exc:
             base["error"] = str(exc)
@@ -186,8 +190,9 @@ class Hub:
                 view.alerted.add(c.key)
                 alert = {"type": "alert", "org": c.org, "version": c.version, "quota": alert_json(c.value)}
                 for sub in view.subscribers:  # an alert is an event of its own, not a figure to coalesce
-                    sub.alerts.append(alert)
-                    sub.ready.set()
+                    if sub.stores is None:  # the quota is the whole organisation's: not for a link of some stores
+                        sub.alerts.append(alert)
+                        sub.ready.set()
             else:
                 continue  # records the dashboard does not show (orders, carts, ...)
             view.version = max(view.version, c.version)
@@ -208,9 +213,11 @@ class Hub:
                 view = self._views[org_id]
                 if not view.subscribers:
                     continue
-                payload = self.payload(org_id, "figures")
+                payloads: dict[frozenset[str] | None, dict[str, object]] = {}  # one per scope, shared by its subscribers
                 for sub in view.subscribers:
-                    sub.offer(payload)
+                    if sub.stores not in payloads:
+                        payloads[sub.stores] = self.payload(org_id, "figures", sub.stores)
+                    sub.offer(payloads[sub.stores])
                 metrics.PUSHES.inc(len(view.subscribers))
             await asyncio.sleep(0)
 

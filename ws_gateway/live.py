@@ -73,7 +73,9 @@ class Sweeper:
         gc.collect()
 
 
-async def _authenticate(conn: ServerConnection, config: Config, shares: ShareStore | None = None) -> str:
+async def _authenticate(conn: ServerConnection, config: Config,
+                        shares: ShareStore | None = None) -> tuple[str, frozenset[str] | None]:
+    """(the organisation, a share link's stores or None for all of them)."""
     header = conn.request.headers.get("Authorization") if conn.request else None
     if header is None:
         try:
@@ -89,10 +91,11 @@ async def _authenticate(conn: ServerConnection, config: Config, shares: ShareSto
     token = header[7:].strip() if header.startswith("Bearer ") else ""
     if is_share_token(token):
         share = await asyncio.to_thread(share_for, shares, token, None, ms_of(datetime.now(UTC)))
-        if share.stores:  # the feed carries every store's figures
-            raise AuthError(403, "this share link covers only some stores: read them with the HTTP API (?store=)")
-        return share.org
-    return org_for(config, header).id
+        org = config.orgs.get(share.org)
+        if org is None:
+            raise AuthError(401, "the share token's organisation no longer exists")
+        return org.id, frozenset(share.scoped(org).stores) if share.stores else None
+    return org_for(config, header).id, None
 
 
 async def _close(conn: ServerConnection, code: int, reason: str) -> None:
@@ -151,8 +154,8 @@ def handler(config: Config, hub: Hub, limits: WsLimits,
     caps = ConnectionCaps(limits)
     sweeper = Sweeper()
 
-    async def live(conn: ServerConnection, org_id: str) -> None:
-        sub, snapshot = hub.subscribe(org_id)
+    async def live(conn: ServerConnection, org_id: str, stores: frozenset[str] | None) -> None:
+        sub, snapshot = hub.subscribe(org_id, stores)
         try:
             if not await _send(conn, snapshot, limits):
                 return
@@ -178,7 +181,7 @@ def handler(config: Config, hub: Hub, limits: WsLimits,
             return
         try:
             try:
-                org_id = await _authenticate(conn, config, shares)
+                org_id, stores = await _authenticate(conn, config, shares)
             except AuthError as exc:
                 metrics.AUTH_FAILURES.inc()
                 with contextlib.suppress(ConnectionClosed):
@@ -193,7 +196,7 @@ def handler(config: Config, hub: Hub, limits: WsLimits,
                 await _close(conn, CloseCode.TRY_AGAIN_LATER, refused)
                 return
             try:
-                await live(conn, org_id)
+                await live(conn, org_id, stores)
             finally:
                 caps.leave(org_id)
         finally:

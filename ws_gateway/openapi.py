@@ -127,7 +127,7 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", f"{_ORG}/shares", "the organisation's share links (never their tokens)", ["org"]),
     Endpoint("DELETE", f"{_ORG}/shares/{{id}}", "revoke a share link", ["org", "id"]),
     Endpoint("GET", "/api/v1/openapi.json", "this document", auth=False, errors=()),
-    Endpoint("GET", "/api/v1/me", "who the token is: organisation, stores, read-only or not, expiry, whether the live feed takes it",
+    Endpoint("GET", "/api/v1/me", "who the token is: organisation, stores, read-only or not, expiry",
              [], errors=(401,)),
     Endpoint("GET", "/api/v1/currencies", "presentation currencies (EUR and every ECB one) with their ISO 4217 exponent",
              auth=False, errors=()),

@@ -169,10 +169,10 @@ async def me(request: Request) -> Response:
         scoped = share.scoped(org)
         return json_response({"org": org.id, "kind": "share", "share": share.id, "read_only": True,
                               "stores": list(scoped.stores), "currency": org.currency, "timezone": org.timezone,
-                              "expires_at": share.to_json(now)["expires_at"], "live_feed": not share.stores})
+                              "expires_at": share.to_json(now)["expires_at"]})
     org = org_for(side.config, header)
     return json_response({"org": org.id, "kind": "organisation", "read_only": False, "stores": list(org.stores),
-                          "currency": org.currency, "timezone": org.timezone, "expires_at": None, "live_feed": True})
+                          "currency": org.currency, "timezone": org.timezone, "expires_at": None})
 
 
 routes: list[BaseRoute] = [
