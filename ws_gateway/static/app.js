@@ -202,7 +202,9 @@ async function main() {
   translatePage(document);
   buildFilters();
   buildTabs();
-  const wanted = VIEWS.find((v) => `#${v.id}` === location.hash);
+  // #orders, or #token=...&view=orders (a link that carries the token too)
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const wanted = VIEWS.find((v) => v.id === (hash.get("view") || location.hash.slice(1)));
   if (wanted) { active = wanted; markTabs(); }
   for (const id of ["period", "from", "to", "store", "currency", "segment"]) $(id).addEventListener("change", onFilters);
   $("lang").addEventListener("change", async () => {
@@ -224,8 +226,8 @@ async function main() {
     $("login").hidden = true;
     connect($("token").value);
   });
-  const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
-  if (fromHash) { sessionStorage.setItem("token", fromHash); history.replaceState(null, "", `${location.pathname}${location.search}`); }
+  const fromHash = hash.get("token");
+  if (fromHash) { sessionStorage.setItem("token", fromHash); history.replaceState(null, "", `${location.pathname}${location.search}#${active.id}`); }
   const token = sessionStorage.getItem("token");
   if (token) connect(token); else $("login").hidden = false;
 }

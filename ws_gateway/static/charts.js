@@ -16,7 +16,7 @@ export function timeOf(label) {
 }
 
 // Draws (or redraws) a chart in `container`: xs (Unix seconds), series [{label, values}], `format` of a y value.
-export function drawChart(container, { xs, series, format, bars = false, days = true, title }) {
+export function drawChart(container, { xs, series, format, bars = false, days = true, xLabel = "" }) {
   const width = Math.max(container.clientWidth, 280);
   const data = [xs, ...series.map((s) => s.values)];
   const shape = series.map((s) => s.label).join("|") + (bars ? "|bars" : "");
@@ -29,13 +29,13 @@ export function drawChart(container, { xs, series, format, bars = false, days = 
   if (held) held.plot.destroy();
   container.replaceChildren();
   const opts = {
-    width, height: 220, title,
+    width, height: 220,
     // Days sit on their own ticks (an ordinal axis), labelled as dates in the page's locale; hours
     // are a time axis in the browser's zone.
     scales: { x: days ? { time: false, distr: 2 } : { time: true } },
     axes: [days ? { values: (u, vals) => vals.map(dayLabel) } : {},
       { values: (u, vals) => vals.map(format), size: 80 }],
-    series: [{ label: title || "", value: (u, v) => (v === null || v === undefined ? "–" : days ? dayLabel(v) : new Date(v * 1000).toLocaleString(getLocale())) }, ...series.map((s, i) => ({
+    series: [{ label: xLabel, value: (u, v) => (v === null || v === undefined ? "–" : days ? dayLabel(v) : new Date(v * 1000).toLocaleString(getLocale())) }, ...series.map((s, i) => ({
       label: s.label, points: { show: xs.length < 40 }, stroke: COLORS[i % COLORS.length], width: 2,
       fill: bars ? `${COLORS[i % COLORS.length]}55` : undefined,
       paths: bars ? uPlot.paths.bars({ size: [0.6, 40] }) : undefined,

@@ -35,7 +35,7 @@ export default {
       const amount = (b, name) => { const c = b.campaigns.find((x) => x.campaign === name); return c ? c.revenue.amount : 0; };
       const series = names.length ? names.map((n) => ({ label: n, values: bodies.map((b) => amount(b, n)) }))
         : [{ label: t("kpi.email_revenue"), values: bodies.map((b) => b.revenue.amount) }];
-      drawChart(this.chart.body, { xs: parts.map((s) => timeOf(s.from)), days: true, series,
+      drawChart(this.chart.body, { xs: parts.map((s) => timeOf(s.from)), days: true, xLabel: t("chart.from"), series,
         format: (v) => fmt.money({ ...total.revenue, amount: v }) });
     } catch (e) { this.chart.set(errorLine(e.message)); }
   },

@@ -123,9 +123,9 @@ export default {
         ctx.api.get("series", { ...p, metric: "gross_revenue" }), ctx.api.get("series", { ...p, metric: "paid_orders" })]);
       const xs = rev.points.map((pt) => timeOf(pt.t));
       const days = grain === "day";
-      drawChart(this.revenue.body, { xs, days, series: [{ label: t("kpi.revenue"), values: rev.points.map((pt) => pt.value) }],
+      drawChart(this.revenue.body, { xs, days, xLabel: t("chart.when"), series: [{ label: t("kpi.revenue"), values: rev.points.map((pt) => pt.value) }],
         format: (v) => fmt.money({ amount: v, currency: rev.currency, exponent: rev.exponent }) });
-      drawChart(this.orders.body, { xs, days, bars: true, series: [{ label: t("kpi.orders"), values: ord.points.map((pt) => pt.value) }],
+      drawChart(this.orders.body, { xs, days, xLabel: t("chart.when"), bars: true, series: [{ label: t("kpi.orders"), values: ord.points.map((pt) => pt.value) }],
         format: fmt.number });
       await this.drawCarts(ctx, span, ord.points);
     } catch (e) {
@@ -143,7 +143,7 @@ export default {
     const ordersIn = (s) => orderPoints.filter((pt) => pt.t.slice(0, 10) >= s.from && pt.t.slice(0, 10) <= s.to)
       .reduce((a, pt) => a + pt.value, 0);
     drawChart(this.carts.body, {
-      xs: parts.map((s) => timeOf(s.from)), days: true,
+      xs: parts.map((s) => timeOf(s.from)), days: true, xLabel: t("chart.from"),
       series: [
         { label: t("kpi.orders"), values: parts.map(ordersIn) },
         { label: t("carts.carts"), values: bodies.map((b) => b.carts) },
