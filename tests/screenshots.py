@@ -26,6 +26,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="docs/screenshots")
     ap.add_argument("--lang", default="en")
+    ap.add_argument("--views", default=",".join(VIEWS), help="comma-separated views (default: all)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -44,13 +45,14 @@ def main() -> None:
                 page.goto(f"{sp.base}/?lang={args.lang}#token={TOKENS['acme']}")
                 expect(page.locator("#dashboard")).to_be_visible(timeout=15_000)
                 page.select_option("#period", "7d")
-                for view in VIEWS:
+                for view in args.views.split(","):
                     page.click(f"#tab-{view}")
                     expect(page.locator(f"#view-{view}")).to_be_visible()
                     page.wait_for_load_state("networkidle")
                     page.wait_for_timeout(700)  # charts draw after their data arrives
-                    page.screenshot(path=str(out / f"{view}{'' if args.lang == 'en' else '-' + args.lang}.png"), full_page=True)
-                    print(out / f"{view}.png")
+                    shot = out / f"{view}{'' if args.lang == 'en' else '-' + args.lang}.png"
+                    page.screenshot(path=str(shot), full_page=True)
+                    print(shot)
                 browser.close()
         finally:
             sp.ensure_stopped()

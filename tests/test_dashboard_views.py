@@ -20,7 +20,15 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.dashboard_shop import shop_events
-from tests.helpers import REPO, TOKENS, Storepulse, checkout_session_completed, payment_intent_succeeded, wait_json
+from tests.helpers import (
+    REPO,
+    TOKENS,
+    Storepulse,
+    checkout_session_completed,
+    payment_intent_succeeded,
+    today_clear_of_midnight,
+    wait_json,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -38,6 +46,7 @@ def uid() -> str:
 
 @pytest.fixture(scope="module")
 def sp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storepulse]:
+    today_clear_of_midnight(seconds=300)  # "today" and "7 days" are the server's: they must not turn over midway
     server = Storepulse(tmp_path_factory.mktemp("sp-views")).start()
     try:
         r = server.post_events({"events": shop_events(int(time.time() * 1000))})

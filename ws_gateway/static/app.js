@@ -14,6 +14,9 @@ import overview from "./views/overview.js";
 import products from "./views/products.js";
 import segments from "./views/segments.js";
 
+// The WebSocket announces every change of a figure; records it does not announce (a cart updated with
+// no order yet) are re-read this often while the page is visible.
+const REREAD_MS = 30000;
 const VIEWS = [overview, orders, carts, products, customers, marketing, segments, automations, connections];
 // The ECB's reference currencies (and EUR): what a rates file can convert between.
 const ECB = ["EUR", "USD", "JPY", "BGN", "CZK", "DKK", "GBP", "HUF", "PLN", "RON", "SEK", "CHF", "ISK", "NOK", "TRY", "AUD",
@@ -175,6 +178,7 @@ async function onMessage(msg) {
     $("dashboard").hidden = false;
     mountViews();
     refresh(false);
+    setInterval(() => { if (document.visibilityState === "visible") refresh(false); }, REREAD_MS);
     return;
   }
   if (mounted && msg.figures) overview.live(ctx, msg, msg.type === "figures");

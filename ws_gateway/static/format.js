@@ -40,7 +40,7 @@ export function money(m) {
 
 export function number(n) { return typeof n === "number" ? nf("int", { maximumFractionDigits: 0 }).format(n) : "–"; }
 export function decimal(n, digits = 2) {
-  return typeof n === "number" ? nf(`dec${digits}`, { maximumFractionDigits: digits }).format(n) : "–";
+  return typeof n === "number" ? nf(`dec${digits}`, { minimumFractionDigits: digits, maximumFractionDigits: digits }).format(n) : "–";
 }
 export function percent(ratio) {
   return typeof ratio === "number" ? nf("pct", { style: "percent", maximumFractionDigits: 1 }).format(ratio) : "–";
