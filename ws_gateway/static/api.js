@@ -24,20 +24,28 @@ export class Api {
   }
 
   // GET orgs/{org}/<path>?params as JSON; an error answer throws ApiError with the server's message.
-  async get(path, params) {
+  get(path, params) { return this.request("GET", path, params); }
+
+  // POST/PUT `body` as JSON (a segment preview or definition, a delivery's replay). A share link's
+  // token is read-only: the server answers 403, which throws like any error.
+  send(method, path, body) { return this.request(method, path, {}, body); }
+
+  async request(method, path, params, body) {
     await this.slot();
     try {
       for (let attempt = 0; ; attempt++) {
-        const res = await fetch(this.url(path, params), { headers: { Authorization: `Bearer ${this.token}` } });
+        const init = { method, headers: { Authorization: `Bearer ${this.token}` } };
+        if (body !== undefined) { init.body = JSON.stringify(body); init.headers["Content-Type"] = "application/json"; }
+        const res = await fetch(this.url(path, params), init);
         if (res.status === 429 && attempt === 0) {
           const wait = Math.min(Number(res.headers.get("Retry-After")) || 1, 5);
           await new Promise((r) => setTimeout(r, wait * 1000));
           continue;
         }
-        let body = null;
-        try { body = await res.json(); } catch { body = null; }
-        if (!res.ok) throw new ApiError(res.status, (body && body.error) || `HTTP ${res.status}`);
-        return body;
+        let answer = null;
+        try { answer = await res.json(); } catch { answer = null; }
+        if (!res.ok) throw new ApiError(res.status, (answer && answer.error) || `HTTP ${res.status}`);
+        return answer;
       }
     } finally {
       this.release();

@@ -16,6 +16,7 @@ const KPIS = [
   ["repeat", "kpi.repeat", "customers", (b) => b.summary.repeat_purchase_rate, (n) => fmt.percent(n)],
   ["email_revenue", "kpi.email_revenue", "attribution", (b) => b.revenue.amount, (n, b) => fmt.money({ ...b.revenue, amount: n })],
 ];
+const MONEY_FIELD = { revenue: "gross_revenue", net_revenue: "net_revenue", aov: "aov", email_revenue: "revenue" };
 const LIVE_ROWS = ["gross_revenue", "refunds", "net_revenue", "paid_orders", "aov"];
 const LIVE_PERIODS = ["today", "7d", "30d", "all"];
 const MOST_SPANS = 14;
@@ -43,8 +44,9 @@ export default {
     for (const [id, key] of KPIS) {
       const value = h("p", { class: "kpi-value", "data-kpi": id, text: "–" });
       const delta = h("p", { class: "kpi-change", "data-kpi-change": id });
-      const el = h("section", { class: "kpi", "aria-label": t(key) }, h("h2", { text: t(key) }), value, delta);
-      this.kpis[id] = { value, delta };
+      const warn = h("p", { class: "warning", "data-kpi-warning": id, hidden: true });
+      const el = h("section", { class: "kpi", "aria-label": t(key) }, h("h2", { text: t(key) }), value, delta, warn);
+      this.kpis[id] = { value, delta, warn };
       grid.append(el);
     }
     this.revenue = card(t("chart.revenue"), { wide: true });
@@ -101,8 +103,12 @@ export default {
 
   drawKpis(ctx, now, before, flash) {
     for (const [id, , source, read, text] of KPIS) {
-      const { value, delta } = this.kpis[id];
+      const { value, delta, warn } = this.kpis[id];
       const body = now[source];
+      // A money figure the server could not convert whole says what it leaves out (a missing rate).
+      const note = body.error ? null : MONEY_FIELD[id] && body[MONEY_FIELD[id]] && body[MONEY_FIELD[id]].message;
+      warn.hidden = !note;
+      warn.textContent = note || "";
       if (body.error) { setText(value, "–", false); delta.textContent = body.error; delta.className = "kpi-change error"; continue; }
       const n = read(body);
       setText(value, text(n, body), flash);
@@ -125,6 +131,9 @@ export default {
       const days = grain === "day";
       drawChart(this.revenue.body, { xs, days, xLabel: t("chart.when"), series: [{ label: t("kpi.revenue"), values: rev.points.map((pt) => pt.value) }],
         format: (v) => fmt.money({ amount: v, currency: rev.currency, exponent: rev.exponent }) });
+      for (const old of this.revenue.body.querySelectorAll(".warning")) old.remove();
+      const gap = rev.points.find((pt) => pt.message);
+      if (gap) this.revenue.body.append(h("p", { class: "warning", text: gap.message }));
       drawChart(this.orders.body, { xs, days, xLabel: t("chart.when"), bars: true, series: [{ label: t("kpi.orders"), values: ord.points.map((pt) => pt.value) }],
         format: fmt.number });
       await this.drawCarts(ctx, span, ord.points);
