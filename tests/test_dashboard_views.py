@@ -312,3 +312,27 @@ def test_every_control_works_from_the_keyboard(sp: Storepulse, context: BrowserC
     with page.expect_download():
         page.keyboard.press("Enter")
     assert errors == [], errors
+
+
+def test_a_burst_of_webhooks_stays_within_the_read_budget(sp: Storepulse, context: BrowserContext) -> None:
+    """Thirty payments in a row: the overview ends on the server's figure, never hears a 429, and
+    re-reads far fewer times than it was told of a change (refreshes coalesce, at most two a second)."""
+    page, errors = _open(context, sp)
+    page.select_option("#period", "7d")
+    expect(page.locator('[data-kpi="revenue"]')).not_to_have_text("–")
+    page.wait_for_load_state("networkidle")
+    statuses: list[int] = []
+    figures_calls: list[str] = []
+    page.on("response", lambda r: statuses.append(r.status) if "/api/" in r.url else None)
+    page.on("request", lambda r: figures_calls.append(r.url) if "/figures?" in r.url and "period=7d" in r.url else None)
+    for _ in range(30):
+        r = sp.post_stripe("acme-eu2", payment_intent_succeeded(f"evt_{uid()}", f"pi_{uid()}", 1_00))
+        assert r.status_code == 200, r.text
+    want = sp.get("/api/v1/orgs/acme/figures", period="7d").json()
+    cents = want["gross_revenue"]["amount"]
+    expect(page.locator('[data-kpi="revenue"]')).to_have_text(f"€{cents // 100:,}.{cents % 100:02d}")
+    page.wait_for_load_state("networkidle")
+    assert 429 not in statuses
+    print(f"30 webhooks: {len(figures_calls)} re-reads of the figures")
+    assert 1 <= len(figures_calls) < 30, len(figures_calls)
+    assert errors == [], errors

@@ -30,6 +30,12 @@ let active = VIEWS[0];
 let mounted = false;
 let running = false;
 let again = false;
+let startedAt = 0;
+let timer = null;
+// Live refreshes start at most this often: a busy shop pushes many changes a second, and each
+// refresh costs the organisation's read budget (20 units a second by default).
+const LIVE_GAP_MS = 500;
+const closed = new Map(); // answers about spans that ended before today: they no longer change
 
 const ctx = {
   t, state,
@@ -42,13 +48,27 @@ const ctx = {
       segment: segment && state.segment ? state.segment : undefined };
   },
   refresh: () => refresh(false),
+  // GET, kept when the span ended before the organisation's today (a chart's older spans).
+  cached(path, params) {
+    if (!params.to || !state.orgToday || params.to >= state.orgToday) return api.get(path, params);
+    const key = `${path}?${JSON.stringify(params)}`;
+    if (closed.size > 500) closed.clear();
+    if (!closed.has(key)) closed.set(key, api.get(path, params).catch((e) => { closed.delete(key); throw e; }));
+    return closed.get(key);
+  },
 };
 
 // One refresh of the active view at a time; changes meanwhile make exactly one more.
 function refresh(flash) {
   if (!api || !mounted) return;
   if (running) { again = true; return; }
+  const wait = startedAt + LIVE_GAP_MS - Date.now();
+  if (flash && wait > 0) {
+    if (!timer) timer = setTimeout(() => { timer = null; refresh(true); }, wait);
+    return;
+  }
   running = true;
+  startedAt = Date.now();
   const view = active;
   view.refresh(ctx, flash).catch((e) => { $("error").textContent = e.message; }).finally(() => {
     running = false;
@@ -101,7 +121,7 @@ function markTabs() {
 function show(view) {
   active = view;
   markTabs();
-  history.replaceState(null, "", `${location.search}#${view.id}`);
+  if (!document.body.classList.contains("embed")) history.replaceState(null, "", `${location.search}#${view.id}`);
   refresh(false);
 }
 
@@ -182,6 +202,7 @@ async function onMessage(msg) {
     return;
   }
   if (mounted && msg.figures) overview.live(ctx, msg, msg.type === "figures");
+  if (msg.type === "alert") overview.quotaAt = 0; // a quota crossed: re-read it now
   if (msg.type !== "pong") refresh(true); // every change may move any view: the active one re-reads
 }
 
@@ -206,9 +227,12 @@ async function main() {
   translatePage(document);
   buildFilters();
   buildTabs();
-  // #orders, or #token=...&view=orders (a link that carries the token too)
+  // #orders, or #token=...&view=orders (a link that carries the token too); /embed/<view> (dashapi's
+  // ws_gateway/embed.py serves this page there, for an iframe) shows that view alone, without tabs.
   const hash = new URLSearchParams(location.hash.slice(1));
-  const wanted = VIEWS.find((v) => v.id === (hash.get("view") || location.hash.slice(1)));
+  const embedded = location.pathname.match(/^\/embed\/([a-z]+)$/);
+  const wanted = VIEWS.find((v) => v.id === (embedded ? embedded[1] : hash.get("view") || location.hash.slice(1)));
+  document.body.classList.toggle("embed", Boolean(embedded));
   if (wanted) { active = wanted; markTabs(); }
   for (const id of ["period", "from", "to", "store", "currency", "segment"]) $(id).addEventListener("change", onFilters);
   $("lang").addEventListener("change", async () => {
@@ -231,7 +255,10 @@ async function main() {
     connect($("token").value);
   });
   const fromHash = hash.get("token");
-  if (fromHash) { sessionStorage.setItem("token", fromHash); history.replaceState(null, "", `${location.pathname}${location.search}#${active.id}`); }
+  if (fromHash) {
+    sessionStorage.setItem("token", fromHash);
+    history.replaceState(null, "", `${location.pathname}${location.search}${embedded ? "" : `#${active.id}`}`);
+  }
   const token = sessionStorage.getItem("token");
   if (token) connect(token); else $("login").hidden = false;
 }

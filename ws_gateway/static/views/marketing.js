@@ -30,7 +30,7 @@ export default {
       const first = total.from || figures.from;
       const last = total.to || figures.to;
       const parts = first === last ? [{ from: first, to: last }] : spans(first, last, MOST_SPANS);
-      const bodies = await Promise.all(parts.map((s) => ctx.api.get("attribution", ctx.params(s))));
+      const bodies = await Promise.all(parts.map((s) => ctx.cached("attribution", ctx.params(s))));
       const names = total.campaigns.slice(0, MOST_LINES).map((c) => c.campaign);
       const amount = (b, name) => { const c = b.campaigns.find((x) => x.campaign === name); return c ? c.revenue.amount : 0; };
       const series = names.length ? names.map((n) => ({ label: n, values: bodies.map((b) => amount(b, n)) }))
