@@ -1,7 +1,8 @@
 """Screenshots of every dashboard view into docs/screenshots/ (not a test; run by hand or `make screenshots`).
 
-Starts a fresh `storepulse up` with the test organisations, posts the shop of tests/dashboard_shop.py
-through the events API and a Stripe payment, then drives Debian's Chromium through each view.
+Starts a fresh `storepulse up`: the built-in demo (90 days of a simulated shop) where this storepulse
+has one (`storepulse/demo`), else the test organisations with the shop of tests/dashboard_shop.py
+posted through the events API and a Stripe payment. Then drives Debian's Chromium through each view.
 
     .venv/bin/python -m tests.screenshots [--out docs/screenshots] [--lang en]
 """
@@ -9,14 +10,18 @@ through the events API and a Stripe payment, then drives Debian's Chromium throu
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import re
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
+from storepulse import STOREPULSE
 from tests.dashboard_shop import shop_events
-from tests.helpers import TOKENS, Storepulse, payment_intent_succeeded, wait_json
+from tests.helpers import TOKENS, Storepulse, payment_intent_succeeded, wait_for, wait_json
 from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
 
 VIEWS = ["overview", "orders", "carts", "products", "customers", "marketing", "segments", "automations", "connections"]
@@ -31,20 +36,18 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sp-shots-") as tmp:
-        sp = Storepulse(Path(tmp)).start()
+        sp = Storepulse(Path(tmp))
         try:
-            now = int(time.time() * 1000)
-            r = sp.post_events({"events": shop_events(now)})
-            assert r.status_code == 200, r.text
-            sp.post_stripe("acme-stripe", payment_intent_succeeded("evt_shot", "pi_shot", 4_990))
-            wait_json(sp, lambda: sp.get("/api/v1/orgs/acme/figures", period="7d").json(),
-                      lambda b: b["paid_orders"] >= 21, what="the shop's orders in the figures")
+            if importlib.util.find_spec("storepulse.demo") is not None:
+                url = _demo(sp)
+            else:
+                url = _shop(sp)
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
                 page = browser.new_page(locale="en-GB", timezone_id="Europe/Berlin", viewport={"width": 1280, "height": 900})
-                page.goto(f"{sp.base}/?lang={args.lang}#token={TOKENS['acme']}")
+                page.goto(url.replace("/#", f"/?lang={args.lang}#"))
                 expect(page.locator("#dashboard")).to_be_visible(timeout=15_000)
-                page.select_option("#period", "7d")
+                page.select_option("#period", "30d")
                 for view in args.views.split(","):
                     page.click(f"#tab-{view}")
                     expect(page.locator(f"#view-{view}")).to_be_visible()
@@ -56,6 +59,37 @@ def main() -> None:
                 browser.close()
         finally:
             sp.ensure_stopped()
+
+
+def _shop(sp: Storepulse) -> str:
+    """The test organisations with tests/dashboard_shop.py's shop; the dashboard's URL."""
+    sp.start()
+    r = sp.post_events({"events": shop_events(int(time.time() * 1000))})
+    assert r.status_code == 200, r.text
+    sp.post_stripe("acme-stripe", payment_intent_succeeded("evt_shot", "pi_shot", 4_990))
+    wait_json(sp, lambda: sp.get("/api/v1/orgs/acme/figures", period="7d").json(),
+              lambda b: b["paid_orders"] >= 21, what="the shop's orders in the figures")
+    return f"{sp.base}/#token={TOKENS['acme']}"
+
+
+def _demo(sp: Storepulse) -> str:
+    """`storepulse up` with no config, in a directory without storepulse.toml: the demo. Its URL (with
+    the token) from the start-up banner, once its history is in."""
+    sp.config.unlink()
+    cmd = [*STOREPULSE, "up", "--data-dir", str(sp.data_dir), "--http-port", str(sp.http_port), "--ws-port", str(sp.ws_port)]
+    with open(sp.logfile, "ab") as out:
+        sp.proc = subprocess.Popen(cmd, cwd=sp.workdir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    found: list[str] = []
+
+    def ready() -> bool:
+        if sp.proc is not None and sp.proc.poll() is not None:
+            raise AssertionError(f"storepulse up exited:\n{sp.log_tail()}")
+        log = sp.log_tail(200_000)
+        found[:] = re.findall(r"dashboard (http://\S+#token=\S+)", log)
+        return bool(found) and "days of history sent" in log
+
+    wait_for(ready, 120, "the demo's banner and its history")
+    return found[0]
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ export function drawChart(container, { xs, series, format, bars = false, days = 
     width, height: 220,
     // Days sit on their own ticks (an ordinal axis), labelled as dates in the page's locale; hours
     // are a time axis in the browser's zone.
-    scales: { x: days ? { time: false, distr: 2 } : { time: true } },
+    // Amounts and counts start at zero, so a bar's height is its value.
+    scales: { x: days ? { time: false, distr: 2, range: bars ? (u, min, max) => [min - 0.5, max + 0.5] : undefined } : { time: true }, y: { range: (u, min, max) => [Math.min(0, min), max > 0 ? max * 1.08 : 1] } },
     axes: [days ? { values: (u, vals) => vals.map(dayLabel) } : {},
       { values: (u, vals) => vals.map(format), size: 80 }],
     series: [{ label: xLabel, value: (u, v) => (v === null || v === undefined ? "–" : days ? dayLabel(v) : new Date(v * 1000).toLocaleString(getLocale())) }, ...series.map((s, i) => ({

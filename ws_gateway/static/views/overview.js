@@ -16,6 +16,7 @@ const KPIS = [
   ["repeat", "kpi.repeat", "customers", (b) => b.summary.repeat_purchase_rate, (n) => fmt.percent(n)],
   ["email_revenue", "kpi.email_revenue", "attribution", (b) => b.revenue.amount, (n, b) => fmt.money({ ...b.revenue, amount: n })],
 ];
+const LOWER_IS_BETTER = new Set(["abandonment"]);
 const MONEY_FIELD = { revenue: "gross_revenue", net_revenue: "net_revenue", aov: "aov", email_revenue: "revenue" };
 const LIVE_ROWS = ["gross_revenue", "refunds", "net_revenue", "paid_orders", "aov"];
 const LIVE_PERIODS = ["today", "7d", "30d", "all"];
@@ -54,12 +55,12 @@ export default {
     this.orders = card(t("chart.orders"), { wide: true });
     this.carts = card(t("chart.orders_carts"), { wide: true });
     this.funnel = card(t("journey.title"));
-    this.email = card(t("email.title"));
+    this.email = card(t("email.title"), { wide: true });
     this.quota = card(t("quota.title"));
     this.liveTable = card(t("live.title"), { wide: true });
     this.liveTable.set(this.liveFigures(ctx));
     panel.replaceChildren(grid, h("div", { class: "cards" }, this.revenue.el, this.orders.el, this.carts.el,
-      this.funnel.el, this.email.el, this.quota.el, this.liveTable.el));
+      this.funnel.el, this.quota.el, this.email.el, this.liveTable.el));
     this.prevCache = new Map();
   },
 
@@ -117,7 +118,8 @@ export default {
       setText(value, text(n, body), flash);
       const old = before && !before[source].error ? read(before[source]) : null;
       const c = fmt.change(n, old);
-      delta.className = `kpi-change ${c > 0 ? "up" : c < 0 ? "down" : ""}`;
+      const better = LOWER_IS_BETTER.has(id) ? -c : c; // more abandonment is worse news
+      delta.className = `kpi-change ${Math.abs(c) < 0.0005 ? "" : better > 0 ? "up" : better < 0 ? "down" : ""}`;
       delta.textContent = old === null ? ctx.t("kpi.no_previous")
         : c === null ? ctx.t("kpi.was_zero") : ctx.t("kpi.vs_previous", { change: fmt.signedPercent(c) });
     }
