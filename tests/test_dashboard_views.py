@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
@@ -92,6 +93,13 @@ def _open(context: BrowserContext, sp: Storepulse, query: str = "", org: str = "
     return page, errors
 
 
+def sp_post(sp: Storepulse, path: str, body: object) -> dict[str, object]:
+    r = httpx.post(f"{sp.base}{path}", json=body, headers={"Authorization": f"Bearer {TOKENS['acme']}"}, timeout=10)
+    assert r.status_code == 200, r.text
+    out: dict[str, object] = r.json()
+    return out
+
+
 def _pay(sp: Storepulse, customer: str, product: str = "watch") -> int:
     """A signed Stripe checkout of one `product` by `customer`, larger than every earlier one."""
     amount = next(_amounts)
@@ -135,12 +143,59 @@ def test_view_renders_and_moves_within_a_second(sp: Storepulse, context: Browser
     assert errors == [], errors
 
 
-def test_segments_and_automations_say_when_the_server_has_none(sp: Storepulse, context: BrowserContext) -> None:
-    page, errors = _open(context, sp)
-    for view in ("segments", "automations"):
-        page.click(f"#tab-{view}")
-        expect(page.locator(f'[data-unavailable="{view}"]')).to_have_text("Not available on this server.")
-    expect(page.locator("#segment-filter")).to_be_hidden()  # no segments: no segment filter
+def test_segments_view_shows_what_the_server_answers(sp: Storepulse, context: BrowserContext) -> None:
+    """Without the segments API (404): "not available" and no segment filter. With it (issue 9): each
+    segment's count as the API gives it, a chosen segment's members, and the segment filter."""
+    page, errors = _open(context, sp, view="segments")
+    answer = sp.get("/api/v1/orgs/acme/segments")
+    if answer.status_code == 404:
+        expect(page.locator('[data-unavailable="segments"]')).to_have_text("Not available on this server.")
+        expect(page.locator("#segment-filter")).to_be_hidden()
+    else:
+        assert answer.status_code == 200, answer.text
+        segments = answer.json()["segments"]
+        assert segments, "the server lists no segment: nothing to show"
+        table = page.locator("#view-segments table >> nth=0")
+        expect(table.locator("tbody tr")).to_have_count(len(segments))
+        for i, seg in enumerate(segments):
+            expect(table.locator("tbody tr").nth(i)).to_contain_text(seg["name"])
+        expect(page.locator("#segment-filter")).to_be_visible()
+        expect(page.locator("#segment option")).to_have_count(len(segments) + 1)
+        busiest = max(segments, key=lambda s: (s["members"], s["id"]))
+        assert busiest["members"] > 0, "the shop should put someone in some segment"
+        expect(table.locator("tbody tr").nth(segments.index(busiest))).to_contain_text(str(busiest["members"]))
+        page.locator("#view-segments").get_by_role("button", name=busiest["name"], exact=True).click()
+        members = sp.get(f"/api/v1/orgs/acme/segments/{busiest['id']}/members", limit=50).json()["members"]
+        shown = page.locator("#view-segments .cards > section:nth-child(2) tbody tr")
+        expect(shown).to_have_count(len(members))
+        expect(shown.first).to_contain_text(members[0]["customer"])
+        # A rule previewed from the page counts what the API's preview counts.
+        rule = '{"orders": {"gte": 2}}'
+        want = sp_post(sp, "/api/v1/orgs/acme/segments/preview", {"rule": json.loads(rule)})["members"]
+        page.fill("#segment-rule", rule)
+        page.get_by_role("button", name="Preview").click()
+        expect(page.locator('[data-preview="count"]')).to_have_text(f"{want} customers match now.")
+        # The segment filter narrows the customers view to the segment's members (segment= on /customers).
+        page.select_option("#segment", busiest["id"])
+        page.click("#tab-customers")
+        api = sp.get("/api/v1/orgs/acme/customers", period="7d", segment=busiest["id"], limit=20).json()["customers"]
+        page.select_option("#period", "7d")
+        expect(page.locator("#view-customers .cards > section:nth-child(1) tbody tr")).to_have_count(len(api))
+    assert errors == [], errors
+
+
+def test_automations_view_shows_what_the_server_answers(sp: Storepulse, context: BrowserContext) -> None:
+    page, errors = _open(context, sp, view="automations")
+    answer = sp.get("/api/v1/orgs/acme/automations")
+    if answer.status_code == 404:
+        expect(page.locator('[data-unavailable="automations"]')).to_have_text("Not available on this server.")
+    else:
+        assert answer.status_code == 200, answer.text
+        defined = answer.json()["automations"]
+        if defined:
+            expect(page.locator("#view-automations table >> nth=0").locator("tbody tr")).to_have_count(len(defined))
+        else:
+            expect(page.locator("#view-automations")).to_contain_text("No automations yet.")
     assert errors == [], errors
 
 

@@ -26,7 +26,7 @@ export function drawChart(container, { xs, series, format, bars = false, days = 
     if (held.plot.width !== width) held.plot.setSize({ width, height: 220 });
     return;
   }
-  if (held) held.plot.destroy();
+  if (held) { held.resize.disconnect(); held.plot.destroy(); }
   container.replaceChildren();
   const opts = {
     width, height: 220,
@@ -44,5 +44,11 @@ export function drawChart(container, { xs, series, format, bars = false, days = 
     }))],
   };
   const plot = new uPlot(opts, data, container);
-  container._chart = { plot, shape, days };
+  // Follow the container's width (a window resized, a phone turned): a canvas does not reflow.
+  const resize = new ResizeObserver(() => {
+    const w = Math.max(container.clientWidth, 280);
+    if (plot.width !== w) plot.setSize({ width: w, height: 220 });
+  });
+  resize.observe(container);
+  container._chart = { plot, shape, days, resize };
 }

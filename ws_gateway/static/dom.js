@@ -13,7 +13,7 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
-// A <table> of `rows` with `columns` [{label, value: row -> text, num: right-aligned?}], or a
+// A <table> of `rows` with `columns` [{label, value: row -> text or element, num: right-aligned?}], or a
 // "nothing here" line when there are no rows.
 export function table(caption, columns, rows, emptyText) {
   if (!rows || rows.length === 0) return h("p", { class: "empty", text: emptyText });
@@ -21,7 +21,10 @@ export function table(caption, columns, rows, emptyText) {
     h("table", {},
       h("caption", { class: "visually-hidden", text: caption }),
       h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", class: c.num ? "num" : null, text: c.label })))),
-      h("tbody", {}, rows.map((r) => h("tr", {}, columns.map((c) => h("td", { class: c.num ? "num" : null, text: c.value(r) })))))));
+      h("tbody", {}, rows.map((r) => h("tr", {}, columns.map((c) => {
+        const v = c.value(r); // text, or an element (a button in a cell)
+        return v instanceof Node ? h("td", { class: c.num ? "num" : null }, v) : h("td", { class: c.num ? "num" : null, text: v });
+      }))))));
 }
 
 // A card ("section") with a heading and a body that refreshes replace.

@@ -55,11 +55,11 @@ export default {
     const pick = (s) => h("button", { type: "button", class: "link", "aria-pressed": String(this.selected === s.id),
       onclick: () => { this.selected = s.id; ctx.refresh(); } }, s.name ?? s.id);
     this.list.set(table(t("segments.list"), [
-      { label: t("segments.name"), value: (s) => s.name ?? s.id },
+      { label: t("segments.name"), value: pick },
       { label: t("segments.count"), value: (s) => fmt.number(s.members), num: true },
       { label: t("segments.as_of"), value: (s) => fmt.dateTime(s.as_of) },
       { label: t("segments.predefined"), value: (s) => (s.predefined ? t("yes") : t("no")) },
-    ], segments, t("segments.none")), h("div", { class: "pick", role: "group", "aria-label": t("segments.members") }, segments.map(pick)));
+    ], segments, t("segments.none")));
     this.members.el.hidden = this.history.el.hidden = this.selected === null;
     if (this.selected === null) return;
     const id = encodeURIComponent(this.selected);
