@@ -52,6 +52,11 @@ def main() -> None:
                     page.click(f"#tab-{view}")
                     expect(page.locator(f"#view-{view}")).to_be_visible()
                     page.wait_for_load_state("networkidle")
+                    if view == "segments":  # open the segment with the most members, to show them and their history
+                        page.evaluate("""() => { const rows = [...document.querySelectorAll('#view-segments tbody tr')];
+                            const n = (r) => Number(r.cells[1].textContent.replace(/\\D/g, '')) || 0;
+                            const best = rows.sort((a, b) => n(b) - n(a))[0]; if (best) best.querySelector('button').click(); }""")
+                        page.wait_for_load_state("networkidle")
                     page.wait_for_timeout(700)  # charts draw after their data arrives
                     shot = out / f"{view}{'' if args.lang == 'en' else '-' + args.lang}.png"
                     page.screenshot(path=str(shot), full_page=True)

@@ -67,7 +67,7 @@ export default {
   "automations.trigger": "Auslöser", "automations.channel": "Kanal",
   "automations.delivery": "Zustellung", "automations.automation": "Automation", "automations.attempts": "Versuche",
   "automations.none": "Noch keine Automationen.",
-  "segments.history": "Ein- und Austritte",
+  "segments.history": "Ein- und Austritte der letzten 24 h",
   "segments.builder": "Neues Segment",
   "segments.rule": "Regel (JSON)",
   "segments.rule_help": "Eine Regel in der Segmentsprache (docs/segments.md): erst die Vorschau, wie viele Kunden sie jetzt umfasst, dann speichern.",

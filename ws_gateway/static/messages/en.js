@@ -67,7 +67,7 @@ export default {
   "automations.trigger": "Trigger", "automations.channel": "Channel",
   "automations.delivery": "Delivery", "automations.automation": "Automation", "automations.attempts": "Attempts",
   "automations.none": "No automations yet.",
-  "segments.history": "Entries and exits",
+  "segments.history": "Entries and exits in the last 24 h",
   "segments.builder": "New segment",
   "segments.rule": "Rule (JSON)",
   "segments.rule_help": "A rule in the segment rule language (docs/segments.md): preview how many customers it holds now, then save it.",

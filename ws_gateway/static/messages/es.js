@@ -67,7 +67,7 @@ export default {
   "automations.trigger": "Disparador", "automations.channel": "Canal",
   "automations.delivery": "Envío", "automations.automation": "Automatización", "automations.attempts": "Intentos",
   "automations.none": "Aún no hay automatizaciones.",
-  "segments.history": "Entradas y salidas",
+  "segments.history": "Entradas y salidas de las últimas 24 h",
   "segments.builder": "Nuevo segmento",
   "segments.rule": "Regla (JSON)",
   "segments.rule_help": "Una regla en el lenguaje de segmentos (docs/segments.md): previsualiza cuántos clientes incluye ahora y guárdala.",

@@ -67,7 +67,7 @@ export default {
   "automations.trigger": "Déclencheur", "automations.channel": "Canal",
   "automations.delivery": "Envoi", "automations.automation": "Automatisation", "automations.attempts": "Tentatives",
   "automations.none": "Aucune automatisation pour l’instant.",
-  "segments.history": "Entrées et sorties",
+  "segments.history": "Entrées et sorties des dernières 24 h",
   "segments.builder": "Nouveau segment",
   "segments.rule": "Règle (JSON)",
   "segments.rule_help": "Une règle dans le langage des segments (docs/segments.md) : prévisualisez combien de clients elle contient maintenant, puis enregistrez-la.",

@@ -67,7 +67,7 @@ export default {
   "automations.trigger": "Attivatore", "automations.channel": "Canale",
   "automations.delivery": "Invio", "automations.automation": "Automazione", "automations.attempts": "Tentativi",
   "automations.none": "Ancora nessuna automazione.",
-  "segments.history": "Ingressi e uscite",
+  "segments.history": "Ingressi e uscite nelle ultime 24 h",
   "segments.builder": "Nuovo segmento",
   "segments.rule": "Regola (JSON)",
   "segments.rule_help": "Una regola nel linguaggio dei segmenti (docs/segments.md): visualizza quanti clienti comprende ora, poi salvala.",

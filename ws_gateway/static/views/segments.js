@@ -5,6 +5,7 @@ import { download } from "../csv.js";
 import { card, errorLine, h, table } from "../dom.js";
 import * as fmt from "../format.js";
 
+const DAY_MS = 24 * 3600 * 1000;
 const EXAMPLE = '{"all": [{"orders": {"gte": 2}}, {"spent": {"gte": "100.00", "within": "90d"}}]}';
 
 export default {
@@ -64,7 +65,7 @@ export default {
     if (this.selected === null) return;
     const id = encodeURIComponent(this.selected);
     try {
-      const [m, c] = await Promise.all([ctx.api.get(`segments/${id}/members`, { limit: 50 }), ctx.api.get(`segments/${id}/changes`, { limit: 50 })]);
+      const [m, c] = await Promise.all([ctx.api.get(`segments/${id}/members`, { limit: 50 }), ctx.api.get(`segments/${id}/changes`, { from: new Date(Date.now() - DAY_MS).toISOString(), limit: 1000 })]);
       const exportCsv = h("button", { type: "button", class: "engage", "data-export": "segment", onclick: async () => {
         const res = await fetch(ctx.api.url(`segments/${id}/members`, { format: "csv" }), { headers: { Authorization: `Bearer ${ctx.api.token}` } });
         download(`storepulse-segment-${this.selected}.csv`, await res.text());
@@ -83,7 +84,7 @@ export default {
         { label: t("col.customer"), value: (r) => r.customer },
         { label: t("segments.change"), value: (r) => t(`segments.${r.change}`) },
         { label: t("segments.cause"), value: (r) => r.cause ?? "" },
-      ], (c.changes ?? []).slice().reverse(), t("empty")));
+      ], (c.changes ?? []).slice(-50).reverse(), t("empty"))); // the API lists oldest first: the latest 50, newest on top
     } catch (e) { this.members.set(errorLine(e.message)); }
   },
 };
