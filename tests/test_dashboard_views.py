@@ -394,3 +394,34 @@ def test_a_burst_of_webhooks_stays_within_the_read_budget(sp: Storepulse, contex
     print(f"30 webhooks: {len(figures_calls)} re-reads of the figures")
     assert 1 <= len(figures_calls) < 30, len(figures_calls)
     assert errors == [], errors
+
+
+def test_recommendations_act_dismiss_and_go_once_done(sp: Storepulse, context: BrowserContext) -> None:
+    page, errors = _open(context, sp, org="tokyo")  # a Stripe store alone: no site tracking
+    tip = page.locator('[data-recommendation="site_tracking"]')
+    expect(tip).to_contain_text("Install site tracking.")
+    page.click('[data-dismiss="site_tracking"]')
+    expect(tip).to_have_count(0)
+    page.reload()
+    expect(page.locator('[data-kpi="revenue"]')).not_to_have_text("–")
+    page.wait_for_load_state("networkidle")
+    expect(tip).to_have_count(0)  # dismissed stays dismissed
+    shop, _ = _open(context, sp)  # acme tracks its site and has visits: nothing to suggest about it
+    expect(shop.locator('[data-kpi="revenue"]')).not_to_have_text("–")
+    shop.wait_for_load_state("networkidle")
+    expect(shop.locator('[data-recommendation="site_tracking"]')).to_have_count(0)
+    # The rules themselves, as the page decides them.
+    got = page.evaluate("""async () => {
+        const { recommend } = await import('/static/views/recommendations.js');
+        const ids = (x) => recommend(x).map((r) => r.id);
+        const events = [{ provider: 'events' }], stripe = [{ provider: 'stripe' }];
+        return [
+            ids({ connections: events, visitors: 5, automations: null, segments: null }),
+            ids({ connections: stripe, visitors: 5, automations: null, segments: null }),
+            ids({ connections: events, visitors: 0, automations: null, segments: null }),
+            ids({ connections: events, visitors: 5, automations: [{ trigger: 'order.paid' }], segments: null }),
+            ids({ connections: events, visitors: 5, automations: [{ trigger: 'cart.abandoned' }], segments: [{ id: 'repeat_buyers' }] }),
+        ];
+    }""")
+    assert got == [[], ["site_tracking"], ["site_tracking"], ["abandoned_cart"], ["segment_one_time_buyers"]]
+    assert errors == [], errors

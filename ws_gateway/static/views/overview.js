@@ -4,6 +4,7 @@ import { drawChart, timeOf } from "../charts.js";
 import { card, errorLine, h, setText } from "../dom.js";
 import * as fmt from "../format.js";
 import { previousSpan, spans } from "../period.js";
+import { drawRecommendations } from "./recommendations.js";
 
 const KPIS = [
   // [id, message key, source, read(body) -> number, text(number, body)]
@@ -58,8 +59,10 @@ export default {
     this.email = card(t("email.title"), { wide: true });
     this.quota = card(t("quota.title"));
     this.liveTable = card(t("live.title"), { wide: true });
+    this.forYou = card(t("rec.title"), { wide: true });
+    this.forYou.el.hidden = true;
     this.liveTable.set(this.liveFigures(ctx));
-    panel.replaceChildren(grid, h("div", { class: "cards" }, this.revenue.el, this.orders.el, this.carts.el,
+    panel.replaceChildren(h("div", { class: "cards" }, this.forYou.el), grid, h("div", { class: "cards" }, this.revenue.el, this.orders.el, this.carts.el,
       this.funnel.el, this.quota.el, this.email.el, this.liveTable.el));
     this.prevCache = new Map();
   },
@@ -102,6 +105,7 @@ export default {
     // The quota reads every order (it costs the most of the read budget): at most every 30 s when live.
     if (!flash || Date.now() - (this.quotaAt || 0) > QUOTA_EVERY_MS) { this.quotaAt = Date.now(); jobs.push(this.drawQuota(ctx)); }
     if (span) jobs.push(this.drawSeries(ctx, span));
+    if (!flash) jobs.push(drawRecommendations(ctx, this.forYou)); // on opening and on filter changes, not on every push
     await Promise.all(jobs);
   },
 
