@@ -332,7 +332,7 @@ def test_no_serious_accessibility_violation_on_any_view(sp: Storepulse, browser:
         for view in VIEWS:
             page.click(f"#tab-{view}")
             page.wait_for_load_state("networkidle")
-            result = page.evaluate("async () => (await axe.run(document)).violations"
+            result = page.evaluate("async () => (await axe.run(document, { resultTypes: ['violations'] })).violations"
                                    ".filter((v) => v.impact === 'critical' || v.impact === 'serious')"
                                    ".map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)")
             if result:
