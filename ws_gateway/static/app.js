@@ -3,7 +3,7 @@ import { Api } from "./api.js";
 import * as fmt from "./format.js";
 import { LANGUAGES, loadLanguage, pickLanguage, t, translatePage } from "./i18n.js";
 import { connectLive } from "./live.js";
-import { periodParams } from "./period.js";
+import { periodParams, periodSpan } from "./period.js";
 import automations from "./views/automations.js";
 import carts from "./views/carts.js";
 import connections from "./views/connections.js";
@@ -48,6 +48,8 @@ const ctx = {
       segment: segment && state.segment ? state.segment : undefined };
   },
   refresh: () => refresh(false),
+  // The filter's period as days [from, to] of the organisation; null for an open or unknown range.
+  span() { return periodSpan(state.period, state.orgToday, state.custom); },
   // GET, kept when the span ended before the organisation's today (a chart's older spans).
   cached(path, params) {
     if (!params.to || !state.orgToday || params.to >= state.orgToday) return api.get(path, params);
@@ -154,22 +156,25 @@ function onFilters() {
 
 async function learnOrg(org) {
   api = new Api(org, sessionStorage.getItem("token"));
-  const today = await api.get("figures", { period: "today" });
-  state.orgToday = today.from;
+  state.orgToday = (await api.get("figures", { period: "today" })).from;
   const cur = $("currency");
   addOption(cur, state.last.currency);
   state.currency = state.currency || state.last.currency;
   cur.value = state.currency;
+  for (const code of ECB) addOption(cur, code);
+  setInterval(async () => { state.orgToday = (await api.get("figures", { period: "today" })).from; }, 300000);
+}
+
+// The filters' other choices (stores' currencies, segments): read beside the first view, not before it.
+async function learnChoices() {
   try {
     const c = await api.get("connections");
-    for (const s of c.connections) { addOption($("store"), s.store); addOption(cur, s.currency); }
+    for (const s of c.connections) { addOption($("store"), s.store); addOption($("currency"), s.currency); }
   } catch { /* the store list from the snapshot stays */ }
-  for (const code of ECB) addOption(cur, code);
   const segs = await api.optional("segments").catch(() => null);
   const list = segs ? segs.segments ?? [] : [];
   for (const s of list) addOption($("segment"), s.id, s.name ?? s.id);
   $("segment-filter").hidden = list.length === 0;
-  setInterval(async () => { state.orgToday = (await api.get("figures", { period: "today" })).from; }, 300000);
 }
 
 // --- the live feed ------------------------------------------------------------------------------
@@ -198,6 +203,7 @@ async function onMessage(msg) {
     $("dashboard").hidden = false;
     mountViews();
     refresh(false);
+    learnChoices();
     setInterval(() => { if (document.visibilityState === "visible") refresh(false); }, REREAD_MS);
     return;
   }

@@ -15,6 +15,18 @@ export function periodParams(period, today, custom) {
   return { period };
 }
 
+// The days [from, to] the server resolves a period to (core/figures.py resolve_period), known here
+// once the organisation's today is: the page can ask for a period and the one before it at once.
+export function periodSpan(period, today, custom) {
+  if (!today) return null;
+  const back = { today: 0, "7d": 6, "30d": 29, "90d": 89 };
+  if (period in back) return { from: addDays(today, -back[period]), to: today };
+  if (period === "yesterday") return { from: addDays(today, -1), to: addDays(today, -1) };
+  if (period === "month") return { from: `${today.slice(0, 8)}01`, to: today };
+  if (period === "custom" && custom.from && custom.to) return { from: custom.from, to: custom.to };
+  return null;
+}
+
 // The period of equal length just before [first, last]; null for an open range.
 export function previousSpan(first, last) {
   if (!first || !last) return null;

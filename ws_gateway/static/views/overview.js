@@ -91,20 +91,24 @@ export default {
   },
 
   async refresh(ctx, flash) {
-    const now = await sources(ctx, {});
-    const span = now.figures.error ? null : { from: now.figures.from, to: now.figures.to };
+    // Everything is asked at once (the API client queues it): the span is known from the organisation's
+    // today, so the previous period, the series and the cards need not wait for the figures.
+    const span = ctx.span();
+    const current = sources(ctx, {}); // asked first: the queue serves in order
     const prevSpan = span && previousSpan(span.from, span.to);
-    let before = null;
+    let before = Promise.resolve(null);
     if (prevSpan) {
       const key = JSON.stringify(ctx.params(prevSpan, { segment: true }));
       if (!this.prevCache.has(key)) this.prevCache.set(key, sources(ctx, prevSpan));
-      before = await this.prevCache.get(key);
+      before = this.prevCache.get(key);
     }
-    this.drawKpis(ctx, now, before, flash);
-    const jobs = [this.drawFunnel(ctx, now.journey), this.drawEmail(ctx, now.attribution, now.figures)];
+    const jobs = [current.then((now) => Promise.all([this.drawFunnel(ctx, now.journey), this.drawEmail(ctx, now.attribution, now.figures)]))];
+    if (span) jobs.push(this.drawSeries(ctx, span));
     // The quota reads every order (it costs the most of the read budget): at most every 30 s when live.
     if (!flash || Date.now() - (this.quotaAt || 0) > QUOTA_EVERY_MS) { this.quotaAt = Date.now(); jobs.push(this.drawQuota(ctx)); }
-    if (span) jobs.push(this.drawSeries(ctx, span));
+    const now = await current;
+    this.drawKpis(ctx, now, undefined, flash); // the values first; their changes once the previous period is in
+    this.drawKpis(ctx, now, await before, false);
     if (!flash) jobs.push(drawRecommendations(ctx, this.forYou)); // on opening and on filter changes, not on every push
     await Promise.all(jobs);
   },
@@ -120,6 +124,7 @@ export default {
       if (body.error) { setText(value, "–", false); delta.textContent = body.error; delta.className = "kpi-change error"; continue; }
       const n = read(body);
       setText(value, text(n, body), flash);
+      if (before === undefined) continue;
       const old = before && !before[source].error ? read(before[source]) : null;
       const c = fmt.change(n, old);
       const better = LOWER_IS_BETTER.has(id) ? -c : c; // more abandonment is worse news
