@@ -35,13 +35,22 @@ DRAWN = """() => [...document.querySelectorAll('[data-kpi]')].every((e) => e.tex
   && document.querySelectorAll('#view-overview canvas').length >= 3"""
 
 
+PHASES: list[tuple[float, float, float]] = []  # per load: first API request, last API answer, drawn (s)
+
+
 def load(page: Page, url: str) -> float:
     """Seconds from navigation to the overview drawn (its default period, today)."""
     page.goto("about:blank")
+    marks: list[float] = []
+    page.on("request", lambda r: marks.append(time.perf_counter()) if "/api/" in r.url and not marks else None)
+    last: list[float] = [0.0]
+    page.on("requestfinished", lambda r: last.__setitem__(0, time.perf_counter()) if "/api/" in r.url else None)
     started = time.perf_counter()
     page.goto(url)
     page.wait_for_function(DRAWN, timeout=60_000)
-    return time.perf_counter() - started
+    drawn = time.perf_counter() - started
+    PHASES.append((marks[0] - started if marks else 0.0, last[0] - started, drawn))
+    return drawn
 
 
 async def replay(base: str, token: str, urls: list[str]) -> float:
@@ -89,6 +98,9 @@ def main() -> None:
     print(f"data: {'the demo (90 days of history)' if demo else 'the test shop'}; period: today (the page's default)")
     print(f"API requests one overview load makes: {len(urls)}")
     print(f"overview drawn in Chromium:      median {statistics.median(pages) * 1000:7.0f} ms  (runs {', '.join(f'{p * 1000:.0f}' for p in pages)})")
+    first, done = statistics.median(p[0] for p in PHASES[1:]), statistics.median(p[1] for p in PHASES[1:])
+    print(f"  of which: the first API request at {first * 1000:.0f} ms (page, modules, WebSocket snapshot), "
+          f"the last API answer by {done * 1000:.0f} ms (medians)")
     print(f"baseline, the same requests bare: median {statistics.median(bare) * 1000:7.0f} ms  (runs {', '.join(f'{b * 1000:.0f}' for b in bare)})")
 
 
