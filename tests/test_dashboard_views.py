@@ -213,6 +213,12 @@ def test_german_labels_and_money(sp: Storepulse, browser: Browser) -> None:
         page.click("#tab-overview")
         expect(page.locator('#view-overview .kpi h2').first).to_have_text("Umsatz")
         expect(page.locator('[data-kpi="revenue"]')).to_have_text(re.compile(r"^[\d.]+,\d\d\s€$"))
+        # The language menu switches without a reload (the live connection stays).
+        page.evaluate("window.stillHere = true")
+        page.select_option("#lang", "it")
+        expect(page.locator("#tab-overview")).to_have_text("Panoramica")
+        expect(page.locator('#view-overview .kpi h2').first).to_have_text("Fatturato")
+        assert page.evaluate("window.stillHere") is True and "lang=it" in page.url
         # The browser's Accept-Language picks the language when ?lang= is absent.
         fr = _context(browser, locale="fr-FR")
         try:
