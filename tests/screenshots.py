@@ -15,8 +15,10 @@ import re
 import subprocess
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 from playwright.sync_api import expect, sync_playwright
 
 from storepulse import STOREPULSE
@@ -94,6 +96,17 @@ def _demo(sp: Storepulse) -> str:
         return bool(found) and "days of history sent" in log
 
     wait_for(ready, 120, "the demo's banner and its history")
+    # Then until the dataflow has folded all of it: its report of being caught up is newer than now.
+    sent = datetime.now(UTC)
+    base, token = found[0].split("/#token=")
+    org = re.findall(r"org (\S+): dashboard", sp.log_tail(200_000))[0]
+
+    def folded() -> bool:
+        r = httpx.get(f"{base}/api/v1/orgs/{org}/health", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+        at = r.json()["figures"]["caught_up_at"] if r.status_code == 200 else None
+        return at is not None and datetime.fromisoformat(at) > sent
+
+    wait_for(folded, 120, "the dataflow to fold the demo's history")
     return found[0]
 
 
