@@ -297,6 +297,13 @@ def test_customer_export_matches_the_api(sp: Storepulse, context: BrowserContext
     assert errors == [], errors
 
 
+def test_csv_cells_are_quoted_and_never_run_as_formulas(sp: Storepulse, context: BrowserContext) -> None:
+    page, _ = _open(context, sp)
+    got = page.evaluate("""async () => (await import('/static/csv.js')).toCsv(['a', 'b'],
+        [['=HYPERLINK("x")', -5], ['plain, "quoted"', '@SUM(A1)'], ['+1', 'line\\nbreak']])""")
+    assert got == ('a,b\r\n"\'=HYPERLINK(""x"")",-5\r\n"plain, ""quoted""",\'@SUM(A1)\r\n\'+1,"line\nbreak"\r\n')
+
+
 def test_filters_store_currency_period(sp: Storepulse, context: BrowserContext) -> None:
     page, errors = _open(context, sp, view="orders")
     page.select_option("#period", "7d")

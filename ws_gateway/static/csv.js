@@ -1,7 +1,10 @@
 // CSV (RFC 4180) built in the page from the API's JSON, and handed to the browser as a download.
 
+// Text that a spreadsheet would run as a formula (=, +, -, @, tab, CR first) gets a leading ': a
+// customer's name comes from the shop's visitors (OWASP, "CSV injection"). Numbers are left as they are.
 function cell(v) {
-  const s = v === null || v === undefined ? "" : String(v);
+  let s = v === null || v === undefined ? "" : String(v);
+  if (typeof v === "string" && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
   return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
