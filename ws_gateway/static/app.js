@@ -29,7 +29,7 @@ let api = null;
 let active = VIEWS[0];
 let mounted = false;
 let running = false;
-let again = false;
+let again = null; // a refresh asked for while one ran: null, or whether it is a live one (it flashes)
 let startedAt = 0;
 let timer = null;
 // Live refreshes start at most this often: a busy shop pushes many changes a second, and each
@@ -63,7 +63,7 @@ const ctx = {
 // One refresh of the active view at a time; changes meanwhile make exactly one more.
 function refresh(flash) {
   if (!api || !mounted) return;
-  if (running) { again = true; return; }
+  if (running) { again = again === null ? flash : again && flash; return; }
   const wait = startedAt + LIVE_GAP_MS - Date.now();
   if (flash && wait > 0) {
     if (!timer) timer = setTimeout(() => { timer = null; refresh(true); }, wait);
@@ -74,7 +74,7 @@ function refresh(flash) {
   const view = active;
   view.refresh(ctx, flash).catch((e) => { $("error").textContent = e.message; }).finally(() => {
     running = false;
-    if (again) { again = false; refresh(true); }
+    if (again !== null) { const live = again; again = null; refresh(live); }
   });
 }
 
