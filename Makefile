@@ -33,4 +33,4 @@ bench: install
 # Screenshots of every dashboard view into docs/screenshots/ (a fresh storepulse, Debian's chromium; not CI).
 screenshots: install
 	$(BIN)/python -m tests.screenshots --lang en
-	$(BIN)/python -m tests.screenshots --lang de --views overview
+	$(BIN)/python -m tests.screenshots --lang de --views overview,customers
