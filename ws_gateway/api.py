@@ -22,7 +22,8 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from core.changes import DAY, Record
 from core.clock import ms_of, utc_from_ms
@@ -471,6 +472,8 @@ routes: list[BaseRoute] = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/api/v1/orgs/{org}/{what}", listing, methods=["GET"]),
     Route("/", dashboard, methods=["GET"]),
+    # The dashboard's modules, styles and vendored chart library (ws_gateway/static; docs/dashboard.md)
+    Mount("/static", StaticFiles(packages=[("ws_gateway", "static")]), name="static"),
 ]
 
 
