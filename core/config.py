@@ -11,10 +11,11 @@ import hmac
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from core.automations.definition import LOCALES, Automation, DefinitionError, parse_automations
 from core.money import EXPONENTS
 
 # A store's provider: a vendor posting webhooks (ingest/app.py ADAPTERS), or "events", any site
@@ -51,6 +52,8 @@ class Org:
     stores: Mapping[str, Store]
     abandon_after_minutes: int = 60  # a cart with no checkout for this long is abandoned
     plan_limit: int | None = None  # paid orders per rolling 30 days that the plan allows
+    locale: str = "en"  # messages' language, money and dates (core/automations/messages.py)
+    automations: Mapping[str, Automation] = field(default_factory=dict)  # [orgs.X.automations.ID]
 
 
     @property
@@ -181,6 +184,16 @@ def _whole(low: int, high: int | None, what: str) -> Callable[[Any, str], int]:
     return check
 
 
+def _locale(value: Any, at: str) -> str:
+    if value not in LOCALES:
+        raise ConfigError(f"{at}: {value!r} is not one of {', '.join(LOCALES)}")
+    return str(value)
+
+
+def _raw(value: Any, at: str) -> Any:
+    return value  # checked whole afterwards, with the organisation's currency and time zone
+
+
 def _csv_path(value: Any, at: str) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{at}: must be a path to an ECB-format CSV, got {value!r}")
@@ -203,6 +216,8 @@ _ORG: Mapping[str, Key | Tables] = {
     "abandon_after": Key(_whole(30, 180, "minutes from 30 to 180"), 60),
     "plan_limit": Key(_whole(1, None, "a positive whole number of paid orders per 30 days"), None),
     "stores": Tables("store", _STORE, {}),
+    "locale": Key(_locale, "en"),
+    "automations": Key(_raw, {}),  # core/automations/definition.py
 }
 _CONFIG: Mapping[str, Key | Tables] = {
     "orgs": Tables("organisation", _ORG),
@@ -272,6 +287,12 @@ def parse_config(text: str, env: Mapping[str, str]) -> Config:
             store_owner[store_id] = org_id
             # the keys of _STORE are Store's fields
             stores[store_id] = Store(id=store_id, org=org_id, **{**store, "currency": store["currency"] or org["currency"]})
+        try:
+            automations = parse_automations(org["automations"], f"{at}.automations", currency=org["currency"],
+                                            timezone=org["timezone"])
+        except DefinitionError as exc:
+            raise ConfigError(str(exc)) from None
         orgs[org_id] = Org(org_id, org["timezone"], org["currency"], org["token"], stores,
-                           abandon_after_minutes=org["abandon_after"], plan_limit=org["plan_limit"])
+                           abandon_after_minutes=org["abandon_after"], plan_limit=org["plan_limit"],
+                           locale=org["locale"], automations=automations)
     return Config(orgs, top["rates_file"])

@@ -48,9 +48,11 @@ from core.changes import Change, Record
 from core.config import Org
 from core.events import Event
 from core.records import LATE_BOOKS, Late, LateBook, RecordKind, Value
+from flows.automations import AutomationBook
 from flows.book import DAY_MS, HOUR_MS, TooLate, Version
 from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger
 from flows.shoppers import Shoppers
+from notifier.actions import Action
 
 ALLOWED_LATENESS_MS = 5 * 60 * 1000
 LIVE_MS = 7 * DAY_MS
@@ -92,9 +94,12 @@ def _point_above(delta_ms: int) -> int:
 
 
 class Organisation:
-    def __init__(self, ledger: RevenueLedger, shoppers: Shoppers, version: BatchVersion) -> None:
+    def __init__(self, ledger: RevenueLedger, shoppers: Shoppers, version: BatchVersion,
+                 automations: AutomationBook | None = None) -> None:
         self.ledger = ledger
         self.shoppers = shoppers
+        # what fires, fed the events and the books' decisions (flows/automations.py); `take_actions` empties it
+        self.automations = automations or AutomationBook(ledger.org, ledger.timezone)
         self._version = version  # shared with the shoppers' books
         self.latest: int | None = None  # the latest event time seen, ms (capped at MAX_AHEAD_MS)
         self.watermark: int | None = None
@@ -104,7 +109,8 @@ class Organisation:
     def new(cls, org: Org, horizon_ms: int = DEFAULT_HORIZON_MS) -> Organisation:
         version = BatchVersion()
         return cls(RevenueLedger(org.id, org.timezone, org.plan_limit, horizon_ms),
-                   Shoppers(org.id, org.timezone, org.abandon_after_minutes, version=version), version)
+                   Shoppers(org.id, org.timezone, org.abandon_after_minutes, version=version), version,
+                   AutomationBook.new(org))
 
     @property
     def folded(self) -> int:
@@ -136,7 +142,7 @@ class Organisation:
         version = _version(self.folded + len(events), _steps(end_watermark - (latest - ALLOWED_LATENESS_MS)))
         self._version.value = version
         last: dict[tuple[str, str], Record[Value]] = {}
-        ledger, shoppers = self.ledger, self.shoppers
+        ledger, shoppers, autos = self.ledger, self.shoppers, self.automations
         for e in events:
             t = e.time if ahead is None or e.time <= ahead else ahead
             moved = False
@@ -145,12 +151,19 @@ class Organisation:
                 if self.watermark is None or t - ALLOWED_LATENESS_MS > self.watermark:
                     self.watermark, moved = t - ALLOWED_LATENESS_MS, True
             ledger.fold(e, self.watermark)
-            for r in shoppers.apply(e):
+            records = shoppers.apply(e)
+            for r in records:
                 last[(r.kind, r.key)] = r
+            autos.event(e, now_ms, shoppers.profiles.profile(e.customer) if e.customer and autos.automations else None)
+            autos.records(records, now_ms, shoppers.profiles.profile)
             if moved:
-                for r in shoppers.advance(self.watermark):  # type: ignore[arg-type]  # moved: the watermark is set
+                records = shoppers.advance(self.watermark)  # type: ignore[arg-type]  # moved: the watermark is set
+                for r in records:
                     last[(r.kind, r.key)] = r
+                autos.records(records, now_ms, shoppers.profiles.profile)
+                autos.advance(self.watermark, now_ms)  # type: ignore[arg-type]  # moved: the watermark is set
         out: list[Change] = ledger.flush(version)
+        autos.records(out, now_ms)  # quota alerts
         out.extend(last.values())
         out.extend(self._late_records(version))
         return out
@@ -173,8 +186,11 @@ class Organisation:
         version = _version(self.folded, _steps(delta))
         self._version.value = version
         last: dict[tuple[str, str], Record[Value]] = {}
-        for r in self.shoppers.advance(self.watermark):
+        records = self.shoppers.advance(self.watermark)
+        for r in records:
             last[(r.kind, r.key)] = r
+        self.automations.records(records, now_ms, self.shoppers.profiles.profile)
+        self.automations.advance(self.watermark, now_ms)
         out: list[Change] = self.ledger.advance(self.watermark, version)
         out.extend(last.values())
         return out
@@ -184,9 +200,10 @@ class Organisation:
         if not self._live(now_ms):
             return None
         assert self.latest is not None
-        due = self.shoppers.carts.next_due()
-        if due is None:
+        dues = [d for d in (self.shoppers.carts.next_due(), self.automations.next_due()) if d is not None]
+        if not dues:
             return None
+        due = min(dues)
         event_time = self.latest - ALLOWED_LATENESS_MS
         at = event_time + _point_above(due - event_time) + ALLOWED_LATENESS_MS
         return None if at > self.latest + LIVE_MS else max(at, now_ms)
@@ -203,8 +220,13 @@ class Organisation:
         """Whether an entry of the ledger's large tables is still held (its forgetting rules)."""
         return self.ledger.keeps(table, key, value, self.ledger.watermark)
 
+    def take_actions(self) -> list[Action]:
+        """The automations' actions released since the last call (for the outbox)."""
+        return self.automations.take()
+
     def held(self) -> dict[str, int]:
-        return {**{f"ledger_{k}": v for k, v in self.ledger.held().items()}, **self.shoppers.held()}
+        return {**{f"ledger_{k}": v for k, v in self.ledger.held().items()}, **self.shoppers.held(),
+                **self.automations.held()}
 
     def too_late(self) -> dict[str, TooLate]:
         """What each book refused as too late, by the book's name in LATE_BOOKS."""
