@@ -12,15 +12,19 @@ ORDER, EVENT = "order", "event"
 # (locale, trigger or family) -> (subject, line)
 DEFAULTS: dict[tuple[str, str], tuple[str, str]] = {
     ("en", "order.paid"): ("New order {{ order }}: {{ amount }}",
-                           "{{ customer }} paid {{ amount }} for order {{ order }} ({{ item_count }} items) on {{ date }}."),
+                           "{{ customer }} paid {{ amount }} for order {{ order }}"
+                           " ({{ item_count }} {{ 'item' if item_count == 1 else 'items' }}) on {{ date }}."),
     ("de", "order.paid"): ("Neue Bestellung {{ order }}: {{ amount }}",
                            "{{ customer }} hat am {{ date }} {{ amount }} für Bestellung {{ order }} bezahlt ({{ item_count }} Artikel)."),
     ("es", "order.paid"): ("Nuevo pedido {{ order }}: {{ amount }}",
-                           "{{ customer }} pagó {{ amount }} por el pedido {{ order }} ({{ item_count }} artículos) el {{ date }}."),
+                           "{{ customer }} pagó {{ amount }} por el pedido {{ order }}"
+                           " ({{ item_count }} {{ 'artículo' if item_count == 1 else 'artículos' }}) el {{ date }}."),
     ("fr", "order.paid"): ("Nouvelle commande {{ order }} : {{ amount }}",
-                           "{{ customer }} a payé {{ amount }} pour la commande {{ order }} ({{ item_count }} articles) le {{ date }}."),
+                           "{{ customer }} a payé {{ amount }} pour la commande {{ order }}"
+                           " ({{ item_count }} {{ 'article' if item_count == 1 else 'articles' }}) le {{ date }}."),
     ("it", "order.paid"): ("Nuovo ordine {{ order }}: {{ amount }}",
-                           "{{ customer }} ha pagato {{ amount }} per l'ordine {{ order }} ({{ item_count }} articoli) il {{ date }}."),
+                           "{{ customer }} ha pagato {{ amount }} per l'ordine {{ order }}"
+                           " ({{ item_count }} {{ 'articolo' if item_count == 1 else 'articoli' }}) il {{ date }}."),
 
     ("en", "order.refunded"): ("Refund on order {{ order }}: {{ amount }}",
                                "Order {{ order }} of {{ customer }} was refunded {{ amount }} on {{ date }}."),
@@ -45,15 +49,18 @@ DEFAULTS: dict[tuple[str, str], tuple[str, str]] = {
                     "Ordine {{ order }} di {{ customer }} ({{ amount }}): {{ trigger }} il {{ date }}."),
 
     ("en", "cart.abandoned"): ("Abandoned cart: {{ amount }}",
-                               "{{ customer }} left a cart worth {{ amount }} ({{ item_count }} items) on {{ date }}."),
+                               "{{ customer }} left a cart worth {{ amount }} ({{ item_count }} {{ 'item' if item_count == 1 else 'items' }}) on {{ date }}."),
     ("de", "cart.abandoned"): ("Verlassener Warenkorb: {{ amount }}",
                                "{{ customer }} hat am {{ date }} einen Warenkorb im Wert von {{ amount }} verlassen ({{ item_count }} Artikel)."),
     ("es", "cart.abandoned"): ("Carrito abandonado: {{ amount }}",
-                               "{{ customer }} abandonó un carrito de {{ amount }} ({{ item_count }} artículos) el {{ date }}."),
+                               "{{ customer }} abandonó un carrito de {{ amount }}"
+                               " ({{ item_count }} {{ 'artículo' if item_count == 1 else 'artículos' }}) el {{ date }}."),
     ("fr", "cart.abandoned"): ("Panier abandonné : {{ amount }}",
-                               "{{ customer }} a abandonné un panier de {{ amount }} ({{ item_count }} articles) le {{ date }}."),
+                               "{{ customer }} a abandonné un panier de {{ amount }}"
+                               " ({{ item_count }} {{ 'article' if item_count == 1 else 'articles' }}) le {{ date }}."),
     ("it", "cart.abandoned"): ("Carrello abbandonato: {{ amount }}",
-                               "{{ customer }} ha abbandonato un carrello di {{ amount }} ({{ item_count }} articoli) il {{ date }}."),
+                               "{{ customer }} ha abbandonato un carrello di {{ amount }}"
+                               " ({{ item_count }} {{ 'articolo' if item_count == 1 else 'articoli' }}) il {{ date }}."),
 
     ("en", "segment.entered"): ("{{ customer }} entered {{ segment }}",
                                 "{{ customer }} entered the segment {{ segment }} on {{ date }}."),

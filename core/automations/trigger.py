@@ -13,12 +13,14 @@ For one automation A and a firing F (trigger, subject, cause, time `at`, the fac
   and released when the watermark W passes `due` (W > due, as carts are decided): `if` is checked
   again with now = due, once / cooldown against what was released meanwhile;
 - a pending action is dropped by an event of a kind in A's `cancel_on`, naming the same subject,
-  whose time t has at <= t < due (an event after `due` came too late to stop the send).
+  whose time t has at <= t < due (an event after `due` came too late to stop the send), whichever
+  of the two arrived first (the cancelling events' times are kept for the longest wait).
 
 The idempotency key is sha256(automation|subject|cause) (notifier/actions.py action_key): a replay
 of the log builds the same firings, so the same keys, and the outbox keeps one of each.
 
-State: the pending actions (a heap by due time), and per (automation, subject) the fired time of the
+State: the pending actions (a heap by due time), the times of cancelling events (for the longest
+wait, plus an hour), and per (automation, subject) the fired time of the
 last release, only for automations with `once` (kept for ever: that is what once means) or a
 `cooldown` (dropped once W is past it by the cooldown).
 """
@@ -26,6 +28,7 @@ last release, only for automations with `once` (kept for ever: that is what once
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left, insort
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +92,9 @@ class Triggers:
         self._waiting: dict[tuple[str, str], int] = {}  # (automation, subject) -> pending count
         self._last: dict[tuple[str, str], int] = {}  # (automation, subject) -> fired time of the last release
         self._sweep_at = -(2**62)  # the watermark at which passed cooldowns are next forgotten
+        # (subject, kind) -> times of the events that cancel: a firing that arrives after the event that
+        # cancels it (same instant, or out of order within the lateness) is cancelled all the same
+        self._seen: dict[tuple[str, str], list[int]] = {}
 
     def fire(self, automations: Mapping[str, Automation], firing: Firing, ctx: Context) -> list[Released]:
         """The actions `firing` releases now (the automations without `wait`); those with a wait become pending."""
@@ -100,6 +106,8 @@ class Triggers:
                 continue
             if a.wait_ms:
                 pending_key = (a.id, firing.subject, firing.cause)
+                if self._cancelled_already(a, firing):
+                    continue
                 if pending_key not in self._keys:
                     self._keys.add(pending_key)
                     self._waiting[(a.id, firing.subject)] = self._waiting.get((a.id, firing.subject), 0) + 1
@@ -112,6 +120,7 @@ class Triggers:
         """Drops the pending actions that an event of `kind` by `subject` at `time_ms` cancels; returns them."""
         if not subject:
             return []
+        insort(self._seen.setdefault((subject, kind), []), time_ms)
         return self._remove(lambda p: p.firing.subject == subject and p.firing.at <= time_ms < p.due
                             and (a := automations.get(p.automation)) is not None and kind in a.cancel_on)
 
@@ -130,7 +139,7 @@ class Triggers:
             if a is None or not _condition_holds(a, p.firing, p.due, ctx) or self._held_back(a, p.firing):
                 continue
             out.append(self._release(a, p.firing, p.due))
-        if self._last and watermark >= self._sweep_at:
+        if (self._last or self._seen) and watermark >= self._sweep_at:
             self._forget(automations, watermark)
             self._sweep_at = watermark + SWEEP_MS
         return out
@@ -143,7 +152,7 @@ class Triggers:
         return [Released(p.automation, p.firing, p.due) for p in sorted(self._pending)]
 
     def held(self) -> dict[str, int]:
-        return {"pending": len(self._pending), "last_sent": len(self._last)}
+        return {"pending": len(self._pending), "last_sent": len(self._last), "cancel_events": len(self._seen)}
 
     # --- internals -------------------------------------------------------------------------------
 
@@ -180,7 +189,20 @@ class Triggers:
         else:
             self._waiting.pop(key, None)
 
+    def _cancelled_already(self, a: Automation, f: Firing) -> bool:
+        for kind in a.cancel_on:
+            times = self._seen.get((f.subject, kind))
+            if times and (i := bisect_left(times, f.at)) < len(times) and times[i] < f.at + a.wait_ms:
+                return True
+        return False
+
     def _forget(self, automations: Mapping[str, Automation], watermark: int) -> None:
+        # Cancelling events are kept while a firing they could cancel may still come: the longest wait.
+        longest = max((a.wait_ms for a in automations.values() if a.cancel_on), default=0)
+        for seen_key, times in list(self._seen.items()):
+            del times[:bisect_left(times, watermark - longest - SWEEP_MS)]
+            if not times:
+                del self._seen[seen_key]
         for key, at in list(self._last.items()):
             a = automations.get(key[0])
             if a is None or (not a.once and at + a.cooldown_ms < watermark):
