@@ -50,7 +50,7 @@ from state.readmodel import ReadModel
 from state.rejected import RejectedStore
 from web.responses import error_response, json_response
 from web.security import page_policy, with_websocket
-from ws_gateway import lists, metrics, shoppers
+from ws_gateway import automations, lists, metrics, shoppers
 from ws_gateway.auth import AuthError, org_for
 from ws_gateway.limits import ApiLimits
 from ws_gateway.throttle import ApiThrottle, Throttled, records_cost, series_cost
@@ -439,6 +439,8 @@ routes: list[BaseRoute] = [
     Route("/api/v1/orgs/{org}/connections", connections, methods=["GET"]),
     Route("/api/v1/orgs/{org}/health", health, methods=["GET"]),
     Route("/api/v1/orgs/{org}/quarantine", quarantined, methods=["GET"]),
+    Route("/api/v1/orgs/{org}/automations", org_route()(automations.listing), methods=["GET"]),
+    Route("/api/v1/orgs/{org}/automations/{id}", org_route()(automations.one), methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/api/v1/orgs/{org}/{what}", listing, methods=["GET"]),
     Route("/", dashboard, methods=["GET"]),
