@@ -134,7 +134,8 @@ class RedisOutbox:
         self._promote(args=[now, limit])
         entries: list[tuple[bytes, dict[bytes, bytes]]] = []
         # XAUTOCLAIM: the entries another notifier read more than a lease ago and never acknowledged
-        reply: list[Any] = self._r.xautoclaim(_STREAM, _GROUP, owner, min_idle_time=lease_ms, start_id="0-0", count=limit)  # [next cursor, [(entry, fields)], deleted ids]
+        # the reply: [next cursor, [(entry, fields)], deleted ids]
+        reply: list[Any] = self._r.xautoclaim(_STREAM, _GROUP, owner, min_idle_time=lease_ms, start_id="0-0", count=limit)
         entries += [e for e in reply[1] if e[1]]  # an entry deleted meanwhile comes back without fields
         if len(entries) < limit:
             fresh: list[Any] = self._r.xreadgroup(_GROUP, owner, {_STREAM: ">"}, count=limit - len(entries))  # type: ignore[assignment]  # redis-py types replies for either decode_responses; ours decodes nothing: bytes
