@@ -13,7 +13,16 @@ from notifier import mail, slack, unsubscribe, webhook
 from notifier.actions import Action, Message, action_key, delivery_id, filled
 from notifier.guard import refused_address
 from notifier.outbox import Delivery, Status
-from notifier.schedule import STANDARD_RETRY, Outcome, Verdict, delay_ms, http_outcome, next_try, retry_after_ms, smtp_outcome
+from notifier.schedule import (
+    STANDARD_RETRY,
+    Outcome,
+    Verdict,
+    delay_ms,
+    http_outcome,
+    next_try,
+    retry_after_ms,
+    smtp_outcome,
+)
 
 pytestmark = pytest.mark.unit
 
