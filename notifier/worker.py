@@ -113,6 +113,13 @@ class Notifier:
                                                   "of the config (add it, then replay)")
         elif channel.id in disabled.get(channel.org, {}):
             outcome = Outcome(Verdict.DEAD, None, f"channel {channel.id} is disabled: {disabled[channel.org][channel.id]}")
+        elif channel.kind == "slack":
+            async with self.gate.lock(channel), self._slots:  # one message at a time per channel, spaced by the gate
+                await self.gate.wait(channel)
+                start = self.clock()
+                outcome = await self._send(channel, claims, start)
+            if outcome.retry_after_ms is not None:
+                self.gate.hold(channel, outcome.retry_after_ms)
         else:
             async with self._slots:
                 outcome = await self._send(channel, claims, start)
@@ -147,12 +154,7 @@ class Notifier:
             await check_url(channel.url, channel.allow_private)
             if channel.kind == "webhook":
                 return await webhook.post(self.client, channel, claims[0].delivery, start)
-            async with self.gate.lock(channel):
-                await self.gate.wait(channel)
-                outcome = await slack.post(self.client, channel, [c.delivery for c in claims], self.clock())
-            if outcome.retry_after_ms is not None:
-                self.gate.hold(channel, outcome.retry_after_ms)
-            return outcome
+            return await slack.post(self.client, channel, [c.delivery for c in claims], start)
         except Refused as exc:
             return Outcome(Verdict.DEAD, None, f"refused to call the channel's URL: {exc}")
         except httpx.TimeoutException:
