@@ -191,7 +191,8 @@ class Notifier:
             status = Status.DEAD if at is None else Status.PENDING
         else:
             status = Status.DEAD
-        result = {Status.DELIVERED: "delivered", Status.PENDING: "retry", Status.CANCELLED: "cancelled"}.get(status, str(outcome.verdict))
+        result = {Status.DELIVERED: "delivered", Status.PENDING: "retry", Status.CANCELLED: "cancelled",
+                  Status.DEAD: "gone" if outcome.verdict == Verdict.GONE else "dead"}[status]
         error = outcome.error if status != Status.DEAD or outcome.verdict != Verdict.RETRY else \
             f"{outcome.error} (the last of {d.tries + 1} attempts)"
         return Result(c, Attempt(start, outcome.status, float(end - start), error, result), status, at or 0)
