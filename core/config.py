@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.automations.definition import LOCALES, Automation, DefinitionError, parse_automations
+from core.channels import Channel, ChannelConfigError, Smtp, make_channel, make_smtp
 from core.money import EXPONENTS
 
 # A store's provider: a vendor posting webhooks (ingest/app.py ADAPTERS), or "events", any site
@@ -54,6 +55,7 @@ class Org:
     plan_limit: int | None = None  # paid orders per rolling 30 days that the plan allows
     locale: str = "en"  # messages' language, money and dates (core/automations/messages.py)
     automations: Mapping[str, Automation] = field(default_factory=dict)  # [orgs.X.automations.ID]
+    channels: Mapping[str, Channel] = field(default_factory=dict)  # [orgs.X.channels.ID] (core/channels.py)
 
 
     @property
@@ -65,6 +67,7 @@ class Org:
 class Config:
     orgs: Mapping[str, Org]
     rates_file: str | None = None  # ECB eurofxref-hist.csv format; relative to the config file
+    smtp: Smtp | None = None  # [smtp]: how e-mail channels send (core/channels.py)
 
     def store(self, store_id: str) -> Store | None:
         for org in self.orgs.values():
@@ -209,6 +212,25 @@ _STORE: Mapping[str, Key | Tables] = {
     "api_url": Key(_url, None),
     "shop_domain": Key(_domain, None),
 }
+def _any(value: Any, at: str) -> Any:
+    return value  # checked with the table's other keys (core/channels.py)
+
+
+def _a_table(value: Any, at: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{at}: must be a table ([{at}])")
+    return value
+
+
+# Channels and the SMTP relay: each key is read here (env: included), the whole table checked by core/channels.py.
+_CHANNEL: Mapping[str, Key | Tables] = {
+    "kind": Key(_text), "url": Key(_text, None, secret=True), "secret": Key(_text, None, secret=True),
+    "to": Key(_any, None), "retry": Key(_any, None), "allow_private": Key(_any, False),
+}
+_SMTP: Mapping[str, Key | Tables] = {
+    "host": Key(_any, None), "port": Key(_any, 587), "from": Key(_any, None), "starttls": Key(_any, None),
+    "username": Key(_text, None, secret=True), "password": Key(_text, None, secret=True), "public_url": Key(_any, None),
+}
 _ORG: Mapping[str, Key | Tables] = {
     "timezone": Key(_timezone, "UTC"),
     "currency": Key(_currency),
@@ -218,10 +240,12 @@ _ORG: Mapping[str, Key | Tables] = {
     "stores": Tables("store", _STORE, {}),
     "locale": Key(_locale, "en"),
     "automations": Key(_raw, {}),  # core/automations/definition.py
+    "channels": Tables("channel", _CHANNEL, {}),
 }
 _CONFIG: Mapping[str, Key | Tables] = {
     "orgs": Tables("organisation", _ORG),
     "rates_file": Key(_csv_path, None),
+    "smtp": Key(_a_table, None),
 }
 
 
@@ -292,7 +316,25 @@ def parse_config(text: str, env: Mapping[str, str]) -> Config:
                                             timezone=org["timezone"])
         except DefinitionError as exc:
             raise ConfigError(str(exc)) from None
+        try:
+            channels = {cid: make_channel(org_id, cid, c, f"{at}.channels.{cid}") for cid, c in org["channels"].items()}
+        except ChannelConfigError as exc:
+            raise ConfigError(str(exc)) from None
+        for a in automations.values():
+            for c in a.send:
+                if c not in channels:
+                    raise ConfigError(f"{at}.automations.{a.id}.send: no channel {c!r}: define [{at}.channels.{c}]")
         orgs[org_id] = Org(org_id, org["timezone"], org["currency"], org["token"], stores,
-                           abandon_after_minutes=org["abandon_after"], plan_limit=org["plan_limit"],
+                           abandon_after_minutes=org["abandon_after"], plan_limit=org["plan_limit"], channels=channels,
                            locale=org["locale"], automations=automations)
-    return Config(orgs, top["rates_file"])
+    return Config(orgs, top["rates_file"], _smtp(top["smtp"], env))
+
+
+def _smtp(table: dict[str, Any] | None, env: Mapping[str, str]) -> Smtp | None:
+    if table is None:
+        return None
+    values = {k: v for k, v in _table(table, "smtp", _SMTP, env).items() if v is not None}
+    try:
+        return make_smtp(values, "smtp")
+    except ChannelConfigError as exc:
+        raise ConfigError(str(exc)) from None

@@ -24,7 +24,7 @@ from core.config import Config, ConfigError, Store
 from core.rates import Rates
 from state.rejected import KEEP_BYTES, STORE_BYTES, TOTAL_BYTES, RejectedLimits
 from storepulse import STOREPULSE
-from storepulse.commands import rejected, replay, sync
+from storepulse.commands import deliveries, notifier, notify, rejected, replay, sync
 from storepulse.configfile import DEFAULT_PATH, demo_config, demo_credentials, load_config, load_rates
 from storepulse.gc_policy import SERVERS, settle
 from storepulse.servers import HttpLimits, http_server, reuse_port_socket, stop_on_signals
@@ -34,7 +34,8 @@ from ws_gateway import limits as gateway_limits
 log = logging.getLogger("storepulse")
 
 # Commands beyond the servers: each module has register(subparsers, common) and run(args, path, config).
-_COMMANDS = {"rejected": rejected, "sync": sync, "replay": replay}
+_COMMANDS = {"rejected": rejected, "sync": sync, "replay": replay, "notifier": notifier, "notify": notify,
+             "deliveries": deliveries}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -107,6 +108,7 @@ def parser() -> argparse.ArgumentParser:
     _common(up)
     _servers(up)
     up.add_argument("--flows-metrics-port", type=int, default=0, help="Prometheus port of the dataflow process (0: off)")
+    notifier.add_arguments(up)  # `up` runs a notifier too
     ing = sub.add_parser("ingest", help="run the webhook endpoints alone")
     _common(ing)
     _servers(ing, ws=False)
@@ -271,8 +273,11 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
                  bounds: RejectedLimits | None, demo: bool) -> None:
     from ingest.app import Ingest, ingest_routes
     from ingest.monitor import ConnectionMonitor
+    from notifier.open import open_outbox
+    from notifier.worker import Notifier
     from state.open import open_connection_stats, open_log, open_read_model, open_rejected
     from ws_gateway import api
+    from ws_gateway.deliveries import DeliveriesSide
     from ws_gateway.hub import Hub
     from ws_gateway.live import start_ws_server
 
@@ -280,7 +285,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     routes: list[BaseRoute] = []
     handlers: dict[Any, ExceptionHandler] = {}
     state: dict[str, object] = {}
-    event_log = hub = ws = supervisor = monitor = None
+    event_log = hub = ws = supervisor = monitor = outbox = delivering = None
     rejected = open_rejected(args.data_dir, args.redis, bounds)
     stats = open_connection_stats(args.data_dir, args.redis)
     if args.command in ("up", "ingest"):
@@ -298,8 +303,12 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         routes += api.routes
         handlers |= api.handlers
         state["read_side"] = api.ReadSide(config, model, rejected, stats, args.ws_port, rates, api_limits)
+        outbox = open_outbox(args.data_dir, args.redis)
+        state["deliveries"] = DeliveriesSide(config, outbox)
     if args.command == "up":
         supervisor = asyncio.create_task(_supervise(_flows_command(args, path), stop))
+        assert outbox is not None  # opened with the read side above
+        delivering = asyncio.create_task(Notifier(config, outbox, tuning=notifier.tuning(args)).run(stop))
     limits = HttpLimits(args.keep_alive_timeout, args.header_timeout, args.max_header_bytes, args.max_connections)
     server = http_server(build_app(routes, handlers, state), args.host, args.http_port, limits)
     settle(SERVERS)
@@ -326,6 +335,10 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         await event_log.close()
     if supervisor is not None:
         await supervisor
+    if delivering is not None:
+        await delivering
+    if outbox is not None:
+        outbox.close()
     log.info("stopped")
 
 

@@ -30,12 +30,26 @@ wait = "4h"
 cancel_on = ["order.paid"]
 once = true
 send = ["customer"]
+[orgs.acme.channels.ops]
+kind = "slack"
+url = "https://hooks.slack.example/ops"
+
+[orgs.acme.channels.crm]
+kind = "slack"
+url = "https://hooks.slack.example/crm"
+
+[orgs.acme.channels.customer]
+kind = "slack"
+url = "https://hooks.slack.example/customer"
 [orgs.other]
 currency = "EUR"
 token = "other-token-0123456789"
 [orgs.other.automations.secret-plan]
 trigger = "order.paid"
 send = ["ops"]
+[orgs.other.channels.ops]
+kind = "slack"
+url = "https://hooks.slack.example/ops"
 """
 
 

@@ -51,6 +51,17 @@ send = ["ops"]
 trigger = "schedule"
 schedule = { at = "08:00", days = ["mon", "wed"] }
 send = ["ops"]
+[orgs.o.channels.ops]
+kind = "slack"
+url = "https://hooks.slack.example/ops"
+
+[orgs.o.channels.crm]
+kind = "slack"
+url = "https://hooks.slack.example/crm"
+
+[orgs.o.channels.customer-mail]
+kind = "slack"
+url = "https://hooks.slack.example/customer-mail"
 """, {})
 ORG = CONFIG.orgs["o"]
 
@@ -202,3 +213,21 @@ def test_next_occurrence_keeps_local_time_across_a_dst_change() -> None:
     assert first == 1_792_911_600_000  # 2026-10-25 08:00 CET = 07:00 UTC
     assert next_occurrence(every_day_at_8, first, "Europe/Berlin") - first == 24 * HOUR
     assert first - next_occurrence(every_day_at_8, before - 12 * HOUR, "Europe/Berlin") == 25 * HOUR  # the long day
+
+
+@pytest.mark.parametrize(("extra", "error"), [
+    ('[orgs.o.automations.x]\ntrigger = "order.paid"\nsend = ["nowhere"]\n',
+     "orgs.o.automations.x.send: no channel 'nowhere': define [orgs.o.channels.nowhere]"),
+    ('[orgs.o.automations.x]\ntrigger = "order.paid"\nsend = ["ops"]\nwait = "2 days"\n',
+     "orgs.o.automations.x.wait: '2 days' is not a duration"),
+    ('[orgs.o.automations.x]\ntrigger = "order.paid"\nsend = ["ops"]\nif = { spent = { gte = "ten" } }\n',
+     "orgs.o.automations.x.if.spent.gte: \"ten\" is not an amount"),
+])
+def test_a_bad_automation_stops_the_config_with_the_key_named(extra: str, error: str) -> None:
+    from core.config import ConfigError
+
+    text = ('[orgs.o]\ncurrency = "EUR"\ntoken = "token-0123456789abcdef"\n'
+            '[orgs.o.channels.ops]\nkind = "slack"\nurl = "https://hooks.slack.example/ops"\n' + extra)
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, {})
+    assert str(err.value).startswith(error)

@@ -45,6 +45,17 @@ trigger = "cart.abandoned"
 wait = "1h"
 cancel_on = ["order.paid"]
 send = ["mail"]
+[orgs.o.channels.ops]
+kind = "slack"
+url = "https://hooks.slack.example/ops"
+
+[orgs.o.channels.crm]
+kind = "slack"
+url = "https://hooks.slack.example/crm"
+
+[orgs.o.channels.mail]
+kind = "slack"
+url = "https://hooks.slack.example/mail"
 """, {})
 
 
