@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(_COMMANDS[args.command].run(args, path, config))
     if args.command == "flows":
         from flows.run import run_flows
+        from notifier.open import open_outbox
 
         addresses = args.addresses.split(";") if args.addresses else None
         run_flows(
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
             horizon_ms=args.refund_horizon_days * 86_400_000,
             metrics_port=args.metrics_port or None, metrics_host=args.metrics_host,
             until_caught_up=args.until_caught_up,
+            open_outbox=lambda: open_outbox(args.data_dir, args.redis),  # automations' actions (flows/outbox_sink.py)
         )
         log.info("dataflow stopped")  # a signal ends its input (flows/run.py GracefulStop), not an exception
         return
