@@ -23,7 +23,15 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.automations.definition import CART_ABANDONED, QUOTA_CROSSED, SCHEDULE, Automation, Schedule
+from core.automations.definition import (
+    CART_ABANDONED,
+    QUOTA_CROSSED,
+    SCHEDULE,
+    Automation,
+    DefinitionError,
+    Schedule,
+    parse_automation,
+)
 from core.automations.messages import render
 from core.automations.trigger import Firing, Released, Triggers
 from core.changes import Change, Record
@@ -39,11 +47,17 @@ _BY_ORDER = frozenset({Kind.ORDER_PAID, Kind.ORDER_PLACED})
 _CLOSED = frozenset({"purchased", "recovered"})
 
 
+def _no_profile(customer: str) -> Customer | None:
+    return None
+
+
 class AutomationBook:
     def __init__(self, org: str, timezone: str, currency: str = "", locale: str = "en",
                  automations: Mapping[str, Automation] | None = None) -> None:
         self.org, self.timezone, self.currency, self.locale = org, timezone, currency, locale
-        self.automations: dict[str, Automation] = dict(automations or {})
+        self.configured: dict[str, Automation] = dict(automations or {})  # from the config file
+        self.defined: dict[str, Automation | None] = {}  # from control events (None: deleted); over the config's
+        self.automations: dict[str, Automation] = dict(self.configured)  # what is in force
         self.triggers = Triggers()
         self.next_schedule: dict[str, int] = {}  # automation -> the next scheduled instant it fires at
         self._actions: list[Action] = []
@@ -54,10 +68,28 @@ class AutomationBook:
         return cls(org.id, org.timezone, org.currency, org.locale, org.automations)
 
     def define(self, org: Org) -> None:
-        """Takes the organisation's current definitions (a restart after a config change)."""
-        self.timezone, self.currency, self.locale, self.automations = org.timezone, org.currency, org.locale, dict(org.automations)
-        self.next_schedule = {a: t for a, t in self.next_schedule.items() if a in self.automations}
-        self._index()
+        """Takes the organisation's current config (a restart after a config change); definitions
+        made through control events since stay over it."""
+        self.timezone, self.currency, self.locale = org.timezone, org.currency, org.locale
+        self.configured = dict(org.automations)
+        self._in_force()
+
+    def put(self, automation_id: str, body: Mapping[str, Any]) -> None:
+        """A definition carried through the log (a control event `definition.put` of "automation/ID"):
+        adds or replaces one, from this point of the stream on. A body that does not parse is ignored
+        (the API refuses it with a 400 before anything reaches the log)."""
+        try:
+            a = parse_automation(automation_id, body, f"automations.{automation_id}", currency=self.currency,
+                                 timezone=self.timezone)
+        except DefinitionError:
+            return
+        self.defined[automation_id] = a
+        self._in_force()
+
+    def delete(self, automation_id: str) -> None:
+        """A control event `definition.deleted` of "automation/ID": its pending actions are dropped when due."""
+        self.defined[automation_id] = None
+        self._in_force()
 
     def __getstate__(self) -> dict[str, Any]:
         state = {k: v for k, v in vars(self).items() if k not in ("_ctx", "_kinds", "_cancels", "_actions")}
@@ -70,16 +102,18 @@ class AutomationBook:
 
     # --- input -----------------------------------------------------------------------------------
 
-    def event(self, e: Event, now_ms: int | None, profile: Customer | None = None) -> None:
-        """An event folded: it may cancel pending actions and fire automations of its kind."""
+    def event(self, e: Event, now_ms: int | None, profile: Callable[[str], Customer | None] = _no_profile) -> None:
+        """An event folded: it may cancel pending actions and fire automations of its kind. `profile`
+        gives a customer's profile (its e-mail, name and registration; asked only when something fires)."""
         if e.kind in self._cancels and e.customer:
             self.triggers.cancel(self.automations, e.kind, e.customer, e.time)
         if e.kind in self._kinds and self._fresh(e.time, now_ms):
             cause = f"{e.kind}:{e.store}:{e.order}" if e.kind in _BY_ORDER and e.order else e.id
-            self._fire(Firing(str(e.kind), e.customer or "", cause, e.time, _payload(e, profile), _facts(e, profile)))
+            p = profile(e.customer) if e.customer else None
+            self._fire(Firing(str(e.kind), e.customer or "", cause, e.time, _payload(e, p), _facts(e, p)))
 
     def records(self, changes: Iterable[Change], now_ms: int | None,
-                profile: Callable[[str], Customer | None] = lambda customer: None) -> None:
+                profile: Callable[[str], Customer | None] = _no_profile) -> None:
         """The other books' changes: abandoned, bought and recovered carts, quota alerts. `profile`
         gives a customer's profile (for the e-mail address and name a message shows)."""
         for r in changes:
@@ -134,6 +168,12 @@ class AutomationBook:
         return {f"automations_{k}": v for k, v in self.triggers.held().items()}
 
     # --- internals -------------------------------------------------------------------------------
+
+    def _in_force(self) -> None:
+        merged: dict[str, Automation | None] = {**self.configured, **self.defined}
+        self.automations = {i: a for i, a in merged.items() if a is not None}
+        self.next_schedule = {a: t for a, t in self.next_schedule.items() if a in self.automations}
+        self._index()
 
     def _index(self) -> None:
         self._ctx = Context(self.timezone, self.currency)

@@ -34,6 +34,7 @@ from flows.revenue import DEFAULT_HORIZON_MS, OLD_RECOVERY_STATE
 from flows.sinks import Output, ReadModelSink
 from flows.snapshot_files import SnapshotFiles
 from flows.sources import CaughtUp, LogSource, wall_clock_ms
+from notifier.actions import Action
 from state.log import LogReader
 from state.readmodel import ReadModel
 
@@ -116,14 +117,14 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
         metrics.EVENTS.inc(len(events))
         self._report()
         metrics.CHANGES.inc(len(out))
-        actions = self.org.take_actions()
+        actions = self._actions()
         return ([Output(out, caught_up, actions)] if out or caught_up is not None or actions else []), \
             StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[Output], bool]:
         out = self._advance("tick", self._ctx.clock())
         metrics.CHANGES.inc(len(out))
-        actions = self.org.take_actions() if self.org is not None else []
+        actions = self._actions()
         return ([Output(out, None, actions)] if out or actions else []), StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
@@ -180,6 +181,12 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
             log.exception("organisation %s: the wall-clock %s failed; rolled back", self._ctx_org(), kind)
             self._rollback()
             return []
+
+    def _actions(self) -> list[Action]:
+        actions = [] if self.org is None else self.org.take_actions()
+        for a in actions:
+            metrics.ACTIONS.labels(trigger=a.trigger).inc()
+        return actions
 
     def _ctx_org(self) -> str:
         return "?" if self.org is None else self.org.ledger.org

@@ -24,3 +24,6 @@ HELD = Gauge("storepulse_flow_state_entries", "Entries held in an organisation's
              ["org", "what"])
 BROKEN = Gauge("storepulse_flow_unreadable_state", "1 for an organisation whose recovery state could not be read: its "
                "figures are stopped until it is rebuilt (docs/operations.md)", ["org"])
+ACTIONS = Counter("storepulse_flow_actions_total", "Automation actions released to the outbox (one per channel); a "
+                  "replay after a restart counts its copies again, the outbox keeps one", ["trigger"])
+OUTBOX_SECONDS = Counter("storepulse_flow_outbox_seconds_total", "Time spent putting actions into the outbox")

@@ -154,16 +154,19 @@ class Organisation:
             records = shoppers.apply(e)
             for r in records:
                 last[(r.kind, r.key)] = r
-            autos.event(e, now_ms, shoppers.profiles.profile(e.customer) if e.customer and autos.automations else None)
-            autos.records(records, now_ms, shoppers.profiles.profile)
+            if autos.automations:
+                autos.event(e, now_ms, shoppers.profiles.profile)
+                autos.records(records, now_ms, shoppers.profiles.profile)
             if moved:
                 records = shoppers.advance(self.watermark)  # type: ignore[arg-type]  # moved: the watermark is set
                 for r in records:
                     last[(r.kind, r.key)] = r
-                autos.records(records, now_ms, shoppers.profiles.profile)
-                autos.advance(self.watermark, now_ms)  # type: ignore[arg-type]  # moved: the watermark is set
+                if autos.automations:
+                    autos.records(records, now_ms, shoppers.profiles.profile)
+                    autos.advance(self.watermark, now_ms)  # type: ignore[arg-type]  # moved: the watermark is set
         out: list[Change] = ledger.flush(version)
-        autos.records(out, now_ms)  # quota alerts
+        if autos.automations:
+            autos.records(out, now_ms)  # quota alerts
         out.extend(last.values())
         out.extend(self._late_records(version))
         return out
@@ -189,8 +192,9 @@ class Organisation:
         records = self.shoppers.advance(self.watermark)
         for r in records:
             last[(r.kind, r.key)] = r
-        self.automations.records(records, now_ms, self.shoppers.profiles.profile)
-        self.automations.advance(self.watermark, now_ms)
+        if self.automations.automations:
+            self.automations.records(records, now_ms, self.shoppers.profiles.profile)
+            self.automations.advance(self.watermark, now_ms)
         out: list[Change] = self.ledger.advance(self.watermark, version)
         out.extend(last.values())
         return out

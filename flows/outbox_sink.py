@@ -8,11 +8,13 @@ so what a recipient gets is exactly once. `ActionOutbox` is the one method of no
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from flows import metrics
 from notifier.actions import Action
 
 
@@ -34,7 +36,9 @@ class _OutboxPartition(StatelessSinkPartition[Item]):
     def write_batch(self, items: list[Item]) -> None:
         actions = [a for _, batch in items for a in batch]
         if actions:
+            started = time.perf_counter()
             self._outbox.put(actions, self._clock())
+            metrics.OUTBOX_SECONDS.inc(time.perf_counter() - started)
 
     def close(self) -> None:
         self._outbox.close()

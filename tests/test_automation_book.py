@@ -231,3 +231,20 @@ def test_a_bad_automation_stops_the_config_with_the_key_named(extra: str, error:
     with pytest.raises(ConfigError) as err:
         parse_config(text, {})
     assert str(err.value).startswith(error)
+
+
+def test_definitions_from_control_events_stay_over_the_config_across_a_restart() -> None:
+    org = live()
+    book = org.automations
+    book.put("tiny-order", {"trigger": "order.paid", "if": {"order_value": {"lt": "10.00"}}, "send": ["ops"]})
+    book.delete("big-order")
+    book.put("broken", {"trigger": "order.payed", "send": ["ops"]})  # refused by the API before the log: ignored
+    assert "broken" not in book.automations
+    copy = pickle.loads(pickle.dumps(org))
+    copy.automations.define(ORG)  # a restart with the same config
+    for o in (org, copy):
+        o.apply_all([paid(NOW, 500, order="small"), paid(NOW, 50_000, customer="c2", order="large")], NOW)
+        assert sorted({(a.automation, a.subject) for a in o.take_actions()}) == [("tiny-order", "c1")]
+    copy.automations.put("big-order", {"trigger": "order.paid", "send": ["crm"]})  # defined again
+    copy.apply_all([paid(NOW, 50_000, customer="c3", order="again")], NOW)
+    assert [(a.automation, a.channel) for a in copy.take_actions()] == [("big-order", "crm")]
