@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel import Locale
 from babel.dates import format_date, format_time, get_datetime_format
 from babel.numbers import format_currency
 from jinja2 import Template, TemplateSyntaxError, pass_context
@@ -62,21 +63,33 @@ def check_templates(templates: Mapping[str, str], at: str) -> None:
             raise DefinitionError(f"{at}.{part}", f"template line {exc.lineno}: {exc.message}") from None
 
 
+@functools.lru_cache(maxsize=16)
+def _locale(name: str) -> Locale:
+    return Locale.parse(name)  # parsing the CLDR data costs more than formatting: once per locale
+
+
+@functools.lru_cache(maxsize=8192)  # Babel takes ~50 µs a call; shops repeat their prices
 def money(minor: int, currency: str, locale: str) -> str:
     """Minor units of an ISO 4217 currency as the locale writes money: 123450 EUR -> "1.234,50 €" (de)."""
     try:
         exp = exponent(currency)
     except UnknownCurrency:
         return f"{minor} {currency}"
-    return str(format_currency(Decimal(minor).scaleb(-exp), currency, locale=locale))
+    return str(format_currency(Decimal(minor).scaleb(-exp), currency, locale=_locale(locale)))
 
 
 def when(ms: int, timezone: str, locale: str) -> str:
-    """An instant as the locale writes a date (medium) and a time (short), in the time zone."""
-    t = datetime.fromtimestamp(ms / 1000, UTC).astimezone(ZoneInfo(timezone))
-    pattern = str(get_datetime_format("medium", locale=locale))
-    return pattern.replace("{1}", format_date(t, "medium", locale=locale)).replace(
-        "{0}", format_time(t, "short", locale=locale))
+    """An instant as the locale writes a date (medium) and a time (short, to the minute), in the time zone."""
+    return _minute(ms // 60_000, timezone, locale)
+
+
+@functools.lru_cache(maxsize=4096)
+def _minute(minute: int, timezone: str, locale: str) -> str:
+    t = datetime.fromtimestamp(minute * 60, UTC).astimezone(ZoneInfo(timezone))
+    loc = _locale(locale)
+    pattern = str(get_datetime_format("medium", locale=loc))
+    return pattern.replace("{1}", format_date(t, "medium", locale=loc)).replace(
+        "{0}", format_time(t, "short", locale=loc))
 
 
 def variables(automation: str, trigger: str, subject: str, cause: str, at: int, due: int,

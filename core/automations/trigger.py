@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, insort
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from core.automations.definition import SEGMENT_ENTERED, SEGMENT_EXITED, Automation
 from core.rules import Context, CustomerFacts, holds
@@ -66,6 +66,7 @@ class _Pending:
     automation: str
     cause: str
     firing: Firing = field(compare=False)
+    dead: bool = field(default=False, compare=False)  # cancelled: skipped when it reaches the heap's top
 
 
 def _matches(a: Automation, f: Firing) -> bool:
@@ -80,6 +81,16 @@ def _condition_holds(a: Automation, f: Firing, now: int, ctx: Context) -> bool:
     return holds(a.condition, f.facts or CustomerFacts(first_seen=f.at), now, ctx)
 
 
+K = TypeVar("K")
+
+
+def _unindex(index: dict[K, list[_Pending]], key: K, p: _Pending) -> None:
+    entries = index[key]
+    entries.remove(p)
+    if not entries:
+        del index[key]
+
+
 SWEEP_MS = 3_600_000  # passed cooldowns are forgotten at most once an hour of watermark (one pass over them)
 
 
@@ -87,7 +98,10 @@ class Triggers:
     """The trigger state of one organisation's automations."""
 
     def __init__(self) -> None:
-        self._pending: list[_Pending] = []  # a heap by (due, automation, cause)
+        self._pending: list[_Pending] = []  # a heap by (due, automation, cause); cancelled ones marked dead
+        self._live = 0  # pending and not dead
+        self._by_subject: dict[str, list[_Pending]] = {}  # what a cancel_on event looks at
+        self._by_cause: dict[tuple[str, str], list[_Pending]] = {}  # (trigger, cause): what `drop` looks at
         self._keys: set[tuple[str, str, str]] = set()  # (automation, subject, cause) pending: one of each
         self._waiting: dict[tuple[str, str], int] = {}  # (automation, subject) -> pending count
         self._last: dict[tuple[str, str], int] = {}  # (automation, subject) -> fired time of the last release
@@ -109,9 +123,7 @@ class Triggers:
                 if self._cancelled_already(a, firing):
                     continue
                 if pending_key not in self._keys:
-                    self._keys.add(pending_key)
-                    self._waiting[(a.id, firing.subject)] = self._waiting.get((a.id, firing.subject), 0) + 1
-                    heapq.heappush(self._pending, _Pending(firing.at + a.wait_ms, a.id, firing.cause, firing))
+                    self._pend(_Pending(firing.at + a.wait_ms, a.id, firing.cause, firing))
                 continue
             out.append(self._release(a, firing, firing.at))
         return out
@@ -121,12 +133,12 @@ class Triggers:
         if not subject:
             return []
         insort(self._seen.setdefault((subject, kind), []), time_ms)
-        return self._remove(lambda p: p.firing.subject == subject and p.firing.at <= time_ms < p.due
+        return self._remove(self._by_subject.get(subject, ()), lambda p: p.firing.at <= time_ms < p.due
                             and (a := automations.get(p.automation)) is not None and kind in a.cancel_on)
 
     def drop(self, trigger: str, cause: str) -> list[Released]:
         """Drops the pending actions of one firing (a cart bought after all: its reminder must not go)."""
-        return self._remove(lambda p: p.firing.trigger == trigger and p.cause == cause)
+        return self._remove(self._by_cause.get((trigger, cause), ()), lambda p: True)
 
     def advance(self, automations: Mapping[str, Automation], watermark: int, ctx: Context) -> list[Released]:
         """Moves the watermark: the pending actions it passes are released (or dropped: `if` no longer
@@ -134,6 +146,8 @@ class Triggers:
         out = []
         while self._pending and self._pending[0].due < watermark:
             p = heapq.heappop(self._pending)
+            if p.dead:
+                continue
             self._unpend(p)
             a = automations.get(p.automation)
             if a is None or not _condition_holds(a, p.firing, p.due, ctx) or self._held_back(a, p.firing):
@@ -146,26 +160,32 @@ class Triggers:
 
     def next_due(self) -> int | None:
         """The due time of the next pending action: it is released once the watermark passes it."""
+        while self._pending and self._pending[0].dead:
+            heapq.heappop(self._pending)
         return self._pending[0].due if self._pending else None
 
     def pending(self) -> list[Released]:
-        return [Released(p.automation, p.firing, p.due) for p in sorted(self._pending)]
+        return [Released(p.automation, p.firing, p.due) for p in sorted(self._pending) if not p.dead]
 
     def held(self) -> dict[str, int]:
-        return {"pending": len(self._pending), "last_sent": len(self._last), "cancel_events": len(self._seen)}
+        return {"pending": self._live, "last_sent": len(self._last), "cancel_events": len(self._seen)}
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _remove(self, which: Callable[[_Pending], bool]) -> list[Released]:
-        # A scan of the pending actions: they are few (waits are hours, per customer), and events that
-        # cancel are only those of a kind some automation cancels on.
-        dropped = [p for p in self._pending if which(p)]
-        if dropped:
-            gone = {id(p) for p in dropped}
-            self._pending = [p for p in self._pending if id(p) not in gone]
-            heapq.heapify(self._pending)
-            for p in dropped:
-                self._unpend(p)
+    def _pend(self, p: _Pending) -> None:
+        self._keys.add((p.automation, p.firing.subject, p.cause))
+        key = (p.automation, p.firing.subject)
+        self._waiting[key] = self._waiting.get(key, 0) + 1
+        self._by_subject.setdefault(p.firing.subject, []).append(p)
+        self._by_cause.setdefault((p.firing.trigger, p.cause), []).append(p)
+        self._live += 1
+        heapq.heappush(self._pending, p)
+
+    def _remove(self, candidates: Iterable[_Pending], which: Callable[[_Pending], bool]) -> list[Released]:
+        dropped = [p for p in candidates if which(p)]
+        for p in dropped:
+            p.dead = True  # left in the heap until it reaches the top
+            self._unpend(p)
         return [Released(p.automation, p.firing, p.due) for p in dropped]
 
     def _held_back(self, a: Automation, f: Firing) -> bool:
@@ -181,6 +201,9 @@ class Triggers:
         return Released(a.id, f, due)
 
     def _unpend(self, p: _Pending) -> None:
+        self._live -= 1
+        _unindex(self._by_subject, p.firing.subject, p)
+        _unindex(self._by_cause, (p.firing.trigger, p.cause), p)
         self._keys.discard((p.automation, p.firing.subject, p.cause))
         key = (p.automation, p.firing.subject)
         left = self._waiting.get(key, 0) - 1
