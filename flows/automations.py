@@ -27,6 +27,8 @@ from core.automations.definition import (
     CART_ABANDONED,
     QUOTA_CROSSED,
     SCHEDULE,
+    SEGMENT_ENTERED,
+    SEGMENT_EXITED,
     Automation,
     DefinitionError,
     Schedule,
@@ -43,6 +45,7 @@ from core.rules import Context, CustomerFacts, Entry, attributes_of
 from notifier.actions import Action, Message, action_key
 
 MAX_AGE_MS = 24 * 3_600_000
+SEGMENT_CHANGE = "segment_change"  # the record kind of a segment entry or exit (the segments book)
 _BY_ORDER = frozenset({Kind.ORDER_PAID, Kind.ORDER_PLACED})
 _CLOSED = frozenset({"purchased", "recovered"})
 
@@ -127,6 +130,8 @@ class AutomationBook:
                     self._fire(Firing(CART_ABANDONED, v.person or "", cause, v.due, payload, _cart_facts(v)))
                 elif v.status in _CLOSED:
                     self.triggers.drop(CART_ABANDONED, cause)
+            elif r.kind == SEGMENT_CHANGE and self._segments:
+                self._segment_record(v, now_ms)
             elif type(v) is QuotaAlert and QUOTA_CROSSED in self._kinds and self._fresh(v.at, now_ms):
                 payload = {"percent": v.percent, "count": v.count, "limit": v.limit}
                 self._fire(Firing(QUOTA_CROSSED, "", f"quota:{v.percent}@{v.at}", v.at, payload))
@@ -134,10 +139,19 @@ class AutomationBook:
     def segment_changed(self, segment: str, customer: str, entered: bool, at: int, cause: str,
                         now_ms: int | None, facts: CustomerFacts | None = None) -> None:
         """A customer entered or left a segment (the segments book calls this)."""
-        trigger = "segment.entered" if entered else "segment.exited"
+        trigger = SEGMENT_ENTERED if entered else SEGMENT_EXITED
         if trigger in self._kinds and self._fresh(at, now_ms):
             payload = {"customer": customer, "segment": segment, "change": "entered" if entered else "exited"}
             self._fire(Firing(trigger, customer, f"{segment}:{cause}@{at}", at, payload, facts, segment))
+
+    def _segment_record(self, v: object, now_ms: int | None) -> None:
+        # The segments book's SegmentChange (core/segment_records.py, on its way to main): read by
+        # attribute so this module does not depend on it. Entries of a segment defined after the data
+        # (cause "defined") are the members it found, not customers who just entered: they fire nothing.
+        cause = str(getattr(v, "cause", ""))
+        if cause != "defined":
+            self.segment_changed(str(getattr(v, "segment")), str(getattr(v, "customer")),
+                                 getattr(v, "change") == "entered", int(getattr(v, "at")), cause, now_ms)
 
     def advance(self, watermark: int, now_ms: int | None) -> None:
         """The watermark moved: waits that it passed are released, schedules that it passed fire."""
@@ -179,6 +193,7 @@ class AutomationBook:
         self._ctx = Context(self.timezone, self.currency)
         self._kinds = frozenset(a.trigger for a in self.automations.values())
         self._cancels = frozenset(k for a in self.automations.values() for k in a.cancel_on)
+        self._segments = bool(self._kinds & {SEGMENT_ENTERED, SEGMENT_EXITED})
 
     def _fresh(self, at: int, now_ms: int | None) -> bool:
         return now_ms is None or at >= now_ms - MAX_AGE_MS

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.unit
 
 MIN, HOUR = 60_000, 3_600_000
 NOW = 1_795_338_000_000  # the wall clock of these tests: 2026-11-22 10:00 Berlin (a Sunday)
-CONFIG = parse_config("""
+CONFIG_TEXT = """
 [orgs.o]
 timezone = "Europe/Berlin"
 currency = "EUR"
@@ -62,7 +62,8 @@ url = "https://hooks.slack.example/crm"
 [orgs.o.channels.customer-mail]
 kind = "slack"
 url = "https://hooks.slack.example/customer-mail"
-""", {})
+"""
+CONFIG = parse_config(CONFIG_TEXT, {})
 ORG = CONFIG.orgs["o"]
 
 
@@ -248,3 +249,36 @@ def test_definitions_from_control_events_stay_over_the_config_across_a_restart()
     copy.automations.put("big-order", {"trigger": "order.paid", "send": ["crm"]})  # defined again
     copy.apply_all([paid(NOW, 50_000, customer="c3", order="again")], NOW)
     assert [(a.automation, a.channel) for a in copy.take_actions()] == [("big-order", "crm")]
+
+
+def test_segment_entries_fire_from_the_segments_books_change_records() -> None:
+    from dataclasses import dataclass
+
+    from core.changes import Record
+    from flows.automations import AutomationBook
+
+    @dataclass(frozen=True)
+    class SegmentChange:  # the shape of core/segment_records.py's (the segments book, not on this branch yet)
+        segment: str
+        customer: str
+        change: str
+        at: int
+        cause: str
+
+    org = parse_config(CONFIG_TEXT + """
+[orgs.o.automations.vip]
+trigger = "segment.entered"
+segment = "vip"
+send = ["crm"]
+""", {}).orgs["o"]
+    book = AutomationBook.new(org)
+
+    def change(customer: str, segment: str, what: str, cause: str) -> Record:
+        return Record("o", 1, "segment_change", f"{segment}|{customer}", segment,
+                      SegmentChange(segment, customer, what, NOW, cause))
+
+    book.records([change("c1", "vip", "entered", "e1"), change("c2", "vip", "exited", "e2"),
+                  change("c3", "other", "entered", "e3"), change("c4", "vip", "entered", "defined")], NOW)
+    actions = book.take()
+    assert [(a.subject, a.cause, a.message.subject) for a in actions] == [
+        ("c1", f"vip:e1@{NOW}", "c1 ist jetzt in vip")]
