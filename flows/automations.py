@@ -18,6 +18,7 @@ Only what happened recently fires: a firing whose time is more than MAX_AGE_MS b
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,6 +45,7 @@ from core.records import Cart, Customer, QuotaAlert
 from core.rules import Context, CustomerFacts, Entry, attributes_of
 from notifier.actions import Action, Message, action_key
 
+log = logging.getLogger("storepulse.flows")
 MAX_AGE_MS = 24 * 3_600_000
 SEGMENT_CHANGE = "segment_change"  # the record kind of a segment entry or exit (the segments book)
 _BY_ORDER = frozenset({Kind.ORDER_PAID, Kind.ORDER_PLACED})
@@ -206,9 +208,13 @@ class AutomationBook:
         for r in released:
             a, f = self.automations[r.automation], r.firing
             locale = a.locale or self.locale
-            m = render(a.id, f.trigger, f.subject, f.cause, f.at, r.due, f.payload, locale=locale,
-                       timezone=self.timezone, templates=a.templates)
-            message = Message(subject=m.subject, text=m.text, html=m.html, slack_text=m.slack_text, json=m.json)
+            try:
+                m = render(a.id, f.trigger, f.subject, f.cause, f.at, r.due, f.payload, locale=locale,
+                           timezone=self.timezone, templates=a.templates)
+                message = Message(subject=m.subject, text=m.text, html=m.html, slack_text=m.slack_text, json=m.json)
+            except Exception:  # never fatal to the event that fired it: the notifier fills an empty message's parts
+                log.exception("organisation %s: automation %s: the message could not be rendered", self.org, a.id)
+                message = Message()
             key = action_key(a.id, f.subject, f.cause)
             for channel in a.send:
                 self._actions.append(Action(key, self.org, a.id, channel, f.trigger, f.subject, f.cause, f.at, r.due,

@@ -282,3 +282,12 @@ send = ["crm"]
     actions = book.take()
     assert [(a.subject, a.cause, a.message.subject) for a in actions] == [
         ("c1", f"vip:e1@{NOW}", "c1 ist jetzt in vip")]
+
+
+def test_an_order_in_another_currency_without_a_rate_fires_no_conditional_automation_and_folds() -> None:
+    org = live()
+    usd = Event(id="usd", kind=Kind.ORDER_PAID, org="o", store="s", time=NOW, amount=50_000, currency="USD",
+                customer="c1", order="o-usd", items=(Item("p1", 1, 50_000),))
+    out = org.apply_all([usd], NOW)
+    assert out, "the order is folded into the figures"
+    assert by(org.take_actions(), "big-order") == []  # no USD->EUR rate in the dataflow: the condition does not hold

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from core.automations.definition import SEGMENT_ENTERED, SEGMENT_EXITED, Automation
+from core.rates import MissingRate
 from core.rules import Context, CustomerFacts, holds
 
 
@@ -76,9 +77,14 @@ def _matches(a: Automation, f: Firing) -> bool:
 
 
 def _condition_holds(a: Automation, f: Firing, now: int, ctx: Context) -> bool:
+    """Whether `if` holds; one that cannot be evaluated (money in another currency with no rate for
+    its day) does not: an automation must never stop the event that fired it from being folded."""
     if a.condition is None:
         return True
-    return holds(a.condition, f.facts or CustomerFacts(first_seen=f.at), now, ctx)
+    try:
+        return holds(a.condition, f.facts or CustomerFacts(first_seen=f.at), now, ctx)
+    except MissingRate:
+        return False
 
 
 K = TypeVar("K")
