@@ -89,6 +89,7 @@ class AutomationBook:
         except DefinitionError:
             return
         self.defined[automation_id] = a
+        self.next_schedule.pop(automation_id, None)  # its schedule may have changed
         self._in_force()
 
     def delete(self, automation_id: str) -> None:
@@ -97,8 +98,7 @@ class AutomationBook:
         self._in_force()
 
     def __getstate__(self) -> dict[str, Any]:
-        state = {k: v for k, v in vars(self).items() if k not in ("_ctx", "_kinds", "_cancels", "_actions")}
-        return state
+        return {k: v for k, v in vars(self).items() if k not in ("_ctx", "_kinds", "_cancels", "_segments", "_actions")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         vars(self).update(state)
