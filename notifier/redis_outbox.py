@@ -142,8 +142,8 @@ class RedisOutbox:
             for _, got in fresh or []:
                 entries += got
         out = []
-        for entry, fields in entries:
-            d = self.get(_s(fields[b"id"]))
+        found = self._many([_s(fields[b"id"]) for _, fields in entries])
+        for (entry, _), d in zip(entries, found):
             if d is None or d.status != Status.PENDING:
                 self._drop(args=[entry])
                 continue
@@ -159,15 +159,22 @@ class RedisOutbox:
             self._record(args=argv)
 
     def get(self, delivery: str) -> Delivery | None:
-        with self._r.pipeline(transaction=True) as p:
-            p.hgetall(f"sp:nt:d:{delivery}")
-            p.lrange(f"sp:nt:a:{delivery}", 0, -1)
-            h, attempts = p.execute()
-        if not h:
-            return None
-        at = h.get(b"delivered_at")
-        return Delivery(delivery, decode_action(h[b"action"]), Status(_s(h[b"status"])), int(h[b"created_at"]),
-                        int(h[b"next_at"]), int(h[b"tries"]), int(at) if at else None, [_ATTEMPT.decode(a) for a in attempts])
+        return self._many([delivery])[0]
+
+    def _many(self, ids: Sequence[str]) -> list[Delivery | None]:
+        """Deliveries by id, in one round trip."""
+        with self._r.pipeline(transaction=False) as p:
+            for delivery in ids:
+                p.hgetall(f"sp:nt:d:{delivery}")
+                p.lrange(f"sp:nt:a:{delivery}", 0, -1)
+            replies = p.execute()
+        out: list[Delivery | None] = []
+        for delivery, h, attempts in zip(ids, replies[::2], replies[1::2]):
+            at = h.get(b"delivered_at")
+            out.append(Delivery(delivery, decode_action(h[b"action"]), Status(_s(h[b"status"])), int(h[b"created_at"]),
+                                int(h[b"next_at"]), int(h[b"tries"]), int(at) if at else None,
+                                [_ATTEMPT.decode(a) for a in attempts]) if h else None)
+        return out
 
     def list(self, org: str, *, status: Status | None = None, automation: str | None = None,
              channel: str | None = None, limit: int = 100) -> list[Delivery]:
@@ -182,13 +189,9 @@ class RedisOutbox:
                 for i in ids:
                     p.hmget(f"sp:nt:d:{_s(i)}", list(wanted))
                 rows = p.execute()
-            for i, row in zip(ids, rows):
-                if all(v is None or got == str(v).encode() for v, got in zip(wanted.values(), row)):
-                    d = self.get(_s(i))
-                    if d is not None:
-                        out.append(d)
-                        if len(out) == limit:
-                            break
+            matching = [_s(i) for i, row in zip(ids, rows)
+                        if all(v is None or got == str(v).encode() for v, got in zip(wanted.values(), row))]
+            out += [d for d in self._many(matching[:limit - len(out)]) if d is not None]
             start += page
         return out
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-import httpx
+import aiohttp
 import orjson
 
 from core.channels import Channel
@@ -36,11 +36,11 @@ def text(deliveries: Sequence[Delivery]) -> str:
     return "\n".join([head, *lines, *([f"… and {more} more"] if more > 0 else [])])
 
 
-async def post(client: httpx.AsyncClient, channel: Channel, deliveries: Sequence[Delivery], now_ms: int) -> Outcome:
+async def post(client: aiohttp.ClientSession, channel: Channel, deliveries: Sequence[Delivery], now_ms: int) -> Outcome:
     assert channel.url is not None  # core/channels.py requires it
-    response = await client.post(channel.url, content=orjson.dumps({"text": text(deliveries)}),
-                                 headers={"content-type": "application/json"})
-    return http_outcome(response.status_code, response.headers.get("retry-after"), now_ms)
+    async with client.post(channel.url, data=orjson.dumps({"text": text(deliveries)}), allow_redirects=False,
+                           headers={"content-type": "application/json"}) as response:
+        return http_outcome(response.status, response.headers.get("retry-after"), now_ms)
 
 
 class Gate:

@@ -155,7 +155,7 @@ def test_410_disables_the_channel_until_a_test_succeeds(outbox: Outbox, receiver
         try:
             return await n.test(config.orgs["acme"].channels["crm"])
         finally:
-            await n.client.aclose()
+            await n.close()
 
     result = asyncio.run(test())
     assert (result.status, result.outcome) == (200, "delivered") and outbox.disabled_channels("acme") == {}

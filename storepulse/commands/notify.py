@@ -39,7 +39,7 @@ def run(args: argparse.Namespace, path: Path, config: Config) -> int:
         try:
             attempt = await notifier.test(found[0])
         finally:
-            await notifier.client.aclose()
+            await notifier.close()
         status = "" if attempt.status is None else f" {attempt.status}"
         print(f"{found[0].org}/{found[0].id}: {attempt.outcome}{status} in {attempt.latency_ms:.0f} ms"
               + (f": {attempt.error}" if attempt.error else ""))
