@@ -204,7 +204,8 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
     # --- internals -------------------------------------------------------------------------------
 
     def _restored(self, data: bytes, prune: bool = True) -> Organisation:
-        return snapshots.load(data, self._files, prune)
+        org = snapshots.load(data, self._files, prune)
+        return org.with_segments(self._ctx.orgs[org.ledger.org])
 
     def _files(self, org_id: str) -> SnapshotFiles:
         if self.files is None or self.files.org != org_id:
