@@ -46,15 +46,31 @@ ENTERED, EXITED = "entered", "exited"
 TIME, DEFINED = "time", "defined"
 _OPEN = "open"
 _ABANDONED = ("abandoned", "recovered")
+_CARTS_KEPT = 8  # per customer: its open carts and its latest closed ones (a record may still correct them)
+
+
+@dataclass(frozen=True, slots=True)
+class _CartState:
+    """What the latest record of a cart says (core/records.py Cart)."""
+
+    status: str
+    first: int
+    last: int
+    due: int | None
+    value: int
+    currency: str
 
 
 @dataclass(slots=True)
 class _Customer:
+    key: str
     facts: CustomerFacts
     at: int  # the instant of its latest evaluation
     mask: int = 0  # bit i: member of the segment of bit i (Membership.bits)
     nexts: dict[str, int] = field(default_factory=dict)  # segment -> the next instant its value may change
-    carts: dict[str, Entry] = field(default_factory=dict)  # open carts by "<store>:<cart>"
+    carts: dict[str, _CartState] = field(default_factory=dict)  # its latest carts by "<store>:<cart>"
+    created_floor: int | None = None  # latest first activity of the carts no longer kept
+    abandoned_floor: int | None = None  # latest due of the abandoned carts no longer kept
     attrs_at: int = -(2**63)  # time of the latest event whose attributes were taken
 
     def due(self) -> int | None:
@@ -92,15 +108,17 @@ class Membership:
         self.bits: dict[str, int] = {}  # segment -> its bit in every mask
         self.counts: dict[str, int] = {}  # segment -> members now
         self.timers: list[tuple[int, str]] = []  # (instant, customer): a heap; stale entries skipped
+        self.cart_owners: dict[str, str] = {}  # cart -> the customer whose carts hold it
         self.watermark: int | None = None
         self.stats = Stats()
         self._dirty: set[str] = set(self.definitions)  # segments whose record must be emitted
+        self._as_of: int | None = None  # the watermark at the latest change of any segment
         self._flushed_at: int | None = None
         self._build()
 
     def __getstate__(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in ("org", "timezone", "currency", "version", "definitions", "customers",
-                                              "bits", "counts", "timers", "watermark", "_dirty", "_flushed_at")}
+                                              "bits", "counts", "timers", "cart_owners", "watermark", "_dirty", "_as_of", "_flushed_at")}
 
     def __setstate__(self, state: dict[str, object]) -> None:
         for k, v in state.items():
@@ -147,31 +165,50 @@ class Membership:
         return self._changed(key, c, facts, e.time, e.id, attrs_at=e.time if e.kind in CONTACT and e.attrs else None)
 
     def cart(self, r: Record[Value], cause: str) -> list[Record[Value]]:
-        """A cart record the carts book emitted: the customer's open carts, created and abandoned times."""
+        """A cart record the carts book emitted. The cart facts are those of the latest record of each
+        of the customer's carts, so a decision the carts book corrects (abandoned by the wall clock,
+        then bought before its due) is corrected here too; a cart that now names someone else (or a
+        visitor) leaves its former customer's carts."""
         v = r.value
         assert isinstance(v, Cart)
+        out: list[Record[Value]] = []
+        owner = self.cart_owners.get(r.key)
+        if owner is not None and owner != v.person:
+            del self.cart_owners[r.key]
+            former = self.customers[owner]
+            out += self._carts(former, {k: x for k, x in former.carts.items() if k != r.key}, v, cause)
         c = self.customers.get(v.person) if v.person else None
         if c is None:  # a visitor's cart: nobody the segments know (yet)
-            return []
-        carts = dict(c.carts)
-        if v.status == _OPEN:
-            carts[r.key] = Entry(v.last, v.currency, v.value)
-        else:
-            carts.pop(r.key, None)
+            return out
+        self.cart_owners[r.key] = c.key
+        carts = {**c.carts, r.key: _CartState(v.status, v.first, v.last, v.due, v.value, v.currency)}
+        if len(carts) > _CARTS_KEPT:  # the oldest closed carts only count in the floors now
+            closed = sorted((k for k, x in carts.items() if x.status != _OPEN), key=lambda k: carts[k].last)
+            for k in closed[:len(carts) - _CARTS_KEPT]:
+                x = carts.pop(k)
+                self.cart_owners.pop(k, None)
+                c.created_floor = max(c.created_floor or x.first, x.first)
+                if x.status in _ABANDONED and x.due is not None:
+                    c.abandoned_floor = max(c.abandoned_floor or x.due, x.due)
+        return out + self._carts(c, carts, v, cause)
+
+    def _carts(self, c: _Customer, carts: dict[str, _CartState], v: Cart, cause: str) -> list[Record[Value]]:
+        """The customer with these carts: its cart facts, evaluated if they changed."""
+        c.carts = carts
         f = c.facts
-        created = v.first if f.last_cart_created is None else max(f.last_cart_created, v.first)
-        abandoned = f.last_cart_abandoned
-        if v.status in _ABANDONED and v.due is not None:
-            abandoned = v.due if abandoned is None else max(abandoned, v.due)
-        opened = tuple(sorted(carts.values(), key=lambda x: (x.time, x.amount)))
-        if opened != f.open_carts:
-            c.carts = carts
-        facts = replace(f, open_carts=opened, last_cart_created=created, last_cart_abandoned=abandoned)
+        opened = tuple(sorted((Entry(x.last, x.currency, x.value) for x in carts.values() if x.status == _OPEN),
+                              key=lambda e: (e.time, e.amount)))
+        created = max([x.first for x in carts.values()] + ([c.created_floor] if c.created_floor else []), default=None)
+        abandoned = max([x.due for x in carts.values() if x.status in _ABANDONED and x.due is not None]
+                        + ([c.abandoned_floor] if c.abandoned_floor else []), default=None)
+        facts = replace(f, open_carts=opened if opened != f.open_carts else f.open_carts, last_cart_created=created,
+                        last_cart_abandoned=abandoned)
         if facts == f:
             return []
-        # a cart is decided at its `due` (abandoned) or its last activity: never before what it says
-        at = max(v.due if v.status in _ABANDONED and v.due is not None else v.last, c.at)
-        return self._changed(v.person, c, facts, at, cause)  # type: ignore[arg-type]  # v.person is set: c was found
+        if abandoned is not None and abandoned != f.last_cart_abandoned and v.status in _ABANDONED:
+            # the passing of time decided it, whatever event the carts book was folding then
+            return self._changed(c.key, c, facts, max(abandoned, c.at), TIME)
+        return self._changed(c.key, c, facts, max(v.last, c.at), cause)
 
     def define(self, e: Event) -> list[Record[Value]]:
         """A control event: a segment put or deleted. Evaluated for every customer at the watermark."""
@@ -223,7 +260,8 @@ class Membership:
 
     def flush(self) -> list[Record[Value]]:
         """The segment records whose definition or member count changed since the last flush, and the
-        segment clock if the watermark moved."""
+        segment clock: the watermark at the latest change (membership is exact from then to the
+        watermark now; it is not re-emitted at every move of the watermark, a write a second)."""
         out: list[Record[Value]] = []
         for s in sorted(self._dirty):
             d = self.definitions.get(s)
@@ -234,10 +272,9 @@ class Membership:
                             0 if deleted else self.counts.get(s, 0), deleted)
             out.append(Record(self.org, self.version.next(), RecordKind.SEGMENT, s, "", value))
         self._dirty = set()
-        if self.watermark != self._flushed_at:
-            self._flushed_at = self.watermark
-            out.append(Record(self.org, self.version.next(), RecordKind.SEGMENT_CLOCK, "", "",
-                              SegmentClock(self.watermark)))
+        if self._as_of != self._flushed_at:
+            self._flushed_at = self._as_of
+            out.append(Record(self.org, self.version.next(), RecordKind.SEGMENT_CLOCK, "", "", SegmentClock(self._as_of)))
         return out
 
     # --- reading ---------------------------------------------------------------------------------
@@ -278,7 +315,7 @@ class Membership:
                  attrs_at: int | None = None) -> list[Record[Value]]:
         out: list[Record[Value]] = []
         if c is None:
-            c = self.customers[key] = _Customer(facts, t)
+            c = self.customers[key] = _Customer(key, facts, t)
             changed = changed_inputs(None, facts)
         else:
             if t > c.at:
@@ -319,6 +356,7 @@ class Membership:
             c.mask ^= bit
             self.counts[s] += 1 if member else -1
             self._dirty.add(s)
+            self._as_of = self.watermark
             out += self._records(Change(s, key, ENTERED if member else EXITED, now, cause))
         due = c.due()
         if due is not None and due != before:

@@ -22,3 +22,12 @@ SNAPSHOT_BYTES = Counter("storepulse_flow_snapshot_bytes_total",
                          "Bytes of organisation snapshots: the pickled small state plus segment files written")
 HELD = Gauge("storepulse_flow_state_entries", "Entries held in an organisation's state, at its last snapshot",
              ["org", "what"])
+SEGMENT_EVALUATIONS = Counter("storepulse_flow_segment_evaluations_total",
+                              "Segment rules evaluated for a customer (only those an event or a timer touches)")
+SEGMENT_CHANGES = Counter("storepulse_flow_segment_changes_total", "Customers entering or leaving a segment")
+SEGMENT_SECONDS = Counter("storepulse_flow_segment_evaluation_seconds_total", "Time spent evaluating segment rules")
+SEGMENT_TIMERS = Gauge("storepulse_flow_segment_timers_pending", "Segment timers pending (one per customer at most)",
+                       ["org"])
+SEGMENT_UNCONVERTED = Counter("storepulse_flow_segment_unconverted_total",
+                              "Order or refund amounts in another currency than the organisation's, counted as 0 by "
+                              "the segments because the dataflow has no exchange rates")

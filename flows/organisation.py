@@ -93,6 +93,11 @@ def _point_at_or_below(delta_ms: int) -> int:
     return FINE_SPAN_MS + (delta_ms - FINE_SPAN_MS) // COARSE_MS * COARSE_MS
 
 
+def _point_at_or_above(delta_ms: int) -> int:
+    below = _point_at_or_below(delta_ms)
+    return below if below == delta_ms else _point_above(delta_ms)
+
+
 def _point_above(delta_ms: int) -> int:
     if delta_ms < FINE_SPAN_MS:
         return (max(delta_ms, -1) // FINE_MS + 1) * FINE_MS
@@ -208,12 +213,14 @@ class Organisation:
         if not self._live(now_ms):
             return None
         assert self.latest is not None
-        dues = [d for d in (self.shoppers.carts.next_due(), self.segments.next_due()) if d is not None]
-        if not dues:
-            return None
-        due = min(dues)
         event_time = self.latest - self.lateness
-        at = event_time + _point_above(due - event_time) + self.lateness
+        cart, timer = self.shoppers.carts.next_due(), self.segments.next_due()
+        # W must pass a cart's due (it is abandoned after it); a segment timer fires once W reaches it
+        steps = ([] if cart is None else [_point_above(cart - event_time)]) + (
+            [] if timer is None else [_point_at_or_above(timer - event_time)])
+        if not steps:
+            return None
+        at = event_time + min(steps) + self.lateness
         return None if at > self.latest + LIVE_MS else max(at, now_ms)
 
     def with_segments(self, org: Org) -> Organisation:
