@@ -319,7 +319,7 @@ class Membership:
             changed = changed_inputs(None, facts)
         else:
             if t > c.at:
-                out += self._fire(key, c, t)  # its timers up to the event first: their changes come before it
+                out += self._fire(key, c, t - 1)  # its timers before the event first; one due at t sees the event
             changed = changed_inputs(c.facts, facts)
             c.facts = facts
         if attrs_at is not None and attrs_at >= c.attrs_at:
