@@ -40,6 +40,7 @@ from core.automations.trigger import Firing, Released, Triggers
 from core.changes import Change, Record
 from core.clock import ms_of
 from core.config import Org
+from core.definitions import read_definition
 from core.events import Event, Kind
 from core.records import Cart, Customer, QuotaAlert
 from core.rules import Context, CustomerFacts, Entry, attributes_of
@@ -47,6 +48,7 @@ from notifier.actions import Action, Message, action_key
 
 log = logging.getLogger("storepulse.flows")
 MAX_AGE_MS = 24 * 3_600_000
+AUTOMATION = "automation"  # the type of an automation's control events: name "automation/<id>"
 SEGMENT_CHANGE = "segment_change"  # the record kind of a segment entry or exit (the segments book)
 _BY_ORDER = frozenset({Kind.ORDER_PAID, Kind.ORDER_PLACED})
 _CLOSED = frozenset({"purchased", "recovered"})
@@ -96,6 +98,15 @@ class AutomationBook:
         """A control event `definition.deleted` of "automation/ID": its pending actions are dropped when due."""
         self.defined[automation_id] = None
         self._in_force()
+
+    def control(self, e: Event) -> None:
+        """A control event (core/definitions.py): an automation defined or deleted through the log."""
+        d = read_definition(e)
+        if d is not None and d.type == AUTOMATION:
+            if d.body is None:
+                self.delete(d.id)
+            else:
+                self.put(d.id, d.body)
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if k not in ("_ctx", "_kinds", "_cancels", "_segments", "_actions")}

@@ -123,6 +123,8 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
 
     def on_notify(self) -> tuple[Iterable[Output], bool]:
         out = self._advance("tick", self._ctx.clock())
+        if self.org is not None:
+            self._report_segments()
         metrics.CHANGES.inc(len(out))
         actions = self._actions()
         return ([Output(out, None, actions)] if out or actions else []), StatefulBatchLogic.RETAIN
@@ -245,6 +247,7 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
         if data.startswith(BROKEN):
             raise RuntimeError("its state was already unreadable at an earlier start")
         org = snapshots.load(data, self._files, prune)
+        org = org.with_segments(self._ctx.orgs[org.ledger.org])
         org.automations.define(self._ctx.orgs[org.ledger.org])  # the definitions of this start's config
         return org
 
@@ -270,6 +273,17 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
         if unmatched > self._unmatched:
             metrics.UNMATCHED_REFUNDS.inc(unmatched - self._unmatched)
         self._too_late, self._unmatched = too_late, unmatched
+        self._report_segments()
+
+    def _report_segments(self) -> None:
+        assert self.org is not None
+        segments = self.org.segments
+        stats, segments.stats = segments.stats, type(segments.stats)()
+        metrics.SEGMENT_EVALUATIONS.inc(stats.evaluations)
+        metrics.SEGMENT_CHANGES.inc(stats.changes)
+        metrics.SEGMENT_SECONDS.inc(stats.seconds)
+        metrics.SEGMENT_UNCONVERTED.inc(stats.unconverted)
+        metrics.SEGMENT_TIMERS.labels(org=self.org.ledger.org).set(len(segments.timers))
 
 
 def build_flow(

@@ -278,7 +278,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     from notifier.open import open_outbox
     from notifier.worker import Notifier
     from state.open import open_connection_stats, open_log, open_read_model, open_rejected
-    from ws_gateway import api
+    from ws_gateway import api, segments
     from ws_gateway.deliveries import DeliveriesSide
     from ws_gateway.hub import Hub
     from ws_gateway.live import start_ws_server
@@ -302,11 +302,12 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         await hub.start()
         api_limits, ws_limits = gateway_limits.from_args(args)
         ws = await start_ws_server(config, hub, args.host, args.ws_port, ws_limits)
-        routes += api.routes
+        routes += segments.routes + api.routes  # segments first: /segments is not one of the {what} lists
         handlers |= api.handlers
         state["read_side"] = api.ReadSide(config, model, rejected, stats, args.ws_port, rates, api_limits)
         outbox = open_outbox(args.data_dir, args.redis)
         state["deliveries"] = DeliveriesSide(config, outbox)
+        state["event_log"] = event_log = event_log or open_log(args.data_dir, args.redis)  # definitions go to the log
     if args.command == "up":
         supervisor = asyncio.create_task(_supervise(_flows_command(args, path), stop))
         assert outbox is not None  # opened with the read side above

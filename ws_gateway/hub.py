@@ -22,15 +22,18 @@ from core.figures import MissingRate, dashboard_figures
 from core.freshness import freshness
 from core.rates import Rates
 from core.records import QuotaAlert
+from core.segment_records import SegmentChange
 from state.readmodel import ReadModel
 from ws_gateway import metrics
 from ws_gateway.lists import alert_json
+from ws_gateway.segment_views import segment_message
 
 log = logging.getLogger("storepulse.gateway")
 
 
 class Subscriber:
     MAX_REPLIES = 16  # answers to the client's own messages not yet sent; more are dropped
+    MAX_EVENTS = 1000  # segment changes not yet sent
 
     def __init__(self) -> None:
         self.latest: dict[str, object] | None = None
@@ -40,6 +43,14 @@ class Subscriber:
 
     def offer(self, payload: dict[str, object]) -> None:
         self.latest = payload
+        self.ready.set()
+
+    def event(self, message: dict[str, object]) -> None:
+        """A message each of which the client gets (a segment change); past MAX_EVENTS unsent, the
+        oldest are dropped: the client re-reads the segment's history (its versions show the gap)."""
+        if len(self.alerts) >= self.MAX_EVENTS:
+            del self.alerts[0]
+        self.alerts.append(message)
         self.ready.set()
 
     def reply(self, message: dict[str, object]) -> None:
@@ -186,6 +197,11 @@ class Hub:
                 for sub in view.subscribers:  # an alert is an event of its own, not a figure to coalesce
                     sub.alerts.append(alert)
                     sub.ready.set()
+            elif isinstance(c.value, SegmentChange):  # an entry or exit: an event of its own, each one sent
+                message = segment_message(c.value, c.version)
+                for sub in view.subscribers:
+                    sub.event(message)
+                continue
             else:
                 continue  # records the dashboard does not show (orders, carts, ...)
             view.version = max(view.version, c.version)

@@ -17,7 +17,8 @@ from core.rules import Rule, RuleError, parse_rule
 SEGMENT_ENTERED, SEGMENT_EXITED = "segment.entered", "segment.exited"
 CART_ABANDONED, QUOTA_CROSSED, SCHEDULE = "cart.abandoned", "quota.crossed", "schedule"
 # Every canonical event kind, and what the books decide.
-TRIGGERS = (*[k.value for k in Kind], CART_ABANDONED, SEGMENT_ENTERED, SEGMENT_EXITED, QUOTA_CROSSED, SCHEDULE)
+EVENT_KINDS = tuple(k.value for k in Kind if not k.value.startswith("definition."))  # control events fire nothing
+TRIGGERS = (*EVENT_KINDS, CART_ABANDONED, SEGMENT_ENTERED, SEGMENT_EXITED, QUOTA_CROSSED, SCHEDULE)
 LOCALES = ("en", "de", "es", "fr", "it")
 MESSAGE_PARTS = ("subject", "text", "html", "slack_text", "json")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -186,9 +187,8 @@ def _schedule(trigger: str, value: object, at: str) -> Schedule | None:
 
 
 def _kinds(value: object, at: str) -> frozenset[str]:
-    kinds = [k.value for k in Kind]
-    if not isinstance(value, list) or any(v not in kinds for v in value):
-        raise DefinitionError(at, f"a list of event kinds ({', '.join(kinds)}), got {value!r}")
+    if not isinstance(value, list) or any(v not in EVENT_KINDS for v in value):
+        raise DefinitionError(at, f"a list of event kinds ({', '.join(EVENT_KINDS)}), got {value!r}")
     return frozenset(value)
 
 
