@@ -41,6 +41,7 @@ class RecordKind(StrEnum):
     SEGMENT_MEMBER = "segment_member"
     SEGMENT_CHANGE = "segment_change"
     SEGMENT_CLOCK = "segment_clock"
+    AUTOMATION = "automation"  # core/automation_records.py
 
 
 # gc=False (inherited): values hold no reference cycles, so the garbage collector need not track them
@@ -243,7 +244,7 @@ def value_types() -> dict[RecordKind, type[Value]]:
     return {cls.KIND: cls for cls in Value.__subclasses__()}
 
 
-from core import segment_records  # noqa: E402,F401  # its kinds' classes, registered as subclasses of Value
+from core import automation_records, segment_records  # noqa: E402,F401  # their kinds' classes, registered as subclasses of Value
 
 _missing = set(RecordKind) - set(value_types())
 assert not _missing, f"record kinds without a value class: {sorted(_missing)}"

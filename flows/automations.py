@@ -24,8 +24,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
+from msgspec import Raw
+
+from core.automation_records import AutomationDefinition
 from core.automations.definition import (
     CART_ABANDONED,
+    DEFINITION_TYPE,
     QUOTA_CROSSED,
     SCHEDULE,
     SEGMENT_ENTERED,
@@ -42,13 +47,13 @@ from core.clock import ms_of
 from core.config import Org
 from core.definitions import read_definition
 from core.events import Event, Kind
-from core.records import Cart, Customer, QuotaAlert
+from core.records import Cart, Customer, QuotaAlert, RecordKind, Value
 from core.rules import Context, CustomerFacts, Entry, attributes_of
+from flows.book import Version
 from notifier.actions import Action, Message, action_key
 
 log = logging.getLogger("storepulse.flows")
 MAX_AGE_MS = 24 * 3_600_000
-AUTOMATION = "automation"  # the type of an automation's control events: name "automation/<id>"
 SEGMENT_CHANGE = "segment_change"  # the record kind of a segment entry or exit (the segments book)
 _BY_ORDER = frozenset({Kind.ORDER_PAID, Kind.ORDER_PLACED})
 _CLOSED = frozenset({"purchased", "recovered"})
@@ -99,14 +104,22 @@ class AutomationBook:
         self.defined[automation_id] = None
         self._in_force()
 
-    def control(self, e: Event) -> None:
-        """A control event (core/definitions.py): an automation defined or deleted through the log."""
+    def control(self, e: Event, version: Version) -> list[Record[Value]]:
+        """A control event (core/definitions.py): an automation defined or deleted through the log; its
+        record for the gateway's list (nothing when the body does not parse)."""
         d = read_definition(e)
-        if d is not None and d.type == AUTOMATION:
-            if d.body is None:
-                self.delete(d.id)
-            else:
-                self.put(d.id, d.body)
+        if d is None or d.type != DEFINITION_TYPE:
+            return []
+        if d.body is None:
+            self.delete(d.id)
+            value = AutomationDefinition(d.id, Raw(b"null"), deleted=True)
+        else:
+            self.put(d.id, d.body)
+            a = self.defined.get(d.id)
+            if a is None:
+                return []
+            value = AutomationDefinition(d.id, Raw(orjson.dumps(a.to_json())))
+        return [Record(self.org, version.next(), RecordKind.AUTOMATION, d.id, "", value)]
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if k not in ("_ctx", "_kinds", "_cancels", "_segments", "_actions")}

@@ -167,9 +167,8 @@ class Organisation:
         for e in events:
             if is_control(e):
                 ledger.fold(e, self.watermark)  # counted, as every event is: versions count them
-                for r in segments.define(e):
+                for r in [*segments.define(e), *autos.control(e, self._version)]:
                     last[(r.kind, r.key)] = r
-                autos.control(e)
                 continue
             t = e.time if ahead is None or e.time <= ahead else ahead
             moved = False

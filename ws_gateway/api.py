@@ -441,6 +441,8 @@ routes: list[BaseRoute] = [
     Route("/api/v1/orgs/{org}/quarantine", quarantined, methods=["GET"]),
     Route("/api/v1/orgs/{org}/automations", org_route()(automations.listing), methods=["GET"]),
     Route("/api/v1/orgs/{org}/automations/{id}", org_route()(automations.one), methods=["GET"]),
+    Route("/api/v1/orgs/{org}/automations/{id}", org_route()(automations.put), methods=["PUT"]),
+    Route("/api/v1/orgs/{org}/automations/{id}", org_route()(automations.delete), methods=["DELETE"]),
     Route("/healthz", healthz, methods=["GET"]),
     # the notifier's delivery log and channels (ws_gateway/deliveries.py), before the catch-all {what}
     Route("/api/v1/orgs/{org}/deliveries", org_route()(deliveries.list_deliveries), methods=["GET"]),

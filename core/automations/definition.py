@@ -23,6 +23,7 @@ LOCALES = ("en", "de", "es", "fr", "it")
 MESSAGE_PARTS = ("subject", "text", "html", "slack_text", "json")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 KEYS = ("trigger", "segment", "schedule", "if", "send", "wait", "cancel_on", "cooldown", "once", "locale", "templates")
+DEFINITION_TYPE = "automation"  # the type of an automation's control events (core/definitions.py): "automation/<id>"
 MAX_WAIT_MS = 30 * 86_400_000  # a pending action is state: a month at most
 
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
