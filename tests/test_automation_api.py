@@ -18,8 +18,8 @@ from core.config import parse_config
 from core.definitions import read_definition
 from core.events import Event, event_from_json
 from core.records import RecordKind
-from state.sqlite_log import SqliteEventLog, SqliteLogReader
 from state.sqlite_connections import SqliteConnectionStats
+from state.sqlite_log import SqliteEventLog, SqliteLogReader
 from state.sqlite_readmodel import SqliteReadModel
 from state.sqlite_rejected import SqliteRejectedStore
 from web.app import build_app
