@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from notifier.actions import action_key
@@ -156,3 +157,28 @@ def test_abandoned_cart_reminders_through_the_events_api(storepulse: Storepulse,
     # The three carts share one due time, so the reminders of "in-time" (never abandoned) and "during"
     # (cancelled) were decided in the same tick as "quiet"'s: had they fired, they would be here now.
     assert len(receiver.delivered_ids()) == 1
+
+
+def test_an_automation_defined_and_deleted_through_the_api(storepulse: Storepulse, receiver: Receiver) -> None:
+    sp = storepulse.start()
+    headers = {"Authorization": "Bearer acme-token-0123456789"}
+    url = f"{sp.base}/api/v1/orgs/acme/automations/any-order"
+    body = {"trigger": "order.paid", "send": ["crm"], "templates": {"subject": "Paid: {{ amount }}"}}
+    r = httpx.put(url, json=body, headers=headers, timeout=10)
+    assert r.status_code == 202, r.text
+    bad = httpx.put(url, json={**body, "if": {"order_value": {"gte": "ten"}}}, headers=headers, timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"].startswith("$.if.order_value.gte:")
+    wait_for(lambda: httpx.get(url, headers=headers, timeout=10).status_code == 200, 30, "the definition in force")
+    assert httpx.get(url, headers=headers, timeout=10).json()["source"] == "api"
+
+    assert sp.post_stripe("acme-stripe", payment_intent_succeeded("evt_s1", "pi_s1", 500)).status_code == 200
+    wait_for(lambda: len(receiver.delivered_ids()) >= 1, 30, "the API-defined automation's webhook")
+    assert [b["data"]["title"] for b in receiver.json_bodies()] == ["Paid: €5.00"]
+
+    assert httpx.delete(url, headers=headers, timeout=10).status_code == 202
+    wait_for(lambda: httpx.get(url, headers=headers, timeout=10).status_code == 404, 30, "the definition gone")
+    assert sp.post_stripe("acme-stripe", payment_intent_succeeded("evt_s2", "pi_s2", 600)).status_code == 200
+    assert sp.post_stripe("acme-stripe", payment_intent_succeeded("evt_b9", "pi_b9", 50_000)).status_code == 200
+    wait_for(lambda: len(receiver.delivered_ids()) >= 2, 30, "the big order's webhook, after the small one")
+    assert [b["data"]["automation"] for b in receiver.json_bodies()] == ["any-order", "big-order"]
+    assert [d.action.cause for d in deliveries(sp, "any-order")] == ["order.paid:acme-stripe:pi_s1"]

@@ -118,3 +118,8 @@ def test_a_template_cannot_reach_python_internals_and_a_failing_one_keeps_the_de
     assert m.text.startswith("Ada Lovelace paid")  # money('x') raised: the default stays
     m = order_paid("en", templates={"json": "not json {{ order }}"})
     assert m.json["title"] == "New order o-17: €1,234.50"
+
+
+def test_the_webhook_json_carries_the_overridden_subject_and_text() -> None:
+    m = order_paid("en", templates={"subject": "Paid: {{ amount }}", "text": "Thanks {{ name }}"})
+    assert (m.json["title"], m.json["text"]) == ("Paid: €1,234.50", "Thanks Ada Lovelace")

@@ -133,6 +133,10 @@ def render(automation: str, trigger: str, subject: str, cause: str, at: int, due
             parts[part] = json.loads(out) if part == "json" else out
         except Exception:  # a user template that fails at render time keeps the default part
             continue
+    if "json" not in (templates or {}):  # the webhook's data says what the other parts say
+        parts["json"]["title"] = parts["subject"]
+        if "text" in (templates or {}):
+            parts["json"]["text"] = parts["text"]
     return Rendered(*(parts[p] for p in MESSAGE_PARTS))
 
 
