@@ -291,3 +291,24 @@ def test_an_order_in_another_currency_without_a_rate_fires_no_conditional_automa
     out = org.apply_all([usd], NOW)
     assert out, "the order is folded into the figures"
     assert by(org.take_actions(), "big-order") == []  # no USD->EUR rate in the dataflow: the condition does not hold
+
+
+def test_a_customer_entering_a_live_segment_fires_its_automation() -> None:
+    org_config = parse_config(CONFIG_TEXT + """
+[orgs.o.segments.vip]
+name = "VIP"
+rule = { spent = { gte = "200.00" } }
+[orgs.o.automations.vip-welcome]
+trigger = "segment.entered"
+segment = "vip"
+send = ["crm"]
+""", {}).orgs["o"]
+    org = Organisation.new(org_config)
+    org.arm(NOW)
+    org.apply_all([paid(NOW, 15_000, customer="c1", order="o1")], NOW)
+    assert by(org.take_actions(), "vip-welcome") == []  # 150.00 spent: not yet
+    org.apply_all([paid(NOW + MIN, 6_000, customer="c1", order="o2")], NOW)  # 210.00: enters
+    [action] = by(org.take_actions(), "vip-welcome")
+    assert (action.subject, action.trigger, action.payload["segment"], action.fired_at) == ("c1", "segment.entered", "vip",
+                                                                                          NOW + MIN)
+    assert action.message.subject == "c1 ist jetzt in vip"
