@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from msgspec import Raw
 
+from core.automation_records import AutomationDefinition
 from core.changes import DAY, HOUR, Bucket, Change, Record, changes_from_json, record_from_json, value_from_json
 from core.config import ConfigError, parse_config
 from core.events import Event, Item, Kind, SchemaError, Source, event_from_json
@@ -335,6 +336,7 @@ RECORD_SAMPLES: list[Value] = [
     SegmentClock(1_000),
     SegmentMember("vip", "c1", True, 1_000),
     SegmentChange("vip", "c1", "entered", 1_000, "e1"),
+    AutomationDefinition("big-order", Raw(b'{"trigger":"order.paid","send":["ops"]}')),
 ]
 
 
