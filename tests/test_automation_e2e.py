@@ -1,6 +1,6 @@
 """Automations through the real path: `storepulse up` (ingest, the dataflow as a child process with
 its outbox output, the notifier) with a real HTTP receiver verifying Standard Webhooks signatures
-(tests/receivers.py), and the SQLite outbox read back (notifier/sqlite_outbox.py).
+(tests/receivers.py), a real SMTP server, and the SQLite outbox read back (notifier/sqlite_outbox.py).
 
 - A signed Stripe payment over the threshold, delivered twice by Stripe, and one under it: one
   action in the outbox, one webhook at the receiver.
@@ -9,8 +9,9 @@ its outbox output, the notifier) with a real HTTP receiver verifying Standard We
   still holds it once and the receiver has seen one webhook-id.
 - Abandoned-cart reminders through the events API, in an organisation with `allowed_lateness = "5s"`
   (event times in the past, so the test does not wait for abandon_after): the wall clock decides the
-  cart with no further event and the reminder goes after its wait; a customer who bought in time gets
-  none; a purchase during the wait cancels it.
+  cart with no further event and the reminder goes after its wait, as one e-mail to the customer (a
+  real aiosmtpd server) and one webhook; a customer who bought in time gets none; a purchase during
+  the wait cancels it.
 """
 
 from __future__ import annotations
@@ -26,15 +27,21 @@ from notifier.actions import action_key
 from notifier.outbox import Delivery
 from notifier.sqlite_outbox import SqliteOutbox
 from tests.helpers import SECRETS, Storepulse, payment_intent_succeeded, wait_for
-from tests.receivers import Receiver
+from tests.receivers import Receiver, SmtpServer
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 MIN = 60_000
 
 
-def config(url: str) -> str:
+def config(url: str, smtp_port: int) -> str:
     return f"""
 rates_file = "rates.csv"
+
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+from = "Acme <alerts@acme.example>"
+starttls = false
 
 [orgs.acme]
 timezone = "Europe/Berlin"
@@ -58,6 +65,11 @@ secret = "{WHSEC}"
 allow_private = true
 retry = ["1s", "1s"]
 
+[orgs.acme.channels.customer-mail]
+kind = "email"
+to = "customer"
+retry = ["1s", "1s"]
+
 [orgs.acme.automations.big-order]
 trigger = "order.paid"
 if = {{ order_value = {{ gte = "100.00" }} }}
@@ -67,7 +79,7 @@ send = ["crm"]
 trigger = "cart.abandoned"
 wait = "2m"
 cancel_on = ["order.paid"]
-send = ["crm"]
+send = ["crm", "customer-mail"]
 """
 
 
@@ -79,8 +91,15 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def storepulse(tmp_path: Path, receiver: Receiver) -> Iterator[Storepulse]:
-    sp = Storepulse(tmp_path, config=config(receiver.url))
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def storepulse(tmp_path: Path, receiver: Receiver, smtp: SmtpServer) -> Iterator[Storepulse]:
+    sp = Storepulse(tmp_path, config=config(receiver.url, smtp.port))
     sp.extra_args = ["--epoch-ms", "600000"]  # no snapshot during the test: a kill -9 replays everything
     yield sp
     sp.ensure_stopped()
@@ -126,7 +145,8 @@ def test_a_big_stripe_payment_delivered_twice_is_one_action_and_survives_kill_9(
     assert len(ids) == len(set(ids)) == 3, f"a webhook-id arrived twice: {ids}"
 
 
-def test_abandoned_cart_reminders_through_the_events_api(storepulse: Storepulse, receiver: Receiver) -> None:
+def test_abandoned_cart_reminders_through_the_events_api(storepulse: Storepulse, receiver: Receiver,
+                                                        smtp: SmtpServer) -> None:
     sp = storepulse.start()
     now = int(time.time() * 1000)
     t = now - 32 * MIN - 2000  # carts abandoned at now - 2m02s, reminders due at now - 2s: sent once W = wall - 5s passes that
@@ -141,7 +161,12 @@ def test_abandoned_cart_reminders_through_the_events_api(storepulse: Storepulse,
                 "order": f"order-{customer}", "amount": "25.00", "currency": "EUR", "items": [item],
                 **({"cart": f"cart-{customer}"} if cart else {})}
 
+    def identify(customer: str) -> dict[str, object]:  # the profile's e-mail address: where "customer" mails go
+        return {"type": "identify", "id": f"id-{customer}", "time": t - MIN, "visitor": f"v-{customer}",
+                "customer": customer, "properties": {"email": f"{customer}@shopper.example"}}
+
     r = sp.post_events({"events": [
+        identify("quiet"), identify("in-time"), identify("during"),
         add("quiet", t),  # abandoned, no further event: reminded after the wait
         add("in-time", t), buy("in-time", t + 10 * MIN, cart=True),  # bought before abandon_after: never abandoned
         add("during", t), buy("during", t + 31 * MIN, cart=False),  # bought after the abandonment, during the wait
@@ -151,14 +176,18 @@ def test_abandoned_cart_reminders_through_the_events_api(storepulse: Storepulse,
     wait_for(lambda: len(deliveries(sp, "reminder")) >= 1 and receiver.delivered_ids(), 60, "the reminder")
     received_at = int(time.time() * 1000)
     sent = deliveries(sp, "reminder")
-    assert [(d.action.subject, d.action.due_at) for d in sent] == [("quiet", due)]
+    assert sorted((d.action.channel, d.action.subject, d.action.due_at) for d in sent) == [
+        ("crm", "quiet", due), ("customer-mail", "quiet", due)]
+    wait_for(lambda: len(smtp.mailbox.mails) >= 1, 30, "the reminder e-mail")
+    [mail] = smtp.mailbox.mails
+    assert (mail["To"], mail["Subject"]) == ("quiet@shopper.example", "Abandoned cart: €25.00")
     # Released by the wall clock once the watermark (wall clock - 5 s allowed lateness) passed its due.
     assert received_at >= due + 5000
     body = receiver.json_bodies()[-1]
     assert body["data"]["title"] == "Abandoned cart: €25.00" and body["data"]["subject"] == "quiet"
     # The three carts share one due time, so the reminders of "in-time" (never abandoned) and "during"
-    # (cancelled) were decided in the same tick as "quiet"'s: had they fired, they would be here now.
-    assert len(receiver.delivered_ids()) == 1
+    # (cancelled) were decided in the same tick as "quiet"'s: had they fired, they would be in the outbox now.
+    assert len(receiver.delivered_ids()) == 1 and len(smtp.mailbox.mails) == 1
 
 
 def test_an_automation_defined_and_deleted_through_the_api(storepulse: Storepulse, receiver: Receiver) -> None:
