@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bytewax.recovery import RecoveryConfig
 from bytewax.testing import run_main
+from prometheus_client import REGISTRY
 
 from core.changes import Change
 from core.config import parse_config
@@ -122,7 +123,9 @@ def test_actions_reach_the_outbox_once_even_when_the_log_is_replayed(tmp_path: P
     log.append_sync(EVENTS + EVENTS[2:3])  # a webhook redelivered: the log drops the copy
     asyncio.run(log.close())
     MemoryOutbox.deliveries, MemoryOutbox.puts = {}, 0
+    before = REGISTRY.get_sample_value("storepulse_flow_actions_total", {"trigger": "cart.abandoned"}) or 0
     run(tmp_path)
+    assert REGISTRY.get_sample_value("storepulse_flow_actions_total", {"trigger": "cart.abandoned"}) == before + 1
     big = action_key("big-order", "c4", "order.paid:s:o1")
     reminder = action_key("reminder", "c1", f"s:k1@{NOW - 3 * HOUR + 30 * MIN}")
     assert sorted(MemoryOutbox.deliveries) == sorted([(big, "ops"), (big, "crm"), (reminder, "mail")])
