@@ -3,7 +3,8 @@ its outbox output, the notifier) with a real HTTP receiver verifying Standard We
 (tests/receivers.py), a real SMTP server, and the SQLite outbox read back (notifier/sqlite_outbox.py).
 
 - A signed Stripe payment over the threshold, delivered twice by Stripe, and one under it: one
-  action in the outbox, one webhook at the receiver.
+  action in the outbox, one webhook at the receiver; embedded (SQLite) and distributed (Redis log,
+  read model and outbox stream).
 - kill -9 of everything after the action fired, with no snapshot taken since (a long epoch): the
   dataflow folds the payment again after the restart and puts the same action again; the outbox
   still holds it once and the receiver has seen one webhook-id.
@@ -22,11 +23,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from notifier.actions import action_key
-from notifier.outbox import Delivery
+from notifier.outbox import Delivery, Outbox
+from notifier.redis_outbox import RedisOutbox
 from notifier.sqlite_outbox import SqliteOutbox
-from tests.helpers import SECRETS, Storepulse, payment_intent_succeeded, wait_for
+from tests.helpers import SECRETS, RedisServer, Storepulse, payment_intent_succeeded, wait_for
 from tests.receivers import Receiver, SmtpServer
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -98,21 +101,28 @@ def smtp() -> Iterator[SmtpServer]:
 
 
 @pytest.fixture
-def storepulse(tmp_path: Path, receiver: Receiver, smtp: SmtpServer) -> Iterator[Storepulse]:
-    sp = Storepulse(tmp_path, config=config(receiver.url, smtp.port))
+def storepulse(request: pytest.FixtureRequest, tmp_path: Path, receiver: Receiver, smtp: SmtpServer,
+               redis_server: RedisServer) -> Iterator[Storepulse]:
+    """Embedded (SQLite) unless the test asks for "redis" (the log, read model and outbox on Redis)."""
+    redis_url = None
+    if getattr(request, "param", "sqlite") == "redis":
+        redis.Redis.from_url(redis_server.url).flushdb()
+        redis_url = redis_server.url
+    sp = Storepulse(tmp_path, redis_url=redis_url, config=config(receiver.url, smtp.port))
     sp.extra_args = ["--epoch-ms", "600000"]  # no snapshot during the test: a kill -9 replays everything
     yield sp
     sp.ensure_stopped()
 
 
 def deliveries(sp: Storepulse, automation: str) -> list[Delivery]:
-    outbox = SqliteOutbox(sp.data_dir / "outbox.sqlite3")
+    outbox: Outbox = RedisOutbox(sp.redis_url) if sp.redis_url else SqliteOutbox(sp.data_dir / "outbox.sqlite3")
     try:
         return outbox.list("acme", automation=automation)
     finally:
         outbox.close()
 
 
+@pytest.mark.parametrize("storepulse", ["sqlite", "redis"], indirect=True)
 def test_a_big_stripe_payment_delivered_twice_is_one_action_and_survives_kill_9(storepulse: Storepulse,
                                                                                  receiver: Receiver) -> None:
     sp = storepulse.start()
