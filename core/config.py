@@ -11,10 +11,13 @@ import hmac
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from core.automations.definition import LOCALES, Automation, DefinitionError, parse_automations
+from core.channels import Channel, ChannelConfigError, Smtp, make_channel, make_smtp
+from core.definitions import SegmentDefinition
 from core.money import EXPONENTS
 
 # A store's provider: a vendor posting webhooks (ingest/app.py ADAPTERS), or "events", any site
@@ -51,7 +54,11 @@ class Org:
     stores: Mapping[str, Store]
     abandon_after_minutes: int = 60  # a cart with no checkout for this long is abandoned
     plan_limit: int | None = None  # paid orders per rolling 30 days that the plan allows
-
+    locale: str = "en"  # messages' language, money and dates (core/automations/messages.py)
+    automations: Mapping[str, Automation] = field(default_factory=dict)  # [orgs.X.automations.ID]
+    channels: Mapping[str, Channel] = field(default_factory=dict)  # [orgs.X.channels.ID] (core/channels.py)
+    allowed_lateness_ms: int = 5 * 60_000  # the watermark trails the latest event time by this much
+    segments: Mapping[str, SegmentDefinition] = field(default_factory=dict)  # [orgs.X.segments.ID]
 
     @property
     def tz(self) -> ZoneInfo:
@@ -62,6 +69,7 @@ class Org:
 class Config:
     orgs: Mapping[str, Org]
     rates_file: str | None = None  # ECB eurofxref-hist.csv format; relative to the config file
+    smtp: Smtp | None = None  # [smtp]: how e-mail channels send (core/channels.py)
 
     def store(self, store_id: str) -> Store | None:
         for org in self.orgs.values():
@@ -181,6 +189,36 @@ def _whole(low: int, high: int | None, what: str) -> Callable[[Any, str], int]:
     return check
 
 
+def _locale(value: Any, at: str) -> str:
+    if value not in LOCALES:
+        raise ConfigError(f"{at}: {value!r} is not one of {', '.join(LOCALES)}")
+    return str(value)
+
+
+def _raw(value: Any, at: str) -> Any:
+    return value  # checked whole afterwards, with the organisation's currency and time zone
+
+
+_DURATION = re.compile(r"^(\d{1,9})(ms|s|m|h|d)$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def _lateness(value: Any, at: str) -> int:
+    """A duration such as "5m" or "30s", in ms: from 0 up to a day."""
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    ms = int(match.group(1)) * _UNIT_MS[match.group(2)] if match else -1
+    if not 0 <= ms <= _UNIT_MS["d"]:
+        raise ConfigError(f"{at}: must be a duration from \"0s\" to \"1d\" such as \"5m\" or \"30s\", got {value!r}")
+    return ms
+
+
+def _rule(value: Any, at: str) -> dict[str, Any]:
+    """A segment rule as a TOML inline table (checked against the organisation's currency in parse_config)."""
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(f'{at}: must be a rule as an inline table, e.g. {{orders = {{gte = 3}}}}, got {value!r}')
+    return value
+
+
 def _csv_path(value: Any, at: str) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{at}: must be a path to an ECB-format CSV, got {value!r}")
@@ -196,17 +234,42 @@ _STORE: Mapping[str, Key | Tables] = {
     "api_url": Key(_url, None),
     "shop_domain": Key(_domain, None),
 }
+def _any(value: Any, at: str) -> Any:
+    return value  # checked with the table's other keys (core/channels.py)
+
+
+def _a_table(value: Any, at: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{at}: must be a table ([{at}])")
+    return value
+
+
+# Channels and the SMTP relay: each key is read here (env: included), the whole table checked by core/channels.py.
+_CHANNEL: Mapping[str, Key | Tables] = {
+    "kind": Key(_text), "url": Key(_text, None, secret=True), "secret": Key(_text, None, secret=True),
+    "to": Key(_any, None), "retry": Key(_any, None), "allow_private": Key(_any, False),
+}
+_SMTP: Mapping[str, Key | Tables] = {
+    "host": Key(_any, None), "port": Key(_any, 587), "from": Key(_any, None), "starttls": Key(_any, None),
+    "username": Key(_text, None, secret=True), "password": Key(_text, None, secret=True), "public_url": Key(_any, None),
+}
 _ORG: Mapping[str, Key | Tables] = {
     "timezone": Key(_timezone, "UTC"),
     "currency": Key(_currency),
     "token": Key(_token_sha256, secret=True),
     "abandon_after": Key(_whole(30, 180, "minutes from 30 to 180"), 60),
     "plan_limit": Key(_whole(1, None, "a positive whole number of paid orders per 30 days"), None),
+    "allowed_lateness": Key(_lateness, 5 * 60_000),
     "stores": Tables("store", _STORE, {}),
+    "segments": Tables("segment", {"name": Key(_text), "rule": Key(_rule)}, {}),
+    "channels": Tables("channel", _CHANNEL, {}),
+    "locale": Key(_locale, "en"),
+    "automations": Key(_raw, {}),  # core/automations/definition.py
 }
 _CONFIG: Mapping[str, Key | Tables] = {
     "orgs": Tables("organisation", _ORG),
     "rates_file": Key(_csv_path, None),
+    "smtp": Key(_a_table, None),
 }
 
 
@@ -247,6 +310,18 @@ def _tables(value: Any, at: str, spec: Tables, env: Mapping[str, str]) -> dict[s
     return out
 
 
+def check_segments(segments: Mapping[str, SegmentDefinition], currency: str, timezone: str, at: str) -> None:
+    """Every configured rule parses (with the predefined segments, which in_segment may name)."""
+    from core.definitions import predefined_rules
+    from core.rules import RuleError, parse_segments
+
+    try:
+        parse_segments({**predefined_rules(), **{s.id: s.rule for s in segments.values()}},
+                       currency=currency, timezone=timezone)
+    except RuleError as exc:
+        raise ConfigError(f"{at}: {exc}") from None
+
+
 def parse_config(text: str, env: Mapping[str, str]) -> Config:
     """The Config of a TOML text; `env` holds the variables that env:NAME values name."""
     try:
@@ -272,6 +347,33 @@ def parse_config(text: str, env: Mapping[str, str]) -> Config:
             store_owner[store_id] = org_id
             # the keys of _STORE are Store's fields
             stores[store_id] = Store(id=store_id, org=org_id, **{**store, "currency": store["currency"] or org["currency"]})
+        try:
+            automations = parse_automations(org["automations"], f"{at}.automations", currency=org["currency"],
+                                            timezone=org["timezone"])
+        except DefinitionError as exc:
+            raise ConfigError(str(exc)) from None
+        try:
+            channels = {cid: make_channel(org_id, cid, c, f"{at}.channels.{cid}") for cid, c in org["channels"].items()}
+        except ChannelConfigError as exc:
+            raise ConfigError(str(exc)) from None
+        for a in automations.values():
+            for c in a.send:
+                if c not in channels:
+                    raise ConfigError(f"{at}.automations.{a.id}.send: no channel {c!r}: define [{at}.channels.{c}]")
+        segments = {sid: SegmentDefinition(sid, seg["name"], seg["rule"]) for sid, seg in org["segments"].items()}
+        check_segments(segments, org["currency"], org["timezone"], f"{at}.segments")
         orgs[org_id] = Org(org_id, org["timezone"], org["currency"], org["token"], stores,
-                           abandon_after_minutes=org["abandon_after"], plan_limit=org["plan_limit"])
-    return Config(orgs, top["rates_file"])
+                           abandon_after_minutes=org["abandon_after"], plan_limit=org["plan_limit"], channels=channels,
+                           locale=org["locale"], automations=automations, allowed_lateness_ms=org["allowed_lateness"],
+                           segments=segments)
+    return Config(orgs, top["rates_file"], _smtp(top["smtp"], env))
+
+
+def _smtp(table: dict[str, Any] | None, env: Mapping[str, str]) -> Smtp | None:
+    if table is None:
+        return None
+    values = {k: v for k, v in _table(table, "smtp", _SMTP, env).items() if v is not None}
+    try:
+        return make_smtp(values, "smtp")
+    except ChannelConfigError as exc:
+        raise ConfigError(str(exc)) from None

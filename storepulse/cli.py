@@ -25,8 +25,8 @@ from core.config import Config, ConfigError, Store
 from core.rates import Rates
 from state.rejected import KEEP_BYTES, STORE_BYTES, TOTAL_BYTES, RejectedLimits
 from storepulse import STOREPULSE
+from storepulse.commands import deliveries, notifier, notify, rejected, replay, share, sync
 from storepulse.commands import rates as rates_command
-from storepulse.commands import rejected, replay, share, sync
 from storepulse.configfile import DEFAULT_PATH, demo_config, demo_credentials, load_config, load_rates
 from storepulse.demo import run as demo_run
 from storepulse.gc_policy import SERVERS, settle
@@ -37,7 +37,8 @@ from ws_gateway import limits as gateway_limits
 log = logging.getLogger("storepulse")
 
 # Commands beyond the servers: each module has register(subparsers, common) and run(args, path, config).
-_COMMANDS = {"rejected": rejected, "sync": sync, "replay": replay, "share": share}
+_COMMANDS = {"rejected": rejected, "sync": sync, "replay": replay, "share": share, "notifier": notifier,
+             "notify": notify, "deliveries": deliveries}
 _NO_CONFIG = {"rates": rates_command}  # commands that need no config file
 
 
@@ -112,6 +113,7 @@ def parser() -> argparse.ArgumentParser:
     _servers(up)
     up.add_argument("--flows-metrics-port", type=int, default=0, help="Prometheus port of the dataflow process (0: off)")
     demo_run.add_arguments(up)
+    notifier.add_arguments(up)  # `up` runs a notifier too
     ing = sub.add_parser("ingest", help="run the webhook endpoints alone")
     _common(ing)
     _servers(ing, ws=False)
@@ -185,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(_COMMANDS[args.command].run(args, path, config))
     if args.command == "flows":
         from flows.run import run_flows
+        from notifier.open import open_outbox
 
         addresses = args.addresses.split(";") if args.addresses else None
         run_flows(
@@ -193,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
             horizon_ms=args.refund_horizon_days * 86_400_000,
             metrics_port=args.metrics_port or None, metrics_host=args.metrics_host,
             until_caught_up=args.until_caught_up,
+            open_outbox=lambda: open_outbox(args.data_dir, args.redis),  # automations' actions (flows/outbox_sink.py)
         )
         log.info("dataflow stopped")  # a signal ends its input (flows/run.py GracefulStop), not an exception
         return
@@ -278,9 +282,12 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
                  bounds: RejectedLimits | None, demo: bool) -> None:
     from ingest.app import Ingest, ingest_routes
     from ingest.monitor import ConnectionMonitor
+    from notifier.open import open_outbox
+    from notifier.worker import Notifier
     from state.open import open_connection_stats, open_log, open_read_model, open_rejected
     from state.shares import open_shares
-    from ws_gateway import api
+    from ws_gateway import api, segments
+    from ws_gateway.deliveries import DeliveriesSide
     from ws_gateway.hub import Hub
     from ws_gateway.live import start_ws_server
     from ws_gateway.sharing import ShareGuard
@@ -289,7 +296,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     routes: list[BaseRoute] = []
     handlers: dict[Any, ExceptionHandler] = {}
     state: dict[str, object] = {}
-    event_log = hub = ws = supervisor = monitor = None
+    event_log = hub = ws = supervisor = monitor = outbox = delivering = None
     rejected = open_rejected(args.data_dir, args.redis, bounds)
     stats = open_connection_stats(args.data_dir, args.redis)
     if args.command in ("up", "ingest"):
@@ -305,11 +312,16 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         api_limits, ws_limits = gateway_limits.from_args(args)
         shares = open_shares(args.data_dir, args.redis)
         ws = await start_ws_server(config, hub, args.host, args.ws_port, ws_limits, shares)
-        routes += api.routes
+        routes += segments.routes + api.routes  # segments first: /segments is not one of the {what} lists
         handlers |= api.handlers
         state["read_side"] = api.ReadSide(config, model, rejected, stats, args.ws_port, rates, api_limits, shares=shares)
+        outbox = open_outbox(args.data_dir, args.redis)
+        state["deliveries"] = DeliveriesSide(config, outbox)
+        state["event_log"] = event_log = event_log or open_log(args.data_dir, args.redis)  # definitions go to the log
     if args.command == "up":
         supervisor = asyncio.create_task(_supervise(_flows_command(args, path), stop))
+        assert outbox is not None  # opened with the read side above
+        delivering = asyncio.create_task(Notifier(config, outbox, tuning=notifier.tuning(args)).run(stop))
     limits = HttpLimits(args.keep_alive_timeout, args.header_timeout, args.max_header_bytes, args.max_connections)
     app = build_app(routes, handlers, state)
     app.add_middleware(ShareGuard)  # a share token never writes, whatever the route (ws_gateway/sharing.py)
@@ -343,6 +355,10 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         await event_log.close()
     if supervisor is not None:
         await supervisor
+    if delivering is not None:
+        await delivering
+    if outbox is not None:
+        outbox.close()
     log.info("stopped")
 
 

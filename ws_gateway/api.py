@@ -53,7 +53,18 @@ from state.rejected import RejectedStore
 from state.shares import ShareStore
 from web.responses import error_response, json_response
 from web.security import page_policy, with_websocket
-from ws_gateway import csv_export, currencies, embed, lists, metrics, openapi, sharing, shoppers
+from ws_gateway import (
+    automations,
+    csv_export,
+    currencies,
+    deliveries,
+    embed,
+    lists,
+    metrics,
+    openapi,
+    sharing,
+    shoppers,
+)
 from ws_gateway.auth import AuthError
 from ws_gateway.limits import ApiLimits
 from ws_gateway.scoped import ScopedModel
@@ -469,7 +480,20 @@ routes: list[BaseRoute] = [
     Route("/api/v1/orgs/{org}/connections", connections, methods=["GET"]),
     Route("/api/v1/orgs/{org}/health", health, methods=["GET"]),
     Route("/api/v1/orgs/{org}/quarantine", quarantined, methods=["GET"]),
+    Route("/api/v1/orgs/{org}/automations", org_route()(automations.listing), methods=["GET"]),
+    Route("/api/v1/orgs/{org}/automations/{id}", org_route()(automations.one), methods=["GET"]),
+    Route("/api/v1/orgs/{org}/automations/{id}", org_route()(automations.put), methods=["PUT"]),
+    Route("/api/v1/orgs/{org}/automations/{id}", org_route()(automations.delete), methods=["DELETE"]),
     Route("/healthz", healthz, methods=["GET"]),
+    # the notifier's delivery log and channels (ws_gateway/deliveries.py), before the catch-all {what}
+    Route("/api/v1/orgs/{org}/deliveries", org_route()(deliveries.list_deliveries), methods=["GET"]),
+    Route("/api/v1/orgs/{org}/deliveries/{id}", org_route()(deliveries.one_delivery), methods=["GET"]),
+    Route("/api/v1/orgs/{org}/deliveries/{id}/replay", org_route()(deliveries.replay), methods=["POST"]),
+    Route("/api/v1/orgs/{org}/channels", org_route()(deliveries.channels), methods=["GET"]),
+    Route("/api/v1/orgs/{org}/channels/{id}", org_route()(deliveries.one_channel), methods=["GET"]),
+    Route("/api/v1/orgs/{org}/channels/{id}/test", org_route()(deliveries.test_channel), methods=["POST"]),
+    Route("/unsubscribe/{org}", deliveries.unsubscribe_page, methods=["GET"]),
+    Route("/unsubscribe/{org}", deliveries.unsubscribe_post, methods=["POST"]),
     Route("/api/v1/orgs/{org}/{what}", listing, methods=["GET"]),
     Route("/", dashboard, methods=["GET"]),
     # The dashboard's modules, styles and vendored chart library (ws_gateway/static; docs/dashboard.md)
