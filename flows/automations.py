@@ -179,6 +179,9 @@ class AutomationBook:
             self.segment_changed(str(getattr(v, "segment")), str(getattr(v, "customer")),
                                  getattr(v, "change") == "entered", int(getattr(v, "at")), cause, now_ms)
 
+    def _digest(self, span: str | None, at: int) -> dict[str, str]:
+        return digest_payload(span, at, self.timezone)
+
     def advance(self, watermark: int, now_ms: int | None) -> None:
         """The watermark moved: waits that it passed are released, schedules that it passed fire."""
         for a_id, at in sorted(self.next_schedule.items()):
@@ -186,7 +189,7 @@ class AutomationBook:
             assert a.schedule is not None
             while at < watermark:
                 if self._fresh(at, now_ms):
-                    self._fire(Firing(SCHEDULE, "", f"schedule@{at}", at), only=a_id)
+                    self._fire(Firing(SCHEDULE, "", f"schedule@{at}", at, self._digest(a.digest, at)), only=a_id)
                 at = next_occurrence(a.schedule, at, self.timezone)
             self.next_schedule[a_id] = at
         for a in self.automations.values():
@@ -243,6 +246,15 @@ class AutomationBook:
             for channel in a.send:
                 self._actions.append(Action(key, self.org, a.id, channel, f.trigger, f.subject, f.cause, f.at, r.due,
                                             locale, dict(f.payload), message))
+
+
+def digest_payload(span: str | None, at: int, timezone: str) -> dict[str, str]:
+    """A digest schedule's payload: which digest, ending on the local day before the instant it fires
+    (the notifier's outbox fills in the figures: notifier/digests.py)."""
+    if span is None:
+        return {}
+    day = datetime.fromtimestamp(at / 1000, ZoneInfo(timezone)).date() - timedelta(days=1)
+    return {"digest": span, "last": day.isoformat()}
 
 
 def next_occurrence(schedule: Schedule, after: int, timezone: str) -> int:

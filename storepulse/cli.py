@@ -187,7 +187,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(_COMMANDS[args.command].run(args, path, config))
     if args.command == "flows":
         from flows.run import run_flows
+        from notifier.digests import DigestingOutbox
         from notifier.open import open_outbox
+        from state.open import open_read_model
 
         addresses = args.addresses.split(";") if args.addresses else None
         run_flows(
@@ -196,7 +198,9 @@ def main(argv: list[str] | None = None) -> None:
             horizon_ms=args.refund_horizon_days * 86_400_000,
             metrics_port=args.metrics_port or None, metrics_host=args.metrics_host,
             until_caught_up=args.until_caught_up,
-            open_outbox=lambda: open_outbox(args.data_dir, args.redis),  # automations' actions (flows/outbox_sink.py)
+            # automations' actions (flows/outbox_sink.py); digests filled from the read model (notifier/digests.py)
+            open_outbox=lambda: DigestingOutbox(open_outbox(args.data_dir, args.redis),
+                                                open_read_model(args.data_dir, args.redis), config, rates),
         )
         log.info("dataflow stopped")  # a signal ends its input (flows/run.py GracefulStop), not an exception
         return

@@ -223,3 +223,54 @@ def test_an_automation_defined_and_deleted_through_the_api(storepulse: Storepuls
     wait_for(lambda: len(receiver.delivered_ids()) >= 2, 30, "the big order's webhook, after the small one")
     assert [b["data"]["automation"] for b in receiver.json_bodies()] == ["any-order", "big-order"]
     assert [d.action.cause for d in deliveries(sp, "any-order")] == ["order.paid:acme-stripe:pi_s1"]
+
+
+def test_a_daily_digest_is_sent_with_yesterday_s_figures(tmp_path: Path, receiver: Receiver, smtp: SmtpServer) -> None:
+    """A schedule with `digest = "day"` at 00:00: once the watermark passes today's midnight, one webhook
+    with yesterday's figures (notifier/digests.py fills them from the read model) and an e-mail in German."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from tests.helpers import today_clear_of_midnight
+
+    tz = ZoneInfo("Europe/Berlin")
+    today = today_clear_of_midnight("Europe/Berlin", seconds=600)  # the firing at 00:00 stays < 24 h old
+    yesterday = today - dt.timedelta(days=1)
+    noon = int(dt.datetime.combine(yesterday, dt.time(12), tz).timestamp() * 1000)
+    digest = config(receiver.url, smtp.port) + """
+[orgs.acme.channels.owner]
+kind = "email"
+to = ["owner@acme.example"]
+
+[orgs.acme.automations.morning]
+trigger = "schedule"
+schedule = { at = "00:00" }
+digest = "day"
+locale = "de"
+send = ["crm", "owner"]
+"""
+    sp = Storepulse(tmp_path, config=digest).start()
+    try:
+        def paid(n: int, at: int, amount: str) -> dict[str, object]:
+            return {"type": "order_paid", "id": f"paid-{n}", "time": at, "customer": f"c{n}", "order": f"o{n}",
+                    "amount": amount, "currency": "EUR", "items": [{"product": "mug", "qty": 2, "price": "10.00"}]}
+
+        r = sp.post_events({"events": [paid(1, noon, "20.00"), paid(2, noon + MIN, "20.00"), paid(3, noon + 2 * MIN, "20.00")]})
+        assert r.status_code == 200, r.text
+        now = int(time.time() * 1000)
+        assert sp.post_events({"events": [paid(4, now, "9.99")]}).status_code == 200  # today: W passes 00:00
+        wait_for(lambda: receiver.delivered_ids() and smtp.mailbox.mails, 60, "the digest")
+        [body] = receiver.json_bodies()
+        figures = body["data"]
+        assert (figures["span"], figures["first"], figures["last"]) == ("day", yesterday.isoformat(), yesterday.isoformat())
+        assert figures["revenue"] == {"value": 6000, "baseline": 0, "change": None}
+        assert figures["orders"]["value"] == 3
+        assert figures["top_products"] == [{"product": "mug", "name": "", "units": 6, "revenue": 6000}]
+        [mail] = smtp.mailbox.mails
+        assert mail["To"] == "owner@acme.example"
+        assert mail["Subject"].startswith(f"acme: {yesterday.day}. ") and "60,00" in mail["Subject"]
+        assert "Umsatz: 60,00\u00a0€ (noch kein Vergleich möglich)" in mail.get_body(("plain",)).get_content()
+        time.sleep(2)  # the tick after: the schedule fired once, not at every tick
+        assert len(receiver.delivered_ids()) == 1 and len(smtp.mailbox.mails) == 1
+    finally:
+        sp.ensure_stopped()

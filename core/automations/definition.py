@@ -22,7 +22,9 @@ TRIGGERS = (*EVENT_KINDS, CART_ABANDONED, SEGMENT_ENTERED, SEGMENT_EXITED, QUOTA
 LOCALES = ("en", "de", "es", "fr", "it")
 MESSAGE_PARTS = ("subject", "text", "html", "slack_text", "json")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-KEYS = ("trigger", "segment", "schedule", "if", "send", "wait", "cancel_on", "cooldown", "once", "locale", "templates")
+KEYS = ("trigger", "segment", "schedule", "digest", "if", "send", "wait", "cancel_on", "cooldown", "once", "locale",
+        "templates")
+DIGESTS = ("day", "week")  # a schedule's digest: yesterday, or the seven days to yesterday (core/digest.py)
 DEFINITION_TYPE = "automation"  # the type of an automation's control events (core/definitions.py): "automation/<id>"
 MAX_WAIT_MS = 30 * 86_400_000  # a pending action is state: a month at most
 
@@ -63,6 +65,7 @@ class Automation:
     once: bool = False
     locale: str | None = None  # None: the organisation's
     templates: Mapping[str, str] = field(default_factory=dict)  # message part -> template text
+    digest: str | None = None  # for schedule: "day" or "week", the digest it sends (notifier/digests.py)
 
     def to_json(self) -> dict[str, Any]:
         """The definition as the API shows it (and takes it back)."""
@@ -72,6 +75,8 @@ class Automation:
         if self.schedule is not None:
             m = self.schedule.minute
             out["schedule"] = {"at": f"{m // 60:02d}:{m % 60:02d}", "days": [DAYS[d] for d in self.schedule.days]}
+        if self.digest is not None:
+            out["digest"] = self.digest
         if self.condition_json is not None:
             out["if"] = self.condition_json
         if self.wait_ms:
@@ -117,6 +122,9 @@ def parse_automation(automation_id: str, table: object, at: str, *, currency: st
     trigger = _trigger(table.get("trigger"), f"{at}.trigger")
     segment = _segment(trigger, table.get("segment"), f"{at}.segment")
     schedule = _schedule(trigger, table.get("schedule"), f"{at}.schedule")
+    digest = table.get("digest")
+    if digest is not None and (trigger != SCHEDULE or digest not in DIGESTS):
+        raise DefinitionError(f"{at}.digest", f'"day" or "week" with trigger = "schedule", got {digest!r}')
     condition = None
     if "if" in table:
         try:
@@ -140,7 +148,7 @@ def parse_automation(automation_id: str, table: object, at: str, *, currency: st
         raise DefinitionError(f"{at}.locale", f"{locale!r} is not one of {', '.join(locales)}")
     return Automation(automation_id, trigger, _send(table.get("send"), f"{at}.send"), condition,
                       table.get("if"), segment, schedule, wait, cancel_on, cooldown, once, locale,
-                      _templates(table.get("templates", {}), f"{at}.templates"))
+                      _templates(table.get("templates", {}), f"{at}.templates"), digest)
 
 
 def parse_automations(tables: object, at: str, *, currency: str, timezone: str) -> dict[str, Automation]:
