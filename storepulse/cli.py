@@ -300,7 +300,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     routes: list[BaseRoute] = []
     handlers: dict[Any, ExceptionHandler] = {}
     state: dict[str, object] = {}
-    event_log = hub = ws = supervisor = monitor = outbox = delivering = None
+    event_log = hub = ws = supervisor = monitor = outbox = delivering = watching = None
     rejected = open_rejected(args.data_dir, args.redis, bounds)
     stats = open_connection_stats(args.data_dir, args.redis)
     if args.command in ("up", "ingest"):
@@ -326,6 +326,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         supervisor = asyncio.create_task(_supervise(_flows_command(args, path), stop))
         assert outbox is not None  # opened with the read side above
         delivering = asyncio.create_task(Notifier(config, outbox, tuning=notifier.tuning(args)).run(stop))
+        watching = notifier.health_watch(args, config, outbox, stop)
     limits = HttpLimits(args.keep_alive_timeout, args.header_timeout, args.max_header_bytes, args.max_connections)
     app = build_app(routes, handlers, state)
     app.add_middleware(ShareGuard)  # a share token never writes, whatever the route (ws_gateway/sharing.py)
@@ -361,6 +362,8 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         await supervisor
     if delivering is not None:
         await delivering
+    if watching is not None:
+        await watching
     if outbox is not None:
         outbox.close()
     log.info("stopped")

@@ -18,7 +18,8 @@ SEGMENT_ENTERED, SEGMENT_EXITED = "segment.entered", "segment.exited"
 CART_ABANDONED, QUOTA_CROSSED, SCHEDULE = "cart.abandoned", "quota.crossed", "schedule"
 # Every canonical event kind, and what the books decide.
 EVENT_KINDS = tuple(k.value for k in Kind if not k.value.startswith("definition."))  # control events fire nothing
-TRIGGERS = (*EVENT_KINDS, CART_ABANDONED, SEGMENT_ENTERED, SEGMENT_EXITED, QUOTA_CROSSED, SCHEDULE)
+HEALTH = "health"  # the pipeline's health: watched by the notifier, not the dataflow (notifier/health_watch.py)
+TRIGGERS = (*EVENT_KINDS, CART_ABANDONED, SEGMENT_ENTERED, SEGMENT_EXITED, QUOTA_CROSSED, SCHEDULE, HEALTH)
 LOCALES = ("en", "de", "es", "fr", "it")
 MESSAGE_PARTS = ("subject", "text", "html", "slack_text", "json")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -11,6 +11,7 @@ from pathlib import Path
 import uvloop
 
 from core.config import Config
+from notifier.outbox import Outbox
 from notifier.schedule import TIMEOUT_S
 from notifier.worker import Tuning
 
@@ -34,6 +35,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--notifier-lease", type=_seconds, default=d.lease_ms / 1000, metavar="SECONDS",
                    help="how long a claimed delivery is held before another notifier may take it (above the timeout)")
     p.add_argument("--notifier-timeout", type=_seconds, default=TIMEOUT_S, metavar="SECONDS", help="one attempt's time limit")
+    p.add_argument("--health-interval", type=_seconds, default=60.0, metavar="SECONDS",
+                   help="how often the pipeline's health is looked at for `trigger = \"health\"` automations")
+
+
+def health_watch(args: argparse.Namespace, config: Config, outbox: Outbox, stop: asyncio.Event) -> asyncio.Task[None]:
+    """The pipeline-health watch (notifier/health_watch.py) beside a notifier, over its own stores."""
+    from notifier.health_watch import HealthWatch
+    from state.open import open_connection_stats, open_rejected
+
+    watch = HealthWatch(config, outbox, open_connection_stats(args.data_dir, args.redis),
+                        open_rejected(args.data_dir, args.redis))
+    return asyncio.create_task(watch.run(stop, args.health_interval))
 
 
 def tuning(args: argparse.Namespace) -> Tuning:
@@ -71,9 +84,11 @@ async def _serve(args: argparse.Namespace, config: Config) -> None:
         server = http_server(build_app([]), args.metrics_host, args.metrics_port)
         http_task = asyncio.create_task(server.serve())
     notifier = Notifier(config, outbox, tuning=tuning(args))
+    watching = health_watch(args, config, outbox, stop)
     where = "redis " + args.redis if args.redis else f"{args.data_dir}/outbox.sqlite3"
     print(f"storepulse notifier ready: {notifier.owner} ({where})", flush=True)
     await notifier.run(stop)
+    await watching
     if server is not None and http_task is not None:
         server.should_exit = True
         await http_task
