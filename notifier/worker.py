@@ -53,6 +53,8 @@ class Notifier:
         self.clock = clock
         self.rng = rng or random.Random()
         self._client: aiohttp.ClientSession | None = None
+        self._queued: list[tuple[list[Result], asyncio.Future[None]]] = []  # results waiting for the next write
+        self._committer: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(self.tuning.concurrency)
         self.gate = slack.Gate(lambda: time.monotonic() * 1000)
 
@@ -109,12 +111,45 @@ class Notifier:
                 singles.append(c)
         disabled = {org: await asyncio.to_thread(self.outbox.disabled_channels, org) for org in {c.delivery.action.org for c in claims}}
         done = await asyncio.gather(*(self._attempt([c], disabled) for c in singles),
-                                    *(self._attempt(g, disabled) for g in groups.values()))
-        results = [r for rs in done for r in rs]
-        await asyncio.to_thread(self.outbox.record, results, self.clock())
-        for r in results:
-            self._count(r)
+                                    *(self._slack(g, disabled) for g in groups.values()))
+        # Webhooks and e-mails carry their delivery id: recorded together, one write per pass.
+        await self._record([r for rs in done for r in rs])
         return len(claims)
+
+    async def _slack(self, claims: list[Claimed], disabled: dict[str, dict[str, str]]) -> list[Result]:
+        """A Slack channel's coalesced deliveries, recorded the moment Slack answers: Slack has no
+        idempotency key, so the time between its answer and our record is the window in which a
+        crash makes the message be sent again (docs/notifier.md)."""
+        await self._record(await self._attempt(claims, disabled))
+        return []
+
+    async def _record(self, results: list[Result]) -> None:
+        """Records `results`, together with whatever else is waiting to be recorded (group commit:
+        the results that arrive during a write go into the next one)."""
+        if not results:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued.append((results, waiter))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_queued())
+        await waiter
+
+    async def _commit_queued(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            results = [r for rs, _ in batch for r in rs]
+            try:
+                await asyncio.to_thread(self.outbox.record, results, self.clock())
+            except Exception as exc:  # the leases stay: the deliveries are attempted again after them
+                for _, waiter in batch:
+                    waiter.set_exception(exc)
+                continue
+            recorded = self.clock()
+            for r in results:
+                self._count(r)
+                metrics.UNRECORDED.labels(self._kind(r)).observe(max(0.0, recorded - r.attempt.at - r.attempt.latency_ms) / 1000)
+            for _, waiter in batch:
+                waiter.set_result(None)
 
     def _channel(self, d: Delivery) -> Channel | None:
         org = self.config.orgs.get(d.action.org)
@@ -214,9 +249,12 @@ class Notifier:
             f"{outcome.error} (the last of {d.tries + 1} attempts)"
         return Result(c, Attempt(start, outcome.status, float(end - start), error, result), status, at or 0)
 
-    def _count(self, r: Result) -> None:
+    def _kind(self, r: Result) -> str:
         channel = self._channel(r.claim.delivery)
-        kind = channel.kind if channel is not None else "unknown"
+        return channel.kind if channel is not None else "unknown"
+
+    def _count(self, r: Result) -> None:
+        kind = self._kind(r)
         metrics.ATTEMPTS.labels(kind, r.attempt.outcome).inc()
         if r.status != Status.PENDING:
             metrics.DELIVERIES.labels(kind, str(r.status)).inc()
