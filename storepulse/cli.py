@@ -285,7 +285,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     routes: list[BaseRoute] = []
     handlers: dict[Any, ExceptionHandler] = {}
     state: dict[str, object] = {}
-    event_log = hub = ws = supervisor = monitor = outbox = delivering = None
+    event_log = hub = ws = supervisor = monitor = outbox = delivering = deliveries = None
     rejected = open_rejected(args.data_dir, args.redis, bounds)
     stats = open_connection_stats(args.data_dir, args.redis)
     if args.command in ("up", "ingest"):
@@ -304,7 +304,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         handlers |= api.handlers
         state["read_side"] = api.ReadSide(config, model, rejected, stats, args.ws_port, rates, api_limits)
         outbox = open_outbox(args.data_dir, args.redis)
-        state["deliveries"] = DeliveriesSide(config, outbox)
+        state["deliveries"] = deliveries = DeliveriesSide(config, outbox)
     if args.command == "up":
         supervisor = asyncio.create_task(_supervise(_flows_command(args, path), stop))
         assert outbox is not None  # opened with the read side above
@@ -337,6 +337,8 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         await supervisor
     if delivering is not None:
         await delivering
+    if deliveries is not None:
+        await deliveries.close()
     if outbox is not None:
         outbox.close()
     log.info("stopped")

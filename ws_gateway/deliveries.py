@@ -44,6 +44,10 @@ class DeliveriesSide:
             self._notifier = Notifier(self.config, self.outbox, clock=self.now)
         return self._notifier
 
+    async def close(self) -> None:
+        if self._notifier is not None:
+            await self._notifier.close()
+
 
 def _side(request: Request) -> DeliveriesSide:
     side: DeliveriesSide | None = getattr(request.app.state, "deliveries", None)
