@@ -216,6 +216,7 @@ def test_email_to_customers_suppression_and_smtp_errors(outbox: Outbox) -> None:
     smtp = SmtpServer()
     try:
         config = parse_config(HEAD + channel("customer", "email", extra='to = "customer"\nretry = ["100ms"]') +
+                              channel("owner", "email", extra='to = ["owner@acme.example", "ops@acme.example"]') +
                               f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nfrom = "Acme <alerts@acme.example>"\n'
                               'starttls = false\npublic_url = "http://sp.example"\n', {})
         box = smtp.mailbox
@@ -223,9 +224,12 @@ def test_email_to_customers_suppression_and_smtp_errors(outbox: Outbox) -> None:
         box.refuse_once["later@example.com"] = "451 4.3.0 try again later"
         ok, gone, later = (action(1, "customer", email="ann@example.com"), action(2, "customer", email="gone@example.com"),
                            action(3, "customer", email="later@example.com"))
-        outbox.put([ok, gone, later], wall_ms())
-        drive(config, [outbox], lambda: [status_of(outbox, a) for a in (ok, gone, later)]
-              == [Status.DELIVERED, Status.DEAD, Status.DELIVERED])
+        staff = action(5, "owner")
+        outbox.put([ok, gone, later, staff], wall_ms())
+        drive(config, [outbox], lambda: [status_of(outbox, a) for a in (ok, gone, later, staff)]
+              == [Status.DELIVERED, Status.DEAD, Status.DELIVERED, Status.DELIVERED])
+        (to_staff,) = [m for m in box.mails if m["Message-ID"] == f"<{delivery_id(staff.key, 'owner')}@acme.example>"]
+        assert to_staff["To"] == "owner@acme.example, ops@acme.example" and to_staff["List-Unsubscribe"] is None
         (mail,) = [m for m in box.mails if m["To"] == "ann@example.com"]
         assert mail["Message-ID"] == f"<{delivery_id(ok.key, 'customer')}@acme.example>"
         assert mail["Subject"] == "Order 1" and mail["From"] == "Acme <alerts@acme.example>"
@@ -237,7 +241,7 @@ def test_email_to_customers_suppression_and_smtp_errors(outbox: Outbox) -> None:
         again = action(4, "customer", email="ann@example.com")
         outbox.put([again], wall_ms())
         drive(config, [outbox], lambda: status_of(outbox, again) == Status.CANCELLED)
-        assert len(box.mails) == 2 and "suppression" in got(outbox, again).attempts[0].error
+        assert len(box.mails) == 3 and "suppression" in got(outbox, again).attempts[0].error
     finally:
         smtp.close()
 

@@ -110,6 +110,7 @@ def test_kill_9_while_the_receiver_holds_the_request_then_one_distinct_webhook_i
         assert set(receiver.ids()) == {d.id}  # one distinct webhook-id: the receiver drops the repeat by it
         assert 1 <= len(receiver.ids()) <= 2
         assert notifier.stop() == 0
+        assert SECRET not in notifier.log.read_text()
     finally:
         notifier.ensure_stopped()
         outbox.close()

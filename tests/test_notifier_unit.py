@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -11,7 +12,7 @@ from core.channels import Channel, Smtp
 from core.config import ConfigError, parse_config
 from notifier import mail, slack, unsubscribe, webhook
 from notifier.actions import Action, Message, action_key, delivery_id, filled
-from notifier.guard import refused_address
+from notifier.guard import Refused, check_url, refused_address
 from notifier.outbox import Delivery, Status
 from notifier.schedule import (
     STANDARD_RETRY,
@@ -90,6 +91,19 @@ def test_private_addresses_are_refused(address: str) -> None:
 @pytest.mark.parametrize("address", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "8.8.8.8"])
 def test_public_addresses_pass(address: str) -> None:
     assert refused_address(address) is None
+
+
+def test_a_url_is_checked_by_what_its_name_resolves_to() -> None:
+    async def check(url: str, allow: bool) -> str | None:
+        try:
+            await check_url(url, allow)
+        except Refused as exc:
+            return str(exc)
+        return None
+
+    assert "loopback" in (asyncio.run(check("http://localhost:9/hook", False)) or "")
+    assert "only http:// and https://" in (asyncio.run(check("file:///etc/passwd", True)) or "")
+    assert asyncio.run(check("http://localhost:9/hook", True)) is None
 
 
 def test_channels_and_smtp_from_config() -> None:
