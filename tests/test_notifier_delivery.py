@@ -279,3 +279,29 @@ def test_a_held_request_is_not_sent_twice_while_leased(outbox_factory: Callable[
     threading.Timer(1.0, receiver.hold.set).start()
     drive(config, [first, outbox_factory()], lambda: status_of(first, a) == Status.DELIVERED)
     assert receiver.ids() == [delivery_id(a.key, "crm")]
+
+
+def test_redis_down_for_a_while_loses_nothing(tmp_path: Path, receiver: Receiver) -> None:
+    """The outbox unavailable mid-run: the notifier logs, waits and goes on; every action arrives once."""
+    server = RedisServer(tmp_path / "redis")  # its own: this test stops it (AOF on: what was put survives)
+    box = RedisOutbox(server.url)
+    try:
+        config = parse_config(HEAD + channel("crm", "webhook", receiver.url), {})
+        actions = [action(n, "crm") for n in range(50)]
+        box.put(actions, wall_ms())
+        server.stop()
+        restarted = threading.Timer(2.0, server.start)
+        restarted.start()
+        drive(config, [box], lambda: box.stats().pending == 0 if restarted.finished.is_set() and _up(box) else False, timeout=30)
+        assert sorted(receiver.delivered_ids()) == sorted(delivery_id(a.key, "crm") for a in actions)
+    finally:
+        box.close()
+        server.stop()
+
+
+def _up(box: RedisOutbox) -> bool:
+    try:
+        box.stats()
+        return True
+    except redis.ConnectionError:
+        return False
