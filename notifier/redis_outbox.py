@@ -142,7 +142,7 @@ class RedisOutbox:
             for _, got in fresh or []:
                 entries += got
         out = []
-        found = self._many([_s(fields[b"id"]) for _, fields in entries])
+        found = self._many([_s(fields[b"id"]) for _, fields in entries], attempts=False)
         for (entry, _), d in zip(entries, found):
             if d is None or d.status != Status.PENDING:
                 self._drop(args=[entry])
@@ -161,19 +161,21 @@ class RedisOutbox:
     def get(self, delivery: str) -> Delivery | None:
         return self._many([delivery])[0]
 
-    def _many(self, ids: Sequence[str]) -> list[Delivery | None]:
-        """Deliveries by id, in one round trip."""
+    def _many(self, ids: Sequence[str], attempts: bool = True) -> list[Delivery | None]:
+        """Deliveries by id, in one round trip; without their past attempts when `attempts` is False."""
         with self._r.pipeline(transaction=False) as p:
             for delivery in ids:
                 p.hgetall(f"sp:nt:d:{delivery}")
-                p.lrange(f"sp:nt:a:{delivery}", 0, -1)
+                if attempts:
+                    p.lrange(f"sp:nt:a:{delivery}", 0, -1)
             replies = p.execute()
+        hashes, lists = (replies[::2], replies[1::2]) if attempts else (replies, [[] for _ in ids])
         out: list[Delivery | None] = []
-        for delivery, h, attempts in zip(ids, replies[::2], replies[1::2]):
+        for delivery, h, past in zip(ids, hashes, lists):
             at = h.get(b"delivered_at")
             out.append(Delivery(delivery, decode_action(h[b"action"]), Status(_s(h[b"status"])), int(h[b"created_at"]),
                                 int(h[b"next_at"]), int(h[b"tries"]), int(at) if at else None,
-                                [_ATTEMPT.decode(a) for a in attempts]) if h else None)
+                                [_ATTEMPT.decode(a) for a in past]) if h else None)
         return out
 
     def list(self, org: str, *, status: Status | None = None, automation: str | None = None,

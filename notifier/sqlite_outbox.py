@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS disabled_channels (
 );
 """
 _COLS = "id, action, status, created_at, next_at, tries, delivered_at, attempts"
+_CLAIMED = _COLS.replace("attempts", "'[]'")  # a claim needs no past attempts (tries counts them)
 _ATTEMPTS = msgspec.json.Decoder(list[Attempt])
 _ENCODE = msgspec.json.encode
 
@@ -94,7 +95,7 @@ class SqliteOutbox:
         rows = self._write(
             f"UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE seq IN ("
             f"SELECT seq FROM deliveries WHERE status = ? AND next_at <= ? AND lease_until <= ? ORDER BY next_at LIMIT ?"
-            f") RETURNING {_COLS}", (owner, now + lease_ms, Status.PENDING, now, now, limit))
+            f") RETURNING {_CLAIMED}", (owner, now + lease_ms, Status.PENDING, now, now, limit))
         return [Claimed(_delivery(r), owner) for r in sorted(rows, key=lambda r: r[4])]
 
     def record(self, results: Sequence[Result], now: int) -> None:
