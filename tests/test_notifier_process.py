@@ -20,7 +20,7 @@ from notifier.open import open_outbox
 from notifier.outbox import Outbox, Status
 from notifier.worker import wall_ms
 from storepulse import STOREPULSE
-from tests.helpers import ORGS_TOML, TOKENS, RedisServer, Storepulse, wait_for
+from tests.helpers import ORGS_TOML, TOKENS, RedisServer, Storepulse, free_port, wait_for
 from tests.receivers import Receiver
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -56,9 +56,9 @@ def receiver() -> Iterator[Receiver]:
 class NotifierProcess:
     """`storepulse notifier` in its own process group."""
 
-    def __init__(self, workdir: Path, config: Path, redis_url: str | None) -> None:
+    def __init__(self, workdir: Path, config: Path, redis_url: str | None, *extra: str) -> None:
         self.cmd = [*STOREPULSE, "notifier", "--config", str(config), "--data-dir", str(workdir / "data"),
-                    "--notifier-lease", "3", "--notifier-timeout", "2"] + (["--redis", redis_url] if redis_url else [])
+                    "--notifier-lease", "3", "--notifier-timeout", "2", *extra] + (["--redis", redis_url] if redis_url else [])
         self.log = workdir / "notifier.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -126,7 +126,8 @@ def test_deliveries_and_notify_commands(tmp_path: Path, backend: str | None, rec
                               env={**os.environ, "ACME_EU2_SECRET": "whsec_acme_eu2"})
 
     outbox = open_outbox(tmp_path / "data", backend)
-    notifier = NotifierProcess(tmp_path, config, backend)
+    metrics_port = free_port()
+    notifier = NotifierProcess(tmp_path, config, backend, "--metrics-port", str(metrics_port))
     try:
         receiver.status = 500
         a = action(1)
@@ -134,6 +135,9 @@ def test_deliveries_and_notify_commands(tmp_path: Path, backend: str | None, rec
         notifier.start()
         did = delivery_id(a.key, "crm")
         wait_for(lambda: (x := outbox.get(did)) is not None and x.status == Status.DEAD, 20, "the delivery to go dead")
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        assert 'storepulse_notifier_deliveries_total{kind="webhook",outcome="dead"} 1.0' in metrics
+        assert 'storepulse_notifier_attempts_total{kind="webhook",result="retry"} 1.0' in metrics
         listed = cli("deliveries", "list", "--org", "acme", "--status", "dead")
         assert listed.returncode == 0 and did in listed.stdout and "big-order -> crm  2 attempt(s)" in listed.stdout
         shown = cli("deliveries", "show", did)
