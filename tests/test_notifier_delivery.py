@@ -176,6 +176,25 @@ def test_other_4xx_is_permanent_and_retry_after_is_honoured(outbox: Outbox, rece
     assert attempts[1].at - attempts[0].at >= 1000  # Retry-After: 1, not the channel's 100 ms
 
 
+def test_no_answer_within_the_timeout_is_retried_with_the_same_id(outbox: Outbox, receiver: Receiver) -> None:
+    config = parse_config(HEAD + channel("crm", "webhook", receiver.url, 'retry = ["100ms"]'), {})
+    receiver.hold = threading.Event()  # the receiver sits on the first request
+    a = action(1, "crm")
+    outbox.put([a], wall_ms())
+
+    def answered_again() -> bool:
+        d = got(outbox, a)
+        if d.attempts and receiver.hold is not None:
+            receiver.hold.set()  # the timeout was recorded: let the receiver answer from now on
+        return d.status == Status.DELIVERED
+
+    drive(config, [outbox], answered_again, tuning=Tuning(timeout_s=0.5, poll_s=0.02))
+    attempts = got(outbox, a).attempts
+    assert [(t.status, t.outcome) for t in attempts] == [(None, "retry"), (200, "delivered")]
+    assert attempts[0].error == "no answer within 0.5 s" and 450 <= attempts[0].latency_ms < 5000
+    assert set(receiver.ids()) == {delivery_id(a.key, "crm")}
+
+
 def test_private_and_loopback_urls_are_refused_unless_allowed(outbox: Outbox, receiver: Receiver) -> None:
     config = parse_config(HEAD + channel("crm", "webhook", receiver.url, private=False), {})
     a = action(1, "crm")
