@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from core.channels import Channel
+from core.channels import Channel, scrub
 from core.config import Config
 from notifier import mail, metrics, slack, webhook
 from notifier.actions import Action, Message, action_key, delivery_id
@@ -211,8 +211,8 @@ class Notifier:
             return Outcome(Verdict.DEAD, None, f"refused to call the channel's URL: {exc}")
         except TimeoutError:
             return failed(f"no answer within {self.tuning.timeout_s:g} s")
-        except aiohttp.ClientError as exc:
-            return failed(f"{type(exc).__name__}: {exc}")
+        except aiohttp.ClientError as exc:  # its message may hold the URL: a Slack URL's path is a credential
+            return failed(scrub(f"{type(exc).__name__}: {exc}", channel))
 
     async def _mail(self, channel: Channel, d: Delivery, start: int) -> Outcome:
         smtp = self.config.smtp

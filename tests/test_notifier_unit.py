@@ -8,7 +8,7 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from core.channels import Channel, Smtp
+from core.channels import Channel, Smtp, scrub
 from core.config import ConfigError, parse_config
 from notifier import mail, slack, unsubscribe, webhook
 from notifier.actions import Action, Message, action_key, delivery_id, filled
@@ -155,6 +155,13 @@ def test_bad_channels_name_the_key(table: str, error: str) -> None:
     with pytest.raises(ConfigError) as exc:
         parse_config(HEAD + "[orgs.acme.channels.x]\n" + table + "\n", {})
     assert error in str(exc.value)
+
+
+def test_an_error_message_is_scrubbed_of_the_channel_s_credentials() -> None:
+    ch = Channel("ops", "acme", "slack", url="https://hooks.slack.com/services/T0/B0/sekrit")
+    assert scrub("InvalidURL: https://hooks.slack.com/services/T0/B0/sekrit?x", ch) == "InvalidURL: https://hooks.slack.com/…?x"
+    hook = Channel("crm", "acme", "webhook", url="https://crm.example/h", secret=SECRET)
+    assert SECRET not in scrub(f"bad {SECRET}", hook)
 
 
 def test_bad_smtp_names_the_key() -> None:
