@@ -167,10 +167,15 @@ class Notifier:
             outcome = Outcome(Verdict.DEAD, None, f"channel {channel.id} is disabled: {disabled[channel.org][channel.id]}")
         elif channel.kind == "slack":
             async with self.gate.lock(channel), self._slots:  # one message at a time per channel, spaced by the gate
-                await self.gate.wait(channel)
-                start = self.clock()
-                outcome = await self._send(channel, claims, start)
-            if outcome.retry_after_ms is not None:
+                held = self.gate.delay_ms(channel)
+                if held > slack.INTERVAL_MS:  # Slack's Retry-After: not sent now, nor slept on (the lane goes on)
+                    outcome = Outcome(Verdict.RETRY, None, f"not sent: Slack asked to wait {held / 1000:.1f} s more (Retry-After)",
+                                      int(held))
+                else:
+                    await self.gate.wait(channel)
+                    start = self.clock()
+                    outcome = await self._send(channel, claims, start)
+            if outcome.retry_after_ms is not None and outcome.status is not None:
                 self.gate.hold(channel, outcome.retry_after_ms)
         else:
             async with self._slots:

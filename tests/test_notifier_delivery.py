@@ -231,6 +231,29 @@ def test_fake_slack_429_then_the_message_arrives_once_and_a_burst_is_one_message
         slack.close()
 
 
+def test_a_slack_retry_after_holds_the_channel_without_holding_the_notifier(outbox: Outbox, receiver: Receiver) -> None:
+    slack = Receiver()
+    try:
+        config = parse_config(HEAD + channel("ops", "slack", slack.url) + channel("crm", "webhook", receiver.url), {})
+        slack.script = [(429, {"Retry-After": "3"})]
+        first, second, hook = action(1, "ops"), action(2, "ops"), action(3, "crm")
+        outbox.put([first], wall_ms())
+
+        def then_more() -> bool:
+            if got(outbox, first).attempts and status_of(outbox, second) is None:
+                outbox.put([second, hook], wall_ms())  # during Slack's 3 s
+            return status_of(outbox, second) == Status.DELIVERED and status_of(outbox, first) == Status.DELIVERED
+
+        drive(config, [outbox], then_more)
+        assert [r.status for r in slack.requests][0] == 429 and len(slack.requests) <= 3
+        held = got(outbox, second).attempts[0]
+        assert held.status is None and "Retry-After" in held.error  # not sent during the hold
+        # the webhook went out at once, not after Slack's hold
+        assert got(outbox, hook).attempts[0].at - got(outbox, first).attempts[0].at < 2500
+    finally:
+        slack.close()
+
+
 def test_email_to_customers_suppression_and_smtp_errors(outbox: Outbox) -> None:
     smtp = SmtpServer()
     try:
