@@ -29,7 +29,7 @@ from core.records import Value
 from flows import metrics, quarantine, snapshots
 from flows.organisation import Organisation
 from flows.quarantine import Unreadable
-from flows.revenue import DEFAULT_HORIZON_MS
+from flows.revenue import DEFAULT_HORIZON_MS, OLD_RECOVERY_STATE
 from flows.sinks import Output, ReadModelSink
 from flows.snapshot_files import SnapshotFiles
 from flows.sources import CaughtUp, LogSource, wall_clock_ms
@@ -48,6 +48,10 @@ class _Context:
 
 
 Changes = list[Change]
+# What a snapshot of an organisation whose recovery state could not be read holds: this, then that state
+# untouched. Such an organisation stays stopped at every later start (its input offsets have moved on
+# without it, so resuming from the old state would silently miss events) until it is rebuilt from the log.
+BROKEN = b"storepulse-unreadable-recovery-state:"
 # What was applied to an organisation since its latest snapshot, to apply again after a rollback:
 # ("batch", events, now), ("arm", [], now) or ("tick", [], now).
 Step = tuple[str, list[Event], int]
@@ -73,11 +77,19 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
         self._latest = resume  # the latest snapshot: what a rollback restores
         self._armed = False  # whether the organisation was armed at that snapshot (restore disarms)
         self._since: list[Step] = []
+        self._broken: tuple[bytes, str] | None = None  # (the state as found, why it cannot be read)
+        self._said_broken = False
         if resume is not None:
-            self.org = self._restored(resume)
-            self._too_late, self._unmatched = self._counts()
+            try:
+                self.org = self._restored(resume)
+            except Exception as exc:  # one organisation's state must not stop every organisation's figures
+                self._broken = resume, quarantine.describe(exc)
+            else:
+                self._too_late, self._unmatched = self._counts()
 
     def on_batch(self, values: list[Event | Unreadable | CaughtUp]) -> tuple[Iterable[Output], bool]:
+        if self._broken is not None:
+            return self._stopped(values[0].org), StatefulBatchLogic.RETAIN
         if self.org is None:
             self.org = Organisation.new(self._ctx.orgs[values[0].org], self._ctx.horizon_ms)
             self._files(self.org.ledger.org)
@@ -115,6 +127,9 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
         return None if wake is None else datetime.fromtimestamp(wake / 1000, UTC)
 
     def snapshot(self) -> bytes:
+        if self._broken is not None:
+            state = self._broken[0]
+            return state if state.startswith(BROKEN) else BROKEN + state
         assert self.org is not None and self.files is not None, "a logic is only snapshotted after its first batch"
         started = time.perf_counter()
         data = snapshots.save(self.org, self.files)
@@ -203,7 +218,21 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
 
     # --- internals -------------------------------------------------------------------------------
 
+    def _stopped(self, org: str) -> list[Output]:
+        """An organisation whose recovery state cannot be read folds nothing and never reports being caught
+        up, so its figures show as stale (/healthz, its health endpoint, the dashboard); the others go on.
+        Its events stay in the log for the rebuild (docs/operations.md)."""
+        assert self._broken is not None
+        if not self._said_broken:  # once per process, not at every batch
+            self._said_broken = True
+            log.error("organisation %s: its recovery state cannot be read (%s); its figures are stopped while "
+                      "every other organisation goes on. Rebuild it: %s", org, self._broken[1], OLD_RECOVERY_STATE)
+            metrics.BROKEN.labels(org=org).set(1)
+        return []
+
     def _restored(self, data: bytes, prune: bool = True) -> Organisation:
+        if data.startswith(BROKEN):
+            raise RuntimeError("its state was already unreadable at an earlier start")
         return snapshots.load(data, self._files, prune)
 
     def _files(self, org_id: str) -> SnapshotFiles:

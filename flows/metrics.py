@@ -22,3 +22,5 @@ SNAPSHOT_BYTES = Counter("storepulse_flow_snapshot_bytes_total",
                          "Bytes of organisation snapshots: the pickled small state plus segment files written")
 HELD = Gauge("storepulse_flow_state_entries", "Entries held in an organisation's state, at its last snapshot",
              ["org", "what"])
+BROKEN = Gauge("storepulse_flow_unreadable_state", "1 for an organisation whose recovery state could not be read: its "
+               "figures are stopped until it is rebuilt (docs/operations.md)", ["org"])

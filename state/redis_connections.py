@@ -13,7 +13,7 @@ _RAISE = """
 local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
 if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
 """
-KEEP_SECONDS = 2 * 3600
+KEEP_SECONDS = 25 * 3600  # a day of minutes, for the health checks' usual gap (core/health.py), and an hour
 
 
 class RedisConnectionStats:
@@ -41,6 +41,11 @@ class RedisConnectionStats:
         t = last.get(b"last_event_time")
         r = last.get(b"last_received_at")
         return sum(int(c) for c in counts if c), (int(float(t)) if t else None), (float(r) if r else None)
+
+    def active_minutes(self, store: str, since_minute: int, until_minute: int) -> list[int]:
+        minutes = range(since_minute, until_minute + 1)
+        counts = self._redis.mget([f"sp:conn:{store}:m:{m}" for m in minutes]) if minutes else []
+        return [m for m, c in zip(minutes, counts, strict=True) if c and int(c) > 0]
 
     def save_sync(self, store: str, state: dict[str, Any]) -> None:
         self._redis.set(f"sp:sync:{store}", orjson.dumps(state))

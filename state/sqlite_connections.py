@@ -52,6 +52,14 @@ class SqliteConnectionStats:
             last = self._conn.execute("SELECT last_event_time, last_received_at FROM conn_last WHERE store = ?", (store,)).fetchone()
         return n, (last[0] if last else None), (last[1] if last else None)
 
+    def active_minutes(self, store: str, since_minute: int, until_minute: int) -> list[int]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT minute FROM conn_minutes WHERE store = ? AND minute BETWEEN ? AND ? AND n > 0 ORDER BY minute",
+                (store, since_minute, until_minute),
+            ).fetchall()
+        return [m for (m,) in rows]
+
     def save_sync(self, store: str, state: dict[str, Any]) -> None:
         with self._lock:
             self._conn.execute(

@@ -27,9 +27,10 @@ import socket
 from collections.abc import Awaitable, Callable
 
 import orjson
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
+from websockets.protocol import State
 
 from core.config import Config
 from ws_gateway import metrics
@@ -93,12 +94,12 @@ async def _close(conn: ServerConnection, code: int, reason: str) -> None:
         conn.transport.abort()
 
 
-async def _send(conn: ServerConnection, message: dict[str, object], limits: WsLimits) -> bool:
-    """Sends one message; False once the connection is gone, or closed because the client does not
-    read (its buffers stay bounded by WRITE_LIMIT plus this message)."""
+async def _send(conn: ServerConnection, message: bytes, limits: WsLimits) -> bool:
+    """Sends one message (JSON, encoded) as a text frame; False once the connection is gone, or closed
+    because the client does not read (its buffers stay bounded by WRITE_LIMIT plus this message)."""
     try:
         async with asyncio.timeout(limits.send_timeout):
-            await conn.send(orjson.dumps(message).decode())
+            await conn.send(message, text=True)
         return True
     except TimeoutError:
         metrics.WS_REFUSED.labels("slow_reader").inc()
@@ -109,11 +110,32 @@ async def _send(conn: ServerConnection, message: dict[str, object], limits: WsLi
         return False
 
 
-async def _write(conn: ServerConnection, sub: Subscriber, limits: WsLimits) -> None:
+class _Direct:
+    """A push written straight into an idle connection's buffer, as websockets.broadcast does, when
+    the connection is open, no send of its own is under way and its buffer is below WRITE_LIMIT;
+    otherwise the subscriber's writer task sends it (with its timeout for clients that do not read)."""
+
+    def __init__(self, conn: ServerConnection) -> None:
+        self.conn = conn
+        self.sending = False
+
+    def __call__(self, message: bytes) -> bool:
+        conn = self.conn
+        if self.sending or conn.state is not State.OPEN or conn.transport.get_write_buffer_size() >= WRITE_LIMIT:
+            return False
+        broadcast((conn,), message, text=True)
+        return True
+
+
+async def _write(conn: ServerConnection, sub: Subscriber, direct: _Direct, limits: WsLimits) -> None:
     while True:
         for message in await sub.next():
-            if not await _send(conn, message, limits):
-                return
+            direct.sending = True
+            try:
+                if not await _send(conn, message, limits):
+                    return
+            finally:
+                direct.sending = False
 
 
 async def _read(conn: ServerConnection, sub: Subscriber, limits: WsLimits) -> None:
@@ -140,12 +162,15 @@ def handler(config: Config, hub: Hub, limits: WsLimits) -> Callable[[ServerConne
     sweeper = Sweeper()
 
     async def live(conn: ServerConnection, org_id: str) -> None:
-        sub, snapshot = hub.subscribe(org_id)
+        direct = _Direct(conn)
+        direct.sending = True  # until the snapshot is sent: nothing may overtake it
+        sub, snapshot = hub.subscribe(org_id, direct)
         try:
-            if not await _send(conn, snapshot, limits):
+            if not await _send(conn, orjson.dumps(snapshot), limits):
                 return
+            direct.sending = False
             reader = asyncio.create_task(_read(conn, sub, limits))
-            writer = asyncio.create_task(_write(conn, sub, limits))
+            writer = asyncio.create_task(_write(conn, sub, direct, limits))
             try:
                 await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
             finally:
