@@ -106,6 +106,10 @@ class Outbox(Protocol):
 
     def stats(self) -> Stats: ...
 
+    def dead_counts(self, org: str) -> dict[str, int]:
+        """Dead deliveries per channel (not replayed since): what the health check for dead letters reads."""
+        ...
+
     def suppress(self, org: str, address: str, reason: str, now: int) -> None:
         """Adds an e-mail address to the organisation's suppression list (unsubscribed, or refused for good)."""
         ...

@@ -77,6 +77,10 @@ for i = 1, #ARGV, 6 do
   local h = 'sp:nt:d:' .. id
   local current = redis.call('HGET', h, 'status')
   if current == 'delivered' or (current == 'cancelled' and status ~= 'delivered') then status = current end
+  if status == 'dead' and current ~= 'dead' then
+    local f = redis.call('HMGET', h, 'org', 'channel')
+    redis.call('HINCRBY', 'sp:nt:dead:' .. f[1], f[2], 1)
+  end
   redis.call('HSET', h, 'status', status, 'next_at', ARGV[i+3])
   redis.call('HINCRBY', h, 'tries', 1)
   if ARGV[i+4] ~= '' then redis.call('HSET', h, 'delivered_at', ARGV[i+4]) end
@@ -96,6 +100,10 @@ _REPLAY = """
 local h = 'sp:nt:d:' .. ARGV[1]
 local status = redis.call('HGET', h, 'status')
 if not status or status == 'pending' then return 0 end
+if status == 'dead' then
+  local f = redis.call('HMGET', h, 'org', 'channel')
+  redis.call('HINCRBY', 'sp:nt:dead:' .. f[1], f[2], -1)
+end
 redis.call('HSET', h, 'status', 'pending', 'next_at', ARGV[2], 'tries', 0)
 redis.call('ZADD', 'sp:nt:due', ARGV[2], ARGV[1])
 redis.call('ZADD', 'sp:nt:pending', redis.call('HGET', h, 'fired_at'), ARGV[1])
@@ -207,6 +215,10 @@ class RedisOutbox:
             p.zrange(_PENDING, 0, 0, withscores=True)
             n, oldest = p.execute()
         return Stats(int(n), int(oldest[0][1]) if oldest else None)
+
+    def dead_counts(self, org: str) -> dict[str, int]:
+        counts: dict[bytes, bytes] = self._r.hgetall(f"sp:nt:dead:{org}")  # type: ignore[assignment]  # redis-py types replies for either decode_responses; ours decodes nothing: bytes
+        return {_s(k): int(v) for k, v in counts.items() if int(v) > 0}
 
     def suppress(self, org: str, address: str, reason: str, now: int) -> None:
         self._r.hsetnx(f"sp:nt:supp:{org}", normal_address(address), reason)

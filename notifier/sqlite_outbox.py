@@ -142,6 +142,10 @@ class SqliteOutbox:
         (n, oldest), = self._read("SELECT count(*), min(fired_at) FROM deliveries WHERE status = ?", (Status.PENDING,))
         return Stats(n, oldest)
 
+    def dead_counts(self, org: str) -> dict[str, int]:
+        return dict(self._read("SELECT channel, count(*) FROM deliveries WHERE org = ? AND status = ? GROUP BY channel",
+                               (org, Status.DEAD)))
+
     def suppress(self, org: str, address: str, reason: str, now: int) -> None:
         self._write("INSERT OR IGNORE INTO suppressed VALUES (?, ?, ?, ?)", (org, normal_address(address), reason, now))
 

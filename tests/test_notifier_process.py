@@ -201,7 +201,7 @@ def test_the_delivery_api_of_storepulse_up(up: Storepulse, receiver: Receiver) -
 
         chans = up.get("/api/v1/orgs/acme/channels").json()["channels"]
         assert chans == [{"id": "crm", "kind": "webhook", "allow_private": True, "retry": ["200ms"], "enabled": True,
-                          "disabled_reason": None, "url": f"http://127.0.0.1:{receiver.port}/…", "secret": "(set)"}]
+                          "disabled_reason": None, "url": f"http://127.0.0.1:{receiver.port}/…", "secret": "(set)", "dead": 0}]
         tokyo = up.get("/api/v1/orgs/tokyo/channels/ops", org="tokyo")
         assert tokyo.json()["url"] == "https://hooks.slack.com/…" and "sekrit" not in tokyo.text
         assert up.get("/api/v1/orgs/acme/channels/nope").status_code == 404

@@ -104,15 +104,20 @@ async def replay(request: Request, side: ReadSide, org: Org) -> Response:
     return json_response(again.to_json(), status=202)
 
 
+def _shown(box: Outbox, org: Org) -> dict[str, dict[str, object]]:
+    """Each channel as shown: no secrets; whether it is disabled and why; its dead deliveries."""
+    off, dead = box.disabled_channels(org.id), box.dead_counts(org.id)
+    return {c.id: {**c.public(off.get(c.id)), "dead": dead.get(c.id, 0)} for c in org.channels.values()}
+
+
 async def channels(request: Request, side: ReadSide, org: Org) -> Response:
-    off = await asyncio.to_thread(_side(request).outbox.disabled_channels, org.id)
-    return json_response({"org": org.id, "channels": [c.public(off.get(c.id)) for c in org.channels.values()]})
+    shown = await asyncio.to_thread(_shown, _side(request).outbox, org)
+    return json_response({"org": org.id, "channels": list(shown.values())})
 
 
 async def one_channel(request: Request, side: ReadSide, org: Org) -> Response:
     channel = _channel(org, request.path_params["id"])
-    off = await asyncio.to_thread(_side(request).outbox.disabled_channels, org.id)
-    return json_response(channel.public(off.get(channel.id)))
+    return json_response((await asyncio.to_thread(_shown, _side(request).outbox, org))[channel.id])
 
 
 async def test_channel(request: Request, side: ReadSide, org: Org) -> Response:
