@@ -230,7 +230,7 @@ class Notifier:
         if not to:
             return Outcome(Verdict.SUPPRESSED, None, "every recipient is on the organisation's suppression list")
         org_key = self.config.orgs[d.action.org].token_sha256
-        sent = await mail.send(smtp, mail.message(smtp, channel, d, to, org_key, start), to)
+        sent = await mail.send(smtp, mail.message(smtp, channel, d, to, org_key, start), to, self.tuning.timeout_s)
         for address in sent.refused:
             await asyncio.to_thread(self.outbox.suppress, d.action.org, address, sent.outcome.error or "refused", self.clock())
         return sent.outcome
