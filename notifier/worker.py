@@ -218,6 +218,9 @@ class Notifier:
             return failed(f"no answer within {self.tuning.timeout_s:g} s")
         except aiohttp.ClientError as exc:  # its message may hold the URL: a Slack URL's path is a credential
             return failed(scrub(f"{type(exc).__name__}: {exc}", channel))
+        except Exception as exc:  # a bug or a library's surprise must not cost the pass's other results
+            log.exception("attempt to channel %s/%s failed unexpectedly", channel.org, channel.id)
+            return failed(scrub(f"unexpected {type(exc).__name__}: {exc}", channel))
 
     async def _mail(self, channel: Channel, d: Delivery, start: int) -> Outcome:
         smtp = self.config.smtp
