@@ -106,6 +106,12 @@ class Outbox(Protocol):
 
     def stats(self) -> Stats: ...
 
+    def prune(self, before: int, limit: int = 10_000) -> int:
+        """Forgets up to `limit` delivered and cancelled deliveries that ended before `before` (ms);
+        dead and pending ones are kept. Returns how many were forgotten. The same action put again
+        after that would be delivered again: keep them longer than the dataflow can replay."""
+        ...
+
     def dead_counts(self, org: str) -> dict[str, int]:
         """Dead deliveries per channel (not replayed since): what the health check for dead letters reads."""
         ...

@@ -34,7 +34,8 @@ for i = 2, #ARGV, 8 do
   local h = 'sp:nt:d:' .. id
   if redis.call('EXISTS', h) == 0 then
     redis.call('HSET', h, 'action', ARGV[i+5], 'status', 'pending', 'created_at', now, 'next_at', ARGV[i+7],
-               'tries', 0, 'org', ARGV[i+2], 'automation', ARGV[i+3], 'channel', ARGV[i+4], 'fired_at', ARGV[i+6])
+               'tries', 0, 'org', ARGV[i+2], 'automation', ARGV[i+3], 'channel', ARGV[i+4], 'fired_at', ARGV[i+6],
+               'key', ARGV[i+1])
     redis.call('ZADD', 'sp:nt:due', ARGV[i+7], id)
     redis.call('ZADD', 'sp:nt:pending', ARGV[i+6], id)
     redis.call('ZADD', 'sp:nt:org:' .. ARGV[i+2], redis.call('INCR', 'sp:nt:seq'), id)
@@ -44,13 +45,14 @@ for i = 2, #ARGV, 8 do
 end
 return added
 """
-# ARGV: key, the cancellation's attempt. Returns how many were cancelled.
+# ARGV: key, the cancellation's attempt, now. Returns how many were cancelled.
 _CANCEL = """
 local n = 0
 for _, id in ipairs(redis.call('SMEMBERS', 'sp:nt:key:' .. ARGV[1])) do
   local h = 'sp:nt:d:' .. id
   if redis.call('HGET', h, 'status') == 'pending' then
     redis.call('HSET', h, 'status', 'cancelled')
+    redis.call('ZADD', 'sp:nt:ended', ARGV[3], id)
     redis.call('ZREM', 'sp:nt:due', id)
     redis.call('ZREM', 'sp:nt:pending', id)
     redis.call('RPUSH', 'sp:nt:a:' .. id, ARGV[2])
@@ -68,11 +70,11 @@ for _, id in ipairs(ids) do
 end
 return #ids
 """
-# ARGV per result: stream entry, id, status, next_at, delivered_at ('' for none), attempt.
+# ARGV per result: stream entry, id, status, next_at, delivered_at ('' for none), attempt; last: now.
 # A delivery already delivered stays so (a stale claimer's late record), and one cancelled during
 # its attempt stays cancelled unless the attempt got through.
 _RECORD = """
-for i = 1, #ARGV, 6 do
+for i = 1, #ARGV - 1, 6 do
   local id, status = ARGV[i+1], ARGV[i+2]
   local h = 'sp:nt:d:' .. id
   local current = redis.call('HGET', h, 'status')
@@ -92,6 +94,7 @@ for i = 1, #ARGV, 6 do
   else
     redis.call('ZREM', 'sp:nt:pending', id)
   end
+  if status == 'delivered' or status == 'cancelled' then redis.call('ZADD', 'sp:nt:ended', ARGV[#ARGV], id) end
 end
 return 0
 """
@@ -105,9 +108,24 @@ if status == 'dead' then
   redis.call('HINCRBY', 'sp:nt:dead:' .. f[1], f[2], -1)
 end
 redis.call('HSET', h, 'status', 'pending', 'next_at', ARGV[2], 'tries', 0)
+redis.call('ZREM', 'sp:nt:ended', ARGV[1])
 redis.call('ZADD', 'sp:nt:due', ARGV[2], ARGV[1])
 redis.call('ZADD', 'sp:nt:pending', redis.call('HGET', h, 'fired_at'), ARGV[1])
 return 1
+"""
+# ARGV: before, limit. Forgets delivered and cancelled deliveries that ended before `before`.
+_PRUNE = """
+local ids = redis.call('ZRANGEBYSCORE', 'sp:nt:ended', '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  local f = redis.call('HMGET', 'sp:nt:d:' .. id, 'org', 'key')
+  if f[1] then
+    redis.call('ZREM', 'sp:nt:org:' .. f[1], id)
+    redis.call('SREM', 'sp:nt:key:' .. f[2], id)
+  end
+  redis.call('DEL', 'sp:nt:d:' .. id, 'sp:nt:a:' .. id)
+  redis.call('ZREM', 'sp:nt:ended', id)
+end
+return #ids
 """
 # ARGV: stream entry. Acknowledges an entry whose delivery is no longer pending (cancelled meanwhile).
 _DROP = "redis.call('XACK', 'sp:nt:stream', 'notifiers', ARGV[1]) redis.call('XDEL', 'sp:nt:stream', ARGV[1]) return 0"
@@ -123,6 +141,7 @@ class RedisOutbox:
         self._put, self._cancel = self._r.register_script(_PUT), self._r.register_script(_CANCEL)
         self._promote, self._record = self._r.register_script(_PROMOTE), self._r.register_script(_RECORD)
         self._replay, self._drop = self._r.register_script(_REPLAY), self._r.register_script(_DROP)
+        self._prune = self._r.register_script(_PRUNE)
         try:
             self._r.xgroup_create(_STREAM, _GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
@@ -136,7 +155,7 @@ class RedisOutbox:
         return int(self._put(args=argv)) if actions else 0
 
     def cancel(self, key: str, now: int) -> int:
-        return int(self._cancel(args=[key, _ENCODE(Attempt(now, None, 0.0, "cancelled before delivery", "cancelled"))]))
+        return int(self._cancel(args=[key, _ENCODE(Attempt(now, None, 0.0, "cancelled before delivery", "cancelled")), now]))
 
     def claim(self, now: int, limit: int, owner: str, lease_ms: int = LEASE_MS) -> list[Claimed]:
         self._promote(args=[now, limit])
@@ -164,7 +183,7 @@ class RedisOutbox:
             delivered = r.attempt.at if r.status == Status.DELIVERED else ""
             argv += [r.claim.token, r.claim.delivery.id, str(r.status), r.next_at, delivered, _ENCODE(r.attempt)]
         if argv:
-            self._record(args=argv)
+            self._record(args=[*argv, now])  # the last ARGV: when they ended
 
     def get(self, delivery: str) -> Delivery | None:
         return self._many([delivery])[0]
@@ -208,6 +227,9 @@ class RedisOutbox:
     def replay(self, delivery: str, now: int) -> Delivery | None:
         self._replay(args=[delivery, now])
         return self.get(delivery)
+
+    def prune(self, before: int, limit: int = 10_000) -> int:
+        return int(self._prune(args=[before, limit]))
 
     def stats(self) -> Stats:
         with self._r.pipeline(transaction=True) as p:

@@ -151,6 +151,10 @@ def test_deliveries_and_notify_commands(tmp_path: Path, backend: str | None, rec
         assert test.returncode == 0 and re.search(r"acme/crm: delivered 200 in \d+ ms", test.stdout), test.stdout + test.stderr
         assert receiver.json_bodies()[-1]["automation"] == "test"
         assert cli("notify", "test", "nope").returncode == 2
+        assert cli("deliveries", "prune", "--older-than", "1d").stdout.startswith("forgot 0 ")
+        pruned = cli("deliveries", "prune", "--older-than", "0s")
+        assert pruned.stdout.startswith("forgot 1 ") and outbox.get(did) is None, pruned.stdout + pruned.stderr
+        assert cli("deliveries", "prune", "--older-than", "soon").returncode == 2
     finally:
         notifier.ensure_stopped()
         outbox.close()

@@ -147,3 +147,16 @@ def test_suppression_and_disabled_channels(outbox: Outbox) -> None:
     assert outbox.disabled_channels("acme") == {"crm": "410 Gone"} and outbox.disabled_channels("tokyo") == {}
     outbox.enable_channel("acme", "crm")
     assert outbox.disabled_channels("acme") == {}
+
+
+def test_prune_forgets_what_ended_and_keeps_dead_and_pending(outbox: Outbox) -> None:
+    outbox.put([action(1), action(2), action(3), action(4)], T0)
+    outbox.cancel(action(4).key, T0 + 1)
+    c1, c2, c3 = outbox.claim(T0, 10, "a")
+    outbox.record([ok(c1, T0 + 1), Result(c2, Attempt(T0 + 1, 400, 1.0, "HTTP 400", "dead"), Status.DEAD)], T0 + 2)
+    assert outbox.prune(T0 + 1) == 0  # nothing ended before T0 + 1
+    assert outbox.prune(T0 + 10_000) == 2  # the delivered and the cancelled one
+    assert outbox.get(c1.delivery.id) is None and outbox.get(delivery_id(action(4).key, "crm")) is None
+    assert {d.action.subject for d in outbox.list("acme")} == {"cust-2", "cust-3"}  # dead and pending stay
+    assert outbox.cancel(action(4).key, T0 + 3) == 0
+    assert outbox.prune(T0 + 10_000) == 0
