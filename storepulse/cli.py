@@ -286,6 +286,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     handlers: dict[Any, ExceptionHandler] = {}
     state: dict[str, object] = {}
     event_log = hub = ws = supervisor = monitor = outbox = delivering = deliveries = None
+    delivery_tuning = notifier.tuning(args) if args.command == "up" else None  # a bad --notifier-* stops here, before anything runs
     rejected = open_rejected(args.data_dir, args.redis, bounds)
     stats = open_connection_stats(args.data_dir, args.redis)
     if args.command in ("up", "ingest"):
@@ -308,7 +309,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     if args.command == "up":
         supervisor = asyncio.create_task(_supervise(_flows_command(args, path), stop))
         assert outbox is not None  # opened with the read side above
-        delivering = asyncio.create_task(Notifier(config, outbox, tuning=notifier.tuning(args)).run(stop))
+        delivering = asyncio.create_task(Notifier(config, outbox, tuning=delivery_tuning).run(stop))
     limits = HttpLimits(args.keep_alive_timeout, args.header_timeout, args.max_header_bytes, args.max_connections)
     server = http_server(build_app(routes, handlers, state), args.host, args.http_port, limits)
     settle(SERVERS)
