@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -87,9 +86,10 @@ class Receiver:
         with self.lock:
             return [r.headers.get("webhook-id", "") for r in self.requests]
 
-    def json_bodies(self, ok_only: bool = True) -> list[Any]:
+    def json_bodies(self) -> list[Any]:
+        """The JSON bodies of the requests answered 2xx, in order."""
         with self.lock:
-            return [json.loads(r.body) for r in self.requests if not ok_only or 200 <= r.status < 300]
+            return [json.loads(r.body) for r in self.requests if 200 <= r.status < 300]
 
     def close(self) -> None:
         if self.hold is not None:
@@ -133,7 +133,3 @@ class SmtpServer:
     def close(self) -> None:
         self.controller.stop()
 
-
-def message_ids(mails: list[EmailMessage]) -> Iterator[str]:
-    for m in mails:
-        yield str(m["Message-ID"])
