@@ -53,8 +53,8 @@ class Delivery(Struct, frozen=True):
         return {"id": self.id, "key": a.key, "org": a.org, "automation": a.automation, "channel": a.channel,
                 "trigger": a.trigger, "subject": a.subject, "cause": a.cause, "status": str(self.status),
                 "fired_at": a.fired_at, "due_at": a.due_at, "created_at": self.created_at, "next_at": self.next_at,
-                "delivered_at": self.delivered_at, "tries": self.tries,
-                "attempts": [msgspec.structs.asdict(t) for t in self.attempts]}
+                "delivered_at": self.delivered_at, "tries": self.tries, "locale": a.locale, "payload": a.payload,
+                "message": msgspec.to_builtins(a.message), "attempts": [msgspec.structs.asdict(t) for t in self.attempts]}
 
 
 class Claimed(Struct, frozen=True):

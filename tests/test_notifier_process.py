@@ -185,6 +185,7 @@ def test_the_delivery_api_of_storepulse_up(up: Storepulse, receiver: Receiver) -
         assert [d["id"] for d in listed] == [dead]
         assert [(t["status"], t["outcome"]) for t in listed[0]["attempts"]] == [(500, "retry"), (500, "dead")]
         assert set(listed[0]["attempts"][0]) == {"at", "status", "latency_ms", "error", "outcome"}
+        assert listed[0]["message"] == {"text": "order 2"} and listed[0]["trigger"] == "order.paid"
         assert [d["id"] for d in up.get("/api/v1/orgs/acme/deliveries", channel="crm", automation="big-order").json()["deliveries"]] \
             == [dead, delivery_id(ok.key, "crm")]
         assert up.get("/api/v1/orgs/tokyo/deliveries", org="tokyo").json()["deliveries"] == []
