@@ -189,13 +189,14 @@ class Notifier:
             metrics.ATTEMPT_SECONDS.labels(channel.kind).observe((end - start) / 1000)
         return [self._result(c, channel, outcome, start, end) for c in claims]
 
-    async def test(self, channel: Channel) -> Attempt:
-        """Sends a test message to `channel` now, outside the outbox; a success re-enables a disabled channel."""
+    async def test(self, channel: Channel, to: str | None = None) -> Attempt:
+        """Sends a test message to `channel` now, outside the outbox; a success re-enables a disabled channel.
+        `to`: the address for an e-mail channel whose recipient is the customer."""
         now = self.clock()
         key = action_key("test", channel.id, uuid.uuid4().hex)
         text = f"storepulse test message to channel {channel.id} of {channel.org}"
         action = Action(key, channel.org, "test", channel.id, "test", "", "test", now, now,
-                        payload={"test": True}, message=Message(subject=text, text=text))
+                        payload={"test": True, **({"email": to} if to else {})}, message=Message(subject=text, text=text))
         claim = Claimed(Delivery(delivery_id(key, channel.id), action, Status.PENDING, now, now), "")
         outcome = await self._send(channel, [claim], now)
         end = self.clock()

@@ -284,6 +284,16 @@ def test_email_to_customers_suppression_and_smtp_errors(outbox: Outbox) -> None:
         outbox.put([again], wall_ms())
         drive(config, [outbox], lambda: status_of(outbox, again) == Status.CANCELLED)
         assert len(box.mails) == 3 and "suppression" in got(outbox, again).attempts[0].error
+
+        async def test(to: str | None) -> Attempt:
+            n = Notifier(config, outbox)
+            try:
+                return await n.test(config.orgs["acme"].channels["customer"], to)
+            finally:
+                await n.close()
+
+        assert "no payload" in asyncio.run(test(None)).error
+        assert asyncio.run(test("tester@example.com")).outcome == "delivered" and box.mails[-1]["To"] == "tester@example.com"
     finally:
         smtp.close()
 

@@ -121,9 +121,10 @@ async def one_channel(request: Request, side: ReadSide, org: Org) -> Response:
 
 
 async def test_channel(request: Request, side: ReadSide, org: Org) -> Response:
-    """Sends a test message now; 200 when it was delivered (a disabled channel is enabled again), 502 when not."""
+    """Sends a test message now; 200 when it was delivered (a disabled channel is enabled again), 502 when not.
+    ?to=ADDRESS: for an e-mail channel with to = "customer", where the test goes."""
     channel = _channel(org, request.path_params["id"])
-    attempt = await _side(request).notifier().test(channel)
+    attempt = await _side(request).notifier().test(channel, request.query_params.get("to"))
     ok = attempt.outcome == "delivered"
     return json_response({"channel": channel.id, "delivered": ok, "status": attempt.status,
                           "latency_ms": attempt.latency_ms, "error": attempt.error or None}, status=200 if ok else 502)
