@@ -56,10 +56,10 @@ def receiver() -> Iterator[Receiver]:
 class NotifierProcess:
     """`storepulse notifier` in its own process group."""
 
-    def __init__(self, workdir: Path, config: Path, redis_url: str | None, *extra: str) -> None:
+    def __init__(self, workdir: Path, config: Path, redis_url: str | None, *extra: str, name: str = "notifier") -> None:
         self.cmd = [*STOREPULSE, "notifier", "--config", str(config), "--data-dir", str(workdir / "data"),
                     "--notifier-lease", "3", "--notifier-timeout", "2", *extra] + (["--redis", redis_url] if redis_url else [])
-        self.log = workdir / "notifier.log"
+        self.log = workdir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -243,3 +243,33 @@ def test_the_unsubscribe_link(up: Storepulse) -> None:
 
 def _auth(org: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKENS[org]}"}
+
+
+def test_two_notifier_processes_on_one_sqlite_file_deliver_each_action_once(tmp_path: Path, receiver: Receiver) -> None:
+    """Embedded: two `storepulse notifier` processes share the outbox file (Redis: test_notifier_delivery.py)."""
+    config = tmp_path / "storepulse.toml"
+    config.write_text(ACME + channels_toml(receiver))
+    outbox = open_outbox(tmp_path / "data", None)
+    ports = [free_port(), free_port()]
+    first, second = (NotifierProcess(tmp_path, config, None, "--notifier-batch", "5", "--metrics-port", str(port), name=f"n{port}")
+                     for port in ports)
+    try:
+        actions = [action(n) for n in range(400)]
+        first.start()
+        second.start()
+        outbox.put(actions, wall_ms())
+        wait_for(lambda: outbox.stats().pending == 0, 40, "every action delivered")
+        ids = receiver.ids()
+        assert len(ids) == 400 and set(ids) == {delivery_id(a.key, "crm") for a in actions}
+        counts = [_delivered(port) for port in ports]
+        assert sum(counts) == 400 and min(counts) > 0, counts  # both took part, neither sent what the other did
+    finally:
+        first.ensure_stopped()
+        second.ensure_stopped()
+        outbox.close()
+
+
+def _delivered(port: int) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    found = re.search(r'^storepulse_notifier_deliveries_total\{kind="webhook",outcome="delivered"\} (\S+)$', text, re.M)
+    return float(found[1]) if found else 0.0
