@@ -9,7 +9,7 @@ $(BIN)/storepulse: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-.PHONY: install up check test test-unit bench
+.PHONY: install up check test test-unit bench screenshots
 install: $(BIN)/storepulse
 
 up: install
@@ -29,3 +29,8 @@ test-unit: install
 
 bench: install
 	$(BIN)/python bench/ingest.py
+
+# Screenshots of every dashboard view into docs/screenshots/ (a fresh storepulse, Debian's chromium; not CI).
+screenshots: install
+	$(BIN)/python -m tests.screenshots --lang en
+	$(BIN)/python -m tests.screenshots --lang de --views overview,customers

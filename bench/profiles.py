@@ -183,11 +183,38 @@ def child(impl: str, n: int, traced: bool) -> dict[str, Any]:
     restored = pickle.loads(snap)
     out["restore_s"] = time.process_time() - started
     out["open_orders"] = open_orders
+    if impl == "book":
+        out.update(epoch_snapshot(book, last + 8 * 86_400_000, n))
     # the two implementations must agree on every customer: a sample of the numbers, checked in the parent
     step = max(1, n // 2000)
     numbers = book_numbers if impl == "book" else PlainProfiles.numbers
     out["sample"] = [numbers(restored, f"cus_{i:012x}") for i in range(0, n, step)]
     return out
+
+
+def epoch_snapshot(book: ProfileBook, t: int, n: int, events: int = 2_000) -> dict[str, Any]:
+    """What a snapshot costs per epoch with the profiles in snapshot files (flows/snapshot_files.py): the
+    whole book written once, then an epoch of `events` paid orders of random customers, then its snapshot:
+    the changed entries to a new file, the small rest pickled."""
+    import random
+    import tempfile
+    from pathlib import Path
+
+    from flows.snapshot_files import SnapshotFiles
+
+    with tempfile.TemporaryDirectory() as tmp:
+        files = SnapshotFiles(Path(tmp), "o")
+        files.save(book.take_changes(), lambda *_: True, book.tables)
+        rnd = random.Random(5)
+        for i in range(events):
+            book.apply(Event(id=f"epoch-{i}", kind=Kind.ORDER_PAID, org="o", store="s1", time=t + i, amount=1000,
+                             currency="EUR", customer=f"cus_{rnd.randrange(n):012x}", order=f"epoch-{i}",
+                             items=(Item("p", 1, 1000),)))
+        started = time.process_time()
+        files.save(book.take_changes(), lambda *_: True, book.tables, book.held_entries)
+        small = pickle.dumps(book.without_tables())
+        return {"epoch_snapshot_s": time.process_time() - started,
+                "epoch_snapshot_bytes": files.last.bytes_written + len(small), "epoch_events": events}
 
 
 def run_child(impl: str, n: int, traced: bool) -> dict[str, Any]:
@@ -229,6 +256,9 @@ def main() -> None:
     row("restore (pickle.loads), CPU s", "restore_s", timed, "{:.2f}")
     row("apply + advance, CPU us/event", "us_per_event", timed, "{:.2f}")
     print(f"  open orders at the end of the stream (window 7 days): {b['open_orders']:,}")
+    print(f"  ProfileBook snapshot per epoch of {b['epoch_events']:,} paid orders (profiles in snapshot files): "
+          f"{b['epoch_snapshot_s'] * 1000:.1f} ms CPU, {b['epoch_snapshot_bytes']:,} bytes, against the whole "
+          f"book pickled: {b['snapshot_s'] * 1000:.0f} ms, {b['snapshot_bytes']:,} bytes")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from enum import StrEnum
 import orjson
 
 from core.changes import DAY, Bucket, Record
-from core.money import divide_half_up
+from core.money import EXPONENTS, divide_half_up
 from core.rates import Rates, convert
 from core.records import CartDay, Order
 
@@ -119,6 +119,7 @@ class Digest:
 
         return {
             "org": self.org, "span": str(self.span), "first": self.first, "last": self.last, "currency": self.currency,
+            "exponent": EXPONENTS[self.currency],  # the ISO 4217 digits of every amount below (docs/metrics.md)
             "revenue": measure(self.revenue), "net_revenue": measure(self.net_revenue), "orders": measure(self.orders),
             "aov": measure(self.aov), "carts": self.carts, "abandoned": self.abandoned,
             "abandonment_permille": measure(self.abandonment),

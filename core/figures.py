@@ -7,7 +7,7 @@ hours are labelled from it).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -22,12 +22,28 @@ OPEN_END = "\uffff"  # sorts after every ISO date: "no last day"
 # "late" records (key: the store) that count those refusals per store.
 LATE_BOOKS = ("revenue", "carts", "journey", "attribution")
 
-__all__ = ["BadPeriod", "Figures", "MissingRate", "OPEN_END", "PERIODS", "METRICS", "compute_figures", "dashboard_figures",
+__all__ = ["BadPeriod", "Figures", "MissingRate", "OPEN_END", "PERIODS", "METRICS", "compute_figures", "dashboard_figures", "gaps_json",
            "resolve_period", "series"]
 
 
 class BadPeriod(ValueError):
     pass
+
+
+Gap = tuple[str, str]  # (currency, day): an amount that could not be converted for want of that rate
+
+
+def gaps_json(gaps: Iterable[Gap], target: str) -> dict[str, object]:
+    """What a money figure leaves out: per currency whose (ECB, per euro) rate was missing, the days
+    without one, and a message saying so.
+    Counts (orders, items) are never affected: only the amounts of those days are missing."""
+    days: dict[str, list[str]] = {}
+    for currency, day in sorted(gaps):
+        days.setdefault(currency, []).append(day)
+    missing = [{"currency": c, "days": len(d), "first": d[0], "last": d[-1]} for c, d in days.items()]
+    said = "; ".join(f"{c} on {d[0]}" + (f" to {d[-1]} ({len(d)} days)" if len(d) > 1 else "") for c, d in days.items())
+    return {"missing_rates": missing,
+            "message": f"incomplete in {target}: no exchange rate for {said}; the amounts that needed it are left out"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +55,19 @@ class Figures:
     paid_orders: int
     aov: Money  # gross revenue / paid orders, rounded half up; 0 with no orders
     items_sold: int
+    gaps: frozenset[Gap] = frozenset()  # amounts left out of the money figures for want of a rate
 
     def to_json(self) -> dict[str, object]:
+        def money(m: Money) -> dict[str, object]:
+            return {**m.to_json(), **gaps_json(self.gaps, m.currency)} if self.gaps else m.to_json()
+
         return {
-            "gross_revenue": self.gross_revenue.to_json(),
-            "refunds": self.refunds.to_json(),
-            "net_revenue": self.net_revenue.to_json(),
+            "gross_revenue": money(self.gross_revenue),
+            "refunds": money(self.refunds),
+            "net_revenue": money(self.net_revenue),
             "orders": self.orders,
             "paid_orders": self.paid_orders,
-            "aov": self.aov.to_json(),
+            "aov": money(self.aov),
             "items_sold": self.items_sold,
         }
 
@@ -83,9 +103,13 @@ def _day_of_hour(start: str, tz: ZoneInfo) -> str:
     return datetime.fromisoformat(start + ":00+00:00").astimezone(tz).date().isoformat()
 
 
-def _in_currency(b: Bucket, currency: str, rates: Rates | None, day: str) -> tuple[int, int]:
-    """A bucket's gross and refunds in `currency`, each converted once at the rate of its day."""
-    return convert(rates, b.gross, b.currency, currency, day), convert(rates, b.refunds, b.currency, currency, day)
+def _in_currency(b: Bucket, currency: str, rates: Rates | None, day: str) -> tuple[int, int, Gap | None]:
+    """A bucket's gross and refunds in `currency`, each converted once at the rate of its day; without
+    that rate, zeros and the (currency, day) missing, so that the figure says what it leaves out."""
+    try:
+        return convert(rates, b.gross, b.currency, currency, day), convert(rates, b.refunds, b.currency, currency, day), None
+    except MissingRate as exc:
+        return 0, 0, (exc.currency or b.currency, exc.day or day)
 
 
 @dataclass(slots=True)
@@ -95,8 +119,11 @@ class _Sum:
     orders: int = 0
     paid: int = 0
     items: int = 0
+    gaps: set[Gap] = field(default_factory=set)
 
-    def add(self, b: Bucket, gross: int, refunds: int) -> None:
+    def add(self, b: Bucket, gross: int, refunds: int, gap: Gap | None = None) -> None:
+        if gap is not None:
+            self.gaps.add(gap)
         self.gross += gross
         self.refunds += refunds
         self.orders += b.orders
@@ -107,6 +134,7 @@ class _Sum:
         return Figures(
             Money(self.gross, currency), Money(self.refunds, currency), Money(self.gross - self.refunds, currency),
             self.orders, self.paid, Money(divide_half_up(self.gross, self.paid), currency), self.items,
+            frozenset(self.gaps),
         )
 
     def metric(self, name: str) -> int:
@@ -132,11 +160,13 @@ def compute_figures(
 
 def series(
     buckets: Iterable[Bucket], *, metric: str, grain: str, first: str, last: str, tz: ZoneInfo, currency: str,
-    rates: Rates | None = None, store: str | None = None,
+    rates: Rates | None = None, store: str | None = None, gaps: dict[str, frozenset[Gap]] | None = None,
 ) -> list[tuple[str, int]]:
     """One point per local day or hour from `first` to `last` (inclusive days), empty ones as 0.
 
-    Hour points are labelled with their start in local time, with its offset (DST-proof).
+    Hour points are labelled with their start in local time, with its offset (DST-proof). A point
+    whose amounts lacked a rate leaves them out; with `gaps` given, it is filled with those points'
+    labels and the (currency, day) missing for each.
     """
     if metric not in METRICS:
         raise BadPeriod(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
@@ -169,6 +199,8 @@ def series(
         value = sums[label].metric(metric) if label in sums else 0
         shown = label if grain == DAY else datetime.fromisoformat(label + ":00+00:00").astimezone(tz).isoformat()
         out.append((shown, value))
+        if gaps is not None and label in sums and sums[label].gaps:
+            gaps[shown] = frozenset(sums[label].gaps)
     return out
 
 
@@ -188,11 +220,11 @@ def dashboard_figures(
         periods = [p for p, first, last in spans if first <= b.start <= last]
         if not periods:
             continue
-        gross, refunds = _in_currency(b, currency, rates, b.start)
+        converted = _in_currency(b, currency, rates, b.start)
         for p in periods:
-            sums[(None, p)].add(b, gross, refunds)
+            sums[(None, p)].add(b, *converted)
             if b.store in of_store:
-                sums[(b.store, p)].add(b, gross, refunds)
+                sums[(b.store, p)].add(b, *converted)
 
     def block(store: str | None) -> dict[str, object]:
         return {p: sums[(store, p)].figures(currency).to_json() for p in PERIODS}

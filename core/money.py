@@ -131,7 +131,9 @@ class Money:
     currency: str
 
     def to_json(self) -> dict[str, object]:
-        return {"amount": self.amount, "currency": self.currency}
+        """With the currency's ISO 4217 exponent, so a client divides by the same 10**exponent as the
+        server (a browser's Intl digits differ for IQD, ALL, IRR, LAK, LBP, MMK, SOS, SYP, YER)."""
+        return {"amount": self.amount, "currency": self.currency, "exponent": EXPONENTS[self.currency]}
 
     def __str__(self) -> str:
         exp = exponent(self.currency)

@@ -18,7 +18,10 @@ from core.money import EXPONENTS
 
 
 class MissingRate(ValueError):
-    pass
+    def __init__(self, message: str, currency: str = "", day: str = "") -> None:
+        super().__init__(message)
+        self.currency = currency  # the currency without a rate, and the day it was needed for
+        self.day = day
 
 
 class RatesFileError(ValueError):
@@ -38,8 +41,16 @@ class Rates:
         i = bisect.bisect_right(days, day) - 1 if days else -1
         if i < 0:
             first = f" (the rates start on {days[0]})" if days else " (the rates file has no such column)"
-            raise MissingRate(f"no exchange rate for {currency} on or before {day}{first}")
+            raise MissingRate(f"no exchange rate for {currency} on or before {day}{first}", currency, day)
         return self._values[currency][i]
+
+    @property
+    def currencies(self) -> list[str]:
+        return sorted(c for c, days in self._days.items() if days)
+
+    def last_day(self) -> str:
+        """The newest day any currency has a rate for ("" for none)."""
+        return max((days[-1] for days in self._days.values() if days), default="")
 
     def convert(self, amount: int, source: str, target: str, day: str) -> int:
         """Minor units of `source` to minor units of `target` at the rate of `day`, rounded half up."""
@@ -48,6 +59,27 @@ class Rates:
         major = Decimal(amount).scaleb(-EXPONENTS[source])
         converted = major * self.per_euro(target, day) / self.per_euro(source, day)
         return int(converted.scaleb(EXPONENTS[target]).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+class RecordingRates(Rates):
+    """Rates that, lacking one, record (currency, day) and give 0 instead of raising: a list or figure
+    computed with them leaves those amounts out and then says so (core/figures.py gaps_json)."""
+
+    def __init__(self, inner: Rates | None) -> None:
+        super().__init__()
+        self.inner = inner
+        self.gaps: set[tuple[str, str]] = set()
+
+    def convert(self, amount: int, source: str, target: str, day: str) -> int:
+        if source == target:
+            return amount
+        try:
+            if self.inner is None:
+                raise MissingRate(f"no exchange rate for {source} to {target} on {day}", source, day)
+            return self.inner.convert(amount, source, target, day)
+        except MissingRate as exc:
+            self.gaps.add((exc.currency or source, exc.day or day))
+            return 0
 
 
 LATEST = "9999-12-31"  # converting at this day takes the latest known rate
@@ -59,8 +91,14 @@ def convert(rates: Rates | None, amount: int, source: str, target: str, day: str
     if source == target:
         return amount
     if rates is None:
-        raise MissingRate(f"no exchange rate for {source} to {target} on {day}: configure rates_file")
+        raise MissingRate(f"no exchange rate for {source} to {target} on {day}: configure rates_file", source, day)
     return rates.convert(amount, source, target, day)
+
+
+# Currencies ECB published before the euro replaced them (or, TRL and ROL, before a redenomination):
+# their columns in eurofxref-hist.csv are history no shop sells in today, and not in ISO 4217's list
+# one (core/money.py), so they are skipped rather than refused.
+WITHDRAWN = frozenset({"CYP", "EEK", "HRK", "LTL", "LVL", "MTL", "ROL", "SIT", "SKK", "TRL"})
 
 
 def parse_ecb_csv(text: str) -> Rates:
@@ -71,7 +109,7 @@ def parse_ecb_csv(text: str) -> Rates:
         raise RatesFileError("the rates file is empty") from None
     if not header or header[0] != "Date":
         raise RatesFileError("the first column of the rates file must be 'Date' (ECB eurofxref-hist.csv format)")
-    columns = [(i, h) for i, h in enumerate(header) if i > 0 and h]
+    columns = [(i, h) for i, h in enumerate(header) if i > 0 and h and h not in WITHDRAWN]
     unknown = [h for _, h in columns if h not in EXPONENTS]
     if unknown:
         raise RatesFileError(f"unknown currency column(s) in the rates file: {', '.join(unknown)}")

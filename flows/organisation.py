@@ -43,13 +43,16 @@ Lua keeps numbers exactly only to 14 digits) up to about 3 * 10**9 events per or
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from core.changes import Change, Record
 from core.config import Org
 from core.events import Event
 from core.records import LATE_BOOKS, Late, LateBook, RecordKind, Value
 from flows.book import DAY_MS, HOUR_MS, TooLate, Version
+from flows.profiles import TABLES as PROFILE_TABLES
 from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger
+from flows.revenue import TABLES as LEDGER_TABLES
 from flows.shoppers import Shoppers
 
 ALLOWED_LATENESS_MS = 5 * 60 * 1000
@@ -194,14 +197,36 @@ class Organisation:
     # --- what a snapshot takes (flows/snapshots.py writes it) --------------------------------------
 
     def without_tables(self) -> Organisation:
-        """A shallow copy without the ledger's large tables: what a snapshot pickles beside its files."""
+        """A shallow copy without the large tables (the ledger's and the profiles'): what a snapshot
+        pickles beside its files."""
         small = copy.copy(self)
         small.ledger = self.ledger.without_tables()
+        small.shoppers = copy.copy(self.shoppers)
+        small.shoppers.profiles = self.shoppers.profiles.without_tables()
         return small
 
+    def tables(self) -> dict[str, dict[Any, Any]]:
+        """Every large table by its name in the snapshot files."""
+        return {**self.ledger.tables(), **self.shoppers.profiles.tables()}
+
+    def held_entries(self) -> int:
+        """How many entries the large tables hold (without building the profiles' tables)."""
+        return sum(len(t) for t in self.ledger.tables().values()) + self.shoppers.profiles.held_entries()
+
+    def take_changes(self) -> dict[str, dict[Any, Any]]:
+        """The entries of the large tables changed since the last call."""
+        return {**self.ledger.take_changes(), **self.shoppers.profiles.take_changes()}
+
+    def with_tables(self, tables: dict[str, dict[Any, Any]]) -> Organisation:
+        """Puts restored tables back (after `without_tables`)."""
+        self.ledger.with_tables({t: tables.get(t, {}) for t in LEDGER_TABLES})
+        self.shoppers.profiles.with_tables({t: tables.get(t, {}) for t in PROFILE_TABLES})
+        return self
+
     def keeps(self, table: str, key: object, value: object) -> bool:
-        """Whether an entry of the ledger's large tables is still held (its forgetting rules)."""
-        return self.ledger.keeps(table, key, value, self.ledger.watermark)
+        """Whether an entry of the large tables is still held (the ledger's forgetting rules; profiles are
+        never forgotten)."""
+        return table in PROFILE_TABLES or self.ledger.keeps(table, key, value, self.ledger.watermark)
 
     def held(self) -> dict[str, int]:
         return {**{f"ledger_{k}": v for k, v in self.ledger.held().items()}, **self.shoppers.held()}

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import heapq
 import struct
-from array import array
+from collections.abc import Iterator
 from hashlib import blake2b
 from itertools import accumulate
 from operator import attrgetter
@@ -81,6 +81,9 @@ _ENTRY = struct.Struct("<HHIqqqqqqq")
 STORE, CUR, ORDERS, ITEMS, GROSS, REFUNDS, FIRST, LAST, FINAL_FIRST, FINAL_LAST = range(10)
 _EMPTY = (0, 0, 0, 0, NONE, NONE, NONE, NONE)
 _STORE_CURRENCY = attrgetter("store", "currency")
+# The book's large tables in snapshot files (beside the ledger's, hence the prefix). None is ever dropped.
+PROFILES, FINAL_ORDERS, REFUND_TOTALS = "profiles", "profile_final_orders", "profile_refund_totals"
+TABLES = (PROFILES, FINAL_ORDERS, REFUND_TOTALS)
 
 
 def fingerprint(*parts: str) -> int:
@@ -135,6 +138,10 @@ class FingerprintMap:
         self.count += 1
         if self.count > self._PER_BUCKET << self._bits:
             self._grow()
+
+    def items(self) -> Iterator[tuple[int, int]]:
+        for bucket in self._buckets:
+            yield from self._entry.iter_unpack(bucket)
 
     def _grow(self) -> None:
         self._bits += 1
@@ -242,6 +249,9 @@ class ProfileBook:
         # order -> refund name -> [deadline, largest total, currency]: refunds waiting for their order
         self.pending: dict[int, dict[int, list[int]]] = {}
         self._swept = -(2**62)
+        # What changed since the last snapshot (take_changes): the large tables are written to snapshot
+        # files entry by entry (flows/snapshot_files.py), so a snapshot costs what changed, not 1M profiles.
+        self._dirty: dict[str, set[int]] = {t: set() for t in TABLES}
         self._index()
 
     def _index(self) -> None:
@@ -250,24 +260,65 @@ class ProfileBook:
         self._cur_ix = {c: i for i, c in enumerate(self.currencies)}
         self._work: dict[int, _Profile] = {}
 
-    def __getstate__(self) -> dict[str, Any]:
-        # Bytewax pickles the state every epoch: two big strings pickle in about half the time of 2M
-        # small objects (bench/RESULTS.md, profiles: 0.48 s instead of 1.0 s at 1M customers).
-        # The lookup dicts are rebuilt from the lists: a snapshot holds each key once.
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_slot", "_store_ix", "_cur_ix", "_work")}
-        keys = "\x00".join(self.keys)
-        state["keys"] = keys if keys.count("\x00") == len(self.keys) - 1 else self.keys  # a key with a NUL: as a list
-        state["blobs"] = (array("I", map(len, self.blobs)), b"".join(self.blobs))
-        return state
-
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        if isinstance(self.keys, str):
-            self.keys = self.keys.split("\x00") if self.keys else []
-        sizes, data = state["blobs"]
-        ends = list(accumulate(sizes))
-        self.blobs = [data[a:b] for a, b in zip([0, *ends], ends)]
+        if "blobs" in state and isinstance(state["blobs"], tuple):  # pickled whole by an older storepulse
+            if isinstance(self.keys, str):
+                self.keys = self.keys.split("\x00") if self.keys else []
+            sizes, data = state["blobs"]
+            ends = list(accumulate(sizes))
+            self.blobs = [data[a:b] for a, b in zip([0, *ends], ends)]
+            # nothing of it is in snapshot files yet: the next snapshot writes it all
+            self._dirty = {PROFILES: set(range(len(self.keys))), FINAL_ORDERS: {fp for fp, _ in self.orders.items()},
+                           REFUND_TOTALS: {fp for fp, _ in self.refunds.items()}}
         self._index()
+
+    # --- the large tables, for snapshot files (flows/snapshots.py) -----------------------------------
+
+    def tables(self) -> dict[str, dict[int, Any]]:
+        """The large tables as dicts (built: the book keeps them packed), for rewriting the files whole."""
+        return {PROFILES: {slot: (key, self.blobs[slot]) for slot, key in enumerate(self.keys)},
+                FINAL_ORDERS: dict(self.orders.items()), REFUND_TOTALS: dict(self.refunds.items())}
+
+    def held_entries(self) -> int:
+        return len(self.keys) + self.orders.count + self.refunds.count
+
+    def take_changes(self) -> dict[str, dict[int, Any]]:
+        """The entries changed since the last call: profiles by slot (key, blob), final orders' slots and
+        refund totals by fingerprint."""
+        d = self._dirty
+        out: dict[str, dict[int, Any]] = {PROFILES: {slot: (self.keys[slot], self.blobs[slot]) for slot in d[PROFILES]},
+               FINAL_ORDERS: {fp: self.orders.get(fp) for fp in d[FINAL_ORDERS]},
+               REFUND_TOTALS: {fp: self.refunds.get(fp) for fp in d[REFUND_TOTALS]}}
+        self._dirty = {t: set() for t in TABLES}
+        return out
+
+    def without_tables(self) -> ProfileBook:
+        """A shallow copy without the large tables: what a snapshot pickles beside the files."""
+        small = ProfileBook.__new__(ProfileBook)  # not copy.copy: it would call __setstate__, which re-indexes
+        small.__dict__.update(self.__dict__)
+        small.keys, small.blobs = [], []
+        small.orders, small.refunds = FingerprintMap("I"), FingerprintMap("q")
+        small._dirty = {t: set() for t in TABLES}
+        small._slot, small._work = {}, {}
+        return small
+
+    def with_tables(self, tables: dict[str, dict[int, Any]]) -> ProfileBook:
+        """Puts restored tables back (after `without_tables`). With no tables at all the book stays as
+        unpickled: it has no customers yet, or an older storepulse pickled it whole (see __setstate__)."""
+        if not any(tables.values()):
+            return self
+        profiles = tables.get(PROFILES, {})
+        assert sorted(profiles) == list(range(len(profiles))), "profile slots are dense: none is ever dropped"
+        self.keys = [profiles[slot][0] for slot in range(len(profiles))]
+        self.blobs = [profiles[slot][1] for slot in range(len(profiles))]
+        self.orders, self.refunds = FingerprintMap("I"), FingerprintMap("q")
+        for fp, slot in tables.get(FINAL_ORDERS, {}).items():
+            self.orders.put(fp, slot)
+        for fp, total in tables.get(REFUND_TOTALS, {}).items():
+            self.refunds.put(fp, total)
+        self._index()
+        return self
 
     # --- input -----------------------------------------------------------------------------------
 
@@ -331,6 +382,7 @@ class ProfileBook:
             blob = p.dump()
             if blob != self.blobs[slot]:
                 self.blobs[slot] = blob
+                self._dirty[PROFILES].add(slot)
                 changed[slot] = p
         self._work = {}
         return changed
@@ -476,6 +528,7 @@ class ProfileBook:
         if increase <= 0:
             return  # a repeat, or an older report of a refund we know more of
         self.refunds.put(name, total)
+        self._dirty[REFUND_TOTALS].add(name)
         if o is not None:
             o.refunds[cur] = o.refunds.get(cur, 0) + increase
             final = (o.slot, o.store)
@@ -500,6 +553,7 @@ class ProfileBook:
         if not mine:
             del self.open_of[o.slot]
         self.orders.put(o.fp, o.slot)
+        self._dirty[FINAL_ORDERS].add(o.fp)
         if o.slot != GUEST:  # its share is in the money already: only the final span moves
             e = self._load(o.slot).entry(o.store, o.currency)
             e[FINAL_FIRST] = o.time if e[FINAL_FIRST] == NONE else min(e[FINAL_FIRST], o.time)

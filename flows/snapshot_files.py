@@ -87,10 +87,12 @@ class SnapshotFiles:
     def dir(self) -> Path:
         return self.root / self.org
 
-    def save(self, changed: Tables, keep: Keep, live: Callable[[], Tables]) -> FileList:
+    def save(self, changed: Tables, keep: Keep, live: Callable[[], Tables],
+             held: Callable[[], int] | None = None) -> FileList:
         """Writes `changed` (table -> {key: value}) as a new file if it holds anything, merges
         files as needed, and returns the state to put in the snapshot. `live()` gives the whole
-        tables, for when stale copies have piled up."""
+        tables, for when stale copies have piled up; `held()` how many entries they hold (without it,
+        the length of `live()`: give it when the tables are built on demand)."""
         self.last = SaveStats()
         self._saves += 1
         entries = sum(len(t) for t in changed.values())
@@ -103,11 +105,12 @@ class SnapshotFiles:
                 self._retire(s.name for s in merged)
             stored = sum(s.entries for s in files)
             if stored > GARBAGE_SLACK or len(files) > MAX_FILES:
-                tables = live()
-                held = sum(len(t) for t in tables.values())
-                if stored > 2 * held + GARBAGE_SLACK or len(files) > MAX_FILES:
+                count = held() if held is not None else sum(len(t) for t in live().values())
+                if stored > 2 * count + GARBAGE_SLACK or len(files) > MAX_FILES:
+                    tables = live()
+                    count = sum(len(t) for t in tables.values())
                     self._retire(s.name for s in files)
-                    files = [self._write(tables, _level(held), held)]
+                    files = [self._write(tables, _level(count), count)]
             self.state = FileList(tuple(files), self.state.written)
             fsync_dir(self.dir)
         self._delete_retired()

@@ -1,9 +1,10 @@
 """An organisation's state as a Bytewax snapshot, and back: the dataflow layer's persistence.
 
-The books only hand out their large tables and what changed in them (flows/revenue.py
-`take_changes`, `tables`, `without_tables`); this module writes the changed entries to the
+The books only hand out their large tables and what changed in them (`take_changes`, `tables`,
+`without_tables`, `with_tables`: the revenue ledger's orders, refunds and buckets, the profiles'
+customers, final orders and refund totals); this module writes the changed entries to the
 organisation's snapshot files (flows/snapshot_files.py) and pickles the small rest with the list
-of files. A restore reads the files back into the ledger.
+of files. A restore reads the files back into the books.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class _Unpickler(pickle.Unpickler):
 def save(org: Organisation, files: SnapshotFiles) -> bytes:
     """The state as bytes for a Bytewax snapshot: the ledger's changed entries go to snapshot files,
     the rest is pickled here with the list of files."""
-    listed = files.save(org.ledger.take_changes(), org.keeps, org.ledger.tables)
+    listed = files.save(org.take_changes(), org.keeps, org.tables, org.held_entries)
     return pickle.dumps((FORMAT, org.without_tables(), listed), protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -45,6 +46,6 @@ def load(data: object, files_for: Callable[[str], SnapshotFiles], prune: bool = 
     for book in (org.shoppers.carts, org.shoppers.journey, org.shoppers.attribution):
         if "too_late" in vars(book):  # a snapshot from before refusals were kept per store
             book.late = TooLate(vars(book).pop("too_late"))
-    org.ledger.with_tables(files_for(org.ledger.org).load(listed, org.keeps, prune))
+    org.with_tables(files_for(org.ledger.org).load(listed, org.keeps, prune))
     org.armed = False
     return org

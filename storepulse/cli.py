@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import faulthandler
 import logging
 import os
@@ -24,8 +25,10 @@ from core.config import Config, ConfigError, Store
 from core.rates import Rates
 from state.rejected import KEEP_BYTES, STORE_BYTES, TOTAL_BYTES, RejectedLimits
 from storepulse import STOREPULSE
-from storepulse.commands import deliveries, notifier, notify, rejected, replay, sync
+from storepulse.commands import deliveries, notifier, notify, rejected, replay, share, sync
+from storepulse.commands import rates as rates_command
 from storepulse.configfile import DEFAULT_PATH, demo_config, demo_credentials, load_config, load_rates
+from storepulse.demo import run as demo_run
 from storepulse.gc_policy import SERVERS, settle
 from storepulse.servers import HttpLimits, http_server, reuse_port_socket, stop_on_signals
 from web.app import build_app
@@ -34,8 +37,9 @@ from ws_gateway import limits as gateway_limits
 log = logging.getLogger("storepulse")
 
 # Commands beyond the servers: each module has register(subparsers, common) and run(args, path, config).
-_COMMANDS = {"rejected": rejected, "sync": sync, "replay": replay, "notifier": notifier, "notify": notify,
+_COMMANDS = {"rejected": rejected, "sync": sync, "replay": replay, "share": share, "notifier": notifier, "notify": notify,
              "deliveries": deliveries}
+_NO_CONFIG = {"rates": rates_command}  # commands that need no config file
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -108,6 +112,7 @@ def parser() -> argparse.ArgumentParser:
     _common(up)
     _servers(up)
     up.add_argument("--flows-metrics-port", type=int, default=0, help="Prometheus port of the dataflow process (0: off)")
+    demo_run.add_arguments(up)
     notifier.add_arguments(up)  # `up` runs a notifier too
     ing = sub.add_parser("ingest", help="run the webhook endpoints alone")
     _common(ing)
@@ -143,7 +148,7 @@ def parser() -> argparse.ArgumentParser:
     fl.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: off)")
     fl.add_argument("--metrics-host", default="127.0.0.1")
     fl.add_argument("--until-caught-up", action="store_true", help="stop once the log is read to its end (batch runs)")
-    for module in _COMMANDS.values():
+    for module in (*_COMMANDS.values(), *_NO_CONFIG.values()):
         module.register(sub, _common)
     return ap
 
@@ -166,9 +171,11 @@ def main(argv: list[str] | None = None) -> None:
     faulthandler.enable()  # a crash in native code (SQLite, Bytewax) leaves a traceback in the log
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.command in _NO_CONFIG:
+        raise SystemExit(_NO_CONFIG[args.command].run(args, Path(), Config({})))
     try:
         path, config, demo = _config(args, allow_demo=args.command == "up")
-        rates = load_rates(config, path)
+        rates = load_rates(config, path, args.data_dir)
         bounds = _rejected_limits(args)
     except ConfigError as exc:
         print(f"storepulse: configuration error: {exc}", file=sys.stderr)
@@ -276,10 +283,12 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     from notifier.open import open_outbox
     from notifier.worker import Notifier
     from state.open import open_connection_stats, open_log, open_read_model, open_rejected
+    from state.shares import open_shares
     from ws_gateway import api
     from ws_gateway.deliveries import DeliveriesSide
     from ws_gateway.hub import Hub
     from ws_gateway.live import start_ws_server
+    from ws_gateway.sharing import ShareGuard
 
     stop = stop_on_signals()
     routes: list[BaseRoute] = []
@@ -300,10 +309,11 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         hub = Hub(config, model, rates)
         await hub.start()
         api_limits, ws_limits = gateway_limits.from_args(args)
-        ws = await start_ws_server(config, hub, args.host, args.ws_port, ws_limits)
+        shares = open_shares(args.data_dir, args.redis)
+        ws = await start_ws_server(config, hub, args.host, args.ws_port, ws_limits, shares)
         routes += api.routes
         handlers |= api.handlers
-        state["read_side"] = api.ReadSide(config, model, rejected, stats, args.ws_port, rates, api_limits)
+        state["read_side"] = api.ReadSide(config, model, rejected, stats, args.ws_port, rates, api_limits, shares=shares)
         outbox = open_outbox(args.data_dir, args.redis)
         state["deliveries"] = deliveries = DeliveriesSide(config, outbox)
     if args.command == "up":
@@ -311,7 +321,9 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         assert outbox is not None  # opened with the read side above
         delivering = asyncio.create_task(Notifier(config, outbox, tuning=delivery_tuning).run(stop))
     limits = HttpLimits(args.keep_alive_timeout, args.header_timeout, args.max_header_bytes, args.max_connections)
-    server = http_server(build_app(routes, handlers, state), args.host, args.http_port, limits)
+    app = build_app(routes, handlers, state)
+    app.add_middleware(ShareGuard)  # a share token never writes, whatever the route (ws_gateway/sharing.py)
+    server = http_server(app, args.host, args.http_port, limits)
     settle(SERVERS)
     sockets = [reuse_port_socket(args.host, args.http_port)] if getattr(args, "reuse_port", False) else None
     http_task = asyncio.create_task(server.serve(sockets=sockets))
@@ -321,8 +333,13 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         await http_task  # re-raises why it could not start (port in use, ...)
         raise SystemExit(f"HTTP server on {args.host}:{args.http_port} did not start")
     _announce(args, path, config, demo_credentials(path) if demo else None)
+    simulator = demo_run.start(args, config.orgs["demo"], stop) if demo and "demo" in config.orgs else None
     await stop.wait()
     log.info("shutting down")
+    if simulator is not None:  # before the server it posts to; a history cut short is sent again next time
+        simulator.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await simulator
     server.should_exit = True
     await http_task
     if ws is not None:

@@ -24,10 +24,16 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def load_rates(config: Config, config_path: Path) -> Rates | None:
-    """The rates file named by the config, relative to the config file's folder."""
+def load_rates(config: Config, config_path: Path, data_dir: Path | None = None) -> Rates | None:
+    """The rates file named by the config, relative to the config file's folder; without one, the ECB
+    history downloaded into `data_dir` or shipped with storepulse (storepulse/rates_source.py)."""
     if config.rates_file is None:
-        return None
+        from storepulse.rates_source import default_rates
+
+        try:
+            return default_rates(data_dir)[0]
+        except (OSError, RatesFileError) as exc:
+            raise ConfigError(f"the ECB rates in {data_dir}: {exc} (run `storepulse rates update` again)") from None
     path = (config_path.parent / config.rates_file).resolve()
     try:
         return parse_ecb_csv(path.read_text())
@@ -38,19 +44,24 @@ def load_rates(config: Config, config_path: Path) -> Rates | None:
 
 
 def demo_config(data_dir: Path) -> Path:
-    """A demo organisation with one Stripe store; written once, so its token survives restarts."""
+    """A demo organisation with a store of each provider (the shop simulator feeds them all); written
+    once, so its token survives restarts."""
     path = data_dir / "demo.toml"
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
+        stores = "".join(
+            f'\n[orgs.demo.stores.demo-{name}]\nprovider = "{provider}"\nsecret = "{prefix}{secrets.token_urlsafe(24)}"\n'
+            + (f'currency = "{currency}"\n' if currency else "")
+            for name, provider, prefix, currency in [("stripe", "stripe", "whsec_", None), ("woo", "woocommerce", "", None),
+                                                     ("shopify", "shopify", "", "USD"), ("site", "events", "", None)])
         path.write_text(
             "# Written by `storepulse up` because no config was given. Copy it and edit to taste.\n"
             "[orgs.demo]\n"
             'timezone = "Europe/Berlin"\n'
             'currency = "EUR"\n'
-            f'token = "{secrets.token_urlsafe(24)}"\n\n'
-            "[orgs.demo.stores.demo-stripe]\n"
-            'provider = "stripe"\n'
-            f'secret = "whsec_{secrets.token_urlsafe(24)}"\n'
+            f'token = "{secrets.token_urlsafe(24)}"\n'
+            "plan_limit = 2000\n"  # the simulator's ~1,000 paid orders a month: the quota view shows about half used
+            + stores
         )
         path.chmod(0o600)
     return path

@@ -25,7 +25,7 @@ from core.figures import (
     series,
 )
 from core.money import EXPONENTS, Money, divide_half_up, exponent, to_minor
-from core.rates import RatesFileError, parse_ecb_csv
+from core.rates import RatesFileError, convert, parse_ecb_csv
 from core.records import (
     AbandonedProduct,
     Attribution,
@@ -209,9 +209,13 @@ def test_aov_rounds_half_up_and_is_zero_without_orders() -> None:
     assert figs([], "today", today).aov == Money(0, "EUR")
 
 
-def test_other_currency_without_a_rate_is_an_error_naming_it() -> None:
+def test_other_currency_without_a_rate_is_left_out_and_named_on_the_figure() -> None:
     with pytest.raises(MissingRate, match="USD to EUR on 2026-11-22"):
-        figs([day("2026-11-22", 1, currency="USD")], "all", date(2026, 11, 22))
+        convert(None, 1, "USD", "EUR", "2026-11-22")
+    f = figs([day("2026-11-22", 1, currency="USD", orders=1), day("2026-11-22", 5, orders=1)], "all", date(2026, 11, 22))
+    assert f.gross_revenue.amount == 5 and f.paid_orders == 2  # the USD amount is left out, its order still counts
+    assert f.to_json()["gross_revenue"]["missing_rates"] == [
+        {"currency": "USD", "days": 1, "first": "2026-11-22", "last": "2026-11-22"}]
 
 
 ECB = """Date,USD,JPY,GBP,KWD,

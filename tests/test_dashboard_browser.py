@@ -128,7 +128,7 @@ def test_dashboard_shows_live_figures_exactly(sp: Storepulse, page: Page) -> Non
 
     # The page agrees with the read API.
     api = sp.figures("acme", "today", store="acme-stripe").json()
-    assert api["gross_revenue"] == {"amount": 12_350, "currency": "EUR"} and api["paid_orders"] == 2
+    assert api["gross_revenue"] == {"amount": 12_350, "currency": "EUR", "exponent": 2} and api["paid_orders"] == 2
 
     shot = Path(os.environ.get("STOREPULSE_SCREENSHOT_DIR") or tempfile.gettempdir()) / "storepulse-dashboard.png"
     page.screenshot(path=str(shot), full_page=True)

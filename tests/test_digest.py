@@ -191,6 +191,7 @@ def test_the_payload_is_plain_json() -> None:
     payload = tuesday_digest().to_json()
     assert orjson.loads(orjson.dumps(payload)) == payload
     assert payload["revenue"] == {"value": 101000, "baseline": 130000, "change": -22}
+    assert (payload["currency"], payload["exponent"]) == ("EUR", 2)
     assert payload["insights"][3] == {"kind": "top_product", "percent": 74, "subject": "Blue mug", "baseline": 0}
 
 

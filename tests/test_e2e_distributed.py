@@ -71,7 +71,7 @@ def test_parts_alone_on_redis(topology: str, tmp_path: Path) -> None:
                                headers={"Stripe-Signature": stripe_signature(body, SECRETS[org_store])})
                 assert r.status_code == 200, r.text
             msg = wait_ws(ws, lambda m: m["figures"]["total"]["all"]["paid_orders"] == 10, timeout=30)
-            assert msg["figures"]["total"]["all"]["gross_revenue"] == {"amount": sum(100 + i for i in range(1, 20, 2)), "currency": "EUR"}
+            assert msg["figures"]["total"]["all"]["gross_revenue"] == {"amount": sum(100 + i for i in range(1, 20, 2)), "currency": "EUR", "exponent": 2}
         tokyo = httpx.get(f"http://127.0.0.1:{gw_http}/api/v1/orgs/tokyo/figures?period=all",
                           headers={"Authorization": f"Bearer {TOKENS['tokyo']}"}).json()
         assert (tokyo["paid_orders"], tokyo["gross_revenue"]["amount"]) == (10, sum(100 + i for i in range(0, 20, 2)))

@@ -179,7 +179,7 @@ def test_events_too_late_for_a_book_show_on_the_connection_per_book(storepulse: 
     assert connections()["acme-eu2"]["too_late"] == {b: zero for b in ("revenue", "carts", "journey", "attribution")}
     on = lambda day: {"from": day.isoformat(), "to": day.isoformat(), "store": "acme-site"}  # noqa: E731
     paid = storepulse.get("/api/v1/orgs/acme/figures", **on(old_day)).json()
-    assert (paid["paid_orders"], paid["gross_revenue"]) == (1, {"amount": 1000, "currency": "EUR"})
+    assert (paid["paid_orders"], paid["gross_revenue"]) == (1, {"amount": 1000, "currency": "EUR", "exponent": 2})
     assert storepulse.get("/api/v1/orgs/acme/carts", **on(old_day)).json()["carts"] == 0
     assert storepulse.get("/api/v1/orgs/acme/journey", **on(old_day)).json()["visitors"] == 0
     assert storepulse.get("/api/v1/orgs/acme/carts", **on(recent_day)).json()["carts"] == 1

@@ -671,7 +671,7 @@ def test_signed_shopify_deliveries_move_the_figures_exactly(running: Storepulse)
     refunded = _post(sp, fixture("refunds_create.json"), "refunds/create", "ev-refund")
     assert refunded.status_code == 200 and refunded.json()["events"] == [REFUND.id], refunded.text
     got = _figures(sp, lambda b: b["refunds"]["amount"] == 8500)
-    assert got["paid_orders"] == 0 and got["gross_revenue"] == {"amount": 0, "currency": "USD"}
+    assert got["paid_orders"] == 0 and got["gross_revenue"] == {"amount": 0, "currency": "USD", "exponent": 2}
 
     # The same order as real orders/paid and orders/updated deliveries show it: paid, counted once.
     body = edited("orders_paid.json", paid_order)
@@ -683,9 +683,9 @@ def test_signed_shopify_deliveries_move_the_figures_exactly(running: Storepulse)
     assert forged.status_code == 400 and "X-Shopify-Hmac-Sha256 does not match" in forged.json()["error"]
 
     got = _figures(sp, lambda b: b["paid_orders"] == 1)
-    assert got["gross_revenue"] == {"amount": 40495, "currency": "USD"}
-    assert got["refunds"] == {"amount": 8500, "currency": "USD"}
-    assert got["net_revenue"] == {"amount": 31995, "currency": "USD"}
+    assert got["gross_revenue"] == {"amount": 40495, "currency": "USD", "exponent": 2}
+    assert got["refunds"] == {"amount": 8500, "currency": "USD", "exponent": 2}
+    assert got["net_revenue"] == {"amount": 31995, "currency": "USD", "exponent": 2}
     assert got["paid_orders"] == 1
 
 

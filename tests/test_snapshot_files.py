@@ -119,8 +119,9 @@ def test_an_organisation_comes_back_equal_and_a_snapshot_writes_only_what_change
     assert store.last.entries_written >= 5000
     org.apply_all([paid(5000, T0 + 5000 * 60_000)])
     second = snapshots.save(org, store)
-    # One new order, its day and hour buckets: a few entries, not the 5,000 orders again.
-    assert store.last.entries_written == 3
+    # One new order, its day and hour buckets and its customer's profile: a few entries, not the 5,000
+    # orders and 7 profiles again.
+    assert store.last.entries_written == 4
     assert len(second) < len(first) + 1000
     back = snapshots.load(second, lambda org_id: SnapshotFiles(tmp_path, org_id))
     assert back.ledger.orders.keys() == org.ledger.orders.keys()
@@ -129,9 +130,15 @@ def test_an_organisation_comes_back_equal_and_a_snapshot_writes_only_what_change
         return {k: f.record_value() for k, f in o.ledger.orders.items()}
     assert values(back) == values(org)
     assert (back.version, back.watermark, back.folded, back.armed) == (org.version, org.watermark, org.folded, False)
+    profiles = org.shoppers.profiles
+    assert [back.shoppers.profiles.profile(f"c{i}") for i in range(7)] == [profiles.profile(f"c{i}") for i in range(7)]
+    assert sorted(back.shoppers.profiles.orders.items()) == sorted(profiles.orders.items())  # final orders
+    assert back.shoppers.profiles.held() == profiles.held()
     rnd = random.Random(3)
     more = [paid(5001 + i, T0 + rnd.randrange(5000) * 60_000) for i in range(50)]  # late orders, old buckets
-    assert back.apply_all(more) == org.apply_all(more)
+    again = [paid(i, T0 + i * 60_000) for i in range(0, 5000, 97)]  # final orders reported again: nothing moves
+    assert back.apply_all(more + again) == org.apply_all(more + again)
+    assert back.shoppers.profiles.profile("c3") == profiles.profile("c3")
 
 
 def test_small_snapshots_after_a_big_one_do_not_rewrite_it(tmp_path: Path) -> None:

@@ -618,8 +618,8 @@ def test_deliveries_over_http_move_the_figures_exactly(tmp_path: Path) -> None:
         assert unsigned.status_code == 400 and "missing X-WC-Webhook-Signature" in unsigned.json()["error"]
 
         # 29.35 + 39.00 gross; 10.00 + 9.00 + 5.50 refunded; two paid orders.
-        want = {"gross_revenue": {"amount": 6835, "currency": "USD"}, "refunds": {"amount": 2450, "currency": "USD"},
-                "net_revenue": {"amount": 4385, "currency": "USD"}, "paid_orders": 2}
+        want = {"gross_revenue": {"amount": 6835, "currency": "USD", "exponent": 2}, "refunds": {"amount": 2450, "currency": "USD", "exponent": 2},
+                "net_revenue": {"amount": 4385, "currency": "USD", "exponent": 2}, "paid_orders": 2}
         last: dict[str, Any] = {}
 
         def figures_match() -> bool:

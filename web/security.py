@@ -4,7 +4,8 @@ Every response gets `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-refe
 `X-Frame-Options: DENY` and, unless its route set its own, a Content-Security-Policy that allows
 nothing but same-origin resources and no framing. A page with inline code (the dashboard) sets its
 own policy with `page_policy`: the same, plus the hashes of exactly its inline scripts and styles
-and the WebSocket origins it connects to.
+and the WebSocket origins it connects to. Only a response whose own policy allows framing (the
+`/embed/` pages, ws_gateway/embed.py) goes without X-Frame-Options.
 """
 
 from __future__ import annotations
@@ -48,6 +49,15 @@ def with_websocket(policy: str, host: str | None, port: int) -> str:
     return f"{policy}; connect-src 'self' ws://{netloc} wss://{netloc}"
 
 
+def _frames(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a response's own policy allows framing (a frame-ancestors other than 'none')."""
+    for name, value in headers:
+        if name.lower() == b"content-security-policy":
+            ancestors = [d.strip() for d in value.split(b";") if d.strip().startswith(b"frame-ancestors")]
+            return bool(ancestors) and ancestors[0] != b"frame-ancestors 'none'"
+    return False
+
+
 class SecurityHeaders:
     """ASGI middleware: adds the headers above to every HTTP response that lacks them."""
 
@@ -63,6 +73,8 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
+                if _frames(headers):  # /embed: its own policy allows framing, X-Frame-Options would forbid it
+                    present.add(b"x-frame-options")
                 headers += [h for h in _HEADERS if h[0] not in present]
                 message = {**message, "headers": headers}
             await send(message)

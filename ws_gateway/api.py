@@ -9,6 +9,7 @@ each, in `handlers`. Every error body is {"error": "..."}.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,15 +22,16 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from core.changes import DAY, Record
 from core.clock import ms_of, utc_from_ms
 from core.config import Config, Org
-from core.figures import OPEN_END, BadPeriod, MissingRate, compute_figures, resolve_period, series
+from core.figures import OPEN_END, BadPeriod, Gap, MissingRate, compute_figures, gaps_json, resolve_period, series
 from core.freshness import freshness
 from core.money import EXPONENTS
-from core.rates import Rates
+from core.rates import Rates, RecordingRates
 from core.records import (
     LATE_BOOKS,
     AbandonedProduct,
@@ -48,11 +50,13 @@ from core.records import (
 from state.connections import ConnectionStats
 from state.readmodel import ReadModel
 from state.rejected import RejectedStore
+from state.shares import ShareStore
 from web.responses import error_response, json_response
 from web.security import page_policy, with_websocket
-from ws_gateway import deliveries, lists, metrics, shoppers
-from ws_gateway.auth import AuthError, org_for
+from ws_gateway import csv_export, currencies, deliveries, embed, lists, metrics, openapi, sharing, shoppers
+from ws_gateway.auth import AuthError
 from ws_gateway.limits import ApiLimits
+from ws_gateway.scoped import ScopedModel
 from ws_gateway.throttle import ApiThrottle, Throttled, records_cost, series_cost
 
 BODY_PREVIEW_BYTES = 4096
@@ -73,6 +77,7 @@ class ReadSide:
     ws_port: int
     rates: Rates | None = None
     limits: ApiLimits = field(default_factory=ApiLimits)
+    shares: ShareStore | None = None  # read-only share links (ws_gateway/sharing.py); None: none accepted
     now: Callable[[], datetime] = wall_clock  # "today" of a period, freshness, the quota's window
     monotonic: Callable[[], float] = time.monotonic  # the throttle's refill
     throttle: ApiThrottle = field(init=False)
@@ -115,6 +120,11 @@ def _too_late(books: Mapping[str, LateBook]) -> dict[str, dict[str, object]]:
     return out
 
 
+def _gaps(rates: RecordingRates, currency: str) -> dict[str, object]:
+    """What a list's amounts leave out for want of a rate (core/figures.py gaps_json), when anything."""
+    return gaps_json(rates.gaps, currency) if rates.gaps else {}
+
+
 def _limit(request: Request, default: int = 100, most: int = 1000) -> int:
     raw = request.query_params.get("limit", str(default))
     if not raw.isdigit() or not 0 < int(raw) <= most:
@@ -123,7 +133,7 @@ def _limit(request: Request, default: int = 100, most: int = 1000) -> int:
 
 
 def _store(request: Request, org: Org) -> str | None:
-    """?store=, one of the organisation's stores, or None for all of them."""
+    """?store=, one of the organisation's stores (a share link's: its own), or None for all of them."""
     store = request.query_params.get("store")
     if store is not None and store not in org.stores:
         raise HTTPException(404, f"organisation {org.id!r} has no store {store!r}")
@@ -173,9 +183,12 @@ def org_route(cost: Cost = by_request) -> Callable[[OrgEndpoint], Callable[[Requ
         @functools.wraps(endpoint)
         async def route(request: Request) -> Response:
             side = read_side(request)
-            org = org_for(side.config, request.headers.get("authorization"), request.path_params["org"])
+            org, share = await sharing.authorise(side, request, request.path_params["org"])
+            request.state.share = share
             with side.throttle.admit(org.id, cost(request, side, org), side.monotonic()):
-                return await endpoint(request, side, org)
+                seen = side if share is None or not share.stores else dataclasses.replace(
+                    side, model=ScopedModel(side.model, frozenset(org.stores)))  # a link of some stores sees them alone
+                return csv_export.negotiate(request, await endpoint(request, seen, org))
 
         return route
 
@@ -221,18 +234,21 @@ async def series_route(request: Request, side: ReadSide, org: Org) -> Response:
     metric = request.query_params.get("metric", "gross_revenue")
     grain = request.query_params.get("granularity", "day")
 
+    gaps: dict[str, frozenset[Gap]] = {}
+
     def compute() -> tuple[int, list[tuple[str, int]]]:
         # off the event loop: a year of hours is ~9,000 points, and other requests go on meanwhile
         version, buckets = side.model.snapshot(org.id, grain)
         return version, series(buckets, metric=metric, grain=grain, first=first, last=last, tz=org.tz,
-                               currency=currency, rates=side.rates, store=store)
+                               currency=currency, rates=side.rates, store=store, gaps=gaps)
 
     version, points = await asyncio.to_thread(compute)
     money = metric in ("gross_revenue", "refunds", "net_revenue", "aov")
     return json_response({
         "org": org.id, "store": store, "metric": metric, "granularity": grain, "from": first, "to": last,
-        "currency": currency if money else None, "version": version,
-        "points": [{"t": t, "value": v} for t, v in points],
+        "currency": currency if money else None, "exponent": EXPONENTS[currency] if money else None, "version": version,
+        # a money point that lacked a rate says which (counts never lack one)
+        "points": [{"t": t, "value": v, **(gaps_json(gaps[t], currency) if money and t in gaps else {})} for t, v in points],
     })
 
 
@@ -240,6 +256,8 @@ async def series_route(request: Request, side: ReadSide, org: Org) -> Response:
 async def rejected_list(request: Request, side: ReadSide, org: Org) -> Response:
     store = _store(request, org)
     found = await asyncio.to_thread(side.rejected.list, org=org.id, store=store, limit=_limit(request))
+    if request.state.share is not None:
+        found = [r for r in found if r.store in org.stores]  # a share link's stores
     usage = await asyncio.to_thread(side.rejected.usage)
     mine = [u for s, u in usage.items() if s in org.stores and store in (None, s)]
     # What the byte bounds dropped (oldest first) from what this list would show.
@@ -250,7 +268,7 @@ async def rejected_list(request: Request, side: ReadSide, org: Org) -> Response:
 @org_route()
 async def rejected_one(request: Request, side: ReadSide, org: Org) -> Response:
     r = await asyncio.to_thread(side.rejected.get, request.path_params["id"])
-    if r is None or r.org != org.id:
+    if r is None or r.org != org.id or r.store not in org.stores:
         raise HTTPException(404, "no such rejected delivery in this organisation")
     return json_response(r.to_json())
 
@@ -299,8 +317,10 @@ async def listing(request: Request, side: ReadSide, org: Org) -> Response:
     if store is not None:
         records = [r for r in records if r.value.store == store]
     # records(first, last) already holds only the period's days
-    paid = lists.paid_orders(records, currency, side.rates)
-    body: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency, "sort": sort}
+    rates = RecordingRates(side.rates)
+    paid = lists.paid_orders(records, currency, rates)
+    body: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency, "sort": sort,
+                               **_gaps(rates, currency)}
     if what == "orders":
         body["orders"] = lists.orders_list(paid, sort=sort, limit=limit, currency=currency, tz=org.tz)
         body["by_source"] = lists.orders_by_source(paid, currency)
@@ -326,16 +346,17 @@ async def customers(request: Request, side: ReadSide, org: Org) -> Response:
         raise HTTPException(400, f"sort for customers must be one of {', '.join(lists.SORTS['customers'])}, got {sort!r}")
     limit = _limit(request, default=20)
     fetch = side.model.records
+    rates = RecordingRates(side.rates)
     span: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency,
                                "sort": sort, "filter": wanted}
     if wanted == "never_bought":  # a profile's day is the day it registered
         lives = lists.lifetimes(await asyncio.to_thread(fetch, org.id, Customer, first, last),
-                                currency=currency, rates=side.rates, tz=org.tz, store=None)
+                                currency=currency, rates=rates, tz=org.tz, store=None)
         figures = lists.never_bought(lives, store)
         rows = lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz)
-        return json_response({**span, "total": len(figures), "customers": rows})
+        return json_response({**span, **_gaps(rates, currency), "total": len(figures), "customers": rows})
     profiles = await asyncio.to_thread(fetch, org.id, Customer)
-    lives = lists.lifetimes(profiles, currency=currency, rates=side.rates, tz=org.tz, store=store)
+    lives = lists.lifetimes(profiles, currency=currency, rates=rates, tz=org.tz, store=store)
     if first == "" and last == OPEN_END:  # all time: the profiles alone, no order is read
         figures = lists.lifetime_customers(lives)
         # guests have no profile: the figures' paid orders minus the profiles'. Read after the
@@ -345,13 +366,13 @@ async def customers(request: Request, side: ReadSide, org: Org) -> Response:
         guests = max(0, paid_orders - sum(c.orders for c in figures.values()))
     else:  # a bounded period sums its own paid orders, selected by day
         orders = await asyncio.to_thread(fetch, org.id, Order, first, last)
-        paid = [o for o in lists.paid_orders(orders, currency, side.rates)
+        paid = [o for o in lists.paid_orders(orders, currency, rates)
                 if store is None or o.order.store == store]
         figures = lists.period_customers(paid)
         guests = sum(1 for o in paid if o.order.customer is None)
     first_ever = {k: c.first_paid for k, c in lives.items() if c.first_paid is not None}
     return json_response({
-        **span, "total": len(figures),
+        **span, **_gaps(rates, currency), "total": len(figures),
         "customers": lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz),
         "summary": lists.customer_summary(figures, first_ever, guests, first, last, org.tz),
     })
@@ -364,10 +385,11 @@ async def carts(request: Request, side: ReadSide, org: Org) -> Response:
     days, live, products, listed = await asyncio.gather(
         asyncio.to_thread(fetch, org.id, CartDay, first, last), asyncio.to_thread(fetch, org.id, OpenCarts),
         asyncio.to_thread(fetch, org.id, AbandonedProduct, first, last), asyncio.to_thread(fetch, org.id, Cart, first, last))
-    body = shoppers.carts_summary(days, live, products, listed, currency=currency, rates=side.rates,
+    rates = RecordingRates(side.rates)
+    body = shoppers.carts_summary(days, live, products, listed, currency=currency, rates=rates,
                                   limit=_limit(request, default=20), store=store)
-    return json_response({"org": org.id, "store": store, **_span(first, last),
-                          "currency": currency, "abandon_after_minutes": org.abandon_after_minutes, **body})
+    return json_response({"org": org.id, "store": store, **_span(first, last), "currency": currency,
+                          "abandon_after_minutes": org.abandon_after_minutes, **_gaps(rates, currency), **body})
 
 
 @org_route(by_records)
@@ -382,13 +404,17 @@ async def journey(request: Request, side: ReadSide, org: Org) -> Response:
 async def attribution(request: Request, side: ReadSide, org: Org) -> Response:
     store, first, last, currency = query(request, side, org)
     days = await asyncio.to_thread(side.model.records, org.id, Attribution, first, last)
-    body = shoppers.attribution_summary(days, currency=currency, rates=side.rates, store=store)
+    rates = RecordingRates(side.rates)
+    body = shoppers.attribution_summary(days, currency=currency, rates=rates, store=store)
     return json_response({"org": org.id, "store": store, **_span(first, last),
-                          "currency": currency, "window_days": 7, **body})
+                          "currency": currency, "window_days": 7, **_gaps(rates, currency), **body})
 
 
 @org_route(all_records)
 async def quota(request: Request, side: ReadSide, org: Org) -> Response:
+    share = request.state.share
+    if share is not None and share.stores:
+        raise HTTPException(403, "the quota counts the whole organisation's orders: a share link of some stores cannot read it")
     try:
         at = lists.parse_at(request.query_params.get("at"), ms_of(side.now()))
     except lists.ListError as exc:
@@ -427,6 +453,10 @@ async def dashboard(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
+    *sharing.routes,
+    *embed.routes,
+    *openapi.routes,
+    *currencies.routes,
     Route("/api/v1/orgs/{org}/figures", figures, methods=["GET"]),
     Route("/api/v1/orgs/{org}/series", series_route, methods=["GET"]),
     Route("/api/v1/orgs/{org}/quota", quota, methods=["GET"]),
@@ -451,6 +481,8 @@ routes: list[BaseRoute] = [
     Route("/unsubscribe/{org}", deliveries.unsubscribe_post, methods=["POST"]),
     Route("/api/v1/orgs/{org}/{what}", listing, methods=["GET"]),
     Route("/", dashboard, methods=["GET"]),
+    # The dashboard's modules, styles and vendored chart library (ws_gateway/static; docs/dashboard.md)
+    Mount("/static", StaticFiles(packages=[("ws_gateway", "static")]), name="static"),
 ]
 
 

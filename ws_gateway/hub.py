@@ -22,6 +22,7 @@ from core.clock import ms_of
 from core.config import Config, Org
 from core.figures import MissingRate, dashboard_figures
 from core.freshness import freshness
+from core.money import EXPONENTS
 from core.rates import Rates
 from core.records import QuotaAlert
 from state.readmodel import ReadModel
@@ -37,7 +38,8 @@ class Subscriber:
 
     MAX_REPLIES = 16  # answers to the client's own messages not yet sent; more are dropped
 
-    def __init__(self, write_now: Callable[[bytes], bool] | None = None) -> None:
+    def __init__(self, write_now: Callable[[bytes], bool] | None = None, stores: frozenset[str] | None = None) -> None:
+        self.stores = stores  # a share link's stores: figures of those alone (None: the whole organisation)
         self.latest: bytes | None = None
         self.events: list[bytes] = []
         self.replies: list[bytes] = []
@@ -122,27 +124,31 @@ class Hub:
                 await t
 
     def subscribe(self, org_id: str, write_now: Callable[[bytes], bool] | None = None,
-                  ) -> tuple[Subscriber, dict[str, object]]:
+                  stores: frozenset[str] | None = None) -> tuple[Subscriber, dict[str, object]]:
         view = self._views[org_id]
-        sub = Subscriber(write_now)
+        sub = Subscriber(write_now, stores)
         view.subscribers.add(sub)
         metrics.CLIENTS.inc()
-        return sub, self.payload(org_id, "snapshot")
+        return sub, self.payload(org_id, "snapshot", stores)
 
     def unsubscribe(self, org_id: str, sub: Subscriber) -> None:
         self._views[org_id].subscribers.discard(sub)
         metrics.CLIENTS.dec()
 
-    def payload(self, org_id: str, kind: str) -> dict[str, object]:
+    def payload(self, org_id: str, kind: str, stores: frozenset[str] | None = None) -> dict[str, object]:
+        """The dashboard's figures; with `stores` (a share link's), of those stores alone: their total,
+        and each of them."""
         view = self._views[org_id]
+        days = [b for b in view.days.values() if stores is None or b.store in stores]
         now = self._now()
         view.shown_day = now.astimezone(view.org.tz).date().isoformat()
         base: dict[str, object] = {"type": kind, "org": org_id, "version": view.version, "currency": view.org.currency,
+                                   "exponent": EXPONENTS[view.org.currency],
                                    "freshness": freshness(view.caught_up_at, ms_of(now)).to_json()}
         try:
             base["figures"] = dashboard_figures(
-                list(view.days.values()), today=now.astimezone(view.org.tz).date(), currency=view.org.currency,
-                stores=view.org.stores, rates=self._rates,
+                days, today=now.astimezone(view.org.tz).date(), currency=view.org.currency,
+                stores=[s for s in view.org.stores if stores is None or s in stores], rates=self._rates,
             )
         except MissingRate as exc:
             base["error"] = str(exc)
@@ -204,7 +210,8 @@ class Hub:
                 view.alerted.add(c.key)
                 alert = orjson.dumps({"type": "alert", "org": c.org, "version": c.version, "quota": alert_json(c.value)})
                 for sub in view.subscribers:  # an alert is an event of its own, not a figure to coalesce
-                    sub.event(alert)
+                    if sub.stores is None:  # the quota is the whole organisation's: not for a link of some stores
+                        sub.event(alert)
             else:
                 continue  # records the dashboard does not show (orders, carts, ...)
             view.version = max(view.version, c.version)
@@ -225,9 +232,12 @@ class Hub:
                 view = self._views[org_id]
                 if not view.subscribers:
                     continue
-                payload = orjson.dumps(self.payload(org_id, "figures"))
+                # encoded once per set of stores (the whole organisation, or a share link's), for all its subscribers
+                payloads: dict[frozenset[str] | None, bytes] = {}
                 for sub in view.subscribers:
-                    sub.offer(payload)
+                    if sub.stores not in payloads:
+                        payloads[sub.stores] = orjson.dumps(self.payload(org_id, "figures", sub.stores))
+                    sub.offer(payloads[sub.stores])
                 metrics.PUSHES.inc(len(view.subscribers))
             await asyncio.sleep(0)
 

@@ -25,6 +25,7 @@ import contextlib
 import gc
 import socket
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
@@ -32,13 +33,17 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.protocol import State
 
+from core.clock import ms_of
 from core.config import Config
+from core.shares import is_share_token
+from state.shares import ShareStore
 from ws_gateway import metrics
 from ws_gateway.auth import AuthError, org_for
 from ws_gateway.bucket import TokenBucket
 from ws_gateway.clients import ConnectionCaps, Replies, close_reason
 from ws_gateway.hub import Hub, Subscriber
 from ws_gateway.limits import WsLimits
+from ws_gateway.sharing import share_for
 
 AUTH_TIMEOUT_SECONDS = 10
 CLOSE_TIMEOUT_SECONDS = 5  # a close handshake the client does not answer: the TCP connection is dropped
@@ -69,7 +74,9 @@ class Sweeper:
         gc.collect()
 
 
-async def _authenticate(conn: ServerConnection, config: Config) -> str:
+async def _authenticate(conn: ServerConnection, config: Config,
+                        shares: ShareStore | None = None) -> tuple[str, frozenset[str] | None]:
+    """(the organisation, a share link's stores or None for all of them)."""
     header = conn.request.headers.get("Authorization") if conn.request else None
     if header is None:
         try:
@@ -82,7 +89,14 @@ async def _authenticate(conn: ServerConnection, config: Config) -> str:
         if not isinstance(msg, dict) or msg.get("type") != "auth" or not isinstance(msg.get("token"), str):
             raise AuthError(400, 'the first message must be {"type": "auth", "token": "..."}')
         header = f"Bearer {msg['token']}"
-    return org_for(config, header).id
+    token = header[7:].strip() if header.startswith("Bearer ") else ""
+    if is_share_token(token):
+        share = await asyncio.to_thread(share_for, shares, token, None, ms_of(datetime.now(UTC)))
+        org = config.orgs.get(share.org)
+        if org is None:
+            raise AuthError(401, "the share token's organisation no longer exists")
+        return org.id, frozenset(share.scoped(org).stores) if share.stores else None
+    return org_for(config, header).id, None
 
 
 async def _close(conn: ServerConnection, code: int, reason: str) -> None:
@@ -157,14 +171,15 @@ async def _read(conn: ServerConnection, sub: Subscriber, limits: WsLimits) -> No
                 sub.reply(reply)
 
 
-def handler(config: Config, hub: Hub, limits: WsLimits) -> Callable[[ServerConnection], Awaitable[None]]:
+def handler(config: Config, hub: Hub, limits: WsLimits,
+            shares: ShareStore | None = None) -> Callable[[ServerConnection], Awaitable[None]]:
     caps = ConnectionCaps(limits)
     sweeper = Sweeper()
 
-    async def live(conn: ServerConnection, org_id: str) -> None:
+    async def live(conn: ServerConnection, org_id: str, stores: frozenset[str] | None) -> None:
         direct = _Direct(conn)
         direct.sending = True  # until the snapshot is sent: nothing may overtake it
-        sub, snapshot = hub.subscribe(org_id, direct)
+        sub, snapshot = hub.subscribe(org_id, direct, stores)
         try:
             if not await _send(conn, orjson.dumps(snapshot), limits):
                 return
@@ -191,7 +206,7 @@ def handler(config: Config, hub: Hub, limits: WsLimits) -> Callable[[ServerConne
             return
         try:
             try:
-                org_id = await _authenticate(conn, config)
+                org_id, stores = await _authenticate(conn, config, shares)
             except AuthError as exc:
                 metrics.AUTH_FAILURES.inc()
                 with contextlib.suppress(ConnectionClosed):
@@ -206,7 +221,7 @@ def handler(config: Config, hub: Hub, limits: WsLimits) -> Callable[[ServerConne
                 await _close(conn, CloseCode.TRY_AGAIN_LATER, refused)
                 return
             try:
-                await live(conn, org_id)
+                await live(conn, org_id, stores)
             finally:
                 caps.leave(org_id)
         finally:
@@ -216,7 +231,8 @@ def handler(config: Config, hub: Hub, limits: WsLimits) -> Callable[[ServerConne
     return handle
 
 
-async def start_ws_server(config: Config, hub: Hub, host: str, port: int, limits: WsLimits | None = None) -> Server:
+async def start_ws_server(config: Config, hub: Hub, host: str, port: int, limits: WsLimits | None = None,
+                          shares: ShareStore | None = None) -> Server:
     limits = limits or WsLimits()
-    return await serve(handler(config, hub, limits), host, port, max_size=limits.max_message, max_queue=MAX_QUEUE,
+    return await serve(handler(config, hub, limits, shares), host, port, max_size=limits.max_message, max_queue=MAX_QUEUE,
                        write_limit=WRITE_LIMIT, close_timeout=CLOSE_TIMEOUT_SECONDS)

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from core.changes import Record
-from core.money import Money
+from core.money import EXPONENTS, Money
 from core.rates import LATEST, Rates, convert
 from core.records import AbandonedProduct, Attribution, Cart, CartDay, JourneyDay, OpenCarts
 
@@ -56,7 +56,7 @@ def carts_summary(days: Iterable[Record[CartDay]], open_now: Iterable[Record[Ope
         "most_abandoned_products": [{"product": p, "carts": n}
                                     for p, n in sorted(abandoned_products.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]],
         "latest_carts": [{"store": c.store, "cart": c.cart, "person": c.person, "status": c.status,
-                          "currency": c.currency, "value": c.value, "first": c.first, "last": c.last, "due": c.due,
+                          "currency": c.currency, "exponent": EXPONENTS[c.currency], "value": c.value, "first": c.first, "last": c.last, "due": c.due,
                           "paid": c.paid} for c in listed],
     }
 

@@ -1,0 +1,202 @@
+"""What happens in the demo shops: visits, carts, checkouts, purchases, refunds, e-mail engagement.
+
+Pure and deterministic: every hour of history and every live tick draws from its own generator,
+seeded by (seed, the slot's start), so the same slot always yields the same happenings with the
+same ids (a history sent again after a crash is dropped as duplicates), whatever came before it.
+Times are ms since the epoch, UTC, given by the caller.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    id: str
+    name: str
+    category: str
+    brand: str
+    price: int  # minor units of EUR (a USD store charges the same number of cents)
+
+
+CATALOGUE = (
+    Product("p-espresso", "Espresso beans 1 kg", "coffee", "Torrefazione", 2490),
+    Product("p-filter", "Filter roast 500 g", "coffee", "Torrefazione", 1290),
+    Product("p-decaf", "Decaf 250 g", "coffee", "Nachtcafe", 890),
+    Product("p-grinder", "Hand grinder", "equipment", "Mahlwerk", 8900),
+    Product("p-kettle", "Gooseneck kettle", "equipment", "Mahlwerk", 5900),
+    Product("p-dripper", "Ceramic dripper", "equipment", "Keramik", 2900),
+    Product("p-papers", "Filter papers x100", "accessories", "Keramik", 590),
+    Product("p-mug", "Stoneware mug", "accessories", "Keramik", 1900),
+    Product("p-scale", "Brew scale", "equipment", "Mahlwerk", 4500),
+    Product("p-tea", "Sencha 100 g", "tea", "Teehaus", 1150),
+    Product("p-gift", "Gift card", "gifts", "Torrefazione", 5000),
+    Product("p-sub", "Monthly beans", "coffee", "Torrefazione", 1990),
+)
+CAMPAIGNS = ("spring-sale", "new-roasts", "brewing-guide", "black-friday")
+AUTOMATIONS = ("abandoned-cart", "welcome", "win-back")
+CUSTOMERS = 400  # the pool returning customers are drawn from
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    product: Product
+    qty: int
+
+    @property
+    def total(self) -> int:
+        return self.product.price * self.qty
+
+
+@dataclass(frozen=True, slots=True)
+class SiteEvent:
+    """One event for the events API (its JSON fields), at `time`."""
+
+    time: int
+    fields: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A paid order at a vendor store (Stripe, WooCommerce or Shopify)."""
+
+    provider: str
+    number: int  # unique per store; the vendor's order id is made from it
+    time: int
+    customer: int | None  # None: a guest
+    lines: tuple[Line, ...]
+    refund: int = 0  # minor units refunded a day later (0: none)
+
+    @property
+    def total(self) -> int:
+        return sum(line.total for line in self.lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """A customer account created at the WooCommerce store (who may never buy)."""
+
+    customer: int
+    time: int
+
+
+@dataclass(slots=True)
+class Happenings:
+    site: list[SiteEvent] = field(default_factory=list)
+    orders: list[Order] = field(default_factory=list)
+    registrations: list[Registration] = field(default_factory=list)
+
+
+def _lines(rng: random.Random) -> tuple[Line, ...]:
+    picks = rng.sample(CATALOGUE, rng.choice((1, 1, 1, 2, 2, 3)))
+    return tuple(Line(p, rng.choice((1, 1, 1, 2, 3))) for p in picks)
+
+
+def _busy(t: int) -> float:
+    """How busy the shops are at `t`, 0.3 to 1.3: quiet at night (UTC), busier at weekends."""
+    hour = (t // HOUR_MS) % 24
+    weekday = (t // DAY_MS + 3) % 7  # 1970-01-01 was a Thursday: 0 is Monday
+    day = 0.3 + 0.7 * max(0.0, math.sin(math.pi * (hour - 5) / 18)) if 5 <= hour <= 23 else 0.3
+    return day * (1.3 if weekday >= 5 else 1.0)
+
+
+def _session(rng: random.Random, tag: str, start: int, span: int, buy: bool | None, out: Happenings) -> None:
+    """One visitor's visit to the site (the events-API store), all events within `span` ms of `start`."""
+    step = max(1, span // 8)
+    visitor = f"v-{tag}"
+    known = rng.random() < 0.55
+    customer = f"c{rng.randrange(CUSTOMERS)}" if known else None
+    who: dict[str, object] = {"visitor": visitor, **({"customer": customer} if customer else {})}
+
+    def add(at: int, name: str, **fields: object) -> None:
+        out.site.append(SiteEvent(at, {"id": f"{tag}-{name}", "time": at, **who, **fields}))
+
+    t = start
+    if customer and rng.random() < 0.35:  # came from an e-mail: opened, then clicked
+        key = "campaign" if rng.random() < 0.6 else "automation"
+        name = rng.choice(CAMPAIGNS if key == "campaign" else AUTOMATIONS)
+        add(t, "open", type="email_open", **{key: name})
+        t += step
+        add(t, "click", type="email_click", **{key: name})
+        t += step
+    add(t, "view", type="page_view", url="/")
+    viewed = rng.choice(CATALOGUE)
+    t += step
+    add(t, "product", type="product_view", product=viewed.id, product_name=viewed.name, category=viewed.category,
+        brand=viewed.brand, price=_major(viewed.price), currency="EUR")
+    if not (buy or (buy is None and rng.random() < 0.35)):
+        return
+    lines = _lines(rng)
+    cart = f"cart-{tag}"
+    items = [{"product": ln.product.id, "qty": ln.qty, "price": _major(ln.product.price), "name": ln.product.name,
+              "category": ln.product.category, "brand": ln.product.brand} for ln in lines]
+    amount = _major(sum(ln.total for ln in lines))
+    t += step
+    add(t, "add", type="add_to_cart", cart=cart, currency="EUR", items=items[:1])
+    t += step
+    add(t, "cart", type="cart_updated", cart=cart, currency="EUR", amount=amount, items=items)
+    if not (buy or (buy is None and rng.random() < 0.6)):
+        return
+    t += step
+    add(t, "checkout", type="checkout_started", cart=cart, currency="EUR", amount=amount, items=items)
+    if not (buy or (buy is None and rng.random() < 0.7)):
+        return
+    if customer is None:  # a purchase needs an account: the visitor signs up and is identified
+        customer = f"c{CUSTOMERS + rng.randrange(10**6)}"
+        t += step
+        add(t, "identify", type="identify", customer=customer)
+        who["customer"] = customer
+    t += step
+    add(t, "paid", type="order_paid", order=f"o-{tag}", cart=cart, currency="EUR", amount=amount, items=items)
+    if rng.random() < 0.06:
+        refund = sum(ln.total for ln in lines[:1])
+        add(t + DAY_MS, "refund", type="order_refunded", order=f"o-{tag}", currency="EUR", amount=_major(refund))
+
+
+def _major(minor: int) -> str:
+    """An amount as the plain decimal string the events API takes ("12.34")."""
+    return f"{minor // 100}.{minor % 100:02d}"
+
+
+def _order(rng: random.Random, provider: str, number: int, t: int) -> Order:
+    customer = rng.randrange(CUSTOMERS) if rng.random() < 0.85 else None
+    lines = _lines(rng)
+    refund = lines[0].total if rng.random() < 0.07 else 0
+    return Order(provider, number, t, customer, lines, refund)
+
+
+def hour(seed: int, start: int) -> Happenings:
+    """The happenings of the hour that starts at `start` (ms): site sessions, vendor orders, sign-ups."""
+    rng = random.Random(f"{seed}:hour:{start}")
+    out = Happenings()
+    busy = _busy(start)
+    sessions = int(6 * busy + rng.random() * 4)
+    for n in range(sessions):
+        _session(rng, f"h{start // 1000}-{n}", start + rng.randrange(HOUR_MS - 600_000), 480_000, None, out)
+    for i, provider in enumerate(("stripe", "woocommerce", "shopify")):
+        if rng.random() < 0.22 * busy:
+            out.orders.append(_order(rng, provider, (start // 60_000) * 10 + i, start + rng.randrange(HOUR_MS)))
+    if rng.random() < 0.08:
+        out.registrations.append(Registration(100_000 + (start // HOUR_MS) % 10**6, start + rng.randrange(HOUR_MS)))
+    return out
+
+
+def tick(seed: int, at: int, span: int, number: int) -> Happenings:
+    """Live traffic of the `span` ms before `at`: two visits, and a paid order at one of the four
+    kinds of store in turn (`number` counts ticks), so every figure moves every few seconds."""
+    rng = random.Random(f"{seed}:tick:{at}")
+    out = Happenings()
+    turn = ("events", "stripe", "woocommerce", "shopify")[number % 4]
+    for n in range(2):
+        _session(rng, f"t{at}-{n}", at - span, span, True if (turn == "events" and n == 0) else None, out)
+    if turn != "events":
+        out.orders.append(_order(rng, turn, at * 10 + 9, at - span // 2))  # by the ms: ticks may be < 1 s apart
+    out.site = [e for e in out.site if e.time <= at]  # a refund a day later has not happened yet
+    out.orders = [o if o.refund == 0 else Order(o.provider, o.number, o.time, o.customer, o.lines) for o in out.orders]
+    return out

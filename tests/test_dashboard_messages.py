@@ -1,0 +1,41 @@
+"""The dashboard's message catalogues, read as files: every key the page's code names exists in the
+English catalogue (the browser test checks that every language has exactly the English keys)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+STATIC = Path(__file__).resolve().parent.parent / "ws_gateway" / "static"
+CALLS = re.compile(r"""\bt\(\s*"([a-z0-9_.]+)"|data-i18n(?:-label|-placeholder)?="([a-z0-9_.]+)"|title: "(view\.[a-z]+)\"""")
+KEY = re.compile(r'^\s*"([a-z0-9_.]+)":', re.M)
+
+
+def _keys(lang: str) -> set[str]:
+    text = (STATIC / "messages" / f"{lang}.js").read_text()
+    # several keys share a line: take every "key": at a line start or after a comma
+    return set(KEY.findall(text)) | set(re.findall(r',\s*"([a-z0-9_.]+)":', text))
+
+
+def _used() -> set[str]:
+    used: set[str] = set()
+    for path in [*STATIC.glob("*.js"), *STATIC.glob("views/*.js"), STATIC / "dashboard.html"]:
+        for groups in CALLS.findall(path.read_text()):
+            used.update(g for g in groups if g)
+    return used
+
+
+def test_every_key_the_code_names_is_in_the_english_catalogue() -> None:
+    used = _used()
+    assert len(used) > 100, "the scan found too few keys: the pattern no longer matches the code"
+    assert sorted(used - _keys("en")) == []
+
+
+def test_every_language_has_the_english_keys() -> None:
+    en = _keys("en")
+    for lang in ("de", "es", "fr", "it"):
+        assert _keys(lang) == en, lang

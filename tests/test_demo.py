@@ -1,0 +1,168 @@
+"""The demo: `storepulse up` with no config runs a shop simulator that sends 90 days of history and
+then live traffic through the real ingest path (signed Stripe, WooCommerce and Shopify webhooks and
+events-API batches), so every view of the dashboard has data and moves within seconds."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from core.config import Store
+from ingest import shopify, stripe, woocommerce
+from ingest.adapter import Delivery
+from ingest.events_api import parse_batch
+from storepulse import STOREPULSE
+from storepulse.configfile import demo_credentials
+from storepulse.demo import shop
+from storepulse.demo.run import posts
+from tests.helpers import free_port, wait_for
+
+T0 = 1_780_000_000_000 - 1_780_000_000_000 % shop.HOUR_MS  # a fixed hour: nothing here reads the clock
+
+
+@pytest.mark.unit
+def test_the_simulator_is_deterministic_per_slot() -> None:
+    assert shop.hour(7, T0) == shop.hour(7, T0)
+    assert shop.hour(7, T0) != shop.hour(8, T0)
+    a, b = shop.tick(7, T0, 3000, 0), shop.tick(7, T0, 3000, 0)
+    assert a == b and all(e.time <= T0 for e in a.site)
+    assert any(e.fields["type"] == "order_paid" for e in a.site)  # tick 0: the site's turn to sell
+    assert [o.provider for o in shop.tick(7, T0, 3000, 1).orders] == ["stripe"]
+
+
+@pytest.mark.unit
+def test_what_it_sends_is_what_the_real_adapters_accept() -> None:
+    stores = {p: Store(f"d-{p}", "demo", p, f"secret-{p}-0123456789", "EUR") for p in ("stripe", "woocommerce", "shopify", "events")}
+    day = shop.Happenings()
+    for h in range(T0, T0 + shop.DAY_MS, shop.HOUR_MS):
+        one = shop.hour(3, h)
+        day.site += one.site
+        day.orders += one.orders
+        day.registrations += one.registrations
+    now = T0 // 1000 + 5
+    batches, hooks = posts(day, stores, now, T0 + 10 * shop.DAY_MS)
+    kinds = set()
+    for b in batches:
+        for e in parse_batch(b.body, stores["events"]).events:
+            kinds.add(e.kind.value)
+    handle = {"stripe": stripe.handle, "woocommerce": woocommerce.handle, "shopify": shopify.handle}
+    for p in hooks:
+        provider = p.path.split("/")[2]
+        outcome = handle[provider](Delivery(p.body, {k.lower(): v for k, v in p.headers.items()}), stores[provider], now)
+        assert outcome.ignored is None and outcome.events, (p.path, outcome)
+        kinds.update(e.kind.value for e in outcome.events)
+    assert {"page.viewed", "cart.updated", "checkout.started", "order.paid", "order.refunded", "email.engaged",
+            "checkout.completed", "customer.created"} <= kinds
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("demo")
+    http_port, ws_port = free_port(), free_port()
+    log = tmp / "demo.log"
+    cmd = [*STOREPULSE, "up", "--data-dir", str(tmp / "data"), "--http-port", str(http_port), "--ws-port", str(ws_port),
+           "--simulator-interval", "1"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=tmp, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        began = time.monotonic()
+        wait_for(lambda: "days of history sent" in log.read_text(), 90, f"the demo's history (log: {log})")
+        token, _ = demo_credentials(tmp / "data" / "demo.toml")
+        yield {"base": f"http://127.0.0.1:{http_port}", "token": token, "log": log, "history_s": time.monotonic() - began,
+               "proc": proc, "cmd": cmd, "tmp": tmp}
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # the restart test may have stopped it
+            os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(30)
+
+
+def _get(demo: dict[str, Any], what: str, **params: object) -> dict[str, Any]:
+    r = httpx.get(f"{demo['base']}/api/v1/orgs/demo/{what}", params=params,
+                  headers={"Authorization": f"Bearer {demo['token']}"}, timeout=10)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def test_every_view_of_the_demo_has_data(demo: dict[str, Any]) -> None:
+    assert demo["history_s"] < 60  # measured: ~8 s for ~1,300 requests on a quiet machine
+    figures = _get(demo, "figures", period="90d")  # the history is in the log: wait for the dataflow to fold it
+    deadline = time.monotonic() + 60
+    while figures["paid_orders"] < 1000 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        figures = _get(demo, "figures", period="90d")
+    assert figures["paid_orders"] >= 1000 and figures["gross_revenue"]["amount"] > 0 and figures["refunds"]["amount"] > 0
+    assert "missing_rates" not in figures["gross_revenue"]  # the Shopify store sells in USD: the shipped rates convert it
+    carts = _get(demo, "carts", period="90d")
+    assert carts["carts"] > 0 and carts["abandoned"] > 0 and carts["purchased"] > 0 and carts["most_abandoned_products"]
+    customers = _get(demo, "customers", period="90d")
+    assert customers["total"] > 0 and customers["customers"][0]["revenue"]["amount"] > 0
+    assert _get(demo, "customers", period="90d", filter="never_bought")["total"] > 0
+    journey = _get(demo, "journey", period="90d")
+    assert journey["visitors"] > journey["added_to_cart"] > 0 and journey["purchased"] > 0
+    attribution = _get(demo, "attribution", period="90d")
+    assert attribution["orders"] > 0 and len(attribution["campaigns"]) >= 3
+    assert _get(demo, "products", period="90d")["products"]
+    quota = _get(demo, "quota")
+    assert quota["plan_limit"] == 2000 and 0 < quota["paid_orders_30d"] < 2000, quota
+    connections = {c["provider"]: c for c in _get(demo, "connections")["connections"]}
+    assert set(connections) == {"stripe", "woocommerce", "shopify", "events"}
+    assert all(c["rejected"]["count"] == 0 and c["last_event_time"] for c in connections.values())
+
+
+def test_the_demo_figures_move_within_seconds(demo: dict[str, Any]) -> None:
+    before = _get(demo, "figures", period="today")["paid_orders"]
+    deadline = time.monotonic() + 15
+    while (now := _get(demo, "figures", period="today")["paid_orders"]) <= before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert now > before, f"no new paid order within 15 s (log: {demo['log']})"
+
+
+def test_a_restart_neither_repeats_nor_shifts_the_history(demo: dict[str, Any]) -> None:
+    """Runs last in this module: it stops the demo and starts it again on the same data directory."""
+    before = _get(demo, "figures", period="90d")["paid_orders"]
+    proc = demo["proc"]
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(30) == 0
+    log = demo["tmp"] / "again.log"
+    cmd = [*demo["cmd"][:-1], "60"]  # a tick a minute: the live traffic adds at most a couple of orders
+    with open(log, "wb") as out:
+        again = subprocess.Popen(cmd, cwd=demo["tmp"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: "shop simulator on" in log.read_text(), 30, f"the restarted demo (log: {log})")
+        wait_for(lambda: _get(demo, "figures", period="90d")["freshness"]["live"], 30, "the dataflow to catch up")
+        after = _get(demo, "figures", period="90d")["paid_orders"]
+        assert before <= after <= before + 6, (before, after)  # a shifted history would add ~2,800
+        assert "days of history sent" not in log.read_text()
+    finally:
+        os.killpg(again.pid, signal.SIGINT)
+        again.wait(30)
+
+
+def test_no_simulator_means_no_traffic(tmp_path: Path) -> None:
+    http_port = free_port()
+    log = tmp_path / "up.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([*STOREPULSE, "up", "--no-simulator", "--data-dir", str(tmp_path / "data"), "--http-port",
+                                 str(http_port), "--ws-port", str(free_port())], cwd=tmp_path, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: "storepulse up ready" in log.read_text(), 30, "the banner")
+        token, secrets = demo_credentials(tmp_path / "data" / "demo.toml")
+        assert {"demo-stripe", "demo-woo", "demo-shopify", "demo-site"} == set(secrets)
+        time.sleep(2)  # two ticks' worth: the simulator would have sent by now
+        r = httpx.get(f"http://127.0.0.1:{http_port}/api/v1/orgs/demo/connections", headers={"Authorization": f"Bearer {token}"})
+        assert all(c["last_event_time"] is None for c in r.json()["connections"])
+        assert "shop simulator on" not in log.read_text()
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(30)

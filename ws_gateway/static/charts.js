@@ -1,0 +1,54 @@
+// Line and bar charts over time with uPlot (vendor/uplot, MIT, pinned: see vendor/README.md).
+import { getLocale } from "./format.js";
+import uPlot from "./vendor/uplot/uPlot.esm.js";
+
+// Unix seconds of a day's UTC midnight as a short date in the page's locale ("4 Mar", "4. März").
+function dayLabel(ts) {
+  if (!Number.isFinite(ts)) return ""; // uPlot asks for ticks between points too while it sizes the axis
+  return new Intl.DateTimeFormat(getLocale(), { day: "numeric", month: "short", timeZone: "UTC" }).format(ts * 1000);
+}
+
+const COLORS = ["#2f6fde", "#d9480f", "#2b8a3e", "#862e9c", "#c92a2a", "#5c940d"];
+
+// "2026-03-04" (a local day) or "2026-03-04T13" (an hour, UTC) as Unix seconds.
+export function timeOf(label) {
+  return label.length > 10 ? Date.parse(`${label}:00:00Z`) / 1000 : Date.parse(`${label}T00:00:00Z`) / 1000;
+}
+
+// Draws (or redraws) a chart in `container`: xs (Unix seconds), series [{label, values}], `format` of a y value.
+export function drawChart(container, { xs, series, format, bars = false, days = true, xLabel = "" }) {
+  const width = Math.max(container.clientWidth, 280);
+  const data = [xs, ...series.map((s) => s.values)];
+  const shape = series.map((s) => s.label).join("|") + (bars ? "|bars" : "");
+  const held = container._chart;
+  if (held && held.shape === shape && held.days === days) {
+    held.plot.setData(data);
+    if (held.plot.width !== width) held.plot.setSize({ width, height: 220 });
+    return;
+  }
+  if (held) { held.resize.disconnect(); held.plot.destroy(); }
+  container.replaceChildren();
+  const opts = {
+    width, height: 220,
+    // Days sit on their own ticks (an ordinal axis), labelled as dates in the page's locale; hours
+    // are a time axis in the browser's zone.
+    // Amounts and counts start at zero, so a bar's height is its value.
+    scales: { x: days ? { time: false, distr: 2, range: bars ? (u, min, max) => [min - 0.5, max + 0.5] : undefined } : { time: true }, y: { range: (u, min, max) => [Math.min(0, min), max > 0 ? max * 1.08 : 1] } },
+    axes: [days ? { values: (u, vals) => vals.map(dayLabel) } : {},
+      { values: (u, vals) => vals.map(format), size: 80 }],
+    series: [{ label: xLabel, value: (u, v) => (v === null || v === undefined ? "–" : days ? dayLabel(v) : new Date(v * 1000).toLocaleString(getLocale())) }, ...series.map((s, i) => ({
+      label: s.label, points: { show: xs.length < 40 }, stroke: COLORS[i % COLORS.length], width: 2,
+      fill: bars ? `${COLORS[i % COLORS.length]}55` : undefined,
+      paths: bars ? uPlot.paths.bars({ size: [0.6, 40] }) : undefined,
+      value: (u, v) => (v === null || v === undefined ? "–" : format(v)),
+    }))],
+  };
+  const plot = new uPlot(opts, data, container);
+  // Follow the container's width (a window resized, a phone turned): a canvas does not reflow.
+  const resize = new ResizeObserver(() => {
+    const w = Math.max(container.clientWidth, 280);
+    if (plot.width !== w) plot.setSize({ width: w, height: 220 });
+  });
+  resize.observe(container);
+  container._chart = { plot, shape, days, resize };
+}

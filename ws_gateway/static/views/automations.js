@@ -1,0 +1,56 @@
+// Automations (issue 10's API): definitions, the latest deliveries, and dead letters with replay. A
+// server without the automations API (404) shows "not available on this server".
+import { card, errorLine, h, table } from "../dom.js";
+import * as fmt from "../format.js";
+
+export default {
+  id: "automations",
+  title: "view.automations",
+  mount(panel, ctx) {
+    const t = ctx.t;
+    this.defs = card(t("automations.list"), { wide: true });
+    this.deliveries = card(t("automations.deliveries"), { wide: true });
+    this.dead = card(t("automations.dead"), { wide: true });
+    panel.replaceChildren(h("div", { class: "cards" }, this.defs.el, this.deliveries.el, this.dead.el));
+  },
+  async refresh(ctx) {
+    const t = ctx.t;
+    let defs;
+    try { defs = await ctx.api.optional("automations"); } catch (e) { this.defs.set(errorLine(e.message)); return; }
+    const available = defs !== null;
+    this.deliveries.el.hidden = this.dead.el.hidden = !available;
+    if (!available) {
+      this.defs.set(h("p", { class: "unavailable", "data-unavailable": "automations", text: t("unavailable") }));
+      return;
+    }
+    this.defs.set(table(t("automations.list"), [
+      { label: t("segments.name"), value: (a) => a.id },
+      { label: t("automations.trigger"), value: (a) => a.trigger ?? "" },
+      { label: t("automations.channel"), value: (a) => (a.send ?? []).join(", ") },
+      { label: t("filter.segment"), value: (a) => a.segment ?? "" },
+      { label: t("automations.wait"), value: (a) => a.wait ?? "" },
+    ], defs.automations ?? [], t("automations.none")));
+    const columns = [
+      { label: t("automations.fired"), value: (d) => fmt.dateTime(d.fired_at) },
+      { label: t("automations.automation"), value: (d) => d.automation ?? "" },
+      { label: t("automations.channel"), value: (d) => d.channel ?? "" },
+      { label: t("col.customer"), value: (d) => d.subject ?? "" },
+      { label: t("col.status"), value: (d) => d.status ?? "" },
+      { label: t("automations.attempts"), value: (d) => fmt.number((d.attempts ?? []).length), num: true },
+      { label: t("connections.reason"), value: (d) => { const a = d.attempts ?? []; return a.length ? a[a.length - 1].error ?? "" : ""; } },
+    ];
+    try {
+      const [all, dead] = await Promise.all([ctx.api.get("deliveries", { limit: 20 }), ctx.api.get("deliveries", { status: "dead", limit: 20 })]);
+      this.deliveries.set(table(t("automations.deliveries"), columns, all.deliveries ?? [], t("empty")));
+      const replay = (d) => h("button", { type: "button", class: "engage", onclick: async (ev) => {
+        ev.currentTarget.disabled = true;
+        try { await ctx.api.send("POST", `deliveries/${encodeURIComponent(d.id)}/replay`); ctx.refresh(); } catch (e) {
+          this.dead.body.append(errorLine(e.message));
+        }
+      } }, t("automations.replay", { id: d.id }));
+      const rows = dead.deliveries ?? [];
+      this.dead.set(table(t("automations.dead"), columns, rows, t("empty")),
+        rows.length ? h("div", { class: "pick", role: "group", "aria-label": t("automations.dead") }, rows.map(replay)) : null);
+    } catch (e) { this.deliveries.set(errorLine(e.message)); }
+  },
+};

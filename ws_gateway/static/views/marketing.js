@@ -1,0 +1,42 @@
+// Marketing: e-mail-attributed revenue over time by campaign or automation, and the content table.
+import { drawChart, timeOf } from "../charts.js";
+import { card, errorLine, h, table } from "../dom.js";
+import * as fmt from "../format.js";
+import { spans } from "../period.js";
+
+const MOST_SPANS = 14;
+const MOST_LINES = 5;
+
+export default {
+  id: "marketing",
+  title: "view.marketing",
+  mount(panel, ctx) {
+    const t = ctx.t;
+    this.chart = card(t("marketing.over_time"), { wide: true });
+    this.content = card(t("marketing.content"), { wide: true });
+    panel.replaceChildren(h("div", { class: "cards" }, this.chart.el, this.content.el));
+  },
+  async refresh(ctx) {
+    const t = ctx.t;
+    try {
+      const total = await ctx.api.get("attribution", ctx.params({}));
+      const figures = await ctx.api.get("figures", ctx.params({}));
+      this.content.set(h("p", { class: "muted", text: t("marketing.rates_missing") }), table(t("marketing.content"), [
+        { label: t("email.campaign"), value: (c) => c.campaign },
+        { label: t("kpi.orders"), value: (c) => fmt.number(c.orders), num: true },
+        { label: t("email.share"), value: (c) => (figures.paid_orders ? fmt.percent(c.orders / figures.paid_orders) : "–"), num: true },
+        { label: t("kpi.revenue"), value: (c) => fmt.money(c.revenue), num: true },
+      ], total.campaigns, t("email.none")));
+      const first = total.from || figures.from;
+      const last = total.to || figures.to;
+      const parts = first === last ? [{ from: first, to: last }] : spans(first, last, MOST_SPANS);
+      const bodies = await Promise.all(parts.map((s) => ctx.cached("attribution", ctx.params(s))));
+      const names = total.campaigns.slice(0, MOST_LINES).map((c) => c.campaign);
+      const amount = (b, name) => { const c = b.campaigns.find((x) => x.campaign === name); return c ? c.revenue.amount : 0; };
+      const series = names.length ? names.map((n) => ({ label: n, values: bodies.map((b) => amount(b, n)) }))
+        : [{ label: t("kpi.email_revenue"), values: bodies.map((b) => b.revenue.amount) }];
+      drawChart(this.chart.body, { xs: parts.map((s) => timeOf(s.from)), days: true, xLabel: t("chart.from"), series,
+        format: (v) => fmt.money({ ...total.revenue, amount: v }) });
+    } catch (e) { this.chart.set(errorLine(e.message)); }
+  },
+};
