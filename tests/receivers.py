@@ -18,6 +18,10 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from tests.helpers import free_port
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # the notifier opens up to 100 connections at once (the default backlog is 5)
+
+
 @dataclass
 class Received:
     headers: dict[str, str]
@@ -57,7 +61,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = _Server(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
