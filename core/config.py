@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from core.automations.definition import LOCALES, Automation, DefinitionError, parse_automations
 from core.channels import Channel, ChannelConfigError, Smtp, make_channel, make_smtp
+from core.definitions import SegmentDefinition
 from core.money import EXPONENTS
 
 # A store's provider: a vendor posting webhooks (ingest/app.py ADAPTERS), or "events", any site
@@ -52,8 +54,11 @@ class Org:
     stores: Mapping[str, Store]
     abandon_after_minutes: int = 60  # a cart with no checkout for this long is abandoned
     plan_limit: int | None = None  # paid orders per rolling 30 days that the plan allows
+    locale: str = "en"  # messages' language, money and dates (core/automations/messages.py)
+    automations: Mapping[str, Automation] = field(default_factory=dict)  # [orgs.X.automations.ID]
     channels: Mapping[str, Channel] = field(default_factory=dict)  # [orgs.X.channels.ID] (core/channels.py)
-
+    allowed_lateness_ms: int = 5 * 60_000  # the watermark trails the latest event time by this much
+    segments: Mapping[str, SegmentDefinition] = field(default_factory=dict)  # [orgs.X.segments.ID]
 
     @property
     def tz(self) -> ZoneInfo:
@@ -184,6 +189,36 @@ def _whole(low: int, high: int | None, what: str) -> Callable[[Any, str], int]:
     return check
 
 
+def _locale(value: Any, at: str) -> str:
+    if value not in LOCALES:
+        raise ConfigError(f"{at}: {value!r} is not one of {', '.join(LOCALES)}")
+    return str(value)
+
+
+def _raw(value: Any, at: str) -> Any:
+    return value  # checked whole afterwards, with the organisation's currency and time zone
+
+
+_DURATION = re.compile(r"^(\d{1,9})(ms|s|m|h|d)$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def _lateness(value: Any, at: str) -> int:
+    """A duration such as "5m" or "30s", in ms: from 0 up to a day."""
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    ms = int(match.group(1)) * _UNIT_MS[match.group(2)] if match else -1
+    if not 0 <= ms <= _UNIT_MS["d"]:
+        raise ConfigError(f"{at}: must be a duration from \"0s\" to \"1d\" such as \"5m\" or \"30s\", got {value!r}")
+    return ms
+
+
+def _rule(value: Any, at: str) -> dict[str, Any]:
+    """A segment rule as a TOML inline table (checked against the organisation's currency in parse_config)."""
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(f'{at}: must be a rule as an inline table, e.g. {{orders = {{gte = 3}}}}, got {value!r}')
+    return value
+
+
 def _csv_path(value: Any, at: str) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{at}: must be a path to an ECB-format CSV, got {value!r}")
@@ -226,8 +261,12 @@ _ORG: Mapping[str, Key | Tables] = {
     "token": Key(_token_sha256, secret=True),
     "abandon_after": Key(_whole(30, 180, "minutes from 30 to 180"), 60),
     "plan_limit": Key(_whole(1, None, "a positive whole number of paid orders per 30 days"), None),
+    "allowed_lateness": Key(_lateness, 5 * 60_000),
     "stores": Tables("store", _STORE, {}),
+    "segments": Tables("segment", {"name": Key(_text), "rule": Key(_rule)}, {}),
     "channels": Tables("channel", _CHANNEL, {}),
+    "locale": Key(_locale, "en"),
+    "automations": Key(_raw, {}),  # core/automations/definition.py
 }
 _CONFIG: Mapping[str, Key | Tables] = {
     "orgs": Tables("organisation", _ORG),
@@ -273,6 +312,18 @@ def _tables(value: Any, at: str, spec: Tables, env: Mapping[str, str]) -> dict[s
     return out
 
 
+def check_segments(segments: Mapping[str, SegmentDefinition], currency: str, timezone: str, at: str) -> None:
+    """Every configured rule parses (with the predefined segments, which in_segment may name)."""
+    from core.definitions import predefined_rules
+    from core.rules import RuleError, parse_segments
+
+    try:
+        parse_segments({**predefined_rules(), **{s.id: s.rule for s in segments.values()}},
+                       currency=currency, timezone=timezone)
+    except RuleError as exc:
+        raise ConfigError(f"{at}: {exc}") from None
+
+
 def parse_config(text: str, env: Mapping[str, str]) -> Config:
     """The Config of a TOML text; `env` holds the variables that env:NAME values name."""
     try:
@@ -299,11 +350,24 @@ def parse_config(text: str, env: Mapping[str, str]) -> Config:
             # the keys of _STORE are Store's fields
             stores[store_id] = Store(id=store_id, org=org_id, **{**store, "currency": store["currency"] or org["currency"]})
         try:
+            automations = parse_automations(org["automations"], f"{at}.automations", currency=org["currency"],
+                                            timezone=org["timezone"])
+        except DefinitionError as exc:
+            raise ConfigError(str(exc)) from None
+        try:
             channels = {cid: make_channel(org_id, cid, c, f"{at}.channels.{cid}") for cid, c in org["channels"].items()}
         except ChannelConfigError as exc:
             raise ConfigError(str(exc)) from None
+        for a in automations.values():
+            for c in a.send:
+                if c not in channels:
+                    raise ConfigError(f"{at}.automations.{a.id}.send: no channel {c!r}: define [{at}.channels.{c}]")
+        segments = {sid: SegmentDefinition(sid, seg["name"], seg["rule"]) for sid, seg in org["segments"].items()}
+        check_segments(segments, org["currency"], org["timezone"], f"{at}.segments")
         orgs[org_id] = Org(org_id, org["timezone"], org["currency"], org["token"], stores,
-                           abandon_after_minutes=org["abandon_after"], plan_limit=org["plan_limit"], channels=channels)
+                           abandon_after_minutes=org["abandon_after"], plan_limit=org["plan_limit"], channels=channels,
+                           locale=org["locale"], automations=automations, allowed_lateness_ms=org["allowed_lateness"],
+                           segments=segments)
     return Config(orgs, top["rates_file"], _smtp(top["smtp"], env))
 
 

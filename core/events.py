@@ -35,6 +35,9 @@ class Kind(StrEnum):
     EMAIL_ENGAGED = "email.engaged"  # `name` is "open" or "click", `campaign` the campaign/automation
     IDENTIFIED = "identified"  # anonymous `visitor` is `customer` from now on
     CUSTOM = "custom"  # `name` is the shop's own event name
+    # Control events (core/definitions.py): `name` is "<type>/<id>", attrs the definition's body
+    DEFINITION_PUT = "definition.put"
+    DEFINITION_DELETED = "definition.deleted"
 
 
 class Source(StrEnum):

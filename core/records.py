@@ -37,6 +37,11 @@ class RecordKind(StrEnum):
     CUSTOMER = "customer"
     QUARANTINE = "quarantine"
     LATE = "late"
+    SEGMENT = "segment"  # core/segment_records.py
+    SEGMENT_MEMBER = "segment_member"
+    SEGMENT_CHANGE = "segment_change"
+    SEGMENT_CLOCK = "segment_clock"
+    AUTOMATION = "automation"  # core/automation_records.py
 
 
 # gc=False (inherited): values hold no reference cycles, so the garbage collector need not track them
@@ -238,6 +243,8 @@ def value_types() -> dict[RecordKind, type[Value]]:
     """The value class of every kind."""
     return {cls.KIND: cls for cls in Value.__subclasses__()}
 
+
+from core import automation_records, segment_records  # noqa: E402,F401  # their kinds' classes, registered as subclasses of Value
 
 _missing = set(RecordKind) - set(value_types())
 assert not _missing, f"record kinds without a value class: {sorted(_missing)}"

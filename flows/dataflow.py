@@ -28,11 +28,13 @@ from core.limits import problem
 from core.records import Value
 from flows import metrics, quarantine, snapshots
 from flows.organisation import Organisation
+from flows.outbox_sink import ActionOutbox, OutboxSink
 from flows.quarantine import Unreadable
 from flows.revenue import DEFAULT_HORIZON_MS, OLD_RECOVERY_STATE
 from flows.sinks import Output, ReadModelSink
 from flows.snapshot_files import SnapshotFiles
 from flows.sources import CaughtUp, LogSource, wall_clock_ms
+from notifier.actions import Action
 from state.log import LogReader
 from state.readmodel import ReadModel
 
@@ -115,12 +117,17 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
         metrics.EVENTS.inc(len(events))
         self._report()
         metrics.CHANGES.inc(len(out))
-        return ([Output(out, caught_up)] if out or caught_up is not None else []), StatefulBatchLogic.RETAIN
+        actions = self._actions()
+        return ([Output(out, caught_up, actions)] if out or caught_up is not None or actions else []), \
+            StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[Output], bool]:
         out = self._advance("tick", self._ctx.clock())
+        if self.org is not None:
+            self._report_segments()
         metrics.CHANGES.inc(len(out))
-        return ([Output(out)] if out else []), StatefulBatchLogic.RETAIN
+        actions = self._actions()
+        return ([Output(out, None, actions)] if out or actions else []), StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
         wake = None if self.org is None else self.org.next_wake(self._ctx.clock())
@@ -176,6 +183,12 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
             log.exception("organisation %s: the wall-clock %s failed; rolled back", self._ctx_org(), kind)
             self._rollback()
             return []
+
+    def _actions(self) -> list[Action]:
+        actions = [] if self.org is None else self.org.take_actions()
+        for a in actions:
+            metrics.ACTIONS.labels(trigger=a.trigger).inc()
+        return actions
 
     def _ctx_org(self) -> str:
         return "?" if self.org is None else self.org.ledger.org
@@ -233,7 +246,10 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
     def _restored(self, data: bytes, prune: bool = True) -> Organisation:
         if data.startswith(BROKEN):
             raise RuntimeError("its state was already unreadable at an earlier start")
-        return snapshots.load(data, self._files, prune)
+        org = snapshots.load(data, self._files, prune)
+        org = org.with_segments(self._ctx.orgs[org.ledger.org])
+        org.automations.define(self._ctx.orgs[org.ledger.org])  # the definitions of this start's config
+        return org
 
     def _files(self, org_id: str) -> SnapshotFiles:
         if self.files is None or self.files.org != org_id:
@@ -257,6 +273,17 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
         if unmatched > self._unmatched:
             metrics.UNMATCHED_REFUNDS.inc(unmatched - self._unmatched)
         self._too_late, self._unmatched = too_late, unmatched
+        self._report_segments()
+
+    def _report_segments(self) -> None:
+        assert self.org is not None
+        segments = self.org.segments
+        stats, segments.stats = segments.stats, type(segments.stats)()
+        metrics.SEGMENT_EVALUATIONS.inc(stats.evaluations)
+        metrics.SEGMENT_CHANGES.inc(stats.changes)
+        metrics.SEGMENT_SECONDS.inc(stats.seconds)
+        metrics.SEGMENT_UNCONVERTED.inc(stats.unconverted)
+        metrics.SEGMENT_TIMERS.labels(org=self.org.ledger.org).set(len(segments.timers))
 
 
 def build_flow(
@@ -270,13 +297,18 @@ def build_flow(
     horizon_ms: int = DEFAULT_HORIZON_MS,
     clock: Callable[[], int] = wall_clock_ms,
     stopping: Callable[[], bool] = lambda: False,
+    open_outbox: Callable[[], ActionOutbox] | None = None,
 ) -> Dataflow:
     """`files_dir`: where organisations' snapshot files live, beside the Bytewax recovery partitions
     (shared by every process of a cluster, like them). `clock`: the wall clock, ms. `stopping()`
-    true ends the input, so the dataflow finishes its epoch, snapshots it and returns."""
+    true ends the input, so the dataflow finishes its epoch, snapshots it and returns. `open_outbox`:
+    where the automations' actions go (flows/outbox_sink.py); None: nowhere (no notifier runs)."""
     ctx = _Context(dict(config.orgs), files_dir, horizon_ms, clock)
     flow = Dataflow("storepulse")
     by_org = op.input("log", flow, LogSource(open_reader, partitions, ctx.orgs, until_caught_up, stopping, clock))
     changes = op.stateful_batch("organisation", by_org, lambda resume: _OrgLogic(resume, ctx))
     op.output("read_model", changes, ReadModelSink(open_model))
+    if open_outbox is not None:
+        actions = op.filter_map("actions", changes, lambda item: (item[0], item[1].actions) if item[1].actions else None)
+        op.output("outbox", actions, OutboxSink(open_outbox, clock))
     return flow

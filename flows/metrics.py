@@ -24,3 +24,15 @@ HELD = Gauge("storepulse_flow_state_entries", "Entries held in an organisation's
              ["org", "what"])
 BROKEN = Gauge("storepulse_flow_unreadable_state", "1 for an organisation whose recovery state could not be read: its "
                "figures are stopped until it is rebuilt (docs/operations.md)", ["org"])
+ACTIONS = Counter("storepulse_flow_actions_total", "Automation actions released to the outbox (one per channel); a "
+                  "replay after a restart counts its copies again, the outbox keeps one", ["trigger"])
+OUTBOX_SECONDS = Counter("storepulse_flow_outbox_seconds_total", "Time spent putting actions into the outbox")
+SEGMENT_EVALUATIONS = Counter("storepulse_flow_segment_evaluations_total",
+                              "Segment rules evaluated for a customer (only those an event or a timer touches)")
+SEGMENT_CHANGES = Counter("storepulse_flow_segment_changes_total", "Customers entering or leaving a segment")
+SEGMENT_SECONDS = Counter("storepulse_flow_segment_evaluation_seconds_total", "Time spent evaluating segment rules")
+SEGMENT_TIMERS = Gauge("storepulse_flow_segment_timers_pending", "Segment timers pending (one per customer at most)",
+                       ["org"])
+SEGMENT_UNCONVERTED = Counter("storepulse_flow_segment_unconverted_total",
+                              "Order or refund amounts in another currency than the organisation's, counted as 0 by "
+                              "the segments because the dataflow has no exchange rates")

@@ -3,7 +3,8 @@
 Pure: the wall clock comes in as an argument.
 
 Watermark W (never moves back):
-- event time: the latest event time seen minus ALLOWED_LATENESS_MS. An event stamped more than
+- event time: the latest event time seen minus the organisation's `allowed_lateness` (default
+  ALLOWED_LATENESS_MS; control events, core/definitions.py, move nothing). An event stamped more than
   MAX_AHEAD_MS ahead of the wall clock counts as stamped then, so one wrong clock cannot push W
   (and with it what counts as too late) into the future;
 - wall clock, while live: `tick(now)` moves W to the wall clock minus the allowed lateness, once
@@ -47,19 +48,28 @@ from typing import Any
 
 from core.changes import Change, Record
 from core.config import Org
+from core.definitions import is_control, predefined_segments
 from core.events import Event
 from core.records import LATE_BOOKS, Late, LateBook, RecordKind, Value
+from flows.automations import AutomationBook
 from flows.book import DAY_MS, HOUR_MS, TooLate, Version
+from flows.membership import TIME, Membership, segment_step
 from flows.profiles import TABLES as PROFILE_TABLES
 from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger
 from flows.revenue import TABLES as LEDGER_TABLES
 from flows.shoppers import Shoppers
+from notifier.actions import Action
 
-ALLOWED_LATENESS_MS = 5 * 60 * 1000
+ALLOWED_LATENESS_MS = 5 * 60 * 1000  # the default of the organisation setting `allowed_lateness`
 LIVE_MS = 7 * DAY_MS
 MAX_AHEAD_MS = DAY_MS
 FINE_MS, COARSE_MS, FINE_SPAN_MS = 1000, 60_000, 4 * HOUR_MS
 TICKS = 1 << 15  # > the steps in LIVE_MS: FINE_SPAN_MS / FINE_MS + (LIVE_MS - FINE_SPAN_MS) / COARSE_MS
+
+
+def new_segments(org: Org, version: Version) -> Membership:
+    """The organisation's live segments: the predefined ones, then those its config defines."""
+    return Membership(org.id, org.timezone, org.currency, {**predefined_segments(), **org.segments}, version)
 
 
 class BatchVersion(Version):
@@ -88,6 +98,11 @@ def _point_at_or_below(delta_ms: int) -> int:
     return FINE_SPAN_MS + (delta_ms - FINE_SPAN_MS) // COARSE_MS * COARSE_MS
 
 
+def _point_at_or_above(delta_ms: int) -> int:
+    below = _point_at_or_below(delta_ms)
+    return below if below == delta_ms else _point_above(delta_ms)
+
+
 def _point_above(delta_ms: int) -> int:
     if delta_ms < FINE_SPAN_MS:
         return (max(delta_ms, -1) // FINE_MS + 1) * FINE_MS
@@ -95,9 +110,17 @@ def _point_above(delta_ms: int) -> int:
 
 
 class Organisation:
-    def __init__(self, ledger: RevenueLedger, shoppers: Shoppers, version: BatchVersion) -> None:
+    lateness = ALLOWED_LATENESS_MS  # a class default: what organisations pickled before the setting had
+
+    def __init__(self, ledger: RevenueLedger, shoppers: Shoppers, version: BatchVersion,
+                 lateness_ms: int = ALLOWED_LATENESS_MS, segments: Membership | None = None,
+                 automations: AutomationBook | None = None) -> None:
         self.ledger = ledger
+        self.segments = segments or Membership(ledger.org, "UTC", "EUR", {}, version)
+        self.lateness = lateness_ms
         self.shoppers = shoppers
+        # what fires, fed the events and the books' decisions (flows/automations.py); `take_actions` empties it
+        self.automations = automations or AutomationBook(ledger.org, ledger.timezone)
         self._version = version  # shared with the shoppers' books
         self.latest: int | None = None  # the latest event time seen, ms (capped at MAX_AHEAD_MS)
         self.watermark: int | None = None
@@ -107,7 +130,8 @@ class Organisation:
     def new(cls, org: Org, horizon_ms: int = DEFAULT_HORIZON_MS) -> Organisation:
         version = BatchVersion()
         return cls(RevenueLedger(org.id, org.timezone, org.plan_limit, horizon_ms),
-                   Shoppers(org.id, org.timezone, org.abandon_after_minutes, version=version), version)
+                   Shoppers(org.id, org.timezone, org.abandon_after_minutes, version=version), version,
+                   org.allowed_lateness_ms, new_segments(org, version), AutomationBook.new(org))
 
     @property
     def folded(self) -> int:
@@ -130,30 +154,44 @@ class Organisation:
         latest = self.latest
         for e in events:  # the batch's version is that of its end: known before folding
             t = e.time if ahead is None or e.time <= ahead else ahead
-            if latest is None or t > latest:
+            if (latest is None or t > latest) and not is_control(e):  # a definition moves no watermark
                 latest = t
-        assert latest is not None
-        end_watermark = latest - ALLOWED_LATENESS_MS
-        if self.watermark is not None and self.watermark > end_watermark:
-            end_watermark = self.watermark
-        version = _version(self.folded + len(events), _steps(end_watermark - (latest - ALLOWED_LATENESS_MS)))
+        if latest is None:  # control events alone, before any event
+            version = _version(self.folded + len(events), 0)
+        else:
+            end_watermark = latest - self.lateness
+            if self.watermark is not None and self.watermark > end_watermark:
+                end_watermark = self.watermark
+            version = _version(self.folded + len(events), _steps(end_watermark - (latest - self.lateness)))
         self._version.value = version
         last: dict[tuple[str, str], Record[Value]] = {}
-        ledger, shoppers = self.ledger, self.shoppers
+        ledger, shoppers, autos = self.ledger, self.shoppers, self.automations
+        segments = self.segments
         for e in events:
+            if is_control(e):
+                ledger.fold(e, self.watermark)  # counted, as every event is: versions count them
+                for r in [*segments.define(e), *autos.control(e, self._version)]:
+                    last[(r.kind, r.key)] = r
+                continue
             t = e.time if ahead is None or e.time <= ahead else ahead
             moved = False
             if self.latest is None or t > self.latest:
                 self.latest = t
-                if self.watermark is None or t - ALLOWED_LATENESS_MS > self.watermark:
-                    self.watermark, moved = t - ALLOWED_LATENESS_MS, True
+                if self.watermark is None or t - self.lateness > self.watermark:
+                    self.watermark, moved = t - self.lateness, True
             ledger.fold(e, self.watermark)
-            for r in shoppers.apply(e):
+            records = segment_step(segments, shoppers, e)
+            advanced = self._advance_shoppers(self.watermark) if moved else None  # type: ignore[arg-type]  # moved: set
+            for r in [*records, *advanced] if advanced else records:
                 last[(r.kind, r.key)] = r
-            if moved:
-                for r in shoppers.advance(self.watermark):  # type: ignore[arg-type]  # moved: the watermark is set
-                    last[(r.kind, r.key)] = r
+            if autos.automations:
+                self._automate(e, records, advanced, now_ms)
+        flushed = segments.flush()
+        for r in flushed:
+            last[(r.kind, r.key)] = r
         out: list[Change] = ledger.flush(version)
+        if autos.automations:
+            autos.records([*flushed, *out], now_ms)  # segment entries and exits, quota alerts
         out.extend(last.values())
         out.extend(self._late_records(version))
         return out
@@ -168,31 +206,46 @@ class Organisation:
         if not self._live(now_ms):
             return []
         assert self.latest is not None
-        event_time = self.latest - ALLOWED_LATENESS_MS
-        delta = _point_at_or_below(now_ms - ALLOWED_LATENESS_MS - event_time)
+        event_time = self.latest - self.lateness
+        delta = _point_at_or_below(now_ms - self.lateness - event_time)
         if delta <= 0 or _steps(delta) <= self._steps(self.watermark):
             return []
         self.watermark = event_time + delta
         version = _version(self.folded, _steps(delta))
         self._version.value = version
         last: dict[tuple[str, str], Record[Value]] = {}
-        for r in self.shoppers.advance(self.watermark):
+        records = [*self._advance_shoppers(self.watermark), *self.segments.flush()]
+        for r in records:
             last[(r.kind, r.key)] = r
+        if self.automations.automations:
+            self.automations.records(records, now_ms, self.shoppers.profiles.profile)
+            self.automations.advance(self.watermark, now_ms)
         out: list[Change] = self.ledger.advance(self.watermark, version)
         out.extend(last.values())
         return out
 
     def next_wake(self, now_ms: int) -> int | None:
-        """When (wall clock, ms) a tick would decide the next cart, if the wall clock can move W."""
+        """When (wall clock, ms) a tick would decide the next cart or segment timer, if the wall clock can move W."""
         if not self._live(now_ms):
             return None
         assert self.latest is not None
-        due = self.shoppers.carts.next_due()
-        if due is None:
+        event_time = self.latest - self.lateness
+        cart, timer, action = self.shoppers.carts.next_due(), self.segments.next_due(), self.automations.next_due()
+        # W must pass a cart's or a waiting action's due; a segment timer fires once W reaches it
+        steps = ([] if cart is None else [_point_above(cart - event_time)]) + (
+            [] if timer is None else [_point_at_or_above(timer - event_time)]) + (
+            [] if action is None else [_point_above(action - event_time)])
+        if not steps:
             return None
-        event_time = self.latest - ALLOWED_LATENESS_MS
-        at = event_time + _point_above(due - event_time) + ALLOWED_LATENESS_MS
+        at = event_time + min(steps) + self.lateness
         return None if at > self.latest + LIVE_MS else max(at, now_ms)
+
+    def with_segments(self, org: Org) -> Organisation:
+        """Itself, given the config's segments if it was restored from a snapshot taken before segments
+        were kept (their membership then starts from the events that follow)."""
+        if "segments" not in vars(self):
+            self.segments = new_segments(org, self._version)
+        return self
 
     # --- what a snapshot takes (flows/snapshots.py writes it) --------------------------------------
 
@@ -228,8 +281,13 @@ class Organisation:
         never forgotten)."""
         return table in PROFILE_TABLES or self.ledger.keeps(table, key, value, self.ledger.watermark)
 
+    def take_actions(self) -> list[Action]:
+        """The automations' actions released since the last call (for the outbox)."""
+        return self.automations.take()
+
     def held(self) -> dict[str, int]:
-        return {**{f"ledger_{k}": v for k, v in self.ledger.held().items()}, **self.shoppers.held()}
+        return {**{f"ledger_{k}": v for k, v in self.ledger.held().items()}, **self.shoppers.held(),
+                **{f"segments_{k}": v for k, v in self.segments.held().items()}, **self.automations.held()}
 
     def too_late(self) -> dict[str, TooLate]:
         """What each book refused as too late, by the book's name in LATE_BOOKS."""
@@ -238,6 +296,25 @@ class Organisation:
 
     # --- internals -------------------------------------------------------------------------------
 
+    def _advance_shoppers(self, watermark: int) -> list[Record[Value]]:
+        """The shoppers' books and the segments at a new watermark: carts decided feed the segments."""
+        out = self.shoppers.advance(watermark)
+        for r in list(out):
+            if r.kind is RecordKind.CART:
+                out += self.segments.cart(r, TIME)
+        return out + self.segments.advance(watermark)
+
+    def _automate(self, e: Event, records: list[Record[Value]], advanced: list[Record[Value]] | None,
+                  now_ms: int | None) -> None:
+        """The automations see an event, what it changed, and what the watermark it moved decided."""
+        autos, profile = self.automations, self.shoppers.profiles.profile
+        autos.event(e, now_ms, profile)
+        autos.records(records, now_ms, profile)
+        if advanced is not None:
+            assert self.watermark is not None
+            autos.records(advanced, now_ms, profile)
+            autos.advance(self.watermark, now_ms)
+
     def _live(self, now_ms: int) -> bool:
         """Whether the wall clock may move W: armed, and the latest event at most LIVE_MS old."""
         return self.armed and self.latest is not None and self.latest >= now_ms - LIVE_MS
@@ -245,7 +322,7 @@ class Organisation:
     def _steps(self, watermark: int | None) -> int:
         if watermark is None or self.latest is None:
             return 0
-        return _steps(watermark - (self.latest - ALLOWED_LATENESS_MS))
+        return _steps(watermark - (self.latest - self.lateness))
 
     def _late_records(self, version: int) -> list[Record[Late]]:
         """A "late" record (key: the store, day "") for each store that had an event refused as too late

@@ -358,6 +358,23 @@ class ProfileBook:
         return {"customers": len(self.keys), "open_orders": len(self.open), "final_orders": self.orders.count,
                 "refund_names": self.refunds.count, "pending_refunds": sum(map(len, self.pending.values()))}
 
+    def knows_order(self, e: Event) -> bool:
+        """Whether a paid report of the order an event names was folded already (open or final): a
+        later report of it, at any distance, is not a new order."""
+        fp = fingerprint(e.store, e.order or e.id)
+        return fp in self.open or self.orders.get(fp) is not None
+
+    def order_customer(self, store: str, order: str) -> str | None:
+        """The customer a paid order belongs to (None: a guest order, or not paid yet)."""
+        fp = fingerprint(store, order)
+        o = self.open.get(fp)
+        slot = o.slot if o is not None else self.orders.get(fp)
+        return None if slot is None or slot == GUEST else self.keys[slot]
+
+    def refund_total(self, e: Event) -> int | None:
+        """The largest total counted so far for the refund an `order.refunded` event names (None: none)."""
+        return self.refunds.get(fingerprint(e.store, "refund", e.refund or e.id))
+
     def profile(self, customer: str) -> Customer | None:
         """The current value of a customer's record (None: never named)."""
         slot = self._slot.get(customer)

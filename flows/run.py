@@ -19,6 +19,7 @@ from prometheus_client import start_http_server
 
 from core.config import Config
 from flows.dataflow import build_flow
+from flows.outbox_sink import ActionOutbox
 from flows.recovery import ensure_recovery_dir
 from flows.revenue import DEFAULT_HORIZON_MS
 from state.log import DEFAULT_PARTITIONS
@@ -111,9 +112,11 @@ def run_flows(
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
     until_caught_up: bool = False,
+    open_outbox: Callable[[], ActionOutbox] | None = None,
 ) -> None:
     """Blocks until interrupted (SIGINT or SIGTERM: see GracefulStop). Each epoch commits input
-    offsets and state together (exactly-once state)."""
+    offsets and state together (exactly-once state). `open_outbox`: where automations' actions go
+    (the notifier's outbox, notifier/open.py); None: they are decided but go nowhere."""
     recovery = data_dir / "recovery"
     ensure_recovery_dir(recovery, RECOVERY_PARTITIONS)
     settle(DATAFLOW)
@@ -130,6 +133,7 @@ def run_flows(
         files_dir=recovery / "segments",
         horizon_ms=horizon_ms,
         stopping=stop.requested,
+        open_outbox=open_outbox,
     )
     log.info("dataflow running (%d worker(s), recovery in %s)", workers, recovery)
     try:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from core.changes import Change
 from flows import metrics
+from notifier.actions import Action
 from state.readmodel import ReadModel
 
 
@@ -25,6 +26,7 @@ class Output:
 
     changes: list[Change]
     caught_up_at: int | None = None
+    actions: list[Action] = field(default_factory=list)  # automations released: for the outbox (flows/outbox_sink.py)
 
 
 Item = tuple[str, Output]  # (organisation, output)

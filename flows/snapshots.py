@@ -13,6 +13,7 @@ import io
 import pickle
 from collections.abc import Callable
 
+from flows.automations import AutomationBook
 from flows.book import TooLate
 from flows.organisation import Organisation
 from flows.revenue import OLD_RECOVERY_STATE
@@ -46,6 +47,8 @@ def load(data: object, files_for: Callable[[str], SnapshotFiles], prune: bool = 
     for book in (org.shoppers.carts, org.shoppers.journey, org.shoppers.attribution):
         if "too_late" in vars(book):  # a snapshot from before refusals were kept per store
             book.late = TooLate(vars(book).pop("too_late"))
+    if "automations" not in vars(org):  # a snapshot from before automations: none pending
+        org.automations = AutomationBook(org.ledger.org, org.ledger.timezone)
     org.with_tables(files_for(org.ledger.org).load(listed, org.keeps, prune))
     org.armed = False
     return org

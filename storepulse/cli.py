@@ -37,8 +37,8 @@ from ws_gateway import limits as gateway_limits
 log = logging.getLogger("storepulse")
 
 # Commands beyond the servers: each module has register(subparsers, common) and run(args, path, config).
-_COMMANDS = {"rejected": rejected, "sync": sync, "replay": replay, "share": share, "notifier": notifier, "notify": notify,
-             "deliveries": deliveries}
+_COMMANDS = {"rejected": rejected, "sync": sync, "replay": replay, "share": share, "notifier": notifier,
+             "notify": notify, "deliveries": deliveries}
 _NO_CONFIG = {"rates": rates_command}  # commands that need no config file
 
 
@@ -187,6 +187,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(_COMMANDS[args.command].run(args, path, config))
     if args.command == "flows":
         from flows.run import run_flows
+        from notifier.digests import DigestingOutbox
+        from notifier.open import open_outbox
+        from state.open import open_read_model
 
         addresses = args.addresses.split(";") if args.addresses else None
         run_flows(
@@ -195,6 +198,9 @@ def main(argv: list[str] | None = None) -> None:
             horizon_ms=args.refund_horizon_days * 86_400_000,
             metrics_port=args.metrics_port or None, metrics_host=args.metrics_host,
             until_caught_up=args.until_caught_up,
+            # automations' actions (flows/outbox_sink.py); digests filled from the read model (notifier/digests.py)
+            open_outbox=lambda: DigestingOutbox(open_outbox(args.data_dir, args.redis),
+                                                open_read_model(args.data_dir, args.redis), config, rates),
         )
         log.info("dataflow stopped")  # a signal ends its input (flows/run.py GracefulStop), not an exception
         return
@@ -284,7 +290,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     from notifier.worker import Notifier
     from state.open import open_connection_stats, open_log, open_read_model, open_rejected
     from state.shares import open_shares
-    from ws_gateway import api
+    from ws_gateway import api, segments
     from ws_gateway.deliveries import DeliveriesSide
     from ws_gateway.hub import Hub
     from ws_gateway.live import start_ws_server
@@ -311,11 +317,12 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         api_limits, ws_limits = gateway_limits.from_args(args)
         shares = open_shares(args.data_dir, args.redis)
         ws = await start_ws_server(config, hub, args.host, args.ws_port, ws_limits, shares)
-        routes += api.routes
+        routes += segments.routes + api.routes  # segments first: /segments is not one of the {what} lists
         handlers |= api.handlers
         state["read_side"] = api.ReadSide(config, model, rejected, stats, args.ws_port, rates, api_limits, shares=shares)
         outbox = open_outbox(args.data_dir, args.redis)
         state["deliveries"] = deliveries = DeliveriesSide(config, outbox)
+        state["event_log"] = event_log = event_log or open_log(args.data_dir, args.redis)  # definitions go to the log
     if args.command == "up":
         supervisor = asyncio.create_task(_supervise(_flows_command(args, path), stop))
         assert outbox is not None  # opened with the read side above

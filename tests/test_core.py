@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from msgspec import Raw
 
+from core.automation_records import AutomationDefinition
 from core.changes import DAY, HOUR, Bucket, Change, Record, changes_from_json, record_from_json, value_from_json
 from core.config import ConfigError, parse_config
 from core.events import Event, Item, Kind, SchemaError, Source, event_from_json
@@ -45,6 +46,7 @@ from core.records import (
     Value,
     value_types,
 )
+from core.segment_records import Segment, SegmentChange, SegmentClock, SegmentMember
 
 pytestmark = pytest.mark.unit  # pure domain tests, in-process: `pytest -m unit` runs them alone
 
@@ -157,7 +159,7 @@ def test_config_parses_and_reads_secrets_from_env() -> None:
         ("", {}, "orgs: missing"),
         ("orgs = 1", {}, "orgs: must be a table of [orgs.NAME] tables"),
         (GOOD.replace('currency = "EUR"\n', 'currency = "EUR"\ncolour = "red"\n'), {"SHOP1": "x"},
-         "orgs.acme: unknown key(s) ['colour']; the keys are timezone, currency, token, abandon_after, plan_limit, stores"),
+         "orgs.acme: unknown key(s) ['colour']; the keys are timezone, currency, token, abandon_after, plan_limit, allowed_lateness, stores, segments"),
         (GOOD.replace('currency = "EUR"\n', 'currency = "EUR"\nabandon_after = 10\n'), {"SHOP1": "x"},
          "orgs.acme.abandon_after: minutes from 30 to 180, got 10"),
         (GOOD.replace('"Europe/Berlin"', "5"), {"SHOP1": "x"}, "orgs.acme.timezone: must be a non-empty string, got 5"),
@@ -334,6 +336,11 @@ RECORD_SAMPLES: list[Value] = [
              [CustomerMoney("s", "EUR", 1, 2, 2500, 100, 2, 2)]),
     Quarantined("e1", "s", None, None, Raw(b'"not an event"'), "unreadable", "SchemaError: ..."),
     Late("s", {"journey": LateBook(2, 1_000, "e9")}),
+    Segment("vip", "VIP", False, Raw(b'{"orders":{"gte":3}}'), 2),
+    SegmentClock(1_000),
+    SegmentMember("vip", "c1", True, 1_000),
+    SegmentChange("vip", "c1", "entered", 1_000, "e1"),
+    AutomationDefinition("big-order", Raw(b'{"trigger":"order.paid","send":["ops"]}')),
 ]
 
 
@@ -356,5 +363,5 @@ def test_a_change_feed_message_round_trips_every_kind_and_bucket() -> None:
 def test_a_record_kind_this_version_does_not_know_is_left_out_of_the_feed() -> None:
     """A newer dataflow may write a kind the gateway does not know yet: the feed goes on without it."""
     alert = Record("o", 3, RecordKind.QUOTA_ALERT, "80:1", "", QuotaAlert(80, 4, 5, 1))
-    message = b'[{"org":"o","version":3,"kind":"segment_change","key":"s","day":"","value":{"n":1}},' + alert.to_json() + b"]"
+    message = b'[{"org":"o","version":3,"kind":"a_future_kind","key":"s","day":"","value":{"n":1}},' + alert.to_json() + b"]"
     assert changes_from_json(message) == [alert]

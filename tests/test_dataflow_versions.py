@@ -19,6 +19,7 @@ from core.changes import Bucket, Change, Record
 from core.config import parse_config
 from core.events import Event, Item, Kind
 from core.records import AbandonedProduct, OpenCarts
+from core.segment_records import SegmentChange, SegmentClock, SegmentMember
 from flows import snapshots
 from flows.organisation import (
     ALLOWED_LATENESS_MS,
@@ -67,9 +68,19 @@ class ReadModel:
 
     def values(self) -> dict[tuple[str, str], bytes]:
         """The values a reader sees: a counter of no carts reads as one never written (a run where the
-        wall clock decided a cart early, or late, may have written such a 0 that the other did not)."""
-        return {k: value(c) for k, c in self.rows.items()
-                if not (isinstance(c, Record) and isinstance(c.value, (AbandonedProduct, OpenCarts)) and c.value.carts == 0)}
+        wall clock decided a cart early, or late, may have written such a 0 that the other did not).
+        Segments: who is a member, and how many; not the history of entries and exits nor the instant
+        of the latest entry, which a wall clock that ran ahead of late events decided at other instants
+        (flows/membership.py: history before an out-of-order event is not rewritten)."""
+        def seen(c: Change) -> bytes | None:
+            v = c.value if isinstance(c, Record) else None
+            if isinstance(v, (AbandonedProduct, OpenCarts)) and v.carts == 0 or isinstance(v, (SegmentChange, SegmentClock)):
+                return None
+            if isinstance(v, SegmentMember):
+                return b"member" if v.member else None
+            return value(c)
+
+        return {k: v for k, c in self.rows.items() if (v := seen(c)) is not None}
 
 
 def shop(seed: int, n: int) -> list[Event]:

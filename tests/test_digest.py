@@ -212,3 +212,20 @@ def test_each_span_sums_what_the_figures_api_sums(rows: list[tuple[int, str, int
     assert d.net_revenue.value == figures[0].net_revenue.amount
     assert d.orders.value == figures[0].paid_orders
     assert sum(f.gross_revenue.amount for f in figures[1:]) - 4 * d.revenue.baseline in range(-2, 3)
+
+
+def test_a_digest_is_a_schedule_s_option_and_names_its_day() -> None:
+    from core.automations.definition import DefinitionError, parse_automation
+    from flows.automations import digest_payload
+
+    a = parse_automation("morning", {"trigger": "schedule", "schedule": {"at": "07:30"}, "digest": "week", "send": ["ops"]},
+                         "orgs.acme.automations.morning", currency="EUR", timezone="Europe/Berlin")
+    assert a.digest == "week" and a.to_json()["digest"] == "week"
+    for table, problem in (({"trigger": "order.paid", "digest": "day", "send": ["ops"]}, "with trigger"),
+                           ({"trigger": "schedule", "schedule": {"at": "07:30"}, "digest": "month", "send": ["ops"]}, "'month'")):
+        with pytest.raises(DefinitionError) as e:
+            parse_automation("x", table, "orgs.acme.automations.x", currency="EUR", timezone="Europe/Berlin")
+        assert e.value.path == "orgs.acme.automations.x.digest" and problem in e.value.problem
+    # fired at 00:00 Berlin on Tuesday 1 December (23:00 UTC on the 30th): the day before is Monday 30 November
+    assert digest_payload("day", 1_796_079_600_000, "Europe/Berlin") == {"digest": "day", "last": "2026-11-30"}
+    assert digest_payload(None, 1_796_079_600_000, "Europe/Berlin") == {}

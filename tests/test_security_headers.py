@@ -4,8 +4,6 @@ headless Chromium runs the dashboard under it and refuses anything injected."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import re
 from collections.abc import Iterator
@@ -27,10 +25,6 @@ def sp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storepulse]:
     server = Storepulse(tmp_path_factory.mktemp("sp-headers")).start()
     yield server
     server.ensure_stopped()
-
-
-def sha256_source(text: str) -> str:
-    return f"'sha256-{base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()}'"
 
 
 def test_every_response_carries_the_headers(sp: Storepulse) -> None:
@@ -59,10 +53,10 @@ def test_every_response_carries_the_headers(sp: Storepulse) -> None:
 def test_the_dashboard_policy_allows_exactly_its_own_code(sp: Storepulse) -> None:
     r = httpx.get(f"{sp.base}/")
     assert r.status_code == 200 and {k: r.headers.get(k) for k in COMMON} == COMMON
-    [script] = re.findall(r"<script>(.*?)</script>", r.text, re.S)
-    [style] = re.findall(r"<style>(.*?)</style>", r.text, re.S)
+    # The page has no inline code at all (ws_gateway/static/: modules and a stylesheet from our origin)
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", r.text) == [] and "<style" not in r.text and " style=" not in r.text
     assert r.headers["content-security-policy"] == (
-        f"{BASE_POLICY}; script-src 'self' {sha256_source(script)}; style-src 'self' {sha256_source(style)}; "
+        f"{BASE_POLICY}; script-src 'self'; style-src 'self'; "
         f"connect-src 'self' ws://127.0.0.1:{sp.ws_port} wss://127.0.0.1:{sp.ws_port}")
     assert "unsafe-inline" not in r.headers["content-security-policy"]
     # The WebSocket origin follows the host the page was asked under; a Host header cannot add directives.

@@ -53,7 +53,18 @@ from state.rejected import RejectedStore
 from state.shares import ShareStore
 from web.responses import error_response, json_response
 from web.security import page_policy, with_websocket
-from ws_gateway import csv_export, currencies, deliveries, embed, lists, metrics, openapi, sharing, shoppers
+from ws_gateway import (
+    automations,
+    csv_export,
+    currencies,
+    deliveries,
+    embed,
+    lists,
+    metrics,
+    openapi,
+    sharing,
+    shoppers,
+)
 from ws_gateway.auth import AuthError
 from ws_gateway.limits import ApiLimits
 from ws_gateway.scoped import ScopedModel
@@ -469,6 +480,10 @@ routes: list[BaseRoute] = [
     Route("/api/v1/orgs/{org}/connections", connections, methods=["GET"]),
     Route("/api/v1/orgs/{org}/health", health, methods=["GET"]),
     Route("/api/v1/orgs/{org}/quarantine", quarantined, methods=["GET"]),
+    Route("/api/v1/orgs/{org}/automations", org_route()(automations.listing), methods=["GET"]),
+    Route("/api/v1/orgs/{org}/automations/{id}", org_route()(automations.one), methods=["GET"]),
+    Route("/api/v1/orgs/{org}/automations/{id}", org_route()(automations.put), methods=["PUT"]),
+    Route("/api/v1/orgs/{org}/automations/{id}", org_route()(automations.delete), methods=["DELETE"]),
     Route("/healthz", healthz, methods=["GET"]),
     # the notifier's delivery log and channels (ws_gateway/deliveries.py), before the catch-all {what}
     Route("/api/v1/orgs/{org}/deliveries", org_route()(deliveries.list_deliveries), methods=["GET"]),

@@ -25,9 +25,11 @@ from core.freshness import freshness
 from core.money import EXPONENTS
 from core.rates import Rates
 from core.records import QuotaAlert
+from core.segment_records import SegmentChange
 from state.readmodel import ReadModel
 from ws_gateway import metrics
 from ws_gateway.lists import alert_json
+from ws_gateway.segment_views import segment_message
 
 log = logging.getLogger("storepulse.gateway")
 
@@ -37,6 +39,7 @@ class Subscriber:
     its subscribers (5,000 dashboards cost one orjson.dumps, not 5,000)."""
 
     MAX_REPLIES = 16  # answers to the client's own messages not yet sent; more are dropped
+    MAX_EVENTS = 1000  # segment changes not yet sent
 
     def __init__(self, write_now: Callable[[bytes], bool] | None = None, stores: frozenset[str] | None = None) -> None:
         self.stores = stores  # a share link's stores: figures of those alone (None: the whole organisation)
@@ -59,7 +62,10 @@ class Subscriber:
         self.ready.set()
 
     def event(self, message: bytes) -> None:
-        """A message of its own (an alert): sent in order, never coalesced."""
+        """A message each of which the client gets (an alert, a segment change); past MAX_EVENTS unsent, the
+        oldest are dropped: the client re-reads the segment's history (its versions show the gap)."""
+        if len(self.events) >= self.MAX_EVENTS:
+            del self.events[0]
         self.events.append(message)
         self.ready.set()
 
@@ -212,6 +218,12 @@ class Hub:
                 for sub in view.subscribers:  # an alert is an event of its own, not a figure to coalesce
                     if sub.stores is None:  # the quota is the whole organisation's: not for a link of some stores
                         sub.event(alert)
+            elif isinstance(c.value, SegmentChange):  # an entry or exit: an event of its own, each one sent
+                message = orjson.dumps(segment_message(c.value, c.version))
+                for sub in view.subscribers:
+                    if sub.stores is None:  # segments span the organisation's stores: not for a link of some
+                        sub.event(message)
+                continue
             else:
                 continue  # records the dashboard does not show (orders, carts, ...)
             view.version = max(view.version, c.version)

@@ -5,6 +5,8 @@ Protocol (JSON text frames):
   server -> {"type": "snapshot", "org", "version", "currency", "figures": {...}}
   server -> {"type": "figures", ...same shape, higher version...} after every change
   server -> {"type": "alert", "quota": {"percent": 80, "count", "limit", "at"}} when the plan quota is crossed
+  server -> {"type": "segment", "segment", "customer", "change": "entered"|"exited", "at", "cause", "version"}
+            for each entry into or exit from a segment (docs/segments.md)
   server -> {"type": "error", "status": 401, "message": "..."} then close 4401 on a bad token
   client -> {"type": "ping", "id": 7}  ->  server -> {"type": "pong", "id": 7}   (any time after auth)
   client -> anything else  ->  server -> {"type": "error", "status": 400, ...} the first time (later ones

@@ -1,0 +1,276 @@
+"""Automations through the real path: `storepulse up` (ingest, the dataflow as a child process with
+its outbox output, the notifier) with a real HTTP receiver verifying Standard Webhooks signatures
+(tests/receivers.py), a real SMTP server, and the SQLite outbox read back (notifier/sqlite_outbox.py).
+
+- A signed Stripe payment over the threshold, delivered twice by Stripe, and one under it: one
+  action in the outbox, one webhook at the receiver; embedded (SQLite) and distributed (Redis log,
+  read model and outbox stream).
+- kill -9 of everything after the action fired, with no snapshot taken since (a long epoch): the
+  dataflow folds the payment again after the restart and puts the same action again; the outbox
+  still holds it once and the receiver has seen one webhook-id.
+- Abandoned-cart reminders through the events API, in an organisation with `allowed_lateness = "5s"`
+  (event times in the past, so the test does not wait for abandon_after): the wall clock decides the
+  cart with no further event and the reminder goes after its wait, as one e-mail to the customer (a
+  real aiosmtpd server) and one webhook; a customer who bought in time gets none; a purchase during
+  the wait cancels it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from notifier.actions import action_key
+from notifier.outbox import Delivery, Outbox
+from notifier.redis_outbox import RedisOutbox
+from notifier.sqlite_outbox import SqliteOutbox
+from tests.helpers import SECRETS, RedisServer, Storepulse, payment_intent_succeeded, wait_for
+from tests.receivers import Receiver, SmtpServer
+
+WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+MIN = 60_000
+
+
+def config(url: str, smtp_port: int) -> str:
+    return f"""
+rates_file = "rates.csv"
+
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+from = "Acme <alerts@acme.example>"
+starttls = false
+
+[orgs.acme]
+timezone = "Europe/Berlin"
+currency = "EUR"
+token = "acme-token-0123456789"
+abandon_after = 30
+allowed_lateness = "5s"
+
+[orgs.acme.stores.acme-stripe]
+provider = "stripe"
+secret = "{SECRETS['acme-stripe']}"
+
+[orgs.acme.stores.acme-site]
+provider = "events"
+secret = "{SECRETS['acme-site']}"
+
+[orgs.acme.channels.crm]
+kind = "webhook"
+url = "{url}"
+secret = "{WHSEC}"
+allow_private = true
+retry = ["1s", "1s"]
+
+[orgs.acme.channels.customer-mail]
+kind = "email"
+to = "customer"
+retry = ["1s", "1s"]
+
+[orgs.acme.automations.big-order]
+trigger = "order.paid"
+if = {{ order_value = {{ gte = "100.00" }} }}
+send = ["crm"]
+
+[orgs.acme.automations.reminder]
+trigger = "cart.abandoned"
+wait = "2m"
+cancel_on = ["order.paid"]
+send = ["crm", "customer-mail"]
+"""
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver(secret=WHSEC)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def storepulse(request: pytest.FixtureRequest, tmp_path: Path, receiver: Receiver, smtp: SmtpServer,
+               redis_server: RedisServer) -> Iterator[Storepulse]:
+    """Embedded (SQLite) unless the test asks for "redis" (the log, read model and outbox on Redis)."""
+    redis_url = None
+    if getattr(request, "param", "sqlite") == "redis":
+        redis.Redis.from_url(redis_server.url).flushdb()
+        redis_url = redis_server.url
+    sp = Storepulse(tmp_path, redis_url=redis_url, config=config(receiver.url, smtp.port))
+    sp.extra_args = ["--epoch-ms", "600000"]  # no snapshot during the test: a kill -9 replays everything
+    yield sp
+    sp.ensure_stopped()
+
+
+def deliveries(sp: Storepulse, automation: str) -> list[Delivery]:
+    outbox: Outbox = RedisOutbox(sp.redis_url) if sp.redis_url else SqliteOutbox(sp.data_dir / "outbox.sqlite3")
+    try:
+        return outbox.list("acme", automation=automation)
+    finally:
+        outbox.close()
+
+
+@pytest.mark.parametrize("storepulse", ["sqlite", "redis"], indirect=True)
+def test_a_big_stripe_payment_delivered_twice_is_one_action_and_survives_kill_9(storepulse: Storepulse,
+                                                                                 receiver: Receiver) -> None:
+    sp = storepulse.start()
+    big = payment_intent_succeeded("evt_big_1", "pi_big_1", 15_000)
+    small = payment_intent_succeeded("evt_small_1", "pi_small_1", 9_999)
+    for body in (big, big, small):  # Stripe retries the big one: the same event id
+        r = sp.post_stripe("acme-stripe", body)
+        assert r.status_code == 200, r.text
+    wait_for(lambda: len(receiver.delivered_ids()) >= 1, 30, "the big order's webhook")
+    # A later big payment, delivered after the first: once it is there, the first has had every chance to repeat.
+    assert sp.post_stripe("acme-stripe", payment_intent_succeeded("evt_big_2", "pi_big_2", 20_000)).status_code == 200
+    wait_for(lambda: len(receiver.delivered_ids()) >= 2, 30, "the second big order's webhook")
+    sent = deliveries(sp, "big-order")
+    assert len(sent) == 2 and {d.action.cause for d in sent} == {"order.paid:acme-stripe:pi_big_1",
+                                                                  "order.paid:acme-stripe:pi_big_2"}
+    first = next(d for d in sent if d.action.cause.endswith("pi_big_1"))
+    assert first.action.key == action_key("big-order", first.action.subject, "order.paid:acme-stripe:pi_big_1")
+    assert receiver.json_bodies()[0]["data"]["data"]["amount"] == 15_000
+    ids = receiver.delivered_ids()
+    assert len(ids) == len(set(ids)) == 2
+
+    sp.kill()  # kill -9 of every process: the dataflow's last snapshot is from before the payments
+    sp.start()
+    # The dataflow folds the log again and puts the same actions again; a third payment shows it is through.
+    assert sp.post_stripe("acme-stripe", payment_intent_succeeded("evt_big_3", "pi_big_3", 30_000)).status_code == 200
+    wait_for(lambda: len(deliveries(sp, "big-order")) >= 3 and len(receiver.delivered_ids()) >= 3, 60,
+             "the third big order after the restart")
+    assert len(deliveries(sp, "big-order")) == 3
+    ids = receiver.delivered_ids()
+    assert len(ids) == len(set(ids)) == 3, f"a webhook-id arrived twice: {ids}"
+
+
+def test_abandoned_cart_reminders_through_the_events_api(storepulse: Storepulse, receiver: Receiver,
+                                                        smtp: SmtpServer) -> None:
+    sp = storepulse.start()
+    now = int(time.time() * 1000)
+    t = now - 32 * MIN - 2000  # carts abandoned at now - 2m02s, reminders due at now - 2s: sent once W = wall - 5s passes that
+    item = {"product": "mug", "qty": 1, "price": "25.00"}
+
+    def add(customer: str, at: int) -> dict[str, object]:
+        return {"type": "add_to_cart", "id": f"add-{customer}", "time": at, "customer": customer,
+                "cart": f"cart-{customer}", "currency": "EUR", "items": [item]}
+
+    def buy(customer: str, at: int, cart: bool) -> dict[str, object]:
+        return {"type": "order_paid", "id": f"buy-{customer}", "time": at, "customer": customer,
+                "order": f"order-{customer}", "amount": "25.00", "currency": "EUR", "items": [item],
+                **({"cart": f"cart-{customer}"} if cart else {})}
+
+    def identify(customer: str) -> dict[str, object]:  # the profile's e-mail address: where "customer" mails go
+        return {"type": "identify", "id": f"id-{customer}", "time": t - MIN, "visitor": f"v-{customer}",
+                "customer": customer, "properties": {"email": f"{customer}@shopper.example"}}
+
+    r = sp.post_events({"events": [
+        identify("quiet"), identify("in-time"), identify("during"),
+        add("quiet", t),  # abandoned, no further event: reminded after the wait
+        add("in-time", t), buy("in-time", t + 10 * MIN, cart=True),  # bought before abandon_after: never abandoned
+        add("during", t), buy("during", t + 31 * MIN, cart=False),  # bought after the abandonment, during the wait
+    ]})
+    assert r.status_code == 200, r.text
+    due = t + 30 * MIN + 2 * MIN
+    wait_for(lambda: len(deliveries(sp, "reminder")) >= 1 and receiver.delivered_ids(), 60, "the reminder")
+    received_at = int(time.time() * 1000)
+    sent = deliveries(sp, "reminder")
+    assert sorted((d.action.channel, d.action.subject, d.action.due_at) for d in sent) == [
+        ("crm", "quiet", due), ("customer-mail", "quiet", due)]
+    wait_for(lambda: len(smtp.mailbox.mails) >= 1, 30, "the reminder e-mail")
+    [mail] = smtp.mailbox.mails
+    assert (mail["To"], mail["Subject"]) == ("quiet@shopper.example", "Abandoned cart: €25.00")
+    # Released by the wall clock once the watermark (wall clock - 5 s allowed lateness) passed its due.
+    assert received_at >= due + 5000
+    body = receiver.json_bodies()[-1]
+    assert body["data"]["title"] == "Abandoned cart: €25.00" and body["data"]["subject"] == "quiet"
+    # The three carts share one due time, so the reminders of "in-time" (never abandoned) and "during"
+    # (cancelled) were decided in the same tick as "quiet"'s: had they fired, they would be in the outbox now.
+    assert len(receiver.delivered_ids()) == 1 and len(smtp.mailbox.mails) == 1
+
+
+def test_an_automation_defined_and_deleted_through_the_api(storepulse: Storepulse, receiver: Receiver) -> None:
+    sp = storepulse.start()
+    headers = {"Authorization": "Bearer acme-token-0123456789"}
+    url = f"{sp.base}/api/v1/orgs/acme/automations/any-order"
+    body = {"trigger": "order.paid", "send": ["crm"], "templates": {"subject": "Paid: {{ amount }}"}}
+    r = httpx.put(url, json=body, headers=headers, timeout=10)
+    assert r.status_code == 202, r.text
+    bad = httpx.put(url, json={**body, "if": {"order_value": {"gte": "ten"}}}, headers=headers, timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"].startswith("$.if.order_value.gte:")
+    wait_for(lambda: httpx.get(url, headers=headers, timeout=10).status_code == 200, 30, "the definition in force")
+    assert httpx.get(url, headers=headers, timeout=10).json()["source"] == "api"
+
+    assert sp.post_stripe("acme-stripe", payment_intent_succeeded("evt_s1", "pi_s1", 500)).status_code == 200
+    wait_for(lambda: len(receiver.delivered_ids()) >= 1, 30, "the API-defined automation's webhook")
+    assert [b["data"]["title"] for b in receiver.json_bodies()] == ["Paid: €5.00"]
+
+    assert httpx.delete(url, headers=headers, timeout=10).status_code == 202
+    wait_for(lambda: httpx.get(url, headers=headers, timeout=10).status_code == 404, 30, "the definition gone")
+    assert sp.post_stripe("acme-stripe", payment_intent_succeeded("evt_s2", "pi_s2", 600)).status_code == 200
+    assert sp.post_stripe("acme-stripe", payment_intent_succeeded("evt_b9", "pi_b9", 50_000)).status_code == 200
+    wait_for(lambda: len(receiver.delivered_ids()) >= 2, 30, "the big order's webhook, after the small one")
+    assert [b["data"]["automation"] for b in receiver.json_bodies()] == ["any-order", "big-order"]
+    assert [d.action.cause for d in deliveries(sp, "any-order")] == ["order.paid:acme-stripe:pi_s1"]
+
+
+def test_a_daily_digest_is_sent_with_yesterday_s_figures(tmp_path: Path, receiver: Receiver, smtp: SmtpServer) -> None:
+    """A schedule with `digest = "day"` at 00:00: once the watermark passes today's midnight, one webhook
+    with yesterday's figures (notifier/digests.py fills them from the read model) and an e-mail in German."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from tests.helpers import today_clear_of_midnight
+
+    tz = ZoneInfo("Europe/Berlin")
+    today = today_clear_of_midnight("Europe/Berlin", seconds=600)  # the firing at 00:00 stays < 24 h old
+    yesterday = today - dt.timedelta(days=1)
+    noon = int(dt.datetime.combine(yesterday, dt.time(12), tz).timestamp() * 1000)
+    digest = config(receiver.url, smtp.port) + """
+[orgs.acme.channels.owner]
+kind = "email"
+to = ["owner@acme.example"]
+
+[orgs.acme.automations.morning]
+trigger = "schedule"
+schedule = { at = "00:00" }
+digest = "day"
+locale = "de"
+send = ["crm", "owner"]
+"""
+    sp = Storepulse(tmp_path, config=digest).start()
+    try:
+        def paid(n: int, at: int, amount: str) -> dict[str, object]:
+            return {"type": "order_paid", "id": f"paid-{n}", "time": at, "customer": f"c{n}", "order": f"o{n}",
+                    "amount": amount, "currency": "EUR", "items": [{"product": "mug", "qty": 2, "price": "10.00"}]}
+
+        r = sp.post_events({"events": [paid(1, noon, "20.00"), paid(2, noon + MIN, "20.00"), paid(3, noon + 2 * MIN, "20.00")]})
+        assert r.status_code == 200, r.text
+        now = int(time.time() * 1000)
+        assert sp.post_events({"events": [paid(4, now, "9.99")]}).status_code == 200  # today: W passes 00:00
+        wait_for(lambda: receiver.delivered_ids() and smtp.mailbox.mails, 60, "the digest")
+        [body] = receiver.json_bodies()
+        figures = body["data"]
+        assert (figures["span"], figures["first"], figures["last"]) == ("day", yesterday.isoformat(), yesterday.isoformat())
+        assert figures["revenue"] == {"value": 6000, "baseline": 0, "change": None}
+        assert figures["orders"]["value"] == 3
+        assert figures["top_products"] == [{"product": "mug", "name": "", "units": 6, "revenue": 6000}]
+        [mail] = smtp.mailbox.mails
+        assert mail["To"] == "owner@acme.example"
+        assert mail["Subject"].startswith(f"acme: {yesterday.day}. ") and "60,00" in mail["Subject"]
+        assert "Umsatz: 60,00\u00a0€ (noch kein Vergleich möglich)" in mail.get_body(("plain",)).get_content()
+        time.sleep(2)  # the tick after: the schedule fired once, not at every tick
+        assert len(receiver.delivered_ids()) == 1 and len(smtp.mailbox.mails) == 1
+    finally:
+        sp.ensure_stopped()

@@ -1,0 +1,163 @@
+"""Segments through the real path: `storepulse up` (embedded SQLite, and on a real redis-server), a
+segment defined over HTTP (a control event through the log), events through the events API, entries
+and exits on a real WebSocket client and in the read API (docs/segments.md)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection
+
+from core.clock import ms_from_iso
+from tests.helpers import ORGS_TOML, SECRETS, TOKENS, RedisServer, Storepulse, recv_json, wait_for
+
+# The demo organisation with a lateness of 5 s, so a window's end is decided seconds after it passes.
+CONFIG = ORGS_TOML.replace('token = "acme-token-0123456789"\n',
+                           'token = "acme-token-0123456789"\nallowed_lateness = "5s"\n', 1)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def sp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storepulse]:
+    redis_url = None
+    if request.param == "redis":
+        server = RedisServer(tmp_path_factory.mktemp("redis"))
+        request.addfinalizer(server.stop)
+        redis_url = server.url
+    running = Storepulse(tmp_path_factory.mktemp(f"seg-{request.param}"), redis_url, CONFIG)
+    running.start()
+    yield running
+    running.ensure_stopped()
+
+
+def uid() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def call(sp: Storepulse, method: str, path: str, body: object = None, org: str = "acme") -> httpx.Response:
+    return httpx.request(method, f"{sp.base}/api/v1/orgs/{org}{path}", content=None if body is None else orjson.dumps(body),
+                         headers={"Authorization": f"Bearer {TOKENS[org]}"}, timeout=10)
+
+
+def define(sp: Storepulse, segment: str, rule: dict[str, Any]) -> None:
+    r = call(sp, "PUT", f"/segments/{segment}", {"name": segment.upper(), "rule": rule})
+    assert r.status_code == 202, r.text
+    wait_for(lambda: any(s["id"] == segment for s in call(sp, "GET", "/segments").json()["segments"]), 15,
+             f"segment {segment} to be defined")
+
+
+def paid(sp: Storepulse, customer: str, amount: str, t_ms: int) -> str:
+    order = uid()
+    r = sp.post_events({"type": "order_paid", "id": order, "order": order, "customer": customer, "amount": amount,
+                        "currency": "EUR", "time": t_ms,
+                        "items": [{"product": "mug", "qty": 1, "unit_price": amount, "category": "kitchen"}]},
+                       key=SECRETS["acme-site"])
+    assert r.status_code in (200, 202), r.text
+    return f"events:acme-site:{order}"
+
+
+def segment_message(ws: ClientConnection, segment: str, customer: str, timeout: float) -> tuple[dict[str, Any], float]:
+    """The first segment message for (segment, customer), and when it arrived (time.monotonic)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no segment message for {segment}/{customer} within {timeout} s"
+        msg = recv_json(ws, left)
+        if msg.get("type") == "segment" and msg["segment"] == segment and msg["customer"] == customer:
+            return msg, time.monotonic()
+
+
+def no_segment_messages(ws: ClientConnection, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            msg = recv_json(ws, left)
+        except (TimeoutError, ConnectionClosed):
+            return
+        assert msg.get("type") != "segment", msg
+
+
+def test_a_customer_over_the_threshold_is_a_member_on_the_websocket_within_a_second(sp: Storepulse) -> None:
+    segment, customer = f"big_{uid()}", f"c-{uid()}"
+    define(sp, segment, {"spent": {"gte": "100.00"}})
+    with sp.ws(TOKENS["acme"]) as ws, sp.ws(TOKENS["tokyo"]) as other:
+        assert recv_json(ws)["type"] == "snapshot" and recv_json(other)["type"] == "snapshot"
+        now = int(time.time() * 1000)
+        paid(sp, customer, "60.00", now - 2000)  # not yet
+        posted = time.monotonic()
+        cause = paid(sp, customer, "50.00", now - 1000)  # this one crosses
+        msg, arrived = segment_message(ws, segment, customer, 10)
+        assert arrived - posted < 1.0, f"the entry took {arrived - posted:.2f} s"
+        assert msg["change"] == "entered" and msg["cause"] == cause and ms_from_iso(msg["at"]) == now - 1000
+        assert isinstance(msg["version"], int)
+        no_segment_messages(other, 0.5)  # another organisation sees nothing
+    listed = {s["id"]: s for s in call(sp, "GET", "/segments").json()["segments"]}
+    assert listed[segment]["members"] == 1 and listed[segment]["rule"] == {"spent": {"gte": "100.00"}}
+    assert listed["repeat_buyers"]["predefined"] is True and listed[segment]["predefined"] is False
+    members = call(sp, "GET", f"/segments/{segment}/members").json()["members"]
+    assert [(m["customer"], m["orders"], m["spent"]) for m in members] == [(customer, 2, {"amount": 11000, "currency": "EUR"})]
+    assert ms_from_iso(members[0]["entered_at"]) == now - 1000
+    exported = call(sp, "GET", f"/segments/{segment}/members?format=csv")
+    assert exported.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert [(r["customer"], r["spent"], r["currency"]) for r in rows] == [(customer, "110.00", "EUR")]
+    history = call(sp, "GET", f"/segments/{segment}/changes?customer={customer}").json()["changes"]
+    assert [(c["change"], c["cause"]) for c in history] == [("entered", cause)]
+    preview = call(sp, "POST", "/segments/preview", {"rule": {"spent": {"gte": "100.00"}}}).json()
+    assert customer in preview["first"] or preview["members"] > 20
+
+
+def test_a_window_lets_the_customer_go_within_a_second_of_the_watermark_passing_its_end(sp: Storepulse) -> None:
+    segment, customer = f"w2m_{uid()}", f"c-{uid()}"
+    define(sp, segment, {"spent": {"gte": "100.00", "within": "2m"}})
+    with sp.ws(TOKENS["acme"]) as ws:
+        assert recv_json(ws)["type"] == "snapshot"
+        t = int(time.time() * 1000) - 2 * 60_000 + 4000  # the window ends 4 s from now
+        cause = paid(sp, customer, "120.00", t)
+        entered, _ = segment_message(ws, segment, customer, 10)
+        assert (entered["change"], entered["cause"], ms_from_iso(entered["at"])) == ("entered", cause, t)
+        exited, arrived = segment_message(ws, segment, customer, 30)
+        # the watermark is the wall clock minus the 5 s lateness: it passes the window's end then
+        passes = (t + 2 * 60_000 + 5000) / 1000
+        assert (exited["change"], exited["cause"], ms_from_iso(exited["at"])) == ("exited", "time", t + 2 * 60_000)
+        late = time.time() - (time.monotonic() - arrived) - passes  # its arrival on the wall clock, after that
+        assert late < 1.0, f"the exit came {late:.2f} s after the watermark passed the window's end"
+        assert exited["version"] > entered["version"]
+    history = call(sp, "GET", f"/segments/{segment}/changes?customer={customer}").json()["changes"]
+    assert [(c["change"], c["cause"]) for c in history] == [("entered", cause), ("exited", "time")]
+    members = call(sp, "GET", f"/segments/{segment}/members?limit=1000").json()["members"]
+    assert customer not in {m["customer"] for m in members}
+
+
+def test_a_rule_that_does_not_parse_gets_a_400_naming_its_json_path(sp: Storepulse) -> None:
+    r = call(sp, "PUT", "/segments/bad", {"name": "Bad", "rule": {"all": [{"orders": {"gte": 1}}, {"spent": {"gte": "lots"}}]}})
+    assert r.status_code == 400 and r.json()["error"].startswith("$.rule.all[1].spent.gte"), r.text
+    r = call(sp, "PUT", "/segments/bad", {"name": "Bad", "rule": {"in_segment": {"eq": "nowhere"}}})
+    assert r.status_code == 400 and "nowhere" in r.json()["error"], r.text
+    r = call(sp, "PUT", "/segments/no%20spaces", {"name": "Bad", "rule": {"orders": {"gte": 1}}})
+    assert r.status_code == 400, r.text
+    assert call(sp, "GET", "/segments/nowhere/members").status_code == 404
+    r = call(sp, "POST", "/segments/preview", {"rule": {"spent": {"gte": "1.00", "within": "30d"}}})
+    assert r.status_code == 400 and "PUT" in r.json()["error"], r.text
+
+
+def test_a_deleted_segment_is_gone_and_its_members_with_it(sp: Storepulse) -> None:
+    segment, customer = f"del_{uid()}", f"c-{uid()}"
+    paid(sp, customer, "10.00", int(time.time() * 1000) - 1000)
+    define(sp, segment, {"orders": {"gte": 1}})  # defined after the data: its members at once, cause "defined"
+    wait_for(lambda: any(m["customer"] == customer for m in call(sp, "GET", f"/segments/{segment}/members?limit=1000")
+                         .json()["members"]), 15, "the member defined from the existing data")
+    history = call(sp, "GET", f"/segments/{segment}/changes?customer={customer}").json()["changes"]
+    assert [(c["change"], c["cause"]) for c in history] == [("entered", "defined")]
+    assert call(sp, "DELETE", f"/segments/{segment}").status_code == 202
+    wait_for(lambda: all(s["id"] != segment for s in call(sp, "GET", "/segments").json()["segments"]), 15,
+             "the segment to be deleted")
+    assert call(sp, "GET", f"/segments/{segment}/members").status_code == 404

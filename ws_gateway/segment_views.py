@@ -1,0 +1,179 @@
+"""What the segment routes answer, computed from records: the segment list, a preview over the
+customer profiles, member rows and their CSV, the stored history. Pure: records and time in, data out.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from core.changes import Record
+from core.clock import utc_from_ms
+from core.definitions import SegmentDefinition
+from core.rules import Context, CustomerFacts, Period, RuleError, Totals, holds, parse_rule, parse_segments
+from core.rules.graph import conditions
+from core.rules.tree import Rule
+from core.segment_records import Segment, SegmentChange, SegmentMember
+from ws_gateway.lists import Lifetime
+
+SEGMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+NAME_CHARS = 128
+PREVIEW_MEMBERS = 20
+# What a customer profile (flows/profiles.py) holds: lifetime totals and times, no dated entries.
+PROFILE_CRITERIA = frozenset({"orders", "spent", "net_spent", "items", "first_order_at", "last_order_at",
+                              "registered_at", "last_active_at", "stores"})
+
+
+class BadSegment(ValueError):
+    """A request naming a segment wrongly: its message says what, for a 400."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    id: str
+    name: str
+    predefined: bool
+    rule: Any
+    members: int
+
+
+def known_segments(defaults: Mapping[str, SegmentDefinition], records: Iterable[Record[Segment]]) -> dict[str, Listed]:
+    """Every segment now: the records the dataflow wrote over the definitions it starts from (the
+    predefined and configured ones, shown with 0 members until the dataflow has written them)."""
+    out = {d.id: Listed(d.id, d.name, d.predefined, d.rule, 0) for d in defaults.values()}
+    for r in records:
+        v = r.value
+        if v.deleted:
+            out.pop(v.id, None)
+        else:
+            out[v.id] = Listed(v.id, v.name, v.predefined, orjson.loads(bytes(v.rule)), v.members)
+    return dict(sorted(out.items()))
+
+
+def check_definition(segment: str, body: object, known: Mapping[str, Listed], currency: str, timezone: str) -> dict[str, Any]:
+    """The body of a PUT as {"name", "rule"}, checked: the rule parses (a RuleError's path starts at
+    `$.rule`), and with every other segment it names no missing segment and makes no cycle."""
+    if not SEGMENT_ID.match(segment):
+        raise BadSegment(f"segment id {segment!r}: use 1 to 64 letters, digits, '-' and '_'")
+    if not isinstance(body, dict):
+        raise BadSegment('the body must be a JSON object {"name": "...", "rule": {...}}')
+    unknown = sorted(set(body) - {"name", "rule"})
+    if unknown:
+        raise BadSegment(f"$.{unknown[0]}: unknown key; the keys are name and rule")
+    name, rule = body.get("name", segment), body.get("rule")
+    if not isinstance(name, str) or not name.strip() or len(name) > NAME_CHARS:
+        raise BadSegment(f"$.name: must be a non-empty string of at most {NAME_CHARS} characters")
+    if rule is None:
+        raise BadSegment('$.rule: missing; e.g. {"orders": {"gte": 3}}')
+    try:
+        parse_rule(rule, currency=currency, timezone=timezone)
+    except RuleError as exc:
+        raise RuleError("$.rule" + exc.path[1:], exc.problem) from None
+    parse_segments({**{s.id: s.rule for s in known.values()}, segment: rule}, currency=currency, timezone=timezone)
+    return {"name": name.strip(), "rule": rule}
+
+
+def check_delete(segment: str, known: Mapping[str, Listed], currency: str, timezone: str) -> None:
+    """A segment that another one names through in_segment cannot be deleted first."""
+    rest = {s.id: s.rule for s in known.values() if s.id != segment}
+    try:
+        parse_segments(rest, currency=currency, timezone=timezone)
+    except RuleError as exc:
+        raise BadSegment(f"segment {segment!r} is named by another segment ({exc}); change or delete that one first") from None
+
+
+def preview_rule(body: object, currency: str, timezone: str) -> Rule:
+    """The rule of a preview request {"rule": ...}, when the profiles can answer it exactly."""
+    if not isinstance(body, dict) or "rule" not in body:
+        raise BadSegment('the body must be a JSON object {"rule": {...}}')
+    try:
+        rule = parse_rule(body["rule"], currency=currency, timezone=timezone)
+    except RuleError as exc:
+        raise RuleError("$.rule" + exc.path[1:], exc.problem) from None
+    for c in conditions(rule):
+        criterion = getattr(c, "criterion", None)
+        window = getattr(c, "sum", None)
+        windowed = window is not None and (window.window.within is not None or window.window.since is not None
+                                           or window.window.until is not None or window.item is not None)
+        if criterion not in PROFILE_CRITERIA or windowed:
+            raise BadSegment(
+                f"preview reads the customer profiles, which hold lifetime orders, spend, items, first and last "
+                f"order, registration, activity and stores; this rule reads {criterion or 'more'}"
+                f"{' in a window' if windowed else ''}: save it (PUT) and read its members")
+    return rule
+
+
+def profile_facts(life: Lifetime, first_seen: int, registered: int | None, stores: tuple[str, ...]) -> CustomerFacts:
+    """A profile as facts: its lifetime totals as one folded period (amounts already converted)."""
+    orders = Totals(life.orders, life.items, life.revenue, life.first_paid, life.last_paid)
+    refunds = Totals(0, 0, life.refunds)
+    return CustomerFacts(first_seen=first_seen, registered=registered, last_active=life.last_active, stores=stores,
+                         history=(Period(None, None, (orders, refunds, Totals())),))
+
+
+def preview(rule: Rule, facts: Mapping[str, CustomerFacts], now: int, ctx: Context) -> tuple[int, list[str]]:
+    """How many customers the rule holds for at `now`, and the first PREVIEW_MEMBERS of them by key."""
+    members = [k for k in sorted(facts) if holds(rule, facts[k], now, ctx)]
+    return len(members), members[:PREVIEW_MEMBERS]
+
+
+def iso(ms: int | None) -> str | None:
+    return None if ms is None else utc_from_ms(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def member_rows(members: Iterable[Record[SegmentMember]], lives: Mapping[str, Lifetime], currency: str,
+                after: str, limit: int | None) -> list[dict[str, Any]]:
+    """Members sorted by customer, those after the cursor `after`, at most `limit` (None: all)."""
+    rows: list[dict[str, Any]] = []
+    for r in sorted((r for r in members if r.value.member and r.value.customer > after), key=lambda r: r.value.customer):
+        if limit is not None and len(rows) == limit:
+            break
+        life = lives.get(r.value.customer)
+        rows.append({"customer": r.value.customer, "email": life.email if life else None,
+                     "name": life.name if life else None, "orders": life.orders if life else 0,
+                     "spent": {"amount": life.revenue if life else 0, "currency": currency},
+                     "last_order": iso(life.last_paid) if life else None, "entered_at": iso(r.value.entered)})
+    return rows
+
+
+CSV_COLUMNS = ("customer", "email", "name", "orders", "spent", "currency", "last_order", "entered_at")
+
+
+def members_csv(rows: Iterable[Mapping[str, Any]], exponent: int) -> str:
+    """The member rows as CSV (the "ENGAGE" export): money as a decimal in major units."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\r\n")
+    w.writerow(CSV_COLUMNS)
+    for row in rows:
+        amount = row["spent"]["amount"]
+        spent = str(amount)
+        if exponent:  # exact, not through a float
+            sign, whole = ("-" if amount < 0 else ""), abs(amount)
+            spent = f"{sign}{whole // 10**exponent}.{whole % 10**exponent:0{exponent}d}"
+        w.writerow([_cell(row["customer"]), _cell(row["email"] or ""), _cell(row["name"] or ""), row["orders"], spent,
+                    row["spent"]["currency"], row["last_order"] or "", row["entered_at"] or ""])
+    return out.getvalue()
+
+
+def _cell(text: str) -> str:
+    """A text cell that a spreadsheet will not run as a formula (CSV injection)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def change_rows(changes: Iterable[Record[SegmentChange]], customer: str | None, limit: int) -> list[dict[str, Any]]:
+    """The stored entries and exits in time order (then customer), at most `limit`."""
+    found = sorted((r.value for r in changes if customer is None or r.value.customer == customer),
+                   key=lambda v: (v.at, v.customer, v.change != "exited"))
+    return [{"customer": v.customer, "change": v.change, "at": iso(v.at), "cause": v.cause} for v in found[:limit]]
+
+
+def segment_message(v: SegmentChange, version: int) -> dict[str, object]:
+    """The WebSocket message of one entry or exit."""
+    return {"type": "segment", "segment": v.segment, "customer": v.customer, "change": v.change, "at": iso(v.at),
+            "cause": v.cause, "version": version}
