@@ -22,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ import uvloop  # noqa: E402
 from core.config import parse_config  # noqa: E402
 from notifier import webhook  # noqa: E402
 from notifier.actions import Action, Message, action_key, delivery_id  # noqa: E402
-from notifier.outbox import Delivery, Outbox, Status  # noqa: E402
+from notifier.outbox import Delivery, Outbox, Result, Status  # noqa: E402
 from notifier.redis_outbox import RedisOutbox  # noqa: E402
 from notifier.sqlite_outbox import SqliteOutbox  # noqa: E402
 from notifier.worker import Notifier, Tuning, wall_ms  # noqa: E402
@@ -137,12 +138,57 @@ def storepulse(config_text: str, outbox: Outbox, batch: list[Action], tuning: Tu
     return put_rate, len(batch) / took
 
 
+class Measured:
+    """An outbox whose record() notes, per result, the ms from the receiver's answer to the commit."""
+
+    def __init__(self, inner: Outbox) -> None:
+        self.inner = inner
+        self.windows: list[float] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def record(self, results: Sequence[Result], now: int) -> None:
+        self.inner.record(results, now)
+        done = wall_ms()
+        self.windows += [done - r.attempt.at - r.attempt.latency_ms for r in results]
+
+
+def slack_window(url: str, outbox: Outbox, channels: int) -> list[float]:
+    """One message to each of `channels` Slack channels (the local receiver as Slack): the duplicate
+    window of each, answer to durable record, in ms."""
+    config = parse_config('[orgs.bench]\ncurrency = "EUR"\ntoken = "bench-token-0123456789"\n' + "".join(
+        f'[orgs.bench.channels.s{i}]\nkind = "slack"\nurl = "{url}"\nallow_private = true\n' for i in range(channels)), {})
+    now = wall_ms()
+    outbox.put([Action(action_key("big-order", "", f"s{i}"), "bench", "big-order", f"s{i}", "order.paid", "", f"s{i}", now, now,
+                       message=Message(slack_text=f"order {i}")) for i in range(channels)], now)
+    measured = Measured(outbox)
+
+    async def run() -> None:
+        notifier = Notifier(config, measured, tuning=Tuning())  # type: ignore[arg-type]  # Measured passes every call on
+        stop = asyncio.Event()
+        running = asyncio.create_task(notifier.run(stop))
+        while (await asyncio.to_thread(outbox.stats)).pending:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await running
+
+    uvloop.run(run())
+    return measured.windows
+
+
+def _quantiles(ms: list[float]) -> str:
+    q = statistics.quantiles(ms, n=100)
+    return f"p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {max(ms):.1f} ms over {len(ms)} messages"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--actions", type=int, default=5000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--concurrency", type=int, default=100)
     ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--slack-channels", type=int, default=200, help="Slack channels, one message each, for the duplicate window")
     args = ap.parse_args()
     port = free_port()
     receiver = multiprocessing.get_context("spawn").Process(target=_receive, args=(port,), daemon=True)
@@ -173,6 +219,9 @@ def main() -> None:
                 results["redis"].append(rate)
                 print(f"round {r + 1}: baseline {results['baseline'][-1]:,.0f}/s  sqlite {results['sqlite'][-1]:,.0f}/s  "
                       f"redis {results['redis'][-1]:,.0f}/s", flush=True)
+            windows = {"sqlite": slack_window(url, SqliteOutbox(Path(tmp) / "slack.sqlite3"), args.slack_channels)}
+            redis.Redis.from_url(server.url).flushdb()
+            windows["redis"] = slack_window(url, RedisOutbox(server.url), args.slack_channels)
         finally:
             server.stop()
             receiver.terminate()
@@ -185,6 +234,9 @@ def main() -> None:
         rate = statistics.median(results[name])
         print(f"  storepulse notifier, {name:<6} outbox    {rate:8,.0f} deliveries/s  ({rate / base:.2f} of the baseline); "
               f"put {statistics.median(results['put ' + name]):,.0f} actions/s")
+    print("Slack duplicate window (Slack's answer to the durable record of the delivery):")
+    for name, ms in windows.items():
+        print(f"  {name:<6} outbox: {_quantiles(ms)}")
 
 
 def _up(url: str) -> bool:

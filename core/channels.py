@@ -64,6 +64,14 @@ class Channel:
         return out
 
 
+def scrub(text: str, channel: Channel) -> str:
+    """`text` (an error from a client library, kept and shown) without the channel's URL or secret."""
+    for secret, shown in ((channel.url, redact_url(channel.url or "")), (channel.secret, "whsec_…")):
+        if secret:
+            text = text.replace(secret, shown)
+    return text
+
+
 def redact_url(url: str) -> str:
     """scheme://host[:port]/… : what may be shown of an outbound URL."""
     parts = urlsplit(url)

@@ -234,6 +234,8 @@ _STORE: Mapping[str, Key | Tables] = {
     "api_url": Key(_url, None),
     "shop_domain": Key(_domain, None),
 }
+
+
 def _any(value: Any, at: str) -> Any:
     return value  # checked with the table's other keys (core/channels.py)
 

@@ -58,11 +58,11 @@ class Sent:
     refused: tuple[str, ...] = ()  # addresses refused for good (5xx): to suppress
 
 
-async def send(smtp: Smtp, mail: EmailMessage, to: Sequence[str]) -> Sent:
+async def send(smtp: Smtp, mail: EmailMessage, to: Sequence[str], timeout_s: float = TIMEOUT_S) -> Sent:
     try:
         errors, reply = await aiosmtplib.send(
             mail, recipients=list(to), hostname=smtp.host, port=smtp.port, start_tls=smtp.starttls,
-            username=smtp.username, password=smtp.password, timeout=TIMEOUT_S)
+            username=smtp.username, password=smtp.password, timeout=timeout_s)
     except aiosmtplib.SMTPRecipientsRefused as exc:  # every recipient refused
         codes = [r.code for r in exc.recipients]
         outcome = smtp_outcome(max(codes), "; ".join(f"{r.recipient}: {r.message}" for r in exc.recipients))

@@ -53,8 +53,8 @@ class Delivery(Struct, frozen=True):
         return {"id": self.id, "key": a.key, "org": a.org, "automation": a.automation, "channel": a.channel,
                 "trigger": a.trigger, "subject": a.subject, "cause": a.cause, "status": str(self.status),
                 "fired_at": a.fired_at, "due_at": a.due_at, "created_at": self.created_at, "next_at": self.next_at,
-                "delivered_at": self.delivered_at, "tries": self.tries,
-                "attempts": [msgspec.structs.asdict(t) for t in self.attempts]}
+                "delivered_at": self.delivered_at, "tries": self.tries, "locale": a.locale, "payload": a.payload,
+                "message": msgspec.to_builtins(a.message), "attempts": [msgspec.structs.asdict(t) for t in self.attempts]}
 
 
 class Claimed(Struct, frozen=True):
@@ -105,6 +105,16 @@ class Outbox(Protocol):
         ...
 
     def stats(self) -> Stats: ...
+
+    def prune(self, before: int, limit: int = 10_000) -> int:
+        """Forgets up to `limit` delivered and cancelled deliveries that ended before `before` (ms);
+        dead and pending ones are kept. Returns how many were forgotten. The same action put again
+        after that would be delivered again: keep them longer than the dataflow can replay."""
+        ...
+
+    def dead_counts(self, org: str) -> dict[str, int]:
+        """Dead deliveries per channel (not replayed since): what the health check for dead letters reads."""
+        ...
 
     def suppress(self, org: str, address: str, reason: str, now: int) -> None:
         """Adds an e-mail address to the organisation's suppression list (unsubscribed, or refused for good)."""

@@ -55,6 +55,10 @@ class Gate:
     def lock(self, channel: Channel) -> asyncio.Lock:
         return self._locks.setdefault((channel.org, channel.id), asyncio.Lock())
 
+    def delay_ms(self, channel: Channel) -> float:
+        """How long until `channel` may get its next message."""
+        return max(0.0, self._next.get((channel.org, channel.id), 0.0) - self._now())
+
     async def wait(self, channel: Channel) -> None:
         """Returns when `channel` may get its next message (call under its lock), and books the slot."""
         key = (channel.org, channel.id)

@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     id TEXT NOT NULL UNIQUE, key TEXT NOT NULL, org TEXT NOT NULL, automation TEXT NOT NULL, channel TEXT NOT NULL,
     status TEXT NOT NULL, action BLOB NOT NULL, fired_at INTEGER NOT NULL, created_at INTEGER NOT NULL,
     next_at INTEGER NOT NULL, tries INTEGER NOT NULL DEFAULT 0, delivered_at INTEGER,
-    lease_owner TEXT, lease_until INTEGER NOT NULL DEFAULT 0, attempts BLOB NOT NULL DEFAULT X'5B5D'
+    lease_owner TEXT, lease_until INTEGER NOT NULL DEFAULT 0, attempts BLOB NOT NULL DEFAULT X'5B5D',
+    ended_at INTEGER  -- when it was delivered or cancelled (what prune goes by)
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_at);
 CREATE INDEX IF NOT EXISTS deliveries_by_key ON deliveries (key);
@@ -36,6 +37,7 @@ CREATE TABLE IF NOT EXISTS disabled_channels (
 );
 """
 _COLS = "id, action, status, created_at, next_at, tries, delivered_at, attempts"
+_CLAIMED = _COLS.replace("attempts", "'[]'")  # a claim needs no past attempts (tries counts them)
 _ATTEMPTS = msgspec.json.Decoder(list[Attempt])
 _ENCODE = msgspec.json.encode
 
@@ -86,20 +88,21 @@ class SqliteOutbox:
     def cancel(self, key: str, now: int) -> int:
         cancelled = Attempt(now, None, 0.0, "cancelled before delivery", "cancelled")
         rows = self._write(
-            "UPDATE deliveries SET status = ?, lease_owner = NULL, attempts = json_insert(attempts, '$[#]', json(?)) "
-            "WHERE key = ? AND status = ? RETURNING id", (Status.CANCELLED, _ENCODE(cancelled), key, Status.PENDING))
+            "UPDATE deliveries SET status = ?, lease_owner = NULL, attempts = json_insert(attempts, '$[#]', json(?)), "
+            "ended_at = ? WHERE key = ? AND status = ? RETURNING id",
+            (Status.CANCELLED, _ENCODE(cancelled), now, key, Status.PENDING))
         return len(rows)
 
     def claim(self, now: int, limit: int, owner: str, lease_ms: int = LEASE_MS) -> list[Claimed]:
         rows = self._write(
             f"UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE seq IN ("
             f"SELECT seq FROM deliveries WHERE status = ? AND next_at <= ? AND lease_until <= ? ORDER BY next_at LIMIT ?"
-            f") RETURNING {_COLS}", (owner, now + lease_ms, Status.PENDING, now, now, limit))
+            f") RETURNING {_CLAIMED}", (owner, now + lease_ms, Status.PENDING, now, now, limit))
         return [Claimed(_delivery(r), owner) for r in sorted(rows, key=lambda r: r[4])]
 
     def record(self, results: Sequence[Result], now: int) -> None:
         rows = [(r.status, r.next_at, r.attempt.at if r.status == Status.DELIVERED else None, _ENCODE(r.attempt),
-                 r.claim.delivery.id, r.claim.token) for r in results]
+                 r.claim.delivery.id, r.claim.token, now) for r in results]
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -110,6 +113,7 @@ class SqliteOutbox:
                     "UPDATE deliveries SET status = CASE WHEN status = 'delivered' OR (status = 'cancelled' AND ?1 != 'delivered') "
                     "THEN status ELSE ?1 END, next_at = ?2, tries = tries + 1, delivered_at = coalesce(?3, delivered_at), "
                     "attempts = json_insert(attempts, '$[#]', json(?4)), "
+                    "ended_at = CASE WHEN ?1 IN ('delivered', 'cancelled') THEN ?7 ELSE ended_at END, "
                     "lease_owner = CASE WHEN lease_owner = ?6 THEN NULL ELSE lease_owner END, "
                     "lease_until = CASE WHEN lease_owner = ?6 THEN 0 ELSE lease_until END WHERE id = ?5", rows)
             except BaseException:
@@ -133,13 +137,23 @@ class SqliteOutbox:
         return [_delivery(r) for r in rows]
 
     def replay(self, delivery: str, now: int) -> Delivery | None:
-        self._write("UPDATE deliveries SET status = ?, next_at = ?, tries = 0, lease_owner = NULL, lease_until = 0 "
+        self._write("UPDATE deliveries SET status = ?, next_at = ?, tries = 0, lease_owner = NULL, lease_until = 0, ended_at = NULL "
                     "WHERE id = ? AND status != ?", (Status.PENDING, now, delivery, Status.PENDING))
         return self.get(delivery)
+
+    def prune(self, before: int, limit: int = 10_000) -> int:
+        return len(self._write(
+            "DELETE FROM deliveries WHERE seq IN (SELECT seq FROM deliveries WHERE status IN (?, ?) "
+            "AND ended_at < ? LIMIT ?) RETURNING seq",
+            (Status.DELIVERED, Status.CANCELLED, before, limit)))
 
     def stats(self) -> Stats:
         (n, oldest), = self._read("SELECT count(*), min(fired_at) FROM deliveries WHERE status = ?", (Status.PENDING,))
         return Stats(n, oldest)
+
+    def dead_counts(self, org: str) -> dict[str, int]:
+        return dict(self._read("SELECT channel, count(*) FROM deliveries WHERE org = ? AND status = ? GROUP BY channel",
+                               (org, Status.DEAD)))
 
     def suppress(self, org: str, address: str, reason: str, now: int) -> None:
         self._write("INSERT OR IGNORE INTO suppressed VALUES (?, ?, ?, ?)", (org, normal_address(address), reason, now))

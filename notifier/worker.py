@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from core.channels import Channel
+from core.channels import Channel, scrub
 from core.config import Config
 from notifier import mail, metrics, slack, webhook
 from notifier.actions import Action, Message, action_key, delivery_id
@@ -53,6 +53,8 @@ class Notifier:
         self.clock = clock
         self.rng = rng or random.Random()
         self._client: aiohttp.ClientSession | None = None
+        self._queued: list[tuple[list[Result], asyncio.Future[None]]] = []  # results waiting for the next write
+        self._committer: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(self.tuning.concurrency)
         self.gate = slack.Gate(lambda: time.monotonic() * 1000)
 
@@ -109,12 +111,45 @@ class Notifier:
                 singles.append(c)
         disabled = {org: await asyncio.to_thread(self.outbox.disabled_channels, org) for org in {c.delivery.action.org for c in claims}}
         done = await asyncio.gather(*(self._attempt([c], disabled) for c in singles),
-                                    *(self._attempt(g, disabled) for g in groups.values()))
-        results = [r for rs in done for r in rs]
-        await asyncio.to_thread(self.outbox.record, results, self.clock())
-        for r in results:
-            self._count(r)
+                                    *(self._slack(g, disabled) for g in groups.values()))
+        # Webhooks and e-mails carry their delivery id: recorded together, one write per pass.
+        await self._record([r for rs in done for r in rs])
         return len(claims)
+
+    async def _slack(self, claims: list[Claimed], disabled: dict[str, dict[str, str]]) -> list[Result]:
+        """A Slack channel's coalesced deliveries, recorded the moment Slack answers: Slack has no
+        idempotency key, so the time between its answer and our record is the window in which a
+        crash makes the message be sent again (docs/notifier.md)."""
+        await self._record(await self._attempt(claims, disabled))
+        return []
+
+    async def _record(self, results: list[Result]) -> None:
+        """Records `results`, together with whatever else is waiting to be recorded (group commit:
+        the results that arrive during a write go into the next one)."""
+        if not results:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued.append((results, waiter))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_queued())
+        await waiter
+
+    async def _commit_queued(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            results = [r for rs, _ in batch for r in rs]
+            try:
+                await asyncio.to_thread(self.outbox.record, results, self.clock())
+            except Exception as exc:  # the leases stay: the deliveries are attempted again after them
+                for _, waiter in batch:
+                    waiter.set_exception(exc)
+                continue
+            recorded = self.clock()
+            for r in results:
+                self._count(r)
+                metrics.UNRECORDED.labels(self._kind(r)).observe(max(0.0, recorded - r.attempt.at - r.attempt.latency_ms) / 1000)
+            for _, waiter in batch:
+                waiter.set_result(None)
 
     def _channel(self, d: Delivery) -> Channel | None:
         org = self.config.orgs.get(d.action.org)
@@ -132,10 +167,15 @@ class Notifier:
             outcome = Outcome(Verdict.DEAD, None, f"channel {channel.id} is disabled: {disabled[channel.org][channel.id]}")
         elif channel.kind == "slack":
             async with self.gate.lock(channel), self._slots:  # one message at a time per channel, spaced by the gate
-                await self.gate.wait(channel)
-                start = self.clock()
-                outcome = await self._send(channel, claims, start)
-            if outcome.retry_after_ms is not None:
+                held = self.gate.delay_ms(channel)
+                if held > slack.INTERVAL_MS:  # Slack's Retry-After: not sent now, nor slept on (the lane goes on)
+                    outcome = Outcome(Verdict.RETRY, None, f"not sent: Slack asked to wait {held / 1000:.1f} s more (Retry-After)",
+                                      int(held))
+                else:
+                    await self.gate.wait(channel)
+                    start = self.clock()
+                    outcome = await self._send(channel, claims, start)
+            if outcome.retry_after_ms is not None and outcome.status is not None:
                 self.gate.hold(channel, outcome.retry_after_ms)
         else:
             async with self._slots:
@@ -149,13 +189,14 @@ class Notifier:
             metrics.ATTEMPT_SECONDS.labels(channel.kind).observe((end - start) / 1000)
         return [self._result(c, channel, outcome, start, end) for c in claims]
 
-    async def test(self, channel: Channel) -> Attempt:
-        """Sends a test message to `channel` now, outside the outbox; a success re-enables a disabled channel."""
+    async def test(self, channel: Channel, to: str | None = None) -> Attempt:
+        """Sends a test message to `channel` now, outside the outbox; a success re-enables a disabled channel.
+        `to`: the address for an e-mail channel whose recipient is the customer."""
         now = self.clock()
         key = action_key("test", channel.id, uuid.uuid4().hex)
         text = f"storepulse test message to channel {channel.id} of {channel.org}"
         action = Action(key, channel.org, "test", channel.id, "test", "", "test", now, now,
-                        payload={"test": True}, message=Message(subject=text, text=text))
+                        payload={"test": True, **({"email": to} if to else {})}, message=Message(subject=text, text=text))
         claim = Claimed(Delivery(delivery_id(key, channel.id), action, Status.PENDING, now, now), "")
         outcome = await self._send(channel, [claim], now)
         end = self.clock()
@@ -176,8 +217,11 @@ class Notifier:
             return Outcome(Verdict.DEAD, None, f"refused to call the channel's URL: {exc}")
         except TimeoutError:
             return failed(f"no answer within {self.tuning.timeout_s:g} s")
-        except aiohttp.ClientError as exc:
-            return failed(f"{type(exc).__name__}: {exc}")
+        except aiohttp.ClientError as exc:  # its message may hold the URL: a Slack URL's path is a credential
+            return failed(scrub(f"{type(exc).__name__}: {exc}", channel))
+        except Exception as exc:  # a bug or a library's surprise must not cost the pass's other results
+            log.exception("attempt to channel %s/%s failed unexpectedly", channel.org, channel.id)
+            return failed(scrub(f"unexpected {type(exc).__name__}: {exc}", channel))
 
     async def _mail(self, channel: Channel, d: Delivery, start: int) -> Outcome:
         smtp = self.config.smtp
@@ -190,7 +234,7 @@ class Notifier:
         if not to:
             return Outcome(Verdict.SUPPRESSED, None, "every recipient is on the organisation's suppression list")
         org_key = self.config.orgs[d.action.org].token_sha256
-        sent = await mail.send(smtp, mail.message(smtp, channel, d, to, org_key, start), to)
+        sent = await mail.send(smtp, mail.message(smtp, channel, d, to, org_key, start), to, self.tuning.timeout_s)
         for address in sent.refused:
             await asyncio.to_thread(self.outbox.suppress, d.action.org, address, sent.outcome.error or "refused", self.clock())
         return sent.outcome
@@ -214,9 +258,12 @@ class Notifier:
             f"{outcome.error} (the last of {d.tries + 1} attempts)"
         return Result(c, Attempt(start, outcome.status, float(end - start), error, result), status, at or 0)
 
-    def _count(self, r: Result) -> None:
+    def _kind(self, r: Result) -> str:
         channel = self._channel(r.claim.delivery)
-        kind = channel.kind if channel is not None else "unknown"
+        return channel.kind if channel is not None else "unknown"
+
+    def _count(self, r: Result) -> None:
+        kind = self._kind(r)
         metrics.ATTEMPTS.labels(kind, r.attempt.outcome).inc()
         if r.status != Status.PENDING:
             metrics.DELIVERIES.labels(kind, str(r.status)).inc()

@@ -300,7 +300,8 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     routes: list[BaseRoute] = []
     handlers: dict[Any, ExceptionHandler] = {}
     state: dict[str, object] = {}
-    event_log = hub = ws = supervisor = monitor = outbox = delivering = watching = None
+    event_log = hub = ws = supervisor = monitor = outbox = delivering = deliveries = watching = None
+    delivery_tuning = notifier.tuning(args) if args.command == "up" else None  # a bad --notifier-* stops here, before anything runs
     rejected = open_rejected(args.data_dir, args.redis, bounds)
     stats = open_connection_stats(args.data_dir, args.redis)
     if args.command in ("up", "ingest"):
@@ -320,12 +321,12 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         handlers |= api.handlers
         state["read_side"] = api.ReadSide(config, model, rejected, stats, args.ws_port, rates, api_limits, shares=shares)
         outbox = open_outbox(args.data_dir, args.redis)
-        state["deliveries"] = DeliveriesSide(config, outbox)
+        state["deliveries"] = deliveries = DeliveriesSide(config, outbox)
         state["event_log"] = event_log = event_log or open_log(args.data_dir, args.redis)  # definitions go to the log
     if args.command == "up":
         supervisor = asyncio.create_task(_supervise(_flows_command(args, path), stop))
         assert outbox is not None  # opened with the read side above
-        delivering = asyncio.create_task(Notifier(config, outbox, tuning=notifier.tuning(args)).run(stop))
+        delivering = asyncio.create_task(Notifier(config, outbox, tuning=delivery_tuning).run(stop))
         watching = notifier.health_watch(args, config, outbox, stop)
     limits = HttpLimits(args.keep_alive_timeout, args.header_timeout, args.max_header_bytes, args.max_connections)
     app = build_app(routes, handlers, state)
@@ -358,12 +359,11 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         await monitor.stop()
     if event_log is not None:
         await event_log.close()
-    if supervisor is not None:
-        await supervisor
-    if delivering is not None:
-        await delivering
-    if watching is not None:
-        await watching
+    for task in (supervisor, delivering, watching):  # each ends on `stop`: the dataflow, the notifier, its health watch
+        if task is not None:
+            await task
+    if deliveries is not None:
+        await deliveries.close()
     if outbox is not None:
         outbox.close()
     log.info("stopped")

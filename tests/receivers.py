@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -17,6 +16,10 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.helpers import free_port
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # the notifier opens up to 100 connections at once (the default backlog is 5)
 
 
 @dataclass
@@ -58,7 +61,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = _Server(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -87,9 +90,10 @@ class Receiver:
         with self.lock:
             return [r.headers.get("webhook-id", "") for r in self.requests]
 
-    def json_bodies(self, ok_only: bool = True) -> list[Any]:
+    def json_bodies(self) -> list[Any]:
+        """The JSON bodies of the requests answered 2xx, in order."""
         with self.lock:
-            return [json.loads(r.body) for r in self.requests if not ok_only or 200 <= r.status < 300]
+            return [json.loads(r.body) for r in self.requests if 200 <= r.status < 300]
 
     def close(self) -> None:
         if self.hold is not None:
@@ -133,7 +137,3 @@ class SmtpServer:
     def close(self) -> None:
         self.controller.stop()
 
-
-def message_ids(mails: list[EmailMessage]) -> Iterator[str]:
-    for m in mails:
-        yield str(m["Message-ID"])

@@ -176,6 +176,25 @@ def test_other_4xx_is_permanent_and_retry_after_is_honoured(outbox: Outbox, rece
     assert attempts[1].at - attempts[0].at >= 1000  # Retry-After: 1, not the channel's 100 ms
 
 
+def test_no_answer_within_the_timeout_is_retried_with_the_same_id(outbox: Outbox, receiver: Receiver) -> None:
+    config = parse_config(HEAD + channel("crm", "webhook", receiver.url, 'retry = ["100ms"]'), {})
+    receiver.hold = threading.Event()  # the receiver sits on the first request
+    a = action(1, "crm")
+    outbox.put([a], wall_ms())
+
+    def answered_again() -> bool:
+        d = got(outbox, a)
+        if d.attempts and receiver.hold is not None:
+            receiver.hold.set()  # the timeout was recorded: let the receiver answer from now on
+        return d.status == Status.DELIVERED
+
+    drive(config, [outbox], answered_again, tuning=Tuning(timeout_s=0.5, poll_s=0.02))
+    attempts = got(outbox, a).attempts
+    assert [(t.status, t.outcome) for t in attempts] == [(None, "retry"), (200, "delivered")]
+    assert attempts[0].error == "no answer within 0.5 s" and 450 <= attempts[0].latency_ms < 5000
+    assert set(receiver.ids()) == {delivery_id(a.key, "crm")}
+
+
 def test_private_and_loopback_urls_are_refused_unless_allowed(outbox: Outbox, receiver: Receiver) -> None:
     config = parse_config(HEAD + channel("crm", "webhook", receiver.url, private=False), {})
     a = action(1, "crm")
@@ -206,7 +225,31 @@ def test_fake_slack_429_then_the_message_arrives_once_and_a_burst_is_one_message
         texts = [b["text"] for b in slack.json_bodies()[1:]]
         assert len(texts) == 1 and texts[0].startswith("*12 × big-order*")  # one message, not twelve
         stamps = [got(outbox, a).attempts[-1].at for a in [first, burst[0]]]
-        assert stamps[1] - stamps[0] >= 1000  # at most one message a second per channel
+        # at most one message a second per channel (the gate's monotonic clock against these wall-clock ms)
+        assert stamps[1] - stamps[0] >= 990
+    finally:
+        slack.close()
+
+
+def test_a_slack_retry_after_holds_the_channel_without_holding_the_notifier(outbox: Outbox, receiver: Receiver) -> None:
+    slack = Receiver()
+    try:
+        config = parse_config(HEAD + channel("ops", "slack", slack.url) + channel("crm", "webhook", receiver.url), {})
+        slack.script = [(429, {"Retry-After": "4"})]
+        first, second, hook = action(1, "ops"), action(2, "ops"), action(3, "crm")
+        outbox.put([first], wall_ms())
+
+        def then_more() -> bool:
+            if got(outbox, first).attempts and status_of(outbox, second) is None:
+                outbox.put([second, hook], wall_ms())  # during Slack's 4 s
+            return status_of(outbox, second) == Status.DELIVERED and status_of(outbox, first) == Status.DELIVERED
+
+        drive(config, [outbox], then_more)
+        assert [r.status for r in slack.requests][0] == 429 and len(slack.requests) <= 3
+        held = got(outbox, second).attempts[0]
+        assert held.status is None and "Retry-After" in held.error  # not sent during the hold
+        # the webhook went out at once, not after Slack's hold
+        assert got(outbox, hook).attempts[0].at - got(outbox, first).attempts[0].at < 3500
     finally:
         slack.close()
 
@@ -215,6 +258,7 @@ def test_email_to_customers_suppression_and_smtp_errors(outbox: Outbox) -> None:
     smtp = SmtpServer()
     try:
         config = parse_config(HEAD + channel("customer", "email", extra='to = "customer"\nretry = ["100ms"]') +
+                              channel("owner", "email", extra='to = ["owner@acme.example", "ops@acme.example"]') +
                               f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nfrom = "Acme <alerts@acme.example>"\n'
                               'starttls = false\npublic_url = "http://sp.example"\n', {})
         box = smtp.mailbox
@@ -222,9 +266,12 @@ def test_email_to_customers_suppression_and_smtp_errors(outbox: Outbox) -> None:
         box.refuse_once["later@example.com"] = "451 4.3.0 try again later"
         ok, gone, later = (action(1, "customer", email="ann@example.com"), action(2, "customer", email="gone@example.com"),
                            action(3, "customer", email="later@example.com"))
-        outbox.put([ok, gone, later], wall_ms())
-        drive(config, [outbox], lambda: [status_of(outbox, a) for a in (ok, gone, later)]
-              == [Status.DELIVERED, Status.DEAD, Status.DELIVERED])
+        staff = action(5, "owner")
+        outbox.put([ok, gone, later, staff], wall_ms())
+        drive(config, [outbox], lambda: [status_of(outbox, a) for a in (ok, gone, later, staff)]
+              == [Status.DELIVERED, Status.DEAD, Status.DELIVERED, Status.DELIVERED])
+        (to_staff,) = [m for m in box.mails if m["Message-ID"] == f"<{delivery_id(staff.key, 'owner')}@acme.example>"]
+        assert to_staff["To"] == "owner@acme.example, ops@acme.example" and to_staff["List-Unsubscribe"] is None
         (mail,) = [m for m in box.mails if m["To"] == "ann@example.com"]
         assert mail["Message-ID"] == f"<{delivery_id(ok.key, 'customer')}@acme.example>"
         assert mail["Subject"] == "Order 1" and mail["From"] == "Acme <alerts@acme.example>"
@@ -236,7 +283,17 @@ def test_email_to_customers_suppression_and_smtp_errors(outbox: Outbox) -> None:
         again = action(4, "customer", email="ann@example.com")
         outbox.put([again], wall_ms())
         drive(config, [outbox], lambda: status_of(outbox, again) == Status.CANCELLED)
-        assert len(box.mails) == 2 and "suppression" in got(outbox, again).attempts[0].error
+        assert len(box.mails) == 3 and "suppression" in got(outbox, again).attempts[0].error
+
+        async def test(to: str | None) -> Attempt:
+            n = Notifier(config, outbox)
+            try:
+                return await n.test(config.orgs["acme"].channels["customer"], to)
+            finally:
+                await n.close()
+
+        assert "no payload" in asyncio.run(test(None)).error
+        assert asyncio.run(test("tester@example.com")).outcome == "delivered" and box.mails[-1]["To"] == "tester@example.com"
     finally:
         smtp.close()
 
@@ -274,3 +331,29 @@ def test_a_held_request_is_not_sent_twice_while_leased(outbox_factory: Callable[
     threading.Timer(1.0, receiver.hold.set).start()
     drive(config, [first, outbox_factory()], lambda: status_of(first, a) == Status.DELIVERED)
     assert receiver.ids() == [delivery_id(a.key, "crm")]
+
+
+def test_redis_down_for_a_while_loses_nothing(tmp_path: Path, receiver: Receiver) -> None:
+    """The outbox unavailable mid-run: the notifier logs, waits and goes on; every action arrives once."""
+    server = RedisServer(tmp_path / "redis")  # its own: this test stops it (AOF on: what was put survives)
+    box = RedisOutbox(server.url)
+    try:
+        config = parse_config(HEAD + channel("crm", "webhook", receiver.url), {})
+        actions = [action(n, "crm") for n in range(50)]
+        box.put(actions, wall_ms())
+        server.stop()
+        restarted = threading.Timer(2.0, server.start)
+        restarted.start()
+        drive(config, [box], lambda: box.stats().pending == 0 if restarted.finished.is_set() and _up(box) else False, timeout=30)
+        assert sorted(receiver.delivered_ids()) == sorted(delivery_id(a.key, "crm") for a in actions)
+    finally:
+        box.close()
+        server.stop()
+
+
+def _up(box: RedisOutbox) -> bool:
+    try:
+        box.stats()
+        return True
+    except redis.ConnectionError:
+        return False

@@ -20,7 +20,7 @@ from notifier.open import open_outbox
 from notifier.outbox import Outbox, Status
 from notifier.worker import wall_ms
 from storepulse import STOREPULSE
-from tests.helpers import ORGS_TOML, TOKENS, RedisServer, Storepulse, wait_for
+from tests.helpers import ORGS_TOML, TOKENS, RedisServer, Storepulse, free_port, wait_for
 from tests.receivers import Receiver
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -56,10 +56,10 @@ def receiver() -> Iterator[Receiver]:
 class NotifierProcess:
     """`storepulse notifier` in its own process group."""
 
-    def __init__(self, workdir: Path, config: Path, redis_url: str | None) -> None:
+    def __init__(self, workdir: Path, config: Path, redis_url: str | None, *extra: str, name: str = "notifier") -> None:
         self.cmd = [*STOREPULSE, "notifier", "--config", str(config), "--data-dir", str(workdir / "data"),
-                    "--notifier-lease", "3", "--notifier-timeout", "2"] + (["--redis", redis_url] if redis_url else [])
-        self.log = workdir / "notifier.log"
+                    "--notifier-lease", "3", "--notifier-timeout", "2", *extra] + (["--redis", redis_url] if redis_url else [])
+        self.log = workdir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -110,6 +110,7 @@ def test_kill_9_while_the_receiver_holds_the_request_then_one_distinct_webhook_i
         assert set(receiver.ids()) == {d.id}  # one distinct webhook-id: the receiver drops the repeat by it
         assert 1 <= len(receiver.ids()) <= 2
         assert notifier.stop() == 0
+        assert SECRET not in notifier.log.read_text()
     finally:
         notifier.ensure_stopped()
         outbox.close()
@@ -125,7 +126,8 @@ def test_deliveries_and_notify_commands(tmp_path: Path, backend: str | None, rec
                               env={**os.environ, "ACME_EU2_SECRET": "whsec_acme_eu2"})
 
     outbox = open_outbox(tmp_path / "data", backend)
-    notifier = NotifierProcess(tmp_path, config, backend)
+    metrics_port = free_port()
+    notifier = NotifierProcess(tmp_path, config, backend, "--metrics-port", str(metrics_port))
     try:
         receiver.status = 500
         a = action(1)
@@ -133,6 +135,9 @@ def test_deliveries_and_notify_commands(tmp_path: Path, backend: str | None, rec
         notifier.start()
         did = delivery_id(a.key, "crm")
         wait_for(lambda: (x := outbox.get(did)) is not None and x.status == Status.DEAD, 20, "the delivery to go dead")
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        assert 'storepulse_notifier_deliveries_total{kind="webhook",outcome="dead"} 1.0' in metrics
+        assert 'storepulse_notifier_attempts_total{kind="webhook",result="retry"} 1.0' in metrics
         listed = cli("deliveries", "list", "--org", "acme", "--status", "dead")
         assert listed.returncode == 0 and did in listed.stdout and "big-order -> crm  2 attempt(s)" in listed.stdout
         shown = cli("deliveries", "show", did)
@@ -146,6 +151,10 @@ def test_deliveries_and_notify_commands(tmp_path: Path, backend: str | None, rec
         assert test.returncode == 0 and re.search(r"acme/crm: delivered 200 in \d+ ms", test.stdout), test.stdout + test.stderr
         assert receiver.json_bodies()[-1]["automation"] == "test"
         assert cli("notify", "test", "nope").returncode == 2
+        assert cli("deliveries", "prune", "--older-than", "1d").stdout.startswith("forgot 0 ")
+        pruned = cli("deliveries", "prune", "--older-than", "0s")
+        assert pruned.stdout.startswith("forgot 1 ") and outbox.get(did) is None, pruned.stdout + pruned.stderr
+        assert cli("deliveries", "prune", "--older-than", "soon").returncode == 2
     finally:
         notifier.ensure_stopped()
         outbox.close()
@@ -176,6 +185,7 @@ def test_the_delivery_api_of_storepulse_up(up: Storepulse, receiver: Receiver) -
         assert [d["id"] for d in listed] == [dead]
         assert [(t["status"], t["outcome"]) for t in listed[0]["attempts"]] == [(500, "retry"), (500, "dead")]
         assert set(listed[0]["attempts"][0]) == {"at", "status", "latency_ms", "error", "outcome"}
+        assert listed[0]["message"] == {"text": "order 2"} and listed[0]["trigger"] == "order.paid"
         assert [d["id"] for d in up.get("/api/v1/orgs/acme/deliveries", channel="crm", automation="big-order").json()["deliveries"]] \
             == [dead, delivery_id(ok.key, "crm")]
         assert up.get("/api/v1/orgs/tokyo/deliveries", org="tokyo").json()["deliveries"] == []
@@ -196,7 +206,7 @@ def test_the_delivery_api_of_storepulse_up(up: Storepulse, receiver: Receiver) -
 
         chans = up.get("/api/v1/orgs/acme/channels").json()["channels"]
         assert chans == [{"id": "crm", "kind": "webhook", "allow_private": True, "retry": ["200ms"], "enabled": True,
-                          "disabled_reason": None, "url": f"http://127.0.0.1:{receiver.port}/…", "secret": "(set)"}]
+                          "disabled_reason": None, "url": f"http://127.0.0.1:{receiver.port}/…", "secret": "(set)", "dead": 0}]
         tokyo = up.get("/api/v1/orgs/tokyo/channels/ops", org="tokyo")
         assert tokyo.json()["url"] == "https://hooks.slack.com/…" and "sekrit" not in tokyo.text
         assert up.get("/api/v1/orgs/acme/channels/nope").status_code == 404
@@ -233,3 +243,33 @@ def test_the_unsubscribe_link(up: Storepulse) -> None:
 
 def _auth(org: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKENS[org]}"}
+
+
+def test_two_notifier_processes_on_one_sqlite_file_deliver_each_action_once(tmp_path: Path, receiver: Receiver) -> None:
+    """Embedded: two `storepulse notifier` processes share the outbox file (Redis: test_notifier_delivery.py)."""
+    config = tmp_path / "storepulse.toml"
+    config.write_text(ACME + channels_toml(receiver))
+    outbox = open_outbox(tmp_path / "data", None)
+    ports = [free_port(), free_port()]
+    first, second = (NotifierProcess(tmp_path, config, None, "--notifier-batch", "5", "--metrics-port", str(port), name=f"n{port}")
+                     for port in ports)
+    try:
+        actions = [action(n) for n in range(400)]
+        first.start()
+        second.start()
+        outbox.put(actions, wall_ms())
+        wait_for(lambda: outbox.stats().pending == 0, 40, "every action delivered")
+        ids = receiver.ids()
+        assert len(ids) == 400 and set(ids) == {delivery_id(a.key, "crm") for a in actions}
+        counts = [_delivered(port) for port in ports]
+        assert sum(counts) == 400 and min(counts) > 0, counts  # both took part, neither sent what the other did
+    finally:
+        first.ensure_stopped()
+        second.ensure_stopped()
+        outbox.close()
+
+
+def _delivered(port: int) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    found = re.search(r'^storepulse_notifier_deliveries_total\{kind="webhook",outcome="delivered"\} (\S+)$', text, re.M)
+    return float(found[1]) if found else 0.0

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from core.channels import Channel, Smtp
+from core.channels import Channel, Smtp, scrub
 from core.config import ConfigError, parse_config
 from notifier import mail, slack, unsubscribe, webhook
 from notifier.actions import Action, Message, action_key, delivery_id, filled
-from notifier.guard import refused_address
+from notifier.guard import Refused, check_url, refused_address
 from notifier.outbox import Delivery, Status
 from notifier.schedule import (
     STANDARD_RETRY,
@@ -92,6 +93,19 @@ def test_public_addresses_pass(address: str) -> None:
     assert refused_address(address) is None
 
 
+def test_a_url_is_checked_by_what_its_name_resolves_to() -> None:
+    async def check(url: str, allow: bool) -> str | None:
+        try:
+            await check_url(url, allow)
+        except Refused as exc:
+            return str(exc)
+        return None
+
+    assert "loopback" in (asyncio.run(check("http://localhost:9/hook", False)) or "")
+    assert "only http:// and https://" in (asyncio.run(check("file:///etc/passwd", True)) or "")
+    assert asyncio.run(check("http://localhost:9/hook", True)) is None
+
+
 def test_channels_and_smtp_from_config() -> None:
     config = parse_config(HEAD + """
 [orgs.acme.channels.ops]
@@ -141,6 +155,13 @@ def test_bad_channels_name_the_key(table: str, error: str) -> None:
     with pytest.raises(ConfigError) as exc:
         parse_config(HEAD + "[orgs.acme.channels.x]\n" + table + "\n", {})
     assert error in str(exc.value)
+
+
+def test_an_error_message_is_scrubbed_of_the_channel_s_credentials() -> None:
+    ch = Channel("ops", "acme", "slack", url="https://hooks.slack.com/services/T0/B0/sekrit")
+    assert scrub("InvalidURL: https://hooks.slack.com/services/T0/B0/sekrit?x", ch) == "InvalidURL: https://hooks.slack.com/…?x"
+    hook = Channel("crm", "acme", "webhook", url="https://crm.example/h", secret=SECRET)
+    assert SECRET not in scrub(f"bad {SECRET}", hook)
 
 
 def test_bad_smtp_names_the_key() -> None:

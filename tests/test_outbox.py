@@ -70,6 +70,7 @@ def test_record_delivered_retry_and_dead(outbox: Outbox) -> None:
     assert [c.delivery.id for c in again] == [c2.delivery.id]
     assert outbox.stats().pending == 1
     assert [d.id for d in outbox.list("acme", status=Status.DEAD)] == [c3.delivery.id]
+    assert outbox.dead_counts("acme") == {"crm": 1} and outbox.dead_counts("tokyo") == {}
     assert outbox.list("tokyo") == []
 
 
@@ -117,6 +118,7 @@ def test_replay_keeps_the_id_and_the_attempts(outbox: Outbox) -> None:
     outbox.put([action(1)], T0)
     (c,) = outbox.claim(T0, 1, "a")
     outbox.record([Result(c, Attempt(T0, 500, 1.0, "HTTP 500", "dead"), Status.DEAD)], T0 + 1)
+    assert outbox.dead_counts("acme") == {"crm": 1}
     assert outbox.replay("msg_nope", T0 + 2) is None
     d = outbox.replay(c.delivery.id, T0 + 100)
     assert d is not None and d.status == Status.PENDING and d.tries == 0 and d.next_at == T0 + 100 and len(d.attempts) == 1
@@ -125,6 +127,7 @@ def test_replay_keeps_the_id_and_the_attempts(outbox: Outbox) -> None:
     outbox.record([ok(again, T0 + 101)], T0 + 102)
     d = outbox.get(c.delivery.id)
     assert d is not None and d.status == Status.DELIVERED and [a.status for a in d.attempts] == [500, 200]
+    assert outbox.dead_counts("acme") == {}
 
 
 def test_list_filters_and_order(outbox: Outbox) -> None:
@@ -144,3 +147,16 @@ def test_suppression_and_disabled_channels(outbox: Outbox) -> None:
     assert outbox.disabled_channels("acme") == {"crm": "410 Gone"} and outbox.disabled_channels("tokyo") == {}
     outbox.enable_channel("acme", "crm")
     assert outbox.disabled_channels("acme") == {}
+
+
+def test_prune_forgets_what_ended_and_keeps_dead_and_pending(outbox: Outbox) -> None:
+    outbox.put([action(1), action(2), action(3), action(4)], T0)
+    outbox.cancel(action(4).key, T0 + 1)
+    c1, c2, c3 = outbox.claim(T0, 10, "a")
+    outbox.record([ok(c1, T0 + 1), Result(c2, Attempt(T0 + 1, 400, 1.0, "HTTP 400", "dead"), Status.DEAD)], T0 + 2)
+    assert outbox.prune(T0 + 1) == 0  # nothing ended before T0 + 1
+    assert outbox.prune(T0 + 10_000) == 2  # the delivered and the cancelled one
+    assert outbox.get(c1.delivery.id) is None and outbox.get(delivery_id(action(4).key, "crm")) is None
+    assert {d.action.subject for d in outbox.list("acme")} == {"cust-2", "cust-3"}  # dead and pending stay
+    assert outbox.cancel(action(4).key, T0 + 3) == 0
+    assert outbox.prune(T0 + 10_000) == 0

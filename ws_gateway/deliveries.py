@@ -44,6 +44,16 @@ class DeliveriesSide:
             self._notifier = Notifier(self.config, self.outbox, clock=self.now)
         return self._notifier
 
+    async def close(self) -> None:
+        if self._notifier is not None:
+            await self._notifier.close()
+
+
+def _not_shared(request: Request) -> None:
+    """A share link (a client portal) reads figures, not the delivery log: its payloads name customers."""
+    if getattr(request.state, "share", None) is not None:
+        raise HTTPException(403, "a share link does not give access to deliveries and channels")
+
 
 def _side(request: Request) -> DeliveriesSide:
     side: DeliveriesSide | None = getattr(request.app.state, "deliveries", None)
@@ -67,6 +77,7 @@ def _channel(org: Org, channel_id: str) -> Channel:
 
 
 async def list_deliveries(request: Request, side: ReadSide, org: Org) -> Response:
+    _not_shared(request)
     q = request.query_params
     raw = q.get("status")
     if raw is not None and raw not in Status.__members__.values():
@@ -81,6 +92,7 @@ async def list_deliveries(request: Request, side: ReadSide, org: Org) -> Respons
 
 
 async def one_delivery(request: Request, side: ReadSide, org: Org) -> Response:
+    _not_shared(request)
     d = await asyncio.to_thread(_side(request).outbox.get, request.path_params["id"])
     if d is None or d.action.org != org.id:
         raise HTTPException(404, "no such delivery in this organisation")
@@ -89,6 +101,7 @@ async def one_delivery(request: Request, side: ReadSide, org: Org) -> Response:
 
 async def replay(request: Request, side: ReadSide, org: Org) -> Response:
     """Makes a dead, cancelled or delivered delivery pending again, due now, with the same id."""
+    _not_shared(request)
     box, delivery = _side(request), request.path_params["id"]
     d = await asyncio.to_thread(box.outbox.get, delivery)
     if d is None or d.action.org != org.id:
@@ -100,21 +113,30 @@ async def replay(request: Request, side: ReadSide, org: Org) -> Response:
     return json_response(again.to_json(), status=202)
 
 
+def _shown(box: Outbox, org: Org) -> dict[str, dict[str, object]]:
+    """Each channel as shown: no secrets; whether it is disabled and why; its dead deliveries."""
+    off, dead = box.disabled_channels(org.id), box.dead_counts(org.id)
+    return {c.id: {**c.public(off.get(c.id)), "dead": dead.get(c.id, 0)} for c in org.channels.values()}
+
+
 async def channels(request: Request, side: ReadSide, org: Org) -> Response:
-    off = await asyncio.to_thread(_side(request).outbox.disabled_channels, org.id)
-    return json_response({"org": org.id, "channels": [c.public(off.get(c.id)) for c in org.channels.values()]})
+    _not_shared(request)
+    shown = await asyncio.to_thread(_shown, _side(request).outbox, org)
+    return json_response({"org": org.id, "channels": list(shown.values())})
 
 
 async def one_channel(request: Request, side: ReadSide, org: Org) -> Response:
+    _not_shared(request)
     channel = _channel(org, request.path_params["id"])
-    off = await asyncio.to_thread(_side(request).outbox.disabled_channels, org.id)
-    return json_response(channel.public(off.get(channel.id)))
+    return json_response((await asyncio.to_thread(_shown, _side(request).outbox, org))[channel.id])
 
 
 async def test_channel(request: Request, side: ReadSide, org: Org) -> Response:
-    """Sends a test message now; 200 when it was delivered (a disabled channel is enabled again), 502 when not."""
+    """Sends a test message now; 200 when it was delivered (a disabled channel is enabled again), 502 when not.
+    ?to=ADDRESS: for an e-mail channel with to = "customer", where the test goes."""
+    _not_shared(request)
     channel = _channel(org, request.path_params["id"])
-    attempt = await _side(request).notifier().test(channel)
+    attempt = await _side(request).notifier().test(channel, request.query_params.get("to"))
     ok = attempt.outcome == "delivered"
     return json_response({"channel": channel.id, "delivered": ok, "status": attempt.status,
                           "latency_ms": attempt.latency_ms, "error": attempt.error or None}, status=200 if ok else 502)

@@ -47,6 +47,12 @@ PARAMS: dict[str, dict[str, Any]] = {
     "at": _q("at", "the instant the rolling 30 days end (ISO 8601; default now)", {"type": "string", "format": "date-time"}),
     "format": _q("format", "csv: the answer's table as CSV (docs/sharing.md)", {"type": "string", "enum": ["json", "csv"]}),
     "table": _q("table", "with format=csv: which list of the answer to write"),
+    "status": _q("status", "deliveries in this state", {"type": "string", "enum": ["pending", "delivered", "dead", "cancelled"]}),
+    "automation": _q("automation", "deliveries of this automation"),
+    "channel": _q("channel", "deliveries to this channel of the organisation"),
+    "test_to": _q("to", "an e-mail channel with to = \"customer\": where the test message goes"),
+    "a": _q("a", "the e-mail address (from the unsubscribe link)"),
+    "t": _q("t", "the link's token (HMAC of organisation and address)"),
 }
 PERIOD = ["period", "from", "to", "store", "currency"]
 CSV = ["format", "table"]
@@ -126,6 +132,21 @@ ENDPOINTS: list[Endpoint] = [
              ["org"], ok=201, body="ShareRequest"),
     Endpoint("GET", f"{_ORG}/shares", "the organisation's share links (never their tokens)", ["org"]),
     Endpoint("DELETE", f"{_ORG}/shares/{{id}}", "revoke a share link", ["org", "id"]),
+    # the notifier (ws_gateway/deliveries.py, docs/notifier.md); share links get 403 on these
+    Endpoint("GET", f"{_ORG}/deliveries", "automation deliveries, newest first, each with every attempt",
+             ["org", "status", "automation", "channel", "limit"]),
+    Endpoint("GET", f"{_ORG}/deliveries/{{id}}", "one delivery with every attempt", ["org", "id"]),
+    Endpoint("POST", f"{_ORG}/deliveries/{{id}}/replay", "deliver again, with the same delivery id (webhook-id, Message-ID)",
+             ["org", "id"], errors=(401, 403, 404, 409, 429), ok=202),
+    Endpoint("GET", f"{_ORG}/channels", "the organisation's delivery channels (never their secrets), enabled or why not, dead count",
+             ["org"]),
+    Endpoint("GET", f"{_ORG}/channels/{{id}}", "one delivery channel (never its secret)", ["org", "id"]),
+    Endpoint("POST", f"{_ORG}/channels/{{id}}/test", "send a test message now: 200 delivered, 502 not (with why)",
+             ["org", "id", "test_to"], errors=(401, 403, 404, 429, 502)),
+    Endpoint("GET", "/unsubscribe/{org}", "an unsubscribe link's page (a button that POSTs)", ["org", "a", "t"], auth=False,
+             errors=(400,), media="text/html"),
+    Endpoint("POST", "/unsubscribe/{org}", "unsubscribe: the address joins the organisation's suppression list (RFC 8058 one-click)",
+             ["org", "a", "t"], auth=False, errors=(400,), media="text/html"),
     Endpoint("GET", "/api/v1/openapi.json", "this document", auth=False, errors=()),
     Endpoint("GET", "/api/v1/me", "who the token is: organisation, stores, read-only or not, expiry",
              [], errors=(401,)),
@@ -146,7 +167,8 @@ ENDPOINTS: list[Endpoint] = [
 _REASONS = {400: "bad request: the error says which parameter", 401: "no valid token", 403: "another organisation's data, "
             "or a share link where it may not", 404: "no such store, item or path", 408: "the body did not arrive in time",
             413: "body too large", 415: "not JSON", 422: "a conversion needs a rate the rates lack", 429: "over the read API "
-            "limits: retry after Retry-After", 503: "unavailable: retry"}
+            "limits: retry after Retry-After", 503: "unavailable: retry", 409: "the delivery is pending already",
+            502: "the channel's receiver did not accept the test message"}
 
 
 def _operation(e: Endpoint) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core.channels import ChannelConfigError, duration_ms
 from core.config import Config
 from notifier.outbox import Delivery, Status
 
@@ -30,6 +31,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     rp = verbs.add_parser("replay", help="deliver again (dead, cancelled or delivered), with the same delivery id")
     common(rp)
     rp.add_argument("ids", nargs="+")
+    pr = verbs.add_parser("prune", help="forget delivered and cancelled deliveries that ended long ago (dead ones stay)")
+    common(pr)
+    pr.add_argument("--older-than", type=_age, required=True, metavar="AGE",
+                    help="e.g. 30d: longer than the dataflow may replay (a forgotten action put again is sent again)")
+
+
+def _age(text: str) -> int:
+    try:
+        return duration_ms(text, "--older-than")
+    except ChannelConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _when(ms: int | None) -> str:
@@ -63,6 +75,12 @@ def run(args: argparse.Namespace, path: Path, config: Config) -> int:
                 print(f"storepulse: no delivery {args.id}", file=sys.stderr)
                 return 1
             print(json.dumps(found.to_json(), indent=2))
+            return 0
+        if args.verb == "prune":
+            total = 0
+            while n := outbox.prune(wall_ms() - args.older_than):
+                total += n
+            print(f"forgot {total} delivered or cancelled deliveries that ended more than {args.older_than // 1000} s ago")
             return 0
         failed = 0
         for i in args.ids:

@@ -67,11 +67,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
 
 
 def run(args: argparse.Namespace, path: Path, config: Config) -> int:
-    uvloop.run(_serve(args, config))
+    uvloop.run(_serve(args, config, tuning(args)))
     return 0
 
 
-async def _serve(args: argparse.Namespace, config: Config) -> None:
+async def _serve(args: argparse.Namespace, config: Config, tuned: Tuning) -> None:
     from notifier.open import open_outbox
     from notifier.worker import Notifier
     from storepulse.servers import http_server, stop_on_signals
@@ -83,7 +83,7 @@ async def _serve(args: argparse.Namespace, config: Config) -> None:
     if args.metrics_port:
         server = http_server(build_app([]), args.metrics_host, args.metrics_port)
         http_task = asyncio.create_task(server.serve())
-    notifier = Notifier(config, outbox, tuning=tuning(args))
+    notifier = Notifier(config, outbox, tuning=tuned)
     watching = health_watch(args, config, outbox, stop)
     where = "redis " + args.redis if args.redis else f"{args.data_dir}/outbox.sqlite3"
     print(f"storepulse notifier ready: {notifier.owner} ({where})", flush=True)

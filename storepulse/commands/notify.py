@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     common(test)
     test.add_argument("channel")
     test.add_argument("--org", help="the channel's organisation (needed when several have a channel of that id)")
+    test.add_argument("--to", metavar="ADDRESS", help='for an e-mail channel with to = "customer": where the test goes')
 
 
 def run(args: argparse.Namespace, path: Path, config: Config) -> int:
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace, path: Path, config: Config) -> int:
     async def send() -> int:
         notifier = Notifier(config, outbox)
         try:
-            attempt = await notifier.test(found[0])
+            attempt = await notifier.test(found[0], args.to)
         finally:
             await notifier.close()
         status = "" if attempt.status is None else f" {attempt.status}"
