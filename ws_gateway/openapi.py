@@ -132,6 +132,14 @@ ENDPOINTS: list[Endpoint] = [
              ["org"], ok=201, body="ShareRequest"),
     Endpoint("GET", f"{_ORG}/shares", "the organisation's share links (never their tokens)", ["org"]),
     Endpoint("DELETE", f"{_ORG}/shares/{{id}}", "revoke a share link", ["org", "id"]),
+    # automations (ws_gateway/automations.py, docs/automations.md): definitions travel through the log
+    Endpoint("GET", f"{_ORG}/automations", "the organisation's automations: the config's, and those defined through the API",
+             ["org"]),
+    Endpoint("GET", f"{_ORG}/automations/{{id}}", "one automation's definition", ["org", "id"]),
+    Endpoint("PUT", f"{_ORG}/automations/{{id}}", "create or replace an automation (a control event in the log); 400 names the "
+             "JSON path of what is wrong", ["org", "id"], errors=(400, 401, 403, 429), ok=202),
+    Endpoint("DELETE", f"{_ORG}/automations/{{id}}", "delete an automation defined through the API", ["org", "id"],
+             errors=(400, 401, 403, 404, 429), ok=202),
     # the notifier (ws_gateway/deliveries.py, docs/notifier.md); share links get 403 on these
     Endpoint("GET", f"{_ORG}/deliveries", "automation deliveries, newest first, each with every attempt",
              ["org", "status", "automation", "channel", "limit"]),
