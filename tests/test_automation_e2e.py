@@ -274,3 +274,42 @@ send = ["crm", "owner"]
         assert len(receiver.delivered_ids()) == 1 and len(smtp.mailbox.mails) == 1
     finally:
         sp.ensure_stopped()
+
+
+def test_a_stripe_payment_delivered_twice_is_one_slack_message_one_webhook_and_one_mail(
+        tmp_path: Path, receiver: Receiver, smtp: SmtpServer) -> None:
+    """The issue's first proof, in one run: Slack (a local fake that answers 429 with Retry-After first),
+    a signed webhook (verified with `standardwebhooks` by the receiver) and an e-mail, once each."""
+    slack = Receiver()  # Slack does not sign
+    slack.script = [(429, {"Retry-After": "1"})]
+    three = config(receiver.url, smtp.port).replace('send = ["crm"]\n', 'send = ["crm", "ops", "owner"]\n', 1) + f"""
+[orgs.acme.channels.ops]
+kind = "slack"
+url = "{slack.url}"
+allow_private = true
+
+[orgs.acme.channels.owner]
+kind = "email"
+to = ["owner@acme.example"]
+"""
+    sp = Storepulse(tmp_path, config=three).start()
+    try:
+        body = payment_intent_succeeded("evt_twice", "pi_twice", 25_000)
+        for _ in range(2):  # Stripe delivers it twice: the same event id
+            assert sp.post_stripe("acme-stripe", body).status_code == 200
+        wait_for(lambda: len(slack.json_bodies()) >= 1 and receiver.delivered_ids() and smtp.mailbox.mails, 60,
+                 "Slack, the webhook and the e-mail")
+        # a later payment under the threshold: once it is folded, the first has had every chance to repeat
+        assert sp.post_stripe("acme-stripe", payment_intent_succeeded("evt_small", "pi_small", 500)).status_code == 200
+        wait_for(lambda: sp.figures("acme").json()["paid_orders"] == 2, 30, "the second payment folded")
+        time.sleep(2.5)  # past Slack's Retry-After and the one-a-second gate: a repeat would be here by now
+        assert [r.status for r in slack.requests] == [429, 200]
+        [message] = slack.json_bodies()
+        assert "250.00" in message["text"]
+        assert len(receiver.delivered_ids()) == 1 and receiver.json_bodies()[0]["data"]["data"]["amount"] == 25_000
+        [mail] = smtp.mailbox.mails
+        assert mail["To"] == "owner@acme.example" and mail["Message-ID"].startswith("<msg_")
+        assert len({d.action.key for d in deliveries(sp, "big-order")}) == 1 and len(deliveries(sp, "big-order")) == 3
+    finally:
+        sp.ensure_stopped()
+        slack.close()
