@@ -49,7 +49,8 @@ class SegmentMember(Value, frozen=True):
 
 
 class SegmentChange(Value, frozen=True):
-    """One entry or exit: `at` its instant (ms), `cause` the event id, "time" or "defined"."""
+    """One entry or exit: `at` its instant (ms), `cause` the event id, "time" or "defined".
+    `superseded`: an event that arrived out of order showed it did not happen (readers skip it)."""
 
     KIND = RecordKind.SEGMENT_CHANGE
     segment: str
@@ -57,3 +58,4 @@ class SegmentChange(Value, frozen=True):
     change: str  # "entered" | "exited"
     at: int
     cause: str
+    superseded: bool = False

@@ -258,7 +258,7 @@ class Organisation:
         out = self.shoppers.advance(watermark)
         for r in list(out):
             if r.kind is RecordKind.CART:
-                out += self.segments.cart(r, TIME)
+                out += self.segments.cart(r, TIME, None)
         return out + self.segments.advance(watermark)
 
     def _live(self, now_ms: int) -> bool:

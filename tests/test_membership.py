@@ -42,6 +42,17 @@ def changes(out: list, segment: str | None = None) -> list[tuple[str, str, str, 
             and isinstance(v := r.value, SegmentChange) and (segment is None or v.segment == segment)]
 
 
+def history(out: list, segment: str | None = None) -> list[tuple[str, str, str, int, str]]:
+    """The history a reader sees: each change key's latest record, withdrawn ones left out."""
+    latest: dict[str, Record] = {}
+    for r in out:
+        if isinstance(r, Record) and isinstance(r.value, SegmentChange):
+            if r.key not in latest or r.version >= latest[r.key].version:
+                latest[r.key] = r
+    return sorted((v.segment, v.customer, v.change, v.at, v.cause) for r in latest.values()
+                  if not (v := r.value).superseded and (segment is None or v.segment == segment))
+
+
 def run(events: list[Event], batch: int = 1) -> tuple[Organisation, list]:
     org = Organisation.new(CONFIG.orgs["o"])
     out: list = []
@@ -164,10 +175,10 @@ carts_and_orders = st.lists(st.tuples(st.integers(0, 120), st.integers(1, 3), st
 
 @settings(max_examples=40, deadline=None)
 @given(carts_and_orders, st.randoms(use_true_random=False))
-def test_members_do_not_depend_on_duplicates_or_disorder_within_the_lateness(
+def test_members_and_history_do_not_depend_on_duplicates_or_disorder_within_the_lateness(
         spec: list[tuple[int, int, int, bool]], rnd: random.Random) -> None:
     """Each event three times, arriving up to the allowed lateness (5 s) out of order: the same members
-    at the end. (The history before an out-of-order event is not rewritten: docs/segments.md.)"""
+    and the same history."""
     events = []
     for i, (seconds, c, amount, is_order) in enumerate(spec):
         t = T0 + seconds * 1000 + i  # events seconds apart: the 5 s of lateness reorder many
@@ -179,7 +190,20 @@ def test_members_do_not_depend_on_duplicates_or_disorder_within_the_lateness(
     events.sort(key=lambda e: e.time)
     end = view("end", events[-1].time + 200 * DAY)
     shuffled = sorted((e for e in events for _ in range(3)), key=lambda e: e.time + rnd.randrange(5000))
-    calm, _ = run([*events, end])
-    rough, _ = run([*shuffled, end], batch=4)
+    calm, calm_out = run([*events, end])
+    rough, rough_out = run([*shuffled, end], batch=4)
     for segment in calm.segments.live.order:
         assert rough.segments.members(segment) == calm.segments.members(segment), segment
+    assert history(rough_out) == history(calm_out)
+
+
+def test_an_event_out_of_order_rewrites_the_history_after_it() -> None:
+    one = {"name": "Once", "rule": {"orders": {"eq": 1}}}
+    first, second = paid("A", T0 + 1000, "c1", 100), paid("B", T0 + 2000, "c1", 100)
+    _, calm = run([put_event("o", "segment", "once", one, 0, "d"), first, second])
+    _, rough = run([put_event("o", "segment", "once", one, 0, "d"), second, first])
+    assert history(calm, "once") == history(rough, "once") == [("once", "c1", "entered", T0 + 1000, "A"),
+                                                               ("once", "c1", "exited", T0 + 2000, "B")]
+    withdrawn = [v for r in rough if isinstance(r, Record) and isinstance(v := r.value, SegmentChange) and v.superseded]
+    assert [(v.segment, v.change, v.at, v.cause) for v in withdrawn if v.segment == "once"] == [
+        ("once", "entered", T0 + 2000, "B")]

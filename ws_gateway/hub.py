@@ -198,6 +198,8 @@ class Hub:
                     sub.alerts.append(alert)
                     sub.ready.set()
             elif isinstance(c.value, SegmentChange):  # an entry or exit: an event of its own, each one sent
+                if c.value.superseded:
+                    continue  # withdrawn: it reached the clients already; the history no longer shows it
                 message = segment_message(c.value, c.version)
                 for sub in view.subscribers:
                     sub.event(message)

@@ -168,7 +168,7 @@ def _cell(text: str) -> str:
 
 def change_rows(changes: Iterable[Record[SegmentChange]], customer: str | None, limit: int) -> list[dict[str, Any]]:
     """The stored entries and exits in time order (then customer), at most `limit`."""
-    found = sorted((r.value for r in changes if customer is None or r.value.customer == customer),
+    found = sorted((r.value for r in changes if not r.value.superseded and customer in (None, r.value.customer)),
                    key=lambda v: (v.at, v.customer, v.change != "exited"))
     return [{"customer": v.customer, "change": v.change, "at": iso(v.at), "cause": v.cause} for v in found[:limit]]
 
