@@ -161,3 +161,48 @@ def test_a_deleted_segment_is_gone_and_its_members_with_it(sp: Storepulse) -> No
     wait_for(lambda: all(s["id"] != segment for s in call(sp, "GET", "/segments").json()["segments"]), 15,
              "the segment to be deleted")
     assert call(sp, "GET", f"/segments/{segment}/members").status_code == 404
+
+
+def test_kill_9_during_the_stream_stores_every_change_once_and_the_right_members(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Five kill -9 of `storepulse up` (dataflow included) while orders stream in: after the restarts the
+    members and the whole history equal an independent simulation, each change stored once (its key
+    is what it is: a replay after the crash writes the same keys again)."""
+    sp = Storepulse(tmp_path_factory.mktemp("seg-kill"), None, CONFIG)
+    sp.start()
+    try:
+        define(sp, "three", {"orders": {"gte": 3}})
+        define(sp, "hundred", {"spent": {"gte": "100.00"}})
+        start = int(time.time() * 1000) + 60_000  # ahead of the watermark all along: every event in order
+        orders: list[tuple[str, int, int, str]] = []  # (customer, time, pence, cause)
+        for round_ in range(6):
+            batch = []
+            for i in range(40):
+                n = round_ * 40 + i
+                customer, t, pence = f"k{n % 13}", start + n * 100, 1000 + (n * 37) % 4000
+                order = f"kill-{n}"
+                batch.append({"type": "order_paid", "id": order, "order": order, "customer": customer,
+                              "amount": f"{pence // 100}.{pence % 100:02d}", "currency": "EUR", "time": t})
+                orders.append((customer, t, pence, f"events:acme-site:{order}"))
+            r = sp.post_events(batch, key=SECRETS["acme-site"])
+            assert r.status_code in (200, 202), r.text
+            if round_ < 5:
+                sp.kill()
+                sp.start()
+        want: dict[str, list[tuple[str, str, int, str]]] = {"three": [], "hundred": []}
+        for customer in sorted({c for c, *_ in orders}):
+            mine = sorted(o for o in orders if o[0] == customer)
+            counted = [sum(p for _, _, p, _ in mine[:k + 1]) for k in range(len(mine))]
+            if len(mine) >= 3:
+                want["three"].append((customer, "entered", mine[2][1], mine[2][3]))
+            crossed = next((k for k, total in enumerate(counted) if total >= 10000), None)
+            if crossed is not None:
+                want["hundred"].append((customer, "entered", mine[crossed][1], mine[crossed][3]))
+        for segment, expected in want.items():
+            def stored(segment: str = segment) -> list[tuple[str, str, int, str]]:
+                rows = call(sp, "GET", f"/segments/{segment}/changes?limit=10000").json()["changes"]
+                return sorted((c["customer"], c["change"], ms_from_iso(c["at"]), c["cause"]) for c in rows)
+            wait_for(lambda s=stored, e=expected: s() == sorted(e), 60, f"the history of {segment} after the kills")
+            members = call(sp, "GET", f"/segments/{segment}/members?limit=1000").json()["members"]
+            assert sorted(m["customer"] for m in members) == sorted(c for c, *_ in expected)
+    finally:
+        sp.ensure_stopped()
