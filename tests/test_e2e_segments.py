@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
 from core.clock import ms_from_iso
-from tests.helpers import ORGS_TOML, SECRETS, TOKENS, RedisServer, Storepulse, recv_json, wait_for
+from tests.helpers import ORGS_TOML, SECRETS, TOKENS, RedisServer, Storepulse, free_port, recv_json, wait_for
 
 # The demo organisation with a lateness of 5 s, so a window's end is decided seconds after it passes.
 CONFIG = ORGS_TOML.replace('token = "acme-token-0123456789"\n',
@@ -168,6 +168,7 @@ def test_kill_9_during_the_stream_stores_every_change_once_and_the_right_members
     members and the whole history equal an independent simulation, each change stored once (its key
     is what it is: a replay after the crash writes the same keys again)."""
     sp = Storepulse(tmp_path_factory.mktemp("seg-kill"), None, CONFIG)
+    sp.extra_args = ["--flows-metrics-port", str(flows_port := free_port())]
     sp.start()
     try:
         define(sp, "three", {"orders": {"gte": 3}})
@@ -204,5 +205,11 @@ def test_kill_9_during_the_stream_stores_every_change_once_and_the_right_members
             wait_for(lambda s=stored, e=expected: s() == sorted(e), 60, f"the history of {segment} after the kills")
             members = call(sp, "GET", f"/segments/{segment}/members?limit=1000").json()["members"]
             assert sorted(m["customer"] for m in members) == sorted(c for c, *_ in expected)
+        metrics = httpx.get(f"http://127.0.0.1:{flows_port}/metrics", timeout=10).text  # the restarted dataflow's
+        counted = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
+                   if line.startswith("storepulse_flow_segment")}
+        assert counted["storepulse_flow_segment_evaluations_total"] > 0
+        assert counted["storepulse_flow_segment_evaluation_seconds_total"] > 0
+        assert 'storepulse_flow_segment_timers_pending{org="acme"}' in counted
     finally:
         sp.ensure_stopped()
