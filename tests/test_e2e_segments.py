@@ -111,6 +111,11 @@ def test_a_customer_over_the_threshold_is_a_member_on_the_websocket_within_a_sec
     assert [(r["customer"], r["spent"], r["currency"]) for r in rows] == [(customer, "110.00", "EUR")]
     history = call(sp, "GET", f"/segments/{segment}/changes?customer={customer}").json()["changes"]
     assert [(c["change"], c["cause"]) for c in history] == [("entered", cause)]
+    listed_customers = call(sp, "GET", f"/customers?period=all&segment={segment}").json()
+    assert [c["customer"] for c in listed_customers["customers"]] == [customer] and listed_customers["total"] == 1
+    orders = call(sp, "GET", f"/orders?period=all&segment={segment}&limit=100").json()["orders"]
+    assert sorted(o["customer"] for o in orders) == [customer, customer]
+    assert call(sp, "GET", "/customers?period=all&segment=nowhere").status_code == 404
     preview = call(sp, "POST", "/segments/preview", {"rule": {"spent": {"gte": "100.00"}}}).json()
     assert customer in preview["first"] or preview["members"] > 20
 

@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from core.clock import ms_from_iso, ms_of
 from core.config import Org
-from core.definitions import SEGMENT, SegmentDefinition, delete_event, predefined_segments, put_event
+from core.definitions import SEGMENT, delete_event, put_event
 from core.figures import OPEN_END
 from core.money import EXPONENTS
 from core.records import Customer
@@ -29,6 +29,7 @@ from state.log import EventLog, LogUnavailable
 from web.responses import json_response
 from ws_gateway import lists
 from ws_gateway.api import ReadSide, _limit, org_route
+from ws_gateway.segment_filter import defaults
 from ws_gateway.segment_views import (
     BadSegment,
     Listed,
@@ -52,14 +53,10 @@ def _log(request: Request) -> EventLog:
     return log
 
 
-def _defaults(org: Org) -> dict[str, SegmentDefinition]:
-    return {**predefined_segments(), **org.segments}
-
-
 async def _known(side: ReadSide, org: Org) -> tuple[dict[str, Listed], int | None]:
     records, clock = await asyncio.gather(asyncio.to_thread(side.model.records, org.id, Segment),
                                           asyncio.to_thread(side.model.records, org.id, SegmentClock))
-    return known_segments(_defaults(org), records), max((r.value.as_of for r in clock if r.value.as_of), default=None)
+    return known_segments(defaults(org), records), max((r.value.as_of for r in clock if r.value.as_of), default=None)
 
 
 async def _segment(request: Request, side: ReadSide, org: Org) -> Listed:
