@@ -168,6 +168,7 @@ class Membership:
             if s not in self.bits:
                 self.bits[s] = max(self.bits.values(), default=-1) + 1
             self.counts.setdefault(s, 0)
+        self._rank = {s: i for i, s in enumerate(self.live.order)}
 
     # --- input -----------------------------------------------------------------------------------
 
@@ -421,7 +422,11 @@ class Membership:
         """The state's timers up to `until`, in time order, each evaluated at its instant."""
         out: list[Change] = []
         while (due := s.due()) is not None and due <= until:
-            out += self._evaluate_state(s, [g for g in self.live.order if s.nexts.get(g) == due], due, TIME, key)
+            due_now = sorted((g for g, at in s.nexts.items() if at == due and g in self._rank), key=self._rank.__getitem__)
+            if not due_now:  # a segment no longer defined: its timer goes
+                s.nexts = {g: at for g, at in s.nexts.items() if g in self._rank}
+                continue
+            out += self._evaluate_state(s, due_now, due, TIME, key)
         return out
 
     def _evaluate(self, c: _Customer, s: State, segments: Iterable[str], now: int, cause: str) -> list[Change]:
@@ -475,7 +480,7 @@ class Membership:
         moved = {ch.segment for ch in itertools.chain(changes, withdrawn)}
         flipped = mask ^ s.mask
         if flipped:
-            segment_of = {bit: g for g, bit in self.bits.items()}
+            segment_of = self._segment_of()
             while flipped:
                 bit = (flipped & -flipped).bit_length() - 1
                 flipped &= flipped - 1
@@ -489,6 +494,13 @@ class Membership:
                 out.append(Record(self.org, v, RecordKind.SEGMENT_MEMBER, f"{g}|{c.key}", g,
                                   SegmentMember(g, c.key, member, s.entered.get(g) if member else None)))
         return out
+
+    def _segment_of(self) -> dict[int, str]:
+        """bit -> segment (bits change only with definitions: kept until they do)."""
+        cached = getattr(self, "_bits_cache", None)
+        if cached is None or cached[0] != self.bits:
+            cached = self._bits_cache = (dict(self.bits), {bit: g for g, bit in self.bits.items()})
+        return cached[1]
 
     def _change_record(self, version: int, ch: Change, superseded: bool) -> Record[Value]:
         day = f"{ch.segment}|{utc_from_ms(ch.at).isoformat(timespec='milliseconds')}"
