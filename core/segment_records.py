@@ -29,6 +29,7 @@ class Segment(Value, frozen=True):
     rule: Raw  # JSON, as defined
     members: int
     deleted: bool = False
+    subject: str = "customer"  # or "product": its members are products
 
 
 class SegmentClock(Value, frozen=True):

@@ -27,6 +27,7 @@ import itertools
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -36,7 +37,7 @@ from core.definitions import SegmentDefinition, read_definition, segment_of
 from core.events import Event, Item, Kind
 from core.rates import MissingRate
 from core.records import Cart, RecordKind, Value
-from core.rules import Context, CustomerFacts, Entry, RuleError, SegmentSet, changed_inputs, fold
+from core.rules import Context, CustomerFacts, Entry, ProductFacts, RuleError, SegmentSet, Subject, changed_inputs, fold
 from core.rules.graph import references
 from core.rules.parse import parse_rule
 from core.rules.tree import Rule
@@ -44,6 +45,9 @@ from core.segment_records import Segment, SegmentChange, SegmentClock, SegmentMe
 from flows.book import Version
 from flows.segment_facts import ABANDONED, OPEN, CartState, cart_facts, distinct, insert, person_facts
 from flows.shoppers import Shoppers
+
+if TYPE_CHECKING:
+    from flows.product_segments import ProductMembership
 
 ENTERED, EXITED = "entered", "exited"
 TIME, DEFINED = "time", "defined"
@@ -64,6 +68,7 @@ class Input:
     new_refund: bool = False
     cart_key: str = ""
     cart: CartState | None = None
+    payload: tuple[object, ...] = ()  # what a subclass's input carries (flows/product_segments.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +88,7 @@ class Change:
 class State:
     """A customer's state (copied whole into each kept step, so the mutable parts are small)."""
 
-    facts: CustomerFacts
+    facts: CustomerFacts | ProductFacts
     at: int = _NEVER  # the instant of its latest evaluation
     mask: int = 0  # bit i: member of the segment of bit i (Membership.bits)
     nexts: dict[str, int] = field(default_factory=dict)  # segment -> next instant its value may change
@@ -124,7 +129,9 @@ class Stats:
 
 
 class Membership:
-    """The live segments of one organisation."""
+    """The live customer segments of one organisation."""
+
+    SUBJECT = Subject.CUSTOMER
 
     def __init__(self, org: str, timezone: str, currency: str, definitions: Mapping[str, SegmentDefinition],
                  version: Version | None = None) -> None:
@@ -144,7 +151,7 @@ class Membership:
         self._flushed_at: int | None = None
         self._build()
 
-    _STATE = ("org", "timezone", "currency", "version", "definitions", "customers", "bits", "counts", "timers",
+    _STATE: tuple[str, ...] = ("org", "timezone", "currency", "version", "definitions", "customers", "bits", "counts", "timers",
               "cart_owners", "watermark", "seq", "_dirty", "_as_of", "_flushed_at")
 
     def __getstate__(self) -> dict[str, object]:
@@ -160,7 +167,7 @@ class Membership:
         rules: dict[str, Rule] = {}
         for d in self.definitions.values():
             try:
-                rules[d.id] = parse_rule(d.rule, currency=self.currency, timezone=self.timezone)
+                rules[d.id] = parse_rule(d.rule, currency=self.currency, timezone=self.timezone, subject=self.SUBJECT)
             except RuleError:
                 continue  # checked before it was defined: a rule this version no longer reads is left out
         self.live = SegmentSet(_without_dangling(rules), Context(self.timezone, self.currency))
@@ -262,7 +269,7 @@ class Membership:
             if d is None:
                 d = SegmentDefinition(s, s, {})
             value = Segment(s, d.name, d.predefined, msgspec.Raw(msgspec.json.encode(d.rule)),
-                            0 if deleted else self.counts.get(s, 0), deleted)
+                            0 if deleted else self.counts.get(s, 0), deleted, self.SUBJECT.value)
             out.append(Record(self.org, self.version.next(), RecordKind.SEGMENT, s, "", value))
         self._dirty = set()
         if self._as_of != self._flushed_at:
@@ -299,8 +306,7 @@ class Membership:
     def _take(self, key: str, x: Input) -> list[Record[Value]]:
         c = self.customers.get(key)
         if c is None:
-            assert x.event is not None, "a cart input names a known customer"
-            c = self.customers[key] = _Customer(key, State(CustomerFacts(first_seen=x.time)))
+                c = self.customers[key] = _Customer(key, State(self._fresh(x.time)))
         mask, due = c.now.mask, c.now.due()
         w = self.watermark
         self._settle(c, w)
@@ -320,7 +326,7 @@ class Membership:
         i = bisect.bisect_right([(t, s) for t, s, _, _ in c.steps], (x.time, x.seq))
         start = c.steps[i - 1][3] if i else c.base
         since = c.steps[i - 1][0] if i else c.base_at
-        state = start.copy() if start is not None else State(CustomerFacts(first_seen=x.time))
+        state = start.copy() if start is not None else State(self._fresh(x.time))
         kept, redo = c.steps[:i], [x] + [s[2] for s in c.steps[i:]]
         changes: list[Change] = []
         for step in redo:
@@ -356,14 +362,21 @@ class Membership:
         if changed:
             changes += self._evaluate_state(s, self.live.touched(changed), max(x.time, s.at), x.cause, key)
         if self.watermark is not None:
-            s.facts = fold(s.facts, self.live.keep, min(self.watermark, s.at), self.live.ctx)
+            at, f = min(self.watermark, s.at), s.facts
+            s.facts = fold(f, self.live.keep, at, self.live.ctx) if isinstance(f, CustomerFacts) else fold(
+                f, self.live.keep, at, self.live.ctx)
         return changes
 
-    def _facts(self, s: State, x: Input) -> CustomerFacts:
+    def _fresh(self, t: int) -> CustomerFacts | ProductFacts:
+        """The facts of a customer first seen at `t`, before its first input."""
+        return CustomerFacts(first_seen=t)
+
+    def _facts(self, s: State, x: Input) -> CustomerFacts | ProductFacts:
         """The facts after an input."""
         e, f = x.event, s.facts
         if e is None:
             return self._cart_input(s, x)
+        assert isinstance(f, CustomerFacts)
         f = person_facts(f, e)
         if e.kind in (Kind.CUSTOMER_CREATED, Kind.CUSTOMER_UPDATED, Kind.IDENTIFIED) and e.attrs:
             if e.time < s.attrs_at:
@@ -378,7 +391,8 @@ class Membership:
             f = replace(f, emails=tuple(sorted((*f.emails, e.time))))
         return f
 
-    def _cart_input(self, s: State, x: Input) -> CustomerFacts:
+    def _cart_input(self, s: State, x: Input) -> CustomerFacts | ProductFacts:
+        assert isinstance(s.facts, CustomerFacts)
         if x.seq < s.cart_seq.get(x.cart_key, -1):
             return s.facts  # a record is the cart's whole state: one that came later stands, whatever its instant
         s.cart_seq[x.cart_key] = x.seq
@@ -529,9 +543,10 @@ class Membership:
         return out
 
 
-def segment_step(segments: Membership, shoppers: Shoppers, e: Event) -> list[Record[Value]]:
-    """One event through the shoppers' books and then the segments: the records both changed. What
-    is new (an order, a refund) is asked of the profiles book before it folds the event."""
+def segment_step(segments: Membership, shoppers: Shoppers, e: Event,
+                 products: ProductMembership | None = None) -> list[Record[Value]]:
+    """One event through the shoppers' books and then the customer (and product) segments: the records
+    they changed. What is new (an order, a refund) is asked of the profiles book before it folds the event."""
     profiles = shoppers.profiles
     new_order = e.kind is Kind.ORDER_PAID and not profiles.knows_order(e)
     refund_before = profiles.refund_total(e) if e.kind is Kind.ORDER_REFUNDED else None
@@ -540,9 +555,13 @@ def segment_step(segments: Membership, shoppers: Shoppers, e: Event) -> list[Rec
     if e.kind is Kind.ORDER_REFUNDED and refund_before is None and profiles.refund_total(e) is not None:
         new_refund = e.customer or (profiles.order_customer(e.store, e.order) if e.order else None)
     mine = segments.apply(e, new_order=new_order, new_refund=new_refund)
+    if products is not None:
+        mine += products.order(e, new_order)
     for r in out:
         if r.kind is RecordKind.CART:
             mine += segments.cart(r, e.id, e.time)
+            if products is not None:
+                mine += products.cart(r, e.id, e.time)
     return out + mine
 
 

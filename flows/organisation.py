@@ -47,11 +47,12 @@ import copy
 
 from core.changes import Change, Record
 from core.config import Org
-from core.definitions import is_control, predefined_segments
+from core.definitions import is_control, predefined_product_segments, predefined_segments
 from core.events import Event
 from core.records import LATE_BOOKS, Late, LateBook, RecordKind, Value
 from flows.book import DAY_MS, HOUR_MS, TooLate, Version
 from flows.membership import TIME, Membership, segment_step
+from flows.product_segments import ProductMembership
 from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger
 from flows.shoppers import Shoppers
 
@@ -65,6 +66,11 @@ TICKS = 1 << 15  # > the steps in LIVE_MS: FINE_SPAN_MS / FINE_MS + (LIVE_MS - F
 def new_segments(org: Org, version: Version) -> Membership:
     """The organisation's live segments: the predefined ones, then those its config defines."""
     return Membership(org.id, org.timezone, org.currency, {**predefined_segments(), **org.segments}, version)
+
+
+def new_products(org: Org, version: Version) -> ProductMembership:
+    """The organisation's live product segments: the predefined ones."""
+    return ProductMembership(org.id, org.timezone, org.currency, predefined_product_segments(), version)
 
 
 class BatchVersion(Version):
@@ -108,9 +114,11 @@ class Organisation:
     lateness = ALLOWED_LATENESS_MS  # a class default: what organisations pickled before the setting had
 
     def __init__(self, ledger: RevenueLedger, shoppers: Shoppers, version: BatchVersion,
-                 lateness_ms: int = ALLOWED_LATENESS_MS, segments: Membership | None = None) -> None:
+                 lateness_ms: int = ALLOWED_LATENESS_MS, segments: Membership | None = None,
+                 products: ProductMembership | None = None) -> None:
         self.ledger = ledger
         self.segments = segments or Membership(ledger.org, "UTC", "EUR", {}, version)
+        self.products = products or ProductMembership(ledger.org, "UTC", "EUR", {}, version)
         self.lateness = lateness_ms
         self.shoppers = shoppers
         self._version = version  # shared with the shoppers' books
@@ -123,7 +131,7 @@ class Organisation:
         version = BatchVersion()
         return cls(RevenueLedger(org.id, org.timezone, org.plan_limit, horizon_ms),
                    Shoppers(org.id, org.timezone, org.abandon_after_minutes, version=version), version,
-                   org.allowed_lateness_ms, new_segments(org, version))
+                   org.allowed_lateness_ms, new_segments(org, version), new_products(org, version))
 
     @property
     def folded(self) -> int:
@@ -172,12 +180,12 @@ class Organisation:
                 if self.watermark is None or t - self.lateness > self.watermark:
                     self.watermark, moved = t - self.lateness, True
             ledger.fold(e, self.watermark)
-            for r in segment_step(segments, shoppers, e):
+            for r in segment_step(segments, shoppers, e, self.products):
                 last[(r.kind, r.key)] = r
             if moved:
                 for r in self._advance_shoppers(self.watermark):  # type: ignore[arg-type]  # moved: the watermark is set
                     last[(r.kind, r.key)] = r
-        for r in segments.flush():
+        for r in segments.flush() + self.products.flush():
             last[(r.kind, r.key)] = r
         out: list[Change] = ledger.flush(version)
         out.extend(last.values())
@@ -202,7 +210,7 @@ class Organisation:
         version = _version(self.folded, _steps(delta))
         self._version.value = version
         last: dict[tuple[str, str], Record[Value]] = {}
-        for r in [*self._advance_shoppers(self.watermark), *self.segments.flush()]:
+        for r in [*self._advance_shoppers(self.watermark), *self.segments.flush(), *self.products.flush()]:
             last[(r.kind, r.key)] = r
         out: list[Change] = self.ledger.advance(self.watermark, version)
         out.extend(last.values())
@@ -214,7 +222,8 @@ class Organisation:
             return None
         assert self.latest is not None
         event_time = self.latest - self.lateness
-        cart, timer = self.shoppers.carts.next_due(), self.segments.next_due()
+        cart = self.shoppers.carts.next_due()
+        timer = min((t for t in (self.segments.next_due(), self.products.next_due()) if t is not None), default=None)
         # W must pass a cart's due (it is abandoned after it); a segment timer fires once W reaches it
         steps = ([] if cart is None else [_point_above(cart - event_time)]) + (
             [] if timer is None else [_point_at_or_above(timer - event_time)])
@@ -228,6 +237,8 @@ class Organisation:
         were kept (their membership then starts from the events that follow)."""
         if "segments" not in vars(self):
             self.segments = new_segments(org, self._version)
+        if "products" not in vars(self):
+            self.products = new_products(org, self._version)
         return self
 
     # --- what a snapshot takes (flows/snapshots.py writes it) --------------------------------------
@@ -244,7 +255,8 @@ class Organisation:
 
     def held(self) -> dict[str, int]:
         return {**{f"ledger_{k}": v for k, v in self.ledger.held().items()}, **self.shoppers.held(),
-                **{f"segments_{k}": v for k, v in self.segments.held().items()}}
+                **{f"segments_{k}": v for k, v in self.segments.held().items()},
+                **{f"product_segments_{k}": v for k, v in self.products.held().items()}}
 
     def too_late(self) -> dict[str, TooLate]:
         """What each book refused as too late, by the book's name in LATE_BOOKS."""
@@ -258,8 +270,8 @@ class Organisation:
         out = self.shoppers.advance(watermark)
         for r in list(out):
             if r.kind is RecordKind.CART:
-                out += self.segments.cart(r, TIME, None)
-        return out + self.segments.advance(watermark)
+                out += self.segments.cart(r, TIME, None) + self.products.cart(r, TIME, None)
+        return out + self.segments.advance(watermark) + self.products.advance(watermark)
 
     def _live(self, now_ms: int) -> bool:
         """Whether the wall clock may move W: armed, and the latest event at most LIVE_MS old."""

@@ -102,6 +102,7 @@ def test_a_customer_over_the_threshold_is_a_member_on_the_websocket_within_a_sec
     listed = {s["id"]: s for s in call(sp, "GET", "/segments").json()["segments"]}
     assert listed[segment]["members"] == 1 and listed[segment]["rule"] == {"spent": {"gte": "100.00"}}
     assert listed["repeat_buyers"]["predefined"] is True and listed[segment]["predefined"] is False
+    assert listed["best_sellers"]["subject"] == "product" and listed[segment]["subject"] == "customer"
     members = call(sp, "GET", f"/segments/{segment}/members").json()["members"]
     assert [(m["customer"], m["orders"], m["spent"]) for m in members] == [(customer, 2, {"amount": 11000, "currency": "EUR"})]
     assert ms_from_iso(members[0]["entered_at"]) == now - 1000
@@ -147,6 +148,8 @@ def test_a_rule_that_does_not_parse_gets_a_400_naming_its_json_path(sp: Storepul
     assert r.status_code == 400 and r.json()["error"].startswith("$.rule.all[1].spent.gte"), r.text
     r = call(sp, "PUT", "/segments/bad", {"name": "Bad", "rule": {"in_segment": {"eq": "nowhere"}}})
     assert r.status_code == 400 and "nowhere" in r.json()["error"], r.text
+    r = call(sp, "PUT", "/segments/best_sellers", {"name": "Mine", "rule": {"orders": {"gte": 1}}})
+    assert r.status_code == 400 and "product segment" in r.json()["error"], r.text
     r = call(sp, "PUT", "/segments/no%20spaces", {"name": "Bad", "rule": {"orders": {"gte": 1}}})
     assert r.status_code == 400, r.text
     assert call(sp, "GET", "/segments/nowhere/members").status_code == 404

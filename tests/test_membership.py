@@ -218,3 +218,21 @@ def test_an_event_out_of_order_rewrites_the_history_after_it() -> None:
     withdrawn = [v for r in rough if isinstance(r, Record) and isinstance(v := r.value, SegmentChange) and v.superseded]
     assert [(v.segment, v.change, v.at, v.cause) for v in withdrawn if v.segment == "once"] == [
         ("once", "entered", T0 + 2000, "B")]
+
+
+def test_product_segments_follow_sales_and_abandoned_carts() -> None:
+    def sale(id_: str, t: int, qty: int, product: str = "p1") -> Event:
+        return Event(id=id_, kind=Kind.ORDER_PAID, org="o", store="s", time=t, customer="c1", amount=qty * 100,
+                     currency="EUR", order=id_, items=(Item(product, qty, 100, category="mugs"),))
+
+    add = Event(id="add", kind=Kind.CART_ITEM_ADDED, org="o", store="s", time=T0, customer="c2", cart="k",
+                currency="EUR", amount=500, items=(Item("p2", 1, 500),))
+    org, out = run([sale("a", T0, 30), add, sale("b", T0 + DAY, 25), sale("b", T0 + DAY, 25), view("later", T0 + 40 * DAY)])
+    assert changes(out, "best_sellers") == [("best_sellers", "p1", "entered", T0 + DAY, "b"),  # 55 units in 30 days
+                                            ("best_sellers", "p1", "exited", T0 + 30 * DAY, "time")]  # 25 left
+    assert ("slow_movers", "p1", "entered", T0 + 31 * DAY, "time") in changes(out)  # no sale in the 30 days since
+    due = T0 + 60 * MIN  # the cart of p2 is abandoned an hour after its last activity
+    assert ("abandoned_not_sold", "p2", "entered", due, "time") in changes(out)
+    seg = {r.key: r.value for r in out if isinstance(r, Record) and isinstance(r.value, Segment)}
+    assert seg["best_sellers"].subject == "product" and seg["big30"].subject == "customer"
+    assert org.products.members("slow_movers") == ["p1", "p2"]

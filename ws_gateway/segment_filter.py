@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from core.config import Org
-from core.definitions import SegmentDefinition, predefined_segments
+from core.definitions import SegmentDefinition, predefined_product_segments, predefined_segments
 from core.segment_records import Segment, SegmentMember
 from state.readmodel import ReadModel
 from ws_gateway.segment_views import known_segments
@@ -30,7 +30,7 @@ async def segment_members(request: Request, model: ReadModel, org: Org) -> froze
     if segment is None:
         return None
     records = await asyncio.to_thread(model.records, org.id, Segment)
-    if segment not in known_segments(defaults(org), records):
+    if segment not in known_segments(defaults(org), records, predefined_product_segments()):
         raise HTTPException(404, f"organisation {org.id!r} has no segment {segment!r}")
     found = await asyncio.to_thread(model.records, org.id, SegmentMember, segment, segment)
     return frozenset(r.value.customer for r in found if r.value.member)

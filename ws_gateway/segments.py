@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from core.clock import ms_from_iso, ms_of
 from core.config import Org
-from core.definitions import SEGMENT, delete_event, put_event
+from core.definitions import SEGMENT, delete_event, predefined_product_segments, put_event
 from core.figures import OPEN_END
 from core.money import EXPONENTS
 from core.records import Customer
@@ -56,7 +56,7 @@ def _log(request: Request) -> EventLog:
 async def _known(side: ReadSide, org: Org) -> tuple[dict[str, Listed], int | None]:
     records, clock = await asyncio.gather(asyncio.to_thread(side.model.records, org.id, Segment),
                                           asyncio.to_thread(side.model.records, org.id, SegmentClock))
-    return known_segments(defaults(org), records), max((r.value.as_of for r in clock if r.value.as_of), default=None)
+    return known_segments(defaults(org), records, predefined_product_segments()), max((r.value.as_of for r in clock if r.value.as_of), default=None)
 
 
 async def _segment(request: Request, side: ReadSide, org: Org) -> Listed:
@@ -85,7 +85,8 @@ async def _append(request: Request, event: Any) -> None:
 async def list_segments(request: Request, side: ReadSide, org: Org) -> Response:
     known, as_of = await _known(side, org)
     return json_response({"org": org.id, "as_of": iso(as_of), "segments": [
-        {"id": s.id, "name": s.name, "predefined": s.predefined, "rule": s.rule, "members": s.members, "as_of": iso(as_of)}
+        {"id": s.id, "name": s.name, "subject": s.subject, "predefined": s.predefined, "rule": s.rule,
+         "members": s.members, "as_of": iso(as_of)}
         for s in known.values()]})
 
 
