@@ -1,6 +1,6 @@
 """Live segments in the organisation's state: the UCI Online Retail file folded by `Organisation`
-(what the dataflow runs per batch), with the 39 predefined segments and 61 more (100 in all), against
-the same fold without segments, in the same run. Prints CPU time, events per second, the segments'
+(what the dataflow runs per batch), with the 39 predefined customer segments and 61 more (100 in all)
+and the 9 predefined product segments, against the same fold without segments, in the same run. Prints CPU time, events per second, the segments'
 share and their cost per event, evaluations and changes, and the pickled state.
 
     .venv/bin/python bench/segments_live.py [--batch 500] [--extra 61]
@@ -22,6 +22,7 @@ from core.definitions import put_event  # noqa: E402
 from core.events import Event  # noqa: E402
 from flows.membership import Membership  # noqa: E402
 from flows.organisation import Organisation  # noqa: E402
+from flows.product_segments import ProductMembership  # noqa: E402
 from ingest.replay import map_file  # noqa: E402
 
 FILE = REPO.parent / "shared" / "data" / "online_retail.csv.gz"
@@ -55,6 +56,7 @@ def fold(events: list[Event], batch: int, with_segments: bool, extra: int) -> tu
     org = Organisation.new(parse_config(CONFIG, {}).orgs["retail"])
     if not with_segments:
         org.segments = Membership("retail", "Europe/London", "GBP", {})
+        org.products = ProductMembership("retail", "Europe/London", "GBP", {})
     defs = [put_event("retail", "segment", f"x{i}", {"name": f"x{i}", "rule": r}, 0, f"d{i}")
             for i, r in enumerate(extra_segments(extra))] if with_segments else []
     org.apply_all(defs)
@@ -74,14 +76,17 @@ def main() -> None:
     live, org = fold(events, args.batch, True, args.extra)
     s = org.segments
     n = len(events)
-    print(f"{n} events ({FILE.name}), batches of {args.batch}, {len(s.live.order)} segments")
+    p = org.products
+    print(f"{n} events ({FILE.name}), batches of {args.batch}, {len(s.live.order)} customer segments and"
+          f" {len(p.live.order)} product segments")
     print(f"  baseline, the same fold without segments: {plain:6.2f} s CPU  {n / plain:9,.0f} events/s")
     print(f"  with segments:                            {live:6.2f} s CPU  {n / live:9,.0f} events/s"
           f"  ({plain / live:.2f} of the baseline)")
     print(f"  segments' share: {(live - plain) / n * 1e6:.1f} us CPU/event, {s.stats.evaluations / n:.1f} segment"
           f" evaluations/event ({(live - plain) / s.stats.evaluations * 1e6:.1f} us each, all told),"
-          f" {s.stats.changes} changes, {s.stats.withdrawn} withdrawn")
-    state = len(pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL))
+          f" {s.stats.changes} changes, {s.stats.withdrawn} withdrawn; products: {p.stats.evaluations / n:.1f}"
+          f" evaluations/event, {p.stats.changes} changes")
+    state = len(pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL))  # the customer segments' state
     print(f"  segment state pickled: {state:,} B for {len(s.customers)} customers ({state / len(s.customers):.0f} B each,"
           f" {s.held()['steps']} kept steps)")
 

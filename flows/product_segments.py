@@ -40,7 +40,7 @@ class ProductMembership(Membership):
 
     def order(self, e: Event, new_order: bool) -> list[Record[Value]]:
         """A paid order: one sale per product in it, if the order is new."""
-        if e.kind is not Kind.ORDER_PAID or not new_order:
+        if e.kind is not Kind.ORDER_PAID or not new_order or not self.live.order:
             return []
         lines: dict[str, list[int]] = {}
         labels: dict[str, tuple[str, str]] = {}
@@ -70,7 +70,7 @@ class ProductMembership(Membership):
         """A cart counted abandoned: one abandon, at its due, per product in it (once per cart)."""
         v = r.value
         assert isinstance(v, Cart)
-        if v.status not in ABANDONED or v.due is None or r.key in self.abandoned:
+        if v.status not in ABANDONED or v.due is None or r.key in self.abandoned or not self.live.order:
             return []
         self.abandoned.add(r.key)
         out: list[Record[Value]] = []
