@@ -132,6 +132,7 @@ class Membership:
     """The live customer segments of one organisation."""
 
     SUBJECT = Subject.CUSTOMER
+    CLOCK = True  # writes the segment clock (one book of the organisation does)
 
     def __init__(self, org: str, timezone: str, currency: str, definitions: Mapping[str, SegmentDefinition],
                  version: Version | None = None) -> None:
@@ -272,7 +273,7 @@ class Membership:
                             0 if deleted else self.counts.get(s, 0), deleted, self.SUBJECT.value)
             out.append(Record(self.org, self.version.next(), RecordKind.SEGMENT, s, "", value))
         self._dirty = set()
-        if self._as_of != self._flushed_at:
+        if self.CLOCK and self._as_of != self._flushed_at:
             self._flushed_at = self._as_of
             out.append(Record(self.org, self.version.next(), RecordKind.SEGMENT_CLOCK, "", "", SegmentClock(self._as_of)))
         return out

@@ -32,6 +32,7 @@ SALE, ABANDON, TAKEN_BACK = "sale", "abandon", "taken back"
 
 class ProductMembership(Membership):
     SUBJECT = Subject.PRODUCT
+    CLOCK = False  # the customer segments write the organisation's segment clock
 
     def __init__(self, org: str, timezone: str, currency: str, definitions: Mapping[str, SegmentDefinition],
                  version: Version | None = None) -> None:
