@@ -27,6 +27,7 @@ from ingest.replay import map_file  # noqa: E402
 
 FILE = REPO.parent / "shared" / "data" / "online_retail.csv.gz"
 CONFIG = '[orgs.retail]\ntimezone = "Europe/London"\ncurrency = "GBP"\ntoken = "retail-token-0123456789"\n' \
+         'product_segments = true\n' \
          '[orgs.retail.stores.uk]\nprovider = "events"\nsecret = "retail-key-0123456789"\n'
 
 

@@ -54,6 +54,7 @@ class Org:
     plan_limit: int | None = None  # paid orders per rolling 30 days that the plan allows
     allowed_lateness_ms: int = 5 * 60_000  # the watermark trails the latest event time by this much
     segments: Mapping[str, SegmentDefinition] = field(default_factory=dict)  # [orgs.X.segments.ID]
+    product_segments: bool = False  # keep the predefined product segments live (costly: docs/segments.md)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -203,6 +204,12 @@ def _rule(value: Any, at: str) -> dict[str, Any]:
     return value
 
 
+def _flag(value: Any, at: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{at}: must be true or false, got {value!r}")
+    return value
+
+
 def _csv_path(value: Any, at: str) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{at}: must be a path to an ECB-format CSV, got {value!r}")
@@ -227,6 +234,7 @@ _ORG: Mapping[str, Key | Tables] = {
     "allowed_lateness": Key(_lateness, 5 * 60_000),
     "stores": Tables("store", _STORE, {}),
     "segments": Tables("segment", {"name": Key(_text), "rule": Key(_rule)}, {}),
+    "product_segments": Key(_flag, False),
 }
 _CONFIG: Mapping[str, Key | Tables] = {
     "orgs": Tables("organisation", _ORG),
@@ -312,5 +320,6 @@ def parse_config(text: str, env: Mapping[str, str]) -> Config:
         check_segments(segments, org["currency"], org["timezone"], f"{at}.segments")
         orgs[org_id] = Org(org_id, org["timezone"], org["currency"], org["token"], stores,
                            abandon_after_minutes=org["abandon_after"], plan_limit=org["plan_limit"],
-                           allowed_lateness_ms=org["allowed_lateness"], segments=segments)
+                           allowed_lateness_ms=org["allowed_lateness"], segments=segments,
+                           product_segments=org["product_segments"])
     return Config(orgs, top["rates_file"])

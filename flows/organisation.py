@@ -69,8 +69,9 @@ def new_segments(org: Org, version: Version) -> Membership:
 
 
 def new_products(org: Org, version: Version) -> ProductMembership:
-    """The organisation's live product segments: the predefined ones."""
-    return ProductMembership(org.id, org.timezone, org.currency, predefined_product_segments(), version)
+    """The organisation's live product segments: the predefined ones, if its config asks for them."""
+    defined = predefined_product_segments() if org.product_segments else {}
+    return ProductMembership(org.id, org.timezone, org.currency, defined, version)
 
 
 class BatchVersion(Version):

@@ -22,7 +22,7 @@ from tests.helpers import ORGS_TOML, SECRETS, TOKENS, RedisServer, Storepulse, f
 
 # The demo organisation with a lateness of 5 s, so a window's end is decided seconds after it passes.
 CONFIG = ORGS_TOML.replace('token = "acme-token-0123456789"\n',
-                           'token = "acme-token-0123456789"\nallowed_lateness = "5s"\n', 1)
+                           'token = "acme-token-0123456789"\nallowed_lateness = "5s"\nproduct_segments = true\n', 1)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "redis"])

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.unit
 MIN, DAY = 60_000, 86_400_000
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z: every time below is relative to it
 CONFIG = parse_config(
-    '[orgs.o]\ntimezone = "UTC"\ncurrency = "EUR"\ntoken = "token-0123456789abcdef"\nallowed_lateness = "5s"\n'
+    '[orgs.o]\ntimezone = "UTC"\ncurrency = "EUR"\ntoken = "token-0123456789abcdef"\nallowed_lateness = "5s"\nproduct_segments = true\n'
     '[orgs.o.stores.s]\nprovider = "events"\nsecret = "k"\n'
     '[orgs.o.segments.big30]\nname = "Big in 30 days"\nrule = {spent = {gte = "100.00", within = "30d"}}\n', {})
 WINDOWED = {"spent": {"gte": "100.00", "within": "2m"}}

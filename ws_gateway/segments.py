@@ -56,7 +56,9 @@ def _log(request: Request) -> EventLog:
 async def _known(side: ReadSide, org: Org) -> tuple[dict[str, Listed], int | None]:
     records, clock = await asyncio.gather(asyncio.to_thread(side.model.records, org.id, Segment),
                                           asyncio.to_thread(side.model.records, org.id, SegmentClock))
-    return known_segments(defaults(org), records, predefined_product_segments()), max((r.value.as_of for r in clock if r.value.as_of), default=None)
+    products = predefined_product_segments() if org.product_segments else {}
+    return known_segments(defaults(org), records, products), max((r.value.as_of for r in clock if r.value.as_of),
+                                                                   default=None)
 
 
 async def _segment(request: Request, side: ReadSide, org: Org) -> Listed:
