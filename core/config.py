@@ -59,6 +59,7 @@ class Org:
     channels: Mapping[str, Channel] = field(default_factory=dict)  # [orgs.X.channels.ID] (core/channels.py)
     allowed_lateness_ms: int = 5 * 60_000  # the watermark trails the latest event time by this much
     segments: Mapping[str, SegmentDefinition] = field(default_factory=dict)  # [orgs.X.segments.ID]
+    product_segments: bool = False  # keep the predefined product segments live (costly: docs/segments.md)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -219,6 +220,12 @@ def _rule(value: Any, at: str) -> dict[str, Any]:
     return value
 
 
+def _flag(value: Any, at: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{at}: must be true or false, got {value!r}")
+    return value
+
+
 def _csv_path(value: Any, at: str) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{at}: must be a path to an ECB-format CSV, got {value!r}")
@@ -267,6 +274,7 @@ _ORG: Mapping[str, Key | Tables] = {
     "channels": Tables("channel", _CHANNEL, {}),
     "locale": Key(_locale, "en"),
     "automations": Key(_raw, {}),  # core/automations/definition.py
+    "product_segments": Key(_flag, False),
 }
 _CONFIG: Mapping[str, Key | Tables] = {
     "orgs": Tables("organisation", _ORG),
@@ -367,7 +375,7 @@ def parse_config(text: str, env: Mapping[str, str]) -> Config:
         orgs[org_id] = Org(org_id, org["timezone"], org["currency"], org["token"], stores,
                            abandon_after_minutes=org["abandon_after"], plan_limit=org["plan_limit"], channels=channels,
                            locale=org["locale"], automations=automations, allowed_lateness_ms=org["allowed_lateness"],
-                           segments=segments)
+                           segments=segments, product_segments=org["product_segments"])
     return Config(orgs, top["rates_file"], _smtp(top["smtp"], env))
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from core.events import Event, Kind
 from core.rules.criteria import Subject
-from core.rules.library import CUSTOMER_SEGMENTS, Thresholds, rules
+from core.rules.library import CUSTOMER_SEGMENTS, PRODUCT_SEGMENTS, Thresholds, rules
 
 CONTROL = frozenset({Kind.DEFINITION_PUT, Kind.DEFINITION_DELETED})
 SEGMENT = "segment"
@@ -90,3 +90,10 @@ def predefined_segments(thresholds: Thresholds = Thresholds()) -> dict[str, Segm
 
 def predefined_rules(thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
     return {s.id: s.rule for s in predefined_segments(thresholds).values()}
+
+
+def predefined_product_segments(thresholds: Thresholds = Thresholds()) -> dict[str, SegmentDefinition]:
+    """The library's product segments, thresholds filled in (a featured category or brand not set: left out)."""
+    filled = rules(Subject.PRODUCT, thresholds)
+    return {p.id: SegmentDefinition(p.id, p.name, filled[p.id], predefined=True)
+            for p in PRODUCT_SEGMENTS if p.id in filled}

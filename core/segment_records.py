@@ -29,6 +29,7 @@ class Segment(Value, frozen=True):
     rule: Raw  # JSON, as defined
     members: int
     deleted: bool = False
+    subject: str = "customer"  # or "product": its members are products
 
 
 class SegmentClock(Value, frozen=True):
@@ -49,7 +50,8 @@ class SegmentMember(Value, frozen=True):
 
 
 class SegmentChange(Value, frozen=True):
-    """One entry or exit: `at` its instant (ms), `cause` the event id, "time" or "defined"."""
+    """One entry or exit: `at` its instant (ms), `cause` the event id, "time" or "defined".
+    `superseded`: an event that arrived out of order showed it did not happen (readers skip it)."""
 
     KIND = RecordKind.SEGMENT_CHANGE
     segment: str
@@ -57,3 +59,4 @@ class SegmentChange(Value, frozen=True):
     change: str  # "entered" | "exited"
     at: int
     cause: str
+    superseded: bool = False

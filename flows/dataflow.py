@@ -281,6 +281,7 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
         stats, segments.stats = segments.stats, type(segments.stats)()
         metrics.SEGMENT_EVALUATIONS.inc(stats.evaluations)
         metrics.SEGMENT_CHANGES.inc(stats.changes)
+        metrics.SEGMENT_WITHDRAWN.inc(stats.withdrawn)
         metrics.SEGMENT_SECONDS.inc(stats.seconds)
         metrics.SEGMENT_UNCONVERTED.inc(stats.unconverted)
         metrics.SEGMENT_TIMERS.labels(org=self.org.ledger.org).set(len(segments.timers))

@@ -2,28 +2,32 @@
 every segment and a timer at the next instant time can change it. Pure: time comes in as arguments.
 
 The organisation (flows/organisation.py) hands every event to `apply` after the profiles book has
-seen whether it is a new order or refund (so a redelivered event or a second report of an order is
+said whether it is a new order or refund (so a redelivered event or a second report of an order is
 never counted twice: flows/profiles.py recognises orders at any distance), every cart record the
 carts book emits to `cart`, every control event to `define`, and each move of the watermark to
 `advance`. Each returns the records it changed (core/segment_records.py).
 
 Semantics (docs/segments.md, "Membership over time"): a customer is a member at T when the rule
-holds over their events up to T with now = T. For each customer the book keeps the instant it last
-evaluated them (`at`). An event at t >= at is evaluated at t, after firing the customer's timers up
-to t, so entries and exits land at their exact instants: the event's time (cause: its id) or the
-instant a window or a relative time turned (cause "time"). An event older than `at` (out of order,
-within the lateness) is folded into the facts and evaluated at `at`: membership from then on is
-right, the history before it is not rewritten. A timer fires once the watermark passes its instant.
-A segment defined (or changed) after the data arrived is evaluated for every customer at the
-watermark (cause "defined"); deleting one makes its members leave the read model's member list.
+holds over their events up to T with now = T. Each input (an event, a cart decision) takes effect
+at an instant: the customer's timers before it fire first, each at its instant; then the segments
+reading a fact it changed are evaluated at it. The book keeps, per customer, the inputs it took
+since the watermark, each with the customer's state after it. An input older than the customer's
+latest (out of order, within the lateness) rewinds the customer to the state before its instant and
+takes it and the later inputs again in time order: the changes after that instant are recomputed,
+those that no longer happen are withdrawn (their key is written again, `superseded`), so the
+history does not depend on the order in which events arrived. An input at or before the watermark
+(later than the lateness allows) cannot rewind: it is evaluated at the customer's latest instant.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import itertools
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -33,48 +37,38 @@ from core.definitions import SegmentDefinition, read_definition, segment_of
 from core.events import Event, Item, Kind
 from core.rates import MissingRate
 from core.records import Cart, RecordKind, Value
-from core.rules import Context, CustomerFacts, Entry, RuleError, SegmentSet, attributes_of, changed_inputs, fold
+from core.rules import Context, CustomerFacts, Entry, ProductFacts, RuleError, SegmentSet, Subject, changed_inputs, fold
 from core.rules.graph import references
 from core.rules.parse import parse_rule
 from core.rules.tree import Rule
 from core.segment_records import Segment, SegmentChange, SegmentClock, SegmentMember
 from flows.book import Version
-from flows.profiles import CONTACT, NOT_ACTIVITY
+from flows.segment_facts import ABANDONED, OPEN, CartState, cart_facts, distinct, insert, person_facts
 from flows.shoppers import Shoppers
+
+if TYPE_CHECKING:
+    from flows.product_segments import ProductMembership
 
 ENTERED, EXITED = "entered", "exited"
 TIME, DEFINED = "time", "defined"
-_OPEN = "open"
-_ABANDONED = ("abandoned", "recovered")
-_CARTS_KEPT = 8  # per customer: its open carts and its latest closed ones (a record may still correct them)
+CARTS_KEPT = 8  # per customer: its open carts and its latest closed ones (a record may still correct them)
+_NEVER = -(2**63)
 
 
 @dataclass(frozen=True, slots=True)
-class _CartState:
-    """What the latest record of a cart says (core/records.py Cart)."""
+class Input:
+    """One thing that happened to a customer, at `time` (ms): an event, or a cart's latest record
+    (`cart` None: the cart no longer names this customer)."""
 
-    status: str
-    first: int
-    last: int
-    due: int | None
-    value: int
-    currency: str
-
-
-@dataclass(slots=True)
-class _Customer:
-    key: str
-    facts: CustomerFacts
-    at: int  # the instant of its latest evaluation
-    mask: int = 0  # bit i: member of the segment of bit i (Membership.bits)
-    nexts: dict[str, int] = field(default_factory=dict)  # segment -> the next instant its value may change
-    carts: dict[str, _CartState] = field(default_factory=dict)  # its latest carts by "<store>:<cart>"
-    created_floor: int | None = None  # latest first activity of the carts no longer kept
-    abandoned_floor: int | None = None  # latest due of the abandoned carts no longer kept
-    attrs_at: int = -(2**63)  # time of the latest event whose attributes were taken
-
-    def due(self) -> int | None:
-        return min(self.nexts.values()) if self.nexts else None
+    time: int
+    seq: int  # arrival order: inputs of one instant are taken in it
+    cause: str  # an event id, or "time"
+    event: Event | None = None
+    new_order: bool = False
+    new_refund: bool = False
+    cart_key: str = ""
+    cart: CartState | None = None
+    payload: tuple[object, ...] = ()  # what a subclass's input carries (flows/product_segments.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,19 +79,60 @@ class Change:
     at: int
     cause: str
 
+    @property
+    def key(self) -> str:
+        return f"{self.segment}|{self.customer}|{self.at}|{self.change}"
+
+
+@dataclass(slots=True)
+class State:
+    """A customer's state (copied whole into each kept step, so the mutable parts are small)."""
+
+    facts: CustomerFacts | ProductFacts
+    at: int = _NEVER  # the instant of its latest evaluation
+    mask: int = 0  # bit i: member of the segment of bit i (Membership.bits)
+    nexts: dict[str, int] = field(default_factory=dict)  # segment -> next instant its value may change
+    entered: dict[str, int] = field(default_factory=dict)  # segment it is a member of -> instant it entered
+    carts: dict[str, CartState] = field(default_factory=dict)  # its latest carts by "<store>:<cart>"
+    cart_seq: dict[str, int] = field(default_factory=dict)  # the arrival (seq) of each cart's latest record
+    created_floor: int | None = None  # latest first activity of the carts no longer kept
+    abandoned_floor: int | None = None  # latest due of the abandoned carts no longer kept
+    attrs_at: int = _NEVER  # time of the latest event whose custom fields were taken
+
+    def due(self) -> int | None:
+        return min(self.nexts.values()) if self.nexts else None
+
+    def copy(self) -> State:
+        return replace(self, nexts=dict(self.nexts), entered=dict(self.entered), carts=dict(self.carts),
+                       cart_seq=dict(self.cart_seq))
+
+
+@dataclass(slots=True)
+class _Customer:
+    key: str
+    now: State
+    base: State | None = None  # the state before steps[0] (None: before the customer existed)
+    base_at: int = _NEVER  # the instant `base` is exact for: no rewind before it
+    steps: list[tuple[int, int, Input, State]] = field(default_factory=list)  # (time, seq, input, state after)
+    recent: dict[str, Change] = field(default_factory=dict)  # changes after base_at, by key
+
 
 @dataclass(slots=True)
 class Stats:
-    """Counters for Prometheus (flows/metrics.py reads and resets them)."""
+    """Counters for Prometheus (flows/dataflow.py reads and resets them)."""
 
     evaluations: int = 0
     changes: int = 0
+    withdrawn: int = 0
     seconds: float = 0.0
     unconverted: int = 0  # amounts in another currency than the organisation's, without rates: counted as 0
 
 
 class Membership:
-    """The live segments of one organisation."""
+    """The live customer segments of one organisation."""
+
+    SUBJECT = Subject.CUSTOMER
+    CLOCK = True  # writes the segment clock (one book of the organisation does)
 
     def __init__(self, org: str, timezone: str, currency: str, definitions: Mapping[str, SegmentDefinition],
                  version: Version | None = None) -> None:
@@ -110,15 +145,18 @@ class Membership:
         self.timers: list[tuple[int, str]] = []  # (instant, customer): a heap; stale entries skipped
         self.cart_owners: dict[str, str] = {}  # cart -> the customer whose carts hold it
         self.watermark: int | None = None
+        self.seq = 0
         self.stats = Stats()
         self._dirty: set[str] = set(self.definitions)  # segments whose record must be emitted
         self._as_of: int | None = None  # the watermark at the latest change of any segment
         self._flushed_at: int | None = None
         self._build()
 
+    _STATE: tuple[str, ...] = ("org", "timezone", "currency", "version", "definitions", "customers", "bits", "counts", "timers",
+              "cart_owners", "watermark", "seq", "_dirty", "_as_of", "_flushed_at")
+
     def __getstate__(self) -> dict[str, object]:
-        return {k: getattr(self, k) for k in ("org", "timezone", "currency", "version", "definitions", "customers",
-                                              "bits", "counts", "timers", "cart_owners", "watermark", "_dirty", "_as_of", "_flushed_at")}
+        return {k: getattr(self, k) for k in self._STATE}
 
     def __setstate__(self, state: dict[str, object]) -> None:
         for k, v in state.items():
@@ -127,18 +165,18 @@ class Membership:
         self._build()
 
     def _build(self) -> None:
-        ctx = Context(self.timezone, self.currency)
         rules: dict[str, Rule] = {}
         for d in self.definitions.values():
             try:
-                rules[d.id] = parse_rule(d.rule, currency=self.currency, timezone=self.timezone)
+                rules[d.id] = parse_rule(d.rule, currency=self.currency, timezone=self.timezone, subject=self.SUBJECT)
             except RuleError:
                 continue  # checked before it was defined: a rule this version no longer reads is left out
-        self.live = SegmentSet(_without_dangling(rules), ctx)
+        self.live = SegmentSet(_without_dangling(rules), Context(self.timezone, self.currency))
         for s in self.live.order:
             if s not in self.bits:
                 self.bits[s] = max(self.bits.values(), default=-1) + 1
             self.counts.setdefault(s, 0)
+        self._rank = {s: i for i, s in enumerate(self.live.order)}
 
     # --- input -----------------------------------------------------------------------------------
 
@@ -146,69 +184,29 @@ class Membership:
         """Folds one event in. `new_order`: an `order.paid` for an order not known before; `new_refund`:
         the customer of an `order.refunded` for a refund not known before (None: not new, or nobody's)."""
         key = e.customer or (new_refund if e.kind is Kind.ORDER_REFUNDED else None)
-        if not key:
+        if not key or (not e.customer and key not in self.customers):
             return []
-        c = self.customers.get(key)
-        old = None if c is None else c.facts
-        facts = _person(old, e) if e.customer else old
-        assert facts is not None or c is None
-        if facts is None:
-            return []
-        if new_order and e.kind is Kind.ORDER_PAID:
-            facts = replace(facts, orders=_insert(facts.orders, self._entry(e, e.amount, e.items)))
-        elif new_refund is not None:
-            facts = replace(facts, refunds=_insert(facts.refunds, self._entry(e, e.amount, ())))
-        elif e.kind is Kind.EMAIL_ENGAGED and e.time not in facts.emails:
-            facts = replace(facts, emails=tuple(sorted((*facts.emails, e.time))))
-        if e.kind in CONTACT and e.attrs and c is not None and e.time < c.attrs_at:
-            facts = replace(facts, attributes=old.attributes if old is not None else ())
-        return self._changed(key, c, facts, e.time, e.id, attrs_at=e.time if e.kind in CONTACT and e.attrs else None)
+        x = Input(e.time, self._next_seq(), e.id, e, new_order and e.kind is Kind.ORDER_PAID, new_refund is not None)
+        return self._take(key, x)
 
-    def cart(self, r: Record[Value], cause: str) -> list[Record[Value]]:
-        """A cart record the carts book emitted. The cart facts are those of the latest record of each
-        of the customer's carts, so a decision the carts book corrects (abandoned by the wall clock,
-        then bought before its due) is corrected here too; a cart that now names someone else (or a
-        visitor) leaves its former customer's carts."""
+    def cart(self, r: Record[Value], cause: str, at: int | None) -> list[Record[Value]]:
+        """A cart record the carts book emitted, because of event `cause` at `at`, or (`at` None) because
+        the watermark passed its due. A cart that now names someone else (or a visitor) leaves its
+        former customer's carts."""
         v = r.value
         assert isinstance(v, Cart)
         out: list[Record[Value]] = []
+        decided = v.due if v.status in ABANDONED and v.due is not None else v.last
+        t, why = (decided, TIME) if at is None else (at, cause)
         owner = self.cart_owners.get(r.key)
         if owner is not None and owner != v.person:
             del self.cart_owners[r.key]
-            former = self.customers[owner]
-            out += self._carts(former, {k: x for k, x in former.carts.items() if k != r.key}, v, cause)
-        c = self.customers.get(v.person) if v.person else None
-        if c is None:  # a visitor's cart: nobody the segments know (yet)
+            out += self._take(owner, Input(t, self._next_seq(), why, cart_key=r.key))
+        if not v.person or v.person not in self.customers:  # a visitor's cart: nobody the segments know (yet)
             return out
-        self.cart_owners[r.key] = c.key
-        carts = {**c.carts, r.key: _CartState(v.status, v.first, v.last, v.due, v.value, v.currency)}
-        if len(carts) > _CARTS_KEPT:  # the oldest closed carts only count in the floors now
-            closed = sorted((k for k, x in carts.items() if x.status != _OPEN), key=lambda k: carts[k].last)
-            for k in closed[:len(carts) - _CARTS_KEPT]:
-                x = carts.pop(k)
-                self.cart_owners.pop(k, None)
-                c.created_floor = max(c.created_floor or x.first, x.first)
-                if x.status in _ABANDONED and x.due is not None:
-                    c.abandoned_floor = max(c.abandoned_floor or x.due, x.due)
-        return out + self._carts(c, carts, v, cause)
-
-    def _carts(self, c: _Customer, carts: dict[str, _CartState], v: Cart, cause: str) -> list[Record[Value]]:
-        """The customer with these carts: its cart facts, evaluated if they changed."""
-        c.carts = carts
-        f = c.facts
-        opened = tuple(sorted((Entry(x.last, x.currency, x.value) for x in carts.values() if x.status == _OPEN),
-                              key=lambda e: (e.time, e.amount)))
-        created = max([x.first for x in carts.values()] + ([c.created_floor] if c.created_floor else []), default=None)
-        abandoned = max([x.due for x in carts.values() if x.status in _ABANDONED and x.due is not None]
-                        + ([c.abandoned_floor] if c.abandoned_floor else []), default=None)
-        facts = replace(f, open_carts=opened if opened != f.open_carts else f.open_carts, last_cart_created=created,
-                        last_cart_abandoned=abandoned)
-        if facts == f:
-            return []
-        if abandoned is not None and abandoned != f.last_cart_abandoned and v.status in _ABANDONED:
-            # the passing of time decided it, whatever event the carts book was folding then
-            return self._changed(c.key, c, facts, max(abandoned, c.at), TIME)
-        return self._changed(c.key, c, facts, max(v.last, c.at), cause)
+        self.cart_owners[r.key] = v.person
+        state = CartState(v.status, v.first, v.last, v.due, v.value, v.currency)
+        return out + self._take(v.person, Input(t, self._next_seq(), why, cart_key=r.key, cart=state))
 
     def define(self, e: Event) -> list[Record[Value]]:
         """A control event: a segment put or deleted. Evaluated for every customer at the watermark."""
@@ -237,12 +235,14 @@ class Membership:
         out: list[Record[Value]] = []
         if d.body is None or d.id not in self.live.rules:
             out += self._forget(d.id)
-        if changed:
-            now = self.watermark if self.watermark is not None else max((c.at for c in self.customers.values()),
-                                                                         default=0)
-            order = [s for s in self.live.order if s in changed]
-            for key in sorted(self.customers):
-                out += self._evaluate(key, self.customers[key], order, now, DEFINED)
+        now = self.watermark if self.watermark is not None else max(
+            (c.now.at for c in self.customers.values()), default=0)
+        order = [s for s in self.live.order if s in changed]
+        for key in sorted(self.customers):
+            c = self.customers[key]
+            self._settle(c, None)  # the kept steps were taken under the old rules: no rewind before this
+            if order:
+                out += self._publish(c, c.now.mask, c.now.due(), self._evaluate(c, c.now, order, now, DEFINED), [])
         return out
 
     def advance(self, watermark: int) -> list[Record[Value]]:
@@ -254,8 +254,9 @@ class Membership:
         while self.timers and self.timers[0][0] <= watermark:
             at, key = heapq.heappop(self.timers)
             c = self.customers.get(key)
-            if c is not None and c.due() == at:
-                out += self._fire(key, c, watermark)
+            if c is not None and c.now.due() == at:
+                mask, due = c.now.mask, c.now.due()
+                out += self._publish(c, mask, due, self._fire(c, c.now, watermark), [])
         return out
 
     def flush(self) -> list[Record[Value]]:
@@ -269,10 +270,10 @@ class Membership:
             if d is None:
                 d = SegmentDefinition(s, s, {})
             value = Segment(s, d.name, d.predefined, msgspec.Raw(msgspec.json.encode(d.rule)),
-                            0 if deleted else self.counts.get(s, 0), deleted)
+                            0 if deleted else self.counts.get(s, 0), deleted, self.SUBJECT.value)
             out.append(Record(self.org, self.version.next(), RecordKind.SEGMENT, s, "", value))
         self._dirty = set()
-        if self._as_of != self._flushed_at:
+        if self.CLOCK and self._as_of != self._flushed_at:
             self._flushed_at = self._as_of
             out.append(Record(self.org, self.version.next(), RecordKind.SEGMENT_CLOCK, "", "", SegmentClock(self._as_of)))
         return out
@@ -280,99 +281,246 @@ class Membership:
     # --- reading ---------------------------------------------------------------------------------
 
     def next_due(self) -> int | None:
-        """The earliest pending timer (may be a stale one: firing it then does nothing)."""
+        """The earliest pending timer."""
         while self.timers:
             at, key = self.timers[0]
             c = self.customers.get(key)
-            if c is not None and c.due() == at:
+            if c is not None and c.now.due() == at:
                 return at
-            heapq.heappop(self.timers)
+            heapq.heappop(self.timers)  # stale: the customer's timer moved since
         return None
 
     def members(self, segment: str) -> list[str]:
         bit = 1 << self.bits[segment]
-        return sorted(k for k, c in self.customers.items() if c.mask & bit)
+        return sorted(k for k, c in self.customers.items() if c.now.mask & bit)
 
     def held(self) -> dict[str, int]:
-        return {"customers": len(self.customers), "timers": len(self.timers), "segments": len(self.live.order)}
+        return {"customers": len(self.customers), "timers": len(self.timers), "segments": len(self.live.order),
+                "steps": sum(len(c.steps) for c in self.customers.values())}
 
-    # --- internals -------------------------------------------------------------------------------
+    # --- taking an input -------------------------------------------------------------------------
 
-    def _entry(self, e: Event, amount: int, items: Iterable[Item]) -> Entry:
+    def _next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def _take(self, key: str, x: Input) -> list[Record[Value]]:
+        c = self.customers.get(key)
+        if c is None:
+                c = self.customers[key] = _Customer(key, State(self._fresh(x.time)))
+        mask, due = c.now.mask, c.now.due()
+        w = self.watermark
+        self._settle(c, w)
+        if x.time >= c.now.at or (w is not None and x.time <= w) or x.time < c.base_at:
+            # in order; or too late to rewind (taken at the customer's latest instant, history kept)
+            late = x.time < c.now.at
+            changes = self._step(c.now, x, key)
+            if late:
+                self._settle(c, None)
+            else:
+                c.steps.append((x.time, x.seq, x, c.now.copy()))
+            return self._publish(c, mask, due, changes, [])
+        return self._publish(c, mask, due, *self._rewind(c, x))
+
+    def _rewind(self, c: _Customer, x: Input) -> tuple[list[Change], list[Change]]:
+        """Takes `x` at its place among the kept steps: (changes to record, changes withdrawn)."""
+        i = bisect.bisect_right([(t, s) for t, s, _, _ in c.steps], (x.time, x.seq))
+        start = c.steps[i - 1][3] if i else c.base
+        since = c.steps[i - 1][0] if i else c.base_at
+        state = start.copy() if start is not None else State(self._fresh(x.time))
+        kept, redo = c.steps[:i], [x] + [s[2] for s in c.steps[i:]]
+        changes: list[Change] = []
+        for step in redo:
+            changes += self._step(state, step, c.key)
+            kept.append((step.time, step.seq, step, state.copy()))
+        c.now, c.steps = state, kept
+        old = {k: ch for k, ch in c.recent.items() if ch.at > since}
+        new = {ch.key: ch for ch in changes}
+        withdrawn = [ch for k, ch in old.items() if k not in new]
+        for ch in withdrawn:
+            del c.recent[ch.key]
+        return [ch for k, ch in new.items() if k not in old], withdrawn
+
+    def _settle(self, c: _Customer, w: int | None) -> None:
+        """Forgets the steps no input can come before any more (at or before the watermark `w`; all of
+        them with None): the state after the last of them becomes the base."""
+        n = len(c.steps) if w is None else bisect.bisect_right([t for t, _, _, _ in c.steps], w)
+        if w is None:
+            c.base, c.base_at, c.steps = c.now.copy(), c.now.at, []
+        elif n:
+            c.base, c.base_at, c.steps = c.steps[n - 1][3], c.steps[n - 1][0], c.steps[n:]
+        else:
+            return
+        c.recent = {k: ch for k, ch in c.recent.items() if ch.at > c.base_at}
+
+    def _step(self, s: State, x: Input, key: str) -> list[Change]:
+        """One input into a state: the timers before it, then the input at its instant."""
+        changes = self._fire_state(s, x.time - 1, key) if x.time > s.at else []
+        fresh = s.at == _NEVER  # a customer's first input: every segment reads something new
+        facts = self._facts(s, x)
+        changed = changed_inputs(None if fresh else s.facts, facts) if fresh or facts is not s.facts else frozenset()
+        s.facts = facts
+        if changed:
+            changes += self._evaluate_state(s, self.live.touched(changed), max(x.time, s.at), x.cause, key)
+        if self.watermark is not None:
+            at, f = min(self.watermark, s.at), s.facts
+            s.facts = fold(f, self.live.keep, at, self.live.ctx) if isinstance(f, CustomerFacts) else fold(
+                f, self.live.keep, at, self.live.ctx)
+        return changes
+
+    def _fresh(self, t: int) -> CustomerFacts | ProductFacts:
+        """The facts of a customer first seen at `t`, before its first input."""
+        return CustomerFacts(first_seen=t)
+
+    def _facts(self, s: State, x: Input) -> CustomerFacts | ProductFacts:
+        """The facts after an input."""
+        e, f = x.event, s.facts
+        if e is None:
+            return self._cart_input(s, x)
+        assert isinstance(f, CustomerFacts)
+        f = person_facts(f, e)
+        if e.kind in (Kind.CUSTOMER_CREATED, Kind.CUSTOMER_UPDATED, Kind.IDENTIFIED) and e.attrs:
+            if e.time < s.attrs_at:
+                f = replace(f, attributes=s.facts.attributes)  # an older event's fields do not overwrite newer ones
+            else:
+                s.attrs_at = e.time
+        if x.new_order:
+            f = replace(f, orders=insert(f.orders, self._entry(e, e.items)))
+        elif x.new_refund:
+            f = replace(f, refunds=insert(f.refunds, self._entry(e, ())))
+        elif e.kind is Kind.EMAIL_ENGAGED and e.time not in f.emails:
+            f = replace(f, emails=tuple(sorted((*f.emails, e.time))))
+        return f
+
+    def _cart_input(self, s: State, x: Input) -> CustomerFacts | ProductFacts:
+        assert isinstance(s.facts, CustomerFacts)
+        if x.seq < s.cart_seq.get(x.cart_key, -1):
+            return s.facts  # a record is the cart's whole state: one that came later stands, whatever its instant
+        s.cart_seq[x.cart_key] = x.seq
+        carts = dict(s.carts)
+        if x.cart is None:
+            carts.pop(x.cart_key, None)
+        else:
+            carts[x.cart_key] = x.cart
+        if len(carts) > CARTS_KEPT:  # the oldest closed carts only count in the floors now
+            closed = sorted((k for k, c in carts.items() if c.status != OPEN), key=lambda k: carts[k].last)
+            for k in closed[:len(carts) - CARTS_KEPT]:
+                c = carts.pop(k)
+                s.cart_seq.pop(k, None)
+                s.created_floor = max(s.created_floor or c.first, c.first)
+                if c.status in ABANDONED and c.due is not None:
+                    s.abandoned_floor = max(s.abandoned_floor or c.due, c.due)
+        s.carts = carts
+        return cart_facts(s.facts, carts, s.created_floor, s.abandoned_floor)
+
+    def _entry(self, e: Event, items: Iterable[Item]) -> Entry:
         items = tuple(items)
-        currency = e.currency or self.currency
+        currency, amount = e.currency or self.currency, e.amount
         if currency != self.currency:
             try:
                 self.live.ctx.value(amount, currency, e.time)
             except MissingRate:  # the dataflow has no rates file: count it, not its amount
                 self.stats.unconverted += 1
                 currency, amount = self.currency, 0
-        return Entry(e.time, currency, amount, sum(i.qty for i in items),
-                     _distinct(i.product for i in items), _distinct(i.category for i in items),
-                     _distinct(i.brand for i in items))
+        return Entry(e.time, currency, amount, sum(i.qty for i in items), distinct(i.product for i in items),
+                     distinct(i.category for i in items), distinct(i.brand for i in items))
 
-    def _changed(self, key: str, c: _Customer | None, facts: CustomerFacts, t: int, cause: str,
-                 attrs_at: int | None = None) -> list[Record[Value]]:
-        out: list[Record[Value]] = []
-        if c is None:
-            c = self.customers[key] = _Customer(key, facts, t)
-            changed = changed_inputs(None, facts)
-        else:
-            if t > c.at:
-                out += self._fire(key, c, t - 1)  # its timers before the event first; one due at t sees the event
-            changed = changed_inputs(c.facts, facts)
-            c.facts = facts
-        if attrs_at is not None and attrs_at >= c.attrs_at:
-            c.attrs_at = attrs_at
-        if changed:
-            out += self._evaluate(key, c, self.live.touched(changed), max(t, c.at), cause)
-        if self.watermark is not None:
-            c.facts = fold(c.facts, self.live.keep, min(self.watermark, c.at), self.live.ctx)
+    # --- evaluating ------------------------------------------------------------------------------
+
+    def _fire(self, c: _Customer, s: State, until: int) -> list[Change]:
+        changes = self._fire_state(s, until, c.key)
+        if c.steps:  # a timer fired after the last step: a rewind must not start from before it without it
+            self._settle(c, None)
+        return changes
+
+    def _fire_state(self, s: State, until: int, key: str) -> list[Change]:
+        """The state's timers up to `until`, in time order, each evaluated at its instant."""
+        out: list[Change] = []
+        while (due := s.due()) is not None and due <= until:
+            due_now = sorted((g for g, at in s.nexts.items() if at == due and g in self._rank), key=self._rank.__getitem__)
+            if not due_now:  # a segment no longer defined: its timer goes
+                s.nexts = {g: at for g, at in s.nexts.items() if g in self._rank}
+                continue
+            out += self._evaluate_state(s, due_now, due, TIME, key)
         return out
 
-    def _fire(self, key: str, c: _Customer, until: int) -> list[Record[Value]]:
-        """The customer's timers up to `until`, in time order, each evaluated at its instant."""
-        out: list[Record[Value]] = []
-        while (due := c.due()) is not None and due <= until:
-            out += self._evaluate(key, c, [s for s in self.live.order if c.nexts.get(s) == due], due, TIME)
-        return out
+    def _evaluate(self, c: _Customer, s: State, segments: Iterable[str], now: int, cause: str) -> list[Change]:
+        return self._evaluate_state(s, segments, now, cause, c.key)
 
-    def _evaluate(self, key: str, c: _Customer, segments: Iterable[str], now: int, cause: str) -> list[Record[Value]]:
+    def _evaluate_state(self, s: State, segments: Iterable[str], now: int, cause: str, key: str) -> list[Change]:
         started = time.perf_counter()
         segments = list(segments)
-        results = self.live.evaluate(segments, c.facts, now)
+        results = self.live.evaluate(segments, s.facts, now)
         self.stats.evaluations += len(segments)
-        before = c.due()
-        c.at = max(c.at, now)
-        out: list[Record[Value]] = []
-        for s, (member, nxt) in results.items():
-            bit = 1 << self.bits[s]
+        s.at = max(s.at, now)
+        out: list[Change] = []
+        for g, (member, nxt) in results.items():
+            bit = 1 << self.bits[g]
             if nxt is None:
-                c.nexts.pop(s, None)
+                s.nexts.pop(g, None)
             else:
-                c.nexts[s] = nxt
-            if member == bool(c.mask & bit):
+                s.nexts[g] = nxt
+            if member == bool(s.mask & bit):
                 continue
-            c.mask ^= bit
-            self.counts[s] += 1 if member else -1
-            self._dirty.add(s)
-            self._as_of = self.watermark
-            out += self._records(Change(s, key, ENTERED if member else EXITED, now, cause))
-        due = c.due()
-        if due is not None and due != before:
-            heapq.heappush(self.timers, (due, key))
+            s.mask ^= bit
+            if member:
+                s.entered[g] = now
+            else:
+                s.entered.pop(g, None)
+            out.append(Change(g, key, ENTERED if member else EXITED, now, cause))
         self.stats.seconds += time.perf_counter() - started
         return out
 
-    def _records(self, ch: Change) -> list[Record[Value]]:
-        self.stats.changes += 1
+    # --- records ---------------------------------------------------------------------------------
+
+    def _publish(self, c: _Customer, mask: int, due: int | None, changes: list[Change],
+                 withdrawn: list[Change]) -> list[Record[Value]]:
+        """The records of a customer's changes: counts, the timer heap, each change, each membership
+        that moved, and each withdrawn change written again as superseded."""
+        s = c.now
+        if (next_due := s.due()) is not None and next_due != due:
+            heapq.heappush(self.timers, (next_due, c.key))
+        if not changes and not withdrawn and mask == s.mask:
+            return []
+        self._as_of = self.watermark
+        out: list[Record[Value]] = []
         v = self.version.next()
-        entered = ch.at if ch.change == ENTERED else None
+        for ch in changes:
+            c.recent[ch.key] = ch
+            out.append(self._change_record(v, ch, False))
+        for ch in withdrawn:
+            out.append(self._change_record(v, ch, True))
+        self.stats.changes += len(changes)
+        self.stats.withdrawn += len(withdrawn)
+        moved = {ch.segment for ch in itertools.chain(changes, withdrawn)}
+        flipped = mask ^ s.mask
+        if flipped:
+            segment_of = self._segment_of()
+            while flipped:
+                bit = (flipped & -flipped).bit_length() - 1
+                flipped &= flipped - 1
+                g = segment_of[bit]
+                self.counts[g] += 1 if s.mask >> bit & 1 else -1
+                self._dirty.add(g)
+                moved.add(g)
+        for g in sorted(moved):
+            if g in self.bits:
+                member = bool(s.mask >> self.bits[g] & 1)
+                out.append(Record(self.org, v, RecordKind.SEGMENT_MEMBER, f"{g}|{c.key}", g,
+                                  SegmentMember(g, c.key, member, s.entered.get(g) if member else None)))
+        return out
+
+    def _segment_of(self) -> dict[int, str]:
+        """bit -> segment (bits change only with definitions: kept until they do)."""
+        cached = getattr(self, "_bits_cache", None)
+        if cached is None or cached[0] != self.bits:
+            cached = self._bits_cache = (dict(self.bits), {bit: g for g, bit in self.bits.items()})
+        return cached[1]
+
+    def _change_record(self, version: int, ch: Change, superseded: bool) -> Record[Value]:
         day = f"{ch.segment}|{utc_from_ms(ch.at).isoformat(timespec='milliseconds')}"
-        return [Record(self.org, v, RecordKind.SEGMENT_CHANGE, f"{ch.segment}|{ch.customer}|{ch.at}|{ch.change}", day,
-                       SegmentChange(ch.segment, ch.customer, ch.change, ch.at, ch.cause)),
-                Record(self.org, v, RecordKind.SEGMENT_MEMBER, f"{ch.segment}|{ch.customer}", ch.segment,
-                       SegmentMember(ch.segment, ch.customer, ch.change == ENTERED, entered))]
+        return Record(self.org, version, RecordKind.SEGMENT_CHANGE, ch.key, day,
+                      SegmentChange(ch.segment, ch.customer, ch.change, ch.at, ch.cause, superseded))
 
     def _forget(self, segment: str) -> list[Record[Value]]:
         """A deleted segment: its members leave the member list (no change is recorded), its bit is freed."""
@@ -385,59 +533,37 @@ class Membership:
         v = self.version.next()
         for key in sorted(self.customers):
             c = self.customers[key]
-            c.nexts.pop(segment, None)
-            if c.mask & (1 << bit):
-                c.mask &= ~(1 << bit)
+            self._settle(c, None)
+            s = c.now
+            s.nexts.pop(segment, None)
+            s.entered.pop(segment, None)
+            if s.mask & (1 << bit):
+                s.mask &= ~(1 << bit)
                 out.append(Record(self.org, v, RecordKind.SEGMENT_MEMBER, f"{segment}|{key}", segment,
                                   SegmentMember(segment, key, False, None)))
         return out
 
 
-def _person(old: CustomerFacts | None, e: Event) -> CustomerFacts:
-    """First seen, registration, activity, stores and custom fields: every event naming the customer
-    (the definitions of flows/profiles.py)."""
-    if old is None:
-        old = CustomerFacts(first_seen=e.time)
-    first_seen = min(old.first_seen, e.time)
-    last_active = old.last_active
-    if e.kind not in NOT_ACTIVITY:
-        last_active = e.time if last_active is None else max(last_active, e.time)
-    stores = old.stores if not e.store or e.store in old.stores else tuple(sorted((*old.stores, e.store)))
-    registered, attributes = old.registered, old.attributes
-    if e.kind in CONTACT:
-        at = _registered(e)
-        if at is not None and (registered is None or at < registered):
-            registered = at
-        if e.attrs:
-            attributes = attributes_of({**dict(old.attributes), **e.attrs})
-    if (first_seen, last_active, stores, registered, attributes) == (
-            old.first_seen, old.last_active, old.stores, old.registered, old.attributes):
-        return old
-    return replace(old, first_seen=first_seen, last_active=last_active, stores=stores, registered=registered,
-                   attributes=attributes)
-
-
-def _registered(e: Event) -> int | None:
-    """As flows/profiles.py: the event's time for customer.created and identified, else the vendor's
-    creation time (attrs created_at in ms, Stripe's created in s)."""
-    found = [e.time] if e.kind in (Kind.CUSTOMER_CREATED, Kind.IDENTIFIED) else []
-    if e.kind is not Kind.IDENTIFIED:
-        for name, scale in (("created_at", 1), ("created", 1000)):
-            v = e.attrs.get(name)
-            if isinstance(v, int) and not isinstance(v, bool) and 0 < v * scale < 10**14:
-                found.append(v * scale)
-    return min(found, default=None)
-
-
-def _insert(entries: tuple[Entry, ...], entry: Entry) -> tuple[Entry, ...]:
-    """The entries with one more, kept in time order."""
-    if not entries or entries[-1].time <= entry.time:
-        return (*entries, entry)
-    return tuple(sorted((*entries, entry), key=lambda x: x.time))
-
-
-def _distinct(names: Iterable[str]) -> tuple[str, ...]:
-    return tuple(sorted({n for n in names if n}))
+def segment_step(segments: Membership, shoppers: Shoppers, e: Event,
+                 products: ProductMembership | None = None) -> list[Record[Value]]:
+    """One event through the shoppers' books and then the customer (and product) segments: the records
+    they changed. What is new (an order, a refund) is asked of the profiles book before it folds the event."""
+    profiles = shoppers.profiles
+    new_order = e.kind is Kind.ORDER_PAID and not profiles.knows_order(e)
+    refund_before = profiles.refund_total(e) if e.kind is Kind.ORDER_REFUNDED else None
+    out = shoppers.apply(e)
+    new_refund = None
+    if e.kind is Kind.ORDER_REFUNDED and refund_before is None and profiles.refund_total(e) is not None:
+        new_refund = e.customer or (profiles.order_customer(e.store, e.order) if e.order else None)
+    mine = segments.apply(e, new_order=new_order, new_refund=new_refund)
+    if products is not None:
+        mine += products.order(e, new_order)
+    for r in out:
+        if r.kind is RecordKind.CART:
+            mine += segments.cart(r, e.id, e.time)
+            if products is not None:
+                mine += products.cart(r, e.id, e.time)
+    return out + mine
 
 
 def _names(rules: Mapping[str, Rule], segment: str) -> set[str]:
@@ -459,20 +585,3 @@ def _without_dangling(rules: dict[str, Rule]) -> dict[str, Rule]:
         for s in dangling:
             del rules[s]
     return rules
-
-
-def segment_step(segments: Membership, shoppers: Shoppers, e: Event) -> list[Record[Value]]:
-    """One event through the shoppers' books and then the segments: the records both changed. What
-    is new (an order, a refund) is asked of the profiles book before it folds the event."""
-    profiles = shoppers.profiles
-    new_order = e.kind is Kind.ORDER_PAID and not profiles.knows_order(e)
-    refund_before = profiles.refund_total(e) if e.kind is Kind.ORDER_REFUNDED else None
-    out = shoppers.apply(e)
-    new_refund = None
-    if e.kind is Kind.ORDER_REFUNDED and refund_before is None and profiles.refund_total(e) is not None:
-        new_refund = e.customer or (profiles.order_customer(e.store, e.order) if e.order else None)
-    mine = segments.apply(e, new_order=new_order, new_refund=new_refund)
-    for r in out:
-        if r.kind is RecordKind.CART:
-            mine += segments.cart(r, e.id)
-    return out + mine

@@ -30,6 +30,8 @@ OUTBOX_SECONDS = Counter("storepulse_flow_outbox_seconds_total", "Time spent put
 SEGMENT_EVALUATIONS = Counter("storepulse_flow_segment_evaluations_total",
                               "Segment rules evaluated for a customer (only those an event or a timer touches)")
 SEGMENT_CHANGES = Counter("storepulse_flow_segment_changes_total", "Customers entering or leaving a segment")
+SEGMENT_WITHDRAWN = Counter("storepulse_flow_segment_withdrawn_total",
+                            "Segment changes withdrawn (superseded) because an event arrived out of order")
 SEGMENT_SECONDS = Counter("storepulse_flow_segment_evaluation_seconds_total", "Time spent evaluating segment rules")
 SEGMENT_TIMERS = Gauge("storepulse_flow_segment_timers_pending", "Segment timers pending (one per customer at most)",
                        ["org"])

@@ -48,12 +48,13 @@ from typing import Any
 
 from core.changes import Change, Record
 from core.config import Org
-from core.definitions import is_control, predefined_segments
+from core.definitions import is_control, predefined_product_segments, predefined_segments
 from core.events import Event
 from core.records import LATE_BOOKS, Late, LateBook, RecordKind, Value
 from flows.automations import AutomationBook
 from flows.book import DAY_MS, HOUR_MS, TooLate, Version
 from flows.membership import TIME, Membership, segment_step
+from flows.product_segments import ProductMembership
 from flows.profiles import TABLES as PROFILE_TABLES
 from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger
 from flows.revenue import TABLES as LEDGER_TABLES
@@ -70,6 +71,12 @@ TICKS = 1 << 15  # > the steps in LIVE_MS: FINE_SPAN_MS / FINE_MS + (LIVE_MS - F
 def new_segments(org: Org, version: Version) -> Membership:
     """The organisation's live segments: the predefined ones, then those its config defines."""
     return Membership(org.id, org.timezone, org.currency, {**predefined_segments(), **org.segments}, version)
+
+
+def new_products(org: Org, version: Version) -> ProductMembership:
+    """The organisation's live product segments: the predefined ones, if its config asks for them."""
+    defined = predefined_product_segments() if org.product_segments else {}
+    return ProductMembership(org.id, org.timezone, org.currency, defined, version)
 
 
 class BatchVersion(Version):
@@ -114,9 +121,10 @@ class Organisation:
 
     def __init__(self, ledger: RevenueLedger, shoppers: Shoppers, version: BatchVersion,
                  lateness_ms: int = ALLOWED_LATENESS_MS, segments: Membership | None = None,
-                 automations: AutomationBook | None = None) -> None:
+                 automations: AutomationBook | None = None, products: ProductMembership | None = None) -> None:
         self.ledger = ledger
         self.segments = segments or Membership(ledger.org, "UTC", "EUR", {}, version)
+        self.products = products or ProductMembership(ledger.org, "UTC", "EUR", {}, version)
         self.lateness = lateness_ms
         self.shoppers = shoppers
         # what fires, fed the events and the books' decisions (flows/automations.py); `take_actions` empties it
@@ -131,7 +139,8 @@ class Organisation:
         version = BatchVersion()
         return cls(RevenueLedger(org.id, org.timezone, org.plan_limit, horizon_ms),
                    Shoppers(org.id, org.timezone, org.abandon_after_minutes, version=version), version,
-                   org.allowed_lateness_ms, new_segments(org, version), AutomationBook.new(org))
+                   org.allowed_lateness_ms, new_segments(org, version), AutomationBook.new(org),
+                   new_products(org, version))
 
     @property
     def folded(self) -> int:
@@ -180,13 +189,13 @@ class Organisation:
                 if self.watermark is None or t - self.lateness > self.watermark:
                     self.watermark, moved = t - self.lateness, True
             ledger.fold(e, self.watermark)
-            records = segment_step(segments, shoppers, e)
+            records = segment_step(segments, shoppers, e, self.products)
             advanced = self._advance_shoppers(self.watermark) if moved else None  # type: ignore[arg-type]  # moved: set
             for r in [*records, *advanced] if advanced else records:
                 last[(r.kind, r.key)] = r
             if autos.automations:
                 self._automate(e, records, advanced, now_ms)
-        flushed = segments.flush()
+        flushed = segments.flush() + self.products.flush()
         for r in flushed:
             last[(r.kind, r.key)] = r
         out: list[Change] = ledger.flush(version)
@@ -214,7 +223,7 @@ class Organisation:
         version = _version(self.folded, _steps(delta))
         self._version.value = version
         last: dict[tuple[str, str], Record[Value]] = {}
-        records = [*self._advance_shoppers(self.watermark), *self.segments.flush()]
+        records = [*self._advance_shoppers(self.watermark), *self.segments.flush(), *self.products.flush()]
         for r in records:
             last[(r.kind, r.key)] = r
         if self.automations.automations:
@@ -230,7 +239,8 @@ class Organisation:
             return None
         assert self.latest is not None
         event_time = self.latest - self.lateness
-        cart, timer, action = self.shoppers.carts.next_due(), self.segments.next_due(), self.automations.next_due()
+        cart, action = self.shoppers.carts.next_due(), self.automations.next_due()
+        timer = min((t for t in (self.segments.next_due(), self.products.next_due()) if t is not None), default=None)
         # W must pass a cart's or a waiting action's due; a segment timer fires once W reaches it
         steps = ([] if cart is None else [_point_above(cart - event_time)]) + (
             [] if timer is None else [_point_at_or_above(timer - event_time)]) + (
@@ -245,6 +255,8 @@ class Organisation:
         were kept (their membership then starts from the events that follow)."""
         if "segments" not in vars(self):
             self.segments = new_segments(org, self._version)
+        if "products" not in vars(self):
+            self.products = new_products(org, self._version)
         return self
 
     # --- what a snapshot takes (flows/snapshots.py writes it) --------------------------------------
@@ -287,7 +299,8 @@ class Organisation:
 
     def held(self) -> dict[str, int]:
         return {**{f"ledger_{k}": v for k, v in self.ledger.held().items()}, **self.shoppers.held(),
-                **{f"segments_{k}": v for k, v in self.segments.held().items()}, **self.automations.held()}
+                **{f"segments_{k}": v for k, v in self.segments.held().items()},
+                **{f"product_segments_{k}": v for k, v in self.products.held().items()}, **self.automations.held()}
 
     def too_late(self) -> dict[str, TooLate]:
         """What each book refused as too late, by the book's name in LATE_BOOKS."""
@@ -301,8 +314,8 @@ class Organisation:
         out = self.shoppers.advance(watermark)
         for r in list(out):
             if r.kind is RecordKind.CART:
-                out += self.segments.cart(r, TIME)
-        return out + self.segments.advance(watermark)
+                out += self.segments.cart(r, TIME, None) + self.products.cart(r, TIME, None)
+        return out + self.segments.advance(watermark) + self.products.advance(watermark)
 
     def _automate(self, e: Event, records: list[Record[Value]], advanced: list[Record[Value]] | None,
                   now_ms: int | None) -> None:

@@ -159,7 +159,8 @@ def test_config_parses_and_reads_secrets_from_env() -> None:
         ("", {}, "orgs: missing"),
         ("orgs = 1", {}, "orgs: must be a table of [orgs.NAME] tables"),
         (GOOD.replace('currency = "EUR"\n', 'currency = "EUR"\ncolour = "red"\n'), {"SHOP1": "x"},
-         "orgs.acme: unknown key(s) ['colour']; the keys are timezone, currency, token, abandon_after, plan_limit, allowed_lateness, stores, segments"),
+         "orgs.acme: unknown key(s) ['colour']; the keys are timezone, currency, token, abandon_after, plan_limit, "
+         "allowed_lateness, stores, segments, product_segments"),
         (GOOD.replace('currency = "EUR"\n', 'currency = "EUR"\nabandon_after = 10\n'), {"SHOP1": "x"},
          "orgs.acme.abandon_after: minutes from 30 to 180, got 10"),
         (GOOD.replace('"Europe/Berlin"', "5"), {"SHOP1": "x"}, "orgs.acme.timezone: must be a non-empty string, got 5"),

@@ -70,8 +70,8 @@ class ReadModel:
         """The values a reader sees: a counter of no carts reads as one never written (a run where the
         wall clock decided a cart early, or late, may have written such a 0 that the other did not).
         Segments: who is a member, and how many; not the history of entries and exits nor the instant
-        of the latest entry, which a wall clock that ran ahead of late events decided at other instants
-        (flows/membership.py: history before an out-of-order event is not rewritten)."""
+        of the latest entry, which a wall clock that ran ahead of the events decided at other instants
+        (an event behind the watermark cannot rewrite the history before it: docs/segments.md)."""
         def seen(c: Change) -> bytes | None:
             v = c.value if isinstance(c, Record) else None
             if isinstance(v, (AbandonedProduct, OpenCarts)) and v.carts == 0 or isinstance(v, (SegmentChange, SegmentClock)):

@@ -18,11 +18,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
 from core.clock import ms_from_iso
-from tests.helpers import ORGS_TOML, SECRETS, TOKENS, RedisServer, Storepulse, recv_json, wait_for
+from tests.helpers import ORGS_TOML, SECRETS, TOKENS, RedisServer, Storepulse, free_port, recv_json, wait_for
 
 # The demo organisation with a lateness of 5 s, so a window's end is decided seconds after it passes.
 CONFIG = ORGS_TOML.replace('token = "acme-token-0123456789"\n',
-                           'token = "acme-token-0123456789"\nallowed_lateness = "5s"\n', 1)
+                           'token = "acme-token-0123456789"\nallowed_lateness = "5s"\nproduct_segments = true\n', 1)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "redis"])
@@ -102,6 +102,7 @@ def test_a_customer_over_the_threshold_is_a_member_on_the_websocket_within_a_sec
     listed = {s["id"]: s for s in call(sp, "GET", "/segments").json()["segments"]}
     assert listed[segment]["members"] == 1 and listed[segment]["rule"] == {"spent": {"gte": "100.00"}}
     assert listed["repeat_buyers"]["predefined"] is True and listed[segment]["predefined"] is False
+    assert listed["best_sellers"]["subject"] == "product" and listed[segment]["subject"] == "customer"
     members = call(sp, "GET", f"/segments/{segment}/members").json()["members"]
     assert [(m["customer"], m["orders"], m["spent"]) for m in members] == [(customer, 2, {"amount": 11000, "currency": "EUR"})]
     assert ms_from_iso(members[0]["entered_at"]) == now - 1000
@@ -111,6 +112,11 @@ def test_a_customer_over_the_threshold_is_a_member_on_the_websocket_within_a_sec
     assert [(r["customer"], r["spent"], r["currency"]) for r in rows] == [(customer, "110.00", "EUR")]
     history = call(sp, "GET", f"/segments/{segment}/changes?customer={customer}").json()["changes"]
     assert [(c["change"], c["cause"]) for c in history] == [("entered", cause)]
+    listed_customers = call(sp, "GET", f"/customers?period=all&segment={segment}").json()
+    assert [c["customer"] for c in listed_customers["customers"]] == [customer] and listed_customers["total"] == 1
+    orders = call(sp, "GET", f"/orders?period=all&segment={segment}&limit=100").json()["orders"]
+    assert sorted(o["customer"] for o in orders) == [customer, customer]
+    assert call(sp, "GET", "/customers?period=all&segment=nowhere").status_code == 404
     preview = call(sp, "POST", "/segments/preview", {"rule": {"spent": {"gte": "100.00"}}}).json()
     assert customer in preview["first"] or preview["members"] > 20
 
@@ -142,6 +148,8 @@ def test_a_rule_that_does_not_parse_gets_a_400_naming_its_json_path(sp: Storepul
     assert r.status_code == 400 and r.json()["error"].startswith("$.rule.all[1].spent.gte"), r.text
     r = call(sp, "PUT", "/segments/bad", {"name": "Bad", "rule": {"in_segment": {"eq": "nowhere"}}})
     assert r.status_code == 400 and "nowhere" in r.json()["error"], r.text
+    r = call(sp, "PUT", "/segments/best_sellers", {"name": "Mine", "rule": {"orders": {"gte": 1}}})
+    assert r.status_code == 400 and "product segment" in r.json()["error"], r.text
     r = call(sp, "PUT", "/segments/no%20spaces", {"name": "Bad", "rule": {"orders": {"gte": 1}}})
     assert r.status_code == 400, r.text
     assert call(sp, "GET", "/segments/nowhere/members").status_code == 404
@@ -161,3 +169,55 @@ def test_a_deleted_segment_is_gone_and_its_members_with_it(sp: Storepulse) -> No
     wait_for(lambda: all(s["id"] != segment for s in call(sp, "GET", "/segments").json()["segments"]), 15,
              "the segment to be deleted")
     assert call(sp, "GET", f"/segments/{segment}/members").status_code == 404
+
+
+def test_kill_9_during_the_stream_stores_every_change_once_and_the_right_members(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Five kill -9 of `storepulse up` (dataflow included) while orders stream in: after the restarts the
+    members and the whole history equal an independent simulation, each change stored once (its key
+    is what it is: a replay after the crash writes the same keys again)."""
+    sp = Storepulse(tmp_path_factory.mktemp("seg-kill"), None, CONFIG)
+    sp.extra_args = ["--flows-metrics-port", str(flows_port := free_port())]
+    sp.start()
+    try:
+        define(sp, "three", {"orders": {"gte": 3}})
+        define(sp, "hundred", {"spent": {"gte": "100.00"}})
+        start = int(time.time() * 1000) + 60_000  # ahead of the watermark all along: every event in order
+        orders: list[tuple[str, int, int, str]] = []  # (customer, time, pence, cause)
+        for round_ in range(6):
+            batch = []
+            for i in range(40):
+                n = round_ * 40 + i
+                customer, t, pence = f"k{n % 13}", start + n * 100, 1000 + (n * 37) % 4000
+                order = f"kill-{n}"
+                batch.append({"type": "order_paid", "id": order, "order": order, "customer": customer,
+                              "amount": f"{pence // 100}.{pence % 100:02d}", "currency": "EUR", "time": t})
+                orders.append((customer, t, pence, f"events:acme-site:{order}"))
+            r = sp.post_events(batch, key=SECRETS["acme-site"])
+            assert r.status_code in (200, 202), r.text
+            if round_ < 5:
+                sp.kill()
+                sp.start()
+        want: dict[str, list[tuple[str, str, int, str]]] = {"three": [], "hundred": []}
+        for customer in sorted({c for c, *_ in orders}):
+            mine = sorted(o for o in orders if o[0] == customer)
+            counted = [sum(p for _, _, p, _ in mine[:k + 1]) for k in range(len(mine))]
+            if len(mine) >= 3:
+                want["three"].append((customer, "entered", mine[2][1], mine[2][3]))
+            crossed = next((k for k, total in enumerate(counted) if total >= 10000), None)
+            if crossed is not None:
+                want["hundred"].append((customer, "entered", mine[crossed][1], mine[crossed][3]))
+        for segment, expected in want.items():
+            def stored(segment: str = segment) -> list[tuple[str, str, int, str]]:
+                rows = call(sp, "GET", f"/segments/{segment}/changes?limit=10000").json()["changes"]
+                return sorted((c["customer"], c["change"], ms_from_iso(c["at"]), c["cause"]) for c in rows)
+            wait_for(lambda s=stored, e=expected: s() == sorted(e), 60, f"the history of {segment} after the kills")
+            members = call(sp, "GET", f"/segments/{segment}/members?limit=1000").json()["members"]
+            assert sorted(m["customer"] for m in members) == sorted(c for c, *_ in expected)
+        metrics = httpx.get(f"http://127.0.0.1:{flows_port}/metrics", timeout=10).text  # the restarted dataflow's
+        counted = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
+                   if line.startswith("storepulse_flow_segment")}
+        assert counted["storepulse_flow_segment_evaluations_total"] > 0
+        assert counted["storepulse_flow_segment_evaluation_seconds_total"] > 0
+        assert 'storepulse_flow_segment_timers_pending{org="acme"}' in counted
+    finally:
+        sp.ensure_stopped()

@@ -68,6 +68,7 @@ from ws_gateway import (
 from ws_gateway.auth import AuthError
 from ws_gateway.limits import ApiLimits
 from ws_gateway.scoped import ScopedModel
+from ws_gateway.segment_filter import only, segment_members
 from ws_gateway.throttle import ApiThrottle, Throttled, records_cost, series_cost
 
 BODY_PREVIEW_BYTES = 4096
@@ -324,9 +325,10 @@ async def listing(request: Request, side: ReadSide, org: Org) -> Response:
     if sort not in lists.SORTS[what]:
         raise HTTPException(400, f"sort for {what} must be one of {', '.join(lists.SORTS[what])}, got {sort!r}")
     limit = _limit(request, default=20)
+    members = await segment_members(request, side.model, org)
     records = await asyncio.to_thread(side.model.records, org.id, Order, first, last)
-    if store is not None:
-        records = [r for r in records if r.value.store == store]
+    if store is not None or members is not None:
+        records = [r for r in records if store in (None, r.value.store) and (members is None or r.value.customer in members)]
     # records(first, last) already holds only the period's days
     rates = RecordingRates(side.rates)
     paid = lists.paid_orders(records, currency, rates)
@@ -357,28 +359,29 @@ async def customers(request: Request, side: ReadSide, org: Org) -> Response:
         raise HTTPException(400, f"sort for customers must be one of {', '.join(lists.SORTS['customers'])}, got {sort!r}")
     limit = _limit(request, default=20)
     fetch = side.model.records
+    members = await segment_members(request, side.model, org)  # ?segment=: its members only
     rates = RecordingRates(side.rates)
     span: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency,
                                "sort": sort, "filter": wanted}
     if wanted == "never_bought":  # a profile's day is the day it registered
-        lives = lists.lifetimes(await asyncio.to_thread(fetch, org.id, Customer, first, last),
-                                currency=currency, rates=rates, tz=org.tz, store=None)
+        lives = only(lists.lifetimes(await asyncio.to_thread(fetch, org.id, Customer, first, last),
+                                     currency=currency, rates=rates, tz=org.tz, store=None), members)
         figures = lists.never_bought(lives, store)
         rows = lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz)
         return json_response({**span, **_gaps(rates, currency), "total": len(figures), "customers": rows})
     profiles = await asyncio.to_thread(fetch, org.id, Customer)
-    lives = lists.lifetimes(profiles, currency=currency, rates=rates, tz=org.tz, store=store)
+    lives = only(lists.lifetimes(profiles, currency=currency, rates=rates, tz=org.tz, store=store), members)
     if first == "" and last == OPEN_END:  # all time: the profiles alone, no order is read
         figures = lists.lifetime_customers(lives)
         # guests have no profile: the figures' paid orders minus the profiles'. Read after the
         # profiles, an order written in between shows as a guest until the next read.
         _, buckets = await asyncio.to_thread(side.model.snapshot, org.id, DAY)
         paid_orders = sum(b.paid_orders for b in buckets if store is None or b.store == store)
-        guests = max(0, paid_orders - sum(c.orders for c in figures.values()))
+        guests = 0 if members is not None else max(0, paid_orders - sum(c.orders for c in figures.values()))
     else:  # a bounded period sums its own paid orders, selected by day
         orders = await asyncio.to_thread(fetch, org.id, Order, first, last)
-        paid = [o for o in lists.paid_orders(orders, currency, rates)
-                if store is None or o.order.store == store]
+        paid = [o for o in lists.paid_orders(orders, currency, rates) if (store is None or o.order.store == store)
+                and (members is None or o.order.customer in members)]
         figures = lists.period_customers(paid)
         guests = sum(1 for o in paid if o.order.customer is None)
     first_ever = {k: c.first_paid for k, c in lives.items() if c.first_paid is not None}

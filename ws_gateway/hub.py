@@ -219,6 +219,8 @@ class Hub:
                     if sub.stores is None:  # the quota is the whole organisation's: not for a link of some stores
                         sub.event(alert)
             elif isinstance(c.value, SegmentChange):  # an entry or exit: an event of its own, each one sent
+                if c.value.superseded:
+                    continue  # withdrawn: it reached the clients already; the history no longer shows it
                 message = orjson.dumps(segment_message(c.value, c.version))
                 for sub in view.subscribers:
                     if sub.stores is None:  # segments span the organisation's stores: not for a link of some

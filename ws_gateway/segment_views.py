@@ -41,18 +41,21 @@ class Listed:
     predefined: bool
     rule: Any
     members: int
+    subject: str = "customer"
 
 
-def known_segments(defaults: Mapping[str, SegmentDefinition], records: Iterable[Record[Segment]]) -> dict[str, Listed]:
+def known_segments(defaults: Mapping[str, SegmentDefinition], records: Iterable[Record[Segment]],
+                   products: Mapping[str, SegmentDefinition] | None = None) -> dict[str, Listed]:
     """Every segment now: the records the dataflow wrote over the definitions it starts from (the
     predefined and configured ones, shown with 0 members until the dataflow has written them)."""
     out = {d.id: Listed(d.id, d.name, d.predefined, d.rule, 0) for d in defaults.values()}
+    out |= {d.id: Listed(d.id, d.name, d.predefined, d.rule, 0, "product") for d in (products or {}).values()}
     for r in records:
         v = r.value
         if v.deleted:
             out.pop(v.id, None)
         else:
-            out[v.id] = Listed(v.id, v.name, v.predefined, orjson.loads(bytes(v.rule)), v.members)
+            out[v.id] = Listed(v.id, v.name, v.predefined, orjson.loads(bytes(v.rule)), v.members, v.subject)
     return dict(sorted(out.items()))
 
 
@@ -75,13 +78,18 @@ def check_definition(segment: str, body: object, known: Mapping[str, Listed], cu
         parse_rule(rule, currency=currency, timezone=timezone)
     except RuleError as exc:
         raise RuleError("$.rule" + exc.path[1:], exc.problem) from None
-    parse_segments({**{s.id: s.rule for s in known.values()}, segment: rule}, currency=currency, timezone=timezone)
+    if segment in known and known[segment].subject != "customer":
+        raise BadSegment(f"segment {segment!r} is a product segment: they are predefined, choose another id")
+    customers = {s.id: s.rule for s in known.values() if s.subject == "customer"}
+    parse_segments({**customers, segment: rule}, currency=currency, timezone=timezone)
     return {"name": name.strip(), "rule": rule}
 
 
 def check_delete(segment: str, known: Mapping[str, Listed], currency: str, timezone: str) -> None:
     """A segment that another one names through in_segment cannot be deleted first."""
-    rest = {s.id: s.rule for s in known.values() if s.id != segment}
+    if known[segment].subject != "customer":
+        raise BadSegment(f"segment {segment!r} is a predefined product segment: it cannot be deleted")
+    rest = {s.id: s.rule for s in known.values() if s.id != segment and s.subject == "customer"}
     try:
         parse_segments(rest, currency=currency, timezone=timezone)
     except RuleError as exc:
@@ -168,7 +176,7 @@ def _cell(text: str) -> str:
 
 def change_rows(changes: Iterable[Record[SegmentChange]], customer: str | None, limit: int) -> list[dict[str, Any]]:
     """The stored entries and exits in time order (then customer), at most `limit`."""
-    found = sorted((r.value for r in changes if customer is None or r.value.customer == customer),
+    found = sorted((r.value for r in changes if not r.value.superseded and customer in (None, r.value.customer)),
                    key=lambda v: (v.at, v.customer, v.change != "exited"))
     return [{"customer": v.customer, "change": v.change, "at": iso(v.at), "cause": v.cause} for v in found[:limit]]
 

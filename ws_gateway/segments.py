@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from core.clock import ms_from_iso, ms_of
 from core.config import Org
-from core.definitions import SEGMENT, SegmentDefinition, delete_event, predefined_segments, put_event
+from core.definitions import SEGMENT, delete_event, predefined_product_segments, put_event
 from core.figures import OPEN_END
 from core.money import EXPONENTS
 from core.records import Customer
@@ -29,6 +29,7 @@ from state.log import EventLog, LogUnavailable
 from web.responses import json_response
 from ws_gateway import lists
 from ws_gateway.api import ReadSide, _limit, org_route
+from ws_gateway.segment_filter import defaults
 from ws_gateway.segment_views import (
     BadSegment,
     Listed,
@@ -52,14 +53,12 @@ def _log(request: Request) -> EventLog:
     return log
 
 
-def _defaults(org: Org) -> dict[str, SegmentDefinition]:
-    return {**predefined_segments(), **org.segments}
-
-
 async def _known(side: ReadSide, org: Org) -> tuple[dict[str, Listed], int | None]:
     records, clock = await asyncio.gather(asyncio.to_thread(side.model.records, org.id, Segment),
                                           asyncio.to_thread(side.model.records, org.id, SegmentClock))
-    return known_segments(_defaults(org), records), max((r.value.as_of for r in clock if r.value.as_of), default=None)
+    products = predefined_product_segments() if org.product_segments else {}
+    return known_segments(defaults(org), records, products), max((r.value.as_of for r in clock if r.value.as_of),
+                                                                   default=None)
 
 
 async def _segment(request: Request, side: ReadSide, org: Org) -> Listed:
@@ -88,7 +87,8 @@ async def _append(request: Request, event: Any) -> None:
 async def list_segments(request: Request, side: ReadSide, org: Org) -> Response:
     known, as_of = await _known(side, org)
     return json_response({"org": org.id, "as_of": iso(as_of), "segments": [
-        {"id": s.id, "name": s.name, "predefined": s.predefined, "rule": s.rule, "members": s.members, "as_of": iso(as_of)}
+        {"id": s.id, "name": s.name, "subject": s.subject, "predefined": s.predefined, "rule": s.rule,
+         "members": s.members, "as_of": iso(as_of)}
         for s in known.values()]})
 
 
