@@ -160,7 +160,7 @@ def test_config_parses_and_reads_secrets_from_env() -> None:
         ("orgs = 1", {}, "orgs: must be a table of [orgs.NAME] tables"),
         (GOOD.replace('currency = "EUR"\n', 'currency = "EUR"\ncolour = "red"\n'), {"SHOP1": "x"},
          "orgs.acme: unknown key(s) ['colour']; the keys are timezone, currency, token, abandon_after, plan_limit, "
-         "allowed_lateness, stores, segments, product_segments"),
+         "allowed_lateness, stores, segments, channels, locale, automations, product_segments"),
         (GOOD.replace('currency = "EUR"\n', 'currency = "EUR"\nabandon_after = 10\n'), {"SHOP1": "x"},
          "orgs.acme.abandon_after: minutes from 30 to 180, got 10"),
         (GOOD.replace('"Europe/Berlin"', "5"), {"SHOP1": "x"}, "orgs.acme.timezone: must be a non-empty string, got 5"),
