@@ -306,8 +306,10 @@ def recv_json(conn: ClientConnection, timeout: float = 10) -> dict[str, Any]:
     return json.loads(conn.recv(timeout=timeout))
 
 
-def wait_ws(conn: ClientConnection, check: Callable[[dict[str, Any]], bool], timeout: float = 15) -> dict[str, Any]:
-    """Reads pushed messages until one satisfies `check`; fails with the last one seen."""
+def wait_ws(conn: ClientConnection, check: Callable[[dict[str, Any]], bool], timeout: float = 15,
+            types: tuple[str, ...] = ("snapshot", "figures")) -> dict[str, Any]:
+    """Reads pushed messages of these types (others, such as segment changes, are passed over) until one
+    satisfies `check`; fails with the last one seen."""
     deadline = time.monotonic() + timeout
     last: dict[str, Any] | None = None
     while time.monotonic() < deadline:
@@ -315,7 +317,7 @@ def wait_ws(conn: ClientConnection, check: Callable[[dict[str, Any]], bool], tim
             last = recv_json(conn, timeout=max(0.05, deadline - time.monotonic()))
         except TimeoutError:
             break
-        if check(last):
+        if last.get("type") in types and check(last):
             return last
     raise AssertionError(f"no WebSocket message matched within {timeout} s; last: {json.dumps(last)[:2000]}")
 

@@ -232,7 +232,7 @@ def test_lists_of_orders_products_customers_pairs_and_quota(tmp_path) -> None:
         assert (q["paid_orders_30d"], q["plan_limit"], q["used"], q["crossed"]) == (4, 4, 1.0, [80, 100])
         # 80 % of 4 is reached by the 4th order (4 * 100 >= 4 * 80), and so is 100 %: two alerts.
         assert [(a["percent"], a["count"], a["at"]) for a in q["alerts"]] == [(80, 4, (t + 180) * 1000), (100, 4, (t + 180) * 1000)]
-        pushed = wait_ws(ws, lambda m: m["type"] == "alert" and m["quota"]["percent"] == 100)
+        pushed = wait_ws(ws, lambda m: m["quota"]["percent"] == 100, types=("alert",))
         assert pushed["quota"] == {"percent": 100, "count": 4, "limit": 4, "at": (t + 180) * 1000}
         before = sp.get("/api/v1/orgs/acme/quota", at=dt.datetime.fromtimestamp(t + 90, dt.UTC).isoformat()).json()
         assert (before["paid_orders_30d"], before["crossed"]) == (2, [])

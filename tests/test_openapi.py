@@ -18,7 +18,7 @@ from ingest.monitor import ConnectionMonitor
 from state.open import open_connection_stats, open_log, open_rejected
 from tests.helpers import ORGS_TOML, Storepulse
 from web.app import build_app
-from ws_gateway import api, lists
+from ws_gateway import api, lists, segments
 from ws_gateway.openapi import ENDPOINTS, document
 
 
@@ -32,7 +32,8 @@ def registered(tmp: Path) -> set[tuple[str, str]]:
     config = parse_config(ORGS_TOML, {"ACME_EU2_SECRET": "x"})
     log = open_log(tmp, None)
     stats = open_connection_stats(tmp, None)
-    app = build_app([*ingest_routes(Ingest(config, log, open_rejected(tmp, None), ConnectionMonitor(stats))), *api.routes])
+    app = build_app([*ingest_routes(Ingest(config, log, open_rejected(tmp, None), ConnectionMonitor(stats))), *segments.routes,
+                     *api.routes])
     asyncio.run(log.close())
     stats.close()
     found = set()

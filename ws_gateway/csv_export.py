@@ -92,6 +92,8 @@ def negotiate(request: Request, response: Response) -> Response:
     """`response` (a read endpoint's JSON) as CSV when the request asks for it; errors stay JSON."""
     if response.status_code != 200 or not wants_csv(request):
         return response
+    if not (response.media_type or "").startswith("application/json"):
+        return response  # the endpoint wrote its own CSV (a segment's members: ws_gateway/segments.py)
     endpoint = request.url.path.rstrip("/").rsplit("/", 1)[-1]
     text = to_csv(rows(orjson.loads(bytes(response.body)), endpoint, request.query_params.get("table")))
     return Response(text, media_type=MEDIA_TYPE, headers={"Content-Disposition": f'inline; filename="{endpoint}.csv"'})

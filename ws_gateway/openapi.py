@@ -47,6 +47,10 @@ PARAMS: dict[str, dict[str, Any]] = {
     "at": _q("at", "the instant the rolling 30 days end (ISO 8601; default now)", {"type": "string", "format": "date-time"}),
     "format": _q("format", "csv: the answer's table as CSV (docs/sharing.md)", {"type": "string", "enum": ["json", "csv"]}),
     "table": _q("table", "with format=csv: which list of the answer to write"),
+    "cursor": _q("cursor", "where the previous page ended (its next_cursor)"),
+    "from_time": _q("from", "changes at or after this instant (ISO 8601)", {"type": "string", "format": "date-time"}),
+    "to_time": _q("to", "changes before this instant (ISO 8601)", {"type": "string", "format": "date-time"}),
+    "customer": _q("customer", "one customer's changes"),
     "status": _q("status", "deliveries in this state", {"type": "string", "enum": ["pending", "delivered", "dead", "cancelled"]}),
     "automation": _q("automation", "deliveries of this automation"),
     "channel": _q("channel", "deliveries to this channel of the organisation"),
@@ -132,6 +136,17 @@ ENDPOINTS: list[Endpoint] = [
              ["org"], ok=201, body="ShareRequest"),
     Endpoint("GET", f"{_ORG}/shares", "the organisation's share links (never their tokens)", ["org"]),
     Endpoint("DELETE", f"{_ORG}/shares/{{id}}", "revoke a share link", ["org", "id"]),
+    # segments (ws_gateway/segments.py, docs/segments.md): definitions travel through the log
+    Endpoint("GET", f"{_ORG}/segments", "every segment: id, name, predefined, subject, rule, members, as_of", ["org"]),
+    Endpoint("POST", f"{_ORG}/segments/preview", "a rule's member count and first 20 members now, without saving it; 400 "
+             "names the JSON path of what is wrong", ["org"]),
+    Endpoint("PUT", f"{_ORG}/segments/{{id}}", "create or replace a customer segment {name, rule} (a control event in the "
+             "log); 400 names the JSON path of what is wrong", ["org", "id"], errors=(400, 401, 403, 429), ok=202),
+    Endpoint("DELETE", f"{_ORG}/segments/{{id}}", "delete a segment", ["org", "id"], errors=(400, 401, 403, 404, 429), ok=202),
+    Endpoint("GET", f"{_ORG}/segments/{{id}}/members", "the segment's members (customer, e-mail, name, orders, spent, last "
+             "order, entered at), with a cursor; format=csv exports them", ["org", "id", "limit", "cursor", "format"], csv=True),
+    Endpoint("GET", f"{_ORG}/segments/{{id}}/changes", "the history of entries and exits {customer, change, at, cause}",
+             ["org", "id", "from_time", "to_time", "customer", "limit"]),
     # automations (ws_gateway/automations.py, docs/automations.md): definitions travel through the log
     Endpoint("GET", f"{_ORG}/automations", "the organisation's automations: the config's, and those defined through the API",
              ["org"]),
