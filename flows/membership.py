@@ -27,7 +27,7 @@ import itertools
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import msgspec
 
@@ -150,6 +150,7 @@ class Membership:
         self._dirty: set[str] = set(self.definitions)  # segments whose record must be emitted
         self._as_of: int | None = None  # the watermark at the latest change of any segment
         self._flushed_at: int | None = None
+        self._changed: set[str] = set()  # customers changed since the last snapshot (take_changes)
         self._build()
 
     _STATE: tuple[str, ...] = ("org", "timezone", "currency", "version", "definitions", "customers", "bits", "counts", "timers",
@@ -162,7 +163,42 @@ class Membership:
         for k, v in state.items():
             setattr(self, k, v)
         self.stats = Stats()
+        # a book pickled whole (before snapshot files held its customers): the next snapshot writes them all
+        self._changed = set(self.customers)
         self._build()
+
+    # --- the customers in snapshot files (flows/snapshots.py): a snapshot writes those that changed ------
+
+    @property
+    def table(self) -> str:
+        return f"{self.SUBJECT.value}_segment_states"
+
+    def tables(self) -> dict[str, dict[str, _Customer]]:
+        return {self.table: self.customers}
+
+    def take_changes(self) -> dict[str, dict[str, _Customer | None]]:
+        """The customers changed since the last call (None: one that is gone)."""
+        changed = {k: self.customers.get(k) for k in self._changed}
+        self._changed = set()
+        return {self.table: changed}
+
+    def without_tables(self) -> Self:
+        """A copy without the customers and their timers: what a snapshot pickles beside the files."""
+        small = object.__new__(type(self))  # not copy.copy: __setstate__ would rebuild the rules
+        small.__dict__.update(self.__dict__)
+        small.customers, small.timers, small._changed = {}, [], set()
+        return small
+
+    def with_tables(self, tables: dict[str, dict[str, _Customer]]) -> Self:
+        """Puts the restored customers back (after `without_tables`) and rebuilds their timers. With no
+        table at all the book stays as unpickled (an older snapshot held the customers in it)."""
+        if self.table not in tables:
+            return self
+        self.customers = tables[self.table]
+        self.timers = [(due, k) for k, c in self.customers.items() if (due := c.now.due()) is not None]
+        heapq.heapify(self.timers)
+        self._changed = set()
+        return self
 
     def _build(self) -> None:
         rules: dict[str, Rule] = {}
@@ -344,6 +380,7 @@ class Membership:
     def _settle(self, c: _Customer, w: int | None) -> None:
         """Forgets the steps no input can come before any more (at or before the watermark `w`; all of
         them with None): the state after the last of them becomes the base."""
+        self._changed.add(c.key)
         n = len(c.steps) if w is None else bisect.bisect_right([t for t, _, _, _ in c.steps], w)
         if w is None:
             c.base, c.base_at, c.steps = c.now.copy(), c.now.at, []
@@ -477,6 +514,7 @@ class Membership:
                  withdrawn: list[Change]) -> list[Record[Value]]:
         """The records of a customer's changes: counts, the timer heap, each change, each membership
         that moved, and each withdrawn change written again as superseded."""
+        self._changed.add(c.key)
         s = c.now
         if (next_due := s.due()) is not None and next_due != due:
             heapq.heappush(self.timers, (next_due, c.key))

@@ -262,36 +262,47 @@ class Organisation:
     # --- what a snapshot takes (flows/snapshots.py writes it) --------------------------------------
 
     def without_tables(self) -> Organisation:
-        """A shallow copy without the large tables (the ledger's and the profiles'): what a snapshot
-        pickles beside its files."""
+        """A shallow copy without the large tables (the ledger's, the profiles', the segments' customers
+        and products): what a snapshot pickles beside its files."""
         small = copy.copy(self)
         small.ledger = self.ledger.without_tables()
         small.shoppers = copy.copy(self.shoppers)
         small.shoppers.profiles = self.shoppers.profiles.without_tables()
+        small.segments = self.segments.without_tables()
+        small.products = self.products.without_tables()
         return small
 
     def tables(self) -> dict[str, dict[Any, Any]]:
         """Every large table by its name in the snapshot files."""
-        return {**self.ledger.tables(), **self.shoppers.profiles.tables()}
+        return {**self.ledger.tables(), **self.shoppers.profiles.tables(), **self.segments.tables(),
+                **self.products.tables()}
 
     def held_entries(self) -> int:
         """How many entries the large tables hold (without building the profiles' tables)."""
-        return sum(len(t) for t in self.ledger.tables().values()) + self.shoppers.profiles.held_entries()
+        return (sum(len(t) for t in self.ledger.tables().values()) + self.shoppers.profiles.held_entries()
+                + len(self.segments.customers) + len(self.products.customers))
 
     def take_changes(self) -> dict[str, dict[Any, Any]]:
         """The entries of the large tables changed since the last call."""
-        return {**self.ledger.take_changes(), **self.shoppers.profiles.take_changes()}
+        return {**self.ledger.take_changes(), **self.shoppers.profiles.take_changes(), **self.segments.take_changes(),
+                **self.products.take_changes()}
 
     def with_tables(self, tables: dict[str, dict[Any, Any]]) -> Organisation:
         """Puts restored tables back (after `without_tables`)."""
         self.ledger.with_tables({t: tables.get(t, {}) for t in LEDGER_TABLES})
         self.shoppers.profiles.with_tables({t: tables.get(t, {}) for t in PROFILE_TABLES})
+        for book in (self.segments, self.products):
+            book.with_tables({t: v for t, v in tables.items() if t == book.table})
         return self
 
     def keeps(self, table: str, key: object, value: object) -> bool:
         """Whether an entry of the large tables is still held (the ledger's forgetting rules; profiles are
-        never forgotten)."""
-        return table in PROFILE_TABLES or self.ledger.keeps(table, key, value, self.ledger.watermark)
+        never forgotten; a segment state of None is one that is gone)."""
+        if table in PROFILE_TABLES:
+            return True
+        if table in (self.segments.table, self.products.table):
+            return value is not None
+        return self.ledger.keeps(table, key, value, self.ledger.watermark)
 
     def take_actions(self) -> list[Action]:
         """The automations' actions released since the last call (for the outbox)."""

@@ -104,6 +104,7 @@ class ProductMembership(Membership):
         if c is None or not isinstance(f, ProductFacts) or f.sales or f.abandons or f.history:
             return []
         del self.customers[product]
+        self._changed.add(product)  # its snapshot entry becomes None: dropped
         out: list[Record[Value]] = []
         v = self.version.next()
         for g, bit in self.bits.items():

@@ -119,9 +119,9 @@ def test_an_organisation_comes_back_equal_and_a_snapshot_writes_only_what_change
     assert store.last.entries_written >= 5000
     org.apply_all([paid(5000, T0 + 5000 * 60_000)])
     second = snapshots.save(org, store)
-    # One new order, its day and hour buckets and its customer's profile: a few entries, not the 5,000
-    # orders and 7 profiles again.
-    assert store.last.entries_written == 4
+    # One new order, its day and hour buckets, its customer's profile and segment state: a few entries, not
+    # the 5,000 orders, 7 profiles and 7 segment states again.
+    assert store.last.entries_written == 5
     assert len(second) < len(first) + 1000
     back = snapshots.load(second, lambda org_id: SnapshotFiles(tmp_path, org_id))
     assert back.ledger.orders.keys() == org.ledger.orders.keys()
@@ -134,6 +134,10 @@ def test_an_organisation_comes_back_equal_and_a_snapshot_writes_only_what_change
     assert [back.shoppers.profiles.profile(f"c{i}") for i in range(7)] == [profiles.profile(f"c{i}") for i in range(7)]
     assert sorted(back.shoppers.profiles.orders.items()) == sorted(profiles.orders.items())  # final orders
     assert back.shoppers.profiles.held() == profiles.held()
+    assert back.segments.held() == org.segments.held() and back.segments.counts == org.segments.counts
+    assert {s: back.segments.members(s) for s in back.segments.counts} == {s: org.segments.members(s) for s in org.segments.counts}
+    assert sorted(back.segments.timers) == sorted((c.now.due(), k) for k, c in org.segments.customers.items()
+                                                  if c.now.due() is not None)
     rnd = random.Random(3)
     more = [paid(5001 + i, T0 + rnd.randrange(5000) * 60_000) for i in range(50)]  # late orders, old buckets
     again = [paid(i, T0 + i * 60_000) for i in range(0, 5000, 97)]  # final orders reported again: nothing moves
