@@ -151,20 +151,24 @@ def test_the_value_at_a_version_does_not_depend_on_the_batching(seed: int, rnd: 
     assert coarse.version == len(events) * TICKS
 
 
-# derandomize: the same examples every run (a random run found the case below, a known defect of the
-# segments, on one CI run in two); the case itself is kept as a strict xfail until it is fixed.
-@settings(max_examples=30, deadline=None, derandomize=True)
-@given(st.integers(0, 10_000), st.randoms(use_true_random=False), st.booleans())
+# Fixed cases, not hypothesis: its search found a known defect of the segments (below) on one CI run
+# in two. Each case: a shop's seed, the crash's randomness, and whether Bytewax resumes from the
+# snapshot before the last one.
+CRASH_CASES = [(197 * k + 11 * k * k, 1000 + k, k % 2 == 0) for k in range(30)]
+KNOWN_DEFECT = "known defect: before a crash a batch behind a wall-clock watermark writes a segment membership at " \
+    "version events*TICKS + steps rounded up; after the restart the state says otherwise but a tick writes it at " \
+    "steps rounded down, one lower, so the read model keeps the old value. A membership can move back, unlike a " \
+    "cart: the version scheme needs a fix for segments (session notes)"
+
+
+@pytest.mark.parametrize(("seed", "rnd_seed", "from_previous"), CRASH_CASES)
 def test_after_a_crash_the_read_model_ends_equal_to_the_state_whatever_the_wall_clock_did(
-        seed: int, rnd: random.Random, from_previous: bool) -> None:
+        seed: int, rnd_seed: int, from_previous: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        crash_and_compare(Path(tmp), seed, rnd, from_previous)
+        crash_and_compare(Path(tmp), seed, random.Random(rnd_seed), from_previous)
 
 
-@pytest.mark.xfail(strict=True, reason="known defect: before a crash a batch behind a wall-clock watermark put customer "
-                   "c4 in ordered_today at version 34*TICKS+14806 (steps rounded up); after the restart the state has "
-                   "c4 out of it but writes that at 34*TICKS+14805 (a tick rounds down), so the read model keeps "
-                   "'member'. A membership can move back, unlike a cart: the version scheme needs a fix for segments")
+@pytest.mark.xfail(strict=True, reason=KNOWN_DEFECT)
 @settings(max_examples=1, deadline=None, database=None)
 @given(st.integers(0, 10_000), st.randoms(use_true_random=False), st.booleans())
 @reproduce_failure("6.170.15", b"AXicc2I4yuio5MjiyKDBAAWOzEhMZHEkJiOQY/8AwkGIsuEQZcIhis1kJhwuYcQhzoRsDjPcIpwuB5nECJRlAbqADbsKJCYAsdUTLg==")
