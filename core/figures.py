@@ -22,8 +22,17 @@ OPEN_END = "\uffff"  # sorts after every ISO date: "no last day"
 # "late" records (key: the store) that count those refusals per store.
 LATE_BOOKS = ("revenue", "carts", "journey", "attribution")
 
-__all__ = ["BadPeriod", "Figures", "MissingRate", "OPEN_END", "PERIODS", "METRICS", "compute_figures", "dashboard_figures", "gaps_json",
-           "resolve_period", "series"]
+__all__ = ["QUOTA_WINDOW_MS", "BadPeriod", "Figures", "MissingRate", "OPEN_END", "PERIODS", "METRICS", "compute_figures",
+           "dashboard_figures", "gaps_json", "quota_count", "resolve_period", "series"]
+
+
+QUOTA_WINDOW_MS = 30 * 86_400_000  # the plan quota counts paid orders over a rolling 30 days
+
+
+def quota_count(paid_times: Iterable[int], at_ms: int) -> int:
+    """Paid orders whose paid time is in (at - 30 days, at]: what the plan quota counts."""
+    since = at_ms - QUOTA_WINDOW_MS
+    return sum(1 for t in paid_times if since < t <= at_ms)
 
 
 class BadPeriod(ValueError):

@@ -20,13 +20,12 @@ from core.changes import DAY
 from core.config import Config
 from core.digest import Quota, Span, compute_digest, spans
 from core.digest_text import render_digest
+from core.figures import quota_count
 from core.rates import Rates, RecordingRates
 from core.records import CartDay, Order
 from flows.outbox_sink import ActionOutbox
 from notifier.actions import Action, Message
 from state.readmodel import ReadModel
-
-QUOTA_DAYS_MS = 30 * 86_400_000
 
 
 class DigestingOutbox:
@@ -36,7 +35,15 @@ class DigestingOutbox:
         self._inner, self._model, self._config, self._rates = inner, model, config, rates
 
     def put(self, actions: Sequence[Action], now: int) -> int:
-        return self._inner.put([self._filled(a) for a in actions], now)
+        # one firing is one action per channel: its figures are read from the read model once, not per channel
+        filled: dict[str, Action] = {}
+        out = []
+        for a in actions:
+            done = filled.get(a.key)
+            if done is None:
+                done = filled[a.key] = self._filled(a)
+            out.append(a if done is a else msgspec.structs.replace(a, payload=done.payload, message=done.message))
+        return self._inner.put(out, now)
 
     def close(self) -> None:
         self._inner.close()
@@ -53,9 +60,8 @@ class DigestingOutbox:
         orders = self._model.records(a.org, Order, first, last.isoformat())
         quota = None
         if org.plan_limit:
-            count = sum(1 for r in self._model.records(a.org, Order)
-                        if r.value.paid is not None and a.fired_at - QUOTA_DAYS_MS < r.value.paid <= a.fired_at)
-            quota = Quota(count, org.plan_limit)
+            paid = (r.value.paid for r in self._model.records(a.org, Order) if r.value.paid is not None)
+            quota = Quota(quota_count(paid, a.fired_at), org.plan_limit)
         digest = compute_digest(
             a.org, Span(span), last, currency=org.currency, buckets=self._model.snapshot(a.org, DAY)[1],
             orders=orders, cart_days=self._model.records(a.org, CartDay, first, last.isoformat()), rates=rates,

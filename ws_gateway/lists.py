@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 from itertools import combinations
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.changes import Record
 from core.clock import ms_from_iso, utc_from_ms
+from core.figures import QUOTA_WINDOW_MS, quota_count
 from core.money import Money
 from core.rates import LATEST, Rates, convert
 from core.records import Customer, Order, QuotaAlert
@@ -255,8 +255,8 @@ def pairs_list(orders: list[Paid], *, sort: str, limit: int) -> list[dict[str, A
 
 def quota(paid_times: Iterable[int], at_ms: int, limit: int | None) -> dict[str, Any]:
     """Distinct paid orders with a paid time in (at - 30 days, at], against the plan limit."""
-    since = at_ms - int(timedelta(days=30).total_seconds() * 1000)
-    count = sum(1 for t in paid_times if since < t <= at_ms)
+    since = at_ms - QUOTA_WINDOW_MS
+    count = quota_count(paid_times, at_ms)
     used = round(count / limit, 6) if limit else None
     return {"paid_orders_30d": count, "plan_limit": limit, "used": used,
             "crossed": [p for p in (80, 100) if limit and count * 100 >= limit * p],
