@@ -27,7 +27,7 @@ import itertools
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import msgspec
 
@@ -91,8 +91,10 @@ class State:
     facts: CustomerFacts | ProductFacts
     at: int = _NEVER  # the instant of its latest evaluation
     mask: int = 0  # bit i: member of the segment of bit i (Membership.bits)
-    nexts: dict[str, int] = field(default_factory=dict)  # segment -> next instant its value may change
-    entered: dict[str, int] = field(default_factory=dict)  # segment it is a member of -> instant it entered
+    # Keyed by the segment's bit (Membership.bits), not its id: a snapshot pickles every customer without
+    # a memo (flows/snapshot_files.py), and an id string repeated per customer and segment was most of it.
+    nexts: dict[int, int] = field(default_factory=dict)  # bit -> next instant the segment's value may change
+    entered: dict[int, int] = field(default_factory=dict)  # bit of a segment it is a member of -> instant it entered
     carts: dict[str, CartState] = field(default_factory=dict)  # its latest carts by "<store>:<cart>"
     cart_seq: dict[str, int] = field(default_factory=dict)  # the arrival (seq) of each cart's latest record
     created_floor: int | None = None  # latest first activity of the carts no longer kept
@@ -111,7 +113,9 @@ class State:
 class _Customer:
     key: str
     now: State
-    base: State | None = None  # the state before steps[0] (None: before the customer existed)
+    # The state before steps[0]: None before the customer existed (base_at _NEVER), or while no step is
+    # kept (base_at is then now.at and no input can rewind): it would only repeat `now`.
+    base: State | None = None
     base_at: int = _NEVER  # the instant `base` is exact for: no rewind before it
     steps: list[tuple[int, int, Input, State]] = field(default_factory=list)  # (time, seq, input, state after)
     recent: dict[str, Change] = field(default_factory=dict)  # changes after base_at, by key
@@ -165,6 +169,7 @@ class Membership:
         self.stats = Stats()
         # a book pickled whole (before snapshot files held its customers): the next snapshot writes them all
         self._changed = set(self.customers)
+        self.customers = _bit_keyed(self.customers, self.bits)
         self._build()
 
     # --- the customers in snapshot files (flows/snapshots.py): a snapshot writes those that changed ------
@@ -194,7 +199,7 @@ class Membership:
         table at all the book stays as unpickled (an older snapshot held the customers in it)."""
         if self.table not in tables:
             return self
-        self.customers = tables[self.table]
+        self.customers = _bit_keyed(tables[self.table], self.bits)
         self.timers = [(due, k) for k, c in self.customers.items() if (due := c.now.due()) is not None]
         heapq.heapify(self.timers)
         self._changed = set()
@@ -213,6 +218,7 @@ class Membership:
                 self.bits[s] = max(self.bits.values(), default=-1) + 1
             self.counts.setdefault(s, 0)
         self._rank = {s: i for i, s in enumerate(self.live.order)}
+        self._live_bits = {self.bits[s]: s for s in self.live.order}  # bit -> segment, live segments only
 
     # --- input -----------------------------------------------------------------------------------
 
@@ -350,6 +356,8 @@ class Membership:
         if x.time >= c.now.at or (w is not None and x.time <= w) or x.time < c.base_at:
             # in order; or too late to rewind (taken at the customer's latest instant, history kept)
             late = x.time < c.now.at
+            if not late and not c.steps and c.base_at != _NEVER:
+                c.base = c.now.copy()  # the first kept step: the state before it, for a rewind
             changes = self._step(c.now, x, key)
             if late:
                 self._settle(c, None)
@@ -363,6 +371,7 @@ class Membership:
         i = bisect.bisect_right([(t, s) for t, s, _, _ in c.steps], (x.time, x.seq))
         start = c.steps[i - 1][3] if i else c.base
         since = c.steps[i - 1][0] if i else c.base_at
+        assert start is not None or since == _NEVER, "a kept step without the state before it"
         state = start.copy() if start is not None else State(self._fresh(x.time))
         kept, redo = c.steps[:i], [x] + [s[2] for s in c.steps[i:]]
         changes: list[Change] = []
@@ -382,8 +391,11 @@ class Membership:
         them with None): the state after the last of them becomes the base."""
         self._changed.add(c.key)
         n = len(c.steps) if w is None else bisect.bisect_right([t for t, _, _, _ in c.steps], w)
-        if w is None:
-            c.base, c.base_at, c.steps = c.now.copy(), c.now.at, []
+        if w is None or n == len(c.steps):
+            if c.steps or w is None:
+                c.base, c.base_at, c.steps = None, c.now.at, []
+            else:
+                return
         elif n:
             c.base, c.base_at, c.steps = c.steps[n - 1][3], c.steps[n - 1][0], c.steps[n:]
         else:
@@ -466,17 +478,19 @@ class Membership:
 
     def _fire(self, c: _Customer, s: State, until: int) -> list[Change]:
         changes = self._fire_state(s, until, c.key)
-        if c.steps:  # a timer fired after the last step: a rewind must not start from before it without it
-            self._settle(c, None)
+        # a timer fired after the last step: a rewind must not start from before it without it (and no
+        # input can come before it any more: it fired at or before the watermark)
+        self._settle(c, None)
         return changes
 
     def _fire_state(self, s: State, until: int, key: str) -> list[Change]:
         """The state's timers up to `until`, in time order, each evaluated at its instant."""
         out: list[Change] = []
         while (due := s.due()) is not None and due <= until:
-            due_now = sorted((g for g, at in s.nexts.items() if at == due and g in self._rank), key=self._rank.__getitem__)
+            live = self._live_bits
+            due_now = sorted((live[b] for b, at in s.nexts.items() if at == due and b in live), key=self._rank.__getitem__)
             if not due_now:  # a segment no longer defined: its timer goes
-                s.nexts = {g: at for g, at in s.nexts.items() if g in self._rank}
+                s.nexts = {b: at for b, at in s.nexts.items() if b in live}
                 continue
             out += self._evaluate_state(s, due_now, due, TIME, key)
         return out
@@ -491,19 +505,20 @@ class Membership:
         self.stats.evaluations += len(segments)
         s.at = max(s.at, now)
         out: list[Change] = []
+        bits = self.bits
         for g, (member, nxt) in results.items():
-            bit = 1 << self.bits[g]
+            b = bits[g]
             if nxt is None:
-                s.nexts.pop(g, None)
+                s.nexts.pop(b, None)
             else:
-                s.nexts[g] = nxt
-            if member == bool(s.mask & bit):
+                s.nexts[b] = nxt
+            if member == bool(s.mask >> b & 1):
                 continue
-            s.mask ^= bit
+            s.mask ^= 1 << b
             if member:
-                s.entered[g] = now
+                s.entered[b] = now
             else:
-                s.entered.pop(g, None)
+                s.entered.pop(b, None)
             out.append(Change(g, key, ENTERED if member else EXITED, now, cause))
         self.stats.seconds += time.perf_counter() - started
         return out
@@ -524,7 +539,8 @@ class Membership:
         out: list[Record[Value]] = []
         v = self.version.next()
         for ch in changes:
-            c.recent[ch.key] = ch
+            if ch.at > c.base_at:  # a rewind may withdraw it (at or before base_at none can)
+                c.recent[ch.key] = ch
             out.append(self._change_record(v, ch, False))
         for ch in withdrawn:
             out.append(self._change_record(v, ch, True))
@@ -533,7 +549,7 @@ class Membership:
         moved = {ch.segment for ch in itertools.chain(changes, withdrawn)}
         flipped = mask ^ s.mask
         if flipped:
-            segment_of = self._segment_of()
+            segment_of = self._live_bits  # only a live segment's evaluation flips a bit
             while flipped:
                 bit = (flipped & -flipped).bit_length() - 1
                 flipped &= flipped - 1
@@ -542,18 +558,12 @@ class Membership:
                 self._dirty.add(g)
                 moved.add(g)
         for g in sorted(moved):
-            if g in self.bits:
-                member = bool(s.mask >> self.bits[g] & 1)
+            b = self.bits.get(g)
+            if b is not None:
+                member = bool(s.mask >> b & 1)
                 out.append(Record(self.org, v, RecordKind.SEGMENT_MEMBER, f"{g}|{c.key}", g,
-                                  SegmentMember(g, c.key, member, s.entered.get(g) if member else None)))
+                                  SegmentMember(g, c.key, member, s.entered.get(b) if member else None)))
         return out
-
-    def _segment_of(self) -> dict[int, str]:
-        """bit -> segment (bits change only with definitions: kept until they do)."""
-        cached = getattr(self, "_bits_cache", None)
-        if cached is None or cached[0] != self.bits:
-            cached = self._bits_cache = (dict(self.bits), {bit: g for g, bit in self.bits.items()})
-        return cached[1]
 
     def _change_record(self, version: int, ch: Change, superseded: bool) -> Record[Value]:
         day = f"{ch.segment}|{utc_from_ms(ch.at).isoformat(timespec='milliseconds')}"
@@ -573,8 +583,8 @@ class Membership:
             c = self.customers[key]
             self._settle(c, None)
             s = c.now
-            s.nexts.pop(segment, None)
-            s.entered.pop(segment, None)
+            s.nexts.pop(bit, None)
+            s.entered.pop(bit, None)
             if s.mask & (1 << bit):
                 s.mask &= ~(1 << bit)
                 out.append(Record(self.org, v, RecordKind.SEGMENT_MEMBER, f"{segment}|{key}", segment,
@@ -623,3 +633,17 @@ def _without_dangling(rules: dict[str, Rule]) -> dict[str, Rule]:
         for s in dangling:
             del rules[s]
     return rules
+
+
+def _bit_keyed(customers: dict[str, _Customer], bits: Mapping[str, int]) -> dict[str, _Customer]:
+    """Customers restored from a snapshot taken before states were keyed by bit (their `nexts` and
+    `entered` keyed by segment id), rekeyed; a segment without a bit any more is dropped."""
+    keyed_by_id = next((isinstance(k, str) for c in customers.values() for k in (*c.now.nexts, *c.now.entered)), False)
+    if not keyed_by_id:
+        return customers
+    for c in customers.values():
+        for st in (c.now, c.base, *(step[3] for step in c.steps)):
+            if st is not None:
+                old: tuple[dict[Any, int], dict[Any, int]] = (st.nexts, st.entered)
+                st.nexts, st.entered = ({bits[g]: at for g, at in d.items() if g in bits} for d in old)
+    return customers

@@ -236,3 +236,20 @@ def test_product_segments_follow_sales_and_abandoned_carts() -> None:
     seg = {r.key: r.value for r in out if isinstance(r, Record) and isinstance(r.value, Segment)}
     assert seg["best_sellers"].subject == "product" and seg["big30"].subject == "customer"
     assert org.products.members("slow_movers") == ["p1", "p2"]
+
+
+def test_a_state_kept_small_between_inputs_and_one_from_an_older_snapshot_is_rekeyed() -> None:
+    org, _ = run([paid("a", T0, "c1", 15_000), paid("b", T0 + DAY, "c1", 1_000), view("v", T0 + 40 * DAY, "c2")])
+    m = org.segments
+    c = m.customers["c1"]
+    # between inputs, nothing repeats `now`: no base copy, no kept step, no change a rewind could withdraw
+    assert (c.base, c.steps, c.recent) == (None, [], {})
+    bit = m.bits["big30"]
+    assert bit not in c.now.entered and all(isinstance(k, int) for k in (*c.now.nexts, *c.now.entered))
+    # a snapshot from before states were keyed by bit held segment ids: restored, they are rekeyed
+    by_bit = {b: g for g, b in m.bits.items()}
+    nexts, entered = dict(c.now.nexts), dict(c.now.entered)
+    c.now.nexts = {by_bit[b]: at for b, at in nexts.items()}
+    c.now.entered = {by_bit[b]: at for b, at in entered.items()}
+    restored = m.without_tables().with_tables({m.table: m.customers})
+    assert (restored.customers["c1"].now.nexts, restored.customers["c1"].now.entered) == (nexts, entered)
