@@ -15,7 +15,7 @@
    pickled object). Beside it, DuckDB recomputing the same daily figures over the whole history,
    checked equal to the ledger's (the day buckets it emitted, as a read model keeps them).
 
-    .venv/bin/python bench/dataflow.py [--sizes 10000,1000000,10000000] [--repeat 3] [--epoch-ms 2000]
+    .venv/bin/python bench/dataflow.py [--sizes 10000,1000000,10000000] [--repeat 3] [--epoch-ms 2000] [--segments 61]
 """
 
 from __future__ import annotations
@@ -200,8 +200,15 @@ def full_dataflow(log: Path, workdir: Path, epoch: timedelta) -> tuple[float, fl
     return wall, used, orders, {k: after[k] - before[k] for k in after}
 
 
-def retail(repeat: int, epoch: timedelta) -> None:
-    events = map_file(RETAIL, "online-retail", "retail", "shop").events
+def retail(repeat: int, epoch: timedelta, segments: int = 0) -> None:
+    from bench.segments_live import extra_segments
+    from core.definitions import put_event
+
+    # --segments N: N more customer segments (beside the 39 predefined), defined by control events at the
+    # head of the log, so the loop and the dataflow both keep them live (issue 9's "100 segments")
+    defined = [put_event("retail", "segment", f"x{i}", {"name": f"x{i}", "rule": r}, 0, f"d{i}")
+               for i, r in enumerate(extra_segments(segments))]
+    events = defined + map_file(RETAIL, "online-retail", "retail", "shop").events
     tmp = Path(tempfile.mkdtemp(prefix="sp-bench-flows-"))
     try:
         bodies = write_log(events, tmp / "log.sqlite3")
@@ -327,11 +334,12 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,1000000,10000000")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--epoch-ms", type=int, default=2000)
+    ap.add_argument("--segments", type=int, default=0, help="customer segments to define beside the predefined ones")
     args = ap.parse_args()
     settle(DATAFLOW)  # as `storepulse flows` runs
     print(f"storepulse dataflow benchmark (one worker), load average {os.getloadavg()[0]:.2f} at start")
     if RETAIL.exists():
-        retail(args.repeat, timedelta(milliseconds=args.epoch_ms))
+        retail(args.repeat, timedelta(milliseconds=args.epoch_ms), args.segments)
     else:
         print(f"online-retail skipped: {RETAIL} is absent")
     if args.sizes:

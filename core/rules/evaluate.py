@@ -72,12 +72,13 @@ class Run:
     parsed apart hold equal Sums, SegmentSet makes them the same object, and the run keeps each by
     identity. So is a segment that in_segment names."""
 
-    __slots__ = ("facts", "now", "ctx", "_sums", "_segments")
+    __slots__ = ("facts", "now", "ctx", "_sums", "_segments", "_times")
 
     def __init__(self, facts: Facts, now: int, ctx: Context) -> None:
         self.facts, self.now, self.ctx = facts, now, ctx
         self._sums: dict[int, tuple[int, list[tuple[int, int]]]] = {}
-        self._segments: dict[str, Result] = {}
+        self._segments: dict[int, Result] = {}  # id(rule) -> its result
+        self._times: dict[str, int | None] = {}
 
     def holds(self, rule: Rule) -> bool:
         if isinstance(rule, AllOf):
@@ -89,17 +90,26 @@ class Run:
         return _CONDITIONS[type(rule)](rule, self)[0]
 
     def evaluate(self, rule: Rule) -> Result:
-        return _EVALUATE[type(rule)](rule, self)
+        return compiled(rule)(self)
 
     def segment(self, segment: str) -> Result:
-        """The value and next change of a segment of `ctx.segments`, once per run."""
-        result = self._segments.get(segment)
+        """The value and next change of a segment of `ctx.segments`, once per run (and once for all the
+        segments holding the same rule object: SegmentSet makes equal rules one)."""
+        rule = self.ctx.segments.get(segment)
+        if rule is None:
+            raise KeyError(f'in_segment names "{segment}", which is not a segment of this organisation')
+        result = self._segments.get(id(rule))
         if result is None:
-            rule = self.ctx.segments.get(segment)
-            if rule is None:
-                raise KeyError(f'in_segment names "{segment}", which is not a segment of this organisation')
-            result = self._segments[segment] = self.evaluate(rule)
+            result = self._segments[id(rule)] = compiled(rule)(self)
         return result
+
+    def time(self, criterion: str) -> int | None:
+        """A time criterion's instant (last_order_at ...), once per run."""
+        try:
+            return self._times[criterion]
+        except KeyError:
+            t = self._times[criterion] = _TIMES[criterion](self.facts)
+            return t
 
     def sum(self, s: Sum) -> tuple[int, list[tuple[int, int]]]:
         """The sum now, and (instant it leaves, -what it adds) per entry that will leave the window, in
@@ -112,30 +122,6 @@ class Run:
             leaving.sort()
             found = self._sums[id(s)] = (total, leaving)
         return found
-
-
-def _combine(rule: AllOf | AnyOf, run: Run) -> Result:
-    """`all` is decided by its false parts while it has some: it can turn true only once every one of
-    them has turned, so not before the latest of their changes (never, if one cannot change); while
-    all are true, it turns false at the first change of any. `any` is the mirror image."""
-    decisive = isinstance(rule, AnyOf)  # the value of a part that decides alone: false for all, true for any
-    decided = False
-    latest = earliest = None  # latest change of a deciding part; earliest change of any other
-    for part in rule.rules:
-        value, at = run.evaluate(part)
-        if value == decisive:
-            if at is None:
-                return decisive, None  # decided for as long as these facts hold
-            decided = True
-            latest = at if latest is None or at > latest else latest
-        elif at is not None and (earliest is None or at < earliest):
-            earliest = at
-    return (decisive, latest) if decided else (not decisive, earliest)
-
-
-def _not(rule: Not, run: Run) -> Result:
-    value, at = run.evaluate(rule.rule)
-    return not value, at
 
 
 # --- sums over windows -------------------------------------------------------------------------
@@ -206,18 +192,21 @@ def _folded(t: Totals, measure: Measure, item: ItemFilter | None) -> int:
 
 
 def _tally(node: Tally, run: Run) -> Result:
-    total, leaving = run.sum(node.sum)
-    c = node.compare
-    value = _compare(c, total)
+    return _tally_test(node.sum, _test(node.compare), run)
+
+
+def _tally_test(s: Sum, test: Callable[[int], bool], run: Run) -> Result:
+    total, leaving = run.sum(s)
+    value = test(total)
     if not leaving:
         return value, None
-    i = 0
-    while i < len(leaving):  # walk the departures in time order until the comparison turns
+    i, n = 0, len(leaving)
+    while i < n:  # walk the departures in time order until the comparison turns
         at = leaving[i][0]
-        while i < len(leaving) and leaving[i][0] == at:
+        while i < n and leaving[i][0] == at:
             total += leaving[i][1]
             i += 1
-        if _compare(c, total) != value:
+        if test(total) != value:
             return value, at
     return value, None
 
@@ -278,7 +267,7 @@ _TIMES: dict[str, Callable[[Facts], int | None]] = {
 
 
 def _moment(node: Moment, run: Run) -> Result:
-    t = _TIMES[node.criterion](run.facts)
+    t = run.time(node.criterion)
     test, now = node.test, run.now
     if isinstance(test, Exists):
         return (t is not None) == test.present, None
@@ -350,7 +339,85 @@ _CONDITIONS: dict[type, Callable[..., Result]] = {
     Tally: _tally, AnyEntry: _any_entry, Moment: _moment, Current: _current, Label: _label,
     Attribute: _attribute, InSegment: _in_segment,
 }
-_EVALUATE: dict[type, Callable[..., Result]] = {AllOf: _combine, AnyOf: _combine, Not: _not, **_CONDITIONS}
+
+
+# --- compiled rules ----------------------------------------------------------------------------
+# A rule evaluated for every event of every customer is worth turning into closures once: no dispatch
+# on the node's type, no decoding of its comparison at each evaluation.
+
+Evaluator = Callable[[Run], Result]
+_COMPILED: dict[int, tuple[Rule, Evaluator]] = {}  # id(rule) -> (the rule, kept alive so the id stays its own)
+_COMPILED_LIMIT = 10_000
+
+
+def compiled(rule: Rule) -> Evaluator:
+    """The evaluator of `rule`: the same (value, next change) as the node functions above."""
+    found = _COMPILED.get(id(rule))
+    if found is not None and found[0] is rule:
+        return found[1]
+    if len(_COMPILED) > _COMPILED_LIMIT:
+        _COMPILED.clear()
+    evaluator = _compile(rule)
+    _COMPILED[id(rule)] = (rule, evaluator)
+    return evaluator
+
+
+def _compile(rule: Rule) -> Evaluator:
+    if isinstance(rule, AllOf | AnyOf):
+        parts = tuple(_compile(r) for r in rule.rules)
+        decisive = isinstance(rule, AnyOf)
+        return lambda run: _combine_parts(parts, decisive, run)
+    if isinstance(rule, Not):
+        inner = _compile(rule.rule)
+
+        def negated(run: Run) -> Result:
+            value, at = inner(run)
+            return not value, at
+        return negated
+    if isinstance(rule, Tally):
+        s, test = rule.sum, _test(rule.compare)
+        return lambda run: _tally_test(s, test, run)
+    condition = _CONDITIONS[type(rule)]
+    return lambda run: condition(rule, run)
+
+
+def _combine_parts(parts: tuple[Evaluator, ...], decisive: bool, run: Run) -> Result:
+    """`all` is decided by its false parts while it has some: it can turn true only once every one of
+    them has turned, so not before the latest of their changes (never, if one cannot change); while
+    all are true, it turns false at the first change of any. `any` is the mirror image."""
+    decided = False
+    latest = earliest = None
+    for part in parts:
+        value, at = part(run)
+        if value == decisive:
+            if at is None:
+                return decisive, None
+            decided = True
+            latest = at if latest is None or at > latest else latest
+        elif at is not None and (earliest is None or at < earliest):
+            earliest = at
+    return (decisive, latest) if decided else (not decisive, earliest)
+
+
+def _test(c: Compare) -> Callable[[int], bool]:
+    """A number's comparison as one closure (what _compare decides)."""
+    op, v = c.op, c.value
+    if op is Op.BETWEEN:
+        low, high = v  # type: ignore[misc,str-unpack]
+        return lambda x: low <= x <= high  # type: ignore[operator]
+    if op is Op.IN:
+        return lambda x: x in v  # type: ignore[operator]
+    if op is Op.GTE:
+        return lambda x: x >= v  # type: ignore[operator]
+    if op is Op.GT:
+        return lambda x: x > v  # type: ignore[operator]
+    if op is Op.LT:
+        return lambda x: x < v  # type: ignore[operator]
+    if op is Op.LTE:
+        return lambda x: x <= v  # type: ignore[operator]
+    if op is Op.EQ:
+        return lambda x: x == v
+    return lambda x: x != v
 
 
 # --- comparisons -------------------------------------------------------------------------------

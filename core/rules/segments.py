@@ -43,7 +43,8 @@ class SegmentSet:
     def __init__(self, rules: Mapping[str, Rule], ctx: Context) -> None:
         self.order = dependency_order(rules)  # raises RuleError on a missing segment or a cycle
         shared: dict[Sum, Sum] = {}
-        self.rules = {s: share_sums(rules[s], shared) for s in self.order}
+        same: dict[Rule, Rule] = {}  # equal rules become one object: a Run evaluates it once for all of them
+        self.rules = {s: same.setdefault(r, r) for s in self.order if (r := share_sums(rules[s], shared))}
         self.ctx = ctx.with_segments(self.rules)
         self.inputs = {s: inputs(rules[s], self.rules) for s in self.order}
         self.keep = keep_for(self.rules.values())
