@@ -9,9 +9,11 @@ share and their cost per event, evaluations and changes, and the pickled state.
 from __future__ import annotations
 
 import argparse
+import gc
 import pickle
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,6 +25,7 @@ from core.events import Event  # noqa: E402
 from flows.membership import Membership  # noqa: E402
 from flows.organisation import Organisation  # noqa: E402
 from flows.product_segments import ProductMembership  # noqa: E402
+from flows.snapshot_files import _dumps  # noqa: E402
 from ingest.replay import map_file  # noqa: E402
 
 FILE = REPO.parent / "shared" / "data" / "online_retail.csv.gz"
@@ -90,10 +93,19 @@ def main() -> None:
           f" evaluations/event ({(live - plain) / s.stats.evaluations * 1e6:.1f} us each, all told),"
           f" {s.stats.changes} changes, {s.stats.withdrawn} withdrawn; products: {p.stats.evaluations / n:.1f}"
           f" evaluations/event, {p.stats.changes} changes")
-    state = len(pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL))  # the customer segments' state
-    print(f"  segment state pickled: {state:,} B for {len(s.customers)} customers ({state / len(s.customers):.0f} B each,"
-          f" {s.held()['steps']} kept steps)")
-
+    # what a snapshot writes for them (flows/snapshot_files.py pickles the customers without a memo), and
+    # what they hold in memory (a copy of them unpickled, under tracemalloc)
+    n_customers = len(s.customers)
+    written = len(_dumps(s.tables()))
+    whole = pickle.dumps(s.customers, protocol=pickle.HIGHEST_PROTOCOL)
+    gc.collect()
+    tracemalloc.start()
+    copy = pickle.loads(whole)
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del copy
+    print(f"  segment state for {n_customers} customers: snapshot {written / n_customers:,.0f} B each,"
+          f" memory {held / n_customers:,.0f} B each ({s.held()['steps']} kept steps)")
 
 if __name__ == "__main__":
     main()

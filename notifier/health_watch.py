@@ -8,8 +8,11 @@ of the rejection burst, the channel's disabling reason, the tens of dead letters
 each alert once (notifier/actions.py). What a restart forgets is only which problems it had already
 seen end: a problem that ended while no notifier watched says nothing more.
 
-Not watched here: the event log being unavailable (ingest answers 503 and the vendors retry; the
-stale figures show on /healthz and the dashboard, docs/operations.md).
+The event log is watched by a probe (one read of the log, as the dataflow reads it): a failing probe
+opens a `log_unavailable` problem that lasts until a probe succeeds. Its episode is the minute the
+watcher first saw it fail, so two notifiers that noticed the same outage in different minutes each
+send one alert (they cannot see the same first failure; ingest answers 503 meanwhile and the
+vendors retry, docs/operations.md).
 """
 
 from __future__ import annotations
@@ -24,7 +27,16 @@ from datetime import timedelta
 from babel.dates import format_timedelta
 
 from core.config import Config, Org
-from core.health import REJECTED_WINDOW_S, Check, Incidents, Problem, channel_problems, rejected_burst, store_silent
+from core.health import (
+    REJECTED_WINDOW_S,
+    Check,
+    Incidents,
+    Problem,
+    channel_problems,
+    log_unavailable,
+    rejected_burst,
+    store_silent,
+)
 from notifier.actions import Action, Message, action_key
 from notifier.outbox import Outbox, Status
 from state.connections import ConnectionStats
@@ -43,6 +55,8 @@ _TEXT: dict[str, dict[str, tuple[str, str]]] = {  # language -> check -> (opened
         Check.CHANNEL_DISABLED: ("Channel {subject} is disabled: {reason}", "Channel {subject} is enabled again"),
         Check.DEAD_LETTERS: ("{dead} deliveries to channel {subject} are dead: replay them from the delivery log",
                              "Channel {subject} has no dead deliveries piling up any more"),
+        Check.LOG_UNAVAILABLE: ("The event log has been unavailable for {for_s}: stores' deliveries are refused "
+                                "(503) and their senders retry", "The event log is available again"),
     },
     "de": {
         Check.STORE_SILENT: ("Shop {subject} hat seit {silent_s} nichts gesendet (sonst etwa alle {usual_gap_s})",
@@ -53,6 +67,9 @@ _TEXT: dict[str, dict[str, tuple[str, str]]] = {  # language -> check -> (opened
         Check.CHANNEL_DISABLED: ("Kanal {subject} ist deaktiviert: {reason}", "Kanal {subject} ist wieder aktiv"),
         Check.DEAD_LETTERS: ("{dead} Zustellungen an Kanal {subject} sind gescheitert: im Zustellprotokoll erneut "
                              "senden", "Bei Kanal {subject} häufen sich keine gescheiterten Zustellungen mehr"),
+        Check.LOG_UNAVAILABLE: ("Das Ereignisprotokoll ist seit {for_s} nicht erreichbar: Zustellungen der Shops "
+                                "werden abgelehnt (503) und erneut versucht", "Das Ereignisprotokoll ist wieder "
+                                "erreichbar"),
     },
     "es": {
         Check.STORE_SILENT: ("La tienda {subject} no ha enviado nada desde hace {silent_s} (suele enviar algo cada "
@@ -64,6 +81,9 @@ _TEXT: dict[str, dict[str, tuple[str, str]]] = {  # language -> check -> (opened
                                  "estar activo"),
         Check.DEAD_LETTERS: ("{dead} entregas al canal {subject} han fallado: reenvíelas desde el registro de entregas",
                              "El canal {subject} ya no acumula entregas fallidas"),
+        Check.LOG_UNAVAILABLE: ("El registro de eventos no está disponible desde hace {for_s}: las entregas de las "
+                                "tiendas se rechazan (503) y se reintentan", "El registro de eventos vuelve a estar "
+                                "disponible"),
     },
     "fr": {
         Check.STORE_SILENT: ("La boutique {subject} n’a rien envoyé depuis {silent_s} (d’habitude, quelque chose "
@@ -75,6 +95,9 @@ _TEXT: dict[str, dict[str, tuple[str, str]]] = {  # language -> check -> (opened
                                  "actif"),
         Check.DEAD_LETTERS: ("{dead} envois vers le canal {subject} ont échoué : renvoyez-les depuis le journal des "
                              "envois", "Le canal {subject} n’accumule plus d’envois en échec"),
+        Check.LOG_UNAVAILABLE: ("Le journal des événements est indisponible depuis {for_s} : les livraisons des "
+                                "boutiques sont refusées (503) et réessayées", "Le journal des événements est de "
+                                "nouveau disponible"),
     },
     "it": {
         Check.STORE_SILENT: ("Il negozio {subject} non invia nulla da {silent_s} (di solito qualcosa ogni "
@@ -85,6 +108,9 @@ _TEXT: dict[str, dict[str, tuple[str, str]]] = {  # language -> check -> (opened
         Check.CHANNEL_DISABLED: ("Il canale {subject} è disattivato: {reason}", "Il canale {subject} è di nuovo attivo"),
         Check.DEAD_LETTERS: ("{dead} invii al canale {subject} sono falliti: reinviarli dal registro degli invii",
                              "Il canale {subject} non accumula più invii falliti"),
+        Check.LOG_UNAVAILABLE: ("Il registro degli eventi non è disponibile da {for_s}: le consegne dei negozi "
+                                "vengono rifiutate (503) e ritentate", "Il registro degli eventi è di nuovo "
+                                "disponibile"),
     },
 }
 
@@ -103,7 +129,7 @@ def words(problem: Problem, opened: bool, locale: str) -> str:
 def episode(problem: Problem) -> str:
     """What names one occurrence of a problem alike for every watcher (module docstring)."""
     d = dict(problem.detail)
-    if problem.check is Check.STORE_SILENT:
+    if problem.check in (Check.STORE_SILENT, Check.LOG_UNAVAILABLE):
         return f"since {d['since']}"
     if problem.check is Check.DELIVERIES_REJECTED:
         return f"burst {d['first']}"
@@ -120,12 +146,17 @@ class HealthWatch:
     rejected: RejectedStore
     clock: Callable[[], float] = time.time  # seconds
     incidents: dict[str, Incidents] = field(default_factory=dict)
+    log_probe: Callable[[], object] | None = None  # reads the event log once; raises when it is unavailable
+    log_failed_since: float | None = None  # when the probe first failed in the current outage
 
     def watched(self) -> list[Org]:
         return [o for o in self.config.orgs.values() if any(a.trigger == HEALTH for a in o.automations.values())]
 
     def problems(self, org: Org, now_s: float) -> list[Problem]:
         found: list[Problem] = []
+        down = log_unavailable(self.log_failed_since, now_s)
+        if down is not None and self.log_failed_since is not None:
+            found.append(Problem(down.check, down.subject, (*down.detail, ("since", int(self.log_failed_since // 60)))))
         minute = int(now_s // 60)
         recent = self.rejected.list(org=org.id, limit=1000)
         for store in org.stores:
@@ -149,6 +180,7 @@ class HealthWatch:
     def check_once(self) -> int:
         """Looks once; puts the alerts of problems that started or ended; how many actions it put."""
         now_s = self.clock()
+        self._probe_log(now_s)
         actions: list[Action] = []
         for org in self.watched():
             opened, resolved = self.incidents.setdefault(org.id, Incidents()).update(self.problems(org, now_s), now_s)
@@ -157,6 +189,18 @@ class HealthWatch:
         if actions:
             self.outbox.put(actions, int(now_s * 1000))
         return len(actions)
+
+    def _probe_log(self, now_s: float) -> None:
+        if self.log_probe is None:
+            return
+        try:
+            self.log_probe()
+        except Exception as exc:  # whatever the store raises when it cannot be reached
+            if self.log_failed_since is None:
+                log.warning("health: the event log is unavailable: %s", exc)
+                self.log_failed_since = now_s
+            return
+        self.log_failed_since = None
 
     def _actions(self, org: Org, problem: Problem, opened: bool, now_s: float) -> list[Action]:
         out = []

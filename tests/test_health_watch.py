@@ -12,10 +12,11 @@ from notifier.actions import action_key
 from notifier.health_watch import HealthWatch, words
 from notifier.sqlite_outbox import SqliteOutbox
 from state.connections import StoreActivity
+from state.redis_log import RedisLogReader
 from state.rejected import RejectedDelivery
 from state.sqlite_connections import SqliteConnectionStats
 from state.sqlite_rejected import SqliteRejectedStore
-from tests.helpers import SECRETS, Storepulse, payment_intent_succeeded, wait_for
+from tests.helpers import SECRETS, RedisServer, Storepulse, payment_intent_succeeded, wait_for
 from tests.receivers import Receiver
 
 NOW = 1_800_000_000.0
@@ -88,6 +89,35 @@ def test_a_burst_of_rejected_deliveries_and_dead_letters_are_alerts(tmp_path: Pa
     assert words(Problem(Check.STORE_SILENT, "s", (("silent_s", 7200), ("usual_gap_s", 90))), True, "fr").replace(
         "\u00a0", " ") == (
         "La boutique s n’a rien envoyé depuis 2 heures (d’habitude, quelque chose toutes les 2 minutes)")
+
+
+def test_the_event_log_going_down_is_one_alert_and_coming_back_another(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis")  # the distributed log: a real redis-server, stopped and started
+    reader = RedisLogReader(server.url)
+    clock = [NOW]
+    w = watch(tmp_path, clock)
+    w.log_probe = lambda: reader.read(0, None, 1)
+    try:
+        assert w.check_once() == 0
+        server.stop()
+        assert w.check_once() == 1
+        clock[0] += 120
+        assert w.check_once() == 0  # still down: said once
+        [alert] = w.outbox.list("acme")
+        assert (alert.action.payload["check"], alert.action.payload["state"], alert.action.payload["for_s"]) == (
+            "log_unavailable", "opened", 0)
+        assert alert.action.message.subject == ("Das Ereignisprotokoll ist seit 0 Sekunden nicht erreichbar: "
+                                                "Zustellungen der Shops werden abgelehnt (503) und erneut versucht")
+        server.start()
+        clock[0] += 60
+        assert w.check_once() == 1
+        resolved = [d.action for d in w.outbox.list("acme") if d.action.payload["state"] == "resolved"]
+        assert [r.message.subject for r in resolved] == ["Das Ereignisprotokoll ist wieder erreichbar"]
+        assert resolved[0].payload["for_s"] == 120
+        assert resolved[0].key == action_key("pipeline", "", f"log_unavailable::since {int(NOW // 60)}:resolved")
+    finally:
+        reader.close()
+        server.stop()
 
 
 def test_wrongly_signed_stripe_deliveries_reach_a_receiver_as_one_health_alert(tmp_path: Path) -> None:

@@ -42,10 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def health_watch(args: argparse.Namespace, config: Config, outbox: Outbox, stop: asyncio.Event) -> asyncio.Task[None]:
     """The pipeline-health watch (notifier/health_watch.py) beside a notifier, over its own stores."""
     from notifier.health_watch import HealthWatch
-    from state.open import open_connection_stats, open_rejected
+    from state.open import open_connection_stats, open_log_reader, open_rejected
 
+    reader = open_log_reader(args.data_dir, args.redis)
     watch = HealthWatch(config, outbox, open_connection_stats(args.data_dir, args.redis),
-                        open_rejected(args.data_dir, args.redis))
+                        open_rejected(args.data_dir, args.redis), log_probe=lambda: reader.read(0, None, 1))
     return asyncio.create_task(watch.run(stop, args.health_interval))
 
 
