@@ -47,6 +47,7 @@ from core.clock import ms_of
 from core.config import Org
 from core.definitions import read_definition
 from core.events import Event, Kind
+from core.rates import Rates
 from core.records import Cart, Customer, QuotaAlert, RecordKind, Value
 from core.rules import Context, CustomerFacts, Entry, attributes_of
 from flows.book import Version
@@ -122,12 +123,18 @@ class AutomationBook:
         return [Record(self.org, version.next(), RecordKind.AUTOMATION, d.id, "", value)]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if k not in ("_ctx", "_kinds", "_cancels", "_segments", "_actions")}
+        return {k: v for k, v in vars(self).items()
+                if k not in ("_ctx", "_kinds", "_cancels", "_segments", "_actions", "rates")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         vars(self).update(state)
         self._actions = []
         self._index()
+
+    def use_rates(self, rates: Rates | None) -> None:
+        """The exchange rates `if` converts other currencies with (given at each start, not kept)."""
+        self.rates = rates
+        self._ctx = Context(self.timezone, self.currency, rates)
 
     # --- input -----------------------------------------------------------------------------------
 
@@ -219,7 +226,7 @@ class AutomationBook:
         self._index()
 
     def _index(self) -> None:
-        self._ctx = Context(self.timezone, self.currency)
+        self._ctx = Context(self.timezone, self.currency, getattr(self, "rates", None))
         self._kinds = frozenset(a.trigger for a in self.automations.values())
         self._cancels = frozenset(k for a in self.automations.values() for k in a.cancel_on)
         self._segments = bool(self._kinds & {SEGMENT_ENTERED, SEGMENT_EXITED})

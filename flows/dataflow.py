@@ -25,6 +25,7 @@ from core.changes import Bucket, Change, Record
 from core.config import Config, Org
 from core.events import Event
 from core.limits import problem
+from core.rates import Rates
 from core.records import Value
 from flows import metrics, quarantine, snapshots
 from flows.organisation import Organisation
@@ -47,6 +48,7 @@ class _Context:
     files_dir: Path
     horizon_ms: int
     clock: Callable[[], int]
+    rates: Rates | None = None  # what segment rules and automations' `if` convert other currencies with
 
 
 Changes = list[Change]
@@ -93,7 +95,7 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
         if self._broken is not None:
             return self._stopped(values[0].org), StatefulBatchLogic.RETAIN
         if self.org is None:
-            self.org = Organisation.new(self._ctx.orgs[values[0].org], self._ctx.horizon_ms)
+            self.org = Organisation.new(self._ctx.orgs[values[0].org], self._ctx.horizon_ms).use_rates(self._ctx.rates)
             self._files(self.org.ledger.org)
         now = self._ctx.clock()
         events: list[Event] = []
@@ -213,7 +215,7 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
         org = self._ctx.orgs[self.org.ledger.org] if self.org is not None else None
         assert org is not None
         if self._latest is None:
-            self.org = Organisation.new(org, self._ctx.horizon_ms)
+            self.org = Organisation.new(org, self._ctx.horizon_ms).use_rates(self._ctx.rates)
         else:
             self.org = self._restored(self._latest, prune=False)
             self.org.armed = self._armed
@@ -247,7 +249,7 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
         if data.startswith(BROKEN):
             raise RuntimeError("its state was already unreadable at an earlier start")
         org = snapshots.load(data, self._files, prune)
-        org = org.with_segments(self._ctx.orgs[org.ledger.org])
+        org = org.with_segments(self._ctx.orgs[org.ledger.org]).use_rates(self._ctx.rates)
         org.automations.define(self._ctx.orgs[org.ledger.org])  # the definitions of this start's config
         return org
 
@@ -299,12 +301,14 @@ def build_flow(
     clock: Callable[[], int] = wall_clock_ms,
     stopping: Callable[[], bool] = lambda: False,
     open_outbox: Callable[[], ActionOutbox] | None = None,
+    rates: Rates | None = None,
 ) -> Dataflow:
     """`files_dir`: where organisations' snapshot files live, beside the Bytewax recovery partitions
     (shared by every process of a cluster, like them). `clock`: the wall clock, ms. `stopping()`
     true ends the input, so the dataflow finishes its epoch, snapshots it and returns. `open_outbox`:
-    where the automations' actions go (flows/outbox_sink.py); None: nowhere (no notifier runs)."""
-    ctx = _Context(dict(config.orgs), files_dir, horizon_ms, clock)
+    where the automations' actions go (flows/outbox_sink.py); None: nowhere (no notifier runs).
+    `rates`: the exchange rates segment rules convert other currencies with (None: they count as 0)."""
+    ctx = _Context(dict(config.orgs), files_dir, horizon_ms, clock, rates)
     flow = Dataflow("storepulse")
     by_org = op.input("log", flow, LogSource(open_reader, partitions, ctx.orgs, until_caught_up, stopping, clock))
     changes = op.stateful_batch("organisation", by_org, lambda resume: _OrgLogic(resume, ctx))

@@ -35,7 +35,7 @@ from core.changes import Record
 from core.clock import utc_from_ms
 from core.definitions import SegmentDefinition, read_definition, segment_of
 from core.events import Event, Item, Kind
-from core.rates import MissingRate
+from core.rates import MissingRate, Rates
 from core.records import Cart, RecordKind, Value
 from core.rules import Context, CustomerFacts, Entry, ProductFacts, RuleError, SegmentSet, Subject, changed_inputs, fold
 from core.rules.graph import references
@@ -155,6 +155,7 @@ class Membership:
         self._as_of: int | None = None  # the watermark at the latest change of any segment
         self._flushed_at: int | None = None
         self._changed: set[str] = set()  # customers changed since the last snapshot (take_changes)
+        self.rates: Rates | None = None  # set by use_rates at every start: not part of the state
         self._build()
 
     _STATE: tuple[str, ...] = ("org", "timezone", "currency", "version", "definitions", "customers", "bits", "counts", "timers",
@@ -167,6 +168,7 @@ class Membership:
         for k, v in state.items():
             setattr(self, k, v)
         self.stats = Stats()
+        self.rates = None
         # a book pickled whole (before snapshot files held its customers): the next snapshot writes them all
         self._changed = set(self.customers)
         self.customers = _bit_keyed(self.customers, self.bits)
@@ -212,13 +214,20 @@ class Membership:
                 rules[d.id] = parse_rule(d.rule, currency=self.currency, timezone=self.timezone, subject=self.SUBJECT)
             except RuleError:
                 continue  # checked before it was defined: a rule this version no longer reads is left out
-        self.live = SegmentSet(_without_dangling(rules), Context(self.timezone, self.currency))
+        self.live = SegmentSet(_without_dangling(rules), Context(self.timezone, self.currency, self.rates))
         for s in self.live.order:
             if s not in self.bits:
                 self.bits[s] = max(self.bits.values(), default=-1) + 1
             self.counts.setdefault(s, 0)
         self._rank = {s: i for i, s in enumerate(self.live.order)}
         self._live_bits = {self.bits[s]: s for s in self.live.order}  # bit -> segment, live segments only
+
+    def use_rates(self, rates: Rates | None) -> None:
+        """The exchange rates that convert amounts in other currencies (the dataflow's, given at each
+        start; None: such amounts count as 0 and are counted in `stats.unconverted`)."""
+        if rates is not self.rates:
+            self.rates = rates
+            self._build()
 
     # --- input -----------------------------------------------------------------------------------
 

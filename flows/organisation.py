@@ -50,6 +50,7 @@ from core.changes import Change, Record
 from core.config import Org
 from core.definitions import is_control, predefined_product_segments, predefined_segments
 from core.events import Event
+from core.rates import Rates
 from core.records import LATE_BOOKS, Late, LateBook, RecordKind, Value
 from flows.automations import AutomationBook
 from flows.book import DAY_MS, HOUR_MS, TooLate, Version
@@ -257,6 +258,14 @@ class Organisation:
             self.segments = new_segments(org, self._version)
         if "products" not in vars(self):
             self.products = new_products(org, self._version)
+        return self
+
+    def use_rates(self, rates: Rates | None) -> Organisation:
+        """Itself, converting other currencies in segment rules and automations' `if` with `rates` (the
+        process's, given at every start: rates are configuration, not state)."""
+        self.segments.use_rates(rates)
+        self.products.use_rates(rates)
+        self.automations.use_rates(rates)
         return self
 
     # --- what a snapshot takes (flows/snapshots.py writes it) --------------------------------------

@@ -18,6 +18,7 @@ from bytewax.run import cli_main
 from prometheus_client import start_http_server
 
 from core.config import Config
+from core.rates import Rates
 from flows.dataflow import build_flow
 from flows.outbox_sink import ActionOutbox
 from flows.recovery import ensure_recovery_dir
@@ -113,6 +114,7 @@ def run_flows(
     metrics_host: str = "127.0.0.1",
     until_caught_up: bool = False,
     open_outbox: Callable[[], ActionOutbox] | None = None,
+    rates: Rates | None = None,
 ) -> None:
     """Blocks until interrupted (SIGINT or SIGTERM: see GracefulStop). Each epoch commits input
     offsets and state together (exactly-once state). `open_outbox`: where automations' actions go
@@ -134,6 +136,7 @@ def run_flows(
         horizon_ms=horizon_ms,
         stopping=stop.requested,
         open_outbox=open_outbox,
+        rates=rates,
     )
     log.info("dataflow running (%d worker(s), recovery in %s)", workers, recovery)
     try:

@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> None:
             # automations' actions (flows/outbox_sink.py); digests filled from the read model (notifier/digests.py)
             open_outbox=lambda: DigestingOutbox(open_outbox(args.data_dir, args.redis),
                                                 open_read_model(args.data_dir, args.redis), config, rates),
+            rates=rates,
         )
         log.info("dataflow stopped")  # a signal ends its input (flows/run.py GracefulStop), not an exception
         return

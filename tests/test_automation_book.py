@@ -10,6 +10,7 @@ import pytest
 
 from core.config import parse_config
 from core.events import Event, Item, Kind
+from core.rates import parse_ecb_csv
 from flows.automations import MAX_AGE_MS, next_occurrence
 from flows.organisation import ALLOWED_LATENESS_MS, Organisation
 from notifier.actions import Action, action_key
@@ -291,6 +292,16 @@ def test_an_order_in_another_currency_without_a_rate_fires_no_conditional_automa
     out = org.apply_all([usd], NOW)
     assert out, "the order is folded into the figures"
     assert by(org.take_actions(), "big-order") == []  # no USD->EUR rate in the dataflow: the condition does not hold
+
+
+def test_an_order_in_another_currency_is_converted_at_its_days_rate_with_the_dataflows_rates() -> None:
+    rates = parse_ecb_csv("Date,USD,\n2026-11-20,1.2500,\n")  # the latest rate before the order's day
+    usd = [Event(id=f"usd{n}", kind=Kind.ORDER_PAID, org="o", store="s", time=NOW + n, amount=amount, currency="USD",
+                 customer=f"c{n}", order=f"o-usd{n}", items=(Item("p1", 1, amount),)) for n, amount in ((1, 50_000), (2, 12_400))]
+    org = live().use_rates(rates)
+    org.apply_all(usd, NOW + 10)
+    # 500.00 USD is 400.00 EUR (over the 100.00 of `if`); 124.00 USD is 99.20 EUR (under)
+    assert sorted((a.subject, a.channel) for a in by(org.take_actions(), "big-order")) == [("c1", "crm"), ("c1", "ops")]
 
 
 def test_a_customer_entering_a_live_segment_fires_its_automation() -> None:

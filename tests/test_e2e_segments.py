@@ -54,10 +54,10 @@ def define(sp: Storepulse, segment: str, rule: dict[str, Any]) -> None:
              f"segment {segment} to be defined")
 
 
-def paid(sp: Storepulse, customer: str, amount: str, t_ms: int) -> str:
+def paid(sp: Storepulse, customer: str, amount: str, t_ms: int, currency: str = "EUR") -> str:
     order = uid()
     r = sp.post_events({"type": "order_paid", "id": order, "order": order, "customer": customer, "amount": amount,
-                        "currency": "EUR", "time": t_ms,
+                        "currency": currency, "time": t_ms,
                         "items": [{"product": "mug", "qty": 1, "unit_price": amount, "category": "kitchen"}]},
                        key=SECRETS["acme-site"])
     assert r.status_code in (200, 202), r.text
@@ -119,6 +119,23 @@ def test_a_customer_over_the_threshold_is_a_member_on_the_websocket_within_a_sec
     assert call(sp, "GET", "/customers?period=all&segment=nowhere").status_code == 404
     preview = call(sp, "POST", "/segments/preview", {"rule": {"spent": {"gte": "100.00"}}}).json()
     assert customer in preview["first"] or preview["members"] > 20
+
+
+def test_orders_in_another_currency_count_converted_at_their_days_rate(sp: Storepulse) -> None:
+    # the test config's rates file: the latest USD rate is 1.05 per euro, the rate of every day since
+    segment, over, under = f"usd_{uid()}", f"c-{uid()}", f"c-{uid()}"
+    define(sp, segment, {"spent": {"gte": "100.00"}})
+    now = int(time.time() * 1000)
+    paid(sp, over, "110.00", now - 2000, "USD")  # 104.76 EUR
+    paid(sp, under, "100.00", now - 1000, "USD")  # 95.24 EUR
+    wait_for(lambda: call(sp, "GET", f"/segments/{segment}/changes?customer={under}").status_code == 200
+             and over in {m["customer"] for m in call(sp, "GET", f"/segments/{segment}/members").json()["members"]},
+             15, f"{over} to enter {segment}")
+    members = call(sp, "GET", f"/segments/{segment}/members").json()["members"]
+    assert [(m["customer"], m["spent"]) for m in members] == [(over, {"amount": 10476, "currency": "EUR"})]
+    r = call(sp, "POST", "/segments/preview", {"rule": {"spent": {"gte": "100.00"}}})
+    found = r.json()
+    assert (over in found["first"] or found["members"] > 20) and under not in found["first"], r.text
 
 
 def test_a_window_lets_the_customer_go_within_a_second_of_the_watermark_passing_its_end(sp: Storepulse) -> None:
