@@ -6,20 +6,18 @@ rather than hand-made formats; the sentences are this module's catalogue. Pure.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
 from babel import Locale
 from babel.dates import format_date
-from babel.numbers import format_currency, format_decimal, format_percent
+from babel.numbers import format_decimal, format_percent
 
+from core.automations.messages import money
 from core.digest import Digest, Insight, InsightKind, Measure, Span
-from core.money import exponent
 
 LANGUAGES = ("en", "de", "es", "fr", "it")
-_CODE_DIGIT = re.compile(r"(?<=[A-Z]{3})(?=[0-9])|(?<=[0-9])(?=[A-Z]{3})")
 
 _TEXT: dict[str, dict[str, str]] = {
     "en": {
@@ -165,11 +163,7 @@ class _Format:
         return format_decimal(n, locale=self.locale)
 
     def money(self, minor: int) -> str:
-        major = Decimal(minor).scaleb(-exponent(self.currency))  # exact: no float on the way
-        text = format_currency(major, self.currency, locale=self.locale, currency_digits=True)
-        # CLDR's currencySpacing, which Babel does not apply: a code next to a digit gets a no-break space
-        # ("KWD 1,234.567", as browsers' Intl writes it), a symbol ("€1.00") does not
-        return _CODE_DIGIT.sub("\u00a0", text)
+        return money(minor, self.currency, self.locale)
 
     def percent(self, p: int) -> str:
         return format_percent(Decimal(p) / 100, locale=self.locale)

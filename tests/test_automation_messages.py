@@ -85,7 +85,7 @@ def test_every_trigger_has_a_default_in_every_language() -> None:
 
 
 def test_money_uses_each_currencys_exponent() -> None:
-    assert money(1234, "KWD", "en") == "KWD1.234"  # three decimals (CLDR puts no space after a code in en)
+    assert money(1234, "KWD", "en") == f"KWD{NBSP}1.234"  # three decimals; CLDR's currency spacing, as Intl writes it
     assert money(1980, "JPY", "de") == f"1.980{NBSP}¥"
     assert money(-500, "EUR", "en") == "-€5.00"
     assert when(AT, "Asia/Tokyo", "en") == f"Nov 30, 2026, 8:00{NNBSP}PM"
