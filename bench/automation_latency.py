@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import multiprocessing
 import queue
@@ -31,13 +30,8 @@ sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
 
+from bench import ingest  # noqa: E402  (the repository is on sys.path: bench/ is a namespace package)
 from tests.helpers import free_port, wait_for  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("bench_ingest", REPO / "bench" / "ingest.py")
-assert _spec is not None and _spec.loader is not None
-ingest = importlib.util.module_from_spec(_spec)
-sys.modules["bench_ingest"] = ingest  # its dataclasses look their module up
-_spec.loader.exec_module(ingest)
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 KEY = "bench-site-key"

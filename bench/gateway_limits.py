@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import importlib.util
 import multiprocessing as mp
 import os
 import sys
@@ -39,10 +38,7 @@ import orjson
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-_spec = importlib.util.spec_from_file_location("bench_ingest", REPO / "bench" / "ingest.py")
-bi = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-sys.modules["bench_ingest"] = bi
-_spec.loader.exec_module(bi)  # type: ignore[union-attr]
+from bench import ingest as bi  # noqa: E402  (the repository is on sys.path: bench/ is a namespace package)
 
 # The E402 noqa below: these imports need what is set up above (the repository on sys.path, run as a script).
 from storepulse import STOREPULSE  # noqa: E402
