@@ -21,7 +21,7 @@ check: install
 	$(BIN)/mypy
 
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 # The pure domain tests alone (pytest marker `unit`): seconds, no servers.
 test-unit: install
