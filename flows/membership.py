@@ -26,7 +26,7 @@ import heapq
 import itertools
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Self
 
 import msgspec
@@ -42,6 +42,7 @@ from core.rules.graph import references
 from core.rules.parse import parse_rule
 from core.rules.tree import Rule
 from core.segment_records import Segment, SegmentChange, SegmentClock, SegmentMember
+from flows.bit_times import BitTimes
 from flows.book import Version
 from flows.segment_facts import ABANDONED, OPEN, CartState, cart_facts, distinct, insert, person_facts
 from flows.shoppers import Shoppers
@@ -91,10 +92,10 @@ class State:
     facts: CustomerFacts | ProductFacts
     at: int = _NEVER  # the instant of its latest evaluation
     mask: int = 0  # bit i: member of the segment of bit i (Membership.bits)
-    # Keyed by the segment's bit (Membership.bits), not its id: a snapshot pickles every customer without
-    # a memo (flows/snapshot_files.py), and an id string repeated per customer and segment was most of it.
-    nexts: dict[int, int] = field(default_factory=dict)  # bit -> next instant the segment's value may change
-    entered: dict[int, int] = field(default_factory=dict)  # bit of a segment it is a member of -> instant it entered
+    # Keyed by the segment's bit (Membership.bits), not its id, and packed (flows/bit_times.py): a dict per
+    # customer of up to 100 instants keyed by id strings was most of the state, live and in snapshots.
+    nexts: BitTimes = field(default_factory=BitTimes)  # bit -> next instant the segment's value may change
+    entered: BitTimes = field(default_factory=BitTimes)  # bit of a segment it is a member of -> instant it entered
     carts: dict[str, CartState] = field(default_factory=dict)  # its latest carts by "<store>:<cart>"
     cart_seq: dict[str, int] = field(default_factory=dict)  # the arrival (seq) of each cart's latest record
     created_floor: int | None = None  # latest first activity of the carts no longer kept
@@ -102,11 +103,27 @@ class State:
     attrs_at: int = _NEVER  # time of the latest event whose custom fields were taken
 
     def due(self) -> int | None:
-        return min(self.nexts.values()) if self.nexts else None
+        return self.nexts.earliest()
 
     def copy(self) -> State:
-        return replace(self, nexts=dict(self.nexts), entered=dict(self.entered), carts=dict(self.carts),
+        return replace(self, nexts=self.nexts.copy(), entered=self.entered.copy(), carts=dict(self.carts),
                        cart_seq=dict(self.cart_seq))
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return (self.facts, self.at, self.mask, self.nexts.packed(), self.entered.packed(), self.carts, self.cart_seq,
+                self.created_floor, self.abandoned_floor, self.attrs_at)
+
+    def __setstate__(self, state: tuple[object, ...] | list[object]) -> None:
+        # a tuple: packed as above; a list: pickled before (dataclass default), `nexts` and `entered` dicts
+        # that Membership rekeys (_bit_keyed)
+        for name, value in zip(_STATE_FIELDS, state, strict=True):
+            object.__setattr__(self, name, value)
+        if isinstance(state, tuple):
+            self.nexts = BitTimes.unpacked(state[3])  # type: ignore[arg-type]
+            self.entered = BitTimes.unpacked(state[4])  # type: ignore[arg-type]
+
+
+_STATE_FIELDS = tuple(f.name for f in fields(State))
 
 
 @dataclass(slots=True)
@@ -499,7 +516,7 @@ class Membership:
             live = self._live_bits
             due_now = sorted((live[b] for b, at in s.nexts.items() if at == due and b in live), key=self._rank.__getitem__)
             if not due_now:  # a segment no longer defined: its timer goes
-                s.nexts = {b: at for b, at in s.nexts.items() if b in live}
+                s.nexts = BitTimes.of((b, at) for b, at in s.nexts.items() if b in live)
                 continue
             out += self._evaluate_state(s, due_now, due, TIME, key)
         return out
@@ -645,14 +662,14 @@ def _without_dangling(rules: dict[str, Rule]) -> dict[str, Rule]:
 
 
 def _bit_keyed(customers: dict[str, _Customer], bits: Mapping[str, int]) -> dict[str, _Customer]:
-    """Customers restored from a snapshot taken before states were keyed by bit (their `nexts` and
-    `entered` keyed by segment id), rekeyed; a segment without a bit any more is dropped."""
-    keyed_by_id = next((isinstance(k, str) for c in customers.values() for k in (*c.now.nexts, *c.now.entered)), False)
-    if not keyed_by_id:
+    """Customers restored from a snapshot taken before states packed their timers and entry instants
+    (dicts keyed by segment id, or by bit), packed; a segment without a bit any more is dropped."""
+    if not any(isinstance(c.now.nexts, dict) for c in itertools.islice(customers.values(), 1)):
         return customers
     for c in customers.values():
         for st in (c.now, c.base, *(step[3] for step in c.steps)):
             if st is not None:
-                old: tuple[dict[Any, int], dict[Any, int]] = (st.nexts, st.entered)
-                st.nexts, st.entered = ({bits[g]: at for g, at in d.items() if g in bits} for d in old)
+                old: tuple[dict[Any, int], dict[Any, int]] = (st.nexts, st.entered)  # type: ignore[assignment]
+                st.nexts, st.entered = (BitTimes.of((bits[g] if isinstance(g, str) else g, at) for g, at in d.items()
+                                                    if not isinstance(g, str) or g in bits) for d in old)
     return customers

@@ -4,6 +4,7 @@ definitions through control events, redeliveries and second reports never counte
 
 from __future__ import annotations
 
+import pickle
 import random
 
 import pytest
@@ -238,18 +239,21 @@ def test_product_segments_follow_sales_and_abandoned_carts() -> None:
     assert org.products.members("slow_movers") == ["p1", "p2"]
 
 
-def test_a_state_kept_small_between_inputs_and_one_from_an_older_snapshot_is_rekeyed() -> None:
+def test_a_state_kept_small_between_inputs_and_one_from_an_older_snapshot_is_repacked() -> None:
     org, _ = run([paid("a", T0, "c1", 15_000), paid("b", T0 + DAY, "c1", 1_000), view("v", T0 + 40 * DAY, "c2")])
     m = org.segments
     c = m.customers["c1"]
     # between inputs, nothing repeats `now`: no base copy, no kept step, no change a rewind could withdraw
     assert (c.base, c.steps, c.recent) == (None, [], {})
-    bit = m.bits["big30"]
-    assert bit not in c.now.entered and all(isinstance(k, int) for k in (*c.now.nexts, *c.now.entered))
-    # a snapshot from before states were keyed by bit held segment ids: restored, they are rekeyed
+    assert m.bits["big30"] not in c.now.entered and len(c.now.entered) > 0
+    nexts, entered = dict(c.now.nexts.items()), dict(c.now.entered.items())
+    # a state pickles its timers and entry instants packed, and comes back equal
+    again = pickle.loads(pickle.dumps(c.now))
+    assert (dict(again.nexts.items()), dict(again.entered.items()), again.facts) == (nexts, entered, c.now.facts)
+    # a snapshot from before states were packed held dicts keyed by segment id: restored, they are packed
     by_bit = {b: g for g, b in m.bits.items()}
-    nexts, entered = dict(c.now.nexts), dict(c.now.entered)
-    c.now.nexts = {by_bit[b]: at for b, at in nexts.items()}
-    c.now.entered = {by_bit[b]: at for b, at in entered.items()}
+    c.now.nexts = {by_bit[b]: at for b, at in nexts.items()}  # type: ignore[assignment]
+    c.now.entered = {by_bit[b]: at for b, at in entered.items()}  # type: ignore[assignment]
     restored = m.without_tables().with_tables({m.table: m.customers})
-    assert (restored.customers["c1"].now.nexts, restored.customers["c1"].now.entered) == (nexts, entered)
+    now = restored.customers["c1"].now
+    assert (dict(now.nexts.items()), dict(now.entered.items())) == (nexts, entered)

@@ -1,0 +1,91 @@
+"""Instants keyed by a segment's bit, packed: a bit mask says which bits hold one, an array holds the
+instants in bit order. What a customer's state keeps per segment (the next instant its value may
+change, the instant it entered): a dict of up to 100 ints cost ~2 KB per customer, this 8 bytes an
+instant plus ~130 bytes. Lookups and changes go through the mask's popcount; a state changes a few
+bits per evaluation, so the array's shifts cost less than a dict's hashing would."""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable, Iterator
+
+
+class BitTimes:
+    __slots__ = ("mask", "times")
+
+    def __init__(self, mask: int = 0, times: array[int] | None = None) -> None:
+        self.mask = mask
+        self.times = times if times is not None else array("q")
+
+    @classmethod
+    def of(cls, pairs: Iterable[tuple[int, int]]) -> BitTimes:
+        """From (bit, instant) pairs (a bit given twice keeps its last instant)."""
+        out = cls()
+        for bit, at in pairs:
+            out[bit] = at
+        return out
+
+    def _index(self, bit: int) -> int:
+        return (self.mask & ((1 << bit) - 1)).bit_count()
+
+    def get(self, bit: int, default: int | None = None) -> int | None:
+        if not self.mask >> bit & 1:
+            return default
+        return self.times[self._index(bit)]
+
+    def __contains__(self, bit: object) -> bool:
+        return isinstance(bit, int) and bool(self.mask >> bit & 1)
+
+    def __setitem__(self, bit: int, at: int) -> None:
+        i = self._index(bit)
+        if self.mask >> bit & 1:
+            self.times[i] = at
+        else:
+            self.times.insert(i, at)
+            self.mask |= 1 << bit
+
+    def pop(self, bit: int, default: int | None = None) -> int | None:
+        if not self.mask >> bit & 1:
+            return default
+        self.mask &= ~(1 << bit)
+        return self.times.pop(self._index(bit))
+
+    def bits(self) -> Iterator[int]:
+        """The bits holding an instant, lowest first."""
+        m = self.mask
+        while m:
+            low = m & -m
+            yield low.bit_length() - 1
+            m ^= low
+
+    def items(self) -> Iterator[tuple[int, int]]:
+        return zip(self.bits(), self.times, strict=True)
+
+    def earliest(self) -> int | None:
+        return min(self.times) if self.times else None
+
+    def copy(self) -> BitTimes:
+        return BitTimes(self.mask, array("q", self.times))
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BitTimes) and self.mask == other.mask and self.times == other.times
+
+    def __hash__(self) -> int:  # mutable: not hashable, as a dict is not
+        raise TypeError("BitTimes is mutable")
+
+    def __repr__(self) -> str:
+        return f"BitTimes({dict(self.items())})"
+
+    def packed(self) -> tuple[int, bytes]:
+        """What a snapshot keeps (no class reference per customer: flows/snapshot_files.py pickles
+        without a memo)."""
+        return self.mask, self.times.tobytes()
+
+    @classmethod
+    def unpacked(cls, packed: tuple[int, bytes]) -> BitTimes:
+        times = array("q")
+        times.frombytes(packed[1])
+        return cls(packed[0], times)
