@@ -1,0 +1,135 @@
+"""What the segment API adds beyond lists, through the real path (`storepulse up`, embedded SQLite):
+events in over HTTP, the dataflow, answers out over HTTP and a real WebSocket (docs/segments.md):
+`segment=` on /figures and /carts, previews of windowed rules equal to the members after PUT, and the
+retraction of a change an out-of-order event withdrew."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import orjson
+import pytest
+
+from tests.helpers import ORGS_TOML, SECRETS, TOKENS, Storepulse, wait_for
+
+# The demo organisation with a lateness of 5 s: out-of-order events within it rewind membership.
+CONFIG = ORGS_TOML.replace('token = "acme-token-0123456789"\n',
+                           'token = "acme-token-0123456789"\nallowed_lateness = "5s"\n', 1)
+BERLIN = ZoneInfo("Europe/Berlin")
+HOUR, DAY = 3_600_000, 86_400_000
+
+
+@pytest.fixture(scope="module")
+def sp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storepulse]:
+    running = Storepulse(tmp_path_factory.mktemp("segfilter"), None, CONFIG)
+    running.start()
+    yield running
+    running.ensure_stopped()
+
+
+def uid() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def call(sp: Storepulse, method: str, path: str, body: object = None) -> httpx.Response:
+    return httpx.request(method, f"{sp.base}/api/v1/orgs/acme{path}", content=None if body is None else orjson.dumps(body),
+                         headers={"Authorization": f"Bearer {TOKENS['acme']}"}, timeout=30)
+
+
+def post(sp: Storepulse, *events: dict[str, Any]) -> None:
+    r = sp.post_events(list(events), key=SECRETS["acme-site"])
+    assert r.status_code in (200, 202), r.text
+
+
+def order(customer: str | None, amount: str, t: int, *items: tuple[str, int, str], name: str | None = None) -> dict[str, Any]:
+    o = name or uid()
+    who = {"customer": customer} if customer else {"visitor": f"v-{uid()}"}
+    return {"type": "order_paid", "id": o, "order": o, "amount": amount, "currency": "EUR", "time": t, **who,
+            "items": [{"product": p, "qty": q, "unit_price": u} for p, q, u in items]}
+
+
+def cart(customer: str, cart_id: str, amount: str, t: int, product: str) -> dict[str, Any]:
+    return {"type": "cart_updated", "id": uid(), "cart": cart_id, "customer": customer, "amount": amount,
+            "currency": "EUR", "time": t, "items": [{"product": product, "qty": 1, "unit_price": amount}]}
+
+
+def define(sp: Storepulse, segment: str, rule: dict[str, Any]) -> None:
+    r = call(sp, "PUT", f"/segments/{segment}", {"name": segment, "rule": rule})
+    assert r.status_code == 202, r.text
+    wait_for(lambda: any(s["id"] == segment for s in call(sp, "GET", "/segments").json()["segments"]), 15,
+             f"segment {segment} to be defined")
+
+
+def members(sp: Storepulse, segment: str) -> list[str]:
+    return [m["customer"] for m in call(sp, "GET", f"/segments/{segment}/members?limit=10000").json()["members"]]
+
+
+def day(t: int) -> str:
+    return datetime.fromtimestamp(t / 1000, BERLIN).date().isoformat()
+
+
+def money(amount: int) -> dict[str, Any]:
+    return {"amount": amount, "currency": "EUR", "exponent": 2}
+
+
+def test_figures_and_carts_of_a_segment_are_those_of_its_members_orders_and_carts(sp: Storepulse) -> None:
+    a, b, segment = f"a-{uid()}", f"b-{uid()}", f"vip_{uid()}"
+    now = int(time.time() * 1000)
+    t1, t2 = now - 3 * DAY, now - 1 * DAY  # two different local days
+    a1, a2 = uid(), uid()
+    post(sp, order(a, "60.00", t1, ("mug", 2, "30.00"), name=a1), order(a, "50.00", t2, ("pot", 1, "50.00"), name=a2),
+         order(b, "30.00", t2, ("mug", 1, "30.00")), order(None, "20.00", t2, ("mug", 1, "20.00")))
+    post(sp, {"type": "order_refunded", "id": uid(), "order": a1, "refund": "r1", "customer": a, "amount": "10.00",
+              "currency": "EUR", "time": now - 2 * HOUR},
+         cart(a, f"ca1-{a}", "40.00", now - 3 * HOUR, "lamp"),   # abandoned: due an hour later, long passed
+         cart(a, f"ca2-{a}", "25.00", now - 10 * 60_000, "vase"),  # open: due in 50 minutes
+         cart(b, f"cb-{b}", "70.00", now - 10 * 60_000, "mug"))   # open, not a member's
+    define(sp, segment, {"spent": {"gte": "100.00"}})
+    wait_for(lambda: members(sp, segment) == [a], 15, "a, and a alone, to be a member")
+
+    def figures(**q: str) -> dict[str, Any]:
+        r = call(sp, "GET", "/figures?" + "&".join(f"{k}={v}" for k, v in {**q, "segment": segment}.items()))
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    wait_for(lambda: figures(period="all")["paid_orders_refunded"]["amount"] == 1000, 15, "the refund on a's order")
+    got = figures(period="all")
+    assert (got["segment"], got["members"]) == (segment, 1)
+    assert {k: got[k] for k in ("gross_revenue", "orders", "paid_orders", "aov", "items_sold", "refunds",
+                                "net_revenue", "paid_orders_refunded")} == {
+        "gross_revenue": money(11000), "orders": 2, "paid_orders": 2, "aov": money(5500), "items_sold": 3,
+        "refunds": None, "net_revenue": None, "paid_orders_refunded": money(1000)}
+    assert set(got["not_restricted"]) == {"refunds", "net_revenue"} and "per customer" in got["not_restricted"]["refunds"]
+    first_day = figures(**{"from": day(t1), "to": day(t1)})
+    assert (first_day["gross_revenue"], first_day["paid_orders"], first_day["items_sold"],
+            first_day["paid_orders_refunded"]) == (money(6000), 1, 2, money(1000))
+    second_day = figures(**{"from": day(t2), "to": day(t2)})
+    assert (second_day["gross_revenue"], second_day["paid_orders"], second_day["items_sold"],
+            second_day["paid_orders_refunded"]) == (money(5000), 1, 1, money(0))
+    # the unfiltered figures hold b's and the guest's orders too: the filter is not a no-op
+    everyone = call(sp, "GET", f"/figures?from={day(t2)}&to={day(t2)}").json()
+    assert everyone["paid_orders"] >= 3 and "segment" not in everyone
+
+    def carts() -> dict[str, Any]:
+        r = call(sp, "GET", f"/carts?period=all&segment={segment}")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    wait_for(lambda: carts()["abandoned"] == 1, 15, "a's first cart to be counted abandoned")
+    c = carts()
+    assert (c["segment"], c["members"]) == (segment, 1)
+    assert {k: c[k] for k in ("carts", "open", "abandoned", "recovered", "purchased", "carts_value", "open_value",
+                              "abandoned_value", "abandonment_rate", "open_now", "most_abandoned_products")} == {
+        "carts": 2, "open": 1, "abandoned": 1, "recovered": 0, "purchased": 0, "carts_value": money(6500),
+        "open_value": money(2500), "abandoned_value": money(4000), "abandonment_rate": 0.5,
+        "open_now": {"carts": 1, "value": money(2500)}, "most_abandoned_products": [{"product": "lamp", "carts": 1}]}
+    assert [x["cart"] for x in c["latest_carts"]] == [f"ca2-{a}", f"ca1-{a}"]
+    for path in ("/figures?period=all&segment=nowhere", "/carts?period=all&segment=nowhere"):
+        r = call(sp, "GET", path)
+        assert r.status_code == 404 and "nowhere" in r.json()["error"], r.text
