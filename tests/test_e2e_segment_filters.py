@@ -8,15 +8,16 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
 import pytest
+from websockets.sync.client import ClientConnection
 
-from tests.helpers import ORGS_TOML, SECRETS, TOKENS, Storepulse, wait_for
+from tests.helpers import ORGS_TOML, SECRETS, TOKENS, Storepulse, recv_json, wait_for
 
 # The demo organisation with a lateness of 5 s: out-of-order events within it rewind membership.
 CONFIG = ORGS_TOML.replace('token = "acme-token-0123456789"\n',
@@ -72,6 +73,10 @@ def members(sp: Storepulse, segment: str) -> list[str]:
 
 def day(t: int) -> str:
     return datetime.fromtimestamp(t / 1000, BERLIN).date().isoformat()
+
+
+def iso(t: int) -> str:
+    return datetime.fromtimestamp(t / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def money(amount: int) -> dict[str, Any]:
@@ -133,3 +138,63 @@ def test_figures_and_carts_of_a_segment_are_those_of_its_members_orders_and_cart
     for path in ("/figures?period=all&segment=nowhere", "/carts?period=all&segment=nowhere"):
         r = call(sp, "GET", path)
         assert r.status_code == 404 and "nowhere" in r.json()["error"], r.text
+
+
+def segment_messages(ws: ClientConnection, segment: str, count: int, timeout: float = 15) -> list[dict[str, Any]]:
+    """The next `count` segment messages of `segment`, in arrival order."""
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count:
+        left = deadline - time.monotonic()
+        assert left > 0, f"only {got} of {count} messages of {segment} within {timeout} s"
+        msg = recv_json(ws, left)
+        if msg.get("type") == "segment" and msg["segment"] == segment:
+            got.append(msg)
+    return got
+
+
+def quiet(ws: ClientConnection, segment: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            msg = recv_json(ws, left)
+        except TimeoutError:
+            return
+        assert not (msg.get("type") == "segment" and msg["segment"] == segment), msg
+
+
+def test_a_change_an_out_of_order_event_withdraws_is_retracted_on_the_websocket(sp: Storepulse) -> None:
+    """One-time buyers: an order at t2 makes c enter at t2; an earlier order (t1 < t2, within the 5 s
+    lateness) arrives next: c entered at t1 and left at t2, so the entry at t2 never happened. A
+    client that got it receives its retraction; one that subscribed after it does not."""
+    segment, c = f"once_{uid()}", f"c-{uid()}"
+    define(sp, segment, {"orders": {"eq": 1}})
+    with sp.ws(TOKENS["acme"]) as early:
+        assert recv_json(early)["type"] == "snapshot"
+        t2 = int(time.time() * 1000) - 1000
+        second, first = uid(), uid()
+        post(sp, order(c, "10.00", t2, ("mug", 1, "10.00"), name=second))
+        [entered] = segment_messages(early, segment, 1)
+        assert (entered["change"], entered["customer"], entered["at"], entered["cause"]) == (
+            "entered", c, iso(t2), f"events:acme-site:{second}")
+        with sp.ws(TOKENS["acme"]) as late:  # subscribed after the entry went out
+            assert recv_json(late)["type"] == "snapshot"
+            t1 = t2 - 500
+            post(sp, order(c, "10.00", t1, ("mug", 1, "10.00"), name=first))
+            got = segment_messages(early, segment, 3)
+            by_change = {m["change"]: m for m in got}
+            assert {k: (m["at"], m["cause"]) for k, m in by_change.items()} == {
+                "entered": (iso(t1), f"events:acme-site:{first}"), "exited": (iso(t2), f"events:acme-site:{second}"),
+                "withdrawn": (iso(t2), f"events:acme-site:{second}")}
+            assert by_change["withdrawn"]["withdraws"] == "entered" and by_change["withdrawn"]["customer"] == c
+            assert by_change["withdrawn"]["version"] > entered["version"]
+            # a client counting +1 per entry, -1 per exit, undoing what is withdrawn, ends where members are
+            count = sum({"entered": 1, "exited": -1}[m["change"]] if m["change"] != "withdrawn"
+                        else -{"entered": 1, "exited": -1}[m["withdraws"]] for m in [entered, *got])
+            assert count == 0
+            late_got = segment_messages(late, segment, 2)
+            assert sorted(m["change"] for m in late_got) == ["entered", "exited"]
+            quiet(late, segment, 1.0)  # never the retraction of an entry it did not get
+    history = call(sp, "GET", f"/segments/{segment}/changes?customer={c}").json()["changes"]
+    assert [(h["change"], h["at"]) for h in history] == [("entered", iso(t1)), ("exited", iso(t2))]
+    assert c not in members(sp, segment)

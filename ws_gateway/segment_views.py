@@ -181,7 +181,9 @@ def change_rows(changes: Iterable[Record[SegmentChange]], customer: str | None, 
     return [{"customer": v.customer, "change": v.change, "at": iso(v.at), "cause": v.cause} for v in found[:limit]]
 
 
-def segment_message(v: SegmentChange, version: int) -> dict[str, object]:
-    """The WebSocket message of one entry or exit."""
-    return {"type": "segment", "segment": v.segment, "customer": v.customer, "change": v.change, "at": iso(v.at),
+def segment_message(v: SegmentChange, version: int, withdrawn: bool = False) -> dict[str, object]:
+    """The WebSocket message of one entry or exit; `withdrawn`: its retraction, `"change": "withdrawn"`
+    and `"withdraws"` the change it undoes (the same segment, customer, at and cause identify it)."""
+    change = {"change": "withdrawn", "withdraws": v.change} if withdrawn else {"change": v.change}
+    return {"type": "segment", "segment": v.segment, "customer": v.customer, **change, "at": iso(v.at),
             "cause": v.cause, "version": version}
