@@ -1,0 +1,127 @@
+"""The preview of any rule the stored records can answer, windows included (docs/segments.md,
+"Preview"): the customers' facts rebuilt from the `customer`, `order` and `cart` records, and the
+rule evaluated by the dataflow's own code (`core.rules.holds`) at the segment clock's `as_of`. Pure.
+
+The facts are built as flows/membership.py builds them from the events, so the preview counts what
+the dataflow would hold for that rule:
+- an order entry per paid `order` record of the customer: paid time, currency, amount, units (Σ item
+  quantities) and the product ids of its lines. As in the dataflow (which has no exchange rates), an
+  amount in another currency than the organisation's counts as 0;
+- `first_seen`, `registered`, `last_active` from the profile; `stores` from the profile (the store it was
+  first seen at and those of its orders) and its carts;
+- lifetime refunds from the profile, in the organisation's currency (others count 0), as one folded
+  total: what `net_spent` without a window reads;
+- the carts from the `cart` records naming the customer: open ones, the latest first activity, the
+  latest `due` of one counted abandoned.
+
+What the records do not keep cannot be previewed, and says so (PreviewError, a 400): the time and
+number of each refund (`refunds`, `net_spent` with a window), an order's categories and brands
+(`bought_category`, `bought_brand`), e-mail engagement and custom attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from core.changes import Record
+from core.records import Cart, Customer, Order
+from core.rules import Context, CustomerFacts, Entry, Period, Totals, holds, inputs
+from core.rules.graph import conditions, references
+from core.rules.tree import EVER, Measure, Rule, Tally
+
+PREVIEW_MEMBERS = 20
+# The facts (CustomerFacts fields) the records rebuild, whole or in part (refunds: lifetime amount only)
+REBUILT = frozenset({"first_seen", "registered", "last_active", "stores", "orders", "refunds", "open_carts",
+                     "last_cart_created", "last_cart_abandoned"})
+NOT_KEPT = {
+    "attributes": "custom attributes (attribute)",
+    "emails": "e-mail engagement (email_engaged)",
+}
+
+
+class PreviewError(ValueError):
+    """A rule the stored records cannot answer: its message says what and what to do, for a 400."""
+
+
+def previewable(rule: Rule, segments: Mapping[str, Rule]) -> None:
+    """Raises PreviewError when the rule, or a segment it names through in_segment, reads what the
+    records do not keep."""
+    missing = [NOT_KEPT[name] for name in sorted(inputs(rule, segments) - REBUILT)]
+    pending, seen = [rule], set[str]()
+    while pending:
+        for c in conditions(pending.pop()):
+            if isinstance(c, Tally):
+                if any(t.stream == "refunds" and (t.measure is not Measure.AMOUNT or c.sum.window != EVER)
+                       for t in c.sum.terms):
+                    missing.append(f"each refund's time and number ({c.criterion}"
+                                   f"{' in a window' if c.sum.window != EVER else ''})")
+                if c.sum.item is not None and c.sum.item.field != "products":
+                    missing.append(f"an order's {c.sum.item.field} ({c.criterion})")
+            for ref in references(c) - seen:
+                seen.add(ref)
+                if ref in segments:
+                    pending.append(segments[ref])
+    if missing:
+        raise PreviewError(
+            f"preview rebuilds each customer's facts from the stored orders, carts and profiles, which do not "
+            f"keep {'; '.join(dict.fromkeys(missing))}: save the rule (PUT) and read its members")
+
+
+@dataclass(slots=True)
+class _Carts:
+    open: list[Entry]
+    created: int | None = None
+    abandoned: int | None = None
+
+
+def customer_facts(profiles: Iterable[Record[Customer]], orders: Iterable[Record[Order]],
+                   carts: Iterable[Record[Cart]], currency: str) -> dict[str, CustomerFacts]:
+    """Every customer's facts as the dataflow builds them, from the records (see the module docstring)."""
+    entries: dict[str, list[Entry]] = {}
+    for ro in orders:
+        o = ro.value
+        if o.customer is None or o.paid is None:
+            continue
+        lines = o.lines()
+        same = o.currency == currency
+        entries.setdefault(o.customer, []).append(Entry(
+            o.paid, o.currency if same else currency, o.amount if same else 0, sum(q for _, q, _, _ in lines),
+            tuple(sorted({product for product, _, _, _ in lines if product}))))
+    held: dict[str, _Carts] = {}
+    cart_stores: dict[str, set[str]] = {}
+    for rc in carts:
+        c = rc.value
+        if c.person is None:
+            continue
+        k = held.setdefault(c.person, _Carts([]))
+        cart_stores.setdefault(c.person, set()).add(c.store)
+        k.created = c.first if k.created is None else max(k.created, c.first)
+        if c.status == "open":
+            k.open.append(Entry(c.last, c.currency, c.value))
+        elif c.status in ("abandoned", "recovered") and c.due is not None:
+            k.abandoned = c.due if k.abandoned is None else max(k.abandoned, c.due)
+    out: dict[str, CustomerFacts] = {}
+    for rp in profiles:
+        p = rp.value
+        mine = held.get(p.customer)
+        refunded = sum(m.refunds for m in p.money if m.currency == currency)
+        stores = {p.store, *(m.store for m in p.money), *cart_stores.get(p.customer, ())}
+        out[p.customer] = CustomerFacts(
+            first_seen=p.first_seen, registered=p.registered, last_active=p.last_active, stores=tuple(sorted(stores)),
+            orders=tuple(sorted(entries.get(p.customer, ()), key=lambda e: e.time)),
+            open_carts=tuple(sorted(mine.open, key=lambda e: (e.time, e.amount))) if mine else (),
+            last_cart_created=mine.created if mine else None, last_cart_abandoned=mine.abandoned if mine else None,
+            history=(Period(None, None, (Totals(), Totals(0, 0, refunded), Totals())),) if refunded else ())
+    return out
+
+
+def preview(rule: Rule, facts: Mapping[str, CustomerFacts], now: int, ctx: Context) -> tuple[int, list[str]]:
+    """How many customers the rule holds for at `now`, and the first PREVIEW_MEMBERS of them by key."""
+    count, first = 0, list[str]()
+    for key in sorted(facts):
+        if holds(rule, facts[key], now, ctx):
+            count += 1
+            if len(first) < PREVIEW_MEMBERS:
+                first.append(key)
+    return count, first
