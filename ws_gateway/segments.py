@@ -23,7 +23,7 @@ from core.definitions import SEGMENT, delete_event, predefined_product_segments,
 from core.figures import OPEN_END
 from core.money import EXPONENTS
 from core.records import Cart, Customer, Order
-from core.rules import Context, RuleError, parse_segments
+from core.rules import Context, RuleError, inputs, parse_segments
 from core.rules.graph import references as references_of
 from core.segment_records import Segment, SegmentChange, SegmentClock, SegmentMember
 from state.log import EventLog, LogUnavailable
@@ -31,7 +31,7 @@ from web.responses import json_response
 from ws_gateway import lists
 from ws_gateway.api import ReadSide, _limit, org_route
 from ws_gateway.segment_filter import defaults
-from ws_gateway.segment_preview import PreviewError, customer_facts, preview, previewable
+from ws_gateway.segment_preview import CART_FACTS, PreviewError, customer_facts, preview, previewable
 from ws_gateway.segment_views import (
     BadSegment,
     Listed,
@@ -138,8 +138,13 @@ async def preview_segment(request: Request, side: ReadSide, org: Org) -> Respons
     now = as_of if as_of is not None else ms_of(side.now()) - org.allowed_lateness_ms
     fetch = side.model.records
 
+    reads = inputs(rule, segments)
+
     def compute() -> tuple[int, list[str]]:
-        facts = customer_facts(fetch(org.id, Customer), fetch(org.id, Order), fetch(org.id, Cart), org.currency)
+        # the order and cart records only when the rule reads what they give (a third of the time each)
+        orders = fetch(org.id, Order) if "orders" in reads else ()
+        carts = fetch(org.id, Cart) if reads & CART_FACTS else ()
+        facts = customer_facts(fetch(org.id, Customer), orders, carts, org.currency)
         # as the dataflow evaluates: no exchange rates (flows/membership.py), the organisation's segments
         return preview(rule, facts, now, Context(org.timezone, org.currency, None, segments))
 
