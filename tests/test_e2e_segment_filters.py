@@ -167,14 +167,16 @@ def quiet(ws: ClientConnection, segment: str, seconds: float) -> None:
 
 
 def test_a_change_an_out_of_order_event_withdraws_is_retracted_on_the_websocket(sp: Storepulse) -> None:
-    """One-time buyers: an order at t2 makes c enter at t2; an earlier order (t1 < t2, within the 5 s
-    lateness) arrives next: c entered at t1 and left at t2, so the entry at t2 never happened. A
+    """One-time buyers: an order at t2 makes c enter at t2; an earlier order (t1 < t2, after the
+    watermark: within the 5 s lateness) arrives next: c entered at t1 and left at t2, so the entry at t2 never happened. A
     client that got it receives its retraction; one that subscribed after it does not."""
     segment, c = f"once_{uid()}", f"c-{uid()}"
     define(sp, segment, {"orders": {"eq": 1}})
     with sp.ws(TOKENS["acme"]) as early:
         assert recv_json(early)["type"] == "snapshot"
-        t2 = int(time.time() * 1000) - 1000
+        # 30 s ahead of the wall clock: the watermark (t2 - 5 s) stays there for 30 s, so the earlier order
+        # below (t1 = t2 - 2 s, after the watermark) is out of order within the lateness however slow the box
+        t2 = int(time.time() * 1000) + 30_000
         second, first = uid(), uid()
         post(sp, order(c, "10.00", t2, ("mug", 1, "10.00"), name=second))
         [entered] = segment_messages(early, segment, 1)
@@ -182,7 +184,7 @@ def test_a_change_an_out_of_order_event_withdraws_is_retracted_on_the_websocket(
             "entered", c, iso(t2), f"events:acme-site:{second}")
         with sp.ws(TOKENS["acme"]) as late:  # subscribed after the entry went out
             assert recv_json(late)["type"] == "snapshot"
-            t1 = t2 - 500
+            t1 = t2 - 2000
             post(sp, order(c, "10.00", t1, ("mug", 1, "10.00"), name=first))
             got = segment_messages(early, segment, 3)
             by_change = {m["change"]: m for m in got}
