@@ -33,7 +33,7 @@ from core.clock import local_day  # noqa: E402
 from core.records import Cart, Customer, CustomerMoney, Order, RecordKind  # noqa: E402
 from core.rules import Context, inputs, parse_rule  # noqa: E402
 from state.sqlite_readmodel import SqliteReadModel  # noqa: E402
-from ws_gateway.segment_preview import CART_FACTS, customer_facts, preview  # noqa: E402
+from ws_gateway.segment_preview import CART_READS, customer_facts, preview  # noqa: E402
 
 ORG, TZ, CURRENCY = "bench", "Europe/Berlin", "EUR"
 NOW = 1_767_225_600_000  # 2026-01-01 UTC
@@ -127,7 +127,7 @@ def main() -> None:
                 # as the route: the order and cart records only when the rule reads what they give
                 facts = customer_facts(model.records(ORG, Customer),
                                        model.records(ORG, Order) if "orders" in reads else (),
-                                       model.records(ORG, Cart) if reads & CART_FACTS else (), CURRENCY)
+                                       model.records(ORG, Cart) if reads & CART_READS else (), CURRENCY)
                 return preview(rule, facts, NOW, ctx)  # type: ignore[arg-type]
 
             took, (members, _) = best(args.repeat, run)  # type: ignore[misc]

@@ -21,7 +21,7 @@ from tests.helpers import ORGS_TOML, SECRETS, TOKENS, Storepulse, recv_json, wai
 
 # The demo organisation with a lateness of 5 s: out-of-order events within it rewind membership.
 CONFIG = ORGS_TOML.replace('token = "acme-token-0123456789"\n',
-                           'token = "acme-token-0123456789"\nallowed_lateness = "5s"\n', 1)
+                           'token = "acme-token-0123456789"\nallowed_lateness = "5s"\nproduct_segments = true\n', 1)
 BERLIN = ZoneInfo("Europe/Berlin")
 HOUR, DAY = 3_600_000, 86_400_000
 
@@ -141,6 +141,9 @@ def test_figures_and_carts_of_a_segment_are_those_of_its_members_orders_and_cart
     for path in ("/figures?period=all&segment=nowhere", "/carts?period=all&segment=nowhere"):
         r = call(sp, "GET", path)
         assert r.status_code == 404 and "nowhere" in r.json()["error"], r.text
+    for path in ("/figures?period=all&segment=best_sellers", "/carts?period=all&segment=best_sellers"):
+        r = call(sp, "GET", path)  # a product segment's members are products
+        assert r.status_code == 400 and "product segment" in r.json()["error"], r.text
 
 
 def segment_messages(ws: ClientConnection, segment: str, count: int, timeout: float = 15) -> list[dict[str, Any]]:

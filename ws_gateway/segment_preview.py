@@ -34,7 +34,8 @@ PREVIEW_MEMBERS = 20
 # The facts (CustomerFacts fields) the records rebuild, whole or in part (refunds: lifetime amount only)
 REBUILT = frozenset({"first_seen", "registered", "last_active", "stores", "orders", "refunds", "open_carts",
                      "last_cart_created", "last_cart_abandoned"})
-CART_FACTS = frozenset({"open_carts", "last_cart_created", "last_cart_abandoned"})  # what the cart records give
+# the facts the cart records give (a cart's store is one of the customer's stores)
+CART_READS = frozenset({"open_carts", "last_cart_created", "last_cart_abandoned", "stores"})
 NOT_KEPT = {
     "attributes": "custom attributes (attribute)",
     "emails": "e-mail engagement (email_engaged)",
