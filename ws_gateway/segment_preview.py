@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from core.changes import Record
 from core.records import Cart, Customer, Order
 from core.rules import Context, CustomerFacts, Entry, Period, Totals, holds, inputs
+from core.rules.facts import NO_TOTALS
 from core.rules.graph import conditions, references
 from core.rules.tree import EVER, Measure, Rule, Tally
 
@@ -77,19 +78,44 @@ class _Carts:
     abandoned: int | None = None
 
 
+def reads_lines(rule: Rule, segments: Mapping[str, Rule]) -> bool:
+    """Whether the rule (or a segment it names) reads an order's lines: its units or its products."""
+    pending, seen = [rule], set[str]()
+    while pending:
+        for c in conditions(pending.pop()):
+            if isinstance(c, Tally) and any(t.stream == "orders" for t in c.sum.terms) and (
+                    c.sum.item is not None or any(t.measure is Measure.UNITS for t in c.sum.terms)):
+                return True
+            for ref in references(c) - seen:
+                seen.add(ref)
+                if ref in segments:
+                    pending.append(segments[ref])
+    return False
+
+
 def customer_facts(profiles: Iterable[Record[Customer]], orders: Iterable[Record[Order]],
-                   carts: Iterable[Record[Cart]], currency: str) -> dict[str, CustomerFacts]:
-    """Every customer's facts as the dataflow builds them, from the records (see the module docstring)."""
+                   carts: Iterable[Record[Cart]], currency: str, *, lines: bool = True,
+                   stores: bool = True) -> dict[str, CustomerFacts]:
+    """Every customer's facts as the dataflow builds them, from the records (see the module docstring).
+    Without `lines`, order entries leave out units and products; without `stores`, the stores: a rule
+    that reads neither answers the same, sooner (they are most of the work)."""
     entries: dict[str, list[Entry]] = {}
     for ro in orders:
         o = ro.value
         if o.customer is None or o.paid is None:
             continue
-        lines = o.lines()
         same = o.currency == currency
-        entries.setdefault(o.customer, []).append(Entry(
-            o.paid, o.currency if same else currency, o.amount if same else 0, sum(q for _, q, _, _ in lines),
-            tuple(sorted({product for product, _, _, _ in lines if product}))))
+        if lines:
+            items = o.lines()
+            entry = Entry(o.paid, o.currency if same else currency, o.amount if same else 0,
+                          sum(q for _, q, _, _ in items), tuple(sorted({p for p, _, _, _ in items if p})))
+        else:
+            entry = Entry(o.paid, o.currency if same else currency, o.amount if same else 0)
+        found = entries.get(o.customer)
+        if found is None:
+            entries[o.customer] = [entry]
+        else:
+            found.append(entry)
     held: dict[str, _Carts] = {}
     cart_stores: dict[str, set[str]] = {}
     for rc in carts:
@@ -104,18 +130,23 @@ def customer_facts(profiles: Iterable[Record[Customer]], orders: Iterable[Record
         elif c.status in ("abandoned", "recovered") and c.due is not None:
             k.abandoned = c.due if k.abandoned is None else max(k.abandoned, c.due)
     out: dict[str, CustomerFacts] = {}
+    by_time = _by_time
     for rp in profiles:
         p = rp.value
-        mine = held.get(p.customer)
-        refunded = sum(m.refunds for m in p.money if m.currency == currency)
-        stores = {p.store, *(m.store for m in p.money), *cart_stores.get(p.customer, ())}
-        out[p.customer] = CustomerFacts(
-            first_seen=p.first_seen, registered=p.registered, last_active=p.last_active, stores=tuple(sorted(stores)),
-            orders=tuple(sorted(entries.get(p.customer, ()), key=lambda e: e.time)),
-            open_carts=tuple(sorted(mine.open, key=lambda e: (e.time, e.amount))) if mine else (),
-            last_cart_created=mine.created if mine else None, last_cart_abandoned=mine.abandoned if mine else None,
-            history=(Period(None, None, (Totals(), Totals(0, 0, refunded), Totals())),) if refunded else ())
+        key, mine, mine_orders = p.customer, held.get(p.customer), entries.get(p.customer)
+        refunded = sum([m.refunds for m in p.money if m.currency == currency]) if p.money else 0
+        where = tuple(sorted({p.store, *(m.store for m in p.money), *cart_stores.get(key, ())})) if stores else ()
+        out[key] = CustomerFacts(
+            p.first_seen, p.registered, p.last_active, where, (),
+            (tuple(sorted(mine_orders, key=by_time)) if len(mine_orders) > 1 else tuple(mine_orders)) if mine_orders else (),
+            (), (), tuple(sorted(mine.open, key=lambda e: (e.time, e.amount))) if mine else (),
+            mine.created if mine else None, mine.abandoned if mine else None,
+            (Period(None, None, (NO_TOTALS, Totals(0, 0, refunded), NO_TOTALS)),) if refunded else ())
     return out
+
+
+def _by_time(e: Entry) -> int:
+    return e.time
 
 
 def preview(rule: Rule, facts: Mapping[str, CustomerFacts], now: int, ctx: Context) -> tuple[int, list[str]]:

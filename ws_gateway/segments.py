@@ -31,7 +31,14 @@ from web.responses import json_response
 from ws_gateway import lists
 from ws_gateway.api import ReadSide, _limit, org_route
 from ws_gateway.segment_filter import defaults
-from ws_gateway.segment_preview import CART_READS, PreviewError, customer_facts, preview, previewable
+from ws_gateway.segment_preview import (
+    CART_READS,
+    PreviewError,
+    customer_facts,
+    preview,
+    previewable,
+    reads_lines,
+)
 from ws_gateway.segment_views import (
     BadSegment,
     Listed,
@@ -143,7 +150,8 @@ async def preview_segment(request: Request, side: ReadSide, org: Org) -> Respons
         # the order and cart records only when the rule reads what they give (a third of the time each)
         orders = fetch(org.id, Order) if "orders" in reads else ()
         carts = fetch(org.id, Cart) if reads & CART_READS else ()
-        facts = customer_facts(fetch(org.id, Customer), orders, carts, org.currency)
+        facts = customer_facts(fetch(org.id, Customer), orders, carts, org.currency, lines=reads_lines(rule, segments),
+                               stores="stores" in reads)
         # as the dataflow evaluates: no exchange rates (flows/membership.py), the organisation's segments
         return preview(rule, facts, now, Context(org.timezone, org.currency, None, segments))
 
