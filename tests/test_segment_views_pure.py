@@ -12,9 +12,9 @@ from msgspec import Raw
 from core.changes import DAY, Bucket, Record
 from core.figures import compute_figures
 from core.records import Cart, Customer, CustomerMoney, Order, RecordKind
-from core.rules import Context, parse_rule, parse_segments
+from core.rules import Context, inputs, parse_rule, parse_segments
 from ws_gateway.segment_figures import figures_json, member_buckets, member_carts
-from ws_gateway.segment_preview import PreviewError, customer_facts, preview, previewable
+from ws_gateway.segment_preview import PreviewError, customer_facts, preview, previewable, reads_lines
 
 pytestmark = pytest.mark.unit
 
@@ -114,3 +114,24 @@ def test_what_the_records_do_not_keep_is_refused_naming_it() -> None:
             previewable(parse_rule(data, currency="EUR", timezone="Europe/Berlin"), segments)
     previewable(parse_rule({"all": [{"net_spent": {"gte": "1"}}, {"spent": {"gte": "1", "within": "9d"}}]},
                            currency="EUR", timezone="Europe/Berlin"), segments)
+
+
+def test_facts_without_the_lines_or_stores_a_rule_does_not_read_answer_as_the_whole_facts() -> None:
+    profiles = [profile(k, T - 40 * D) for k in "abc"]
+    two = profile("d", T - 40 * D).value
+    profiles.append(Record("o", 1, RecordKind.CUSTOMER, "d", "", Customer(
+        "d", "t", None, two.first_seen, two.first_seen, None, None, None, 0, 0, None, None,
+        [*two.money, CustomerMoney("u", "EUR", 1, 1, 1, 0, T, T)])))  # first seen at t, bought at s and u
+    orders = [order(str(i), "abcd"[i % 4], T - i * D, 1000 * i, [["mug", i % 3 + 1, 1, ""]], store="s" if i % 2 else "t")
+              for i in range(1, 30)]
+    carts = [cart("k", "b", "open", 2500, T - H, "2024-06-01")]
+    whole = customer_facts(profiles, orders, carts, "EUR")
+    ctx = Context("Europe/Berlin", "EUR")
+    for data in ({"spent": {"gte": "100.00", "within": "30d"}}, {"items": {"gte": 6, "within": "20d"}},
+                 {"bought_product": {"product": "mug", "gte": 5}}, {"stores": {"gte": 2}}, {"store": {"eq": "t"}},
+                 {"all": [{"order_value": {"gte": "150.00"}}, {"last_order_at": {"after": "9d"}}]}):
+        rule = parse_rule(data, currency="EUR", timezone="Europe/Berlin")
+        lean = customer_facts(profiles, orders, carts, "EUR", lines=reads_lines(rule, {}),
+                              stores="stores" in inputs(rule))
+        found = preview(rule, whole, T, ctx)
+        assert found[0] > 0 and preview(rule, lean, T, ctx) == found, data  # someone, or it proves nothing
