@@ -14,7 +14,7 @@ from core.figures import compute_figures
 from core.records import Cart, Customer, CustomerMoney, Order, RecordKind
 from core.rules import Context, inputs, parse_rule, parse_segments
 from ws_gateway.segment_figures import figures_json, member_buckets, member_carts
-from ws_gateway.segment_preview import PreviewError, customer_facts, preview, previewable, reads_lines
+from ws_gateway.segment_preview import PreviewError, buyers_only, customer_facts, preview, previewable, reads_lines
 
 pytestmark = pytest.mark.unit
 
@@ -135,3 +135,17 @@ def test_facts_without_the_lines_or_stores_a_rule_does_not_read_answer_as_the_wh
                               stores="stores" in inputs(rule))
         found = preview(rule, whole, T, ctx)
         assert found[0] > 0 and preview(rule, lean, T, ctx) == found, data  # someone, or it proves nothing
+
+
+def test_a_rule_over_orders_that_no_customer_without_one_meets_needs_no_customer_record() -> None:
+    profiles = [profile(k, T - 40 * D) for k in "abc"]  # c never ordered
+    orders = [order("1", "a", T - 2 * D, 15_000, [["mug", 1, 1, ""]]), order("2", "b", T - 50 * D, 5000, [])]
+    ctx = Context("Europe/Berlin", "EUR")
+    for data, only in (({"spent": {"gte": "100.00", "within": "30d"}}, True), ({"orders": {"gte": 1}}, True),
+                       ({"orders": {"eq": 0, "within": "30d"}}, False), ({"not": {"spent": {"gte": "1.00"}}}, False),
+                       ({"registered_at": {"before": "1d"}}, False)):
+        rule = parse_rule(data, currency="EUR", timezone="Europe/Berlin")
+        assert buyers_only(rule, inputs(rule), T, ctx) is only, data
+        if only:
+            assert preview(rule, customer_facts(None, orders, (), "EUR"), T, ctx) == preview(
+                rule, customer_facts(profiles, orders, (), "EUR"), T, ctx), data

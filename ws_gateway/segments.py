@@ -34,6 +34,7 @@ from ws_gateway.segment_filter import defaults
 from ws_gateway.segment_preview import (
     CART_READS,
     PreviewError,
+    buyers_only,
     customer_facts,
     preview,
     previewable,
@@ -146,14 +147,17 @@ async def preview_segment(request: Request, side: ReadSide, org: Org) -> Respons
     fetch = side.model.records
     reads = inputs(rule, segments)
 
+    # as the dataflow evaluates: no exchange rates (flows/membership.py), the organisation's segments
+    ctx = Context(org.timezone, org.currency, None, segments)
+
     def compute() -> tuple[int, list[str]]:
-        # the order and cart records only when the rule reads what they give (a third of the time each)
+        # each kind of record only when the rule reads what it gives (a third of the time each)
+        profiles = None if buyers_only(rule, reads, now, ctx) else fetch(org.id, Customer)
         orders = fetch(org.id, Order) if "orders" in reads else ()
         carts = fetch(org.id, Cart) if reads & CART_READS else ()
-        facts = customer_facts(fetch(org.id, Customer), orders, carts, org.currency, lines=reads_lines(rule, segments),
+        facts = customer_facts(profiles, orders, carts, org.currency, lines=reads_lines(rule, segments),
                                stores="stores" in reads)
-        # as the dataflow evaluates: no exchange rates (flows/membership.py), the organisation's segments
-        return preview(rule, facts, now, Context(org.timezone, org.currency, None, segments))
+        return preview(rule, facts, now, ctx)
 
     count, first = await asyncio.to_thread(compute)
     return json_response({"org": org.id, "as_of": iso(now), "members": count, "first": first})
