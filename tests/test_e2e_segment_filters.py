@@ -1,4 +1,5 @@
-"""What the segment API adds beyond lists, through the real path (`storepulse up`, embedded SQLite):
+"""What the segment API adds beyond lists, through the real path (`storepulse up`, embedded SQLite and
+on a real redis-server):
 events in over HTTP, the dataflow, answers out over HTTP and a real WebSocket (docs/segments.md):
 `segment=` on /figures and /carts, previews of windowed rules equal to the members after PUT, and the
 retraction of a change an out-of-order event withdrew."""
@@ -17,7 +18,7 @@ import orjson
 import pytest
 from websockets.sync.client import ClientConnection
 
-from tests.helpers import ORGS_TOML, SECRETS, TOKENS, Storepulse, recv_json, wait_for
+from tests.helpers import ORGS_TOML, SECRETS, TOKENS, RedisServer, Storepulse, recv_json, wait_for
 
 # The demo organisation with a lateness of 5 s: out-of-order events within it rewind membership.
 CONFIG = ORGS_TOML.replace('token = "acme-token-0123456789"\n',
@@ -26,9 +27,14 @@ BERLIN = ZoneInfo("Europe/Berlin")
 HOUR, DAY = 3_600_000, 86_400_000
 
 
-@pytest.fixture(scope="module")
-def sp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storepulse]:
-    running = Storepulse(tmp_path_factory.mktemp("segfilter"), None, CONFIG)
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def sp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storepulse]:
+    redis_url = None
+    if request.param == "redis":
+        server = RedisServer(tmp_path_factory.mktemp("redis"))
+        request.addfinalizer(server.stop)
+        redis_url = server.url
+    running = Storepulse(tmp_path_factory.mktemp(f"segfilter-{request.param}"), redis_url, CONFIG)
     running.start()
     # The dataflow keeps on an order only the product ids some segment names (core/rules/keep.py): a
     # bought_product segment defined later does not see earlier orders of them. Name them first.
