@@ -1,13 +1,14 @@
 """`segment=ID` on /figures and /carts: the figures of a segment's current members, recomputed from the
 stored order and cart records (docs/segments.md, "Figures and carts of a segment"). Pure: records in,
-records out.
+figures out.
 
 The dataflow keeps the revenue buckets and the cart days per store and day, not per customer, so a
 segment's figures are summed here from the `order` and `cart` records of its members. To give them
 exactly the definitions of the unfiltered figures, the members' records are folded into the same
 shapes the dataflow writes (day buckets, `cart_day`, `open_carts`, `abandoned_product`) and handed to
 the same summing code (`core.figures.compute_figures`, `ws_gateway.shoppers.carts_summary`): a
-segment that holds every buyer gives the unfiltered numbers, conversion and rounding included.
+segment that holds every customer gives the unfiltered numbers but for guests' orders and visitors'
+carts, conversion and rounding included.
 
 What cannot be restricted is said, never silently the unfiltered number: the buckets count a
 refund on the day it was reported, and an order record keeps only its refunded total, so `refunds` and
