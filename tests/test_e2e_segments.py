@@ -171,7 +171,7 @@ def test_a_rule_that_does_not_parse_gets_a_400_naming_its_json_path(sp: Storepul
     r = call(sp, "PUT", "/segments/no%20spaces", {"name": "Bad", "rule": {"orders": {"gte": 1}}})
     assert r.status_code == 400, r.text
     assert call(sp, "GET", "/segments/nowhere/members").status_code == 404
-    r = call(sp, "POST", "/segments/preview", {"rule": {"spent": {"gte": "1.00", "within": "30d"}}})
+    r = call(sp, "POST", "/segments/preview", {"rule": {"email_engaged": {"gte": 1, "within": "30d"}}})
     assert r.status_code == 400 and "PUT" in r.json()["error"], r.text
 
 

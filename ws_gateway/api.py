@@ -62,6 +62,7 @@ from ws_gateway import (
     lists,
     metrics,
     openapi,
+    segment_figures,
     sharing,
     shoppers,
 )
@@ -212,12 +213,19 @@ def org_route(cost: Cost = by_request) -> Callable[[OrgEndpoint], Callable[[Requ
 @org_route()
 async def figures(request: Request, side: ReadSide, org: Org) -> Response:
     store, first, last, currency = query(request, side, org)
+    members = await segment_members(request, side.model, org)  # ?segment=: its members' orders only
     version, buckets = await asyncio.to_thread(side.model.snapshot, org.id, DAY)
     fresh = freshness(await asyncio.to_thread(side.model.caught_up_at, org.id), ms_of(side.now())).to_json()
-    result = compute_figures(buckets, first=first, last=last, currency=currency, rates=side.rates, store=store)
     q = request.query_params
     named = q.get("period") or (None if "from" in q or "to" in q else "today")
     span = {"period": named, **_span(first, last)}
+    if members is not None:  # from the order records: the buckets are per store and day, not per customer
+        orders = await asyncio.to_thread(side.model.records, org.id, Order, first, OPEN_END)  # placed <= paid day
+        body = segment_figures.figures_json(orders, members, first=first, last=last, tz=org.tz, currency=currency,
+                                            rates=side.rates, store=store)
+        return json_response({"org": org.id, "store": store, **span, "version": version, "freshness": fresh,
+                              "segment": q["segment"], "members": len(members), **body})
+    result = compute_figures(buckets, first=first, last=last, currency=currency, rates=side.rates, store=store)
     return json_response({"org": org.id, "store": store, **span, "version": version, "freshness": fresh,
                           **result.to_json()})
 
@@ -396,13 +404,19 @@ async def customers(request: Request, side: ReadSide, org: Org) -> Response:
 async def carts(request: Request, side: ReadSide, org: Org) -> Response:
     store, first, last, currency = query(request, side, org)
     fetch = side.model.records
-    days, live, products, listed = await asyncio.gather(
-        asyncio.to_thread(fetch, org.id, CartDay, first, last), asyncio.to_thread(fetch, org.id, OpenCarts),
-        asyncio.to_thread(fetch, org.id, AbandonedProduct, first, last), asyncio.to_thread(fetch, org.id, Cart, first, last))
+    members = await segment_members(request, side.model, org)  # ?segment=: its members' carts only
+    if members is not None:  # from the cart records: the days and open carts are not kept per person
+        mine = segment_figures.member_carts(await asyncio.to_thread(fetch, org.id, Cart), members, first, last, store)
+        days, live, products, listed = mine.days, mine.open_now, mine.products, mine.listed
+    else:
+        days, live, products, listed = await asyncio.gather(
+            asyncio.to_thread(fetch, org.id, CartDay, first, last), asyncio.to_thread(fetch, org.id, OpenCarts),
+            asyncio.to_thread(fetch, org.id, AbandonedProduct, first, last), asyncio.to_thread(fetch, org.id, Cart, first, last))
     rates = RecordingRates(side.rates)
     body = shoppers.carts_summary(days, live, products, listed, currency=currency, rates=rates,
                                   limit=_limit(request, default=20), store=store)
-    return json_response({"org": org.id, "store": store, **_span(first, last), "currency": currency,
+    segment = {} if members is None else {"segment": request.query_params["segment"], "members": len(members)}
+    return json_response({"org": org.id, "store": store, **_span(first, last), "currency": currency, **segment,
                           "abandon_after_minutes": org.abandon_after_minutes, **_gaps(rates, currency), **body})
 
 

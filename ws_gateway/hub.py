@@ -29,6 +29,7 @@ from core.segment_records import SegmentChange
 from state.readmodel import ReadModel
 from ws_gateway import metrics
 from ws_gateway.lists import alert_json
+from ws_gateway.segment_sent import SentChanges
 from ws_gateway.segment_views import segment_message
 
 log = logging.getLogger("storepulse.gateway")
@@ -43,6 +44,7 @@ class Subscriber:
 
     def __init__(self, write_now: Callable[[bytes], bool] | None = None, stores: frozenset[str] | None = None) -> None:
         self.stores = stores  # a share link's stores: figures of those alone (None: the whole organisation)
+        self.since = 0  # the organisation's segment changes sent before it subscribed (ws_gateway/segment_sent.py)
         self.latest: bytes | None = None
         self.events: list[bytes] = []
         self.replies: list[bytes] = []
@@ -96,6 +98,10 @@ class _OrgView:
     alerted: set[str] = field(default_factory=set)
     caught_up_at: int | None = None  # the dataflow's latest report (core/freshness.py)
     stale: bool = True
+    sent: SentChanges = field(init=False)  # segment changes sent, to retract those the dataflow withdraws
+
+    def __post_init__(self) -> None:
+        self.sent = SentChanges(self.org.allowed_lateness_ms)
 
 
 class Hub:
@@ -133,6 +139,7 @@ class Hub:
                   stores: frozenset[str] | None = None) -> tuple[Subscriber, dict[str, object]]:
         view = self._views[org_id]
         sub = Subscriber(write_now, stores)
+        sub.since = view.sent.seq
         view.subscribers.add(sub)
         metrics.CLIENTS.inc()
         return sub, self.payload(org_id, "snapshot", stores)
@@ -219,12 +226,7 @@ class Hub:
                     if sub.stores is None:  # the quota is the whole organisation's: not for a link of some stores
                         sub.event(alert)
             elif isinstance(c.value, SegmentChange):  # an entry or exit: an event of its own, each one sent
-                if c.value.superseded:
-                    continue  # withdrawn: it reached the clients already; the history no longer shows it
-                message = orjson.dumps(segment_message(c.value, c.version))
-                for sub in view.subscribers:
-                    if sub.stores is None:  # segments span the organisation's stores: not for a link of some
-                        sub.event(message)
+                self._segment_change(view, c.key, c.value, c.version)
                 continue
             else:
                 continue  # records the dashboard does not show (orders, carts, ...)
@@ -232,6 +234,24 @@ class Hub:
             shown = True
         if shown:
             self._mark(view.org.id)
+
+    def _segment_change(self, view: _OrgView, key: str, v: SegmentChange, version: int) -> None:
+        """An entry or exit to every subscriber of the whole organisation (segments span its stores: not for
+        a share link of some); a withdrawn one, as a retraction, to those it was sent to, if it was."""
+        if v.superseded:
+            seq = view.sent.withdrawn(key)
+            if seq is None:
+                return  # never sent by this gateway: nobody counted it
+            message = orjson.dumps(segment_message(v, version, withdrawn=True))
+            for sub in view.subscribers:
+                if sub.stores is None and sub.since < seq:
+                    sub.event(message)
+            return
+        view.sent.sent(key, v.at)
+        message = orjson.dumps(segment_message(v, version))
+        for sub in view.subscribers:
+            if sub.stores is None:
+                sub.event(message)
 
     def _mark(self, org_id: str) -> None:
         self._dirty.add(org_id)

@@ -48,6 +48,8 @@ PARAMS: dict[str, dict[str, Any]] = {
     "format": _q("format", "csv: the answer's table as CSV (docs/sharing.md)", {"type": "string", "enum": ["json", "csv"]}),
     "table": _q("table", "with format=csv: which list of the answer to write"),
     "cursor": _q("cursor", "where the previous page ended (its next_cursor)"),
+    "segment": _q("segment", "only the orders, carts and customers of this segment's members now (docs/segments.md); "
+                             "404 for a segment the organisation does not have"),
     "from_time": _q("from", "changes at or after this instant (ISO 8601)", {"type": "string", "format": "date-time"}),
     "to_time": _q("to", "changes before this instant (ISO 8601)", {"type": "string", "format": "date-time"}),
     "customer": _q("customer", "one customer's changes"),
@@ -75,7 +77,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string", "description": "what was wrong"}}},
     "Money": _MONEY,
     "Figures": {"type": "object", "properties": {
-        **{k: {"$ref": "#/components/schemas/Money"} for k in ("gross_revenue", "refunds", "net_revenue", "aov")},
+        **{k: {"$ref": "#/components/schemas/Money"} for k in ("gross_revenue", "aov", "paid_orders_refunded")},
+        # null with segment=: not kept per customer (the reason in not_restricted)
+        **{k: {"oneOf": [{"$ref": "#/components/schemas/Money"}, {"type": "null"}]} for k in ("refunds", "net_revenue")},
+        "segment": {"type": "string"}, "members": {"type": "integer"},
+        "not_restricted": {"type": "object", "additionalProperties": {"type": "string"},
+                           "description": "with segment=: each figure that cannot be restricted to it, and why"},
         **{k: {"type": "integer"} for k in ("orders", "paid_orders", "items_sold", "version")},
         "org": {"type": "string"}, "store": {"type": ["string", "null"]}, "period": {"type": ["string", "null"]},
         "from": {"type": ["string", "null"]}, "to": {"type": ["string", "null"]}, "freshness": {"type": "object"}}},
@@ -110,17 +117,18 @@ class Endpoint:
 _ORG = "/api/v1/orgs/{org}"
 ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", f"{_ORG}/figures", "revenue, refunds, orders, AOV, items of a period (docs/metrics.md)",
-             ["org", *PERIOD, *CSV], "Figures", (400, 401, 403, 404, 429), csv=True),
+             ["org", *PERIOD, "segment", *CSV], "Figures", (400, 401, 403, 404, 429), csv=True),
     Endpoint("GET", f"{_ORG}/series", "one metric per day or hour of a range", ["org", *PERIOD, "metric", "granularity", *CSV],
              csv=True),
     Endpoint("GET", f"{_ORG}/orders", "latest or best paid orders of a period, and orders by source",
-             ["org", *PERIOD, "sort", "limit", *CSV], csv=True),
-    Endpoint("GET", f"{_ORG}/products", "top products by revenue, units or orders", ["org", *PERIOD, "sort", "limit", *CSV], csv=True),
-    Endpoint("GET", f"{_ORG}/pairs", "products bought together", ["org", *PERIOD, "sort", "limit", *CSV], csv=True),
+             ["org", *PERIOD, "sort", "limit", "segment", *CSV], csv=True),
+    Endpoint("GET", f"{_ORG}/products", "top products by revenue, units or orders",
+             ["org", *PERIOD, "sort", "limit", "segment", *CSV], csv=True),
+    Endpoint("GET", f"{_ORG}/pairs", "products bought together", ["org", *PERIOD, "sort", "limit", "segment", *CSV], csv=True),
     Endpoint("GET", f"{_ORG}/customers", "best customers, or those registered who never bought",
-             ["org", *PERIOD, "sort", "limit", "filter", *CSV], csv=True),
+             ["org", *PERIOD, "sort", "limit", "filter", "segment", *CSV], csv=True),
     Endpoint("GET", f"{_ORG}/carts", "open, abandoned, recovered and purchased carts; most abandoned products",
-             ["org", *PERIOD, "limit", *CSV], csv=True),
+             ["org", *PERIOD, "limit", "segment", *CSV], csv=True),
     Endpoint("GET", f"{_ORG}/journey", "visitors, added to cart, purchased, purchased again", ["org", *PERIOD, *CSV], csv=True),
     Endpoint("GET", f"{_ORG}/attribution", "revenue attributed to e-mail campaigns and automations (7 days)",
              ["org", *PERIOD, *CSV], csv=True),
@@ -138,8 +146,8 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("DELETE", f"{_ORG}/shares/{{id}}", "revoke a share link", ["org", "id"]),
     # segments (ws_gateway/segments.py, docs/segments.md): definitions travel through the log
     Endpoint("GET", f"{_ORG}/segments", "every segment: id, name, predefined, subject, rule, members, as_of", ["org"]),
-    Endpoint("POST", f"{_ORG}/segments/preview", "a rule's member count and first 20 members now, without saving it; 400 "
-             "names the JSON path of what is wrong", ["org"]),
+    Endpoint("POST", f"{_ORG}/segments/preview", "a rule's member count and first 20 members at the segment clock's as_of, windows "
+             "included, without saving it; 400 names the JSON path of what is wrong, or what the records do not keep", ["org"]),
     Endpoint("PUT", f"{_ORG}/segments/{{id}}", "create or replace a customer segment {name, rule} (a control event in the "
              "log); 400 names the JSON path of what is wrong", ["org", "id"], errors=(400, 401, 403, 429), ok=202),
     Endpoint("DELETE", f"{_ORG}/segments/{{id}}", "delete a segment", ["org", "id"], errors=(400, 401, 403, 404, 429), ok=202),

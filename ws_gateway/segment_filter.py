@@ -30,8 +30,11 @@ async def segment_members(request: Request, model: ReadModel, org: Org) -> froze
     if segment is None:
         return None
     records = await asyncio.to_thread(model.records, org.id, Segment)
-    if segment not in known_segments(defaults(org), records, predefined_product_segments() if org.product_segments else {}):
+    known = known_segments(defaults(org), records, predefined_product_segments() if org.product_segments else {})
+    if segment not in known:
         raise HTTPException(404, f"organisation {org.id!r} has no segment {segment!r}")
+    if known[segment].subject != "customer":
+        raise HTTPException(400, f"segment {segment!r} is a product segment: its members are products, not customers")
     found = await asyncio.to_thread(model.records, org.id, SegmentMember, segment, segment)
     return frozenset(r.value.customer for r in found if r.value.member)
 

@@ -1,5 +1,5 @@
-"""What the segment routes answer, computed from records: the segment list, a preview over the
-customer profiles, member rows and their CSV, the stored history. Pure: records and time in, data out.
+"""What the segment routes answer, computed from records: the segment list, the rule of a preview
+(its members: ws_gateway/segment_preview.py), member rows and their CSV, the stored history. Pure: records and time in, data out.
 """
 
 from __future__ import annotations
@@ -16,18 +16,13 @@ import orjson
 from core.changes import Record
 from core.clock import utc_from_ms
 from core.definitions import SegmentDefinition
-from core.rules import Context, CustomerFacts, Period, RuleError, Totals, holds, parse_rule, parse_segments
-from core.rules.graph import conditions
+from core.rules import RuleError, parse_rule, parse_segments
 from core.rules.tree import Rule
 from core.segment_records import Segment, SegmentChange, SegmentMember
 from ws_gateway.lists import Lifetime
 
 SEGMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 NAME_CHARS = 128
-PREVIEW_MEMBERS = 20
-# What a customer profile (flows/profiles.py) holds: lifetime totals and times, no dated entries.
-PROFILE_CRITERIA = frozenset({"orders", "spent", "net_spent", "items", "first_order_at", "last_order_at",
-                              "registered_at", "last_active_at", "stores"})
 
 
 class BadSegment(ValueError):
@@ -97,38 +92,13 @@ def check_delete(segment: str, known: Mapping[str, Listed], currency: str, timez
 
 
 def preview_rule(body: object, currency: str, timezone: str) -> Rule:
-    """The rule of a preview request {"rule": ...}, when the profiles can answer it exactly."""
+    """The rule of a preview request {"rule": ...} (what the records can answer: ws_gateway/segment_preview.py)."""
     if not isinstance(body, dict) or "rule" not in body:
         raise BadSegment('the body must be a JSON object {"rule": {...}}')
     try:
-        rule = parse_rule(body["rule"], currency=currency, timezone=timezone)
+        return parse_rule(body["rule"], currency=currency, timezone=timezone)
     except RuleError as exc:
         raise RuleError("$.rule" + exc.path[1:], exc.problem) from None
-    for c in conditions(rule):
-        criterion = getattr(c, "criterion", None)
-        window = getattr(c, "sum", None)
-        windowed = window is not None and (window.window.within is not None or window.window.since is not None
-                                           or window.window.until is not None or window.item is not None)
-        if criterion not in PROFILE_CRITERIA or windowed:
-            raise BadSegment(
-                f"preview reads the customer profiles, which hold lifetime orders, spend, items, first and last "
-                f"order, registration, activity and stores; this rule reads {criterion or 'more'}"
-                f"{' in a window' if windowed else ''}: save it (PUT) and read its members")
-    return rule
-
-
-def profile_facts(life: Lifetime, first_seen: int, registered: int | None, stores: tuple[str, ...]) -> CustomerFacts:
-    """A profile as facts: its lifetime totals as one folded period (amounts already converted)."""
-    orders = Totals(life.orders, life.items, life.revenue, life.first_paid, life.last_paid)
-    refunds = Totals(0, 0, life.refunds)
-    return CustomerFacts(first_seen=first_seen, registered=registered, last_active=life.last_active, stores=stores,
-                         history=(Period(None, None, (orders, refunds, Totals())),))
-
-
-def preview(rule: Rule, facts: Mapping[str, CustomerFacts], now: int, ctx: Context) -> tuple[int, list[str]]:
-    """How many customers the rule holds for at `now`, and the first PREVIEW_MEMBERS of them by key."""
-    members = [k for k in sorted(facts) if holds(rule, facts[k], now, ctx)]
-    return len(members), members[:PREVIEW_MEMBERS]
 
 
 def iso(ms: int | None) -> str | None:
@@ -181,7 +151,9 @@ def change_rows(changes: Iterable[Record[SegmentChange]], customer: str | None, 
     return [{"customer": v.customer, "change": v.change, "at": iso(v.at), "cause": v.cause} for v in found[:limit]]
 
 
-def segment_message(v: SegmentChange, version: int) -> dict[str, object]:
-    """The WebSocket message of one entry or exit."""
-    return {"type": "segment", "segment": v.segment, "customer": v.customer, "change": v.change, "at": iso(v.at),
+def segment_message(v: SegmentChange, version: int, withdrawn: bool = False) -> dict[str, object]:
+    """The WebSocket message of one entry or exit; `withdrawn`: its retraction, `"change": "withdrawn"`
+    and `"withdraws"` the change it undoes (the same segment, customer, at and cause identify it)."""
+    change = {"change": "withdrawn", "withdraws": v.change} if withdrawn else {"change": v.change}
+    return {"type": "segment", "segment": v.segment, "customer": v.customer, **change, "at": iso(v.at),
             "cause": v.cause, "version": version}

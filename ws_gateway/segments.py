@@ -22,14 +22,24 @@ from core.config import Org
 from core.definitions import SEGMENT, delete_event, predefined_product_segments, put_event
 from core.figures import OPEN_END
 from core.money import EXPONENTS
-from core.records import Customer
-from core.rules import Context, RuleError
+from core.records import Cart, Customer, Order
+from core.rules import Context, RuleError, inputs, parse_segments
+from core.rules.graph import references as references_of
 from core.segment_records import Segment, SegmentChange, SegmentClock, SegmentMember
 from state.log import EventLog, LogUnavailable
 from web.responses import json_response
 from ws_gateway import lists
 from ws_gateway.api import ReadSide, _limit, org_route
 from ws_gateway.segment_filter import defaults
+from ws_gateway.segment_preview import (
+    CART_READS,
+    PreviewError,
+    buyers_only,
+    customer_facts,
+    preview,
+    previewable,
+    reads_lines,
+)
 from ws_gateway.segment_views import (
     BadSegment,
     Listed,
@@ -40,9 +50,7 @@ from ws_gateway.segment_views import (
     known_segments,
     member_rows,
     members_csv,
-    preview,
     preview_rule,
-    profile_facts,
 )
 
 
@@ -121,20 +129,35 @@ async def delete_segment(request: Request, side: ReadSide, org: Org) -> Response
 
 @org_route()
 async def preview_segment(request: Request, side: ReadSide, org: Org) -> Response:
+    """The rule's members at the segment clock's as_of, from the stored records (ws_gateway/segment_preview.py)."""
     body = await _body(request)
+    known, as_of = await _known(side, org)
     try:
         rule = preview_rule(body, org.currency, org.timezone)
-    except (BadSegment, RuleError) as exc:
+        segments = parse_segments({s.id: s.rule for s in known.values() if s.subject == "customer"},
+                                  currency=org.currency, timezone=org.timezone)
+        missing = sorted(references_of(rule) - set(segments))
+        if missing:
+            raise BadSegment(f"$.rule: in_segment names {missing[0]!r}, which is not a segment of organisation {org.id!r}")
+        previewable(rule, segments)
+    except (BadSegment, RuleError, PreviewError) as exc:
         raise HTTPException(400, str(exc)) from None
-    now = ms_of(side.now())
+    # the instant the dataflow's membership is exact for; before it wrote any, its watermark while live
+    now = as_of if as_of is not None else ms_of(side.now()) - org.allowed_lateness_ms
+    fetch = side.model.records
+    reads = inputs(rule, segments)
+
+    # as the dataflow evaluates: its exchange rates (the same files, core/rates.py), the organisation's segments
+    ctx = Context(org.timezone, org.currency, side.rates, segments)
 
     def compute() -> tuple[int, list[str]]:
-        profiles = side.model.records(org.id, Customer)
-        lives = lists.lifetimes(profiles, currency=org.currency, rates=side.rates, tz=org.tz, store=None)
-        facts = {r.key: profile_facts(lives[r.key], r.value.first_seen, r.value.registered,
-                                      tuple(sorted({m.store for m in r.value.money} | {r.value.store})))
-                 for r in profiles}
-        return preview(rule, facts, now, Context(org.timezone, org.currency, side.rates))
+        # each kind of record only when the rule reads what it gives (a third of the time each)
+        profiles = None if buyers_only(rule, reads, now, ctx) else fetch(org.id, Customer)
+        orders = fetch(org.id, Order) if "orders" in reads else ()
+        carts = fetch(org.id, Cart) if reads & CART_READS else ()
+        facts = customer_facts(profiles, orders, carts, org.currency, lines=reads_lines(rule, segments),
+                               stores="stores" in reads, ctx=ctx)
+        return preview(rule, facts, now, ctx)
 
     count, first = await asyncio.to_thread(compute)
     return json_response({"org": org.id, "as_of": iso(now), "members": count, "first": first})
