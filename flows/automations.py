@@ -64,6 +64,10 @@ def _no_profile(customer: str) -> Customer | None:
     return None
 
 
+def _no_facts(key: str) -> object:
+    return None
+
+
 class AutomationBook:
     def __init__(self, org: str, timezone: str, currency: str = "", locale: str = "en",
                  automations: Mapping[str, Automation] | None = None) -> None:
@@ -149,9 +153,11 @@ class AutomationBook:
             self._fire(Firing(str(e.kind), e.customer or "", cause, e.time, _payload(e, p), _facts(e, p)))
 
     def records(self, changes: Iterable[Change], now_ms: int | None,
-                profile: Callable[[str], Customer | None] = _no_profile) -> None:
-        """The other books' changes: abandoned, bought and recovered carts, quota alerts. `profile`
-        gives a customer's profile (for the e-mail address and name a message shows)."""
+                profile: Callable[[str], Customer | None] = _no_profile,
+                facts: Callable[[str], object] = _no_facts) -> None:
+        """The other books' changes: abandoned, bought and recovered carts, quota alerts, segment
+        entries and exits. `profile` gives a customer's profile (for the e-mail address and name a
+        message shows); `facts` the facts a segment change (by its key) was decided on, which `if` reads."""
         for r in changes:
             if type(r) is not Record:
                 continue
@@ -164,7 +170,8 @@ class AutomationBook:
                 elif v.status in _CLOSED:
                     self.triggers.drop(CART_ABANDONED, cause)
             elif r.kind == SEGMENT_CHANGE and self._segments:
-                self._segment_record(v, now_ms)
+                decided_on = facts(r.key)
+                self._segment_record(v, now_ms, decided_on if isinstance(decided_on, CustomerFacts) else None)
             elif type(v) is QuotaAlert and QUOTA_CROSSED in self._kinds and self._fresh(v.at, now_ms):
                 payload = {"percent": v.percent, "count": v.count, "limit": v.limit}
                 self._fire(Firing(QUOTA_CROSSED, "", f"quota:{v.percent}@{v.at}", v.at, payload))
@@ -177,14 +184,14 @@ class AutomationBook:
             payload = {"customer": customer, "segment": segment, "change": "entered" if entered else "exited"}
             self._fire(Firing(trigger, customer, f"{segment}:{cause}@{at}", at, payload, facts, segment))
 
-    def _segment_record(self, v: object, now_ms: int | None) -> None:
+    def _segment_record(self, v: object, now_ms: int | None, facts: CustomerFacts | None) -> None:
         # The segments book's SegmentChange (core/segment_records.py, on its way to main): read by
         # attribute so this module does not depend on it. Entries of a segment defined after the data
         # (cause "defined") are the members it found, not customers who just entered: they fire nothing.
         cause = str(getattr(v, "cause", ""))
-        if cause != "defined":
+        if cause != "defined" and not getattr(v, "superseded", False):  # a withdrawn change fires nothing
             self.segment_changed(str(getattr(v, "segment")), str(getattr(v, "customer")),
-                                 getattr(v, "change") == "entered", int(getattr(v, "at")), cause, now_ms)
+                                 getattr(v, "change") == "entered", int(getattr(v, "at")), cause, now_ms, facts)
 
     def _digest(self, span: str | None, at: int) -> dict[str, str]:
         return digest_payload(span, at, self.timezone)

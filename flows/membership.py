@@ -173,6 +173,9 @@ class Membership:
         self._flushed_at: int | None = None
         self._changed: set[str] = set()  # customers changed since the last snapshot (take_changes)
         self.rates: Rates | None = None  # set by use_rates at every start: not part of the state
+        # the facts each change of the current batch was decided on, by change key: what an automation's
+        # `if` reads for segment.entered/exited (the organisation clears it after every batch and tick)
+        self.change_facts: dict[str, CustomerFacts | ProductFacts] = {}
         self._build()
 
     _STATE: tuple[str, ...] = ("org", "timezone", "currency", "version", "definitions", "customers", "bits", "counts", "timers",
@@ -186,6 +189,7 @@ class Membership:
             setattr(self, k, v)
         self.stats = Stats()
         self.rates = None
+        self.change_facts = {}
         # a book pickled whole (before snapshot files held its customers): the next snapshot writes them all
         self._changed = set(self.customers)
         self.customers = _bit_keyed(self.customers, self.bits)
@@ -567,6 +571,7 @@ class Membership:
         for ch in changes:
             if ch.at > c.base_at:  # a rewind may withdraw it (at or before base_at none can)
                 c.recent[ch.key] = ch
+            self.change_facts[ch.key] = s.facts
             out.append(self._change_record(v, ch, False))
         for ch in withdrawn:
             out.append(self._change_record(v, ch, True))

@@ -204,6 +204,7 @@ class Organisation:
             autos.records([*flushed, *out], now_ms)  # segment entries and exits, quota alerts
         out.extend(last.values())
         out.extend(self._late_records(version))
+        segments.change_facts.clear()
         return out
 
     def arm(self, now_ms: int) -> list[Change]:
@@ -228,8 +229,9 @@ class Organisation:
         for r in records:
             last[(r.kind, r.key)] = r
         if self.automations.automations:
-            self.automations.records(records, now_ms, self.shoppers.profiles.profile)
+            self.automations.records(records, now_ms, self.shoppers.profiles.profile, self.segments.change_facts.get)
             self.automations.advance(self.watermark, now_ms)
+        self.segments.change_facts.clear()
         out: list[Change] = self.ledger.advance(self.watermark, version)
         out.extend(last.values())
         return out
@@ -340,12 +342,12 @@ class Organisation:
     def _automate(self, e: Event, records: list[Record[Value]], advanced: list[Record[Value]] | None,
                   now_ms: int | None) -> None:
         """The automations see an event, what it changed, and what the watermark it moved decided."""
-        autos, profile = self.automations, self.shoppers.profiles.profile
+        autos, profile, facts = self.automations, self.shoppers.profiles.profile, self.segments.change_facts.get
         autos.event(e, now_ms, profile)
-        autos.records(records, now_ms, profile)
+        autos.records(records, now_ms, profile, facts)
         if advanced is not None:
             assert self.watermark is not None
-            autos.records(advanced, now_ms, profile)
+            autos.records(advanced, now_ms, profile, facts)
             autos.advance(self.watermark, now_ms)
 
     def _live(self, now_ms: int) -> bool:

@@ -304,6 +304,28 @@ def test_an_order_in_another_currency_is_converted_at_its_days_rate_with_the_dat
     assert sorted((a.subject, a.channel) for a in by(org.take_actions(), "big-order")) == [("c1", "crm"), ("c1", "ops")]
 
 
+def test_if_on_a_segment_entry_reads_the_customers_facts_as_the_segment_decided_on_them() -> None:
+    org_config = parse_config(CONFIG_TEXT + """
+[orgs.o.segments.vip]
+name = "VIP"
+rule = { spent = { gte = "200.00" } }
+[orgs.o.automations.vip-repeat]
+trigger = "segment.entered"
+segment = "vip"
+if = { orders = { gte = 2 } }
+send = ["crm"]
+""", {}).orgs["o"]
+    org = Organisation.new(org_config)
+    org.arm(NOW)
+    # c1 enters with one big order (the condition does not hold); c2 with its second order (it does),
+    # in one batch, with c1's second order after it: each entry is judged on the facts it was decided on
+    org.apply_all([paid(NOW, 25_000, customer="c1", order="o1"), paid(NOW + MIN, 15_000, customer="c2", order="o2"),
+                   paid(NOW + 2 * MIN, 6_000, customer="c2", order="o3"), paid(NOW + 3 * MIN, 1_000, customer="c1", order="o4")],
+                  NOW + 4 * MIN)
+    assert [a.subject for a in by(org.take_actions(), "vip-repeat")] == ["c2"]
+    assert org.segments.change_facts == {}  # kept for one batch only
+
+
 def test_a_customer_entering_a_live_segment_fires_its_automation() -> None:
     org_config = parse_config(CONFIG_TEXT + """
 [orgs.o.segments.vip]
