@@ -571,7 +571,8 @@ class Membership:
         for ch in changes:
             if ch.at > c.base_at:  # a rewind may withdraw it (at or before base_at none can)
                 c.recent[ch.key] = ch
-            self.change_facts[ch.key] = s.facts
+            if ch.cause != DEFINED:  # a definition's members fire no automation: no facts kept for them
+                self.change_facts[ch.key] = s.facts
             out.append(self._change_record(v, ch, False))
         for ch in withdrawn:
             out.append(self._change_record(v, ch, True))
