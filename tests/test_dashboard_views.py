@@ -7,6 +7,7 @@ every view, and the keyboard. The fixed shop is posted once for the module, at t
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -15,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -440,4 +442,36 @@ def test_recommendations_act_dismiss_and_go_once_done(sp: Storepulse, context: B
         ];
     }""")
     assert got == [[], ["site_tracking"], ["site_tracking"], ["abandoned_cart"], ["segment_one_time_buyers"]]
+    assert errors == [], errors
+
+
+def _chart(page: Page, name: str) -> dict[str, Any]:
+    """What uPlot holds for the overview's chart `name`: its x values, series and x scale."""
+    got: dict[str, Any] = page.evaluate("""(name) => {
+        const held = document.querySelector(`[data-chart="${name}"]`)._chart;
+        if (!held) return null;
+        const u = held.plot;
+        return { xs: u.data[0], ys: u.data.slice(1), min: u.scales.x.min, max: u.scales.x.max };
+    }""", name)
+    return got
+
+
+def test_today_draws_revenue_and_orders_hour_by_hour(sp: Storepulse, context: BrowserContext) -> None:
+    """Today's charts plot the server's 24 (23, 25 on a DST day) hourly points: the hour labels carry
+    their offset ("...T13:00:00+01:00"), which the page once parsed to NaN, drawing axes and no line."""
+    page, errors = _open(context, sp)
+    page.select_option("#period", "today")
+    amount = _pay(sp, "cus_today", product="watch-today")
+    want_orders = sp.get("/api/v1/orgs/acme/figures", period="today").json()
+    expect(page.locator('[data-kpi="revenue"]')).to_have_text(f"€{want_orders['gross_revenue']['amount'] / 100:,.2f}")
+    page.wait_for_load_state("networkidle")
+    rev = sp.get("/api/v1/orgs/acme/series", period="today", granularity="hour", metric="gross_revenue").json()["points"]
+    orders = sp.get("/api/v1/orgs/acme/series", period="today", granularity="hour", metric="paid_orders").json()["points"]
+    assert 23 <= len(rev) <= 25 and sum(p["value"] for p in rev) == want_orders["gross_revenue"]["amount"] >= amount
+    xs = [dt.datetime.fromisoformat(p["t"]).timestamp() for p in rev]
+    for name, points in (("revenue", rev), ("orders", orders)):
+        chart = _chart(page, name)
+        assert chart["xs"] == xs, name
+        assert chart["ys"] == [[p["value"] for p in points]], name
+        assert chart["min"] == xs[0] and chart["max"] == xs[-1], name  # a finite x scale: the line is drawn
     assert errors == [], errors

@@ -10,9 +10,11 @@ function dayLabel(ts) {
 
 const COLORS = ["#2f6fde", "#d9480f", "#2b8a3e", "#862e9c", "#c92a2a", "#5c940d"];
 
-// "2026-03-04" (a local day) or "2026-03-04T13" (an hour, UTC) as Unix seconds.
+// A /series label as Unix seconds: "2026-03-04" (a local day: its UTC midnight, which the day axis
+// labels as that day) or an hour as the server labels it, its local start with the offset
+// ("2026-03-04T13:00:00+01:00"; DST-proof).
 export function timeOf(label) {
-  return label.length > 10 ? Date.parse(`${label}:00:00Z`) / 1000 : Date.parse(`${label}T00:00:00Z`) / 1000;
+  return label.length === 10 ? Date.parse(`${label}T00:00:00Z`) / 1000 : Date.parse(label) / 1000;
 }
 
 // Draws (or redraws) a chart in `container`: xs (Unix seconds), series [{label, values}], `format` of a y value.

@@ -54,6 +54,8 @@ export default {
     }
     this.revenue = card(t("chart.revenue"), { wide: true });
     this.orders = card(t("chart.orders"), { wide: true });
+    this.revenue.body.dataset.chart = "revenue";
+    this.orders.body.dataset.chart = "orders";
     this.carts = card(t("chart.orders_carts"), { wide: true });
     this.funnel = card(t("journey.title"));
     this.email = card(t("email.title"), { wide: true });
