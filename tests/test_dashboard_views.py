@@ -14,9 +14,11 @@ import os
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -40,6 +42,7 @@ AXE = REPO / "tests" / "vendor" / "axe-core" / "axe.min.js"
 TIMEOUT_MS = 15_000
 LIVE_MS = 1_000  # a signed webhook shows on the page within this
 VIEWS = ["overview", "orders", "carts", "products", "customers", "marketing", "segments", "automations", "connections"]
+SHOP_NOW = int(time.time() * 1000)  # the shop's events are posted at times relative to this
 _amounts = iter(range(200_000, 10**9, 10_000))  # each webhook's order beats every earlier one
 
 
@@ -52,7 +55,7 @@ def sp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storepulse]:
     today_clear_of_midnight(seconds=300)  # "today" and "7 days" are the server's: they must not turn over midway
     server = Storepulse(tmp_path_factory.mktemp("sp-views")).start()
     try:
-        r = server.post_events({"events": shop_events(int(time.time() * 1000))})
+        r = server.post_events({"events": shop_events(SHOP_NOW)})
         assert r.status_code == 200, r.text
         wait_json(server, lambda: server.get("/api/v1/orgs/acme/figures", period="7d").json(),
                   lambda b: b["paid_orders"] == 20, what="the shop's 20 orders")
@@ -474,4 +477,30 @@ def test_today_draws_revenue_and_orders_hour_by_hour(sp: Storepulse, context: Br
         assert chart["xs"] == xs, name
         assert chart["ys"] == [[p["value"] for p in points]], name
         assert chart["min"] == xs[0] and chart["max"] == xs[-1], name  # a finite x scale: the line is drawn
+    assert errors == [], errors
+
+
+def test_repeat_purchase_card_counts_buyers_who_bought_before(sp: Storepulse, context: BrowserContext) -> None:
+    """The shop's day 1 (its orders about 26 h before the shop was posted): its buyers each bought once
+    that day and also before it, so they are repeat buyers; counting only the day's own orders showed
+    0 % (the card on "today" was 0 % whatever the shop). Expected values from the shop's own events."""
+    page, errors = _open(context, sp)
+    berlin = ZoneInfo("Europe/Berlin")
+    paid = sorted((e["time"], dt.datetime.fromtimestamp(e["time"] / 1000, berlin).date().isoformat(), e["customer"])
+                  for e in shop_events(SHOP_NOW) if e["type"] == "order_paid")
+    day = dt.datetime.fromtimestamp(SHOP_NOW / 1000 - 26 * 3600, berlin).date().isoformat()
+    buyers = Counter(who for _, d, who in paid if d == day)
+    before = {who for _, d, who in paid if d < day}
+    repeat = sum(1 for who, n in buyers.items() if who in before or n >= 2)
+    assert len(buyers) >= 3 and repeat >= 3 and all(n == 1 for n in buyers.values())  # the old rule: 0 %
+    summary = sp.get("/api/v1/orgs/acme/customers", **{"from": day, "to": day}, limit=1).json()["summary"]
+    assert (summary["customers"], summary["repeat_customers"]) == (len(buyers), repeat)
+    assert summary["repeat_purchase_rate"] == round(repeat / len(buyers), 6)
+    page.select_option("#period", "custom")
+    page.fill("#from", day)
+    page.fill("#to", day)
+    page.locator("#to").dispatch_event("change")
+    want = page.evaluate("async (r) => (await import('/static/format.js')).percent(r)", summary["repeat_purchase_rate"])
+    expect(page.locator('[data-kpi="repeat"]')).to_have_text(want)
+    assert want != "0%"
     assert errors == [], errors

@@ -64,6 +64,27 @@ def test_what_it_sends_is_what_the_real_adapters_accept() -> None:
             "checkout.completed", "customer.created"} <= kinds
 
 
+@pytest.mark.unit
+def test_the_simulator_brings_buyers_back() -> None:
+    """Of the buyers of the history's last 30 days, about a quarter had bought before them (a real
+    shop's 20-30 %), and most buyers of the 90 days bought once: regulars, first-time buyers, guests."""
+    start = T0 - 90 * shop.DAY_MS
+    paid: list[tuple[int, str]] = []
+    for h in range(start, T0, shop.HOUR_MS):
+        one = shop.hour(11, h)
+        paid += [(o.time, f"{o.provider}:{o.customer}") for o in one.orders if o.customer is not None]
+        paid += [(e.time, f"site:{e.fields['customer']}") for e in one.site if e.fields["type"] == "order_paid"]
+    first: dict[str, int] = {}
+    for t, who in sorted(paid):
+        first.setdefault(who, t)
+    since = T0 - 30 * shop.DAY_MS
+    buyers = {who for t, who in paid if t >= since}
+    again = {who for t, who in paid if t >= since and first[who] < since}
+    assert len(buyers) > 500 and 0.2 <= len(again) / len(buyers) <= 0.35, (len(again), len(buyers))
+    orders = {who: sum(1 for _, w in paid if w == who) for who in first}
+    assert 0.6 <= sum(1 for n in orders.values() if n == 1) / len(orders) <= 0.9
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("demo")
@@ -107,6 +128,10 @@ def test_every_view_of_the_demo_has_data(demo: dict[str, Any]) -> None:
     assert carts["carts"] > 0 and carts["abandoned"] > 0 and carts["purchased"] > 0 and carts["most_abandoned_products"]
     customers = _get(demo, "customers", period="90d")
     assert customers["total"] > 0 and customers["customers"][0]["revenue"]["amount"] > 0
+    wait_for(lambda: _get(demo, "figures", period="90d")["freshness"]["live"], 60, "the dataflow to fold the history")
+    for period in ("7d", "30d"):  # buyers who had bought before: the overview's repeat-purchase card
+        summary = _get(demo, "customers", period=period, limit=1)["summary"]
+        assert summary["returning_customers"] > 0 and 0.15 <= summary["repeat_purchase_rate"] <= 0.45, (period, summary)
     assert _get(demo, "customers", period="90d", filter="never_bought")["total"] > 0
     journey = _get(demo, "journey", period="90d")
     assert journey["visitors"] > journey["added_to_cart"] > 0 and journey["purchased"] > 0

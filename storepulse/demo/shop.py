@@ -42,6 +42,7 @@ CATALOGUE = (
 CAMPAIGNS = ("spring-sale", "new-roasts", "brewing-guide", "black-friday")
 AUTOMATIONS = ("abandoned-cart", "welcome", "win-back")
 CUSTOMERS = 400  # the pool returning customers are drawn from
+REGULARS = 0.4  # a vendor order's draw below this (and above 0.15, a guest's) is a regular's
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +165,17 @@ def _major(minor: int) -> str:
     return f"{minor // 100}.{minor % 100:02d}"
 
 
+def _buyer(rng: random.Random) -> int | None:
+    """Who pays a vendor order: a guest (15 %), one of the shop's regulars (the pool), or a first-time
+    buyer, so that about a quarter of a period's buyers have bought before, as in a real shop."""
+    draw = rng.random()
+    if draw < 0.15:
+        return None
+    return rng.randrange(CUSTOMERS) if draw < REGULARS else CUSTOMERS + rng.randrange(10**6)
+
+
 def _order(rng: random.Random, provider: str, number: int, t: int) -> Order:
-    customer = rng.randrange(CUSTOMERS) if rng.random() < 0.85 else None
+    customer = _buyer(rng)
     lines = _lines(rng)
     refund = lines[0].total if rng.random() < 0.07 else 0
     return Order(provider, number, t, customer, lines, refund)
