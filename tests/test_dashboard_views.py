@@ -504,3 +504,88 @@ def test_repeat_purchase_card_counts_buyers_who_bought_before(sp: Storepulse, co
     expect(page.locator('[data-kpi="repeat"]')).to_have_text(want)
     assert want != "0%"
     assert errors == [], errors
+
+
+def _members(sp: Storepulse, segment: str) -> set[str]:
+    r = sp.get(f"/api/v1/orgs/acme/segments/{segment}/members", limit=1000)
+    return {m["customer"] for m in r.json()["members"]} if r.status_code == 200 else set()
+
+
+def _save_dialog(page: Page, button: str) -> Any:
+    page.click(button)
+    dialog = page.locator("dialog.save-segment")
+    expect(dialog).to_be_visible()
+    return dialog
+
+
+def test_save_as_segment_reproduces_the_list(sp: Storepulse, context: BrowserContext) -> None:
+    """ENGAGE "save as segment": the dialog shows the rule that reproduces the list, PUTs it, and the
+    segment's members are the list's customers; a list no rule can express says so and saves nothing."""
+    assert sp.get("/api/v1/orgs/acme/segments").status_code == 200, "the segments API is part of storepulse"
+    page, errors = _open(context, sp, view="customers")
+    page.select_option("#period", "7d")
+    expect(page.locator("#view-customers tbody tr").first).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    span = sp.get("/api/v1/orgs/acme/figures", period="7d").json()
+    days = {"since": span["from"], "until": span["to"]}
+    shown = sp.get("/api/v1/orgs/acme/customers", period="7d", sort="revenue", limit=20).json()["customers"]
+    last = shown[-1]["revenue"]["amount"]
+    dialog = _save_dialog(page, '[data-save-segment="customers"]')
+    rule = json.loads(dialog.locator("[data-save-rule]").inner_text())
+    assert rule == {"spent": {"gte": f"{last // 100}.{last % 100:02d}", **days}}
+    name = f"Best {uid()}"
+    dialog.locator("input").fill(name)
+    dialog.get_by_role("button", name="Save as segment").click()
+    expect(dialog.locator("[data-save-status]")).to_have_text(f"Saved: {name}. Its members appear in a moment.")
+    everyone = sp.get("/api/v1/orgs/acme/customers", period="7d", sort="revenue", limit=1000).json()["customers"]
+    want = {c["customer"] for c in everyone if c["revenue"]["amount"] >= last}
+    assert {c["customer"] for c in shown} <= want
+    seg = name.lower().replace(" ", "-")
+    wait_json(sp, lambda: _members(sp, seg), lambda got: got == want, what=f"segment {seg}'s members")
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    # registered and never bought: the predefined rule, registered within the period's days
+    dialog = _save_dialog(page, '[data-save-segment="never-bought"]')
+    rule = json.loads(dialog.locator("[data-save-rule]").inner_text())
+    before, after = dt.date.fromisoformat(span["from"]) - dt.timedelta(days=1), dt.date.fromisoformat(span["to"]) + dt.timedelta(days=1)
+    assert rule == {"all": [{"orders": {"eq": 0}}, {"registered_at": {"after": before.isoformat()}},
+                            {"registered_at": {"before": after.isoformat()}}]}
+    dialog.locator("input").fill(f"Never {uid()}")
+    dialog.get_by_role("button", name="Save as segment").click()
+    expect(dialog.locator("[data-save-status]")).to_contain_text("Saved")
+    never = {c["customer"] for c in sp.get("/api/v1/orgs/acme/customers", period="7d", filter="never_bought", limit=1000).json()["customers"]}
+    seg = dialog.locator("input").input_value().lower().replace(" ", "-")
+    wait_json(sp, lambda: _members(sp, seg), lambda got: got == never and len(got) == 3, what=f"segment {seg}'s members")
+    page.get_by_role("button", name="Close").click()
+    # one store's list: a segment counts every store's orders, so no exact rule; nothing to save
+    page.select_option("#store", "acme-site")
+    dialog = _save_dialog(page, '[data-save-segment="customers"]')
+    expect(dialog.locator("[data-save-reason]")).to_have_text(
+        "A segment counts every store's orders: choose all stores to save this list as one.")
+    expect(dialog.get_by_role("button", name="Save as segment")).to_have_count(0)
+    page.get_by_role("button", name="Close").click()
+    page.select_option("#store", "")
+    page.click("#tab-carts")  # carts of a period: no rule says that
+    dialog = _save_dialog(page, '[data-save-segment="carts-customers"]')
+    expect(dialog.locator("[data-save-reason]")).to_contain_text("No segment rule says exactly who is in this list")
+    page.get_by_role("button", name="Close").click()
+    page.click("#tab-orders")  # whoever paid in the period
+    dialog = _save_dialog(page, '[data-save-segment="orders-customers"]')
+    assert json.loads(dialog.locator("[data-save-rule]").inner_text()) == {"orders": {"gte": 1, **days}}
+    assert errors == [], errors
+
+
+def test_a_share_link_cannot_save_a_segment(sp: Storepulse, context: BrowserContext) -> None:
+    r = httpx.post(f"{sp.base}/api/v1/orgs/acme/shares", json={"expires": "1d", "label": "client"},
+                   headers={"Authorization": f"Bearer {TOKENS['acme']}"}, timeout=10)
+    assert r.status_code == 201, r.text
+    page = context.new_page()
+    page.goto(f"{sp.base}/#token={r.json()['token']}&view=customers")
+    page.select_option("#period", "7d")
+    expect(page.locator("#view-customers tbody tr").first).to_be_visible()
+    before = sp.get("/api/v1/orgs/acme/segments").json()["segments"]
+    dialog = _save_dialog(page, '[data-save-segment="customers"]')
+    dialog.locator("input").fill("Not allowed")
+    dialog.get_by_role("button", name="Save as segment").click()
+    expect(dialog.locator("[data-save-status]")).to_have_text("a share link is read-only")
+    assert sp.get("/api/v1/orgs/acme/segments").json()["segments"] == before

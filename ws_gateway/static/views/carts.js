@@ -1,7 +1,8 @@
 // Carts: open now, abandoned, recovered, the latest carts and the most abandoned products.
 import { card, errorLine, h, table } from "../dom.js";
-import { customersOf, engageButton } from "../engage.js";
+import { customersOf, engageButton, saveSegmentButton } from "../engage.js";
 import * as fmt from "../format.js";
+import { segmentOf } from "../segment_of.js";
 
 export default {
   id: "carts",
@@ -14,7 +15,7 @@ export default {
     this.latest.heading.append(" ", engageButton(t, "carts-customers", async () => {
       const body = await ctx.api.get("carts", { ...ctx.params({}, { segment: true }), limit: 1000 });
       return customersOf(body.latest_carts, { key: "person", amount: (c) => ({ amount: c.value, currency: c.currency }) });
-    }));
+    }), " ", saveSegmentButton(ctx, "carts-customers", async () => segmentOf("carts", {}, ctx.saveFilters())));
     panel.replaceChildren(h("div", { class: "cards" }, this.summary.el, this.latest.el, this.products.el));
   },
   async refresh(ctx) {

@@ -1,7 +1,8 @@
 // Customers: best by revenue, orders or items; registered and never bought; new vs returning.
 import { card, errorLine, h, table } from "../dom.js";
-import { engageButton } from "../engage.js";
+import { engageButton, saveSegmentButton } from "../engage.js";
 import * as fmt from "../format.js";
+import { segmentOf } from "../segment_of.js";
 
 const SORTS = ["revenue", "orders", "items"];
 
@@ -31,9 +32,11 @@ export default {
       ctx.refresh();
     } }, SORTS.map((s) => h("option", { value: s, text: t(`customers.by_${s}`) })));
     this.best.heading.append(" ", select, " ", engageButton(t, "customers",
-      async () => (await ctx.api.get("customers", { ...ctx.params({}, { segment: true }), sort: this.sort, limit: 1000 })).customers));
+      async () => (await ctx.api.get("customers", { ...ctx.params({}, { segment: true }), sort: this.sort, limit: 1000 })).customers),
+    " ", saveSegmentButton(ctx, "customers", async () => segmentOf("best", { rows: this.shown ?? [], sort: this.sort }, ctx.saveFilters())));
     this.never.heading.append(" ", engageButton(t, "never-bought",
-      async () => (await ctx.api.get("customers", { ...ctx.params({}, { segment: true }), filter: "never_bought", limit: 1000 })).customers));
+      async () => (await ctx.api.get("customers", { ...ctx.params({}, { segment: true }), filter: "never_bought", limit: 1000 })).customers),
+    " ", saveSegmentButton(ctx, "never-bought", async () => segmentOf("never_bought", {}, ctx.saveFilters())));
     panel.replaceChildren(h("div", { class: "cards" }, this.best.el, this.summary.el, this.never.el));
   },
   async refresh(ctx) {
@@ -43,6 +46,7 @@ export default {
       const [best, never] = await Promise.all([
         ctx.api.get("customers", { ...p, sort: this.sort, limit: 20 }),
         ctx.api.get("customers", { ...p, filter: "never_bought", limit: 20 })]);
+      this.shown = best.customers; // "save as segment" reproduces the list as shown
       this.best.set(customerRows(t, t("customers.best"), best.customers));
       const s = best.summary;
       this.summary.set(h("dl", { class: "facts" },
