@@ -589,3 +589,40 @@ def test_a_share_link_cannot_save_a_segment(sp: Storepulse, context: BrowserCont
     dialog.get_by_role("button", name="Save as segment").click()
     expect(dialog.locator("[data-save-status]")).to_have_text("a share link is read-only")
     assert sp.get("/api/v1/orgs/acme/segments").json()["segments"] == before
+
+
+def test_marketing_content_table(sp: Storepulse, context: BrowserContext) -> None:
+    """Per campaign or automation: type, opened and clicked (distinct people per day, summed over the
+    period's days), click rate over opens, and the attributed orders and revenue; as the shop's own
+    e-mail events count them, and as the page shows them."""
+    berlin = ZoneInfo("Europe/Berlin")
+    span = sp.get("/api/v1/orgs/acme/figures", period="7d").json()
+    people: dict[tuple[str, str], set[str]] = {}
+    for e in shop_events(SHOP_NOW):
+        day = dt.datetime.fromtimestamp(e["time"] / 1000, berlin).date().isoformat()
+        if e["type"] in ("email_open", "email_click") and span["from"] <= day <= span["to"]:
+            people.setdefault((e.get("campaign") or e["automation"], day), set()).add(e["customer"])
+    clicked = {name: sum(len(p) for (n, _), p in people.items() if n == name) for name, _ in people}
+    body = sp.get("/api/v1/orgs/acme/attribution", period="7d").json()
+    content = {c["campaign"]: c for c in body["content"]}
+    assert set(content) == set(clicked) == {"spring-sale", "welcome"}
+    for name, n in clicked.items():  # the shop only clicks: each click is an open too
+        assert (content[name]["opened"], content[name]["clicked"], content[name]["click_to_open_rate"]) == (n, n, 1.0)
+    assert (content["spring-sale"]["type"], content["welcome"]["type"]) == ("campaign", "automation")
+    money = {c["campaign"]: (c["orders"], c["revenue"]) for c in body["campaigns"]}
+    assert {k: (c["orders"], c["revenue"]) for k, c in content.items() if c["orders"]} == money and money
+    page, errors = _open(context, sp, view="marketing")
+    page.select_option("#period", "7d")
+    rows = page.locator("#view-marketing .scroll tbody tr")
+    expect(rows).to_have_count(len(body["content"]))
+    for i, c in enumerate(body["content"]):
+        cells = rows.nth(i).locator("td")
+        expect(cells.nth(0)).to_have_text(c["campaign"])
+        expect(cells.nth(1)).to_have_text(c["type"].capitalize())
+        expect(cells.nth(3)).to_have_text(str(c["opened"]))
+        expect(cells.nth(4)).to_have_text(str(c["clicked"]))
+        expect(cells.nth(5)).to_have_text("–")  # no sends: no open rate
+        expect(cells.nth(6)).to_have_text("100%")
+        expect(cells.nth(7)).to_have_text(str(c["orders"]))
+        expect(cells.nth(9)).to_have_text(f"€{c['revenue']['amount'] / 100:,.2f}")
+    assert errors == [], errors
