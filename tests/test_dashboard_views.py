@@ -626,3 +626,34 @@ def test_marketing_content_table(sp: Storepulse, context: BrowserContext) -> Non
         expect(cells.nth(7)).to_have_text(str(c["orders"]))
         expect(cells.nth(9)).to_have_text(f"€{c['revenue']['amount'] / 100:,.2f}")
     assert errors == [], errors
+
+
+def test_best_carts_are_the_open_ones_by_value(sp: Storepulse, context: BrowserContext) -> None:
+    now = int(time.time() * 1000)
+    tag = uid()
+    carts = [("a", "3000.00", False), ("b", "50.00", False), ("c", "4000.00", True)]  # c is bought: not open
+    events: list[dict[str, Any]] = []
+    for name, amount, bought in carts:
+        cart = f"best-{tag}-{name}"
+        events.append({"type": "cart_updated", "id": f"cu-{cart}", "time": now - 60_000, "customer": f"cus-{cart}", "cart": cart,
+                       "currency": "EUR", "amount": amount, "items": [{"product": "lamp", "qty": 1, "price": amount}]})
+        if bought:
+            events.append({"type": "order_paid", "id": f"op-{cart}", "time": now - 30_000, "customer": f"cus-{cart}", "cart": cart,
+                           "order": f"o-{cart}", "currency": "EUR", "amount": amount,
+                           "items": [{"product": "lamp", "qty": 1, "price": amount}]})
+    assert sp.post_events({"events": events}).status_code == 200
+    body = wait_json(sp, lambda: sp.get("/api/v1/orgs/acme/carts", period="today", limit=20).json(),
+                     lambda b: any(c["cart"] == f"best-{tag}-b" for c in b["best_carts"]), what="the open carts")
+    best = body["best_carts"]
+    assert all(c["status"] == "open" and c["currency"] == "EUR" for c in best)
+    assert [c["value"] for c in best] == sorted((c["value"] for c in best), reverse=True)
+    mine = [(c["cart"], c["value"]) for c in best if c["cart"].startswith(f"best-{tag}")]
+    assert mine == [(f"best-{tag}-a", 300_000), (f"best-{tag}-b", 5_000)]
+    page, errors = _open(context, sp, view="carts")
+    page.select_option("#period", "today")
+    rows = page.locator("#view-carts .cards > section:nth-child(2) tbody tr")
+    expect(rows).to_have_count(min(len(best), 10))
+    expect(rows.first).to_contain_text(best[0]["cart"])
+    expect(rows.first.locator("td").last).to_have_text(f"€{best[0]['value'] / 100:,.2f}")
+    expect(page.locator("#view-carts .cards > section:nth-child(2)")).not_to_contain_text(f"best-{tag}-c")
+    assert errors == [], errors

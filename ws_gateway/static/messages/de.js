@@ -118,4 +118,6 @@ export default {
   "marketing.clicked": "Geklickt",
   "marketing.open_rate": "Öffnungsrate",
   "marketing.click_rate": "Klickrate (der Öffnungen)",
+  "carts.best": "Beste Warenkörbe (offen, nach Wert)",
+  "carts.no_open": "Kein offener Warenkorb aus diesem Zeitraum.",
 };

@@ -118,4 +118,6 @@ export default {
   "marketing.clicked": "Clicked",
   "marketing.open_rate": "Open rate",
   "marketing.click_rate": "Click rate (of opens)",
+  "carts.best": "Best carts (open, by value)",
+  "carts.no_open": "No open cart from this period.",
 };

@@ -118,4 +118,6 @@ export default {
   "marketing.clicked": "Clics",
   "marketing.open_rate": "Tasa de apertura",
   "marketing.click_rate": "Tasa de clics (de aperturas)",
+  "carts.best": "Mejores carritos (abiertos, por valor)",
+  "carts.no_open": "Ningún carrito abierto de este periodo.",
 };

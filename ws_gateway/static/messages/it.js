@@ -118,4 +118,6 @@ export default {
   "marketing.clicked": "Cliccate",
   "marketing.open_rate": "Tasso di apertura",
   "marketing.click_rate": "Tasso di clic (sulle aperture)",
+  "carts.best": "Carrelli migliori (aperti, per valore)",
+  "carts.no_open": "Nessun carrello aperto in questo periodo.",
 };
