@@ -621,10 +621,10 @@ def test_marketing_content_table(sp: Storepulse, context: BrowserContext) -> Non
         expect(cells.nth(1)).to_have_text(c["type"].capitalize())
         expect(cells.nth(3)).to_have_text(str(c["opened"]))
         expect(cells.nth(4)).to_have_text(str(c["clicked"]))
-        expect(cells.nth(5)).to_have_text("–")  # no sends: no open rate
-        expect(cells.nth(6)).to_have_text("100%")
-        expect(cells.nth(7)).to_have_text(str(c["orders"]))
-        expect(cells.nth(9)).to_have_text(f"€{c['revenue']['amount'] / 100:,.2f}")
+        expect(cells.nth(5)).to_have_text("100%")
+        expect(cells.nth(6)).to_have_text(str(c["orders"]))
+        expect(cells.nth(8)).to_have_text(f"€{c['revenue']['amount'] / 100:,.2f}")
+    expect(page.locator("#view-marketing")).to_contain_text("Open rates need the e-mails sent, which no connection reports")
     assert errors == [], errors
 
 
@@ -656,4 +656,19 @@ def test_best_carts_are_the_open_ones_by_value(sp: Storepulse, context: BrowserC
     expect(rows.first).to_contain_text(best[0]["cart"])
     expect(rows.first.locator("td").last).to_have_text(f"€{best[0]['value'] / 100:,.2f}")
     expect(page.locator("#view-carts .cards > section:nth-child(2)")).not_to_contain_text(f"best-{tag}-c")
+    assert errors == [], errors
+
+
+def test_the_funnel_ends_with_the_periods_repeat_customers(sp: Storepulse, context: BrowserContext) -> None:
+    """Visits, added to cart, purchased from /journey; purchased again = /customers' repeat customers (the
+    journey's purchased_again counts two orders on one day: 0 for the shop, whose buyers buy once a day)."""
+    page, errors = _open(context, sp)
+    page.select_option("#period", "7d")
+    page.wait_for_load_state("networkidle")
+    journey = sp.get("/api/v1/orgs/acme/journey", period="7d").json()
+    repeat = sp.get("/api/v1/orgs/acme/customers", period="7d", limit=1).json()["summary"]["repeat_customers"]
+    assert repeat > 0 and journey["purchased_again"] == 0
+    share = page.evaluate("async ([n, d]) => (await import('/static/format.js')).percent(n / d)", [repeat, journey["visitors"]])
+    expect(page.locator('[data-step="purchased_again"] .num')).to_have_text(f"{repeat:,} ({share})")
+    expect(page.locator('[data-step="visitors"] .num')).to_have_text(re.compile(rf"^{journey['visitors']:,} \(100%\)$"))
     assert errors == [], errors

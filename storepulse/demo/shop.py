@@ -194,6 +194,14 @@ def hour(seed: int, start: int) -> Happenings:
             out.orders.append(_order(rng, provider, (start // 60_000) * 10 + i, start + rng.randrange(HOUR_MS)))
     if rng.random() < 0.08:
         out.registrations.append(Registration(100_000 + (start // HOUR_MS) % 10**6, start + rng.randrange(HOUR_MS)))
+    # E-mails opened and not clicked (drawn last: the hour's other happenings stay as they were), so
+    # that about a third of the people who open one click it, as in a real shop.
+    for n in range(int(3 * busy + rng.random() * 2)):
+        key = "campaign" if rng.random() < 0.6 else "automation"
+        name = rng.choice(CAMPAIGNS if key == "campaign" else AUTOMATIONS)
+        at = start + rng.randrange(HOUR_MS)
+        out.site.append(SiteEvent(at, {"id": f"h{start // 1000}-open-{n}", "type": "email_open", "time": at,
+                                       "customer": f"c{rng.randrange(CUSTOMERS)}", key: name}))
     return out
 
 

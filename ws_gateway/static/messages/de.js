@@ -116,7 +116,6 @@ export default {
   "marketing.last_engaged": "Zuletzt geöffnet oder geklickt",
   "marketing.opened": "Geöffnet",
   "marketing.clicked": "Geklickt",
-  "marketing.open_rate": "Öffnungsrate",
   "marketing.click_rate": "Klickrate (der Öffnungen)",
   "carts.best": "Beste Warenkörbe (offen, nach Wert)",
   "carts.no_open": "Kein offener Warenkorb aus diesem Zeitraum.",

@@ -116,7 +116,6 @@ export default {
   "marketing.last_engaged": "Last opened or clicked",
   "marketing.opened": "Opened",
   "marketing.clicked": "Clicked",
-  "marketing.open_rate": "Open rate",
   "marketing.click_rate": "Click rate (of opens)",
   "carts.best": "Best carts (open, by value)",
   "carts.no_open": "No open cart from this period.",

@@ -116,7 +116,6 @@ export default {
   "marketing.last_engaged": "Última apertura o clic",
   "marketing.opened": "Abiertos",
   "marketing.clicked": "Clics",
-  "marketing.open_rate": "Tasa de apertura",
   "marketing.click_rate": "Tasa de clics (de aperturas)",
   "carts.best": "Mejores carritos (abiertos, por valor)",
   "carts.no_open": "Ningún carrito abierto de este periodo.",

@@ -116,7 +116,6 @@ export default {
   "marketing.last_engaged": "Dernière ouverture ou dernier clic",
   "marketing.opened": "Ouverts",
   "marketing.clicked": "Cliqués",
-  "marketing.open_rate": "Taux d'ouverture",
   "marketing.click_rate": "Taux de clic (des ouvertures)",
   "carts.best": "Meilleurs paniers (ouverts, par valeur)",
   "carts.no_open": "Aucun panier ouvert de cette période.",

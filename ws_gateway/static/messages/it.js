@@ -116,7 +116,6 @@ export default {
   "marketing.last_engaged": "Ultima apertura o clic",
   "marketing.opened": "Aperte",
   "marketing.clicked": "Cliccate",
-  "marketing.open_rate": "Tasso di apertura",
   "marketing.click_rate": "Tasso di clic (sulle aperture)",
   "carts.best": "Carrelli migliori (aperti, per valore)",
   "carts.no_open": "Nessun carrello aperto in questo periodo.",

@@ -104,7 +104,7 @@ export default {
       if (!this.prevCache.has(key)) this.prevCache.set(key, sources(ctx, prevSpan));
       before = this.prevCache.get(key);
     }
-    const jobs = [current.then((now) => Promise.all([this.drawFunnel(ctx, now.journey), this.drawEmail(ctx, now.attribution, now.figures)]))];
+    const jobs = [current.then((now) => Promise.all([this.drawFunnel(ctx, now.journey, now.customers), this.drawEmail(ctx, now.attribution, now.figures)]))];
     if (span) jobs.push(this.drawSeries(ctx, span));
     // The quota reads every order (it costs the most of the read budget): at most every 30 s when live.
     if (!flash || Date.now() - (this.quotaAt || 0) > QUOTA_EVERY_MS) { this.quotaAt = Date.now(); jobs.push(this.drawQuota(ctx)); }
@@ -178,10 +178,14 @@ export default {
     });
   },
 
-  drawFunnel(ctx, j) {
+  // The journey's steps are people per day (/journey); "purchased again" is the period's repeat
+  // customers (/customers summary: bought in the period and before it, or twice in it). The journey's
+  // own purchased_again counts two orders on one day, all but 0 in a real shop.
+  drawFunnel(ctx, j, customers) {
     const t = ctx.t;
     if (j.error) { this.funnel.set(errorLine(j.error)); return; }
-    const steps = [["visitors", j.visitors], ["added_to_cart", j.added_to_cart], ["purchased", j.purchased], ["purchased_again", j.purchased_again]];
+    const again = customers && !customers.error ? customers.summary.repeat_customers : j.purchased_again;
+    const steps = [["visitors", j.visitors], ["added_to_cart", j.added_to_cart], ["purchased", j.purchased], ["purchased_again", again]];
     const top = Math.max(j.visitors, 1);
     const list = h("ol", { class: "funnel" }, steps.map(([k, n]) => {
       const bar = h("span", { class: "bar" });
