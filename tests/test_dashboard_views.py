@@ -672,3 +672,33 @@ def test_the_funnel_ends_with_the_periods_repeat_customers(sp: Storepulse, conte
     expect(page.locator('[data-step="purchased_again"] .num')).to_have_text(f"{repeat:,} ({share})")
     expect(page.locator('[data-step="visitors"] .num')).to_have_text(re.compile(rf"^{journey['visitors']:,} \(100%\)$"))
     assert errors == [], errors
+
+
+def test_the_rule_of_each_list_or_why_there_is_none(sp: Storepulse, context: BrowserContext) -> None:
+    page, _ = _open(context, sp)
+    got = page.evaluate("""async () => {
+        const { segmentOf, segmentId } = await import('/static/segment_of.js');
+        const f = { span: { from: '2026-03-01', to: '2026-03-07' }, store: '', currency: 'EUR', orgCurrency: 'EUR', segment: '' };
+        const row = (amount, orders, items) => ({ revenue: { amount, currency: 'EUR', exponent: 2 }, orders, items });
+        return [
+            segmentOf('best', { rows: [row(9000, 3, 5), row(1050, 2, 4)], sort: 'revenue' }, f),
+            segmentOf('best', { rows: [row(9000, 3, 5), row(1050, 2, 4)], sort: 'items' }, { ...f, segment: 'vip' }),
+            segmentOf('best', { rows: [row(0, 1, 1)], sort: 'revenue' }, f),
+            segmentOf('best', { rows: [row(1050, 2, 4)], sort: 'revenue' }, { ...f, currency: 'USD' }),
+            segmentOf('best', { rows: [], sort: 'revenue' }, f),
+            segmentOf('orders', { total: 1001 }, f),
+            segmentOf('never_bought', {}, { ...f, span: null }),
+            segmentOf('never_bought', {}, { ...f, store: 'shop-2' }),
+            segmentOf('carts', {}, f),
+            [segmentId('  Große Kunden: März! '), segmentId('x'.repeat(80)).length, segmentId('!!!')],
+        ];
+    }""")
+    days = {"since": "2026-03-01", "until": "2026-03-07"}
+    assert got == [
+        {"rule": {"spent": {"gte": "10.50", **days}}},
+        {"rule": {"all": [{"items": {"gte": 4, **days}}, {"in_segment": {"eq": "vip"}}]}},
+        {"rule": {"all": [{"spent": {"gte": "0.00", **days}}, {"orders": {"gte": 1, **days}}]}},
+        {"reason": "save.reason_currency"}, {"reason": "save.reason_empty"}, {"reason": "save.reason_more"},
+        {"reason": "save.reason_period"}, {"reason": "save.reason_store"}, {"reason": "save.reason_list"},
+        ["grosse-kunden-marz", 64, ""],
+    ]

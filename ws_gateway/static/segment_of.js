@@ -45,6 +45,6 @@ export function segmentOf(list, { rows = [], sort = "revenue", total = 0, limit 
 
 // A segment id from its name: 1-64 lowercase letters, digits, "-" and "_" (the API's rule).
 export function segmentId(name) {
-  return name.trim().toLowerCase().normalize("NFKD").replace(/[\u0300-\u036f]/g, "")
+  return name.trim().toLowerCase().replace(/ß/g, "ss").normalize("NFKD").replace(/[\u0300-\u036f]/g, "")
     .replace(/[^a-z0-9_-]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 64);
 }
