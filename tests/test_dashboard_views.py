@@ -477,6 +477,11 @@ def test_today_draws_revenue_and_orders_hour_by_hour(sp: Storepulse, context: Br
         assert chart["xs"] == xs, name
         assert chart["ys"] == [[p["value"] for p in points]], name
         assert chart["min"] == xs[0] and chart["max"] == xs[-1], name  # a finite x scale: the line is drawn
+    # Orders against carts: one span (the day), as bars rather than a line of one point.
+    carts = sp.get("/api/v1/orgs/acme/carts", period="today", limit=1).json()
+    day = page.locator('[data-chart="orders-carts-day"]')
+    for key, n in (("kpi.orders", want_orders["paid_orders"]), ("carts.carts", carts["carts"]), ("carts.abandoned", carts["abandoned"])):
+        expect(day.locator(f'[data-count="{key}"] .num')).to_have_text(f"{n:,}")
     assert errors == [], errors
 
 
