@@ -630,6 +630,15 @@ def test_marketing_content_table(sp: Storepulse, context: BrowserContext) -> Non
         expect(cells.nth(6)).to_have_text(str(c["orders"]))
         expect(cells.nth(8)).to_have_text(f"€{c['revenue']['amount'] / 100:,.2f}")
     expect(page.locator("#view-marketing")).to_contain_text("Open rates need the e-mails sent, which no connection reports")
+    # One day: each campaign's attributed revenue as a bar (a line of one point drew nothing).
+    page.select_option("#period", "today")
+    today = sp.get("/api/v1/orgs/acme/attribution", period="today").json()
+    want = [(c["campaign"], c["revenue"]["amount"]) for c in today["campaigns"][:5]] or [("E-mail-attributed revenue", 0)]
+    bars = page.locator('[data-chart="attributed-day"] li')
+    expect(bars).to_have_count(len(want))
+    for i, (name, amount) in enumerate(want):
+        expect(bars.nth(i).locator(".label")).to_have_text(name)
+        expect(bars.nth(i).locator(".num")).to_have_text(f"€{amount / 100:,.2f}")
     assert errors == [], errors
 
 

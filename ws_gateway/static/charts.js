@@ -1,4 +1,5 @@
 // Line and bar charts over time with uPlot (vendor/uplot, MIT, pinned: see vendor/README.md).
+import { h } from "./dom.js";
 import { getLocale } from "./format.js";
 import uPlot from "./vendor/uplot/uPlot.esm.js";
 
@@ -53,4 +54,18 @@ export function drawChart(container, { xs, series, format, bars = false, days = 
   });
   resize.observe(container);
   container._chart = { plot, shape, days, resize };
+}
+
+// One span (a one-day period): a line of one point draws nothing, so each series is a bar of its value
+// (rows [{key, label, value, text}]), replacing any chart held in `container`.
+export function drawBarList(container, rows, name) {
+  const held = container._chart;
+  if (held) { held.resize.disconnect(); held.plot.destroy(); container._chart = null; }
+  const top = Math.max(1, ...rows.map((r) => r.value));
+  container.replaceChildren(h("ol", { class: "funnel", "data-chart": name }, rows.map((r) => {
+    const bar = h("span", { class: "bar" });
+    bar.style.width = `${(100 * Math.max(0, r.value)) / top}%`;
+    return h("li", { "data-count": r.key }, h("span", { class: "label", text: r.label }), h("span", { class: "track" }, bar),
+      h("span", { class: "num", text: r.text }));
+  })));
 }

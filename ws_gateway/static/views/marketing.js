@@ -1,5 +1,5 @@
 // Marketing: e-mail-attributed revenue over time by campaign or automation, and the content table.
-import { drawChart, timeOf } from "../charts.js";
+import { drawBarList, drawChart, timeOf } from "../charts.js";
 import { card, errorLine, h, table } from "../dom.js";
 import * as fmt from "../format.js";
 import { spans } from "../period.js";
@@ -42,8 +42,13 @@ export default {
       const amount = (b, name) => { const c = b.campaigns.find((x) => x.campaign === name); return c ? c.revenue.amount : 0; };
       const series = names.length ? names.map((n) => ({ label: n, values: bodies.map((b) => amount(b, n)) }))
         : [{ label: t("kpi.email_revenue"), values: bodies.map((b) => b.revenue.amount) }];
-      drawChart(this.chart.body, { xs: parts.map((s) => timeOf(s.from)), days: true, xLabel: t("chart.from"), series,
-        format: (v) => fmt.money({ ...total.revenue, amount: v }) });
+      const money = (v) => fmt.money({ ...total.revenue, amount: v });
+      if (parts.length === 1) { // one day: a line of one point draws nothing
+        drawBarList(this.chart.body, series.map((x) => ({ key: x.label, label: x.label, value: x.values[0], text: money(x.values[0]) })),
+          "attributed-day");
+      } else {
+        drawChart(this.chart.body, { xs: parts.map((s) => timeOf(s.from)), days: true, xLabel: t("chart.from"), series, format: money });
+      }
     } catch (e) { this.chart.set(errorLine(e.message)); }
   },
 };

@@ -1,6 +1,6 @@
 // Overview: KPI cards against the previous period, revenue/orders and orders/carts over time, the
 // journey funnel, e-mail's share, quota use, and the live totals the WebSocket pushes.
-import { drawChart, timeOf } from "../charts.js";
+import { drawBarList, drawChart, timeOf } from "../charts.js";
 import { card, errorLine, h, setText } from "../dom.js";
 import * as fmt from "../format.js";
 import { previousSpan, spans } from "../period.js";
@@ -167,17 +167,10 @@ export default {
     const bodies = await Promise.all(parts.map((s) => ctx.cached("carts", { ...ctx.params(s, { segment: true }), limit: 1 })));
     const ordersIn = (s) => orderPoints.filter((pt) => pt.t.slice(0, 10) >= s.from && pt.t.slice(0, 10) <= s.to)
       .reduce((a, pt) => a + pt.value, 0);
-    if (parts.length === 1) { // one day: a line of one point draws nothing, so bars side by side
+    if (parts.length === 1) { // one day: a line of one point draws nothing
       const [b] = bodies;
-      const rows = [["kpi.orders", ordersIn(parts[0])], ["carts.carts", b.carts], ["carts.abandoned", b.abandoned]];
-      const top = Math.max(1, ...rows.map(([, n]) => n));
-      if (this.carts.body._chart) { this.carts.body._chart.resize.disconnect(); this.carts.body._chart.plot.destroy(); this.carts.body._chart = null; }
-      this.carts.set(h("ol", { class: "funnel", "data-chart": "orders-carts-day" }, rows.map(([k, n]) => {
-        const bar = h("span", { class: "bar" });
-        bar.style.width = `${(100 * n) / top}%`;
-        return h("li", { "data-count": k }, h("span", { class: "label", text: t(k) }), h("span", { class: "track" }, bar),
-          h("span", { class: "num", text: fmt.number(n) }));
-      })));
+      drawBarList(this.carts.body, [["kpi.orders", ordersIn(parts[0])], ["carts.carts", b.carts], ["carts.abandoned", b.abandoned]]
+        .map(([key, value]) => ({ key, label: t(key), value, text: fmt.number(value) })), "orders-carts-day");
       return;
     }
     drawChart(this.carts.body, {
