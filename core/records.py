@@ -176,7 +176,9 @@ class EmailDay(Value, frozen=True):
     type: str  # "campaign" or "automation"
     opened: int  # distinct persons with an open or a click
     clicked: int  # distinct persons with a click
-    last: int  # the latest engagement, ms
+    last: int  # the latest engagement, ms (0: none)
+    sent: int = 0  # distinct persons sent one (`email.sent`)
+    last_sent: int = 0  # the latest send, ms (0: none)
 
 
 class OrderAttribution(Value, frozen=True):

@@ -21,17 +21,18 @@ export default {
     try {
       const total = await ctx.api.get("attribution", ctx.params({}));
       const figures = await ctx.api.get("figures", ctx.params({}));
-      // The content table (server's `content`: engagement per campaign or automation beside its
-      // attributed money). No connection reports sends: no open rate over sends (the note says so).
-      this.content.set(h("p", { class: "muted", text: t("marketing.no_sends") }), table(t("marketing.content"), [
+      // The content table (server's `content`: sends and engagement per campaign or automation beside
+      // its attributed money); rates over the people sent one, "–" where no send is reported.
+      this.content.set(h("p", { class: "muted", text: t("marketing.rates_note") }), table(t("marketing.content"), [
         { label: t("email.campaign"), value: (c) => c.campaign },
         { label: t("marketing.type"), value: (c) => (c.type ? t(`marketing.type_${c.type}`) : "–") },
-        { label: t("marketing.last_engaged"), value: (c) => (c.last_engaged ? fmt.dateTime(c.last_engaged) : "–") },
+        { label: t("marketing.last_sent"), value: (c) => (c.last_sent ? fmt.dateTime(c.last_sent) : "–") },
+        { label: t("marketing.sent"), value: (c) => fmt.number(c.sent), num: true },
         { label: t("marketing.opened"), value: (c) => fmt.number(c.opened), num: true },
+        { label: t("marketing.open_rate"), value: (c) => fmt.percent(c.open_rate ?? undefined), num: true },
         { label: t("marketing.clicked"), value: (c) => fmt.number(c.clicked), num: true },
-        { label: t("marketing.click_rate"), value: (c) => fmt.percent(c.click_to_open_rate ?? undefined), num: true },
+        { label: t("marketing.click_rate"), value: (c) => fmt.percent(c.click_rate ?? undefined), num: true },
         { label: t("kpi.orders"), value: (c) => fmt.number(c.orders), num: true },
-        { label: t("email.share"), value: (c) => (figures.paid_orders ? fmt.percent(c.orders / figures.paid_orders) : "–"), num: true },
         { label: t("kpi.revenue"), value: (c) => fmt.money(c.revenue), num: true },
       ], total.content ?? [], t("email.none")));
       const first = total.from || figures.from;
