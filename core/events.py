@@ -33,6 +33,7 @@ class Kind(StrEnum):
     PAGE_VIEWED = "page.viewed"
     PRODUCT_VIEWED = "product.viewed"
     EMAIL_ENGAGED = "email.engaged"  # `name` is "open" or "click", `campaign` the campaign/automation
+    EMAIL_SENT = "email.sent"  # an e-mail of `campaign` sent to the person: counted for open rates, nothing else
     IDENTIFIED = "identified"  # anonymous `visitor` is `customer` from now on
     CUSTOM = "custom"  # `name` is the shop's own event name
     # Control events (core/definitions.py): `name` is "<type>/<id>", attrs the definition's body

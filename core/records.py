@@ -20,7 +20,7 @@ from typing import ClassVar
 import msgspec
 from msgspec import Raw, Struct
 
-__all__ = ["LATE_BOOKS", "AbandonedProduct", "Attribution", "Cart", "CartDay", "Customer", "CustomerMoney", "JourneyDay", "OpenCarts",
+__all__ = ["LATE_BOOKS", "AbandonedProduct", "Attribution", "Cart", "CartDay", "Customer", "CustomerMoney", "EmailDay", "JourneyDay", "OpenCarts",
            "Late", "LateBook", "Order", "OrderAttribution", "OrderLine", "Quarantined", "QuotaAlert", "RecordKind", "Value", "value_types"]
 
 
@@ -34,6 +34,7 @@ class RecordKind(StrEnum):
     JOURNEY_DAY = "journey_day"
     ATTRIBUTION = "attribution"
     ORDER_ATTRIBUTION = "order_attribution"
+    EMAIL_DAY = "email_day"
     CUSTOMER = "customer"
     QUARANTINE = "quarantine"
     LATE = "late"
@@ -163,6 +164,21 @@ class Attribution(Value, frozen=True):
     currency: str
     orders: int
     revenue: int
+
+
+class EmailDay(Value, frozen=True):
+    """Who engaged with one campaign or automation at one store on one day (flows/email_engagement.py).
+    Key "<store>|<day>|<campaign>"."""
+
+    KIND = RecordKind.EMAIL_DAY
+    store: str
+    campaign: str
+    type: str  # "campaign" or "automation"
+    opened: int  # distinct persons with an open or a click
+    clicked: int  # distinct persons with a click
+    last: int  # the latest engagement, ms (0: none)
+    sent: int = 0  # distinct persons sent one (`email.sent`)
+    last_sent: int = 0  # the latest send, ms (0: none)
 
 
 class OrderAttribution(Value, frozen=True):

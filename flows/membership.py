@@ -635,7 +635,8 @@ def segment_step(segments: Membership, shoppers: Shoppers, e: Event,
     new_refund = None
     if e.kind is Kind.ORDER_REFUNDED and refund_before is None and profiles.refund_total(e) is not None:
         new_refund = e.customer or (profiles.order_customer(e.store, e.order) if e.order else None)
-    mine = segments.apply(e, new_order=new_order, new_refund=new_refund)
+    # an e-mail sent is the shop's doing: it makes no customer and moves no segment (first seen, active)
+    mine = [] if e.kind is Kind.EMAIL_SENT else segments.apply(e, new_order=new_order, new_refund=new_refund)
     if products is not None:
         mine += products.order(e, new_order)
     for r in out:

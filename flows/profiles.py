@@ -324,6 +324,8 @@ class ProfileBook:
 
     def apply(self, event: Event) -> list[Record[Value]]:
         """Folds one event in; the records of the customers whose profile it changed."""
+        if event.kind is Kind.EMAIL_SENT:
+            return []  # the shop's doing, not the customer's: no profile, no activity
         if event.customer:
             self._person(event)
         if event.kind is Kind.ORDER_PAID:

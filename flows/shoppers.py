@@ -15,11 +15,14 @@ from core.records import Value
 from flows.attribution import Attribution
 from flows.book import DEFAULT_KEEP_MS, MINUTE_MS, Version
 from flows.carts import CartBook
+from flows.email_engagement import EmailEngagement
 from flows.journey import DEFAULT_IDENTIFY_FOR_MS, Journey
 from flows.profiles import ProfileBook
 
 
 class Shoppers:
+    email: EmailEngagement | None = None  # None in what was pickled before the book existed: made on first use
+
     def __init__(self, org: str, timezone: str, abandon_after_minutes: int = 60, keep_ms: int = DEFAULT_KEEP_MS,
                  identify_for_ms: int = DEFAULT_IDENTIFY_FOR_MS, version: Version | None = None) -> None:
         self.version = version or Version()
@@ -27,11 +30,18 @@ class Shoppers:
         self.journey = Journey(org, timezone, identify_for_ms, self.version, keep_ms)
         self.attribution = Attribution(org, timezone, keep_ms, self.version)
         self.profiles = ProfileBook(org, timezone, keep_ms, self.version)
+        self.email = EmailEngagement(org, timezone, keep_ms, self.version)
+
+    def _email(self) -> EmailEngagement:
+        if self.email is None:
+            a = self.attribution
+            self.email = EmailEngagement(a.org, a.days.tz.key, a.keep, self.version)
+        return self.email
 
     def apply(self, event: Event) -> list[Record[Value]]:
-        """Folds one event into the four books; the records it changed, in version order."""
+        """Folds one event into the five books; the records it changed, in version order."""
         return (self.carts.apply(event) + self.journey.apply(event) + self.attribution.apply(event)
-                + self.profiles.apply(event))
+                + self._email().apply(event) + self.profiles.apply(event))
 
     def apply_all(self, events: list[Event]) -> list[Record[Value]]:
         out: list[Record[Value]] = []
@@ -42,7 +52,8 @@ class Shoppers:
     def advance(self, watermark_ms: int) -> list[Record[Value]]:
         """Moves the watermark forward: abandonment decisions, final days, state dropped."""
         return (self.carts.advance(watermark_ms) + self.journey.advance(watermark_ms)
-                + self.attribution.advance(watermark_ms) + self.profiles.advance(watermark_ms))
+                + self.attribution.advance(watermark_ms) + self._email().advance(watermark_ms)
+                + self.profiles.advance(watermark_ms))
 
     @property
     def too_late(self) -> int:
@@ -52,4 +63,5 @@ class Shoppers:
         return {**{f"carts_{k}": v for k, v in self.carts.held().items()},
                 **{f"journey_{k}": v for k, v in self.journey.held().items()},
                 **{f"attribution_{k}": v for k, v in self.attribution.held().items()},
+                **{f"email_{k}": v for k, v in self._email().held().items()},
                 **{f"profiles_{k}": v for k, v in self.profiles.held().items()}}

@@ -40,6 +40,7 @@ TYPES: dict[str, Kind] = {
     "checkout_started": Kind.CHECKOUT_STARTED,
     "email_open": Kind.EMAIL_ENGAGED,
     "email_click": Kind.EMAIL_ENGAGED,
+    "email_sent": Kind.EMAIL_SENT,
     "identify": Kind.IDENTIFIED,
     "order_paid": Kind.ORDER_PAID,
     "order_refunded": Kind.ORDER_REFUNDED,
@@ -182,7 +183,7 @@ def _checked_event(d: Any, store: Store) -> Event:
         raise Invalid("give visitor (anonymous id) or customer, or both")
     campaign = _text(d, "campaign") or _text(d, "automation")
     source = Source.WEB
-    if kind is Kind.EMAIL_ENGAGED:
+    if kind in (Kind.EMAIL_ENGAGED, Kind.EMAIL_SENT):
         if campaign is None:
             raise Invalid("campaign (or automation) is missing: e-mail engagement names what was opened or clicked")
         source = Source.AUTOMATION if d.get("automation") is not None else Source.EMAIL_CAMPAIGN
@@ -190,7 +191,7 @@ def _checked_event(d: Any, store: Store) -> Event:
     if kind in (Kind.ORDER_PAID, Kind.ORDER_REFUNDED) and order is None:
         raise Invalid("order is missing")
     props = _properties(d)
-    name = {"email_open": "open", "email_click": "click"}.get(etype) or _text(d, "name") or _text(d, "url") or ""
+    name = _EMAIL_NAMES.get(etype) or _text(d, "name") or _text(d, "url") or ""
     return Event(
         id=f"events:{store.id}:{client_id}", kind=kind, org=store.org, store=store.id, time=_time(d),
         amount=amount, currency=currency or "", customer=customer, order=order,
@@ -221,11 +222,11 @@ def to_event(d: Any, store: Store, id_prefix: str | None = None, template: dict[
 _new = object.__new__
 _set = object.__setattr__
 _GIVE_UP = object()
-_EMAIL_NAMES = {"email_open": "open", "email_click": "click"}
-_PAID, _REFUNDED, _EMAIL = Kind.ORDER_PAID, Kind.ORDER_REFUNDED, Kind.EMAIL_ENGAGED
+_EMAIL_NAMES = {"email_open": "open", "email_click": "click", "email_sent": "sent"}
+_PAID, _REFUNDED, _EMAIL, _SENT = Kind.ORDER_PAID, Kind.ORDER_REFUNDED, Kind.EMAIL_ENGAGED, Kind.EMAIL_SENT
 # Types whose event is complete with no field beyond type, id, time, visitor/customer, name/url and
 # properties; the others need currency, amount, order or campaign.
-_PLAIN_TYPES = frozenset(t for t, k in TYPES.items() if k not in (_PAID, _REFUNDED, _EMAIL))
+_PLAIN_TYPES = frozenset(t for t, k in TYPES.items() if k not in (_PAID, _REFUNDED, _EMAIL, _SENT))
 
 
 _DEFAULTS: dict[str, Any] = {f.name: None if f.default is MISSING else f.default for f in dataclass_fields(Event)}
@@ -393,7 +394,7 @@ def _fast_event(d: dict[str, Any], id_prefix: str, template: dict[str, Any]) -> 
             if (campaign := _fast_text(campaign)) is _GIVE_UP:
                 return None
             f["campaign"] = campaign
-        if kind is _EMAIL:
+        if kind is _EMAIL or kind is _SENT:
             if campaign is None:
                 return None
             f["source"] = Source.AUTOMATION if get("automation") is not None else Source.EMAIL_CAMPAIGN

@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--out", default="docs/screenshots")
     ap.add_argument("--lang", default="en")
     ap.add_argument("--views", default=",".join(VIEWS), help="comma-separated views (default: all)")
+    ap.add_argument("--period", default="30d", help="the period filter (default: 30d; today draws hours)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -49,7 +50,7 @@ def main() -> None:
                 page = browser.new_page(locale="en-GB", timezone_id="Europe/Berlin", viewport={"width": 1280, "height": 900})
                 page.goto(url.replace("/#", f"/?lang={args.lang}#"))
                 expect(page.locator("#dashboard")).to_be_visible(timeout=15_000)
-                page.select_option("#period", "30d")
+                page.select_option("#period", args.period)
                 for view in args.views.split(","):
                     page.click(f"#tab-{view}")
                     expect(page.locator(f"#view-{view}")).to_be_visible()
@@ -60,7 +61,8 @@ def main() -> None:
                             const best = rows.sort((a, b) => n(b) - n(a))[0]; if (best) best.querySelector('button').click(); }""")
                         page.wait_for_load_state("networkidle")
                     page.wait_for_timeout(700)  # charts draw after their data arrives
-                    shot = out / f"{view}{'' if args.lang == 'en' else '-' + args.lang}.png"
+                    suffix = ('' if args.lang == 'en' else '-' + args.lang) + ('' if args.period == '30d' else '-' + args.period)
+                    shot = out / f"{view}{suffix}.png"
                     page.screenshot(path=str(shot), full_page=True)
                     print(shot)
                 browser.close()

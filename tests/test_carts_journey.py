@@ -372,14 +372,14 @@ def test_attribution_state_is_dropped_behind_the_watermark() -> None:
 
 
 def test_the_shoppers_books_share_one_increasing_version() -> None:
-    """Carts, journey, attribution and customer profiles: one version sequence for all their records."""
+    """Carts, journey, attribution, e-mail engagement and customer profiles: one version sequence for all their records."""
     version = Version(41)
     s = Shoppers("o", TZ, 60, version=version)
     out = s.apply(touch(T0 - H, "x")) + s.apply(add(T0)) + s.apply(paid(T0 + MIN)) + s.advance(T0 + DAY * 3)
     versions = [r.version for r in out]
     assert versions == list(range(42, 42 + len(versions))) and version.value == versions[-1]
     assert {r.kind for r in out} == {"cart", "cart_day", "open_carts", "journey_day", "attribution", "order_attribution",
-                                     "customer"}
+                                     "customer", "email_day"}
 
 
 # --- generated shops: disorder, redelivery, and the documented SQL ----------------------------

@@ -66,6 +66,7 @@ ENDPOINTS: list[tuple[str, dict[str, str]]] = [
     ("orders", {"period": "all"}), ("orders", {"period": "all", "table": "by_source"}), ("products", {"period": "all"}),
     ("pairs", {"period": "all"}), ("customers", {"period": "all"}), ("carts", {"period": "all"}),
     ("carts", {"period": "all", "table": "most_abandoned_products"}), ("attribution", {"period": "all"}),
+    ("attribution", {"period": "all", "table": "content"}),
     ("series", {"metric": "gross_revenue", "granularity": "day", "from": (TODAY - dt.timedelta(days=3)).isoformat(),
                 "to": (TODAY + dt.timedelta(days=1)).isoformat()}),
     ("connections", {}), ("journey", {"period": "all"}), ("quota", {"at": AT}), ("rejected", {}), ("quarantine", {}),

@@ -7,14 +7,18 @@ every view, and the keyboard. The fixed shop is posted once for the module, at t
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import os
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -38,6 +42,7 @@ AXE = REPO / "tests" / "vendor" / "axe-core" / "axe.min.js"
 TIMEOUT_MS = 15_000
 LIVE_MS = 1_000  # a signed webhook shows on the page within this
 VIEWS = ["overview", "orders", "carts", "products", "customers", "marketing", "segments", "automations", "connections"]
+SHOP_NOW = int(time.time() * 1000)  # the shop's events are posted at times relative to this
 _amounts = iter(range(200_000, 10**9, 10_000))  # each webhook's order beats every earlier one
 
 
@@ -50,7 +55,7 @@ def sp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storepulse]:
     today_clear_of_midnight(seconds=300)  # "today" and "7 days" are the server's: they must not turn over midway
     server = Storepulse(tmp_path_factory.mktemp("sp-views")).start()
     try:
-        r = server.post_events({"events": shop_events(int(time.time() * 1000))})
+        r = server.post_events({"events": shop_events(SHOP_NOW)})
         assert r.status_code == 200, r.text
         wait_json(server, lambda: server.get("/api/v1/orgs/acme/figures", period="7d").json(),
                   lambda b: b["paid_orders"] == 20, what="the shop's 20 orders")
@@ -441,3 +446,288 @@ def test_recommendations_act_dismiss_and_go_once_done(sp: Storepulse, context: B
     }""")
     assert got == [[], ["site_tracking"], ["site_tracking"], ["abandoned_cart"], ["segment_one_time_buyers"]]
     assert errors == [], errors
+
+
+def _chart(page: Page, name: str) -> dict[str, Any]:
+    """What uPlot holds for the overview's chart `name`: its x values, series and x scale."""
+    got: dict[str, Any] = page.evaluate("""(name) => {
+        const held = document.querySelector(`[data-chart="${name}"]`)._chart;
+        if (!held) return null;
+        const u = held.plot;
+        return { xs: u.data[0], ys: u.data.slice(1), min: u.scales.x.min, max: u.scales.x.max };
+    }""", name)
+    return got
+
+
+def test_today_draws_revenue_and_orders_hour_by_hour(sp: Storepulse, context: BrowserContext) -> None:
+    """Today's charts plot the server's 24 (23, 25 on a DST day) hourly points: the hour labels carry
+    their offset ("...T13:00:00+01:00"), which the page once parsed to NaN, drawing axes and no line."""
+    page, errors = _open(context, sp)
+    page.select_option("#period", "today")
+    amount = _pay(sp, "cus_today", product="watch-today")
+    want_orders = sp.get("/api/v1/orgs/acme/figures", period="today").json()
+    expect(page.locator('[data-kpi="revenue"]')).to_have_text(f"€{want_orders['gross_revenue']['amount'] / 100:,.2f}")
+    page.wait_for_load_state("networkidle")
+    rev = sp.get("/api/v1/orgs/acme/series", period="today", granularity="hour", metric="gross_revenue").json()["points"]
+    orders = sp.get("/api/v1/orgs/acme/series", period="today", granularity="hour", metric="paid_orders").json()["points"]
+    assert 23 <= len(rev) <= 25 and sum(p["value"] for p in rev) == want_orders["gross_revenue"]["amount"] >= amount
+    xs = [dt.datetime.fromisoformat(p["t"]).timestamp() for p in rev]
+    for name, points in (("revenue", rev), ("orders", orders)):
+        chart = _chart(page, name)
+        assert chart["xs"] == xs, name
+        assert chart["ys"] == [[p["value"] for p in points]], name
+        assert chart["min"] == xs[0] and chart["max"] == xs[-1], name  # a finite x scale: the line is drawn
+    # Orders against carts: one span (the day), as bars rather than a line of one point.
+    carts = sp.get("/api/v1/orgs/acme/carts", period="today", limit=1).json()
+    day = page.locator('[data-chart="orders-carts-day"]')
+    for key, n in (("kpi.orders", want_orders["paid_orders"]), ("carts.carts", carts["carts"]), ("carts.abandoned", carts["abandoned"])):
+        expect(day.locator(f'[data-count="{key}"] .num')).to_have_text(f"{n:,}")
+    assert errors == [], errors
+
+
+def test_repeat_purchase_card_counts_buyers_who_bought_before(sp: Storepulse, context: BrowserContext) -> None:
+    """The shop's day 1 (its orders about 26 h before the shop was posted): its buyers each bought once
+    that day and also before it, so they are repeat buyers; counting only the day's own orders showed
+    0 % (the card on "today" was 0 % whatever the shop). Expected values from the shop's own events."""
+    page, errors = _open(context, sp)
+    berlin = ZoneInfo("Europe/Berlin")
+    paid = sorted((e["time"], dt.datetime.fromtimestamp(e["time"] / 1000, berlin).date().isoformat(), e["customer"])
+                  for e in shop_events(SHOP_NOW) if e["type"] == "order_paid")
+    day = dt.datetime.fromtimestamp(SHOP_NOW / 1000 - 26 * 3600, berlin).date().isoformat()
+    buyers = Counter(who for _, d, who in paid if d == day)
+    before = {who for _, d, who in paid if d < day}
+    repeat = sum(1 for who, n in buyers.items() if who in before or n >= 2)
+    assert len(buyers) >= 3 and repeat >= 3 and all(n == 1 for n in buyers.values())  # the old rule: 0 %
+    summary = sp.get("/api/v1/orgs/acme/customers", **{"from": day, "to": day}, limit=1).json()["summary"]
+    assert (summary["customers"], summary["repeat_customers"]) == (len(buyers), repeat)
+    assert summary["repeat_purchase_rate"] == round(repeat / len(buyers), 6)
+    page.select_option("#period", "custom")
+    page.fill("#from", day)
+    page.fill("#to", day)
+    page.locator("#to").dispatch_event("change")
+    want = page.evaluate("async (r) => (await import('/static/format.js')).percent(r)", summary["repeat_purchase_rate"])
+    expect(page.locator('[data-kpi="repeat"]')).to_have_text(want)
+    assert want != "0%"
+    assert errors == [], errors
+
+
+def _members(sp: Storepulse, segment: str) -> set[str]:
+    r = sp.get(f"/api/v1/orgs/acme/segments/{segment}/members", limit=1000)
+    return {m["customer"] for m in r.json()["members"]} if r.status_code == 200 else set()
+
+
+def _save_dialog(page: Page, button: str) -> Any:
+    page.click(button)
+    dialog = page.locator("dialog.save-segment")
+    expect(dialog).to_be_visible()
+    return dialog
+
+
+def test_save_as_segment_reproduces_the_list(sp: Storepulse, context: BrowserContext) -> None:
+    """ENGAGE "save as segment": the dialog shows the rule that reproduces the list, PUTs it, and the
+    segment's members are the list's customers; a list no rule can express says so and saves nothing."""
+    assert sp.get("/api/v1/orgs/acme/segments").status_code == 200, "the segments API is part of storepulse"
+    page, errors = _open(context, sp, view="customers")
+    page.select_option("#period", "7d")
+    expect(page.locator("#view-customers tbody tr").first).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    span = sp.get("/api/v1/orgs/acme/figures", period="7d").json()
+    days = {"since": span["from"], "until": span["to"]}
+    shown = sp.get("/api/v1/orgs/acme/customers", period="7d", sort="revenue", limit=20).json()["customers"]
+    last = shown[-1]["revenue"]["amount"]
+    dialog = _save_dialog(page, '[data-save-segment="customers"]')
+    rule = json.loads(dialog.locator("[data-save-rule]").inner_text())
+    assert rule == {"spent": {"gte": f"{last // 100}.{last % 100:02d}", **days}}
+    name = f"Best {uid()}"
+    dialog.locator("input").fill(name)
+    dialog.get_by_role("button", name="Save as segment").click()
+    expect(dialog.locator("[data-save-status]")).to_have_text(f"Saved: {name}. Its members appear in a moment.")
+    everyone = sp.get("/api/v1/orgs/acme/customers", period="7d", sort="revenue", limit=1000).json()["customers"]
+    want = {c["customer"] for c in everyone if c["revenue"]["amount"] >= last}
+    assert {c["customer"] for c in shown} <= want
+    seg = name.lower().replace(" ", "-")
+    wait_json(sp, lambda: _members(sp, seg), lambda got: got == want, what=f"segment {seg}'s members")
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    # registered and never bought: the predefined rule, registered within the period's days
+    dialog = _save_dialog(page, '[data-save-segment="never-bought"]')
+    rule = json.loads(dialog.locator("[data-save-rule]").inner_text())
+    before, after = dt.date.fromisoformat(span["from"]) - dt.timedelta(days=1), dt.date.fromisoformat(span["to"]) + dt.timedelta(days=1)
+    assert rule == {"all": [{"orders": {"eq": 0}}, {"registered_at": {"after": before.isoformat()}},
+                            {"registered_at": {"before": after.isoformat()}}]}
+    dialog.locator("input").fill(f"Never {uid()}")
+    dialog.get_by_role("button", name="Save as segment").click()
+    expect(dialog.locator("[data-save-status]")).to_contain_text("Saved")
+    never = {c["customer"] for c in sp.get("/api/v1/orgs/acme/customers", period="7d", filter="never_bought", limit=1000).json()["customers"]}
+    seg = dialog.locator("input").input_value().lower().replace(" ", "-")
+    wait_json(sp, lambda: _members(sp, seg), lambda got: got == never and len(got) == 3, what=f"segment {seg}'s members")
+    page.get_by_role("button", name="Close").click()
+    # one store's list: a segment counts every store's orders, so no exact rule; nothing to save
+    page.select_option("#store", "acme-site")
+    dialog = _save_dialog(page, '[data-save-segment="customers"]')
+    expect(dialog.locator("[data-save-reason]")).to_have_text(
+        "A segment counts every store's orders: choose all stores to save this list as one.")
+    expect(dialog.get_by_role("button", name="Save as segment")).to_have_count(0)
+    page.get_by_role("button", name="Close").click()
+    page.select_option("#store", "")
+    page.click("#tab-carts")  # carts of a period: no rule says that
+    dialog = _save_dialog(page, '[data-save-segment="carts-customers"]')
+    expect(dialog.locator("[data-save-reason]")).to_contain_text("No segment rule says exactly who is in this list")
+    page.get_by_role("button", name="Close").click()
+    page.click("#tab-orders")  # whoever paid in the period
+    dialog = _save_dialog(page, '[data-save-segment="orders-customers"]')
+    assert json.loads(dialog.locator("[data-save-rule]").inner_text()) == {"orders": {"gte": 1, **days}}
+    assert errors == [], errors
+
+
+def test_a_share_link_cannot_save_a_segment(sp: Storepulse, context: BrowserContext) -> None:
+    r = httpx.post(f"{sp.base}/api/v1/orgs/acme/shares", json={"expires": "1d", "label": "client"},
+                   headers={"Authorization": f"Bearer {TOKENS['acme']}"}, timeout=10)
+    assert r.status_code == 201, r.text
+    page = context.new_page()
+    page.goto(f"{sp.base}/#token={r.json()['token']}&view=customers")
+    page.select_option("#period", "7d")
+    expect(page.locator("#view-customers tbody tr").first).to_be_visible()
+    before = sp.get("/api/v1/orgs/acme/segments").json()["segments"]
+    dialog = _save_dialog(page, '[data-save-segment="customers"]')
+    dialog.locator("input").fill("Not allowed")
+    dialog.get_by_role("button", name="Save as segment").click()
+    expect(dialog.locator("[data-save-status]")).to_have_text("a share link is read-only")
+    assert sp.get("/api/v1/orgs/acme/segments").json()["segments"] == before
+
+
+def test_marketing_content_table(sp: Storepulse, context: BrowserContext) -> None:
+    """Per campaign or automation: type, last sent, people sent one, who opened and clicked (distinct
+    people per day, summed over the period's days), open and click rates over the people sent one, and
+    the attributed orders and revenue; as the shop's own e-mail events count them, and as the page shows
+    them. The shop's campaign is sent to its seven customers 3 days ago; its automation's sends are not
+    reported (no rates)."""
+    berlin = ZoneInfo("Europe/Berlin")
+    sent_at = SHOP_NOW - 3 * 24 * 3_600_000
+    sends = [{"type": "email_sent", "id": f"sent-{k}", "time": sent_at + k, "customer": f"shop-c{k}", "campaign": "spring-sale"}
+             for k in range(7)]
+    assert sp.post_events({"events": sends}).status_code == 200
+    span = sp.get("/api/v1/orgs/acme/figures", period="7d").json()
+    people: dict[tuple[str, str], set[str]] = {}
+    for e in shop_events(SHOP_NOW):
+        day = dt.datetime.fromtimestamp(e["time"] / 1000, berlin).date().isoformat()
+        if e["type"] in ("email_open", "email_click") and span["from"] <= day <= span["to"]:
+            people.setdefault((e.get("campaign") or e["automation"], day), set()).add(e["customer"])
+    clicked = {name: sum(len(p) for (n, _), p in people.items() if n == name) for name, _ in people}
+    body = wait_json(sp, lambda: sp.get("/api/v1/orgs/acme/attribution", period="7d").json(),
+                     lambda b: any(c["sent"] == 7 for c in b["content"]), what="the sends")
+    content = {c["campaign"]: c for c in body["content"]}
+    assert set(content) == set(clicked) == {"spring-sale", "welcome"}
+    for name, n in clicked.items():  # the shop only clicks: each click is an open too
+        assert (content[name]["opened"], content[name]["clicked"], content[name]["click_to_open_rate"]) == (n, n, 1.0)
+    spring, welcome = content["spring-sale"], content["welcome"]
+    assert (spring["type"], welcome["type"]) == ("campaign", "automation")
+    last = dt.datetime.fromtimestamp((sent_at + 6) / 1000, berlin).isoformat(timespec="milliseconds")
+    assert (spring["sent"], spring["last_sent"], spring["open_rate"], spring["click_rate"]) == (
+        7, last, round(clicked["spring-sale"] / 7, 6), round(clicked["spring-sale"] / 7, 6))
+    assert (welcome["sent"], welcome["last_sent"], welcome["open_rate"], welcome["click_rate"]) == (0, None, None, None)
+    money = {c["campaign"]: (c["orders"], c["revenue"]) for c in body["campaigns"]}
+    assert {k: (c["orders"], c["revenue"]) for k, c in content.items() if c["orders"]} == money and money
+    page, errors = _open(context, sp, view="marketing")
+    page.select_option("#period", "7d")
+    rows = page.locator("#view-marketing .scroll tbody tr")
+    expect(rows).to_have_count(len(body["content"]))
+    pct = "async (r) => r === null ? '–' : (await import('/static/format.js')).percent(r)"
+    for i, c in enumerate(body["content"]):
+        cells = rows.nth(i).locator("td")
+        expect(cells.nth(0)).to_have_text(c["campaign"])
+        expect(cells.nth(1)).to_have_text(c["type"].capitalize())
+        expect(cells.nth(3)).to_have_text(str(c["sent"]))
+        expect(cells.nth(4)).to_have_text(str(c["opened"]))
+        expect(cells.nth(5)).to_have_text(page.evaluate(pct, c["open_rate"]))
+        expect(cells.nth(6)).to_have_text(str(c["clicked"]))
+        expect(cells.nth(7)).to_have_text(page.evaluate(pct, c["click_rate"]))
+        expect(cells.nth(8)).to_have_text(str(c["orders"]))
+        expect(cells.nth(9)).to_have_text(f"€{c['revenue']['amount'] / 100:,.2f}")
+    expect(rows.filter(has_text="welcome").locator("td").nth(2)).to_have_text("–")
+    # One day: each campaign's attributed revenue as a bar (a line of one point drew nothing).
+    page.select_option("#period", "today")
+    today = sp.get("/api/v1/orgs/acme/attribution", period="today").json()
+    want = [(c["campaign"], c["revenue"]["amount"]) for c in today["campaigns"][:5]] or [("E-mail-attributed revenue", 0)]
+    bars = page.locator('[data-chart="attributed-day"] li')
+    expect(bars).to_have_count(len(want))
+    for i, (name, amount) in enumerate(want):
+        expect(bars.nth(i).locator(".label")).to_have_text(name)
+        expect(bars.nth(i).locator(".num")).to_have_text(f"€{amount / 100:,.2f}")
+    assert errors == [], errors
+
+
+def test_best_carts_are_the_open_ones_by_value(sp: Storepulse, context: BrowserContext) -> None:
+    now = int(time.time() * 1000)
+    tag = uid()
+    carts = [("a", "3000.00", False), ("b", "50.00", False), ("c", "4000.00", True)]  # c is bought: not open
+    events: list[dict[str, Any]] = []
+    for name, amount, bought in carts:
+        cart = f"best-{tag}-{name}"
+        events.append({"type": "cart_updated", "id": f"cu-{cart}", "time": now - 60_000, "customer": f"cus-{cart}", "cart": cart,
+                       "currency": "EUR", "amount": amount, "items": [{"product": "lamp", "qty": 1, "price": amount}]})
+        if bought:
+            events.append({"type": "order_paid", "id": f"op-{cart}", "time": now - 30_000, "customer": f"cus-{cart}", "cart": cart,
+                           "order": f"o-{cart}", "currency": "EUR", "amount": amount,
+                           "items": [{"product": "lamp", "qty": 1, "price": amount}]})
+    assert sp.post_events({"events": events}).status_code == 200
+    body = wait_json(sp, lambda: sp.get("/api/v1/orgs/acme/carts", period="today", limit=20).json(),
+                     lambda b: any(c["cart"] == f"best-{tag}-b" for c in b["best_carts"]), what="the open carts")
+    best = body["best_carts"]
+    assert all(c["status"] == "open" and c["currency"] == "EUR" for c in best)
+    assert [c["value"] for c in best] == sorted((c["value"] for c in best), reverse=True)
+    mine = [(c["cart"], c["value"]) for c in best if c["cart"].startswith(f"best-{tag}")]
+    assert mine == [(f"best-{tag}-a", 300_000), (f"best-{tag}-b", 5_000)]
+    page, errors = _open(context, sp, view="carts")
+    page.select_option("#period", "today")
+    rows = page.locator("#view-carts .cards > section:nth-child(2) tbody tr")
+    expect(rows).to_have_count(min(len(best), 10))
+    expect(rows.first).to_contain_text(best[0]["cart"])
+    expect(rows.first.locator("td").last).to_have_text(f"€{best[0]['value'] / 100:,.2f}")
+    expect(page.locator("#view-carts .cards > section:nth-child(2)")).not_to_contain_text(f"best-{tag}-c")
+    assert errors == [], errors
+
+
+def test_the_funnel_ends_with_the_periods_repeat_customers(sp: Storepulse, context: BrowserContext) -> None:
+    """Visits, added to cart, purchased from /journey; purchased again = /customers' repeat customers (the
+    journey's purchased_again counts two orders on one day: 0 for the shop, whose buyers buy once a day)."""
+    page, errors = _open(context, sp)
+    page.select_option("#period", "7d")
+    page.wait_for_load_state("networkidle")
+    journey = sp.get("/api/v1/orgs/acme/journey", period="7d").json()
+    repeat = sp.get("/api/v1/orgs/acme/customers", period="7d", limit=1).json()["summary"]["repeat_customers"]
+    assert repeat > 0 and journey["purchased_again"] == 0
+    share = page.evaluate("async ([n, d]) => (await import('/static/format.js')).percent(n / d)", [repeat, journey["visitors"]])
+    expect(page.locator('[data-step="purchased_again"] .num')).to_have_text(f"{repeat:,} ({share})")
+    expect(page.locator('[data-step="visitors"] .num')).to_have_text(re.compile(rf"^{journey['visitors']:,} \(100%\)$"))
+    assert errors == [], errors
+
+
+def test_the_rule_of_each_list_or_why_there_is_none(sp: Storepulse, context: BrowserContext) -> None:
+    page, _ = _open(context, sp)
+    got = page.evaluate("""async () => {
+        const { segmentOf, segmentId } = await import('/static/segment_of.js');
+        const f = { span: { from: '2026-03-01', to: '2026-03-07' }, store: '', currency: 'EUR', orgCurrency: 'EUR', segment: '' };
+        const row = (amount, orders, items) => ({ revenue: { amount, currency: 'EUR', exponent: 2 }, orders, items });
+        return [
+            segmentOf('best', { rows: [row(9000, 3, 5), row(1050, 2, 4)], sort: 'revenue' }, f),
+            segmentOf('best', { rows: [row(9000, 3, 5), row(1050, 2, 4)], sort: 'items' }, { ...f, segment: 'vip' }),
+            segmentOf('best', { rows: [row(0, 1, 1)], sort: 'revenue' }, f),
+            segmentOf('best', { rows: [row(1050, 2, 4)], sort: 'revenue' }, { ...f, currency: 'USD' }),
+            segmentOf('best', { rows: [], sort: 'revenue' }, f),
+            segmentOf('orders', { total: 1001 }, f),
+            segmentOf('never_bought', {}, { ...f, span: null }),
+            segmentOf('never_bought', {}, { ...f, store: 'shop-2' }),
+            segmentOf('carts', {}, f),
+            [segmentId('  Große Kunden: März! '), segmentId('x'.repeat(80)).length, segmentId('!!!')],
+        ];
+    }""")
+    days = {"since": "2026-03-01", "until": "2026-03-07"}
+    assert got == [
+        {"rule": {"spent": {"gte": "10.50", **days}}},
+        {"rule": {"all": [{"items": {"gte": 4, **days}}, {"in_segment": {"eq": "vip"}}]}},
+        {"rule": {"all": [{"spent": {"gte": "0.00", **days}}, {"orders": {"gte": 1, **days}}]}},
+        {"reason": "save.reason_currency"}, {"reason": "save.reason_empty"}, {"reason": "save.reason_more"},
+        {"reason": "save.reason_period"}, {"reason": "save.reason_store"}, {"reason": "save.reason_list"},
+        ["grosse-kunden-marz", 64, ""],
+    ]

@@ -5,6 +5,7 @@ events-API batches), so every view of the dashboard has data and moves within se
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -60,8 +61,54 @@ def test_what_it_sends_is_what_the_real_adapters_accept() -> None:
         outcome = handle[provider](Delivery(p.body, {k.lower(): v for k, v in p.headers.items()}), stores[provider], now)
         assert outcome.ignored is None and outcome.events, (p.path, outcome)
         kinds.update(e.kind.value for e in outcome.events)
-    assert {"page.viewed", "cart.updated", "checkout.started", "order.paid", "order.refunded", "email.engaged",
+    assert {"page.viewed", "cart.updated", "checkout.started", "order.paid", "order.refunded", "email.engaged", "email.sent",
             "checkout.completed", "customer.created"} <= kinds
+
+
+@pytest.mark.unit
+def test_the_simulator_brings_buyers_back() -> None:
+    """Of the buyers of the history's last 30 days, about a quarter had bought before them (a real
+    shop's 20-30 %), and most buyers of the 90 days bought once: regulars, first-time buyers, guests."""
+    start = T0 - 90 * shop.DAY_MS
+    paid: list[tuple[int, str]] = []
+    for h in range(start, T0, shop.HOUR_MS):
+        one = shop.hour(11, h)
+        paid += [(o.time, f"{o.provider}:{o.customer}") for o in one.orders if o.customer is not None]
+        paid += [(e.time, f"site:{e.fields['customer']}") for e in one.site if e.fields["type"] == "order_paid"]
+    first: dict[str, int] = {}
+    for t, who in sorted(paid):
+        first.setdefault(who, t)
+    since = T0 - 30 * shop.DAY_MS
+    buyers = {who for t, who in paid if t >= since}
+    again = {who for t, who in paid if t >= since and first[who] < since}
+    assert len(buyers) > 500 and 0.2 <= len(again) / len(buyers) <= 0.35, (len(again), len(buyers))
+    orders = {who: sum(1 for _, w in paid if w == who) for who in first}
+    assert 0.6 <= sum(1 for n in orders.values() if n == 1) / len(orders) <= 0.9
+
+
+@pytest.mark.unit
+def test_e_mail_rates_are_a_real_shops() -> None:
+    """Per day and campaign (the content table's counting, docs/metrics.md): about a third of the people
+    who open an e-mail click it; campaigns are opened by ~20 % of the people sent one, automations ~45 %."""
+    sent: dict[str, set[tuple[int, object]]] = {}
+    opened: dict[str, set[tuple[int, object]]] = {}
+    clicked: dict[str, set[tuple[int, object]]] = {}
+    for h in range(T0 - 30 * shop.DAY_MS, T0, shop.HOUR_MS):
+        for e in shop.hour(11, h).site:
+            f = e.fields
+            name, who = str(f.get("campaign") or f.get("automation")), (e.time // shop.DAY_MS, f.get("customer"))
+            if f["type"] == "email_sent":
+                sent.setdefault(name, set()).add(who)
+            elif f["type"] in ("email_open", "email_click"):
+                opened.setdefault(name, set()).add(who)
+                if f["type"] == "email_click":
+                    clicked.setdefault(name, set()).add(who)
+    assert set(sent) == set(shop.CAMPAIGNS) | set(shop.AUTOMATIONS) == set(opened)
+    n_open, n_click = sum(map(len, opened.values())), sum(map(len, clicked.values()))
+    assert n_open > 1000 and 0.2 <= n_click / n_open <= 0.45, (n_click, n_open)
+    for name in sent:
+        low, high = (0.15, 0.35) if name in shop.CAMPAIGNS else (0.35, 0.6)
+        assert low <= len(opened[name]) / len(sent[name]) <= high, name
 
 
 @pytest.fixture(scope="module")
@@ -107,11 +154,21 @@ def test_every_view_of_the_demo_has_data(demo: dict[str, Any]) -> None:
     assert carts["carts"] > 0 and carts["abandoned"] > 0 and carts["purchased"] > 0 and carts["most_abandoned_products"]
     customers = _get(demo, "customers", period="90d")
     assert customers["total"] > 0 and customers["customers"][0]["revenue"]["amount"] > 0
+    asked = time.time()  # the history is sent (the fixture waited for it): folded once caught up after now
+    wait_for(lambda: (at := _get(demo, "figures", period="90d")["freshness"]["caught_up_at"]) is not None
+             and dt.datetime.fromisoformat(at).timestamp() > asked, 60, "the dataflow to fold the history")
+    for period in ("7d", "30d"):  # buyers who had bought before: the overview's repeat-purchase card
+        summary = _get(demo, "customers", period=period, limit=1)["summary"]
+        assert summary["returning_customers"] > 0 and 0.15 <= summary["repeat_purchase_rate"] <= 0.45, (period, summary)
     assert _get(demo, "customers", period="90d", filter="never_bought")["total"] > 0
     journey = _get(demo, "journey", period="90d")
     assert journey["visitors"] > journey["added_to_cart"] > 0 and journey["purchased"] > 0
     attribution = _get(demo, "attribution", period="90d")
     assert attribution["orders"] > 0 and len(attribution["campaigns"]) >= 3
+    content = {c["campaign"]: c for c in _get(demo, "attribution", period="30d")["content"]}
+    assert set(content) == set(shop.CAMPAIGNS) | set(shop.AUTOMATIONS)
+    assert all(c["sent"] > 0 and c["last_sent"] and 0 < c["open_rate"] < 1 and 0 < c["click_rate"] < c["open_rate"]
+               for c in content.values()), content
     assert _get(demo, "products", period="90d")["products"]
     quota = _get(demo, "quota")
     assert quota["plan_limit"] == 2000 and 0 < quota["paid_orders_30d"] < 2000, quota

@@ -124,7 +124,7 @@ def ref_to_event(d: Any, store: Store) -> Event:
         raise RefInvalid("give visitor (anonymous id) or customer, or both")
     campaign = _ref_text(d, "campaign") or _ref_text(d, "automation")
     source = Source.WEB
-    if kind is Kind.EMAIL_ENGAGED:
+    if kind in (Kind.EMAIL_ENGAGED, Kind.EMAIL_SENT):
         if campaign is None:
             raise RefInvalid("campaign (or automation) is missing: e-mail engagement names what was opened or clicked")
         source = Source.AUTOMATION if d.get("automation") is not None else Source.EMAIL_CAMPAIGN
@@ -134,7 +134,7 @@ def ref_to_event(d: Any, store: Store) -> Event:
     props = d.get("properties", {})
     if not isinstance(props, dict) or len(orjson.dumps(props)) > 8192:
         raise RefInvalid("properties must be an object of at most 8 KiB")
-    name = {"email_open": "open", "email_click": "click"}.get(etype) or _ref_text(d, "name") or _ref_text(d, "url") or ""
+    name = {"email_open": "open", "email_click": "click", "email_sent": "sent"}.get(etype) or _ref_text(d, "name") or _ref_text(d, "url") or ""
     return Event(
         id=f"events:{store.id}:{client_id}", kind=kind, org=store.org, store=store.id, time=_ref_time(d),
         amount=amount, currency=currency or "", customer=customer, order=order,

@@ -39,6 +39,7 @@ from core.records import (
     Cart,
     CartDay,
     Customer,
+    EmailDay,
     JourneyDay,
     Late,
     LateBook,
@@ -67,6 +68,7 @@ from ws_gateway import (
     shoppers,
 )
 from ws_gateway.auth import AuthError
+from ws_gateway.email_content import content_table
 from ws_gateway.limits import ApiLimits
 from ws_gateway.scoped import ScopedModel
 from ws_gateway.segment_filter import only, segment_members
@@ -432,10 +434,12 @@ async def journey(request: Request, side: ReadSide, org: Org) -> Response:
 async def attribution(request: Request, side: ReadSide, org: Org) -> Response:
     store, first, last, currency = query(request, side, org)
     days = await asyncio.to_thread(side.model.records, org.id, Attribution, first, last)
+    engaged = await asyncio.to_thread(side.model.records, org.id, EmailDay, first, last)
     rates = RecordingRates(side.rates)
     body = shoppers.attribution_summary(days, currency=currency, rates=rates, store=store)
+    content = content_table(engaged, body["campaigns"], store=store, currency=currency, tz=org.tz)
     return json_response({"org": org.id, "store": store, **_span(first, last),
-                          "currency": currency, "window_days": 7, **_gaps(rates, currency), **body})
+                          "currency": currency, "window_days": 7, **_gaps(rates, currency), **body, "content": content})
 
 
 @org_route(all_records)

@@ -216,15 +216,21 @@ def never_bought(lives: dict[str, Lifetime], store: str | None) -> dict[str, _Cu
 
 def customer_summary(figures: dict[str, _Customer], first_ever: dict[str, int], guest_orders: int, first: str,
                      last: str, tz: ZoneInfo) -> dict[str, Any]:
-    """Repeat purchase and new vs returning among the customers who paid in the range."""
+    """Repeat purchase and new vs returning among the customers who paid in the range.
+
+    A repeat customer has two or more paid orders up to the range's end: a returning one (an order
+    before the range and one in it), or a new one with two in it. Counting only the range's own
+    orders would make a day's rate all but 0 % whatever the shop's loyalty."""
     customers = len(figures)
-    repeat = sum(1 for c in figures.values() if c.orders >= 2)
-    new = 0
+    repeat = new = 0
     for k, c in figures.items():
         first_paid = first_ever.get(k, c.first)
         assert first_paid is not None  # every customer of the period paid in it: period_customers set first
         if first <= _day(first_paid, tz) <= last:
             new += 1
+            repeat += c.orders >= 2
+        else:
+            repeat += 1
     return {
         "customers": customers, "repeat_customers": repeat,
         "repeat_purchase_rate": round(repeat / customers, 6) if customers else 0.0,

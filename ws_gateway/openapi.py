@@ -130,7 +130,7 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", f"{_ORG}/carts", "open, abandoned, recovered and purchased carts; most abandoned products",
              ["org", *PERIOD, "limit", "segment", *CSV], csv=True),
     Endpoint("GET", f"{_ORG}/journey", "visitors, added to cart, purchased, purchased again", ["org", *PERIOD, *CSV], csv=True),
-    Endpoint("GET", f"{_ORG}/attribution", "revenue attributed to e-mail campaigns and automations (7 days)",
+    Endpoint("GET", f"{_ORG}/attribution", "revenue attributed to e-mail campaigns and automations (7 days), and each one's opens and clicks (content)",
              ["org", *PERIOD, *CSV], csv=True),
     Endpoint("GET", f"{_ORG}/quota", "paid orders in the rolling 30 days against the plan", ["org", "at", *CSV], csv=True),
     Endpoint("GET", f"{_ORG}/connections", "per store: last event, events in the last hour, rejected, too late, sync",

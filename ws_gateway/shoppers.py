@@ -44,8 +44,11 @@ def carts_summary(days: Iterable[Record[CartDay]], open_now: Iterable[Record[Ope
     for p in products:
         if store is None or p.value.store == store:
             abandoned_products[p.value.product] += p.value.carts
-    listed = [r.value for r in sorted((r for r in carts if store is None or r.value.store == store),
-                                      key=lambda r: (r.value.last, r.key), reverse=True)[:limit]]
+    mine = [r for r in carts if store is None or r.value.store == store]
+    listed = [r.value for r in sorted(mine, key=lambda r: (r.value.last, r.key), reverse=True)[:limit]]
+    # The best carts: the period's open carts by value (each at its first day's rate), largest first.
+    best = [r.value for r in sorted((r for r in mine if r.value.status == "open"),
+                                    key=lambda r: (-convert(rates, r.value.value, r.value.currency, currency, r.day), r.key))[:limit]]
     total = dict(zip(CART_COUNTS, counts))
     return {
         **total,
@@ -55,10 +58,14 @@ def carts_summary(days: Iterable[Record[CartDay]], open_now: Iterable[Record[Ope
         "open_now": {"carts": live_n, "value": Money(live_value, currency).to_json()},
         "most_abandoned_products": [{"product": p, "carts": n}
                                     for p, n in sorted(abandoned_products.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]],
-        "latest_carts": [{"store": c.store, "cart": c.cart, "person": c.person, "status": c.status,
-                          "currency": c.currency, "exponent": EXPONENTS[c.currency], "value": c.value, "first": c.first, "last": c.last, "due": c.due,
-                          "paid": c.paid} for c in listed],
+        "latest_carts": [_cart_json(c) for c in listed],
+        "best_carts": [_cart_json(c) for c in best],
     }
+
+
+def _cart_json(c: Cart) -> dict[str, Any]:
+    return {"store": c.store, "cart": c.cart, "person": c.person, "status": c.status, "currency": c.currency,
+            "exponent": EXPONENTS[c.currency], "value": c.value, "first": c.first, "last": c.last, "due": c.due, "paid": c.paid}
 
 
 def journey_summary(days: Iterable[Record[JourneyDay]], store: str | None) -> dict[str, Any]:

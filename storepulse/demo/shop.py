@@ -42,6 +42,7 @@ CATALOGUE = (
 CAMPAIGNS = ("spring-sale", "new-roasts", "brewing-guide", "black-friday")
 AUTOMATIONS = ("abandoned-cart", "welcome", "win-back")
 CUSTOMERS = 400  # the pool returning customers are drawn from
+REGULARS = 0.4  # a vendor order's draw below this (and above 0.15, a guest's) is a regular's
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +165,17 @@ def _major(minor: int) -> str:
     return f"{minor // 100}.{minor % 100:02d}"
 
 
+def _buyer(rng: random.Random) -> int | None:
+    """Who pays a vendor order: a guest (15 %), one of the shop's regulars (the pool), or a first-time
+    buyer, so that about a quarter of a period's buyers have bought before, as in a real shop."""
+    draw = rng.random()
+    if draw < 0.15:
+        return None
+    return rng.randrange(CUSTOMERS) if draw < REGULARS else CUSTOMERS + rng.randrange(10**6)
+
+
 def _order(rng: random.Random, provider: str, number: int, t: int) -> Order:
-    customer = rng.randrange(CUSTOMERS) if rng.random() < 0.85 else None
+    customer = _buyer(rng)
     lines = _lines(rng)
     refund = lines[0].total if rng.random() < 0.07 else 0
     return Order(provider, number, t, customer, lines, refund)
@@ -184,7 +194,33 @@ def hour(seed: int, start: int) -> Happenings:
             out.orders.append(_order(rng, provider, (start // 60_000) * 10 + i, start + rng.randrange(HOUR_MS)))
     if rng.random() < 0.08:
         out.registrations.append(Registration(100_000 + (start // HOUR_MS) % 10**6, start + rng.randrange(HOUR_MS)))
+    # E-mails opened and not clicked (drawn last: the hour's other happenings stay as they were), so
+    # that about a third of the people who open one click it, as in a real shop.
+    for n in range(int(3 * busy + rng.random() * 2)):
+        key = "campaign" if rng.random() < 0.6 else "automation"
+        name = rng.choice(CAMPAIGNS if key == "campaign" else AUTOMATIONS)
+        at = start + rng.randrange(HOUR_MS)
+        out.site.append(SiteEvent(at, {"id": f"h{start // 1000}-open-{n}", "type": "email_open", "time": at,
+                                       "customer": f"c{rng.randrange(CUSTOMERS)}", key: name}))
+    _sends(rng, start, busy, out)
     return out
+
+
+def _sends(rng: random.Random, start: int, busy: float, out: Happenings) -> None:
+    """E-mails sent (drawn after everything else of the hour): campaign i goes to every known customer
+    on weekday i (Monday: the first) at 09:00 UTC, once a week; each automation sends one or two an hour
+    (busier hours more), so opens over sends are a campaign's ~20 % and an automation's ~45 %."""
+    weekday = (start // DAY_MS + 3) % 7  # 1970-01-01 was a Thursday: 0 is Monday
+    if (start // HOUR_MS) % 24 == 9 and weekday < len(CAMPAIGNS):
+        campaign = CAMPAIGNS[weekday]
+        for c in range(CUSTOMERS):
+            out.site.append(SiteEvent(start + c, {"id": f"h{start // 1000}-sent-{c}", "type": "email_sent",
+                                                  "time": start + c, "customer": f"c{c}", "campaign": campaign}))
+    for automation in AUTOMATIONS:
+        for n in range(int(1.5 * busy + rng.random())):
+            at = start + rng.randrange(HOUR_MS)
+            out.site.append(SiteEvent(at, {"id": f"h{start // 1000}-sent-{automation}-{n}", "type": "email_sent", "time": at,
+                                           "customer": f"c{rng.randrange(CUSTOMERS)}", "automation": automation}))
 
 
 def tick(seed: int, at: int, span: int, number: int) -> Happenings:

@@ -48,6 +48,11 @@ const ctx = {
       segment: segment && state.segment ? state.segment : undefined };
   },
   refresh: () => refresh(false),
+  // The filters as "save as segment" needs them (segment_of.js): the period's days, the organisation's currency.
+  saveFilters() {
+    return { span: periodSpan(state.period, state.orgToday, state.custom), store: state.store, currency: state.currency,
+      orgCurrency: state.last ? state.last.currency : "", segment: state.segment };
+  },
   // The filter's period as days [from, to] of the organisation; null for an open or unknown range.
   span() { return periodSpan(state.period, state.orgToday, state.custom); },
   // GET, kept when the span ended before the organisation's today (a chart's older spans).

@@ -1,4 +1,5 @@
 // Line and bar charts over time with uPlot (vendor/uplot, MIT, pinned: see vendor/README.md).
+import { h } from "./dom.js";
 import { getLocale } from "./format.js";
 import uPlot from "./vendor/uplot/uPlot.esm.js";
 
@@ -10,9 +11,11 @@ function dayLabel(ts) {
 
 const COLORS = ["#2f6fde", "#d9480f", "#2b8a3e", "#862e9c", "#c92a2a", "#5c940d"];
 
-// "2026-03-04" (a local day) or "2026-03-04T13" (an hour, UTC) as Unix seconds.
+// A /series label as Unix seconds: "2026-03-04" (a local day: its UTC midnight, which the day axis
+// labels as that day) or an hour as the server labels it, its local start with the offset
+// ("2026-03-04T13:00:00+01:00"; DST-proof).
 export function timeOf(label) {
-  return label.length > 10 ? Date.parse(`${label}:00:00Z`) / 1000 : Date.parse(`${label}T00:00:00Z`) / 1000;
+  return label.length === 10 ? Date.parse(`${label}T00:00:00Z`) / 1000 : Date.parse(label) / 1000;
 }
 
 // Draws (or redraws) a chart in `container`: xs (Unix seconds), series [{label, values}], `format` of a y value.
@@ -51,4 +54,18 @@ export function drawChart(container, { xs, series, format, bars = false, days = 
   });
   resize.observe(container);
   container._chart = { plot, shape, days, resize };
+}
+
+// One span (a one-day period): a line of one point draws nothing, so each series is a bar of its value
+// (rows [{key, label, value, text}]), replacing any chart held in `container`.
+export function drawBarList(container, rows, name) {
+  const held = container._chart;
+  if (held) { held.resize.disconnect(); held.plot.destroy(); container._chart = null; }
+  const top = Math.max(1, ...rows.map((r) => r.value));
+  container.replaceChildren(h("ol", { class: "funnel", "data-chart": name }, rows.map((r) => {
+    const bar = h("span", { class: "bar" });
+    bar.style.width = `${(100 * Math.max(0, r.value)) / top}%`;
+    return h("li", { "data-count": r.key }, h("span", { class: "label", text: r.label }), h("span", { class: "track" }, bar),
+      h("span", { class: "num", text: r.text }));
+  })));
 }

@@ -1,7 +1,10 @@
 // Carts: open now, abandoned, recovered, the latest carts and the most abandoned products.
 import { card, errorLine, h, table } from "../dom.js";
-import { customersOf, engageButton } from "../engage.js";
+import { customersOf, engageButton, saveSegmentButton } from "../engage.js";
 import * as fmt from "../format.js";
+import { segmentOf } from "../segment_of.js";
+
+const BEST = 10;
 
 export default {
   id: "carts",
@@ -9,13 +12,14 @@ export default {
   mount(panel, ctx) {
     const t = ctx.t;
     this.summary = card(t("carts.summary"), { wide: true });
+    this.best = card(t("carts.best"), { wide: true });
     this.latest = card(t("carts.latest"), { wide: true });
     this.products = card(t("carts.most_abandoned"));
     this.latest.heading.append(" ", engageButton(t, "carts-customers", async () => {
       const body = await ctx.api.get("carts", { ...ctx.params({}, { segment: true }), limit: 1000 });
       return customersOf(body.latest_carts, { key: "person", amount: (c) => ({ amount: c.value, currency: c.currency }) });
-    }));
-    panel.replaceChildren(h("div", { class: "cards" }, this.summary.el, this.latest.el, this.products.el));
+    }), " ", saveSegmentButton(ctx, "carts-customers", async () => segmentOf("carts", {}, ctx.saveFilters())));
+    panel.replaceChildren(h("div", { class: "cards" }, this.summary.el, this.best.el, this.latest.el, this.products.el));
   },
   async refresh(ctx) {
     const t = ctx.t;
@@ -41,6 +45,14 @@ export default {
         h("span", { class: "stat-value", text: fmt.percent(b.abandonment_rate) })),
       h("div", { class: "stat" }, h("span", { class: "stat-label", text: t("carts.recovery_rate") }),
         h("span", { class: "stat-value", text: fmt.percent(b.recovery_rate) }))));
+    const cartColumns = [
+      { label: t("col.last_activity"), value: (c) => fmt.dateTime(c.last) },
+      { label: t("col.cart"), value: (c) => c.cart },
+      { label: t("col.store"), value: (c) => c.store },
+      { label: t("col.customer"), value: (c) => c.person ?? "–" },
+      { label: t("col.value"), value: (c) => fmt.money({ amount: c.value, currency: c.currency, exponent: c.exponent }), num: true },
+    ];
+    this.best.set(table(t("carts.best"), cartColumns, (b.best_carts ?? []).slice(0, BEST), t("carts.no_open")));
     this.latest.set(table(t("carts.latest"), [
       { label: t("col.last_activity"), value: (c) => fmt.dateTime(c.last) },
       { label: t("col.cart"), value: (c) => c.cart },

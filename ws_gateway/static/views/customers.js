@@ -1,7 +1,8 @@
 // Customers: best by revenue, orders or items; registered and never bought; new vs returning.
 import { card, errorLine, h, table } from "../dom.js";
-import { engageButton } from "../engage.js";
+import { engageButton, saveSegmentButton } from "../engage.js";
 import * as fmt from "../format.js";
+import { segmentOf } from "../segment_of.js";
 
 const SORTS = ["revenue", "orders", "items"];
 
@@ -31,18 +32,24 @@ export default {
       ctx.refresh();
     } }, SORTS.map((s) => h("option", { value: s, text: t(`customers.by_${s}`) })));
     this.best.heading.append(" ", select, " ", engageButton(t, "customers",
-      async () => (await ctx.api.get("customers", { ...ctx.params({}, { segment: true }), sort: this.sort, limit: 1000 })).customers));
+      async () => (await ctx.api.get("customers", { ...ctx.params({}, { segment: true }), sort: this.sort, limit: 1000 })).customers),
+    " ", saveSegmentButton(ctx, "customers", async () => (this.shown
+      ? segmentOf("best", { rows: this.shown.rows, sort: this.shown.sort }, this.shown.filters)
+      : { reason: "save.reason_empty" })));
     this.never.heading.append(" ", engageButton(t, "never-bought",
-      async () => (await ctx.api.get("customers", { ...ctx.params({}, { segment: true }), filter: "never_bought", limit: 1000 })).customers));
+      async () => (await ctx.api.get("customers", { ...ctx.params({}, { segment: true }), filter: "never_bought", limit: 1000 })).customers),
+    " ", saveSegmentButton(ctx, "never-bought", async () => segmentOf("never_bought", {}, ctx.saveFilters())));
     panel.replaceChildren(h("div", { class: "cards" }, this.best.el, this.summary.el, this.never.el));
   },
   async refresh(ctx) {
     const t = ctx.t;
     const p = ctx.params({}, { segment: true });
+    const asked = { sort: this.sort, filters: ctx.saveFilters() }; // what the rows answer, for "save as segment"
     try {
       const [best, never] = await Promise.all([
-        ctx.api.get("customers", { ...p, sort: this.sort, limit: 20 }),
+        ctx.api.get("customers", { ...p, sort: asked.sort, limit: 20 }),
         ctx.api.get("customers", { ...p, filter: "never_bought", limit: 20 })]);
+      this.shown = { ...asked, rows: best.customers }; // "save as segment" reproduces the list as shown
       this.best.set(customerRows(t, t("customers.best"), best.customers));
       const s = best.summary;
       this.summary.set(h("dl", { class: "facts" },

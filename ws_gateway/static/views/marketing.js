@@ -1,5 +1,5 @@
 // Marketing: e-mail-attributed revenue over time by campaign or automation, and the content table.
-import { drawChart, timeOf } from "../charts.js";
+import { drawBarList, drawChart, timeOf } from "../charts.js";
 import { card, errorLine, h, table } from "../dom.js";
 import * as fmt from "../format.js";
 import { spans } from "../period.js";
@@ -21,12 +21,20 @@ export default {
     try {
       const total = await ctx.api.get("attribution", ctx.params({}));
       const figures = await ctx.api.get("figures", ctx.params({}));
-      this.content.set(h("p", { class: "muted", text: t("marketing.rates_missing") }), table(t("marketing.content"), [
+      // The content table (server's `content`: sends and engagement per campaign or automation beside
+      // its attributed money); rates over the people sent one, "–" where no send is reported.
+      this.content.set(h("p", { class: "muted", text: t("marketing.rates_note") }), table(t("marketing.content"), [
         { label: t("email.campaign"), value: (c) => c.campaign },
+        { label: t("marketing.type"), value: (c) => (c.type ? t(`marketing.type_${c.type}`) : "–") },
+        { label: t("marketing.last_sent"), value: (c) => (c.last_sent ? fmt.dateTime(c.last_sent) : "–") },
+        { label: t("marketing.sent"), value: (c) => fmt.number(c.sent), num: true },
+        { label: t("marketing.opened"), value: (c) => fmt.number(c.opened), num: true },
+        { label: t("marketing.open_rate"), value: (c) => fmt.percent(c.open_rate ?? undefined), num: true },
+        { label: t("marketing.clicked"), value: (c) => fmt.number(c.clicked), num: true },
+        { label: t("marketing.click_rate"), value: (c) => fmt.percent(c.click_rate ?? undefined), num: true },
         { label: t("kpi.orders"), value: (c) => fmt.number(c.orders), num: true },
-        { label: t("email.share"), value: (c) => (figures.paid_orders ? fmt.percent(c.orders / figures.paid_orders) : "–"), num: true },
         { label: t("kpi.revenue"), value: (c) => fmt.money(c.revenue), num: true },
-      ], total.campaigns, t("email.none")));
+      ], total.content ?? [], t("email.none")));
       const first = total.from || figures.from;
       const last = total.to || figures.to;
       const parts = first === last ? [{ from: first, to: last }] : spans(first, last, MOST_SPANS);
@@ -35,8 +43,13 @@ export default {
       const amount = (b, name) => { const c = b.campaigns.find((x) => x.campaign === name); return c ? c.revenue.amount : 0; };
       const series = names.length ? names.map((n) => ({ label: n, values: bodies.map((b) => amount(b, n)) }))
         : [{ label: t("kpi.email_revenue"), values: bodies.map((b) => b.revenue.amount) }];
-      drawChart(this.chart.body, { xs: parts.map((s) => timeOf(s.from)), days: true, xLabel: t("chart.from"), series,
-        format: (v) => fmt.money({ ...total.revenue, amount: v }) });
+      const money = (v) => fmt.money({ ...total.revenue, amount: v });
+      if (parts.length === 1) { // one day: a line of one point draws nothing
+        drawBarList(this.chart.body, series.map((x) => ({ key: x.label, label: x.label, value: x.values[0], text: money(x.values[0]) })),
+          "attributed-day");
+      } else {
+        drawChart(this.chart.body, { xs: parts.map((s) => timeOf(s.from)), days: true, xLabel: t("chart.from"), series, format: money });
+      }
     } catch (e) { this.chart.set(errorLine(e.message)); }
   },
 };

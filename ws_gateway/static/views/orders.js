@@ -1,7 +1,8 @@
 // Orders: latest and best orders, orders and revenue by source.
 import { card, errorLine, h, table } from "../dom.js";
-import { customersOf, engageButton } from "../engage.js";
+import { customersOf, engageButton, saveSegmentButton } from "../engage.js";
 import * as fmt from "../format.js";
+import { segmentOf } from "../segment_of.js";
 
 function ordersTable(t, caption, orders) {
   return table(caption, [
@@ -26,7 +27,12 @@ export default {
     this.sources = card(t("orders.by_source"));
     const fetchAll = async () => (await ctx.api.get("orders", { ...ctx.params({}, { segment: true }), sort: "latest", limit: 1000 })).orders;
     this.latest.heading.append(" ", engageButton(t, "orders-customers",
-      async () => customersOf(await fetchAll(), { key: "customer", amount: (o) => o.amount })));
+      async () => customersOf(await fetchAll(), { key: "customer", amount: (o) => o.amount })),
+    " ", saveSegmentButton(ctx, "orders-customers", async () => {
+      const body = await ctx.api.get("orders", { ...ctx.params({}, { segment: true }), limit: 1 });
+      const total = Object.values(body.by_source).reduce((n, s) => n + s.orders, 0);
+      return segmentOf("orders", { total }, ctx.saveFilters());
+    }));
     panel.replaceChildren(h("div", { class: "cards" }, this.latest.el, this.best.el, this.sources.el));
   },
   async refresh(ctx) {

@@ -1,6 +1,6 @@
 // Overview: KPI cards against the previous period, revenue/orders and orders/carts over time, the
 // journey funnel, e-mail's share, quota use, and the live totals the WebSocket pushes.
-import { drawChart, timeOf } from "../charts.js";
+import { drawBarList, drawChart, timeOf } from "../charts.js";
 import { card, errorLine, h, setText } from "../dom.js";
 import * as fmt from "../format.js";
 import { previousSpan, spans } from "../period.js";
@@ -54,6 +54,8 @@ export default {
     }
     this.revenue = card(t("chart.revenue"), { wide: true });
     this.orders = card(t("chart.orders"), { wide: true });
+    this.revenue.body.dataset.chart = "revenue";
+    this.orders.body.dataset.chart = "orders";
     this.carts = card(t("chart.orders_carts"), { wide: true });
     this.funnel = card(t("journey.title"));
     this.email = card(t("email.title"), { wide: true });
@@ -102,7 +104,7 @@ export default {
       if (!this.prevCache.has(key)) this.prevCache.set(key, sources(ctx, prevSpan));
       before = this.prevCache.get(key);
     }
-    const jobs = [current.then((now) => Promise.all([this.drawFunnel(ctx, now.journey), this.drawEmail(ctx, now.attribution, now.figures)]))];
+    const jobs = [current.then((now) => Promise.all([this.drawFunnel(ctx, now.journey, now.customers), this.drawEmail(ctx, now.attribution, now.figures)]))];
     if (span) jobs.push(this.drawSeries(ctx, span));
     // The quota reads every order (it costs the most of the read budget): at most every 30 s when live.
     if (!flash || Date.now() - (this.quotaAt || 0) > QUOTA_EVERY_MS) { this.quotaAt = Date.now(); jobs.push(this.drawQuota(ctx)); }
@@ -165,6 +167,12 @@ export default {
     const bodies = await Promise.all(parts.map((s) => ctx.cached("carts", { ...ctx.params(s, { segment: true }), limit: 1 })));
     const ordersIn = (s) => orderPoints.filter((pt) => pt.t.slice(0, 10) >= s.from && pt.t.slice(0, 10) <= s.to)
       .reduce((a, pt) => a + pt.value, 0);
+    if (parts.length === 1) { // one day: a line of one point draws nothing
+      const [b] = bodies;
+      drawBarList(this.carts.body, [["kpi.orders", ordersIn(parts[0])], ["carts.carts", b.carts], ["carts.abandoned", b.abandoned]]
+        .map(([key, value]) => ({ key, label: t(key), value, text: fmt.number(value) })), "orders-carts-day");
+      return;
+    }
     drawChart(this.carts.body, {
       xs: parts.map((s) => timeOf(s.from)), days: true, xLabel: t("chart.from"),
       series: [
@@ -176,10 +184,14 @@ export default {
     });
   },
 
-  drawFunnel(ctx, j) {
+  // The journey's steps are people per day (/journey); "purchased again" is the period's repeat
+  // customers (/customers summary: bought in the period and before it, or twice in it). The journey's
+  // own purchased_again counts two orders on one day, all but 0 in a real shop.
+  drawFunnel(ctx, j, customers) {
     const t = ctx.t;
     if (j.error) { this.funnel.set(errorLine(j.error)); return; }
-    const steps = [["visitors", j.visitors], ["added_to_cart", j.added_to_cart], ["purchased", j.purchased], ["purchased_again", j.purchased_again]];
+    const again = customers && !customers.error ? customers.summary.repeat_customers : j.purchased_again;
+    const steps = [["visitors", j.visitors], ["added_to_cart", j.added_to_cart], ["purchased", j.purchased], ["purchased_again", again]];
     const top = Math.max(j.visitors, 1);
     const list = h("ol", { class: "funnel" }, steps.map(([k, n]) => {
       const bar = h("span", { class: "bar" });
