@@ -187,6 +187,12 @@ def test_segments_view_shows_what_the_server_answers(sp: Storepulse, context: Br
         api = sp.get("/api/v1/orgs/acme/customers", period="7d", segment=busiest["id"], limit=20).json()["customers"]
         page.select_option("#period", "7d")
         expect(page.locator("#view-customers .cards > section:nth-child(1) tbody tr")).to_have_count(len(api))
+        # The overview with a segment: net revenue is not kept per customer, so "–" and the server's reason.
+        page.click("#tab-overview")
+        figures = sp.get("/api/v1/orgs/acme/figures", period="7d", segment=busiest["id"]).json()
+        assert figures["net_revenue"] is None, figures
+        expect(page.locator('[data-kpi="net_revenue"]')).to_have_text("–")
+        expect(page.locator('[data-kpi-change="net_revenue"]')).to_have_text(figures["not_restricted"]["net_revenue"])
     assert errors == [], errors
 
 

@@ -124,6 +124,14 @@ export default {
       warn.hidden = !note;
       warn.textContent = note || "";
       if (body.error) { setText(value, "–", false); delta.textContent = body.error; delta.className = "kpi-change error"; continue; }
+      // A figure the server cannot restrict to a segment is null, with its reason (segment=, docs/segments.md)
+      const field = MONEY_FIELD[id] && source === "figures" ? MONEY_FIELD[id] : null;
+      if (field && body[field] === null) {
+        setText(value, "–", false);
+        delta.className = "kpi-change";
+        delta.textContent = (body.not_restricted && body.not_restricted[field]) || "";
+        continue;
+      }
       const n = read(body);
       setText(value, text(n, body), flash);
       if (before === undefined) continue;
