@@ -72,12 +72,12 @@ class Run:
     parsed apart hold equal Sums, SegmentSet makes them the same object, and the run keeps each by
     identity. So is a segment that in_segment names."""
 
-    __slots__ = ("facts", "now", "ctx", "_sums", "_segments", "_times")
+    __slots__ = ("facts", "now", "ctx", "_sums", "results", "_times")
 
     def __init__(self, facts: Facts, now: int, ctx: Context) -> None:
         self.facts, self.now, self.ctx = facts, now, ctx
         self._sums: dict[int, tuple[int, list[tuple[int, int]]]] = {}
-        self._segments: dict[int, Result] = {}  # id(rule) -> its result
+        self.results: dict[int, Result] = {}  # id(rule) -> its result (SegmentSet.evaluate fills it too)
         self._times: dict[str, int | None] = {}
 
     def holds(self, rule: Rule) -> bool:
@@ -98,9 +98,9 @@ class Run:
         rule = self.ctx.segments.get(segment)
         if rule is None:
             raise KeyError(f'in_segment names "{segment}", which is not a segment of this organisation')
-        result = self._segments.get(id(rule))
+        result = self.results.get(id(rule))
         if result is None:
-            result = self._segments[id(rule)] = compiled(rule)(self)
+            result = self.results[id(rule)] = compiled(rule)(self)
         return result
 
     def time(self, criterion: str) -> int | None:

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from core.rules.context import Context
 from core.rules.criteria import Subject
-from core.rules.evaluate import Run
+from core.rules.evaluate import Run, compiled
 from core.rules.facts import Facts
 from core.rules.graph import dependency_order, inputs
 from core.rules.keep import keep_for
@@ -54,7 +54,17 @@ class SegmentSet:
                 by_input.setdefault(name, []).append(s)
         self._by_input = by_input
         self._rank = {s: i for i, s in enumerate(self.order)}
+        self._plan = {s: (id(r), compiled(r)) for s, r in self.rules.items()}  # Run.segment's lookups, done once
         self._touched: dict[frozenset[str], tuple[str, ...]] = {}
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        del state["_plan"]  # closures: made again on loading
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._plan = {s: (id(r), compiled(r)) for s, r in self.rules.items()}
 
     def touched(self, changed: frozenset[str]) -> tuple[str, ...]:
         """The segments that read any of the `changed` facts, in dependency order."""
@@ -66,9 +76,18 @@ class SegmentSet:
 
     def evaluate(self, segments: Iterable[str], facts: Facts, now: int) -> dict[str, tuple[bool, int | None]]:
         """{segment: (member, next change)} for the given segments at `now`: one Run, so a sum that
-        several of them read is computed once."""
+        several of them read, or a rule several of them hold, is computed once (Run.segment, inlined:
+        this loop runs for every event of every customer)."""
         run = Run(facts, now, self.ctx)
-        return {s: run.segment(s) for s in segments}
+        done, plan = run.results, self._plan
+        out = {}
+        for s in segments:
+            key, evaluator = plan[s]
+            result = done.get(key)
+            if result is None:
+                result = done[key] = evaluator(run)
+            out[s] = result
+        return out
 
 
 def share_sums(rule: Rule, shared: dict[Sum, Sum]) -> Rule:
