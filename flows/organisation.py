@@ -11,9 +11,10 @@ Watermark W (never moves back):
   the organisation is armed (the dataflow has read the log to its end since it started: before
   that, events still waiting in the log would be judged "never arrived") and live (its latest event
   is at most LIVE_MS old: a replay of older history keeps pure event time, so it decides exactly as
-  it would offline). It moves in whole steps counted from the event-time watermark: seconds for
-  the first FINE_SPAN_MS, then minutes, up to LIVE_MS. So a quiet shop's carts are decided
-  `abandon_after` + the lateness after their last activity, within a second, with no further event.
+  it would offline). It moves to whole UTC seconds for the first FINE_SPAN_MS past the event-time
+  watermark, then to whole UTC minutes, up to LIVE_MS (the grid of the versions, below). So a
+  quiet shop's carts are decided `abandon_after` + the lateness after their last activity, within a
+  second, with no further event.
 
 What is deterministic: a replay of the log (a restart, a rebuild) folds the same events in the same
 order and decides the same way as long as nothing was decided by the wall clock. A decision the wall
@@ -47,7 +48,12 @@ events term; with as many, the arming tick's W is at or past the crashed run's W
 moved (a customer's late order evaluated at their latest instant, docs/segments.md); after it, the
 replay folds them by event time. Such a state can differ either way, unlike a cart (which only goes
 from open to abandoned as W grows): a segment membership can enter, exit and enter again as W grows.
-So whatever the crashed run wrote, a key the restarted dataflow writes ends with its current value.
+So whatever the crashed run wrote, a key the restarted dataflow writes from its arming tick on ends
+with its current value. Not covered: a key last written by the replay before the arming tick (the
+replay keeps event time, so its writes can be below the crashed run's) and never again, whose value
+the crashed run, having folded the same events behind a wall-clock W, wrote differently. No test
+has found one (tests/test_dataflow_versions.py); the arming tick rewriting what the replay wrote
+would close it, at the cost of holding those keys.
 Within a run versions only grow: an event adds TICKS, a tick moves W to a later grid point (+ 2 at
 least), and 2 * steps + 1 stays below TICKS. The value at a version is the state after that many
 events at that W, whatever the batching (as in flows/revenue.py). tests/test_dataflow_versions.py
