@@ -213,7 +213,7 @@ class Organisation:
         self._version.value = version
         self.armed_at = False
         last: dict[tuple[str, str], Record[Value]] = {}
-        ledger, shoppers, autos = self.ledger, self.shoppers, self.automations
+        ledger, autos = self.ledger, self.automations
         segments = self.segments
         for e in events:
             if is_control(e):
@@ -228,7 +228,7 @@ class Organisation:
                 if self.watermark is None or t - self.lateness > self.watermark:
                     self.watermark, moved = t - self.lateness, True
             ledger.fold(e, self.watermark)
-            records = segment_step(segments, shoppers, e, self.products)
+            records = self._segment_step(e, moved)
             advanced = self._advance_shoppers(self.watermark) if moved else None  # type: ignore[arg-type]  # moved: set
             for r in [*records, *advanced] if advanced else records:
                 last[(r.kind, r.key)] = r
@@ -370,6 +370,14 @@ class Organisation:
             if r.kind is RecordKind.CART:
                 out += self.segments.cart(r, TIME, None) + self.products.cart(r, TIME, None)
         return out + self.segments.advance(watermark) + self.products.advance(watermark)
+
+    def _segment_step(self, e: Event, moved: bool) -> list[Record[Value]]:
+        """One event through the shoppers' books and the segments. Unless it moved W, an input behind W
+        may have set a timer W has passed: it fires now (flows/membership.py `overdue`)."""
+        records = segment_step(self.segments, self.shoppers, e, self.products)
+        if not moved:
+            records += self.segments.overdue() + self.products.overdue()
+        return records
 
     def _automate(self, e: Event, records: list[Record[Value]], advanced: list[Record[Value]] | None,
                   now_ms: int | None) -> None:

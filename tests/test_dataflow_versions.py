@@ -225,6 +225,47 @@ def test_a_membership_decided_before_a_crash_does_not_outlive_it() -> None:
     assert rnd.at == len(DEFECT_SCRIPT)  # the recorded run, all of it
 
 
+def test_a_late_order_behind_a_wall_clock_watermark_is_decided_as_a_replay_decides_it() -> None:
+    """An order from before midnight that arrives after the wall clock moved W past it: its "ordered
+    today" entry and its exit at midnight are both decided at once, as a replay by event time decides
+    them. Otherwise the exit waited for W's next move: a crash before it left "member" written at
+    that W, above the replay's "not a member" (written before arming, at the event-time W), and the
+    restarted dataflow never wrote the key again."""
+    midnight = T0 + 14 * 60 * MIN  # Berlin
+    base: dict[str, Any] = {"org": "o", "store": "s", "currency": "EUR"}
+    first = Event(id="r1", kind=Kind.PAGE_VIEWED, time=midnight - 60 * MIN, visitor="v1", **base)
+    paid = Event(id="r2", kind=Kind.ORDER_PAID, time=midnight - 10 * MIN, order="o1", amount=1000,
+                 items=(Item("p1", 2, 500),), customer="c4", **base)
+    view = Event(id="r3", kind=Kind.PAGE_VIEWED, time=midnight + 10 * MIN, visitor="v2", **base)
+    now = midnight + 20 * MIN
+    rm = ReadModel()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        org = Organisation.new(CONFIG.orgs["o"])
+        org.arm(first.time)
+        rm.write(org.apply_all([first], first.time))
+        data = snapshots.save(org, SnapshotFiles(root, "o"))
+        org.tick(now)
+        assert org.watermark == now - ALLOWED_LATENESS_MS
+        out = org.apply_all([paid, view], now)  # both behind W: it does not move
+        member = [c.value for c in out if isinstance(c, Record) and c.key == "ordered_today|c4" and isinstance(c.value, SegmentMember)]
+        assert member == [SegmentMember("ordered_today", "c4", False, None)]
+        rm.write(out)
+        # the crash: resumed from the snapshot before the order, replayed, armed a second later
+        org = snapshots.load(data, lambda org_id: SnapshotFiles(root, org_id))
+        rm.write(org.apply_all([paid, view], now + 1000))
+        rm.write(org.arm(now + 1000))
+        rm.write(org.tick(now + 5 * 60 * MIN))
+    calm = Organisation.new(CONFIG.orgs["o"])
+    truth = ReadModel()
+    calm.arm(T0)
+    for e in [first, paid, view]:
+        truth.write(calm.apply_all([e], e.time))
+    truth.write(calm.tick(now + 5 * 60 * MIN))
+    assert ("segment_member", "ordered_today|c4") not in rm.values()
+    assert rm.values() == truth.values()
+
+
 def crash_and_compare(root: Path, seed: int, rnd: random.Random, from_previous: bool) -> None:
     events = shop(seed, 50)
     rm = ReadModel()
