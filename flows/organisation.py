@@ -43,17 +43,18 @@ wall clock moved W). The grid is absolute, not relative to the event-time waterm
 Invariant: after a restart, every record written from the arming tick on carries a version strictly
 above every version written before the crash with as many or fewer events. With more events, by the
 events term; with as many, the arming tick's W is at or past the crashed run's W and its half step
-(+ 1) puts it above every version of that W. The half step is needed because the state at one
+(+ 1) puts it above every version of that W. The half step is there because the state at one
 (events, W) can depend on the path: before the crash, events folded behind a W the wall clock had
-moved (a customer's late order evaluated at their latest instant, docs/segments.md); after it, the
-replay folds them by event time. Such a state can differ either way, unlike a cart (which only goes
-from open to abandoned as W grows): a segment membership can enter, exit and enter again as W grows.
-So whatever the crashed run wrote, a key the restarted dataflow writes from its arming tick on ends
-with its current value. Not covered: a key last written by the replay before the arming tick (the
-replay keeps event time, so its writes can be below the crashed run's) and never again, whose value
-the crashed run, having folded the same events behind a wall-clock W, wrote differently. No test
-has found one (tests/test_dataflow_versions.py); the arming tick rewriting what the replay wrote
-would close it, at the cost of holding those keys.
+moved (taken at the customer's latest instant, docs/segments.md); after it, the replay folds them
+by event time. Such a state can differ either way, unlike a cart (which only goes from open to
+abandoned as W grows): a segment membership can enter, exit and enter again as W grows. So whatever
+the crashed run wrote, a key the restarted dataflow writes from its arming tick on ends with its
+current value. A key the replay wrote last, before the arming tick, is written below the crashed
+run's versions (the replay keeps event time): it ends right only if both runs agree on it. The one
+disagreement found (a timer set behind W by a late input fired only at W's next move, so the crashed
+run wrote "member" where the replay wrote its exit) is removed: such a timer fires at once
+(flows/membership.py `overdue`). Any other would need the arming tick to rewrite what the replay
+wrote, at the cost of holding those keys; no test has found one (tests/test_dataflow_versions.py).
 Within a run versions only grow: an event adds TICKS, a tick moves W to a later grid point (+ 2 at
 least), and 2 * steps + 1 stays below TICKS. The value at a version is the state after that many
 events at that W, whatever the batching (as in flows/revenue.py). tests/test_dataflow_versions.py
