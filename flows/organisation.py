@@ -11,9 +11,10 @@ Watermark W (never moves back):
   the organisation is armed (the dataflow has read the log to its end since it started: before
   that, events still waiting in the log would be judged "never arrived") and live (its latest event
   is at most LIVE_MS old: a replay of older history keeps pure event time, so it decides exactly as
-  it would offline). It moves in whole steps counted from the event-time watermark: seconds for
-  the first FINE_SPAN_MS, then minutes, up to LIVE_MS. So a quiet shop's carts are decided
-  `abandon_after` + the lateness after their last activity, within a second, with no further event.
+  it would offline). It moves to whole UTC seconds for the first FINE_SPAN_MS past the event-time
+  watermark, then to whole UTC minutes, up to LIVE_MS (the grid of the versions, below). So a
+  quiet shop's carts are decided `abandon_after` + the lateness after their last activity, within a
+  second, with no further event.
 
 What is deterministic: a replay of the log (a restart, a rebuild) folds the same events in the same
 order and decides the same way as long as nothing was decided by the wall clock. A decision the wall
@@ -28,17 +29,39 @@ Too late: each book tallies per store the events it refused as older than W minu
 for each store concerned: per book, how many of its events that book refused and the last one.
 
 Versions: every record a batch or a tick changes carries
-    version = events folded so far * TICKS + wall-clock steps of W past the event-time watermark
-(the second term is 0 unless the wall clock moved W). Within a run versions only grow: an event adds
-TICKS, a tick adds at least one step and the step count stays below TICKS. The value at a version is
-the state after that many events at that W, whatever the batching (as in flows/revenue.py). After a
-restart the dataflow replays what followed its last snapshot and is armed only once it has read
-everything the log held: from then on it is at least as far as before the crash in events and in W,
-and everything the wall clock decides differs from a value written before the crash only by being
-further along (a cart goes from open to abandoned, never back, as W grows), so the newest write of
-every key is the dataflow's current value. tests/test_dataflow_versions.py checks this with a read
-model that keeps, per key, the value of the highest version. Versions stay below 10**14 (Redis's
-Lua keeps numbers exactly only to 14 digits) up to about 3 * 10**9 events per organisation.
+    version = events folded so far * TICKS + 2 * steps(W) (+ 1 for the tick that arms the organisation)
+where steps(W) counts the points of the wall-clock grid in (event-time watermark, W]: the whole UTC
+seconds up to FINE_SPAN_MS past the event-time watermark, then the whole UTC minutes (0 unless the
+wall clock moved W). The grid is absolute, not relative to the event-time watermark, so:
+- a W the wall clock set stays on the grid as events move the event-time watermark up behind it (a
+  whole minute is a whole second), and steps(W) is exact, not rounded, for every W a batch or a tick
+  holds; the same (events, W) always gets the same version, a W further along a strictly higher one;
+- a tick puts W on the latest grid point at or before the wall clock minus the lateness: a restarted
+  dataflow, armed at a later wall clock with the same events, puts W at or past every W the crashed
+  one reached (that W was on the same grid and at or before an earlier wall clock). The earlier
+  scheme rounded the batch's steps up and the tick's down, so the restarted W could be a step behind.
+Invariant: after a restart, every record written from the arming tick on carries a version strictly
+above every version written before the crash with as many or fewer events. With more events, by the
+events term; with as many, the arming tick's W is at or past the crashed run's W and its half step
+(+ 1) puts it above every version of that W. The half step is there because the state at one
+(events, W) can depend on the path: before the crash, events folded behind a W the wall clock had
+moved (taken at the customer's latest instant, docs/segments.md); after it, the replay folds them
+by event time. Such a state can differ either way, unlike a cart (which only goes from open to
+abandoned as W grows): a segment membership can enter, exit and enter again as W grows. So whatever
+the crashed run wrote, a key the restarted dataflow writes from its arming tick on ends with its
+current value. A key the replay wrote last, before the arming tick, is written below the crashed
+run's versions (the replay keeps event time): it ends right only if both runs agree on it. The one
+disagreement found (a timer set behind W by a late input fired only at W's next move, so the crashed
+run wrote "member" where the replay wrote its exit) is removed: such a timer fires at once
+(flows/membership.py `overdue`). Any other would need the arming tick to rewrite what the replay
+wrote, at the cost of holding those keys; no test has found one (tests/test_dataflow_versions.py).
+Within a run versions only grow: an event adds TICKS, a tick moves W to a later grid point (+ 2 at
+least), and 2 * steps + 1 stays below TICKS. The value at a version is the state after that many
+events at that W, whatever the batching (as in flows/revenue.py). tests/test_dataflow_versions.py
+checks this with a read model that keeps, per key, the value of the highest version (strictly higher
+replaces, as state/ does). Versions stay below 10**14 (Redis's Lua keeps numbers exactly only to 14
+digits) up to about 1.5 * 10**9 events per organisation. A W restored from a snapshot of the earlier
+scheme may sit off the grid: steps(W) then rounds down, and the next tick puts it back on the grid.
 """
 
 from __future__ import annotations
@@ -66,7 +89,8 @@ ALLOWED_LATENESS_MS = 5 * 60 * 1000  # the default of the organisation setting `
 LIVE_MS = 7 * DAY_MS
 MAX_AHEAD_MS = DAY_MS
 FINE_MS, COARSE_MS, FINE_SPAN_MS = 1000, 60_000, 4 * HOUR_MS
-TICKS = 1 << 15  # > the steps in LIVE_MS: FINE_SPAN_MS / FINE_MS + (LIVE_MS - FINE_SPAN_MS) / COARSE_MS
+# > 2 * the grid points in LIVE_MS + 1: 2 * (FINE_SPAN_MS / FINE_MS + (LIVE_MS - FINE_SPAN_MS) / COARSE_MS + 1) + 1
+TICKS = 1 << 16
 
 
 def new_segments(org: Org, version: Version) -> Membership:
@@ -87,38 +111,53 @@ class BatchVersion(Version):
         return self.value
 
 
-def _version(events: int, steps: int) -> int:
-    return events * TICKS + steps
+def _version(events: int, steps: int, arm: bool = False) -> int:
+    """The version of the state after `events` events with W `steps` grid points past the event-time
+    watermark; `arm`: the half step above it, for the tick that arms a (restored) organisation."""
+    return events * TICKS + 2 * steps + arm
 
 
-def _steps(delta_ms: int) -> int:
-    """How many grid steps W is past the event-time watermark (rounded up)."""
-    if delta_ms <= 0:
+def _steps(event_time: int, watermark: int) -> int:
+    """How many points of the grid above `event_time` lie in (event_time, watermark]: exact for a W on
+    the grid, strictly growing along it, below TICKS // 2 up to LIVE_MS."""
+    if watermark <= event_time:
         return 0
-    if delta_ms <= FINE_SPAN_MS:
-        return -(-delta_ms // FINE_MS)
-    return FINE_SPAN_MS // FINE_MS + -(-(delta_ms - FINE_SPAN_MS) // COARSE_MS)
+    fine_end = event_time + FINE_SPAN_MS
+    if watermark <= fine_end:
+        return watermark // FINE_MS - event_time // FINE_MS
+    return FINE_SPAN_MS // FINE_MS + watermark // COARSE_MS - fine_end // COARSE_MS
 
 
-def _point_at_or_below(delta_ms: int) -> int:
-    if delta_ms <= FINE_SPAN_MS:
-        return max(0, delta_ms // FINE_MS * FINE_MS)
-    return FINE_SPAN_MS + (delta_ms - FINE_SPAN_MS) // COARSE_MS * COARSE_MS
+def _grid_at_or_below(event_time: int, t: int) -> int:
+    """The latest grid point above `event_time` at or before `t` (`event_time` itself if none)."""
+    fine_end = event_time + FINE_SPAN_MS
+    if t <= fine_end:
+        point = t // FINE_MS * FINE_MS
+        return point if point > event_time else event_time
+    point = t // COARSE_MS * COARSE_MS
+    return point if point > fine_end else fine_end // FINE_MS * FINE_MS
 
 
-def _point_at_or_above(delta_ms: int) -> int:
-    below = _point_at_or_below(delta_ms)
-    return below if below == delta_ms else _point_above(delta_ms)
+def _grid_above(event_time: int, t: int) -> int:
+    """The first grid point above `event_time` after `t`."""
+    t = max(t, event_time)
+    fine_end = event_time + FINE_SPAN_MS
+    if t < fine_end and (point := (t // FINE_MS + 1) * FINE_MS) <= fine_end:
+        return point
+    return (max(t, fine_end) // COARSE_MS + 1) * COARSE_MS
 
 
-def _point_above(delta_ms: int) -> int:
-    if delta_ms < FINE_SPAN_MS:
-        return (max(delta_ms, -1) // FINE_MS + 1) * FINE_MS
-    return FINE_SPAN_MS + ((delta_ms - FINE_SPAN_MS) // COARSE_MS + 1) * COARSE_MS
+def _grid_at_or_above(event_time: int, t: int) -> int:
+    """The first grid point above `event_time` at or after `t` (`event_time` itself if `t` is not after it)."""
+    if t <= event_time:
+        return event_time
+    below = _grid_at_or_below(event_time, t)
+    return below if below == t else _grid_above(event_time, t)
 
 
 class Organisation:
     lateness = ALLOWED_LATENESS_MS  # a class default: what organisations pickled before the setting had
+    armed_at = False  # whether W is where the tick that armed it put it (a class default for older pickles)
 
     def __init__(self, ledger: RevenueLedger, shoppers: Shoppers, version: BatchVersion,
                  lateness_ms: int = ALLOWED_LATENESS_MS, segments: Membership | None = None,
@@ -151,7 +190,7 @@ class Organisation:
     @property
     def version(self) -> int:
         """The version of the current state (see the module docstring)."""
-        return _version(self.folded, self._steps(self.watermark))
+        return _version(self.folded, self._steps(self.watermark), self.armed_at)
 
     # --- input -----------------------------------------------------------------------------------
 
@@ -172,10 +211,11 @@ class Organisation:
             end_watermark = latest - self.lateness
             if self.watermark is not None and self.watermark > end_watermark:
                 end_watermark = self.watermark
-            version = _version(self.folded + len(events), _steps(end_watermark - (latest - self.lateness)))
+            version = _version(self.folded + len(events), _steps(latest - self.lateness, end_watermark))
         self._version.value = version
+        self.armed_at = False
         last: dict[tuple[str, str], Record[Value]] = {}
-        ledger, shoppers, autos = self.ledger, self.shoppers, self.automations
+        ledger, autos = self.ledger, self.automations
         segments = self.segments
         for e in events:
             if is_control(e):
@@ -190,7 +230,7 @@ class Organisation:
                 if self.watermark is None or t - self.lateness > self.watermark:
                     self.watermark, moved = t - self.lateness, True
             ledger.fold(e, self.watermark)
-            records = segment_step(segments, shoppers, e, self.products)
+            records = self._segment_step(e, moved)
             advanced = self._advance_shoppers(self.watermark) if moved else None  # type: ignore[arg-type]  # moved: set
             for r in [*records, *advanced] if advanced else records:
                 last[(r.kind, r.key)] = r
@@ -210,20 +250,24 @@ class Organisation:
     def arm(self, now_ms: int) -> list[Change]:
         """The dataflow has read the log to its end: from now on the wall clock may move W."""
         self.armed = True
-        return self.tick(now_ms)
+        return self._tick(now_ms, arm=True)
 
     def tick(self, now_ms: int) -> list[Change]:
         """Moves W with the wall clock if armed and live; the decisions that takes, with a new version."""
+        return self._tick(now_ms, arm=False)
+
+    def _tick(self, now_ms: int, arm: bool) -> list[Change]:
         if not self._live(now_ms):
             return []
-        assert self.latest is not None
+        assert self.latest is not None and self.watermark is not None
         event_time = self.latest - self.lateness
-        delta = _point_at_or_below(now_ms - self.lateness - event_time)
-        if delta <= 0 or _steps(delta) <= self._steps(self.watermark):
+        point = _grid_at_or_below(event_time, now_ms - self.lateness)
+        if point <= self.watermark:
             return []
-        self.watermark = event_time + delta
-        version = _version(self.folded, _steps(delta))
+        self.watermark = point
+        version = _version(self.folded, _steps(event_time, point), arm)
         self._version.value = version
+        self.armed_at = arm
         last: dict[tuple[str, str], Record[Value]] = {}
         records = [*self._advance_shoppers(self.watermark), *self.segments.flush(), *self.products.flush()]
         for r in records:
@@ -245,12 +289,12 @@ class Organisation:
         cart, action = self.shoppers.carts.next_due(), self.automations.next_due()
         timer = min((t for t in (self.segments.next_due(), self.products.next_due()) if t is not None), default=None)
         # W must pass a cart's or a waiting action's due; a segment timer fires once W reaches it
-        steps = ([] if cart is None else [_point_above(cart - event_time)]) + (
-            [] if timer is None else [_point_at_or_above(timer - event_time)]) + (
-            [] if action is None else [_point_above(action - event_time)])
-        if not steps:
+        points = ([] if cart is None else [_grid_above(event_time, cart)]) + (
+            [] if timer is None else [_grid_at_or_above(event_time, timer)]) + (
+            [] if action is None else [_grid_above(event_time, action)])
+        if not points:
             return None
-        at = event_time + min(steps) + self.lateness
+        at = min(points) + self.lateness
         return None if at > self.latest + LIVE_MS else max(at, now_ms)
 
     def with_segments(self, org: Org) -> Organisation:
@@ -339,6 +383,14 @@ class Organisation:
                 out += self.segments.cart(r, TIME, None) + self.products.cart(r, TIME, None)
         return out + self.segments.advance(watermark) + self.products.advance(watermark)
 
+    def _segment_step(self, e: Event, moved: bool) -> list[Record[Value]]:
+        """One event through the shoppers' books and the segments. Unless it moved W, an input behind W
+        may have set a timer W has passed: it fires now (flows/membership.py `overdue`)."""
+        records = segment_step(self.segments, self.shoppers, e, self.products)
+        if not moved:
+            records += self.segments.overdue() + self.products.overdue()
+        return records
+
     def _automate(self, e: Event, records: list[Record[Value]], advanced: list[Record[Value]] | None,
                   now_ms: int | None) -> None:
         """The automations see an event, what it changed, and what the watermark it moved decided."""
@@ -357,7 +409,7 @@ class Organisation:
     def _steps(self, watermark: int | None) -> int:
         if watermark is None or self.latest is None:
             return 0
-        return _steps(watermark - (self.latest - self.lateness))
+        return _steps(self.latest - self.lateness, watermark)
 
     def _late_records(self, version: int) -> list[Record[Late]]:
         """A "late" record (key: the store, day "") for each store that had an event refused as too late
