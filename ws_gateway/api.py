@@ -34,16 +34,12 @@ from core.money import EXPONENTS
 from core.rates import Rates, RecordingRates
 from core.records import (
     LATE_BOOKS,
-    AbandonedProduct,
     Attribution,
-    Cart,
     CartDay,
-    Customer,
     JourneyDay,
     Late,
     LateBook,
     OpenCarts,
-    Order,
     Quarantined,
     QuotaAlert,
 )
@@ -55,10 +51,12 @@ from web.responses import error_response, json_response
 from web.security import page_policy, with_websocket
 from ws_gateway import (
     automations,
+    cached_lists,
     csv_export,
     currencies,
     deliveries,
     embed,
+    list_parts,
     lists,
     metrics,
     openapi,
@@ -66,6 +64,7 @@ from ws_gateway import (
     shoppers,
 )
 from ws_gateway.auth import AuthError
+from ws_gateway.day_cache import DayCache
 from ws_gateway.limits import ApiLimits
 from ws_gateway.scoped import ScopedModel
 from ws_gateway.segment_filter import only, segment_members
@@ -93,6 +92,7 @@ class ReadSide:
     now: Callable[[], datetime] = wall_clock  # "today" of a period, freshness, the quota's window
     monotonic: Callable[[], float] = time.monotonic  # the throttle's refill
     throttle: ApiThrottle = field(init=False)
+    day_cache: DayCache = field(default_factory=DayCache)  # per-day parts of the lists (ws_gateway/day_cache.py)
 
     def __post_init__(self) -> None:
         self.throttle = ApiThrottle(self.limits)
@@ -326,22 +326,21 @@ async def listing(request: Request, side: ReadSide, org: Org) -> Response:
         raise HTTPException(400, f"sort for {what} must be one of {', '.join(lists.SORTS[what])}, got {sort!r}")
     limit = _limit(request, default=20)
     members = await segment_members(request, side.model, org)
-    records = await asyncio.to_thread(side.model.records, org.id, Order, first, last)
-    if store is not None or members is not None:
-        records = [r for r in records if store in (None, r.value.store) and (members is None or r.value.customer in members)]
-    # records(first, last) already holds only the period's days
+    parts = await asyncio.to_thread(cached_lists.order_parts, side.day_cache, side.model, org.id, first, last,
+                                    currency=currency, rates=side.rates, store=store, members=members)
     rates = RecordingRates(side.rates)
-    paid = lists.paid_orders(records, currency, rates)
+    rates.gaps |= list_parts.gaps(parts)
     body: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency, "sort": sort,
                                **_gaps(rates, currency)}
     if what == "orders":
-        body["orders"] = lists.orders_list(paid, sort=sort, limit=limit, currency=currency, tz=org.tz)
-        body["by_source"] = lists.orders_by_source(paid, currency)
+        ranked = list_parts.merge_orders(parts, sort=sort, limit=limit)
+        body["orders"] = lists.orders_list(ranked, sort=sort, limit=limit, currency=currency, tz=org.tz)
+        body["by_source"] = lists.by_source_json(list_parts.merge_by_source(parts), currency)
     elif what == "products":
-        body["products"] = lists.products_list(paid, sort=sort, limit=limit, currency=currency)
+        body["products"] = lists.rank_products(list_parts.merge_products(parts), sort=sort, limit=limit, currency=currency)
     else:
-        body["pairs"] = lists.pairs_list(paid, sort=sort, limit=limit)
-        body["orders_considered"] = len(paid)
+        body["pairs"] = lists.rank_pairs(list_parts.merge_baskets(parts), sort=sort, limit=limit)
+        body["orders_considered"] = sum(p.count for p in parts)
     return json_response(body)
 
 
@@ -358,19 +357,20 @@ async def customers(request: Request, side: ReadSide, org: Org) -> Response:
     if sort not in lists.SORTS["customers"]:
         raise HTTPException(400, f"sort for customers must be one of {', '.join(lists.SORTS['customers'])}, got {sort!r}")
     limit = _limit(request, default=20)
-    fetch = side.model.records
     members = await segment_members(request, side.model, org)  # ?segment=: its members only
     rates = RecordingRates(side.rates)
+    lifetimes = functools.partial(cached_lists.lifetimes, side.day_cache, side.model, org.id, currency=currency,
+                                  rates=rates, tz=org.tz)
     span: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency,
                                "sort": sort, "filter": wanted}
     if wanted == "never_bought":  # a profile's day is the day it registered
-        lives = only(lists.lifetimes(await asyncio.to_thread(fetch, org.id, Customer, first, last),
-                                     currency=currency, rates=rates, tz=org.tz, store=None), members)
+        lives = await asyncio.to_thread(lifetimes, first, last, store=None)
+        lives = lives if members is None else only(lives, members)
         figures = lists.never_bought(lives, store)
         rows = lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz)
         return json_response({**span, **_gaps(rates, currency), "total": len(figures), "customers": rows})
-    profiles = await asyncio.to_thread(fetch, org.id, Customer)
-    lives = only(lists.lifetimes(profiles, currency=currency, rates=rates, tz=org.tz, store=store), members)
+    lives = await asyncio.to_thread(lifetimes, "", OPEN_END, store=store)
+    lives = lives if members is None else only(lives, members)
     if first == "" and last == OPEN_END:  # all time: the profiles alone, no order is read
         figures = lists.lifetime_customers(lives)
         # guests have no profile: the figures' paid orders minus the profiles'. Read after the
@@ -379,12 +379,12 @@ async def customers(request: Request, side: ReadSide, org: Org) -> Response:
         paid_orders = sum(b.paid_orders for b in buckets if store is None or b.store == store)
         guests = 0 if members is not None else max(0, paid_orders - sum(c.orders for c in figures.values()))
     else:  # a bounded period sums its own paid orders, selected by day
-        orders = await asyncio.to_thread(fetch, org.id, Order, first, last)
-        paid = [o for o in lists.paid_orders(orders, currency, rates) if (store is None or o.order.store == store)
-                and (members is None or o.order.customer in members)]
-        figures = lists.period_customers(paid)
-        guests = sum(1 for o in paid if o.order.customer is None)
-    first_ever = {k: c.first_paid for k, c in lives.items() if c.first_paid is not None}
+        parts = await asyncio.to_thread(cached_lists.order_parts, side.day_cache, side.model, org.id, first, last,
+                                        currency=currency, rates=side.rates, store=store, members=members)
+        rates.gaps |= list_parts.gaps(parts)
+        figures = list_parts.merge_customers(parts)
+        guests = sum(p.guests for p in parts)
+    first_ever = {k: life.first_paid for k in figures if (life := lives.get(k)) is not None and life.first_paid is not None}
     return json_response({
         **span, **_gaps(rates, currency), "total": len(figures),
         "customers": lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz),
@@ -395,13 +395,13 @@ async def customers(request: Request, side: ReadSide, org: Org) -> Response:
 @org_route(by_records)
 async def carts(request: Request, side: ReadSide, org: Org) -> Response:
     store, first, last, currency = query(request, side, org)
-    fetch = side.model.records
+    fetch, cache, limit = side.model.records, side.day_cache, _limit(request, default=20)
     days, live, products, listed = await asyncio.gather(
         asyncio.to_thread(fetch, org.id, CartDay, first, last), asyncio.to_thread(fetch, org.id, OpenCarts),
-        asyncio.to_thread(fetch, org.id, AbandonedProduct, first, last), asyncio.to_thread(fetch, org.id, Cart, first, last))
+        asyncio.to_thread(cached_lists.abandoned_products, cache, side.model, org.id, first, last),
+        asyncio.to_thread(cached_lists.latest_carts, cache, side.model, org.id, first, last, store=store, limit=limit))
     rates = RecordingRates(side.rates)
-    body = shoppers.carts_summary(days, live, products, listed, currency=currency, rates=rates,
-                                  limit=_limit(request, default=20), store=store)
+    body = shoppers.carts_summary(days, live, products, listed, currency=currency, rates=rates, limit=limit, store=store)
     return json_response({"org": org.id, "store": store, **_span(first, last), "currency": currency,
                           "abandon_after_minutes": org.abandon_after_minutes, **_gaps(rates, currency), **body})
 
@@ -433,8 +433,7 @@ async def quota(request: Request, side: ReadSide, org: Org) -> Response:
         at = lists.parse_at(request.query_params.get("at"), ms_of(side.now()))
     except lists.ListError as exc:
         raise HTTPException(400, str(exc)) from None
-    records = await asyncio.to_thread(side.model.records, org.id, Order)
-    times = [r.value.paid for r in records if r.value.paid is not None]
+    times = await asyncio.to_thread(cached_lists.quota_times, side.day_cache, side.model, org.id, at, org.tz)
     alerts = await asyncio.to_thread(side.model.records, org.id, QuotaAlert)
     raised = sorted((a.value for a in alerts), key=lambda v: (v.at, v.percent))
     return json_response({"org": org.id, **lists.quota(times, at, org.plan_limit),
