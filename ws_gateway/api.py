@@ -369,27 +369,18 @@ async def customers(request: Request, side: ReadSide, org: Org) -> Response:
         figures = lists.never_bought(lives, store)
         rows = lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz)
         return json_response({**span, **_gaps(rates, currency), "total": len(figures), "customers": rows})
-    lives = await asyncio.to_thread(lifetimes, "", OPEN_END, store=store)
-    lives = lives if members is None else only(lives, members)
-    if first == "" and last == OPEN_END:  # all time: the profiles alone, no order is read
-        figures = lists.lifetime_customers(lives)
+    best = await asyncio.to_thread(cached_lists.best_customers, side.day_cache, side.model, org.id, first, last,
+                                   currency=currency, rates=side.rates, tz=org.tz, store=store, members=members,
+                                   sort=sort, limit=limit)
+    rates.gaps |= best.gaps
+    summary = best.summary
+    if first == "" and last == OPEN_END:
         # guests have no profile: the figures' paid orders minus the profiles'. Read after the
         # profiles, an order written in between shows as a guest until the next read.
         _, buckets = await asyncio.to_thread(side.model.snapshot, org.id, DAY)
         paid_orders = sum(b.paid_orders for b in buckets if store is None or b.store == store)
-        guests = 0 if members is not None else max(0, paid_orders - sum(c.orders for c in figures.values()))
-    else:  # a bounded period sums its own paid orders, selected by day
-        parts = await asyncio.to_thread(cached_lists.order_parts, side.day_cache, side.model, org.id, first, last,
-                                        currency=currency, rates=side.rates, store=store, members=members)
-        rates.gaps |= list_parts.gaps(parts)
-        figures = list_parts.merge_customers(parts)
-        guests = sum(p.guests for p in parts)
-    first_ever = {k: life.first_paid for k in figures if (life := lives.get(k)) is not None and life.first_paid is not None}
-    return json_response({
-        **span, **_gaps(rates, currency), "total": len(figures),
-        "customers": lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz),
-        "summary": lists.customer_summary(figures, first_ever, guests, first, last, org.tz),
-    })
+        summary = {**summary, "guest_orders": 0 if members is not None else max(0, paid_orders - best.customer_orders)}
+    return json_response({**span, **_gaps(rates, currency), "total": best.total, "customers": best.rows, "summary": summary})
 
 
 @org_route(by_records)

@@ -56,3 +56,25 @@ class DayCache:
                     self._parts.popitem(last=False)
             out.append(kept[1])
         return out
+
+    @staticmethod
+    def stamps(model: ReadModel, org: str, kind: type[V], first: str, last: str) -> tuple[tuple[str, int], ...] | None:
+        """The stamps of the kind's days in [first, last] (None: the model has none), for `answer`'s key."""
+        if not isinstance(model, DayStamped):
+            return None
+        return tuple(sorted(model.day_stamps(org, kind, first, last).items()))
+
+    def answer(self, key: tuple[Hashable, ...] | None, compute: Callable[[], T]) -> T:
+        """`compute()`, kept under `key` (which holds the stamps of every day it read; None: never kept).
+        For what no merge of day parts gives cheaply (customers' totals over a period)."""
+        if key is None:
+            return compute()
+        with self._lock:
+            kept = self._parts.get(("answer", *key))
+        if kept is None:
+            kept = (0, compute())
+            with self._lock:
+                self._parts[("answer", *key)] = kept
+                while len(self._parts) > self.most:
+                    self._parts.popitem(last=False)
+        return kept[1]

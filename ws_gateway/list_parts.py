@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import islice
 
 from core.changes import Record
 from core.figures import Gap
@@ -68,10 +68,11 @@ def gaps(parts: list[OrdersPart]) -> set[Gap]:
 
 
 def merge_orders(parts: list[OrdersPart], *, sort: str, limit: int) -> list[lists.Paid]:
-    """The `limit` (at most MOST) first orders of the period by `sort` (latest, best), in that order."""
+    """The `limit` (at most MOST) first orders of the period by `sort` (latest, best), in that order:
+    each part's list is in that order already, so this reads `limit` of them, not 90 days' worth."""
     if sort == "latest":
-        return heapq.nlargest(limit, chain.from_iterable(p.latest for p in parts), key=_latest)
-    return heapq.nlargest(limit, chain.from_iterable(p.best for p in parts), key=_best)
+        return list(islice(heapq.merge(*(p.latest for p in parts), key=_latest, reverse=True), limit))
+    return list(islice(heapq.merge(*(p.best for p in parts), key=_best, reverse=True), limit))
 
 
 def merge_by_source(parts: list[OrdersPart]) -> dict[str, list[int]]:
@@ -149,7 +150,7 @@ def carts_part(records: Iterable[Record[Cart]], store: str | None) -> CartsPart:
 
 
 def merge_carts(parts: list[CartsPart], limit: int) -> list[Record[Cart]]:
-    return heapq.nlargest(limit, chain.from_iterable(p.latest for p in parts), key=_cart_latest)
+    return list(islice(heapq.merge(*(p.latest for p in parts), key=_cart_latest, reverse=True), limit))
 
 
 def paid_times(records: Iterable[Record[Order]]) -> list[int]:

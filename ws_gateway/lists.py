@@ -275,13 +275,14 @@ def rank_pairs(b: Baskets, *, sort: str, limit: int) -> list[dict[str, Any]]:
     support = that / all orders, lift = P(a,b) / (P(a) P(b))."""
     n, freq = b.orders, b.freq
     top = {p for p, _ in freq.most_common(PAIR_PRODUCTS)}
-    rows = []
-    for (a, c), k in b.together.items():
-        if a in top and c in top:
-            lift = (k * n) / (freq[a] * freq[c])
-            rows.append({"a": a, "b": c, "orders": k, "support": round(k / n, 6), "lift": round(lift, 6)})
-    key = (lambda r: (-r["orders"], r["a"], r["b"])) if sort == "orders" else (lambda r: (-r["lift"], -r["orders"], r["a"], r["b"]))
-    return heapq.nsmallest(limit, rows, key=key)
+    mine = [(pair, k) for pair, k in b.together.items() if pair[0] in top and pair[1] in top]
+    if sort == "orders":
+        ranked = heapq.nsmallest(limit, mine, key=lambda pk: (-pk[1], pk[0]))
+    else:  # by lift as shown (rounded), then orders, then the pair
+        ranked = heapq.nsmallest(limit, mine, key=lambda pk: (-round(pk[1] * n / (freq[pk[0][0]] * freq[pk[0][1]]), 6),
+                                                              -pk[1], pk[0]))
+    return [{"a": a, "b": c, "orders": k, "support": round(k / n, 6), "lift": round((k * n) / (freq[a] * freq[c]), 6)}
+            for (a, c), k in ranked]
 
 
 def pairs_list(orders: list[Paid], *, sort: str, limit: int) -> list[dict[str, Any]]:
