@@ -13,10 +13,13 @@ abandoned ones as orders, 3 % of those recovered), and the day records the views
 (cart days, abandoned products, journey days, e-mail attribution, revenue buckets by day and hour).
 No segment members are written (the segment views are measured over the predefined definitions only).
 
-The server runs in its own process (as `storepulse gateway` would); the client asks one request at a time.
+The server runs in its own process (as `storepulse gateway` would); the client asks one request at a time:
+per endpoint the first (which computes what the read side keeps), then --repeat more; then, with --live,
+each request right after a write like the dataflow's for a paid order (the live shop's case).
 
     .venv/bin/python bench/read_api.py [--db /tmp/storepulse-bench-read/readmodel.sqlite3] [--repeat 7]
                                        [--customers 1000000] [--orders 1000000] [--regenerate] [--load-only]
+                                       [--live 3]
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 # The E402 noqa below: these imports need what is set up above (the repository on sys.path, run as a script).
-from core.changes import DAY, HOUR, Bucket, Change, Record  # noqa: E402
+from core.changes import DAY, HOUR, Bucket, Change, Record, value_from_json  # noqa: E402
 from core.records import (  # noqa: E402
     AbandonedProduct,
     Attribution,
@@ -313,24 +316,55 @@ def baseline(db: Path, period: str, repeat: int) -> dict[str, list[float]]:
     return out
 
 
-def measure(base: str, repeat: int) -> list[tuple[str, str, str, str, float, float, int]]:
-    rows = []
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=600) as client:
+def _get(client: httpx.Client, endpoint: str, params: dict[str, Any]) -> tuple[float, int]:
+    t = time.perf_counter()
+    r = client.get(f"/api/v1/orgs/{ORG}/{endpoint}", params=params)
+    elapsed = time.perf_counter() - t
+    r.raise_for_status()
+    return elapsed, len(r.content)
+
+
+def _label(params: dict[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in params.items())
+
+
+def measure(base: str, repeat: int) -> None:
+    """Per period and endpoint: the first request after the server started (it computes what later
+    ones reuse), then `repeat` more: p50 and p99."""
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=900) as client:
         for period in PERIODS:
             for view, endpoint, params in ENDPOINTS:
+                first, size = _get(client, endpoint, {**params, "period": period})
+                times = [_get(client, endpoint, {**params, "period": period})[0] for _ in range(repeat)]
+                print(f"  {period:>3} {view:<9} /{endpoint:<11} {_label(params):<28} first {first * 1000:8.1f} ms  "
+                      f"p50 {_pct(times, 0.5) * 1000:8.1f} ms  p99 {_pct(times, 0.99) * 1000:8.1f} ms  {size:,} B", flush=True)
+
+
+def live(base: str, db: Path, repeat: int) -> None:
+    """Each request right after a write as the dataflow makes it for a paid order (`SqliteReadModel.write`:
+    one of today's orders and its customer's profile, at a newer version): what a live shop costs."""
+    model = SqliteReadModel(db)
+    today = NOW.astimezone(TZ).date().isoformat()
+    conn = sqlite3.connect(db)
+    key, order = next((k, o) for k, v in conn.execute(
+        "SELECT key, value FROM records WHERE org = ? AND kind = 'order' AND day = ? LIMIT 100", (ORG, today))
+        if (o := value_from_json(Order, v)).customer is not None)
+    (cday, cvalue), = conn.execute("SELECT day, value FROM records WHERE org = ? AND kind = 'customer' AND key = ?",
+                                   (ORG, order.customer)).fetchall()
+    profile = value_from_json(Customer, cvalue)
+    conn.close()
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=900) as client:
+        for period in ("7d", "90d"):
+            for view, endpoint, params in ENDPOINTS:
                 times = []
-                size = 0
                 for _ in range(repeat):
-                    t = time.perf_counter()
-                    r = client.get(f"/api/v1/orgs/{ORG}/{endpoint}", params={**params, "period": period})
-                    times.append(time.perf_counter() - t)
-                    r.raise_for_status()
-                    size = len(r.content)
-                label = ",".join(f"{k}={v}" for k, v in params.items())
-                rows.append((period, view, endpoint, label, _pct(times, 0.5) * 1000, _pct(times, 0.99) * 1000, size))
-                print(f"  {period:>3} {view:<9} /{endpoint:<11} {label:<28} p50 {rows[-1][4]:8.1f} ms  "
-                      f"p99 {rows[-1][5]:8.1f} ms  {size:,} B", flush=True)
-    return rows
+                    version = time.time_ns()
+                    model.write([Record(ORG, version, Order.KIND, key, today, order),
+                                 Record(ORG, version, Customer.KIND, profile.customer, cday, profile)])
+                    times.append(_get(client, endpoint, {**params, "period": period})[0])
+                print(f"  {period:>3} {view:<9} /{endpoint:<11} {_label(params):<28} "
+                      f"p50 {_pct(times, 0.5) * 1000:8.1f} ms  p99 {_pct(times, 0.99) * 1000:8.1f} ms", flush=True)
+    model.close()
 
 
 def main() -> None:
@@ -340,6 +374,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--regenerate", action="store_true")
+    parser.add_argument("--live", type=int, default=3, help="requests per endpoint right after a write (0: none)")
     parser.add_argument("--load-only", action="store_true", help="write the data, measure nothing")
     args = parser.parse_args()
     if args.regenerate and args.db.exists():
@@ -373,8 +408,11 @@ def main() -> None:
             b = baseline(args.db, period, args.repeat)
             print(f"  {period:>3} SELECT count(*): p50 {statistics.median(b['count']) * 1000:7.1f} ms; "
                   f"SELECT the rows (fetchall): p50 {statistics.median(b['rows']) * 1000:7.1f} ms", flush=True)
-        print(f"the read API, {args.repeat} requests each, one at a time")
+        print(f"the read API, one request at a time: the first, then {args.repeat} more")
         measure(base, args.repeat)
+        if args.live:
+            print(f"the read API right after a write to today (an order and its customer's profile), {args.live} each")
+            live(base, args.db, args.live)
     finally:
         server.terminate()
         server.join(10)
