@@ -20,7 +20,7 @@ from msgspec import Raw
 
 from core.changes import Bucket, Change, Record, V
 from core.config import parse_config
-from core.figures import OPEN_END
+from core.figures import OPEN_END, quota_count
 from core.records import Cart, Customer, CustomerMoney, Order
 from state.day_stamps import DayStamped
 from state.readmodel import ReadModel
@@ -158,7 +158,13 @@ def test_every_list_through_day_parts_equals_the_whole_period_before_and_after_w
     moved = _order(rng, 5, 2, paid=NOW_MS - 9 * DAY_MS)
     old = _order(rng, 6, 0)
     model.write([_order(rng, 1000, 2, paid=NOW_MS - 3 * DAY_MS), moved, old])
-    assert _answers(cached) == _answers(whole)
+    answers = _answers(cached)
+    assert answers == _answers(whole)
+    # the quota counted by day parts is core.figures.quota_count over every order
+    paid = [r.value.paid for r in model.records("acme", Order) if r.value.paid is not None]
+    quotas = [(params["at"], body["paid_orders_30d"]) for what, params, body in answers if what == "quota"]
+    assert quotas == [(at, quota_count(paid, int(datetime.fromisoformat(at).timestamp() * 1000))) for at, _ in quotas]
+    assert all(n > 0 for _, n in quotas)
     model.close()
 
 

@@ -35,11 +35,9 @@ from core.rates import Rates, RecordingRates
 from core.records import (
     LATE_BOOKS,
     Attribution,
-    CartDay,
     JourneyDay,
     Late,
     LateBook,
-    OpenCarts,
     Quarantined,
     QuotaAlert,
 )
@@ -56,7 +54,6 @@ from ws_gateway import (
     currencies,
     deliveries,
     embed,
-    list_parts,
     lists,
     metrics,
     openapi,
@@ -67,7 +64,7 @@ from ws_gateway.auth import AuthError
 from ws_gateway.day_cache import DayCache
 from ws_gateway.limits import ApiLimits
 from ws_gateway.scoped import ScopedModel
-from ws_gateway.segment_filter import only, segment_members
+from ws_gateway.segment_filter import segment_members
 from ws_gateway.throttle import ApiThrottle, Throttled, records_cost, series_cost
 
 BODY_PREVIEW_BYTES = 4096
@@ -326,22 +323,13 @@ async def listing(request: Request, side: ReadSide, org: Org) -> Response:
         raise HTTPException(400, f"sort for {what} must be one of {', '.join(lists.SORTS[what])}, got {sort!r}")
     limit = _limit(request, default=20)
     members = await segment_members(request, side.model, org)
-    parts = await asyncio.to_thread(cached_lists.order_parts, side.day_cache, side.model, org.id, first, last,
-                                    currency=currency, rates=side.rates, store=store, members=members)
+    rows, gaps = await asyncio.to_thread(cached_lists.order_list, side.day_cache, side.model, org.id, first, last, what,
+                                         currency=currency, rates=side.rates, store=store, members=members, sort=sort,
+                                         limit=limit, tz=org.tz)
     rates = RecordingRates(side.rates)
-    rates.gaps |= list_parts.gaps(parts)
-    body: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency, "sort": sort,
-                               **_gaps(rates, currency)}
-    if what == "orders":
-        ranked = list_parts.merge_orders(parts, sort=sort, limit=limit)
-        body["orders"] = lists.orders_list(ranked, sort=sort, limit=limit, currency=currency, tz=org.tz)
-        body["by_source"] = lists.by_source_json(list_parts.merge_by_source(parts), currency)
-    elif what == "products":
-        body["products"] = lists.rank_products(list_parts.merge_products(parts), sort=sort, limit=limit, currency=currency)
-    else:
-        body["pairs"] = lists.rank_pairs(list_parts.merge_baskets(parts), sort=sort, limit=limit)
-        body["orders_considered"] = sum(p.count for p in parts)
-    return json_response(body)
+    rates.gaps |= gaps
+    return json_response({"org": org.id, "store": store, **_span(first, last), "currency": currency, "sort": sort,
+                          **_gaps(rates, currency), **rows})
 
 
 @org_route(by_records)
@@ -359,16 +347,14 @@ async def customers(request: Request, side: ReadSide, org: Org) -> Response:
     limit = _limit(request, default=20)
     members = await segment_members(request, side.model, org)  # ?segment=: its members only
     rates = RecordingRates(side.rates)
-    lifetimes = functools.partial(cached_lists.lifetimes, side.day_cache, side.model, org.id, currency=currency,
-                                  rates=rates, tz=org.tz)
     span: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency,
                                "sort": sort, "filter": wanted}
     if wanted == "never_bought":  # a profile's day is the day it registered
-        lives = await asyncio.to_thread(lifetimes, first, last, store=None)
-        lives = lives if members is None else only(lives, members)
-        figures = lists.never_bought(lives, store)
-        rows = lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz)
-        return json_response({**span, **_gaps(rates, currency), "total": len(figures), "customers": rows})
+        total, rows, gaps = await asyncio.to_thread(
+            cached_lists.never_bought, side.day_cache, side.model, org.id, first, last, currency=currency,
+            rates=side.rates, tz=org.tz, store=store, members=members, sort=sort, limit=limit)
+        rates.gaps |= gaps
+        return json_response({**span, **_gaps(rates, currency), "total": total, "customers": rows})
     best = await asyncio.to_thread(cached_lists.best_customers, side.day_cache, side.model, org.id, first, last,
                                    currency=currency, rates=side.rates, tz=org.tz, store=store, members=members,
                                    sort=sort, limit=limit)
@@ -386,13 +372,11 @@ async def customers(request: Request, side: ReadSide, org: Org) -> Response:
 @org_route(by_records)
 async def carts(request: Request, side: ReadSide, org: Org) -> Response:
     store, first, last, currency = query(request, side, org)
-    fetch, cache, limit = side.model.records, side.day_cache, _limit(request, default=20)
-    days, live, products, listed = await asyncio.gather(
-        asyncio.to_thread(fetch, org.id, CartDay, first, last), asyncio.to_thread(fetch, org.id, OpenCarts),
-        asyncio.to_thread(cached_lists.abandoned_products, cache, side.model, org.id, first, last),
-        asyncio.to_thread(cached_lists.latest_carts, cache, side.model, org.id, first, last, store=store, limit=limit))
+    limit = _limit(request, default=20)
+    body, gaps = await asyncio.to_thread(cached_lists.carts, side.day_cache, side.model, org.id, first, last,
+                                         currency=currency, rates=side.rates, store=store, limit=limit)
     rates = RecordingRates(side.rates)
-    body = shoppers.carts_summary(days, live, products, listed, currency=currency, rates=rates, limit=limit, store=store)
+    rates.gaps |= gaps
     return json_response({"org": org.id, "store": store, **_span(first, last), "currency": currency,
                           "abandon_after_minutes": org.abandon_after_minutes, **_gaps(rates, currency), **body})
 
@@ -424,10 +408,10 @@ async def quota(request: Request, side: ReadSide, org: Org) -> Response:
         at = lists.parse_at(request.query_params.get("at"), ms_of(side.now()))
     except lists.ListError as exc:
         raise HTTPException(400, str(exc)) from None
-    times = await asyncio.to_thread(cached_lists.quota_times, side.day_cache, side.model, org.id, at, org.tz)
+    count = await asyncio.to_thread(cached_lists.quota_count, side.day_cache, side.model, org.id, at, org.tz)
     alerts = await asyncio.to_thread(side.model.records, org.id, QuotaAlert)
     raised = sorted((a.value for a in alerts), key=lambda v: (v.at, v.percent))
-    return json_response({"org": org.id, **lists.quota(times, at, org.plan_limit),
+    return json_response({"org": org.id, **lists.quota_json(count, at, org.plan_limit),
                           "alerts": [lists.alert_json(a) for a in raised]})
 
 

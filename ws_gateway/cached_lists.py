@@ -8,6 +8,7 @@ the days' records, so a day's stamp does not say when such a part is stale.
 from __future__ import annotations
 
 import functools
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import chain
@@ -18,9 +19,9 @@ from core.changes import Record
 from core.clock import utc_from_ms
 from core.figures import OPEN_END, QUOTA_WINDOW_MS, Gap
 from core.rates import Rates, RecordingRates
-from core.records import AbandonedProduct, Cart, Customer, Order
+from core.records import AbandonedProduct, Cart, CartDay, Customer, OpenCarts, Order
 from state.readmodel import ReadModel
-from ws_gateway import list_parts, lists
+from ws_gateway import list_parts, lists, shoppers
 from ws_gateway.day_cache import DayCache
 
 
@@ -32,6 +33,33 @@ def order_parts(cache: DayCache, model: ReadModel, org: str, first: str, last: s
                                        store=store, members=members)]
     compute = functools.partial(list_parts.orders_part, currency=currency, rates=rates, store=store)
     return cache.parts(model, org, Order, first, last, ("orders", currency, store), compute)
+
+
+def order_list(cache: DayCache, model: ReadModel, org: str, first: str, last: str, what: str, *, currency: str,
+               rates: Rates | None, store: str | None, members: frozenset[str] | None, sort: str, limit: int,
+               tz: ZoneInfo) -> tuple[dict[str, Any], frozenset[Gap]]:
+    """The rows of /orders (with by_source), /products or /pairs (with orders_considered), and the
+    amounts left out for want of a rate. Kept whole until a day of the period changes: merging 90
+    days of pair counts is itself ~100,000 pairs' work."""
+    stamps = None if members is not None else cache.stamps(model, org, Order, first, last)
+    key = None if stamps is None else ("list", org, first, last, what, currency, store, sort, limit, str(tz), stamps)
+
+    def compute() -> tuple[dict[str, Any], frozenset[Gap]]:
+        parts = order_parts(cache, model, org, first, last, currency=currency, rates=rates, store=store, members=members)
+        if what == "orders":
+            ranked = list_parts.merge_orders(parts, sort=sort, limit=limit)
+            rows: dict[str, Any] = {
+                "orders": lists.orders_list(ranked, sort=sort, limit=limit, currency=currency, tz=tz),
+                "by_source": lists.by_source_json(list_parts.merge_by_source(parts), currency)}
+        elif what == "products":
+            rows = {"products": lists.rank_products(list_parts.merge_products(parts), sort=sort, limit=limit,
+                                                    currency=currency)}
+        else:
+            rows = {"pairs": lists.rank_pairs(list_parts.merge_baskets(parts), sort=sort, limit=limit),
+                    "orders_considered": sum(p.count for p in parts)}
+        return rows, frozenset(list_parts.gaps(parts))
+
+    return cache.answer(key, compute)
 
 
 def latest_carts(cache: DayCache, model: ReadModel, org: str, first: str, last: str, *, store: str | None,
@@ -46,13 +74,34 @@ def abandoned_products(cache: DayCache, model: ReadModel, org: str, first: str, 
     return list(chain.from_iterable(cache.parts(model, org, AbandonedProduct, first, last, "records", list)))
 
 
-def quota_times(cache: DayCache, model: ReadModel, org: str, at_ms: int, tz: ZoneInfo) -> list[int]:
-    """Paid times of the orders that may be in the quota's window ending at `at_ms`: an order's day is
-    the local day it was paid, so the window's days (and one either side, for safety at midnight) hold
-    every one of them; lists.quota counts the window exactly."""
-    lo = (utc_from_ms(at_ms - QUOTA_WINDOW_MS).astimezone(tz).date() - timedelta(days=1)).isoformat()
+def carts(cache: DayCache, model: ReadModel, org: str, first: str, last: str, *, currency: str, rates: Rates | None,
+          store: str | None, limit: int) -> tuple[dict[str, Any], frozenset[Gap]]:
+    """shoppers.carts_summary of the period, and the amounts left out for want of a rate; kept whole
+    until a day of its carts, cart days or abandoned products, or the open carts, change."""
+    stamps = [cache.stamps(model, org, k, first, last) for k in (CartDay, AbandonedProduct, Cart)]
+    stamps.append(cache.stamps(model, org, OpenCarts, "", OPEN_END))
+    key = None if None in stamps else ("carts", org, first, last, currency, store, limit, *stamps)
+
+    def compute() -> tuple[dict[str, Any], frozenset[Gap]]:
+        recording = RecordingRates(rates)
+        body = shoppers.carts_summary(model.records(org, CartDay, first, last), model.records(org, OpenCarts),
+                                      abandoned_products(cache, model, org, first, last),
+                                      latest_carts(cache, model, org, first, last, store=store, limit=limit),
+                                      currency=currency, rates=recording, limit=limit, store=store)
+        return body, frozenset(recording.gaps)
+
+    return cache.answer(key, compute)
+
+
+def quota_count(cache: DayCache, model: ReadModel, org: str, at_ms: int, tz: ZoneInfo) -> int:
+    """core.figures.quota_count of every order: paid times in (at - 30 days, at]. An order's day is the
+    local day it was paid, so the window's days (and one either side, for safety at midnight) hold
+    every such order; each day's times are kept sorted and counted by bisection."""
+    since = at_ms - QUOTA_WINDOW_MS
+    lo = (utc_from_ms(since).astimezone(tz).date() - timedelta(days=1)).isoformat()
     hi = (utc_from_ms(at_ms).astimezone(tz).date() + timedelta(days=1)).isoformat()
-    return list(chain.from_iterable(cache.parts(model, org, Order, lo, hi, "paid", list_parts.paid_times)))
+    days = cache.parts(model, org, Order, lo, hi, "paid", list_parts.paid_times)
+    return sum(bisect_right(times, at_ms) - bisect_right(times, since) for times in days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +158,27 @@ def best_customers(cache: DayCache, model: ReadModel, org: str, first: str, last
         return BestCustomers(len(figures), lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=tz),
                              lists.customer_summary(figures, first_ever, guests, first, last, tz),
                              sum(c.orders for c in figures.values()), frozenset(recording.gaps))
+
+    return cache.answer(key, compute)
+
+
+def never_bought(cache: DayCache, model: ReadModel, org: str, first: str, last: str, *, currency: str,
+                 rates: Rates | None, tz: ZoneInfo, store: str | None, members: frozenset[str] | None, sort: str,
+                 limit: int) -> tuple[int, list[dict[str, Any]], frozenset[Gap]]:
+    """How many customers registered in [first, last] (first seen at `store`) never paid an order, the
+    first `limit` of them, and the amounts left out for want of a rate; kept until a profile of the
+    period changes."""
+    stamps = None if members is not None else cache.stamps(model, org, Customer, first, last)
+    key = None if stamps is None else ("never_bought", org, first, last, currency, store, str(tz), sort, limit, stamps)
+
+    def compute() -> tuple[int, list[dict[str, Any]], frozenset[Gap]]:
+        recording = RecordingRates(rates)
+        lives = lifetimes(cache, model, org, first, last, currency=currency, rates=recording, tz=tz, store=None)
+        if members is not None:
+            lives = {k: v for k, v in lives.items() if k in members}
+        figures = lists.never_bought(lives, store)
+        rows = lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=tz)
+        return len(figures), rows, frozenset(recording.gaps)
 
     return cache.answer(key, compute)
 

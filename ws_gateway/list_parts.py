@@ -154,5 +154,5 @@ def merge_carts(parts: list[CartsPart], limit: int) -> list[Record[Cart]]:
 
 
 def paid_times(records: Iterable[Record[Order]]) -> list[int]:
-    """A day's paid times (what the quota counts)."""
-    return [r.value.paid for r in records if r.value.paid is not None]
+    """A day's paid times (what the quota counts), sorted."""
+    return sorted(r.value.paid for r in records if r.value.paid is not None)

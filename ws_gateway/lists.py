@@ -291,8 +291,12 @@ def pairs_list(orders: list[Paid], *, sort: str, limit: int) -> list[dict[str, A
 
 def quota(paid_times: Iterable[int], at_ms: int, limit: int | None) -> dict[str, Any]:
     """Distinct paid orders with a paid time in (at - 30 days, at], against the plan limit."""
+    return quota_json(quota_count(paid_times, at_ms), at_ms, limit)
+
+
+def quota_json(count: int, at_ms: int, limit: int | None) -> dict[str, Any]:
+    """`count` paid orders in the quota's window ending at `at_ms`, against the plan limit."""
     since = at_ms - QUOTA_WINDOW_MS
-    count = quota_count(paid_times, at_ms)
     used = round(count / limit, 6) if limit else None
     return {"paid_orders_30d": count, "plan_limit": limit, "used": used,
             "crossed": [p for p in (80, 100) if limit and count * 100 >= limit * p],
