@@ -29,6 +29,7 @@ from state.sqlite_readmodel import SqliteReadModel
 from state.sqlite_rejected import SqliteRejectedStore
 from web.app import build_app
 from ws_gateway import api
+from ws_gateway.day_cache import DayCache
 from ws_gateway.limits import ApiLimits
 
 TOKEN = "day-cache-token-0123456789"
@@ -191,3 +192,26 @@ def test_a_days_stamp_moves_with_each_applied_write_and_an_old_file_gets_stamps(
     reopened.write([_order(rng, 2, 3, paid=NOW_MS - 2 * DAY_MS)])
     assert reopened.day_stamps("acme", Order) == {d2: 2}
     reopened.close()
+
+
+def test_the_cache_keeps_parts_up_to_its_weight_and_recomputes_what_it_dropped(tmp_path: Path) -> None:
+    model = SqliteReadModel(tmp_path / "readmodel.sqlite3")
+    model.write(_shop(random.Random(5)))
+    days = model.day_stamps("acme", Order)
+    computed: list[int] = []
+
+    def count(records: list[Record[Order]]) -> int:
+        computed.append(len(records))
+        return len(records)
+
+    roomy, tight = DayCache(), DayCache(most=120)  # 300 orders over 12 days: ~26 a day, 120 keep ~4 days
+    for cache in (roomy, tight):
+        computed.clear()
+        first = cache.parts(model, "acme", Order, "", OPEN_END, "n", count)
+        assert first == [len(model.records("acme", Order, d, d)) for d in sorted(days)] and len(computed) == len(days)
+        computed.clear()
+        assert cache.parts(model, "acme", Order, "", OPEN_END, "n", count) == first
+        assert cache._weight <= cache.most
+        # the roomy cache recomputes nothing; the tight one what it dropped, oldest first, so all of it
+        assert len(computed) == (0 if cache is roomy else len(days))
+    model.close()

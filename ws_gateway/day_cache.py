@@ -26,13 +26,17 @@ from state.readmodel import ReadModel
 V = TypeVar("V", bound=Value)
 T = TypeVar("T")
 
-DAY_PARTS = 4_000  # parts kept, least recently used dropped: 90 days of several lists and currencies
+# What is kept, least recently used dropped beyond it, weighed by the records a part was computed
+# from (an answer weighs 1): at bench/read_api.py's scale a part holds ~500 bytes a record, so the
+# 2.56M records of one currency's orders, profiles and carts take ~1.2 GB, and this bounds all to ~2 GB.
+DAY_RECORDS = 4_000_000
 
 
 class DayCache:
-    def __init__(self, most: int = DAY_PARTS) -> None:
+    def __init__(self, most: int = DAY_RECORDS) -> None:
         self.most = most
-        self._parts: OrderedDict[tuple[Hashable, ...], tuple[int, Any]] = OrderedDict()
+        self._parts: OrderedDict[tuple[Hashable, ...], tuple[int, Any, int]] = OrderedDict()  # (stamp, part, weight)
+        self._weight = 0
         self._lock = threading.Lock()  # requests compute in worker threads
 
     def parts(self, model: ReadModel, org: str, kind: type[V], first: str, last: str, variant: Hashable,
@@ -48,14 +52,19 @@ class DayCache:
             with self._lock:
                 kept = self._parts.get(key)
             if kept is None or kept[0] != stamp:
-                kept = (stamp, compute(model.records(org, kind, day, day)))
-            with self._lock:
-                self._parts[key] = kept
-                self._parts.move_to_end(key)
-                while len(self._parts) > self.most:
-                    self._parts.popitem(last=False)
+                records = model.records(org, kind, day, day)
+                kept = (stamp, compute(records), 1 + len(records))
+            self._keep(key, kept)
             out.append(kept[1])
         return out
+
+    def _keep(self, key: tuple[Hashable, ...], kept: tuple[int, Any, int]) -> None:
+        with self._lock:
+            old = self._parts.pop(key, None)
+            self._weight += kept[2] - (old[2] if old is not None else 0)
+            self._parts[key] = kept
+            while self._weight > self.most and len(self._parts) > 1:
+                self._weight -= self._parts.popitem(last=False)[1][2]
 
     @staticmethod
     def stamps(model: ReadModel, org: str, kind: type[V], first: str, last: str) -> tuple[tuple[str, int], ...] | None:
@@ -72,9 +81,6 @@ class DayCache:
         with self._lock:
             kept = self._parts.get(("answer", *key))
         if kept is None:
-            kept = (0, compute())
-            with self._lock:
-                self._parts[("answer", *key)] = kept
-                while len(self._parts) > self.most:
-                    self._parts.popitem(last=False)
+            kept = (0, compute(), 1)
+        self._keep(("answer", *key), kept)
         return kept[1]
