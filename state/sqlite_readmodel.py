@@ -40,8 +40,51 @@ CREATE TABLE IF NOT EXISTS changes (
     org TEXT NOT NULL, version INTEGER NOT NULL, body BLOB NOT NULL
 );
 """
+# Per (org, kind, day), how many applied writes touched that day's records: the read side keeps what it
+# computed from a day while the count stands (ws_gateway/day_cache.py). Kept by triggers, so it commits
+# with the records and costs the writer no statement; a record that moves to another day touches both.
+# Segment members and changes are keyed per customer and change, their "day" nearly unique: stamping them
+# would add a row per record and a write per write, and no list reads them by day.
+UNSTAMPED = ("segment_member", "segment_change")
+_NOT_UNSTAMPED = "kind NOT IN (" + ", ".join(f"'{k}'" for k in UNSTAMPED) + ")"
+_DAYS = f"""
+CREATE TABLE IF NOT EXISTS record_days (
+    org TEXT NOT NULL, kind TEXT NOT NULL, day TEXT NOT NULL, writes INTEGER NOT NULL,
+    PRIMARY KEY (org, kind, day)
+);
+CREATE TRIGGER IF NOT EXISTS record_days_insert AFTER INSERT ON records WHEN new.{_NOT_UNSTAMPED} BEGIN
+    INSERT INTO record_days VALUES (new.org, new.kind, new.day, 1)
+    ON CONFLICT (org, kind, day) DO UPDATE SET writes = writes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS record_days_update AFTER UPDATE ON records WHEN new.{_NOT_UNSTAMPED} BEGIN
+    INSERT INTO record_days VALUES (new.org, new.kind, new.day, 1)
+    ON CONFLICT (org, kind, day) DO UPDATE SET writes = writes + 1;
+    INSERT INTO record_days SELECT old.org, old.kind, old.day, 1 WHERE old.day != new.day
+    ON CONFLICT (org, kind, day) DO UPDATE SET writes = writes + 1;
+END;
+"""
+# A file written before record_days existed: its days, counted once from the records.
+_DAYS_FILL = ("INSERT OR IGNORE INTO record_days SELECT org, kind, day, 1 FROM records "
+              f"WHERE {_NOT_UNSTAMPED} GROUP BY org, kind, day")
 POLL_SECONDS = 0.005
 CACHE_KIB = 32 * 1024
+_UPSERT_RECORD = (
+    "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (org, kind, key) DO UPDATE SET "
+    "day = excluded.day, version = excluded.version, value = excluded.value WHERE excluded.version > records.version")
+_UPSERT_BUCKET = (
+    "INSERT INTO buckets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (org, grain, start, store, currency) DO UPDATE SET gross = excluded.gross, "
+    "refunds = excluded.refunds, orders = excluded.orders, paid_orders = excluded.paid_orders, "
+    "items = excluded.items, version = excluded.version WHERE excluded.version > buckets.version")
+_UPSERT_VERSION = "INSERT INTO org_versions VALUES (?, ?) ON CONFLICT (org) DO UPDATE SET version = max(version, excluded.version)"
+
+
+def _record_row(c: Record[Value]) -> tuple[str, str, str, str, int, bytes]:
+    return (c.org, c.kind, c.key, c.day, c.version, c.value_json())
+
+
+def _bucket_row(c: Bucket) -> tuple[str, str, str, str, str, int, int, int, int, int, int]:
+    return (c.org, c.grain, c.start, c.store, c.currency, c.gross, c.refunds, c.orders, c.paid_orders, c.items, c.version)
 
 
 class SqliteReadModel:
@@ -51,11 +94,34 @@ class SqliteReadModel:
         # segments (tens of records per event) 32 MB cut the write's CPU by a third (bench/dataflow.py floors)
         self._conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         self._conn.executescript(_SCHEMA)
+        if self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'record_days'").fetchone() is None:
+            self._conn.executescript(f"BEGIN IMMEDIATE; {_DAYS} {_DAYS_FILL}; COMMIT;")
         self._lock = threading.Lock()  # one connection, used from the gateway's worker threads
 
     def write(self, changes: Sequence[Change]) -> None:
         with self._lock:
             self._write(changes)
+
+    def bulk_load(self, changes: Sequence[Change]) -> None:
+        """Writes the changes as `write` does (a newer version wins) but publishes none of them: for
+        loading a model nobody follows yet (bench/read_api.py writes 1M orders with it). One statement
+        per table for the whole batch."""
+        records = [_record_row(c) for c in changes if isinstance(c, Record)]
+        buckets = [_bucket_row(c) for c in changes if not isinstance(c, Record)]
+        versions: dict[str, int] = {}
+        for c in changes:
+            versions[c.org] = max(versions.get(c.org, 0), c.version)
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.executemany(_UPSERT_RECORD, records)
+                cur.executemany(_UPSERT_BUCKET, buckets)
+                cur.executemany(_UPSERT_VERSION, list(versions.items()))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
 
     def _write(self, changes: Sequence[Change]) -> None:
         cur = self._conn.cursor()
@@ -64,32 +130,16 @@ class SqliteReadModel:
             applied: dict[str, tuple[int, list[bytes]]] = {}  # org -> (highest version, changes)
             for c in changes:
                 if isinstance(c, Record):
-                    cur.execute(
-                        "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (org, kind, key) DO UPDATE SET "
-                        "day = excluded.day, version = excluded.version, value = excluded.value "
-                        "WHERE excluded.version > records.version",
-                        (c.org, c.kind, c.key, c.day, c.version, c.value_json()),
-                    )
+                    cur.execute(_UPSERT_RECORD, _record_row(c))
                 else:
-                    cur.execute(
-                        "INSERT INTO buckets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                        "ON CONFLICT (org, grain, start, store, currency) DO UPDATE SET gross = excluded.gross, "
-                        "refunds = excluded.refunds, orders = excluded.orders, paid_orders = excluded.paid_orders, "
-                        "items = excluded.items, version = excluded.version WHERE excluded.version > buckets.version",
-                        (c.org, c.grain, c.start, c.store, c.currency, c.gross, c.refunds, c.orders, c.paid_orders,
-                         c.items, c.version),
-                    )
+                    cur.execute(_UPSERT_BUCKET, _bucket_row(c))
                 if cur.rowcount == 0:
                     continue  # a replayed, older value
                 version, bodies = applied.get(c.org, (0, []))
                 bodies.append(c.to_json())
                 applied[c.org] = (max(version, c.version), bodies)
             for org, (version, bodies) in applied.items():
-                cur.execute(
-                    "INSERT INTO org_versions VALUES (?, ?) ON CONFLICT (org) DO UPDATE "
-                    "SET version = max(version, excluded.version)",
-                    (org, version),
-                )
+                cur.execute(_UPSERT_VERSION, (org, version))
                 cur.execute("INSERT INTO changes (org, version, body) VALUES (?, ?, ?)",
                             (org, version, b"[" + b",".join(bodies) + b"]"))
             cur.execute("COMMIT")
@@ -157,6 +207,18 @@ class SqliteReadModel:
                 (org, kind.KIND, first, last),
             ).fetchall()
         return [Record(org, v, kind.KIND, k, d, value_from_json(kind, val)) for k, d, v, val in rows]
+
+    def day_stamps(self, org: str, kind: type[V], first: str = "", last: str = OPEN_END) -> dict[str, int]:
+        """Per day in [first, last] holding records of the kind, a stamp that changes whenever a write
+        changes that day's records (state/day_stamps.py)."""
+        if kind.KIND in UNSTAMPED:
+            raise ValueError(f"{kind.KIND} records are not stamped by day (UNSTAMPED)")
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT day, writes FROM record_days WHERE org = ? AND kind = ? AND day BETWEEN ? AND ?",
+                (org, kind.KIND, first, last),
+            ).fetchall()
+        return dict(rows)
 
     def _path_of(self) -> str:
         path: str = self._conn.execute("PRAGMA database_list").fetchone()[2]

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from core.figures import OPEN_END
-from ws_gateway.lists import _Customer, customer_summary
+from ws_gateway.lists import PeriodCustomer, customer_summary
 
 pytestmark = pytest.mark.unit
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -22,10 +22,10 @@ def ms(day: str, hour: int = 12) -> int:
 def test_a_day_counts_the_buyers_who_bought_before_it() -> None:
     today = "2026-03-04"
     figures = {
-        "back": _Customer(orders=1, first=ms(today), last=ms(today)),        # first order a month ago
-        "twice": _Customer(orders=2, first=ms(today, 9), last=ms(today)),    # new, two orders today
-        "once": _Customer(orders=1, first=ms(today), last=ms(today)),        # new, one order
-        "late": _Customer(orders=1, first=ms(today, 22), last=ms(today, 22)),  # 23:00 Berlin: still today
+        "back": PeriodCustomer(orders=1, first=ms(today), last=ms(today)),        # first order a month ago
+        "twice": PeriodCustomer(orders=2, first=ms(today, 9), last=ms(today)),    # new, two orders today
+        "once": PeriodCustomer(orders=1, first=ms(today), last=ms(today)),        # new, one order
+        "late": PeriodCustomer(orders=1, first=ms(today, 22), last=ms(today, 22)),  # 23:00 Berlin: still today
     }
     first_ever = {"back": ms("2026-02-01"), "twice": ms(today, 9), "once": ms(today), "late": ms(today, 22)}
     got = customer_summary(figures, first_ever, 3, today, today, BERLIN)
@@ -34,8 +34,8 @@ def test_a_day_counts_the_buyers_who_bought_before_it() -> None:
 
 
 def test_all_time_is_two_orders_or_more() -> None:
-    figures = {"a": _Customer(orders=3, first=ms("2025-01-01")), "b": _Customer(orders=1, first=ms("2025-02-01")),
-               "c": _Customer(orders=1, first=ms("2025-03-01"))}
+    figures = {"a": PeriodCustomer(orders=3, first=ms("2025-01-01")), "b": PeriodCustomer(orders=1, first=ms("2025-02-01")),
+               "c": PeriodCustomer(orders=1, first=ms("2025-03-01"))}
     first_ever = {k: c.first for k, c in figures.items() if c.first is not None}
     got = customer_summary(figures, first_ever, 0, "", OPEN_END, BERLIN)
     assert (got["repeat_customers"], got["repeat_purchase_rate"], got["new_customers"]) == (1, 0.333333, 3)

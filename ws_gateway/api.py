@@ -34,16 +34,12 @@ from core.money import EXPONENTS
 from core.rates import Rates, RecordingRates
 from core.records import (
     LATE_BOOKS,
-    AbandonedProduct,
     Attribution,
     Cart,
-    CartDay,
-    Customer,
     EmailDay,
     JourneyDay,
     Late,
     LateBook,
-    OpenCarts,
     Order,
     Quarantined,
     QuotaAlert,
@@ -56,6 +52,7 @@ from web.responses import error_response, json_response
 from web.security import page_policy, with_websocket
 from ws_gateway import (
     automations,
+    cached_lists,
     csv_export,
     currencies,
     deliveries,
@@ -68,10 +65,11 @@ from ws_gateway import (
     shoppers,
 )
 from ws_gateway.auth import AuthError
+from ws_gateway.day_cache import DayCache
 from ws_gateway.email_content import content_table
 from ws_gateway.limits import ApiLimits
 from ws_gateway.scoped import ScopedModel
-from ws_gateway.segment_filter import only, segment_members
+from ws_gateway.segment_filter import segment_members
 from ws_gateway.throttle import ApiThrottle, Throttled, records_cost, series_cost
 
 BODY_PREVIEW_BYTES = 4096
@@ -96,6 +94,7 @@ class ReadSide:
     now: Callable[[], datetime] = wall_clock  # "today" of a period, freshness, the quota's window
     monotonic: Callable[[], float] = time.monotonic  # the throttle's refill
     throttle: ApiThrottle = field(init=False)
+    day_cache: DayCache = field(default_factory=DayCache)  # per-day parts of the lists (ws_gateway/day_cache.py)
 
     def __post_init__(self) -> None:
         self.throttle = ApiThrottle(self.limits)
@@ -336,23 +335,13 @@ async def listing(request: Request, side: ReadSide, org: Org) -> Response:
         raise HTTPException(400, f"sort for {what} must be one of {', '.join(lists.SORTS[what])}, got {sort!r}")
     limit = _limit(request, default=20)
     members = await segment_members(request, side.model, org)
-    records = await asyncio.to_thread(side.model.records, org.id, Order, first, last)
-    if store is not None or members is not None:
-        records = [r for r in records if store in (None, r.value.store) and (members is None or r.value.customer in members)]
-    # records(first, last) already holds only the period's days
+    rows, gaps = await asyncio.to_thread(cached_lists.order_list, side.day_cache, side.model, org.id, first, last, what,
+                                         currency=currency, rates=side.rates, store=store, members=members, sort=sort,
+                                         limit=limit, tz=org.tz)
     rates = RecordingRates(side.rates)
-    paid = lists.paid_orders(records, currency, rates)
-    body: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency, "sort": sort,
-                               **_gaps(rates, currency)}
-    if what == "orders":
-        body["orders"] = lists.orders_list(paid, sort=sort, limit=limit, currency=currency, tz=org.tz)
-        body["by_source"] = lists.orders_by_source(paid, currency)
-    elif what == "products":
-        body["products"] = lists.products_list(paid, sort=sort, limit=limit, currency=currency)
-    else:
-        body["pairs"] = lists.pairs_list(paid, sort=sort, limit=limit)
-        body["orders_considered"] = len(paid)
-    return json_response(body)
+    rates.gaps |= gaps
+    return json_response({"org": org.id, "store": store, **_span(first, last), "currency": currency, "sort": sort,
+                          **_gaps(rates, currency), **rows})
 
 
 @org_route(by_records)
@@ -368,55 +357,45 @@ async def customers(request: Request, side: ReadSide, org: Org) -> Response:
     if sort not in lists.SORTS["customers"]:
         raise HTTPException(400, f"sort for customers must be one of {', '.join(lists.SORTS['customers'])}, got {sort!r}")
     limit = _limit(request, default=20)
-    fetch = side.model.records
     members = await segment_members(request, side.model, org)  # ?segment=: its members only
     rates = RecordingRates(side.rates)
     span: dict[str, object] = {"org": org.id, "store": store, **_span(first, last), "currency": currency,
                                "sort": sort, "filter": wanted}
     if wanted == "never_bought":  # a profile's day is the day it registered
-        lives = only(lists.lifetimes(await asyncio.to_thread(fetch, org.id, Customer, first, last),
-                                     currency=currency, rates=rates, tz=org.tz, store=None), members)
-        figures = lists.never_bought(lives, store)
-        rows = lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz)
-        return json_response({**span, **_gaps(rates, currency), "total": len(figures), "customers": rows})
-    profiles = await asyncio.to_thread(fetch, org.id, Customer)
-    lives = only(lists.lifetimes(profiles, currency=currency, rates=rates, tz=org.tz, store=store), members)
-    if first == "" and last == OPEN_END:  # all time: the profiles alone, no order is read
-        figures = lists.lifetime_customers(lives)
+        total, rows, gaps = await asyncio.to_thread(
+            cached_lists.never_bought, side.day_cache, side.model, org.id, first, last, currency=currency,
+            rates=side.rates, tz=org.tz, store=store, members=members, sort=sort, limit=limit)
+        rates.gaps |= gaps
+        return json_response({**span, **_gaps(rates, currency), "total": total, "customers": rows})
+    best = await asyncio.to_thread(cached_lists.best_customers, side.day_cache, side.model, org.id, first, last,
+                                   currency=currency, rates=side.rates, tz=org.tz, store=store, members=members,
+                                   sort=sort, limit=limit)
+    rates.gaps |= best.gaps
+    summary = best.summary
+    if first == "" and last == OPEN_END:
         # guests have no profile: the figures' paid orders minus the profiles'. Read after the
         # profiles, an order written in between shows as a guest until the next read.
         _, buckets = await asyncio.to_thread(side.model.snapshot, org.id, DAY)
         paid_orders = sum(b.paid_orders for b in buckets if store is None or b.store == store)
-        guests = 0 if members is not None else max(0, paid_orders - sum(c.orders for c in figures.values()))
-    else:  # a bounded period sums its own paid orders, selected by day
-        orders = await asyncio.to_thread(fetch, org.id, Order, first, last)
-        paid = [o for o in lists.paid_orders(orders, currency, rates) if (store is None or o.order.store == store)
-                and (members is None or o.order.customer in members)]
-        figures = lists.period_customers(paid)
-        guests = sum(1 for o in paid if o.order.customer is None)
-    first_ever = {k: c.first_paid for k, c in lives.items() if c.first_paid is not None}
-    return json_response({
-        **span, **_gaps(rates, currency), "total": len(figures),
-        "customers": lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=org.tz),
-        "summary": lists.customer_summary(figures, first_ever, guests, first, last, org.tz),
-    })
+        summary = {**summary, "guest_orders": 0 if members is not None else max(0, paid_orders - best.customer_orders)}
+    return json_response({**span, **_gaps(rates, currency), "total": best.total, "customers": best.rows, "summary": summary})
 
 
 @org_route(by_records)
 async def carts(request: Request, side: ReadSide, org: Org) -> Response:
     store, first, last, currency = query(request, side, org)
-    fetch = side.model.records
+    limit = _limit(request, default=20)
     members = await segment_members(request, side.model, org)  # ?segment=: its members' carts only
-    if members is not None:  # from the cart records: the days and open carts are not kept per person
-        mine = segment_figures.member_carts(await asyncio.to_thread(fetch, org.id, Cart), members, first, last, store)
-        days, live, products, listed = mine.days, mine.open_now, mine.products, mine.listed
-    else:
-        days, live, products, listed = await asyncio.gather(
-            asyncio.to_thread(fetch, org.id, CartDay, first, last), asyncio.to_thread(fetch, org.id, OpenCarts),
-            asyncio.to_thread(fetch, org.id, AbandonedProduct, first, last), asyncio.to_thread(fetch, org.id, Cart, first, last))
     rates = RecordingRates(side.rates)
-    body = shoppers.carts_summary(days, live, products, listed, currency=currency, rates=rates,
-                                  limit=_limit(request, default=20), store=store)
+    if members is not None:  # from the cart records: the days and open carts are not kept per person
+        fetch = side.model.records
+        mine = segment_figures.member_carts(await asyncio.to_thread(fetch, org.id, Cart), members, first, last, store)
+        body = shoppers.carts_summary(mine.days, mine.open_now, mine.products, mine.listed, currency=currency,
+                                      rates=rates, limit=limit, store=store)
+    else:
+        body, gaps = await asyncio.to_thread(cached_lists.carts, side.day_cache, side.model, org.id, first, last,
+                                             currency=currency, rates=side.rates, store=store, limit=limit)
+        rates.gaps |= gaps
     segment = {} if members is None else {"segment": request.query_params["segment"], "members": len(members)}
     return json_response({"org": org.id, "store": store, **_span(first, last), "currency": currency, **segment,
                           "abandon_after_minutes": org.abandon_after_minutes, **_gaps(rates, currency), **body})
@@ -451,11 +430,10 @@ async def quota(request: Request, side: ReadSide, org: Org) -> Response:
         at = lists.parse_at(request.query_params.get("at"), ms_of(side.now()))
     except lists.ListError as exc:
         raise HTTPException(400, str(exc)) from None
-    records = await asyncio.to_thread(side.model.records, org.id, Order)
-    times = [r.value.paid for r in records if r.value.paid is not None]
+    count = await asyncio.to_thread(cached_lists.quota_count, side.day_cache, side.model, org.id, at, org.tz)
     alerts = await asyncio.to_thread(side.model.records, org.id, QuotaAlert)
     raised = sorted((a.value for a in alerts), key=lambda v: (v.at, v.percent))
-    return json_response({"org": org.id, **lists.quota(times, at, org.plan_limit),
+    return json_response({"org": org.id, **lists.quota_json(count, at, org.plan_limit),
                           "alerts": [lists.alert_json(a) for a in raised]})
 
 

@@ -9,9 +9,10 @@ customer revenue (the figures' `refunds` and `net_revenue` carry them).
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -85,10 +86,16 @@ def orders_by_source(orders: list[Paid], currency: str) -> dict[str, dict[str, A
         acc = out.setdefault(o.order.source, [0, 0])
         acc[0] += 1
         acc[1] += o.amount
-    return {s: {"orders": n, "revenue": Money(a, currency).to_json()} for s, (n, a) in sorted(out.items())}
+    return by_source_json(out, currency)
 
 
-def products_list(orders: list[Paid], *, sort: str, limit: int, currency: str) -> list[dict[str, Any]]:
+def by_source_json(totals: dict[str, list[int]], currency: str) -> dict[str, dict[str, Any]]:
+    """Per source ([orders, revenue]), by source name."""
+    return {s: {"orders": n, "revenue": Money(a, currency).to_json()} for s, (n, a) in sorted(totals.items())}
+
+
+def product_totals(orders: list[Paid]) -> dict[str, list[Any]]:
+    """Per product, in the order first met: [name (the first one given), revenue, units, orders]."""
     acc: dict[str, list[Any]] = {}
     for o in orders:
         seen = set()
@@ -100,10 +107,18 @@ def products_list(orders: list[Paid], *, sort: str, limit: int, currency: str) -
             if product not in seen:
                 a[3] += 1
                 seen.add(product)
+    return acc
+
+
+def rank_products(acc: dict[str, list[Any]], *, sort: str, limit: int, currency: str) -> list[dict[str, Any]]:
     index = {"revenue": 1, "units": 2, "orders": 3}[sort]
-    ranked = sorted(acc.items(), key=lambda kv: (-kv[1][index], kv[0]))
+    ranked = heapq.nsmallest(limit, acc.items(), key=lambda kv: (-kv[1][index], kv[0]))
     return [{"product": p, "name": a[0], "revenue": Money(a[1], currency).to_json(), "units": a[2], "orders": a[3]}
-            for p, a in ranked[:limit]]
+            for p, a in ranked]
+
+
+def products_list(orders: list[Paid], *, sort: str, limit: int, currency: str) -> list[dict[str, Any]]:
+    return rank_products(product_totals(orders), sort=sort, limit=limit, currency=currency)
 
 
 @dataclass(slots=True)
@@ -151,7 +166,7 @@ def lifetimes(records: Iterable[Record[Customer]], *, currency: str, rates: Rate
 
 
 @dataclass(slots=True)
-class _Customer:
+class PeriodCustomer:
     """A customer's paid orders over a period, in the presentation currency."""
 
     revenue: int = 0
@@ -161,14 +176,14 @@ class _Customer:
     last: int | None = None
 
 
-def period_customers(orders: list[Paid]) -> dict[str, _Customer]:
+def period_customers(orders: list[Paid]) -> dict[str, PeriodCustomer]:
     """Per customer, the paid orders of the period (guests excluded: they have no history to rank)."""
-    acc: dict[str, _Customer] = {}
+    acc: dict[str, PeriodCustomer] = {}
     for o in orders:
         cust = o.order.customer
         if cust is None:
             continue
-        c = acc.setdefault(cust, _Customer(first=o.paid, last=o.paid))
+        c = acc.setdefault(cust, PeriodCustomer(first=o.paid, last=o.paid))
         c.revenue += o.amount
         c.orders += 1
         c.items += sum(q for _, _, q, _ in o.lines)
@@ -177,12 +192,12 @@ def period_customers(orders: list[Paid]) -> dict[str, _Customer]:
     return acc
 
 
-def lifetime_customers(lives: dict[str, Lifetime]) -> dict[str, _Customer]:
+def lifetime_customers(lives: dict[str, Lifetime]) -> dict[str, PeriodCustomer]:
     """The same figures over all time, straight from the profiles."""
-    return {k: _Customer(c.revenue, c.orders, c.items, c.first_paid, c.last_paid) for k, c in lives.items() if c.orders}
+    return {k: PeriodCustomer(c.revenue, c.orders, c.items, c.first_paid, c.last_paid) for k, c in lives.items() if c.orders}
 
 
-def customers_list(figures: dict[str, _Customer], lives: dict[str, Lifetime], *, sort: str, limit: int,
+def customers_list(figures: dict[str, PeriodCustomer], lives: dict[str, Lifetime], *, sort: str, limit: int,
                    currency: str, tz: ZoneInfo) -> list[dict[str, Any]]:
     """Ranked rows: the period's figures, the profile (registration, contact, activity) and its lifetime money."""
     if sort == "registered":  # newest registration first; customers without a profile last
@@ -193,7 +208,7 @@ def customers_list(figures: dict[str, _Customer], lives: dict[str, Lifetime], *,
         def key(k: str) -> tuple[Any, ...]:
             return (-getattr(figures[k], sort), k)
     rows = []
-    for k in sorted(figures, key=key)[:limit]:
+    for k in heapq.nsmallest(limit, figures, key=key):  # keys are unique (they end with the customer): as sorted()[:limit]
         c, life = figures[k], lives.get(k)
         rows.append({
             "customer": k, "revenue": Money(c.revenue, currency).to_json(), "orders": c.orders, "items": c.items,
@@ -209,12 +224,12 @@ def customers_list(figures: dict[str, _Customer], lives: dict[str, Lifetime], *,
     return rows
 
 
-def never_bought(lives: dict[str, Lifetime], store: str | None) -> dict[str, _Customer]:
+def never_bought(lives: dict[str, Lifetime], store: str | None) -> dict[str, PeriodCustomer]:
     """Customers (first seen at `store`, if given) with no paid order in the organisation: all zero."""
-    return {k: _Customer() for k, c in lives.items() if not c.orders and (store is None or c.store == store)}
+    return {k: PeriodCustomer() for k, c in lives.items() if not c.orders and (store is None or c.store == store)}
 
 
-def customer_summary(figures: dict[str, _Customer], first_ever: dict[str, int], guest_orders: int, first: str,
+def customer_summary(figures: dict[str, PeriodCustomer], first_ever: dict[str, int], guest_orders: int, first: str,
                      last: str, tz: ZoneInfo) -> dict[str, Any]:
     """Repeat purchase and new vs returning among the customers who paid in the range.
 
@@ -242,27 +257,52 @@ def _day(ms: int, tz: ZoneInfo) -> str:
     return utc_from_ms(ms).astimezone(tz).date().isoformat()
 
 
-def pairs_list(orders: list[Paid], *, sort: str, limit: int) -> list[dict[str, Any]]:
-    """Products bought together: orders with both, support = that / all orders, lift = P(a,b) / (P(a) P(b))."""
-    n = len(orders)
-    baskets = [frozenset(p for p, _, _, _ in o.lines) for o in orders]
-    freq: Counter[str] = Counter(p for b in baskets for p in b)
+@dataclass(slots=True)
+class Baskets:
+    """What products bought together are counted from: orders, orders with each product (in the order
+    first met), and orders with each pair (a, b), a < b, of all products."""
+
+    orders: int = 0
+    freq: Counter[str] = field(default_factory=Counter)
+    together: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+def baskets(orders: list[Paid]) -> Baskets:
+    out = Baskets(len(orders))
+    for o in orders:
+        basket = frozenset(p for p, _, _, _ in o.lines)
+        out.freq.update(basket)
+        out.together.update(combinations(sorted(basket), 2))
+    return out
+
+
+def rank_pairs(b: Baskets, *, sort: str, limit: int) -> list[dict[str, Any]]:
+    """Products bought together, among the PAIR_PRODUCTS most-ordered products: orders with both,
+    support = that / all orders, lift = P(a,b) / (P(a) P(b))."""
+    n, freq = b.orders, b.freq
     top = {p for p, _ in freq.most_common(PAIR_PRODUCTS)}
-    together: Counter[tuple[str, str]] = Counter()
-    for basket in baskets:
-        together.update(combinations(sorted(basket & top), 2))
-    rows = []
-    for (a, b), k in together.items():
-        lift = (k * n) / (freq[a] * freq[b])
-        rows.append({"a": a, "b": b, "orders": k, "support": round(k / n, 6), "lift": round(lift, 6)})
-    key = (lambda r: (-r["orders"], r["a"], r["b"])) if sort == "orders" else (lambda r: (-r["lift"], -r["orders"], r["a"], r["b"]))
-    return sorted(rows, key=key)[:limit]
+    mine = [(pair, k) for pair, k in b.together.items() if pair[0] in top and pair[1] in top]
+    if sort == "orders":
+        ranked = heapq.nsmallest(limit, mine, key=lambda pk: (-pk[1], pk[0]))
+    else:  # by lift as shown (rounded), then orders, then the pair
+        ranked = heapq.nsmallest(limit, mine, key=lambda pk: (-round(pk[1] * n / (freq[pk[0][0]] * freq[pk[0][1]]), 6),
+                                                              -pk[1], pk[0]))
+    return [{"a": a, "b": c, "orders": k, "support": round(k / n, 6), "lift": round((k * n) / (freq[a] * freq[c]), 6)}
+            for (a, c), k in ranked]
+
+
+def pairs_list(orders: list[Paid], *, sort: str, limit: int) -> list[dict[str, Any]]:
+    return rank_pairs(baskets(orders), sort=sort, limit=limit)
 
 
 def quota(paid_times: Iterable[int], at_ms: int, limit: int | None) -> dict[str, Any]:
     """Distinct paid orders with a paid time in (at - 30 days, at], against the plan limit."""
+    return quota_json(quota_count(paid_times, at_ms), at_ms, limit)
+
+
+def quota_json(count: int, at_ms: int, limit: int | None) -> dict[str, Any]:
+    """`count` paid orders in the quota's window ending at `at_ms`, against the plan limit."""
     since = at_ms - QUOTA_WINDOW_MS
-    count = quota_count(paid_times, at_ms)
     used = round(count / limit, 6) if limit else None
     return {"paid_orders_30d": count, "plan_limit": limit, "used": used,
             "crossed": [p for p in (80, 100) if limit and count * 100 >= limit * p],

@@ -25,7 +25,10 @@ def _by_status(v: CartDay) -> tuple[tuple[int, int], ...]:
 
 def carts_summary(days: Iterable[Record[CartDay]], open_now: Iterable[Record[OpenCarts]],
                   products: Iterable[Record[AbandonedProduct]], carts: Iterable[Record[Cart]],
-                  *, currency: str, rates: Rates | None, limit: int, store: str | None) -> dict[str, Any]:
+                  *, currency: str, rates: Rates | None, limit: int, store: str | None,
+                  best: Iterable[Record[Cart]] | None = None) -> dict[str, Any]:
+    """`carts`: the period's carts, or (the read side's day parts, ws_gateway/list_parts.py) the `limit`
+    latest of them with `best` the `limit` best open ones, as this would pick them."""
     counts = [0] * len(CART_COUNTS)
     values = [0] * len(CART_COUNTS)
     for r in days:
@@ -47,8 +50,9 @@ def carts_summary(days: Iterable[Record[CartDay]], open_now: Iterable[Record[Ope
     mine = [r for r in carts if store is None or r.value.store == store]
     listed = [r.value for r in sorted(mine, key=lambda r: (r.value.last, r.key), reverse=True)[:limit]]
     # The best carts: the period's open carts by value (each at its first day's rate), largest first.
-    best = [r.value for r in sorted((r for r in mine if r.value.status == "open"),
-                                    key=lambda r: (-convert(rates, r.value.value, r.value.currency, currency, r.day), r.key))[:limit]]
+    if best is None:
+        best = sorted((r for r in mine if r.value.status == "open"),
+                      key=lambda r: (-convert(rates, r.value.value, r.value.currency, currency, r.day), r.key))[:limit]
     total = dict(zip(CART_COUNTS, counts))
     return {
         **total,
@@ -59,7 +63,7 @@ def carts_summary(days: Iterable[Record[CartDay]], open_now: Iterable[Record[Ope
         "most_abandoned_products": [{"product": p, "carts": n}
                                     for p, n in sorted(abandoned_products.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]],
         "latest_carts": [_cart_json(c) for c in listed],
-        "best_carts": [_cart_json(c) for c in best],
+        "best_carts": [_cart_json(r.value) for r in best],
     }
 
 

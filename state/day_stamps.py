@@ -1,0 +1,20 @@
+"""What a read model may offer beside `ReadModel`: a stamp per day of a record kind, which changes
+whenever a write changes that day's records. The read side keeps what it computed from one day's
+records while that day's stamp stands (ws_gateway/day_cache.py), so a 90-day list recomputes the
+days that changed (today, mostly), not 90 days of orders. The SQLite read model keeps one (a count
+of the writes that touched the day); a model without (Redis, a share link's scoped view) is read
+whole each time."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from core.figures import OPEN_END
+from core.records import Value
+
+
+@runtime_checkable
+class DayStamped(Protocol):
+    def day_stamps(self, org: str, kind: type[Value], first: str = "", last: str = OPEN_END) -> dict[str, int]:
+        """Per day in [first, last] that holds records of the kind, its stamp: equal stamps, equal records."""
+        ...

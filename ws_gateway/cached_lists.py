@@ -1,0 +1,198 @@
+"""The read API's lists through the day cache (ws_gateway/day_cache.py): which records each reads, in
+which parts, under which variant. Runs in a worker thread (it reads the model).
+
+What a segment filter (?segment=) narrows is computed whole each time: membership changes apart from
+the days' records, so a day's stamp does not say when such a part is stale.
+"""
+
+from __future__ import annotations
+
+import functools
+from bisect import bisect_right
+from dataclasses import dataclass
+from datetime import timedelta
+from itertools import chain
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from core.changes import Record
+from core.clock import utc_from_ms
+from core.figures import OPEN_END, QUOTA_WINDOW_MS, Gap
+from core.rates import Rates, RecordingRates
+from core.records import AbandonedProduct, Cart, CartDay, Customer, OpenCarts, Order
+from state.readmodel import ReadModel
+from ws_gateway import list_parts, lists, shoppers
+from ws_gateway.day_cache import DayCache
+
+
+def order_parts(cache: DayCache, model: ReadModel, org: str, first: str, last: str, *, currency: str,
+                rates: Rates | None, store: str | None, members: frozenset[str] | None) -> list[list_parts.OrdersPart]:
+    """The period's paid orders (of `store`, of `members`), a part a day."""
+    if members is not None:
+        return [list_parts.orders_part(model.records(org, Order, first, last), currency=currency, rates=rates,
+                                       store=store, members=members)]
+    compute = functools.partial(list_parts.orders_part, currency=currency, rates=rates, store=store)
+    return cache.parts(model, org, Order, first, last, ("orders", currency, store), compute)
+
+
+def order_list(cache: DayCache, model: ReadModel, org: str, first: str, last: str, what: str, *, currency: str,
+               rates: Rates | None, store: str | None, members: frozenset[str] | None, sort: str, limit: int,
+               tz: ZoneInfo) -> tuple[dict[str, Any], frozenset[Gap]]:
+    """The rows of /orders (with by_source), /products or /pairs (with orders_considered), and the
+    amounts left out for want of a rate. Kept whole until a day of the period changes: merging 90
+    days of pair counts is itself ~100,000 pairs' work."""
+    stamps = None if members is not None else cache.stamps(model, org, Order, first, last)
+    key = None if stamps is None else ("list", org, first, last, what, currency, store, sort, limit, str(tz), stamps)
+
+    def compute() -> tuple[dict[str, Any], frozenset[Gap]]:
+        parts = order_parts(cache, model, org, first, last, currency=currency, rates=rates, store=store, members=members)
+        if what == "orders":
+            ranked = list_parts.merge_orders(parts, sort=sort, limit=limit)
+            rows: dict[str, Any] = {
+                "orders": lists.orders_list(ranked, sort=sort, limit=limit, currency=currency, tz=tz),
+                "by_source": lists.by_source_json(list_parts.merge_by_source(parts), currency)}
+        elif what == "products":
+            rows = {"products": lists.rank_products(list_parts.merge_products(parts), sort=sort, limit=limit,
+                                                    currency=currency)}
+        else:
+            rows = {"pairs": lists.rank_pairs(list_parts.merge_baskets(parts), sort=sort, limit=limit),
+                    "orders_considered": sum(p.count for p in parts)}
+        return rows, frozenset(list_parts.gaps(parts))
+
+    return cache.answer(key, compute)
+
+
+def latest_carts(cache: DayCache, model: ReadModel, org: str, first: str, last: str, *, store: str | None,
+                 limit: int) -> list[Record[Cart]]:
+    """The `limit` carts of the period (first active in it) with the latest activity, latest first."""
+    compute = functools.partial(list_parts.carts_part, store=store)
+    return list_parts.merge_carts(cache.parts(model, org, Cart, first, last, ("carts", store), compute), limit)
+
+
+def abandoned_products(cache: DayCache, model: ReadModel, org: str, first: str, last: str) -> list[Record[AbandonedProduct]]:
+    """The period's abandoned-product records (a few hundred a day), kept decoded."""
+    return list(chain.from_iterable(cache.parts(model, org, AbandonedProduct, first, last, "records", list)))
+
+
+def carts(cache: DayCache, model: ReadModel, org: str, first: str, last: str, *, currency: str, rates: Rates | None,
+          store: str | None, limit: int) -> tuple[dict[str, Any], frozenset[Gap]]:
+    """shoppers.carts_summary of the period, and the amounts left out for want of a rate; kept whole
+    until a day of its carts, cart days or abandoned products, or the open carts, change."""
+    stamps = [cache.stamps(model, org, k, first, last) for k in (CartDay, AbandonedProduct, Cart)]
+    stamps.append(cache.stamps(model, org, OpenCarts, "", OPEN_END))
+    key = None if None in stamps else ("carts", org, first, last, currency, store, limit, *stamps)
+
+    def compute() -> tuple[dict[str, Any], frozenset[Gap]]:
+        recording = RecordingRates(rates)
+        compute_best = functools.partial(list_parts.best_carts_part, store=store, currency=currency, rates=rates)
+        best = cache.parts(model, org, Cart, first, last, ("best carts", store, currency), compute_best)
+        recording.gaps |= list_parts.gaps(best)
+        body = shoppers.carts_summary(model.records(org, CartDay, first, last), model.records(org, OpenCarts),
+                                      abandoned_products(cache, model, org, first, last),
+                                      latest_carts(cache, model, org, first, last, store=store, limit=limit),
+                                      currency=currency, rates=recording, limit=limit, store=store,
+                                      best=list_parts.merge_best_carts(best, limit))
+        return body, frozenset(recording.gaps)
+
+    return cache.answer(key, compute)
+
+
+def quota_count(cache: DayCache, model: ReadModel, org: str, at_ms: int, tz: ZoneInfo) -> int:
+    """core.figures.quota_count of every order: paid times in (at - 30 days, at]. An order's day is the
+    local day it was paid, so the window's days (and one either side, for safety at midnight) hold
+    every such order; each day's times are kept sorted and counted by bisection."""
+    since = at_ms - QUOTA_WINDOW_MS
+    lo = (utc_from_ms(since).astimezone(tz).date() - timedelta(days=1)).isoformat()
+    hi = (utc_from_ms(at_ms).astimezone(tz).date() + timedelta(days=1)).isoformat()
+    days = cache.parts(model, org, Order, lo, hi, "paid", list_parts.paid_times)
+    return sum(bisect_right(times, at_ms) - bisect_right(times, since) for times in days)
+
+
+@dataclass(frozen=True, slots=True)
+class LivesPart:
+    lives: dict[str, lists.Lifetime]
+    gaps: frozenset[Gap]
+
+
+def _lives_part(records: list[Record[Customer]], *, currency: str, rates: Rates | None, tz: ZoneInfo,
+                store: str | None) -> LivesPart:
+    recording = RecordingRates(rates)
+    return LivesPart(lists.lifetimes(records, currency=currency, rates=recording, tz=tz, store=store),
+                     frozenset(recording.gaps))
+
+
+@dataclass(frozen=True, slots=True)
+class BestCustomers:
+    """The customers who paid in a period (all time: every profile with a paid order), ranked."""
+
+    total: int
+    rows: list[dict[str, Any]]  # lists.customers_list
+    summary: dict[str, Any]  # lists.customer_summary; all time: without guest orders (the caller's, from the figures)
+    customer_orders: int  # the paid orders of those customers
+    gaps: frozenset[Gap]
+
+
+def best_customers(cache: DayCache, model: ReadModel, org: str, first: str, last: str, *, currency: str,
+                   rates: Rates | None, tz: ZoneInfo, store: str | None, members: frozenset[str] | None, sort: str,
+                   limit: int) -> BestCustomers:
+    """Kept until a profile or (a bounded period) one of its orders changes: ranking and summing the
+    customers of 90 days of 1M orders is ~650,000 customers' work, too much for each request."""
+    whole = first == "" and last == OPEN_END
+    key = None
+    if members is None:
+        orders = None if whole else cache.stamps(model, org, Order, first, last)
+        profiles = cache.stamps(model, org, Customer, "", OPEN_END)
+        if profiles is not None and (whole or orders is not None):
+            key = ("customers", org, first, last, currency, store, str(tz), sort, limit, orders, profiles)
+
+    def compute() -> BestCustomers:
+        recording = RecordingRates(rates)
+        lives = lifetimes(cache, model, org, "", OPEN_END, currency=currency, rates=recording, tz=tz, store=store)
+        if members is not None:
+            lives = {k: v for k, v in lives.items() if k in members}
+        guests = 0
+        if whole:  # all time: the profiles alone, no order is read
+            figures = lists.lifetime_customers(lives)
+        else:  # a bounded period sums its own paid orders, selected by day
+            parts = order_parts(cache, model, org, first, last, currency=currency, rates=rates, store=store, members=members)
+            recording.gaps |= list_parts.gaps(parts)
+            figures = list_parts.merge_customers(parts)
+            guests = sum(p.guests for p in parts)
+        first_ever = {k: life.first_paid for k in figures if (life := lives.get(k)) is not None and life.first_paid is not None}
+        return BestCustomers(len(figures), lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=tz),
+                             lists.customer_summary(figures, first_ever, guests, first, last, tz),
+                             sum(c.orders for c in figures.values()), frozenset(recording.gaps))
+
+    return cache.answer(key, compute)
+
+
+def never_bought(cache: DayCache, model: ReadModel, org: str, first: str, last: str, *, currency: str,
+                 rates: Rates | None, tz: ZoneInfo, store: str | None, members: frozenset[str] | None, sort: str,
+                 limit: int) -> tuple[int, list[dict[str, Any]], frozenset[Gap]]:
+    """How many customers registered in [first, last] (first seen at `store`) never paid an order, the
+    first `limit` of them, and the amounts left out for want of a rate; kept until a profile of the
+    period changes."""
+    stamps = None if members is not None else cache.stamps(model, org, Customer, first, last)
+    key = None if stamps is None else ("never_bought", org, first, last, currency, store, str(tz), sort, limit, stamps)
+
+    def compute() -> tuple[int, list[dict[str, Any]], frozenset[Gap]]:
+        recording = RecordingRates(rates)
+        lives = lifetimes(cache, model, org, first, last, currency=currency, rates=recording, tz=tz, store=None)
+        if members is not None:
+            lives = {k: v for k, v in lives.items() if k in members}
+        figures = lists.never_bought(lives, store)
+        rows = lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=tz)
+        return len(figures), rows, frozenset(recording.gaps)
+
+    return cache.answer(key, compute)
+
+
+def lifetimes(cache: DayCache, model: ReadModel, org: str, first: str, last: str, *, currency: str,
+              rates: RecordingRates, tz: ZoneInfo, store: str | None) -> dict[str, lists.Lifetime]:
+    """lists.lifetimes of the profiles registered in [first, last]; what lacked a rate goes into `rates`."""
+    compute = functools.partial(_lives_part, currency=currency, rates=rates.inner, tz=tz, store=store)
+    out: dict[str, lists.Lifetime] = {}
+    for part in cache.parts(model, org, Customer, first, last, ("lives", currency, store, str(tz)), compute):
+        out.update(part.lives)
+        rates.gaps |= part.gaps
+    return out

@@ -1,0 +1,86 @@
+"""What the read API computed from one day's records, kept while that day's records stay as they were.
+
+A list over a period (the orders, products, pairs and carts of 90 days: 1M orders at the scale of
+bench/read_api.py) is a merge of per-day parts. The read model stamps each (organisation, kind, day)
+with a number that changes whenever a write changes that day's records (state/day_stamps.py); a part
+is recomputed only when its day's stamp moved, so a live shop recomputes today and reuses the 89 days
+before it. The stamps are read before the records: a write landing in between leaves a part computed
+from newer records under an older stamp, which only makes the next request recompute it.
+
+A read model without stamps (Redis, a share link's scoped view) gets one part for the whole period,
+computed each time, so the answer is the same whichever model serves it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+from core.changes import Record
+from core.records import Value
+from state.day_stamps import DayStamped
+from state.readmodel import ReadModel
+
+V = TypeVar("V", bound=Value)
+T = TypeVar("T")
+
+# What is kept, least recently used dropped beyond it, weighed by the records a part was computed
+# from (an answer weighs 1): at bench/read_api.py's scale a part holds ~500 bytes a record, so the
+# 2.56M records of one currency's orders, profiles and carts take ~1.2 GB, and this bounds all to ~2 GB.
+DAY_RECORDS = 4_000_000
+
+
+class DayCache:
+    def __init__(self, most: int = DAY_RECORDS) -> None:
+        self.most = most
+        self._parts: OrderedDict[tuple[Hashable, ...], tuple[int, Any, int]] = OrderedDict()  # (stamp, part, weight)
+        self._weight = 0
+        self._lock = threading.Lock()  # requests compute in worker threads
+
+    def parts(self, model: ReadModel, org: str, kind: type[V], first: str, last: str, variant: Hashable,
+              compute: Callable[[list[Record[V]]], T]) -> list[T]:
+        """`compute` of each day's records of `kind` in [first, last], in day order (one part for the
+        whole period when the model has no stamps). `variant` names what else `compute` depends on
+        (currency, store, ...): parts of different variants are kept apart."""
+        if not isinstance(model, DayStamped):
+            return [compute(model.records(org, kind, first, last))]
+        out = []
+        for day, stamp in sorted(model.day_stamps(org, kind, first, last).items()):
+            key = (org, kind.KIND, variant, day)
+            with self._lock:
+                kept = self._parts.get(key)
+            if kept is None or kept[0] != stamp:
+                records = model.records(org, kind, day, day)
+                kept = (stamp, compute(records), 1 + len(records))
+            self._keep(key, kept)
+            out.append(kept[1])
+        return out
+
+    def _keep(self, key: tuple[Hashable, ...], kept: tuple[int, Any, int]) -> None:
+        with self._lock:
+            old = self._parts.pop(key, None)
+            self._weight += kept[2] - (old[2] if old is not None else 0)
+            self._parts[key] = kept
+            while self._weight > self.most and len(self._parts) > 1:
+                self._weight -= self._parts.popitem(last=False)[1][2]
+
+    @staticmethod
+    def stamps(model: ReadModel, org: str, kind: type[V], first: str, last: str) -> tuple[tuple[str, int], ...] | None:
+        """The stamps of the kind's days in [first, last] (None: the model has none), for `answer`'s key."""
+        if not isinstance(model, DayStamped):
+            return None
+        return tuple(sorted(model.day_stamps(org, kind, first, last).items()))
+
+    def answer(self, key: tuple[Hashable, ...] | None, compute: Callable[[], T]) -> T:
+        """`compute()`, kept under `key` (which holds the stamps of every day it read; None: never kept).
+        For what no merge of day parts gives cheaply (customers' totals over a period)."""
+        if key is None:
+            return compute()
+        with self._lock:
+            kept = self._parts.get(("answer", *key))
+        if kept is None:
+            kept = (0, compute(), 1)
+        self._keep(("answer", *key), kept)
+        return kept[1]
