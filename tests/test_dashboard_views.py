@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 import io
 import json
+import math
 import os
 import re
 import time
@@ -482,7 +483,14 @@ def test_today_draws_revenue_and_orders_hour_by_hour(sp: Storepulse, context: Br
         chart = _chart(page, name)
         assert chart["xs"] == xs, name
         assert chart["ys"] == [[p["value"] for p in points]], name
-        assert chart["min"] == xs[0] and chart["max"] == xs[-1], name  # a finite x scale: the line is drawn
+        assert math.isfinite(chart["min"]) and math.isfinite(chart["max"]) and chart["max"] > chart["min"], name  # drawn
+    # The hours are the organisation's (the server's labels), in the page's locale: 24-hour in German.
+    de, de_errors = _open(context, sp, query="?lang=de")
+    de.select_option("#period", "today")
+    de.wait_for_function("""(n) => { const c = document.querySelector('[data-chart="revenue"]')._chart;
+                                     return c && c.plot.data[0].length === n; }""", arg=len(xs))
+    shown = de.evaluate("""(xs) => xs.map((x) => document.querySelector('[data-chart="revenue"]')._chart.text(x))""", xs)
+    assert shown == [f"{dt.datetime.fromisoformat(p['t']).hour:02d}:00" for p in rev] and de_errors == []
     # Orders against carts: one span (the day), as bars rather than a line of one point.
     carts = sp.get("/api/v1/orgs/acme/carts", period="today", limit=1).json()
     day = page.locator('[data-chart="orders-carts-day"]')

@@ -9,6 +9,13 @@ function dayLabel(ts) {
   return new Intl.DateTimeFormat(getLocale(), { day: "numeric", month: "short", timeZone: "UTC" }).format(ts * 1000);
 }
 
+// An hour as the server labels it ("2026-03-04T13:00:00+01:00": its start in the organisation's zone) as
+// that wall-clock hour in the page's locale ("13:00", "1:00 PM"): the organisation's day, not the browser's.
+export function hourLabel(label) {
+  return new Intl.DateTimeFormat(getLocale(), { timeStyle: "short", timeZone: "UTC" })
+    .format(Date.parse(`${label.slice(0, 19)}Z`));
+}
+
 const COLORS = ["#2f6fde", "#d9480f", "#2b8a3e", "#862e9c", "#c92a2a", "#5c940d"];
 
 // A /series label as Unix seconds: "2026-03-04" (a local day: its UTC midnight, which the day axis
@@ -19,12 +26,17 @@ export function timeOf(label) {
 }
 
 // Draws (or redraws) a chart in `container`: xs (Unix seconds), series [{label, values}], `format` of a y value.
-export function drawChart(container, { xs, series, format, bars = false, days = true, xLabel = "" }) {
+// `labels`: the server's hour labels of xs (hours: an ordinal axis labelled with the organisation's hours).
+export function drawChart(container, { xs, series, format, bars = false, days = true, xLabel = "", labels = null }) {
   const width = Math.max(container.clientWidth, 280);
   const data = [xs, ...series.map((s) => s.values)];
   const shape = series.map((s) => s.label).join("|") + (bars ? "|bars" : "");
   const held = container._chart;
-  if (held && held.shape === shape && held.days === days) {
+  const hours = !days && labels ? new Map(xs.map((x, i) => [x, hourLabel(labels[i])])) : null;
+  const xText = (v) => (days ? dayLabel(v) : hours ? hours.get(v) || "" : new Date(v * 1000).toLocaleString(getLocale()));
+  if (held && held.shape === shape && held.days === days && !hours === !held.hours) {
+    held.hours = hours;
+    held.text = xText; // the axis and legend read it: labels follow the new points
     held.plot.setData(data);
     if (held.plot.width !== width) held.plot.setSize({ width, height: 220 });
     return;
@@ -33,13 +45,13 @@ export function drawChart(container, { xs, series, format, bars = false, days = 
   container.replaceChildren();
   const opts = {
     width, height: 220,
-    // Days sit on their own ticks (an ordinal axis), labelled as dates in the page's locale; hours
-    // are a time axis in the browser's zone.
+    // Days and hours sit on their own ticks (an ordinal axis), labelled as dates or as the
+    // organisation's hours in the page's locale.
     // Amounts and counts start at zero, so a bar's height is its value.
-    scales: { x: days ? { time: false, distr: 2, range: bars ? (u, min, max) => [min - 0.5, max + 0.5] : undefined } : { time: true }, y: { range: (u, min, max) => [Math.min(0, min), max > 0 ? max * 1.08 : 1] } },
-    axes: [days ? { values: (u, vals) => vals.map(dayLabel) } : {},
+    scales: { x: days || hours ? { time: false, distr: 2, range: bars ? (u, min, max) => [min - 0.5, max + 0.5] : undefined } : { time: true }, y: { range: (u, min, max) => [Math.min(0, min), max > 0 ? max * 1.08 : 1] } },
+    axes: [days || hours ? { values: (u, vals) => vals.map((v) => (Number.isFinite(v) ? (container._chart?.text || xText)(v) : "")) } : {},
       { values: (u, vals) => vals.map(format), size: 80 }],
-    series: [{ label: xLabel, value: (u, v) => (v === null || v === undefined ? "–" : days ? dayLabel(v) : new Date(v * 1000).toLocaleString(getLocale())) }, ...series.map((s, i) => ({
+    series: [{ label: xLabel, value: (u, v) => (v === null || v === undefined ? "–" : (container._chart?.text || xText)(v)) }, ...series.map((s, i) => ({
       label: s.label, points: { show: xs.length < 40 }, stroke: COLORS[i % COLORS.length], width: 2,
       fill: bars ? `${COLORS[i % COLORS.length]}55` : undefined,
       paths: bars ? uPlot.paths.bars({ size: [0.6, 40] }) : undefined,
@@ -53,7 +65,7 @@ export function drawChart(container, { xs, series, format, bars = false, days = 
     if (plot.width !== w) plot.setSize({ width: w, height: 220 });
   });
   resize.observe(container);
-  container._chart = { plot, shape, days, resize };
+  container._chart = { plot, shape, days, resize, hours, text: xText };
 }
 
 // One span (a one-day period): a line of one point draws nothing, so each series is a bar of its value
