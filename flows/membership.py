@@ -201,6 +201,12 @@ class Membership:
     def table(self) -> str:
         return f"{self.SUBJECT.value}_segment_states"
 
+    def table_names(self) -> tuple[str, ...]:
+        return (self.table,)
+
+    def held_entries(self) -> int:
+        return len(self.customers)
+
     def tables(self) -> dict[str, dict[str, _Customer]]:
         return {self.table: self.customers}
 

@@ -81,8 +81,8 @@ from flows.membership import TIME, Membership, segment_step
 from flows.product_segments import ProductMembership
 from flows.profiles import TABLES as PROFILE_TABLES
 from flows.revenue import DEFAULT_HORIZON_MS, RevenueLedger
-from flows.revenue import TABLES as LEDGER_TABLES
 from flows.shoppers import Shoppers
+from flows.tabled import TabledBook
 from notifier.actions import Action
 
 ALLOWED_LATENESS_MS = 5 * 60 * 1000  # the default of the organisation setting `allowed_lateness`
@@ -327,27 +327,26 @@ class Organisation:
         small.products = self.products.without_tables()
         return small
 
+    def _tabled(self) -> tuple[TabledBook, ...]:
+        """The books with large tables (flows/tabled.py)."""
+        return self.ledger, self.shoppers.profiles, self.segments, self.products
+
     def tables(self) -> dict[str, dict[Any, Any]]:
         """Every large table by its name in the snapshot files."""
-        return {**self.ledger.tables(), **self.shoppers.profiles.tables(), **self.segments.tables(),
-                **self.products.tables()}
+        return {name: table for book in self._tabled() for name, table in book.tables().items()}
 
     def held_entries(self) -> int:
         """How many entries the large tables hold (without building the profiles' tables)."""
-        return (sum(len(t) for t in self.ledger.tables().values()) + self.shoppers.profiles.held_entries()
-                + len(self.segments.customers) + len(self.products.customers))
+        return sum(book.held_entries() for book in self._tabled())
 
     def take_changes(self) -> dict[str, dict[Any, Any]]:
         """The entries of the large tables changed since the last call."""
-        return {**self.ledger.take_changes(), **self.shoppers.profiles.take_changes(), **self.segments.take_changes(),
-                **self.products.take_changes()}
+        return {name: changed for book in self._tabled() for name, changed in book.take_changes().items()}
 
     def with_tables(self, tables: dict[str, dict[Any, Any]]) -> Organisation:
         """Puts restored tables back (after `without_tables`)."""
-        self.ledger.with_tables({t: tables.get(t, {}) for t in LEDGER_TABLES})
-        self.shoppers.profiles.with_tables({t: tables.get(t, {}) for t in PROFILE_TABLES})
-        for book in (self.segments, self.products):
-            book.with_tables({t: v for t, v in tables.items() if t == book.table})
+        for book in self._tabled():
+            book.with_tables({name: tables[name] for name in book.table_names() if name in tables})
         return self
 
     def keeps(self, table: str, key: object, value: object) -> bool:

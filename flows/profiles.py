@@ -280,6 +280,9 @@ class ProfileBook:
         return {PROFILES: {slot: (key, self.blobs[slot]) for slot, key in enumerate(self.keys)},
                 FINAL_ORDERS: dict(self.orders.items()), REFUND_TOTALS: dict(self.refunds.items())}
 
+    def table_names(self) -> tuple[str, ...]:
+        return TABLES
+
     def held_entries(self) -> int:
         return len(self.keys) + self.orders.count + self.refunds.count
 

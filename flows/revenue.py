@@ -235,6 +235,12 @@ class RevenueLedger:
         return {"orders": len(self.orders), "refunds": len(self.refunds), "buckets": len(self.buckets),
                 "quota_times": len(self.quota.times) if self.quota else 0}
 
+    def table_names(self) -> tuple[str, ...]:
+        return TABLES
+
+    def held_entries(self) -> int:
+        return len(self.orders) + len(self.refunds) + len(self.buckets)
+
     def tables(self) -> dict[str, dict[Any, Any]]:
         """The large tables, as they are (not copies)."""
         return {"orders": self.orders, "refunds": self.refunds, "buckets": self.buckets}
