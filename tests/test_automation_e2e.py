@@ -226,25 +226,25 @@ def test_an_automation_defined_and_deleted_through_the_api(storepulse: Storepuls
 
 
 def test_a_daily_digest_is_sent_with_yesterday_s_figures(tmp_path: Path, receiver: Receiver, smtp: SmtpServer) -> None:
-    """A schedule with `digest = "day"` at 00:00: once the watermark passes today's midnight, one webhook
-    with yesterday's figures (notifier/digests.py fills them from the read model) and an e-mail in German."""
+    """A daily digest schedule: once the watermark passes its time, one webhook with the day before's
+    figures (notifier/digests.py fills them from the read model) and an e-mail in German. Its time is the
+    latest whole hour at least 10 minutes ago, so whatever the hour the test runs at, the watermark
+    (the wall clock minus 5 s) has passed it and the firing is under a day old: nothing to wait for."""
     import datetime as dt
     from zoneinfo import ZoneInfo
 
-    from tests.helpers import today_clear_of_midnight
-
     tz = ZoneInfo("Europe/Berlin")
-    today = today_clear_of_midnight("Europe/Berlin", seconds=600)  # the firing at 00:00 stays < 24 h old
-    yesterday = today - dt.timedelta(days=1)
+    firing = (dt.datetime.now(tz) - dt.timedelta(minutes=10)).replace(minute=0, second=0, microsecond=0)
+    yesterday = firing.date() - dt.timedelta(days=1)  # the day before the firing's: what the digest covers
     noon = int(dt.datetime.combine(yesterday, dt.time(12), tz).timestamp() * 1000)
-    digest = config(receiver.url, smtp.port) + """
+    digest = config(receiver.url, smtp.port) + f"""
 [orgs.acme.channels.owner]
 kind = "email"
 to = ["owner@acme.example"]
 
 [orgs.acme.automations.morning]
 trigger = "schedule"
-schedule = { at = "00:00" }
+schedule = {{ at = "{firing:%H:%M}" }}
 digest = "day"
 locale = "de"
 send = ["crm", "owner"]
@@ -258,7 +258,7 @@ send = ["crm", "owner"]
         r = sp.post_events({"events": [paid(1, noon, "20.00"), paid(2, noon + MIN, "20.00"), paid(3, noon + 2 * MIN, "20.00")]})
         assert r.status_code == 200, r.text
         now = int(time.time() * 1000)
-        assert sp.post_events({"events": [paid(4, now, "9.99")]}).status_code == 200  # today: W passes 00:00
+        assert sp.post_events({"events": [paid(4, now, "9.99")]}).status_code == 200  # W passes the firing
         wait_for(lambda: receiver.delivered_ids() and smtp.mailbox.mails, 60, "the digest")
         [body] = receiver.json_bodies()
         figures = body["data"]
