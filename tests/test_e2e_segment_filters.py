@@ -7,49 +7,29 @@ retraction of a change an out-of-order event withdrew."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
-import orjson
 import pytest
 from websockets.sync.client import ClientConnection
 
-from tests.helpers import ORGS_TOML, SECRETS, TOKENS, RedisServer, Storepulse, recv_json, wait_for
+from tests.helpers import SECRETS, TOKENS, Storepulse, recv_json, wait_for
+from tests.test_e2e_segments import call, define, segments_server, uid
 
-# The demo organisation with a lateness of 5 s: out-of-order events within it rewind membership.
-CONFIG = ORGS_TOML.replace('token = "acme-token-0123456789"\n',
-                           'token = "acme-token-0123456789"\nallowed_lateness = "5s"\nproduct_segments = true\n', 1)
 BERLIN = ZoneInfo("Europe/Berlin")
 HOUR, DAY = 3_600_000, 86_400_000
 
 
 @pytest.fixture(scope="module", params=["sqlite", "redis"])
 def sp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storepulse]:
-    redis_url = None
-    if request.param == "redis":
-        server = RedisServer(tmp_path_factory.mktemp("redis"))
-        request.addfinalizer(server.stop)
-        redis_url = server.url
-    running = Storepulse(tmp_path_factory.mktemp(f"segfilter-{request.param}"), redis_url, CONFIG)
-    running.start()
+    running = segments_server(request, tmp_path_factory, "segfilter")  # the same server as test_e2e_segments
     # The dataflow keeps on an order only the product ids some segment names (core/rules/keep.py): a
     # bought_product segment defined later does not see earlier orders of them. Name them first.
     define(running, "primer", {"any": [{"bought_product": {"product": p, "gte": 1000}} for p in ("mug", "pot")]})
     yield running
     running.ensure_stopped()
-
-
-def uid() -> str:
-    return uuid.uuid4().hex[:10]
-
-
-def call(sp: Storepulse, method: str, path: str, body: object = None) -> httpx.Response:
-    return httpx.request(method, f"{sp.base}/api/v1/orgs/acme{path}", content=None if body is None else orjson.dumps(body),
-                         headers={"Authorization": f"Bearer {TOKENS['acme']}"}, timeout=30)
 
 
 def post(sp: Storepulse, *events: dict[str, Any]) -> None:
@@ -67,13 +47,6 @@ def order(customer: str | None, amount: str, t: int, *items: tuple[str, int, str
 def cart(customer: str, cart_id: str, amount: str, t: int, product: str) -> dict[str, Any]:
     return {"type": "cart_updated", "id": uid(), "cart": cart_id, "customer": customer, "amount": amount,
             "currency": "EUR", "time": t, "items": [{"product": product, "qty": 1, "unit_price": amount}]}
-
-
-def define(sp: Storepulse, segment: str, rule: dict[str, Any]) -> None:
-    r = call(sp, "PUT", f"/segments/{segment}", {"name": segment, "rule": rule})
-    assert r.status_code == 202, r.text
-    wait_for(lambda: any(s["id"] == segment for s in call(sp, "GET", "/segments").json()["segments"]), 15,
-             f"segment {segment} to be defined")
 
 
 def members(sp: Storepulse, segment: str) -> list[str]:

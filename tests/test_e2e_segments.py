@@ -25,15 +25,19 @@ CONFIG = ORGS_TOML.replace('token = "acme-token-0123456789"\n',
                            'token = "acme-token-0123456789"\nallowed_lateness = "5s"\nproduct_segments = true\n', 1)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "redis"])
-def sp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storepulse]:
+def segments_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, label: str) -> Storepulse:
+    """`storepulse up` with CONFIG, embedded or (request.param "redis") on a real redis-server, started."""
     redis_url = None
     if request.param == "redis":
         server = RedisServer(tmp_path_factory.mktemp("redis"))
         request.addfinalizer(server.stop)
         redis_url = server.url
-    running = Storepulse(tmp_path_factory.mktemp(f"seg-{request.param}"), redis_url, CONFIG)
-    running.start()
+    return Storepulse(tmp_path_factory.mktemp(f"{label}-{request.param}"), redis_url, CONFIG).start()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def sp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storepulse]:
+    running = segments_server(request, tmp_path_factory, "seg")
     yield running
     running.ensure_stopped()
 
