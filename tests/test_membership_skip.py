@@ -95,7 +95,7 @@ history = st.lists(st.tuples(st.integers(0, 400), st.integers(1, 4), st.integers
                              st.integers(0, 1)), min_size=1, max_size=40)
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate])
+@settings(max_examples=30, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate])
 @given(history, st.randoms(use_true_random=False))
 def test_skipping_steady_segments_emits_exactly_the_records_of_evaluating_them_all(
         spec: list[tuple[int, int, int, int, int]], rnd: random.Random) -> None:
