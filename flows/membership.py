@@ -178,6 +178,7 @@ class Membership:
         # the facts each change of the current batch was decided on, by change key: what an automation's
         # `if` reads for segment.entered/exited (the organisation clears it after every batch and tick)
         self.change_facts: dict[str, CustomerFacts | ProductFacts] = {}
+        self._iso = (_NEVER, "")  # the latest change instant and its ISO 8601 form (_change_record)
         self._build()
 
     _STATE: tuple[str, ...] = ("org", "timezone", "currency", "version", "definitions", "customers", "bits", "counts", "timers",
@@ -192,6 +193,7 @@ class Membership:
         self.stats = Stats()
         self.rates = None
         self.change_facts = {}
+        self._iso = (_NEVER, "")
         # a book pickled whole (before snapshot files held its customers): the next snapshot writes them all
         self._changed = set(self.customers)
         self.customers = _bit_keyed(self.customers, self.bits)
@@ -562,13 +564,14 @@ class Membership:
         self.stats.evaluations += len(segments)
         s.at = max(s.at, now)
         out: list[Change] = []
-        bits = self.bits
+        bits, nexts = self.bits, s.nexts
         for g, (member, nxt) in results.items():
             b = bits[g]
             if nxt is None:
-                s.nexts.pop(b, None)
+                if nexts.mask >> b & 1:  # most evaluations set no timer and had none: no call
+                    nexts.pop(b)
             else:
-                s.nexts[b] = nxt
+                nexts[b] = nxt
             if member == bool(s.mask >> b & 1):
                 continue
             s.mask ^= 1 << b
@@ -642,7 +645,9 @@ class Membership:
         return out
 
     def _change_record(self, version: int, ch: Change, superseded: bool) -> Record[Value]:
-        day = f"{ch.segment}|{utc_from_ms(ch.at).isoformat(timespec='milliseconds')}"
+        if ch.at != self._iso[0]:  # the changes of one evaluation share their instant: formatted once
+            self._iso = (ch.at, utc_from_ms(ch.at).isoformat(timespec="milliseconds"))
+        day = f"{ch.segment}|{self._iso[1]}"
         return Record(self.org, version, RecordKind.SEGMENT_CHANGE, ch.key, day,
                       SegmentChange(ch.segment, ch.customer, ch.change, ch.at, ch.cause, superseded))
 
