@@ -616,13 +616,14 @@ class Membership:
         out: list[Record[Value]] = []
         v = self.version.next()
         for ch in changes:
+            key = ch.key
             if ch.at > c.base_at:  # a rewind may withdraw it (at or before base_at none can)
-                c.recent[ch.key] = ch
+                c.recent[key] = ch
             if ch.cause != DEFINED:  # a definition's members fire no automation: no facts kept for them
-                self.change_facts[ch.key] = s.facts
-            out.append(self._change_record(v, ch, False))
+                self.change_facts[key] = s.facts
+            out.append(self._change_record(v, ch, False, key))
         for ch in withdrawn:
-            out.append(self._change_record(v, ch, True))
+            out.append(self._change_record(v, ch, True, ch.key))
         self.stats.changes += len(changes)
         self.stats.withdrawn += len(withdrawn)
         moved = {ch.segment for ch in itertools.chain(changes, withdrawn)}
@@ -644,11 +645,11 @@ class Membership:
                                   SegmentMember(g, c.key, member, s.entered.get(b) if member else None)))
         return out
 
-    def _change_record(self, version: int, ch: Change, superseded: bool) -> Record[Value]:
+    def _change_record(self, version: int, ch: Change, superseded: bool, key: str) -> Record[Value]:
         if ch.at != self._iso[0]:  # the changes of one evaluation share their instant: formatted once
             self._iso = (ch.at, utc_from_ms(ch.at).isoformat(timespec="milliseconds"))
         day = f"{ch.segment}|{self._iso[1]}"
-        return Record(self.org, version, RecordKind.SEGMENT_CHANGE, ch.key, day,
+        return Record(self.org, version, RecordKind.SEGMENT_CHANGE, key, day,
                       SegmentChange(ch.segment, ch.customer, ch.change, ch.at, ch.cause, superseded))
 
     def _forget(self, segment: str) -> list[Record[Value]]:
