@@ -23,6 +23,7 @@ from flows.dataflow import build_flow
 from flows.outbox_sink import ActionOutbox
 from flows.recovery import ensure_recovery_dir
 from flows.revenue import DEFAULT_HORIZON_MS
+from flows.write_behind import ModelAt
 from state.log import DEFAULT_PARTITIONS
 from state.open import open_log_reader, open_read_model
 from storepulse.gc_policy import DATAFLOW, settle
@@ -137,6 +138,8 @@ def run_flows(
         stopping=stop.requested,
         open_outbox=open_outbox,
         rates=rates,
+        # one worker in all: a process of its own writes the read model while the worker folds (flows/write_behind.py)
+        write_behind=ModelAt(data_dir, redis_url) if workers == 1 and len(addresses or []) <= 1 else None,
     )
     log.info("dataflow running (%d worker(s), recovery in %s)", workers, recovery)
     try:
