@@ -409,7 +409,8 @@ def run(args: argparse.Namespace, tree: Path | None) -> None:
                                                      "snapshot_seconds_total", "segment_evaluation_seconds_total")}
     print(f"  dataflow: {events:,.0f} events folded in {wall:.1f} s wall; busy: " +
           ", ".join(f"{k.removesuffix('_seconds_total')} {v:.2f} s" for k, v in busy.items()) +
-          f"; changes {m1.get('changes_total', 0) - m0.get('changes_total', 0):,.0f}")
+          f"; changes {m1.get('changes_total', 0) - m0.get('changes_total', 0):,.0f}; "
+          f"snapshots {m1.get('snapshots_total', 0) - m0.get('snapshots_total', 0):.0f}")
     print(f"  read-model writes {kinds.pop('writes', 0):,}; changes written per kind: " +
           ", ".join(f"{k} {n:,}" for k, n in kinds.most_common()))
     print(f"  CPU over the same {wall:.1f} s: up (ingest, gateway, notifier) {cpu['up']:.1f} s "
