@@ -410,7 +410,8 @@ def run(args: argparse.Namespace, tree: Path | None) -> None:
     print(f"  dataflow: {events:,.0f} events folded in {wall:.1f} s wall; busy: " +
           ", ".join(f"{k.removesuffix('_seconds_total')} {v:.2f} s" for k, v in busy.items()) +
           f"; changes {m1.get('changes_total', 0) - m0.get('changes_total', 0):,.0f}; "
-          f"snapshots {m1.get('snapshots_total', 0) - m0.get('snapshots_total', 0):.0f}")
+          f"snapshots {m1.get('snapshots_total', 0) - m0.get('snapshots_total', 0):.0f} "
+          f"({(m1.get('snapshot_bytes_total', 0) - m0.get('snapshot_bytes_total', 0)) / 1e6:.1f} MB)")
     print(f"  read-model writes {kinds.pop('writes', 0):,}; changes written per kind: " +
           ", ".join(f"{k} {n:,}" for k, n in kinds.most_common()))
     print(f"  CPU over the same {wall:.1f} s: up (ingest, gateway, notifier) {cpu['up']:.1f} s "
