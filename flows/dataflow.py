@@ -317,10 +317,11 @@ def build_flow(
     flow = Dataflow("storepulse")
     by_org = op.input("log", flow, LogSource(open_reader, partitions, ctx.orgs, until_caught_up, stopping, clock))
     changes = op.stateful_batch("organisation", by_org, lambda resume: _OrgLogic(resume, ctx))
-    if write_behind is not None:
-        op.output("read_model", op.map("with_org", changes, lambda item: (item[0], item)), WriteBehindSink(write_behind))
-    else:
-        op.output("read_model", changes, ReadModelSink(open_model))
+    if write_behind is not None:  # the actions go to the outbox after their batch's changes are written
+        op.output("read_model", op.map("with_org", changes, lambda item: (item[0], item)),
+                  WriteBehindSink(write_behind, open_outbox, clock))
+        return flow
+    op.output("read_model", changes, ReadModelSink(open_model))
     if open_outbox is not None:
         actions = op.filter_map("actions", changes, lambda item: (item[0], item[1].actions) if item[1].actions else None)
         op.output("outbox", actions, OutboxSink(open_outbox, clock))

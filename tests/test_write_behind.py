@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
@@ -25,6 +26,8 @@ from flows.dataflow import build_flow
 from flows.recovery import ensure_recovery_dir
 from flows.sinks import Output
 from flows.write_behind import ModelAt, WriteBehind, WriterGone
+from notifier.actions import Action, action_key
+from notifier.sqlite_outbox import SqliteOutbox
 from state.sqlite_log import SqliteEventLog, SqliteLogReader
 from state.sqlite_readmodel import SqliteReadModel
 
@@ -114,3 +117,38 @@ def test_the_dataflow_through_the_writer_leaves_the_same_read_model(tmp_path: Pa
     for n, body in enumerate(feed(behind)):
         for c in orjson.loads(body):
             assert seen.setdefault(c["version"], n) == n, f"version {c['version']} split across feed messages"
+
+
+class VisibleAtPut:
+    """The real SQLite outbox, noting at each put the read model's version that a reader sees then."""
+
+    def __init__(self, outbox: SqliteOutbox, model: Path) -> None:
+        self.outbox, self.model = outbox, model
+        self.seen: list[tuple[list[int], int]] = []  # (the versions the put actions were fired at, the version visible)
+
+    def put(self, actions: Sequence[Action], now: int) -> int:
+        model = SqliteReadModel(self.model)
+        visible = model.snapshot("o")[0]
+        model.close()
+        self.seen.append(([a.fired_at for a in actions], visible))
+        return self.outbox.put(actions, now)
+
+    def close(self) -> None:
+        self.outbox.close()
+
+
+def test_actions_are_put_only_once_their_batch_is_in_the_read_model(tmp_path: Path) -> None:
+    probe = VisibleAtPut(SqliteOutbox(tmp_path / "outbox.sqlite3"), tmp_path / "readmodel.sqlite3")
+    writer = WriteBehind(ModelAt(tmp_path), probe, clock=lambda: T0)
+    try:
+        for v in range(1, 31):
+            key = action_key("big-order", f"c{v}", f"e{v}")
+            action = Action(key, "o", "big-order", "crm", "order.paid", f"c{v}", f"e{v}", fired_at=v, due_at=v)
+            writer.submit([("o", Output([bucket(v, 100 * v)], actions=[action] if v % 3 else []))])
+        writer.flush()
+        assert sorted(f for fired, _ in probe.seen for f in fired) == [v for v in range(1, 31) if v % 3]
+        for fired, visible in probe.seen:
+            assert max(fired) <= visible, f"actions of batch {max(fired)} put while the read model showed {visible}"
+        assert len(SqliteOutbox(tmp_path / "outbox.sqlite3").list("o", limit=100)) == 20
+    finally:
+        writer.close()
