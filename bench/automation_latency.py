@@ -192,10 +192,11 @@ send = ["crm"]
 """
 
 
-async def drive(port: int, rate: int, seconds: float, every: int,
-                prefix: str = "") -> tuple[dict[str, float], dict[str, float], list[float]]:
+async def drive(port: int, rate: int, seconds: float, every: int, prefix: str = "",
+                count: int | None = None) -> tuple[dict[str, float], dict[str, float], list[float]]:
     """Posts the events; (event id -> time sent) of every event, (event id -> accepted) and each batch's accept latency.
-    `prefix`: put before event and order ids; a prefixed run (the warm-up) fires nothing."""
+    `prefix`: put before event and order ids; a prefixed run (the warm-up) fires nothing. `count`: send exactly
+    that many, however long it takes (a starved driver falls behind its rate), instead of for `seconds`."""
     per_batch = max(1, rate // 100)  # a batch every 10 ms
     sent: dict[str, float] = {}
     accepted_at: dict[str, float] = {}
@@ -218,10 +219,10 @@ async def drive(port: int, rate: int, seconds: float, every: int,
                 accepted_at[str(e["id"])] = t1
             accepted.append(t1 - t0)
 
-        while time.monotonic() - start < seconds:
+        while n < count if count is not None else time.monotonic() - start < seconds:
             events = []
             now_ms = int(time.time() * 1000)
-            for _ in range(per_batch):
+            for _ in range(per_batch if count is None else min(per_batch, count - n)):
                 big = n % every == 0 and not prefix
                 events.append({"type": "order_paid", "id": f"{prefix}e{n}", "time": now_ms, "order": f"{prefix}o{n}",
                                "customer": f"c{n % CUSTOMERS}", "amount": "150.00" if big else "20.00", "currency": "EUR",
@@ -339,7 +340,7 @@ def run(args: argparse.Namespace, tree: Path | None) -> None:
             watcher.start()
             wait_for(ws_ready.is_set, 30, "the WebSocket client")
             if args.warmup:  # every customer's first order: the measured orders are repeat orders
-                asyncio.run(drive(http_port, args.rate, args.warmup / args.rate, args.every, prefix="w"))
+                asyncio.run(drive(http_port, args.rate, 0, args.every, prefix="w", count=args.warmup))
                 wait_for(lambda: flows_metrics(metrics_port).get("events_total", 0) >= args.warmup, 300,
                          "the dataflow to fold the warm-up")
             poller.start()
