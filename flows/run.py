@@ -116,10 +116,13 @@ def run_flows(
     until_caught_up: bool = False,
     open_outbox: Callable[[], ActionOutbox] | None = None,
     rates: Rates | None = None,
+    write_behind: bool = False,
 ) -> None:
     """Blocks until interrupted (SIGINT or SIGTERM: see GracefulStop). Each epoch commits input
     offsets and state together (exactly-once state). `open_outbox`: where automations' actions go
-    (the notifier's outbox, notifier/open.py); None: they are decided but go nowhere."""
+    (the notifier's outbox, notifier/open.py); None: they are decided but go nowhere. `write_behind`: with
+    one worker, write the read model from a child process (flows/write_behind.py; off by default: on a
+    machine without an idle core it was slower, bench/RESULTS.md)."""
     recovery = data_dir / "recovery"
     ensure_recovery_dir(recovery, RECOVERY_PARTITIONS)
     settle(DATAFLOW)
@@ -138,8 +141,8 @@ def run_flows(
         stopping=stop.requested,
         open_outbox=open_outbox,
         rates=rates,
-        # one worker in all: a process of its own writes the read model while the worker folds (flows/write_behind.py)
-        write_behind=ModelAt(data_dir, redis_url) if workers == 1 and len(addresses or []) <= 1 else None,
+        # on request, with one worker in all: a process of its own writes the read model while the worker folds
+        write_behind=ModelAt(data_dir, redis_url) if write_behind and workers == 1 and len(addresses or []) <= 1 else None,
     )
     log.info("dataflow running (%d worker(s), recovery in %s)", workers, recovery)
     try:

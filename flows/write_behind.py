@@ -23,8 +23,9 @@ at most the uncommitted epoch, whose changes the read model's versions make idem
 dataflow died reads the end of its pipe and exits. The snapshot also waits for the actions of those
 batches to be put.
 
-Every item goes to one sink partition: only for a dataflow of one worker (the embedded default), where
-that costs no exchange between workers. Several workers use flows/sinks.py's `ReadModelSink`.
+Every item goes to one sink partition: only for a dataflow of one worker, where that costs no exchange
+between workers. Off by default (`storepulse up|flows --write-behind`): on a 2-core machine busy with
+other work the writer found no idle core and the dataflow was slower with it (bench/write_behind.py).
 
     python -m flows.write_behind <data fd> <ack fd> <data dir> [<redis url>]   (started by the sink)
 """
