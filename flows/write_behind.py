@@ -25,7 +25,7 @@ batches to be put.
 
 Every item goes to one sink partition: only for a dataflow of one worker, where that costs no exchange
 between workers. Off by default (`storepulse up|flows --write-behind`): on a 2-core machine busy with
-other work the writer found no idle core and the dataflow was slower with it (bench/write_behind.py).
+other work the writer found no idle core and the dataflow was slower with it (bench/dataflow_capacity.py).
 
     python -m flows.write_behind <data fd> <ack fd> <data dir> [<redis url>]   (started by the sink)
 """

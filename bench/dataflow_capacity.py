@@ -1,15 +1,17 @@
-"""The dataflow's throughput with the read model written by the worker itself (flows/sinks.py) and by a
-writer process beside it (flows/write_behind.py), side by side in one run, alternating.
+"""The dataflow's capacity for bench/automation_latency.py's load, under configurations side by side in
+one run, alternating: the read model written by the worker itself (flows/sinks.py, the default) or by a
+writer process beside it (flows/write_behind.py, `--write-behind`), and the epoch (`--epoch-ms`).
 
 The load of bench/automation_latency.py, prefilled in an SQLite log: `--customers` first orders, then
 `--events` repeat orders over the same customers (one in ten over 100.00), with the 39 predefined
-segments live. The full dataflow (one worker, recovery on, the 2 s epoch) folds the log to its end.
+segments live. The full dataflow (one worker, recovery on) folds the log to its end.
 Printed per mode: events/s of the whole log (wall clock), the CPU time of the dataflow process and of
 its writer process, per event, and the dataflow's own counters (read-model write and snapshot time).
 The events/s is the stage's capacity: at a rate above it, a backlog builds between the log and the
 webhook.
 
-    .venv/bin/python bench/write_behind.py [--customers 5000] [--events 20000] [--repeat 3]
+    .venv/bin/python bench/dataflow_capacity.py [--customers 5000] [--events 20000] [--repeat 3] \
+        [--configs "sync:2000,behind:2000,sync:10000"]
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run(log: Path, work: Path, behind: bool) -> dict[str, float]:
+def run(log: Path, work: Path, behind: bool, epoch_ms: int) -> dict[str, float]:
     shutil.copy(log, work / "log.sqlite3")
     ensure_recovery_dir(work / "recovery", 1)
     flow = build_flow(CONFIG, lambda: SqliteLogReader(work / "log.sqlite3"),
@@ -73,7 +75,7 @@ def run(log: Path, work: Path, behind: bool) -> dict[str, float]:
     names = ("write_seconds_total", "snapshot_seconds_total", "snapshots_total", "events_total")
     before = {n: counter(n) for n in names}
     wall, cpu, child = time.perf_counter(), time.process_time(), children_cpu()
-    run_main(flow, epoch_interval=timedelta(seconds=2), recovery_config=RecoveryConfig(str(work / "recovery")))
+    run_main(flow, epoch_interval=timedelta(milliseconds=epoch_ms), recovery_config=RecoveryConfig(str(work / "recovery")))
     out = {n: counter(n) - before[n] for n in names}
     # the writer is a child process, waited for when the dataflow closes its sink: its CPU is in RUSAGE_CHILDREN
     out |= {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu, "writer_cpu": children_cpu() - child}
@@ -85,6 +87,9 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=5000)
     ap.add_argument("--events", type=int, default=20000, help="repeat orders after each customer's first")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--configs", default="sync:2000,behind:2000",
+                    help="comma-separated writer:epoch-ms; writer sync (the worker writes: the default) or behind (a writer "
+                         "process); the first is the baseline")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="sp-bench-wb-"))
     try:
@@ -93,15 +98,17 @@ def main() -> None:
         asyncio.run(log.close())
         n = args.customers + args.events
         print(f"{n:,} events ({args.customers:,} first orders, {args.events:,} repeat orders), 39 predefined segments, "
-              f"one worker, 2 s epoch; load average {os.getloadavg()[0]:.2f} at the start ({os.cpu_count()} cores)")
+              f"one worker; load average {os.getloadavg()[0]:.2f} at the start ({os.cpu_count()} cores)")
+        configs = [(w, int(e)) for w, e in (c.split(":") for c in args.configs.split(","))]
         for r in range(args.repeat):
-            for behind in (False, True):
-                work = tmp / f"run{r}-{behind}"
+            for i, (writer, epoch_ms) in enumerate(configs):
+                work = tmp / f"run{r}-{i}"
                 work.mkdir()
-                m = run(tmp / "log.sqlite3", work, behind)
+                m = run(tmp / "log.sqlite3", work, writer == "behind", epoch_ms)
                 shutil.rmtree(work, ignore_errors=True)
-                label = "writer process (flows/write_behind.py)" if behind else "worker writes (flows/sinks.py), baseline"
-                print(f"  round {r + 1} {label:<41} {n / m['wall']:>7,.0f} events/s  dataflow CPU "
+                label = f"{'writer process' if writer == 'behind' else 'worker writes'}, epoch {epoch_ms} ms" + \
+                    (" (baseline)" if i == 0 else "")
+                print(f"  round {r + 1} {label:<43} {n / m['wall']:>7,.0f} events/s  dataflow CPU "
                       f"{m['cpu'] / n * 1e6:4.0f} us/event, writer CPU {m['writer_cpu'] / n * 1e6:4.0f} us/event; "
                       f"read-model write {m['write_seconds_total']:.2f} s, {m['snapshots_total']:.0f} snapshots "
                       f"{m['snapshot_seconds_total']:.2f} s; load {os.getloadavg()[0]:.2f}", flush=True)
