@@ -35,6 +35,7 @@ from flows.revenue import DEFAULT_HORIZON_MS, OLD_RECOVERY_STATE
 from flows.sinks import Output, ReadModelSink
 from flows.snapshot_files import SnapshotFiles
 from flows.sources import CaughtUp, LogSource, wall_clock_ms
+from flows.write_behind import ModelAt, WriteBehindSink
 from notifier.actions import Action
 from state.log import LogReader
 from state.readmodel import ReadModel
@@ -302,16 +303,24 @@ def build_flow(
     stopping: Callable[[], bool] = lambda: False,
     open_outbox: Callable[[], ActionOutbox] | None = None,
     rates: Rates | None = None,
+    write_behind: ModelAt | None = None,
 ) -> Dataflow:
     """`files_dir`: where organisations' snapshot files live, beside the Bytewax recovery partitions
     (shared by every process of a cluster, like them). `clock`: the wall clock, ms. `stopping()`
     true ends the input, so the dataflow finishes its epoch, snapshots it and returns. `open_outbox`:
     where the automations' actions go (flows/outbox_sink.py); None: nowhere (no notifier runs).
-    `rates`: the exchange rates segment rules convert other currencies with (None: they count as 0)."""
+    `rates`: the exchange rates segment rules convert other currencies with (None: they count as 0).
+    `write_behind`: where a writer process of its own opens the read model, to write it while the worker
+    folds (flows/write_behind.py; `open_model` is then unused); only for a dataflow of one worker, which
+    every item then reaches."""
     ctx = _Context(dict(config.orgs), files_dir, horizon_ms, clock, rates)
     flow = Dataflow("storepulse")
     by_org = op.input("log", flow, LogSource(open_reader, partitions, ctx.orgs, until_caught_up, stopping, clock))
     changes = op.stateful_batch("organisation", by_org, lambda resume: _OrgLogic(resume, ctx))
+    if write_behind is not None:  # the actions go to the outbox after their batch's changes are written
+        op.output("read_model", op.map("with_org", changes, lambda item: (item[0], item)),
+                  WriteBehindSink(write_behind, open_outbox, clock))
+        return flow
     op.output("read_model", changes, ReadModelSink(open_model))
     if open_outbox is not None:
         actions = op.filter_map("actions", changes, lambda item: (item[0], item[1].actions) if item[1].actions else None)

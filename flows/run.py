@@ -23,6 +23,7 @@ from flows.dataflow import build_flow
 from flows.outbox_sink import ActionOutbox
 from flows.recovery import ensure_recovery_dir
 from flows.revenue import DEFAULT_HORIZON_MS
+from flows.write_behind import ModelAt
 from state.log import DEFAULT_PARTITIONS
 from state.open import open_log_reader, open_read_model
 from storepulse.gc_policy import DATAFLOW, settle
@@ -115,10 +116,13 @@ def run_flows(
     until_caught_up: bool = False,
     open_outbox: Callable[[], ActionOutbox] | None = None,
     rates: Rates | None = None,
+    write_behind: bool = False,
 ) -> None:
     """Blocks until interrupted (SIGINT or SIGTERM: see GracefulStop). Each epoch commits input
     offsets and state together (exactly-once state). `open_outbox`: where automations' actions go
-    (the notifier's outbox, notifier/open.py); None: they are decided but go nowhere."""
+    (the notifier's outbox, notifier/open.py); None: they are decided but go nowhere. `write_behind`: with
+    one worker, write the read model from a child process (flows/write_behind.py; off by default: on a
+    machine without an idle core it was slower, bench/RESULTS.md)."""
     recovery = data_dir / "recovery"
     ensure_recovery_dir(recovery, RECOVERY_PARTITIONS)
     settle(DATAFLOW)
@@ -137,6 +141,8 @@ def run_flows(
         stopping=stop.requested,
         open_outbox=open_outbox,
         rates=rates,
+        # on request, with one worker in all: a process of its own writes the read model while the worker folds
+        write_behind=ModelAt(data_dir, redis_url) if write_behind and workers == 1 and len(addresses or []) <= 1 else None,
     )
     log.info("dataflow running (%d worker(s), recovery in %s)", workers, recovery)
     try:

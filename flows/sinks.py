@@ -32,17 +32,26 @@ class Output:
 Item = tuple[str, Output]  # (organisation, output)
 
 
+def write(model: ReadModel, items: list[Item]) -> None:
+    """One write of the items' changes, then their caught-up times: after the changes, as the read side
+    must never be told of figures it cannot see yet."""
+    started = time.perf_counter()
+    model.write([change for _, out in items for change in out.changes])
+    caught_up: dict[str, int] = {}
+    for org, out in items:
+        if out.caught_up_at is not None:
+            caught_up[org] = max(caught_up.get(org, 0), out.caught_up_at)
+    if caught_up:
+        model.caught_up(caught_up)
+    metrics.WRITE_SECONDS.inc(time.perf_counter() - started)
+
+
 class _ReadModelPartition(StatelessSinkPartition[Item]):
     def __init__(self, model: ReadModel) -> None:
         self._model = model
 
     def write_batch(self, items: list[Item]) -> None:
-        started = time.perf_counter()
-        self._model.write([change for _, out in items for change in out.changes])
-        caught_up = {org: out.caught_up_at for org, out in items if out.caught_up_at is not None}
-        if caught_up:  # after the changes: the read side must never be told of figures it cannot see yet
-            self._model.caught_up(caught_up)
-        metrics.WRITE_SECONDS.inc(time.perf_counter() - started)
+        write(self._model, items)
 
     def close(self) -> None:
         self._model.close()

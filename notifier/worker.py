@@ -98,7 +98,7 @@ class Notifier:
 
     async def pass_once(self) -> int:
         """One claim, attempt and record round; returns how many deliveries it handled."""
-        claims = await asyncio.to_thread(self.outbox.claim, self.clock(), self.tuning.batch, self.owner, self.tuning.lease_ms)
+        claims, disabled = await asyncio.to_thread(self._claim)
         if not claims:
             return 0
         groups: dict[tuple[str, str], list[Claimed]] = {}
@@ -109,12 +109,17 @@ class Notifier:
                 groups.setdefault((channel.org, channel.id), []).append(c)
             else:
                 singles.append(c)
-        disabled = {org: await asyncio.to_thread(self.outbox.disabled_channels, org) for org in {c.delivery.action.org for c in claims}}
         done = await asyncio.gather(*(self._attempt([c], disabled) for c in singles),
                                     *(self._slack(g, disabled) for g in groups.values()))
         # Webhooks and e-mails carry their delivery id: recorded together, one write per pass.
         await self._record([r for rs in done for r in rs])
         return len(claims)
+
+    def _claim(self) -> tuple[list[Claimed], dict[str, dict[str, str]]]:
+        """The claim and its organisations' disabled channels, read in one trip to a worker thread: on a busy
+        machine each trip waits for a core (bench/automation_latency.py: the outbox -> attempt stage)."""
+        claims = self.outbox.claim(self.clock(), self.tuning.batch, self.owner, self.tuning.lease_ms)
+        return claims, {org: self.outbox.disabled_channels(org) for org in {c.delivery.action.org for c in claims}}
 
     async def _slack(self, claims: list[Claimed], disabled: dict[str, dict[str, str]]) -> list[Result]:
         """A Slack channel's coalesced deliveries, recorded the moment Slack answers: Slack has no

@@ -145,6 +145,8 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--refund-horizon-days", type=int, default=366, metavar="DAYS",
                        help="how long an order's facts are held for refunds, and how late an event may still change "
                             "figures (docs/operations.md)")
+        p.add_argument("--write-behind", action="store_true",
+                       help="one worker: a child process writes the read model while the worker folds (docs/operations.md)")
     fl.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: off)")
     fl.add_argument("--metrics-host", default="127.0.0.1")
     fl.add_argument("--until-caught-up", action="store_true", help="stop once the log is read to its end (batch runs)")
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
             addresses=addresses, epoch_interval=timedelta(milliseconds=args.epoch_ms),
             horizon_ms=args.refund_horizon_days * 86_400_000,
             metrics_port=args.metrics_port or None, metrics_host=args.metrics_host,
-            until_caught_up=args.until_caught_up,
+            until_caught_up=args.until_caught_up, write_behind=args.write_behind,
             # automations' actions (flows/outbox_sink.py); digests filled from the read model (notifier/digests.py)
             open_outbox=lambda: DigestingOutbox(open_outbox(args.data_dir, args.redis),
                                                 open_read_model(args.data_dir, args.redis), config, rates),
@@ -257,6 +259,8 @@ def _ingest_processes(args: argparse.Namespace, path: Path) -> int:
 def _flows_command(args: argparse.Namespace, path: Path) -> list[str]:
     cmd = [*STOREPULSE, "flows", "--config", str(path), "--data-dir", str(args.data_dir),
            "--epoch-ms", str(args.epoch_ms), "--refund-horizon-days", str(args.refund_horizon_days)]
+    if args.write_behind:
+        cmd.append("--write-behind")
     if args.redis:
         cmd += ["--redis", args.redis]
     if args.flows_metrics_port:
