@@ -8,6 +8,10 @@ else the test shop of tests/dashboard_shop.py), records the requests one overvie
 - baseline: the same requests issued by httpx, 3 in flight as the page keeps them, median of N.
 
     .venv/bin/python bench/dashboard.py [--repeat 3]
+
+With `--read-model DIR` (a data directory bench/read_api.py filled: 1M customers, 1M orders in 90
+days), it starts `storepulse up` (with that config: no demo) over it instead and, per period (today, 7d, 30d, 90d), times
+choosing the period in the page until its last API answer, beside the same requests bare.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import asyncio
 import importlib.util
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +31,7 @@ from playwright.sync_api import Page, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # The E402 noqa below: these imports need the repository on sys.path (run as a script).
-from tests.helpers import Storepulse
+from tests.helpers import STOREPULSE, Storepulse, free_port
 from tests.screenshots import _demo, _shop
 from tests.test_dashboard_views import CHROMIUM, CHROMIUM_ARGS
 
@@ -35,6 +40,7 @@ DRAWN = """() => [...document.querySelectorAll('[data-kpi]')].every((e) => e.tex
   && document.querySelectorAll('#view-overview canvas').length >= 3"""
 
 
+KPIS = "() => [...document.querySelectorAll('[data-kpi]')].every((e) => e.textContent !== '–')"
 PHASES: list[tuple[float, float, float]] = []  # per load: first API request, last API answer, drawn (s)
 
 
@@ -67,10 +73,99 @@ async def replay(base: str, token: str, urls: list[str]) -> float:
         return time.perf_counter() - started
 
 
+def choose(page: Page, period: str) -> float:
+    """Seconds from choosing `period` in the filter to the last API answer it caused (the page draws
+    within a frame of it)."""
+    pending: set[object] = set()
+    last: list[float] = [0.0]
+
+    def sent(r: object) -> None:
+        if "/api/" in getattr(r, "url", ""):
+            pending.add(r)
+
+    def done(r: object) -> None:
+        if r in pending:
+            pending.discard(r)
+            last[0] = time.perf_counter()
+    page.on("request", sent)
+    page.on("requestfinished", done)
+    page.on("requestfailed", done)
+    started = time.perf_counter()
+    page.select_option("#period", period)
+    while not last[0] or pending or time.perf_counter() - last[0] < 0.5:  # quiet for half a second
+        page.wait_for_timeout(50)
+        if time.perf_counter() - started > 120:
+            raise AssertionError(f"{period}: still waiting for {len(pending)} API answers after 120 s")
+    page.remove_listener("request", sent)
+    page.remove_listener("requestfinished", done)
+    page.remove_listener("requestfailed", done)
+    return last[0] - started
+
+
+def read_model(data_dir: Path, repeat: int) -> None:
+    """The overview over bench/read_api.py's 1M-customer read model, per period."""
+    from bench.read_api import CONFIG, ORG, TOKEN  # the organisation that data was written for
+    with tempfile.TemporaryDirectory(prefix="sp-bench-dash-") as tmp:
+        config = Path(tmp) / "storepulse.toml"
+        config.write_text(CONFIG)
+        http, ws = free_port(), free_port()
+        base = f"http://127.0.0.1:{http}"
+        log = open(Path(tmp) / "gateway.log", "wb")
+        started = time.perf_counter()
+        proc = subprocess.Popen([*STOREPULSE, "up", "--config", str(config), "--data-dir", str(data_dir),
+                                 "--http-port", str(http), "--ws-port", str(ws), "--api-rate", "100000",
+                                 "--api-burst", "100000"], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            while True:
+                try:
+                    if httpx.get(f"{base}/metrics", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if proc.poll() is not None:
+                    raise AssertionError((Path(tmp) / "gateway.log").read_text()[-3000:])
+                time.sleep(0.2)
+            print(f"storepulse up in {time.perf_counter() - started:.1f} s over {data_dir} (org {ORG})")
+            rows: list[tuple[str, list[float], list[str]]] = []
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                first = time.perf_counter()
+                page.goto(f"{base}/#token={TOKEN}")
+                page.wait_for_function(KPIS, timeout=600_000)  # its charts: none for a day without data
+                print(f"first overview (today) drawn {time.perf_counter() - first:.1f} s after the page was asked for")
+                for period in ("7d", "30d", "90d", "today"):
+                    seen: list[str] = []
+                    page.on("request", lambda r: seen.append(r.url) if "/api/" in r.url else None)
+                    times = []
+                    for i in range(repeat + 1):  # the first computes what is not kept yet
+                        page.select_option("#period", "yesterday" if period == "today" else "today")
+                        page.wait_for_timeout(1500)
+                        seen.clear()
+                        times.append(choose(page, period))
+                    rows.append((period, times, [u.removeprefix(base) for u in seen]))
+                browser.close()
+            # the same requests bare (after Playwright: its sync API holds an event loop in this thread)
+            measured = [(period, times, [asyncio.run(replay(base, TOKEN, urls)) for _ in range(repeat)])
+                        for period, times, urls in rows]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            log.close()
+    print("period  first choice   then median (runs)            the same API requests bare: median (runs), ms")
+    for period, times, bare in measured:
+        print(f"{period:6} {times[0] * 1000:9.0f} ms  {statistics.median(times[1:]) * 1000:7.0f} ms"
+              f" ({', '.join(f'{t * 1000:.0f}' for t in times[1:])})   {statistics.median(bare) * 1000:7.0f}"
+              f" ({', '.join(f'{b * 1000:.0f}' for b in bare)})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--read-model", type=Path, help="a data directory bench/read_api.py filled (1M customers)")
     args = ap.parse_args()
+    if args.read_model:
+        return read_model(args.read_model, args.repeat)
     with tempfile.TemporaryDirectory(prefix="sp-bench-dash-") as tmp:
         sp = Storepulse(Path(tmp))
         demo = importlib.util.find_spec("storepulse.demo") is not None
