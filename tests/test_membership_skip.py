@@ -24,7 +24,7 @@ pytestmark = pytest.mark.unit
 MIN, DAY = 60_000, 86_400_000
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z
 CONFIG = parse_config(
-    '[orgs.o]\ntimezone = "Europe/Berlin"\ncurrency = "EUR"\ntoken = "token-0123456789abcdef"\nallowed_lateness = "1h"\n'
+    '[orgs.o]\ntimezone = "Europe/Berlin"\ncurrency = "EUR"\ntoken = "token-0123456789abcdef"\nallowed_lateness = "1h"\nproduct_segments = true\n'
     '[orgs.o.stores.s]\nprovider = "events"\nsecret = "k"\n[orgs.o.stores.t]\nprovider = "events"\nsecret = "k"\n', {})
 RULES: list[dict[str, object]] = [  # each direction a growth can give, windows short enough to expire
     {"spent": {"gte": "150.00", "within": "3d"}},
@@ -110,7 +110,7 @@ def test_skipping_steady_segments_emits_exactly_the_records_of_evaluating_them_a
     assert sorted(skipped, key=order) == sorted(evaluated, key=order)
     for c in {e.customer for e in events}:
         assert [r for r in skipped if c in order(r)[2].split("|")] == [r for r in evaluated if c in order(r)[2].split("|")]
-    assert org.segments.stats.evaluations > 0
+    assert org.segments.stats.evaluations > 0 and org.products.stats.evaluations > 0
 
 
 def test_the_skipping_is_exercised() -> None:
