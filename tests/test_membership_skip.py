@@ -110,7 +110,8 @@ def test_skipping_steady_segments_emits_exactly_the_records_of_evaluating_them_a
     assert sorted(skipped, key=order) == sorted(evaluated, key=order)
     for c in {e.customer for e in events}:
         assert [r for r in skipped if c in order(r)[2].split("|")] == [r for r in evaluated if c in order(r)[2].split("|")]
-    assert org.segments.stats.evaluations > 0 and org.products.stats.evaluations > 0
+    assert org.segments.stats.evaluations > 0
+    assert org.products.stats.evaluations > 0 or all(KINDS[k] != "order" for _, _, _, k, _ in spec)
 
 
 def test_the_skipping_is_exercised() -> None:
