@@ -55,10 +55,13 @@ def page(browser: Browser) -> Iterator[Page]:
     context.set_default_timeout(TIMEOUT_MS)
     pg = context.new_page()
     errors: list[str] = []
+    missing: list[str] = []  # a page file (module, style, icon) the server does not have
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.on("response", lambda r: missing.append(r.url) if r.status == 404 and "/api/" not in r.url else None)
     yield pg
     context.close()
     assert errors == [], f"uncaught errors in the page: {errors}"
+    assert missing == [], f"files the page asked for and did not get: {missing}"
 
 
 def cell(page: Page, figure: str):  # a playwright Locator
