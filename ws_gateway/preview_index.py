@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from core.changes import Change, Record
-from core.config import Config, Org
+from core.config import Config
 from core.rates import Rates
 from core.records import Cart, Customer, Order, RecordKind, Value
 from core.rules import Context
@@ -43,8 +43,8 @@ CHUNK_DAYS = 30  # customers appended after the ranked ones before the follower 
 class HeldColumns:
     """One organisation's columns, the feed's records not yet in them, and the lock both take."""
 
-    def __init__(self, org: Org, rates: Rates | None) -> None:
-        self.columns = PreviewColumns(Context(org.timezone, org.currency, rates))
+    def __init__(self, ctx: Context) -> None:
+        self.columns = PreviewColumns(ctx)  # the organisation's zone, currency and the gateway's rates
         self.pending: list[Record[Value]] = []
         self.lock = threading.Lock()  # the columns: a preview and a settle take it (a build, for seconds)
         self._pending_lock = threading.Lock()  # the held records only: the feed's task never waits for a build
@@ -116,7 +116,8 @@ class PreviewIndex:
         feed: AsyncIterator[list[Change] | None] = self._model.feed()
         try:
             await anext(feed)  # live: records read from now on miss nothing
-            building = {org_id: HeldColumns(org, self._rates) for org_id, org in self._config.orgs.items()}
+            building = {org_id: HeldColumns(Context(org.timezone, org.currency, self._rates))
+                        for org_id, org in self._config.orgs.items()}
             reader = asyncio.create_task(self._build_all(building))
             try:
                 async for batch in feed:
@@ -154,21 +155,28 @@ class PreviewIndex:
                      held.columns.customers.n)
 
     def _build(self, org: str, held: HeldColumns) -> None:
-        cols = held.columns
-        for kind in (Customer, Order, Cart):
-            for records in self._chunks(org, kind):
-                with held.lock:
-                    cols.apply(records)
-        with held.lock:
-            cols.rerank()
-            held._settle()
+        load(self._model, org, held)
 
-    def _chunks(self, org: str, kind: type[Value]) -> Iterator[list[Record[Value]]]:
-        """The organisation's records of a kind, CHUNK_DAYS days at a time where the model stamps days
-        (the decoded records are the build's peak of memory, and the model's lock is held per read)."""
-        if not isinstance(self._model, DayStamped):
-            yield self._model.records(org, kind)
-            return
-        days = sorted(self._model.day_stamps(org, kind))
-        for i in range(0, len(days), CHUNK_DAYS):
-            yield self._model.records(org, kind, days[i], days[min(i + CHUNK_DAYS, len(days)) - 1])
+
+def load(model: ReadModel, org: str, held: HeldColumns) -> None:
+    """Reads the organisation's customer, order and cart records into the columns, then ranks the
+    customers by key. Blocking: seconds at 100k customers, ~20 s at 1M (bench/segment_preview.py)."""
+    cols = held.columns
+    for kind in (Customer, Order, Cart):
+        for records in _chunks(model, org, kind):
+            with held.lock:
+                cols.apply(records)
+    with held.lock:
+        cols.rerank()
+        held._settle()
+
+
+def _chunks(model: ReadModel, org: str, kind: type[Value]) -> Iterator[list[Record[Value]]]:
+    """The organisation's records of a kind, CHUNK_DAYS days at a time where the model stamps days
+    (the decoded records are the build's peak of memory, and the model's lock is held per read)."""
+    if not isinstance(model, DayStamped):
+        yield model.records(org, kind)
+        return
+    days = sorted(model.day_stamps(org, kind))
+    for i in range(0, len(days), CHUNK_DAYS):
+        yield model.records(org, kind, days[i], days[min(i + CHUNK_DAYS, len(days)) - 1])
