@@ -21,8 +21,9 @@ What a row keeps is what `customer_facts` takes from its record, and nothing els
   currency has no rate is flagged: the slow path raises there, so the preview falls back to it).
 
 A record replaces its row only when its version is newer than the row's (the feed and a full read
-may both bring it). Rows are never dropped: a record that stops qualifying (an order refunded to
-unpaid: none does; a cart that names nobody) keeps its row with slot -1.
+may both bring it). Rows are never dropped (records are not deleted): a record that stops counting (a
+cart that comes to name nobody) keeps its row with slot -1. A customer's stores and refunds are its
+profile's as last written; a customer slot without a profile (`has_profile` false) keeps the fills.
 """
 
 from __future__ import annotations
@@ -180,7 +181,6 @@ class PreviewColumns:
         cols["value"][i] = self._value(o.amount, o.currency, o.paid)
         cols["units"][i] = sum(q for _, q, _, _ in lines)
         products = {p for p, _, _, _ in lines if p}
-        pc = self.pairs.cols
         for product in products:
             j = self.pairs.append()
             pc = self.pairs.cols

@@ -147,7 +147,11 @@ class PreviewIndex:
     async def _build_all(self, building: dict[str, HeldColumns]) -> None:
         for org_id, held in building.items():
             started = time.perf_counter()
-            await asyncio.to_thread(self._build, org_id, held)
+            try:
+                await asyncio.to_thread(self._build, org_id, held)
+            except Exception:  # this organisation's previews stay on the records' path; the others go on
+                log.exception("preview columns of %s could not be built: its previews read the records", org_id)
+                continue
             held.built_seconds = time.perf_counter() - started
             metrics.PREVIEW_BUILD_SECONDS.labels(org=org_id).set(held.built_seconds)
             self._ready[org_id] = held
@@ -168,7 +172,7 @@ def load(model: ReadModel, org: str, held: HeldColumns) -> None:
                 cols.apply(records)
     with held.lock:
         cols.rerank()
-        held._settle()
+    held.settle()
 
 
 def _chunks(model: ReadModel, org: str, kind: type[Value]) -> Iterator[list[Record[Value]]]:
