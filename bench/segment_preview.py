@@ -20,6 +20,7 @@ tenth in USD) and a cart for a third of them. Then, wall time of:
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import resource
 import sys
@@ -123,6 +124,11 @@ def best(repeat: int, run: Callable[[], tuple[int, list[str]]]) -> tuple[float, 
     return min(times), out
 
 
+def rss_mb() -> float:
+    """The process's resident memory now, in MB (Linux)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
+
+
 def writes(customers: int, count: int, version: int, seed: int) -> list[Record[Order]]:
     """`count` new paid orders of random existing customers, today."""
     rnd = random.Random(seed)
@@ -149,12 +155,16 @@ def main() -> None:
         print(f"{args.customers:,} customers, {n:,} records written in {time.perf_counter() - started:.1f} s "
               f"(orders on {orders} days)")
         held = HeldColumns(Context(TZ, CURRENCY, rates))
-        started = time.perf_counter()
+        rss_before = rss_mb()
+        started, cpu_started = time.perf_counter(), time.process_time()
         load(model, ORG, held)
-        built = time.perf_counter() - started
+        built, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         cols = held.columns
-        print(f"  build: the columns read from the model in {built:.1f} s: {cols.customers.n:,} customers, "
-              f"{cols.orders.n:,} orders, {cols.carts.n:,} carts; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True)
+        gc.collect()
+        print(f"  RSS before the build: {rss_before:.0f} MB")
+        print(f"  build: the columns read from the model in {built:.1f} s ({cpu:.1f} s CPU): {cols.customers.n:,} customers, "
+              f"{cols.orders.n:,} orders, {cols.carts.n:,} carts; RSS {rss_mb():.0f} MB after it, "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB at the peak", flush=True)
         segments = parse_segments(SEGMENTS, currency=CURRENCY, timezone=TZ)
         ctx = Context(TZ, CURRENCY, rates, segments)
         version = 10**9
