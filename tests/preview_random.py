@@ -152,8 +152,8 @@ def condition(rnd: random.Random, segments: list[str]) -> dict[str, Any]:
         return {"orders": {op: v, **_window(rnd)}}
     if kind == 1:
         op = rnd.choice(("eq", "ne", "gt", "gte", "lt", "lte", "between"))
-        v: Any = [_money(rnd), "1000.00"] if op == "between" else _money(rnd)
-        return {"spent": {op: v, **_window(rnd)}}
+        money: Any = [_money(rnd), "1000.00"] if op == "between" else _money(rnd)
+        return {"spent": {op: money, **_window(rnd)}}
     if kind == 2:
         return {"net_spent": {rnd.choice(("gt", "gte", "lt", "lte", "eq")): _money(rnd)}}  # lifetime only
     if kind == 3:

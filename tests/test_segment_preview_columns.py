@@ -13,11 +13,11 @@ import pytest
 
 from core.changes import Record
 from core.records import Cart, Customer, Order, RecordKind, Value
-from core.rules import Context, parse_rule, parse_segments
+from core.rules import Context, inputs, parse_rule, parse_segments
 from tests import preview_random as data
 from ws_gateway.preview_columns import PreviewColumns
 from ws_gateway.preview_eval import Unsupported, preview_columns
-from ws_gateway.segment_preview import buyers_only, inputs, preview_records
+from ws_gateway.segment_preview import buyers_only, preview_records
 
 pytestmark = pytest.mark.unit
 
@@ -155,3 +155,21 @@ def test_time_criteria_at_local_midnights_and_window_edges() -> None:
             expected = slow(rule, records, ctx)
             assert fast(rule, cols, ctx, {}) == expected, (criterion, test)
             assert 0 < expected[0] < len(records) or test.get("on") == "-1d", (criterion, test, expected)
+
+
+def test_a_record_the_columns_cannot_take_sends_every_later_preview_to_the_records_path() -> None:
+    from msgspec import Raw
+
+    from ws_gateway.preview_index import HeldColumns
+    held = HeldColumns(Context(data.TZ, data.CURRENCY, data.RATES))
+    held.take(data.records(random.Random(2), 20))
+    rule = parse_rule({"orders": {"gte": 1}}, currency=data.CURRENCY, timezone=data.TZ)
+    ctx = Context(data.TZ, data.CURRENCY, data.RATES)
+    assert held.preview(rule, data.NOW, ctx, True)[0] > 0
+    bad = Order("s1", "bad", "c0001", "web", data.NOW, data.NOW, "EUR", 100, 0, False, Raw(b'"not lines"'))
+    held.take([Record(data.ORG, 10**6, RecordKind.ORDER, "s1:bad", "", bad)])
+    with pytest.raises(Unsupported):
+        held.preview(rule, data.NOW, ctx, True)
+    assert held.broken
+    with pytest.raises(Unsupported):  # and stays so: the records it dropped are not in the columns
+        held.preview(rule, data.NOW, ctx, True)

@@ -30,16 +30,16 @@ from state.day_stamps import DayStamped
 from state.readmodel import ReadModel
 from ws_gateway import metrics
 from ws_gateway.preview_columns import PreviewColumns
-from ws_gateway.preview_eval import preview_columns
+from ws_gateway.preview_eval import Unsupported, preview_columns
 
 log = logging.getLogger("storepulse.gateway")
 
 KINDS = frozenset({RecordKind.CUSTOMER, RecordKind.ORDER, RecordKind.CART})
 HOLD_MOST = 20_000  # feed records held before the follower moves them into the columns
-RERANK_AFTER = 50_000
+RERANK_AFTER = 50_000  # customers appended after the ranked ones before the follower re-sorts them
 # days of records read at a time: the fewer decoded at once, the less the allocator keeps after the
 # build (at 100k customers the RSS grows by 101 MB reading 1 day at a time, 264 MB reading 30; same CPU)
-CHUNK_DAYS = 1  # customers appended after the ranked ones before the follower re-sorts them
+CHUNK_DAYS = 1
 
 
 class HeldColumns:
@@ -51,6 +51,7 @@ class HeldColumns:
         self.lock = threading.Lock()  # the columns: a preview and a settle take it (a build, for seconds)
         self._pending_lock = threading.Lock()  # the held records only: the feed's task never waits for a build
         self.settling = False
+        self.broken = False  # a record could not be taken: the columns no longer answer
         self.cache: dict[Any, Any] = {}  # per-customer aggregates while the columns stand (preview_eval)
         self.built_seconds: float | None = None
 
@@ -62,17 +63,27 @@ class HeldColumns:
     def settle(self, rerank: bool = False) -> None:
         """Moves the held records into the columns (and, with `rerank`, re-sorts the customers once
         many were appended). Blocking: call from a worker thread."""
-        with self.lock:
-            self._settle()
+        try:
+            with self.lock:
+                self._settle()
+                if rerank and self.columns.customers.n - self.columns.ranked > RERANK_AFTER:
+                    self.columns.rerank()
+        except Unsupported:
+            pass  # broken: said in the log
+        finally:
             self.settling = False
-            if rerank and self.columns.customers.n - self.columns.ranked > RERANK_AFTER:
-                self.columns.rerank()
 
     def _settle(self) -> None:
+        if self.broken:
+            raise Unsupported("the preview columns are broken (see the log): previews read the records")
         with self._pending_lock:
             records, self.pending = self.pending, []
-        if records:
+        try:
             self.columns.apply(records)
+        except Exception as exc:  # records are not lost: the columns stop answering, the records' path does
+            self.broken = True
+            log.exception("preview columns: a record could not be taken; previews read the records from now on")
+            raise Unsupported(str(exc)) from exc
 
     def preview(self, rule: Rule, now: int, ctx: Context, buyers_only: bool) -> tuple[int, list[str]]:
         """preview_eval.preview_columns over the columns with every record the feed delivered so far
@@ -91,7 +102,8 @@ class PreviewIndex:
 
     def held(self, org: str) -> HeldColumns | None:
         """The organisation's columns once built and following the feed; None before (or after the feed broke)."""
-        return self._ready.get(org)
+        held = self._ready.get(org)
+        return None if held is None or held.broken else held
 
     async def run(self, stop: asyncio.Event) -> None:
         """Builds the columns and follows the feed until `stop` is set."""
