@@ -97,15 +97,15 @@ class PreviewColumns:
             "registered": (np.int64, NONE), "last_active": (np.int64, NONE), "refunded": (np.int64, 0),
             "stores": (np.uint64, 0)})
         self.orders = _Columns({
-            "version": (np.int64, -1), "slot": (np.int64, -1), "time": (np.int64, 0), "value": (np.int64, 0),
-            "units": (np.int64, 0), "gen": (np.int64, 0), "products": (np.int64, 0)})
+            "version": (np.int64, -1), "slot": (np.int32, -1), "time": (np.int64, 0), "value": (np.int64, 0),
+            "units": (np.int64, 0), "gen": (np.int32, 0), "products": (np.int32, 0)})
         self.carts = _Columns({
-            "version": (np.int64, -1), "slot": (np.int64, -1), "status": (np.int8, 0), "first": (np.int64, 0),
-            "last": (np.int64, 0), "due": (np.int64, NONE), "open_value": (np.int64, 0), "store": (np.int64, -1),
+            "version": (np.int64, -1), "slot": (np.int32, -1), "status": (np.int8, 0), "first": (np.int64, 0),
+            "last": (np.int64, 0), "due": (np.int64, NONE), "open_value": (np.int64, 0), "store": (np.int8, -1),
             "unconvertible": (np.bool_, False)})
         # (order row, product) pairs; a pair counts while its gen is its order row's: a rewritten order
         # appends its pairs anew under the next gen (compacted once the stale ones outnumber the live)
-        self.pairs = _Columns({"order": (np.int64, 0), "product": (np.int64, 0), "gen": (np.int64, 0)}, keyed=False)
+        self.pairs = _Columns({"order": (np.int32, 0), "product": (np.int32, 0), "gen": (np.int32, 0)}, keyed=False)
         self.live_pairs = 0
         self.products: dict[str, int] = {}
         self.stores: dict[str, int] = {}  # store -> bit
