@@ -14,6 +14,10 @@ the dataflow would hold for that rule:
 - the carts from the `cart` records naming the customer: open ones, the latest first activity, the
   latest `due` of one counted abandoned.
 
+This is the records' path: the gateway answers from the preview columns (ws_gateway/preview_columns.py,
+kept from the change feed: ws_gateway/preview_index.py) once they are built, and they are held equal
+to `preview_records` here (tests/test_segment_preview_columns.py).
+
 What the records do not keep cannot be previewed, and says so (PreviewError, a 400): the time and
 number of each refund (`refunds`, `net_spent` with a window), an order's categories and brands
 (`bought_category`, `bought_brand`), e-mail engagement and custom attributes.
