@@ -1,27 +1,34 @@
 """POST /segments/preview's work at N customers (issue 9: under 2 s at 1M), beside a same-run baseline.
 
 A real SQLite read model (state/sqlite_readmodel.py) is filled with N customers' `customer` records,
-their paid `order` records (60 % buyers of 1 to 6 orders over two years, a few products each) and a
-cart for a third of them. Then, best of --repeat, wall time of:
+their paid `order` records (60 % buyers of 1 to 6 orders over --days days, a few products each, a
+tenth in USD) and a cart for a third of them. Then, wall time of:
 
-- baseline: reading the three record kinds alone (`model.records`, what the preview reads);
-- each rule: the preview as the route runs it (ws_gateway/segment_preview.py): read the records
-  (each kind only when the rule reads what it gives: no customer records for a rule over orders that
-  no customer without one meets), rebuild every customer's facts, evaluate the rule
-  (core/rules) for each of them; the three parts' times are those of the best run.
+- build: the preview columns read from the model (ws_gateway/preview_index.py `load`: what the
+  gateway does once in the background at start), and the process's peak RSS after it;
+- per rule, best of --repeat: the preview from the columns (ws_gateway/preview_eval.py), first with
+  the per-customer aggregates of an earlier preview kept (`warm`), then just after a write of
+  --writes new order records reached the columns (`after a write`: what a live shop sees);
+- per rule, once, the same-run baseline: the records' path the route took before
+  (ws_gateway/segment_preview.py `preview_records`: read the records, rebuild the facts, evaluate
+  core/rules per customer), and the check that both answer the same count and first members.
+  `--no-baseline` leaves it out (it takes ~1 min a rule at 1M customers).
 
-    .venv/bin/python bench/segment_preview.py [--customers 100000] [--repeat 3]
+    .venv/bin/python bench/segment_preview.py [--customers 100000] [--days 90] [--repeat 3] [--writes 1000]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import random
+import resource
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -32,10 +39,12 @@ from msgspec import Raw  # noqa: E402
 
 from core.changes import Record  # noqa: E402
 from core.clock import local_day  # noqa: E402
+from core.rates import parse_ecb_csv  # noqa: E402
 from core.records import Cart, Customer, CustomerMoney, Order, RecordKind  # noqa: E402
-from core.rules import Context, inputs, parse_rule  # noqa: E402
+from core.rules import Context, inputs, parse_rule, parse_segments  # noqa: E402
 from state.sqlite_readmodel import SqliteReadModel  # noqa: E402
-from ws_gateway.segment_preview import CART_READS, buyers_only, customer_facts, preview, reads_lines  # noqa: E402
+from ws_gateway.preview_index import HeldColumns, load  # noqa: E402
+from ws_gateway.segment_preview import buyers_only, preview_records  # noqa: E402
 
 ORG, TZ, CURRENCY = "bench", "Europe/Berlin", "EUR"
 NOW = 1_767_225_600_000  # 2026-01-01 UTC
@@ -44,49 +53,61 @@ RULES = {
     "spent >= 100 within 30d": {"spent": {"gte": "100.00", "within": "30d"}},
     "orders >= 2 within 90d": {"orders": {"gte": 2, "within": "90d"}},
     "bought p7 within 180d": {"bought_product": {"product": "p7", "gte": 1, "within": "180d"}},
-    "lapsed (2+ orders, last 180d ago)": {"all": [{"orders": {"gte": 2}}, {"last_order_at": {"before": "180d"}}]},
+    "lapsed (2+ orders, last 60d ago)": {"all": [{"orders": {"gte": 2}}, {"last_order_at": {"before": "60d"}}]},
     "open cart >= 50": {"open_cart_value": {"gte": "50.00"}},
+    "order of 250+ in 30d, items >= 5": {"all": [{"order_value": {"gte": "250.00", "within": "30d"}},
+                                                  {"items": {"gte": 5}}]},
+    "registered 7d, no order; or store s2": {"any": [{"all": [{"registered_at": {"after": "7d"}}, {"orders": {"eq": 0}}]},
+                                                      {"store": {"eq": "s2"}}]},
+    "ordered 2 days ago, active 24h": {"all": [{"last_order_at": {"on": "2d"}}, {"last_active_at": {"after": "24h"}}]},
+    "in_segment big, abandoned 24h": {"all": [{"in_segment": {"eq": "big"}},
+                                              {"last_abandoned_cart_at": {"after": "24h"}}]},
 }
+SEGMENTS = {"big": {"spent": {"gte": "300.00", "within": "90d"}}}
+RATES_CSV = "Date,USD,\n" + "\n".join(f"2025-{m:02d}-{d:02d},1.{(m * d) % 50 + 10}" for m in range(1, 13) for d in range(1, 29))
 
 
-def fill(model: SqliteReadModel, customers: int, seed: int = 7) -> int:
-    """Writes the records; returns how many."""
+def fill(model: SqliteReadModel, customers: int, days: int, seed: int = 7) -> int:
+    """Writes the records (the bulk path: as the dataflow's writes, unpublished); returns how many."""
     rnd = random.Random(seed)
     zone = __import__("zoneinfo").ZoneInfo(TZ)
-    written, batch = 0, []
+    written, batch = 0, list[Record[Any]]()
     version = 0
 
     def flush() -> None:
         nonlocal batch, written
-        model.write(batch)
+        model.bulk_load(batch)
         written += len(batch)
         batch = []
 
     for i in range(customers):
         key = f"c{i:07d}"
-        first = NOW - rnd.randrange(730 * DAY)
+        first = NOW - rnd.randrange(max(days, 2) * DAY)
         orders = rnd.randrange(1, 7) if rnd.random() < 0.6 else 0
-        gross, times = 0, []
+        gross, times = 0, list[int]()
         for n in range(orders):
             t = first + rnd.randrange(max(1, NOW - first))
             amount = rnd.randrange(500, 30_000)
             lines = [[f"p{rnd.randrange(50)}", rnd.randrange(1, 4), amount // 2, ""] for _ in range(rnd.randrange(1, 4))]
             version += 1
+            currency = "USD" if rnd.random() < 0.1 else CURRENCY
             batch.append(Record(ORG, version, RecordKind.ORDER, f"s:{key}-{n}", local_day(t, zone).isoformat(),
-                                Order("s", f"{key}-{n}", key, "web", t, t, CURRENCY, amount, 0, False,
+                                Order("s", f"{key}-{n}", key, "web", t, t, currency, amount, 0, False,
                                       Raw(orjson.dumps(lines)))))
             gross, times = gross + amount, [*times, t]
         money = [CustomerMoney("s", CURRENCY, orders, orders, gross, 0, min(times), max(times))] if orders else []
+        last_active = max([first, *times]) if rnd.random() < 0.5 else NOW - rnd.randrange(3 * DAY)
         version += 1
         batch.append(Record(ORG, version, RecordKind.CUSTOMER, key, local_day(first, zone).isoformat(),
-                            Customer(key, "s", None, first, first, max([first, *times]), None, None, orders, orders,
+                            Customer(key, "s", None, first, first, last_active, None, None, orders, orders,
                                      min(times) if times else None, max(times) if times else None, money)))
         if i % 3 == 0:
             last = NOW - rnd.randrange(3 * DAY)
             status = rnd.choice(("open", "abandoned", "purchased"))
             version += 1
-            batch.append(Record(ORG, version, RecordKind.CART, f"s:cart-{key}", local_day(last, zone).isoformat(),
-                                Cart("s", f"cart-{key}", key, status, CURRENCY, rnd.randrange(1000, 20_000),
+            store = "s2" if rnd.random() < 0.2 else "s"
+            batch.append(Record(ORG, version, RecordKind.CART, f"{store}:cart-{key}", local_day(last, zone).isoformat(),
+                                Cart(store, f"cart-{key}", key, status, CURRENCY, rnd.randrange(1000, 20_000),
                                      [("p1", 1, 1000)], last - 60_000, last, last + 3_600_000, None)))
         if len(batch) >= 5000:
             flush()
@@ -94,8 +115,8 @@ def fill(model: SqliteReadModel, customers: int, seed: int = 7) -> int:
     return written
 
 
-def best(repeat: int, run: Callable[[], int]) -> tuple[float, int]:
-    times, out = [], 0
+def best(repeat: int, run: Callable[[], tuple[int, list[str]]]) -> tuple[float, tuple[int, list[str]]]:
+    times, out = [], (0, list[str]())
     for _ in range(repeat):
         started = time.perf_counter()
         out = run()
@@ -103,42 +124,72 @@ def best(repeat: int, run: Callable[[], int]) -> tuple[float, int]:
     return min(times), out
 
 
+def rss_mb() -> float:
+    """The process's resident memory now, in MB (Linux)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
+
+
+def writes(customers: int, count: int, version: int, seed: int) -> list[Record[Order]]:
+    """`count` new paid orders of random existing customers, today."""
+    rnd = random.Random(seed)
+    return [Record(ORG, version + i, RecordKind.ORDER, f"s:new-{seed}-{i}", "2025-12-31",
+                   Order("s", f"new-{seed}-{i}", f"c{rnd.randrange(customers):07d}", "web", NOW - 1000, NOW - 1000,
+                         CURRENCY, rnd.randrange(500, 30_000), 0, False, Raw(b'[["p7", 1, 500, ""]]')))
+            for i in range(count)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--customers", type=int, default=100_000)
+    ap.add_argument("--days", type=int, default=90)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--writes", type=int, default=1000)
+    ap.add_argument("--no-baseline", action="store_true")
     args = ap.parse_args()
+    rates = parse_ecb_csv(RATES_CSV)
     with tempfile.TemporaryDirectory() as tmp:
         model = SqliteReadModel(Path(tmp) / "readmodel.sqlite3")
         started = time.perf_counter()
-        n = fill(model, args.customers)
-        print(f"{args.customers:,} customers, {n:,} records written in {time.perf_counter() - started:.1f} s")
-
-        def read() -> int:
-            return sum(len(model.records(ORG, kind)) for kind in (Customer, Order, Cart))
-
-        base, count = best(args.repeat, read)
-        print(f"  baseline, reading the records alone ({count:,}):  {base:6.2f} s")
-        ctx = Context(TZ, CURRENCY)
-        for name, data in RULES.items():
+        n = fill(model, args.customers, args.days)
+        orders = len(model.day_stamps(ORG, Order))
+        print(f"{args.customers:,} customers, {n:,} records written in {time.perf_counter() - started:.1f} s "
+              f"(orders on {orders} days)")
+        held = HeldColumns(Context(TZ, CURRENCY, rates))
+        rss_before = rss_mb()
+        started, cpu_started = time.perf_counter(), time.process_time()
+        load(model, ORG, held)
+        built, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        cols = held.columns
+        gc.collect()
+        print(f"  RSS before the build: {rss_before:.0f} MB")
+        print(f"  build: the columns read from the model in {built:.1f} s ({cpu:.1f} s CPU): {cols.customers.n:,} customers, "
+              f"{cols.orders.n:,} orders, {cols.carts.n:,} carts; RSS {rss_mb():.0f} MB after it, "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB at the peak", flush=True)
+        segments = parse_segments(SEGMENTS, currency=CURRENCY, timezone=TZ)
+        ctx = Context(TZ, CURRENCY, rates, segments)
+        version = 10**9
+        for i, (name, data) in enumerate(RULES.items()):
             rule = parse_rule(data, currency=CURRENCY, timezone=TZ)
-            reads = inputs(rule)
-            runs = []
-            for _ in range(args.repeat):
-                # as the route: the order and cart records only when the rule reads what they give
-                t0 = time.perf_counter()
-                found = (None if buyers_only(rule, reads, NOW, ctx) else model.records(ORG, Customer),
-                         model.records(ORG, Order) if "orders" in reads else [],
-                         model.records(ORG, Cart) if reads & CART_READS else [])
-                t1 = time.perf_counter()
-                facts = customer_facts(*found, CURRENCY, lines=reads_lines(rule, {}), stores="stores" in reads)
-                t2 = time.perf_counter()
-                members, _ = preview(rule, facts, NOW, ctx)
-                t3 = time.perf_counter()
-                runs.append((t3 - t0, t1 - t0, t2 - t1, t3 - t2))
-            took, read_s, facts_s, eval_s = min(runs)
-            print(f"  preview {name:36s} {took:6.2f} s  ({took / base:.2f}x the baseline; read {read_s:.2f} s, "
-                  f"facts {facts_s:.2f} s, evaluate {eval_s:.2f} s; {members:,} members of {len(facts):,})")
+            only_buyers = buyers_only(rule, inputs(rule, segments), NOW, ctx)
+            held.preview(rule, NOW, ctx, only_buyers)  # the aggregates of this rule's inputs, kept
+            warm, answer = best(args.repeat, lambda: held.preview(rule, NOW, ctx, only_buyers))
+            after = []
+            for r in range(args.repeat):
+                version += args.writes
+                new = writes(args.customers, args.writes, version, seed=i * 100 + r)
+                model.bulk_load(new)  # as the dataflow writes them; the feed brings them to the columns:
+                held.take(list(new))
+                started = time.perf_counter()
+                answer = held.preview(rule, NOW, ctx, only_buyers)
+                after.append(time.perf_counter() - started)
+            line = f"  preview {name:38s} columns {warm:6.3f} s warm, {min(after):6.3f} s after a write; {answer[0]:,} members"
+            if not args.no_baseline:
+                started = time.perf_counter()
+                old = preview_records(rule, lambda kind: model.records(ORG, kind), NOW, ctx)
+                took = time.perf_counter() - started
+                assert old == answer, (name, old[0], answer[0], old[1][:3], answer[1][:3])
+                line += f"; baseline, the records' path: {took:6.2f} s ({took / min(after):,.0f}x), same answer"
+            print(line, flush=True)
         model.close()
 
 

@@ -299,13 +299,14 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     from ws_gateway.deliveries import DeliveriesSide
     from ws_gateway.hub import Hub
     from ws_gateway.live import start_ws_server
+    from ws_gateway.preview_index import PreviewIndex
     from ws_gateway.sharing import ShareGuard
 
     stop = stop_on_signals()
     routes: list[BaseRoute] = []
     handlers: dict[Any, ExceptionHandler] = {}
     state: dict[str, object] = {}
-    event_log = hub = ws = supervisor = monitor = outbox = delivering = deliveries = watching = None
+    event_log = hub = ws = supervisor = monitor = outbox = delivering = deliveries = watching = previewing = None
     delivery_tuning = notifier.tuning(args) if args.command == "up" else None  # a bad --notifier-* stops here, before anything runs
     rejected = open_rejected(args.data_dir, args.redis, bounds)
     stats = open_connection_stats(args.data_dir, args.redis)
@@ -319,6 +320,8 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         model = open_read_model(args.data_dir, args.redis)
         hub = Hub(config, model, rates)
         await hub.start()
+        state["preview_index"] = previews = PreviewIndex(config, model, rates)  # segment previews' columns
+        previewing = asyncio.create_task(previews.run(stop))  # built in the background, then kept from the feed
         api_limits, ws_limits = gateway_limits.from_args(args)
         shares = open_shares(args.data_dir, args.redis)
         ws = await start_ws_server(config, hub, args.host, args.ws_port, ws_limits, shares)
@@ -364,7 +367,8 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         await monitor.stop()
     if event_log is not None:
         await event_log.close()
-    for task in (supervisor, delivering, watching):  # each ends on `stop`: the dataflow, the notifier, its health watch
+    # each ends on `stop`: the dataflow, the notifier, its health watch, the preview columns
+    for task in (supervisor, delivering, watching, previewing):
         if task is not None:
             await task
     if deliveries is not None:

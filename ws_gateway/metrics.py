@@ -13,3 +13,7 @@ CAUGHT_UP = Gauge("storepulse_figures_caught_up_timestamp_seconds",
 THROTTLED = Counter("storepulse_api_throttled_total", "Read API requests refused with 429, by the limit hit", ["limit"])
 WS_REFUSED = Counter("storepulse_ws_closed_by_limit_total", "WebSocket connections closed by a limit, by the limit hit",
                      ["limit"])
+PREVIEWS = Counter("storepulse_segment_previews_total", "Segment previews answered, by path: columns (ws_gateway/preview_index.py) "
+                   "or records (the columns not built yet, or a rule they cannot answer)", ["path"])
+PREVIEW_BUILD_SECONDS = Gauge("storepulse_segment_preview_build_seconds",
+                              "How long the latest build of an organisation's preview columns took", ["org"])

@@ -14,6 +14,10 @@ the dataflow would hold for that rule:
 - the carts from the `cart` records naming the customer: open ones, the latest first activity, the
   latest `due` of one counted abandoned.
 
+This is the records' path: the gateway answers from the preview columns (ws_gateway/preview_columns.py,
+kept from the change feed: ws_gateway/preview_index.py) once they are built, and they are held equal
+to `preview_records` here (tests/test_segment_preview_columns.py).
+
 What the records do not keep cannot be previewed, and says so (PreviewError, a 400): the time and
 number of each refund (`refunds`, `net_spent` with a window), an order's categories and brands
 (`bought_category`, `bought_brand`), e-mail engagement and custom attributes.
@@ -21,8 +25,9 @@ number of each refund (`refunds`, `net_spent` with a window), an order's categor
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from core.changes import Record
 from core.rates import MissingRate
@@ -31,6 +36,9 @@ from core.rules import Context, CustomerFacts, Entry, Period, Totals, holds, inp
 from core.rules.facts import NO_TOTALS
 from core.rules.graph import conditions, references
 from core.rules.tree import EVER, Measure, Rule, Tally
+
+# the read model's records(org, kind): what preview_records reads
+Fetch = Callable[[type[Any]], Sequence[Record[Any]]]
 
 PREVIEW_MEMBERS = 20
 # The facts (CustomerFacts fields) the records rebuild, whole or in part (refunds: lifetime amount only)
@@ -180,3 +188,17 @@ def preview(rule: Rule, facts: Mapping[str, CustomerFacts], now: int, ctx: Conte
             if len(first) < PREVIEW_MEMBERS:
                 first.append(key)
     return count, first
+
+
+def preview_records(rule: Rule, fetch: Fetch, now: int, ctx: Context) -> tuple[int, list[str]]:
+    """`preview` as the route runs it from the stored records (`fetch(kind)`), reading each kind only
+    when the rule (or a segment of `ctx.segments` it names) reads what it gives: the slow path, and
+    the reference the preview columns (ws_gateway/preview_eval.py) are tested against."""
+    segments = ctx.segments
+    reads = inputs(rule, segments)
+    profiles = None if buyers_only(rule, reads, now, ctx) else fetch(Customer)
+    orders = fetch(Order) if "orders" in reads else ()
+    carts = fetch(Cart) if reads & CART_READS else ()
+    facts = customer_facts(profiles, orders, carts, ctx.currency, lines=reads_lines(rule, segments),
+                           stores="stores" in reads, ctx=ctx)
+    return preview(rule, facts, now, ctx)

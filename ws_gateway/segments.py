@@ -22,24 +22,18 @@ from core.config import Org
 from core.definitions import SEGMENT, delete_event, predefined_product_segments, put_event
 from core.figures import OPEN_END
 from core.money import EXPONENTS
-from core.records import Cart, Customer, Order
+from core.records import Customer
 from core.rules import Context, RuleError, inputs, parse_segments
 from core.rules.graph import references as references_of
 from core.segment_records import Segment, SegmentChange, SegmentClock, SegmentMember
 from state.log import EventLog, LogUnavailable
 from web.responses import json_response
-from ws_gateway import lists
+from ws_gateway import lists, metrics
 from ws_gateway.api import ReadSide, _limit, org_route
+from ws_gateway.preview_eval import Unsupported
+from ws_gateway.preview_index import PreviewIndex
 from ws_gateway.segment_filter import defaults
-from ws_gateway.segment_preview import (
-    CART_READS,
-    PreviewError,
-    buyers_only,
-    customer_facts,
-    preview,
-    previewable,
-    reads_lines,
-)
+from ws_gateway.segment_preview import PreviewError, buyers_only, preview_records, previewable
 from ws_gateway.segment_views import (
     BadSegment,
     Listed,
@@ -144,20 +138,21 @@ async def preview_segment(request: Request, side: ReadSide, org: Org) -> Respons
         raise HTTPException(400, str(exc)) from None
     # the instant the dataflow's membership is exact for; before it wrote any, its watermark while live
     now = as_of if as_of is not None else ms_of(side.now()) - org.allowed_lateness_ms
-    fetch = side.model.records
-    reads = inputs(rule, segments)
-
     # as the dataflow evaluates: its exchange rates (the same files, core/rates.py), the organisation's segments
     ctx = Context(org.timezone, org.currency, side.rates, segments)
+    index: PreviewIndex | None = getattr(request.app.state, "preview_index", None)
+    held = index.held(org.id) if index is not None else None
 
     def compute() -> tuple[int, list[str]]:
-        # each kind of record only when the rule reads what it gives (a third of the time each)
-        profiles = None if buyers_only(rule, reads, now, ctx) else fetch(org.id, Customer)
-        orders = fetch(org.id, Order) if "orders" in reads else ()
-        carts = fetch(org.id, Cart) if reads & CART_READS else ()
-        facts = customer_facts(profiles, orders, carts, org.currency, lines=reads_lines(rule, segments),
-                               stores="stores" in reads, ctx=ctx)
-        return preview(rule, facts, now, ctx)
+        if held is not None:  # the columns kept from the change feed (ws_gateway/preview_index.py)
+            try:
+                answer = held.preview(rule, now, ctx, buyers_only(rule, inputs(rule, segments), now, ctx))
+                metrics.PREVIEWS.labels(path="columns").inc()
+                return answer
+            except Unsupported:
+                pass
+        metrics.PREVIEWS.labels(path="records").inc()
+        return preview_records(rule, lambda kind: side.model.records(org.id, kind), now, ctx)
 
     count, first = await asyncio.to_thread(compute)
     return json_response({"org": org.id, "as_of": iso(now), "members": count, "first": first})
