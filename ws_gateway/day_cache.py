@@ -26,6 +26,9 @@ from state.readmodel import ReadModel
 V = TypeVar("V", bound=Value)
 T = TypeVar("T")
 
+# Long-lived state built from parts (ws_gateway/customer_rank.py: one per organisation, currency, store
+# and time zone, ~200 MB at 1M customers for three periods), least recently used dropped beyond it.
+STATES = 4
 # What is kept, least recently used dropped beyond it, weighed by the records a part was computed
 # from (an answer weighs 1): at bench/read_api.py's scale a part holds ~500 bytes a record, so the
 # 2.56M records of one currency's orders, profiles and carts take ~1.2 GB, and this bounds all to ~2 GB.
@@ -33,8 +36,9 @@ DAY_RECORDS = 4_000_000
 
 
 class DayCache:
-    def __init__(self, most: int = DAY_RECORDS) -> None:
-        self.most = most
+    def __init__(self, most: int = DAY_RECORDS, states: int = STATES) -> None:
+        self.most, self.states = most, states
+        self._states: OrderedDict[Hashable, Any] = OrderedDict()
         self._parts: OrderedDict[tuple[Hashable, ...], tuple[int, Any, int]] = OrderedDict()  # (stamp, part, weight)
         self._weight = 0
         self._lock = threading.Lock()  # requests compute in worker threads
@@ -46,6 +50,14 @@ class DayCache:
         (currency, store, ...): parts of different variants are kept apart."""
         if not isinstance(model, DayStamped):
             return [compute(model.records(org, kind, first, last))]
+        return [part for _, part in self.day_parts(model, org, kind, first, last, variant, compute)]
+
+    def day_parts(self, model: ReadModel, org: str, kind: type[V], first: str, last: str, variant: Hashable,
+                  compute: Callable[[list[Record[V]]], T]) -> list[tuple[str, T]]:
+        """`parts`, each with its day, from a stamped model. A part is the same object while its day's
+        stamp stands (ws_gateway/customer_rank.py tells a recomputed day by that)."""
+        if not isinstance(model, DayStamped):
+            raise TypeError(f"{type(model).__name__} keeps no day stamps")
         out = []
         for day, stamp in sorted(model.day_stamps(org, kind, first, last).items()):
             key = (org, kind.KIND, variant, day)
@@ -55,7 +67,7 @@ class DayCache:
                 records = model.records(org, kind, day, day)
                 kept = (stamp, compute(records), 1 + len(records))
             self._keep(key, kept)
-            out.append(kept[1])
+            out.append((day, kept[1]))
         return out
 
     def _keep(self, key: tuple[Hashable, ...], kept: tuple[int, Any, int]) -> None:
@@ -84,3 +96,15 @@ class DayCache:
             kept = (0, compute(), 1)
         self._keep(("answer", *key), kept)
         return kept[1]
+
+    def state(self, key: Hashable, make: Callable[[], T]) -> T:
+        """The state kept under `key`, made the first time (least recently used dropped beyond `states`)."""
+        with self._lock:
+            kept = self._states.pop(key, None)
+            if kept is None:
+                kept = make()
+            self._states[key] = kept
+            while len(self._states) > self.states:
+                self._states.popitem(last=False)
+            out: T = kept
+            return out
