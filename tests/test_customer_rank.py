@@ -217,3 +217,17 @@ def test_the_read_api_ranks_as_the_whole_period_through_live_writes(tmp_path: Pa
         model.write([late, today, again, profile])
         assert _answers(cached) == _answers(whole), i
     model.close()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("store", [None, "shop"])
+def test_a_days_customers_part_is_what_the_orders_part_holds_for_customers(store: str | None) -> None:
+    """Guests, unpaid orders, another store, GBP without a rate (a gap): the same sums and gaps."""
+    rng = random.Random(23)
+    records = [_order(rng, i, 1, paid=NOW_MS - rng.randrange(DAY_MS)) for i in range(200)]
+    records = [r if i % 7 else Record(r.org, r.version, r.kind, r.key, r.day, r.value.__class__(
+        **{**{f: getattr(r.value, f) for f in r.value.__struct_fields__}, "paid": None})) for i, r in enumerate(records)]
+    whole = list_parts.orders_part(records, currency="EUR", rates=None, store=store)
+    light = list_parts.customers_part(records, currency="EUR", rates=None, store=store)
+    assert light.customers == whole.customers and light.guests == whole.guests > 0 and light.gaps == whole.gaps != frozenset()
+    assert sum(c.orders for c in light.customers.values()) + light.guests < len(records)  # unpaid (and another store's) left out

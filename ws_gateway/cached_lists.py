@@ -240,7 +240,7 @@ def ranked_customers(cache: DayCache, model: ReadModel, org: str, first: str, la
     parts of the days it touched and re-sums the customers whose entry in them changed."""
     ranked = cache.state(("customers", org, currency, store, str(tz)), _Ranked)
     compute_lives = functools.partial(_lives_part, currency=currency, rates=rates, tz=tz, store=store)
-    compute_orders = functools.partial(list_parts.orders_part, currency=currency, rates=rates, store=store)
+    compute_orders = functools.partial(list_parts.customers_part, currency=currency, rates=rates, store=store)
     with ranked.lock:
         lives = cache.day_parts(model, org, Customer, "", OPEN_END, ("lives", currency, store, str(tz)), compute_lives)
         ranked.lives.sync({d: p.lives for d, p in lives})
@@ -251,7 +251,7 @@ def ranked_customers(cache: DayCache, model: ReadModel, org: str, first: str, la
             period.sync({d: ranked.lifetime_figures(d, p) for d, p in lives}, ranked.lives)
             guests = 0
         else:
-            orders = cache.day_parts(model, org, Order, first, last, ("orders", currency, store), compute_orders)
+            orders = cache.day_parts(model, org, Order, first, last, ("customers", currency, store), compute_orders)
             period.sync({d: p.customers for d, p in orders}, ranked.lives)
             gaps |= list_parts.gaps([p for _, p in orders])
             guests = sum(p.guests for _, p in orders)
