@@ -53,9 +53,10 @@ class DayCache:
         return [part for _, part in self.day_parts(model, org, kind, first, last, variant, compute)]
 
     def day_parts(self, model: ReadModel, org: str, kind: type[V], first: str, last: str, variant: Hashable,
-                  compute: Callable[[list[Record[V]]], T]) -> list[tuple[str, T]]:
+                  compute: Callable[[list[Record[V]]], T], per_record: float = 1.0) -> list[tuple[str, T]]:
         """`parts`, each with its day, from a stamped model. A part is the same object while its day's
-        stamp stands (ws_gateway/customer_rank.py tells a recomputed day by that)."""
+        stamp stands (ws_gateway/customer_rank.py tells a recomputed day by that). `per_record`: what
+        a part weighs per record it was computed from, if it holds less than most parts do."""
         if not isinstance(model, DayStamped):
             raise TypeError(f"{type(model).__name__} keeps no day stamps")
         out = []
@@ -65,7 +66,7 @@ class DayCache:
                 kept = self._parts.get(key)
             if kept is None or kept[0] != stamp:
                 records = model.records(org, kind, day, day)
-                kept = (stamp, compute(records), 1 + len(records))
+                kept = (stamp, compute(records), 1 + int(len(records) * per_record))
             self._keep(key, kept)
             out.append((day, kept[1]))
         return out
