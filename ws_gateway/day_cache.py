@@ -59,25 +59,31 @@ class DayCache:
         a part weighs per record it was computed from, if it holds less than most parts do."""
         if not isinstance(model, DayStamped):
             raise TypeError(f"{type(model).__name__} keeps no day stamps")
-        out = []
-        for day, stamp in sorted(model.day_stamps(org, kind, first, last).items()):
-            key = (org, kind.KIND, variant, day)
-            with self._lock:
-                kept = self._parts.get(key)
+        stamps = sorted(model.day_stamps(org, kind, first, last).items())
+        keys: list[tuple[Hashable, ...]] = [(org, kind.KIND, variant, day) for day, _ in stamps]
+        with self._lock:  # once for all days, not twice a day: 730 profile days are read on every request
+            found = [self._parts.get(key) for key in keys]
+        now: list[tuple[tuple[Hashable, ...], tuple[int, Any, int]]] = []
+        for (day, stamp), key, kept in zip(stamps, keys, found, strict=True):
             if kept is None or kept[0] != stamp:
                 records = model.records(org, kind, day, day)
                 kept = (stamp, compute(records), 1 + int(len(records) * per_record))
-            self._keep(key, kept)
-            out.append((day, kept[1]))
-        return out
+            now.append((key, kept))
+        with self._lock:
+            for key, kept in now:
+                self._keep_locked(key, kept)
+        return [(day, kept[1]) for (day, _), (_, kept) in zip(stamps, now, strict=True)]
 
     def _keep(self, key: tuple[Hashable, ...], kept: tuple[int, Any, int]) -> None:
         with self._lock:
-            old = self._parts.pop(key, None)
-            self._weight += kept[2] - (old[2] if old is not None else 0)
-            self._parts[key] = kept
-            while self._weight > self.most and len(self._parts) > 1:
-                self._weight -= self._parts.popitem(last=False)[1][2]
+            self._keep_locked(key, kept)
+
+    def _keep_locked(self, key: tuple[Hashable, ...], kept: tuple[int, Any, int]) -> None:
+        old = self._parts.pop(key, None)
+        self._weight += kept[2] - (old[2] if old is not None else 0)
+        self._parts[key] = kept
+        while self._weight > self.most and len(self._parts) > 1:
+            self._weight -= self._parts.popitem(last=False)[1][2]
 
     @staticmethod
     def stamps(model: ReadModel, org: str, kind: type[V], first: str, last: str) -> tuple[tuple[str, int], ...] | None:
