@@ -231,3 +231,25 @@ def test_a_days_customers_part_is_what_the_orders_part_holds_for_customers(store
     light = list_parts.customers_part(records, currency="EUR", rates=None, store=store)
     assert light.customers == whole.customers and light.guests == whole.guests > 0 and light.gaps == whole.gaps != frozenset()
     assert sum(c.orders for c in light.customers.values()) + light.guests < len(records)  # unpaid (and another store's) left out
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/Santiago", "America/Havana", "Pacific/Apia", "UTC"])
+def test_a_periods_instants_are_those_of_its_local_days_across_dst(zone: str) -> None:
+    """Santiago and Havana move their clocks at midnight (a day starting at 01:00, or twice); Apia
+    skipped 2011-12-30 altogether."""
+    tz = ZoneInfo(zone)
+    rng = random.Random(zone)
+    transitions = [datetime(2022, 9, 10, tzinfo=UTC), datetime(2022, 3, 12, tzinfo=UTC), datetime(2022, 11, 5, tzinfo=UTC),
+                   datetime(2011, 12, 29, tzinfo=UTC), datetime(2026, 3, 28, tzinfo=UTC), datetime(2026, 10, 24, tzinfo=UTC)]
+    days = transitions + [datetime(year, 1, 1, tzinfo=UTC) + timedelta(days=rng.randrange(366))
+                          for year in (2011, 2022, 2026) for _ in range(100)]
+    for day in days:
+        first, last = day.date().isoformat(), (day + timedelta(days=rng.randrange(3))).date().isoformat()
+        since, until = customer_rank.local_days(first, last, tz)
+        for hours in range(-30, 80):
+            ms = int((day + timedelta(hours=hours, minutes=rng.choice((0, 1, 59)))).timestamp() * 1000)
+            local = datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz).date().isoformat()
+            assert (since <= ms < until) == (first <= local <= last), (zone, first, last, ms)
+    assert customer_rank.local_days("", "\uffff", tz) == (float("-inf"), float("inf"))
+    assert customer_rank.local_days("0001-01-01", "9999-12-31", tz)[1] == float("inf")

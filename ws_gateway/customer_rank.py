@@ -18,13 +18,15 @@ only they are re-summed, re-ranked and re-counted. The answer is the one `lists.
 from __future__ import annotations
 
 import heapq
+import math
 from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.clock import utc_from_ms
+from core.figures import OPEN_END
 from ws_gateway.lists import Lifetime, PeriodCustomer
 
 Figures = dict[str, PeriodCustomer]
@@ -134,7 +136,9 @@ class LivesMerge:
         self.seq += 1
         if not self.days or len(changed_days) > len(parts) // 2:
             self.days = dict(parts)
-            self.lives = {k: v for d in sorted(parts) for k, v in parts[d].items()}
+            self.lives = {}
+            for d in sorted(parts):
+                self.lives.update(parts[d])
             self._rebuilt = self.seq
             self._log.clear()
             return
@@ -200,8 +204,19 @@ class TopRank:
         return [k[-1] for k in self.top[:limit]]
 
 
-def _day(ms: int, tz: ZoneInfo) -> str:
-    return utc_from_ms(ms).astimezone(tz).date().isoformat()
+def local_days(first: str, last: str, tz: ZoneInfo) -> tuple[float, float]:
+    """[since, until) in ms: the instants whose local day in `tz` is in [first, last] ("" and OPEN_END
+    open), so a period's membership is two comparisons, not a date conversion per customer. A local
+    midnight that DST skips or repeats starts its day at its first instant (fold 0)."""
+    def start(day: str, after: int, edge: float) -> float:
+        try:
+            return datetime.combine(date.fromisoformat(day) + timedelta(days=after), time(), tzinfo=tz).timestamp() * 1000
+        except (OverflowError, ValueError):  # near year 1 or 9999: nothing lies beyond
+            return edge
+
+    since = -math.inf if first == "" else start(first, 0, -math.inf)
+    until = math.inf if last == OPEN_END else start(last, 1, math.inf)
+    return since, until
 
 
 NEW, REPEAT = 1, 2  # a customer's part of `lists.customer_summary`'s counts
@@ -213,6 +228,7 @@ class RankedPeriod:
 
     def __init__(self, first: str, last: str, tz: ZoneInfo) -> None:
         self.first, self.last, self.tz = first, last, tz
+        self.since, self.until = local_days(first, last, tz)
         self.merge = DayMerge()
         self.lives = LivesMerge()
         self.lives_seq = -1
@@ -243,7 +259,7 @@ class RankedPeriod:
         life = self.lives.lives.get(c)
         first_paid = life.first_paid if life is not None and life.first_paid is not None else f.first
         assert first_paid is not None  # every customer of the period paid in it
-        if self.first <= _day(first_paid, self.tz) <= self.last:
+        if self.since <= first_paid < self.until:  # its first paid order ever is in the period: new
             return NEW | (REPEAT if f.orders >= 2 else 0)
         return REPEAT
 
