@@ -22,7 +22,7 @@ from msgspec import Raw
 from core.changes import Record
 from core.records import Customer, CustomerMoney, Order
 from state.sqlite_readmodel import SqliteReadModel
-from tests.test_day_cache import NOW_MS, Unstamped, _answers, _order, _shop, _side
+from tests.test_day_cache import NOW, NOW_MS, Unstamped, _answers, _order, _shop, _side
 from ws_gateway import customer_rank, list_parts, lists
 
 TZ = ZoneInfo("UTC")
@@ -157,7 +157,10 @@ def _history(seed: int) -> None:
     rolling = customer_rank.DayMerge()  # one merge across the days the period rolls over
     for step in range(80):
         if step % 25 == 24 and today < len(DAYS) - 1:
-            today += 1  # the next day: a new period (the read side keeps one per first and last day)
+            today += 1  # the next day: the period rolled (as the read side does at midnight), or one anew
+            before = periods.pop((DAYS[today - 1 - span], DAYS[today - 1]))
+            if step < 50:
+                periods[(DAYS[today - span], DAYS[today])] = before.roll(DAYS[today - span], DAYS[today])
         first, last = DAYS[today - span], DAYS[today]
         period = periods.setdefault((first, last), customer_rank.RankedPeriod(first, last, TZ))
         lives.sync(h.life_parts)
@@ -253,3 +256,24 @@ def test_a_periods_instants_are_those_of_its_local_days_across_dst(zone: str) ->
             assert (since <= ms < until) == (first <= local <= last), (zone, first, last, ms)
     assert customer_rank.local_days("", "\uffff", tz) == (float("-inf"), float("inf"))
     assert customer_rank.local_days("0001-01-01", "9999-12-31", tz)[1] == float("inf")
+
+
+def test_after_midnight_the_periods_roll_and_answer_as_the_whole_period(tmp_path: Path) -> None:
+    """The next day, "7d" and "30d" are new periods: the kept sums of the day before are rolled
+    (the same DayMerge) and answer as the model with its stamps hidden."""
+    rng = random.Random(29)
+    model = SqliteReadModel(tmp_path / "readmodel.sqlite3")
+    model.write(_shop(rng))
+    clock = [NOW]
+    cached, whole = _side(model, tmp_path), _side(Unstamped(model), tmp_path)
+    cached.now = whole.now = lambda: clock[0]
+    assert _answers(cached) == _answers(whole)
+    ranked = cached.day_cache._states[("customers", "acme", "EUR", None, "Europe/Berlin")]
+    merges = {id(p.merge) for span, p in ranked.periods.items() if span[0]}  # today, 7d, 30d
+    last = max(span[1] for span in ranked.periods if span[0])
+    clock[0] = NOW + timedelta(days=1)
+    model.write([_order(rng, 4000, 5, paid=NOW_MS + DAY_MS - 3_600_000)])
+    assert _answers(cached) == _answers(whole)
+    rolled = {id(p.merge) for span, p in ranked.periods.items() if span[0] and span[1] > last}
+    assert len(rolled) == 3 and rolled == merges, "the new day's periods took the kept sums"
+    model.close()

@@ -12,7 +12,7 @@ import threading
 from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from itertools import chain
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -216,7 +216,10 @@ class _Ranked:
     lock: threading.Lock = field(default_factory=threading.Lock)  # one request at a time updates them
 
     def period(self, first: str, last: str, tz: ZoneInfo) -> customer_rank.RankedPeriod:
-        kept = self.periods.pop((first, last), None) or customer_rank.RankedPeriod(first, last, tz)
+        kept = self.periods.pop((first, last), None)
+        if kept is None:  # a new period; or a kept one a day later (the dashboard's "7d" after midnight)
+            before = self.periods.pop(_day_before(first, last), None)
+            kept = before.roll(first, last) if before is not None else customer_rank.RankedPeriod(first, last, tz)
         self.periods[(first, last)] = kept
         while len(self.periods) > PERIODS:
             self.periods.popitem(last=False)
@@ -228,6 +231,16 @@ class _Ranked:
         if kept is None or kept[0] is not part:
             kept = self.whole[day] = (part, lists.lifetime_customers(part.lives))
         return kept[1]
+
+
+def _day_before(first: str, last: str) -> tuple[str, str]:
+    """The period one day earlier (an open end stays open)."""
+    def before(day: str) -> str:
+        try:
+            return (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+        except ValueError:
+            return day  # "" or OPEN_END
+    return before(first), before(last)
 
 
 CUSTOMERS_WEIGHT = 0.4  # a customers part holds ~100 B a record, an orders part ~240 (tracemalloc, bench data)

@@ -236,6 +236,15 @@ class RankedPeriod:
         self.new = self.repeat = 0
         self.ranks: dict[str, TopRank] = {}
 
+    def roll(self, first: str, last: str) -> RankedPeriod:
+        """The same period a day (or more) later, from these sums: a period named by its length ("7d")
+        ends on a new day at midnight. The sums follow the days added and dropped at the next sync
+        (DayMerge.sync), the summary and rankings are redone then (they depend on the first day):
+        an O(customers) pass instead of summing every day again."""
+        out = RankedPeriod(first, last, self.tz)
+        out.merge = self.merge
+        return out
+
     def sync(self, parts: Mapping[str, Figures], lives: LivesMerge) -> None:
         self.lives = lives
         changed = self.merge.sync(parts)
