@@ -268,7 +268,7 @@ def test_after_midnight_the_periods_roll_and_answer_as_the_whole_period(tmp_path
     cached, whole = _side(model, tmp_path), _side(Unstamped(model), tmp_path)
     cached.now = whole.now = lambda: clock[0]
     assert _answers(cached) == _answers(whole)
-    ranked = cached.day_cache._states[("customers", "acme", "EUR", None, "Europe/Berlin")]
+    ranked = cached.day_cache._states[("customers", "acme", "EUR", None, "Europe/Berlin")][0]
     merges = {id(p.merge) for span, p in ranked.periods.items() if span[0]}  # today, 7d, 30d
     last = max(span[1] for span in ranked.periods if span[0])
     clock[0] = NOW + timedelta(days=1)
@@ -276,4 +276,15 @@ def test_after_midnight_the_periods_roll_and_answer_as_the_whole_period(tmp_path
     assert _answers(cached) == _answers(whole)
     rolled = {id(p.merge) for span, p in ranked.periods.items() if span[0] and span[1] > last}
     assert len(rolled) == 3 and rolled == merges, "the new day's periods took the kept sums"
+    model.close()
+
+
+def test_kept_customers_beyond_their_bound_drop_the_least_recently_used(tmp_path: Path) -> None:
+    model = SqliteReadModel(tmp_path / "readmodel.sqlite3")
+    model.write(_shop(random.Random(31)))
+    cached, whole = _side(model, tmp_path), _side(Unstamped(model), tmp_path)
+    cached.day_cache.state_entries = 60  # 40 profiles and a 7-day period's customers: one store's fits, not two
+    assert _answers(cached) == _answers(whole)
+    kept = [key for key in cached.day_cache._states if key[0] == "customers"]
+    assert kept == [("customers", "acme", "EUR", None, "Europe/Berlin")], "the last used (all time, all stores) alone"
     model.close()

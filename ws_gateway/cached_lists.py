@@ -225,6 +225,11 @@ class _Ranked:
             self.periods.popitem(last=False)
         return kept
 
+    def weight(self) -> int:
+        """The customers it holds (DayCache.state's bound): a profile, and one per customer of each period."""
+        periods = list(self.periods.values())  # one C call: atomic while a request updates them
+        return len(self.lives.lives) + sum(len(p.merge.figures) for p in periods)
+
     def lifetime_figures(self, day: str, part: LivesPart) -> customer_rank.Figures:
         """All time's figures of a profile day (lists.lifetime_customers), the same object while its part stands."""
         kept = self.whole.get(day)
@@ -252,7 +257,7 @@ def ranked_customers(cache: DayCache, model: ReadModel, org: str, first: str, la
     """lists.customers_list and lists.customer_summary of the period (all time: of the profiles), from
     sums kept across requests (ws_gateway/customer_rank.py): a request after a write recomputes the
     parts of the days it touched and re-sums the customers whose entry in them changed."""
-    ranked = cache.state(("customers", org, currency, store, str(tz)), _Ranked)
+    ranked = cache.state(("customers", org, currency, store, str(tz)), _Ranked, _Ranked.weight)
     compute_lives = functools.partial(_lives_part, currency=currency, rates=rates, tz=tz, store=store)
     compute_orders = functools.partial(list_parts.customers_part, currency=currency, rates=rates, store=store)
     with ranked.lock:

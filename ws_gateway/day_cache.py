@@ -26,9 +26,11 @@ from state.readmodel import ReadModel
 V = TypeVar("V", bound=Value)
 T = TypeVar("T")
 
-# Long-lived state built from parts (ws_gateway/customer_rank.py: one per organisation, currency, store
-# and time zone, ~200 MB at 1M customers for three periods), least recently used dropped beyond it.
-STATES = 4
+# Long-lived state built from parts (ws_gateway/cached_lists.py's best customers: one per organisation,
+# currency, store and time zone), weighed by the customers it holds (an entry a profile and one per
+# customer of each period kept: ~100-150 B each); the least recently used dropped beyond this. At
+# bench/read_api.py's scale one organisation's today, 7d, 30d, 90d and all time weigh ~3M.
+STATE_ENTRIES = 4_000_000
 # What is kept, least recently used dropped beyond it, weighed by the records a part was computed
 # from (an answer weighs 1): at bench/read_api.py's scale a part holds ~500 bytes a record, so the
 # 2.56M records of one currency's orders, profiles and carts take ~1.2 GB, and this bounds all to ~2 GB.
@@ -36,9 +38,9 @@ DAY_RECORDS = 4_000_000
 
 
 class DayCache:
-    def __init__(self, most: int = DAY_RECORDS, states: int = STATES) -> None:
-        self.most, self.states = most, states
-        self._states: OrderedDict[Hashable, Any] = OrderedDict()
+    def __init__(self, most: int = DAY_RECORDS, state_entries: int = STATE_ENTRIES) -> None:
+        self.most, self.state_entries = most, state_entries
+        self._states: OrderedDict[Hashable, tuple[Any, Callable[[Any], int]]] = OrderedDict()
         self._parts: OrderedDict[tuple[Hashable, ...], tuple[int, Any, int]] = OrderedDict()  # (stamp, part, weight)
         self._weight = 0
         self._lock = threading.Lock()  # requests compute in worker threads
@@ -104,14 +106,15 @@ class DayCache:
         self._keep(("answer", *key), kept)
         return kept[1]
 
-    def state(self, key: Hashable, make: Callable[[], T]) -> T:
-        """The state kept under `key`, made the first time (least recently used dropped beyond `states`)."""
+    def state(self, key: Hashable, make: Callable[[], T], weigh: Callable[[T], int]) -> T:
+        """The state kept under `key`, made the first time. The least recently used others are dropped
+        while all weigh more than `state_entries` (weighed now: they grow after they are made)."""
         with self._lock:
             kept = self._states.pop(key, None)
-            if kept is None:
-                kept = make()
-            self._states[key] = kept
-            while len(self._states) > self.states:
-                self._states.popitem(last=False)
-            out: T = kept
+            out: T = make() if kept is None else kept[0]
+            self._states[key] = (out, weigh)
+            total = sum(w(s) for s, w in self._states.values())
+            while total > self.state_entries and len(self._states) > 1:
+                s, w = self._states.popitem(last=False)[1]
+                total -= w(s)
             return out
