@@ -76,7 +76,9 @@ class DayMerge:
             if new is not None:
                 self.days[d] = new
             new = new or {}
-            deltas += [(c, o, n) for c in old.keys() | new.keys() if (o := old.get(c)) != (n := new.get(c))]
+            # the day's entries that changed or came, then those that went: one look-up each
+            deltas += [(c, o, n) for c, n in new.items() if (o := old.get(c)) != n]
+            deltas += [(c, old[c], None) for c in old.keys() - new.keys()]
         again = set()  # customers whose first or last paid order may have been the one that left
         for c, o, n in deltas:
             f = self.figures.get(c)
@@ -148,14 +150,13 @@ class LivesMerge:
             if new is not None:
                 self.days[d] = new
             new = new or {}
-            for c in old.keys() | new.keys():
-                o, n = old.get(c), new.get(c)
-                if o == n:
-                    continue
-                changed.add(c)
-                if n is not None:
+            for c, n in new.items():
+                if old.get(c) != n:
+                    changed.add(c)
                     self.lives[c] = n
-                elif self.lives.get(c) is o:  # a profile that moved to another day keeps that day's
+            for c in old.keys() - new.keys():
+                changed.add(c)
+                if self.lives.get(c) is old[c]:  # a profile that moved to another day keeps that day's
                     del self.lives[c]
         self._log.append((self.seq, frozenset(changed)))
 
