@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from state.sqlite_readmodel import SqliteReadModel
+from tests.helpers import Storepulse, wait_for
 from tests.test_day_cache import TOKEN, Unstamped, _shop, _side
 from web.app import build_app
 from ws_gateway import api, cached_lists, list_parts, warm_start
@@ -90,3 +91,16 @@ def test_closing_stops_the_warming_after_the_step_under_way(tmp_path: Path, monk
     assert ran == ["first"] and [w for w, _ in warming.took] == ["first"]
     assert warming.thread is not None and not warming.thread.is_alive()
     model.close()
+
+
+def test_storepulse_up_warms_at_start_and_stops_cleanly(tmp_path: Path) -> None:
+    """The real `storepulse up`: its log says each organisation's parts were warmed, and Ctrl-C ends it."""
+    sp = Storepulse(tmp_path)
+    try:
+        sp.start()
+        wanted = [f"warmed {org} {what}" for org in ("acme", "tokyo") for what in ("customers 90d", "orders 90d", "quota")]
+        wait_for(lambda: all(w in sp.log_tail(100_000) for w in wanted), 30, f"warming in the log ({sp.logfile})")
+        assert sp.get("/api/v1/orgs/acme/customers", period="90d").status_code == 200
+        assert sp.stop() == 0, sp.log_tail()
+    finally:
+        sp.ensure_stopped()
