@@ -19,7 +19,10 @@ each request right after a write like the dataflow's for a paid order (the live 
 
     .venv/bin/python bench/read_api.py [--db /tmp/storepulse-bench-read/readmodel.sqlite3] [--repeat 7]
                                        [--customers 1000000] [--orders 1000000] [--regenerate] [--load-only]
-                                       [--live 3]
+                                       [--live 3] [--endpoints customers,orders] [--warm off|wait|nowait]
+
+--warm: the server warms its kept parts at start (ws_gateway/warm_start.py) as `storepulse gateway` does;
+"wait" measures once that is done (and says how long it took), "nowait" right away.
 """
 
 from __future__ import annotations
@@ -247,8 +250,10 @@ def _cumulative(xs: list[float]) -> list[float]:
 
 # --- the server -------------------------------------------------------------------------------------
 
-def serve(db: Path, port: int) -> None:
-    """The gateway's read API over `db`, as `storepulse gateway` builds it (no WebSocket, no event log)."""
+def serve(db: Path, port: int, warm: str = "off", warmed: Any = None) -> None:
+    """The gateway's read API over `db`, as `storepulse gateway` builds it (no WebSocket, no event log);
+    with `warm` other than "off", its kept parts warmed at start as `storepulse gateway` does
+    (ws_gateway/warm_start.py), `warmed` (a multiprocessing Event) set when done."""
     import uvloop
 
     from core.config import parse_config
@@ -266,6 +271,19 @@ def serve(db: Path, port: int) -> None:
     app = build_app(segments.routes + api.routes, api.handlers, {"read_side": side})
     server = http_server(app, "127.0.0.1", port)
     settle(SERVERS)
+    if warm != "off":
+        import threading
+
+        from ws_gateway import warm_start  # not in the tree before it: imported only when asked for
+
+        def report() -> None:
+            warming.wait()
+            for what, seconds in warming.took:
+                print(f"  warmed {what} in {seconds:.1f} s", flush=True)
+            warmed.set()
+
+        warming = warm_start.start_side(side)
+        threading.Thread(target=report, daemon=True).start()
     uvloop.run(server.serve())
 
 
@@ -328,19 +346,19 @@ def _label(params: dict[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in params.items())
 
 
-def measure(base: str, repeat: int) -> None:
+def measure(base: str, repeat: int, endpoints: list[tuple[str, str, dict[str, Any]]]) -> None:
     """Per period and endpoint: the first request after the server started (it computes what later
     ones reuse), then `repeat` more: p50 and p99."""
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=900) as client:
         for period in PERIODS:
-            for view, endpoint, params in ENDPOINTS:
+            for view, endpoint, params in endpoints:
                 first, size = _get(client, endpoint, {**params, "period": period})
                 times = [_get(client, endpoint, {**params, "period": period})[0] for _ in range(repeat)]
                 print(f"  {period:>3} {view:<9} /{endpoint:<11} {_label(params):<28} first {first * 1000:8.1f} ms  "
                       f"p50 {_pct(times, 0.5) * 1000:8.1f} ms  p99 {_pct(times, 0.99) * 1000:8.1f} ms  {size:,} B", flush=True)
 
 
-def live(base: str, db: Path, repeat: int) -> None:
+def live(base: str, db: Path, repeat: int, endpoints: list[tuple[str, str, dict[str, Any]]]) -> None:
     """Each request right after a write as the dataflow makes it for a paid order (`SqliteReadModel.write`:
     one of today's orders and its customer's profile, at a newer version): what a live shop costs."""
     model = SqliteReadModel(db)
@@ -354,8 +372,8 @@ def live(base: str, db: Path, repeat: int) -> None:
     profile = value_from_json(Customer, cvalue)
     conn.close()
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=900) as client:
-        for period in ("7d", "90d"):
-            for view, endpoint, params in ENDPOINTS:
+        for period in PERIODS:
+            for view, endpoint, params in endpoints:
                 times = []
                 for _ in range(repeat):
                     version = time.time_ns()
@@ -376,6 +394,9 @@ def main() -> None:
     parser.add_argument("--regenerate", action="store_true")
     parser.add_argument("--live", type=int, default=3, help="requests per endpoint right after a write (0: none)")
     parser.add_argument("--load-only", action="store_true", help="write the data, measure nothing")
+    parser.add_argument("--endpoints", default="", help="only these endpoints (comma-separated, e.g. customers)")
+    parser.add_argument("--warm", choices=("off", "wait", "nowait"), default="off",
+                        help="warm the kept parts at start (ws_gateway/warm_start.py); wait: measure once it is done")
     args = parser.parse_args()
     if args.regenerate and args.db.exists():
         args.db.unlink()
@@ -389,8 +410,12 @@ def main() -> None:
         print(f"generated in {time.perf_counter() - t:.1f} s ({args.db.stat().st_size / 1e6:,.0f} MB)", flush=True)
     if args.load_only:
         return
+    endpoints = [e for e in ENDPOINTS if not args.endpoints or e[1] in args.endpoints.split(",")]
     port = free_port()
-    server = multiprocessing.get_context("spawn").Process(target=serve, args=(args.db, port), daemon=True)
+    spawn = multiprocessing.get_context("spawn")
+    warmed = spawn.Event()
+    started = time.perf_counter()
+    server = spawn.Process(target=serve, args=(args.db, port, args.warm, warmed), daemon=True)
     server.start()
     try:
         base = f"http://127.0.0.1:{port}"
@@ -403,16 +428,20 @@ def main() -> None:
                 if time.monotonic() > deadline or not server.is_alive():
                     raise SystemExit("the server did not start") from None
                 time.sleep(0.05)
+        print(f"server up in {time.perf_counter() - started:.1f} s", flush=True)
+        if args.warm == "wait":
+            warmed.wait()
+            print(f"warmed {time.perf_counter() - started:.1f} s after the server process started", flush=True)
         print("baseline: SQLite alone over the period's order rows")
         for period in PERIODS:
             b = baseline(args.db, period, args.repeat)
             print(f"  {period:>3} SELECT count(*): p50 {statistics.median(b['count']) * 1000:7.1f} ms; "
                   f"SELECT the rows (fetchall): p50 {statistics.median(b['rows']) * 1000:7.1f} ms", flush=True)
         print(f"the read API, one request at a time: the first, then {args.repeat} more")
-        measure(base, args.repeat)
+        measure(base, args.repeat, endpoints)
         if args.live:
             print(f"the read API right after a write to today (an order and its customer's profile), {args.live} each")
-            live(base, args.db, args.live)
+            live(base, args.db, args.live, endpoints)
     finally:
         server.terminate()
         server.join(10)

@@ -68,6 +68,7 @@ _DAYS_FILL = ("INSERT OR IGNORE INTO record_days SELECT org, kind, day, 1 FROM r
               f"WHERE {_NOT_UNSTAMPED} GROUP BY org, kind, day")
 POLL_SECONDS = 0.005
 CACHE_KIB = 32 * 1024
+MMAP_BYTES = 8 << 30  # address space only: pages are mapped as read (file-backed, reclaimable)
 _UPSERT_RECORD = (
     "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (org, kind, key) DO UPDATE SET "
     "day = excluded.day, version = excluded.version, value = excluded.value WHERE excluded.version > records.version")
@@ -93,6 +94,10 @@ class SqliteReadModel:
         # SQLite's default page cache (2 MB) misses on every upsert once the records outgrow it: with live
         # segments (tens of records per event) 32 MB cut the write's CPU by a third (bench/dataflow.py floors)
         self._conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        # Reads through a memory map: another process's commit (the dataflow's) empties this connection's
+        # page cache, and a list re-reading today's 8,000 orders then copied every page in again; mapped,
+        # it reads them in place (fetching a day's orders right after a write: 20 -> 10 ms, bench data).
+        self._conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
         self._conn.executescript(_SCHEMA)
         if self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'record_days'").fetchone() is None:
             self._conn.executescript(f"BEGIN IMMEDIATE; {_DAYS} {_DAYS_FILL}; COMMIT;")

@@ -295,7 +295,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     from notifier.worker import Notifier
     from state.open import open_connection_stats, open_log, open_read_model, open_rejected
     from state.shares import open_shares
-    from ws_gateway import api, segments
+    from ws_gateway import api, segments, warm_start
     from ws_gateway.deliveries import DeliveriesSide
     from ws_gateway.hub import Hub
     from ws_gateway.live import start_ws_server
@@ -349,6 +349,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         await http_task  # re-raises why it could not start (port in use, ...)
         raise SystemExit(f"HTTP server on {args.host}:{args.http_port} did not start")
     _announce(args, path, config, demo_credentials(path) if demo else None)
+    warming = warm_start.start_side(state.get("read_side"))  # the lists' kept parts now, not at the first request
     simulator = demo_run.start(args, config.orgs["demo"], stop) if demo and "demo" in config.orgs else None
     await stop.wait()
     log.info("shutting down")
@@ -356,6 +357,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         simulator.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await simulator
+    await asyncio.to_thread(warming.close)
     server.should_exit = True
     await http_task
     if ws is not None:

@@ -26,6 +26,11 @@ from state.readmodel import ReadModel
 V = TypeVar("V", bound=Value)
 T = TypeVar("T")
 
+# Long-lived state built from parts (ws_gateway/cached_lists.py's best customers: one per organisation,
+# currency, store and time zone), weighed by the customers it holds (an entry a profile and one per
+# customer of each period kept: ~100-150 B each); the least recently used dropped beyond this. At
+# bench/read_api.py's scale one organisation's today, 7d, 30d, 90d and all time weigh ~3M.
+STATE_ENTRIES = 4_000_000
 # What is kept, least recently used dropped beyond it, weighed by the records a part was computed
 # from (an answer weighs 1): at bench/read_api.py's scale a part holds ~500 bytes a record, so the
 # 2.56M records of one currency's orders, profiles and carts take ~1.2 GB, and this bounds all to ~2 GB.
@@ -33,8 +38,9 @@ DAY_RECORDS = 4_000_000
 
 
 class DayCache:
-    def __init__(self, most: int = DAY_RECORDS) -> None:
-        self.most = most
+    def __init__(self, most: int = DAY_RECORDS, state_entries: int = STATE_ENTRIES) -> None:
+        self.most, self.state_entries = most, state_entries
+        self._states: OrderedDict[Hashable, tuple[Any, Callable[[Any], int]]] = OrderedDict()
         self._parts: OrderedDict[tuple[Hashable, ...], tuple[int, Any, int]] = OrderedDict()  # (stamp, part, weight)
         self._weight = 0
         self._lock = threading.Lock()  # requests compute in worker threads
@@ -46,25 +52,40 @@ class DayCache:
         (currency, store, ...): parts of different variants are kept apart."""
         if not isinstance(model, DayStamped):
             return [compute(model.records(org, kind, first, last))]
-        out = []
-        for day, stamp in sorted(model.day_stamps(org, kind, first, last).items()):
-            key = (org, kind.KIND, variant, day)
-            with self._lock:
-                kept = self._parts.get(key)
+        return [part for _, part in self.day_parts(model, org, kind, first, last, variant, compute)]
+
+    def day_parts(self, model: ReadModel, org: str, kind: type[V], first: str, last: str, variant: Hashable,
+                  compute: Callable[[list[Record[V]]], T], per_record: float = 1.0) -> list[tuple[str, T]]:
+        """`parts`, each with its day, from a stamped model. A part is the same object while its day's
+        stamp stands (ws_gateway/customer_rank.py tells a recomputed day by that). `per_record`: what
+        a part weighs per record it was computed from, if it holds less than most parts do."""
+        if not isinstance(model, DayStamped):
+            raise TypeError(f"{type(model).__name__} keeps no day stamps")
+        stamps = sorted(model.day_stamps(org, kind, first, last).items())
+        keys: list[tuple[Hashable, ...]] = [(org, kind.KIND, variant, day) for day, _ in stamps]
+        with self._lock:  # once for all days, not twice a day: 730 profile days are read on every request
+            found = [self._parts.get(key) for key in keys]
+        now: list[tuple[tuple[Hashable, ...], tuple[int, Any, int]]] = []
+        for (day, stamp), key, kept in zip(stamps, keys, found, strict=True):
             if kept is None or kept[0] != stamp:
                 records = model.records(org, kind, day, day)
-                kept = (stamp, compute(records), 1 + len(records))
-            self._keep(key, kept)
-            out.append(kept[1])
-        return out
+                kept = (stamp, compute(records), 1 + int(len(records) * per_record))
+            now.append((key, kept))
+        with self._lock:
+            for key, kept in now:
+                self._keep_locked(key, kept)
+        return [(day, kept[1]) for (day, _), (_, kept) in zip(stamps, now, strict=True)]
 
     def _keep(self, key: tuple[Hashable, ...], kept: tuple[int, Any, int]) -> None:
         with self._lock:
-            old = self._parts.pop(key, None)
-            self._weight += kept[2] - (old[2] if old is not None else 0)
-            self._parts[key] = kept
-            while self._weight > self.most and len(self._parts) > 1:
-                self._weight -= self._parts.popitem(last=False)[1][2]
+            self._keep_locked(key, kept)
+
+    def _keep_locked(self, key: tuple[Hashable, ...], kept: tuple[int, Any, int]) -> None:
+        old = self._parts.pop(key, None)
+        self._weight += kept[2] - (old[2] if old is not None else 0)
+        self._parts[key] = kept
+        while self._weight > self.most and len(self._parts) > 1:
+            self._weight -= self._parts.popitem(last=False)[1][2]
 
     @staticmethod
     def stamps(model: ReadModel, org: str, kind: type[V], first: str, last: str) -> tuple[tuple[str, int], ...] | None:
@@ -84,3 +105,16 @@ class DayCache:
             kept = (0, compute(), 1)
         self._keep(("answer", *key), kept)
         return kept[1]
+
+    def state(self, key: Hashable, make: Callable[[], T], weigh: Callable[[T], int]) -> T:
+        """The state kept under `key`, made the first time. The least recently used others are dropped
+        while all weigh more than `state_entries` (weighed now: they grow after they are made)."""
+        with self._lock:
+            kept = self._states.pop(key, None)
+            out: T = make() if kept is None else kept[0]
+            self._states[key] = (out, weigh)
+            total = sum(w(s) for s, w in self._states.values())
+            while total > self.state_entries and len(self._states) > 1:
+                s, w = self._states.popitem(last=False)[1]
+                total -= w(s)
+            return out

@@ -63,7 +63,45 @@ def orders_part(records: Iterable[Record[Order]], *, currency: str, rates: Rates
                       sum(1 for o in paid if o.order.customer is None), frozenset(recording.gaps))
 
 
-def gaps(parts: Sequence[OrdersPart | BestCartsPart]) -> set[Gap]:
+@dataclass(frozen=True, slots=True)
+class CustomersPart:
+    """A day's paid orders per customer: what an OrdersPart holds for the best customers alone, at
+    half its cost (no product, basket or order list), so a write to today recomputes only this for
+    /customers (ws_gateway/customer_rank.py)."""
+
+    customers: dict[str, lists.PeriodCustomer]  # lists.period_customers
+    guests: int  # paid orders without a customer
+    gaps: frozenset[Gap]
+
+
+def customers_part(records: Iterable[Record[Order]], *, currency: str, rates: Rates | None,
+                   store: str | None) -> CustomersPart:
+    """OrdersPart's customers, guests and gaps from these order records (of `store`)."""
+    recording = RecordingRates(rates)
+    acc: dict[str, lists.PeriodCustomer] = {}
+    guests = 0
+    for r in records:
+        v = r.value
+        if v.paid is None or store not in (None, v.store):
+            continue
+        amount = convert(recording, v.amount, v.currency, currency, r.day)  # an order's lines convert at the same rate
+        if v.customer is None:
+            guests += 1
+            continue
+        items = sum(qty for _, qty, _, _ in v.lines())
+        c = acc.get(v.customer)
+        if c is None:
+            acc[v.customer] = lists.PeriodCustomer(amount, 1, items, v.paid, v.paid)
+        else:
+            c.revenue += amount
+            c.orders += 1
+            c.items += items
+            c.first = v.paid if c.first is None else min(c.first, v.paid)
+            c.last = v.paid if c.last is None else max(c.last, v.paid)
+    return CustomersPart(acc, guests, frozenset(recording.gaps))
+
+
+def gaps(parts: Sequence[OrdersPart | BestCartsPart | CustomersPart]) -> set[Gap]:
     return set().union(*(p.gaps for p in parts))
 
 

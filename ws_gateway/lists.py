@@ -207,8 +207,15 @@ def customers_list(figures: dict[str, PeriodCustomer], lives: dict[str, Lifetime
     else:
         def key(k: str) -> tuple[Any, ...]:
             return (-getattr(figures[k], sort), k)
+    # keys are unique (they end with the customer): as sorted()[:limit]
+    return customer_rows(heapq.nsmallest(limit, figures, key=key), figures, lives, currency=currency, tz=tz)
+
+
+def customer_rows(ranked: Iterable[str], figures: dict[str, PeriodCustomer], lives: dict[str, Lifetime], *,
+                  currency: str, tz: ZoneInfo) -> list[dict[str, Any]]:
+    """These customers' rows, in this order (customers_list's; ws_gateway/customer_rank.py's)."""
     rows = []
-    for k in heapq.nsmallest(limit, figures, key=key):  # keys are unique (they end with the customer): as sorted()[:limit]
+    for k in ranked:
         c, life = figures[k], lives.get(k)
         rows.append({
             "customer": k, "revenue": Money(c.revenue, currency).to_json(), "orders": c.orders, "items": c.items,
