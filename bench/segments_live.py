@@ -10,7 +10,7 @@ a restore costs, and what the customers hold in memory.
 their orders and refunds under new fingerprints, restored from the packed tables as a restart would):
 what the snapshot files hold and cost, what a restore costs, and the memory it takes (RSS).
 
-    .venv/bin/python bench/segments_live.py [--batch 500] [--extra 61] [--products] [--customers 1000000]
+    .venv/bin/python bench/segments_live.py [--batch 500] [--extra 61] [--products] [--no-skip] [--customers 1000000]
 """
 
 from __future__ import annotations
@@ -108,6 +108,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--extra", type=int, default=61)
     p.add_argument("--products", action="store_true", help="the predefined product segments too")
+    p.add_argument("--no-skip", action="store_true",
+                   help="also fold evaluating every touched segment (no skipping of those an input cannot flip)")
     p.add_argument("--customers", type=int, default=0, help="then the state at this many customers")
     args = p.parse_args()
     events = map_file(FILE, "online-retail", "retail", "uk").events
@@ -130,6 +132,18 @@ def main() -> None:
     print(f"  of which evaluating the rules (the book's own timer around SegmentSet.evaluate):"
           f" {s.stats.seconds / n * 1e6:.1f} us/event, {s.stats.seconds / s.stats.evaluations * 1e6:.2f} us per segment"
           f" evaluation (wall clock)")
+    if args.no_skip:  # the same run's baseline for core/rules/monotone.py: every touched segment evaluated
+        steady_bits = Membership._steady_bits
+        Membership._steady_bits = lambda self, s, growth, now: 0  # type: ignore[method-assign]
+        try:
+            every, org_every = fold(events, args.batch, True, args.extra, args.products)
+        finally:
+            Membership._steady_bits = steady_bits  # type: ignore[method-assign]
+        e = org_every.segments.stats
+        print(f"  evaluating every touched segment (no skipping): {every:6.2f} s CPU, segments' share"
+              f" {(every - plain) / n * 1e6:.1f} us CPU/event, {e.evaluations / n:.1f} evaluations/event, evaluating"
+              f" {e.seconds / n * 1e6:.1f} us/event; skipping: {s.stats.evaluations / n:.1f} evaluations/event,"
+              f" {s.stats.seconds / n * 1e6:.1f} us/event; same changes: {e.changes == s.stats.changes}")
     # what a snapshot writes for them (flows/snapshot_files.py pickles each table without a memo): packed,
     # and pickled whole as before; the profiles' tables beside them
     n_customers = len(s.customers)

@@ -50,6 +50,7 @@ from core.events import Event, Kind
 from core.rates import Rates
 from core.records import Cart, Customer, QuotaAlert, RecordKind, Value
 from core.rules import Context, CustomerFacts, Entry, attributes_of
+from core.segment_records import SegmentChange
 from flows.book import Version
 from notifier.actions import Action, Message, action_key
 
@@ -185,13 +186,11 @@ class AutomationBook:
             self._fire(Firing(trigger, customer, f"{segment}:{cause}@{at}", at, payload, facts, segment))
 
     def _segment_record(self, v: object, now_ms: int | None, facts: CustomerFacts | None) -> None:
-        # The segments book's SegmentChange (core/segment_records.py, on its way to main): read by
-        # attribute so this module does not depend on it. Entries of a segment defined after the data
-        # (cause "defined") are the members it found, not customers who just entered: they fire nothing.
-        cause = str(getattr(v, "cause", ""))
-        if cause != "defined" and not getattr(v, "superseded", False):  # a withdrawn change fires nothing
-            self.segment_changed(str(getattr(v, "segment")), str(getattr(v, "customer")),
-                                 getattr(v, "change") == "entered", int(getattr(v, "at")), cause, now_ms, facts)
+        # Entries of a segment defined after the data (cause "defined") are the members it found, not
+        # customers who just entered, and a withdrawn change (superseded) never happened: they fire nothing.
+        assert isinstance(v, SegmentChange)
+        if v.cause != "defined" and not v.superseded:
+            self.segment_changed(v.segment, v.customer, v.change == "entered", v.at, v.cause, now_ms, facts)
 
     def _digest(self, span: str | None, at: int) -> dict[str, str]:
         return digest_payload(span, at, self.timezone)

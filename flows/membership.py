@@ -39,6 +39,8 @@ from core.rates import MissingRate, Rates
 from core.records import Cart, RecordKind, Value
 from core.rules import Context, CustomerFacts, Entry, ProductFacts, RuleError, SegmentSet, Subject, changed_inputs, fold
 from core.rules.graph import references
+from core.rules.monotone import Change as Growth
+from core.rules.monotone import growth_of
 from core.rules.parse import parse_rule
 from core.rules.tree import Rule
 from core.segment_records import Segment, SegmentChange, SegmentClock, SegmentMember
@@ -177,6 +179,7 @@ class Membership:
         # the facts each change of the current batch was decided on, by change key: what an automation's
         # `if` reads for segment.entered/exited (the organisation clears it after every batch and tick)
         self.change_facts: dict[str, CustomerFacts | ProductFacts] = {}
+        self._iso = (_NEVER, "")  # the latest change instant and its ISO 8601 form (_change_record)
         self._build()
 
     _STATE: tuple[str, ...] = ("org", "timezone", "currency", "version", "definitions", "customers", "bits", "counts", "timers",
@@ -191,6 +194,7 @@ class Membership:
         self.stats = Stats()
         self.rates = None
         self.change_facts = {}
+        self._iso = (_NEVER, "")
         # a book pickled whole (before snapshot files held its customers): the next snapshot writes them all
         self._changed = set(self.customers)
         self.customers = _bit_keyed(self.customers, self.bits)
@@ -253,6 +257,7 @@ class Membership:
                 self.bits[s] = max(self.bits.values(), default=-1) + 1
             self.counts.setdefault(s, 0)
         self._rank = {s: i for i, s in enumerate(self.live.order)}
+        self._steady_masks: dict[frozenset[tuple[str, Growth]], tuple[int, int]] = {}  # growth -> (up, down) bits
         self._live_bits = {self.bits[s]: s for s in self.live.order}  # bit -> segment, live segments only
 
     def use_rates(self, rates: Rates | None) -> None:
@@ -458,11 +463,12 @@ class Membership:
         """One input into a state: the timers before it, then the input at its instant."""
         changes = self._fire_state(s, x.time - 1, key) if x.time > s.at else []
         fresh = s.at == _NEVER  # a customer's first input: every segment reads something new
-        facts = self._facts(s, x)
-        changed = changed_inputs(None if fresh else s.facts, facts) if fresh or facts is not s.facts else frozenset()
+        before, facts = s.facts, self._facts(s, x)
+        changed = changed_inputs(None if fresh else before, facts) if fresh or facts is not before else frozenset()
         s.facts = facts
         if changed:
-            changes += self._evaluate_state(s, self.live.touched(changed), max(x.time, s.at), x.cause, key)
+            steady = None if fresh else growth_of(before, facts, changed)
+            changes += self._evaluate_state(s, self.live.touched(changed), max(x.time, s.at), x.cause, key, steady)
         if self.watermark is not None:
             at, f = min(self.watermark, s.at), s.facts
             s.facts = fold(f, self.live.keep, at, self.live.ctx) if isinstance(f, CustomerFacts) else fold(
@@ -550,20 +556,28 @@ class Membership:
     def _evaluate(self, c: _Customer, s: State, segments: Iterable[str], now: int, cause: str) -> list[Change]:
         return self._evaluate_state(s, segments, now, cause, c.key)
 
-    def _evaluate_state(self, s: State, segments: Iterable[str], now: int, cause: str, key: str) -> list[Change]:
+    def _evaluate_state(self, s: State, segments: Iterable[str], now: int, cause: str, key: str,
+                        growth: frozenset[tuple[str, Growth]] | None = None) -> list[Change]:
+        """Evaluates `segments` at `now`; with the `growth` of the facts an input made, only those it
+        can flip (core/rules/monotone.py)."""
         started = time.perf_counter()
-        segments = list(segments)
+        if growth is not None and (steady := self._steady_bits(s, growth, now)):
+            bits = self.bits
+            segments = [g for g in segments if not steady >> bits[g] & 1]
+        else:
+            segments = list(segments)
         results = self.live.evaluate(segments, s.facts, now)
         self.stats.evaluations += len(segments)
         s.at = max(s.at, now)
         out: list[Change] = []
-        bits = self.bits
+        bits, nexts = self.bits, s.nexts
         for g, (member, nxt) in results.items():
             b = bits[g]
             if nxt is None:
-                s.nexts.pop(b, None)
+                if nexts.mask >> b & 1:  # most evaluations set no timer and had none: no call
+                    nexts.pop(b)
             else:
-                s.nexts[b] = nxt
+                nexts[b] = nxt
             if member == bool(s.mask >> b & 1):
                 continue
             s.mask ^= 1 << b
@@ -574,6 +588,23 @@ class Membership:
             out.append(Change(g, key, ENTERED if member else EXITED, now, cause))
         self.stats.seconds += time.perf_counter() - started
         return out
+
+    def _steady_bits(self, s: State, growth: frozenset[tuple[str, Growth]], now: int) -> int:
+        """The bits of the segments whose membership the growth cannot change: a member of one that can
+        only turn true, a non-member of one that can only turn false, unless its timer is due by `now`
+        (its value at `now` is then not known from the mask)."""
+        masks = self._steady_masks.get(growth)
+        if masks is None:
+            up, down = self.live.steady(growth)
+            masks = self._steady_masks[growth] = (sum(1 << self.bits[g] for g in up),
+                                                  sum(1 << self.bits[g] for g in down))
+        steady = (masks[0] & s.mask) | (masks[1] & ~s.mask)
+        due = s.nexts.earliest()
+        if steady and due is not None and due <= now:
+            for b, at in s.nexts.items():
+                if at <= now:
+                    steady &= ~(1 << b)
+        return steady
 
     # --- records ---------------------------------------------------------------------------------
 
@@ -591,13 +622,14 @@ class Membership:
         out: list[Record[Value]] = []
         v = self.version.next()
         for ch in changes:
+            key = ch.key
             if ch.at > c.base_at:  # a rewind may withdraw it (at or before base_at none can)
-                c.recent[ch.key] = ch
+                c.recent[key] = ch
             if ch.cause != DEFINED:  # a definition's members fire no automation: no facts kept for them
-                self.change_facts[ch.key] = s.facts
-            out.append(self._change_record(v, ch, False))
+                self.change_facts[key] = s.facts
+            out.append(self._change_record(v, ch, False, key))
         for ch in withdrawn:
-            out.append(self._change_record(v, ch, True))
+            out.append(self._change_record(v, ch, True, ch.key))
         self.stats.changes += len(changes)
         self.stats.withdrawn += len(withdrawn)
         moved = {ch.segment for ch in itertools.chain(changes, withdrawn)}
@@ -619,9 +651,11 @@ class Membership:
                                   SegmentMember(g, c.key, member, s.entered.get(b) if member else None)))
         return out
 
-    def _change_record(self, version: int, ch: Change, superseded: bool) -> Record[Value]:
-        day = f"{ch.segment}|{utc_from_ms(ch.at).isoformat(timespec='milliseconds')}"
-        return Record(self.org, version, RecordKind.SEGMENT_CHANGE, ch.key, day,
+    def _change_record(self, version: int, ch: Change, superseded: bool, key: str) -> Record[Value]:
+        if ch.at != self._iso[0]:  # the changes of one evaluation share their instant: formatted once
+            self._iso = (ch.at, utc_from_ms(ch.at).isoformat(timespec="milliseconds"))
+        day = f"{ch.segment}|{self._iso[1]}"
+        return Record(self.org, version, RecordKind.SEGMENT_CHANGE, key, day,
                       SegmentChange(ch.segment, ch.customer, ch.change, ch.at, ch.cause, superseded))
 
     def _forget(self, segment: str) -> list[Record[Value]]:

@@ -253,18 +253,9 @@ def test_definitions_from_control_events_stay_over_the_config_across_a_restart()
 
 
 def test_segment_entries_fire_from_the_segments_books_change_records() -> None:
-    from dataclasses import dataclass
-
     from core.changes import Record
+    from core.segment_records import SegmentChange
     from flows.automations import AutomationBook
-
-    @dataclass(frozen=True)
-    class SegmentChange:  # the shape of core/segment_records.py's (the segments book, not on this branch yet)
-        segment: str
-        customer: str
-        change: str
-        at: int
-        cause: str
 
     org = parse_config(CONFIG_TEXT + """
 [orgs.o.automations.vip]
@@ -278,8 +269,9 @@ send = ["crm"]
         return Record("o", 1, "segment_change", f"{segment}|{customer}", segment,
                       SegmentChange(segment, customer, what, NOW, cause))
 
+    withdrawn = Record("o", 1, "segment_change", "vip|c5", "vip", SegmentChange("vip", "c5", "entered", NOW, "e5", True))
     book.records([change("c1", "vip", "entered", "e1"), change("c2", "vip", "exited", "e2"),
-                  change("c3", "other", "entered", "e3"), change("c4", "vip", "entered", "defined")], NOW)
+                  change("c3", "other", "entered", "e3"), change("c4", "vip", "entered", "defined"), withdrawn], NOW)
     actions = book.take()
     assert [(a.subject, a.cause, a.message.subject) for a in actions] == [
         ("c1", f"vip:e1@{NOW}", "c1 ist jetzt in vip")]

@@ -1,8 +1,12 @@
 """`storepulse flows -w 2` and a two-process Bytewax cluster give the same read model as one worker,
-over the same log (online-retail for one organisation, REES46 for another, so both workers work)."""
+over the same log (online-retail for one organisation, REES46 for another, so both workers work).
+Online Retail's first 150,000 lines (December 2010 to 8 April 2011) keep it under a
+minute: agreement does not need the whole year (tests/test_exactly_once.py replays all of it)."""
 
 from __future__ import annotations
 
+import gzip
+import itertools
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -15,6 +19,7 @@ from tests.test_exactly_once import read_model
 
 RETAIL = SHARED / "data" / "online_retail.csv.gz"
 REES = SHARED / "data" / "rees46_2019oct_head.csv.gz"
+LINES = 150_000
 CONFIG = RETAIL_TOML + """
 [orgs.rees]
 timezone = "UTC"
@@ -35,7 +40,10 @@ def storepulse(*args: str, cwd: Path) -> subprocess.Popen[str]:
 def test_one_worker_two_workers_and_a_cluster_agree(tmp_path: Path) -> None:
     (tmp_path / "storepulse.toml").write_text(CONFIG)
     log = tmp_path / "log"
-    for dataset, file, org in (("online-retail", RETAIL, "retail"), ("rees46", REES, "rees")):
+    retail = tmp_path / "online_retail_head.csv.gz"
+    with gzip.open(RETAIL, "rb") as src, gzip.open(retail, "wb") as dst:
+        dst.writelines(itertools.islice(src, LINES + 1))  # the header, then LINES rows
+    for dataset, file, org in (("online-retail", retail, "retail"), ("rees46", REES, "rees")):
         p = storepulse("replay", dataset, str(file), "--org", org, "--data-dir", str(log), cwd=tmp_path)
         out, _ = p.communicate(timeout=300)
         assert p.returncode == 0, out
@@ -57,6 +65,6 @@ def test_one_worker_two_workers_and_a_cluster_agree(tmp_path: Path) -> None:
         return read_model(d / "readmodel.sqlite3")
 
     one = run("one")
-    assert sum(1 for r in one[1] if r[1] == "order") > 19_959  # retail's orders and rees46's sessions
+    assert sum(1 for r in one[1] if r[1] == "order") > 5_000  # retail's orders and rees46's sessions
     assert run("two-workers", "-w", "2") == one
     assert run("cluster", processes=2) == one

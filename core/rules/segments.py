@@ -19,6 +19,7 @@ from core.rules.evaluate import Run, compiled
 from core.rules.facts import Facts
 from core.rules.graph import dependency_order, inputs
 from core.rules.keep import keep_for
+from core.rules.monotone import DOWN, UP, Change, direction
 from core.rules.parse import RuleError, child_path, parse_rule
 from core.rules.tree import AllOf, AnyOf, Not, Rule, Sum, Tally
 
@@ -56,6 +57,7 @@ class SegmentSet:
         self._rank = {s: i for i, s in enumerate(self.order)}
         self._plan = {s: (id(r), compiled(r)) for s, r in self.rules.items()}  # Run.segment's lookups, done once
         self._touched: dict[frozenset[str], tuple[str, ...]] = {}
+        self._steady: dict[frozenset[tuple[str, Change]], tuple[frozenset[str], frozenset[str]]] = {}
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
@@ -64,6 +66,7 @@ class SegmentSet:
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("_steady", {})
         self._plan = {s: (id(r), compiled(r)) for s, r in self.rules.items()}
 
     def touched(self, changed: frozenset[str]) -> tuple[str, ...]:
@@ -72,6 +75,18 @@ class SegmentSet:
         if found is None:  # few combinations of facts change together: each is worked out once
             segments = {s for name in changed for s in self._by_input.get(name, ())}
             found = self._touched[changed] = tuple(sorted(segments, key=self._rank.__getitem__))
+        return found
+
+    def steady(self, growth: frozenset[tuple[str, Change]]) -> tuple[frozenset[str], frozenset[str]]:
+        """(segments whose value can only turn true, those that can only turn false) when the facts
+        changed as `growth` says (core/rules/monotone.py): a member of the first or a non-member of the
+        second keeps its membership. A segment reading none of the changed facts is in both."""
+        found = self._steady.get(growth)
+        if found is None:
+            moves = dict(growth)
+            d = {s: direction(r, moves) for s, r in self.rules.items()}
+            found = self._steady[growth] = (frozenset(s for s, x in d.items() if x in (UP, None)),
+                                            frozenset(s for s, x in d.items() if x in (DOWN, None)))
         return found
 
     def evaluate(self, segments: Iterable[str], facts: Facts, now: int) -> dict[str, tuple[bool, int | None]]:
