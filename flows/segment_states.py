@@ -49,6 +49,19 @@ _ENTRY_DEFAULTS: tuple[object, ...] = (None, 0, 0, None, [], [], [])
 _TOTALS_DEFAULTS: tuple[object, ...] = (0, 0, 0, None, None, None, None, [])
 _FACTS_DEFAULTS: tuple[object, ...] = (None, None, None, [], [], [], [], [], [], None, None, [])
 _STATE_DEFAULTS: tuple[object, ...] = (None, _NEVER_REF, b"", None, None, [], [], None, None, _NEVER_REF)
+# The fields packed, in their order (tests/test_segment_states.py checks them against the classes: a field
+# added to one of them must be added here, or the test fails before a restore could lose it).
+PACKED_FIELDS: dict[str, tuple[str, ...]] = {
+    "_Customer": ("key", "now", "base", "base_at", "steps", "recent"),
+    "State": ("facts", "at", "mask", "nexts", "entered", "carts", "cart_seq", "created_floor", "abandoned_floor",
+              "attrs_at"),
+    "CustomerFacts": ("first_seen", "registered", "last_active", "stores", "attributes", "orders", "refunds", "emails",
+                      "open_carts", "last_cart_created", "last_cart_abandoned", "history"),
+    "Entry": ("time", "currency", "amount", "units", "products", "categories", "brands"),
+    "Totals": ("count", "units", "amount", "first", "last", "largest", "smallest", "bought"),
+    "Period": ("start", "end", "totals"),
+    "CartState": ("status", "first", "last", "due", "value", "currency"),
+}
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
 

@@ -9,6 +9,7 @@ import pickle
 import random
 import tempfile
 from array import array
+from dataclasses import fields
 from decimal import Decimal
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from flows.bit_times import BitTimes
 from flows.membership import Change, Input, State, _Customer
 from flows.organisation import Organisation
 from flows.segment_facts import CartState
-from flows.segment_states import NEVER, pack, unpack
+from flows.segment_states import NEVER, PACKED_FIELDS, pack, unpack
 from flows.snapshot_files import SnapshotFiles, _dumps
 from tests.test_membership import CONFIG, DAY, T0, carts_and_orders, paid, shop_events
 
@@ -134,3 +135,9 @@ def test_snapshot_files_of_pickled_customers_from_an_older_storepulse_still_rest
     mixed = {"c1": older["c1"], "c2": pack(m.customers["c2"], m.currency)}
     restored = m.without_tables().with_tables({m.table: mixed})
     assert restored.customers == m.customers
+
+
+def test_the_packing_knows_every_field_of_what_it_packs() -> None:
+    """A field added to a customer's state must be packed too, or a restore would silently drop it."""
+    for cls in (_Customer, State, CustomerFacts, Entry, Totals, Period, CartState):
+        assert tuple(f.name for f in fields(cls)) == PACKED_FIELDS[cls.__name__], cls.__name__
