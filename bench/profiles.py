@@ -184,6 +184,8 @@ def child(impl: str, n: int, traced: bool) -> dict[str, Any]:
     out["restore_s"] = time.process_time() - started
     out["open_orders"] = open_orders
     if impl == "book":
+        from flows.snapshot_files import _dumps
+        out["files_bytes"] = len(_dumps(book.tables()))  # what the snapshot files hold of it, written once
         out.update(epoch_snapshot(book, last + 8 * 86_400_000, n))
     # the two implementations must agree on every customer: a sample of the numbers, checked in the parent
     step = max(1, n // 2000)
@@ -256,6 +258,8 @@ def main() -> None:
     row("restore (pickle.loads), CPU s", "restore_s", timed, "{:.2f}")
     row("apply + advance, CPU us/event", "us_per_event", timed, "{:.2f}")
     print(f"  open orders at the end of the stream (window 7 days): {b['open_orders']:,}")
+    print(f"  ProfileBook in snapshot files, everything written once (profiles, final orders, refund totals):"
+          f" {b['files_bytes'] / n:,.0f} B/customer")
     print(f"  ProfileBook snapshot per epoch of {b['epoch_events']:,} paid orders (profiles in snapshot files): "
           f"{b['epoch_snapshot_s'] * 1000:.1f} ms CPU, {b['epoch_snapshot_bytes']:,} bytes, against the whole "
           f"book pickled: {b['snapshot_s'] * 1000:.0f} ms, {b['snapshot_bytes']:,} bytes")

@@ -1,15 +1,23 @@
 """Live segments in the organisation's state: the UCI Online Retail file folded by `Organisation`
 (what the dataflow runs per batch), with the 39 predefined customer segments and 61 more (100 in all;
 --products: and the 9 predefined product segments), against the same fold without segments, in the same run. Prints CPU time, events per second, the segments'
-share and their cost per event, evaluations and changes, and the pickled state.
+share and their cost per event, evaluations and changes, and the state per customer: what the snapshot
+files hold of the segments (packed, flows/segment_states.py, beside the customers pickled whole as
+before, same run) and of the profiles, what a snapshot of every batch costs per event both ways, what
+a restore costs, and what the customers hold in memory.
 
-    .venv/bin/python bench/segments_live.py [--batch 500] [--extra 61] [--products] [--no-skip]
+--customers N: then the same state at N customers (the replay's customers repeated under new keys,
+their orders and refunds under new fingerprints, restored from the packed tables as a restart would):
+what the snapshot files hold and cost, what a restore costs, and the memory it takes (RSS).
+
+    .venv/bin/python bench/segments_live.py [--batch 500] [--extra 61] [--products] [--no-skip] [--customers 1000000]
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import pickle
 import sys
 import time
@@ -25,6 +33,7 @@ from core.events import Event  # noqa: E402
 from flows.membership import Membership  # noqa: E402
 from flows.organisation import Organisation  # noqa: E402
 from flows.product_segments import ProductMembership  # noqa: E402
+from flows.profiles import FINAL_ORDERS, GUEST, PROFILES, REFUND_TOTALS, ProfileBook  # noqa: E402
 from flows.snapshot_files import _dumps  # noqa: E402
 from ingest.replay import map_file  # noqa: E402
 
@@ -56,8 +65,27 @@ def extra_segments(n: int) -> list[dict[str, object]]:
     return out
 
 
+class Snapshots:
+    """What snapshotting the segments after every batch (an epoch) costs: the changed customers packed
+    (now) and pickled whole (before), CPU seconds and bytes; not counted in the fold's time."""
+
+    def __init__(self) -> None:
+        self.packed_s = self.pickled_s = 0.0
+        self.packed_bytes = self.pickled_bytes = self.customers = 0
+
+    def take(self, s: Membership) -> None:
+        changed = list(s._changed)
+        started = time.process_time()
+        self.pickled_bytes += len(_dumps({s.table: {k: s.customers.get(k) for k in changed}}))
+        self.pickled_s += time.process_time() - started
+        started = time.process_time()
+        self.packed_bytes += len(_dumps(s.take_changes()))
+        self.packed_s += time.process_time() - started
+        self.customers += len(changed)
+
+
 def fold(events: list[Event], batch: int, with_segments: bool, extra: int,
-         products: bool = False) -> tuple[float, Organisation]:
+         products: bool = False, snaps: Snapshots | None = None) -> tuple[float, Organisation]:
     org = Organisation.new(parse_config(CONFIG.format(products=str(products).lower()), {}).orgs["retail"])
     if not with_segments:
         org.segments = Membership("retail", "Europe/London", "GBP", {})
@@ -65,10 +93,14 @@ def fold(events: list[Event], batch: int, with_segments: bool, extra: int,
     defs = [put_event("retail", "segment", f"x{i}", {"name": f"x{i}", "rule": r}, 0, f"d{i}")
             for i, r in enumerate(extra_segments(extra))] if with_segments else []
     org.apply_all(defs)
-    started = time.process_time()
+    cpu = 0.0
     for i in range(0, len(events), batch):
+        started = time.process_time()
         org.apply_all(events[i:i + batch])
-    return time.process_time() - started, org
+        cpu += time.process_time() - started
+        if snaps is not None:
+            snaps.take(org.segments)
+    return cpu, org
 
 
 def main() -> None:
@@ -78,10 +110,12 @@ def main() -> None:
     p.add_argument("--products", action="store_true", help="the predefined product segments too")
     p.add_argument("--no-skip", action="store_true",
                    help="also fold evaluating every touched segment (no skipping of those an input cannot flip)")
+    p.add_argument("--customers", type=int, default=0, help="then the state at this many customers")
     args = p.parse_args()
     events = map_file(FILE, "online-retail", "retail", "uk").events
     plain, _ = fold(events, args.batch, False, 0)
-    live, org = fold(events, args.batch, True, args.extra, args.products)
+    snaps = Snapshots()
+    live, org = fold(events, args.batch, True, args.extra, args.products, snaps)
     s = org.segments
     n = len(events)
     p = org.products
@@ -110,19 +144,111 @@ def main() -> None:
               f" {(every - plain) / n * 1e6:.1f} us CPU/event, {e.evaluations / n:.1f} evaluations/event, evaluating"
               f" {e.seconds / n * 1e6:.1f} us/event; skipping: {s.stats.evaluations / n:.1f} evaluations/event,"
               f" {s.stats.seconds / n * 1e6:.1f} us/event; same changes: {e.changes == s.stats.changes}")
-    # what a snapshot writes for them (flows/snapshot_files.py pickles the customers without a memo), and
-    # what they hold in memory (a copy of them unpickled, under tracemalloc)
+    # what a snapshot writes for them (flows/snapshot_files.py pickles each table without a memo): packed,
+    # and pickled whole as before; the profiles' tables beside them
     n_customers = len(s.customers)
-    written = len(_dumps(s.tables()))
+    packed = s.tables()
+    written = len(_dumps(packed))
+    pickled = _dumps({s.table: s.customers})
+    profiles = org.shoppers.profiles
+    prof = {name: len(_dumps({name: table})) for name, table in profiles.tables().items()}
+    print(f"  snapshot files per customer ({n_customers} customers, {s.held()['steps']} kept steps):"
+          f" segments packed {written / n_customers:,.0f} B (pickled whole, as before: {len(pickled) / n_customers:,.0f} B);"
+          f" profiles {sum(prof.values()) / n_customers:,.0f} B (" + ", ".join(
+              f"{k} {v / n_customers:,.0f}" for k, v in prof.items()) + ");"
+          f" in all {(written + sum(prof.values())) / n_customers:,.0f} B"
+          f" (before: {(len(pickled) + sum(prof.values())) / n_customers:,.0f} B)")
+    print(f"  a snapshot after every batch: {snaps.customers / (n / args.batch):,.0f} changed customers each;"
+          f" packing them {snaps.packed_s / n * 1e6:.1f} us CPU/event ({snaps.packed_s / live * 100:.1f} % of the fold"
+          f" with segments), {snaps.packed_bytes / snaps.customers:,.0f} B each; pickling them whole as before"
+          f" {snaps.pickled_s / n * 1e6:.1f} us/event ({snaps.pickled_s / live * 100:.1f} %),"
+          f" {snaps.pickled_bytes / snaps.customers:,.0f} B each")
+    started = time.process_time()
+    s.without_tables().with_tables(packed)
+    unpack_s = time.process_time() - started
+    started = time.process_time()
+    pickle.loads(pickled)
+    unpickle_s = time.process_time() - started
+    print(f"  restoring them: {unpack_s / n_customers * 1e6:.1f} us CPU a customer unpacked"
+          f" (unpickled as before: {unpickle_s / n_customers * 1e6:.1f} us)")
+    # what they hold in memory: the customers restored from the packed table, and a copy unpickled, under tracemalloc
     whole = pickle.dumps(s.customers, protocol=pickle.HIGHEST_PROTOCOL)
+    held = {}
+    for how, load in (("restored", lambda: s.without_tables().with_tables(packed)),
+                      ("unpickled", lambda: pickle.loads(whole))):
+        gc.collect()
+        tracemalloc.start()
+        copy = load()
+        held[how] = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        del copy
+    print(f"  segment state in memory: {held['restored'] / n_customers:,.0f} B a customer restored from the packed"
+          f" files ({held['unpickled'] / n_customers:,.0f} B a copy unpickled)")
+    if args.customers:
+        at_scale(org, args.customers)
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def at_scale(org: Organisation, n: int) -> None:
+    """The replay's segment states and profiles repeated to n customers, restored from their tables as
+    a restart restores them; then what a snapshot of them all writes and costs, packed and as before."""
+    s, profiles = org.segments, org.shoppers.profiles
+    source = list(s.tables()[s.table].items())
+    ptables = profiles.tables()
+    k0 = len(source)
     gc.collect()
-    tracemalloc.start()
-    copy = pickle.loads(whole)
-    held = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
-    del copy
-    print(f"  segment state for {n_customers} customers: snapshot {written / n_customers:,.0f} B each,"
-          f" memory {held / n_customers:,.0f} B each ({s.held()['steps']} kept steps)")
+    before = rss()  # memory: from before the tables are built to after they are restored and dropped
+    packed = {f"{k}~{i // k0}": blob for i in range(n) for k, blob in [source[i % k0]]}
+    started = time.process_time()
+    m = s.without_tables().with_tables({s.table: packed})
+    restore_s = time.process_time() - started
+    del packed
+    gc.collect()
+    seg_rss = rss() - before
+    prof: dict[str, dict[int, object]] = {PROFILES: {}, FINAL_ORDERS: {}, REFUND_TOTALS: {}}
+    for copy in range(-(-n // k0)):
+        mix = copy * 0x9E3779B97F4A7C15
+        for slot, (key, blob) in ptables[PROFILES].items():
+            if copy * k0 + slot < n:
+                prof[PROFILES][copy * k0 + slot] = (f"{key}~{copy}", bytes(bytearray(blob)))  # a blob of its own
+        for fp, slot in ptables[FINAL_ORDERS].items():
+            if slot == GUEST or copy * k0 + slot < n:
+                prof[FINAL_ORDERS][(fp ^ mix) & (2**64 - 1)] = slot if slot == GUEST else copy * k0 + slot
+        for fp, total in ptables[REFUND_TOTALS].items():
+            prof[REFUND_TOTALS][(fp ^ mix) & (2**64 - 1)] = total
+    print(f"at {n:,} customers (the replay's {k0:,} repeated; {len(prof[FINAL_ORDERS]):,} final orders,"
+          f" {len(prof[REFUND_TOTALS]):,} refunds), load average {os.getloadavg()[0]:.1f}:")
+    started = time.process_time()
+    book = ProfileBook(profiles.org, "Europe/London").with_tables(prof)  # type: ignore[arg-type]
+    prof_restore_s = time.process_time() - started
+    del prof
+    # the book's memory counted object by object (RSS would count the freed tables it was built from): its
+    # keys, blobs and the lists holding them, and the fingerprint maps' buckets
+    prof_held = sum(map(sys.getsizeof, book.keys)) + sum(map(sys.getsizeof, book.blobs)) + sys.getsizeof(
+        book.keys) + sys.getsizeof(book.blobs) + sum(sys.getsizeof(b) for fm in (book.orders, book.refunds)
+                                                      for b in fm._buckets)
+    started = time.process_time()
+    written = len(_dumps(m.tables()))
+    snap_s = time.process_time() - started
+    started = time.process_time()
+    pickled = len(_dumps({m.table: m.customers}))
+    pickled_s = time.process_time() - started
+    started = time.process_time()
+    prof_written = len(_dumps(book.tables()))
+    prof_s = time.process_time() - started
+    print(f"  snapshot files, everything written once: segments packed {written / n:,.0f} B a customer in"
+          f" {snap_s:.1f} s CPU (pickled whole as before: {pickled / n:,.0f} B in {pickled_s:.1f} s); profiles"
+          f" {prof_written / n:,.0f} B in {prof_s:.1f} s; in all {(written + prof_written) / n:,.0f} B a customer"
+          f" (before: {(pickled + prof_written) / n:,.0f} B)")
+    print(f"  restore from the tables: segments {restore_s:.1f} s CPU ({restore_s / n * 1e6:.0f} us a customer),"
+          f" profiles {prof_restore_s:.1f} s;"
+          f" memory: segments {seg_rss / n:,.0f} B a customer (RSS), profiles {prof_held / n:,.0f} B (sizeof);"
+          f" {m.held()['timers']:,} timers")
+
 
 if __name__ == "__main__":
     main()

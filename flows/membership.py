@@ -47,6 +47,7 @@ from core.segment_records import Segment, SegmentChange, SegmentClock, SegmentMe
 from flows.bit_times import BitTimes
 from flows.book import Version
 from flows.segment_facts import ABANDONED, OPEN, CartState, cart_facts, distinct, insert, person_facts
+from flows.segment_states import pack, unpack
 from flows.shoppers import Shoppers
 
 if TYPE_CHECKING:
@@ -211,12 +212,13 @@ class Membership:
     def held_entries(self) -> int:
         return len(self.customers)
 
-    def tables(self) -> dict[str, dict[str, _Customer]]:
-        return {self.table: self.customers}
+    def tables(self) -> dict[str, dict[str, bytes]]:
+        """The customers packed (flows/segment_states.py): ~0.3 KB each instead of ~1.1 KB pickled."""
+        return {self.table: {k: pack(c, self.currency) for k, c in self.customers.items()}}
 
-    def take_changes(self) -> dict[str, dict[str, _Customer | None]]:
-        """The customers changed since the last call (None: one that is gone)."""
-        changed = {k: self.customers.get(k) for k in self._changed}
+    def take_changes(self) -> dict[str, dict[str, bytes | None]]:
+        """The customers changed since the last call, packed (None: one that is gone)."""
+        changed = {k: None if (c := self.customers.get(k)) is None else pack(c, self.currency) for k in self._changed}
         self._changed = set()
         return {self.table: changed}
 
@@ -227,12 +229,16 @@ class Membership:
         small.customers, small.timers, small._changed = {}, [], set()
         return small
 
-    def with_tables(self, tables: dict[str, dict[str, _Customer]]) -> Self:
+    def with_tables(self, tables: dict[str, dict[str, bytes | _Customer]]) -> Self:
         """Puts the restored customers back (after `without_tables`) and rebuilds their timers. With no
-        table at all the book stays as unpickled (an older snapshot held the customers in it)."""
+        table at all the book stays as unpickled (an older snapshot held the customers in it). A customer
+        is packed bytes, or (written by an older storepulse) a pickled `_Customer`."""
         if self.table not in tables:
             return self
-        self.customers = _bit_keyed(tables[self.table], self.bits)
+        table = tables[self.table]
+        older = _bit_keyed({k: c for k, c in table.items() if not isinstance(c, bytes)}, self.bits)
+        self.customers = {k: older[k] if not isinstance(c, bytes) else unpack(c, k, self.currency, State, _Customer)
+                          for k, c in table.items()}
         self.timers = [(due, k) for k, c in self.customers.items() if (due := c.now.due()) is not None]
         heapq.heapify(self.timers)
         self._changed = set()

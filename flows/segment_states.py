@@ -1,0 +1,235 @@
+"""A customer's segment state (flows/membership.py `_Customer`) as compact bytes, and back: what the
+snapshot files hold of it. Pure.
+
+Pickled, a customer cost ~1.1 KB at 100 segments (Online Retail, bench/segments_live.py), most of it
+repeated: without the pickler's memo (flows/snapshot_files.py) every Entry, Totals and Period names
+its class, every instant takes 9 bytes, and the entry instants of ~33 segments are mostly the few
+instants of the events that moved them. Here, in one MessagePack array (msgspec, in C):
+
+- every instant once, in a table: each as the difference from the one before it (in seconds when
+  whole, so most take 3 or 5 bytes); wherever the state holds an instant it holds its index (1 byte
+  up to 127). So 33 entry instants over 5 distinct ones cost ~33 + 25 bytes instead of 264;
+- bit masks as little-endian bytes, the timers and entry instants as their mask and one index byte
+  a bit (flows/bit_times.py);
+- an entry, totals or facts as a positional array without its trailing defaults; an amount in the
+  organisation's currency without its currency;
+- names (stores, products, currencies) come back interned: one string for all restored customers;
+- what only a customer with an input inside the lateness holds (the state before its kept steps,
+  the steps with their events, the recent changes: a few % of customers at any time) is pickled
+  as it was, inside; so is a product's facts (a few thousand products, not a million customers).
+
+`unpack(pack(c))` equals `c` field by field (tests/test_segment_states.py), so a restore decides
+exactly as the run that wrote it.
+"""
+
+from __future__ import annotations
+
+import pickle
+from array import array
+from decimal import Decimal
+from sys import intern
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from core.rules import CustomerFacts, Entry
+from core.rules.facts import Period, Totals
+from core.rules.tree import ItemFilter
+from flows.bit_times import BitTimes
+from flows.segment_facts import CartState
+
+if TYPE_CHECKING:
+    from flows.membership import State, _Customer
+
+FORMAT = 1
+NEVER = -(2**63)  # flows/membership.py's _NEVER: "no evaluation yet"
+_NEVER_REF = -1
+_FIELDS = ("products", "categories", "brands")
+_ENTRY_DEFAULTS: tuple[object, ...] = (None, 0, 0, None, [], [], [])
+_TOTALS_DEFAULTS: tuple[object, ...] = (0, 0, 0, None, None, None, None, [])
+_FACTS_DEFAULTS: tuple[object, ...] = (None, None, None, [], [], [], [], [], [], None, None, [])
+_STATE_DEFAULTS: tuple[object, ...] = (None, _NEVER_REF, b"", None, None, [], [], None, None, _NEVER_REF)
+# The fields packed, in their order (tests/test_segment_states.py checks them against the classes: a field
+# added to one of them must be added here, or the test fails before a restore could lose it).
+PACKED_FIELDS: dict[str, tuple[str, ...]] = {
+    "_Customer": ("key", "now", "base", "base_at", "steps", "recent"),
+    "State": ("facts", "at", "mask", "nexts", "entered", "carts", "cart_seq", "created_floor", "abandoned_floor",
+              "attrs_at"),
+    "CustomerFacts": ("first_seen", "registered", "last_active", "stores", "attributes", "orders", "refunds", "emails",
+                      "open_carts", "last_cart_created", "last_cart_abandoned", "history"),
+    "Entry": ("time", "currency", "amount", "units", "products", "categories", "brands"),
+    "Totals": ("count", "units", "amount", "first", "last", "largest", "smallest", "bought"),
+    "Period": ("start", "end", "totals"),
+    "CartState": ("status", "first", "last", "due", "value", "currency"),
+}
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder()
+
+
+def _trimmed(parts: list[Any], defaults: tuple[object, ...]) -> list[Any]:
+    """The parts without their trailing defaults (a list default: any empty sequence)."""
+    n = len(parts)
+    while n and ((not parts[n - 1]) if isinstance(defaults[n - 1], list) else parts[n - 1] == defaults[n - 1]):
+        n -= 1
+    del parts[n:]
+    return parts
+
+
+def _padded(parts: list[Any], defaults: tuple[object, ...]) -> list[Any]:
+    return parts + list(defaults[len(parts):]) if len(parts) < len(defaults) else parts
+
+
+def _mask_bytes(mask: int) -> bytes:
+    return mask.to_bytes((mask.bit_length() + 7) // 8, "little")
+
+
+class _Packer:
+    """Packs one customer: `ref` gives each instant its index in the customer's table."""
+
+    def __init__(self, currency: str) -> None:
+        self.currency = currency
+        self.index: dict[int, int] = {}
+
+    def ref(self, t: int) -> int:
+        if t == NEVER:
+            return _NEVER_REF
+        i = self.index.get(t)
+        if i is None:
+            i = self.index[t] = len(self.index)
+        return i
+
+    def opt(self, t: int | None) -> int | None:
+        return None if t is None else self.ref(t)
+
+    def table(self) -> list[int]:
+        """The instants in index order, each as its difference from the one before: doubled (the low
+        bit clear) in seconds when the difference is whole seconds, else doubled plus one in ms."""
+        out, prev = [], 0
+        for t in self.index:
+            d, prev = t - prev, t
+            out.append(d // 1000 << 1 if d % 1000 == 0 else d << 1 | 1)
+        return out
+
+    def bit_times(self, b: BitTimes) -> list[Any] | None:
+        if not b.mask:
+            return None
+        times = b.times
+        for t in dict.fromkeys(times):  # the few distinct instants indexed, then every bit mapped in C
+            self.ref(t)
+        refs = list(map(self.index.__getitem__, times))  # a timer or an entry is never at NEVER: indexed
+        return [_mask_bytes(b.mask), bytes(refs) if len(self.index) <= 256 else refs]
+
+    def entry(self, e: Entry) -> list[Any]:
+        return _trimmed([self.ref(e.time), e.amount, e.units, None if e.currency == self.currency else e.currency,
+                         e.products, e.categories, e.brands], _ENTRY_DEFAULTS)
+
+    def totals(self, t: Totals) -> list[Any]:
+        bought = [[_FIELDS.index(f.field) if f.field in _FIELDS else f.field, f.name, n] for f, n in t.bought]
+        return _trimmed([t.count, t.units, t.amount, self.opt(t.first), self.opt(t.last), t.largest, t.smallest,
+                         bought], _TOTALS_DEFAULTS)
+
+    def facts(self, f: object) -> object:
+        if not isinstance(f, CustomerFacts):  # a product's: few of them, pickled
+            return pickle.dumps(f, protocol=pickle.HIGHEST_PROTOCOL)
+        attrs: list[Any] = []
+        for name, value in f.attributes:
+            attrs.append(name)
+            big = isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64
+            attrs.append([0, str(value)] if isinstance(value, Decimal) else [1, str(value)] if big else value)
+        history = [[self.opt(p.start), self.opt(p.end), [self.totals(t) for t in p.totals]] for p in f.history]
+        return _trimmed([self.ref(f.first_seen), self.opt(f.registered), self.opt(f.last_active), f.stores, attrs,
+                         [self.entry(e) for e in f.orders], [self.entry(e) for e in f.refunds],
+                         [self.ref(t) for t in f.emails], [self.entry(e) for e in f.open_carts],
+                         self.opt(f.last_cart_created), self.opt(f.last_cart_abandoned), history], _FACTS_DEFAULTS)
+
+    def state(self, s: State) -> list[Any]:
+        carts = [[k, c.status, self.ref(c.first), self.ref(c.last), self.opt(c.due), c.value, c.currency]
+                 for k, c in s.carts.items()]
+        seqs = [x for kv in s.cart_seq.items() for x in kv]
+        return _trimmed([self.facts(s.facts), self.ref(s.at), _mask_bytes(s.mask), self.bit_times(s.nexts),
+                         self.bit_times(s.entered), carts, seqs, self.opt(s.created_floor),
+                         self.opt(s.abandoned_floor), self.ref(s.attrs_at)], _STATE_DEFAULTS)
+
+
+def pack(c: _Customer, currency: str) -> bytes:
+    """The customer as bytes (its key is the snapshot table's key, not repeated here)."""
+    p = _Packer(currency)
+    now = p.state(c.now)
+    base_at = p.ref(c.base_at)
+    extra = pickle.dumps((c.base, c.steps, c.recent), protocol=pickle.HIGHEST_PROTOCOL) if (
+        c.base is not None or c.steps or c.recent) else None
+    return _encoder.encode([FORMAT, p.table(), now, base_at, extra])
+
+
+class _Unpacker:
+    def __init__(self, table: list[int], currency: str) -> None:
+        self.currency = currency
+        times, t = [], 0
+        for code in table:
+            t += code >> 1 if code & 1 else (code >> 1) * 1000
+            times.append(t)
+        self.times = times
+
+    def at(self, r: int) -> int:
+        return NEVER if r == _NEVER_REF else self.times[r]
+
+    def opt(self, r: int | None) -> int | None:
+        return None if r is None else self.times[r]
+
+    def bit_times(self, parts: list[Any] | None) -> BitTimes:
+        if parts is None:
+            return BitTimes()
+        mask, refs = parts
+        times = self.times
+        # from a list, not an iterator: an array grown by appending keeps ~12 % spare
+        return BitTimes(int.from_bytes(mask, "little"), array("q", [times[r] for r in refs]))
+
+    def entry(self, parts: list[Any]) -> Entry:
+        t, amount, units, cur, products, categories, brands = _padded(parts, _ENTRY_DEFAULTS)
+        return Entry(self.times[t], self.currency if cur is None else intern(cur), amount, units,
+                     tuple(map(intern, products)), tuple(map(intern, categories)), tuple(map(intern, brands)))
+
+    def totals(self, parts: list[Any]) -> Totals:
+        count, units, amount, first, last, largest, smallest, bought = _padded(parts, _TOTALS_DEFAULTS)
+        items = tuple((ItemFilter(_FIELDS[f] if isinstance(f, int) else f, name), n) for f, name, n in bought)
+        return Totals(count, units, amount, self.opt(first), self.opt(last), largest, smallest, items)
+
+    def facts(self, parts: object) -> Any:
+        if isinstance(parts, bytes):
+            return pickle.loads(parts)
+        assert isinstance(parts, list)
+        (seen, registered, active, stores, attrs, orders, refunds, emails, carts, created, abandoned,
+         history) = _padded(parts, _FACTS_DEFAULTS)
+        attributes = []
+        for i in range(0, len(attrs), 2):
+            v = attrs[i + 1]
+            if isinstance(v, list):
+                v = Decimal(v[1]) if v[0] == 0 else int(v[1])
+            attributes.append((attrs[i], v))
+        times = self.times
+        return CustomerFacts(
+            times[seen], self.opt(registered), self.opt(active), tuple(map(intern, stores)), tuple(attributes),
+            tuple([self.entry(e) for e in orders]), tuple([self.entry(e) for e in refunds]),
+            tuple([times[r] for r in emails]), tuple([self.entry(e) for e in carts]), self.opt(created),
+            self.opt(abandoned),
+            tuple([Period(self.opt(a), self.opt(b), tuple([self.totals(t) for t in ts])) for a, b, ts in history]))
+
+
+def unpack(data: bytes, key: str, currency: str, state: type[State], customer: type[_Customer]) -> _Customer:
+    """The customer `pack` wrote (`state` and `customer`: flows/membership.py's classes)."""
+    version, table, now, base_at, extra = _decoder.decode(data)
+    if version != FORMAT:
+        raise ValueError(f"segment state of {key!r} is in format {version}, this storepulse reads {FORMAT}")
+    u = _Unpacker(table, currency)
+    facts, at, mask, nexts, entered, carts, seqs, created_floor, abandoned_floor, attrs_at = _padded(
+        now, _STATE_DEFAULTS)
+    s = state(u.facts(facts), u.at(at), int.from_bytes(mask, "little"), u.bit_times(nexts), u.bit_times(entered),
+              {k: CartState(status, u.times[first], u.times[last], u.opt(due), value, cur)
+               for k, status, first, last, due, value, cur in carts},
+              {seqs[i]: seqs[i + 1] for i in range(0, len(seqs), 2)}, u.opt(created_floor), u.opt(abandoned_floor),
+              u.at(attrs_at))
+    c = customer(key, s)
+    c.base_at = u.at(base_at)
+    if extra is not None:
+        c.base, c.steps, c.recent = pickle.loads(extra)
+    return c
