@@ -351,9 +351,9 @@ class Organisation:
 
     def keeps(self, table: str, key: object, value: object) -> bool:
         """Whether an entry of the large tables is still held (the ledger's forgetting rules; profiles are
-        never forgotten; a segment state of None is one that is gone)."""
+        never forgotten; a segment state or an open order of None is one that is gone)."""
         if table in PROFILE_TABLES:
-            return True
+            return value is not None
         if table in (self.segments.table, self.products.table):
             return value is not None
         return self.ledger.keeps(table, key, value, self.ledger.watermark)

@@ -81,9 +81,11 @@ _ENTRY = struct.Struct("<HHIqqqqqqq")
 STORE, CUR, ORDERS, ITEMS, GROSS, REFUNDS, FIRST, LAST, FINAL_FIRST, FINAL_LAST = range(10)
 _EMPTY = (0, 0, 0, 0, NONE, NONE, NONE, NONE)
 _STORE_CURRENCY = attrgetter("store", "currency")
-# The book's large tables in snapshot files (beside the ledger's, hence the prefix). None is ever dropped.
+# The book's large tables in snapshot files (beside the ledger's, hence the prefix). No profile, final order
+# or refund total is ever dropped; an open order is written again as None once it is final (a restore drops it).
 PROFILES, FINAL_ORDERS, REFUND_TOTALS = "profiles", "profile_final_orders", "profile_refund_totals"
-TABLES = (PROFILES, FINAL_ORDERS, REFUND_TOTALS)
+OPEN_ORDERS = "profile_open_orders"  # the orders of the window: pickled whole into every snapshot before
+TABLES = (PROFILES, FINAL_ORDERS, REFUND_TOTALS, OPEN_ORDERS)
 
 
 def fingerprint(*parts: str) -> int:
@@ -200,7 +202,8 @@ class _Profile:
 
 
 class _Open:
-    """An order still inside the window: every report merged, as the revenue ledger does."""
+    """An order still inside the window: every report merged, as the revenue ledger does. In the snapshot
+    files as a plain tuple (`packed`), without a class reference each."""
 
     __slots__ = ("fp", "store", "time", "id", "amount", "currency", "units", "named", "slot", "refunds")
 
@@ -210,6 +213,18 @@ class _Open:
         self.named: tuple[int, str] | None = None  # (time, id) of its earliest report naming a customer
         self.slot = GUEST
         self.refunds: dict[int, int] = {}  # currency -> refunded on this order
+
+    def packed(self) -> tuple[object, ...]:
+        # the refunds in their order: it is the order in which _contribute adds entries to the blob
+        return (self.store, self.time, self.id, self.amount, self.currency, self.units, self.named, self.slot,
+                tuple(self.refunds.items()))
+
+    @classmethod
+    def unpacked(cls, fp: int, packed: tuple[Any, ...]) -> _Open:
+        store, time, id_, amount, currency, units, named, slot, refunds = packed
+        o = cls(fp, store, time, id_, amount, currency, units)
+        o.named, o.slot, o.refunds = named, slot, dict(refunds)
+        return o
 
 
 def _text(value: object, limit: int) -> bytes:
@@ -252,6 +267,7 @@ class ProfileBook:
         # What changed since the last snapshot (take_changes): the large tables are written to snapshot
         # files entry by entry (flows/snapshot_files.py), so a snapshot costs what changed, not 1M profiles.
         self._dirty: dict[str, set[int]] = {t: set() for t in TABLES}
+        self._filed: set[int] = set()  # the open orders the snapshot files hold (only those are written as None)
         self._index()
 
     def _index(self) -> None:
@@ -271,6 +287,9 @@ class ProfileBook:
             # nothing of it is in snapshot files yet: the next snapshot writes it all
             self._dirty = {PROFILES: set(range(len(self.keys))), FINAL_ORDERS: {fp for fp, _ in self.orders.items()},
                            REFUND_TOTALS: {fp for fp, _ in self.refunds.items()}}
+        for t in TABLES:  # pickled before open orders were a table (with_tables marks them)
+            self._dirty.setdefault(t, set())
+        self.__dict__.setdefault("_filed", set())
         self._index()
 
     # --- the large tables, for snapshot files (flows/snapshots.py) -----------------------------------
@@ -278,21 +297,32 @@ class ProfileBook:
     def tables(self) -> dict[str, dict[int, Any]]:
         """The large tables as dicts (built: the book keeps them packed), for rewriting the files whole."""
         return {PROFILES: {slot: (key, self.blobs[slot]) for slot, key in enumerate(self.keys)},
-                FINAL_ORDERS: dict(self.orders.items()), REFUND_TOTALS: dict(self.refunds.items())}
+                FINAL_ORDERS: dict(self.orders.items()), REFUND_TOTALS: dict(self.refunds.items()),
+                OPEN_ORDERS: {fp: o.packed() for fp, o in self.open.items()}}
 
     def table_names(self) -> tuple[str, ...]:
         return TABLES
 
     def held_entries(self) -> int:
-        return len(self.keys) + self.orders.count + self.refunds.count
+        return len(self.keys) + self.orders.count + self.refunds.count + len(self.open)
 
     def take_changes(self) -> dict[str, dict[int, Any]]:
         """The entries changed since the last call: profiles by slot (key, blob), final orders' slots and
-        refund totals by fingerprint."""
+        refund totals by fingerprint, open orders by fingerprint (None: final since)."""
         d = self._dirty
         out: dict[str, dict[int, Any]] = {PROFILES: {slot: (self.keys[slot], self.blobs[slot]) for slot in d[PROFILES]},
                FINAL_ORDERS: {fp: self.orders.get(fp) for fp in d[FINAL_ORDERS]},
-               REFUND_TOTALS: {fp: self.refunds.get(fp) for fp in d[REFUND_TOTALS]}}
+               REFUND_TOTALS: {fp: self.refunds.get(fp) for fp in d[REFUND_TOTALS]},
+               OPEN_ORDERS: {}}
+        opened, filed = out[OPEN_ORDERS], self._filed
+        for fp in d[OPEN_ORDERS]:
+            o = self.open.get(fp)
+            if o is not None:
+                opened[fp] = o.packed()
+                filed.add(fp)
+            elif fp in filed:  # final since it was written; one that opened and closed between snapshots is not
+                opened[fp] = None
+                filed.remove(fp)
         self._dirty = {t: set() for t in TABLES}
         return out
 
@@ -302,6 +332,7 @@ class ProfileBook:
         small.__dict__.update(self.__dict__)
         small.keys, small.blobs = [], []
         small.orders, small.refunds = FingerprintMap("I"), FingerprintMap("q")
+        small.open, small.open_of, small._closing, small._filed = {}, {}, [], set()
         small._dirty = {t: set() for t in TABLES}
         small._slot, small._work = {}, {}
         return small
@@ -320,6 +351,16 @@ class ProfileBook:
             self.orders.put(fp, slot)
         for fp, total in tables.get(REFUND_TOTALS, {}).items():
             self.refunds.put(fp, total)
+        if OPEN_ORDERS in tables:
+            self.open = {fp: _Open.unpacked(fp, v) for fp, v in tables[OPEN_ORDERS].items() if v is not None}
+        else:  # none in the files: none open, or (an older snapshot) pickled with the book: the next snapshot writes them
+            self._dirty[OPEN_ORDERS] |= set(self.open)
+        self.open_of = {}
+        for fp, o in self.open.items():
+            self.open_of.setdefault(o.slot, {})[fp] = o
+        self._closing = [(o.time + self.keep, fp) for fp, o in self.open.items()]  # one entry each: none stale
+        self._filed = set(tables.get(OPEN_ORDERS, {})) & self.open.keys()
+        heapq.heapify(self._closing)
         self._index()
         return self
 
@@ -456,6 +497,7 @@ class ProfileBook:
         named = self._slot[e.customer] if e.customer else GUEST
         units = sum([i.qty for i in e.items])
         o = self.open.get(fp)
+        self._dirty[OPEN_ORDERS].add(fp)  # a report of an open order or a new one (of a final one: written as None)
         if o is None:
             if self.orders.get(fp) is not None:
                 return  # a repeat report of a final order
@@ -553,6 +595,7 @@ class ProfileBook:
         self._dirty[REFUND_TOTALS].add(name)
         if o is not None:
             o.refunds[cur] = o.refunds.get(cur, 0) + increase
+            self._dirty[OPEN_ORDERS].add(o.fp)
             final = (o.slot, o.store)
         if final is not None and final[0] != GUEST:
             self._load(final[0]).entry(final[1], cur)[REFUNDS] += increase
@@ -576,6 +619,7 @@ class ProfileBook:
             del self.open_of[o.slot]
         self.orders.put(o.fp, o.slot)
         self._dirty[FINAL_ORDERS].add(o.fp)
+        self._dirty[OPEN_ORDERS].add(o.fp)
         if o.slot != GUEST:  # its share is in the money already: only the final span moves
             e = self._load(o.slot).entry(o.store, o.currency)
             e[FINAL_FIRST] = o.time if e[FINAL_FIRST] == NONE else min(e[FINAL_FIRST], o.time)

@@ -250,7 +250,7 @@ def test_a_snapshot_keeps_every_customer_even_one_whose_key_holds_a_nul() -> Non
 def test_snapshot_files_hold_what_changed_and_give_the_same_book_back(tmp_path: Path) -> None:
     """The profiles are written to snapshot files entry by entry (flows/snapshot_files.py): each snapshot
     writes the profiles, final orders and refund totals changed since the previous one."""
-    from flows.profiles import FINAL_ORDERS, PROFILES, REFUND_TOTALS, TABLES
+    from flows.profiles import FINAL_ORDERS, OPEN_ORDERS, PROFILES, REFUND_TOTALS, TABLES
     from flows.snapshot_files import SnapshotFiles
 
     b = ProfileBook("o", TZ)
@@ -264,9 +264,9 @@ def test_snapshot_files_hold_what_changed_and_give_the_same_book_back(tmp_path: 
     b.apply(paid(T0 + 500 * MIN + KEEP + DAY, "o-new", 999, customer="c3"))
     b.apply(paid(T0 + 3 * MIN, "o3", 103, customer="c3"))  # a final order reported again: nothing changes
     changed = b.take_changes()
-    assert {t: len(changed[t]) for t in TABLES} == {PROFILES: 1, FINAL_ORDERS: 0, REFUND_TOTALS: 0}
+    assert {t: len(changed[t]) for t in TABLES} == {PROFILES: 1, FINAL_ORDERS: 0, REFUND_TOTALS: 0, OPEN_ORDERS: 1}
     second = files.save(changed, lambda *_: True, b.tables)
-    assert files.last.entries_written == 1 and len(second.files) == len(first.files) + 1
+    assert files.last.entries_written == 2 and len(second.files) == len(first.files) + 1
     back = b.without_tables()
     assert back.keys == [] and back.orders.count == 0
     back.with_tables(SnapshotFiles(tmp_path, "o").load(second, lambda *_: True))
@@ -274,6 +274,38 @@ def test_snapshot_files_hold_what_changed_and_give_the_same_book_back(tmp_path: 
     assert sorted(back.orders.items()) == sorted(b.orders.items()) and back.held() == b.held()
     back.apply(paid(T0 + 9 * MIN, "o9", 109, customer="c9"))  # known to the restored book too
     assert back.profile("c9") == b.profile("c9")
+
+
+def test_open_orders_are_in_the_snapshot_files_not_pickled_into_every_snapshot(tmp_path: Path) -> None:
+    """The orders of the window are written when a report changes them and as None once final (a restore
+    drops them); the pickled rest holds none; a restored book goes on exactly as the one that kept running."""
+    from flows.profiles import OPEN_ORDERS
+    from flows.snapshot_files import SnapshotFiles
+
+    keep = lambda table, key, value: value is not None  # noqa: E731  (Organisation.keeps for the profiles' tables)
+    b = ProfileBook("o", TZ)
+    for i in range(40):
+        b.apply(paid(T0 + i * DAY // 4, f"o{i}", 100 + i, customer=f"c{i % 6}"))
+    b.advance(T0 + 10 * DAY)  # the first 12 of the 40 orders (6 h apart) final, 28 open
+    files = SnapshotFiles(tmp_path, "o")
+    first = files.save(b.take_changes(), keep, b.tables)
+    assert b.held()["open_orders"] == 28 and b.without_tables().open == {}
+    b.apply(refund(T0 + 10 * DAY, "o35", 30))  # a refund of an open order changes it
+    b.apply(paid(T0 + 10 * DAY, "o39", 90, customer="c2"))  # an earlier-looking report: only that order again
+    b.advance(T0 + 10 * DAY + DAY)  # four more final
+    changed = b.take_changes()
+    assert sorted(v is None for v in changed[OPEN_ORDERS].values()) == [False, False, True, True, True, True]
+    second = files.save(changed, keep, b.tables)
+    small = pickle.loads(pickle.dumps(b.without_tables()))  # what the Bytewax snapshot holds beside the files
+    back = small.with_tables(SnapshotFiles(tmp_path, "o").load(second, keep))
+    assert back.held() == b.held() and back.open.keys() == b.open.keys()
+    assert len(first.files) + 1 == len(second.files)
+    later = [refund(T0 + 12 * DAY, "o38", 50, name="r2"), paid(T0 + 12 * DAY, "o-new", 70, customer="c9")]
+    for e in later:
+        assert back.apply(e) == b.apply(e)
+    assert back.advance(T0 + 30 * DAY) == b.advance(T0 + 30 * DAY)
+    assert [back.profile(f"c{i}") for i in range(10)] == [b.profile(f"c{i}") for i in range(10)]
+    assert back.held() == b.held() and back.held()["open_orders"] == 0
 
 
 def test_a_book_pickled_whole_by_an_older_storepulse_is_read_and_written_out_whole_once() -> None:
