@@ -51,9 +51,9 @@ def load(data: object, files_for: Callable[[str], SnapshotFiles], prune: bool = 
     if "automations" not in vars(org):  # a snapshot from before automations: none pending
         org.automations = AutomationBook(org.ledger.org, org.ledger.timezone)
     # Restoring a large state creates millions of objects, none of them garbage: the cyclic collector
-    # would scan them again and again while they come in (half of a 1M-customer restore's CPU), and
-    # again at every full collection after. Paused while they come in, then frozen: refcounting still
-    # frees what the dataflow drops; only cycles among restored objects would wait.
+    # would scan them again and again while they come in (half of a 1M-customer restore's CPU). Paused
+    # while they come in (not frozen after: gc.freeze would keep any cycle among them, and every
+    # extension object then alive, past the interpreter's exit).
     paused = gc.isenabled()
     gc.disable()
     try:
@@ -61,6 +61,5 @@ def load(data: object, files_for: Callable[[str], SnapshotFiles], prune: bool = 
     finally:
         if paused:
             gc.enable()
-    gc.freeze()
     org.armed = False
     return org
