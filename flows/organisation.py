@@ -75,6 +75,7 @@ from core.definitions import is_control, predefined_product_segments, predefined
 from core.events import Event
 from core.rates import Rates
 from core.records import LATE_BOOKS, Late, LateBook, RecordKind, Value
+from flows.attribution import TABLES as ATTRIBUTION_TABLES
 from flows.automations import AutomationBook
 from flows.book import DAY_MS, HOUR_MS, TooLate, Version
 from flows.membership import TIME, Membership, segment_step
@@ -317,19 +318,20 @@ class Organisation:
     # --- what a snapshot takes (flows/snapshots.py writes it) --------------------------------------
 
     def without_tables(self) -> Organisation:
-        """A shallow copy without the large tables (the ledger's, the profiles', the segments' customers
+        """A shallow copy without the large tables (the ledger's, the profiles', the attribution's, the segments' customers
         and products): what a snapshot pickles beside its files."""
         small = copy.copy(self)
         small.ledger = self.ledger.without_tables()
         small.shoppers = copy.copy(self.shoppers)
         small.shoppers.profiles = self.shoppers.profiles.without_tables()
+        small.shoppers.attribution = self.shoppers.attribution.without_tables()
         small.segments = self.segments.without_tables()
         small.products = self.products.without_tables()
         return small
 
     def _tabled(self) -> tuple[TabledBook, ...]:
         """The books with large tables (flows/tabled.py)."""
-        return self.ledger, self.shoppers.profiles, self.segments, self.products
+        return self.ledger, self.shoppers.profiles, self.shoppers.attribution, self.segments, self.products
 
     def tables(self) -> dict[str, dict[Any, Any]]:
         """Every large table by its name in the snapshot files."""
@@ -354,7 +356,7 @@ class Organisation:
         never forgotten; a segment state or an open order of None is one that is gone)."""
         if table in PROFILE_TABLES:
             return value is not None
-        if table in (self.segments.table, self.products.table):
+        if table in (self.segments.table, self.products.table) or table in ATTRIBUTION_TABLES:
             return value is not None
         return self.ledger.keeps(table, key, value, self.ledger.watermark)
 

@@ -120,8 +120,8 @@ def test_an_organisation_comes_back_equal_and_a_snapshot_writes_only_what_change
     org.apply_all([paid(5000, T0 + 5000 * 60_000)])
     second = snapshots.save(org, store)
     # One new order, its day and hour buckets, its customer's profile and segment state, the profiles' open
-    # order: a few entries, not the 5,000 orders, 7 profiles and 7 segment states again.
-    assert store.last.entries_written == 6
+    # order, the attribution's order: a few entries, not the 5,000 orders, 7 profiles and 7 segment states again.
+    assert store.last.entries_written == 7
     assert len(second) < len(first) + 1000
     back = snapshots.load(second, lambda org_id: SnapshotFiles(tmp_path, org_id))
     assert back.ledger.orders.keys() == org.ledger.orders.keys()
@@ -143,6 +143,40 @@ def test_an_organisation_comes_back_equal_and_a_snapshot_writes_only_what_change
     again = [paid(i, T0 + i * 60_000) for i in range(0, 5000, 97)]  # final orders reported again: nothing moves
     assert back.apply_all(more + again) == org.apply_all(more + again)
     assert back.shoppers.profiles.profile("c3") == profiles.profile("c3")
+
+
+def test_attribution_comes_back_from_the_files_and_goes_on_alike(tmp_path: Path) -> None:
+    """E-mail attribution's orders and touches live in the snapshot files: restored from two snapshots
+    (the second after the watermark dropped some of both), it decides the rest of the stream alike."""
+    def touch(i: int, t: int) -> Event:
+        return Event(id=f"t{i}", kind=Kind.EMAIL_ENGAGED, org="o", store="s", time=t, customer=f"c{i % 7}",
+                     campaign=f"k{i % 3}", name="open")
+    rnd = random.Random(11)
+    events = sorted([paid(i, T0 + rnd.randrange(40 * 1440) * 60_000) for i in range(400)]
+                    + [touch(i, T0 + rnd.randrange(40 * 1440) * 60_000) for i in range(300)], key=lambda e: e.time)
+    org = Organisation.new(CONFIG.orgs["o"])
+    store = SnapshotFiles(tmp_path, "o")
+
+    def restored() -> Organisation:
+        back = snapshots.load(snapshots.save(org, store), lambda org_id: SnapshotFiles(tmp_path, org_id))
+        a, b = org.shoppers.attribution, back.shoppers.attribution
+        assert b.held() == a.held() and a.held()["orders"] > 0 and a.held()["touches"] > 0
+        assert (b.orders, b.touches, b.by_person, b.sums) == (a.orders, a.touches, a.by_person, a.sums)
+        return back
+
+    assert org.apply_all(events[:300])
+    restored()
+    # touches arriving late, just before orders of the first part: they re-attribute orders already written
+    orders = [e for e in events[:300] if e.kind is Kind.ORDER_PAID][-20:]
+    late = [Event(id=f"late{i}", kind=Kind.EMAIL_ENGAGED, org="o", store="s", time=o.time - 60_000,
+                  customer=o.customer, campaign="late", name="click") for i, o in enumerate(orders)]
+    assert any(getattr(r, "kind", None) == "order_attribution" for r in org.apply_all(late))
+    back = restored()
+    assert back.apply_all(events[300:500]) == org.apply_all(events[300:500])  # the watermark moves ~3 weeks
+    back = restored()  # with the orders and touches it dropped gone from the files too
+    assert store.last.entries_written < 800
+    assert back.apply_all(events[500:]) == org.apply_all(events[500:])
+    assert back.shoppers.attribution.held() == org.shoppers.attribution.held()
 
 
 def test_small_snapshots_after_a_big_one_do_not_rewrite_it(tmp_path: Path) -> None:
