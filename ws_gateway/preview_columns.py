@@ -66,6 +66,15 @@ class _Columns:
             self.keys.append(key)
         return found
 
+    def newer(self, key: str, version: int) -> int | None:
+        """The row of `key` (added when new), now at `version`; None when it holds that version or a
+        newer one already (a replayed or older record changes nothing)."""
+        i = self.row(key)
+        if self.cols["version"][i] >= version:
+            return None
+        self.cols["version"][i] = version
+        return i
+
     def append(self) -> int:
         if self.n == len(next(iter(self.cols.values()))):
             for name, (dtype, fill) in self.spec.items():
@@ -148,14 +157,14 @@ class PreviewColumns:
 
     def _customer(self, version: int, p: Customer) -> int:
         c = self.customers
-        i = c.row(p.customer)
-        if c.cols["version"][i] >= version:
+        i = c.newer(p.customer, version)
+        if i is None:
             return 0
         stores = 1 << self._bit(p.store)
         for m in p.money:
             stores |= 1 << self._bit(m.store)
         refunded = sum([m.refunds for m in p.money if m.currency == self.ctx.currency])
-        for name, value in (("version", version), ("has_profile", True), ("first_seen", p.first_seen),
+        for name, value in (("has_profile", True), ("first_seen", p.first_seen),
                             ("registered", NONE if p.registered is None else p.registered),
                             ("last_active", NONE if p.last_active is None else p.last_active),
                             ("refunded", refunded), ("stores", stores)):
@@ -164,11 +173,10 @@ class PreviewColumns:
 
     def _order(self, key: str, version: int, o: Order) -> int:
         t = self.orders
-        i = t.row(key)
-        cols = t.cols
-        if cols["version"][i] >= version:
+        found = t.newer(key, version)
+        if found is None:
             return 0
-        cols["version"][i] = version
+        i, cols = found, t.cols
         self.live_pairs -= int(cols["products"][i])
         gen = int(cols["gen"][i]) + 1  # the pairs of the row's earlier record no longer count
         cols["gen"][i], cols["products"][i] = gen, 0
@@ -203,11 +211,10 @@ class PreviewColumns:
 
     def _cart(self, key: str, version: int, c: Cart) -> int:
         t = self.carts
-        i = t.row(key)
-        cols = t.cols
-        if cols["version"][i] >= version:
+        found = t.newer(key, version)
+        if found is None:
             return 0
-        cols["version"][i] = version
+        i, cols = found, t.cols
         if c.person is None:
             cols["slot"][i] = -1
             return 1
