@@ -137,7 +137,10 @@ class _Customer:
     # kept (base_at is then now.at and no input can rewind): it would only repeat `now`.
     base: State | None = None
     base_at: int = _NEVER  # the instant `base` is exact for: no rewind before it
-    steps: list[tuple[int, int, Input, State]] = field(default_factory=list)  # (time, seq, input, state after)
+    # (time, seq, input, state after it). The state is None for a step restored from a snapshot: the
+    # snapshot keeps the inputs, not the states (a state per step was most of its bytes and its time);
+    # Membership._state_after takes the inputs again from the one before when a rewind or settle needs it.
+    steps: list[tuple[int, int, Input, State | None]] = field(default_factory=list)
     recent: dict[str, Change] = field(default_factory=dict)  # changes after base_at, by key
 
 
@@ -426,7 +429,7 @@ class Membership:
     def _rewind(self, c: _Customer, x: Input) -> tuple[list[Change], list[Change]]:
         """Takes `x` at its place among the kept steps: (changes to record, changes withdrawn)."""
         i = bisect.bisect_right([(t, s) for t, s, _, _ in c.steps], (x.time, x.seq))
-        start = c.steps[i - 1][3] if i else c.base
+        start = self._state_after(c, i)
         since = c.steps[i - 1][0] if i else c.base_at
         assert start is not None or since == _NEVER, "a kept step without the state before it"
         state = start.copy() if start is not None else State(self._fresh(x.time))
@@ -454,10 +457,31 @@ class Membership:
             else:
                 return
         elif n:
-            c.base, c.base_at, c.steps = c.steps[n - 1][3], c.steps[n - 1][0], c.steps[n:]
+            c.base, c.base_at, c.steps = self._state_after(c, n), c.steps[n - 1][0], c.steps[n:]
         else:
             return
         c.recent = {k: ch for k, ch in c.recent.items() if ch.at > c.base_at}
+
+    def _state_after(self, c: _Customer, i: int) -> State | None:
+        """The state after the first `i` kept steps (`base` for 0). The states a snapshot did not keep
+        are made again, from the latest one known, by taking the same inputs again (their changes are
+        already recorded: dropped). The same rules on the same inputs decide the same; the facts may come
+        out folded further (the watermark has moved since), which no rule can tell apart (keep.py), as
+        when a rewind takes later steps again."""
+        if not i:
+            return c.base
+        if (known := c.steps[i - 1][3]) is not None:
+            return known
+        j = i - 1
+        while j and c.steps[j - 1][3] is None:
+            j -= 1
+        start = c.steps[j - 1][3] if j else c.base
+        state = start.copy() if start is not None else State(self._fresh(c.steps[0][0]))
+        for k in range(j, i):
+            t, seq, x, _ = c.steps[k]
+            self._step(state, x, c.key)
+            c.steps[k] = (t, seq, x, state.copy())
+        return c.steps[i - 1][3]
 
     def _step(self, s: State, x: Input, key: str) -> list[Change]:
         """One input into a state: the timers before it, then the input at its instant."""
