@@ -46,8 +46,9 @@ from core.rules.tree import Rule
 from core.segment_records import Segment, SegmentChange, SegmentClock, SegmentMember
 from flows.bit_times import BitTimes
 from flows.book import Version
+from flows.customer_store import Customers
 from flows.segment_facts import ABANDONED, OPEN, CartState, cart_facts, distinct, insert, person_facts
-from flows.segment_states import pack, unpack
+from flows.segment_states import due_of, has_extra, mask_of, pack
 from flows.shoppers import Shoppers
 
 if TYPE_CHECKING:
@@ -166,7 +167,9 @@ class Membership:
         self.org, self.timezone, self.currency = org, timezone, currency
         self.version = version or Version()
         self.definitions: dict[str, SegmentDefinition] = dict(definitions)
-        self.customers: dict[str, _Customer] = {}
+        self.customers = Customers(currency)  # live, or packed while idle (flows/customer_store.py)
+        # the customers to hold packed once idle for an epoch: key -> their bytes (None: to pack then)
+        self._cooling: dict[str, bytes | None] = {}
         self.bits: dict[str, int] = {}  # segment -> its bit in every mask
         self.counts: dict[str, int] = {}  # segment -> members now
         self.timers: list[tuple[int, str]] = []  # (instant, customer): a heap; stale entries skipped
@@ -200,7 +203,10 @@ class Membership:
         self._iso = (_NEVER, "")
         # a book pickled whole (before snapshot files held its customers): the next snapshot writes them all
         self._changed = set(self.customers)
-        self.customers = _bit_keyed(self.customers, self.bits)
+        self._cooling = {}
+        held = self.customers
+        self.customers = held if isinstance(held, Customers) else Customers(self.currency, held)
+        self.customers.live = _bit_keyed(self.customers.live, self.bits)
         self._build()
 
     # --- the customers in snapshot files (flows/snapshots.py): a snapshot writes those that changed ------
@@ -217,11 +223,41 @@ class Membership:
 
     def tables(self) -> dict[str, dict[str, bytes]]:
         """The customers packed (flows/segment_states.py): ~0.3 KB each instead of ~1.1 KB pickled."""
-        return {self.table: {k: pack(c, self.currency) for k, c in self.customers.items()}}
+        return {self.table: {k: pack(c, self.currency) for k, c in self.customers.live.items()}
+                | self.customers.packed}
 
     def take_changes(self) -> dict[str, dict[str, bytes | None]]:
-        """The customers changed since the last call, packed (None: one that is gone)."""
-        changed = {k: None if (c := self.customers.get(k)) is None else pack(c, self.currency) for k in self._changed}
+        """The customers changed since the last call, packed (None: one that is gone). A customer that
+        nothing touched since the call before is then held packed (flows/customer_store.py), once the
+        watermark has passed its kept steps: settled first (as its next input would settle it), and
+        written in this snapshot as it is held."""
+        live, packed, w = self.customers.live, self.customers.packed, self.watermark
+        idle: list[str] = []
+        waiting: dict[str, bytes | None] = {}
+        for k in self._cooling.keys() - self._changed:
+            c = live.get(k)
+            if c is None:
+                continue
+            if w is not None and c.steps and c.steps[0][0] <= w:
+                self._settle(c, w)  # marks it changed: packed below
+            if has_extra(c):
+                waiting[k] = None  # an input inside the lateness: not yet
+            else:
+                idle.append(k)
+        changed: dict[str, bytes | None] = {}
+        for k in self._changed:
+            c = live.get(k)
+            if c is not None:
+                changed[k] = pack(c, self.currency)
+            elif k not in packed:  # gone (a changed customer is live: reading it unpacked it)
+                changed[k] = None
+        self.customers.hold_packed({k: data if (data := changed.get(k) or self._cooling[k]) is not None
+                                    else pack(live[k], self.currency) for k in idle})
+        # the next call's candidates: those changed now (their bytes kept when they hold no kept step) and
+        # those still waiting for the watermark
+        waiting.update((k, None if has_extra(c := live[k]) else data) for k, data in changed.items()
+                       if data is not None and k in live)
+        self._cooling = waiting
         self._changed = set()
         return {self.table: changed}
 
@@ -229,7 +265,7 @@ class Membership:
         """A copy without the customers and their timers: what a snapshot pickles beside the files."""
         small = object.__new__(type(self))  # not copy.copy: __setstate__ would rebuild the rules
         small.__dict__.update(self.__dict__)
-        small.customers, small.timers, small._changed = {}, [], set()
+        small.customers, small.timers, small._changed, small._cooling = Customers(self.currency), [], set(), {}
         return small
 
     def with_tables(self, tables: dict[str, dict[str, bytes | _Customer]]) -> Self:
@@ -240,11 +276,13 @@ class Membership:
             return self
         table = tables[self.table]
         older = _bit_keyed({k: c for k, c in table.items() if not isinstance(c, bytes)}, self.bits)
-        self.customers = {k: older[k] if not isinstance(c, bytes) else unpack(c, k, self.currency, State, _Customer)
-                          for k, c in table.items()}
-        self.timers = [(due, k) for k, c in self.customers.items() if (due := c.now.due()) is not None]
+        packed = {k: c for k, c in table.items() if isinstance(c, bytes)}
+        # held packed as the files hold them: each is unpacked when something first touches it
+        self.customers = Customers(self.currency, older, packed)
+        self.timers = [(due, k) for k, c in older.items() if (due := c.now.due()) is not None]
+        self.timers += [(due, k) for k, data in packed.items() if (due := due_of(data)) is not None]
         heapq.heapify(self.timers)
-        self._changed = set()
+        self._changed, self._cooling = set(), {}
         return self
 
     def _build(self) -> None:
@@ -394,11 +432,13 @@ class Membership:
 
     def members(self, segment: str) -> list[str]:
         bit = 1 << self.bits[segment]
-        return sorted(k for k, c in self.customers.items() if c.now.mask & bit)
+        live = [k for k, c in self.customers.live.items() if c.now.mask & bit]
+        return sorted(live + [k for k, data in self.customers.packed.items() if mask_of(data) & bit])
 
     def held(self) -> dict[str, int]:
-        return {"customers": len(self.customers), "timers": len(self.timers), "segments": len(self.live.order),
-                "steps": sum(len(c.steps) for c in self.customers.values())}
+        # steps of the live customers (a restored customer's are counted once something unpacks it)
+        return {"customers": len(self.customers), "packed": len(self.customers.packed), "timers": len(self.timers),
+                "segments": len(self.live.order), "steps": sum(len(c.steps) for c in self.customers.live.values())}
 
     # --- taking an input -------------------------------------------------------------------------
 

@@ -181,7 +181,7 @@ def pack(c: _Customer, currency: str) -> bytes:
     now = p.state(c.now)
     base_at = p.ref(c.base_at)
     extra = [None if c.base is None else p.state(c.base), [p.input(x) for _, _, x, _ in c.steps],
-             [p.change(ch, c.key) for ch in c.recent.values()]] if c.base is not None or c.steps or c.recent else None
+             [p.change(ch, c.key) for ch in c.recent.values()]] if has_extra(c) else None
     return _encoder.encode([FORMAT, p.table(), now, base_at, extra])
 
 
@@ -284,3 +284,27 @@ def unpack(data: bytes, key: str, currency: str, state: type[State], customer: t
     changes = [u.change(ch, key, Change) for ch in recent]
     c.recent = {ch.key: ch for ch in changes}
     return c
+
+
+def _now_and_times(data: bytes) -> tuple[list[Any], list[int]]:
+    """The packed state now, and the instants of the customer's table."""
+    _, table, now, _, _ = _decoder.decode(data)
+    return now, _Unpacker(table, "").times
+
+
+def due_of(data: bytes) -> int | None:
+    """The earliest timer of a packed customer (its `now.due()`), without unpacking it."""
+    now, times = _now_and_times(data)
+    nexts = now[3] if len(now) > 3 else None
+    return None if nexts is None else min(times[r] for r in nexts[1])
+
+
+def mask_of(data: bytes) -> int:
+    """The membership mask of a packed customer (its `now.mask`), without unpacking it."""
+    _, _, now, _, _ = _decoder.decode(data)
+    return int.from_bytes(now[2], "little") if len(now) > 2 else 0
+
+
+def has_extra(c: _Customer) -> bool:
+    """Whether the customer holds what only a customer inside the lateness holds (kept steps ...)."""
+    return c.base is not None or bool(c.steps) or bool(c.recent)
