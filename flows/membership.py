@@ -229,8 +229,7 @@ class Membership:
     def take_changes(self) -> dict[str, dict[str, bytes | None]]:
         """The customers changed since the last call, packed (None: one that is gone). A customer that
         nothing touched since the call before is then held packed (flows/customer_store.py), once the
-        watermark has passed its kept steps: settled first (as its next input would settle it), and
-        written in this snapshot as it is held."""
+        watermark has passed its kept steps (settled first, as its next input would settle it)."""
         live, packed, w = self.customers.live, self.customers.packed, self.watermark
         idle: list[str] = []
         waiting: dict[str, bytes | None] = {}
@@ -239,7 +238,10 @@ class Membership:
             if c is None:
                 continue
             if w is not None and c.steps and c.steps[0][0] <= w:
-                self._settle(c, w)  # marks it changed: packed below
+                # as its next input would settle it; not written again: the files' state with the steps the
+                # watermark has passed decides the same (an input behind the watermark never rewinds)
+                self._settle(c, w)
+                self._changed.discard(k)
             if has_extra(c):
                 waiting[k] = None  # an input inside the lateness: not yet
             else:
