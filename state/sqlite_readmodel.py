@@ -113,6 +113,15 @@ def _bucket_row(c: Bucket) -> tuple[str, str, str, str, str, int, int, int, int,
     return (c.org, c.grain, c.start, c.store, c.currency, c.gross, c.refunds, c.orders, c.paid_orders, c.items, c.version)
 
 
+def _row(c: Change) -> tuple[str, tuple[object, ...]]:
+    """The statement that writes the change, and its row."""
+    if type(c) is Bucket:
+        return _UPSERT_BUCKET, _bucket_row(c)
+    if c.kind in UNSTAMPED:  # type: ignore[union-attr]  # a Record: mypy does not narrow on type(c) is
+        return _UPSERT_UNSTAMPED, _unstamped_row(c)  # type: ignore[arg-type]  # as above
+    return _UPSERT_RECORD, _record_row(c)  # type: ignore[arg-type]  # as above
+
+
 def _upsert(cur: sqlite3.Cursor, changes: Sequence[Change]) -> Sequence[Change]:
     """Writes the changes in the transaction begun on `cur` (a newer version replaces an older) and
     returns those applied, in order.
@@ -121,22 +130,10 @@ def _upsert(cur: sqlite3.Cursor, changes: Sequence[Change]) -> Sequence[Change]:
     restart), so they are written with one statement per table; only when fewer rows changed than were
     written is the transaction rolled back and begun again, and the changes written one at a time to
     learn which applied. (A savepoint instead would copy every page the write touches to its journal.)"""
-    rows: list[tuple[str, tuple[object, ...]]] = []  # (statement, row) per change, in order
     groups: dict[str, list[tuple[object, ...]]] = {_UPSERT_RECORD: [], _UPSERT_UNSTAMPED: [], _UPSERT_BUCKET: []}
-    records, unstamped, buckets = groups.values()
     for c in changes:
-        if type(c) is Bucket:
-            row: tuple[object, ...] = _bucket_row(c)
-            buckets.append(row)
-            rows.append((_UPSERT_BUCKET, row))
-        elif c.kind in UNSTAMPED:  # type: ignore[union-attr]  # a Record: mypy does not narrow on type(c) is
-            row = _unstamped_row(c)  # type: ignore[arg-type]  # as above
-            unstamped.append(row)
-            rows.append((_UPSERT_UNSTAMPED, row))
-        else:
-            row = _record_row(c)  # type: ignore[arg-type]  # as above
-            records.append(row)
-            rows.append((_UPSERT_RECORD, row))
+        statement, row = _row(c)
+        groups[statement].append(row)
     written = 0
     for statement, group in groups.items():
         if group:
@@ -147,8 +144,8 @@ def _upsert(cur: sqlite3.Cursor, changes: Sequence[Change]) -> Sequence[Change]:
     cur.execute("ROLLBACK")
     cur.execute("BEGIN IMMEDIATE")
     applied: list[Change] = []
-    for c, (statement, row) in zip(changes, rows, strict=True):
-        cur.execute(statement, row)
+    for c in changes:
+        cur.execute(*_row(c))
         if cur.rowcount:
             applied.append(c)
     return applied
