@@ -85,6 +85,8 @@ DELETE FROM records WHERE {_UNSTAMPED_IN};
 _DAYS_FILL = ("INSERT OR IGNORE INTO record_days SELECT org, kind, day, 1 FROM records "
               f"WHERE {_NOT_UNSTAMPED} GROUP BY org, kind, day")
 POLL_SECONDS = 0.005
+BUSY_MS = 10_000  # state/sqlite_log.py connect's timeout
+MOVE_WAIT_MS = 3_600_000
 CACHE_KIB = 32 * 1024
 MMAP_BYTES = 8 << 30  # address space only: pages are mapped as read (file-backed, reclaimable)
 _UPSERT_RECORD = (
@@ -165,7 +167,10 @@ class SqliteReadModel:
         if self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'record_days'").fetchone() is None:
             self._conn.executescript(f"BEGIN IMMEDIATE; {_DAYS} {_DAYS_FILL}; COMMIT;")
         if self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'unstamped_records'").fetchone() is None:
+            # another process opening the same old file moves them first: wait for it however long it takes
+            self._conn.execute(f"PRAGMA busy_timeout = {MOVE_WAIT_MS}")
             self._conn.executescript(f"BEGIN IMMEDIATE; {_UNSTAMPED_TABLE} COMMIT;")
+            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
         self._lock = threading.Lock()  # one connection, used from the gateway's worker threads
 
     def write(self, changes: Sequence[Change]) -> None:
