@@ -47,21 +47,29 @@ def test_members_and_changes_keep_the_newest_version_read_by_day_and_reach_the_f
         await asyncio.to_thread(model.write, [member(1, "vip", "c1", True), member(0, "vip", "c1", False)])
         await asyncio.to_thread(model.write, [member(2, "vip", "c1", False), change(2, "vip", "c2", 7, superseded=True)])
         got.append(await asyncio.wait_for(anext(feed), 5))
+        # some applied, some not, across the tables: only those applied are published, in their order
+        await asyncio.to_thread(model.write, [member(2, "vip", "c1", False), change(3, "vip", "c3", 9), order,
+                                              Record("a", 3, RecordKind.ORDER, "s:o1", "2026-01-02", ORDER),
+                                              change(1, "vip", "c1", 5)])
+        got.append(await asyncio.wait_for(anext(feed), 5))
         await feed.aclose()
         return got
 
     published = asyncio.run(go())
-    assert published == [first, [member(2, "vip", "c1", False), change(2, "vip", "c2", 7, superseded=True)]]
+    moved = Record("a", 3, RecordKind.ORDER, "s:o1", "2026-01-02", ORDER)
+    assert published == [first, [member(2, "vip", "c1", False), change(2, "vip", "c2", 7, superseded=True)],
+                         [change(3, "vip", "c3", 9), moved]]
     assert model.records("a", SegmentMember, "vip", "vip") == [member(2, "vip", "c1", False)]
     assert model.records("a", SegmentMember) == [member(1, "new", "c1", True), member(2, "vip", "c1", False)]
     assert model.records("a", SegmentChange, "vip|1970-01-01T00:00:00.006", "vip|~") == [
-        change(2, "vip", "c2", 7, superseded=True)]
-    assert model.records("a", Order) == [order]
+        change(2, "vip", "c2", 7, superseded=True), change(3, "vip", "c3", 9)]
+    assert model.records("a", Order) == [moved]
     # segment rows live in their own table, one per key, and never touch the day stamps
     assert rows(path, "records") == [("a", "order", "s:o1")]
-    assert len(rows(path, "unstamped_records")) == 4
+    assert len(rows(path, "unstamped_records")) == 5
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT kind FROM record_days").fetchall() == [("order",)]
+        assert conn.execute("SELECT kind, day, writes FROM record_days ORDER BY day").fetchall() == [
+            ("order", "2026-01-01", 2), ("order", "2026-01-02", 1)]
     model.close()
 
 
