@@ -16,6 +16,8 @@ from typing import Any
 import msgspec
 from msgspec import Struct, inspect
 
+from core.records import value_types
+
 LO, HI = -(2**63), 2**63 - 1
 
 Check = Callable[[Any], bool]  # true when every integer the value holds is within 64 bits
@@ -107,3 +109,5 @@ def _walk(value: object) -> bool:
 
 
 PLANS: dict[type, Check] = {}  # by value class: its check, once planned (`plan`)
+for _cls in value_types().values():  # every record kind's, at import: a type the plan cannot read fails here, not in a fold
+    plan(_cls)

@@ -13,7 +13,7 @@ from core.changes import Record
 from core.records import Cart, Customer, CustomerMoney, Late, LateBook, Order, RecordKind, value_types
 from core.segment_records import SegmentChange, SegmentMember
 from flows.quarantine import unstorable
-from flows.storable import HI, LO, fits
+from flows.storable import HI, LO, PLANS, fits
 
 pytestmark = pytest.mark.unit
 
@@ -62,6 +62,7 @@ def test_strings_booleans_and_raw_json_are_not_read() -> None:
 
 def test_every_record_kind_has_a_plan_and_unstorable_names_the_record() -> None:
     assert set(value_types()) == set(RecordKind)
+    assert set(value_types().values()) <= set(PLANS)  # planned at import
     big = Record("o", 3, RecordKind.SEGMENT_CHANGE, "vip|c1|5|entered", "vip|x", _replace(CHANGE, at=2**64))
     fine = Record("o", 3, RecordKind.ORDER, "s:o1", "2026-01-01", ORDER)
     assert unstorable([fine]) is None
