@@ -20,8 +20,11 @@ check: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# The pure tests (marker `unit`: no servers, no clocks) on both cores, then the rest one at a time (they
+# start servers and measure latencies, so they keep the machine to themselves).
 test: install
-	$(BIN)/pytest -q --durations=25
+	$(BIN)/pytest -q -m unit -n 2 --durations=10
+	$(BIN)/pytest -q -m 'not unit' --durations=25
 
 # The pure domain tests alone (pytest marker `unit`): seconds, no servers.
 test-unit: install
