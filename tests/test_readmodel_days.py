@@ -10,7 +10,6 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 import redis
 from msgspec import Raw
@@ -174,15 +173,16 @@ def test_a_model_written_by_the_previous_layout_is_moved_into_days_on_open(redis
 def test_two_processes_opening_at_once_move_each_record_once_and_a_write_between_wins(redis_server: RedisServer) -> None:
     r = redis.Redis.from_url(redis_server.url)
     r.flushall()
+    writer = RedisReadModel(redis_server.url)  # opened on an empty Redis: nothing to move
+    # then the previous layout's writer (an upgrade with the old dataflow still running) writes its records
     rng = random.Random(4)
     old = [order(i, 3, rng.choice(DAYS)) for i in range(6_000)]
     _old_layout(r, old)
-    # a record written by this layout before the move reached it: the newer write wins over the old copy
-    writer = RedisReadModel.__new__(RedisReadModel)
-    writer._url, writer._redis = redis_server.url, redis.Redis.from_url(redis_server.url)
+    r.delete(LAYOUT_KEY)  # as if it had never been set: the old dataflow started over on an empty Redis
+    # a newer version written by this layout before the move reached its record: the old copy goes
     newer = order(7, 9, "2026-12-01", amount=7)
     writer.write([newer])
-    assert not r.hexists("sp:rm:{a}:rec:order", "r|order|s:o7")  # the write took the old copy out
+    assert not r.hexists("sp:rm:{a}:rec:order", "r|order|s:o7")
     models: list[RedisReadModel] = []
     opened = [threading.Thread(target=lambda: models.append(RedisReadModel(redis_server.url))) for _ in range(2)]
     for t in opened:
