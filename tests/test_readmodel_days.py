@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -20,21 +18,14 @@ from core.segment_records import SegmentMember
 from state.day_stamps import DayStamped
 from state.readmodel import ReadModel
 from state.redis_readmodel import LAYOUT_KEY, RedisReadModel
-from state.sqlite_readmodel import SqliteReadModel
 from tests.helpers import RedisServer
 
 DAYS = [f"2026-11-{d:02d}" for d in range(1, 31)]
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def model(request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer) -> Iterator[ReadModel]:
-    if request.param == "redis":
-        redis.Redis.from_url(redis_server.url).flushall()
-        m: ReadModel = RedisReadModel(redis_server.url)
-    else:
-        m = SqliteReadModel(tmp_path / "rm.sqlite3")
-    yield m
-    m.close()
+@pytest.fixture
+def model(stamped: ReadModel) -> ReadModel:
+    return stamped  # tests/conftest.py: SQLite's, then Redis's
 
 
 def order(i: int, version: int, day: str, org: str = "a", amount: int = 1000) -> Record[Order]:

@@ -1,6 +1,7 @@
 """The read side warmed at start (ws_gateway/warm_start.py): once the warming thread is done, the
 dashboard's first requests (best customers of every named period, the order lists, carts, quota)
-compute no part, and answer as the model with its stamps hidden does (computed per request)."""
+compute no part, and answer as the model with its stamps hidden does (computed per request): on SQLite
+and on Redis, both stamped."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from state.readmodel import ReadModel
 from state.sqlite_readmodel import SqliteReadModel
 from tests.helpers import Storepulse, wait_for
 from tests.test_day_cache import TOKEN, Unstamped, _shop, _side
@@ -42,8 +44,9 @@ def _ask(side: api.ReadSide) -> list[Any]:
     return asyncio.run(ask())
 
 
-def test_after_warming_the_first_requests_compute_no_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    model = SqliteReadModel(tmp_path / "readmodel.sqlite3")
+def test_after_warming_the_first_requests_compute_no_part(stamped: ReadModel, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    model = stamped
     model.write(_shop(random.Random(3)))
     side = _side(model, tmp_path)
     warming = warm_start.start_side(side)
@@ -59,7 +62,6 @@ def test_after_warming_the_first_requests_compute_no_part(tmp_path: Path, monkey
         monkeypatch.setattr(list_parts, name, computed)
     monkeypatch.setattr(cached_lists, "_lives_part", computed)
     assert _ask(side) == expected
-    model.close()
 
 
 def test_nothing_is_warmed_without_day_stamps_or_a_read_side(tmp_path: Path) -> None:
