@@ -13,10 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from state.readmodel import ReadModel
 from state.sqlite_readmodel import SqliteReadModel
-from tests.helpers import Storepulse, wait_for
+from tests.helpers import RedisServer, Storepulse, wait_for
 from tests.test_day_cache import TOKEN, Unstamped, _shop, _side
 from web.app import build_app
 from ws_gateway import api, cached_lists, list_parts, warm_start
@@ -95,9 +96,13 @@ def test_closing_stops_the_warming_after_the_step_under_way(tmp_path: Path, monk
     model.close()
 
 
-def test_storepulse_up_warms_at_start_and_stops_cleanly(tmp_path: Path) -> None:
-    """The real `storepulse up`: its log says each organisation's parts were warmed, and Ctrl-C ends it."""
-    sp = Storepulse(tmp_path)
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_storepulse_up_warms_at_start_and_stops_cleanly(backend: str, tmp_path: Path, redis_server: RedisServer) -> None:
+    """The real `storepulse up`: its log says each organisation's parts were warmed (on Redis too: its
+    read model stamps its days), and Ctrl-C ends it."""
+    if backend == "redis":
+        redis.Redis.from_url(redis_server.url).flushall()
+    sp = Storepulse(tmp_path, redis_server.url if backend == "redis" else None)
     try:
         sp.start()
         wanted = [f"warmed {org} {what}" for org in ("acme", "tokyo") for what in ("customers 90d", "orders 90d", "quota")]
