@@ -56,8 +56,11 @@ ENDPOINTS: list[tuple[str, dict[str, Any]]] = [
 
 def old_model(url: str) -> ReadModel:
     """main's RedisReadModel at BASELINE, exactly as it was (from this repository's history)."""
-    source = subprocess.run(["git", "-C", str(REPO), "show", f"{BASELINE}:state/redis_readmodel.py"],
-                            check=True, capture_output=True, text=True).stdout
+    shown = subprocess.run(["git", "-C", str(REPO), "show", f"{BASELINE}:state/redis_readmodel.py"],
+                           capture_output=True, text=True)
+    if shown.returncode != 0:
+        raise SystemExit(f"the baseline needs this repository's history (commit {BASELINE}): {shown.stderr.strip()}")
+    source = shown.stdout
     module = types.ModuleType("baseline_redis_readmodel")
     exec(compile(source, "baseline:state/redis_readmodel.py", "exec"), module.__dict__)
     model: ReadModel = module.RedisReadModel(url)
@@ -164,8 +167,7 @@ def main() -> None:
         both = Both(new, old)
         generate(both, args.customers, args.orders)  # type: ignore[arg-type]  # only bulk_load is called
         used = redis.Redis(port=port).info("memory")["used_memory"]
-        print(f"written through write(): new {both.took[0]:.1f} s, old {both.took[1]:.1f} s; redis holds {used / 1e6:,.0f} MB "
-              f"(both)", flush=True)
+        print(f"written through write(): new {both.took[0]:.1f} s, old {both.took[1]:.1f} s", flush=True)
         print(f"records(org, Order, first, today), median of {args.repeat}:")
         got = {name: time_records(m, args.repeat) for name, m in (("new", new), ("old", old))}
         for span in (1, 7, 90):
@@ -179,6 +181,9 @@ def main() -> None:
                   flush=True)
         new.close()
         old.close()
+        redis.Redis(port=port, db=1).flushdb()  # the old layout gone: what is left is the new one's
+        alone = redis.Redis(port=port).info("memory")["used_memory"]
+        print(f"memory: new layout {alone / 1e6:,.0f} MB, old layout {(used - alone) / 1e6:,.0f} MB", flush=True)
     finally:
         server.terminate()
         server.wait(10)

@@ -26,13 +26,12 @@ import redis.asyncio as aioredis
 from core.changes import Bucket, Change, Record, bucket_from_json, changes_from_json, record_from_json
 from core.figures import OPEN_END
 from core.records import Value
+from state.day_stamps import UNSTAMPED
 
 FEED_CHANNEL = "sp:feed"
 V = TypeVar("V", bound=Value)
-# As the SQLite model (state/sqlite_readmodel.py): segment members and changes are keyed per customer and
-# change, their "day" nearly unique. A hash per day would be a Redis key per record (~100 B of overhead
-# each, and a stamp field and a write per write), and no list reads them by day: one hash per kind.
-UNSTAMPED = ("segment_member", "segment_change")
+# UNSTAMPED kinds (segment members and changes, state/day_stamps.py) stay in one hash per kind: a hash
+# per day would be a key per record (their day is nearly unique), and no list reads them by day.
 
 # One organisation's changes of one write: KEYS[1] the versions hash, KEYS[2] the org's version, KEYS[3..]
 # the value hashes of buckets and unstamped records; ARGV[1] the feed channel, ARGV[2] the org's key prefix

@@ -15,6 +15,7 @@ from msgspec import Raw
 from core.changes import Record
 from core.records import Cart, Order
 from core.segment_records import SegmentMember
+from state import day_stamps, sqlite_readmodel
 from state.day_stamps import DayStamped
 from state.readmodel import ReadModel
 from state.redis_readmodel import LAYOUT_KEY, RedisReadModel
@@ -109,6 +110,7 @@ def test_replayed_and_older_versions_change_no_stamp_and_publish_nothing(model: 
 
 
 def test_unstamped_kinds_are_read_whole_and_refuse_stamps(model: ReadModel) -> None:
+    assert sqlite_readmodel.UNSTAMPED == day_stamps.UNSTAMPED == ("segment_member", "segment_change")
     member = Record("a", 1, SegmentMember.KIND, "vip|c1", "2026-11-05", SegmentMember("vip", "c1", True, 1))
     model.write([member, Record("a", 2, SegmentMember.KIND, "vip|c1", "2026-11-06", SegmentMember("vip", "c1", False, 1))])
     assert [r.day for r in model.records("a", SegmentMember)] == ["2026-11-06"]
