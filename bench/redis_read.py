@@ -179,8 +179,14 @@ def main() -> None:
         for (what, nf, na), (_, of, oa) in zip(api_times["new"], api_times["old"], strict=True):
             print(f"  {what:<46} first: new {_ms([nf])} old {_ms([of])} | after a write, p50: new {_ms(na)} old {_ms(oa)}",
                   flush=True)
-        new.close()
         old.close()
+        t = time.perf_counter()
+        moved = RedisReadModel(f"redis://127.0.0.1:{port}/1")  # the old layout moved into days, as on upgrade
+        print(f"opening the old layout with this version moved {moved.moved:,} records into days in "
+              f"{time.perf_counter() - t:.1f} s", flush=True)
+        assert len(moved.records(ORG, Order)) == len(new.records(ORG, Order))
+        moved.close()
+        new.close()
         redis.Redis(port=port, db=1).flushdb()  # the old layout gone: what is left is the new one's
         alone = redis.Redis(port=port).info("memory")["used_memory"]
         print(f"memory: new layout {alone / 1e6:,.0f} MB, old layout {(used - alone) / 1e6:,.0f} MB", flush=True)
