@@ -1,6 +1,7 @@
 """The Redis read model by day (state/redis_readmodel.py) against its previous layout (one hash per record
 kind: main at BASELINE, its RedisReadModel read from git history), in one run, on one real redis-server:
-`records` of today's orders over 1, 7 and 90 days, and read API requests right after a write.
+what a write costs, `records` of today's orders over 1, 7 and 90 days, and read API requests right after
+a write.
 
 Both layouts hold the same data (bench/read_api.py's shop, written through each model's own `write`,
 20,000 changes a call): customers registered over two years, paid orders over the last 90 days, carts and
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import shutil
 import statistics
 import subprocess
@@ -30,12 +32,13 @@ from typing import Any
 
 import httpx
 import redis
+from msgspec import Raw
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 # The E402 noqa below: these imports need the repository on sys.path (run as a script).
-from bench.read_api import CONFIG, NOW, ORG, TOKEN, TZ, generate  # noqa: E402
+from bench.read_api import CONFIG, NOW, NOW_MS, ORG, TOKEN, TZ, generate  # noqa: E402
 from core.changes import Change, Record  # noqa: E402
 from core.records import Customer, Order  # noqa: E402
 from state.day_stamps import DayStamped  # noqa: E402
@@ -146,12 +149,42 @@ def time_api(model: ReadModel, live: int) -> list[tuple[str, float, list[float]]
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def write_cost(port: int, n: int) -> None:
+    """What the day layout costs the writer: n orders through `write` in batches of 500 as the dataflow's
+    sink writes them, then again at a newer version (a tenth of them moving day), into an empty database,
+    per layout, alternated twice."""
+    rng = random.Random(3)
+    days = [(TODAY - timedelta(days=d)).isoformat() for d in range(90)]
+    first = [Record(ORG, 1, Order.KIND, f"web:w{i}", rng.choice(days), Order(
+        "web", f"w{i}", f"cus_{i:07d}", "web", NOW_MS, NOW_MS, "EUR", 1000 + i % 5000, 0, False, Raw(b'[["p1",1,1000,""]]')))
+        for i in range(n)]
+    again = [Record(ORG, 2, r.kind, r.key, rng.choice(days) if i % 10 == 0 else r.day, r.value) for i, r in enumerate(first)]
+    took: dict[str, list[tuple[float, float]]] = {"new": [], "old": []}
+    for _ in range(2):
+        for name, make in (("new", RedisReadModel), ("old", old_model)):
+            redis.Redis(port=port, db=2).flushdb()
+            model = make(f"redis://127.0.0.1:{port}/2")
+            times = []
+            for changes in (first, again):
+                t = time.perf_counter()
+                for i in range(0, n, 500):
+                    model.write(changes[i:i + 500])
+                times.append(time.perf_counter() - t)
+            took[name].append((times[0], times[1]))
+            model.close()
+    redis.Redis(port=port, db=2).flushdb()
+    for name, runs in took.items():
+        print(f"  {name}: " + "; ".join(f"insert {a / n * 1e6:.1f} µs, newer version {b / n * 1e6:.1f} µs" for a, b in runs)
+              + " a record")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=300_000)
     parser.add_argument("--orders", type=int, default=300_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--live", type=int, default=5)
+    parser.add_argument("--write-orders", type=int, default=50_000, help="orders of the write-cost comparison (0: none)")
     args = parser.parse_args()
     exe = shutil.which("redis-server")
     if exe is None:
@@ -163,6 +196,9 @@ def main() -> None:
         wait_for(lambda: _pings(port), 10, "redis-server")
         new, old = RedisReadModel(f"redis://127.0.0.1:{port}/0"), old_model(f"redis://127.0.0.1:{port}/1")
         assert isinstance(new, DayStamped) and not isinstance(old, DayStamped)
+        if args.write_orders:
+            print(f"the writer, {args.write_orders:,} orders in batches of 500, per record (two runs each):", flush=True)
+            write_cost(port, args.write_orders)
         print(f"loading {args.customers:,} customers and {args.orders:,} orders into both layouts", flush=True)
         both = Both(new, old)
         generate(both, args.customers, args.orders)  # type: ignore[arg-type]  # only bulk_load is called
