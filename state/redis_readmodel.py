@@ -8,7 +8,7 @@ The keys (docs/operations.md, "The Redis read model's keys"), all under the orga
   sp:rm:{org}:versions              field -> version; a record's field ("r|<kind>|<key>") -> "<version>|<day>"
   sp:rm:{org}:version               the organisation's highest applied version
   sp:rm:{org}:recs:<kind>:<day>     the kind's records of one day, field "r|<kind>|<key>" -> Record JSON
-  sp:rm:{org}:stamps:<kind>         day -> count of the applied writes that touched that day's records
+  sp:rm:{org}:stamps:<kind>         day -> count of the applied writes that changed that day's records
   sp:rm:{org}:rec:<kind>            an UNSTAMPED kind's records, all days (and the previous layout's)
 """
 
@@ -39,9 +39,11 @@ V = TypeVar("V", bound=Value)
 # field, version, JSON, kind, day. Applies each change newer than its stored version and publishes the
 # applied ones as one JSON array, atomically with the values. A stamped record's version entry holds its
 # day too, so a record whose day changed is removed from the old day's hash here, with the version check
-# (the day hashes' names are built here: they share the org's hash tag, so one slot holds them all).
+# (the day hashes' names are built here: they share the org's hash tag, so one slot holds them all). A day's
+# stamp goes up by one per write that changed its records (not per record: a batch of today's 500 orders
+# is one HINCRBY).
 _WRITE = """
-local applied = {}
+local applied, touched = {}, {}
 local top = tonumber(redis.call('GET', KEYS[2]) or '0')
 local prefix = ARGV[2]
 for i = 3, #ARGV, 6 do
@@ -59,20 +61,24 @@ for i = 3, #ARGV, 6 do
       redis.call('HSET', KEYS[at], field, ARGV[i + 3])
       redis.call('HSET', KEYS[1], field, v)
     else
-      local stamps = prefix .. 'stamps:' .. kind
+      local days = touched[kind] or {}
+      touched[kind] = days
       if oldday and oldday ~= day then
         redis.call('HDEL', prefix .. 'recs:' .. kind .. ':' .. oldday, field)
-        redis.call('HINCRBY', stamps, oldday, 1)
+        days[oldday] = true
       elseif stored and not oldday then
         redis.call('HDEL', prefix .. 'rec:' .. kind, field)  -- written by the previous layout, not yet moved
       end
       redis.call('HSET', prefix .. 'recs:' .. kind .. ':' .. day, field, ARGV[i + 3])
-      redis.call('HINCRBY', stamps, day, 1)
+      days[day] = true
       redis.call('HSET', KEYS[1], field, ARGV[i + 2] .. '|' .. day)
     end
     if v > top then top = v end
     applied[#applied + 1] = ARGV[i + 3]
   end
+end
+for kind, days in pairs(touched) do
+  for day in pairs(days) do redis.call('HINCRBY', prefix .. 'stamps:' .. kind, day, 1) end
 end
 if #applied > 0 then
   redis.call('SET', KEYS[2], top)
@@ -87,20 +93,21 @@ return #applied
 # version entry holds a day) is only dropped; one gone was moved by another process opening at once.
 _MOVE = """
 local prefix, kind = ARGV[1], ARGV[2]
-local moved = 0
+local moved, days = 0, {}
 for i = 3, #ARGV, 3 do
   local field, day, json = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if redis.call('HGET', KEYS[1], field) == json then
     local stored = redis.call('HGET', KEYS[2], field)
     if not (stored and string.find(stored, '|', 1, true)) then
       redis.call('HSET', prefix .. 'recs:' .. kind .. ':' .. day, field, json)
-      redis.call('HINCRBY', prefix .. 'stamps:' .. kind, day, 1)
+      days[day] = true
       redis.call('HSET', KEYS[2], field, (stored or '0') .. '|' .. day)
       moved = moved + 1
     end
     redis.call('HDEL', KEYS[1], field)
   end
 end
+for day in pairs(days) do redis.call('HINCRBY', prefix .. 'stamps:' .. kind, day, 1) end
 return moved
 """
 
