@@ -163,7 +163,9 @@ def test_a_model_written_by_the_previous_layout_is_moved_into_days_on_open(redis
     again.close()
 
 
-def test_two_processes_opening_at_once_move_each_record_once_and_a_write_between_wins(redis_server: RedisServer) -> None:
+def test_two_models_opening_at_once_move_each_record_once_and_a_write_between_wins(redis_server: RedisServer) -> None:
+    """Two models opened at once on their own connections (as two processes would: Redis sees two
+    clients interleaving their batches) move every record exactly once between them."""
     r = redis.Redis.from_url(redis_server.url)
     r.flushall()
     writer = RedisReadModel(redis_server.url)  # opened on an empty Redis: nothing to move
