@@ -100,7 +100,8 @@ def test_stamps_change_exactly_when_a_days_records_change(model: ReadModel) -> N
             assert (after.get(d) != before.get(d)) == (d in touched), (version, d)
 
 
-def test_replayed_and_older_versions_change_no_stamp_and_publish_nothing(model: ReadModel) -> None:
+def test_replayed_and_older_versions_change_no_stamp_and_no_record(model: ReadModel) -> None:
+    """(That they publish nothing: tests/test_read_model.py, on both models.)"""
     first = [order(i, 5, DAYS[i % 4]) for i in range(20)]
     model.write(first)
     before, records = stamps(model), by_key(model.records("a", Order))
