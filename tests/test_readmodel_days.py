@@ -13,6 +13,7 @@ import redis
 from msgspec import Raw
 
 from core.changes import Record
+from core.figures import OPEN_END
 from core.records import Cart, Order
 from core.segment_records import SegmentMember
 from state import day_stamps, sqlite_readmodel
@@ -34,7 +35,7 @@ def order(i: int, version: int, day: str, org: str = "a", amount: int = 1000) ->
         "s", f"o{i}", f"c{i % 7}", "web", 1764547200000, 1764547200000, "EUR", amount, 0, False, Raw(b'[["p1",1,1000,""]]')))
 
 
-def stamps(m: ReadModel, kind: type[Order] | type[Cart] = Order, first: str = "", last: str = "~") -> dict[str, int]:
+def stamps(m: ReadModel, kind: type[Order] | type[Cart] = Order, first: str = "", last: str = OPEN_END) -> dict[str, int]:
     assert isinstance(m, DayStamped)
     return m.day_stamps("a", kind, first, last)
 
@@ -49,7 +50,7 @@ def test_a_day_range_reads_what_a_full_read_filtered_by_day_gives(model: ReadMod
     model.write([order(i, 2, rng.choice(DAYS)) for i in range(0, 400, 3)])  # a third move (or stay)
     every = model.records("a", Order)
     assert len(every) == 400 and len({r.key for r in every}) == 400
-    for first, last in [("", "~"), ("2026-11-01", "2026-11-01"), ("2026-11-05", "2026-11-11"), ("2026-11-30", "2026-12-31"),
+    for first, last in [("", OPEN_END), ("2026-11-01", "2026-11-01"), ("2026-11-05", "2026-11-11"), ("2026-11-30", "2026-12-31"),
                         ("2026-10-01", "2026-10-31"), ("2026-11-10", "2026-11-09"), ("2026-11-07", "2026-11-07T")]:
         want = sorted((r for r in every if first <= r.day <= last), key=lambda r: r.key)
         assert sorted(model.records("a", Order, first, last), key=lambda r: r.key) == want, (first, last)
