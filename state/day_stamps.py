@@ -15,7 +15,7 @@ from core.records import Value
 # Kinds no read model stamps: segment members and changes are keyed per customer and per change, their
 # "day" nearly unique, so a stamp would cost a row (on Redis a key) per record and a write per write, and
 # no list reads them by day. (state/sqlite_readmodel.py names the same kinds in its triggers.)
-UNSTAMPED = ("segment_member", "segment_change")
+UNSTAMPED = frozenset({"segment_member", "segment_change"})
 
 
 @runtime_checkable
