@@ -149,7 +149,8 @@ def main() -> None:
     n_customers = len(s.customers)
     packed = s.tables()
     written = len(_dumps(packed))
-    pickled = _dumps({s.table: s.customers})
+    every = dict(s.customers.items())  # every customer unpacked (idle ones are held packed since the fold)
+    pickled = _dumps({s.table: every})
     profiles = org.shoppers.profiles
     prof = {name: len(_dumps({name: table})) for name, table in profiles.tables().items()}
     print(f"  snapshot files per customer ({n_customers} customers, {s.held()['steps']} kept steps):"
@@ -164,17 +165,22 @@ def main() -> None:
           f" {snaps.pickled_s / n * 1e6:.1f} us/event ({snaps.pickled_s / live * 100:.1f} %),"
           f" {snaps.pickled_bytes / snaps.customers:,.0f} B each")
     started = time.process_time()
-    s.without_tables().with_tables(packed)
+    restored = s.without_tables().with_tables(packed)
+    restore_s = time.process_time() - started
+    started = time.process_time()
+    unpacked(restored)
     unpack_s = time.process_time() - started
     started = time.process_time()
     pickle.loads(pickled)
     unpickle_s = time.process_time() - started
-    print(f"  restoring them: {unpack_s / n_customers * 1e6:.1f} us CPU a customer unpacked"
-          f" (unpickled as before: {unpickle_s / n_customers * 1e6:.1f} us)")
+    print(f"  restoring them: {restore_s / n_customers * 1e6:.1f} us CPU a customer (held packed), then unpacking"
+          f" each {unpack_s / n_customers * 1e6:.1f} us (unpickled as before: {unpickle_s / n_customers * 1e6:.1f} us)")
     # what they hold in memory: the customers restored from the packed table, and a copy unpickled, under tracemalloc
-    whole = pickle.dumps(s.customers, protocol=pickle.HIGHEST_PROTOCOL)
+    whole = pickle.dumps(every, protocol=pickle.HIGHEST_PROTOCOL)
     held = {}
-    for how, load in (("restored", lambda: s.without_tables().with_tables(packed)),
+    # each blob copied inside the measure: a restore reads its own bytes from the files
+    for how, load in (("packed", lambda: s.without_tables().with_tables({s.table: copied(packed[s.table])})),
+                      ("live", lambda: unpacked(s.without_tables().with_tables({s.table: copied(packed[s.table])}))),
                       ("unpickled", lambda: pickle.loads(whole))):
         gc.collect()
         tracemalloc.start()
@@ -182,10 +188,22 @@ def main() -> None:
         held[how] = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
         del copy
-    print(f"  segment state in memory: {held['restored'] / n_customers:,.0f} B a customer restored from the packed"
-          f" files ({held['unpickled'] / n_customers:,.0f} B a copy unpickled)")
+    print(f"  segment state in memory: {held['packed'] / n_customers:,.0f} B a customer held packed (restored, or idle"
+          f" for an epoch: flows/customer_store.py), {held['live'] / n_customers:,.0f} B unpacked (touched),"
+          f" {held['unpickled'] / n_customers:,.0f} B a copy unpickled")
     if args.customers:
         at_scale(org, args.customers)
+
+
+def copied(table: dict[str, bytes]) -> dict[str, bytes]:
+    return {k: bytes(bytearray(b)) for k, b in table.items()}
+
+
+def unpacked(m: Membership) -> Membership:
+    """The book with every customer unpacked, as if something had just touched each."""
+    for key in list(m.customers.packed):
+        m.customers[key]
+    return m
 
 
 def rss() -> int:
@@ -202,13 +220,18 @@ def at_scale(org: Organisation, n: int) -> None:
     k0 = len(source)
     gc.collect()
     before = rss()  # memory: from before the tables are built to after they are restored and dropped
-    packed = {f"{k}~{i // k0}": blob for i in range(n) for k, blob in [source[i % k0]]}
+    packed = {f"{k}~{i // k0}": bytes(bytearray(blob)) for i in range(n) for k, blob in [source[i % k0]]}  # own blobs
     started = time.process_time()
     m = s.without_tables().with_tables({s.table: packed})
     restore_s = time.process_time() - started
     del packed
     gc.collect()
-    seg_rss = rss() - before
+    seg_rss = rss() - before  # held packed, as restored (and as idle customers are held)
+    started = time.process_time()
+    unpacked(m)  # then every customer touched: what the segments held before idle customers were packed
+    thaw_s = time.process_time() - started
+    gc.collect()
+    live_rss = rss() - before
     prof: dict[str, dict[int, object]] = {PROFILES: {}, FINAL_ORDERS: {}, REFUND_TOTALS: {}}
     for copy in range(-(-n // k0)):
         mix = copy * 0x9E3779B97F4A7C15
@@ -235,7 +258,7 @@ def at_scale(org: Organisation, n: int) -> None:
     written = len(_dumps(m.tables()))
     snap_s = time.process_time() - started
     started = time.process_time()
-    pickled = len(_dumps({m.table: m.customers}))
+    pickled = len(_dumps({m.table: m.customers.live}))
     pickled_s = time.process_time() - started
     started = time.process_time()
     prof_written = len(_dumps(book.tables()))
@@ -244,10 +267,10 @@ def at_scale(org: Organisation, n: int) -> None:
           f" {snap_s:.1f} s CPU (pickled whole as before: {pickled / n:,.0f} B in {pickled_s:.1f} s); profiles"
           f" {prof_written / n:,.0f} B in {prof_s:.1f} s; in all {(written + prof_written) / n:,.0f} B a customer"
           f" (before: {(pickled + prof_written) / n:,.0f} B)")
-    print(f"  restore from the tables: segments {restore_s:.1f} s CPU ({restore_s / n * 1e6:.0f} us a customer),"
-          f" profiles {prof_restore_s:.1f} s;"
-          f" memory: segments {seg_rss / n:,.0f} B a customer (RSS), profiles {prof_held / n:,.0f} B (sizeof);"
-          f" {m.held()['timers']:,} timers")
+    print(f"  restore from the tables: segments {restore_s:.1f} s CPU ({restore_s / n * 1e6:.1f} us a customer, held"
+          f" packed), then unpacking every one {thaw_s:.1f} s ({thaw_s / n * 1e6:.0f} us a customer); profiles"
+          f" {prof_restore_s:.1f} s; memory: segments {seg_rss / n:,.0f} B a customer held packed, {live_rss / n:,.0f} B"
+          f" unpacked (RSS); profiles {prof_held / n:,.0f} B (sizeof); {m.held()['timers']:,} timers")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ from msgspec import Raw, Struct
 
 from core.records import RecordKind, Value, value_types
 
-__all__ = ["Bucket", "Change", "DAY", "HOUR", "Record", "bucket_from_json", "changes_from_json", "record_from_json",
-           "value_from_json"]
+__all__ = ["Bucket", "Change", "DAY", "HOUR", "Record", "bucket_from_json", "changes_from_json", "changes_to_json",
+           "record_from_json", "value_from_json"]
 
 DAY, HOUR = "day", "hour"
 V = TypeVar("V", bound=Value, covariant=True)
@@ -100,6 +100,11 @@ def value_from_json(cls: type[W], data: bytes | str) -> W:
 def record_from_json(cls: type[W], data: bytes | str) -> Record[W]:
     """A whole record whose value is of class `cls`, as `Record.to_json` wrote it."""
     return _RECORDS[cls.KIND].decode(data)  # type: ignore[no-any-return]  # the decoder for cls, from a dict of Decoder[Any]
+
+
+def changes_to_json(changes: list[Change]) -> bytes:
+    """A change-feed message: the JSON array of `changes`, each as its `to_json` (one encoder call for all)."""
+    return _encode(changes)
 
 
 def changes_from_json(data: bytes | str) -> list[Change]:

@@ -46,8 +46,9 @@ from core.rules.tree import Rule
 from core.segment_records import Segment, SegmentChange, SegmentClock, SegmentMember
 from flows.bit_times import BitTimes
 from flows.book import Version
+from flows.customer_store import Customers
 from flows.segment_facts import ABANDONED, OPEN, CartState, cart_facts, distinct, insert, person_facts
-from flows.segment_states import pack, unpack
+from flows.segment_states import due_of, has_extra, mask_of, pack
 from flows.shoppers import Shoppers
 
 if TYPE_CHECKING:
@@ -137,7 +138,10 @@ class _Customer:
     # kept (base_at is then now.at and no input can rewind): it would only repeat `now`.
     base: State | None = None
     base_at: int = _NEVER  # the instant `base` is exact for: no rewind before it
-    steps: list[tuple[int, int, Input, State]] = field(default_factory=list)  # (time, seq, input, state after)
+    # (time, seq, input, state after it). The state is None for a step restored from a snapshot: the
+    # snapshot keeps the inputs, not the states (a state per step was most of its bytes and its time);
+    # Membership._state_after takes the inputs again from the one before when a rewind or settle needs it.
+    steps: list[tuple[int, int, Input, State | None]] = field(default_factory=list)
     recent: dict[str, Change] = field(default_factory=dict)  # changes after base_at, by key
 
 
@@ -163,7 +167,9 @@ class Membership:
         self.org, self.timezone, self.currency = org, timezone, currency
         self.version = version or Version()
         self.definitions: dict[str, SegmentDefinition] = dict(definitions)
-        self.customers: dict[str, _Customer] = {}
+        self.customers = Customers(currency)  # live, or packed while idle (flows/customer_store.py)
+        # the customers to hold packed once idle for an epoch: key -> their bytes (None: to pack then)
+        self._cooling: dict[str, bytes | None] = {}
         self.bits: dict[str, int] = {}  # segment -> its bit in every mask
         self.counts: dict[str, int] = {}  # segment -> members now
         self.timers: list[tuple[int, str]] = []  # (instant, customer): a heap; stale entries skipped
@@ -197,7 +203,10 @@ class Membership:
         self._iso = (_NEVER, "")
         # a book pickled whole (before snapshot files held its customers): the next snapshot writes them all
         self._changed = set(self.customers)
-        self.customers = _bit_keyed(self.customers, self.bits)
+        self._cooling = {}
+        held = self.customers
+        self.customers = held if isinstance(held, Customers) else Customers(self.currency, held)
+        self.customers.live = _bit_keyed(self.customers.live, self.bits)
         self._build()
 
     # --- the customers in snapshot files (flows/snapshots.py): a snapshot writes those that changed ------
@@ -214,11 +223,43 @@ class Membership:
 
     def tables(self) -> dict[str, dict[str, bytes]]:
         """The customers packed (flows/segment_states.py): ~0.3 KB each instead of ~1.1 KB pickled."""
-        return {self.table: {k: pack(c, self.currency) for k, c in self.customers.items()}}
+        return {self.table: {k: pack(c, self.currency) for k, c in self.customers.live.items()}
+                | self.customers.packed}
 
     def take_changes(self) -> dict[str, dict[str, bytes | None]]:
-        """The customers changed since the last call, packed (None: one that is gone)."""
-        changed = {k: None if (c := self.customers.get(k)) is None else pack(c, self.currency) for k in self._changed}
+        """The customers changed since the last call, packed (None: one that is gone). A customer that
+        nothing touched since the call before is then held packed (flows/customer_store.py), once the
+        watermark has passed its kept steps (settled first, as its next input would settle it)."""
+        live, packed, w = self.customers.live, self.customers.packed, self.watermark
+        idle: list[str] = []
+        waiting: dict[str, bytes | None] = {}
+        for k in self._cooling.keys() - self._changed:
+            c = live.get(k)
+            if c is None:
+                continue
+            if w is not None and c.steps and c.steps[0][0] <= w:
+                # as its next input would settle it; not written again: the files' state with the steps the
+                # watermark has passed decides the same (an input behind the watermark never rewinds)
+                self._settle(c, w)
+                self._changed.discard(k)
+            if has_extra(c):
+                waiting[k] = None  # an input inside the lateness: not yet
+            else:
+                idle.append(k)
+        changed: dict[str, bytes | None] = {}
+        for k in self._changed:
+            c = live.get(k)
+            if c is not None:
+                changed[k] = pack(c, self.currency)
+            elif k not in packed:  # gone (a changed customer is live: reading it unpacked it)
+                changed[k] = None
+        self.customers.hold_packed({k: data if (data := changed.get(k) or self._cooling[k]) is not None
+                                    else pack(live[k], self.currency) for k in idle})
+        # the next call's candidates: those changed now (their bytes kept when they hold no kept step) and
+        # those still waiting for the watermark
+        waiting.update((k, None if has_extra(c := live[k]) else data) for k, data in changed.items()
+                       if data is not None and k in live)
+        self._cooling = waiting
         self._changed = set()
         return {self.table: changed}
 
@@ -226,7 +267,7 @@ class Membership:
         """A copy without the customers and their timers: what a snapshot pickles beside the files."""
         small = object.__new__(type(self))  # not copy.copy: __setstate__ would rebuild the rules
         small.__dict__.update(self.__dict__)
-        small.customers, small.timers, small._changed = {}, [], set()
+        small.customers, small.timers, small._changed, small._cooling = Customers(self.currency), [], set(), {}
         return small
 
     def with_tables(self, tables: dict[str, dict[str, bytes | _Customer]]) -> Self:
@@ -237,11 +278,13 @@ class Membership:
             return self
         table = tables[self.table]
         older = _bit_keyed({k: c for k, c in table.items() if not isinstance(c, bytes)}, self.bits)
-        self.customers = {k: older[k] if not isinstance(c, bytes) else unpack(c, k, self.currency, State, _Customer)
-                          for k, c in table.items()}
-        self.timers = [(due, k) for k, c in self.customers.items() if (due := c.now.due()) is not None]
+        packed = {k: c for k, c in table.items() if isinstance(c, bytes)}
+        # held packed as the files hold them: each is unpacked when something first touches it
+        self.customers = Customers(self.currency, older, packed)
+        self.timers = [(due, k) for k, c in older.items() if (due := c.now.due()) is not None]
+        self.timers += [(due, k) for k, data in packed.items() if (due := due_of(data)) is not None]
         heapq.heapify(self.timers)
-        self._changed = set()
+        self._changed, self._cooling = set(), {}
         return self
 
     def _build(self) -> None:
@@ -391,11 +434,13 @@ class Membership:
 
     def members(self, segment: str) -> list[str]:
         bit = 1 << self.bits[segment]
-        return sorted(k for k, c in self.customers.items() if c.now.mask & bit)
+        live = [k for k, c in self.customers.live.items() if c.now.mask & bit]
+        return sorted(live + [k for k, data in self.customers.packed.items() if mask_of(data) & bit])
 
     def held(self) -> dict[str, int]:
-        return {"customers": len(self.customers), "timers": len(self.timers), "segments": len(self.live.order),
-                "steps": sum(len(c.steps) for c in self.customers.values())}
+        # steps of the live customers (a restored customer's are counted once something unpacks it)
+        return {"customers": len(self.customers), "packed": len(self.customers.packed), "timers": len(self.timers),
+                "segments": len(self.live.order), "steps": sum(len(c.steps) for c in self.customers.live.values())}
 
     # --- taking an input -------------------------------------------------------------------------
 
@@ -426,7 +471,7 @@ class Membership:
     def _rewind(self, c: _Customer, x: Input) -> tuple[list[Change], list[Change]]:
         """Takes `x` at its place among the kept steps: (changes to record, changes withdrawn)."""
         i = bisect.bisect_right([(t, s) for t, s, _, _ in c.steps], (x.time, x.seq))
-        start = c.steps[i - 1][3] if i else c.base
+        start = self._state_after(c, i)
         since = c.steps[i - 1][0] if i else c.base_at
         assert start is not None or since == _NEVER, "a kept step without the state before it"
         state = start.copy() if start is not None else State(self._fresh(x.time))
@@ -454,10 +499,31 @@ class Membership:
             else:
                 return
         elif n:
-            c.base, c.base_at, c.steps = c.steps[n - 1][3], c.steps[n - 1][0], c.steps[n:]
+            c.base, c.base_at, c.steps = self._state_after(c, n), c.steps[n - 1][0], c.steps[n:]
         else:
             return
         c.recent = {k: ch for k, ch in c.recent.items() if ch.at > c.base_at}
+
+    def _state_after(self, c: _Customer, i: int) -> State | None:
+        """The state after the first `i` kept steps (`base` for 0). The states a snapshot did not keep
+        are made again, from the latest one known, by taking the same inputs again (their changes are
+        already recorded: dropped). The same rules on the same inputs decide the same; the facts may come
+        out folded further (the watermark has moved since), which no rule can tell apart (keep.py), as
+        when a rewind takes later steps again."""
+        if not i:
+            return c.base
+        if (known := c.steps[i - 1][3]) is not None:
+            return known
+        j = i - 1
+        while j and c.steps[j - 1][3] is None:
+            j -= 1
+        start = c.steps[j - 1][3] if j else c.base
+        state = start.copy() if start is not None else State(self._fresh(c.steps[0][0]))
+        for k in range(j, i):
+            t, seq, x, _ = c.steps[k]
+            self._step(state, x, c.key)
+            c.steps[k] = (t, seq, x, state.copy())
+        return c.steps[i - 1][3]
 
     def _step(self, s: State, x: Input, key: str) -> list[Change]:
         """One input into a state: the timers before it, then the input at its instant."""

@@ -19,15 +19,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import msgspec
 import orjson
-from msgspec import Raw, Struct
+from msgspec import Raw
 
 from core.changes import Bucket, Change, Record
 from core.events import Event
 from core.limits import MAX_TIME_MS
 from core.records import Quarantined, RecordKind
 from flows.book import Days
+from flows.storable import PLANS, plan
 
 OUT_OF_RANGE, UNREADABLE, FOLD_FAILED = "out_of_range", "unreadable", "fold_failed"
 REASONS = (OUT_OF_RANGE, UNREADABLE, FOLD_FAILED)
@@ -74,26 +74,17 @@ def describe(exc: BaseException) -> str:
 
 
 def unstorable(changes: Iterable[Change]) -> str | None:
-    """Why some change cannot be stored (an integer beyond 64 bits), or None."""
+    """Why some change cannot be stored (an integer beyond 64 bits), or None. A record's value is
+    checked where its type can hold an integer (flows/storable.py)."""
+    plans = PLANS  # the loop runs tens of times per event: one lookup of the value's plan, one call
     for c in changes:
         if type(c) is Bucket:
             for n in (c.gross, c.refunds, c.orders, c.paid_orders, c.items):
                 if not _LO <= n <= _HI:
                     return f"the {c.grain} bucket {c.start} of store {c.store!r} would hold {n}, beyond 64 bits"
-        elif not _fits(c.value):  # type: ignore[union-attr]  # a Record: mypy does not narrow on type(c) is
+        elif not (plans.get(type(v := c.value)) or plan(type(v)))(v):  # type: ignore[union-attr]  # a Record: mypy does not narrow on type(c) is
             return f"the {c.kind} record {c.key!r} would hold an integer beyond 64 bits"  # type: ignore[union-attr]  # as above
     return None
-
-
-def _fits(value: object) -> bool:
-    t = type(value)
-    if t is int:
-        return _LO <= value <= _HI  # type: ignore[operator]  # an int: mypy does not narrow on type(value) is
-    if isinstance(value, Struct):
-        return all(_fits(v) for v in msgspec.structs.astuple(value))
-    if t is list or t is tuple:
-        return all(_fits(v) for v in value)  # type: ignore[attr-defined]  # a list or tuple (type(value), not narrowed)
-    return True  # str, bool, None, Raw (already JSON)
 
 
 def _event_json(e: Event) -> Raw:

@@ -14,12 +14,17 @@ instants of the events that moved them. Here, in one MessagePack array (msgspec,
 - an entry, totals or facts as a positional array without its trailing defaults; an amount in the
   organisation's currency without its currency;
 - names (stores, products, currencies) come back interned: one string for all restored customers;
-- what only a customer with an input inside the lateness holds (the state before its kept steps,
-  the steps with their events, the recent changes: a few % of customers at any time) is pickled
-  as it was, inside; so is a product's facts (a few thousand products, not a million customers).
+- what only a customer with an input inside the lateness holds: the state before its kept steps
+  (packed as the state now), the steps' inputs (an event as the JSON the log holds it in: every
+  event the dataflow folds was read from that JSON), the recent changes. Not the state after each
+  step: at 2,000 orders/s every customer is inside the lateness, and a state per step pickled was
+  nine tenths of a snapshot's bytes and CPU (bench/snapshot_parts.py). flows/membership.py makes a
+  step's state again from the inputs when a rewind or a settle first needs it;
+- a product's facts are pickled (a few thousand products, not a million customers).
 
-`unpack(pack(c))` equals `c` field by field (tests/test_segment_states.py), so a restore decides
-exactly as the run that wrote it.
+`unpack(pack(c))` equals `c` field by field but for the states of the kept steps, which come back
+None (tests/test_segment_states.py), and a restored organisation decides exactly as the run that
+wrote it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from core.events import event_from_json
 from core.rules import CustomerFacts, Entry
 from core.rules.facts import Period, Totals
 from core.rules.tree import ItemFilter
@@ -39,9 +45,9 @@ from flows.bit_times import BitTimes
 from flows.segment_facts import CartState
 
 if TYPE_CHECKING:
-    from flows.membership import State, _Customer
+    from flows.membership import Change, Input, State, _Customer
 
-FORMAT = 1
+FORMAT = 2  # 1: the kept steps with their states, pickled (still read)
 NEVER = -(2**63)  # flows/membership.py's _NEVER: "no evaluation yet"
 _NEVER_REF = -1
 _FIELDS = ("products", "categories", "brands")
@@ -151,13 +157,31 @@ class _Packer:
                          self.opt(s.abandoned_floor), self.ref(s.attrs_at)], _STATE_DEFAULTS)
 
 
+    def input(self, x: Input) -> list[Any]:
+        """An event's input as [time, seq, cause, flags, the event's JSON]; any other (a cart record, a
+        product's sale) as [its pickle]."""
+        e = x.event
+        if e is not None and x.cart is None and not x.cart_key and not x.payload and x.time == e.time:
+            try:
+                data = e.to_json()
+            except TypeError:  # not from the log (a test's Decimal): pickled below
+                pass
+            else:
+                return [self.ref(x.time), x.seq, x.cause, x.new_order | x.new_refund << 1, data]
+        return [pickle.dumps(x, protocol=pickle.HIGHEST_PROTOCOL)]
+
+    def change(self, ch: Change, key: str) -> list[Any]:
+        parts = [ch.segment, ch.change, self.ref(ch.at), ch.cause]
+        return parts if ch.customer == key else [*parts, ch.customer]
+
+
 def pack(c: _Customer, currency: str) -> bytes:
     """The customer as bytes (its key is the snapshot table's key, not repeated here)."""
     p = _Packer(currency)
     now = p.state(c.now)
     base_at = p.ref(c.base_at)
-    extra = pickle.dumps((c.base, c.steps, c.recent), protocol=pickle.HIGHEST_PROTOCOL) if (
-        c.base is not None or c.steps or c.recent) else None
+    extra = [None if c.base is None else p.state(c.base), [p.input(x) for _, _, x, _ in c.steps],
+             [p.change(ch, c.key) for ch in c.recent.values()]] if has_extra(c) else None
     return _encoder.encode([FORMAT, p.table(), now, base_at, extra])
 
 
@@ -215,21 +239,72 @@ class _Unpacker:
             tuple([Period(self.opt(a), self.opt(b), tuple([self.totals(t) for t in ts])) for a, b, ts in history]))
 
 
+    def state(self, parts: list[Any], state: type[State]) -> State:
+        facts, at, mask, nexts, entered, carts, seqs, created_floor, abandoned_floor, attrs_at = _padded(
+            parts, _STATE_DEFAULTS)
+        return state(self.facts(facts), self.at(at), int.from_bytes(mask, "little"), self.bit_times(nexts),
+                     self.bit_times(entered), {k: CartState(status, self.times[first], self.times[last], self.opt(due),
+                                                            value, cur)
+                                               for k, status, first, last, due, value, cur in carts},
+                     {seqs[i]: seqs[i + 1] for i in range(0, len(seqs), 2)}, self.opt(created_floor),
+                     self.opt(abandoned_floor), self.at(attrs_at))
+
+    def input(self, parts: list[Any], input: type[Input]) -> Input:
+        if len(parts) == 1:
+            x: Input = pickle.loads(parts[0])
+            return x
+        t, seq, cause, flags, data = parts
+        return input(self.times[t], seq, cause, event_from_json(data), bool(flags & 1), bool(flags & 2))
+
+    def change(self, parts: list[Any], key: str, change: type[Change]) -> Change:
+        segment, what, at, cause, *customer = parts
+        return change(intern(segment), customer[0] if customer else key, what, self.times[at], cause)
+
+
 def unpack(data: bytes, key: str, currency: str, state: type[State], customer: type[_Customer]) -> _Customer:
-    """The customer `pack` wrote (`state` and `customer`: flows/membership.py's classes)."""
+    """The customer `pack` wrote (`state` and `customer`: flows/membership.py's classes); its kept
+    steps without their states (None: see the module's doc)."""
+    from flows.membership import Change, Input  # here: flows/membership.py imports this module
+
     version, table, now, base_at, extra = _decoder.decode(data)
-    if version != FORMAT:
-        raise ValueError(f"segment state of {key!r} is in format {version}, this storepulse reads {FORMAT}")
+    if version not in (1, FORMAT):
+        raise ValueError(f"segment state of {key!r} is in format {version}, this storepulse reads 1 and {FORMAT}")
     u = _Unpacker(table, currency)
-    facts, at, mask, nexts, entered, carts, seqs, created_floor, abandoned_floor, attrs_at = _padded(
-        now, _STATE_DEFAULTS)
-    s = state(u.facts(facts), u.at(at), int.from_bytes(mask, "little"), u.bit_times(nexts), u.bit_times(entered),
-              {k: CartState(status, u.times[first], u.times[last], u.opt(due), value, cur)
-               for k, status, first, last, due, value, cur in carts},
-              {seqs[i]: seqs[i + 1] for i in range(0, len(seqs), 2)}, u.opt(created_floor), u.opt(abandoned_floor),
-              u.at(attrs_at))
-    c = customer(key, s)
+    c = customer(key, u.state(now, state))
     c.base_at = u.at(base_at)
-    if extra is not None:
+    if extra is None:
+        return c
+    if version == 1:
         c.base, c.steps, c.recent = pickle.loads(extra)
+        return c
+    base, steps, recent = extra
+    c.base = None if base is None else u.state(base, state)
+    inputs = [u.input(x, Input) for x in steps]
+    c.steps = [(x.time, x.seq, x, None) for x in inputs]
+    changes = [u.change(ch, key, Change) for ch in recent]
+    c.recent = {ch.key: ch for ch in changes}
     return c
+
+
+def _now_and_times(data: bytes) -> tuple[list[Any], list[int]]:
+    """The packed state now, and the instants of the customer's table."""
+    _, table, now, _, _ = _decoder.decode(data)
+    return now, _Unpacker(table, "").times
+
+
+def due_of(data: bytes) -> int | None:
+    """The earliest timer of a packed customer (its `now.due()`), without unpacking it."""
+    now, times = _now_and_times(data)
+    nexts = now[3] if len(now) > 3 else None
+    return None if nexts is None else min(times[r] for r in nexts[1])
+
+
+def mask_of(data: bytes) -> int:
+    """The membership mask of a packed customer (its `now.mask`), without unpacking it."""
+    _, _, now, _, _ = _decoder.decode(data)
+    return int.from_bytes(now[2], "little") if len(now) > 2 else 0
+
+
+def has_extra(c: _Customer) -> bool:
+    """Whether the customer holds what only a customer inside the lateness holds (kept steps ...)."""
+    return c.base is not None or bool(c.steps) or bool(c.recent)

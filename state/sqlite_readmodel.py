@@ -1,5 +1,10 @@
 """The embedded read model: SQLite tables for day totals and versions, and a changes table as feed.
 
+Records live in `records`, except the UNSTAMPED kinds (segment members and changes: three in four
+rows written with live segments), which live in `unstamped_records`: their day is a function of their
+key (core/segment_records.py), so one B-tree keyed (org, kind, day, key) both finds a key to upsert
+and selects a day range, where `records` pays three (rowid, key, day index) and the day-stamp triggers.
+
 The feed is the `changes` table read by rowid, one row per organisation per write (a JSON array of
 the changes applied); the writer commits it with the values, so a follower that polls it never sees
 a value without its change or misses one.
@@ -8,12 +13,13 @@ a value without its change or misses one.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from core.changes import Bucket, Change, Record, changes_from_json, value_from_json
+from core.changes import Bucket, Change, Record, changes_from_json, changes_to_json, value_from_json
 from core.figures import OPEN_END
 from core.records import Value
 from state.sqlite_log import connect
@@ -45,8 +51,8 @@ CREATE TABLE IF NOT EXISTS changes (
 # with the records and costs the writer no statement; a record that moves to another day touches both.
 # Segment members and changes are keyed per customer and change, their "day" nearly unique: stamping them
 # would add a row per record and a write per write, and no list reads them by day.
-UNSTAMPED = ("segment_member", "segment_change")
-_NOT_UNSTAMPED = "kind NOT IN (" + ", ".join(f"'{k}'" for k in UNSTAMPED) + ")"
+UNSTAMPED = frozenset({"segment_member", "segment_change"})
+_NOT_UNSTAMPED = "kind NOT IN (" + ", ".join(f"'{k}'" for k in sorted(UNSTAMPED)) + ")"
 _DAYS = f"""
 CREATE TABLE IF NOT EXISTS record_days (
     org TEXT NOT NULL, kind TEXT NOT NULL, day TEXT NOT NULL, writes INTEGER NOT NULL,
@@ -63,15 +69,32 @@ CREATE TRIGGER IF NOT EXISTS record_days_update AFTER UPDATE ON records WHEN new
     ON CONFLICT (org, kind, day) DO UPDATE SET writes = writes + 1;
 END;
 """
+# Records whose day is a function of their key, never stamped: one clustered B-tree serves the upsert (by key,
+# its day with it) and the reads by (kind, day range). A file written before it: its rows moved here once.
+_UNSTAMPED_IN = "kind IN (" + ", ".join(f"'{k}'" for k in sorted(UNSTAMPED)) + ")"
+_UNSTAMPED_TABLE = f"""
+CREATE TABLE IF NOT EXISTS unstamped_records (
+    org TEXT NOT NULL, kind TEXT NOT NULL, day TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (org, kind, day, key)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO unstamped_records SELECT org, kind, day, key, version, value FROM records WHERE {_UNSTAMPED_IN};
+DELETE FROM records WHERE {_UNSTAMPED_IN};
+"""
 # A file written before record_days existed: its days, counted once from the records.
 _DAYS_FILL = ("INSERT OR IGNORE INTO record_days SELECT org, kind, day, 1 FROM records "
               f"WHERE {_NOT_UNSTAMPED} GROUP BY org, kind, day")
 POLL_SECONDS = 0.005
+BUSY_MS = 10_000  # state/sqlite_log.py connect's timeout
+MOVE_WAIT_MS = 3_600_000
 CACHE_KIB = 32 * 1024
 MMAP_BYTES = 8 << 30  # address space only: pages are mapped as read (file-backed, reclaimable)
 _UPSERT_RECORD = (
     "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (org, kind, key) DO UPDATE SET "
     "day = excluded.day, version = excluded.version, value = excluded.value WHERE excluded.version > records.version")
+_UPSERT_UNSTAMPED = (
+    "INSERT INTO unstamped_records VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (org, kind, day, key) DO UPDATE SET "
+    "version = excluded.version, value = excluded.value WHERE excluded.version > unstamped_records.version")
 _UPSERT_BUCKET = (
     "INSERT INTO buckets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (org, grain, start, store, currency) DO UPDATE SET gross = excluded.gross, "
@@ -84,8 +107,50 @@ def _record_row(c: Record[Value]) -> tuple[str, str, str, str, int, bytes]:
     return (c.org, c.kind, c.key, c.day, c.version, c.value_json())
 
 
+def _unstamped_row(c: Record[Value]) -> tuple[str, str, str, str, int, bytes]:
+    return (c.org, c.kind, c.day, c.key, c.version, c.value_json())
+
+
 def _bucket_row(c: Bucket) -> tuple[str, str, str, str, str, int, int, int, int, int, int]:
     return (c.org, c.grain, c.start, c.store, c.currency, c.gross, c.refunds, c.orders, c.paid_orders, c.items, c.version)
+
+
+def _row(c: Change) -> tuple[str, tuple[object, ...]]:
+    """The statement that writes the change, and its row."""
+    if type(c) is Bucket:
+        return _UPSERT_BUCKET, _bucket_row(c)
+    if c.kind in UNSTAMPED:  # type: ignore[union-attr]  # a Record: mypy does not narrow on type(c) is
+        return _UPSERT_UNSTAMPED, _unstamped_row(c)  # type: ignore[arg-type]  # as above
+    return _UPSERT_RECORD, _record_row(c)  # type: ignore[arg-type]  # as above
+
+
+def _upsert(cur: sqlite3.Cursor, changes: Sequence[Change]) -> Sequence[Change]:
+    """Writes the changes in the transaction begun on `cur` (a newer version replaces an older) and
+    returns those applied, in order.
+
+    Every change applies unless its key already holds its version or a newer one (a replay after a
+    restart), so they are written with one statement per table; only when fewer rows changed than were
+    written is the transaction rolled back and begun again, and the changes written one at a time to
+    learn which applied. (A savepoint instead would copy every page the write touches to its journal.)"""
+    groups: dict[str, list[tuple[object, ...]]] = {_UPSERT_RECORD: [], _UPSERT_UNSTAMPED: [], _UPSERT_BUCKET: []}
+    for c in changes:
+        statement, row = _row(c)
+        groups[statement].append(row)
+    written = 0
+    for statement, group in groups.items():
+        if group:
+            cur.executemany(statement, group)
+            written += cur.rowcount
+    if written == len(changes):
+        return changes
+    cur.execute("ROLLBACK")
+    cur.execute("BEGIN IMMEDIATE")
+    applied: list[Change] = []
+    for c in changes:
+        cur.execute(*_row(c))
+        if cur.rowcount:
+            applied.append(c)
+    return applied
 
 
 class SqliteReadModel:
@@ -101,6 +166,11 @@ class SqliteReadModel:
         self._conn.executescript(_SCHEMA)
         if self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'record_days'").fetchone() is None:
             self._conn.executescript(f"BEGIN IMMEDIATE; {_DAYS} {_DAYS_FILL}; COMMIT;")
+        if self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'unstamped_records'").fetchone() is None:
+            # another process opening the same old file moves them first: wait for it however long it takes
+            self._conn.execute(f"PRAGMA busy_timeout = {MOVE_WAIT_MS}")
+            self._conn.executescript(f"BEGIN IMMEDIATE; {_UNSTAMPED_TABLE} COMMIT;")
+            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
         self._lock = threading.Lock()  # one connection, used from the gateway's worker threads
 
     def write(self, changes: Sequence[Change]) -> None:
@@ -111,7 +181,8 @@ class SqliteReadModel:
         """Writes the changes as `write` does (a newer version wins) but publishes none of them: for
         loading a model nobody follows yet (bench/read_api.py writes 1M orders with it). One statement
         per table for the whole batch."""
-        records = [_record_row(c) for c in changes if isinstance(c, Record)]
+        records = [_record_row(c) for c in changes if isinstance(c, Record) and c.kind not in UNSTAMPED]
+        unstamped = [_unstamped_row(c) for c in changes if isinstance(c, Record) and c.kind in UNSTAMPED]
         buckets = [_bucket_row(c) for c in changes if not isinstance(c, Record)]
         versions: dict[str, int] = {}
         for c in changes:
@@ -121,6 +192,7 @@ class SqliteReadModel:
             cur.execute("BEGIN IMMEDIATE")
             try:
                 cur.executemany(_UPSERT_RECORD, records)
+                cur.executemany(_UPSERT_UNSTAMPED, unstamped)
                 cur.executemany(_UPSERT_BUCKET, buckets)
                 cur.executemany(_UPSERT_VERSION, list(versions.items()))
                 cur.execute("COMMIT")
@@ -132,21 +204,16 @@ class SqliteReadModel:
         cur = self._conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
-            applied: dict[str, tuple[int, list[bytes]]] = {}  # org -> (highest version, changes)
-            for c in changes:
-                if isinstance(c, Record):
-                    cur.execute(_UPSERT_RECORD, _record_row(c))
-                else:
-                    cur.execute(_UPSERT_BUCKET, _bucket_row(c))
-                if cur.rowcount == 0:
-                    continue  # a replayed, older value
-                version, bodies = applied.get(c.org, (0, []))
-                bodies.append(c.to_json())
-                applied[c.org] = (max(version, c.version), bodies)
-            for org, (version, bodies) in applied.items():
+            by_org: dict[str, list[Change]] = {}
+            for c in _upsert(cur, changes):
+                mine = by_org.get(c.org)
+                if mine is None:
+                    mine = by_org[c.org] = []
+                mine.append(c)
+            for org, mine in by_org.items():
+                version = max(c.version for c in mine)
                 cur.execute(_UPSERT_VERSION, (org, version))
-                cur.execute("INSERT INTO changes (org, version, body) VALUES (?, ?, ?)",
-                            (org, version, b"[" + b",".join(bodies) + b"]"))
+                cur.execute("INSERT INTO changes (org, version, body) VALUES (?, ?, ?)", (org, version, changes_to_json(mine)))
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -206,9 +273,10 @@ class SqliteReadModel:
             reader.close()
 
     def records(self, org: str, kind: type[V], first: str = "", last: str = OPEN_END) -> list[Record[V]]:
+        table = "unstamped_records" if kind.KIND in UNSTAMPED else "records"
         with self._lock:
             rows = self._conn.execute(
-                "SELECT key, day, version, value FROM records WHERE org = ? AND kind = ? AND day BETWEEN ? AND ?",
+                f"SELECT key, day, version, value FROM {table} WHERE org = ? AND kind = ? AND day BETWEEN ? AND ?",
                 (org, kind.KIND, first, last),
             ).fetchall()
         return [Record(org, v, kind.KIND, k, d, value_from_json(kind, val)) for k, d, v, val in rows]

@@ -38,7 +38,8 @@ def read_model(path: Path) -> tuple[list[tuple], list[tuple]]:
     with sqlite3.connect(path) as conn:
         buckets = conn.execute("SELECT org, grain, start, store, currency, gross, refunds, orders, paid_orders, items "
                                "FROM buckets WHERE gross OR refunds OR orders OR paid_orders OR items ORDER BY 1, 2, 3, 4, 5").fetchall()
-        records = conn.execute("SELECT org, kind, key, day, value FROM records ORDER BY 1, 2, 3").fetchall()
+        records = conn.execute("SELECT org, kind, key, day, value FROM records UNION ALL "
+                               "SELECT org, kind, key, day, value FROM unstamped_records ORDER BY 1, 2, 3").fetchall()
     return buckets, records
 
 

@@ -9,21 +9,23 @@ import pickle
 import random
 import tempfile
 from array import array
-from dataclasses import fields
+from dataclasses import fields, replace
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.events import Event, Kind
-from core.rules import CustomerFacts, Entry
+from core.rules import CustomerFacts, Entry, fold
 from core.rules.facts import Period, ProductFacts, Totals
 from core.rules.tree import ItemFilter
+from core.segment_records import SegmentChange
 from flows import snapshots
 from flows.bit_times import BitTimes
-from flows.membership import Change, Input, State, _Customer
+from flows.membership import Change, Input, Membership, State, _Customer
 from flows.organisation import Organisation
 from flows.segment_facts import CartState
 from flows.segment_states import NEVER, PACKED_FIELDS, pack, unpack
@@ -72,13 +74,25 @@ def test_every_field_of_a_customer_comes_back_equal() -> None:
     assert fresh.now.at == NEVER and roundtrip(fresh) == fresh
 
 
+def without_step_states(c: _Customer) -> _Customer:
+    """The customer as a snapshot keeps it: its kept steps' inputs, not the state after each."""
+    return replace(c, steps=[(t, seq, x, None) for t, seq, x, _ in c.steps])
+
+
 def test_what_only_a_customer_inside_the_lateness_holds_comes_back_too() -> None:
-    """The state before its kept steps, the steps with their inputs, the changes a rewind may withdraw."""
+    """The state before its kept steps (whole), the steps' inputs (not the state after each), the changes a
+    rewind may withdraw: an event's input, a cart's, one of another customer's change."""
     now, before = rich_state(), State(CustomerFacts(first_seen=T0 - 100 * DAY), T0 - DAY)
     x = Input(T0 + DAY, 12, "e1", paid("e1", T0 + DAY, "c1", 100), new_order=True)
+    refund = Input(T0 + DAY + 5, 13, "r1", paid("r1", T0 + DAY + 5, "c1", 100), new_refund=True)
+    cart = Input(T0 + DAY + 7, 14, "e2", cart_key="s:k1", cart=CartState("open", T0, T0 + 3, None, 999, "EUR"))
     ch = Change("big30", "c1", "entered", T0 + DAY, "e1")
-    c = _Customer("c1", now, before, T0 - DAY, [(x.time, x.seq, x, now.copy())], {ch.key: ch})
-    assert roundtrip(c) == c
+    theirs = Change("big30", "c9", "exited", T0 + DAY + 1, "time")
+    c = _Customer("c1", now, before, T0 - DAY, [(s.time, s.seq, s, now.copy()) for s in (x, refund, cart)],
+                  {ch.key: ch, theirs.key: theirs})
+    back = roundtrip(c)
+    assert back == without_step_states(c) and all(st is None for *_, st in back.steps)
+    assert back.steps[0][2].event == x.event and type(back.steps[0][2].event.items) is tuple
 
 
 def test_hundreds_of_distinct_instants_and_every_spacing_of_them() -> None:
@@ -119,11 +133,24 @@ def test_a_restored_organisation_decides_as_the_one_that_kept_running(
         data = snapshots.save(org, SnapshotFiles(Path(tmp), "o"))
         back = snapshots.load(data, lambda org_id: SnapshotFiles(Path(tmp), org_id))
     for book, again in ((org.segments, back.segments), (org.products, back.products)):
-        assert again.customers == book.customers
+        assert again.customers == {k: without_step_states(c) for k, c in book.customers.items()}
         assert sorted(again.timers) == sorted((d, k) for k, c in book.customers.items() if (d := c.now.due()) is not None)
     later = events[cut:] + [Event(id="late", kind=Kind.PAGE_VIEWED, org="o", store="s", time=T0 + 40 * DAY, customer="c1")]
     assert back.apply_all(later) == org.apply_all(later)
-    assert back.segments.customers == org.segments.customers
+    # the states a rewind or a settle made again from the inputs decide as the kept ones did (the records
+    # above), and are the same but for facts folded further (the watermark moved since they were first made)
+    assert folded(back.segments) == folded(org.segments)
+
+
+def folded(book: Membership) -> dict[str, _Customer]:
+    """The customers as a snapshot keeps them, every state's facts folded at the watermark now."""
+    assert book.watermark is not None
+    w = book.watermark
+
+    def fold_state(st: State | None) -> State | None:
+        return st if st is None else replace(st, facts=fold(st.facts, book.live.keep, min(w, st.at), book.live.ctx))
+    return {k: replace(without_step_states(c), now=fold_state(c.now), base=fold_state(c.base))
+            for k, c in book.customers.items()}
 
 
 def test_snapshot_files_of_pickled_customers_from_an_older_storepulse_still_restore() -> None:
@@ -134,7 +161,47 @@ def test_snapshot_files_of_pickled_customers_from_an_older_storepulse_still_rest
     older = pickle.loads(pickle.dumps(m.customers))
     mixed = {"c1": older["c1"], "c2": pack(m.customers["c2"], m.currency)}
     restored = m.without_tables().with_tables({m.table: mixed})
-    assert restored.customers == m.customers
+    assert restored.customers == {"c1": m.customers["c1"], "c2": without_step_states(m.customers["c2"])}
+
+
+def test_a_customer_packed_with_its_steps_states_by_the_storepulse_before_still_restores() -> None:
+    """Format 1 pickled the state before the kept steps, the steps with their states and the recent
+    changes whole."""
+    org = Organisation.new(CONFIG.orgs["o"])
+    org.apply_all([paid("a", T0, "c1", 15_000), paid("b", T0 + 1000, "c1", 1_000)])
+    c = org.segments.customers["c1"]
+    assert len(c.steps) == 2
+    _, table, now, base_at, _ = msgspec.msgpack.decode(pack(c, "EUR"))
+    extra = pickle.dumps((c.base, c.steps, c.recent))
+    assert roundtrip_bytes(msgspec.msgpack.encode([1, table, now, base_at, extra]), c.key) == c
+
+
+def roundtrip_bytes(data: bytes, key: str) -> _Customer:
+    return unpack(data, key, "EUR", State, _Customer)
+
+
+def test_a_rewind_after_a_restore_makes_the_steps_states_again_and_decides_as_before() -> None:
+    """A customer restored inside the lateness with three kept steps (their states not in the snapshot);
+    an order arrives late, between the second and the third: the restored organisation takes the first
+    two inputs again to have the state before it, and records exactly what the one that kept running does."""
+    org = Organisation.new(CONFIG.orgs["o"])
+    org.apply_all([paid("a", T0, "c1", 4_000), paid("b", T0 + 1000, "c1", 3_000), paid("c", T0 + 3000, "c1", 500)])
+    assert len(org.segments.customers["c1"].steps) == 3
+    with tempfile.TemporaryDirectory() as tmp:
+        back = snapshots.load(snapshots.save(org, SnapshotFiles(Path(tmp), "o")),
+                              lambda org_id: SnapshotFiles(Path(tmp), org_id))
+    restored = back.segments.customers["c1"]
+    assert [st for *_, st in restored.steps] == [None, None, None]
+    late = [paid("d", T0 + 2000, "c1", 4_000)]  # 40.00 + 30.00 + 40.00 crosses big30's 100.00 here, not at "c"
+    records = org.apply_all(late)
+    assert back.apply_all(late) == records
+    entered = [v for r in records if isinstance(v := getattr(r, "value", None), SegmentChange)
+               and v.segment == "big30" and v.change == "entered"]
+    assert [(v.customer, v.at, v.cause) for v in entered] == [("c1", T0 + 2000, "d")]
+    assert [st is None for *_, st in restored.steps] == [False] * 4  # made again, then the late one taken
+    kept = org.segments.customers["c1"]
+    assert [(t, st.mask, st.nexts, st.entered) for t, _, _, st in restored.steps] == [  # type: ignore[union-attr]
+        (t, st.mask, st.nexts, st.entered) for t, _, _, st in kept.steps]  # type: ignore[union-attr]
 
 
 def test_the_packing_knows_every_field_of_what_it_packs() -> None:

@@ -107,6 +107,7 @@ def test_the_dataflow_through_the_writer_leaves_the_same_read_model(tmp_path: Pa
     behind, direct = _run(tmp_path, "behind", True), _run(tmp_path, "direct", False)
     with sqlite3.connect(behind) as a, sqlite3.connect(direct) as b:
         for table in ("SELECT org, kind, key, day, version, value FROM records ORDER BY 1, 2, 3",
+                      "SELECT * FROM unstamped_records ORDER BY 1, 2, 3, 4",
                       "SELECT * FROM buckets ORDER BY 1, 2, 3, 4, 5", "SELECT * FROM org_versions"):
             assert a.execute(table).fetchall() == b.execute(table).fetchall(), table
     model = SqliteReadModel(behind)
