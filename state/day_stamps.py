@@ -12,9 +12,10 @@ from typing import Protocol, runtime_checkable
 from core.figures import OPEN_END
 from core.records import Value
 
-# Kinds no read model stamps: segment members and changes are keyed per customer and per change, their
-# "day" nearly unique, so a stamp would cost a row (on Redis a key) per record and a write per write, and
-# no list reads them by day. (state/sqlite_readmodel.py names the same kinds in its triggers.)
+# Kinds no read model stamps: segment members and changes. Their "day" is their segment (a change's: its
+# segment and instant, core/segment_records.py), no list computes day parts of them, and they are three in
+# four records written with live segments: a stamp would be a write per write for nobody.
+# (state/sqlite_readmodel.py keeps them apart, in unstamped_records.)
 UNSTAMPED = frozenset({"segment_member", "segment_change"})
 
 

@@ -30,8 +30,8 @@ from state.day_stamps import UNSTAMPED
 
 FEED_CHANNEL = "sp:feed"
 V = TypeVar("V", bound=Value)
-# UNSTAMPED kinds (segment members and changes, state/day_stamps.py) stay in one hash per kind: a hash
-# per day would be a key per record (their day is nearly unique), and no list reads them by day.
+# UNSTAMPED kinds (segment members and changes, state/day_stamps.py) stay in one hash per kind, as before:
+# a change's "day" (segment and instant) is unique, so a hash per day would be a key per change.
 
 # One organisation's changes of one write: KEYS[1] the versions hash, KEYS[2] the org's version, KEYS[3..]
 # the value hashes of buckets and unstamped records; ARGV[1] the feed channel, ARGV[2] the org's key prefix

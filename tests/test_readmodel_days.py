@@ -111,12 +111,16 @@ def test_replayed_and_older_versions_change_no_stamp_and_no_record(model: ReadMo
     assert stamps(model) == before and by_key(model.records("a", Order)) == records
 
 
-def test_unstamped_kinds_are_read_whole_and_refuse_stamps(model: ReadModel) -> None:
+def test_unstamped_kinds_are_read_by_day_range_and_refuse_stamps(model: ReadModel) -> None:
+    """A segment member's "day" is its segment (core/segment_records.py): a segment's members are a day."""
     assert set(sqlite_readmodel.UNSTAMPED) == set(day_stamps.UNSTAMPED) == {"segment_member", "segment_change"}
-    member = Record("a", 1, SegmentMember.KIND, "vip|c1", "2026-11-05", SegmentMember("vip", "c1", True, 1))
-    model.write([member, Record("a", 2, SegmentMember.KIND, "vip|c1", "2026-11-06", SegmentMember("vip", "c1", False, 1))])
-    assert [r.day for r in model.records("a", SegmentMember)] == ["2026-11-06"]
-    assert model.records("a", SegmentMember, "2026-11-05", "2026-11-05") == []
+    left = Record("a", 2, SegmentMember.KIND, "vip|c1", "vip", SegmentMember("vip", "c1", False, 1))
+    other = Record("a", 1, SegmentMember.KIND, "new|c1", "new", SegmentMember("new", "c1", True, 1))
+    model.write([Record("a", 1, SegmentMember.KIND, "vip|c1", "vip", SegmentMember("vip", "c1", True, 1)), other])
+    model.write([left])
+    assert model.records("a", SegmentMember, "vip", "vip") == [left]
+    assert model.records("a", SegmentMember, "new", "new") == [other]
+    assert sorted(r.key for r in model.records("a", SegmentMember)) == ["new|c1", "vip|c1"]
     assert isinstance(model, DayStamped)
     with pytest.raises(ValueError, match="segment_member records are not stamped"):
         model.day_stamps("a", SegmentMember)
@@ -139,7 +143,7 @@ def test_a_model_written_by_the_previous_layout_is_moved_into_days_on_open(redis
     r.flushall()
     rng = random.Random(2)
     old = [order(i, 3, rng.choice(DAYS)) for i in range(300)] + [order(1, 3, "2026-11-02", org="b")]
-    member = Record("a", 3, SegmentMember.KIND, "vip|c1", "2026-11-05", SegmentMember("vip", "c1", True, 1))
+    member = Record("a", 3, SegmentMember.KIND, "vip|c1", "vip", SegmentMember("vip", "c1", True, 1))
     _old_layout(r, old)
     r.hset("sp:rm:{a}:rec:segment_member", "r|segment_member|vip|c1", member.to_json())
     model = RedisReadModel(redis_server.url)
