@@ -9,7 +9,7 @@ The keys (docs/operations.md, "The Redis read model's keys"), all under the orga
   sp:rm:{org}:version               the organisation's highest applied version
   sp:rm:{org}:recs:<kind>:<day>     the kind's records of one day, field "r|<kind>|<key>" -> Record JSON
   sp:rm:{org}:stamps:<kind>         day -> count of the applied writes that changed that day's records
-  sp:rm:{org}:rec:<kind>            an UNSTAMPED kind's records, all days (and the previous layout's)
+  sp:rm:{org}:rec:segment_change    segment changes, all "days" (and the previous layout's kinds)
 """
 
 from __future__ import annotations
@@ -30,14 +30,17 @@ from state.day_stamps import UNSTAMPED
 
 FEED_CHANNEL = "sp:feed"
 V = TypeVar("V", bound=Value)
-# UNSTAMPED kinds (segment members and changes, state/day_stamps.py) stay in one hash per kind, as before:
-# a change's "day" (segment and instant) is unique, so a hash per day would be a key per change.
+# Segment changes stay in one hash, as before: a change's "day" (segment and instant) is unique, so a hash
+# per day would be a key per change. Segment members are kept by day like the stamped kinds: their "day" is
+# their segment, so a segment's members (/segments/{id}/members) are one hash, not every segment's; their
+# counts are kept too (the list of a kind's days) but not offered as stamps (UNSTAMPED, state/day_stamps.py).
+ONE_HASH = frozenset({"segment_change"})
 
 # One organisation's changes of one write: KEYS[1] the versions hash, KEYS[2] the org's version, KEYS[3..]
-# the value hashes of buckets and unstamped records; ARGV[1] the feed channel, ARGV[2] the org's key prefix
-# ("sp:rm:{org}:"), then per change: value-hash index (0: a stamped record, its hash named by kind and day),
+# the value hashes of buckets and ONE_HASH records; ARGV[1] the feed channel, ARGV[2] the org's key prefix
+# ("sp:rm:{org}:"), then per change: value-hash index (0: a record kept by day, its hash named by kind and day),
 # field, version, JSON, kind, day. Applies each change newer than its stored version and publishes the
-# applied ones as one JSON array, atomically with the values. A stamped record's version entry holds its
+# applied ones as one JSON array, atomically with the values. A day-kept record's version entry holds its
 # day too, so a record whose day changed is removed from the old day's hash here, with the version check
 # (the day hashes' names are built here: they share the org's hash tag, so one slot holds them all). A day's
 # stamp goes up by one per write that changed its records (not per record: a batch of today's 500 orders
@@ -135,7 +138,7 @@ def _prefix(org: str) -> str:
 
 
 def _keys(org: str, kind: str | None = None) -> list[str]:
-    """Values (buckets, or an unstamped kind's records), their versions, and the organisation's version."""
+    """Values (buckets, or a ONE_HASH kind's records), their versions, and the organisation's version."""
     p = _prefix(org)
     return [f"{p}days" if kind is None else f"{p}rec:{kind}", f"{p}versions", f"{p}version"]
 
@@ -157,7 +160,7 @@ class RedisReadModel:
             index: dict[str, int] = {}
             args: list[object] = [FEED_CHANNEL, _prefix(org)]
             for c in mine:
-                if isinstance(c, Record) and c.kind not in UNSTAMPED:
+                if isinstance(c, Record) and c.kind not in ONE_HASH:
                     args += [0, f"r|{c.kind}|{c.key}", c.version, c.to_json(), c.kind, c.day]
                     continue
                 values, field = (_keys(org, c.kind)[0], f"r|{c.kind}|{c.key}") if isinstance(c, Record) else (values_of_buckets, c.key)
@@ -191,7 +194,7 @@ class RedisReadModel:
         return None if v is None else int(v)
 
     def records(self, org: str, kind: type[V], first: str = "", last: str = OPEN_END) -> list[Record[V]]:
-        if kind.KIND in UNSTAMPED:
+        if kind.KIND in ONE_HASH:
             found = (record_from_json(kind, v) for v in self._redis.hvals(_keys(org, kind.KIND)[0]))
             return [r for r in found if first <= r.day <= last]
         return [record_from_json(kind, v) for day in self._read_days(org, kind.KIND, first, last) for v in day]
@@ -254,8 +257,8 @@ def _in(days: list[bytes], first: str, last: str) -> list[str]:
 
 
 def migrate(client: redis.Redis) -> int:
-    """Moves every record the previous layout kept in one hash per (org, stamped kind) into its day's
-    hash, stamping the day; returns how many moved. Idempotent, and safe while another process does the
+    """Moves every record the previous layout kept in one hash per (org, kind) into its day's hash (all
+    kinds but ONE_HASH), counting the day as a write would; returns how many moved. Idempotent, and safe while another process does the
     same (each batch is one script that moves only what is still as it was read) or while writes go on:
     it returns once no such hash is left, so a model that opened reads every record from its day."""
     if client.get(LAYOUT_KEY) == LAYOUT:
@@ -263,7 +266,7 @@ def migrate(client: redis.Redis) -> int:
     moved = 0
     for name in client.scan_iter(match="sp:rm:{*}:rec:*", count=1_000):
         found = _OLD_KIND_HASH.match(name)
-        if found is None or found[2].decode() in UNSTAMPED:
+        if found is None or found[2].decode() in ONE_HASH:
             continue
         org, kind = found[1].decode(), found[2].decode()
         versions = _keys(org)[1]

@@ -15,7 +15,7 @@ from msgspec import Raw
 from core.changes import Record
 from core.figures import OPEN_END
 from core.records import Cart, Order
-from core.segment_records import SegmentMember
+from core.segment_records import SegmentChange, SegmentMember
 from state import day_stamps, sqlite_readmodel
 from state.day_stamps import DayStamped
 from state.readmodel import ReadModel
@@ -145,15 +145,19 @@ def test_a_model_written_by_the_previous_layout_is_moved_into_days_on_open(redis
     old = [order(i, 3, rng.choice(DAYS)) for i in range(300)] + [order(1, 3, "2026-11-02", org="b")]
     member = Record("a", 3, SegmentMember.KIND, "vip|c1", "vip", SegmentMember("vip", "c1", True, 1))
     _old_layout(r, old)
-    r.hset("sp:rm:{a}:rec:segment_member", "r|segment_member|vip|c1", member.to_json())
+    change = Record("a", 3, SegmentChange.KIND, "vip|c1|1|entered", "vip|1970-01-01T00:00:00.001Z",
+                    SegmentChange("vip", "c1", "entered", 1, "e1", False))
+    for rec in (member, change):
+        r.hset(f"sp:rm:{{a}}:rec:{rec.kind}", f"r|{rec.kind}|{rec.key}", rec.to_json())
     model = RedisReadModel(redis_server.url)
-    assert model.moved == 301
+    assert model.moved == 302  # the member too: kept by segment
     assert by_key(model.records("a", Order)) == by_key(old[:300])
     assert by_key(model.records("a", Order, "2026-11-04", "2026-11-04")) == by_key([x for x in old if x.day == "2026-11-04" and x.org == "a"])
     assert model.records("b", Order) == [old[300]]
     assert set(stamps(model)) == {x.day for x in old[:300]}
     assert not r.exists("sp:rm:{a}:rec:order") and not r.exists("sp:rm:{b}:rec:order")
-    assert model.records("a", SegmentMember) == [member]  # an unstamped kind stays in its hash
+    assert model.records("a", SegmentMember, "vip", "vip") == [member] and r.hlen("sp:rm:{a}:recs:segment_member:vip") == 1
+    assert model.records("a", SegmentChange) == [change] and r.hlen("sp:rm:{a}:rec:segment_change") == 1  # stays
     # moved records keep their versions: a replay changes nothing, a newer version moves as usual
     before = stamps(model)
     model.write(old[:50])
