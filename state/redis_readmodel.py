@@ -258,9 +258,10 @@ def _in(days: list[bytes], first: str, last: str) -> list[str]:
 
 def migrate(client: redis.Redis) -> int:
     """Moves every record the previous layout kept in one hash per (org, kind) into its day's hash (all
-    kinds but ONE_HASH), counting the day as a write would; returns how many moved. Idempotent, and safe while another process does the
-    same (each batch is one script that moves only what is still as it was read) or while writes go on:
-    it returns once no such hash is left, so a model that opened reads every record from its day."""
+    kinds but ONE_HASH), counting the day as a write would; returns how many moved. Idempotent, and safe
+    while another process does the same (each batch is one script that moves only what is still as it
+    was read) or while writes go on: it returns once no such hash is left, so a model that opened reads
+    every record from its day."""
     if client.get(LAYOUT_KEY) == LAYOUT:
         return 0
     moved = 0
