@@ -1,9 +1,9 @@
 """What a read model may offer beside `ReadModel`: a stamp per day of a record kind, which changes
 whenever a write changes that day's records. The read side keeps what it computed from one day's
 records while that day's stamp stands (ws_gateway/day_cache.py), so a 90-day list recomputes the
-days that changed (today, mostly), not 90 days of orders. The SQLite read model keeps one (a count
-of the writes that touched the day); a model without (Redis, a share link's scoped view) is read
-whole each time."""
+days that changed (today, mostly), not 90 days of orders. Both read models keep one (a count of the
+applied writes that touched the day: SQLite's record_days, Redis's stamps hash); a model without (a
+share link's scoped view) is read whole each time."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ from typing import Protocol, runtime_checkable
 
 from core.figures import OPEN_END
 from core.records import Value
+
+# Kinds no read model stamps: segment members and changes. Their "day" is their segment (a change's: its
+# segment and instant, core/segment_records.py), no list computes day parts of them, and they are three in
+# four records written with live segments: a stamp would be a write per write for nobody.
+# (state/sqlite_readmodel.py keeps them apart, in unstamped_records.)
+UNSTAMPED = frozenset({"segment_member", "segment_change"})
 
 
 @runtime_checkable

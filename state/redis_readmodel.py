@@ -1,40 +1,87 @@
 """The distributed read model: per organisation a hash of buckets, a hash of their versions and a
-version key; changes are published on one pub/sub channel, one message per organisation per write.
-One Lua script applies each change only when its version is newer, so replays after a dataflow
-restart change nothing and publish nothing.
+version key; records in one hash per (kind, day) with a stamp per (kind, day); changes are published
+on one pub/sub channel, one message per organisation per write. One Lua script applies each change
+only when its version is newer, so replays after a dataflow restart change nothing and publish nothing.
+
+The keys (docs/operations.md, "The Redis read model's keys"), all under the organisation's hash tag:
+  sp:rm:{org}:days                  buckets, field "<grain>|<start>|..." -> Bucket JSON
+  sp:rm:{org}:versions              field -> version; a record's field ("r|<kind>|<key>") -> "<version>|<day>"
+  sp:rm:{org}:version               the organisation's highest applied version
+  sp:rm:{org}:recs:<kind>:<day>     the kind's records of one day, field "r|<kind>|<key>" -> Record JSON
+  sp:rm:{org}:stamps:<kind>         day -> count of the applied writes that changed that day's records
+  sp:rm:{org}:rec:segment_change    segment changes, all "days" (and the previous layout's kinds)
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
+import msgspec
 import redis
 import redis.asyncio as aioredis
 
 from core.changes import Bucket, Change, Record, bucket_from_json, changes_from_json, record_from_json
 from core.figures import OPEN_END
 from core.records import Value
+from state.day_stamps import UNSTAMPED
 
 FEED_CHANNEL = "sp:feed"
 V = TypeVar("V", bound=Value)
+# Segment changes stay in one hash, as before: a change's "day" (segment and instant) is unique, so a hash
+# per day would be a key per change. Segment members are kept by day like the stamped kinds: their "day" is
+# their segment, so a segment's members (/segments/{id}/members) are one hash, not every segment's; their
+# counts are kept too (the list of a kind's days) but not offered as stamps (UNSTAMPED, state/day_stamps.py).
+ONE_HASH = frozenset({"segment_change"})
 
-# One organisation's changes of one write: KEYS[1] the versions hash, KEYS[2] the org's version,
-# KEYS[3..] the value hashes; ARGV[1] the feed channel, then per change: value-hash index, field,
-# version, JSON. Applies each change newer than its stored version and publishes the applied ones
-# as one JSON array, atomically with the values.
+# One organisation's changes of one write: KEYS[1] the versions hash, KEYS[2] the org's version, KEYS[3..]
+# the value hashes of buckets and ONE_HASH records; ARGV[1] the feed channel, ARGV[2] the org's key prefix
+# ("sp:rm:{org}:"), then per change: value-hash index (0: a record kept by day, its hash named by kind and day),
+# field, version, JSON, kind, day. Applies each change newer than its stored version and publishes the
+# applied ones as one JSON array, atomically with the values. A day-kept record's version entry holds its
+# day too, so a record whose day changed is removed from the old day's hash here, with the version check
+# (the day hashes' names are built here: they share the org's hash tag, so one slot holds them all). A day's
+# stamp goes up by one per write that changed its records (not per record: a batch of today's 500 orders
+# is one HINCRBY).
 _WRITE = """
-local applied = {}
+local applied, touched = {}, {}
 local top = tonumber(redis.call('GET', KEYS[2]) or '0')
-for i = 2, #ARGV, 4 do
-  local field, v = ARGV[i + 1], tonumber(ARGV[i + 2])
-  if v > tonumber(redis.call('HGET', KEYS[1], field) or '0') then
-    redis.call('HSET', KEYS[tonumber(ARGV[i])], field, ARGV[i + 3])
-    redis.call('HSET', KEYS[1], field, v)
+local prefix = ARGV[2]
+for i = 3, #ARGV, 6 do
+  local field, v, kind, day = ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 4], ARGV[i + 5]
+  local stored = redis.call('HGET', KEYS[1], field)
+  local old, oldday = 0, false
+  if stored then
+    local bar = string.find(stored, '|', 1, true)
+    if bar then old, oldday = tonumber(string.sub(stored, 1, bar - 1)), string.sub(stored, bar + 1)
+    else old = tonumber(stored) end
+  end
+  if v > old then
+    local at = tonumber(ARGV[i])
+    if at > 0 then
+      redis.call('HSET', KEYS[at], field, ARGV[i + 3])
+      redis.call('HSET', KEYS[1], field, v)
+    else
+      local days = touched[kind] or {}
+      touched[kind] = days
+      if oldday and oldday ~= day then
+        redis.call('HDEL', prefix .. 'recs:' .. kind .. ':' .. oldday, field)
+        days[oldday] = true
+      elseif stored and not oldday then
+        redis.call('HDEL', prefix .. 'rec:' .. kind, field)  -- written by the previous layout, not yet moved
+      end
+      redis.call('HSET', prefix .. 'recs:' .. kind .. ':' .. day, field, ARGV[i + 3])
+      days[day] = true
+      redis.call('HSET', KEYS[1], field, ARGV[i + 2] .. '|' .. day)
+    end
     if v > top then top = v end
     applied[#applied + 1] = ARGV[i + 3]
   end
+end
+for kind, days in pairs(touched) do
+  for day in pairs(days) do redis.call('HINCRBY', prefix .. 'stamps:' .. kind, day, 1) end
 end
 if #applied > 0 then
   redis.call('SET', KEYS[2], top)
@@ -43,24 +90,64 @@ end
 return #applied
 """
 
+# Moves records of the previous layout (one hash per kind, KEYS[1]) into their days: KEYS[2] the versions
+# hash; ARGV[1] the org's key prefix, ARGV[2] the kind, then per record: field, day, JSON as read. A record
+# still as read moves (its day stamped as a write would); one a newer write already put in its day (its
+# version entry holds a day) is only dropped; one gone was moved by another process opening at once.
+_MOVE = """
+local prefix, kind = ARGV[1], ARGV[2]
+local moved, days = 0, {}
+for i = 3, #ARGV, 3 do
+  local field, day, json = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if redis.call('HGET', KEYS[1], field) == json then
+    local stored = redis.call('HGET', KEYS[2], field)
+    if not (stored and string.find(stored, '|', 1, true)) then
+      redis.call('HSET', prefix .. 'recs:' .. kind .. ':' .. day, field, json)
+      days[day] = true
+      redis.call('HSET', KEYS[2], field, (stored or '0') .. '|' .. day)
+      moved = moved + 1
+    end
+    redis.call('HDEL', KEYS[1], field)
+  end
+end
+for day in pairs(days) do redis.call('HINCRBY', prefix .. 'stamps:' .. kind, day, 1) end
+return moved
+"""
 
 _KEEP_MAX = """
 if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or '0') then redis.call('SET', KEYS[1], ARGV[1]) end
 """
 
 _WRITE_SHA = hashlib.sha1(_WRITE.encode()).hexdigest()
+_MOVE_BATCH = 2_000
+_OLD_KIND_HASH = re.compile(rb"^sp:rm:\{(.*)\}:rec:([a-z_]+)$")
+# Set once every record is in its day: a model opening after that scans no keys (Redis also holds a
+# dedupe key per event: a million keys to scan on every open otherwise).
+LAYOUT_KEY, LAYOUT = "sp:rm:layout", b"days"
+
+
+class _Day(msgspec.Struct):
+    day: str
+
+
+_DAY = msgspec.json.Decoder(_Day)
+
+
+def _prefix(org: str) -> str:
+    return f"sp:rm:{{{org}}}:"
 
 
 def _keys(org: str, kind: str | None = None) -> list[str]:
-    """Values (buckets, or records of a kind), their versions, and the organisation's version."""
-    values = f"sp:rm:{{{org}}}:days" if kind is None else f"sp:rm:{{{org}}}:rec:{kind}"
-    return [values, f"sp:rm:{{{org}}}:versions", f"sp:rm:{{{org}}}:version"]
+    """Values (buckets, or a ONE_HASH kind's records), their versions, and the organisation's version."""
+    p = _prefix(org)
+    return [f"{p}days" if kind is None else f"{p}rec:{kind}", f"{p}versions", f"{p}version"]
 
 
 class RedisReadModel:
     def __init__(self, url: str) -> None:
         self._url = url
         self._redis = redis.Redis.from_url(url)
+        self.moved = migrate(self._redis)
 
     def write(self, changes: Sequence[Change]) -> None:
         by_org: dict[str, list[Change]] = {}
@@ -71,13 +158,16 @@ class RedisReadModel:
             values_of_buckets, versions, version = _keys(org)
             keys = [versions, version]
             index: dict[str, int] = {}
-            args: list[object] = [FEED_CHANNEL]
+            args: list[object] = [FEED_CHANNEL, _prefix(org)]
             for c in mine:
+                if isinstance(c, Record) and c.kind not in ONE_HASH:
+                    args += [0, f"r|{c.kind}|{c.key}", c.version, c.to_json(), c.kind, c.day]
+                    continue
                 values, field = (_keys(org, c.kind)[0], f"r|{c.kind}|{c.key}") if isinstance(c, Record) else (values_of_buckets, c.key)
                 if values not in index:
                     keys.append(values)
                     index[values] = len(keys)
-                args += [index[values], field, c.version, c.to_json()]
+                args += [index[values], field, c.version, c.to_json(), "", ""]
             calls.append((_WRITE_SHA, len(keys), *keys, *args))
         try:
             self._send(calls)
@@ -104,8 +194,36 @@ class RedisReadModel:
         return None if v is None else int(v)
 
     def records(self, org: str, kind: type[V], first: str = "", last: str = OPEN_END) -> list[Record[V]]:
-        found = (record_from_json(kind, v) for v in self._redis.hvals(_keys(org, kind.KIND)[0]))
-        return [r for r in found if first <= r.day <= last]
+        if kind.KIND in ONE_HASH:
+            found = (record_from_json(kind, v) for v in self._redis.hvals(_keys(org, kind.KIND)[0]))
+            return [r for r in found if first <= r.day <= last]
+        return [record_from_json(kind, v) for day in self._read_days(org, kind.KIND, first, last) for v in day]
+
+    def _read_days(self, org: str, kind: str, first: str, last: str) -> list[list[bytes]]:
+        """The values of each day in [first, last], read in one transaction with the days' list: a record
+        moving between two days while this reads is in exactly one of them (a day the list gained since
+        it was read first, the record's new day, is read again)."""
+        p = _prefix(org)
+        listed: list[bytes] = self._redis.hkeys(f"{p}stamps:{kind}")  # type: ignore[assignment]  # bytes replies
+        days = _in(listed, first, last)
+        while True:
+            with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hkeys(f"{p}stamps:{kind}")
+                for day in days:
+                    pipe.hvals(f"{p}recs:{kind}:{day}")
+                now, *values = pipe.execute()
+            now_days = _in(now, first, last)
+            if now_days == days:
+                return values
+            days = now_days
+
+    def day_stamps(self, org: str, kind: type[V], first: str = "", last: str = OPEN_END) -> dict[str, int]:
+        """Per day in [first, last] holding records of the kind (or having held), a stamp that changes
+        whenever a write changes that day's records (state/day_stamps.py)."""
+        if kind.KIND in UNSTAMPED:
+            raise ValueError(f"{kind.KIND} records are not stamped by day (UNSTAMPED)")
+        found: dict[bytes, bytes] = self._redis.hgetall(f"{_prefix(org)}stamps:{kind.KIND}")  # type: ignore[assignment]  # bytes replies
+        return {d: int(n) for k, n in found.items() if first <= (d := k.decode()) <= last}
 
     def snapshot(self, org: str, grain: str | None = None) -> tuple[int, list[Bucket]]:
         days, _, version = _keys(org)
@@ -132,3 +250,35 @@ class RedisReadModel:
 
     def close(self) -> None:
         self._redis.close()
+
+
+def _in(days: list[bytes], first: str, last: str) -> list[str]:
+    return sorted(d for k in days if first <= (d := k.decode()) <= last)
+
+
+def migrate(client: redis.Redis) -> int:
+    """Moves every record the previous layout kept in one hash per (org, kind) into its day's hash (all
+    kinds but ONE_HASH), counting the day as a write would; returns how many moved. Idempotent, and safe
+    while another process does the same (each batch is one script that moves only what is still as it
+    was read) or while writes go on: it returns once no such hash is left, so a model that opened reads
+    every record from its day."""
+    if client.get(LAYOUT_KEY) == LAYOUT:
+        return 0
+    moved = 0
+    for name in client.scan_iter(match="sp:rm:{*}:rec:*", count=1_000):
+        found = _OLD_KIND_HASH.match(name)
+        if found is None or found[2].decode() in ONE_HASH:
+            continue
+        org, kind = found[1].decode(), found[2].decode()
+        versions = _keys(org)[1]
+        while client.exists(name):
+            batch: list[bytes | str] = []
+            for field, value in client.hscan_iter(name, count=_MOVE_BATCH):
+                batch += [field, _DAY.decode(value).day, value]
+                if len(batch) >= 3 * _MOVE_BATCH:
+                    moved += int(client.eval(_MOVE, 2, name, versions, _prefix(org), kind, *batch))
+                    batch = []
+            if batch:
+                moved += int(client.eval(_MOVE, 2, name, versions, _prefix(org), kind, *batch))
+    client.set(LAYOUT_KEY, LAYOUT)
+    return moved

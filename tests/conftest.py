@@ -4,8 +4,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from hypothesis import settings
 
+from state.readmodel import ReadModel
+from state.redis_readmodel import RedisReadModel
+from state.sqlite_readmodel import SqliteReadModel
 from tests.helpers import RedisServer, Storepulse
 
 # Property tests check what is computed, not how fast: a deadline per example fails them on a busy
@@ -19,6 +23,18 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def stamped(request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer) -> Iterator[ReadModel]:
+    """An empty read model that stamps its days (state/day_stamps.py): SQLite's, or Redis's."""
+    if request.param == "redis":
+        redis.Redis.from_url(redis_server.url).flushall()
+        m: ReadModel = RedisReadModel(redis_server.url)
+    else:
+        m = SqliteReadModel(tmp_path / "readmodel.sqlite3")
+    yield m
+    m.close()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "redis"])

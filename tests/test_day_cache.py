@@ -1,8 +1,9 @@
 """The read API's per-day parts (ws_gateway/day_cache.py) never change an answer: every list read
 through a real SQLite read model, which stamps its days, equals the same list read through the same
 model with its stamps hidden (one part for the whole period, computed afresh), before and after
-writes that change past days, move an order to another day, or replay an older version. And the
-SQLite read model's stamps themselves: a day's stamp moves with every applied write to it."""
+writes that change past days, move an order to another day, or replay an older version; on SQLite and
+on Redis, both stamped. And the read models' stamps themselves: a day's stamp moves with every applied
+write to it (more in tests/test_readmodel_days.py)."""
 
 from __future__ import annotations
 
@@ -147,9 +148,9 @@ def _side(model: ReadModel, tmp: Path) -> api.ReadSide:
                         limits=ApiLimits(rate=1e9, burst=1e9))
 
 
-def test_every_list_through_day_parts_equals_the_whole_period_before_and_after_writes(tmp_path: Path) -> None:
+def test_every_list_through_day_parts_equals_the_whole_period_before_and_after_writes(stamped: ReadModel, tmp_path: Path) -> None:
     rng = random.Random(7)
-    model = SqliteReadModel(tmp_path / "readmodel.sqlite3")
+    model = stamped
     model.write(_shop(rng))
     assert isinstance(model, DayStamped) and not isinstance(Unstamped(model), DayStamped)
     cached, whole = _side(model, tmp_path), _side(Unstamped(model), tmp_path)
@@ -166,12 +167,11 @@ def test_every_list_through_day_parts_equals_the_whole_period_before_and_after_w
     quotas = [(params["at"], body["paid_orders_30d"]) for what, params, body in answers if what == "quota"]
     assert quotas == [(at, quota_count(paid, int(datetime.fromisoformat(at).timestamp() * 1000))) for at, _ in quotas]
     assert all(n > 0 for _, n in quotas)
-    model.close()
 
 
-def test_a_days_stamp_moves_with_each_applied_write_and_an_old_file_gets_stamps(tmp_path: Path) -> None:
-    path = tmp_path / "readmodel.sqlite3"
-    model = SqliteReadModel(path)
+def test_a_days_stamp_moves_with_each_applied_write(stamped: ReadModel) -> None:
+    model = stamped
+    assert isinstance(model, DayStamped)
     rng = random.Random(3)
     first = _order(rng, 1, 1, paid=NOW_MS - 5 * DAY_MS)
     model.write([first])
@@ -183,8 +183,18 @@ def test_a_days_stamp_moves_with_each_applied_write_and_an_old_file_gets_stamps(
     model.write([moved])
     assert model.day_stamps("acme", Order) == {d5: 2, d2: 1}
     assert model.day_stamps("acme", Order, d2, d2) == {d2: 1} and model.day_stamps("acme", Cart) == {}
+
+
+def test_an_old_file_gets_stamps(tmp_path: Path) -> None:
+    """A SQLite file written before the stamps existed: they are counted from its records when it is
+    opened (Redis's previous layout: tests/test_readmodel_days.py)."""
+    path = tmp_path / "readmodel.sqlite3"
+    model = SqliteReadModel(path)
+    rng = random.Random(3)
+    first = _order(rng, 1, 1, paid=NOW_MS - 5 * DAY_MS)
+    d2 = _day(NOW_MS - 2 * DAY_MS)
+    model.write([first, Record("acme", 2, Order.KIND, first.key, d2, first.value)])
     model.close()
-    # a file written before the stamps existed: they are counted from its records when it is opened
     with sqlite3.connect(path) as conn:
         conn.executescript("DROP TRIGGER record_days_insert; DROP TRIGGER record_days_update; DROP TABLE record_days;")
     reopened = SqliteReadModel(path)

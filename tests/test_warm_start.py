@@ -1,6 +1,7 @@
 """The read side warmed at start (ws_gateway/warm_start.py): once the warming thread is done, the
 dashboard's first requests (best customers of every named period, the order lists, carts, quota)
-compute no part, and answer as the model with its stamps hidden does (computed per request)."""
+compute no part, and answer as the model with its stamps hidden does (computed per request): on SQLite
+and on Redis, both stamped."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
+from state.readmodel import ReadModel
 from state.sqlite_readmodel import SqliteReadModel
-from tests.helpers import Storepulse, wait_for
+from tests.helpers import RedisServer, Storepulse, wait_for
 from tests.test_day_cache import TOKEN, Unstamped, _shop, _side
 from web.app import build_app
 from ws_gateway import api, cached_lists, list_parts, warm_start
@@ -42,8 +45,9 @@ def _ask(side: api.ReadSide) -> list[Any]:
     return asyncio.run(ask())
 
 
-def test_after_warming_the_first_requests_compute_no_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    model = SqliteReadModel(tmp_path / "readmodel.sqlite3")
+def test_after_warming_the_first_requests_compute_no_part(stamped: ReadModel, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    model = stamped
     model.write(_shop(random.Random(3)))
     side = _side(model, tmp_path)
     warming = warm_start.start_side(side)
@@ -59,7 +63,6 @@ def test_after_warming_the_first_requests_compute_no_part(tmp_path: Path, monkey
         monkeypatch.setattr(list_parts, name, computed)
     monkeypatch.setattr(cached_lists, "_lives_part", computed)
     assert _ask(side) == expected
-    model.close()
 
 
 def test_nothing_is_warmed_without_day_stamps_or_a_read_side(tmp_path: Path) -> None:
@@ -93,9 +96,13 @@ def test_closing_stops_the_warming_after_the_step_under_way(tmp_path: Path, monk
     model.close()
 
 
-def test_storepulse_up_warms_at_start_and_stops_cleanly(tmp_path: Path) -> None:
-    """The real `storepulse up`: its log says each organisation's parts were warmed, and Ctrl-C ends it."""
-    sp = Storepulse(tmp_path)
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_storepulse_up_warms_at_start_and_stops_cleanly(backend: str, tmp_path: Path, redis_server: RedisServer) -> None:
+    """The real `storepulse up`: its log says each organisation's parts were warmed (on Redis too: its
+    read model stamps its days), and Ctrl-C ends it."""
+    if backend == "redis":
+        redis.Redis.from_url(redis_server.url).flushall()
+    sp = Storepulse(tmp_path, redis_server.url if backend == "redis" else None)
     try:
         sp.start()
         wanted = [f"warmed {org} {what}" for org in ("acme", "tokyo") for what in ("customers 90d", "orders 90d", "quota")]

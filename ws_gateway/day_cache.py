@@ -7,7 +7,7 @@ is recomputed only when its day's stamp moved, so a live shop recomputes today a
 before it. The stamps are read before the records: a write landing in between leaves a part computed
 from newer records under an older stamp, which only makes the next request recompute it.
 
-A read model without stamps (Redis, a share link's scoped view) gets one part for the whole period,
+A read model without stamps (a share link's scoped view) gets one part for the whole period,
 computed each time, so the answer is the same whichever model serves it.
 """
 

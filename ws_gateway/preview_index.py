@@ -192,7 +192,7 @@ def load(model: ReadModel, org: str, held: HeldColumns) -> None:
 def _chunks(model: ReadModel, org: str, kind: type[Value]) -> Iterator[list[Record[Value]]]:
     """The organisation's records of a kind, CHUNK_DAYS days at a time where the model stamps days
     (the decoded records are the build's peak of memory, and the model's lock is held per read); a
-    model without stamps (Redis) gives them all at once."""
+    model without stamps gives them all at once."""
     if not isinstance(model, DayStamped):
         yield model.records(org, kind)
         return
