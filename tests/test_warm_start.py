@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +19,20 @@ import redis
 from state.readmodel import ReadModel
 from state.sqlite_readmodel import SqliteReadModel
 from tests.helpers import RedisServer, Storepulse, wait_for
-from tests.test_day_cache import TOKEN, Unstamped, _shop, _side
+from tests.test_day_cache import DAY_MS, NOW_MS, TOKEN, Unstamped, _order, _shop, _side
 from web.app import build_app
 from ws_gateway import api, cached_lists, list_parts, warm_start
 
+TODAY = date(2026, 11, 22)
 FIRST: list[tuple[str, dict[str, Any]]] = [
     *(("customers", {"period": p, "limit": 1}) for p in warm_start.CUSTOMER_PERIODS),
     *(("orders", {"period": p, "sort": "latest"}) for p in ("7d", "90d")),
     ("customers", {"period": "7d", "limit": 20}), ("products", {"period": "30d"}), ("carts", {"period": "90d", "limit": 1}),
-    ("quota", {})]
+    ("quota", {}),
+    # what the overview compares 7, 30 and 90 days with: as many days just before (NOW's local day is 2026-11-22)
+    *(("customers", {"from": str(TODAY - timedelta(days=2 * n - 1)), "to": str(TODAY - timedelta(days=n)), "limit": 1})
+      for n in (7, 30, 90)),
+    ("carts", {"from": str(TODAY - timedelta(days=179)), "to": str(TODAY - timedelta(days=90)), "limit": 1})]
 
 
 def _ask(side: api.ReadSide) -> list[Any]:
@@ -48,7 +54,9 @@ def _ask(side: api.ReadSide) -> list[Any]:
 def test_after_warming_the_first_requests_compute_no_part(stamped: ReadModel, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     model = stamped
-    model.write(_shop(random.Random(3)))
+    rng = random.Random(3)
+    # and orders 8-179 days old, so that the periods before 7, 30 and 90 days hold some of their own
+    model.write(_shop(rng) + [_order(rng, 1000 + i, 1, NOW_MS - (8 + i) * DAY_MS - 3_600_000) for i in range(0, 172, 3)])
     side = _side(model, tmp_path)
     warming = warm_start.start_side(side)
     assert warming.wait(60), "warming finished"

@@ -13,6 +13,7 @@ computed each time, so the answer is the same whichever model serves it.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -26,11 +27,32 @@ from state.readmodel import ReadModel
 V = TypeVar("V", bound=Value)
 T = TypeVar("T")
 
+
+
+def memory_bytes() -> int:
+    """The memory this process may use: the container's limit (cgroup v2) when there is one, else the
+    machine's."""
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit.isdigit():
+            return int(limit)
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 8 << 30
+
+
 # Long-lived state built from parts (ws_gateway/cached_lists.py's best customers: one per organisation,
 # currency, store and time zone), weighed by the customers it holds (an entry a profile and one per
 # customer of each period kept: ~100-150 B each); the least recently used dropped beyond this. At
-# bench/read_api.py's scale one organisation's today, 7d, 30d, 90d and all time weigh ~3M.
-STATE_ENTRIES = 4_000_000
+# bench/read_api.py's scale (1M customers) one organisation's today, 7d, 30d, 90d and all time weigh ~3M,
+# and the periods the overview compares them with (ws_gateway/warm_start.py) as much again: a fixed 4M
+# dropped the 30 days' state right after warming it (its first request 2.8 s instead of 35 ms). So a
+# twentieth of the memory, between 2M (~0.3 GB) and 16M entries: 8.4M on this 24 GB machine (~1.3 GB).
+STATE_ENTRIES = min(max(memory_bytes() // 20 // 150, 2_000_000), 16_000_000)
 # What is kept, least recently used dropped beyond it, weighed by the records a part was computed
 # from (an answer weighs 1): at bench/read_api.py's scale a part holds ~500 bytes a record, so the
 # 2.56M records of one currency's orders, profiles and carts take ~1.2 GB, and this bounds all to ~2 GB.

@@ -5,7 +5,11 @@ overview's best customers, seconds for the order lists).
 What is warmed, per organisation, in its presentation currency over all its stores (what the dashboard
 asks first): the best customers of today, 7, 30 and 90 days and all time (the order-day and
 profile-day parts and each period's kept sums: ws_gateway/customer_rank.py), the order lists' parts
-of 90 days (7 and 30 days merge the same parts), the carts' of 90 days and the quota's. A request
+of 90 days (7 and 30 days merge the same parts), the carts' of 90 days and the quota's; then what the
+overview compares each named period with, the period of as many days just before it (its KPIs' changes):
+the best customers of those of 7, 30 and 90 days and the carts of the 90 days before the 90 (the first
+choice of 30 days after a start took 1.8 s for the 30 days before alone, at 1M orders). Last, so that
+when the day cache's budget runs short it is those, not the periods themselves, that go. A request
 arriving while its part is being warmed waits for that part (the same lock), not longer than
 computing it itself. Only a read model with day stamps keeps parts: with Redis nothing is warmed.
 """
@@ -18,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from core.config import Org
 from core.figures import resolve_period
@@ -33,6 +37,14 @@ log = logging.getLogger(__name__)
 
 CUSTOMER_PERIODS = ("today", "7d", "30d", "90d", "all")
 LIST_PERIOD = "90d"  # the longest named period: the shorter ones are its last days
+COMPARED_PERIODS = ("7d", "30d", "90d")  # the overview's period choices that show a change against the one before
+
+
+def previous_span(first: str, last: str) -> tuple[str, str]:
+    """The days just before [first, last], as many (the dashboard's previousSpan, period.js)."""
+    lo, hi = date.fromisoformat(first), date.fromisoformat(last)
+    n = (hi - lo).days + 1
+    return (lo - timedelta(days=n)).isoformat(), (lo - timedelta(days=1)).isoformat()
 
 
 @dataclass
@@ -75,6 +87,17 @@ def steps(cache: DayCache, model: ReadModel, orgs: Iterable[Org], rates: Rates |
             store=None)))
         out.append((f"{org.id} quota", functools.partial(
             cached_lists.quota_count, cache, model, org.id, int(now().timestamp() * 1000), org.tz)))
+    for org in orgs:  # what the overview compares with: after every organisation's own periods
+        today = now().astimezone(org.tz).date()
+        for period in COMPARED_PERIODS:
+            first, last = previous_span(*resolve_period(period, None, None, today))
+            out.append((f"{org.id} customers before {period}", functools.partial(
+                cached_lists.best_customers, cache, model, org.id, first, last, tz=org.tz, members=None,
+                sort="revenue", limit=1, currency=org.currency, rates=rates, store=None)))
+        first, last = previous_span(*resolve_period(LIST_PERIOD, None, None, today))
+        out.append((f"{org.id} carts before {LIST_PERIOD}", functools.partial(
+            cached_lists.carts, cache, model, org.id, first, last, limit=1, currency=org.currency, rates=rates,
+            store=None)))
     return out
 
 
