@@ -4,7 +4,6 @@ organisation per write, atomically with the values."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,21 +15,10 @@ from state.readmodel import ReadModel
 from tests.helpers import RedisServer
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def model(request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer) -> Iterator[ReadModel]:
-    if request.param == "redis":
-        import redis
-
-        from state.redis_readmodel import RedisReadModel
-
-        redis.Redis.from_url(redis_server.url).flushall()
-        m: ReadModel = RedisReadModel(redis_server.url)
-    else:
-        from state.sqlite_readmodel import SqliteReadModel
-
-        m = SqliteReadModel(tmp_path / "rm.sqlite3")
-    yield m
-    m.close()
+@pytest.fixture
+def model(stamped: ReadModel) -> ReadModel:
+    """An empty read model of each kind (tests/conftest.py)."""
+    return stamped
 
 
 ORDER = Order("s", "o1", "c1", "web", 1767261600000, 1767261600000, "EUR", 1000, 0, False, Raw(b'[["p1",2,500,"Mug"]]'))
