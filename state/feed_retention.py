@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 # 1.8 KB of feed per event with the 39 predefined segments (docs/readmodel_write.md), so at 2,000 events/s
 # 3.6 MB/s: 192 MiB is ~55 s of it, time for a follower stalled by a GC pause, a big CSV export or a
-# busy core to catch up; at 200 events/s, over 9 minutes. On disk ~210 MB with the rows' and index's
-# overhead, where nothing kept 300 GB a day at that rate.
+# busy core to catch up; at 200 events/s, over 9 minutes. On disk ~10 % more (SQLite's pages and the
+# index: 223 MiB of pages held 203 MiB of bodies), where the feed grew 300 GB a day at that rate.
 KEEP_BYTES = 192 << 20
 # Trim every 16 MiB published (~4.5 s at 2,000 events/s): each trim deletes ~16 MiB of rows at once
 # (~15 ms of CPU: bench/feed_retention.py), and the kept bodies exceed KEEP_BYTES by at most this.
