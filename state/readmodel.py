@@ -49,6 +49,9 @@ class ReadModel(Protocol):
         so it never shows half of what one version changed.
 
         The first item is None, yielded once the feed is live: a snapshot read after it misses nothing.
+        A feed that cannot go on without skipping changes raises instead (the SQLite feed's FeedGap, when
+        the follower fell behind its retention: state/feed_retention.py); the follower then opens a new
+        feed and re-reads its snapshot, as when the feed breaks.
         """
         ...
 

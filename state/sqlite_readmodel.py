@@ -8,6 +8,10 @@ and selects a day range, where `records` pays three (rowid, key, day index) and 
 The feed is the `changes` table read by rowid, one row per organisation per write (a JSON array of
 the changes applied); the writer commits it with the values, so a follower that polls it never sees
 a value without its change or misses one.
+
+The feed keeps the newest KEEP_BYTES of rows, not all (state/feed_retention.py, docs/readmodel_write.md
+"The change feed's retention"): a follower that falls further behind gets FeedGap instead of the rows it
+missed, and re-reads its snapshot as when the feed breaks.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from typing import TypeVar
 from core.changes import Bucket, Change, Record, changes_from_json, changes_to_json, value_from_json
 from core.figures import OPEN_END
 from core.records import Value
+from state import feed_retention
+from state.feed_retention import FeedGap
 from state.sqlite_log import connect
 
 V = TypeVar("V", bound=Value)
@@ -43,7 +49,7 @@ CREATE TABLE IF NOT EXISTS caught_up (org TEXT PRIMARY KEY, at INTEGER NOT NULL)
 CREATE TABLE IF NOT EXISTS org_versions (org TEXT PRIMARY KEY, version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    org TEXT NOT NULL, version INTEGER NOT NULL, body BLOB NOT NULL
+    org TEXT NOT NULL, version INTEGER NOT NULL, body BLOB NOT NULL, upto INTEGER
 );
 """
 # Per (org, kind, day), how many applied writes touched that day's records: the read side keeps what it
@@ -154,7 +160,8 @@ def _upsert(cur: sqlite3.Cursor, changes: Sequence[Change]) -> Sequence[Change]:
 
 
 class SqliteReadModel:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, keep_bytes: int = feed_retention.KEEP_BYTES,
+                 trim_bytes: int = feed_retention.TRIM_BYTES) -> None:
         self._conn = connect(path, durable=False)  # derived from the log: see docs/operations.md
         # SQLite's default page cache (2 MB) misses on every upsert once the records outgrow it: with live
         # segments (tens of records per event) 32 MB cut the write's CPU by a third (bench/dataflow.py floors)
@@ -171,6 +178,8 @@ class SqliteReadModel:
             self._conn.execute(f"PRAGMA busy_timeout = {MOVE_WAIT_MS}")
             self._conn.executescript(f"BEGIN IMMEDIATE; {_UNSTAMPED_TABLE} COMMIT;")
             self._conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
+        feed_retention.prepare(self._conn)
+        self._keep_bytes, self._trim_bytes = keep_bytes, trim_bytes
         self._lock = threading.Lock()  # one connection, used from the gateway's worker threads
 
     def write(self, changes: Sequence[Change]) -> None:
@@ -210,10 +219,13 @@ class SqliteReadModel:
                 if mine is None:
                     mine = by_org[c.org] = []
                 mine.append(c)
-            for org, mine in by_org.items():
-                version = max(c.version for c in mine)
-                cur.execute(_UPSERT_VERSION, (org, version))
-                cur.execute("INSERT INTO changes (org, version, body) VALUES (?, ?, ?)", (org, version, changes_to_json(mine)))
+            if by_org:
+                rows: list[tuple[str, int, bytes]] = []
+                for org, mine in by_org.items():
+                    version = max(c.version for c in mine)
+                    cur.execute(_UPSERT_VERSION, (org, version))
+                    rows.append((org, version, changes_to_json(mine)))
+                feed_retention.publish(cur, rows, self._keep_bytes, self._trim_bytes)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -261,6 +273,8 @@ class SqliteReadModel:
             while True:
                 polling = loop.run_in_executor(None, poll, last)
                 rows = await asyncio.shield(polling)
+                if rows and rows[0][0] > last + 1:  # seqs are contiguous but for the rows retention deleted
+                    raise FeedGap(last, rows[0][0])
                 for seq, body in rows:
                     last = seq
                     yield changes_from_json(body)
