@@ -544,10 +544,12 @@ class Membership:
     def _fire_state(self, s: State, until: int, key: str) -> list[Change]:
         """The state's timers up to `until`, in time order, each evaluated at its instant."""
         out: list[Change] = []
+        live = self._live_bits
         while (due := s.due()) is not None and due <= until:
-            live = self._live_bits
-            due_now = sorted((live[b] for b, at in s.nexts.items() if at == due and b in live), key=self._rank.__getitem__)
-            if not due_now:  # a segment no longer defined: its timer goes
+            due_now = [live[b] for b in s.nexts.bits_at(due) if b in live]
+            if len(due_now) > 1:
+                due_now.sort(key=self._rank.__getitem__)
+            elif not due_now:  # a segment no longer defined: its timer goes
                 s.nexts = BitTimes.of((b, at) for b, at in s.nexts.items() if b in live)
                 continue
             out += self._evaluate_state(s, due_now, due, TIME, key)

@@ -44,8 +44,10 @@ class SegmentSet:
     def __init__(self, rules: Mapping[str, Rule], ctx: Context) -> None:
         self.order = dependency_order(rules)  # raises RuleError on a missing segment or a cycle
         shared: dict[Sum, Sum] = {}
+        conditions: dict[Rule, Rule] = {}  # equal conditions too: a Run evaluates each once (evaluate._once)
         same: dict[Rule, Rule] = {}  # equal rules become one object: a Run evaluates it once for all of them
-        self.rules = {s: same.setdefault(r, r) for s in self.order if (r := share_sums(rules[s], shared))}
+        self.rules = {s: same.setdefault(r, r) for s in self.order
+                      if (r := share_sums(rules[s], shared, conditions))}
         self.ctx = ctx.with_segments(self.rules)
         self.inputs = {s: inputs(rules[s], self.rules) for s in self.order}
         self.keep = keep_for(self.rules.values())
@@ -105,13 +107,14 @@ class SegmentSet:
         return out
 
 
-def share_sums(rule: Rule, shared: dict[Sum, Sum]) -> Rule:
+def share_sums(rule: Rule, shared: dict[Sum, Sum], conditions: dict[Rule, Rule] | None = None) -> Rule:
     """The rule with each Sum replaced by the first equal one in `shared` (added when new), so that a Run
-    computes it once for all the rules that read it."""
+    computes it once for all the rules that read it; and, given `conditions`, each condition (any node
+    but all/any/not) by the first equal one there, so that a Run evaluates it once."""
     if isinstance(rule, AllOf | AnyOf):
-        return type(rule)(tuple(share_sums(r, shared) for r in rule.rules))
+        return type(rule)(tuple(share_sums(r, shared, conditions) for r in rule.rules))
     if isinstance(rule, Not):
-        return Not(share_sums(rule.rule, shared))
+        return Not(share_sums(rule.rule, shared, conditions))
     if isinstance(rule, Tally):
-        return replace(rule, sum=shared.setdefault(rule.sum, rule.sum))
-    return rule
+        rule = replace(rule, sum=shared.setdefault(rule.sum, rule.sum))
+    return rule if conditions is None else conditions.setdefault(rule, rule)
