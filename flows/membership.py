@@ -38,6 +38,7 @@ from core.events import Event, Item, Kind
 from core.rates import MissingRate, Rates
 from core.records import Cart, RecordKind, Value
 from core.rules import Context, CustomerFacts, Entry, ProductFacts, RuleError, SegmentSet, Subject, changed_inputs, fold
+from core.rules.evaluate import Run
 from core.rules.graph import references
 from core.rules.monotone import Change as Growth
 from core.rules.monotone import growth_of
@@ -259,6 +260,8 @@ class Membership:
         self._rank = {s: i for i, s in enumerate(self.live.order)}
         self._steady_masks: dict[frozenset[tuple[str, Growth]], tuple[int, int]] = {}  # growth -> (up, down) bits
         self._live_bits = {self.bits[s]: s for s in self.live.order}  # bit -> segment, live segments only
+        # segment -> (its bit, its key in Run.results, its evaluator): _evaluate_state's lookups, done once
+        self._plans = {s: (self.bits[s], *self.live.plan(s)) for s in self.live.order}
 
     def use_rates(self, rates: Rates | None) -> None:
         """The exchange rates that convert amounts in other currencies (the dataflow's, given at each
@@ -568,13 +571,20 @@ class Membership:
             segments = [g for g in segments if not steady >> bits[g] & 1]
         else:
             segments = list(segments)
-        results = self.live.evaluate(segments, s.facts, now)
+        # SegmentSet.evaluate, inlined: one Run (a sum or condition several segments read is computed
+        # once), without a dict of results in between
+        run = Run(s.facts, now, self.live.ctx)
+        done, plans = run.results, self._plans
         self.stats.evaluations += len(segments)
         s.at = max(s.at, now)
         out: list[Change] = []
-        bits, nexts = self.bits, s.nexts
-        for g, (member, nxt) in results.items():
-            b = bits[g]
+        nexts = s.nexts
+        for g in segments:
+            b, result_key, evaluator = plans[g]
+            result = done.get(result_key)
+            if result is None:
+                result = done[result_key] = evaluator(run)
+            member, nxt = result
             if nxt is None:
                 if nexts.mask >> b & 1:  # most evaluations set no timer and had none: no call
                     nexts.pop(b)

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from core.rules.context import Context
 from core.rules.criteria import Subject
-from core.rules.evaluate import Run, compiled
+from core.rules.evaluate import Evaluator, Run, compiled
 from core.rules.facts import Facts
 from core.rules.graph import dependency_order, inputs
 from core.rules.keep import keep_for
@@ -90,6 +90,11 @@ class SegmentSet:
             found = self._steady[growth] = (frozenset(s for s, x in d.items() if x in (UP, None)),
                                             frozenset(s for s, x in d.items() if x in (DOWN, None)))
         return found
+
+    def plan(self, segment: str) -> tuple[int, Evaluator]:
+        """(the key of its result in Run.results, its evaluator): what `evaluate` does per segment, for a
+        caller that loops over segments itself (flows/membership.py)."""
+        return self._plan[segment]
 
     def evaluate(self, segments: Iterable[str], facts: Facts, now: int) -> dict[str, tuple[bool, int | None]]:
         """{segment: (member, next change)} for the given segments at `now`: one Run, so a sum that
