@@ -394,7 +394,7 @@ def _compile(rule: Rule) -> Evaluator:
             return _tally_walk(run.sum(s) if found is None else found, test)
         return _once(rule, tally)
     if isinstance(rule, Moment):
-        return _once(rule, _compile_moment(rule))
+        return _compile_moment(rule)  # as cheap as a lookup of its result: not kept
     condition = _CONDITIONS[type(rule)]
     return _once(rule, lambda run: condition(rule, run))
 
