@@ -378,7 +378,10 @@ def _compile(rule: Rule) -> Evaluator:
     if isinstance(rule, AllOf | AnyOf):
         parts = tuple(_compile(r) for r in rule.rules)
         decisive = isinstance(rule, AnyOf)
-        return lambda run: _combine_parts(parts, decisive, run)
+
+        def combined(run: Run) -> Result:
+            return _combine_parts(parts, decisive, run)
+        return combined
     if isinstance(rule, Not):
         inner = _compile(rule.rule)
 
@@ -387,12 +390,18 @@ def _compile(rule: Rule) -> Evaluator:
             return not value, at
         return negated
     if isinstance(rule, Tally):
-        s, test, key = rule.sum, _test(rule.compare), id(rule.sum)
+        s, test, key, result_key = rule.sum, _test(rule.compare), id(rule.sum), id(rule)
 
-        def tally(run: Run) -> Result:
-            found = run._sums.get(key)  # Run.sum's cache, looked up here: most sums are shared, so found
-            return _tally_walk(run.sum(s) if found is None else found, test)
-        return _once(rule, tally)
+        def tally(run: Run) -> Result:  # _once and Run.sum's cache, inlined: the commonest condition
+            done = run.results
+            found = done.get(result_key)
+            if found is None:
+                summed = run._sums.get(key)  # most sums are shared, so found
+                if summed is None:
+                    summed = run.sum(s)
+                found = done[result_key] = (test(summed[0]), None) if not summed[1] else _tally_walk(summed, test)
+            return found
+        return tally
     if isinstance(rule, Moment):
         return _compile_moment(rule)  # as cheap as a lookup of its result: not kept
     condition = _CONDITIONS[type(rule)]
