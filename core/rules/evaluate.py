@@ -175,9 +175,10 @@ def _term(stream: str, measure: Measure, sign: int, w: Window, item: ItemFilter 
         total += add
         if moving and add:
             leaving.append((t + w.within, -add))  # type: ignore[operator]
-    for p in run.facts.history:
-        if _period_in_window(p, w):
-            total += sign * _folded(p.totals[index], measure, item)
+    if not moving:  # folded periods never count in a `within` window (_period_in_window)
+        for p in run.facts.history:
+            if _period_in_window(p, w):
+                total += sign * _folded(p.totals[index], measure, item)
     return total
 
 
