@@ -1,11 +1,12 @@
 """The cheaper evaluation path answers as the plain one: a SegmentSet that makes equal conditions of
 different segments one object (evaluated once per Run) gives every segment the (member, next change)
 that evaluating its rule alone gives; fold's no-op check agrees with folding; BitTimes.bits_at finds
-exactly the bits holding an instant. Decisions of the whole dataflow path: bench/segments_live.py
+exactly the bits holding an instant; a Change pickles as before. Decisions of the whole dataflow path: bench/segments_live.py
 --changes (docs/segments.md, "Evaluation cost")."""
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from core.rules import Context, SegmentSet, evaluate, fold, keep_for
 from core.rules import keep as keep_module
 from flows.bit_times import BitTimes
+from flows.membership import Change
 from tests.test_rules import PROPERTY, RATES, SEGMENTS, ZONES, customer_facts, instants, parse, rules
 
 pytestmark = pytest.mark.unit
@@ -84,3 +86,17 @@ def test_folds_no_op_check_agrees_with_folding(data: st.DataObject, rule_jsons: 
 def test_bits_at_finds_exactly_the_bits_holding_an_instant(pairs: dict[int, int], at: int) -> None:
     times = BitTimes.of(pairs.items())
     assert times.bits_at(at) == [b for b, t in times.items() if t == at] == sorted(b for b, t in pairs.items() if t == at)
+
+
+# a Change as main pickled it when Change was a frozen dataclass (kept steps in snapshots hold changes)
+FROZEN_PICKLE = (b"\x80\x05\x95K\x00\x00\x00\x00\x00\x00\x00\x8c\x10flows.membership\x94\x8c\x06Change\x94\x93\x94)"
+                 b"\x81\x94]\x94(\x8c\x05big30\x94\x8c\x02c1\x94\x8c\x07entered\x94\x8a\x06\x00h\xe5\xcf\x8b\x01\x8c"
+                 b"\x02e1\x94eb.")
+
+
+def test_a_change_pickles_as_the_frozen_class_did() -> None:
+    ch = Change("big30", "c1", "entered", 1_700_000_000_000, "e1")
+    assert pickle.loads(FROZEN_PICKLE) == ch
+    assert pickle.dumps(ch, protocol=pickle.HIGHEST_PROTOCOL) == FROZEN_PICKLE
+    assert hash(pickle.loads(FROZEN_PICKLE)) == hash(ch)
+    assert ch.key == "big30|c1|1700000000000|entered"
