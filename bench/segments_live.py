@@ -138,7 +138,7 @@ def main() -> None:
     record: list[str] | None = [] if args.changes else None
     live, org = fold(events, args.batch, True, args.extra, args.products, snaps, record)
     if args.changes and record is not None:
-        args.changes.write_text("\n".join(record + final_states(org.segments)) + "\n")
+        args.changes.write_text("\n".join(record + final_states(org.segments) + final_states(org.products)) + "\n")
         print(f"wrote {len(record)} change and member records and {len(org.segments.customers)} states to {args.changes}")
     s = org.segments
     n = len(events)
