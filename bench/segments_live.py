@@ -11,6 +11,7 @@ their orders and refunds under new fingerprints, restored from the packed tables
 what the snapshot files hold and cost, what a restore costs, and the memory it takes (RSS).
 
     .venv/bin/python bench/segments_live.py [--batch 500] [--extra 61] [--products] [--no-skip] [--customers 1000000]
+        [--changes FILE]
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from core.changes import Bucket, Record  # noqa: E402
 from core.config import parse_config  # noqa: E402
 from core.definitions import put_event  # noqa: E402
 from core.events import Event  # noqa: E402
+from core.records import RecordKind, Value  # noqa: E402
 from flows.membership import Membership  # noqa: E402
 from flows.organisation import Organisation  # noqa: E402
 from flows.product_segments import ProductMembership  # noqa: E402
@@ -85,7 +88,8 @@ class Snapshots:
 
 
 def fold(events: list[Event], batch: int, with_segments: bool, extra: int,
-         products: bool = False, snaps: Snapshots | None = None) -> tuple[float, Organisation]:
+         products: bool = False, snaps: Snapshots | None = None,
+         record: list[str] | None = None) -> tuple[float, Organisation]:
     org = Organisation.new(parse_config(CONFIG.format(products=str(products).lower()), {}).orgs["retail"])
     if not with_segments:
         org.segments = Membership("retail", "Europe/London", "GBP", {})
@@ -96,11 +100,25 @@ def fold(events: list[Event], batch: int, with_segments: bool, extra: int,
     cpu = 0.0
     for i in range(0, len(events), batch):
         started = time.process_time()
-        org.apply_all(events[i:i + batch])
+        out = org.apply_all(events[i:i + batch])
         cpu += time.process_time() - started
+        if record is not None:
+            record += decisions(out)
         if snaps is not None:
             snaps.take(org.segments)
     return cpu, org
+
+
+def decisions(records: list[Bucket | Record[Value]]) -> list[str]:
+    """The segment changes and memberships of one batch, in the order written: what --changes compares."""
+    return [f"{r.kind} {r.key} {r.value!r}" for r in records
+            if isinstance(r, Record) and r.kind in (RecordKind.SEGMENT_CHANGE, RecordKind.SEGMENT_MEMBER)]
+
+
+def final_states(s: Membership) -> list[str]:
+    """Every customer's membership, timers and entry instants after the fold."""
+    return [f"state {k} {c.now.at} {c.now.mask} {sorted(c.now.nexts.items())} {sorted(c.now.entered.items())}"
+            for k, c in sorted(s.customers.items())]
 
 
 def main() -> None:
@@ -111,11 +129,17 @@ def main() -> None:
     p.add_argument("--no-skip", action="store_true",
                    help="also fold evaluating every touched segment (no skipping of those an input cannot flip)")
     p.add_argument("--customers", type=int, default=0, help="then the state at this many customers")
+    p.add_argument("--changes", type=Path, help="write every segment change and membership record, in order, and"
+                   " every customer's final mask, timers and entry instants to this file (to diff two trees)")
     args = p.parse_args()
     events = map_file(FILE, "online-retail", "retail", "uk").events
     plain, _ = fold(events, args.batch, False, 0)
     snaps = Snapshots()
-    live, org = fold(events, args.batch, True, args.extra, args.products, snaps)
+    record: list[str] | None = [] if args.changes else None
+    live, org = fold(events, args.batch, True, args.extra, args.products, snaps, record)
+    if args.changes and record is not None:
+        args.changes.write_text("\n".join(record + final_states(org.segments) + final_states(org.products)) + "\n")
+        print(f"wrote {len(record)} change and member records and {len(org.segments.customers)} states to {args.changes}")
     s = org.segments
     n = len(events)
     p = org.products

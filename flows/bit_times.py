@@ -37,12 +37,13 @@ class BitTimes:
         return isinstance(bit, int) and bool(self.mask >> bit & 1)
 
     def __setitem__(self, bit: int, at: int) -> None:
-        i = self._index(bit)
-        if self.mask >> bit & 1:
+        mask = self.mask
+        i = (mask & ((1 << bit) - 1)).bit_count()  # _index, inlined: every evaluation with a timer sets one
+        if mask >> bit & 1:
             self.times[i] = at
         else:
             self.times.insert(i, at)
-            self.mask |= 1 << bit
+            self.mask = mask | 1 << bit
 
     def pop(self, bit: int, default: int | None = None) -> int | None:
         if not self.mask >> bit & 1:
@@ -57,6 +58,21 @@ class BitTimes:
             low = m & -m
             yield low.bit_length() - 1
             m ^= low
+
+    def bits_at(self, at: int) -> list[int]:
+        """The bits holding instant `at`, lowest first: what fires at a due instant, found by the array's
+        own search rather than by walking every (bit, instant) pair."""
+        times, out, i = self.times, list[int](), -1
+        mask, skipped = self.mask, 0  # mask: the bits from index `skipped` on
+        while True:
+            try:
+                i = times.index(at, i + 1)
+            except ValueError:
+                return out
+            while skipped < i:
+                mask &= mask - 1
+                skipped += 1
+            out.append((mask & -mask).bit_length() - 1)
 
     def items(self) -> Iterator[tuple[int, int]]:
         return zip(self.bits(), self.times, strict=True)

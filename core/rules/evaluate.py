@@ -175,9 +175,10 @@ def _term(stream: str, measure: Measure, sign: int, w: Window, item: ItemFilter 
         total += add
         if moving and add:
             leaving.append((t + w.within, -add))  # type: ignore[operator]
-    for p in run.facts.history:
-        if _period_in_window(p, w):
-            total += sign * _folded(p.totals[index], measure, item)
+    if not moving:  # folded periods never count in a `within` window (_period_in_window)
+        for p in run.facts.history:
+            if _period_in_window(p, w):
+                total += sign * _folded(p.totals[index], measure, item)
     return total
 
 
@@ -196,7 +197,12 @@ def _tally(node: Tally, run: Run) -> Result:
 
 
 def _tally_test(s: Sum, test: Callable[[int], bool], run: Run) -> Result:
-    total, leaving = run.sum(s)
+    return _tally_walk(run.sum(s), test)
+
+
+def _tally_walk(summed: tuple[int, list[tuple[int, int]]], test: Callable[[int], bool]) -> Result:
+    """The comparison of a sum now, and the first departure at which it turns (None: it never does)."""
+    total, leaving = summed
     value = test(total)
     if not leaving:
         return value, None
@@ -238,9 +244,16 @@ def _any_entry(node: AnyEntry, run: Run) -> Result:
 
 def _latest(facts: Facts, stream: str) -> int | None:
     entries, index = _stream(facts, stream)
-    times = [e if isinstance(e, int) else e.time for e in entries]
-    times += [t for p in facts.history if (t := p.totals[index].last) is not None]
-    return max(times, default=None)
+    latest: int | None = None
+    for e in entries:  # no list of times: a customer holds a few entries, and this runs for most events
+        t = e if isinstance(e, int) else e.time
+        if latest is None or t > latest:
+            latest = t
+    for p in facts.history:
+        last = p.totals[index].last
+        if last is not None and (latest is None or last > latest):
+            latest = last
+    return latest
 
 
 def _earliest(facts: Facts, stream: str) -> int | None:
@@ -366,7 +379,10 @@ def _compile(rule: Rule) -> Evaluator:
     if isinstance(rule, AllOf | AnyOf):
         parts = tuple(_compile(r) for r in rule.rules)
         decisive = isinstance(rule, AnyOf)
-        return lambda run: _combine_parts(parts, decisive, run)
+
+        def combined(run: Run) -> Result:
+            return _combine_parts(parts, decisive, run)
+        return combined
     if isinstance(rule, Not):
         inner = _compile(rule.rule)
 
@@ -375,10 +391,61 @@ def _compile(rule: Rule) -> Evaluator:
             return not value, at
         return negated
     if isinstance(rule, Tally):
-        s, test = rule.sum, _test(rule.compare)
-        return lambda run: _tally_test(s, test, run)
+        s, test, key, result_key = rule.sum, _test(rule.compare), id(rule.sum), id(rule)
+
+        def tally(run: Run) -> Result:  # _once and Run.sum's cache, inlined: the commonest condition
+            done = run.results
+            found = done.get(result_key)
+            if found is None:
+                summed = run._sums.get(key)  # most sums are shared, so found
+                if summed is None:
+                    summed = run.sum(s)
+                found = done[result_key] = (test(summed[0]), None) if not summed[1] else _tally_walk(summed, test)
+            return found
+        return tally
+    if isinstance(rule, Moment):
+        return _compile_moment(rule)  # as cheap as a lookup of its result: not kept
     condition = _CONDITIONS[type(rule)]
-    return lambda run: condition(rule, run)
+    return _once(rule, lambda run: condition(rule, run))
+
+
+def _once(rule: Rule, evaluate: Evaluator) -> Evaluator:
+    """A condition evaluated once per run: SegmentSet makes equal conditions of different rules one
+    object (`all` of orders >= 2 and last order before 90d shares both with other segments), so the
+    run keeps each one's result by identity, as it keeps the segments' (Run.results)."""
+    key = id(rule)
+
+    def once(run: Run) -> Result:
+        done = run.results
+        found = done.get(key)
+        if found is None:
+            found = done[key] = evaluate(run)
+        return found
+    return once
+
+
+def _compile_moment(node: Moment) -> Evaluator:
+    """_moment with its test decoded once. The common tests (a duration before/after, exists) are
+    closures of their own; the others go through _moment."""
+    criterion, test = node.criterion, node.test
+
+    def instant(run: Run) -> int | None:
+        times = run._times
+        return times[criterion] if criterion in times else run.time(criterion)
+    if isinstance(test, Exists):
+        present = test.present
+        return lambda run: ((instant(run) is not None) == present, None)
+    if isinstance(test, Before | After) and test.ago is not None:
+        ago, before = test.ago, isinstance(test, Before)
+
+        def relative(run: Run) -> Result:
+            t = instant(run)
+            if t is None:
+                return False, None
+            now, turns = run.now, t + ago  # "before" holds from this instant on, "after" until it
+            return (now >= turns) if before else (now < turns), turns if turns > now else None
+        return relative
+    return lambda run: _moment(node, run)
 
 
 def _combine_parts(parts: tuple[Evaluator, ...], decisive: bool, run: Run) -> Result:

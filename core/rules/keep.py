@@ -20,6 +20,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import TypeVar
 
 from core.rules.context import Context
@@ -83,6 +84,8 @@ def fold(facts: F, keep: Keep, now: int, ctx: Context) -> F:
     lost instants, not when a new since/until falls inside a folded period (see `covers`).
     """
     streams = type(facts).STREAMS
+    if _unmoved(facts, streams, keep, now):  # the common case, told apart without building anything
+        return facts
     periods = _regroup(facts.history, keep.cuts, len(streams))
     kept: dict[str, tuple[Entry, ...] | tuple[int, ...]] = {}
     for index, name in enumerate(streams):
@@ -106,6 +109,27 @@ def fold(facts: F, keep: Keep, now: int, ctx: Context) -> F:
     return replace(facts, history=history, **kept)  # type: ignore[arg-type]
 
 
+def _unmoved(facts: CustomerFacts | ProductFacts, streams: tuple[str, ...], keep: Keep, now: int) -> bool:
+    """Whether `fold` would return the facts as they are: no entry to fold, none to trim, and the history
+    already grouped by `keep.cuts` (each period between two consecutive cuts, in order, none twice)."""
+    items = keep.items
+    for name in streams:
+        cut = now - keep.horizon(name)
+        for e in getattr(facts, name):
+            if isinstance(e, int):
+                if e <= cut:
+                    return False
+            elif e.time <= cut or _trim(e, items) is not e:
+                return False
+    cuts, n, last = keep.cuts, len(keep.cuts), -1
+    for p in facts.history:
+        at = 0 if p.start is None else bisect_right(cuts, p.start)
+        if at <= last or p.start != (cuts[at - 1] if at else None) or p.end != (cuts[at] if at < n else None):
+            return False
+        last = at
+    return True
+
+
 def _regroup(history: tuple[Period, ...], cuts: tuple[int, ...], streams: int) -> dict[int, list[Totals]]:
     """Folded periods, by the index of the period of `cuts` holding each one's start."""
     periods: dict[int, list[Totals]] = {}
@@ -123,13 +147,19 @@ def _trim(e: Entry, items: frozenset[ItemFilter]) -> Entry:
     """The entry naming only the products, categories and brands some rule asks about."""
     if not (e.products or e.categories or e.brands):
         return e
-    names = {f: {i.name for i in items if i.field == f} for f in ("products", "categories", "brands")}
+    names = _item_names(items)
     products = tuple(n for n in e.products if n in names["products"])
     categories = tuple(n for n in e.categories if n in names["categories"])
     brands = tuple(n for n in e.brands if n in names["brands"])
     if (products, categories, brands) == (e.products, e.categories, e.brands):
         return e
     return replace(e, products=products, categories=categories, brands=brands)
+
+
+@lru_cache(maxsize=64)
+def _item_names(items: frozenset[ItemFilter]) -> dict[str, frozenset[str]]:
+    """The names kept per field (`_trim` reads it for every entry of every fold: worked out once)."""
+    return {f: frozenset(i.name for i in items if i.field == f) for f in ("products", "categories", "brands")}
 
 
 def _add(t: Totals, e: Entry | int, items: frozenset[ItemFilter], ctx: Context) -> Totals:

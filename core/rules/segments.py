@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from core.rules.context import Context
 from core.rules.criteria import Subject
-from core.rules.evaluate import Run, compiled
+from core.rules.evaluate import Evaluator, Run, compiled
 from core.rules.facts import Facts
 from core.rules.graph import dependency_order, inputs
 from core.rules.keep import keep_for
@@ -44,8 +44,10 @@ class SegmentSet:
     def __init__(self, rules: Mapping[str, Rule], ctx: Context) -> None:
         self.order = dependency_order(rules)  # raises RuleError on a missing segment or a cycle
         shared: dict[Sum, Sum] = {}
+        conditions: dict[Rule, Rule] = {}  # equal conditions too: a Run evaluates each once (evaluate._once)
         same: dict[Rule, Rule] = {}  # equal rules become one object: a Run evaluates it once for all of them
-        self.rules = {s: same.setdefault(r, r) for s in self.order if (r := share_sums(rules[s], shared))}
+        self.rules = {s: same.setdefault(r, r) for s in self.order
+                      if (r := share_sums(rules[s], shared, conditions))}
         self.ctx = ctx.with_segments(self.rules)
         self.inputs = {s: inputs(rules[s], self.rules) for s in self.order}
         self.keep = keep_for(self.rules.values())
@@ -89,6 +91,11 @@ class SegmentSet:
                                             frozenset(s for s, x in d.items() if x in (DOWN, None)))
         return found
 
+    def plan(self, segment: str) -> tuple[int, Evaluator]:
+        """(the key of its result in Run.results, its evaluator): what `evaluate` does per segment, for a
+        caller that loops over segments itself (flows/membership.py)."""
+        return self._plan[segment]
+
     def evaluate(self, segments: Iterable[str], facts: Facts, now: int) -> dict[str, tuple[bool, int | None]]:
         """{segment: (member, next change)} for the given segments at `now`: one Run, so a sum that
         several of them read, or a rule several of them hold, is computed once (Run.segment, inlined:
@@ -105,13 +112,14 @@ class SegmentSet:
         return out
 
 
-def share_sums(rule: Rule, shared: dict[Sum, Sum]) -> Rule:
+def share_sums(rule: Rule, shared: dict[Sum, Sum], conditions: dict[Rule, Rule] | None = None) -> Rule:
     """The rule with each Sum replaced by the first equal one in `shared` (added when new), so that a Run
-    computes it once for all the rules that read it."""
+    computes it once for all the rules that read it; and, given `conditions`, each condition (any node
+    but all/any/not) by the first equal one there, so that a Run evaluates it once."""
     if isinstance(rule, AllOf | AnyOf):
-        return type(rule)(tuple(share_sums(r, shared) for r in rule.rules))
+        return type(rule)(tuple(share_sums(r, shared, conditions) for r in rule.rules))
     if isinstance(rule, Not):
-        return Not(share_sums(rule.rule, shared))
+        return Not(share_sums(rule.rule, shared, conditions))
     if isinstance(rule, Tally):
-        return replace(rule, sum=shared.setdefault(rule.sum, rule.sum))
-    return rule
+        rule = replace(rule, sum=shared.setdefault(rule.sum, rule.sum))
+    return rule if conditions is None else conditions.setdefault(rule, rule)
