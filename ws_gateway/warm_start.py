@@ -110,6 +110,7 @@ def start(cache: DayCache, model: ReadModel, orgs: Iterable[Org], rates: Rates |
     todo = steps(cache, model, list(orgs), rates, now)
 
     def run() -> None:
+        began = time.perf_counter()
         for what, compute in todo:
             if warming.stop.is_set():
                 return
@@ -121,6 +122,7 @@ def start(cache: DayCache, model: ReadModel, orgs: Iterable[Org], rates: Rates |
                 continue
             warming.took.append((what, time.perf_counter() - t))
             log.info("warmed %s in %.1f s", what, warming.took[-1][1])
+        log.info("warming done in %.1f s", time.perf_counter() - began)
 
     warming.thread = threading.Thread(target=run, name="warm-read-side", daemon=True)
     warming.thread.start()
