@@ -64,9 +64,14 @@ class Customers(MutableMapping[str, "_Customer"]):
         return len(self.live) + len(self.packed)
 
     def __eq__(self, other: object) -> bool:
+        """Customer by customer, the packed ones unpacked for the comparison only (they stay packed)."""
         if not isinstance(other, Mapping):
             return NotImplemented
-        return dict(self.items()) == dict(other.items())
+        theirs = other._view() if isinstance(other, Customers) else dict(other.items())
+        return self._view() == theirs
+
+    def _view(self) -> dict[str, _Customer]:
+        return {**self.live, **{k: self._unpack(k, data) for k, data in self.packed.items()}}
 
     def __repr__(self) -> str:
         return f"Customers({len(self.live)} live, {len(self.packed)} packed)"

@@ -264,8 +264,10 @@ class Membership:
                 changed[k] = pack(c, self.currency)
             elif k not in packed:  # gone (a changed customer is live: reading it unpacked it)
                 changed[k] = None
-        self.customers.hold_packed({k: data if (data := changed.get(k) or self._cooling[k]) is not None
-                                    else pack(live[k], self.currency) for k in idle})
+        # bytes kept at the call before are exact (untouched since, nothing to settle); a customer settled
+        # just now is packed again
+        self.customers.hold_packed({k: data if (data := self._cooling[k]) is not None else pack(live[k], self.currency)
+                                    for k in idle})
         # the next call's candidates: those changed now (their bytes kept when they hold no kept step) and
         # those still waiting for the watermark
         waiting.update((k, None if has_extra(c := live[k]) else data) for k, data in changed.items()
@@ -487,7 +489,7 @@ class Membership:
         start = self._state_after(c, i)
         since = c.steps[i - 1][0] if i else c.base_at
         assert start is not None or since == _NEVER, "a kept step without the state before it"
-        state = start.copy() if start is not None else State(self._fresh(x.time))
+        state = self._from(start, x.time)
         kept, redo = c.steps[:i], [x] + [s[2] for s in c.steps[i:]]
         changes: list[Change] = []
         for step in redo:
@@ -531,7 +533,7 @@ class Membership:
         while j and c.steps[j - 1][3] is None:
             j -= 1
         start = c.steps[j - 1][3] if j else c.base
-        state = start.copy() if start is not None else State(self._fresh(c.steps[0][0]))
+        state = self._from(start, c.steps[0][0])
         for k in range(j, i):
             t, seq, x, _ = c.steps[k]
             self._step(state, x, c.key)
@@ -553,6 +555,11 @@ class Membership:
             s.facts = fold(f, self.live.keep, at, self.live.ctx) if isinstance(f, CustomerFacts) else fold(
                 f, self.live.keep, at, self.live.ctx)
         return changes
+
+    def _from(self, start: State | None, t: int) -> State:
+        """A copy of the state a replay of kept steps starts from; a fresh one (first seen at `t`, the first
+        step's instant) for a customer whose steps go back to before it existed."""
+        return start.copy() if start is not None else State(self._fresh(t))
 
     def _fresh(self, t: int) -> CustomerFacts | ProductFacts:
         """The facts of a customer first seen at `t`, before its first input."""
