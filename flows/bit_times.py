@@ -62,7 +62,8 @@ class BitTimes:
     def bits_at(self, at: int) -> list[int]:
         """The bits holding instant `at`, lowest first: what fires at a due instant, found by the array's
         own search rather than by walking every (bit, instant) pair."""
-        times, out, i = self.times, list[int](), -1
+        times, i = self.times, -1
+        out: list[int] = []
         mask, skipped = self.mask, 0  # mask: the bits from index `skipped` on
         while True:
             try:

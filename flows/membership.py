@@ -164,6 +164,8 @@ class Stats:
     changes: int = 0
     withdrawn: int = 0
     seconds: float = 0.0
+    timer_evaluations: int = 0  # of `evaluations`: those at an instant a timer set (time passing, no input)
+    timer_seconds: float = 0.0  # of `seconds`: the same
     unconverted: int = 0  # amounts in another currency than the organisation's, without rates: counted as 0
 
 
@@ -681,7 +683,11 @@ class Membership:
             else:
                 s.entered.pop(b, None)
             out.append(Change(g, key, ENTERED if member else EXITED, now, cause))
-        self.stats.seconds += time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        self.stats.seconds += elapsed
+        if cause == TIME:
+            self.stats.timer_evaluations += len(segments)
+            self.stats.timer_seconds += elapsed
         return out
 
     def _steady_bits(self, s: State, growth: frozenset[tuple[str, Growth]], now: int) -> int:

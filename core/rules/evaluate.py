@@ -116,10 +116,12 @@ class Run:
         time order."""
         found = self._sums.get(id(s))
         if found is None:
-            total, leaving = 0, list[tuple[int, int]]()
+            leaving: list[tuple[int, int]]
+            total, leaving = 0, []  # not list[...](): calling a generic alias costs ~0.4 us
             for term in s.terms:
                 total += _term(term.stream, term.measure, term.sign, s.window, s.item, self, leaving)
-            leaving.sort()
+            if leaving:
+                leaving.sort()
             found = self._sums[id(s)] = (total, leaving)
         return found
 
