@@ -43,6 +43,7 @@ from core.rules.graph import references
 from core.rules.monotone import Change as Growth
 from core.rules.monotone import growth_of
 from core.rules.parse import parse_rule
+from core.rules.segments import STEADY_KEPT
 from core.rules.tree import Rule
 from core.segment_records import Segment, SegmentChange, SegmentClock, SegmentMember
 from flows.bit_times import BitTimes
@@ -696,6 +697,8 @@ class Membership:
         (its value at `now` is then not known from the mask)."""
         masks = self._steady_masks.get(growth)
         if masks is None:
+            if len(self._steady_masks) >= STEADY_KEPT:
+                self._steady_masks.clear()
             up, down = self.live.steady(growth)
             masks = self._steady_masks[growth] = (sum(1 << self.bits[g] for g in up),
                                                   sum(1 << self.bits[g] for g in down))

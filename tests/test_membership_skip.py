@@ -30,6 +30,10 @@ RULES: list[dict[str, object]] = [  # each direction a growth can give, windows 
     {"spent": {"gte": "150.00", "within": "3d"}},
     {"orders": {"lt": 3, "within": "5d"}},
     {"orders": {"eq": 2}},
+    {"all": [{"orders": {"gte": 1}}, {"net_spent": {"lte": "30.00"}}]},
+    {"all": [{"orders": {"eq": 0}}, {"last_active_at": {"exists": True}}]},  # eq 0: a growth only ends it
+    {"items": {"between": [0, 3], "within": "4d"}},
+    {"bought_product": {"gte": 1, "product": "p1"}},  # an order without p1 leaves it as it was
     {"all": [{"orders": {"gte": 2}}, {"last_order_at": {"before": "4d"}}]},
     {"last_order_at": {"before": "2d"}},
     {"first_order_at": {"after": "6d"}},
@@ -140,12 +144,24 @@ def rule(data: dict[str, object]) -> object:
     ({"first_order_at": {"after": "30d"}}, {"orders": Change.FROM_NOTHING}, UP),
     ({"last_order_at": {"on": "2d"}}, {"orders": Change.GREW}, ANY),
     ({"all": [{"orders": {"gte": 2}}, {"last_order_at": {"before": "90d"}}]}, {"orders": Change.GREW}, ANY),
-    ({"not": {"refunds": {"gte": 1}}}, {"refunds": Change.GREW}, DOWN),
+    ({"not": {"refunds": {"gte": 1}}}, {"refunds": Change.FROM_NOTHING}, DOWN),
+    ({"not": {"refunds": {"gte": 1}}}, {"refunds": Change.GREW}, None),  # it had refunds before
     ({"order_value": {"lte": "5.00"}}, {"orders": Change.GREW}, UP),
     ({"store": {"ne": "s"}}, {"stores": Change.GREW}, DOWN),
     ({"open_cart_value": {"gte": "1.00"}}, {"open_carts": Change.OTHER}, ANY),
     ({"registered_at": {"before": "30d"}}, {"orders": Change.GREW}, None),
     ({"last_active_at": {"after": "1d"}}, {"last_active": Change.LATER}, UP),
+    ({"orders": {"gte": 1}}, {"orders": Change.GREW}, None),  # it had orders before: held, and holds
+    ({"orders": {"gte": 1}}, {"orders": Change.FROM_NOTHING}, UP),
+    ({"orders": {"gte": 1, "within": "30d"}}, {"orders": Change.GREW}, UP),
+    ({"all": [{"orders": {"gte": 1}}, {"net_spent": {"lte": "0.00"}}]}, {"orders": Change.GREW}, DOWN),
+    ({"orders": {"eq": 0}}, {"orders": Change.GREW}, DOWN),  # a count that grew cannot come back to 0
+    ({"orders": {"ne": 0, "within": "7d"}}, {"orders": Change.FROM_NOTHING}, UP),
+    ({"spent": {"between": ["0.00", "50.00"]}}, {"orders": Change.GREW}, DOWN),
+    ({"net_spent": {"eq": "0.00"}}, {"orders": Change.GREW}, ANY),  # refunds subtract: below 0 is possible
+    ({"bought_product": {"gte": 1, "product": "p"}}, {"orders": Change.GREW}, None),  # the order has no p
+    ({"bought_product": {"gte": 1, "product": "p"}}, {"orders": Change.GREW, "orders:products:p": Change.GREW}, UP),
+    ({"bought_product": {"gte": 1, "product": "p"}}, {"orders": Change.OTHER}, ANY),
 ])
 def test_direction_of_a_rule_under_a_growth(data: dict[str, object], growth: dict[str, Change], want: int | None) -> None:
     assert direction(rule(data), growth) == want  # type: ignore[arg-type]
@@ -160,6 +176,11 @@ def test_growth_of_tells_a_first_order_from_another_and_a_removal_from_neither()
                                                                ("last_active", Change.FROM_NOTHING)}
     assert growth_of(one, two, ["orders", "last_active"]) == {("orders", Change.GREW), ("last_active", Change.LATER)}
     assert growth_of(two, one, ["orders", "last_active"]) == {("orders", Change.OTHER), ("last_active", Change.OTHER)}
+    # the entry gained names its kept products, categories and brands, also when inserted before the latest
+    late = Entry(T0 - 1, "EUR", 7, 1, ("p",), ("c",), ())
+    three = CustomerFacts(first_seen=T0, orders=(late, *two.orders), last_active=T0 + 1)
+    assert growth_of(two, three, ["orders"]) == {("orders", Change.GREW), ("orders:products:p", Change.GREW),
+                                                ("orders:categories:c", Change.GREW)}
 
 
 def test_a_segment_whose_timer_falls_on_the_input_s_instant_is_evaluated() -> None:

@@ -24,18 +24,21 @@ from collections.abc import Iterable, Mapping
 from enum import Enum
 
 from core.rules.criteria import CRITERIA
-from core.rules.facts import Facts
+from core.rules.facts import Entry, Facts
 from core.rules.tree import (
+    EVER,
     After,
     AllOf,
     AnyEntry,
     AnyOf,
     Attribute,
     Before,
+    Compare,
     Current,
     Exists,
     InSegment,
     Label,
+    Measure,
     Moment,
     Not,
     Op,
@@ -72,11 +75,13 @@ def growth_of(old: Facts, new: Facts, changed: Iterable[str]) -> frozenset[tuple
         if name in streams:  # entries are only ever inserted one at a time (flows/membership.py)
             if len(b) != len(a) + 1:
                 change = Change.OTHER
-            elif a:
-                change = Change.GREW
             else:
-                i = streams.index(name)
-                change = Change.GREW if any(p.totals[i].count for p in old.history) else Change.FROM_NOTHING
+                if a:
+                    change = Change.GREW
+                else:
+                    i = streams.index(name)
+                    change = Change.GREW if any(p.totals[i].count for p in old.history) else Change.FROM_NOTHING
+                out += ((item_key(name, field, n), change) for field, n in _named(_inserted(a, b)))
         elif name == "last_active":
             change = Change.FROM_NOTHING if a is None else Change.LATER if b is not None and b > a else Change.OTHER
         elif name == "stores":
@@ -85,6 +90,27 @@ def growth_of(old: Facts, new: Facts, changed: Iterable[str]) -> frozenset[tuple
             change = Change.OTHER
         out.append((name, change))
     return frozenset(out)
+
+
+def item_key(stream: str, field: str, name: str) -> str:
+    """The growth's key saying that the entry a stream gained names `name` in `field` (products,
+    categories, brands): an item-filtered sum over that stream moved only when it is there."""
+    return f"{stream}:{field}:{name}"
+
+
+def _inserted(old: tuple[object, ...], new: tuple[object, ...]) -> object:
+    """The one entry `new` holds beyond `old` (inserted in time order: most often the last)."""
+    if not old or new[-1] is not old[-1]:
+        return new[-1]
+    return next(e for e, o in zip(new, old) if e is not o)
+
+
+def _named(entry: object) -> list[tuple[str, str]]:
+    """(field, name) for every product, category and brand an entry names (only the names some rule
+    asks about are kept in entries: keep.py); none for a time-only entry."""
+    if not isinstance(entry, Entry):
+        return []
+    return [(field, n) for field in ("products", "categories", "brands") for n in getattr(entry, field)]
 
 
 def direction(rule: Rule, growth: Growth) -> Direction:
@@ -97,9 +123,17 @@ def direction(rule: Rule, growth: Growth) -> Direction:
     if isinstance(rule, InSegment):
         return ANY  # what the named segments read is not followed here: evaluated whenever touched
     if isinstance(rule, Tally):
+        if _had_some(rule, growth):
+            return None
+        item = rule.sum.item
         moved = [t.sign if growth[t.stream] in (Change.GREW, Change.FROM_NOTHING) else ANY
-                 for t in rule.sum.terms if t.stream in growth]
-        return _ordered(rule.compare.op, _combine(moved))
+                 for t in rule.sum.terms if t.stream in growth
+                 # an entry not naming the item leaves an item-filtered sum as it was
+                 and (item is None or growth[t.stream] is Change.OTHER or item_key(t.stream, item.field, item.name) in growth)]
+        d = _combine(moved)
+        if d == UP and all(t.sign > 0 for t in rule.sum.terms):
+            return _ordered_from_zero(rule.compare, d)
+        return _ordered(rule.compare.op, d)
     if isinstance(rule, AnyEntry):
         change = growth.get(rule.stream)
         return None if change is None else UP if change in (Change.GREW, Change.FROM_NOTHING) else ANY
@@ -150,6 +184,29 @@ def _ordered(op: Op, moved: Direction) -> Direction:
     if op in (Op.LT, Op.LTE):
         return -moved
     return ANY  # eq, ne, between, in: a number can pass through them
+
+
+def _had_some(rule: Tally, growth: Growth) -> bool:
+    """"Has ever done it" (a lifetime count >= 1) of a stream that grew: it held before (a stream
+    grows only from some entries, else it is FROM_NOTHING) and holds after, at every instant."""
+    s, c = rule.sum, rule.compare
+    if len(s.terms) != 1 or s.item is not None or s.window != EVER:
+        return False
+    t = s.terms[0]
+    return (t.measure is Measure.COUNT and t.sign > 0 and growth.get(t.stream) is Change.GREW
+            and (c.op is Op.GTE and c.value == 1 or c.op is Op.GT and c.value == 0))
+
+
+def _ordered_from_zero(c: Compare, moved: Direction) -> Direction:
+    """A comparison of a sum of counts, units or amounts (never below 0: core/limits.py) that grew:
+    a comparison true only at or below 0 can only turn false, one false only there only true."""
+    if c.op is Op.EQ and isinstance(c.value, int) and c.value <= 0:
+        return DOWN
+    if c.op is Op.NE and isinstance(c.value, int) and c.value <= 0:
+        return UP
+    if c.op is Op.BETWEEN and isinstance(c.value, tuple) and isinstance(c.value[0], int) and c.value[0] <= 0:
+        return DOWN
+    return _ordered(c.op, moved)
 
 
 def _combine(directions: Iterable[Direction]) -> Direction:

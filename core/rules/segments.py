@@ -38,6 +38,9 @@ def parse_segments(definitions: Mapping[str, object], *, currency: str, timezone
     return rules
 
 
+STEADY_KEPT = 4096  # growths whose steady segments are kept (each is a few sets of segment ids)
+
+
 class SegmentSet:
     """Parsed segments with what the dataflow needs to evaluate only those an event touches."""
 
@@ -85,6 +88,8 @@ class SegmentSet:
         second keeps its membership. A segment reading none of the changed facts is in both."""
         found = self._steady.get(growth)
         if found is None:
+            if len(self._steady) >= STEADY_KEPT:  # growths name the items an entry holds: many combinations
+                self._steady.clear()
             moves = dict(growth)
             d = {s: direction(r, moves) for s, r in self.rules.items()}
             found = self._steady[growth] = (frozenset(s for s, x in d.items() if x in (UP, None)),
