@@ -9,13 +9,18 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Iterator
 
+_UNKNOWN = 2**64  # `low` not known: above every instant an array("q") holds
+
 
 class BitTimes:
-    __slots__ = ("mask", "times")
+    # `low`: the earliest instant (None: none), kept as instants are set and popped, or _UNKNOWN until
+    # asked: earliest() is asked at every input and timer of a customer (its due), min() walked them all
+    __slots__ = ("mask", "times", "low")
 
     def __init__(self, mask: int = 0, times: array[int] | None = None) -> None:
         self.mask = mask
         self.times = times if times is not None else array("q")
+        self.low: int | None = _UNKNOWN if self.times else None
 
     @classmethod
     def of(cls, pairs: Iterable[tuple[int, int]]) -> BitTimes:
@@ -39,17 +44,29 @@ class BitTimes:
     def __setitem__(self, bit: int, at: int) -> None:
         mask = self.mask
         i = (mask & ((1 << bit) - 1)).bit_count()  # _index, inlined: every evaluation with a timer sets one
+        low = self.low
         if mask >> bit & 1:
+            old = self.times[i]
             self.times[i] = at
+            if low is not None and low != _UNKNOWN:
+                if at <= low:
+                    self.low = at
+                elif old == low:
+                    self.low = _UNKNOWN
         else:
             self.times.insert(i, at)
             self.mask = mask | 1 << bit
+            if low is None or (low != _UNKNOWN and at < low):
+                self.low = at
 
     def pop(self, bit: int, default: int | None = None) -> int | None:
         if not self.mask >> bit & 1:
             return default
         self.mask &= ~(1 << bit)
-        return self.times.pop(self._index(bit))
+        at = self.times.pop(self._index(bit))
+        if at == self.low:
+            self.low = _UNKNOWN
+        return at
 
     def bits(self) -> Iterator[int]:
         """The bits holding an instant, lowest first."""
@@ -79,10 +96,23 @@ class BitTimes:
         return zip(self.bits(), self.times, strict=True)
 
     def earliest(self) -> int | None:
-        return min(self.times) if self.times else None
+        low = self.low
+        if low == _UNKNOWN:
+            low = self.low = min(self.times) if self.times else None
+        return low
 
     def copy(self) -> BitTimes:
-        return BitTimes(self.mask, array("q", self.times))
+        out = BitTimes(self.mask, array("q", self.times))
+        out.low = self.low
+        return out
+
+    def __getstate__(self) -> tuple[int, array[int]]:
+        return self.mask, self.times
+
+    def __setstate__(self, state: tuple[object, object]) -> None:
+        # (mask, times); or, pickled before `low` was a slot, (None, {"mask": ..., "times": ...})
+        slots = state[1] if isinstance(state[1], dict) else {"mask": state[0], "times": state[1]}
+        self.__init__(slots["mask"], slots["times"])  # type: ignore[misc]
 
     def __len__(self) -> int:
         return len(self.times)
