@@ -551,7 +551,7 @@ class Membership:
         changed = changed_inputs(None if fresh else before, facts) if fresh or facts is not before else frozenset()
         s.facts = facts
         if changed:
-            steady = None if fresh else growth_of(before, facts, changed)
+            steady = None if fresh else growth_of(before, facts, changed, self.live.keep.items)
             changes += self._evaluate_state(s, self.live.touched(changed), max(x.time, s.at), x.cause, key, steady)
         if self.watermark is not None:
             at, f = min(self.watermark, s.at), s.facts

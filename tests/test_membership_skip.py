@@ -169,6 +169,7 @@ def test_direction_of_a_rule_under_a_growth(data: dict[str, object], growth: dic
 
 def test_growth_of_tells_a_first_order_from_another_and_a_removal_from_neither() -> None:
     from core.rules.facts import CustomerFacts, Entry
+    from core.rules.tree import ItemFilter
     blank = CustomerFacts(first_seen=T0)
     one = CustomerFacts(first_seen=T0, orders=(Entry(T0, "EUR", 100),), last_active=T0)
     two = CustomerFacts(first_seen=T0, orders=(Entry(T0, "EUR", 100), Entry(T0 + 1, "EUR", 5)), last_active=T0 + 1)
@@ -179,8 +180,10 @@ def test_growth_of_tells_a_first_order_from_another_and_a_removal_from_neither()
     # the entry gained names its kept products, categories and brands, also when inserted before the latest
     late = Entry(T0 - 1, "EUR", 7, 1, ("p",), ("c",), ())
     three = CustomerFacts(first_seen=T0, orders=(late, *two.orders), last_active=T0 + 1)
-    assert growth_of(two, three, ["orders"]) == {("orders", Change.GREW), ("orders:products:p", Change.GREW),
-                                                ("orders:categories:c", Change.GREW)}
+    named = {ItemFilter("products", "p"), ItemFilter("categories", "c"), ItemFilter("products", "q")}
+    assert growth_of(two, three, ["orders"], named) == {("orders", Change.GREW), ("orders:products:p", Change.GREW),
+                                                       ("orders:categories:c", Change.GREW)}
+    assert growth_of(two, three, ["orders"], {ItemFilter("products", "q")}) == {("orders", Change.GREW)}
 
 
 def test_a_segment_whose_timer_falls_on_the_input_s_instant_is_evaluated() -> None:

@@ -20,7 +20,7 @@ the rules whose direction is unknown (`ANY`) are evaluated as before.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from enum import Enum
 
 from core.rules.criteria import CRITERIA
@@ -37,6 +37,7 @@ from core.rules.tree import (
     Current,
     Exists,
     InSegment,
+    ItemFilter,
     Label,
     Measure,
     Moment,
@@ -66,8 +67,10 @@ _LATEST = frozenset({"last_order_at", "last_sold_at", "last_active_at"})  # the 
 _EARLIEST = frozenset({"first_order_at"})  # the earliest
 
 
-def growth_of(old: Facts, new: Facts, changed: Iterable[str]) -> frozenset[tuple[str, Change]]:
-    """How each of the `changed` facts moved from `old` to `new` (as pairs: a key to cache by)."""
+def growth_of(old: Facts, new: Facts, changed: Iterable[str],
+              items: Collection[ItemFilter] = ()) -> frozenset[tuple[str, Change]]:
+    """How each of the `changed` facts moved from `old` to `new` (as pairs: a key to cache by), and
+    which of `items` (those the rules filter sums by: Keep.items) an entry gained names."""
     streams = type(new).STREAMS
     out: list[tuple[str, Change]] = []
     for name in changed:
@@ -81,7 +84,9 @@ def growth_of(old: Facts, new: Facts, changed: Iterable[str]) -> frozenset[tuple
                 else:
                     i = streams.index(name)
                     change = Change.GREW if any(p.totals[i].count for p in old.history) else Change.FROM_NOTHING
-                out += ((item_key(name, field, n), change) for field, n in _named(_inserted(a, b)))
+                if items:  # only the names a rule filters by: a key per order's products would defeat the caches
+                    out += ((item_key(name, field, n), change) for field, n in _named(_inserted(a, b))
+                            if ItemFilter(field, n) in items)
         elif name == "last_active":
             change = Change.FROM_NOTHING if a is None else Change.LATER if b is not None and b > a else Change.OTHER
         elif name == "stores":
