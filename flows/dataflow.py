@@ -121,6 +121,7 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
         self._report()
         metrics.CHANGES.inc(len(out))
         actions = self._actions()
+        self._pack_ahead()
         return ([Output(out, caught_up, actions)] if out or caught_up is not None or actions else []), \
             StatefulBatchLogic.RETAIN
 
@@ -130,6 +131,7 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
             self._report_segments()
         metrics.CHANGES.inc(len(out))
         actions = self._actions()
+        self._pack_ahead()
         return ([Output(out, None, actions)] if out or actions else []), StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
@@ -150,6 +152,14 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
         for what, n in {**self.org.held(), **self.files.held()}.items():
             metrics.HELD.labels(org=self.org.ledger.org, what=what).set(n)
         return data
+
+    def _pack_ahead(self) -> None:
+        """The segment states this batch changed, packed now rather than all at the epoch's end, where
+        the snapshot stalls the dataflow (docs/operations.md, "Snapshots")."""
+        if self.org is not None and self._broken is None:
+            started = time.perf_counter()
+            if self.org.pack_ahead():
+                metrics.SNAPSHOT_AHEAD_SECONDS.inc(time.perf_counter() - started)
 
     # --- folding, with poison isolated -----------------------------------------------------------
 

@@ -18,6 +18,8 @@ READ_SECONDS = Counter("storepulse_flow_read_seconds_total", "Time spent reading
 WRITE_SECONDS = Counter("storepulse_flow_write_seconds_total", "Time spent writing the read model")
 SNAPSHOTS = Counter("storepulse_flow_snapshots_total", "Organisation states snapshotted")
 SNAPSHOT_SECONDS = Counter("storepulse_flow_snapshot_seconds_total", "Time spent snapshotting organisation states")
+SNAPSHOT_AHEAD_SECONDS = Counter("storepulse_flow_snapshot_ahead_seconds_total",
+                                 "Time spent packing changed segment states after batches, ahead of the snapshot")
 SNAPSHOT_BYTES = Counter("storepulse_flow_snapshot_bytes_total",
                          "Bytes of organisation snapshots: the pickled small state plus segment files written")
 HELD = Gauge("storepulse_flow_state_entries", "Entries held in an organisation's state, at its last snapshot",
