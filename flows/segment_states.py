@@ -15,8 +15,9 @@ instants of the events that moved them. Here, in one MessagePack array (msgspec,
   organisation's currency without its currency;
 - names (stores, products, currencies) come back interned: one string for all restored customers;
 - what only a customer with an input inside the lateness holds: the state before its kept steps
-  (packed as the state now), the steps' inputs (an event as the JSON the log holds it in: every
-  event the dataflow folds was read from that JSON), the recent changes. Not the state after each
+  (packed as the state now), the steps' inputs (an event as its fields that differ from their
+  defaults, flows/event_parts.py: what the log's JSON holds in a fifth of its bytes; format 2 held
+  that JSON), the recent changes. Not the state after each
   step: at 2,000 orders/s every customer is inside the lateness, and a state per step pickled was
   nine tenths of a snapshot's bytes and CPU (bench/snapshot_parts.py). flows/membership.py makes a
   step's state again from the inputs when a rewind or a settle first needs it;
@@ -51,6 +52,7 @@ from core.rules import CustomerFacts, Entry
 from core.rules.facts import Period, Totals
 from core.rules.tree import ItemFilter
 from flows.bit_times import BitTimes
+from flows.event_parts import event_from_parts, event_parts
 from flows.segment_facts import CartState
 
 if TYPE_CHECKING:
@@ -169,16 +171,14 @@ class _Packer:
 
 
     def input(self, x: Input) -> list[Any]:
-        """An event's input as [time, seq, cause, flags, the event's JSON]; any other (a cart record, a
-        product's sale) as [its pickle]."""
+        """An event's input as [time, seq, cause, flags, the event's parts (flows/event_parts.py; format 2:
+        its JSON)]; any other (a cart record, a product's sale, an event the log could not hold) as [its
+        pickle]."""
         e = x.event
         if e is not None and x.cart is None and not x.cart_key and not x.payload and x.time == e.time:
-            try:
-                data = e.to_json()
-            except TypeError:  # not from the log (a test's Decimal): pickled below
-                pass
-            else:
-                return [self.ref(x.time), x.seq, x.cause, x.new_order | x.new_refund << 1, data]
+            parts = event_parts(e)
+            if parts is not None:
+                return [self.ref(x.time), x.seq, x.cause, x.new_order | x.new_refund << 1, parts]
         return [pickle.dumps(x, protocol=pickle.HIGHEST_PROTOCOL)]
 
     def change(self, ch: Change, key: str) -> list[Any]:
@@ -320,7 +320,8 @@ class _Unpacker:
             x: Input = pickle.loads(parts[0])
             return x
         t, seq, cause, flags, data = parts
-        return input(self.time(t), seq, cause, event_from_json(data), bool(flags & 1), bool(flags & 2))
+        event = event_from_json(data) if isinstance(data, bytes) else event_from_parts(data)
+        return input(self.time(t), seq, cause, event, bool(flags & 1), bool(flags & 2))
 
     def change(self, parts: list[Any], key: str, change: type[Change]) -> Change:
         segment, what, at, cause, *customer = parts
