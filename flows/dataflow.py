@@ -155,10 +155,11 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
 
     def _pack_ahead(self) -> None:
         """The segment states this batch changed, packed now rather than all at the epoch's end, where
-        the snapshot stalls the dataflow (docs/operations.md, "Snapshots")."""
-        if self.org is not None and self._broken is None:
+        the snapshot stalls the dataflow, and a step of a snapshot files' merge (docs/operations.md,
+        "Snapshots")."""
+        if self.org is not None and self.files is not None and self._broken is None:
             started = time.perf_counter()
-            if self.org.pack_ahead():
+            if self.org.pack_ahead() + self.files.merge_step(self.org.keeps):
                 metrics.SNAPSHOT_AHEAD_SECONDS.inc(time.perf_counter() - started)
 
     # --- folding, with poison isolated -----------------------------------------------------------
@@ -266,7 +267,7 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
 
     def _files(self, org_id: str) -> SnapshotFiles:
         if self.files is None or self.files.org != org_id:
-            self.files = SnapshotFiles(self._ctx.files_dir, org_id)
+            self.files = SnapshotFiles(self._ctx.files_dir, org_id, stepwise=True)  # merged by _pack_ahead
         return self.files
 
     def _ticked(self, out: Changes) -> Changes:

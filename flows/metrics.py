@@ -19,7 +19,8 @@ WRITE_SECONDS = Counter("storepulse_flow_write_seconds_total", "Time spent writi
 SNAPSHOTS = Counter("storepulse_flow_snapshots_total", "Organisation states snapshotted")
 SNAPSHOT_SECONDS = Counter("storepulse_flow_snapshot_seconds_total", "Time spent snapshotting organisation states")
 SNAPSHOT_AHEAD_SECONDS = Counter("storepulse_flow_snapshot_ahead_seconds_total",
-                                 "Time spent packing changed segment states after batches, ahead of the snapshot")
+                                 "Time spent after batches on what the next snapshot needs: packing changed segment "
+                                 "states, merging snapshot files a step at a time")
 SNAPSHOT_BYTES = Counter("storepulse_flow_snapshot_bytes_total",
                          "Bytes of organisation snapshots: the pickled small state plus segment files written")
 HELD = Gauge("storepulse_flow_state_entries", "Entries held in an organisation's state, at its last snapshot",
