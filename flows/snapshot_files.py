@@ -139,7 +139,7 @@ class SnapshotFiles:
         MERGE_CHUNK of its entries (those `keep` keeps) to the merged file, or, all written, fsyncs it
         (the next `save` lists it in their place). The dataflow takes a step after each batch, so a
         merge (~0.5 s of work every 8 snapshots at 2,000 orders/s) never stalls one epoch's end whole:
-        ~25 ms a step there (bench/snapshot_cost.py). False when there is nothing to do."""
+        up to ~65 ms a step there (bench/snapshot_cost.py). False when there is nothing to do."""
         m = self._merging
         if m is None or m.done is not None:
             return False
