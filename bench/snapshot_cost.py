@@ -5,7 +5,8 @@ inside the 5-minute lateness with its kept steps piling up), folded in epochs of
 (flows/snapshots.py's save, timed by its parts; where the tree packs segment states ahead and merges
 snapshot files a step at a time after each batch, that time is shown beside it, with its longest
 step: the stall it adds to one batch). Events go through their log JSON first, as the
-dataflow reads them. CPU time (process time), the dataflow's collector policy (storepulse/gc_policy.py); `of it gc`: the
+dataflow reads them. CPU time (process time), the dataflow's collector policy (storepulse/gc_policy.py); `wall`: the same snapshot in wall time (with
+the fsyncs' waits: the stall the dataflow sees, on a quiet disk); `of it gc`: the
 collector's pauses that fell inside the snapshot.
 
 With `--baseline-tree DIR` the same load runs on the storepulse source in DIR too (a fresh process
@@ -80,7 +81,7 @@ def measure(epochs: int) -> list[dict[str, float]]:
                 row["ahead"] += step
                 row["longest step"] = max(row.get("longest step", 0.0), step)
         collecting["seconds"] = 0.0
-        start = time.process_time()
+        start, wall = time.process_time(), time.perf_counter()
         changes: dict[str, dict[object, object]] = {}
         for book in org._tabled():
             t = time.process_time()
@@ -93,6 +94,7 @@ def measure(epochs: int) -> list[dict[str, float]]:
         data = pickle.dumps((snapshots.FORMAT, org.without_tables(), listed), protocol=pickle.HIGHEST_PROTOCOL)
         row["pickle rest"] = time.process_time() - t
         row["total"] = time.process_time() - start
+        row["wall"] = time.perf_counter() - wall  # with the fsyncs' waits, which CPU time leaves out
         row["of it gc"] = collecting["seconds"]
         row["customers changed"] = len(changes.get(org.segments.table, {}))
         row["steps held"] = sum(len(c.steps) for c in org.segments.customers.live.values())
@@ -122,7 +124,8 @@ def show(name: str, rows: list[dict[str, float]]) -> None:
               + "  ".join(f"{r[k] * 1e3:14.1f}" for k in keys) + f"  {r['MB written']:10.1f}"
               + f"  (+{r['ahead'] * 1e3:.1f} ms ahead over the epoch's 20 batches, the longest {r['longest step'] * 1e3:.1f})")
     late = rows[1:]  # the first epoch creates every customer: not the steady state
-    print(f"  mean of epochs 1-{len(rows) - 1}: total {sum(r['total'] for r in late) / len(late) * 1e3:.1f} ms "
+    print(f"  mean of epochs 1-{len(rows) - 1}: total {sum(r['total'] for r in late) / len(late) * 1e3:.1f} ms CPU, "
+          f"{sum(r['wall'] for r in late) / len(late) * 1e3:.1f} ms wall "
           f"(+{sum(r['ahead'] for r in late) / len(late) * 1e3:.1f} ms packed ahead), "
           f"{sum(r['MB written'] for r in late) / len(late):.1f} MB; the collector paused {rows[-1]['gc pauses']:.0f} "
           f"times over the run (batches included), the longest {rows[-1]['gc longest'] * 1e3:.0f} ms")
