@@ -156,7 +156,7 @@ class _OrgLogic(StatefulBatchLogic[Event | Unreadable | CaughtUp, Output, bytes]
     def _pack_ahead(self) -> None:
         """The segment states this batch changed, packed now rather than all at the epoch's end, where
         the snapshot stalls the dataflow, and a step of a snapshot files' merge (docs/operations.md,
-        "Snapshots")."""
+        "What a snapshot costs")."""
         if self.org is not None and self.files is not None and self._broken is None:
             started = time.perf_counter()
             if self.org.pack_ahead() + self.files.merge_step(self.org.keeps):
