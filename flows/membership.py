@@ -305,8 +305,12 @@ class Membership:
                        if data is not None and k in live)
         self._cooling = waiting
         self._changed = set()
-        # parts kept only for live customers still inside the lateness (an idle one's are in its bytes)
-        self._parts = {k: parts for k, parts in self._parts.items() if (c := live.get(k)) is not None and has_extra(c)}
+        # parts kept only for live customers still inside the lateness (an idle one's are in its bytes): only
+        # a customer changed, or settled and packed here, can have left it
+        parts = self._parts
+        for k in itertools.chain(touched, idle):
+            if k in parts and ((c := live.get(k)) is None or not has_extra(c)):
+                del parts[k]
         return {self.table: changed}
 
     def without_tables(self) -> Self:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from flows import snapshots
 from flows.membership import Membership, State, _Customer
 from flows.organisation import Organisation
-from flows.segment_states import Parts, _Packer, pack, unpack
+from flows.segment_states import Parts, _Packer, has_extra, pack, unpack
 from flows.snapshot_files import SnapshotFiles
 from tests.test_customer_store import settled
 from tests.test_membership import CONFIG, DAY, T0, carts_and_orders, paid, shop_events, view
@@ -71,6 +71,8 @@ def test_packing_ahead_snapshots_the_bytes_of_a_fresh_packing_and_restores_to_th
                     assert changes[table] == theirs[table]
                     for key, packed in changes[table].items():
                         assert packed is None or packed == fresh(getattr(plain, book), key), key
+                    mine = getattr(ahead, book)  # parts kept only for live customers inside the lateness
+                    assert mine._parts.keys() <= {k for k, c in mine.customers.live.items() if has_extra(c)}
                 listed = files.save(changes, ahead.keeps, ahead.tables, ahead.held_entries)
                 data = pickle.dumps((snapshots.FORMAT, ahead.without_tables(), listed))
         rest = events[i:]
