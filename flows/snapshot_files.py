@@ -135,7 +135,8 @@ class SnapshotFiles:
         return self.state
 
     def merge_step(self, keep: Keep) -> bool:
-        """One step of the merge `save` began (with `stepwise`): reads one of its files, or writes up to
+        """One step of the merge `save` began (with `stepwise`): reads one part of its files (a file a
+        snapshot wrote whole, or up to MERGE_CHUNK entries of one a merge wrote), or writes up to
         MERGE_CHUNK of its entries (those `keep` keeps) to the merged file, or, all written, fsyncs it
         (the next `save` lists it in their place). The dataflow takes a step after each batch, so a
         merge (~0.5 s of work every 8 snapshots at 2,000 orders/s) never stalls one epoch's end whole:
@@ -143,10 +144,16 @@ class SnapshotFiles:
         m = self._merging
         if m is None or m.done is not None:
             return False
-        if m.read < len(m.files):
-            for name, rows in self._read(m.files[m.read].name).items():
+        if m.read < len(m.files):  # a part of a file a step (a file written whole is one part)
+            if m.reading is None:
+                m.reading = self._parts(m.files[m.read].name)
+            part = next(m.reading, None)
+            if part is None:
+                m.reading = None
+                m.read += 1
+                return self.merge_step(keep)
+            for name, rows in part.items():
                 m.tables.setdefault(name, {}).update(rows)
-            m.read += 1
             return True
         if m.out is None:
             level = max(m.files[0].level + 1, _level(sum(len(t) for t in m.tables.values())))
@@ -234,6 +241,14 @@ class SnapshotFiles:
         return SnapshotFile(name, level, entries, len(data))
 
     def _read(self, name: str) -> Tables:
+        tables: Tables = {}
+        for part in self._parts(name):
+            for table, rows in part.items():
+                tables.setdefault(table, {}).update(rows)
+        return tables
+
+    def _parts(self, name: str) -> Iterator[Tables]:
+        """A file's tables as written: one dict of them, or (written in parts by a stepwise merge) each part."""
         path = self.dir / name
         try:
             data = path.read_bytes()
@@ -243,18 +258,16 @@ class SnapshotFiles:
                 "directory is incomplete. Stop storepulse, delete <data-dir>/recovery and the read model, "
                 "and start again (the dataflow replays the log)") from None
         read = pickle.Unpickler(io.BytesIO(data))
-        first: object = read.load()
-        tables: Tables = first  # type: ignore[assignment]  # one dict of tables, or (below) parts
-        if first == _PARTS:  # written in parts (a stepwise merge): each a dict of tables, to the end
-            tables = {}
-            while True:
-                try:
-                    part: Tables = read.load()
-                except EOFError:
-                    break
-                for name, rows in part.items():
-                    tables.setdefault(name, {}).update(rows)
-        return tables
+        first: Any = read.load()
+        if first != _PARTS:
+            yield first
+            return
+        while True:
+            try:
+                part: Tables = read.load()
+            except EOFError:
+                return
+            yield part
 
     def _merge(self, files: list[SnapshotFile], keep: Keep) -> SnapshotFile:
         tables: Tables = {}
@@ -288,7 +301,8 @@ class _Merge:
 
     files: list[SnapshotFile]
     tables: Tables = field(default_factory=dict)
-    read: int = 0
+    read: int = 0  # files read whole
+    reading: Iterator[Tables] | None = None  # the parts of files[read], as far as read
     out: BinaryIO | None = None
     name: str = ""
     level: int = 0

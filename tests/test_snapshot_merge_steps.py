@@ -120,3 +120,29 @@ def test_a_restore_drops_a_merge_under_way(tmp_path: Path) -> None:
         pass
     assert SnapshotFiles(tmp_path, "o").load(store.save({}, ALL, lambda: {}), ALL, prune=False)["t"] == {
         **{i: i for i in range(FANOUT)}, 99: 99}
+
+
+def test_a_merge_reads_a_file_written_in_parts_a_part_a_step(tmp_path: Path, monkeypatch) -> None:
+    """A merge of merged files (the next level up) takes in MERGE_CHUNK entries a step, not a whole file:
+    bigger files make more steps, not longer ones."""
+    monkeypatch.setattr(snapshot_files, "MERGE_CHUNK", 3)
+    store = SnapshotFiles(tmp_path, "o", stepwise=True)
+    truth: dict[int, int] = {}
+    for i in range(FANOUT * FANOUT):  # 8 merges into level 1, then one of those 8 into level 2
+        truth[i] = i
+        store.save({"t": {i: i}}, ALL, lambda: {})
+        while store.merge_step(ALL):
+            pass
+    state = store.save({}, ALL, lambda: {})  # lists the last merge and begins the level-2 one
+    m = store._merging
+    assert m is not None and [s.level for s in m.files] == [1] * FANOUT
+    taken = []
+    while m.out is None and store.merge_step(ALL):
+        taken.append(sum(len(t) for t in m.tables.values()))
+    grown = [b - a for a, b in zip([0, *taken], taken, strict=False)]
+    assert max(grown) <= 3 and len(grown) >= FANOUT * 3  # each level-1 file: 8 entries in parts of 3
+    while store.merge_step(ALL):
+        pass
+    state = store.save({}, ALL, lambda: {})
+    assert [s.level for s in state.files] == [2]
+    assert SnapshotFiles(tmp_path, "o").load(state, ALL) == {"t": truth}
