@@ -420,10 +420,13 @@ def run(args: argparse.Namespace, tree: Path | None) -> None:
           "per event causing one; target p99 < 1000 ms)")
     events = m1.get("events_total", 0) - m0.get("events_total", 0)
     busy = {k: m1.get(k, 0) - m0.get(k, 0) for k in ("read_seconds_total", "write_seconds_total", "outbox_seconds_total",
-                                                     "snapshot_seconds_total", "segment_evaluation_seconds_total")}
+                                                     "snapshot_seconds_total", "snapshot_ahead_seconds_total",
+                                                     "segment_evaluation_seconds_total", "gc_seconds_total")}
     print(f"  dataflow: {events:,.0f} events folded in {wall:.1f} s wall; busy: " +
           ", ".join(f"{k.removesuffix('_seconds_total')} {v:.2f} s" for k, v in busy.items()) +
           f"; changes {m1.get('changes_total', 0) - m0.get('changes_total', 0):,.0f}; "
+          f"gc pauses {m1.get('gc_pauses_total', 0) - m0.get('gc_pauses_total', 0):.0f} (longest since start "
+          f"{m1.get('gc_longest_pause_seconds', 0) * 1e3:.0f} ms); "
           f"snapshots {m1.get('snapshots_total', 0) - m0.get('snapshots_total', 0):.0f} "
           f"({(m1.get('snapshot_bytes_total', 0) - m0.get('snapshot_bytes_total', 0)) / 1e6:.1f} MB)")
     print(f"  read-model writes {kinds.pop('writes', 0):,}; changes written per kind: " +

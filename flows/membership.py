@@ -50,7 +50,7 @@ from flows.bit_times import BitTimes
 from flows.book import Version
 from flows.customer_store import Customers
 from flows.segment_facts import ABANDONED, OPEN, CartState, cart_facts, distinct, insert, person_facts
-from flows.segment_states import due_of, has_extra, mask_of, pack
+from flows.segment_states import Parts, due_of, has_extra, mask_of, pack
 from flows.shoppers import Shoppers
 
 if TYPE_CHECKING:
@@ -195,6 +195,12 @@ class Membership:
         self._as_of: int | None = None  # the watermark at the latest change of any segment
         self._flushed_at: int | None = None
         self._changed: set[str] = set()  # customers changed since the last snapshot (take_changes)
+        # the live customers' kept steps, base and recent changes as packed by the last snapshot: packed
+        # once each, when kept, not at every snapshot (flows/segment_states.py, format 3)
+        self._parts: dict[str, Parts] = {}
+        # customers packed after the batch that first changed them this epoch (pack_ahead), by key: the
+        # snapshot takes these bytes unless something changed the customer again since
+        self._ahead: dict[str, bytes] = {}
         self.rates: Rates | None = None  # set by use_rates at every start: not part of the state
         # the facts each change of the current batch was decided on, by change key: what an automation's
         # `if` reads for segment.entered/exited (the organisation clears it after every batch and tick)
@@ -217,7 +223,7 @@ class Membership:
         self._iso = (_NEVER, "")
         # a book pickled whole (before snapshot files held its customers): the next snapshot writes them all
         self._changed = set(self.customers)
-        self._cooling = {}
+        self._cooling, self._parts, self._ahead = {}, {}, {}
         held = self.customers
         self.customers = held if isinstance(held, Customers) else Customers(self.currency, held)
         self.customers.live = _bit_keyed(self.customers.live, self.bits)
@@ -237,17 +243,40 @@ class Membership:
 
     def tables(self) -> dict[str, dict[str, bytes]]:
         """The customers packed (flows/segment_states.py): ~0.3 KB each instead of ~1.1 KB pickled."""
-        return {self.table: {k: pack(c, self.currency) for k, c in self.customers.live.items()}
+        return {self.table: {k: pack(c, self.currency, self._parts_of(k) if has_extra(c) else None)
+                            for k, c in self.customers.live.items()}
                 | self.customers.packed}
+
+    def _parts_of(self, key: str) -> Parts:
+        parts = self._parts.get(key)
+        if parts is None:
+            parts = self._parts[key] = Parts(self.currency)
+        return parts
+
+    def pack_ahead(self) -> int:
+        """Packs the customers changed since the last call that this epoch has not packed yet, and says
+        how many: called after each batch, so that the snapshot at the epoch's end (take_changes) packs
+        only those changed again since. The packing is spread over the epoch instead of stalling the
+        dataflow at its end (the tail of issue 10's latency); a customer changed in several batches of
+        an epoch is packed twice at most."""
+        live, ahead, changed = self.customers.live, self._ahead, self._changed
+        fresh = [k for k in changed if k not in ahead and k in live]
+        for k in fresh:
+            c = live[k]
+            ahead[k] = pack(c, self.currency, self._parts_of(k) if has_extra(c) else None)
+            changed.discard(k)  # a change after this adds it again: then packed by take_changes
+        return len(fresh)
 
     def take_changes(self) -> dict[str, dict[str, bytes | None]]:
         """The customers changed since the last call, packed (None: one that is gone). A customer that
         nothing touched since the call before is then held packed (flows/customer_store.py), once the
         watermark has passed its kept steps (settled first, as its next input would settle it)."""
         live, packed, w = self.customers.live, self.customers.packed, self.watermark
+        ahead, self._ahead = self._ahead, {}
+        touched = self._changed | ahead.keys()  # changed since the last call (packed ahead or not)
         idle: list[str] = []
         waiting: dict[str, bytes | None] = {}
-        for k in self._cooling.keys() - self._changed:
+        for k in self._cooling.keys() - touched:
             c = live.get(k)
             if c is None:
                 continue
@@ -261,10 +290,12 @@ class Membership:
             else:
                 idle.append(k)
         changed: dict[str, bytes | None] = {}
-        for k in self._changed:
+        again = self._changed  # changed since packed ahead, or not packed ahead
+        for k in touched:
             c = live.get(k)
             if c is not None:
-                changed[k] = pack(c, self.currency)
+                data = None if k in again else ahead.get(k)
+                changed[k] = data if data is not None else pack(c, self.currency, self._parts_of(k) if has_extra(c) else None)
             elif k not in packed:  # gone (a changed customer is live: reading it unpacked it)
                 changed[k] = None
         # bytes kept at the call before are exact (untouched since, nothing to settle); a customer settled
@@ -277,6 +308,12 @@ class Membership:
                        if data is not None and k in live)
         self._cooling = waiting
         self._changed = set()
+        # parts kept only for live customers still inside the lateness (an idle one's are in its bytes): only
+        # a customer changed, or settled and packed here, can have left it
+        parts = self._parts
+        for k in itertools.chain(touched, idle):
+            if k in parts and ((c := live.get(k)) is None or not has_extra(c)):
+                del parts[k]
         return {self.table: changed}
 
     def without_tables(self) -> Self:
@@ -284,6 +321,7 @@ class Membership:
         small = object.__new__(type(self))  # not copy.copy: __setstate__ would rebuild the rules
         small.__dict__.update(self.__dict__)
         small.customers, small.timers, small._changed, small._cooling = Customers(self.currency), [], set(), {}
+        small._parts, small._ahead = {}, {}
         return small
 
     def with_tables(self, tables: dict[str, dict[str, bytes | _Customer]]) -> Self:
@@ -300,7 +338,7 @@ class Membership:
         self.timers = [(due, k) for k, c in older.items() if (due := c.now.due()) is not None]
         self.timers += [(due, k) for k, data in packed.items() if (due := due_of(data)) is not None]
         heapq.heapify(self.timers)
-        self._changed, self._cooling = set(), {}
+        self._changed, self._cooling, self._parts, self._ahead = set(), {}, {}, {}
         return self
 
     def _build(self) -> None:

@@ -18,6 +18,12 @@ READ_SECONDS = Counter("storepulse_flow_read_seconds_total", "Time spent reading
 WRITE_SECONDS = Counter("storepulse_flow_write_seconds_total", "Time spent writing the read model")
 SNAPSHOTS = Counter("storepulse_flow_snapshots_total", "Organisation states snapshotted")
 SNAPSHOT_SECONDS = Counter("storepulse_flow_snapshot_seconds_total", "Time spent snapshotting organisation states")
+SNAPSHOT_AHEAD_SECONDS = Counter("storepulse_flow_snapshot_ahead_seconds_total",
+                                 "Time spent after batches on what the next snapshot needs: packing changed segment "
+                                 "states, merging snapshot files a step at a time")
+GC_PAUSES = Counter("storepulse_flow_gc_pauses_total", "Collections by the cyclic garbage collector (flows/gc_watch.py)")
+GC_SECONDS = Counter("storepulse_flow_gc_seconds_total", "Time the cyclic garbage collector paused the dataflow process")
+GC_LONGEST = Gauge("storepulse_flow_gc_longest_pause_seconds", "The cyclic garbage collector's longest pause since start")
 SNAPSHOT_BYTES = Counter("storepulse_flow_snapshot_bytes_total",
                          "Bytes of organisation snapshots: the pickled small state plus segment files written")
 HELD = Gauge("storepulse_flow_state_entries", "Entries held in an organisation's state, at its last snapshot",

@@ -360,6 +360,11 @@ class Organisation:
             return value is not None
         return self.ledger.keeps(table, key, value, self.ledger.watermark)
 
+    def pack_ahead(self) -> int:
+        """Packs the segment states changed by the last batch or tick ahead of the snapshot (Membership.pack_ahead):
+        how many."""
+        return self.segments.pack_ahead() + self.products.pack_ahead()
+
     def take_actions(self) -> list[Action]:
         """The automations' actions released since the last call (for the outbox)."""
         return self.automations.take()

@@ -19,6 +19,7 @@ from prometheus_client import start_http_server
 
 from core.config import Config
 from core.rates import Rates
+from flows import gc_watch
 from flows.dataflow import build_flow
 from flows.outbox_sink import ActionOutbox
 from flows.recovery import ensure_recovery_dir
@@ -126,6 +127,7 @@ def run_flows(
     recovery = data_dir / "recovery"
     ensure_recovery_dir(recovery, RECOVERY_PARTITIONS)
     settle(DATAFLOW)
+    gc_watch.watch()
     if metrics_port:
         start_http_server(metrics_port, addr=metrics_host)
     stop = GracefulStop()

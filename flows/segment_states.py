@@ -15,8 +15,9 @@ instants of the events that moved them. Here, in one MessagePack array (msgspec,
   organisation's currency without its currency;
 - names (stores, products, currencies) come back interned: one string for all restored customers;
 - what only a customer with an input inside the lateness holds: the state before its kept steps
-  (packed as the state now), the steps' inputs (an event as the JSON the log holds it in: every
-  event the dataflow folds was read from that JSON), the recent changes. Not the state after each
+  (packed as the state now), the steps' inputs (an event as its fields that differ from their
+  defaults, flows/event_parts.py: what the log's JSON holds in a fifth of its bytes; format 2 held
+  that JSON), the recent changes. Not the state after each
   step: at 2,000 orders/s every customer is inside the lateness, and a state per step pickled was
   nine tenths of a snapshot's bytes and CPU (bench/snapshot_parts.py). flows/membership.py makes a
   step's state again from the inputs when a rewind or a settle first needs it;
@@ -25,15 +26,24 @@ instants of the events that moved them. Here, in one MessagePack array (msgspec,
 `unpack(pack(c))` equals `c` field by field but for the states of the kept steps, which come back
 None (tests/test_segment_states.py), and a restored organisation decides exactly as the run that
 wrote it.
+
+Format 3 (this one): what only a customer inside the lateness holds (the state before its kept steps,
+each step's input, each recent change) is packed standalone, its instants as themselves instead of
+indexes into the customer's table, so that `Parts` encodes each of them once, when it is kept, and
+every later snapshot of the customer copies those bytes in (msgspec.Raw) instead of packing them
+again: at 2,000 orders/s a customer changes in every snapshot while its steps pile up for the
+lateness (5 minutes), and packing them all again each time was half of a snapshot's CPU
+(bench/snapshot_cost.py). Only the state now, which changed, is packed anew.
 """
 
 from __future__ import annotations
 
 import pickle
 from array import array
+from collections.abc import Callable
 from decimal import Decimal
 from sys import intern
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -42,12 +52,13 @@ from core.rules import CustomerFacts, Entry
 from core.rules.facts import Period, Totals
 from core.rules.tree import ItemFilter
 from flows.bit_times import BitTimes
+from flows.event_parts import event_from_parts, event_parts
 from flows.segment_facts import CartState
 
 if TYPE_CHECKING:
     from flows.membership import Change, Input, State, _Customer
 
-FORMAT = 2  # 1: the kept steps with their states, pickled (still read)
+FORMAT = 3  # 1: the kept steps with their states, pickled; 2: the kept steps' parts indexing the table (both still read)
 NEVER = -(2**63)  # flows/membership.py's _NEVER: "no evaluation yet"
 _NEVER_REF = -1
 _FIELDS = ("products", "categories", "brands")
@@ -70,6 +81,8 @@ PACKED_FIELDS: dict[str, tuple[str, ...]] = {
 }
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
+Raw = msgspec.Raw
+_T = TypeVar("_T")
 
 
 def _trimmed(parts: list[Any], defaults: tuple[object, ...]) -> list[Any]:
@@ -158,16 +171,14 @@ class _Packer:
 
 
     def input(self, x: Input) -> list[Any]:
-        """An event's input as [time, seq, cause, flags, the event's JSON]; any other (a cart record, a
-        product's sale) as [its pickle]."""
+        """An event's input as [time, seq, cause, flags, the event's parts (flows/event_parts.py; format 2:
+        its JSON)]; any other (a cart record, a product's sale, an event the log could not hold) as [its
+        pickle]."""
         e = x.event
         if e is not None and x.cart is None and not x.cart_key and not x.payload and x.time == e.time:
-            try:
-                data = e.to_json()
-            except TypeError:  # not from the log (a test's Decimal): pickled below
-                pass
-            else:
-                return [self.ref(x.time), x.seq, x.cause, x.new_order | x.new_refund << 1, data]
+            parts = event_parts(e)
+            if parts is not None:
+                return [self.ref(x.time), x.seq, x.cause, x.new_order | x.new_refund << 1, parts]
         return [pickle.dumps(x, protocol=pickle.HIGHEST_PROTOCOL)]
 
     def change(self, ch: Change, key: str) -> list[Any]:
@@ -175,13 +186,65 @@ class _Packer:
         return parts if ch.customer == key else [*parts, ch.customer]
 
 
-def pack(c: _Customer, currency: str) -> bytes:
-    """The customer as bytes (its key is the snapshot table's key, not repeated here)."""
+class _Absolute(_Packer):
+    """Packs a part on its own: an instant as itself, not as an index into a table."""
+
+    def ref(self, t: int) -> int:
+        return t
+
+
+class Parts:
+    """The parts of one live customer packed standalone (format 3), each kept with the object it was
+    packed from and packed again only once that object is replaced. Kept states, inputs and changes are
+    never changed in place (a rewind or a settle replaces them), so the same object packs the same."""
+
+    __slots__ = ("base", "change_raws", "changes", "currency", "input_raws", "inputs")
+
+    def __init__(self, currency: str) -> None:
+        self.currency = currency
+        self.base: tuple[State, Raw] | None = None
+        self.inputs: list[Input] = []
+        self.input_raws: list[Raw] = []
+        self.changes: list[Change] = []
+        self.change_raws: list[Raw] = []
+
+    def extra(self, c: _Customer) -> list[Any]:
+        """[the state before the kept steps, the steps' inputs, the recent changes], each packed or
+        taken from the call before; forgets what the customer no longer holds."""
+        base = None
+        if c.base is not None:
+            if self.base is None or self.base[0] is not c.base:
+                p = _Packer(self.currency)
+                state = p.state(c.base)
+                self.base = (c.base, Raw(_encoder.encode([p.table(), state])))
+            base = self.base[1]
+        else:
+            self.base = None
+        key, packer = c.key, _Absolute(self.currency)
+        self.inputs, self.input_raws = _reused([x for _, _, x, _ in c.steps], self.inputs, self.input_raws,
+                                               lambda x: Raw(_encoder.encode(packer.input(x))))
+        self.changes, self.change_raws = _reused(list(c.recent.values()), self.changes, self.change_raws,
+                                                 lambda ch: Raw(_encoder.encode(packer.change(ch, key))))
+        return [base, self.input_raws, self.change_raws]
+
+
+def _reused(now: list[_T], before: list[_T], raws: list[Raw], encode: Callable[[_T], Raw]) -> tuple[list[_T], list[Raw]]:
+    """The raws of `now`, those of the objects in `before` reused. Usually `now` is `before` with more
+    at its end (list equality checks identity first: one C loop); else each object is looked up."""
+    n = len(before)
+    if now[:n] == before:
+        return now, raws + [encode(x) for x in now[n:]]
+    known = {id(x): r for x, r in zip(before, raws)}  # `before` holds them alive: ids are theirs
+    return now, [known.get(id(x)) or encode(x) for x in now]
+
+
+def pack(c: _Customer, currency: str, parts: Parts | None = None) -> bytes:
+    """The customer as bytes (its key is the snapshot table's key, not repeated here). `parts`: the
+    customer's parts packed by the call before, reused where unchanged (and kept for the next call)."""
     p = _Packer(currency)
     now = p.state(c.now)
     base_at = p.ref(c.base_at)
-    extra = [None if c.base is None else p.state(c.base), [p.input(x) for _, _, x, _ in c.steps],
-             [p.change(ch, c.key) for ch in c.recent.values()]] if has_extra(c) else None
+    extra = (parts if parts is not None else Parts(currency)).extra(c) if has_extra(c) else None
     return _encoder.encode([FORMAT, p.table(), now, base_at, extra])
 
 
@@ -193,6 +256,9 @@ class _Unpacker:
             t += code >> 1 if code & 1 else (code >> 1) * 1000
             times.append(t)
         self.times = times
+
+    def time(self, r: int) -> int:
+        return self.times[r]
 
     def at(self, r: int) -> int:
         return NEVER if r == _NEVER_REF else self.times[r]
@@ -254,11 +320,12 @@ class _Unpacker:
             x: Input = pickle.loads(parts[0])
             return x
         t, seq, cause, flags, data = parts
-        return input(self.times[t], seq, cause, event_from_json(data), bool(flags & 1), bool(flags & 2))
+        event = event_from_json(data) if isinstance(data, bytes) else event_from_parts(data)
+        return input(self.time(t), seq, cause, event, bool(flags & 1), bool(flags & 2))
 
     def change(self, parts: list[Any], key: str, change: type[Change]) -> Change:
         segment, what, at, cause, *customer = parts
-        return change(intern(segment), customer[0] if customer else key, what, self.times[at], cause)
+        return change(intern(segment), customer[0] if customer else key, what, self.time(at), cause)
 
 
 def unpack(data: bytes, key: str, currency: str, state: type[State], customer: type[_Customer]) -> _Customer:
@@ -267,8 +334,8 @@ def unpack(data: bytes, key: str, currency: str, state: type[State], customer: t
     from flows.membership import Change, Input  # here: flows/membership.py imports this module
 
     version, table, now, base_at, extra = _decoder.decode(data)
-    if version not in (1, FORMAT):
-        raise ValueError(f"segment state of {key!r} is in format {version}, this storepulse reads 1 and {FORMAT}")
+    if version not in (1, 2, FORMAT):
+        raise ValueError(f"segment state of {key!r} is in format {version}, this storepulse reads 1 to {FORMAT}")
     u = _Unpacker(table, currency)
     c = customer(key, u.state(now, state))
     c.base_at = u.at(base_at)
@@ -278,12 +345,26 @@ def unpack(data: bytes, key: str, currency: str, state: type[State], customer: t
         c.base, c.steps, c.recent = pickle.loads(extra)
         return c
     base, steps, recent = extra
-    c.base = None if base is None else u.state(base, state)
+    if version == 2:  # the parts' instants index the customer's table
+        c.base = None if base is None else u.state(base, state)
+    else:  # each part on its own: the base with its own table, instants as themselves elsewhere
+        c.base = None if base is None else _Unpacker(base[0], currency).state(base[1], state)
+        u = _AbsoluteUnpacker(currency)
     inputs = [u.input(x, Input) for x in steps]
     c.steps = [(x.time, x.seq, x, None) for x in inputs]
     changes = [u.change(ch, key, Change) for ch in recent]
     c.recent = {ch.key: ch for ch in changes}
     return c
+
+
+class _AbsoluteUnpacker(_Unpacker):
+    """Unpacks a part _Absolute packed (an input, a change): every instant is itself."""
+
+    def __init__(self, currency: str) -> None:
+        super().__init__([], currency)
+
+    def time(self, r: int) -> int:
+        return r
 
 
 def _now_and_times(data: bytes) -> tuple[list[Any], list[int]]:
