@@ -16,7 +16,13 @@ from contextlib import contextmanager
 
 # (gen 0, gen 1, gen 2) thresholds.
 SERVERS = (50_000, 50, 100)  # garbage per request, dropped at its end (700 ran it several times a batch)
-DATAFLOW = (1_000_000, 1_000, 1_000)  # millions of long-lived state objects
+# Millions of long-lived state objects: a young collection scans every object that survived since the
+# last one, so its pause grows with the threshold. At 1,000,000 it paused ~0.37 s once per ~40,000
+# events at bench/automation_latency.py's load (as long as a snapshot's stall, the latency tail); at
+# 100,000 it pauses 16 times as often for 42-53 ms: 0.50 s in all instead of 0.37 s over 40,000 events
+# (+3 us an event, bench/snapshot_cost.py), for a tail 7x shorter. Gen 1 at 10,000 keeps the
+# middle collections, which scan every promoted object, as rare as before (every 1e9 net allocations).
+DATAFLOW = (100_000, 10_000, 1_000)
 
 
 def settle(thresholds: tuple[int, int, int]) -> None:
