@@ -93,13 +93,14 @@ class OrdersDay:
 
     versions: dict[str, int]
     paid: dict[str, lists.Paid]
+    currencies: dict[str, int]  # the paid orders counted per currency: what the part's gaps come from
 
 
 @dataclass(frozen=True, slots=True)
 class OrdersUpdate:
     """Builds a day's OrdersPart with its OrdersDay, and updates both from the day's changed records
-    (DayCache.day_parts' `update`). Gives up (None) where the result could differ from a recompute's:
-    amounts left out for want of a rate."""
+    (DayCache.day_parts' `update`). A day's amounts left out for want of a rate are those of the
+    currencies its paid orders are in (a rate is one per currency and day), so its gaps follow them."""
 
     currency: str
     rates: Rates | None
@@ -109,7 +110,8 @@ class OrdersUpdate:
         recording = RecordingRates(self.rates)
         paid = lists.paid_orders(_mine(records, self.store, None), self.currency, recording)
         part = _part(paid, frozenset(recording.gaps))
-        return part, OrdersDay({r.key: r.version for r in records}, {o.key: o for o in paid})
+        return part, OrdersDay({r.key: r.version for r in records}, {o.key: o for o in paid},
+                               dict(Counter(o.order.currency for o in paid)))
 
     def build_part(self, records: list[Record[Order]]) -> OrdersPart:
         return self.build(records)[0]
@@ -121,8 +123,6 @@ class OrdersUpdate:
                gone: Iterable[str]) -> tuple[OrdersPart, OrdersDay] | None:
         """The part and day after these records changed (new or rewritten: `changed`; no longer of the
         day: `gone`), copied: the old part stays what it was (a period's sums may hold it)."""
-        if part.gaps:
-            return None
         versions, paid = dict(day.versions), dict(day.paid)
         out: list[lists.Paid] = []
         for k in chain(gone, (r.key for r in changed)):
@@ -130,14 +130,20 @@ class OrdersUpdate:
             versions.pop(k, None)
             if o is not None:
                 out.append(o)
-        recording = RecordingRates(self.rates)
-        into = lists.paid_orders(_mine(changed, self.store, None), self.currency, recording)
-        if recording.gaps:
-            return None
+        into = lists.paid_orders(_mine(changed, self.store, None), self.currency, RecordingRates(self.rates))
+        currencies = Counter(day.currencies)
+        _count(currencies, (o.order.currency for o in out), -1)
+        _count(currencies, (o.order.currency for o in into), 1)
         for r in changed:
             versions[r.key] = r.version
         for o in into:
             paid[o.key] = o
+        gaps = part.gaps
+        if currencies.keys() != day.currencies.keys():  # a currency came or went: its rate's gap with it
+            recording = RecordingRates(self.rates)
+            for currency in currencies:  # each currency of the day once, as an order of it converts
+                convert(recording, 0, currency, self.currency, next(iter(paid.values())).day)
+            gaps = frozenset(recording.gaps)
         by_source = {s: list(a) for s, a in part.by_source.items()}
         _add_sources(by_source, out, -1)
         _add_sources(by_source, into, 1)
@@ -147,9 +153,9 @@ class OrdersUpdate:
         _add_baskets(baskets, out, -1)
         _add_baskets(baskets, into, 1)
         return (OrdersPart(part.count - len(out) + len(into), _top(part.latest, out, into, paid, _latest),
-                           _top(part.best, out, into, paid, _best), by_source, products, baskets, part.gaps,
+                           _top(part.best, out, into, paid, _best), by_source, products, baskets, gaps,
                            step=Step(part.serial, tuple(out), tuple(into))),
-                OrdersDay(versions, paid))
+                OrdersDay(versions, paid, dict(currencies)))
 
 
 def _add_sources(acc: dict[str, list[int]], orders: Iterable[lists.Paid], sign: int) -> None:
