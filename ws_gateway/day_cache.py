@@ -60,10 +60,10 @@ STATE_ENTRIES = min(max(memory_bytes() // 20 // 150, 2_000_000), 16_000_000)
 # from (an answer weighs 1): at bench/read_api.py's scale a part holds ~500 bytes a record, so the
 # 2.56M records of one currency's orders, profiles and carts take ~1.2 GB, and this bounds all to ~2 GB.
 DAY_RECORDS = 4_000_000
-# Days whose parts keep what updating them needs (DayUpdate's detail: every record's version and the
-# paid orders, ~4 MB a day of 8,000 orders), the last computed or updated: today and the few days late
-# writes land on, per variant (currency, store) asked for.
-DETAILS = 16
+# Days whose parts keep what updating them needs (DayUpdate's detail: every record's version and the paid
+# orders, ~15 MB a day of 8,000 orders, tracemalloc at bench/read_api.py's scale), the last computed or
+# updated: today and the few days late writes land on (of every variant, currency and store, asked for).
+DETAILS = 8
 # A day's part is updated from its changed records when at most this many, or a quarter of its records,
 # changed; else computed again from all.
 UPDATE_LEAST = 64
