@@ -14,7 +14,7 @@ import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -27,7 +27,11 @@ from core.records import Order
 from state.day_stamps import DayVersioned
 from state.readmodel import ReadModel
 from tests.test_day_cache import NOW_MS, Unstamped, _answers, _order, _shop, _side
-from ws_gateway import list_parts, lists
+from ws_gateway import day_updates, list_parts, lists
+from ws_gateway.day_cache import DayUpdate
+
+T = TypeVar("T")
+D = TypeVar("D")
 
 TZ = ZoneInfo("UTC")
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -115,8 +119,7 @@ def _same(a: list_parts.OrdersPart, b: list_parts.OrdersPart) -> None:
     assert (a.baskets.orders, a.baskets.freq, a.baskets.together) == (b.baskets.orders, b.baskets.freq, b.baskets.together)
 
 
-def _update(up: list_parts.OrdersUpdate, kept: tuple[list_parts.OrdersPart, list_parts.OrdersDay],
-            records: list[Record[Order]]) -> tuple[list_parts.OrdersPart, list_parts.OrdersDay] | None:
+def _update(up: DayUpdate[Order, T, D], kept: tuple[T, D], records: list[Record[Order]]) -> tuple[T, D] | None:
     """What DayCache._update does with a model that says nothing but the day's records."""
     versions = {r.key: r.version for r in records}
     had = up.versions(kept[1])
@@ -131,6 +134,9 @@ def _history(seed: int, store: str | None) -> tuple[int, int, int]:
     h = History(rng)
     up = list_parts.OrdersUpdate("EUR", None, store)
     kept = {d: up.build(h.day(d)) for d in DAYS}
+    cup, tup = day_updates.CustomersUpdate("EUR", None, store), day_updates.PaidTimesUpdate()
+    customers = {d: cup.build(h.day(d)) for d in DAYS}
+    times = {d: tup.build(h.day(d)) for d in DAYS}
     merge = list_parts.OrdersMerge()
     today, span = 6, rng.choice((0, 2, 6))
     updated = stepped = gapped = 0
@@ -155,6 +161,13 @@ def _history(seed: int, store: str | None) -> tuple[int, int, int]:
                 _same(done[0], fresh[0])
                 assert done[1] == fresh[1], (seed, n, d)
             kept[d] = done or fresh
+            # the best customers' and the quota's parts of the day, against computing them afresh
+            whole_customers = list_parts.customers_part(records, currency="EUR", rates=None, store=store)
+            c = _update(cup, customers[d], records)
+            assert c is not None and c[0] == whole_customers == cup.build(records)[0], (seed, n, d)
+            t = _update(tup, times[d], records)
+            assert t is not None and t[0] == list_parts.paid_times(records)
+            customers[d], times[d] = c, t
         first, last = DAYS[today - span], DAYS[today]
         parts = {d: p for d, (p, _) in kept.items() if first <= d <= last}
         merge.sync(parts)
@@ -255,5 +268,5 @@ def test_the_read_api_after_writes_equals_the_whole_period_on_both_models(stampe
 @pytest.mark.unit
 def test_counts_down_to_zero_are_dropped() -> None:
     c: Counter[str] = Counter({"a": 1, "b": 2})
-    list_parts._count(c, ["a", "b"], -1)
+    list_parts.add_counts(c, ["a", "b"], -1)
     assert c == Counter({"b": 1}) and "a" not in c

@@ -24,7 +24,7 @@ from core.rates import Rates, RecordingRates
 from core.records import AbandonedProduct, Cart, CartDay, Customer, OpenCarts, Order
 from state.day_stamps import DayStamped
 from state.readmodel import ReadModel
-from ws_gateway import customer_rank, list_parts, lists, shoppers
+from ws_gateway import customer_rank, day_updates, list_parts, lists, shoppers
 from ws_gateway.day_cache import DayCache
 
 
@@ -159,7 +159,11 @@ def quota_count(cache: DayCache, model: ReadModel, org: str, at_ms: int, tz: Zon
     since = at_ms - QUOTA_WINDOW_MS
     lo = (utc_from_ms(since).astimezone(tz).date() - timedelta(days=1)).isoformat()
     hi = (utc_from_ms(at_ms).astimezone(tz).date() + timedelta(days=1)).isoformat()
-    days = cache.parts(model, org, Order, lo, hi, "paid", list_parts.paid_times)
+    if isinstance(model, DayStamped):  # today's paid times updated from its orders changed since
+        update = day_updates.PaidTimesUpdate()
+        days = [t for _, t in cache.day_parts(model, org, Order, lo, hi, "paid", update.build_part, update=update)]
+    else:
+        days = cache.parts(model, org, Order, lo, hi, "paid", list_parts.paid_times)
     return sum(bisect_right(times, at_ms) - bisect_right(times, since) for times in days)
 
 
@@ -314,7 +318,7 @@ def ranked_customers(cache: DayCache, model: ReadModel, org: str, first: str, la
     parts of the days it touched and re-sums the customers whose entry in them changed."""
     ranked = cache.state(("customers", org, currency, store, str(tz)), _Ranked, _Ranked.weight)
     compute_lives = functools.partial(_lives_part, currency=currency, rates=rates, tz=tz, store=store)
-    compute_orders = functools.partial(list_parts.customers_part, currency=currency, rates=rates, store=store)
+    update = day_updates.CustomersUpdate(currency, rates, store)  # today's updated from its orders changed since
     with ranked.lock:
         lives = cache.day_parts(model, org, Customer, "", OPEN_END, ("lives", currency, store, str(tz)), compute_lives)
         ranked.lives.sync({d: p.lives for d, p in lives})
@@ -325,8 +329,8 @@ def ranked_customers(cache: DayCache, model: ReadModel, org: str, first: str, la
             period.sync({d: ranked.lifetime_figures(d, p) for d, p in lives}, ranked.lives)
             guests = 0
         else:
-            orders = cache.day_parts(model, org, Order, first, last, ("customers", currency, store), compute_orders,
-                                     per_record=CUSTOMERS_WEIGHT)
+            orders = cache.day_parts(model, org, Order, first, last, ("customers", currency, store), update.build_part,
+                                     per_record=CUSTOMERS_WEIGHT, update=update)
             period.sync({d: p.customers for d, p in orders}, ranked.lives)
             gaps |= list_parts.gaps([p for _, p in orders])
             guests = sum(p.guests for _, p in orders)

@@ -132,8 +132,8 @@ class OrdersUpdate:
                 out.append(o)
         into = lists.paid_orders(_mine(changed, self.store, None), self.currency, RecordingRates(self.rates))
         currencies = Counter(day.currencies)
-        _count(currencies, (o.order.currency for o in out), -1)
-        _count(currencies, (o.order.currency for o in into), 1)
+        add_counts(currencies, (o.order.currency for o in out), -1)
+        add_counts(currencies, (o.order.currency for o in into), 1)
         for r in changed:
             versions[r.key] = r.version
         for o in into:
@@ -200,11 +200,11 @@ def _add_baskets(b: lists.Baskets, orders: Iterable[lists.Paid], sign: int) -> N
     for o in orders:
         basket = _basket(o)
         b.orders += sign
-        _count(b.freq, basket, sign)
-        _count(b.together, combinations(basket, 2), sign)
+        add_counts(b.freq, basket, sign)
+        add_counts(b.together, combinations(basket, 2), sign)
 
 
-def _count(counter: Counter[Any], keys: Iterable[Any], sign: int) -> None:
+def add_counts(counter: Counter[Any], keys: Iterable[Any], sign: int) -> None:
     """Adds sign to each key's count; a count down to 0 is dropped (as if never met)."""
     for k in keys:
         n = counter[k] + sign
