@@ -26,9 +26,10 @@ from core.rates import RecordingRates
 from core.records import Order
 from state.day_stamps import DayVersioned
 from state.readmodel import ReadModel
+from state.sqlite_readmodel import SqliteReadModel
 from tests.test_day_cache import NOW_MS, Unstamped, _answers, _order, _shop, _side
 from ws_gateway import day_updates, list_parts, lists
-from ws_gateway.day_cache import DayUpdate
+from ws_gateway.day_cache import DETAILS, DayCache, DayUpdate
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -270,3 +271,43 @@ def test_counts_down_to_zero_are_dropped() -> None:
     c: Counter[str] = Counter({"a": 1, "b": 2})
     list_parts.add_counts(c, ["a", "b"], -1)
     assert c == Counter({"b": 1}) and "a" not in c
+
+
+def test_the_newest_days_keep_what_updating_them_needs(tmp_path: Path) -> None:
+    """Per variant the DETAILS newest days keep their detail, whichever period was asked last: a write
+    to today is an update from its changed records; one to an older day recomputes that day from all."""
+    model = SqliteReadModel(tmp_path / "readmodel.sqlite3")
+    rng = random.Random(43)
+    model.write([_order(rng, i, 1) for i in range(300)])  # 12 days before NOW
+    cache = DayCache()
+    up = list_parts.OrdersUpdate("EUR", None, None)
+    built: list[int] = []
+    updated: list[int] = []
+
+    class Counting(list_parts.OrdersUpdate):
+        def build(self, records: list[Record[Order]]) -> tuple[list_parts.OrdersPart, list_parts.OrdersDay]:
+            built.append(len(records))
+            return up.build(records)
+
+        def update(self, *args: Any) -> Any:
+            updated.append(1)
+            return up.update(*args)
+
+    counting = Counting("EUR", None, None)
+    days = sorted(model.day_stamps("acme", Order))
+
+    def parts(first: str, last: str) -> list[tuple[str, list_parts.OrdersPart]]:
+        return cache.day_parts(model, "acme", Order, first, last, "v", counting.build_part, update=counting)
+
+    parts(days[4], days[-1])
+    parts(days[0], days[3])  # an older period computed last: the newest days keep their details all the same
+    assert sorted(cache._details[("acme", Order.KIND, "v")]) == days[-DETAILS:]
+    built.clear()
+    model.write([_order(rng, 900, 2, paid=NOW_MS - 60_000), _order(rng, 901, 2, paid=int(
+        datetime.fromisoformat(days[0] + "T12:00:00+00:00").timestamp() * 1000))])
+    got = parts(days[0], days[-1])
+    assert updated == [1] and len(built) == 1  # today updated; the oldest day (no detail) computed from all
+    whole = {d: up.build(model.records("acme", Order, d, d))[0] for d in days}
+    for d, p in got:
+        _same(p, whole[d])
+    model.close()

@@ -60,10 +60,11 @@ STATE_ENTRIES = min(max(memory_bytes() // 20 // 150, 2_000_000), 16_000_000)
 # from (an answer weighs 1): at bench/read_api.py's scale a part holds ~500 bytes a record, so the
 # 2.56M records of one currency's orders, profiles and carts take ~1.2 GB, and this bounds all to ~2 GB.
 DAY_RECORDS = 4_000_000
-# Days whose parts keep what updating them needs (DayUpdate's detail: every record's version and the paid
-# orders, ~15 MB a day of 8,000 orders, tracemalloc at bench/read_api.py's scale), the last computed or
-# updated: today and the few days late writes land on (of every variant, currency and store, asked for).
-DETAILS = 8
+# Days whose parts keep what updating them needs (DayUpdate's detail: every record's version and what each
+# counted record brought; an orders part's ~15 MB a day of 8,000 orders, tracemalloc at bench/read_api.py's
+# scale), per (organisation, kind, variant): its newest days, where writes land (today, late ones on the
+# days before). The newest, not the last used: warming a period before the 90 days must not drop today's.
+DETAILS = 4
 # A day's part is updated from its changed records when at most this many, or a quarter of its records,
 # changed; else computed again from all.
 UPDATE_LEAST = 64
@@ -87,7 +88,7 @@ class DayUpdate(Protocol[VC, TC, DC]):
 class DayCache:
     def __init__(self, most: int = DAY_RECORDS, state_entries: int = STATE_ENTRIES, details: int = DETAILS) -> None:
         self.most, self.state_entries, self.details = most, state_entries, details
-        self._details: OrderedDict[tuple[Hashable, ...], Any] = OrderedDict()  # a part's DayUpdate detail, LRU
+        self._details: dict[tuple[Hashable, ...], dict[str, Any]] = {}  # (org, kind, variant) -> day -> detail
         self._states: OrderedDict[Hashable, tuple[Any, Callable[[Any], int]]] = OrderedDict()
         self._parts: OrderedDict[tuple[Hashable, ...], tuple[int, Any, int]] = OrderedDict()  # (stamp, part, weight)
         self._weight = 0
@@ -116,7 +117,8 @@ class DayCache:
         keys: list[tuple[Hashable, ...]] = [(org, kind.KIND, variant, day) for day, _ in stamps]
         with self._lock:  # once for all days, not twice a day: 730 profile days are read on every request
             found = [self._parts.get(key) for key in keys]
-            details = [self._details.get(key) for key in keys] if update is not None else []
+            mine = self._details.get((org, kind.KIND, variant), {})
+            details = [mine.get(day) for day, _ in stamps] if update is not None else []
         now: list[tuple[tuple[Hashable, ...], tuple[int, Any, int]]] = []
         made: list[tuple[tuple[Hashable, ...], Any]] = []
         for i, ((day, stamp), key, kept) in enumerate(zip(stamps, keys, found, strict=True)):
@@ -133,11 +135,11 @@ class DayCache:
             for key, kept in now:
                 self._keep_locked(key, kept)
             for key, detail in made:
-                self._details.pop(key, None)
                 if key in self._parts:
-                    self._details[key] = detail
-            while len(self._details) > self.details:
-                self._details.popitem(last=False)
+                    mine = self._details.setdefault(key[:3], {})
+                    mine[str(key[3])] = detail
+                    if len(mine) > self.details:
+                        del mine[min(mine)]
         return [(day, kept[1]) for (day, _), (_, kept) in zip(stamps, now, strict=True)]
 
     @staticmethod
@@ -183,7 +185,7 @@ class DayCache:
         while self._weight > self.most and len(self._parts) > 1:
             dropped, (_, _, weight) = self._parts.popitem(last=False)
             self._weight -= weight
-            self._details.pop(dropped, None)
+            self._details.get(dropped[:3], {}).pop(str(dropped[3]), None)
 
     @staticmethod
     def stamps(model: ReadModel, org: str, kind: type[V], first: str, last: str) -> tuple[tuple[str, int], ...] | None:
