@@ -216,15 +216,22 @@ def add_counts(counter: Counter[Any], keys: Iterable[Any], sign: int) -> None:
 
 def _top(kept: list[lists.Paid], out: list[lists.Paid], into: list[lists.Paid], paid: dict[str, lists.Paid],
          key: Callable[[lists.Paid], tuple[int, str]]) -> list[lists.Paid]:
-    """The MOST first of the day's paid orders by `key`, from `kept` (those before the change): when an
-    order taken out was among them, all are ranked again; else those put in that rank above the last
-    kept (every one, if all are kept) join them."""
+    """The MOST first of the day's paid orders by `key`, from `kept` (the MOST first before the change,
+    or all when fewer). Every order not kept ranks below the last kept one, so the kept ones not taken
+    out and those put in that rank at least as high are the first of the day, as long as they are
+    MOST (or all the day's); else all the day's orders are ranked again."""
+    if not out and not into:
+        return kept
     full = len(kept) >= MOST
-    bound = key(kept[-1]) if kept else None
-    if bound is not None and any(key(o) >= bound for o in out):
+    bound = key(kept[-1]) if full else None
+    gone = {o.key for o in out}
+    left = [o for o in kept if o.key not in gone] if gone else list(kept)
+    joining = [o for o in into if bound is None or key(o) >= bound]
+    if full and len(left) + len(joining) < MOST:
         return heapq.nlargest(MOST, paid.values(), key=key)
-    joining = [o for o in into if not full or bound is None or key(o) > bound]
-    return heapq.nlargest(MOST, kept + joining, key=key) if joining else kept
+    if not joining and len(left) == len(kept):
+        return kept
+    return heapq.nlargest(MOST, left + joining, key=key)
 
 
 class OrdersMerge:
