@@ -22,6 +22,7 @@ import pytest
 from msgspec import Raw
 
 from core.changes import Record
+from core.figures import OPEN_END
 from core.rates import RecordingRates
 from core.records import Order
 from state.day_stamps import DayVersioned
@@ -310,4 +311,23 @@ def test_the_newest_days_keep_what_updating_them_needs(tmp_path: Path) -> None:
     whole = {d: up.build(model.records("acme", Order, d, d))[0] for d in days}
     for d, p in got:
         _same(p, whole[d])
+    model.close()
+
+
+def test_an_older_part_put_back_by_a_slower_request_is_not_updated_with_a_newer_detail(tmp_path: Path) -> None:
+    """A request that read the stamps before a write puts the day's older part back after another
+    request updated it: the newer detail does not go with that part, so the day is computed afresh."""
+    model = SqliteReadModel(tmp_path / "readmodel.sqlite3")
+    rng = random.Random(47)
+    model.write([_order(rng, i, 1, paid=NOW_MS - rng.randrange(3_600_000)) for i in range(40)])
+    cache, up = DayCache(), list_parts.OrdersUpdate("EUR", None, None)
+    (day, before), = cache.day_parts(model, "acme", Order, "", OPEN_END, "v", up.build_part, update=up)
+    key = ("acme", Order.KIND, "v", day)
+    stale = cache._parts[key]
+    model.write([_order(rng, 100, 2, paid=NOW_MS - 60_000)])
+    cache.day_parts(model, "acme", Order, "", OPEN_END, "v", up.build_part, update=up)  # updated: a newer detail
+    cache._keep(key, stale)  # the slower request's older part, back under its older stamp
+    (_, after), = cache.day_parts(model, "acme", Order, "", OPEN_END, "v", up.build_part, update=up)
+    _same(after, up.build(model.records("acme", Order, day, day))[0])
+    assert after.count == before.count + 1
     model.close()

@@ -88,7 +88,7 @@ class DayUpdate(Protocol[VC, TC, DC]):
 class DayCache:
     def __init__(self, most: int = DAY_RECORDS, state_entries: int = STATE_ENTRIES, details: int = DETAILS) -> None:
         self.most, self.state_entries, self.details = most, state_entries, details
-        self._details: dict[tuple[Hashable, ...], dict[str, Any]] = {}  # (org, kind, variant) -> day -> detail
+        self._details: dict[tuple[Hashable, ...], dict[str, tuple[Any, Any]]] = {}  # (org, kind, variant) -> day -> (part, detail)
         self._states: OrderedDict[Hashable, tuple[Any, Callable[[Any], int]]] = OrderedDict()
         self._parts: OrderedDict[tuple[Hashable, ...], tuple[int, Any, int]] = OrderedDict()  # (stamp, part, weight)
         self._weight = 0
@@ -118,9 +118,12 @@ class DayCache:
         with self._lock:  # once for all days, not twice a day: 730 profile days are read on every request
             found = [self._parts.get(key) for key in keys]
             mine = self._details.get((org, kind.KIND, variant), {})
-            details = [mine.get(day) for day, _ in stamps] if update is not None else []
+            # a detail goes with the part it was made with (a request that read an older stamp may have
+            # put that day's older part back since): else the part is computed from all its records
+            details = [d[1] if (d := mine.get(day)) is not None and kept is not None and d[0] is kept[1] else None
+                       for (day, _), kept in zip(stamps, found, strict=True)] if update is not None else []
         now: list[tuple[tuple[Hashable, ...], tuple[int, Any, int]]] = []
-        made: list[tuple[tuple[Hashable, ...], Any]] = []
+        made: list[tuple[tuple[Hashable, ...], tuple[Any, Any]]] = []
         for i, ((day, stamp), key, kept) in enumerate(zip(stamps, keys, found, strict=True)):
             if kept is None or kept[0] != stamp:
                 if update is None:
@@ -129,15 +132,15 @@ class DayCache:
                 else:
                     part, detail, n = self._update(model, org, kind, day, update, kept, details[i])
                     kept = (stamp, part, 1 + int(n * per_record))
-                    made.append((key, detail))
+                    made.append((key, (part, detail)))
             now.append((key, kept))
         with self._lock:
             for key, kept in now:
                 self._keep_locked(key, kept)
-            for key, detail in made:
+            for key, with_part in made:
                 if key in self._parts:
                     mine = self._details.setdefault(key[:3], {})
-                    mine[str(key[3])] = detail
+                    mine[str(key[3])] = with_part
                     if len(mine) > self.details:
                         del mine[min(mine)]
         return [(day, kept[1]) for (day, _), (_, kept) in zip(stamps, now, strict=True)]
