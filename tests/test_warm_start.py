@@ -21,7 +21,7 @@ from state.sqlite_readmodel import SqliteReadModel
 from tests.helpers import RedisServer, Storepulse, wait_for
 from tests.test_day_cache import DAY_MS, NOW_MS, TOKEN, Unstamped, _order, _shop, _side
 from web.app import build_app
-from ws_gateway import api, cached_lists, list_parts, warm_start
+from ws_gateway import api, cached_lists, day_updates, list_parts, warm_start
 
 TODAY = date(2026, 11, 22)
 FIRST: list[tuple[str, dict[str, Any]]] = [
@@ -69,6 +69,8 @@ def test_after_warming_the_first_requests_compute_no_part(stamped: ReadModel, tm
 
     for name in ("orders_part", "customers_part", "carts_part", "best_carts_part", "paid_times"):
         monkeypatch.setattr(list_parts, name, computed)
+    for update in (list_parts.OrdersUpdate, day_updates.CustomersUpdate, day_updates.PaidTimesUpdate):
+        monkeypatch.setattr(update, "build", computed)  # what computes the parts a write can update
     monkeypatch.setattr(cached_lists, "_lives_part", computed)
     assert _ask(side) == expected
 
