@@ -235,8 +235,8 @@ def test_a_products_name_is_its_latest_orders_whatever_the_order_met() -> None:
 def test_the_read_api_after_writes_equals_the_whole_period_on_both_models(stamped: ReadModel, tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Orders, products and pairs (and every other list) through updated day parts and kept sums,
-    after each of a run of writes to today, to past days, moving and unpaying orders; SQLite says
-    which records changed (DayVersioned), Redis's day is read and compared."""
+    after each of a run of writes to today, to past days, moving and unpaying orders; both models say
+    which records changed (DayVersioned)."""
     updates: list[bool] = []
     update = list_parts.OrdersUpdate.update
 
@@ -264,7 +264,7 @@ def test_the_read_api_after_writes_equals_the_whole_period_on_both_models(stampe
         model.write([today, late, again] + ([unpaid] if unpaid.key != again.key else []))
         assert _answers(cached) == _answers(whole), i
     assert sum(updates) >= 10, "days were updated from their changed records"
-    assert isinstance(model, DayVersioned) == (type(model).__name__ == "SqliteReadModel")
+    assert isinstance(model, DayVersioned)
 
 
 @pytest.mark.unit
@@ -331,3 +331,28 @@ def test_an_older_part_put_back_by_a_slower_request_is_not_updated_with_a_newer_
     _same(after, up.build(model.records("acme", Order, day, day))[0])
     assert after.count == before.count + 1
     model.close()
+
+
+def test_a_model_says_each_days_versions_and_gives_records_by_key(stamped: ReadModel) -> None:
+    """What DayCache reads to update a day (DayVersioned), on SQLite and Redis: every record of the day
+    at its version, with no value read; records by key wherever they are, a moved one on its new day."""
+    model = stamped
+    assert isinstance(model, DayVersioned)
+    rng = random.Random(53)
+    orders = [_order(rng, i, 1) for i in range(120)]
+    model.write(orders)
+    days = sorted({r.day for r in orders})
+    for day in days:
+        assert model.day_versions("acme", Order, day) == {r.key: 1 for r in orders if r.day == day}
+    moved = _order(rng, 3, 2, paid=NOW_MS - 30 * DAY_MS)  # to a day of its own
+    model.write([moved])
+    assert model.day_versions("acme", Order, moved.day) == {moved.key: 2}
+    assert moved.key not in model.day_versions("acme", Order, orders[3].day)
+    wanted = [moved.key, orders[5].key, "web:nobody"]
+    assert sorted((r.key, r.day, r.version, r.value) for r in model.records_by_key("acme", Order, wanted)) == sorted(
+        [(moved.key, moved.day, 2, moved.value), (orders[5].key, orders[5].day, 1, orders[5].value)])
+    assert model.day_versions("acme", Order, "2000-01-01") == {} and model.records_by_key("acme", Order, []) == []
+    big = [_order(rng, 10_000 + i, 3, paid=NOW_MS - 40 * DAY_MS) for i in range(2500)]  # read in batches (SQLite 500, Redis 1,000)
+    model.write(big)
+    assert model.day_versions("acme", Order, big[0].day) == {r.key: 3 for r in big}
+    assert len(model.records_by_key("acme", Order, [r.key for r in big])) == 2500
