@@ -156,6 +156,7 @@ def _history(seed: int, store: str | None) -> tuple[int, int, int]:
         for d in h.step(today):
             records = h.day(d)
             fresh = up.build(records)
+            _same(up.build_part(records), fresh[0])  # a day that keeps no detail: the same part
             done = None if rng.random() < 0.1 else _update(up, kept[d], records)  # 1 in 10: dropped, computed afresh
             if done is not None:
                 updated += 1
@@ -282,13 +283,18 @@ def test_the_newest_days_keep_what_updating_them_needs(tmp_path: Path) -> None:
     model.write([_order(rng, i, 1) for i in range(300)])  # 12 days before NOW
     cache = DayCache()
     up = list_parts.OrdersUpdate("EUR", None, None)
-    built: list[int] = []
+    built: list[int] = []  # parts computed with a detail
+    plain: list[int] = []  # without: a day older than those that keep theirs
     updated: list[int] = []
 
     class Counting(list_parts.OrdersUpdate):
         def build(self, records: list[Record[Order]]) -> tuple[list_parts.OrdersPart, list_parts.OrdersDay]:
             built.append(len(records))
             return up.build(records)
+
+        def build_part(self, records: list[Record[Order]]) -> list_parts.OrdersPart:
+            plain.append(len(records))
+            return up.build_part(records)
 
         def update(self, *args: Any) -> Any:
             updated.append(1)
@@ -304,10 +310,11 @@ def test_the_newest_days_keep_what_updating_them_needs(tmp_path: Path) -> None:
     parts(days[0], days[3])  # an older period computed last: the newest days keep their details all the same
     assert sorted(cache._details[("acme", Order.KIND, "v")]) == days[-DETAILS:]
     built.clear()
+    plain.clear()
     model.write([_order(rng, 900, 2, paid=NOW_MS - 60_000), _order(rng, 901, 2, paid=int(
         datetime.fromisoformat(days[0] + "T12:00:00+00:00").timestamp() * 1000))])
     got = parts(days[0], days[-1])
-    assert updated == [1] and len(built) == 1  # today updated; the oldest day (no detail) computed from all
+    assert updated == [1] and not built and len(plain) == 1  # today updated; the oldest day computed, no detail
     whole = {d: up.build(model.records("acme", Order, d, d))[0] for d in days}
     for d, p in got:
         _same(p, whole[d])

@@ -109,8 +109,9 @@ class DayCache:
         """`parts`, each with its day, from a stamped model. A part is the same object while its day's
         stamp stands (ws_gateway/customer_rank.py tells a recomputed day by that). `per_record`: what
         a part weighs per record it was computed from, if it holds less than most parts do. With
-        `update` (which then builds the parts instead of `compute`), a day whose stamp moved is
-        updated from its records changed since, when few changed and its detail is still kept."""
+        `update` (which then builds the parts of the days that will keep a detail, `compute` the
+        others'), a day whose stamp moved is updated from its records changed since, when few changed
+        and its detail is still kept."""
         if not isinstance(model, DayStamped):
             raise TypeError(f"{type(model).__name__} keeps no day stamps")
         stamps = sorted(model.day_stamps(org, kind, first, last).items())
@@ -118,6 +119,9 @@ class DayCache:
         with self._lock:  # once for all days, not twice a day: 730 profile days are read on every request
             found = [self._parts.get(key) for key in keys]
             mine = self._details.get((org, kind.KIND, variant), {})
+            # only a day that will keep its detail gets one: among the newest kept, or the period's newest
+            oldest = min(mine) if len(mine) >= self.details else ""
+            newest = stamps[-self.details][0] if len(stamps) >= self.details else ""
             # a detail goes with the part it was made with (a request that read an older stamp may have
             # put that day's older part back since): else the part is computed from all its records
             details = [d[1] if (d := mine.get(day)) is not None and kept is not None and d[0] is kept[1] else None
@@ -127,6 +131,9 @@ class DayCache:
         for i, ((day, stamp), key, kept) in enumerate(zip(stamps, keys, found, strict=True)):
             if kept is None or kept[0] != stamp:
                 if update is None:
+                    records = model.records(org, kind, day, day)
+                    kept = (stamp, compute(records), 1 + int(len(records) * per_record))
+                elif details[i] is None and day < oldest and day < newest:  # it would not keep a detail
                     records = model.records(org, kind, day, day)
                     kept = (stamp, compute(records), 1 + int(len(records) * per_record))
                 else:

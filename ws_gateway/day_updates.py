@@ -18,7 +18,7 @@ from itertools import chain
 from core.changes import Record
 from core.rates import Rates, RecordingRates, convert
 from core.records import Order
-from ws_gateway import lists
+from ws_gateway import list_parts, lists
 from ws_gateway.list_parts import CustomersPart, add_counts
 
 Counted = tuple[str | None, int, int, int, str]  # an order's (customer, amount, items, paid, currency)
@@ -41,7 +41,8 @@ class CustomersUpdate:
     store: str | None
 
     def build_part(self, records: list[Record[Order]]) -> CustomersPart:
-        return self.build(records)[0]
+        """The part alone, for a day that keeps no detail."""
+        return list_parts.customers_part(records, currency=self.currency, rates=self.rates, store=self.store)
 
     def build(self, records: list[Record[Order]]) -> tuple[CustomersPart, CustomersDay]:
         """customers_part's, from what each order brings."""
@@ -150,7 +151,7 @@ class PaidTimesUpdate:
     """list_parts.paid_times of a day (the quota's part: its paid times, sorted), built and updated."""
 
     def build_part(self, records: list[Record[Order]]) -> list[int]:
-        return self.build(records)[0]
+        return list_parts.paid_times(records)
 
     def build(self, records: list[Record[Order]]) -> tuple[list[int], PaidTimesDay]:
         paid = {r.key: r.value.paid for r in records if r.value.paid is not None}

@@ -114,7 +114,8 @@ class OrdersUpdate:
                                dict(Counter(o.order.currency for o in paid)))
 
     def build_part(self, records: list[Record[Order]]) -> OrdersPart:
-        return self.build(records)[0]
+        """The part alone (orders_part), for a day that keeps no detail."""
+        return orders_part(records, currency=self.currency, rates=self.rates, store=self.store)
 
     def versions(self, day: OrdersDay) -> dict[str, int]:
         return day.versions
