@@ -5,7 +5,7 @@ overview's best customers, seconds for the order lists).
 What is warmed, per organisation, in its presentation currency over all its stores (what the dashboard
 asks first): the best customers of today, 7, 30 and 90 days and all time (the order-day and
 profile-day parts and each period's kept sums: ws_gateway/customer_rank.py), the order lists' parts
-of 90 days (7 and 30 days merge the same parts), the carts' of 90 days and the quota's; then what the
+of 90 days and the sums of 90, 7 and 30 days (the same parts: list_parts.OrdersMerge), the carts' of 90 days and the quota's; then what the
 overview compares each named period with, the period of as many days just before it (its KPIs' changes):
 the best customers of those of 7, 30 and 90 days and the carts of the 90 days before the 90 (the first
 choice of 30 days after a start took 1.8 s for the 30 days before alone, at 1M orders). Last, so that
@@ -17,6 +17,7 @@ computing it itself. Only a read model with day stamps keeps parts: with Redis n
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import threading
 import time
@@ -124,6 +125,10 @@ def start(cache: DayCache, model: ReadModel, orgs: Iterable[Org], rates: Rates |
                 continue
             warming.took.append((what, time.perf_counter() - t))
             log.info("warmed %s in %.1f s", what, warming.took[-1][1])
+        # What was warmed stays (millions of objects at 1M orders): out of the collector's scans from now
+        # on, as storepulse.gc_policy.settle does with what a process builds at start. Else a full
+        # collection, when one comes, walks it all during some request (1.4 s at bench/read_api.py's scale).
+        gc.freeze()
         log.info("warming done in %.1f s", time.perf_counter() - began)
 
     warming.thread = threading.Thread(target=run, name="warm-read-side", daemon=True)
