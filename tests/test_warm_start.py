@@ -6,6 +6,7 @@ and on Redis, both stamped."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import threading
 from datetime import date, timedelta
@@ -58,8 +59,12 @@ def test_after_warming_the_first_requests_compute_no_part(stamped: ReadModel, tm
     # and orders 8-179 days old, so that the periods before 7, 30 and 90 days hold some of their own
     model.write(_shop(rng) + [_order(rng, 1000 + i, 1, NOW_MS - (8 + i) * DAY_MS - 3_600_000) for i in range(0, 172, 3)])
     side = _side(model, tmp_path)
+    gc.unfreeze()
     warming = warm_start.start_side(side)
     assert warming.wait(60), "warming finished"
+    frozen = gc.get_freeze_count()
+    gc.unfreeze()  # the test process's own objects: collected as before for the tests after this one
+    assert frozen > 0, "what warming built is out of the collector's scans"
     assert [w for w, _ in warming.took] == [w for w, _ in warm_start.steps(side.day_cache, model, side.config.orgs.values(),
                                                                              side.rates, side.now)]
     expected = _ask(_side(Unstamped(model), tmp_path))  # computed per request, before the parts are forbidden
