@@ -17,10 +17,12 @@ import httpx
 import pytest
 import redis
 
+from core.changes import Record
+from core.records import Cart
 from state.readmodel import ReadModel
 from state.sqlite_readmodel import SqliteReadModel
 from tests.helpers import RedisServer, Storepulse, wait_for
-from tests.test_day_cache import DAY_MS, NOW_MS, TOKEN, Unstamped, _order, _shop, _side
+from tests.test_day_cache import DAY_MS, NOW_MS, TOKEN, Unstamped, _day, _order, _shop, _side
 from web.app import build_app
 from ws_gateway import api, cached_lists, day_updates, list_parts, warm_start
 
@@ -56,8 +58,13 @@ def test_after_warming_the_first_requests_compute_no_part(stamped: ReadModel, tm
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     model = stamped
     rng = random.Random(3)
-    # and orders 8-179 days old, so that the periods before 7, 30 and 90 days hold some of their own
-    model.write(_shop(rng) + [_order(rng, 1000 + i, 1, NOW_MS - (8 + i) * DAY_MS - 3_600_000) for i in range(0, 172, 3)])
+    # and orders 8-179 days old, so that the periods before 7, 30 and 90 days hold some of their own, and
+    # carts 31-89 days old, so that the 90 days' carts hold more days than the 30 days' (warmed alike)
+    carts = [Record("acme", 1, Cart.KIND, f"web:old{d}", _day(first), Cart(
+        store="web", cart=f"old{d}", person=None, status="abandoned", currency="EUR", value=100 + d, items=[("p1", 1, 100)],
+        first=first, last=first + 60_000, due=None, paid=None)) for d in range(31, 90, 7) if (first := NOW_MS - d * DAY_MS)]
+    model.write(_shop(rng) + [_order(rng, 1000 + i, 1, NOW_MS - (8 + i) * DAY_MS - 3_600_000) for i in range(0, 172, 3)]
+                + carts)
     side = _side(model, tmp_path)
     gc.unfreeze()
     warming = warm_start.start_side(side)

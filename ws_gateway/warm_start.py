@@ -81,10 +81,11 @@ def steps(cache: DayCache, model: ReadModel, orgs: Iterable[Org], rates: Rates |
                 cached_lists.best_customers, cache, model, org.id, first, last, tz=org.tz, members=None,
                 sort="revenue", limit=1, currency=org.currency, rates=rates, store=None)))
         for period in (LIST_PERIOD, *SHORTER_LISTS):  # 90 days' parts, then the shorter periods' kept sums of them
-            first, last = resolve_period(period, None, None, today)
+            start, end = resolve_period(period, None, None, today)
             out.append((f"{org.id} orders {period}", functools.partial(
-                cached_lists.order_list, cache, model, org.id, first, last, "orders", members=None, sort="latest",
+                cached_lists.order_list, cache, model, org.id, start, end, "orders", members=None, sort="latest",
                 limit=20, tz=org.tz, currency=org.currency, rates=rates, store=None)))
+        first, last = resolve_period(LIST_PERIOD, None, None, today)
         out.append((f"{org.id} carts {LIST_PERIOD}", functools.partial(
             cached_lists.carts, cache, model, org.id, first, last, limit=20, currency=org.currency, rates=rates,
             store=None)))
