@@ -7,10 +7,14 @@ share link's scoped view) is read whole each time."""
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, TypeVar, runtime_checkable
 
+from core.changes import Record
 from core.figures import OPEN_END
 from core.records import Value
+
+V = TypeVar("V", bound=Value)
 
 # Kinds no read model stamps: segment members and changes. Their "day" is their segment (a change's: its
 # segment and instant, core/segment_records.py), no list computes day parts of them, and they are three in
@@ -23,4 +27,20 @@ UNSTAMPED = frozenset({"segment_member", "segment_change"})
 class DayStamped(Protocol):
     def day_stamps(self, org: str, kind: type[Value], first: str = "", last: str = OPEN_END) -> dict[str, int]:
         """Per day in [first, last] that holds records of the kind, its stamp: equal stamps, equal records."""
+        ...
+
+
+@runtime_checkable
+class DayVersioned(Protocol):
+    """What a read model may offer beside its stamps: which records a day holds at which version, and
+    records by key, so that the read side updates a day's part from the records changed since it was
+    computed without reading the others (ws_gateway/day_cache.py). SQLite's does; without it the day's
+    records are read whole and compared by version (Redis)."""
+
+    def day_versions(self, org: str, kind: type[Value], day: str) -> dict[str, int]:
+        """Every record of the kind whose day is `day`: key -> version (a write that applies raises it)."""
+        ...
+
+    def records_by_key(self, org: str, kind: type[V], keys: Sequence[str]) -> list[Record[V]]:
+        """The records of the kind with these keys (whatever their day; a key not found is left out)."""
         ...

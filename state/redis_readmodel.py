@@ -114,6 +114,39 @@ for day in pairs(days) do redis.call('HINCRBY', prefix .. 'stamps:' .. kind, day
 return moved
 """
 
+# A day's records' versions (DayVersioned.day_versions): KEYS[1] the day's hash, KEYS[2] the versions hash;
+# the fields and their "<version>|<day>" entries, flat, read at once (HMGET in batches: Lua unpacks at most
+# ~8,000 values).
+_DAY_VERSIONS = """
+local fields = redis.call('HKEYS', KEYS[1])
+local out = {}
+for i = 1, #fields, 1000 do
+  local batch = {unpack(fields, i, math.min(i + 999, #fields))}
+  local entries = redis.call('HMGET', KEYS[2], unpack(batch))
+  for j = 1, #batch do
+    out[#out + 1] = batch[j]
+    out[#out + 1] = entries[j] or ''
+  end
+end
+return out
+"""
+
+# Records by key, whatever their day (DayVersioned.records_by_key): KEYS[1] the versions hash; ARGV[1] the
+# org's key prefix, ARGV[2] the kind, then the fields. Each record's day is its version entry's; its value
+# is read from that day's hash in the same script, so a record moving meanwhile is read whole or not at all.
+_BY_KEY = """
+local prefix, kind, out = ARGV[1], ARGV[2], {}
+for i = 3, #ARGV do
+  local stored = redis.call('HGET', KEYS[1], ARGV[i])
+  local bar = stored and string.find(stored, '|', 1, true)
+  if bar then
+    local value = redis.call('HGET', prefix .. 'recs:' .. kind .. ':' .. string.sub(stored, bar + 1), ARGV[i])
+    if value then out[#out + 1] = value end
+  end
+end
+return out
+"""
+
 _KEEP_MAX = """
 if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or '0') then redis.call('SET', KEYS[1], ARGV[1]) end
 """
@@ -216,6 +249,30 @@ class RedisReadModel:
             if now_days == days:
                 return values
             days = now_days
+
+    def day_versions(self, org: str, kind: type[V], day: str) -> dict[str, int]:
+        """Per record of the kind on `day`, its version (state/day_stamps.py DayVersioned): no value read."""
+        if kind.KIND in UNSTAMPED or kind.KIND in ONE_HASH:
+            raise ValueError(f"{kind.KIND} records are not stamped by day (UNSTAMPED)")
+        p = _prefix(org)
+        flat: list[bytes] = self._redis.eval(_DAY_VERSIONS, 2, f"{p}recs:{kind.KIND}:{day}", f"{p}versions")
+        strip = len(f"r|{kind.KIND}|")
+        out = {}
+        for field, entry in zip(flat[::2], flat[1::2], strict=True):
+            version, _, on = entry.decode().partition("|")
+            if on == day:  # always, read in one script with the day's fields
+                out[field.decode()[strip:]] = int(version)
+        return out
+
+    def records_by_key(self, org: str, kind: type[V], keys: Sequence[str]) -> list[Record[V]]:
+        """The records of the kind with these keys, whatever their day (DayVersioned)."""
+        if kind.KIND in UNSTAMPED or kind.KIND in ONE_HASH:
+            raise ValueError(f"{kind.KIND} records are not stamped by day (UNSTAMPED)")
+        if not keys:
+            return []
+        values: list[bytes] = self._redis.eval(_BY_KEY, 1, _keys(org)[1], _prefix(org), kind.KIND,
+                                               *(f"r|{kind.KIND}|{k}" for k in keys))
+        return [record_from_json(kind, v) for v in values]
 
     def day_stamps(self, org: str, kind: type[V], first: str = "", last: str = OPEN_END) -> dict[str, int]:
         """Per day in [first, last] holding records of the kind (or having held), a stamp that changes

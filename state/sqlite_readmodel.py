@@ -307,6 +307,28 @@ class SqliteReadModel:
             ).fetchall()
         return dict(rows)
 
+    def day_versions(self, org: str, kind: type[V], day: str) -> dict[str, int]:
+        """Per record of the kind on `day`, its version (state/day_stamps.py DayVersioned): no value read."""
+        if kind.KIND in UNSTAMPED:
+            raise ValueError(f"{kind.KIND} records are not stamped by day (UNSTAMPED)")
+        with self._lock:
+            rows = self._conn.execute("SELECT key, version FROM records WHERE org = ? AND kind = ? AND day = ?",
+                                      (org, kind.KIND, day)).fetchall()
+        return dict(rows)
+
+    def records_by_key(self, org: str, kind: type[V], keys: Sequence[str]) -> list[Record[V]]:
+        """The records of the kind with these keys, whatever their day (DayVersioned)."""
+        if kind.KIND in UNSTAMPED:
+            raise ValueError(f"{kind.KIND} records are not stamped by day (UNSTAMPED)")
+        rows: list[tuple[str, str, int, bytes]] = []
+        with self._lock:
+            for i in range(0, len(keys), 500):  # SQLite's bound on parameters is 32,766 since 3.32; 999 before
+                chunk = keys[i:i + 500]
+                rows += self._conn.execute(
+                    "SELECT key, day, version, value FROM records WHERE org = ? AND kind = ? AND key IN "
+                    f"({', '.join('?' * len(chunk))})", (org, kind.KIND, *chunk)).fetchall()
+        return [Record(org, v, kind.KIND, k, d, value_from_json(kind, val)) for k, d, v, val in rows]
+
     def _path_of(self) -> str:
         path: str = self._conn.execute("PRAGMA database_list").fetchone()[2]
         return path

@@ -20,6 +20,7 @@ import pytest
 from msgspec import Raw
 
 from core.changes import Record
+from core.rates import RecordingRates
 from core.records import Customer, CustomerMoney, Order
 from state.sqlite_readmodel import SqliteReadModel
 from tests.test_day_cache import NOW, NOW_MS, Unstamped, _answers, _order, _shop, _side
@@ -48,7 +49,7 @@ class History:
         self.rng = rng
         self.orders: dict[str, Record[Order]] = {}
         self.profiles: dict[str, Record[Customer]] = {}
-        self.order_parts: dict[str, list_parts.OrdersPart] = {}
+        self.order_parts: dict[str, list_parts.CustomersPart] = {}
         self.life_parts: dict[str, dict[str, lists.Lifetime]] = {}
         self.n = 0
         for _ in range(60):
@@ -114,8 +115,8 @@ class History:
 
     def recompute(self, days: set[str]) -> None:
         for d in days:
-            self.order_parts[d] = list_parts.orders_part([r for r in self.orders.values() if r.day == d],
-                                                         currency="EUR", rates=None, store=None)
+            self.order_parts[d] = list_parts.customers_part([r for r in self.orders.values() if r.day == d],
+                                                            currency="EUR", rates=None, store=None)
             self.life_parts[d] = lists.lifetimes([r for r in self.profiles.values() if r.day == d], currency="EUR",
                                                  rates=None, tz=TZ, store=None)
 
@@ -224,15 +225,18 @@ def test_the_read_api_ranks_as_the_whole_period_through_live_writes(tmp_path: Pa
 
 @pytest.mark.unit
 @pytest.mark.parametrize("store", [None, "shop"])
-def test_a_days_customers_part_is_what_the_orders_part_holds_for_customers(store: str | None) -> None:
+def test_a_days_customers_part_is_the_period_customers_of_its_paid_orders(store: str | None) -> None:
     """Guests, unpaid orders, another store, GBP without a rate (a gap): the same sums and gaps."""
     rng = random.Random(23)
     records = [_order(rng, i, 1, paid=NOW_MS - rng.randrange(DAY_MS)) for i in range(200)]
     records = [r if i % 7 else Record(r.org, r.version, r.kind, r.key, r.day, r.value.__class__(
         **{**{f: getattr(r.value, f) for f in r.value.__struct_fields__}, "paid": None})) for i, r in enumerate(records)]
-    whole = list_parts.orders_part(records, currency="EUR", rates=None, store=store)
+    rates = RecordingRates(None)
+    paid = lists.paid_orders([r for r in records if store in (None, r.value.store)], "EUR", rates)
     light = list_parts.customers_part(records, currency="EUR", rates=None, store=store)
-    assert light.customers == whole.customers and light.guests == whole.guests > 0 and light.gaps == whole.gaps != frozenset()
+    guests = sum(1 for o in paid if o.order.customer is None)
+    assert light.customers == lists.period_customers(paid) and light.guests == guests > 0
+    assert light.gaps == rates.gaps != set()
     assert sum(c.orders for c in light.customers.values()) + light.guests < len(records)  # unpaid (and another store's) left out
 
 

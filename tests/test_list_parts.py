@@ -22,7 +22,7 @@ UTC_ = ZoneInfo("UTC")
 
 def _orders(seed: int, n: int) -> list[Record[Order]]:
     """n orders over 6 days, in day order as the read model hands them over; names differ per order,
-    some missing, so a product's first name depends on the order met; GBP ones lack a rate."""
+    some missing, so a product's name depends on which order is the latest; GBP ones lack a rate."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
@@ -58,7 +58,9 @@ def test_day_parts_merge_into_the_whole_periods_lists(seed: int, store: str | No
                 == lists.products_list(paid, sort=sort, limit=50, currency="EUR"))
     for sort in ("orders", "lift"):
         assert lists.rank_pairs(list_parts.merge_baskets(parts), sort=sort, limit=40) == lists.pairs_list(paid, sort=sort, limit=40)
-    assert list_parts.merge_customers(parts) == lists.period_customers(paid)
+    customers = [list_parts.customers_part(list(day), currency="EUR", rates=None, store=store)
+                 for _, day in groupby(records, key=lambda r: r.day)]
+    assert list_parts.merge_customers(customers) == lists.period_customers(paid)
     assert sum(p.count for p in parts) == len(paid)
 
 

@@ -6,6 +6,7 @@ and on Redis, both stamped."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import threading
 from datetime import date, timedelta
@@ -16,12 +17,14 @@ import httpx
 import pytest
 import redis
 
+from core.changes import Record
+from core.records import Cart
 from state.readmodel import ReadModel
 from state.sqlite_readmodel import SqliteReadModel
 from tests.helpers import RedisServer, Storepulse, wait_for
-from tests.test_day_cache import DAY_MS, NOW_MS, TOKEN, Unstamped, _order, _shop, _side
+from tests.test_day_cache import DAY_MS, NOW_MS, TOKEN, Unstamped, _day, _order, _shop, _side
 from web.app import build_app
-from ws_gateway import api, cached_lists, list_parts, warm_start
+from ws_gateway import api, cached_lists, day_updates, list_parts, warm_start
 
 TODAY = date(2026, 11, 22)
 FIRST: list[tuple[str, dict[str, Any]]] = [
@@ -55,11 +58,20 @@ def test_after_warming_the_first_requests_compute_no_part(stamped: ReadModel, tm
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     model = stamped
     rng = random.Random(3)
-    # and orders 8-179 days old, so that the periods before 7, 30 and 90 days hold some of their own
-    model.write(_shop(rng) + [_order(rng, 1000 + i, 1, NOW_MS - (8 + i) * DAY_MS - 3_600_000) for i in range(0, 172, 3)])
+    # and orders 8-179 days old, so that the periods before 7, 30 and 90 days hold some of their own, and
+    # carts 31-89 days old, so that the 90 days' carts hold more days than the 30 days' (warmed alike)
+    carts = [Record("acme", 1, Cart.KIND, f"web:old{d}", _day(first), Cart(
+        store="web", cart=f"old{d}", person=None, status="abandoned", currency="EUR", value=100 + d, items=[("p1", 1, 100)],
+        first=first, last=first + 60_000, due=None, paid=None)) for d in range(31, 90, 7) if (first := NOW_MS - d * DAY_MS)]
+    model.write(_shop(rng) + [_order(rng, 1000 + i, 1, NOW_MS - (8 + i) * DAY_MS - 3_600_000) for i in range(0, 172, 3)]
+                + carts)
     side = _side(model, tmp_path)
+    gc.unfreeze()
     warming = warm_start.start_side(side)
     assert warming.wait(60), "warming finished"
+    frozen = gc.get_freeze_count()
+    gc.unfreeze()  # the test process's own objects: collected as before for the tests after this one
+    assert frozen > 0, "what warming built is out of the collector's scans"
     assert [w for w, _ in warming.took] == [w for w, _ in warm_start.steps(side.day_cache, model, side.config.orgs.values(),
                                                                              side.rates, side.now)]
     expected = _ask(_side(Unstamped(model), tmp_path))  # computed per request, before the parts are forbidden
@@ -69,6 +81,8 @@ def test_after_warming_the_first_requests_compute_no_part(stamped: ReadModel, tm
 
     for name in ("orders_part", "customers_part", "carts_part", "best_carts_part", "paid_times"):
         monkeypatch.setattr(list_parts, name, computed)
+    for update in (list_parts.OrdersUpdate, day_updates.CustomersUpdate, day_updates.PaidTimesUpdate):
+        monkeypatch.setattr(update, "build", computed)  # what computes the parts a write can update
     monkeypatch.setattr(cached_lists, "_lives_part", computed)
     assert _ask(side) == expected
 

@@ -24,45 +24,97 @@ from core.rates import Rates, RecordingRates
 from core.records import AbandonedProduct, Cart, CartDay, Customer, OpenCarts, Order
 from state.day_stamps import DayStamped
 from state.readmodel import ReadModel
-from ws_gateway import customer_rank, list_parts, lists, shoppers
+from ws_gateway import customer_rank, day_updates, list_parts, lists, shoppers
 from ws_gateway.day_cache import DayCache
 
 
 def order_parts(cache: DayCache, model: ReadModel, org: str, first: str, last: str, *, currency: str,
                 rates: Rates | None, store: str | None, members: frozenset[str] | None) -> list[list_parts.OrdersPart]:
     """The period's paid orders (of `store`, of `members`), a part a day."""
-    if members is not None:
+    if members is not None or not isinstance(model, DayStamped):
         return [list_parts.orders_part(model.records(org, Order, first, last), currency=currency, rates=rates,
                                        store=store, members=members)]
-    compute = functools.partial(list_parts.orders_part, currency=currency, rates=rates, store=store)
-    return cache.parts(model, org, Order, first, last, ("orders", currency, store), compute)
+    return [p for _, p in _day_order_parts(cache, model, org, first, last, currency=currency, rates=rates, store=store)]
+
+
+def _day_order_parts(cache: DayCache, model: ReadModel, org: str, first: str, last: str, *, currency: str,
+                     rates: Rates | None, store: str | None) -> list[tuple[str, list_parts.OrdersPart]]:
+    """A stamped model's order parts by day, today's (any day's) updated from its records written since."""
+    update = list_parts.OrdersUpdate(currency, rates, store)
+    return cache.day_parts(model, org, Order, first, last, ("orders", currency, store), update.build_part, update=update)
 
 
 def order_list(cache: DayCache, model: ReadModel, org: str, first: str, last: str, what: str, *, currency: str,
                rates: Rates | None, store: str | None, members: frozenset[str] | None, sort: str, limit: int,
                tz: ZoneInfo) -> tuple[dict[str, Any], frozenset[Gap]]:
     """The rows of /orders (with by_source), /products or /pairs (with orders_considered), and the
-    amounts left out for want of a rate. Kept whole until a day of the period changes: merging 90
+    amounts left out for want of a rate. Kept whole until a day of the period changes; the period's
+    sums (products, pair counts, sources) are kept across changes (list_parts.OrdersMerge): merging 90
     days of pair counts is itself ~100,000 pairs' work."""
-    stamps = None if members is not None else cache.stamps(model, org, Order, first, last)
+    stamped = members is None and isinstance(model, DayStamped)
+    stamps = cache.stamps(model, org, Order, first, last) if stamped else None
     key = None if stamps is None else ("list", org, first, last, what, currency, store, sort, limit, str(tz), stamps)
 
     def compute() -> tuple[dict[str, Any], frozenset[Gap]]:
+        if stamped:
+            days = _day_order_parts(cache, model, org, first, last, currency=currency, rates=rates, store=store)
+            merges = cache.state(("order merges", org, currency, store), _Merges, _Merges.weight)
+            merge = merges.period(first, last)
+            with merge.lock:
+                merge.sync(dict(days))
+                count, by_source, gaps = merge.count, merge.by_source, merge.gaps
+                products = merge.products if what == "products" else {}
+                baskets = merge.baskets if what == "pairs" else lists.Baskets()
+                parts = [p for _, p in days]
+                return _rows(what, parts, count, by_source, products, baskets, currency=currency, sort=sort,
+                             limit=limit, tz=tz), gaps
         parts = order_parts(cache, model, org, first, last, currency=currency, rates=rates, store=store, members=members)
-        if what == "orders":
-            ranked = list_parts.merge_orders(parts, sort=sort, limit=limit)
-            rows: dict[str, Any] = {
-                "orders": lists.orders_list(ranked, sort=sort, limit=limit, currency=currency, tz=tz),
-                "by_source": lists.by_source_json(list_parts.merge_by_source(parts), currency)}
-        elif what == "products":
-            rows = {"products": lists.rank_products(list_parts.merge_products(parts), sort=sort, limit=limit,
-                                                    currency=currency)}
-        else:
-            rows = {"pairs": lists.rank_pairs(list_parts.merge_baskets(parts), sort=sort, limit=limit),
-                    "orders_considered": sum(p.count for p in parts)}
-        return rows, frozenset(list_parts.gaps(parts))
+        return (_rows(what, parts, sum(p.count for p in parts), list_parts.merge_by_source(parts),
+                      list_parts.merge_products(parts) if what == "products" else {},
+                      list_parts.merge_baskets(parts) if what == "pairs" else lists.Baskets(),
+                      currency=currency, sort=sort, limit=limit, tz=tz), frozenset(list_parts.gaps(parts)))
 
     return cache.answer(key, compute)
+
+
+MERGES = 12  # periods whose order sums are kept per organisation, currency and store (as PERIODS below)
+
+
+class _Merges:
+    """An organisation's kept period sums of order parts in one currency and store, the MERGES last used.
+    Bounded by count, not DayCache's weight: each holds its days' parts (which the cache may drop)."""
+
+    def __init__(self) -> None:
+        self.periods: OrderedDict[tuple[str, str], list_parts.OrdersMerge] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def period(self, first: str, last: str) -> list_parts.OrdersMerge:
+        """The period's sums; a new period takes those of the period a day before it (the dashboard's
+        "7d" after midnight: one day out, one in), else starts empty."""
+        with self.lock:
+            kept = self.periods.pop((first, last), None)
+            if kept is None:
+                kept = self.periods.pop(_day_before(first, last), None) or list_parts.OrdersMerge()
+            self.periods[(first, last)] = kept
+            while len(self.periods) > MERGES:
+                self.periods.popitem(last=False)
+            return kept
+
+    def weight(self) -> int:
+        """Its products and pair counts (DayCache.state's entries)."""
+        return sum(m.weight() for m in list(self.periods.values()))
+
+
+def _rows(what: str, parts: list[list_parts.OrdersPart], count: int, by_source: dict[str, list[int]],
+          products: dict[str, list[Any]], baskets: lists.Baskets, *, currency: str, sort: str, limit: int,
+          tz: ZoneInfo) -> dict[str, Any]:
+    if what == "orders":
+        ranked = list_parts.merge_orders(parts, sort=sort, limit=limit)
+        return {"orders": lists.orders_list(ranked, sort=sort, limit=limit, currency=currency, tz=tz),
+                "by_source": lists.by_source_json(by_source, currency)}
+    if what == "products":
+        return {"products": lists.rank_products(products, sort=sort, limit=limit, currency=currency)}
+    return {"pairs": lists.rank_pairs(baskets, sort=sort, limit=limit), "orders_considered": count}
 
 
 def latest_carts(cache: DayCache, model: ReadModel, org: str, first: str, last: str, *, store: str | None,
@@ -107,7 +159,11 @@ def quota_count(cache: DayCache, model: ReadModel, org: str, at_ms: int, tz: Zon
     since = at_ms - QUOTA_WINDOW_MS
     lo = (utc_from_ms(since).astimezone(tz).date() - timedelta(days=1)).isoformat()
     hi = (utc_from_ms(at_ms).astimezone(tz).date() + timedelta(days=1)).isoformat()
-    days = cache.parts(model, org, Order, lo, hi, "paid", list_parts.paid_times)
+    if isinstance(model, DayStamped):  # today's paid times updated from its orders changed since
+        update = day_updates.PaidTimesUpdate()
+        days = [t for _, t in cache.day_parts(model, org, Order, lo, hi, "paid", update.build_part, update=update)]
+    else:
+        days = cache.parts(model, org, Order, lo, hi, "paid", list_parts.paid_times)
     return sum(bisect_right(times, at_ms) - bisect_right(times, since) for times in days)
 
 
@@ -161,10 +217,11 @@ def best_customers(cache: DayCache, model: ReadModel, org: str, first: str, last
         if whole:  # all time: the profiles alone, no order is read
             figures = lists.lifetime_customers(lives)
         else:  # a bounded period sums its own paid orders, selected by day
-            parts = order_parts(cache, model, org, first, last, currency=currency, rates=rates, store=store, members=members)
-            recording.gaps |= list_parts.gaps(parts)
-            figures = list_parts.merge_customers(parts)
-            guests = sum(p.guests for p in parts)
+            part = list_parts.customers_part(model.records(org, Order, first, last), currency=currency, rates=rates,
+                                             store=store, members=members)  # computed whole: see the docstring
+            recording.gaps |= part.gaps
+            figures = list_parts.merge_customers([part])
+            guests = part.guests
         first_ever = {k: life.first_paid for k in figures if (life := lives.get(k)) is not None and life.first_paid is not None}
         return BestCustomers(len(figures), lists.customers_list(figures, lives, sort=sort, limit=limit, currency=currency, tz=tz),
                              lists.customer_summary(figures, first_ever, guests, first, last, tz),
@@ -261,7 +318,7 @@ def ranked_customers(cache: DayCache, model: ReadModel, org: str, first: str, la
     parts of the days it touched and re-sums the customers whose entry in them changed."""
     ranked = cache.state(("customers", org, currency, store, str(tz)), _Ranked, _Ranked.weight)
     compute_lives = functools.partial(_lives_part, currency=currency, rates=rates, tz=tz, store=store)
-    compute_orders = functools.partial(list_parts.customers_part, currency=currency, rates=rates, store=store)
+    update = day_updates.CustomersUpdate(currency, rates, store)  # today's updated from its orders changed since
     with ranked.lock:
         lives = cache.day_parts(model, org, Customer, "", OPEN_END, ("lives", currency, store, str(tz)), compute_lives)
         ranked.lives.sync({d: p.lives for d, p in lives})
@@ -272,8 +329,8 @@ def ranked_customers(cache: DayCache, model: ReadModel, org: str, first: str, la
             period.sync({d: ranked.lifetime_figures(d, p) for d, p in lives}, ranked.lives)
             guests = 0
         else:
-            orders = cache.day_parts(model, org, Order, first, last, ("customers", currency, store), compute_orders,
-                                     per_record=CUSTOMERS_WEIGHT)
+            orders = cache.day_parts(model, org, Order, first, last, ("customers", currency, store), update.build_part,
+                                     per_record=CUSTOMERS_WEIGHT, update=update)
             period.sync({d: p.customers for d, p in orders}, ranked.lives)
             gaps |= list_parts.gaps([p for _, p in orders])
             guests = sum(p.guests for _, p in orders)

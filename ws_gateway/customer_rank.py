@@ -76,8 +76,9 @@ class DayMerge:
             if new is not None:
                 self.days[d] = new
             new = new or {}
-            # the day's entries that changed or came, then those that went: one look-up each
-            deltas += [(c, o, n) for c, n in new.items() if (o := old.get(c)) != n]
+            # the day's entries that changed or came, then those that went: one look-up each (an updated
+            # part keeps the entries of customers it did not change: the same objects, no comparison)
+            deltas += [(c, o, n) for c, n in new.items() if (o := old.get(c)) is not n and o != n]
             deltas += [(c, old[c], None) for c in old.keys() - new.keys()]
         again = set()  # customers whose first or last paid order may have been the one that left
         for c, o, n in deltas:

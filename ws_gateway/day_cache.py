@@ -16,16 +16,19 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, Protocol, TypeVar
 
 from core.changes import Record
 from core.records import Value
-from state.day_stamps import DayStamped
+from state.day_stamps import DayStamped, DayVersioned
 from state.readmodel import ReadModel
 
 V = TypeVar("V", bound=Value)
 T = TypeVar("T")
+VC = TypeVar("VC", bound=Value)
+TC = TypeVar("TC")
+DC = TypeVar("DC")
 
 
 
@@ -57,11 +60,35 @@ STATE_ENTRIES = min(max(memory_bytes() // 20 // 150, 2_000_000), 16_000_000)
 # from (an answer weighs 1): at bench/read_api.py's scale a part holds ~500 bytes a record, so the
 # 2.56M records of one currency's orders, profiles and carts take ~1.2 GB, and this bounds all to ~2 GB.
 DAY_RECORDS = 4_000_000
+# Days whose parts keep what updating them needs (DayUpdate's detail: every record's version and what each
+# counted record brought; an orders part's ~15 MB a day of 8,000 orders, tracemalloc at bench/read_api.py's
+# scale), per (organisation, kind, variant): its newest days, where writes land (today, late ones on the
+# days before). The newest, not the last used: warming a period before the 90 days must not drop today's.
+DETAILS = 4
+# A day's part is updated from its changed records when at most this many, or a quarter of its records,
+# changed; else computed again from all.
+UPDATE_LEAST = 64
+
+
+class DayUpdate(Protocol[VC, TC, DC]):
+    """Builds a day's part with a detail, and updates both from the day's changed records (list_parts.OrdersUpdate)."""
+
+    def build(self, records: list[Record[VC]]) -> tuple[TC, DC]: ...
+
+    def versions(self, detail: DC) -> dict[str, int]:
+        """Every record's version the part was computed from."""
+        ...
+
+    def update(self, part: TC, detail: DC, changed: list[Record[VC]], gone: Iterable[str]) -> tuple[TC, DC] | None:
+        """From the records new or rewritten since (`changed`) and those no longer of the day (`gone`);
+        None: not cheaply, compute it from all the day's records."""
+        ...
 
 
 class DayCache:
-    def __init__(self, most: int = DAY_RECORDS, state_entries: int = STATE_ENTRIES) -> None:
-        self.most, self.state_entries = most, state_entries
+    def __init__(self, most: int = DAY_RECORDS, state_entries: int = STATE_ENTRIES, details: int = DETAILS) -> None:
+        self.most, self.state_entries, self.details = most, state_entries, details
+        self._details: dict[tuple[Hashable, ...], dict[str, tuple[Any, Any]]] = {}  # (org, kind, variant) -> day -> (part, detail)
         self._states: OrderedDict[Hashable, tuple[Any, Callable[[Any], int]]] = OrderedDict()
         self._parts: OrderedDict[tuple[Hashable, ...], tuple[int, Any, int]] = OrderedDict()  # (stamp, part, weight)
         self._weight = 0
@@ -77,26 +104,85 @@ class DayCache:
         return [part for _, part in self.day_parts(model, org, kind, first, last, variant, compute)]
 
     def day_parts(self, model: ReadModel, org: str, kind: type[V], first: str, last: str, variant: Hashable,
-                  compute: Callable[[list[Record[V]]], T], per_record: float = 1.0) -> list[tuple[str, T]]:
+                  compute: Callable[[list[Record[V]]], T], per_record: float = 1.0,
+                  update: DayUpdate[V, T, Any] | None = None) -> list[tuple[str, T]]:
         """`parts`, each with its day, from a stamped model. A part is the same object while its day's
         stamp stands (ws_gateway/customer_rank.py tells a recomputed day by that). `per_record`: what
-        a part weighs per record it was computed from, if it holds less than most parts do."""
+        a part weighs per record it was computed from, if it holds less than most parts do. With
+        `update` (which then builds the parts of the days that will keep a detail, `compute` the
+        others'), a day whose stamp moved is updated from its records changed since, when few changed
+        and its detail is still kept."""
         if not isinstance(model, DayStamped):
             raise TypeError(f"{type(model).__name__} keeps no day stamps")
         stamps = sorted(model.day_stamps(org, kind, first, last).items())
         keys: list[tuple[Hashable, ...]] = [(org, kind.KIND, variant, day) for day, _ in stamps]
         with self._lock:  # once for all days, not twice a day: 730 profile days are read on every request
             found = [self._parts.get(key) for key in keys]
+            mine = self._details.get((org, kind.KIND, variant), {})
+            # only a day that will keep its detail gets one: among the newest kept, or the period's newest
+            oldest = min(mine) if len(mine) >= self.details else ""
+            newest = stamps[-self.details][0] if len(stamps) >= self.details else ""
+            # a detail goes with the part it was made with (a request that read an older stamp may have
+            # put that day's older part back since): else the part is computed from all its records
+            details = [d[1] if (d := mine.get(day)) is not None and kept is not None and d[0] is kept[1] else None
+                       for (day, _), kept in zip(stamps, found, strict=True)] if update is not None else []
         now: list[tuple[tuple[Hashable, ...], tuple[int, Any, int]]] = []
-        for (day, stamp), key, kept in zip(stamps, keys, found, strict=True):
+        made: list[tuple[tuple[Hashable, ...], tuple[Any, Any]]] = []
+        for i, ((day, stamp), key, kept) in enumerate(zip(stamps, keys, found, strict=True)):
             if kept is None or kept[0] != stamp:
-                records = model.records(org, kind, day, day)
-                kept = (stamp, compute(records), 1 + int(len(records) * per_record))
+                if update is None:
+                    records = model.records(org, kind, day, day)
+                    kept = (stamp, compute(records), 1 + int(len(records) * per_record))
+                elif details[i] is None and day < oldest and day < newest:  # it would not keep a detail
+                    records = model.records(org, kind, day, day)
+                    kept = (stamp, compute(records), 1 + int(len(records) * per_record))
+                else:
+                    part, detail, n = self._update(model, org, kind, day, update, kept, details[i])
+                    kept = (stamp, part, 1 + int(n * per_record))
+                    made.append((key, (part, detail)))
             now.append((key, kept))
         with self._lock:
             for key, kept in now:
                 self._keep_locked(key, kept)
+            for key, with_part in made:
+                if key in self._parts:
+                    mine = self._details.setdefault(key[:3], {})
+                    mine[str(key[3])] = with_part
+                    if len(mine) > self.details:
+                        del mine[min(mine)]
         return [(day, kept[1]) for (day, _), (_, kept) in zip(stamps, now, strict=True)]
+
+    @staticmethod
+    def _update(model: ReadModel, org: str, kind: type[V], day: str, update: DayUpdate[V, T, Any],
+                kept: tuple[int, Any, int] | None, detail: Any) -> tuple[T, Any, int]:
+        """The day's part and detail, and how many records it holds: updated from the records whose
+        version differs from the detail's (the model says which, or its day's records are read and
+        compared), when at most a quarter of them changed; else computed from all."""
+        records: list[Record[V]] | None = None
+        if kept is not None and detail is not None:
+            versioned = model if isinstance(model, DayVersioned) else None
+            if versioned is not None:
+                versions = versioned.day_versions(org, kind, day)
+            else:
+                records = model.records(org, kind, day, day)
+                versions = {r.key: r.version for r in records}
+            had = update.versions(detail)
+            changed = [k for k, v in versions.items() if had.get(k) != v]
+            gone = [k for k in had if k not in versions]
+            if len(changed) + len(gone) <= max(UPDATE_LEAST, len(versions) // 4):
+                wanted = set(changed)
+                if versioned is None:
+                    fresh = [r for r in records or () if r.key in wanted]
+                else:  # read by key after the versions: a record may have moved off the day since (gone)
+                    fresh = [r for r in versioned.records_by_key(org, kind, changed) if r.day == day]
+                    gone += list(wanted.difference(r.key for r in fresh))
+                done = update.update(kept[1], detail, fresh, gone)
+                if done is not None:
+                    return done[0], done[1], len(versions)
+        if records is None:
+            records = model.records(org, kind, day, day)
+        part, detail = update.build(records)
+        return part, detail, len(records)
 
     def _keep(self, key: tuple[Hashable, ...], kept: tuple[int, Any, int]) -> None:
         with self._lock:
@@ -107,7 +193,9 @@ class DayCache:
         self._weight += kept[2] - (old[2] if old is not None else 0)
         self._parts[key] = kept
         while self._weight > self.most and len(self._parts) > 1:
-            self._weight -= self._parts.popitem(last=False)[1][2]
+            dropped, (_, _, weight) = self._parts.popitem(last=False)
+            self._weight -= weight
+            self._details.get(dropped[:3], {}).pop(str(dropped[3]), None)
 
     @staticmethod
     def stamps(model: ReadModel, org: str, kind: type[V], first: str, last: str) -> tuple[tuple[str, int], ...] | None:

@@ -4,16 +4,21 @@ parts, so that the read side computes each day once (ws_gateway/day_cache.py). P
 Each `*_part` takes one day's records (or a whole period's: a merge of one part is the plain list),
 each `merge_*` takes the parts in day order and gives what ws_gateway/lists.py and shoppers.py would
 give over all those records at once: sums add up, a top N of the whole is in the union of each day's
-top N (keys are unique), and what depends on the order records were met in (a product's first name,
-ties among the most-ordered products) is met in the same order, day by day.
+top N (keys are unique). Nothing depends on the order records are met in (a product's name is its
+latest order's, ties among the most-ordered products go by product), so a day's orders part can also
+be updated from the records changed since (`OrdersUpdate`) and a period's sums kept across requests
+(`OrdersMerge`), both equal to computing afresh.
 """
-
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+import itertools
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, combinations, islice
+from typing import Any
 
 from core.changes import Record
 from core.figures import Gap
@@ -24,6 +29,19 @@ from ws_gateway import lists
 MOST = 1000  # the largest ?limit= of a list (ws_gateway/api.py `_limit`): what a day keeps of its orders
 
 
+_serials = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """How an updated part was made from the part before it (its `serial`): these orders taken out,
+    these put in. A period's sums holding that part apply the step instead of the two whole parts."""
+
+    before: int
+    out: tuple[lists.Paid, ...]
+    into: tuple[lists.Paid, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class OrdersPart:
     """A day's paid orders (of one store or all, in one presentation currency), as the lists need them."""
@@ -32,11 +50,11 @@ class OrdersPart:
     latest: list[lists.Paid]  # the MOST latest, by (paid, key) descending
     best: list[lists.Paid]  # the MOST largest, by (amount, key) descending
     by_source: dict[str, list[int]]  # source -> [orders, revenue]
-    products: dict[str, list[object]]  # lists.product_totals
+    products: dict[str, list[Any]]  # lists.product_totals
     baskets: lists.Baskets
-    customers: dict[str, lists.PeriodCustomer]  # lists.period_customers
-    guests: int  # orders without a customer
     gaps: frozenset[Gap]  # amounts left out for want of a rate
+    serial: int = field(default_factory=lambda: next(_serials))
+    step: Step | None = None
 
 
 def _latest(o: lists.Paid) -> tuple[int, str]:
@@ -47,27 +65,281 @@ def _best(o: lists.Paid) -> tuple[int, str]:
     return (o.amount, o.key)
 
 
+def _mine(records: Iterable[Record[Order]], store: str | None, members: frozenset[str] | None) -> list[Record[Order]]:
+    return [r for r in records if store in (None, r.value.store) and (members is None or r.value.customer in members)]
+
+
 def orders_part(records: Iterable[Record[Order]], *, currency: str, rates: Rates | None, store: str | None,
                 members: frozenset[str] | None = None) -> OrdersPart:
     """The part of these order records (of `store`, of `members` when given)."""
     recording = RecordingRates(rates)
-    mine = [r for r in records if store in (None, r.value.store) and (members is None or r.value.customer in members)]
-    paid = lists.paid_orders(mine, currency, recording)
+    return _part(lists.paid_orders(_mine(records, store, members), currency, recording), frozenset(recording.gaps))
+
+
+def _part(paid: list[lists.Paid], gaps: frozenset[Gap]) -> OrdersPart:
     by_source: dict[str, list[int]] = {}
     for o in paid:
         acc = by_source.setdefault(o.order.source, [0, 0])
         acc[0] += 1
         acc[1] += o.amount
     return OrdersPart(len(paid), heapq.nlargest(MOST, paid, key=_latest), heapq.nlargest(MOST, paid, key=_best),
-                      by_source, lists.product_totals(paid), lists.baskets(paid), lists.period_customers(paid),
-                      sum(1 for o in paid if o.order.customer is None), frozenset(recording.gaps))
+                      by_source, lists.product_totals(paid), lists.baskets(paid), gaps)
+
+
+@dataclass(frozen=True, slots=True)
+class OrdersDay:
+    """What updating a day's part from the records changed since needs (ws_gateway/day_cache.py): the
+    version of every record it was computed from, and the paid orders it counts (to take them out)."""
+
+    versions: dict[str, int]
+    paid: dict[str, lists.Paid]
+    currencies: dict[str, int]  # the paid orders counted per currency: what the part's gaps come from
+
+
+@dataclass(frozen=True, slots=True)
+class OrdersUpdate:
+    """Builds a day's OrdersPart with its OrdersDay, and updates both from the day's changed records
+    (DayCache.day_parts' `update`). A day's amounts left out for want of a rate are those of the
+    currencies its paid orders are in (a rate is one per currency and day), so its gaps follow them."""
+
+    currency: str
+    rates: Rates | None
+    store: str | None
+
+    def build(self, records: list[Record[Order]]) -> tuple[OrdersPart, OrdersDay]:
+        recording = RecordingRates(self.rates)
+        paid = lists.paid_orders(_mine(records, self.store, None), self.currency, recording)
+        part = _part(paid, frozenset(recording.gaps))
+        return part, OrdersDay({r.key: r.version for r in records}, {o.key: o for o in paid},
+                               dict(Counter(o.order.currency for o in paid)))
+
+    def build_part(self, records: list[Record[Order]]) -> OrdersPart:
+        """The part alone (orders_part), for a day that keeps no detail."""
+        return orders_part(records, currency=self.currency, rates=self.rates, store=self.store)
+
+    def versions(self, day: OrdersDay) -> dict[str, int]:
+        return day.versions
+
+    def update(self, part: OrdersPart, day: OrdersDay, changed: list[Record[Order]],
+               gone: Iterable[str]) -> tuple[OrdersPart, OrdersDay] | None:
+        """The part and day after these records changed (new or rewritten: `changed`; no longer of the
+        day: `gone`), copied: the old part stays what it was (a period's sums may hold it)."""
+        versions, paid = dict(day.versions), dict(day.paid)
+        out: list[lists.Paid] = []
+        for k in chain(gone, (r.key for r in changed)):
+            o = paid.pop(k, None)
+            versions.pop(k, None)
+            if o is not None:
+                out.append(o)
+        into = lists.paid_orders(_mine(changed, self.store, None), self.currency, RecordingRates(self.rates))
+        currencies = Counter(day.currencies)
+        add_counts(currencies, (o.order.currency for o in out), -1)
+        add_counts(currencies, (o.order.currency for o in into), 1)
+        for r in changed:
+            versions[r.key] = r.version
+        for o in into:
+            paid[o.key] = o
+        gaps = part.gaps
+        if currencies.keys() != day.currencies.keys():  # a currency came or went: its rate's gap with it
+            recording = RecordingRates(self.rates)
+            for currency in currencies:  # each currency of the day once, as an order of it converts
+                convert(recording, 0, currency, self.currency, next(iter(paid.values())).day)
+            gaps = frozenset(recording.gaps)
+        by_source = {s: list(a) for s, a in part.by_source.items()}
+        _add_sources(by_source, out, -1)
+        _add_sources(by_source, into, 1)
+        products = {p: list(a) for p, a in part.products.items()}
+        _rename(products, _add_products(products, out, into), [paid.values()])
+        baskets = lists.Baskets(part.baskets.orders, Counter(part.baskets.freq), Counter(part.baskets.together))
+        _add_baskets(baskets, out, -1)
+        _add_baskets(baskets, into, 1)
+        return (OrdersPart(part.count - len(out) + len(into), _top(part.latest, out, into, paid, _latest),
+                           _top(part.best, out, into, paid, _best), by_source, products, baskets, gaps,
+                           step=Step(part.serial, tuple(out), tuple(into))),
+                OrdersDay(versions, paid, dict(currencies)))
+
+
+def _add_sources(acc: dict[str, list[int]], orders: Iterable[lists.Paid], sign: int) -> None:
+    for o in orders:
+        a = acc.setdefault(o.order.source, [0, 0])
+        a[0] += sign
+        a[1] += sign * o.amount
+        if not a[0]:
+            del acc[o.order.source]
+
+
+def _add_products(acc: dict[str, list[Any]], out: Iterable[lists.Paid], into: Iterable[lists.Paid]) -> dict[str, tuple[int, str]]:
+    """Takes `out` out and puts `into` in; returns the products whose name left with an order taken
+    out (and the order's (paid, key)) and that no order put in names as late."""
+    lost: dict[str, tuple[int, str]] = {}
+    for o in out:
+        for p in lists.add_order(acc, o, -1):
+            lost.setdefault(p, (o.paid, o.key))
+    for o in into:
+        lists.add_order(acc, o, 1)
+    return {p: at for p, at in lost.items() if (a := acc.get(p)) is not None and (a[4] is None or a[4] < at)}
+
+
+def _rename(acc: dict[str, list[Any]], lost: dict[str, tuple[int, str]], orders: Iterable[Iterable[lists.Paid]]) -> None:
+    """The name of each lost product again: from the latest of these orders that names it."""
+    if not lost:
+        return
+    for o in chain.from_iterable(orders):
+        at = (o.paid, o.key)
+        for product, name, _, _ in o.lines:
+            if name and product in lost:
+                a = acc[product]
+                if a[4] is None or at > a[4]:
+                    a[0], a[4] = name, at
+
+
+def _basket(o: lists.Paid) -> list[str]:
+    return sorted({p for p, _, _, _ in o.lines})
+
+
+def _add_baskets(b: lists.Baskets, orders: Iterable[lists.Paid], sign: int) -> None:
+    for o in orders:
+        basket = _basket(o)
+        b.orders += sign
+        add_counts(b.freq, basket, sign)
+        add_counts(b.together, combinations(basket, 2), sign)
+
+
+def add_counts(counter: Counter[Any], keys: Iterable[Any], sign: int) -> None:
+    """Adds sign to each key's count; a count down to 0 is dropped (as if never met)."""
+    for k in keys:
+        n = counter[k] + sign
+        if n:
+            counter[k] = n
+        else:
+            del counter[k]
+
+
+def _top(kept: list[lists.Paid], out: list[lists.Paid], into: list[lists.Paid], paid: dict[str, lists.Paid],
+         key: Callable[[lists.Paid], tuple[int, str]]) -> list[lists.Paid]:
+    """The MOST first of the day's paid orders by `key`, from `kept` (the MOST first before the change,
+    or all when fewer). Every order not kept ranks below the last kept one, so the kept ones not taken
+    out and those put in that rank at least as high are the first of the day, as long as they are
+    MOST (or all the day's); else all the day's orders are ranked again."""
+    if not out and not into:
+        return kept
+    full = len(kept) >= MOST
+    bound = key(kept[-1]) if full else None
+    gone = {o.key for o in out}
+    left = [o for o in kept if o.key not in gone] if gone else list(kept)
+    joining = [o for o in into if bound is None or key(o) >= bound]
+    if full and len(left) + len(joining) < MOST:
+        return heapq.nlargest(MOST, paid.values(), key=key)
+    if not joining and len(left) == len(kept):
+        return kept
+    return heapq.nlargest(MOST, left + joining, key=key)
+
+
+class OrdersMerge:
+    """A period's sums of its days' OrdersParts (by source, products, pair counts), kept across requests:
+    a request after a write to one day takes that day's old part out and puts its new one in (or
+    applies the step between them), instead of merging 90 parts again. Equal to merge_by_source,
+    merge_products and merge_baskets of the same parts (tests/test_today_parts.py)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # one request at a time syncs it
+        self._clear()
+
+    def _clear(self) -> None:
+        self.parts: dict[str, OrdersPart] = {}
+        self.count = 0
+        self.by_source: dict[str, list[int]] = {}
+        self.products: dict[str, list[Any]] = {}
+        self.baskets = lists.Baskets()
+        self.gaps: frozenset[Gap] = frozenset()
+
+    def sync(self, parts: dict[str, OrdersPart]) -> None:
+        """Brings the sums to these parts (day -> part)."""
+        changed = [d for d, p in parts.items() if self.parts.get(d) is not p]
+        gone = [d for d in self.parts if d not in parts]
+        if len(changed) + len(gone) > len(parts) // 2:  # most of it: sum everything again
+            self._clear()
+            changed, gone = list(parts), []
+        lost: dict[str, tuple[int, str]] = {}
+        for d in gone:
+            self._add(self.parts[d], -1, lost)
+        for d in changed:
+            new, old = parts[d], self.parts.get(d)
+            if old is not None and new.step is not None and new.step.before == old.serial:
+                self._step(new.step, lost)
+            else:
+                if old is not None:
+                    self._add(old, -1, lost)
+                self._add(new, 1, lost)
+        self.parts = dict(parts)
+        self.gaps = frozenset().union(*(p.gaps for p in parts.values()))
+        for product, at in lost.items():
+            a = self.products.get(product)
+            if a is None or (a[4] is not None and a[4] >= at):
+                continue
+            for p in parts.values():  # the latest name of the days left
+                b = p.products.get(product)
+                if b is not None and b[4] is not None and (a[4] is None or b[4] > a[4]):
+                    a[0], a[4] = b[0], b[4]
+
+    def _step(self, step: Step, lost: dict[str, tuple[int, str]]) -> None:
+        self.count += len(step.into) - len(step.out)
+        _add_sources(self.by_source, step.out, -1)
+        _add_sources(self.by_source, step.into, 1)
+        for p, at in _add_products(self.products, step.out, step.into).items():
+            lost.setdefault(p, at)
+        _add_baskets(self.baskets, step.out, -1)
+        _add_baskets(self.baskets, step.into, 1)
+
+    def _add(self, part: OrdersPart, sign: int, lost: dict[str, tuple[int, str]]) -> None:
+        self.count += sign * part.count
+        for source, (n, amount) in part.by_source.items():
+            s = self.by_source.setdefault(source, [0, 0])
+            s[0] += sign * n
+            s[1] += sign * amount
+            if not s[0]:
+                del self.by_source[source]
+        for product, (name, revenue, units, orders, at) in part.products.items():
+            a = self.products.get(product)
+            if a is None:
+                a = self.products[product] = ["", 0, 0, 0, None]
+            a[1] += sign * revenue
+            a[2] += sign * units
+            a[3] += sign * orders
+            if sign > 0:
+                if at is not None and (a[4] is None or at > a[4]):
+                    a[0], a[4] = name, at
+            elif not a[3]:
+                del self.products[product]
+            elif at is not None and a[4] == at:
+                a[0], a[4] = "", None
+                lost.setdefault(product, at)
+        self.baskets.orders += sign * part.baskets.orders
+        if sign > 0:
+            self.baskets.freq.update(part.baskets.freq)
+            self.baskets.together.update(part.baskets.together)
+        else:
+            _count_all(self.baskets.freq, part.baskets.freq)
+            _count_all(self.baskets.together, part.baskets.together)
+
+    def weight(self) -> int:
+        """What it holds, in DayCache.state's entries: its products and pairs."""
+        return len(self.products) + len(self.baskets.together)
+
+
+def _count_all(counter: Counter[Any], minus: Counter[Any]) -> None:
+    for k, n in minus.items():
+        left = counter[k] - n
+        if left:
+            counter[k] = left
+        else:
+            del counter[k]
 
 
 @dataclass(frozen=True, slots=True)
 class CustomersPart:
-    """A day's paid orders per customer: what an OrdersPart holds for the best customers alone, at
-    half its cost (no product, basket or order list), so a write to today recomputes only this for
-    /customers (ws_gateway/customer_rank.py)."""
+    """A day's paid orders per customer, for the best customers (ws_gateway/customer_rank.py): apart
+    from the OrdersPart, so a write to today recomputes only this for /customers."""
 
     customers: dict[str, lists.PeriodCustomer]  # lists.period_customers
     guests: int  # paid orders without a customer
@@ -75,14 +347,15 @@ class CustomersPart:
 
 
 def customers_part(records: Iterable[Record[Order]], *, currency: str, rates: Rates | None,
-                   store: str | None) -> CustomersPart:
-    """OrdersPart's customers, guests and gaps from these order records (of `store`)."""
+                   store: str | None, members: frozenset[str] | None = None) -> CustomersPart:
+    """lists.period_customers, the guest orders and gaps of these order records (of `store`, of
+    `members` when given)."""
     recording = RecordingRates(rates)
     acc: dict[str, lists.PeriodCustomer] = {}
     guests = 0
     for r in records:
         v = r.value
-        if v.paid is None or store not in (None, v.store):
+        if v.paid is None or store not in (None, v.store) or (members is not None and v.customer not in members):
             continue
         amount = convert(recording, v.amount, v.currency, currency, r.day)  # an order's lines convert at the same rate
         if v.customer is None:
@@ -123,18 +396,20 @@ def merge_by_source(parts: list[OrdersPart]) -> dict[str, list[int]]:
     return out
 
 
-def merge_products(parts: list[OrdersPart]) -> dict[str, list[object]]:
-    out: dict[str, list[object]] = {}
+def merge_products(parts: list[OrdersPart]) -> dict[str, list[Any]]:
+    """Sums; a product's name the latest (lists.product_totals)."""
+    out: dict[str, list[Any]] = {}
     for p in parts:
-        for product, (name, revenue, units, orders) in p.products.items():
+        for product, (name, revenue, units, orders, at) in p.products.items():
             a = out.get(product)
             if a is None:
-                out[product] = [name, revenue, units, orders]
+                out[product] = [name, revenue, units, orders, at]
             else:
-                a[0] = a[0] or name
-                a[1] += revenue  # type: ignore[operator]  # product_totals' [str, int, int, int]
-                a[2] += units  # type: ignore[operator]
-                a[3] += orders  # type: ignore[operator]
+                a[1] += revenue
+                a[2] += units
+                a[3] += orders
+                if at is not None and (a[4] is None or at > a[4]):
+                    a[0], a[4] = name, at
     return out
 
 
@@ -147,7 +422,7 @@ def merge_baskets(parts: list[OrdersPart]) -> lists.Baskets:
     return out
 
 
-def merge_customers(parts: list[OrdersPart]) -> dict[str, lists.PeriodCustomer]:
+def merge_customers(parts: list[CustomersPart]) -> dict[str, lists.PeriodCustomer]:
     """lists.period_customers over all the parts' orders."""
     out: dict[str, lists.PeriodCustomer] = {}
     for p in parts:

@@ -95,19 +95,45 @@ def by_source_json(totals: dict[str, list[int]], currency: str) -> dict[str, dic
 
 
 def product_totals(orders: list[Paid]) -> dict[str, list[Any]]:
-    """Per product, in the order first met: [name (the first one given), revenue, units, orders]."""
+    """Per product: [name, revenue, units, orders, (paid, key) of the order the name is from]. The name
+    is the one on the latest paid order (by paid time, then key) that names the product (its first
+    line that does): whatever order the records come in, so a day's part can be updated and merged
+    in any order (ws_gateway/list_parts.py), and a renamed product shows its newest name."""
     acc: dict[str, list[Any]] = {}
     for o in orders:
-        seen = set()
-        for product, name, qty, revenue in o.lines:
-            a = acc.setdefault(product, [name, 0, 0, 0])
-            a[0] = a[0] or name
-            a[1] += revenue
-            a[2] += qty
-            if product not in seen:
-                a[3] += 1
-                seen.add(product)
+        add_order(acc, o, 1)
     return acc
+
+
+def add_order(acc: dict[str, list[Any]], o: Paid, sign: int) -> list[str]:
+    """Adds (sign 1) or takes out (sign -1) one order's lines in product_totals' `acc`; taking out drops
+    a product left with no order. Returns the products whose name was the order's, taken out: their
+    name is left empty (their [4] None), for the caller to find again among the orders left."""
+    at = (o.paid, o.key)
+    mine: dict[str, list[Any]] = {}  # product -> [first name given, revenue, units]
+    for product, name, qty, revenue in o.lines:
+        m = mine.get(product)
+        if m is None:
+            mine[product] = [name, revenue, qty]
+        else:
+            m[0], m[1], m[2] = m[0] or name, m[1] + revenue, m[2] + qty
+    lost = []
+    for product, (name, revenue, qty) in mine.items():
+        a = acc.get(product)
+        if a is None:
+            a = acc[product] = ["", 0, 0, 0, None]
+        a[1] += sign * revenue
+        a[2] += sign * qty
+        a[3] += sign
+        if sign > 0:
+            if name and (a[4] is None or at > a[4]):
+                a[0], a[4] = name, at
+        elif not a[3]:
+            del acc[product]
+        elif a[4] == at:
+            a[0], a[4] = "", None
+            lost.append(product)
+    return lost
 
 
 def rank_products(acc: dict[str, list[Any]], *, sort: str, limit: int, currency: str) -> list[dict[str, Any]]:
@@ -287,7 +313,8 @@ def rank_pairs(b: Baskets, *, sort: str, limit: int) -> list[dict[str, Any]]:
     """Products bought together, among the PAIR_PRODUCTS most-ordered products: orders with both,
     support = that / all orders, lift = P(a,b) / (P(a) P(b))."""
     n, freq = b.orders, b.freq
-    top = {p for p, _ in freq.most_common(PAIR_PRODUCTS)}
+    # the most-ordered, ties by product: not by the order met, so parts merge in any order
+    top = {p for p, _ in heapq.nsmallest(PAIR_PRODUCTS, freq.items(), key=lambda pc: (-pc[1], pc[0]))}
     mine = [(pair, k) for pair, k in b.together.items() if pair[0] in top and pair[1] in top]
     if sort == "orders":
         ranked = heapq.nsmallest(limit, mine, key=lambda pk: (-pk[1], pk[0]))

@@ -5,7 +5,7 @@ overview's best customers, seconds for the order lists).
 What is warmed, per organisation, in its presentation currency over all its stores (what the dashboard
 asks first): the best customers of today, 7, 30 and 90 days and all time (the order-day and
 profile-day parts and each period's kept sums: ws_gateway/customer_rank.py), the order lists' parts
-of 90 days (7 and 30 days merge the same parts), the carts' of 90 days and the quota's; then what the
+of 90 days and the sums of 90, 7 and 30 days (the same parts: list_parts.OrdersMerge), the carts' of 90 days and the quota's; then what the
 overview compares each named period with, the period of as many days just before it (its KPIs' changes):
 the best customers of those of 7, 30 and 90 days and the carts of the 90 days before the 90 (the first
 choice of 30 days after a start took 1.8 s for the 30 days before alone, at 1M orders). Last, so that
@@ -17,6 +17,7 @@ computing it itself. Only a read model with day stamps keeps parts: with Redis n
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import threading
 import time
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 CUSTOMER_PERIODS = ("today", "7d", "30d", "90d", "all")
 LIST_PERIOD = "90d"  # the longest named period: the shorter ones are its last days
+SHORTER_LISTS = ("7d", "30d")  # their order lists' sums (list_parts.OrdersMerge: 10-50 ms each at 1M orders)
 COMPARED_PERIODS = ("7d", "30d", "90d")  # the overview's period choices that show a change against the one before
 
 
@@ -78,10 +80,12 @@ def steps(cache: DayCache, model: ReadModel, orgs: Iterable[Org], rates: Rates |
             out.append((f"{org.id} customers {period}", functools.partial(
                 cached_lists.best_customers, cache, model, org.id, first, last, tz=org.tz, members=None,
                 sort="revenue", limit=1, currency=org.currency, rates=rates, store=None)))
+        for period in (LIST_PERIOD, *SHORTER_LISTS):  # 90 days' parts, then the shorter periods' kept sums of them
+            start, end = resolve_period(period, None, None, today)
+            out.append((f"{org.id} orders {period}", functools.partial(
+                cached_lists.order_list, cache, model, org.id, start, end, "orders", members=None, sort="latest",
+                limit=20, tz=org.tz, currency=org.currency, rates=rates, store=None)))
         first, last = resolve_period(LIST_PERIOD, None, None, today)
-        out.append((f"{org.id} orders {LIST_PERIOD}", functools.partial(
-            cached_lists.order_list, cache, model, org.id, first, last, "orders", members=None, sort="latest",
-            limit=20, tz=org.tz, currency=org.currency, rates=rates, store=None)))
         out.append((f"{org.id} carts {LIST_PERIOD}", functools.partial(
             cached_lists.carts, cache, model, org.id, first, last, limit=20, currency=org.currency, rates=rates,
             store=None)))
@@ -122,6 +126,10 @@ def start(cache: DayCache, model: ReadModel, orgs: Iterable[Org], rates: Rates |
                 continue
             warming.took.append((what, time.perf_counter() - t))
             log.info("warmed %s in %.1f s", what, warming.took[-1][1])
+        # What was warmed stays (millions of objects at 1M orders): out of the collector's scans from now
+        # on, as storepulse.gc_policy.settle does with what a process builds at start. Else a full
+        # collection, when one comes, walks it all during some request (1.4 s at bench/read_api.py's scale).
+        gc.freeze()
         log.info("warming done in %.1f s", time.perf_counter() - began)
 
     warming.thread = threading.Thread(target=run, name="warm-read-side", daemon=True)
