@@ -5,13 +5,14 @@ overview's best customers, seconds for the order lists).
 What is warmed, per organisation, in its presentation currency over all its stores (what the dashboard
 asks first): the best customers of today, 7, 30 and 90 days and all time (the order-day and
 profile-day parts and each period's kept sums: ws_gateway/customer_rank.py), the order lists' parts
-of 90 days and the sums of 90, 7 and 30 days (the same parts: list_parts.OrdersMerge), the carts' of 90 days and the quota's; then what the
-overview compares each named period with, the period of as many days just before it (its KPIs' changes):
+of 90 days and the sums of 90, 7 and 30 days (the same parts: list_parts.OrdersMerge), the carts' of 90
+days and the quota's; then what the overview compares each named period with, the period of as many days just before it (its KPIs' changes):
 the best customers of those of 7, 30 and 90 days and the carts of the 90 days before the 90 (the first
 choice of 30 days after a start took 1.8 s for the 30 days before alone, at 1M orders). Last, so that
 when the day cache's budget runs short it is those, not the periods themselves, that go. A request
 arriving while its part is being warmed waits for that part (the same lock), not longer than
-computing it itself. Only a read model with day stamps keeps parts: with Redis nothing is warmed.
+computing it itself. Only a read model with day stamps keeps parts: SQLite's and Redis's both have them
+(branch redisday), so both are warmed.
 """
 
 from __future__ import annotations
