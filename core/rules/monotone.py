@@ -85,8 +85,9 @@ def growth_of(old: Facts, new: Facts, changed: Iterable[str],
                     i = streams.index(name)
                     change = Change.GREW if any(p.totals[i].count for p in old.history) else Change.FROM_NOTHING
                 if items:  # only the names a rule filters by: a key per order's products would defeat the caches
-                    out += ((item_key(name, field, n), change) for field, n in _named(_inserted(a, b))
-                            if ItemFilter(field, n) in items)
+                    entry = _inserted(a, b)
+                    named = _named(entry) if isinstance(entry, Entry) else [(i.field, i.name) for i in items]
+                    out += ((item_key(name, field, n), change) for field, n in named if ItemFilter(field, n) in items)
         elif name == "last_active":
             change = Change.FROM_NOTHING if a is None else Change.LATER if b is not None and b > a else Change.OTHER
         elif name == "stores":
@@ -110,11 +111,9 @@ def _inserted(old: tuple[object, ...], new: tuple[object, ...]) -> object:
     return next(e for e, o in zip(new, old) if e is not o)
 
 
-def _named(entry: object) -> list[tuple[str, str]]:
-    """(field, name) for every product, category and brand an entry names (only the names some rule
-    asks about are kept in entries: keep.py); none for a time-only entry."""
-    if not isinstance(entry, Entry):
-        return []
+def _named(entry: Entry) -> list[tuple[str, str]]:
+    """(field, name) for every product, category and brand an entry names. (A time-only entry counts
+    in every filtered sum over its stream, as evaluate.py's _term counts it: growth_of names them all.)"""
     return [(field, n) for field in ("products", "categories", "brands") for n in getattr(entry, field)]
 
 
