@@ -296,7 +296,9 @@ class Membership:
             if c is not None:
                 data = None if k in again else ahead.get(k)
                 changed[k] = data if data is not None else pack(c, self.currency, self._parts_of(k) if has_extra(c) else None)
-            elif k not in packed:  # gone (a changed customer is live: reading it unpacked it)
+            elif k in packed:  # changed, then packed again at once (_hold_packed): its bytes are exact
+                changed[k] = packed[k]
+            else:  # gone (a changed customer is live: reading it unpacked it)
                 changed[k] = None
         # bytes kept at the call before are exact (untouched since, nothing to settle); a customer settled
         # just now is packed again
@@ -427,11 +429,22 @@ class Membership:
             (c.now.at for c in self.customers.values()), default=0)
         order = [s for s in self.live.order if s in changed]
         for key in sorted(self.customers):
+            idle = key in self.customers.packed
             c = self.customers[key]
             self._settle(c, None)  # the kept steps were taken under the old rules: no rewind before this
             if order:
                 out += self._publish(c, c.now.mask, c.now.due(), self._evaluate(c, c.now, order, now, DEFINED), [])
+                self._settle(c, None)  # nor before its changes, at the watermark: nothing to keep for a rewind
+            if idle:
+                self._hold_packed(key, c)
         return out
+
+    def _hold_packed(self, key: str, c: _Customer) -> None:
+        """Packs again a customer that was held packed and that a definition had to read (at 1M customers,
+        every one of them unpacked at once took ~2.3 GB until they cooled again); the next snapshot writes
+        these bytes (take_changes)."""
+        if not has_extra(c):
+            self.customers.hold_packed({key: pack(c, self.currency)})
 
     def advance(self, watermark: int) -> list[Record[Value]]:
         """The watermark moved: fires every timer at or before it."""
@@ -810,6 +823,7 @@ class Membership:
         out: list[Record[Value]] = []
         v = self.version.next()
         for key in sorted(self.customers):
+            idle = key in self.customers.packed
             c = self.customers[key]
             self._settle(c, None)
             s = c.now
@@ -819,6 +833,8 @@ class Membership:
                 s.mask &= ~(1 << bit)
                 out.append(Record(self.org, v, RecordKind.SEGMENT_MEMBER, f"{segment}|{key}", segment,
                                   SegmentMember(segment, key, False, None)))
+            if idle:
+                self._hold_packed(key, c)
         return out
 
 

@@ -110,3 +110,39 @@ def test_a_restore_holds_every_customer_packed_and_decides_as_the_book_that_kept
     later = [paid("late", T0 + 61_000, "c3", 9_000), view("far", T0 + 45 * DAY, "c2")]
     assert back.apply_all(later) == org.apply_all(later)
     assert back.segments.customers == org.segments.customers
+
+
+def test_a_definition_reads_the_packed_customers_and_holds_them_packed_again() -> None:
+    """Putting and deleting a segment evaluates every customer: those held packed are unpacked for it and
+    packed again at once (not all live until they cool), decide as in a book that never packs, and the
+    next snapshot writes their new bytes: a restore from it decides as the book that kept running."""
+    from core.definitions import delete_event, put_event
+    org, plain = Organisation.new(CONFIG.orgs["o"]), Organisation.new(CONFIG.orgs["o"])
+    m = org.segments
+    first = [paid(f"o{i}", T0 + i, f"c{i % 5}", 3_000 * (1 + i % 4)) for i in range(20)] + [view("v", T0 + 10_000, "c9")]
+    for o in (org, plain):
+        o.apply_all(first)
+    m.take_changes()
+    org.apply_all([view("w", T0 + 20_000, "c9")])
+    plain.apply_all([view("w", T0 + 20_000, "c9")])
+    m.take_changes()
+    assert set(packed_ones(m)) == {f"c{i}" for i in range(5)}
+    big = put_event("o", "segment", "big", {"name": "big", "rule": {"spent": {"gte": "200.00", "within": "30d"}}},
+                    T0 + 21_000, "d1")
+    records = org.apply_all([big])
+    assert records == plain.apply_all([big])
+    assert any(getattr(r, "kind", "") == "segment_member" and r.value.segment == "big" for r in records)  # type: ignore[union-attr]
+    assert set(packed_ones(m)) == {f"c{i}" for i in range(5)}  # packed again, not left live
+    assert m.members("big") == plain.segments.members("big") != []
+    with tempfile.TemporaryDirectory() as tmp:
+        files = SnapshotFiles(Path(tmp), "o")
+        snapshots.save(org, files)
+        back = snapshots.load(snapshots.save(org, files), lambda org_id: SnapshotFiles(Path(tmp), org_id))
+    assert back.segments.members("big") == m.members("big")
+    gone = delete_event("o", "segment", "big", T0 + 22_000, "d2")
+    assert back.apply_all([gone]) == org.apply_all([gone]) == plain.apply_all([gone])
+    assert set(packed_ones(m)) >= {f"c{i}" for i in range(5)}  # the deletion packed them again too
+    assert set(packed_ones(back.segments)) >= set(packed_ones(m))  # (a restore holds everyone packed)
+    later = [paid("late", T0 + 23_000, "c3", 25_000), view("far", T0 + 40 * DAY, "c2")]
+    assert back.apply_all(later) == org.apply_all(later) == plain.apply_all(later)
+    assert settled(back.segments) == settled(plain.segments)
