@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import hashlib
 import io
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -43,6 +44,13 @@ class Rates:
             first = f" (the rates start on {days[0]})" if days else " (the rates file has no such column)"
             raise MissingRate(f"no exchange rate for {currency} on or before {day}{first}", currency, day)
         return self._values[currency][i]
+
+    def digest(self) -> bytes:
+        """A digest of every rate: equal digests, equal conversions (ws_gateway/kept_file.py)."""
+        h = hashlib.sha256()
+        for currency in sorted(self._days):
+            h.update(f"{currency}\0{self._days[currency]}\0{self._values[currency]}\0".encode())
+        return h.digest()
 
     @property
     def currencies(self) -> list[str]:

@@ -44,3 +44,14 @@ class DayVersioned(Protocol):
     def records_by_key(self, org: str, kind: type[V], keys: Sequence[str]) -> list[Record[V]]:
         """The records of the kind with these keys (whatever their day; a key not found is left out)."""
         ...
+
+
+@runtime_checkable
+class Identified(Protocol):
+    """A read model whose stamps may be remembered past the process: equal stamps mean equal records only
+    within one model, and a model rebuilt (a new SQLite file, a flushed Redis) counts its writes from
+    nothing again (ws_gateway/kept_file.py keeps parts across restarts under this identity)."""
+
+    def identity(self) -> str:
+        """Made when the model was created, the same for every process that opens it."""
+        ...

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
@@ -157,6 +158,7 @@ _OLD_KIND_HASH = re.compile(rb"^sp:rm:\{(.*)\}:rec:([a-z_]+)$")
 # Set once every record is in its day: a model opening after that scans no keys (Redis also holds a
 # dedupe key per event: a million keys to scan on every open otherwise).
 LAYOUT_KEY, LAYOUT = "sp:rm:layout", b"days"
+IDENTITY_KEY = "sp:rm:identity"  # made by the first process that asks (state/day_stamps.py Identified)
 
 
 class _Day(msgspec.Struct):
@@ -273,6 +275,12 @@ class RedisReadModel:
         values: list[bytes] = self._redis.eval(_BY_KEY, 1, _keys(org)[1], _prefix(org), kind.KIND,
                                                *(f"r|{kind.KIND}|{k}" for k in keys))
         return [record_from_json(kind, v) for v in values]
+
+    def identity(self) -> str:
+        """Made once (SET NX: whichever process asks first), gone with a flushed Redis."""
+        self._redis.set(IDENTITY_KEY, uuid.uuid4().hex, nx=True)
+        value = self._redis.get(IDENTITY_KEY)
+        return value.decode() if isinstance(value, bytes) else str(value)
 
     def day_stamps(self, org: str, kind: type[V], first: str = "", last: str = OPEN_END) -> dict[str, int]:
         """Per day in [first, last] holding records of the kind (or having held), a stamp that changes

@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE INDEX IF NOT EXISTS records_by_day ON records (org, kind, day);
 CREATE TABLE IF NOT EXISTS caught_up (org TEXT PRIMARY KEY, at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS org_versions (org TEXT PRIMARY KEY, version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS identity (id TEXT NOT NULL);
+INSERT INTO identity SELECT lower(hex(randomblob(16))) WHERE NOT EXISTS (SELECT 1 FROM identity);
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     org TEXT NOT NULL, version INTEGER NOT NULL, body BLOB NOT NULL, upto INTEGER
@@ -294,6 +296,12 @@ class SqliteReadModel:
                 (org, kind.KIND, first, last),
             ).fetchall()
         return [Record(org, v, kind.KIND, k, d, value_from_json(kind, val)) for k, d, v, val in rows]
+
+    def identity(self) -> str:
+        """Made once with the file (state/day_stamps.py Identified): a model rebuilt in a new file is another."""
+        with self._lock:
+            row = self._conn.execute("SELECT id FROM identity").fetchone()
+        return str(row[0])
 
     def day_stamps(self, org: str, kind: type[V], first: str = "", last: str = OPEN_END) -> dict[str, int]:
         """Per day in [first, last] holding records of the kind, a stamp that changes whenever a write

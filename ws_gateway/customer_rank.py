@@ -238,6 +238,21 @@ class RankedPeriod:
         self.new = self.repeat = 0
         self.ranks: dict[str, TopRank] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (ws_gateway/kept_file.py) with each ranking's customers, not its key: a function of this
+        period, made again on load."""
+        state = dict(self.__dict__)
+        state["ranks"] = {sort: (r.keep, r.top, r.where, r.bound) for sort, r in self.ranks.items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        ranks = state.pop("ranks")
+        self.__dict__.update(state)
+        self.ranks = {}
+        for sort, (keep, top, where, bound) in ranks.items():
+            rank = self.ranks[sort] = TopRank(self._key(sort), keep)
+            rank.top, rank.where, rank.bound = top, where, bound
+
     def roll(self, first: str, last: str) -> RankedPeriod:
         """The same period a day (or more) later, from these sums: a period named by its length ("7d")
         ends on a new day at midnight. The sums follow the days added and dropped at the next sync

@@ -25,15 +25,17 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 from core.config import Org
 from core.figures import resolve_period
 from core.rates import Rates
 from state.day_stamps import DayStamped
 from state.readmodel import ReadModel
-from ws_gateway import cached_lists
+from ws_gateway import cached_lists, kept_file
 from ws_gateway.api import ReadSide
 from ws_gateway.day_cache import DayCache
+from ws_gateway.kept_file import KeptFile
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,8 @@ class Warming:
     thread: threading.Thread | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     took: list[tuple[str, float]] = field(default_factory=list)
+    cache: DayCache | None = None
+    kept: KeptFile | None = None  # where the parts are taken from at start and saved to at shutdown
 
     def wait(self, timeout: float | None = None) -> bool:
         """True once every step ran (or it was stopped)."""
@@ -68,6 +72,20 @@ class Warming:
         """Stops after the step under way (a step is not interrupted: at most one part's computation)."""
         self.stop.set()
         self.wait()
+
+    def save(self) -> None:
+        """Saves what the read side keeps for the next start (ws_gateway/kept_file.py), once no request runs
+        (after the HTTP server stopped) and the thread is closed. A failure costs the next start its head
+        start, not this shutdown."""
+        if self.kept is None or self.cache is None:
+            return
+        began = time.perf_counter()
+        try:
+            size = self.kept.save(self.cache)
+        except Exception:
+            log.exception("saving the kept parts to %s failed", self.kept.path)
+            return
+        log.info("kept parts saved to %s (%.0f MB) in %.1f s", self.kept.path, size / 1e6, time.perf_counter() - began)
 
 
 def steps(cache: DayCache, model: ReadModel, orgs: Iterable[Org], rates: Rates | None,
@@ -107,15 +125,24 @@ def steps(cache: DayCache, model: ReadModel, orgs: Iterable[Org], rates: Rates |
 
 
 def start(cache: DayCache, model: ReadModel, orgs: Iterable[Org], rates: Rates | None,
-          now: Callable[[], datetime]) -> Warming:
-    """Runs `steps` in a daemon thread (none with a model without day stamps: nothing would be kept)."""
-    warming = Warming()
+          now: Callable[[], datetime], kept: KeptFile | None = None) -> Warming:
+    """Runs `steps` in a daemon thread (none with a model without day stamps: nothing would be kept),
+    after taking what the last shutdown saved in `kept` (the steps then compute only the days written
+    since, and what it did not hold)."""
+    warming = Warming(cache=cache, kept=kept)
     if not isinstance(model, DayStamped):
         return warming
     todo = steps(cache, model, list(orgs), rates, now)
 
     def run() -> None:
         began = time.perf_counter()
+        if kept is not None:
+            try:
+                kept.load(cache)
+            except Exception:  # an unreadable file: computed as if there were none
+                log.exception("taking the kept parts from %s failed", kept.path)
+            finally:
+                cache.release()
         for what, compute in todo:
             if warming.stop.is_set():
                 return
@@ -133,13 +160,17 @@ def start(cache: DayCache, model: ReadModel, orgs: Iterable[Org], rates: Rates |
         gc.freeze()
         log.info("warming done in %.1f s", time.perf_counter() - began)
 
+    if kept is not None:
+        cache.hold()  # from now: a request arriving before the thread took the file waits for it too
     warming.thread = threading.Thread(target=run, name="warm-read-side", daemon=True)
     warming.thread.start()
     return warming
 
 
-def start_side(side: object) -> Warming:
-    """`start` for the gateway's read side (`storepulse up|gateway`; None: no read side, nothing warmed)."""
+def start_side(side: object, data_dir: Path | None = None) -> Warming:
+    """`start` for the gateway's read side (`storepulse up|gateway`; None: no read side, nothing warmed),
+    with its kept parts saved in `data_dir` (None: none taken, none saved)."""
     if not isinstance(side, ReadSide):
         return Warming()
-    return start(side.day_cache, side.model, side.config.orgs.values(), side.rates, side.now)
+    kept = kept_file.at(data_dir, side.model, side.config, side.rates) if data_dir is not None else None
+    return start(side.day_cache, side.model, side.config.orgs.values(), side.rates, side.now, kept)
