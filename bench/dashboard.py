@@ -11,7 +11,9 @@ else the test shop of tests/dashboard_shop.py), records the requests one overvie
 
 With `--read-model DIR` (a data directory bench/read_api.py filled: 1M customers, 1M orders in 90
 days), it starts `storepulse up` (with that config: no demo) over it instead and, per period (today, 7d, 30d, 90d), times
-choosing the period in the page until its last API answer, beside the same requests bare.
+choosing the period in the page until its last API answer, beside the same requests bare. With
+`--read-model DIR --restart`: the dashboard opened right after a start without the read side's kept file,
+then right after a restart with the file the first start saved (`restarts`).
 """
 
 from __future__ import annotations
@@ -170,11 +172,80 @@ def read_model(data_dir: Path, repeat: int) -> None:
               f" ({', '.join(f'{b * 1000:.0f}' for b in bare)})")
 
 
+def restarts(data_dir: Path) -> None:
+    """A start with no kept file (the baseline: warming computes everything) and a restart that takes the
+    file the first one saved (ws_gateway/kept_file.py), each measured as a shop owner opening the
+    dashboard right after it: the overview drawn and the first choice of 7d, 30d, 90d, from the moment
+    `storepulse up` answers; and when warming was done."""
+    from bench.read_api import CONFIG, ORG, TOKEN  # the organisation that data was written for
+    (data_dir / "readside-kept.pickle").unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sp-bench-dash-") as tmp:
+        config = Path(tmp) / "storepulse.toml"
+        config.write_text(CONFIG)
+        logfile = Path(tmp) / "gateway.log"
+        results = []
+        for run in ("start, no kept file", "restart, kept file"):
+            http, ws = free_port(), free_port()
+            base = f"http://127.0.0.1:{http}"
+            before = logfile.read_text() if logfile.exists() else ""
+            log = open(logfile, "ab")
+            started = time.perf_counter()
+            proc = subprocess.Popen([*STOREPULSE, "up", "--config", str(config), "--data-dir", str(data_dir),
+                                     "--http-port", str(http), "--ws-port", str(ws), "--api-rate", "100000",
+                                     "--api-burst", "100000"], stdout=log, stderr=subprocess.STDOUT)
+            try:
+                while True:
+                    try:
+                        if httpx.get(f"{base}/metrics", timeout=1).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if proc.poll() is not None:
+                        raise AssertionError(logfile.read_text()[-3000:])
+                    time.sleep(0.1)
+                up = time.perf_counter() - started
+                times: list[tuple[str, float]] = []
+                with sync_playwright() as pw:
+                    browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+                    page = browser.new_page(viewport={"width": 1280, "height": 900})
+                    first = time.perf_counter()
+                    page.goto(f"{base}/#token={TOKEN}")
+                    page.wait_for_function(KPIS, timeout=600_000)
+                    times.append(("overview (today) drawn", time.perf_counter() - first))
+                    for period in ("7d", "30d", "90d"):
+                        times.append((f"first choice of {period}", choose(page, period)))
+                    browser.close()
+                text = lambda: logfile.read_text()[len(before):]  # noqa: E731 (this run's part of the log)
+                awaited = "kept parts saved to" if run.startswith("start") else "warming done"  # nothing new to save
+                while awaited not in text():
+                    if time.perf_counter() - started > 900:
+                        raise AssertionError(f"no {awaited!r} after 900 s:\n" + text()[-3000:])
+                    time.sleep(0.5)
+                lines = [line.split(" INFO ", 1)[-1] for line in text().splitlines()
+                         if "warming done" in line or "kept parts" in line or "preview columns" in line]
+                results.append((run, up, times, lines))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=60)
+                log.close()
+    print(f"{ORG}: the dashboard opened right after `storepulse up` answered, over {data_dir}")
+    for run, up, times, lines in results:
+        print(f"{run}: answering {up:.1f} s after the start")
+        for what, t in times:
+            print(f"  {what}: {t * 1000:,.0f} ms")
+        for line in lines:
+            print(f"  log: {line}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--read-model", type=Path, help="a data directory bench/read_api.py filled (1M customers)")
+    ap.add_argument("--restart", action="store_true",
+                    help="with --read-model: a start without the kept file, then a restart with it (`restarts`)")
     args = ap.parse_args()
+    if args.read_model and args.restart:
+        return restarts(args.read_model)
     if args.read_model:
         return read_model(args.read_model, args.repeat)
     with tempfile.TemporaryDirectory(prefix="sp-bench-dash-") as tmp:

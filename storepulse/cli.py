@@ -349,7 +349,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         await http_task  # re-raises why it could not start (port in use, ...)
         raise SystemExit(f"HTTP server on {args.host}:{args.http_port} did not start")
     _announce(args, path, config, demo_credentials(path) if demo else None)
-    # the lists' kept parts now, not at the first request (first those the last shutdown saved in the data dir)
+    # the lists' kept parts now, not at the first request (first those last saved in the data dir)
     warming = warm_start.start_side(state.get("read_side"), args.data_dir)
     simulator = demo_run.start(args, config.orgs["demo"], stop) if demo and "demo" in config.orgs else None
     await stop.wait()
@@ -361,7 +361,6 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     await asyncio.to_thread(warming.close)
     server.should_exit = True
     await http_task
-    await asyncio.to_thread(warming.save)  # no request runs now: what the read side kept, for the next start
     if ws is not None:
         ws.close()
         await ws.wait_closed()

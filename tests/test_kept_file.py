@@ -1,8 +1,8 @@
-"""The read side's kept parts saved at shutdown and taken back at the next start (ws_gateway/kept_file.py):
-a start after a save computes nothing that was not written since, and answers as the model with its
-stamps hidden does (computed per request); a day written since is computed again; a file of another read
-model, code, settings or rates, or a damaged one, is not used. On SQLite and Redis, and through the real
-`storepulse up`."""
+"""The read side's kept parts saved in the background once warmed and taken back at the next start
+(ws_gateway/kept_file.py): a start after a save computes nothing that was not written since, and answers
+as the model with its stamps hidden does (computed per request); a day written since is computed again; a
+file of another read model, code, settings or rates, or a damaged one, is not used; the forked save holds
+still what it saves. On SQLite and Redis, and through the real `storepulse up`."""
 
 from __future__ import annotations
 
@@ -27,10 +27,16 @@ RATES = "Date,USD,\n2026-01-02,1.1,\n"
 OTHER_RATES = "Date,USD,\n2026-01-02,1.2,\n"
 
 
-def _warm(side: api.ReadSide, data_dir: Path) -> warm_start.Warming:
+def _warm(side: api.ReadSide, data_dir: Path | None) -> warm_start.Warming:
     warming = warm_start.start_side(side, data_dir)
     assert warming.wait(60), "warming finished"
     return warming
+
+
+def _saved(warming: warm_start.Warming) -> None:
+    """Waits for the background save that follows warming, then stops the thread."""
+    wait_for(lambda: warming.saves >= 1, 60, "the kept parts saved in the background")
+    warming.close()
 
 
 def _forbid_computing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,7 +59,7 @@ def test_a_start_after_a_save_computes_nothing_and_answers_the_same(stamped: Rea
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     _written(stamped)
     first = _side(stamped, tmp_path)
-    _warm(first, tmp_path).save()
+    _saved(_warm(first, tmp_path))
     assert (tmp_path / kept_file.NAME).exists()
     expected = _ask(_side(Unstamped(stamped), tmp_path))
 
@@ -63,18 +69,21 @@ def test_a_start_after_a_save_computes_nothing_and_answers_the_same(stamped: Rea
     steps = warm_start.steps(again.day_cache, stamped, again.config.orgs.values(), again.rates, again.now)
     assert [w for w, _ in warming.took] == [w for w, _ in steps], "every step ran (none failed for computing)"
     assert _ask(again) == expected
+    warming.close()
+    assert warming.saves == 0, "nothing changed since the file was taken: not saved again"
 
 
 def test_a_day_written_since_the_save_is_computed_again(stamped: ReadModel, tmp_path: Path) -> None:
     _written(stamped)
-    _warm(_side(stamped, tmp_path), tmp_path).save()
+    _saved(_warm(_side(stamped, tmp_path), tmp_path))
     rng = random.Random(9)
     # today's new order, an order moved to another day, a refund-like rewrite of an old one
     stamped.write([_order(rng, 5000, 1, NOW_MS - 3_600_000), _order(rng, 1003, 2, NOW_MS - 20 * DAY_MS),
                    _order(rng, 7, 3)])
     again = _side(stamped, tmp_path)
-    _warm(again, tmp_path)
+    warming = _warm(again, tmp_path)
     assert _ask(again) == _ask(_side(Unstamped(stamped), tmp_path))
+    _saved(warming)  # the days computed again: saved again
 
 
 def test_a_file_of_another_model_code_setting_or_rates_is_not_used(tmp_path: Path) -> None:
@@ -84,7 +93,7 @@ def test_a_file_of_another_model_code_setting_or_rates_is_not_used(tmp_path: Pat
     saved = kept_file.at(tmp_path, model, config, rates)
     assert saved is not None
     side = _side(model, tmp_path)
-    _warm(side, tmp_path)
+    _warm(side, None).close()  # no kept file of its own: this test saves with its marks
     assert saved.save(side.day_cache) > 0
 
     def taken(kept: kept_file.KeptFile | None) -> int | None:
@@ -112,8 +121,9 @@ def test_a_file_of_another_model_code_setting_or_rates_is_not_used(tmp_path: Pat
     mine = kept_file.at(tmp_path, model, side.config, side.rates)
     assert mine is not None
     mine.path.write_bytes(mine.first_line + b"not a pickle")
-    _warm(side, tmp_path)
+    _saved(_warm(side, tmp_path))
     assert _ask(side) == _ask(_side(Unstamped(model), tmp_path))
+    assert mine.load(_side(model, tmp_path).day_cache), "saved again, whole, after the damaged one"
     rebuilt.close()
     model.close()
 
@@ -121,7 +131,7 @@ def test_a_file_of_another_model_code_setting_or_rates_is_not_used(tmp_path: Pat
 def test_a_request_during_the_load_waits_for_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = SqliteReadModel(tmp_path / "readmodel.sqlite3")
     _written(model)
-    _warm(_side(model, tmp_path), tmp_path).save()
+    _saved(_warm(_side(model, tmp_path), tmp_path))
     side = _side(model, tmp_path)
     load = kept_file.load
     started = []
@@ -138,6 +148,7 @@ def test_a_request_during_the_load_waits_for_it(tmp_path: Path, monkeypatch: pyt
     _forbid_computing(monkeypatch)  # a request asking now must not compute what the file holds
     answers = _ask(side)
     assert warming.wait(60) and started
+    warming.close()
     monkeypatch.undo()
     assert answers == _ask(_side(Unstamped(model), tmp_path))
     model.close()
@@ -163,12 +174,11 @@ def test_storepulse_up_saves_at_shutdown_and_takes_them_at_the_next_start(backen
     sp = Storepulse(tmp_path, redis_server.url if backend == "redis" else None)
     try:
         sp.start()
-        wait_for(lambda: "warming done" in sp.log_tail(100_000), 30, f"warming done ({sp.logfile})")
+        wait_for(lambda: "kept parts saved to" in sp.log_tail(100_000), 60, f"saved once warmed ({sp.logfile})")
+        assert (sp.data_dir / kept_file.NAME).exists()
         before = sp.get("/api/v1/orgs/acme/customers", period="90d")
         assert before.status_code == 200
         assert sp.stop() == 0, sp.log_tail()
-        assert "kept parts saved to" in sp.log_tail(100_000), sp.log_tail()
-        assert (sp.data_dir / kept_file.NAME).exists()
         sp.start()
         wait_for(lambda: sp.log_tail(100_000).count("warming done") == 2, 30, f"warming done again ({sp.logfile})")
         assert "took " in sp.log_tail(100_000) and " kept parts from " in sp.log_tail(100_000), sp.log_tail()
@@ -176,3 +186,22 @@ def test_storepulse_up_saves_at_shutdown_and_takes_them_at_the_next_start(backen
         assert sp.stop() == 0, sp.log_tail()
     finally:
         sp.ensure_stopped()
+
+
+def test_still_holds_every_state_and_the_cache_until_the_block_ends(tmp_path: Path) -> None:
+    """What the forked save pickles is one instant: a request changes a state under its locks, the
+    cache under the cache's; DayCache.still holds them all (and leaves out a state made meanwhile)."""
+    model = SqliteReadModel(tmp_path / "readmodel.sqlite3")
+    _written(model)
+    side = _side(model, tmp_path)
+    _warm(side, None)
+    cache = side.day_cache
+    states = [state for state, _ in cache._states.values()]
+    locks = [lock for state in states for lock in state.locks()]
+    assert len(states) == 2 and len(locks) >= 3, "the best customers' state, the order sums and their periods"
+    with cache.still() as kept:
+        assert all(lock.locked() for lock in locks) and cache._lock.locked()
+        assert {id(s) for s, _ in kept.states.values()} == {id(s) for s in states}
+        assert kept.parts == dict(cache._parts)
+    assert not any(lock.locked() for lock in locks) and not cache._lock.locked()
+    model.close()

@@ -11,6 +11,7 @@ import functools
 import threading
 from bisect import bisect_right
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from itertools import chain
@@ -99,6 +100,13 @@ class _Merges:
             while len(self.periods) > MERGES:
                 self.periods.popitem(last=False)
             return kept
+
+    def locks(self) -> Iterator[threading.Lock]:
+        """What a request takes to change these sums, in the order to take them (DayCache.still): the
+        periods are listed once the first is held (no period comes in then)."""
+        yield self.lock
+        for merge in list(self.periods.values()):
+            yield merge.lock
 
     def weight(self) -> int:
         """Its products and pair counts (DayCache.state's entries)."""
@@ -281,6 +289,10 @@ class _Ranked:
         while len(self.periods) > PERIODS:
             self.periods.popitem(last=False)
         return kept
+
+    def locks(self) -> Iterator[threading.Lock]:
+        """What a request takes to change it (DayCache.still)."""
+        yield self.lock
 
     def weight(self) -> int:
         """The customers it holds (DayCache.state's bound): a profile, and one per customer of each period."""

@@ -13,10 +13,11 @@ computed each time, so the answer is the same whichever model serves it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -106,6 +107,7 @@ class DayCache:
         self._lock = threading.Lock()  # requests compute in worker threads
         self._ready = threading.Event()  # cleared while an earlier process's parts come in (`hold`)
         self._ready.set()
+        self._changes = 0
 
     def parts(self, model: ReadModel, org: str, kind: type[V], first: str, last: str, variant: Hashable,
               compute: Callable[[list[Record[V]]], T]) -> list[T]:
@@ -204,6 +206,8 @@ class DayCache:
 
     def _keep_locked(self, key: tuple[Hashable, ...], kept: tuple[int, Any, int]) -> None:
         old = self._parts.pop(key, None)
+        if old is None or old[1] is not kept[1]:  # not a kept one moved to the recent end
+            self._changes += 1
         self._weight += kept[2] - (old[2] if old is not None else 0)
         self._parts[key] = kept
         while self._weight > self.most and len(self._parts) > 1:
@@ -239,11 +243,31 @@ class DayCache:
     def release(self) -> None:
         self._ready.set()
 
-    def kept(self) -> Kept:
-        """Everything kept, as it is (ws_gateway/kept_file.py saves it at shutdown: call it when no request
-        runs, since a state is changed under its own lock, not this one)."""
+    @contextlib.contextmanager
+    def still(self) -> Iterator[Kept]:
+        """Everything kept, unchanging until the block ends: every state's locks (a state that has `locks`:
+        a request changes it under them, not under the cache's), then the cache's are held meanwhile
+        (ws_gateway/kept_file.py forks its background save inside it). A state made since the block began
+        is left out. Requests wait meanwhile: keep the block short."""
         with self._lock:
-            return Kept(dict(self._parts), {k: dict(v) for k, v in self._details.items()}, dict(self._states))
+            states = dict(self._states)
+        held: list[threading.Lock] = []
+        try:
+            for state, _ in states.values():
+                for lock in getattr(state, "locks", lambda: ())():
+                    lock.acquire()
+                    held.append(lock)
+            with self._lock:
+                yield Kept(dict(self._parts), {k: dict(v) for k, v in self._details.items()},
+                           {k: v for k, v in self._states.items() if k in states and v[0] is states[k][0]})
+        finally:
+            for lock in reversed(held):
+                lock.release()
+
+    @property
+    def changes(self) -> int:
+        """How many parts were kept or replaced so far (a background save is skipped when none were since)."""
+        return self._changes
 
     def adopt(self, kept: Kept) -> int:
         """Takes what an earlier process kept (ws_gateway/kept_file.py), where nothing is kept yet under the

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -40,6 +41,9 @@ from ws_gateway.kept_file import KeptFile
 log = logging.getLogger(__name__)
 
 CUSTOMER_PERIODS = ("today", "7d", "30d", "90d", "all")
+# Saved for the next start at most this often, in the background (ws_gateway/kept_file.py): a restart computes
+# what changed since the last save (in a live shop, today's parts: updated from the writes since, milliseconds).
+SAVE_SECONDS = 600.0
 LIST_PERIOD = "90d"  # the longest named period: the shorter ones are its last days
 SHORTER_LISTS = ("7d", "30d")  # their order lists' sums (list_parts.OrdersMerge: 10-50 ms each at 1M orders)
 COMPARED_PERIODS = ("7d", "30d", "90d")  # the overview's period choices that show a change against the one before
@@ -54,38 +58,64 @@ def previous_span(first: str, last: str) -> tuple[str, str]:
 
 @dataclass
 class Warming:
-    """The warming thread; `took` lists (what, seconds) as each step ends."""
+    """The warming thread; `took` lists (what, seconds) as each step ends. Once warmed, the same thread
+    saves what the read side keeps for the next start (with a `kept` file), in the background."""
 
     thread: threading.Thread | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+    warmed: threading.Event = field(default_factory=threading.Event)
     took: list[tuple[str, float]] = field(default_factory=list)
     cache: DayCache | None = None
-    kept: KeptFile | None = None  # where the parts are taken from at start and saved to at shutdown
+    kept: KeptFile | None = None  # where the parts are taken from at start and saved to while running
+    saves: int = 0  # background saves completed
 
     def wait(self, timeout: float | None = None) -> bool:
         """True once every step ran (or it was stopped)."""
-        if self.thread is not None:
-            self.thread.join(timeout)
-        return self.thread is None or not self.thread.is_alive()
+        if self.thread is None:
+            return True
+        self.warmed.wait(timeout)
+        return self.warmed.is_set() or not self.thread.is_alive()
 
     def close(self) -> None:
-        """Stops after the step under way (a step is not interrupted: at most one part's computation)."""
+        """Stops after the step under way (a step is not interrupted: at most one part's computation); a
+        background save under way finishes its file alone."""
         self.stop.set()
-        self.wait()
+        if self.thread is not None:
+            self.thread.join()
 
-    def save(self) -> None:
-        """Saves what the read side keeps for the next start (ws_gateway/kept_file.py), once no request runs
-        (after the HTTP server stopped) and the thread is closed. A failure costs the next start its head
-        start, not this shutdown."""
+    def keep_saving(self, already: int) -> None:
+        """Saves what the read side keeps (ws_gateway/kept_file.py) now and every SAVE_SECONDS, in a forked
+        child, whenever parts were kept or replaced since (`already`: the count when the last file was
+        taken); until stopped. A failed save is said in the log and tried again next time."""
         if self.kept is None or self.cache is None:
             return
+        saved = already
+        while not self.stop.is_set():
+            if self.cache.changes != saved:
+                saved = self.cache.changes
+                self._save(self.cache, self.kept)
+            self.stop.wait(SAVE_SECONDS)
+
+    def _save(self, cache: DayCache, kept: KeptFile) -> None:
         began = time.perf_counter()
         try:
-            size = self.kept.save(self.cache)
-        except Exception:
-            log.exception("saving the kept parts to %s failed", self.kept.path)
+            pid = kept_file.save_in_background(cache, kept)
+        except OSError:
+            log.exception("saving the kept parts to %s: no child", kept.path)
             return
-        log.info("kept parts saved to %s (%.0f MB) in %.1f s", self.kept.path, size / 1e6, time.perf_counter() - began)
+        held = time.perf_counter() - began
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if self.stop.wait(0.1):
+                return  # shutting down: the child finishes the file alone
+        if os.waitstatus_to_exitcode(status) != 0:
+            log.error("saving the kept parts to %s failed (exit status %d)", kept.path, os.waitstatus_to_exitcode(status))
+            return
+        self.saves += 1
+        log.info("kept parts saved to %s (%.0f MB) in %.1f s in the background (requests held %.0f ms)", kept.path,
+                 kept.path.stat().st_size / 1e6, time.perf_counter() - began, held * 1000)
 
 
 def steps(cache: DayCache, model: ReadModel, orgs: Iterable[Org], rates: Rates | None,
@@ -127,8 +157,8 @@ def steps(cache: DayCache, model: ReadModel, orgs: Iterable[Org], rates: Rates |
 def start(cache: DayCache, model: ReadModel, orgs: Iterable[Org], rates: Rates | None,
           now: Callable[[], datetime], kept: KeptFile | None = None) -> Warming:
     """Runs `steps` in a daemon thread (none with a model without day stamps: nothing would be kept),
-    after taking what the last shutdown saved in `kept` (the steps then compute only the days written
-    since, and what it did not hold)."""
+    after taking what was last saved in `kept` (the steps then compute only the days written since, and
+    what it did not hold); then saves to `kept` in the background (Warming.keep_saving)."""
     warming = Warming(cache=cache, kept=kept)
     if not isinstance(model, DayStamped):
         return warming
@@ -136,15 +166,18 @@ def start(cache: DayCache, model: ReadModel, orgs: Iterable[Org], rates: Rates |
 
     def run() -> None:
         began = time.perf_counter()
+        loaded = -1  # the parts' count of changes once the file is in (-1: none taken: save once warmed)
         if kept is not None:
             try:
-                kept.load(cache)
+                if kept.load(cache) is not None:
+                    loaded = cache.changes
             except Exception:  # an unreadable file: computed as if there were none
                 log.exception("taking the kept parts from %s failed", kept.path)
             finally:
                 cache.release()
         for what, compute in todo:
             if warming.stop.is_set():
+                warming.warmed.set()
                 return
             t = time.perf_counter()
             try:
@@ -159,6 +192,8 @@ def start(cache: DayCache, model: ReadModel, orgs: Iterable[Org], rates: Rates |
         # collection, when one comes, walks it all during some request (1.4 s at bench/read_api.py's scale).
         gc.freeze()
         log.info("warming done in %.1f s", time.perf_counter() - began)
+        warming.warmed.set()
+        warming.keep_saving(loaded)
 
     if kept is not None:
         cache.hold()  # from now: a request arriving before the thread took the file waits for it too
