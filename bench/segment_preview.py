@@ -12,9 +12,16 @@ tenth in USD) and a cart for a third of them. Then, wall time of:
 - per rule, once, the same-run baseline: the records' path the route took before
   (ws_gateway/segment_preview.py `preview_records`: read the records, rebuild the facts, evaluate
   core/rules per customer), and the check that both answer the same count and first members.
-  `--no-baseline` leaves it out (it takes ~1 min a rule at 1M customers).
+  `--no-baseline` leaves it out (it takes ~1 min a rule at 1M customers);
+- with --restart, a restart with the columns kept (ws_gateway/preview_keep.py): the columns saved (as
+  at shutdown: the file's size, the time), --since records written after (orders today, old orders
+  rewritten, a third of them to another day, customers active again), then a fresh index's load of the
+  file and its catch-up (preview_index.catch_up: only the days whose stamp changed) beside the full
+  build above, and every rule's preview from the taken columns checked equal to the built columns
+  fed the same records; last the catch-up when every day's stamp changed (a long uptime's bound).
 
     .venv/bin/python bench/segment_preview.py [--customers 100000] [--days 90] [--repeat 3] [--writes 1000]
+                                              [--restart] [--since 3000]
 """
 
 from __future__ import annotations
@@ -29,11 +36,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 # The E402 noqa below: these imports need the repository on sys.path (run as a script).
+import msgspec  # noqa: E402
 import orjson  # noqa: E402
 from msgspec import Raw  # noqa: E402
 
@@ -43,7 +52,8 @@ from core.rates import parse_ecb_csv  # noqa: E402
 from core.records import Cart, Customer, CustomerMoney, Order, RecordKind  # noqa: E402
 from core.rules import Context, inputs, parse_rule, parse_segments  # noqa: E402
 from state.sqlite_readmodel import SqliteReadModel  # noqa: E402
-from ws_gateway.preview_index import HeldColumns, load  # noqa: E402
+from ws_gateway.preview_index import HeldColumns, catch_up, load  # noqa: E402
+from ws_gateway.preview_keep import KeptColumns  # noqa: E402
 from ws_gateway.segment_preview import buyers_only, preview_records  # noqa: E402
 
 ORG, TZ, CURRENCY = "bench", "Europe/Berlin", "EUR"
@@ -138,6 +148,71 @@ def writes(customers: int, count: int, version: int, seed: int) -> list[Record[O
             for i in range(count)]
 
 
+def since_restart(model: SqliteReadModel, count: int, version: int, seed: int) -> list[Record[Any]]:
+    """`count` writes after a shutdown: a third new orders today, a third old orders rewritten on 20
+    random days (every other one paid again yesterday: it moves day), a third customers of 20 random
+    days active again."""
+    rnd = random.Random(seed)
+    zone = ZoneInfo(TZ)
+    out: list[Record[Any]] = list(writes(10**9, count // 3, version, seed))  # their customers are new too
+
+    def picked(kind: type[Any]) -> list[Record[Any]]:
+        days = rnd.sample(sorted(model.day_stamps(ORG, kind)), 20)
+        keys = [k for day in days for k in model.day_versions(ORG, kind, day)]
+        return model.records_by_key(ORG, kind, rnd.sample(keys, min(len(keys), count // 3)))
+
+    for i, r in enumerate(picked(Order)):
+        paid = NOW - DAY if i % 2 == 0 else r.value.paid
+        value = msgspec.structs.replace(r.value, amount=r.value.amount + 100, paid=paid)
+        out.append(Record(ORG, version + count + i, RecordKind.ORDER, r.key, local_day(paid, zone).isoformat(), value))
+    for i, r in enumerate(picked(Customer)):
+        value = msgspec.structs.replace(r.value, last_active=NOW - 5000)
+        out.append(Record(ORG, version + 2 * count + i, RecordKind.CUSTOMER, r.key, r.day, value))
+    return out
+
+
+def restart(args: argparse.Namespace, model: SqliteReadModel, held: HeldColumns, built: float, tmp: str,
+            ctx: Context, rules: list[tuple[str, Any, bool]]) -> None:
+    """The --restart measure (the module's docstring)."""
+    kept = KeptColumns(Path(tmp) / f"preview-columns-{ORG}.pickle", b"bench mark\n")
+    assert held.stamps is not None
+    started = time.perf_counter()
+    with held.lock:
+        held._settle()
+        size = kept.save(held.columns, held.stamps)
+    saved = time.perf_counter() - started
+    new = since_restart(model, args.since, 2 * 10**9, seed=99)
+    model.bulk_load(new)
+    held.take(new)  # the running gateway's columns get them from the feed
+    gc.collect()
+    fresh = HeldColumns(Context(TZ, CURRENCY, ctx.rates))
+    started = time.perf_counter()
+    taken = kept.load(fresh.columns.ctx)
+    assert taken is not None
+    fresh.columns = taken[0]
+    loaded = time.perf_counter() - started
+    days, records = catch_up(model, ORG, fresh, taken[1])
+    fresh.settle(rerank=True)
+    caught = time.perf_counter() - started - loaded
+    print(f"  restart: saved {size / 1e6:.0f} MB in {saved:.1f} s; {len(new):,} records written since; the file "
+          f"loaded in {loaded:.1f} s, caught up in {caught:.1f} s ({records:,} records read of {days} changed days): "
+          f"{loaded + caught:.1f} s beside the build's {built:.1f} s; RSS {rss_mb():.0f} MB", flush=True)
+    for name, rule, only_buyers in rules:
+        assert fresh.preview(rule, NOW, ctx, only_buyers) == held.preview(rule, NOW, ctx, only_buyers), name
+    print(f"  restart: all {len(rules)} rules answer the same from the taken columns as from the built ones", flush=True)
+    del fresh, taken
+    gc.collect()
+    worst = HeldColumns(Context(TZ, CURRENCY, ctx.rates))
+    started = time.perf_counter()
+    again = kept.load(worst.columns.ctx)
+    assert again is not None
+    worst.columns = again[0]
+    days, records = catch_up(model, ORG, worst, {})  # every day's stamp changed since the save
+    worst.settle(rerank=True)
+    print(f"  restart after a long uptime (every day's stamp changed): loaded and caught up in "
+          f"{time.perf_counter() - started:.1f} s ({records:,} records read of {days} days)", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--customers", type=int, default=100_000)
@@ -145,6 +220,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--writes", type=int, default=1000)
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--restart", action="store_true", help="measure a restart with the columns kept")
+    ap.add_argument("--since", type=int, default=3000, help="with --restart: records written after the save")
     args = ap.parse_args()
     rates = parse_ecb_csv(RATES_CSV)
     with tempfile.TemporaryDirectory() as tmp:
@@ -168,9 +245,11 @@ def main() -> None:
         segments = parse_segments(SEGMENTS, currency=CURRENCY, timezone=TZ)
         ctx = Context(TZ, CURRENCY, rates, segments)
         version = 10**9
+        parsed = []
         for i, (name, data) in enumerate(RULES.items()):
             rule = parse_rule(data, currency=CURRENCY, timezone=TZ)
             only_buyers = buyers_only(rule, inputs(rule, segments), NOW, ctx)
+            parsed.append((name, rule, only_buyers))
             held.preview(rule, NOW, ctx, only_buyers)  # the aggregates of this rule's inputs, kept
             warm, answer = best(args.repeat, lambda: held.preview(rule, NOW, ctx, only_buyers))
             after = []
@@ -190,6 +269,8 @@ def main() -> None:
                 assert old == answer, (name, old[0], answer[0], old[1][:3], answer[1][:3])
                 line += f"; baseline, the records' path: {took:6.2f} s ({took / min(after):,.0f}x), same answer"
             print(line, flush=True)
+        if args.restart:
+            restart(args, model, held, built, tmp, ctx, parsed)
         model.close()
 
 

@@ -15,7 +15,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvloop
 from starlette.routing import BaseRoute
@@ -33,6 +33,9 @@ from storepulse.gc_policy import SERVERS, settle
 from storepulse.servers import HttpLimits, http_server, reuse_port_socket, stop_on_signals
 from web.app import build_app
 from ws_gateway import limits as gateway_limits
+
+if TYPE_CHECKING:
+    from ws_gateway.preview_index import PreviewIndex
 
 log = logging.getLogger("storepulse")
 
@@ -307,6 +310,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     handlers: dict[Any, ExceptionHandler] = {}
     state: dict[str, object] = {}
     event_log = hub = ws = supervisor = monitor = outbox = delivering = deliveries = watching = previewing = None
+    previews: PreviewIndex | None = None
     delivery_tuning = notifier.tuning(args) if args.command == "up" else None  # a bad --notifier-* stops here, before anything runs
     rejected = open_rejected(args.data_dir, args.redis, bounds)
     stats = open_connection_stats(args.data_dir, args.redis)
@@ -320,8 +324,9 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         model = open_read_model(args.data_dir, args.redis)
         hub = Hub(config, model, rates)
         await hub.start()
-        state["preview_index"] = previews = PreviewIndex(config, model, rates)  # segment previews' columns
-        previewing = asyncio.create_task(previews.run(stop))  # built in the background, then kept from the feed
+        # segment previews' columns: taken from the data dir's files (or built) in the background, then kept from the feed
+        state["preview_index"] = previews = PreviewIndex(config, model, rates, args.data_dir)
+        previewing = asyncio.create_task(previews.run(stop))
         api_limits, ws_limits = gateway_limits.from_args(args)
         shares = open_shares(args.data_dir, args.redis)
         ws = await start_ws_server(config, hub, args.host, args.ws_port, ws_limits, shares)
@@ -361,6 +366,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     await asyncio.to_thread(warming.close)
     server.should_exit = True
     await http_task
+    await asyncio.to_thread(_keep, previews)  # no preview runs now: its columns, for the next start
     if ws is not None:
         ws.close()
         await ws.wait_closed()
@@ -379,6 +385,14 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     if outbox is not None:
         outbox.close()
     log.info("stopped")
+
+
+def _keep(previews: PreviewIndex | None) -> None:
+    """Saves the preview columns in the data dir for the next start (with the stamps they are complete at:
+    ws_gateway/preview_keep.py; ~2 s at 1M customers). Blocking. The read side's kept parts need nothing
+    here: saved in the background while it ran (ws_gateway/kept_file.py)."""
+    if previews is not None:
+        previews.save()
 
 
 def _announce(args: argparse.Namespace, path: Path, config: Config, demo: tuple[str, dict[str, str]] | None) -> None:

@@ -119,3 +119,36 @@ def test_previews_from_the_columns_equal_the_records_path_after_a_restart_and_li
     # what the columns do not hold is still refused as before
     r = call(sp, "POST", "/segments/preview", {"rule": {"email_engaged": {"gte": 1, "within": "30d"}}})
     assert r.status_code == 400 and "PUT" in r.json()["error"], r.text
+
+
+def test_a_restart_takes_the_columns_saved_at_shutdown(sp: Storepulse) -> None:
+    """Ctrl-C saves the columns (ws_gateway/preview_keep.py); the next start takes them from the file
+    (it builds none), catches up the days written since, and answers as the records' path."""
+    def logged(what: str) -> int:
+        return sp.logfile.read_text(errors="replace").count(what)
+
+    n = uid()
+    now = int(time.time() * 1000)
+    customers = [f"k{i:02d}-{n}" for i in range(12)]
+    post(sp, *events(now, customers))
+    wait_for(lambda: set(customers[1:4]) <= {m["customer"] for m in call(sp, "GET", "/segments/buyers/members?limit=10000")
+                                             .json()["members"]}, 20, "the orders to be taken")
+    wait_for(lambda: metric(sp, 'storepulse_segment_preview_build_seconds{org="acme"}') is not None, 30,
+             "the preview columns to be ready")
+    taken, built, saved = (logged("preview columns of acme taken from"), logged("preview columns of acme built in"),
+                           logged("preview-columns-acme.pickle ("))
+    assert sp.stop() == 0, sp.log_tail()
+    assert logged("preview-columns-acme.pickle (") == saved + 1, sp.log_tail()
+    assert (sp.data_dir / "preview-columns-acme.pickle").exists()
+    sp.start()
+    wait_for(lambda: logged("preview columns of acme taken from") == taken + 1, 30,
+             f"the columns to be taken from the file ({sp.logfile})")
+    assert logged("preview columns of acme built in") == built, sp.log_tail()
+    last: list[Any] = []
+
+    def equal() -> bool:
+        last[:] = answers(sp)
+        return all(got == expected for _, got, expected in last)
+    wait_for(equal, 20, "the previews to equal the records' path")
+    assert all(got[0] > 0 for _, got, _ in last), [raw for raw, got, _ in last if not got[0]]
+    assert metric(sp, 'storepulse_segment_previews_total{path="records"}') in (None, 0.0)

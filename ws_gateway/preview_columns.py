@@ -87,6 +87,25 @@ class _Columns:
     def view(self, name: str) -> npt.NDArray[Any]:
         return self.cols[name][:self.n]
 
+    def saved(self) -> tuple[int, list[str], dict[str, npt.NDArray[Any]]]:
+        """Its rows, keys and columns cut to its rows (views: pickled, only the rows are written)."""
+        return self.n, self.keys, {name: self.view(name) for name in self.spec}
+
+    def restore(self, n: int, keys: list[str], cols: dict[str, npt.NDArray[Any]]) -> None:
+        """Takes back what `saved` gave; ValueError when it does not fit this spec (a damaged file)."""
+        if set(cols) != set(self.spec) or (self.rows is not None and len(keys) != n):
+            raise ValueError("the saved columns do not match the columns' layout")
+        for name, (dtype, _) in self.spec.items():
+            if cols[name].dtype != np.dtype(dtype) or cols[name].shape != (n,):
+                raise ValueError(f"the saved column {name} is not {n} rows of {np.dtype(dtype)}")
+        if n:  # else the fresh arrays stay: `append` doubles a full array, and twice nothing is nothing
+            self.cols = {name: np.ascontiguousarray(col) for name, col in cols.items()}
+        self.n, self.keys = n, keys
+        if self.rows is not None:
+            self.rows = {k: i for i, k in enumerate(keys)}
+            if len(self.rows) != n:
+                raise ValueError("the saved keys are not unique")
+
     def take(self, kept: npt.NDArray[Any]) -> None:
         """Keeps the rows `kept` selects (indices or a mask), in that order (unkeyed columns only)."""
         assert self.rows is None
@@ -232,6 +251,38 @@ class PreviewColumns:
             except MissingRate:
                 cols["unconvertible"][i] = True
         return 1
+
+    # --- kept across restarts (ws_gateway/preview_keep.py) -------------------------------------
+
+    def stale(self, kind: type[Value], versions: dict[str, int]) -> list[str]:
+        """The keys of `versions` (record key -> the read model's version) whose row holds an older
+        version or none: the records to take. A customer's row is its profile's `customer`, which the
+        dataflow makes its record's key (were it another, every key would look stale: read, not missed)."""
+        table = self.customers if kind is Customer else self.orders if kind is Order else self.carts
+        assert table.rows is not None
+        rows, have = table.rows, table.view("version")
+        return [k for k, v in versions.items() if (i := rows.get(k)) is None or have[i] < v]
+
+    def saved(self) -> dict[str, Any]:
+        """Everything but `ctx` (the zone, currency and rates the amounts were converted with: the saved
+        file's mark names them), for `restore`: plain values and numpy arrays, to pickle."""
+        return {"customers": self.customers.saved(), "orders": self.orders.saved(), "carts": self.carts.saved(),
+                "pairs": self.pairs.saved(), "live_pairs": self.live_pairs, "products": self.products,
+                "stores": self.stores, "too_many_stores": self.too_many_stores, "ranked": self.ranked}
+
+    @classmethod
+    def restore(cls, ctx: Context, saved: dict[str, Any]) -> PreviewColumns:
+        """Columns equal to those `saved` was taken from, converting later records with `ctx` (which must
+        be theirs); ValueError (or KeyError, TypeError) for what `saved` did not give."""
+        cols = cls(ctx)
+        for name in ("customers", "orders", "carts", "pairs"):
+            getattr(cols, name).restore(*saved[name])
+        cols.live_pairs, cols.ranked = int(saved["live_pairs"]), int(saved["ranked"])
+        cols.products, cols.stores = dict(saved["products"]), dict(saved["stores"])
+        cols.too_many_stores = bool(saved["too_many_stores"])
+        if not 0 <= cols.ranked <= cols.customers.n:
+            raise ValueError("the saved ranking is beyond the saved customers")
+        return cols
 
     # --- order by key ----------------------------------------------------------------------------
 
