@@ -6,8 +6,10 @@ still what it saves. On SQLite and Redis, and through the real `storepulse up`."
 
 from __future__ import annotations
 
+import gc
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,14 @@ from ws_gateway import api, cached_lists, day_updates, kept_file, list_parts, wa
 
 RATES = "Date,USD,\n2026-01-02,1.1,\n"
 OTHER_RATES = "Date,USD,\n2026-01-02,1.2,\n"
+
+
+@pytest.fixture(autouse=True)
+def _unfrozen() -> Iterator[None]:
+    """Warming and a load freeze what they built out of the collector's scans: the test process's own
+    objects are collected as before for the tests after these."""
+    yield
+    gc.unfreeze()
 
 
 def _warm(side: api.ReadSide, data_dir: Path | None) -> warm_start.Warming:

@@ -163,6 +163,10 @@ def load(cache: DayCache, path: Path, first_line: bytes) -> int | None:
         except Exception as exc:  # a file cut short or damaged: warming computes everything
             log.warning("kept parts in %s not used: %s", path, exc)
             return None
+        else:
+            # long-lived, as what warming builds (it freezes that too): out of the collector's scans now,
+            # else the first young collection after this walks all of it (1.2 s at 1M customers)
+            gc.freeze()
         finally:
             if paused:
                 gc.enable()

@@ -21,6 +21,7 @@ from core.changes import Record
 from core.clock import ms_from_iso, utc_from_ms
 from core.figures import QUOTA_WINDOW_MS, quota_count
 from core.money import Money
+from core.pickled import by_fields
 from core.rates import LATEST, Rates, convert
 from core.records import Customer, Order, QuotaAlert
 
@@ -37,6 +38,7 @@ class ListError(ValueError):
     pass
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class Paid:
     """One paid order, its amounts already in the presentation currency."""
@@ -147,6 +149,7 @@ def products_list(orders: list[Paid], *, sort: str, limit: int, currency: str) -
     return rank_products(product_totals(orders), sort=sort, limit=limit, currency=currency)
 
 
+@by_fields
 @dataclass(slots=True)
 class Lifetime:
     """A customer's profile record (flows/profiles.py), its money in the presentation currency: each
@@ -191,6 +194,7 @@ def lifetimes(records: Iterable[Record[Customer]], *, currency: str, rates: Rate
     return out
 
 
+@by_fields
 @dataclass(slots=True)
 class PeriodCustomer:
     """A customer's paid orders over a period, in the presentation currency."""
