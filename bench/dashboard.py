@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 from playwright.sync_api import Page, sync_playwright
@@ -104,29 +105,34 @@ def choose(page: Page, period: str) -> float:
     return last[0] - started
 
 
+def _up(config: Path, data_dir: Path, log: IO[bytes], logfile: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`storepulse up` over `data_dir` (no request limits), once it answers: the process and its base URL."""
+    http, ws = free_port(), free_port()
+    base = f"http://127.0.0.1:{http}"
+    proc = subprocess.Popen([*STOREPULSE, "up", "--config", str(config), "--data-dir", str(data_dir),
+                             "--http-port", str(http), "--ws-port", str(ws), "--api-rate", "100000",
+                             "--api-burst", "100000"], stdout=log, stderr=subprocess.STDOUT)
+    while True:
+        try:
+            if httpx.get(f"{base}/metrics", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise AssertionError(logfile.read_text()[-3000:])
+        time.sleep(0.1)
+
+
 def read_model(data_dir: Path, repeat: int) -> None:
     """The overview over bench/read_api.py's 1M-customer read model, per period."""
     from bench.read_api import CONFIG, ORG, TOKEN  # the organisation that data was written for
     with tempfile.TemporaryDirectory(prefix="sp-bench-dash-") as tmp:
         config = Path(tmp) / "storepulse.toml"
         config.write_text(CONFIG)
-        http, ws = free_port(), free_port()
-        base = f"http://127.0.0.1:{http}"
         log = open(Path(tmp) / "gateway.log", "wb")
         started = time.perf_counter()
-        proc = subprocess.Popen([*STOREPULSE, "up", "--config", str(config), "--data-dir", str(data_dir),
-                                 "--http-port", str(http), "--ws-port", str(ws), "--api-rate", "100000",
-                                 "--api-burst", "100000"], stdout=log, stderr=subprocess.STDOUT)
+        proc, base = _up(config, data_dir, log, Path(tmp) / "gateway.log")
         try:
-            while True:
-                try:
-                    if httpx.get(f"{base}/metrics", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if proc.poll() is not None:
-                    raise AssertionError((Path(tmp) / "gateway.log").read_text()[-3000:])
-                time.sleep(0.2)
             print(f"storepulse up in {time.perf_counter() - started:.1f} s over {data_dir} (org {ORG})")
             # what it computes in the background at start (ws_gateway/warm_start.py, preview_index.py):
             # measured after it, as a shop owner opening the dashboard a few minutes after a restart
@@ -173,36 +179,24 @@ def read_model(data_dir: Path, repeat: int) -> None:
 
 
 def restarts(data_dir: Path) -> None:
-    """A start with no kept file (the baseline: warming computes everything) and a restart that takes the
-    file the first one saved (ws_gateway/kept_file.py), each measured as a shop owner opening the
+    """A start with no kept files (the baseline: warming computes everything, the preview columns are built)
+    and a restart that takes the files the first one saved (ws_gateway/kept_file.py, preview_keep.py), each measured as a shop owner opening the
     dashboard right after it: the overview drawn and the first choice of 7d, 30d, 90d, from the moment
     `storepulse up` answers; and when warming was done."""
     from bench.read_api import CONFIG, ORG, TOKEN  # the organisation that data was written for
-    (data_dir / "readside-kept.pickle").unlink(missing_ok=True)
+    for kept in (data_dir / "readside-kept.pickle", *data_dir.glob("preview-columns-*.pickle")):
+        kept.unlink()  # the first start is a cold one: the lists' parts and the preview columns computed
     with tempfile.TemporaryDirectory(prefix="sp-bench-dash-") as tmp:
         config = Path(tmp) / "storepulse.toml"
         config.write_text(CONFIG)
         logfile = Path(tmp) / "gateway.log"
         results = []
         for run in ("start, no kept file", "restart, kept file"):
-            http, ws = free_port(), free_port()
-            base = f"http://127.0.0.1:{http}"
             before = logfile.read_text() if logfile.exists() else ""
             log = open(logfile, "ab")
             started = time.perf_counter()
-            proc = subprocess.Popen([*STOREPULSE, "up", "--config", str(config), "--data-dir", str(data_dir),
-                                     "--http-port", str(http), "--ws-port", str(ws), "--api-rate", "100000",
-                                     "--api-burst", "100000"], stdout=log, stderr=subprocess.STDOUT)
+            proc, base = _up(config, data_dir, log, logfile)
             try:
-                while True:
-                    try:
-                        if httpx.get(f"{base}/metrics", timeout=1).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    if proc.poll() is not None:
-                        raise AssertionError(logfile.read_text()[-3000:])
-                    time.sleep(0.1)
                 up = time.perf_counter() - started
                 times: list[tuple[str, float]] = []
                 with sync_playwright() as pw:

@@ -171,6 +171,20 @@ def since_restart(model: SqliteReadModel, count: int, version: int, seed: int) -
     return out
 
 
+def _taken(kept: KeptColumns, model: SqliteReadModel, ctx: Context, every_day: bool) -> tuple[HeldColumns, float, int, int]:
+    """New columns from the file, caught up as a start does (`every_day`: as if every day's stamp changed
+    since the save): the columns, seconds to load the file, and the days and records the catch-up read."""
+    held = HeldColumns(Context(TZ, CURRENCY, ctx.rates))
+    started = time.perf_counter()
+    taken = kept.load(held.columns.ctx)
+    assert taken is not None
+    held.columns = taken[0]
+    loaded = time.perf_counter() - started
+    days, records = catch_up(model, ORG, held, {} if every_day else taken[1])
+    held.settle(rerank=True)
+    return held, loaded, days, records
+
+
 def restart(args: argparse.Namespace, model: SqliteReadModel, held: HeldColumns, built: float, tmp: str,
             ctx: Context, rules: list[tuple[str, Any, bool]]) -> None:
     """The --restart measure (the module's docstring)."""
@@ -185,14 +199,8 @@ def restart(args: argparse.Namespace, model: SqliteReadModel, held: HeldColumns,
     model.bulk_load(new)
     held.take(new)  # the running gateway's columns get them from the feed
     gc.collect()
-    fresh = HeldColumns(Context(TZ, CURRENCY, ctx.rates))
     started = time.perf_counter()
-    taken = kept.load(fresh.columns.ctx)
-    assert taken is not None
-    fresh.columns = taken[0]
-    loaded = time.perf_counter() - started
-    days, records = catch_up(model, ORG, fresh, taken[1])
-    fresh.settle(rerank=True)
+    fresh, loaded, days, records = _taken(kept, model, ctx, every_day=False)
     caught = time.perf_counter() - started - loaded
     print(f"  restart: saved {size / 1e6:.0f} MB in {saved:.1f} s; {len(new):,} records written since; the file "
           f"loaded in {loaded:.1f} s, caught up in {caught:.1f} s ({records:,} records read of {days} changed days): "
@@ -200,15 +208,10 @@ def restart(args: argparse.Namespace, model: SqliteReadModel, held: HeldColumns,
     for name, rule, only_buyers in rules:
         assert fresh.preview(rule, NOW, ctx, only_buyers) == held.preview(rule, NOW, ctx, only_buyers), name
     print(f"  restart: all {len(rules)} rules answer the same from the taken columns as from the built ones", flush=True)
-    del fresh, taken
+    del fresh
     gc.collect()
-    worst = HeldColumns(Context(TZ, CURRENCY, ctx.rates))
     started = time.perf_counter()
-    again = kept.load(worst.columns.ctx)
-    assert again is not None
-    worst.columns = again[0]
-    days, records = catch_up(model, ORG, worst, {})  # every day's stamp changed since the save
-    worst.settle(rerank=True)
+    _, _, days, records = _taken(kept, model, ctx, every_day=True)
     print(f"  restart after a long uptime (every day's stamp changed): loaded and caught up in "
           f"{time.perf_counter() - started:.1f} s ({records:,} records read of {days} days)", flush=True)
 
