@@ -7,10 +7,13 @@ still what it saves. On SQLite and Redis, and through the real `storepulse up`."
 from __future__ import annotations
 
 import gc
+import os
 import random
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -215,3 +218,35 @@ def test_still_holds_every_state_and_the_cache_until_the_block_ends(tmp_path: Pa
         assert kept.parts == dict(cache._parts)
     assert not any(lock.locked() for lock in locks) and not cache._lock.locked()
     model.close()
+
+
+def test_the_saving_child_holds_none_of_the_gateways_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restart during a background save must find its ports free: the child closes what it inherited."""
+    model = SqliteReadModel(tmp_path / "readmodel.sqlite3")
+    _written(model)
+    side = _side(model, tmp_path)
+    _warm(side, None).close()
+    kept = kept_file.at(tmp_path, model, side.config, side.rates)
+    assert kept is not None
+    write = kept_file.write
+
+    def slow_write(*args: Any) -> int:  # in the child, after it closed what it inherited
+        (tmp_path / "writing").touch()
+        time.sleep(1.5)  # long enough for its open files to be listed below
+        return write(*args)
+
+    monkeypatch.setattr(kept_file, "write", slow_write)
+    listening = socket.create_server(("127.0.0.1", 0))
+    try:
+        pid = kept_file.save_in_background(side.day_cache, kept)
+        wait_for((tmp_path / "writing").exists, 30, "the child writing")
+        held = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        mine = os.readlink(f"/proc/self/fd/{listening.fileno()}")
+        assert mine.startswith("socket:") and mine not in held, held
+        assert not any(str(tmp_path / "readmodel.sqlite3") in f for f in held), held
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert kept.load(_side(model, tmp_path).day_cache), "the child's file is whole"
+    finally:
+        listening.close()
+        model.close()

@@ -128,12 +128,16 @@ def save_in_background(cache: DayCache, kept: KeptFile) -> int:
     ~20 s at 1M customers, far too long to hold requests or a shutdown for. The child's memory is this
     process's pages, copied as either side writes them (the child's reference counts touch what it
     pickles: up to the kept parts' size again, ~1-2 GB at 1M customers, for the save's duration). It
-    ignores Ctrl-C and SIGTERM, so a shutdown during a save leaves it to finish the file."""
+    closes every file it inherited (the gateway's ports stay the gateway's) and ignores Ctrl-C and
+    SIGTERM, so a shutdown during a save leaves it to finish the file."""
     with cache.still() as contents:
         pid = os.fork()
         if pid == 0:  # the child: only this thread exists here; it takes no lock another thread held
             status = 1
             try:
+                # the gateway's listening sockets, connections and files: not held past the gateway's
+                # exit (a restart during a save would find its ports taken), never used here
+                os.closerange(3, os.sysconf("SC_OPEN_MAX"))
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 gc.disable()  # nothing it allocates is garbage before it exits
