@@ -105,7 +105,11 @@ class Warming:
             return
         held = time.perf_counter() - began
         while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # reaped by someone else (a SIGCHLD handler): its outcome is unknown here
+                log.info("kept parts: the saving child %d was reaped elsewhere; %s is as it left it", pid, kept.path)
+                return
             if done:
                 break
             if self.stop.wait(0.1):
