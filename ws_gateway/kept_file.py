@@ -101,16 +101,18 @@ def save(cache: DayCache, path: Path, first_line: bytes) -> int:
         return write(kept, path, first_line)
 
 
-def write(kept: Kept, path: Path, first_line: bytes) -> int:
-    """`kept` pickled to a temporary file, fsynced and renamed to `path`; returns the bytes written."""
-    tmp = path.with_name(path.name + ".tmp")
+def write(obj: object, path: Path, first_line: bytes) -> int:
+    """`first_line`, then `obj` pickled (locks as new ones), to a temporary file of this process, fsynced and
+    renamed to `path`: a reader finds the old file or the new one, whole, even with several gateways saving
+    to one data dir. Returns the bytes written."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)  # with Redis nothing else writes to the data dir
     try:
         with open(tmp, "wb") as f:
             f.write(first_line)
             pickler = pickle.Pickler(f, protocol=5)
             pickler.dispatch_table = _PICKLING
-            pickler.dump(kept)
+            pickler.dump(obj)
             f.flush()
             os.fsync(f.fileno())
             size = f.tell()

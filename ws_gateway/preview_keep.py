@@ -29,7 +29,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import logging
-import os
 import pickle
 import time
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from typing import Any
 from core.config import Org
 from core.rates import Rates
 from core.rules import Context
+from ws_gateway import kept_file
 from ws_gateway.preview_columns import PreviewColumns
 
 log = logging.getLogger("storepulse.gateway")
@@ -67,16 +67,7 @@ class KeptColumns:
     def save(self, columns: PreviewColumns, stamps: Stamps) -> int:
         """Writes the columns and the stamps they are complete at (atomically); returns the bytes written.
         The caller holds the columns' lock (nothing may change them meanwhile)."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(self.first_line)
-            pickle.dump({"stamps": stamps, "columns": columns.saved()}, f, protocol=5)
-            f.flush()
-            os.fsync(f.fileno())
-            size = f.tell()
-        os.replace(tmp, self.path)
-        return size
+        return kept_file.write({"stamps": stamps, "columns": columns.saved()}, self.path, self.first_line)
 
     def load(self, ctx: Context) -> tuple[PreviewColumns, Stamps] | None:
         """The saved columns (converting later records with `ctx`) and the stamps they are complete at, if
