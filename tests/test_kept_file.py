@@ -25,6 +25,7 @@ from state.redis_readmodel import RedisReadModel
 from state.sqlite_readmodel import SqliteReadModel
 from tests.helpers import RedisServer, Storepulse, wait_for
 from tests.test_day_cache import CONFIG, DAY_MS, NOW_MS, Unstamped, _order, _shop, _side
+from tests.test_e2e_segment_preview import metric
 from tests.test_warm_start import _ask
 from ws_gateway import api, cached_lists, day_updates, kept_file, list_parts, warm_start
 
@@ -189,12 +190,16 @@ def test_storepulse_up_saves_at_shutdown_and_takes_them_at_the_next_start(backen
         sp.start()
         wait_for(lambda: "kept parts saved to" in sp.log_tail(100_000), 60, f"saved once warmed ({sp.logfile})")
         assert (sp.data_dir / kept_file.NAME).exists()
+        assert metric(sp, 'storepulse_gateway_kept_parts_saves_total{outcome="saved"}') == 1
+        assert metric(sp, "storepulse_gateway_kept_parts_bytes") == (sp.data_dir / kept_file.NAME).stat().st_size
+        assert metric(sp, "storepulse_gateway_kept_parts_load_seconds") == 0, "no file at the first start"
         before = sp.get("/api/v1/orgs/acme/customers", period="90d")
         assert before.status_code == 200
         assert sp.stop() == 0, sp.log_tail()
         sp.start()
         wait_for(lambda: sp.log_tail(100_000).count("warming done") == 2, 30, f"warming done again ({sp.logfile})")
         assert "took " in sp.log_tail(100_000) and " kept parts from " in sp.log_tail(100_000), sp.log_tail()
+        assert (metric(sp, "storepulse_gateway_kept_parts_load_seconds") or 0) > 0
         assert sp.get("/api/v1/orgs/acme/customers", period="90d").json() == before.json()
         assert sp.stop() == 0, sp.log_tail()
     finally:

@@ -17,3 +17,12 @@ PREVIEWS = Counter("storepulse_segment_previews_total", "Segment previews answer
                    "or records (the columns not built yet, or a rule they cannot answer)", ["path"])
 PREVIEW_BUILD_SECONDS = Gauge("storepulse_segment_preview_build_seconds",
                               "How long the latest build of an organisation's preview columns took", ["org"])
+KEPT_SAVES = Counter("storepulse_gateway_kept_parts_saves_total",
+                     "Background saves of the read side's kept parts (ws_gateway/kept_file.py), by outcome", ["outcome"])
+KEPT_SAVE_SECONDS = Gauge("storepulse_gateway_kept_parts_save_seconds", "How long the latest completed save took")
+KEPT_BYTES = Gauge("storepulse_gateway_kept_parts_bytes", "The size of the latest saved file of kept parts")
+KEPT_SAVED = Gauge("storepulse_gateway_kept_parts_saved_timestamp_seconds", "When the latest save completed")
+KEPT_HELD_SECONDS = Gauge("storepulse_gateway_kept_parts_fork_hold_seconds",
+                          "How long requests were held for the latest save's fork")
+KEPT_LOAD_SECONDS = Gauge("storepulse_gateway_kept_parts_load_seconds",
+                          "How long taking the kept parts at start took (0: no file was taken)")

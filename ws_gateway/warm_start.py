@@ -33,7 +33,7 @@ from core.figures import resolve_period
 from core.rates import Rates
 from state.day_stamps import DayStamped
 from state.readmodel import ReadModel
-from ws_gateway import cached_lists, kept_file
+from ws_gateway import cached_lists, kept_file, metrics
 from ws_gateway.api import ReadSide
 from ws_gateway.day_cache import DayCache
 from ws_gateway.kept_file import KeptFile
@@ -109,6 +109,7 @@ class Warming:
                 done, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:  # reaped by someone else (a SIGCHLD handler): its outcome is unknown here
                 log.info("kept parts: the saving child %d was reaped elsewhere; %s is as it left it", pid, kept.path)
+                metrics.KEPT_SAVES.labels(outcome="unknown").inc()
                 return
             if done:
                 break
@@ -116,10 +117,17 @@ class Warming:
                 return  # shutting down: the child finishes the file alone
         if os.waitstatus_to_exitcode(status) != 0:
             log.error("saving the kept parts to %s failed (exit status %d)", kept.path, os.waitstatus_to_exitcode(status))
+            metrics.KEPT_SAVES.labels(outcome="failed").inc()
             return
         self.saves += 1
+        took, size = time.perf_counter() - began, kept.path.stat().st_size
+        metrics.KEPT_SAVES.labels(outcome="saved").inc()
+        metrics.KEPT_SAVE_SECONDS.set(took)
+        metrics.KEPT_BYTES.set(size)
+        metrics.KEPT_SAVED.set(time.time())
+        metrics.KEPT_HELD_SECONDS.set(held)
         log.info("kept parts saved to %s (%.0f MB) in %.1f s in the background (requests held %.0f ms)", kept.path,
-                 kept.path.stat().st_size / 1e6, time.perf_counter() - began, held * 1000)
+                 size / 1e6, took, held * 1000)
 
 
 def steps(cache: DayCache, model: ReadModel, orgs: Iterable[Org], rates: Rates | None,
@@ -173,8 +181,10 @@ def start(cache: DayCache, model: ReadModel, orgs: Iterable[Org], rates: Rates |
         loaded = -1  # the parts' count of changes once the file is in (-1: none taken: save once warmed)
         if kept is not None:
             try:
+                taking = time.perf_counter()
                 if kept.load(cache) is not None:
                     loaded = cache.changes
+                    metrics.KEPT_LOAD_SECONDS.set(time.perf_counter() - taking)
             except Exception:  # an unreadable file: computed as if there were none
                 log.exception("taking the kept parts from %s failed", kept.path)
             finally:
