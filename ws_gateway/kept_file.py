@@ -13,7 +13,7 @@ settings and the exchange rates. Any difference, a damaged file or one from anot
 used, warming computes everything (and says why in the log).
 
 Saved by pickle from a forked child (`save_in_background`: the parent holds requests only for the fork),
-once warming is done and then every few minutes when parts changed (warm_start.SAVE_SECONDS), to a
+once warming is done and then every hour when parts changed (warm_start.SAVE_SECONDS), to a
 temporary file, fsynced and renamed into place: a process killed at any moment leaves the last
 complete file.
 """
@@ -129,7 +129,7 @@ def save_in_background(cache: DayCache, kept: KeptFile) -> int:
     child pickles one consistent instant while this process goes on serving: pickling ~5M objects takes
     ~20 s at 1M customers, far too long to hold requests or a shutdown for. The child's memory is this
     process's pages, copied as either side writes them (the child's reference counts touch what it
-    pickles: up to the kept parts' size again, ~1-2 GB at 1M customers, for the save's duration). It
+    pickles: 2.9 GB of private pages at 1M customers beside the gateway's 3.7 GB, measured, for the ~20 s). It
     closes every file it inherited (the gateway's ports stay the gateway's) and ignores Ctrl-C and
     SIGTERM, so a shutdown during a save leaves it to finish the file."""
     with cache.still() as contents:
