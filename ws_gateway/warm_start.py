@@ -13,6 +13,11 @@ when the day cache's budget runs short it is those, not the periods themselves, 
 arriving while its part is being warmed waits for that part (the same lock), not longer than
 computing it itself. Only a read model with day stamps keeps parts: SQLite's and Redis's both have them
 (branch redisday), so both are warmed.
+
+With a data directory, what the last run saved there is taken first (ws_gateway/kept_file.py: ~5 s at 1M
+instead of ~40-60 s of computing; requests wait for it meanwhile), so the steps compute only what was
+written since; once warmed, the same thread saves what is kept, in a forked child, then at most every
+SAVE_SECONDS while parts change.
 """
 
 from __future__ import annotations
