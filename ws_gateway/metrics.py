@@ -19,6 +19,8 @@ PREVIEW_BUILD_SECONDS = Gauge("storepulse_segment_preview_build_seconds",
                               "How long the latest build of an organisation's preview columns took", ["org"])
 KEPT_SAVES = Counter("storepulse_gateway_kept_parts_saves_total",
                      "Background saves of the read side's kept parts (ws_gateway/kept_file.py), by outcome", ["outcome"])
+for _outcome in ("saved", "failed", "unknown"):  # every series from the start: a save adds none later
+    KEPT_SAVES.labels(outcome=_outcome)
 KEPT_SAVE_SECONDS = Gauge("storepulse_gateway_kept_parts_save_seconds", "How long the latest completed save took")
 KEPT_BYTES = Gauge("storepulse_gateway_kept_parts_bytes", "The size of the latest saved file of kept parts")
 KEPT_SAVED = Gauge("storepulse_gateway_kept_parts_saved_timestamp_seconds", "When the latest save completed")
