@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _unfrozen() -> Iterator[None]:
+    """Warming and a kept file's load (ws_gateway/warm_start.py, kept_file.py) freeze what they built out of
+    the collector's scans, as a gateway should: the test process's own objects are collected as before for
+    the tests after them."""
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture(params=["sqlite", "redis"])

@@ -6,12 +6,10 @@ still what it saves. On SQLite and Redis, and through the real `storepulse up`."
 
 from __future__ import annotations
 
-import gc
 import os
 import random
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +29,6 @@ from ws_gateway import api, cached_lists, day_updates, kept_file, list_parts, wa
 
 RATES = "Date,USD,\n2026-01-02,1.1,\n"
 OTHER_RATES = "Date,USD,\n2026-01-02,1.2,\n"
-
-
-@pytest.fixture(autouse=True)
-def _unfrozen() -> Iterator[None]:
-    """Warming and a load freeze what they built out of the collector's scans: the test process's own
-    objects are collected as before for the tests after these."""
-    yield
-    gc.unfreeze()
 
 
 def _warm(side: api.ReadSide, data_dir: Path | None) -> warm_start.Warming:
@@ -123,7 +113,8 @@ def test_a_file_of_another_model_code_setting_or_rates_is_not_used(tmp_path: Pat
     assert taken(kept_file.at(tmp_path, model, config, parse_ecb_csv(OTHER_RATES))) is None
     other_zone = parse_config(CONFIG.replace('timezone = "Europe/Berlin"', 'timezone = "Europe/Rome"', 1), {})
     assert taken(kept_file.at(tmp_path, model, other_zone, rates)) is None
-    other_code = kept_file.KeptFile(saved.path, kept_file.mark(model.identity(), b"other code", config, rates))
+    other_code = kept_file.KeptFile(saved.path, kept_file.mark(kept_file.FORMAT, model.identity(), b"other code",
+                                                                kept_file.settings_of(config), rates))
     assert taken(other_code) is None
     # damaged: cut short, then not a pickle at all; the warming after it computes everything and answers right
     data = saved.path.read_bytes()

@@ -21,6 +21,7 @@ complete file.
 from __future__ import annotations
 
 import copyreg
+import functools
 import gc
 import hashlib
 import logging
@@ -49,8 +50,10 @@ _PICKLING = copyreg.dispatch_table.copy()
 _PICKLING[_LOCK] = lambda _: (threading.Lock, ())  # the states' locks: saved unheld, as new ones
 
 
+@functools.cache
 def code_digest(root: Path | None = None) -> bytes:
-    """A digest of the source of the packages that compute or hold the parts (call it at start)."""
+    """A digest of the source of the packages that compute or hold the parts: read once, at the first call
+    (at start), so code replaced under a running process does not label what the old code computed."""
     base = root or Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
     for package in CODE:
@@ -59,14 +62,18 @@ def code_digest(root: Path | None = None) -> bytes:
     return h.digest()
 
 
-def mark(model_identity: str, code: bytes, config: Config, rates: Rates | None) -> bytes:
-    """The file's first line: what its parts were computed from (the module's docstring)."""
-    h = hashlib.sha256(FORMAT)
-    h.update(model_identity.encode() + b"\0" + code)
-    h.update(repr(sorted((o.id, o.currency, o.timezone, sorted(o.stores)) for o in config.orgs.values())).encode())
-    if rates is not None:
-        h.update(rates.digest())
+def mark(fmt: bytes, model_identity: str, code: bytes, settings: str, rates: Rates | None) -> bytes:
+    """A kept file's first line: a digest of what its contents were computed from (the module's docstring);
+    `fmt` names the file's format, `settings` the organisations' settings its contents depend on."""
+    h = hashlib.sha256(fmt)
+    h.update(model_identity.encode() + b"\0" + code + b"\0" + settings.encode() + b"\0")
+    h.update(b"no rates" if rates is None else rates.digest())
     return h.hexdigest().encode() + b"\n"
+
+
+def settings_of(config: Config) -> str:
+    """What the read side's parts depend on of the organisations: their ids, currencies, zones and stores."""
+    return repr(sorted((o.id, o.currency, o.timezone, sorted(o.stores)) for o in config.orgs.values()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +97,7 @@ def at(data_dir: Path, model: object, config: Config, rates: Rates | None) -> Ke
     start); None for a model without day stamps or an identity (nothing it keeps could be trusted later)."""
     if not isinstance(model, DayStamped) or not isinstance(model, Identified):
         return None
-    return KeptFile(data_dir / NAME, mark(model.identity(), code_digest(), config, rates))
+    return KeptFile(data_dir / NAME, mark(FORMAT, model.identity(), code_digest(), settings_of(config), rates))
 
 
 def save(cache: DayCache, path: Path, first_line: bytes) -> int:
@@ -150,32 +157,41 @@ def save_in_background(cache: DayCache, kept: KeptFile) -> int:
     return pid
 
 
-def load(cache: DayCache, path: Path, first_line: bytes) -> int | None:
-    """Gives `cache` what `path` holds if it was computed from the same model, code, settings and rates;
-    returns the parts taken, or None (no file, another mark, a damaged file: said in the log)."""
+def read(path: Path, first_line: bytes, what: str, logger: logging.Logger = log) -> Any | None:
+    """What a kept file holds if its first line is `first_line` and it unpickles whole; None otherwise (no
+    file, another mark, a damaged file: said in `logger`'s log, naming `what`). Everything it brought is frozen out
+    of the collector's scans: long-lived, as what warming builds (it freezes that too); else the first
+    young collection after this walks all of it (1.2 s at 1M customers)."""
     try:
         f = open(path, "rb")
     except FileNotFoundError:
         return None
     with f:
         if f.readline() != first_line:
-            log.info("kept parts in %s are of another read model, storepulse, settings or rates: not used", path)
+            logger.info("%s in %s are of another read model, storepulse, settings or rates: not used", what, path)
             return None
-        began = time.perf_counter()
         paused = gc.isenabled()
         gc.disable()  # millions of objects come in, none of them garbage: no collection walks them meanwhile
         try:
-            kept: Any = pickle.load(f)
-        except Exception as exc:  # a file cut short or damaged: warming computes everything
-            log.warning("kept parts in %s not used: %s", path, exc)
+            got = pickle.load(f)
+        except Exception as exc:  # a file cut short or damaged: computed as without it
+            logger.warning("%s in %s not used: %s", what, path, exc)
             return None
         else:
-            # long-lived, as what warming builds (it freezes that too): out of the collector's scans now,
-            # else the first young collection after this walks all of it (1.2 s at 1M customers)
             gc.freeze()
         finally:
             if paused:
                 gc.enable()
+    return got
+
+
+def load(cache: DayCache, path: Path, first_line: bytes) -> int | None:
+    """Gives `cache` what `path` holds if it was computed from the same model, code, settings and rates;
+    returns the parts taken, or None (no file, another mark, a damaged file: said in the log)."""
+    began = time.perf_counter()
+    kept = read(path, first_line, "kept parts")
+    if kept is None:
+        return None
     if not isinstance(kept, Kept):
         log.warning("kept parts in %s not used: not a read side's parts", path)
         return None

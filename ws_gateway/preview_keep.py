@@ -26,14 +26,10 @@ process killed without a shutdown leaves the file of the shutdown before: still 
 
 from __future__ import annotations
 
-import gc
-import hashlib
 import logging
-import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from core.config import Org
 from core.rates import Rates
@@ -50,11 +46,7 @@ Stamps = dict[str, dict[str, int]]
 
 def mark(model_identity: str, code: bytes, org: Org, rates: Rates | None) -> bytes:
     """The file's first line: what its columns were computed from (the module's docstring)."""
-    h = hashlib.sha256(FORMAT)
-    h.update(model_identity.encode() + b"\0" + code + b"\0")
-    h.update(f"{org.id}\0{org.timezone}\0{org.currency}\0".encode())
-    h.update(b"no rates" if rates is None else rates.digest())
-    return h.hexdigest().encode() + b"\n"
+    return kept_file.mark(FORMAT, model_identity, code, f"{org.id}\0{org.timezone}\0{org.currency}", rates)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,27 +64,15 @@ class KeptColumns:
     def load(self, ctx: Context) -> tuple[PreviewColumns, Stamps] | None:
         """The saved columns (converting later records with `ctx`) and the stamps they are complete at, if
         the file carries this mark and is whole; None otherwise (no file, another mark, damaged: logged)."""
-        try:
-            f = open(self.path, "rb")
-        except FileNotFoundError:
+        saved = kept_file.read(self.path, self.first_line, "preview columns", log)
+        if saved is None:
             return None
-        with f:
-            if f.readline() != self.first_line:
-                log.info("preview columns in %s are of another read model, storepulse, organisation settings "
-                         "or rates: not used", self.path)
-                return None
-            paused = gc.isenabled()
-            gc.disable()  # millions of key strings come in, none of them garbage
-            try:
-                saved: Any = pickle.load(f)
-                stamps = {str(kind): {str(d): int(s) for d, s in days.items()} for kind, days in saved["stamps"].items()}
-                return PreviewColumns.restore(ctx, saved["columns"]), stamps
-            except Exception as exc:  # a file cut short or damaged: built from the records
-                log.warning("preview columns in %s not used: %s", self.path, exc)
-                return None
-            finally:
-                if paused:
-                    gc.enable()
+        try:
+            stamps = {str(kind): {str(d): int(s) for d, s in days.items()} for kind, days in saved["stamps"].items()}
+            return PreviewColumns.restore(ctx, saved["columns"]), stamps
+        except Exception as exc:  # not columns of this layout: built from the records
+            log.warning("preview columns in %s not used: %s", self.path, exc)
+            return None
 
 
 def at(data_dir: Path, model_identity: str, code: bytes, org: Org, rates: Rates | None) -> KeptColumns:
