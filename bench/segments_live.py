@@ -165,9 +165,7 @@ def main() -> None:
         timer_s = s.stats.timer_seconds
         print(f"    at an input: {(s.stats.seconds - timer_s) / n * 1e6:.1f} us/event,"
               f" {(s.stats.evaluations - fired) / n:.1f} evaluations/event; at a timer (time passing):"
-              f" {timer_s / n * 1e6:.1f} us/event, {fired / n:.1f} evaluations/event"
-              + (f" and {flips / n:.1f} flips/event (segments moving one way in time, not evaluated)"
-                 if (flips := getattr(s.stats, "timer_flips", None)) is not None else ""))
+              f" {timer_s / n * 1e6:.1f} us/event, {fired / n:.1f} evaluations/event")
     if args.no_skip:  # the same run's baseline for core/rules/monotone.py: every touched segment evaluated
         steady_bits = Membership._steady_bits
         Membership._steady_bits = lambda self, s, growth, now: 0  # type: ignore[method-assign]

@@ -40,8 +40,8 @@ from core.records import Cart, RecordKind, Value
 from core.rules import Context, CustomerFacts, Entry, ProductFacts, RuleError, SegmentSet, Subject, changed_inputs, fold
 from core.rules.evaluate import Run
 from core.rules.graph import references
-from core.rules.monotone import DOWN, UP, growth_of, over_time
 from core.rules.monotone import Change as Growth
+from core.rules.monotone import growth_of
 from core.rules.parse import parse_rule
 from core.rules.segments import STEADY_KEPT
 from core.rules.tree import Rule
@@ -167,7 +167,6 @@ class Stats:
     seconds: float = 0.0
     timer_evaluations: int = 0  # of `evaluations`: those at an instant a timer set (time passing, no input)
     timer_seconds: float = 0.0  # of `seconds`: the same
-    timer_flips: int = 0  # timers of segments that move one way in time: flipped without evaluating (not in `evaluations`)
     unconverted: int = 0  # amounts in another currency than the organisation's, without rates: counted as 0
 
 
@@ -207,13 +206,10 @@ class Membership:
         # `if` reads for segment.entered/exited (the organisation clears it after every batch and tick)
         self.change_facts: dict[str, CustomerFacts | ProductFacts] = {}
         self._iso = (_NEVER, "")  # the latest change instant and its ISO 8601 form (_change_record)
-        # timers at or before this instant may have been set by a storepulse whose timers were not exact
-        # (it skipped evaluations that moved them later): evaluated when they fire (None: every one exact)
-        self._exact_after: int | None = None
         self._build()
 
     _STATE: tuple[str, ...] = ("org", "timezone", "currency", "version", "definitions", "customers", "bits", "counts", "timers",
-              "cart_owners", "watermark", "seq", "_dirty", "_as_of", "_flushed_at", "_exact_after")
+              "cart_owners", "watermark", "seq", "_dirty", "_as_of", "_flushed_at")
 
     def __getstate__(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in self._STATE}
@@ -231,9 +227,6 @@ class Membership:
         held = self.customers
         self.customers = held if isinstance(held, Customers) else Customers(self.currency, held)
         self.customers.live = _bit_keyed(self.customers.live, self.bits)
-        self._legacy = "_exact_after" not in state  # pickled before timers were exact: with_tables takes its timers
-        if self._legacy:
-            self._exact_after = max((at for at, _ in self.timers), default=_NEVER)
         self._build()
 
     # --- the customers in snapshot files (flows/snapshots.py): a snapshot writes those that changed ------
@@ -350,10 +343,6 @@ class Membership:
         self.timers = [(due, k) for k, c in older.items() if (due := c.now.due()) is not None]
         self.timers += [(due, k) for k, data in packed.items() if (due := due_of(data)) is not None]
         heapq.heapify(self.timers)
-        if getattr(self, "_legacy", False):  # none of these timers is known to be exact
-            self._legacy = False
-            self._exact_after = max([_NEVER if self._exact_after is None else self._exact_after,
-                                     *(at for at, _ in self.timers)])
         self._changed, self._cooling, self._parts, self._ahead = set(), {}, {}, {}
         return self
 
@@ -374,11 +363,6 @@ class Membership:
         self._live_bits = {self.bits[s]: s for s in self.live.order}  # bit -> segment, live segments only
         # segment -> (its bit, its key in Run.results, its evaluator): _evaluate_state's lookups, done once
         self._plans = {s: (self.bits[s], *self.live.plan(s)) for s in self.live.order}
-        # the bits of the segments that can only turn true (up) or only false (down) as time passes: their
-        # timer is the instant they flip, decided without evaluating (_fire_state)
-        moving = {s: over_time(self.live.rules[s]) for s in self.live.order}
-        self._time_up = sum(1 << self.bits[s] for s, d in moving.items() if d == UP)
-        self._time_down = sum(1 << self.bits[s] for s, d in moving.items() if d == DOWN)
 
     def use_rates(self, rates: Rates | None) -> None:
         """The exchange rates that convert amounts in other currencies (the dataflow's, given at each
@@ -705,44 +689,13 @@ class Membership:
         out: list[Change] = []
         live = self._live_bits
         while (due := s.due()) is not None and due <= until:
-            bits = [b for b in s.nexts.bits_at(due) if b in live]
-            if not bits:  # a segment no longer defined: its timer goes
+            due_now = [live[b] for b in s.nexts.bits_at(due) if b in live]
+            if len(due_now) > 1:
+                due_now.sort(key=self._rank.__getitem__)
+            elif not due_now:  # a segment no longer defined: its timer goes
                 s.nexts = BitTimes.of((b, at) for b, at in s.nexts.items() if b in live)
                 continue
-            # a segment that moves one way in time flips at its timer: a member of one that can only turn
-            # false leaves, a non-member of one that can only turn true enters (its timer is exact: an input
-            # never skips it while the timer is pending, _steady_bits), and nothing follows (over_time)
-            exact = self._exact_after is None or due > self._exact_after
-            flipping = ((self._time_down & s.mask) | (self._time_up & ~s.mask)) if exact else 0
-            flips = [b for b in bits if flipping >> b & 1]
-            rest = [live[b] for b in bits if not flipping >> b & 1]
-            changes = self._flip_state(s, flips, due, key) if flips else []
-            if rest:
-                changes += self._evaluate_state(s, rest, due, TIME, key)
-            if len(changes) > 1:  # in the segments' order, as one evaluation of them all gives them
-                changes.sort(key=lambda ch: self._rank[ch.segment])
-            out += changes
-        return out
-
-    def _flip_state(self, s: State, bits: list[int], now: int, key: str) -> list[Change]:
-        """The segments of `bits` flipped at their timer's instant `now`, with no timer after it."""
-        started = time.perf_counter()
-        s.at = max(s.at, now)
-        out: list[Change] = []
-        live = self._live_bits
-        for b in bits:
-            s.nexts.pop(b)
-            s.mask ^= 1 << b
-            member = bool(s.mask >> b & 1)
-            if member:
-                s.entered[b] = now
-            else:
-                s.entered.pop(b, None)
-            out.append(Change(live[b], key, ENTERED if member else EXITED, now, TIME))
-        elapsed = time.perf_counter() - started
-        self.stats.timer_flips += len(bits)
-        self.stats.seconds += elapsed
-        self.stats.timer_seconds += elapsed
+            out += self._evaluate_state(s, due_now, due, TIME, key)
         return out
 
     def _evaluate(self, c: _Customer, s: State, segments: Iterable[str], now: int, cause: str) -> list[Change]:
@@ -803,9 +756,7 @@ class Membership:
             up, down = self.live.steady(growth)
             masks = self._steady_masks[growth] = (sum(1 << self.bits[g] for g in up),
                                                   sum(1 << self.bits[g] for g in down))
-        # not a segment that moves one way in time while its timer is pending: evaluated, so that the timer
-        # stays the instant it flips (_fire_state flips it there without evaluating)
-        steady = ((masks[0] & s.mask) | (masks[1] & ~s.mask)) & ~((self._time_up | self._time_down) & s.nexts.mask)
+        steady = (masks[0] & s.mask) | (masks[1] & ~s.mask)
         due = s.nexts.earliest()
         if steady and due is not None and due <= now:
             for b, at in s.nexts.items():

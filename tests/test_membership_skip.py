@@ -11,9 +11,9 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from core.config import parse_config
-from core.definitions import SegmentDefinition, put_event
+from core.definitions import put_event
 from core.events import Event, Item, Kind
-from core.rules.monotone import ANY, DOWN, UP, Change, direction, growth_of, over_time
+from core.rules.monotone import ANY, DOWN, UP, Change, direction, growth_of
 from core.rules.parse import parse_rule
 from core.segment_records import SegmentChange
 from flows.membership import Membership
@@ -78,15 +78,11 @@ def shop(spec: list[tuple[int, int, int, int, int]]) -> list[Event]:
     return events
 
 
-def fold(events: list[Event], skip: bool, monkeypatch: pytest.MonkeyPatch, flip: bool = True) -> tuple[list[object], Organisation]:
-    """The records of folding `events` under RULES; `skip`: skipping the steady segments; `flip`: the
-    timers of segments moving one way in time flipped without evaluating."""
+def fold(events: list[Event], skip: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[list[object], Organisation]:
     org = Organisation.new(CONFIG.orgs["o"])
     with monkeypatch.context() as m:
         if not skip:
             m.setattr(Membership, "_steady_bits", lambda self, s, growth, now: 0)
-        if not flip:
-            m.setattr("flows.membership.over_time", lambda rule: ANY)
         out: list[object] = list(org.apply_all([put_event("o", "segment", f"x{i}", {"name": f"x{i}", "rule": r}, 0, f"d{i}")
                                                 for i, r in enumerate(RULES)]))
         for i in range(0, len(events), 7):
@@ -205,93 +201,3 @@ def test_a_segment_whose_timer_falls_on_the_input_s_instant_is_evaluated() -> No
     got = [(v.change, v.at, v.cause) for r in out if isinstance(v := getattr(r, "value", None), SegmentChange)
            and v.segment == "day"]
     assert got == [("entered", T0, "a"), ("exited", T0 + DAY, "b")]
-
-
-@settings(max_examples=30, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate])
-@given(history, st.randoms(use_true_random=False))
-def test_timers_flipped_without_evaluating_emit_exactly_the_records_of_evaluating_them(
-        spec: list[tuple[int, int, int, int, int]], rnd: random.Random) -> None:
-    """A segment that moves one way in time flips at its timer (core/rules/monotone.py over_time): the
-    same records, in the same order, as evaluating it there, skipping steady segments as the dataflow
-    does (a skip that kept an early timer would flip it too soon: flows/membership.py _steady_bits)."""
-    monkeypatch = pytest.MonkeyPatch()
-    events = shop(spec)
-    events.sort(key=lambda e: e.time + rnd.randrange(2 * 60 * MIN))
-    flipped, org = fold(events, True, monkeypatch)
-    evaluated, other = fold(events, True, monkeypatch, flip=False)
-    # the same records; within a batch, customers may come in another order (with the flips, no skip keeps
-    # an early timer, so the watermark's pass over the timers meets them in another order)
-    assert sorted(flipped, key=order) == sorted(evaluated, key=order)
-    for c in {e.customer for e in events}:
-        assert [r for r in flipped if c in order(r)[2].split("|")] == [r for r in evaluated if c in order(r)[2].split("|")]
-    assert other.segments.stats.timer_flips == 0
-    for book in (org.segments, org.products):
-        assert book.stats.timer_flips <= book.stats.changes
-
-
-def test_the_flipping_is_exercised() -> None:
-    """Orders then time passing: most exits of the windowed segments are flips, not evaluations."""
-    events = shop([(i * 100, 1 + i % 3, 30 + i, 0, 0) for i in range(60)])  # 50 h apart: windows empty
-    _, flipped = fold(events, True, pytest.MonkeyPatch())
-    _, evaluated = fold(events, True, pytest.MonkeyPatch(), flip=False)
-    a, b = flipped.segments.stats, evaluated.segments.stats
-    assert a.changes == b.changes
-    assert a.timer_flips > 150 and b.timer_flips == 0  # 204 and 309 evaluations at timers, against 539
-    assert a.timer_evaluations < 0.7 * b.timer_evaluations, (a.timer_evaluations, b.timer_evaluations)
-
-
-@pytest.mark.parametrize(("data", "want"), [
-    ({"orders": {"gte": 3}}, None),  # no window: time moves nothing
-    ({"orders": {"gte": 3, "within": "30d"}}, DOWN),
-    ({"spent": {"gt": "10.00", "within": "7d"}}, DOWN),
-    ({"refunds": {"lt": 1, "within": "30d"}}, UP),
-    ({"not": {"refunds": {"gte": 1, "within": "30d"}}}, UP),
-    ({"items": {"between": [2, 4], "within": "30d"}}, ANY),  # can fall into the range and out of it
-    ({"net_spent": {"gte": "10.00", "within": "30d"}}, ANY),  # a refund leaving raises it
-    ({"spent": {"gte": "10.00", "since": "2026-01-01"}}, None),
-    ({"order_value": {"gte": "50.00", "within": "30d"}}, DOWN),
-    ({"order_value": {"gte": "50.00"}}, None),
-    ({"last_order_at": {"before": "90d"}}, UP),
-    ({"last_order_at": {"after": "90d"}}, DOWN),
-    ({"last_order_at": {"before": "2026-01-01"}}, None),
-    ({"last_order_at": {"on": "2d"}}, ANY),
-    ({"last_order_at": {"exists": True}}, None),
-    ({"all": [{"orders": {"gte": 2}}, {"last_order_at": {"before": "90d"}}]}, UP),
-    ({"any": [{"spent": {"gte": "10.00", "within": "7d"}}, {"orders": {"gte": 1, "within": "30d"}}]}, DOWN),
-    ({"all": [{"spent": {"gte": "10.00", "within": "7d"}}, {"last_order_at": {"before": "1d"}}]}, ANY),
-    ({"in_segment": {"eq": "x"}}, ANY),
-    ({"open_cart_value": {"gte": "1.00"}}, None),
-    ({"attribute": {"name": "age", "gte": 30}}, None),
-])
-def test_which_way_a_rule_moves_as_time_passes(data: dict[str, object], want: int | None) -> None:
-    assert over_time(rule(data)) == want  # type: ignore[arg-type]
-
-
-def test_timers_restored_from_before_they_were_exact_are_evaluated_not_flipped() -> None:
-    """A snapshot of an older storepulse may hold a timer that a skipped evaluation left early (a member of
-    `spent >= 100.00 within 1d` who bought again kept the first order's exit): restored, its timers up to
-    the latest of them are evaluated, so the member stays; the timers set since flip as usual."""
-    m = Membership("o", "UTC", "EUR", {"day": SegmentDefinition("day", "day", {"spent": {"gte": "100.00", "within": "1d"}})})
-    bit = m.bits["day"]
-
-    def paid(i: str, t: int) -> Event:
-        return Event(id=i, kind=Kind.ORDER_PAID, org="o", store="s", time=t, customer="c", amount=10000,
-                     currency="EUR", order=i)
-    m.apply(paid("a", T0), new_order=True, new_refund=None)
-    m.apply(paid("b", T0 + DAY // 2), new_order=True, new_refund=None)
-    c = m.customers["c"]
-    assert c.now.nexts.get(bit) == T0 + 3 * DAY // 2  # evaluated at "b": the instant it flips
-    c.now.nexts[bit] = T0 + DAY  # what the older storepulse kept: the first order's exit
-    c.steps = []
-    state = m.without_tables().__getstate__()
-    del state["_exact_after"]  # as it pickled its book
-    older = Membership.__new__(Membership)
-    older.__setstate__(state)
-    older.with_tables(m.tables())
-    assert older._exact_after == T0 + DAY
-    out = older.advance(T0 + DAY + 1)  # the early timer: evaluated, still a member
-    assert [v for r in out if isinstance(v := r.value, SegmentChange)] == [] and older.stats.timer_flips == 0
-    out = older.advance(T0 + 2 * DAY)  # the timer the evaluation set: flipped
-    assert [(v.change, v.at, v.cause) for r in out if isinstance(v := r.value, SegmentChange)] == [
-        ("exited", T0 + 3 * DAY // 2, "time")]
-    assert older.stats.timer_flips == 1

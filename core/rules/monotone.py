@@ -42,7 +42,6 @@ from core.rules.tree import (
     Measure,
     Moment,
     Not,
-    On,
     Op,
     Rule,
     Tally,
@@ -219,38 +218,3 @@ def _combine(directions: Iterable[Direction]) -> Direction:
     if not found:
         return None
     return found.pop() if len(found) == 1 else ANY
-
-
-def over_time(rule: Rule) -> Direction:
-    """Which way `rule`'s value can move as `now` passes while the facts stay as they are: UP (can only
-    turn true), DOWN (only false), None (never moves: no window, no relative time), ANY (either).
-
-    A window's sum of entries that only add (counts, units, amounts: never negative) only loses entries
-    as time passes: `orders >= 2 within 30d` can only turn false, `refunds < 1 within 30d` only true;
-    "before 90d" only true, "after 24h" only false; `on` a day turns true and then false (ANY). A rule
-    that moves one way flips at most once, at the instant evaluate.py's next change names: so when
-    that timer fires and nothing the rule reads changed since it was set, the value flips and no
-    change follows (flows/membership.py decides it without evaluating)."""
-    if isinstance(rule, AllOf | AnyOf):
-        return _combine(over_time(r) for r in rule.rules)
-    if isinstance(rule, Not):
-        d = over_time(rule.rule)
-        return None if d is None else -d
-    if isinstance(rule, Tally):
-        if rule.sum.window.within is None:
-            return None  # since/until are fixed instants, and an entry counts wherever its time puts it
-        if not all(t.sign > 0 for t in rule.sum.terms):
-            return ANY  # net_spent: a refund leaving the window raises it
-        return _ordered(rule.compare.op, DOWN)
-    if isinstance(rule, AnyEntry):
-        return None if rule.window.within is None else DOWN  # true until the last matching entry leaves
-    if isinstance(rule, Moment):
-        test = rule.test
-        if isinstance(test, Before | After):
-            return None if test.ago is None else UP if isinstance(test, Before) else DOWN
-        if isinstance(test, On):
-            return None if test.days_ago is None else ANY
-        return None  # exists
-    if isinstance(rule, InSegment):
-        return ANY  # not followed into the named segments
-    return None  # Current, Label, Attribute: what the facts hold now
