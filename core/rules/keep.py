@@ -148,6 +148,9 @@ def _trim(e: Entry, items: frozenset[ItemFilter]) -> Entry:
     if not (e.products or e.categories or e.brands):
         return e
     names = _item_names(items)
+    if (names["products"].issuperset(e.products) and names["categories"].issuperset(e.categories)
+            and names["brands"].issuperset(e.brands)):
+        return e  # trimmed by an earlier fold (every fold asks this of every entry the customer keeps)
     products = tuple(n for n in e.products if n in names["products"])
     categories = tuple(n for n in e.categories if n in names["categories"])
     brands = tuple(n for n in e.brands if n in names["brands"])
