@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import itertools
 import json
 import math
 import os
@@ -466,10 +467,26 @@ def _chart(page: Page, name: str) -> dict[str, Any]:
     return got
 
 
+def _x_ticks(page: Page, name: str) -> list[tuple[float, float, str]]:
+    """(centre, width, text) of each label uPlot drew under chart `name`'s x axis, in canvas pixels, with
+    the axis's own font: what tells labels that run into each other."""
+    got: list[tuple[float, float, str]] = page.evaluate("""(name) => {
+        const u = document.querySelector(`[data-chart="${name}"]`)._chart.plot, axis = u.axes[0];
+        u.ctx.save();
+        u.ctx.font = axis.font[0];
+        const out = axis._splits.map((i, k) => { const text = String(axis._values[k] ?? "");
+            return [u.valToPos(i, "x", true), u.ctx.measureText(text).width, text]; });  // an ordinal axis: by index
+        u.ctx.restore();
+        return out.filter(([, , text]) => text !== "");
+    }""", name)
+    return got
+
+
 def test_today_draws_revenue_and_orders_hour_by_hour(sp: Storepulse, context: BrowserContext) -> None:
     """Today's charts plot the server's 24 (23, 25 on a DST day) hourly points: the hour labels carry
     their offset ("...T13:00:00+01:00"), which the page once parsed to NaN, drawing axes and no line."""
     page, errors = _open(context, sp)
+    page.set_viewport_size({"width": 1400, "height": 900})  # wide enough for a label every hour, if they fit
     page.select_option("#period", "today")
     amount = _pay(sp, "cus_today", product="watch-today")
     want_orders = sp.get("/api/v1/orgs/acme/figures", period="today").json()
@@ -484,6 +501,10 @@ def test_today_draws_revenue_and_orders_hour_by_hour(sp: Storepulse, context: Br
         assert chart["xs"] == xs, name
         assert chart["ys"] == [[p["value"] for p in points]], name
         assert math.isfinite(chart["min"]) and math.isfinite(chart["max"]) and chart["max"] > chart["min"], name  # drawn
+        # the hour labels uPlot draws under the axis leave each one its width ("12:00 AM1:00 AM" ran together)
+        ticks = _x_ticks(page, name)
+        assert len(ticks) >= 6 and all(t for _, _, t in ticks), ticks
+        assert all(b[0] - a[0] >= (a[1] + b[1]) / 2 + 4 for a, b in itertools.pairwise(ticks)), (name, ticks)
     # The hours are the organisation's (the server's labels), in the page's locale: 24-hour in German.
     de, de_errors = _open(context, sp, query="?lang=de")
     de.select_option("#period", "today")
@@ -491,6 +512,9 @@ def test_today_draws_revenue_and_orders_hour_by_hour(sp: Storepulse, context: Br
                                      return c && c.plot.data[0].length === n; }""", arg=len(xs))
     shown = de.evaluate("""(xs) => xs.map((x) => document.querySelector('[data-chart="revenue"]')._chart.text(x))""", xs)
     assert shown == [f"{dt.datetime.fromisoformat(p['t']).hour:02d}:00" for p in rev] and de_errors == []
+    # the legend names the x value of an hourly chart a time, not a date
+    legend = """() => document.querySelector('[data-chart="revenue"]')._chart.plot.series[0].label"""
+    assert (page.evaluate(legend), de.evaluate(legend)) == ("Time", "Uhrzeit")
     # Orders against carts: one span (the day), as bars rather than a line of one point.
     carts = sp.get("/api/v1/orgs/acme/carts", period="today", limit=1).json()
     day = page.locator('[data-chart="orders-carts-day"]')

@@ -25,6 +25,18 @@ export function timeOf(label) {
   return label.length === 10 ? Date.parse(`${label}T00:00:00Z`) / 1000 : Date.parse(label) / 1000;
 }
 
+// The least room between two x ticks: the widest label in the axis's font and a gap, so that drawn labels
+// never run into each other ("12:00 AM1:00 AM" under a wide hourly chart, where uPlot's default 50 px fit).
+function labelSpace(u, text) {
+  const ctx = u.ctx;
+  ctx.save();
+  ctx.font = u.axes[0].font[0];
+  let widest = 0;
+  for (const x of u.data[0]) widest = Math.max(widest, ctx.measureText(text(x)).width);
+  ctx.restore();
+  return widest / (window.devicePixelRatio || 1) + 12;
+}
+
 // Draws (or redraws) a chart in `container`: xs (Unix seconds), series [{label, values}], `format` of a y value.
 // `labels`: the server's hour labels of xs (hours: an ordinal axis labelled with the organisation's hours).
 export function drawChart(container, { xs, series, format, bars = false, days = true, xLabel = "", labels = null }) {
@@ -49,7 +61,8 @@ export function drawChart(container, { xs, series, format, bars = false, days = 
     // organisation's hours in the page's locale.
     // Amounts and counts start at zero, so a bar's height is its value.
     scales: { x: days || hours ? { time: false, distr: 2, range: bars ? (u, min, max) => [min - 0.5, max + 0.5] : undefined } : { time: true }, y: { range: (u, min, max) => [Math.min(0, min), max > 0 ? max * 1.08 : 1] } },
-    axes: [days || hours ? { values: (u, vals) => vals.map((v) => (Number.isFinite(v) ? (container._chart?.text || xText)(v) : "")) } : {},
+    axes: [days || hours ? { values: (u, vals) => vals.map((v) => (Number.isFinite(v) ? (container._chart?.text || xText)(v) : "")),
+      space: (u) => labelSpace(u, container._chart?.text || xText) } : {},
       { values: (u, vals) => vals.map(format), size: 80 }],
     series: [{ label: xLabel, value: (u, v) => (v === null || v === undefined ? "–" : (container._chart?.text || xText)(v)) }, ...series.map((s, i) => ({
       label: s.label, points: { show: xs.length < 40 }, stroke: COLORS[i % COLORS.length], width: 2,

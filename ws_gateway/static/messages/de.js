@@ -19,7 +19,7 @@ export default {
   "kpi.email_revenue": "Umsatz durch E-Mail", "kpi.vs_previous": "{change} ggü. Vorperiode",
   "kpi.was_zero": "keine in der Vorperiode",
   "kpi.no_previous": "keine Vorperiode zum Vergleich",
-  "chart.when": "Datum", "chart.from": "Ab",
+  "chart.when": "Datum", "chart.hour": "Uhrzeit", "chart.from": "Ab",
   "chart.revenue": "Umsatz im Zeitverlauf", "chart.orders": "Bestellungen im Zeitverlauf", "chart.orders_carts": "Bestellungen und Warenkörbe im Zeitverlauf",
   "journey.title": "Customer Journey", "journey.visitors": "Besuche", "journey.added_to_cart": "In den Warenkorb",
   "journey.purchased": "Gekauft", "journey.purchased_again": "Erneut gekauft",

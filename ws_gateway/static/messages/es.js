@@ -19,7 +19,7 @@ export default {
   "kpi.email_revenue": "Ingresos atribuidos al e-mail", "kpi.vs_previous": "{change} frente al periodo anterior",
   "kpi.was_zero": "nada en el periodo anterior",
   "kpi.no_previous": "sin periodo anterior para comparar",
-  "chart.when": "Fecha", "chart.from": "Desde",
+  "chart.when": "Fecha", "chart.hour": "Hora", "chart.from": "Desde",
   "chart.revenue": "Ingresos en el tiempo", "chart.orders": "Pedidos en el tiempo", "chart.orders_carts": "Pedidos y carritos en el tiempo",
   "journey.title": "Recorrido del cliente", "journey.visitors": "Visitas", "journey.added_to_cart": "Añadido al carrito",
   "journey.purchased": "Compra", "journey.purchased_again": "Nueva compra",

@@ -154,12 +154,12 @@ export default {
       const xs = rev.points.map((pt) => timeOf(pt.t));
       const days = grain === "day";
       const labels = rev.points.map((pt) => pt.t);
-      drawChart(this.revenue.body, { xs, days, labels, xLabel: t("chart.when"), series: [{ label: t("kpi.revenue"), values: rev.points.map((pt) => pt.value) }],
+      drawChart(this.revenue.body, { xs, days, labels, xLabel: t(days ? "chart.when" : "chart.hour"), series: [{ label: t("kpi.revenue"), values: rev.points.map((pt) => pt.value) }],
         format: (v) => fmt.money({ amount: v, currency: rev.currency, exponent: rev.exponent }) });
       for (const old of this.revenue.body.querySelectorAll(".warning")) old.remove();
       const gap = rev.points.find((pt) => pt.message);
       if (gap) this.revenue.body.append(h("p", { class: "warning", text: gap.message }));
-      drawChart(this.orders.body, { xs, days, labels, xLabel: t("chart.when"), bars: true, series: [{ label: t("kpi.orders"), values: ord.points.map((pt) => pt.value) }],
+      drawChart(this.orders.body, { xs, days, labels, xLabel: t(days ? "chart.when" : "chart.hour"), bars: true, series: [{ label: t("kpi.orders"), values: ord.points.map((pt) => pt.value) }],
         format: fmt.number });
       await this.drawCarts(ctx, span, ord.points);
     } catch (e) {
