@@ -210,6 +210,10 @@ def test_automations_view_shows_what_the_server_answers(sp: Storepulse, context:
             expect(page.locator("#view-automations table >> nth=0").locator("tbody tr")).to_have_count(len(defined))
         else:
             expect(page.locator("#view-automations")).to_contain_text("No automations yet.")
+        # no dead letters: the card says so, and nothing else (its replay buttons, absent, once read "null")
+        assert sp.get("/api/v1/orgs/acme/deliveries", status="dead", limit=20).json()["deliveries"] == []
+        expect(page.locator("#view-automations section", has_text="Dead letters").locator(".card-body")).to_have_text(
+            "Nothing in this period.")
     assert errors == [], errors
 
 

@@ -32,7 +32,8 @@ export function card(title, { wide = false } = {}) {
   const body = h("div", { class: "card-body" });
   const heading = h("h2", { text: title });
   const el = h("section", { class: wide ? "card wide" : "card" }, heading, body);
-  return { el, body, heading, set(...nodes) { body.replaceChildren(...nodes.flat()); } };
+  // set(table, maybe) : a part given as null or undefined is left out (replaceChildren would print "null")
+  return { el, body, heading, set(...nodes) { body.replaceChildren(...nodes.flat().filter((n) => n != null)); } };
 }
 
 export function errorLine(message) { return h("p", { class: "error", role: "status", text: message }); }
