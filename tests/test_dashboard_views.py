@@ -165,10 +165,15 @@ def test_segments_view_shows_what_the_server_answers(sp: Storepulse, context: Br
         assert segments, "the server lists no segment: nothing to show"
         table = page.locator("#view-segments table >> nth=0")
         expect(table.locator("tbody tr")).to_have_count(len(segments))
+        # listed, and offered in the filter, in the order English sorts their names (not by id)
+        by_name = page.evaluate("(names) => names.sort((a, b) => a.localeCompare(b, 'en'))", [s["name"] for s in segments])
+        assert by_name != [s["name"] for s in sorted(segments, key=lambda s: s["id"])]  # the order is not the ids'
+        segments.sort(key=lambda s: by_name.index(s["name"]))
         for i, seg in enumerate(segments):
             expect(table.locator("tbody tr").nth(i)).to_contain_text(seg["name"])
         expect(page.locator("#segment-filter")).to_be_visible()
         expect(page.locator("#segment option")).to_have_count(len(segments) + 1)
+        assert page.locator("#segment option").all_inner_texts()[1:] == by_name
         busiest = max(segments, key=lambda s: (s["members"], s["id"]))
         assert busiest["members"] > 0, "the shop should put someone in some segment"
         expect(table.locator("tbody tr").nth(segments.index(busiest))).to_contain_text(str(busiest["members"]))

@@ -177,7 +177,7 @@ async function learnChoices() {
     for (const s of c.connections) { addOption($("store"), s.store); addOption($("currency"), s.currency); }
   } catch { /* the store list from the snapshot stays */ }
   const segs = await api.optional("segments").catch(() => null);
-  const list = segs ? segs.segments ?? [] : [];
+  const list = segs ? [...(segs.segments ?? [])].sort(fmt.byName) : [];
   for (const s of list) addOption($("segment"), s.id, s.name ?? s.id);
   $("segment-filter").hidden = list.length === 0;
 }

@@ -52,7 +52,7 @@ export default {
       this.members.el.hidden = this.history.el.hidden = true;
       return;
     }
-    const segments = body.segments ?? [];
+    const segments = [...(body.segments ?? [])].sort(fmt.byName);
     const pick = (s) => h("button", { type: "button", class: "link", "aria-pressed": String(this.selected === s.id),
       onclick: () => { this.selected = s.id; ctx.refresh(); } }, s.name ?? s.id);
     this.list.set(table(t("segments.list"), [
