@@ -39,3 +39,20 @@ def test_every_language_has_the_english_keys() -> None:
     en = _keys("en")
     for lang in ("de", "es", "fr", "it"):
         assert _keys(lang) == en, lang
+
+
+def test_the_predefined_segments_are_named_in_every_language() -> None:
+    """messages/<lang>.js names every predefined segment ("segment.<id>"), and English names each as the
+    server does (core/definitions.py): the dashboard shows these for predefined segments."""
+    import flows.organisation  # noqa: F401  (the record kinds' value classes, as the server imports them)
+    from core.definitions import predefined_product_segments, predefined_segments
+
+    server = {d.id: d.name for d in [*predefined_segments().values(), *predefined_product_segments().values()]}
+    for lang in ("en", "de", "es", "fr", "it"):
+        text = (STATIC / "messages" / f"{lang}.js").read_text()
+        names = dict(re.findall(r'"segment\.([a-z0-9_]+)": "([^"]+)"', text))
+        assert names.keys() == server.keys(), lang
+        if lang == "en":
+            assert names == server
+        else:  # translated, each of them
+            assert [i for i in server if names[i] == server[i]] == [], lang

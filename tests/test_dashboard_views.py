@@ -151,6 +151,12 @@ def test_view_renders_and_moves_within_a_second(sp: Storepulse, context: Browser
     assert errors == [], errors
 
 
+GERMAN_SEGMENTS = {  # a few of messages/de.js, written out: what a German shop owner reads
+    "one_time_buyers": "Einmalkäufer", "repeat_buyers": "Wiederholungskäufer", "buyers": "Käufer",
+    "carted_never_bought": "Warenkorb begonnen, nie gekauft", "at_risk": "Gefährdet", "lapsed": "Abgewandert",
+}
+
+
 def test_segments_view_shows_what_the_server_answers(sp: Storepulse, context: BrowserContext) -> None:
     """Without the segments API (404): "not available" and no segment filter. With it (issue 9): each
     segment's count as the API gives it, a chosen segment's members, and the segment filter."""
@@ -174,6 +180,18 @@ def test_segments_view_shows_what_the_server_answers(sp: Storepulse, context: Br
         expect(page.locator("#segment-filter")).to_be_visible()
         expect(page.locator("#segment option")).to_have_count(len(segments) + 1)
         assert page.locator("#segment option").all_inner_texts()[1:] == by_name
+        # In German, the predefined segments are named in German, and sorted so, in the list and the filter
+        # (a segment the shop defined keeps its name); switching the language renames the filter's choices.
+        page.select_option("#lang", "de")
+        expect(page.locator("#segment option").nth(1)).not_to_have_text(by_name[0])
+        german = page.evaluate("""async (segs) => { const de = (await import('/static/messages/de.js')).default;
+            return segs.map((s) => (s.predefined && de['segment.' + s.id]) || s.name); }""", segments)
+        spot = {s["id"]: name for s, name in zip(segments, german, strict=True) if s["id"] in GERMAN_SEGMENTS}
+        assert spot and spot == {k: v for k, v in GERMAN_SEGMENTS.items() if k in spot}, spot
+        by_name_de = page.evaluate("(names) => names.sort((a, b) => a.localeCompare(b, 'de'))", german)
+        assert page.locator("#segment option").all_inner_texts()[1:] == by_name_de
+        expect(table.locator("tbody tr button")).to_have_text(by_name_de)
+        page.select_option("#lang", "en")
         busiest = max(segments, key=lambda s: (s["members"], s["id"]))
         assert busiest["members"] > 0, "the shop should put someone in some segment"
         expect(table.locator("tbody tr").nth(segments.index(busiest))).to_contain_text(str(busiest["members"]))

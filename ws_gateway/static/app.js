@@ -1,7 +1,7 @@
 // The dashboard: filters, tabs, the live feed, and the views (views/*.js) that draw the read API.
 import { Api } from "./api.js";
 import * as fmt from "./format.js";
-import { LANGUAGES, loadLanguage, pickLanguage, t, translatePage } from "./i18n.js";
+import { LANGUAGES, bySegmentName, loadLanguage, pickLanguage, segmentName, t, translatePage } from "./i18n.js";
 import { connectLive } from "./live.js";
 import { periodParams, periodSpan } from "./period.js";
 import automations from "./views/automations.js";
@@ -177,9 +177,17 @@ async function learnChoices() {
     for (const s of c.connections) { addOption($("store"), s.store); addOption($("currency"), s.currency); }
   } catch { /* the store list from the snapshot stays */ }
   const segs = await api.optional("segments").catch(() => null);
-  const list = segs ? [...(segs.segments ?? [])].sort(fmt.byName) : [];
-  for (const s of list) addOption($("segment"), s.id, s.name ?? s.id);
-  $("segment-filter").hidden = list.length === 0;
+  segmentChoices = segs ? segs.segments ?? [] : [];
+  fillSegments();
+  $("segment-filter").hidden = segmentChoices.length === 0;
+}
+
+// The segment filter's choices, named and sorted in the page's language (again when it changes).
+let segmentChoices = [];
+function fillSegments() {
+  const select = $("segment"), chosen = select.value;
+  select.replaceChildren(select.options[0], ...[...segmentChoices].sort((a, b) => bySegmentName(a, b, fmt.getLocale()))
+    .map((s) => new Option(segmentName(s), s.id, false, s.id === chosen)));
 }
 
 // --- the live feed ------------------------------------------------------------------------------
@@ -256,6 +264,7 @@ async function main() {
     fmt.setLocale(picked.locale);
     translatePage(document);
     buildFilters();
+    fillSegments();
     buildTabs();
     if (api) { mountViews(); refresh(false); }
   });

@@ -68,7 +68,3 @@ export function day(iso) {
   const [y, m, d] = iso.split("-").map(Number);
   return new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeZone: "UTC" }).format(Date.UTC(y, m - 1, d));
 }
-
-// Named things (segments) in the order the page's language sorts their names: "Started a cart, never bought"
-// among the S's, not where its id ("carted_...") put it.
-export function byName(a, b) { return (a.name ?? a.id).localeCompare(b.name ?? b.id, getLocale()); }

@@ -36,3 +36,14 @@ export function translatePage(root) {
   for (const el of root.querySelectorAll("[data-i18n-label]")) el.setAttribute("aria-label", t(el.dataset.i18nLabel));
   for (const el of root.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
 }
+
+// A segment's name in the page's language: a predefined one by its id ("segment.<id>"), one the shop
+// defined (or redefined: no longer predefined) as it was named.
+export function segmentName(s) {
+  const key = `segment.${s.id}`;
+  return s.predefined && key in en ? t(key) : s.name ?? s.id;
+}
+
+// Segments in the order the page's language sorts their names ("Started a cart, never bought" among the
+// S's, not where its id, "carted_...", put it).
+export function bySegmentName(a, b, locale) { return segmentName(a).localeCompare(segmentName(b), locale); }

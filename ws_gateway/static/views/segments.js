@@ -4,6 +4,7 @@
 import { download } from "../csv.js";
 import { card, errorLine, h, table } from "../dom.js";
 import * as fmt from "../format.js";
+import { bySegmentName, segmentName } from "../i18n.js";
 
 const DAY_MS = 24 * 3600 * 1000;
 const EXAMPLE = '{"all": [{"orders": {"gte": 2}}, {"spent": {"gte": "100.00", "within": "90d"}}]}';
@@ -52,9 +53,9 @@ export default {
       this.members.el.hidden = this.history.el.hidden = true;
       return;
     }
-    const segments = [...(body.segments ?? [])].sort(fmt.byName);
+    const segments = [...(body.segments ?? [])].sort((a, b) => bySegmentName(a, b, fmt.getLocale()));
     const pick = (s) => h("button", { type: "button", class: "link", "aria-pressed": String(this.selected === s.id),
-      onclick: () => { this.selected = s.id; ctx.refresh(); } }, s.name ?? s.id);
+      onclick: () => { this.selected = s.id; ctx.refresh(); } }, segmentName(s));
     this.list.set(table(t("segments.list"), [
       { label: t("segments.name"), value: pick },
       { label: t("segments.count"), value: (s) => fmt.number(s.members), num: true },
