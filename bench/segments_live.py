@@ -12,6 +12,7 @@ what the snapshot files hold and cost, what a restore costs, and the memory it t
 
     .venv/bin/python bench/segments_live.py [--batch 500] [--extra 61] [--products] [--no-skip] [--customers 1000000]
         [--changes FILE]
+    .venv/bin/python bench/segments_live.py --whales 2000 --define 50000
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from core.changes import Bucket, Record  # noqa: E402
 from core.config import parse_config  # noqa: E402
 from core.definitions import put_event  # noqa: E402
-from core.events import Event  # noqa: E402
+from core.events import Event, Item, Kind  # noqa: E402
 from core.records import RecordKind, Value  # noqa: E402
 from flows.membership import Membership  # noqa: E402
 from flows.organisation import Organisation  # noqa: E402
@@ -132,7 +133,17 @@ def main() -> None:
     p.add_argument("--customers", type=int, default=0, help="then the state at this many customers")
     p.add_argument("--changes", type=Path, help="write every segment change and membership record, in order, and"
                    " every customer's final mask, timers and entry instants to this file (to diff two trees)")
+    p.add_argument("--whales", type=int, default=0, help="only: the fold of five customers with this many orders each"
+                   " (one every 10 h each), CPU per event (run it in two trees to compare)")
+    p.add_argument("--define", type=int, default=0, help="only: one segment defined over this many idle customers")
     args = p.parse_args()
+    if args.whales or args.define:
+        settle(DATAFLOW)
+        if args.whales:
+            whales(args.whales, args.batch, args.extra)
+        if args.define:
+            define(args.define)
+        return
     events = map_file(FILE, "online-retail", "retail", "uk").events
     # the dataflow's collector policy (flows/run.py settles it at start): with Python's default
     # thresholds, full collections over the customers' states cost a third of the evaluation time
@@ -227,6 +238,41 @@ def main() -> None:
           f" {held['unpickled'] / n_customers:,.0f} B a copy unpickled")
     if args.customers:
         at_scale(org, args.customers)
+
+
+def orders_of(customers: int, per_customer: int, hours_apart: int) -> list[Event]:
+    """`per_customer` orders of each of `customers` customers, `hours_apart` hours apart each, in time order."""
+    t0, hour = 1_293_840_000_000, 3_600_000
+    n = customers * per_customer
+    return [Event(id=f"e{i}", kind=Kind.ORDER_PAID, org="retail", store="uk",
+                  time=t0 + i * hours_apart * hour // customers, customer=f"c{i % customers}", amount=1000 + i % 7 * 100,
+                  currency="GBP", order=f"o{i}", items=(Item("85123A" if i % 3 else "22423", 1, 1000),)) for i in range(n)]
+
+
+def whales(orders: int, batch: int, extra: int) -> None:
+    """Customers with hundreds of orders in every window: what an event of theirs costs the fold."""
+    events = orders_of(5, orders, 10)
+    print(f"{len(events):,} orders of 5 customers (one every 10 h each), {39 + extra} customer segments")
+    for _ in range(2):
+        cpu, org = fold(events, batch, True, extra)
+        print(f"  fold {cpu:6.2f} s CPU, {cpu / len(events) * 1e6:,.0f} us/event; evaluating"
+              f" {org.segments.stats.seconds / len(events) * 1e6:.1f} us/event")
+
+
+def define(customers: int) -> None:
+    """A segment defined over `customers` idle customers (held packed, as an epoch after their last
+    event): what the one dataflow step that evaluates it for every customer costs."""
+    events = sorted(orders_of(customers, 3, 3 * 24 * 7), key=lambda e: e.time)
+    _, org = fold(events, 2000, True, 0)
+    m = org.segments
+    m.take_changes()
+    m.take_changes()  # untouched for an epoch: held packed
+    put = put_event("retail", "segment", "new", {"name": "new", "rule": {"spent": {"gte": "20.00", "within": "30d"}}}, 0, "d")
+    started = time.process_time()
+    out = org.apply_all([put])
+    cpu = time.process_time() - started
+    print(f"defining a segment over {len(m.customers):,} customers ({len(m.customers.packed):,} held packed):"
+          f" {cpu:.2f} s CPU, {cpu / customers * 1e6:.1f} us a customer, {len(out):,} records")
 
 
 def copied(table: dict[str, bytes]) -> dict[str, bytes]:
