@@ -20,11 +20,13 @@ check: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# The pure tests (marker `unit`: no servers, no clocks) on both cores, then the rest one at a time (they
-# start servers and measure latencies, so they keep the machine to themselves).
+# The pure tests (marker `unit`: no servers, no clocks) on both cores; then those that start servers, on
+# both cores too, a test module to a core (its servers and fixtures are set up once); then the few that
+# measure a latency against a bound (marker `alone`), one at a time with the machine to themselves.
 test: install
 	$(BIN)/pytest -q -m unit -n 2 --durations=10
-	$(BIN)/pytest -q -m 'not unit' --durations=25
+	$(BIN)/pytest -q -m 'not unit and not alone' -n 2 --dist loadfile --durations=25
+	$(BIN)/pytest -q -m alone --durations=10
 
 # The pure domain tests alone (pytest marker `unit`): seconds, no servers.
 test-unit: install

@@ -132,6 +132,7 @@ PROBES = [
 ]
 
 
+@pytest.mark.alone  # a latency bound: run with the machine to itself (Makefile)
 @pytest.mark.parametrize(("view", "rows", "probe"), PROBES, ids=[p[0] for p in PROBES])
 def test_view_renders_and_moves_within_a_second(sp: Storepulse, context: BrowserContext, view: str, rows: str, probe: str) -> None:
     page, errors = _open(context, sp, view=view)

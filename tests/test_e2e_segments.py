@@ -89,6 +89,7 @@ def no_segment_messages(ws: ClientConnection, seconds: float) -> None:
         assert msg.get("type") != "segment", msg
 
 
+@pytest.mark.alone  # a latency bound: run with the machine to itself (Makefile)
 def test_a_customer_over_the_threshold_is_a_member_on_the_websocket_within_a_second(sp: Storepulse) -> None:
     segment, customer = f"big_{uid()}", f"c-{uid()}"
     define(sp, segment, {"spent": {"gte": "100.00"}})
@@ -143,6 +144,7 @@ def test_orders_in_another_currency_count_converted_at_their_days_rate(sp: Store
     assert (over in found["first"] or found["members"] > 20) and under not in found["first"], r.text
 
 
+@pytest.mark.alone  # a latency bound: run with the machine to itself (Makefile)
 def test_a_window_lets_the_customer_go_within_a_second_of_the_watermark_passing_its_end(sp: Storepulse) -> None:
     segment, customer = f"w2m_{uid()}", f"c-{uid()}"
     define(sp, segment, {"spent": {"gte": "100.00", "within": "2m"}})
