@@ -28,6 +28,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 
 from tests.dashboard_shop import shop_events
 from tests.helpers import (
+    ORGS_TOML,
     REPO,
     TOKENS,
     Storepulse,
@@ -46,6 +47,8 @@ LIVE_MS = 1_000  # a signed webhook shows on the page within this
 VIEWS = ["overview", "orders", "carts", "products", "customers", "marketing", "segments", "automations", "connections"]
 SHOP_NOW = int(time.time() * 1000)  # the shop's events are posted at times relative to this
 _amounts = iter(range(200_000, 10**9, 10_000))  # each webhook's order beats every earlier one
+# a channel for the automations view's automation (it waits 30 days: nothing is sent during the tests)
+CONFIG = ORGS_TOML + '\n[orgs.acme.channels.ops]\nkind = "slack"\nurl = "https://hooks.slack.example/services/T0/B0/views"\n'
 
 
 def uid() -> str:
@@ -55,7 +58,7 @@ def uid() -> str:
 @pytest.fixture(scope="module")
 def sp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storepulse]:
     today_clear_of_midnight(seconds=300)  # "today" and "7 days" are the server's: they must not turn over midway
-    server = Storepulse(tmp_path_factory.mktemp("sp-views")).start()
+    server = Storepulse(tmp_path_factory.mktemp("sp-views"), config=CONFIG).start()
     try:
         r = server.post_events({"events": shop_events(SHOP_NOW)})
         assert r.status_code == 200, r.text
@@ -222,23 +225,29 @@ def test_segments_view_shows_what_the_server_answers(sp: Storepulse, context: Br
     assert errors == [], errors
 
 
-def test_automations_view_shows_what_the_server_answers(sp: Storepulse, context: BrowserContext) -> None:
-    page, errors = _open(context, sp, view="automations")
-    answer = sp.get("/api/v1/orgs/acme/automations")
-    if answer.status_code == 404:
-        expect(page.locator('[data-unavailable="automations"]')).to_have_text("Not available on this server.")
-    else:
-        assert answer.status_code == 200, answer.text
-        defined = answer.json()["automations"]
-        if defined:
-            expect(page.locator("#view-automations table >> nth=0").locator("tbody tr")).to_have_count(len(defined))
-        else:
-            expect(page.locator("#view-automations")).to_contain_text("No automations yet.")
-        # no dead letters: the card says so, and nothing else (its replay buttons, absent, once read "null")
-        assert sp.get("/api/v1/orgs/acme/deliveries", status="dead", limit=20).json()["deliveries"] == []
-        expect(page.locator("#view-automations section", has_text="Dead letters").locator(".card-body")).to_have_text(
-            "Nothing in this period.")
-    assert errors == [], errors
+def test_automations_view_shows_what_the_server_answers(sp: Storepulse, browser: Browser) -> None:
+    welcome = {"trigger": "segment.entered", "segment": "one_time_buyers", "send": ["ops"], "wait": "30d"}
+    r = httpx.put(f"{sp.base}/api/v1/orgs/acme/automations/welcome-back", json=welcome,
+                  headers={"Authorization": f"Bearer {TOKENS['acme']}"}, timeout=10)
+    assert r.status_code == 202, r.text
+    defined = wait_json(sp, lambda: sp.get("/api/v1/orgs/acme/automations").json(),
+                        lambda b: any(a["id"] == "welcome-back" for a in b["automations"]),
+                        what="the automation defined")["automations"]
+    # the trigger's segment by its name in the page's language, not its id; in German, the German name
+    for lang, name, dead, nothing in [("en", "One-time buyers", "Dead letters", "Nothing in this period."),
+                                      ("de", "Einmalkäufer", "Unzustellbare", "Nichts in diesem Zeitraum.")]:
+        context = _context(browser)
+        try:
+            page, errors = _open(context, sp, f"?lang={lang}", view="automations")
+            rows = page.locator("#view-automations table >> nth=0").locator("tbody tr")
+            expect(rows).to_have_count(len(defined))
+            expect(rows.filter(has_text="welcome-back").locator("td >> nth=3")).to_have_text(name)
+            # no dead letters: the card says so, and nothing else (its replay buttons, absent, once read "null")
+            assert sp.get("/api/v1/orgs/acme/deliveries", status="dead", limit=20).json()["deliveries"] == []
+            expect(page.locator("#view-automations section", has_text=dead).locator(".card-body")).to_have_text(nothing)
+            assert errors == [], errors
+        finally:
+            context.close()
 
 
 def test_german_labels_and_money(sp: Storepulse, browser: Browser) -> None:

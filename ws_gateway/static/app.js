@@ -48,6 +48,8 @@ const ctx = {
       segment: segment && state.segment ? state.segment : undefined };
   },
   refresh: () => refresh(false),
+  // The organisation's segments as the filter lists them (empty until read, beside the first view).
+  get segments() { return segmentChoices; },
   // The filters as "save as segment" needs them (segment_of.js): the period's days, the organisation's currency.
   saveFilters() {
     return { span: periodSpan(state.period, state.orgToday, state.custom), store: state.store, currency: state.currency,

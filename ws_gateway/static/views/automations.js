@@ -2,6 +2,7 @@
 // server without the automations API (404) shows "not available on this server".
 import { card, errorLine, h, table } from "../dom.js";
 import * as fmt from "../format.js";
+import { segmentName } from "../i18n.js";
 
 export default {
   id: "automations",
@@ -23,11 +24,15 @@ export default {
       this.defs.set(h("p", { class: "unavailable", "data-unavailable": "automations", text: t("unavailable") }));
       return;
     }
+    // a trigger's segment by its name in the page's language (the filter's list; read here when this
+    // view is the first one opened, before the filter has it)
+    const segments = ctx.segments.length ? ctx.segments : (await ctx.api.optional("segments").catch(() => null))?.segments ?? [];
+    const named = new Map(segments.map((s) => [s.id, s]));
     this.defs.set(table(t("automations.list"), [
       { label: t("segments.name"), value: (a) => a.id },
       { label: t("automations.trigger"), value: (a) => a.trigger ?? "" },
       { label: t("automations.channel"), value: (a) => (a.send ?? []).join(", ") },
-      { label: t("filter.segment"), value: (a) => a.segment ?? "" },
+      { label: t("filter.segment"), value: (a) => (a.segment ? segmentName(named.get(a.segment) ?? { id: a.segment }) : "") },
       { label: t("automations.wait"), value: (a) => a.wait ?? "" },
     ], defs.automations ?? [], t("automations.none")));
     const columns = [
