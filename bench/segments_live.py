@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from core.changes import Bucket, Record  # noqa: E402
 from core.config import parse_config  # noqa: E402
-from core.definitions import put_event  # noqa: E402
+from core.definitions import delete_event, put_event  # noqa: E402
 from core.events import Event, Item, Kind  # noqa: E402
 from core.records import RecordKind, Value  # noqa: E402
 from flows.membership import Membership  # noqa: E402
@@ -259,20 +259,35 @@ def whales(orders: int, batch: int, extra: int) -> None:
               f" {org.segments.stats.seconds / len(events) * 1e6:.1f} us/event")
 
 
+DEFINED = {"many": {"spent": {"gte": "20.00", "within": "30d"}},  # ~43 % of them members, each with a timer
+           "few": {"spent": {"gte": "500.00", "within": "30d"}}}  # nobody: the common case of a new segment
+
+
 def define(customers: int) -> None:
     """A segment defined over `customers` idle customers (held packed, as an epoch after their last
-    event): what the one dataflow step that evaluates it for every customer costs."""
+    event): what the one dataflow step that evaluates it for every customer costs; a segment many of
+    them enter, and one none of them does; then what deleting each costs."""
     events = sorted(orders_of(customers, 3, 3 * 24 * 7), key=lambda e: e.time)
     _, org = fold(events, 2000, True, 0)
     m = org.segments
-    m.take_changes()
-    m.take_changes()  # untouched for an epoch: held packed
-    put = put_event("retail", "segment", "new", {"name": "new", "rule": {"spent": {"gte": "20.00", "within": "30d"}}}, 0, "d")
-    started = time.process_time()
-    out = org.apply_all([put])
-    cpu = time.process_time() - started
-    print(f"defining a segment over {len(m.customers):,} customers ({len(m.customers.packed):,} held packed):"
-          f" {cpu:.2f} s CPU, {cpu / customers * 1e6:.1f} us a customer, {len(out):,} records")
+    for name, rule in DEFINED.items():
+        m.take_changes()
+        m.take_changes()  # untouched for an epoch: held packed
+        put = put_event("retail", "segment", name, {"name": name, "rule": rule}, 0, f"d-{name}")
+        packed = len(m.customers.packed)
+        started = time.process_time()
+        out = org.apply_all([put])
+        cpu = time.process_time() - started
+        print(f"defining a segment ({name} members: {m.counts[name]:,}) over {len(m.customers):,} customers"
+              f" ({packed:,} held packed):"
+              f" {cpu:.2f} s CPU, {cpu / customers * 1e6:.1f} us a customer, {len(out):,} records")
+    for name in DEFINED:
+        m.take_changes()
+        m.take_changes()
+        started = time.process_time()
+        out = org.apply_all([delete_event("retail", "segment", name, 0, f"x-{name}")])
+        cpu = time.process_time() - started
+        print(f"deleting it ({name}): {cpu:.2f} s CPU, {cpu / customers * 1e6:.1f} us a customer, {len(out):,} records")
 
 
 def copied(table: dict[str, bytes]) -> dict[str, bytes]:

@@ -50,7 +50,7 @@ from flows.bit_times import BitTimes
 from flows.book import Version
 from flows.customer_store import Customers
 from flows.segment_facts import ABANDONED, OPEN, CartState, cart_facts, distinct, insert, person_facts
-from flows.segment_states import Parts, due_of, has_extra, mask_of, pack
+from flows.segment_states import Idle, Parts, due_of, has_extra, idle, mask_of, pack
 from flows.shoppers import Shoppers
 
 if TYPE_CHECKING:
@@ -431,16 +431,46 @@ class Membership:
         now = self.watermark if self.watermark is not None else max(
             (c.now.at for c in self.customers.values()), default=0)
         order = [s for s in self.live.order if s in changed]
+        packed = self.customers.packed
         for key in sorted(self.customers):
-            idle = key in self.customers.packed
+            data = packed.get(key)
+            held = idle(data, self.currency) if data is not None else None
+            if held is not None:
+                if not order:  # a deletion that changed no other segment
+                    if held.settled:
+                        continue  # nothing to settle: its bytes stand
+                elif (moved := self._defined_idle(held, order, now)) is not None:
+                    packed[key] = moved
+                    self._changed.add(key)
+                    continue
+                else:
+                    self.customers[key] = held.whole(key, State, _Customer)  # its facts read once
             c = self.customers[key]
             self._settle(c, None)  # the kept steps were taken under the old rules: no rewind before this
             if order:
                 out += self._publish(c, c.now.mask, c.now.due(), self._evaluate(c, c.now, order, now, DEFINED), [])
                 self._settle(c, None)  # nor before its changes, at the watermark: nothing to keep for a rewind
-            if idle:
+            if data is not None:
                 self._hold_packed(key, c)
         return out
+
+    def _defined_idle(self, held: Idle, segments: list[str], now: int) -> bytes | None:
+        """A customer held packed whose membership and timers the `segments` just (re)defined leave as
+        they were (most customers, for most segments: not a member, nothing in a window): its bytes, decided
+        up to `now`, as the whole way below would pack them (up to the table's order); None when the
+        definition moves it: then the whole way. It reads only the facts and masks, neither unpacks the
+        rest nor packs anything: defining a segment over 1M idle customers is one dataflow step, which
+        every organisation waits for (bench/segments_live.py --define)."""
+        started = time.perf_counter()
+        results = self.live.evaluate(segments, held.facts, now)
+        bits, mask, timers = self.bits, held.mask, held.timers
+        for g, (member, nxt) in results.items():
+            b = bits[g]
+            if nxt is not None or member != bool(mask >> b & 1) or timers >> b & 1:
+                return None  # evaluated again the whole way (counted there)
+        self.stats.evaluations += len(segments)
+        self.stats.seconds += time.perf_counter() - started
+        return held.decided_at(max(held.at, now))
 
     def _hold_packed(self, key: str, c: _Customer) -> None:
         """Packs again a customer that was held packed and that a definition had to read (at 1M customers,
@@ -825,8 +855,12 @@ class Membership:
             return []
         out: list[Record[Value]] = []
         v = self.version.next()
+        packed, flag = self.customers.packed, 1 << bit
         for key in sorted(self.customers):
-            idle = key in self.customers.packed
+            data = packed.get(key)
+            if data is not None and (held := idle(data, self.currency)) is not None and held.settled and not (
+                    (held.mask | held.timers | held.entered) & flag):
+                continue  # nothing of the segment, nothing to settle: its bytes stand (read, not unpacked)
             c = self.customers[key]
             self._settle(c, None)
             s = c.now
@@ -836,7 +870,7 @@ class Membership:
                 s.mask &= ~(1 << bit)
                 out.append(Record(self.org, v, RecordKind.SEGMENT_MEMBER, f"{segment}|{key}", segment,
                                   SegmentMember(segment, key, False, None)))
-            if idle:
+            if data is not None:
                 self._hold_packed(key, c)
         return out
 

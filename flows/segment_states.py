@@ -305,10 +305,11 @@ class _Unpacker:
             tuple([Period(self.opt(a), self.opt(b), tuple([self.totals(t) for t in ts])) for a, b, ts in history]))
 
 
-    def state(self, parts: list[Any], state: type[State]) -> State:
+    def state(self, parts: list[Any], state: type[State], read: Any = None) -> State:
+        """`read`: its facts, already unpacked (Idle)."""
         facts, at, mask, nexts, entered, carts, seqs, created_floor, abandoned_floor, attrs_at = _padded(
             parts, _STATE_DEFAULTS)
-        return state(self.facts(facts), self.at(at), int.from_bytes(mask, "little"), self.bit_times(nexts),
+        return state(self.facts(facts) if read is None else read, self.at(at), int.from_bytes(mask, "little"), self.bit_times(nexts),
                      self.bit_times(entered), {k: CartState(status, self.times[first], self.times[last], self.opt(due),
                                                             value, cur)
                                                for k, status, first, last, due, value, cur in carts},
@@ -384,6 +385,68 @@ def mask_of(data: bytes) -> int:
     """The membership mask of a packed customer (its `now.mask`), without unpacking it."""
     _, _, now, _, _ = _decoder.decode(data)
     return int.from_bytes(now[2], "little") if len(now) > 2 else 0
+
+
+class Idle:
+    """A packed customer that holds nothing but its state now (no kept steps, no recent changes), read
+    as far as a definition needs (flows/membership.py `define`): its facts, the instant it is decided
+    up to, its membership and timer masks; and its bytes again with that instant moved, without
+    unpacking the rest of it (its timers, entry instants, carts) nor packing it again."""
+
+    __slots__ = ("_base_at", "_facts", "_now", "_table", "_times", "_u", "at", "entered", "mask", "timers")
+
+    def __init__(self, table: list[int], now: list[Any], base_at: int, currency: str) -> None:
+        self._u = u = _Unpacker(table, currency)
+        self._table, self._now, self._base_at, self._times = table, _padded(now, _STATE_DEFAULTS), base_at, u.times
+        _, at, mask, nexts, entered = self._now[:5]
+        self._facts: CustomerFacts | Any = None
+        self.at: int = u.at(at)
+        self.mask: int = int.from_bytes(mask, "little")
+        self.timers: int = 0 if nexts is None else int.from_bytes(nexts[0], "little")  # the bits with a timer
+        self.entered: int = 0 if entered is None else int.from_bytes(entered[0], "little")  # with an entry instant
+
+    @property
+    def facts(self) -> CustomerFacts | Any:
+        """Its facts (a product's: ProductFacts), unpacked at the first read."""
+        if self._facts is None:
+            self._facts = self._u.facts(self._now[0])
+        return self._facts
+
+    @property
+    def settled(self) -> bool:
+        """Whether no rewind can go before its latest evaluation (`base_at` is `now.at`)."""
+        return self._base_at == self._now[1] or self._u.at(self._base_at) == self.at
+
+    def decided_at(self, t: int) -> bytes:
+        """The bytes of this customer decided up to `t` (its `now.at`) with no rewind before it (`base_at`
+        = `t`): what `pack` writes after a definition that changed nothing else, up to the order of the
+        instants in the table (the instant is added at its end; an instant no longer used stays): it
+        unpacks to the same customer. A customer's next full pack orders them again."""
+        table, times = self._table, self._times
+        if t in times:
+            ref = times.index(t)
+        else:
+            d = t - (times[-1] if times else 0)
+            table = [*table, d // 1000 << 1 if d % 1000 == 0 else d << 1 | 1]
+            ref = len(times)
+        now = list(self._now)
+        now[1] = ref
+        return _encoder.encode([FORMAT, table, _trimmed(now, _STATE_DEFAULTS), ref, None])
+
+    def whole(self, key: str, state: type[State], customer: type[_Customer]) -> _Customer:
+        """The customer unpacked whole (as `unpack`), its facts as already read."""
+        c = customer(key, self._u.state(self._now, state, self.facts))
+        c.base_at = self._u.at(self._base_at)
+        return c
+
+
+def idle(data: bytes, currency: str) -> Idle | None:
+    """The packed customer as an Idle; None when it holds kept steps or recent changes (or was packed
+    in an older format): then only a whole unpack will do."""
+    version, table, now, base_at, extra = _decoder.decode(data)
+    if version != FORMAT or extra is not None:
+        return None
+    return Idle(table, now, base_at, currency)
 
 
 def has_extra(c: _Customer) -> bool:

@@ -15,22 +15,23 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from core.definitions import delete_event, put_event
 from core.events import Event, Kind
 from core.rules import CustomerFacts, Entry, fold
 from core.rules.facts import Period, ProductFacts, Totals
 from core.rules.tree import ItemFilter
 from core.segment_records import SegmentChange
-from flows import snapshots
+from flows import membership, snapshots
 from flows.bit_times import BitTimes
 from flows.membership import Change, Input, Membership, State, _Customer
 from flows.organisation import Organisation
 from flows.segment_facts import CartState
-from flows.segment_states import NEVER, PACKED_FIELDS, pack, unpack
+from flows.segment_states import NEVER, PACKED_FIELDS, idle, pack, unpack
 from flows.snapshot_files import SnapshotFiles, _dumps
-from tests.test_membership import CONFIG, DAY, T0, carts_and_orders, paid, shop_events
+from tests.test_membership import CONFIG, DAY, MIN, T0, carts_and_orders, paid, shop_events, view
 
 pytestmark = pytest.mark.unit
 
@@ -208,3 +209,73 @@ def test_the_packing_knows_every_field_of_what_it_packs() -> None:
     """A field added to a customer's state must be packed too, or a restore would silently drop it."""
     for cls in (_Customer, State, CustomerFacts, Entry, Totals, Period, CartState):
         assert tuple(f.name for f in fields(cls)) == PACKED_FIELDS[cls.__name__], cls.__name__
+
+
+def test_an_idle_customer_read_for_a_definition_comes_back_as_unpacked_and_decided_later() -> None:
+    """flows/segment_states.py `Idle`: the facts and masks of a customer without kept steps, read without
+    unpacking it whole; its bytes decided up to a later instant unpack to the same customer with that
+    instant as `now.at` and `base_at`, whether the instant is new to its table or already in it, after or
+    before its other instants, with more instants than a byte indexes."""
+    customers = [_Customer("c1", rich_state()), _Customer("c2", State(CustomerFacts(first_seen=T0))),
+                 _Customer("c3", State(CustomerFacts(first_seen=T0, emails=tuple(T0 + i * 1001 for i in range(300))),
+                                       T0 + DAY, 0b10, BitTimes.of([(1, T0 + 5 * DAY)])))]
+    for c in customers:
+        c.base_at = c.now.at
+        data = pack(c, "EUR")
+        held = idle(data, "EUR")
+        assert held is not None
+        assert (held.facts, held.at, held.mask, held.timers) == (c.now.facts, c.now.at, c.now.mask, c.now.nexts.mask)
+        assert held.whole(c.key, State, _Customer) == unpack(data, c.key, "EUR", State, _Customer) == c
+        for t in (T0 + 400 * DAY, T0 + DAY, T0 - 500 * DAY + 1, T0 + 7):  # new, known (c1, c3), before all, ms
+            later = replace(c, now=replace(c.now, at=t), base_at=t)
+            assert unpack(held.decided_at(t), c.key, "EUR", State, _Customer) == later
+    # what only a customer inside the lateness holds: not read this way
+    with_steps = _Customer("c4", rich_state(), recent={"k": Change("big30", "c4", "entered", T0, "e1")})
+    assert idle(pack(with_steps, "EUR"), "EUR") is None
+
+
+DEFINED = {"nobody": {"spent": {"gte": "100000.00", "within": "30d"}},  # no member, no timer: read, not unpacked
+           "buyers": {"orders": {"gte": 1}},  # members
+           "recent": {"spent": {"gte": "1.00", "within": "1m"}},  # members with timers
+           "never": {"orders": {"eq": 0}},  # the customers without an order
+           "big30": {"spent": {"gte": "50.00", "within": "30d"}},  # redefined: timers and members it had
+           "big30 ": {"spent": {"gte": "100.00"}},  # (as big30) redefined without its window: its timers go
+           "over": {"in_segment": {"eq": "big30"}},
+           "-big30": None}  # big30 deleted: its members leave, the others' bytes stand
+
+
+@settings(max_examples=60, deadline=None)
+@given(carts_and_orders, st.sampled_from(sorted(DEFINED)), st.integers(0, 600))
+@example([(10, 1, 120, "order"), (20, 2, 30, "order"), (30, 3, 5, "email")], "big30 ", 0)  # c1 keeps, timer goes
+@example([(10, 1, 120, "order"), (20, 2, 30, "order"), (30, 3, 5, "email")], "nobody", 0)
+@example([(10, 1, 120, "order"), (20, 2, 30, "order"), (30, 3, 5, "email")], "-big30", 0)
+def test_a_definition_over_customers_held_packed_decides_as_over_them_unpacked(
+        spec: list[tuple[int, int, int, str]], segment: str, later_s: int) -> None:
+    """Membership.define reads a customer held packed as an Idle and, when the definition leaves its
+    membership and timers as they were, writes its bytes decided up to the watermark without unpacking it
+    (flows/membership.py `_defined_idle`); a deleted segment leaves the bytes of those it never held as
+    they are (`_forget`). Against the whole way for every customer: the same records, customers and
+    timers, and the same records for what comes after."""
+    events = shop_events(spec) + [view("past-everyone", T0 + 10 * MIN, "x")]  # every kept step behind W
+    after = [paid("p1", T0 + 10 * MIN + later_s * 1000, "c1", 2000), view("v1", T0 + 20 * MIN + later_s * 1000, "c2")]
+    seen = []
+    for whole_way in (False, True):
+        org = Organisation.new(CONFIG.orgs["o"])
+        org.apply_all(events)
+        org.segments.take_changes()
+        org.segments.take_changes()  # untouched for an epoch: held packed
+        packed = len(org.segments.customers.packed)
+        if whole_way:  # no customer read as an Idle: each unpacked, as before
+            membership.idle = lambda data, currency: None  # type: ignore[assignment]
+        try:
+            rule = DEFINED[segment]
+            out = org.apply_all([delete_event("o", "segment", segment[1:], T0 + 400 * DAY, "d1") if rule is None else
+                                 put_event("o", "segment", segment.strip(), {"name": segment, "rule": rule},
+                                           T0 + 400 * DAY, "d1")])
+        finally:
+            membership.idle = idle
+        seen.append((packed, out, sorted(org.segments.timers), org.apply_all(after), org.segments))
+    (packed, out, timers, later, book), (packed_w, out_w, timers_w, later_w, book_w) = seen
+    assert packed == packed_w and packed > 0
+    assert out == out_w and timers == timers_w and later == later_w
+    assert book.customers == book_w.customers and book.counts == book_w.counts
