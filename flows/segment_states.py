@@ -309,10 +309,10 @@ class _Unpacker:
         """`read`: its facts, already unpacked (Idle)."""
         facts, at, mask, nexts, entered, carts, seqs, created_floor, abandoned_floor, attrs_at = _padded(
             parts, _STATE_DEFAULTS)
-        return state(self.facts(facts) if read is None else read, self.at(at), int.from_bytes(mask, "little"), self.bit_times(nexts),
-                     self.bit_times(entered), {k: CartState(status, self.times[first], self.times[last], self.opt(due),
-                                                            value, cur)
-                                               for k, status, first, last, due, value, cur in carts},
+        cart_states = {k: CartState(status, self.times[first], self.times[last], self.opt(due), value, cur)
+                       for k, status, first, last, due, value, cur in carts}
+        return state(self.facts(facts) if read is None else read, self.at(at), int.from_bytes(mask, "little"),
+                     self.bit_times(nexts), self.bit_times(entered), cart_states,
                      {seqs[i]: seqs[i + 1] for i in range(0, len(seqs), 2)}, self.opt(created_floor),
                      self.opt(abandoned_floor), self.at(attrs_at))
 
