@@ -436,6 +436,29 @@ def test_every_control_works_from_the_keyboard(sp: Storepulse, context: BrowserC
     assert errors == [], errors
 
 
+def test_a_link_or_an_edit_to_the_hash_shows_that_view(sp: Storepulse, context: BrowserContext) -> None:
+    """The view a hash names (#orders, or #token=...&view=segments) is shown at the start and whenever the
+    hash changes after it (a link in the page, an edit of the address): not only at the start."""
+    page, errors = _open(context, sp, view="overview")
+    expect(page.locator("#tab-overview")).to_have_attribute("aria-selected", "true")
+    page.evaluate("location.hash = 'orders'")
+    expect(page.locator("#tab-orders")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#view-orders")).to_be_visible()
+    expect(page.locator("#view-overview")).to_be_hidden()
+    page.evaluate(f"location.hash = 'token={TOKENS['acme']}&view=segments'")
+    expect(page.locator("#tab-segments")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#view-segments tbody tr").first).to_be_visible()  # read, not only shown
+    assert page.evaluate("location.hash") == "#segments"  # the token leaves the address, as at the start
+    page.evaluate("location.hash = 'nothing-of-the-sort'")  # a hash naming no view changes nothing
+    expect(page.locator("#tab-segments")).to_have_attribute("aria-selected", "true")
+    # another organisation's link: the page starts again with its token and shows its view
+    page.evaluate(f"location.hash = 'token={TOKENS['tokyo']}&view=products'")
+    expect(page.locator("#tab-products")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("header")).to_contain_text("tokyo")
+    assert page.evaluate("location.hash") == "#products" and page.evaluate("sessionStorage.getItem('token')") == TOKENS["tokyo"]
+    assert errors == [], errors
+
+
 def test_a_burst_of_webhooks_stays_within_the_read_budget(sp: Storepulse, context: BrowserContext) -> None:
     """Thirty payments in a row: the overview ends on the server's figure, never hears a 429, and
     re-reads far fewer times than it was told of a change (refreshes coalesce, at most two a second).

@@ -127,6 +127,22 @@ function markTabs() {
   }
 }
 
+// The view the hash names: #orders, or #token=...&view=orders (a link that carries the token too).
+function viewOfHash() {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  return VIEWS.find((v) => v.id === (hash.get("view") || location.hash.slice(1)));
+}
+
+// A link or an edit of the address after the start: its view; a token in it leaves the address as at the
+// start, and another one than this page's (another organisation's link) starts the page again with it.
+function onHash() {
+  const token = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (token && token !== sessionStorage.getItem("token")) { location.reload(); return; }
+  const view = viewOfHash();
+  if (token) history.replaceState(null, "", `${location.pathname}${location.search}#${(view ?? active).id}`);
+  if (view && view !== active) show(view);
+}
+
 function show(view) {
   active = view;
   markTabs();
@@ -248,13 +264,14 @@ async function main() {
   translatePage(document);
   buildFilters();
   buildTabs();
-  // #orders, or #token=...&view=orders (a link that carries the token too); /embed/<view> (dashapi's
-  // ws_gateway/embed.py serves this page there, for an iframe) shows that view alone, without tabs.
+  // /embed/<view> (dashapi's ws_gateway/embed.py serves this page there, for an iframe) shows that view
+  // alone, without tabs; else the hash names the view, at the start and whenever it changes (a link, an edit)
   const hash = new URLSearchParams(location.hash.slice(1));
   const embedded = location.pathname.match(/^\/embed\/([a-z]+)$/);
-  const wanted = VIEWS.find((v) => v.id === (embedded ? embedded[1] : hash.get("view") || location.hash.slice(1)));
+  const wanted = embedded ? VIEWS.find((v) => v.id === embedded[1]) : viewOfHash();
   document.body.classList.toggle("embed", Boolean(embedded));
   if (wanted) { active = wanted; markTabs(); }
+  if (!embedded) window.addEventListener("hashchange", onHash);
   for (const id of ["period", "from", "to", "store", "currency", "segment"]) $(id).addEventListener("change", onFilters);
   $("lang").addEventListener("change", async () => {
     const next = new URLSearchParams(location.search);
