@@ -459,6 +459,26 @@ def test_a_link_or_an_edit_to_the_hash_shows_that_view(sp: Storepulse, context: 
     assert errors == [], errors
 
 
+def test_back_and_forward_go_through_the_views_chosen(sp: Storepulse, context: BrowserContext) -> None:
+    """A view chosen with a tab or the arrow keys is an entry of the browser's history: Back shows the view
+    before it, Forward the one after, each read again; the address names the view shown."""
+    page, errors = _open(context, sp, view="overview")
+    page.click("#tab-orders")
+    page.focus("#tab-orders")
+    page.keyboard.press("ArrowRight")  # carts
+    expect(page.locator("#tab-carts")).to_have_attribute("aria-selected", "true")
+    page.go_back()
+    expect(page.locator("#tab-orders")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#view-orders tbody tr").first).to_be_visible()
+    page.go_back()
+    expect(page.locator("#tab-overview")).to_have_attribute("aria-selected", "true")
+    assert page.evaluate("location.hash") == "#overview"
+    page.go_forward()
+    expect(page.locator("#tab-orders")).to_have_attribute("aria-selected", "true")
+    assert page.evaluate("location.hash") == "#orders"
+    assert errors == [], errors
+
+
 def test_a_burst_of_webhooks_stays_within_the_read_budget(sp: Storepulse, context: BrowserContext) -> None:
     """Thirty payments in a row: the overview ends on the server's figure, never hears a 429, and
     re-reads far fewer times than it was told of a change (refreshes coalesce, at most two a second).

@@ -133,20 +133,25 @@ function viewOfHash() {
   return VIEWS.find((v) => v.id === (hash.get("view") || location.hash.slice(1)));
 }
 
-// A link or an edit of the address after the start: its view; a token in it leaves the address as at the
-// start, and another one than this page's (another organisation's link) starts the page again with it.
+// A link, an edit of the address or Back and Forward after the start: its view; a token in it leaves the
+// address as at the start, and another one than this page's (another organisation's link) starts the page
+// again with it.
 function onHash() {
   const token = new URLSearchParams(location.hash.slice(1)).get("token");
   if (token && token !== sessionStorage.getItem("token")) { location.reload(); return; }
   const view = viewOfHash();
   if (token) history.replaceState(null, "", `${location.pathname}${location.search}#${(view ?? active).id}`);
-  if (view && view !== active) show(view);
+  if (view && view !== active) show(view, false);
 }
 
-function show(view) {
+// Shows a view; one the user chose (a tab, the arrow keys) becomes an entry of the browser's history, so
+// that Back returns to the view before it (not when the address already names it: Back, a link).
+function show(view, remember = true) {
   active = view;
   markTabs();
-  if (!document.body.classList.contains("embed")) history.replaceState(null, "", `${location.search}#${view.id}`);
+  if (remember && !document.body.classList.contains("embed") && location.hash !== `#${view.id}`) {
+    history.pushState(null, "", `${location.search}#${view.id}`);
+  }
   refresh(false);
 }
 
