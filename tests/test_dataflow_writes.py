@@ -45,7 +45,8 @@ def test_a_batch_of_thousands_of_changes_is_one_write(tmp_path: Path) -> None:
     ensure_recovery_dir(tmp_path / "recovery", 1)
     RecordingModel.writes = []
     flow = build_flow(CONFIG, lambda: SqliteLogReader(tmp_path / "log.sqlite3", PARTITIONS), RecordingModel,
-                      PARTITIONS, until_caught_up=True, files_dir=tmp_path / "recovery" / "segments")
+                      PARTITIONS, until_caught_up=True, files_dir=tmp_path / "recovery" / "segments",
+                      clock=lambda: T0 + 30 * 86_400_000)  # frozen, a month after the events: no wall-clock ticks
     run_main(flow, recovery_config=RecoveryConfig(str(tmp_path / "recovery")))
     writes_of: dict[int, set[int]] = defaultdict(set)
     for n, changes in enumerate(RecordingModel.writes):
