@@ -127,17 +127,17 @@ function markTabs() {
   }
 }
 
-// The view the hash names: #orders, or #token=...&view=orders (a link that carries the token too).
-function viewOfHash() {
-  const hash = new URLSearchParams(location.hash.slice(1));
-  return VIEWS.find((v) => v.id === (hash.get("view") || location.hash.slice(1)));
-}
+// The address's hash: #orders, or #token=...&view=orders (a link that carries the token too).
+function hashParams() { return new URLSearchParams(location.hash.slice(1)); }
+
+// The view the hash names.
+function viewOfHash() { return VIEWS.find((v) => v.id === (hashParams().get("view") || location.hash.slice(1))); }
 
 // A link, an edit of the address or Back and Forward after the start: its view; a token in it leaves the
 // address as at the start, and another one than this page's (another organisation's link) starts the page
 // again with it.
 function onHash() {
-  const token = new URLSearchParams(location.hash.slice(1)).get("token");
+  const token = hashParams().get("token");
   if (token && token !== sessionStorage.getItem("token")) { location.reload(); return; }
   const view = viewOfHash();
   if (token) history.replaceState(null, "", `${location.pathname}${location.search}#${(view ?? active).id}`);
@@ -271,7 +271,6 @@ async function main() {
   buildTabs();
   // /embed/<view> (dashapi's ws_gateway/embed.py serves this page there, for an iframe) shows that view
   // alone, without tabs; else the hash names the view, at the start and whenever it changes (a link, an edit)
-  const hash = new URLSearchParams(location.hash.slice(1));
   const embedded = location.pathname.match(/^\/embed\/([a-z]+)$/);
   const wanted = embedded ? VIEWS.find((v) => v.id === embedded[1]) : viewOfHash();
   document.body.classList.toggle("embed", Boolean(embedded));
@@ -298,7 +297,7 @@ async function main() {
     $("login").hidden = true;
     connect($("token").value);
   });
-  const fromHash = hash.get("token");
+  const fromHash = hashParams().get("token");
   if (fromHash) {
     sessionStorage.setItem("token", fromHash);
     history.replaceState(null, "", `${location.pathname}${location.search}${embedded ? "" : `#${active.id}`}`);
