@@ -12,7 +12,9 @@ duplicates and disorder cannot move it (within the window described under "State
   first_seen;
 - email / name: from the latest (by time) `customer.created`, `customer.updated` or `identified`
   event that carries one (attrs `email`; attrs `name`, else `first_name` + `last_name`); on a tie
-  the greater value. At most 254 and 128 characters (longer values are cut);
+  the greater value. When none carries one: from the latest order, cart or checkout event (BUYER)
+  that carries one (attrs `email`; attrs `customer_name`: the adapters put there what the buyer
+  typed at the checkout), the same way. At most 254 and 128 characters (longer values are cut);
 - last_active: the latest time of an event naming the customer, except `customer.updated`,
   `order.refunded`, `order.cancelled` and `order.restored` (the shop's doing, not the customer's);
 - paid orders: an order is (store, `order`, else the event id) with at least one `order.paid`
@@ -68,6 +70,12 @@ EMAIL_CHARS, NAME_CHARS = 254, 128
 NONE = -(2**63)  # "no time" inside packed numbers (and below every real one)
 GUEST = 0xFFFFFFFF  # the slot of an order that names no customer
 CONTACT = frozenset({Kind.CUSTOMER_CREATED, Kind.CUSTOMER_UPDATED, Kind.IDENTIFIED})
+# Orders, carts and checkouts carry the buyer's e-mail and name as typed at the checkout (attrs `email`,
+# `customer_name`): a guest has no other. They are kept with their time lowered by BUYER_BELOW, so any
+# detail an account event gives wins over them (and a profile packed before them reads the same).
+BUYER = frozenset({Kind.ORDER_PLACED, Kind.ORDER_PAID, Kind.CART_UPDATED, Kind.CHECKOUT_STARTED,
+                   Kind.CHECKOUT_COMPLETED, Kind.CHECKOUT_EXPIRED})
+BUYER_BELOW = 2**62  # event times are far below it (ms since 1970), and NONE below all
 NOT_ACTIVITY = frozenset({Kind.CUSTOMER_UPDATED, Kind.ORDER_REFUNDED, Kind.ORDER_CANCELLED, Kind.ORDER_RESTORED,
                           Kind.PRODUCT_UPDATED})
 
@@ -472,9 +480,11 @@ class ProfileBook:
             p.seen, p.store = e.time, store
         if e.kind not in NOT_ACTIVITY:
             p.active = max(p.active, e.time)
+        a = e.attrs
+        if e.kind in BUYER:  # the contact details typed at a checkout: below any the account gives
+            self._contact(p, e.time - BUYER_BELOW, a.get("email"), a.get("customer_name"))
         if e.kind not in CONTACT:
             return
-        a = e.attrs
         if e.kind is Kind.IDENTIFIED:
             registered: tuple[int | None, ...] = (e.time,)  # attrs are the site's own properties
         else:
@@ -483,14 +493,20 @@ class ProfileBook:
         for at in registered:
             if at is not None and (p.reg == NONE or at < p.reg):
                 p.reg = at
-        email = _text(a.get("email"), EMAIL_CHARS)
-        if email and (e.time, email) > (p.email_t, p.email):
-            p.email_t, p.email = e.time, email
         whole = a.get("name") if isinstance(a.get("name"), str) and a["name"].strip() else " ".join(
             n.strip() for n in (a.get("first_name"), a.get("last_name")) if isinstance(n, str) and n.strip())
-        name = _text(whole, NAME_CHARS)
-        if name and (e.time, name) > (p.name_t, p.name):
-            p.name_t, p.name = e.time, name
+        self._contact(p, e.time, a.get("email"), whole)
+
+    @staticmethod
+    def _contact(p: _Profile, key: int, email_value: object, name_value: object) -> None:
+        """Takes an e-mail and a name whose (key, value) is greater than the profile's: the key is the
+        event's time, lowered by BUYER_BELOW for an order's or checkout's details."""
+        email = _text(email_value, EMAIL_CHARS)
+        if email and (key, email) > (p.email_t, p.email):
+            p.email_t, p.email = key, email
+        name = _text(name_value, NAME_CHARS)
+        if name and (key, name) > (p.name_t, p.name):
+            p.name_t, p.name = key, name
 
     def _paid(self, e: Event) -> None:
         fp = fingerprint(e.store, e.order or e.id)

@@ -117,10 +117,27 @@ def test_email_and_name_come_from_the_latest_event_carrying_each_and_are_bounded
     assert b.profile("c1").email == "zz@x.io"
     b.apply(ev(Kind.PAGE_VIEWED, T0 + 9 * H, customer="c1", attrs={"email": "not@contact.io", "name": "x"}))
     assert b.profile("c1").email == "zz@x.io"  # only customer and identify events carry contact data
+    b.apply(paid(T0 + 9 * H, "o1", attrs={"email": "billing@x.io", "customer_name": "Billing Name"}))
+    assert (b.profile("c1").email, b.profile("c1").name) == ("zz@x.io", "Ann Lee-Smith")  # the account's win
     long = ev(Kind.CUSTOMER_UPDATED, T0 + 3 * H, customer="c1", attrs={"email": " " + "é" * 400, "name": "ñ" * 500})
     b.apply(long)
     v = b.profile("c1")
     assert (v.email, v.name) == ("é" * EMAIL_CHARS, "ñ" * NAME_CHARS)
+
+
+def test_a_guest_has_the_details_typed_at_the_checkout_until_an_account_gives_its_own() -> None:
+    b = ProfileBook("o", TZ)
+    b.apply(ev(Kind.CHECKOUT_STARTED, T0, customer="g@x.io", cart="k1", attrs={"email": "g@x.io"}))
+    b.apply(ev(Kind.PAGE_VIEWED, T0 + H, customer="g@x.io", attrs={"email": "page@x.io", "customer_name": "Page"}))
+    assert (b.profile("g@x.io").email, b.profile("g@x.io").name) == ("g@x.io", None)
+    b.apply(paid(T0 + 3 * H, "o1", customer="g@x.io", attrs={"email": "G@x.io", "customer_name": " Gil Guest ",
+                                                             "name": "#1001"}))
+    b.apply(paid(T0 + 2 * H, "o2", customer="g@x.io", attrs={"email": "older@x.io", "customer_name": "Older"}))
+    assert (b.profile("g@x.io").email, b.profile("g@x.io").name) == ("G@x.io", "Gil Guest")  # the latest order's
+    b.apply(ev(Kind.CUSTOMER_CREATED, T0 - DAY, customer="g@x.io", attrs={"first_name": "Gilda"}))
+    assert (b.profile("g@x.io").email, b.profile("g@x.io").name) == ("G@x.io", "Gilda")  # an account's, even older
+    b.apply(ev(Kind.CHECKOUT_EXPIRED, T0 + DAY, customer="g@x.io", cart="k2", attrs={"customer_name": "Later"}))
+    assert b.profile("g@x.io").name == "Gilda"
 
 
 def test_last_activity_is_the_customers_doing_not_the_shops() -> None:
@@ -386,10 +403,15 @@ def shop(draw: st.DrawFn) -> list[Event]:
             "created_at": st.integers(GEN_T0 - 5 * DAY, GEN_T0 + 5 * DAY), "created": st.integers(1_770_000_000, 1_780_000_000)}))
         events.append(ev(kind, at(), id=f"k{n}", store=draw(st.sampled_from(["s1", "s2"])), customer=who,
                          visitor="v" if kind is Kind.IDENTIFIED else None, attrs=attrs))
+    def typed() -> dict[str, str]:  # the buyer's details on an order or checkout (and on events that are neither)
+        return draw(st.fixed_dictionaries({}, optional={
+            "email": st.sampled_from(["g@x.io", "h@x.io", " "]), "customer_name": st.sampled_from(["Gil", "Hu", ""]),
+            "name": st.sampled_from(["#1001"])}))
     for n in range(draw(st.integers(0, 6))):
-        events.append(ev(draw(st.sampled_from([Kind.PAGE_VIEWED, Kind.EMAIL_ENGAGED, Kind.ORDER_CANCELLED])), at(),
+        events.append(ev(draw(st.sampled_from([Kind.PAGE_VIEWED, Kind.EMAIL_ENGAGED, Kind.ORDER_CANCELLED,
+                                               Kind.CHECKOUT_STARTED, Kind.CART_UPDATED, Kind.ORDER_PLACED])), at(),
                          id=f"v{n}", store=draw(st.sampled_from(["s1", "s2"])), customer=draw(st.sampled_from(PEOPLE)),
-                         order="x1"))
+                         order="x1", attrs=typed()))
     for o in range(draw(st.integers(0, 6))):
         owner = draw(st.sampled_from([*PEOPLE, None]))
         store = draw(st.sampled_from(["s1", "s2"]))
@@ -398,7 +420,7 @@ def shop(draw: st.DrawFn) -> list[Event]:
             qty = draw(st.integers(1, 3))
             events.append(ev(Kind.ORDER_PAID, at(), id=f"o{o}-{r}", store=store, order=f"o{o}", customer=named,
                              currency=draw(st.sampled_from(["EUR", "USD"])), amount=draw(st.integers(1, 5000)),
-                             items=(Item("p", qty, 100),)))
+                             items=(Item("p", qty, 100),), attrs=typed()))
     for n in range(draw(st.integers(0, 4))):  # refund names: fixed order (or credit note) and currency
         store, currency = draw(st.sampled_from(["s1", "s2"])), draw(st.sampled_from(["EUR", "USD"]))
         order = draw(st.sampled_from(["o0", "o1", "o9", None]))  # o9 is never paid
