@@ -54,7 +54,7 @@ from core.limits import amount_problem
 from core.money import UnknownCurrency, normalise_currency, to_minor
 from ingest.adapter import Delivery, Outcome
 from ingest.errors import BadPayload, BadSignature, Rejected
-from ingest.fields import parse_json, required
+from ingest.fields import buyer, full_name, parse_json, required
 
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
 TOPIC_HEADER = "X-Shopify-Topic"
@@ -302,6 +302,18 @@ def _customer_key(obj: Mapping[str, Any], where: str) -> str | None:
     return None
 
 
+def _buyer(obj: Mapping[str, Any]) -> dict[str, str]:
+    """What an order or checkout says of its buyer: the customer's e-mail and name as it carries them,
+    else the order's e-mail and the billing address's name."""
+    customer, billing = (obj[k] if isinstance(obj.get(k), dict) else {} for k in ("customer", "billing_address"))
+    emails = [e for e in (customer.get("email"), obj.get("email"), obj.get("contact_email"))
+              if isinstance(e, str) and e.strip()]
+    name = full_name(customer.get("first_name"), customer.get("last_name")) or (
+        billing.get("name") if isinstance(billing.get("name"), str) else "") or full_name(
+        billing.get("first_name"), billing.get("last_name"))
+    return buyer(emails[0] if emails else None, name)
+
+
 def _cart_key(order: Mapping[str, Any], where: str) -> str | None:
     """The cart an order came from, keyed as its checkout events are: cart_token, else checkout_token."""
     return (_opt_id(order.get("cart_token"), f"{where}.cart_token")
@@ -359,8 +371,9 @@ def _order(payload: dict[str, Any], ctx: _Context) -> list[Event] | str:
     common = {
         **ctx.base, **total.fields(), "order": oid, "raw_id": oid, "customer": _customer_key(payload, where),
         "cart": _cart_key(payload, where),
-        "attrs": _attrs(name=_text(payload.get("name")), source_name=_text(payload.get("source_name")),
-                        test=payload.get("test") if isinstance(payload.get("test"), bool) else None),
+        "attrs": {**_attrs(name=_text(payload.get("name")), source_name=_text(payload.get("source_name")),
+                           test=payload.get("test") if isinstance(payload.get("test"), bool) else None),
+                  **_buyer(payload)},
     }
     paid = status in PAID_STATUSES
     events = []
@@ -526,7 +539,7 @@ def _checkout(payload: dict[str, Any], ctx: _Context) -> list[Event] | str:
     items = _items(payload.get("line_items"), f"{where}.line_items", total.currency)
     common = {**ctx.base, **total.fields(), "cart": cart, "raw_id": token, "items": items,
               "customer": _customer_key(payload, where)}
-    attrs = _attrs(checkout=token, recovery_url=_text(payload.get("abandoned_checkout_url")))
+    attrs = {**_attrs(checkout=token, recovery_url=_text(payload.get("abandoned_checkout_url"))), **_buyer(payload)}
     events = [Event(id=ctx.id(f"checkout:{token}:started"), kind=Kind.CHECKOUT_STARTED,
                     time=_first_time(payload, ("created_at", "updated_at"), where), attrs=attrs, **common)]
     if payload.get("completed_at") is not None:

@@ -18,7 +18,7 @@ from core.limits import MAX_TIME_MS, amount_problem
 from core.money import UnknownCurrency, divide_half_up, exponent, normalise_currency
 from ingest.adapter import Delivery, Outcome
 from ingest.errors import BadPayload, BadSignature
-from ingest.fields import integer, parse_json, required
+from ingest.fields import buyer, integer, parse_json, required
 
 TOLERANCE_SECONDS = 300
 
@@ -189,10 +189,19 @@ def paid_from_checkout_session(obj: Obj, store: Store, time_ms: int, event_id: s
         items = tuple(parsed)
     order = _id(obj.get("payment_intent")) or _str(obj, "id", where)
     base = _base(obj, store, time_ms, event_id)
+    customer, attrs = _session_buyer(obj, base.pop("customer"))
+    return _paid(store, base, order, amount, currency, customer=customer, items=items, cart=obj.get("id"),
+                 attrs=attrs)
+
+
+def _session_buyer(obj: Obj, customer: str | None) -> tuple[str | None, dict[str, str]]:
+    """A checkout session's customer (a guest: the e-mail typed at the checkout, so that the session's
+    cart and its order are one person) and the details typed there."""
     details = obj.get("customer_details")
-    email = details.get("email") if isinstance(details, dict) else obj.get("customer_email")
-    customer = base.pop("customer") or (email if isinstance(email, str) and email else None)
-    return _paid(store, base, order, amount, currency, customer=customer, items=items, cart=obj.get("id"))
+    details = details if isinstance(details, dict) else {}
+    email = details.get("email") or obj.get("customer_email")
+    attrs = buyer(email, details.get("name"))
+    return customer or attrs.get("email"), attrs
 
 
 def paid_from_payment_intent(obj: Obj, store: Store, time_ms: int, event_id: str = "") -> list[Event]:
@@ -201,7 +210,8 @@ def paid_from_payment_intent(obj: Obj, store: Store, time_ms: int, event_id: str
         return []
     currency = _currency(obj, where)
     amount = _amount(obj, "amount_received", where, currency)
-    return _paid(store, _base(obj, store, time_ms, event_id), _str(obj, "id", where), amount, currency)
+    return _paid(store, _base(obj, store, time_ms, event_id), _str(obj, "id", where), amount, currency,
+                 attrs=buyer(obj.get("receipt_email"), None))
 
 
 def paid_from_charge(obj: Obj, store: Store, time_ms: int, event_id: str = "") -> list[Event]:
@@ -211,7 +221,10 @@ def paid_from_charge(obj: Obj, store: Store, time_ms: int, event_id: str = "") -
     currency = _currency(obj, where)
     amount = _amount(obj, "amount_captured", where, currency)
     order = _id(obj.get("payment_intent")) or _str(obj, "id", where)
-    return _paid(store, _base(obj, store, time_ms, event_id), order, amount, currency)
+    billing = obj.get("billing_details")
+    billing = billing if isinstance(billing, dict) else {}
+    attrs = buyer(billing.get("email") or obj.get("receipt_email"), billing.get("name"))
+    return _paid(store, _base(obj, store, time_ms, event_id), order, amount, currency, attrs=attrs)
 
 
 def paid_from_invoice(obj: Obj, store: Store, time_ms: int, event_id: str = "") -> list[Event]:
@@ -223,7 +236,8 @@ def paid_from_invoice(obj: Obj, store: Store, time_ms: int, event_id: str = "") 
     if amount == 0:
         return []  # a free or fully credited invoice is no order
     order = _invoice_payment_intent(obj) or _str(obj, "id", where)
-    return _paid(store, _base(obj, store, time_ms, event_id), order, amount, currency)
+    return _paid(store, _base(obj, store, time_ms, event_id), order, amount, currency,
+                 attrs=buyer(obj.get("customer_email"), obj.get("customer_name")))
 
 
 def _invoice_payment_intent(obj: Obj) -> str | None:
@@ -267,6 +281,7 @@ def expired_checkout(obj: Obj, store: Store, time_ms: int, event_id: str = "") -
     cs = _str(obj, "id", where)
     amount, currency = obj.get("amount_total"), obj.get("currency")
     fields = {**_base(obj, store, time_ms, event_id), "id": f"stripe:{store.id}:checkout:{cs}:expired"}
+    fields["customer"], fields["attrs"] = _session_buyer(obj, fields["customer"])
     if isinstance(amount, int) and not isinstance(amount, bool) and currency is not None:
         cur = _currency(obj, where)
         fields.update(amount=_minor(integer(obj, "amount_total", where), cur, f"{where}.amount_total"), currency=cur)

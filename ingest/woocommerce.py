@@ -38,7 +38,7 @@ from core.limits import amount_problem
 from core.money import UnknownCurrency, divide_half_up, normalise_currency, to_minor
 from ingest.adapter import Delivery, Outcome, media_type
 from ingest.errors import BadPayload, BadSignature
-from ingest.fields import integer, parse_json, required
+from ingest.fields import buyer, full_name, integer, parse_json, required
 
 VENDOR = "woocommerce"
 PAID_STATUSES = frozenset({"processing", "completed", "refunded"})
@@ -281,16 +281,18 @@ def _order(payload: Mapping[str, Any], ctx: _Context) -> tuple[list[Event], str]
     if ctx.event == "restored":
         events.append(Event(id=f"{prefix}:restored:{modified}", kind=Kind.ORDER_RESTORED, time=modified,
                             amount=total, **base))
+    billing = _dict(payload, "billing", "order")
+    typed = buyer(billing.get("email"), full_name(billing.get("first_name"), billing.get("last_name")))
     paid = status in PAID_STATUSES or paid_at is not None
     cancelled = status in CANCELLED_STATUSES
     if paid:
         # A coalesced delivery may be the first we hear of the order: "completed" means it was paid.
         time = paid_at if paid_at is not None else modified
         events.append(Event(id=f"{prefix}:paid", kind=Kind.ORDER_PAID, time=time, amount=total,
-                            items=_items(payload, currency), **base))
+                            items=_items(payload, currency), attrs=typed, **base))
     elif not cancelled:
         events.append(Event(id=f"{prefix}:placed", kind=Kind.ORDER_PLACED, time=created, amount=total,
-                            items=_items(payload, currency), **base))
+                            items=_items(payload, currency), attrs=typed, **base))
     if cancelled:
         # Once per status: failed, then paid on a retry, then cancelled is two distinct cancellations.
         events.append(Event(id=f"{prefix}:{status}", kind=Kind.ORDER_CANCELLED, time=modified, amount=total,

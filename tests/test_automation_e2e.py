@@ -13,26 +13,32 @@ its outbox output, the notifier) with a real HTTP receiver verifying Standard We
   cart with no further event and the reminder goes after its wait, as one e-mail to the customer (a
   real aiosmtpd server) and one webhook; a customer who bought in time gets none; a purchase during
   the wait cancels it.
+- A guest with no account and no customer event: the reminder of a Shopify checkout goes to the e-mail
+  address typed at it; a Stripe guest's paid session names its buyer in the customers list.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 import redis
 
+from ingest import shopify
 from notifier.actions import action_key
 from notifier.outbox import Delivery, Outbox
 from notifier.redis_outbox import RedisOutbox
 from notifier.sqlite_outbox import SqliteOutbox
-from tests.helpers import SECRETS, RedisServer, Storepulse, payment_intent_succeeded, wait_for
+from tests.helpers import SECRETS, RedisServer, Storepulse, payment_intent_succeeded, wait_for, wait_json
 from tests.receivers import Receiver, SmtpServer
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SHOP_SECRET = "shpss_acme-shop-0123456789"
 MIN = 60_000
 
 
@@ -60,6 +66,10 @@ secret = "{SECRETS['acme-stripe']}"
 [orgs.acme.stores.acme-site]
 provider = "events"
 secret = "{SECRETS['acme-site']}"
+
+[orgs.acme.stores.acme-shop]
+provider = "shopify"
+secret = "{SHOP_SECRET}"
 
 [orgs.acme.channels.crm]
 kind = "webhook"
@@ -198,6 +208,40 @@ def test_abandoned_cart_reminders_through_the_events_api(storepulse: Storepulse,
     # The three carts share one due time, so the reminders of "in-time" (never abandoned) and "during"
     # (cancelled) were decided in the same tick as "quiet"'s: had they fired, they would be in the outbox now.
     assert len(receiver.delivered_ids()) == 1 and len(smtp.mailbox.mails) == 1
+
+
+def test_a_guest_s_abandoned_checkout_is_mailed_to_the_address_typed_at_it(storepulse: Storepulse, smtp: SmtpServer) -> None:
+    """No account, no customer event: a Shopify guest's checkout says who they are, the reminder reaches
+    them; and a Stripe guest's paid session names its buyer in the customers list."""
+    sp = storepulse.start()
+    t = int(time.time() * 1000) - 32 * MIN - 2000  # abandoned at now - 2m02s, the reminder due at now - 2s
+    at = dt.datetime.fromtimestamp(t / 1000, dt.UTC).isoformat()
+    checkout = orjson.dumps({
+        "token": "ck-gia", "cart_token": "cart-gia", "email": "Gia@Guest.Example", "customer": None,
+        "created_at": at, "updated_at": at, "presentment_currency": "EUR", "total_price": "25.00",
+        "billing_address": {"first_name": "Gia", "last_name": "Guest", "name": "Gia Guest"},
+        "line_items": [{"variant_id": 7, "title": "Mug", "quantity": 1, "price": "25.00"}]})
+    r = httpx.post(f"{sp.base}/webhooks/shopify/acme-shop", content=checkout, timeout=10, headers={
+        "Content-Type": "application/json", "X-Shopify-Topic": "checkouts/create", "X-Shopify-Event-Id": "ev-gia",
+        "X-Shopify-Hmac-Sha256": shopify.sign(checkout, SHOP_SECRET)})
+    assert r.status_code == 200 and r.json()["status"] == "accepted", r.text
+    wait_for(lambda: len(smtp.mailbox.mails) >= 1, 60, "the reminder e-mail")
+    [mail] = smtp.mailbox.mails
+    assert (mail["To"], mail["Subject"]) == ("Gia@Guest.Example", "Abandoned cart: €25.00")  # as typed, not the key
+    assert sorted((d.action.channel, d.action.subject) for d in deliveries(sp, "reminder")) == [
+        ("crm", "gia@guest.example"), ("customer-mail", "gia@guest.example")]
+
+    session = {"id": "cs_ken", "object": "checkout.session", "mode": "payment", "payment_status": "paid",
+               "amount_total": 4200, "currency": "eur", "customer": None, "payment_intent": "pi_ken",
+               "customer_details": {"email": "ken@guest.example", "name": "Ken Guest"}}
+    body = orjson.dumps({"id": "evt_ken", "object": "event", "type": "checkout.session.completed",
+                         "created": t // 1000 + 60, "data": {"object": session}})
+    assert sp.post_stripe("acme-stripe", body).status_code == 200
+    customers = wait_json(sp, lambda: sp.get("/api/v1/orgs/acme/customers", period="all").json(),
+                          lambda b: any(c["customer"] == "ken@guest.example" for c in b["customers"]), 30,
+                          "the Stripe guest among the customers")["customers"]
+    assert [(c["email"], c["name"], c["orders"]) for c in customers if c["customer"] == "ken@guest.example"] == [
+        ("ken@guest.example", "Ken Guest", 1)]
 
 
 def test_an_automation_defined_and_deleted_through_the_api(storepulse: Storepulse, receiver: Receiver) -> None:

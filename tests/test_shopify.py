@@ -106,7 +106,10 @@ ORDER_ITEMS = (
 )
 ORDER_FIELDS: dict[str, Any] = dict(
     org="snow", store="snowdevil", time=NOON_2022, amount=40495, currency="USD", customer="115310627314723954",
-    order=ORDER, raw_id=ORDER, items=ORDER_ITEMS, attrs={"name": "#9999", "source_name": "web", "test": True},
+    order=ORDER, raw_id=ORDER, items=ORDER_ITEMS, attrs={"name": "#9999", "source_name": "web", "test": True,
+                                          # the customer's e-mail and name, not the order's contact e-mail
+                                          # or the billing name ("Steve Shipper")
+                                          "email": "john@example.com", "customer_name": "John Smith"},
 )
 CANCELLED = Event(id=f"{P}:order:{ORDER}:cancelled", kind=Kind.ORDER_CANCELLED,
                   **{**ORDER_FIELDS, "attrs": {**ORDER_FIELDS["attrs"], "reason": "customer"}})
@@ -122,7 +125,8 @@ CHECKOUT_FIELDS: dict[str, Any] = dict(
     org="snow", store="snowdevil", time=NOON_2022, amount=42188, currency="USD", customer="603851970716743426",
     cart="eeafa272cebfd4b22385bc4b645e762c", raw_id="123123123", items=(IPOD, IPOD),
     attrs={"checkout": "123123123",
-           "recovery_url": "https://checkout.local/548380009/checkouts/123123123/recover?key=example-secret-token"},
+           "recovery_url": "https://checkout.local/548380009/checkouts/123123123/recover?key=example-secret-token",
+           "email": "john@example.com", "customer_name": "John Smith"},
 )
 CHECKOUT = [
     Event(id=f"{P}:checkout:123123123:started", kind=Kind.CHECKOUT_STARTED, **CHECKOUT_FIELDS),
@@ -405,6 +409,14 @@ def test_guest_order_is_keyed_by_its_lower_cased_email() -> None:
         doc["email"] = " Jon@Example.com"
     [paid] = deliver(edited("orders_paid.json", change), "orders/paid").events
     assert paid.customer == "jon@example.com"
+    # what the guest typed: the e-mail as written, the billing address's name
+    assert (paid.attrs["email"], paid.attrs["customer_name"]) == ("Jon@Example.com", "Steve Shipper")
+
+    def unnamed(doc: dict[str, Any]) -> None:
+        change(doc)
+        doc["billing_address"] = {"first_name": "Ana", "last_name": None}
+    [paid] = deliver(edited("orders_paid.json", unnamed), "orders/paid").events
+    assert (paid.attrs["email"], paid.attrs["customer_name"]) == ("Jon@Example.com", "Ana")
 
 
 @needs_shared

@@ -151,6 +151,37 @@ def test_expired_checkout_is_an_abandoned_cart() -> None:
         f"{S}:checkout:cs_1:expired", Kind.CHECKOUT_EXPIRED, "cs_1", 4200, "EUR", "cus_9")
 
 
+def test_a_guest_checkout_names_its_buyer_and_its_expiry_the_same_person() -> None:
+    """What the buyer typed at the checkout (customer_details) travels as attrs `email` and `customer_name`;
+    a guest is the e-mail, so the session's abandoned cart and a later paid session are one person."""
+    store = parse_config(CONFIG, {}).store("odoo-stripe")
+    session = {"id": "cs_2", "object": "checkout.session", "mode": "payment", "payment_status": "paid",
+               "amount_total": 4200, "currency": "eur", "customer": None, "payment_intent": "pi_2",
+               "customer_details": {"email": " guest@example.com ", "name": "Gil  Guest", "phone": None}}
+    [paid] = stripe_adapter.paid_from_checkout_session(session, store, 1_700_000_000_000, "evt_2")
+    [expired] = stripe_adapter.expired_checkout({**session, "status": "expired"}, store, 1_700_000_000_000, "evt_3")
+    for e in (paid, expired):
+        assert (e.customer, e.attrs) == ("guest@example.com", {"email": "guest@example.com", "customer_name": "Gil Guest"})
+    [known] = stripe_adapter.paid_from_checkout_session({**session, "customer": "cus_9", "customer_details": None,
+                                                         "customer_email": "k@example.com"}, store, 1_700_000_000_000)
+    assert (known.customer, known.attrs) == ("cus_9", {"email": "k@example.com"})
+    [bare] = stripe_adapter.expired_checkout({"id": "cs_3", "object": "checkout.session"}, store, 1_700_000_000_000, "e")
+    assert (bare.customer, bare.attrs) == (None, {})
+
+
+def test_charges_and_invoices_name_their_buyer() -> None:
+    store = parse_config(CONFIG, {}).store("odoo-stripe")
+    charge = {"id": "ch_1", "object": "charge", "paid": True, "status": "succeeded", "amount_captured": 500,
+              "currency": "usd", "payment_intent": "pi_5", "receipt_email": "receipt@example.com",
+              "billing_details": {"email": None, "name": "Bea Billing"}}
+    [e] = stripe_adapter.paid_from_charge(charge, store, 1_700_000_000_000)
+    assert e.attrs == {"email": "receipt@example.com", "customer_name": "Bea Billing"}
+    invoice = {"id": "in_2", "object": "invoice", "status": "paid", "amount_paid": 1999, "currency": "usd",
+               "customer": "cus_1", "customer_email": "inv@example.com", "customer_name": "Ivo Invoice"}
+    [e] = stripe_adapter.paid_from_invoice(invoice, store, 1_700_000_000_000)
+    assert e.attrs == {"email": "inv@example.com", "customer_name": "Ivo Invoice"}
+
+
 @pytest.mark.parametrize(
     ("amount", "currency", "iso"),
     [(1500, "EUR", 1500), (1500, "JPY", 1500), (12340, "KWD", 12340), (50000, "ISK", 500), (700, "MGA", 70000)],

@@ -88,6 +88,7 @@ PAID_727 = Event(
     time=1490210888000,  # date_paid_gmt 2017-03-22T19:28:08 (UTC)
     amount=2935, currency="USD", customer="john.doe@example.com",  # customer_id 0: a guest, keyed by e-mail
     order="727", items=ORDER_727_ITEMS, raw_id="727",
+    attrs={"email": "john.doe@example.com", "customer_name": "John Doe"},  # billing: what the guest typed
 )
 ORDER_723 = {"org": "shop", "store": "woo1", "currency": "USD", "customer": "26", "order": "723", "raw_id": "723"}
 MODIFIED_723 = 1490126091000  # date_modified_gmt 2017-03-21T19:54:51
@@ -97,6 +98,7 @@ PAID_723 = Event(
     amount=3900,
     items=(Item(product="87", qty=1, unit_price=900, name="Woo Album #2"),
            Item(product="34", qty=1, unit_price=2000, name="Woo Ninja")),
+    attrs={"email": "joao.silva@example.com", "customer_name": "Jo\u00e3o Silva"},
     **ORDER_723,
 )
 REFUND_726 = Event(id="woocommerce:woo1:refund:726", kind=Kind.ORDER_REFUNDED, time=MODIFIED_723, amount=1000,
@@ -219,6 +221,7 @@ def order_727(**changes: Any) -> dict[str, Any]:
 
 
 CREATED_727, MODIFIED_727, PAID_AT_727 = 1490210882000, 1490211035000, 1490210888000
+TYPED_727 = {"email": "john.doe@example.com"}  # order_727's billing names no one
 BASE_727 = {"org": "shop", "store": "woo1", "order": "727", "raw_id": "727", "currency": "USD",
             "customer": "john.doe@example.com", "amount": 2935}
 
@@ -227,7 +230,7 @@ def test_pending_and_on_hold_are_placed_not_paid() -> None:
     for status in ("pending", "on-hold"):
         assert events(order_727(status=status, date_paid_gmt=None), "order.created") == [
             Event(id="woocommerce:woo1:order:727:placed", kind=Kind.ORDER_PLACED, time=CREATED_727,
-                  items=ORDER_727_ITEMS, **BASE_727)
+                  items=ORDER_727_ITEMS, attrs=TYPED_727, **BASE_727)
         ]
 
 
@@ -241,7 +244,7 @@ def test_pending_and_on_hold_are_placed_not_paid() -> None:
 def test_paid_is_derived_from_the_state(status: str, paid_at: str | None, want_time: int) -> None:
     assert events(order_727(status=status, date_paid_gmt=paid_at)) == [
         Event(id="woocommerce:woo1:order:727:paid", kind=Kind.ORDER_PAID, time=want_time, items=ORDER_727_ITEMS,
-              **BASE_727)
+              attrs=TYPED_727, **BASE_727)
     ]
 
 
