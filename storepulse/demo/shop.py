@@ -42,6 +42,16 @@ CATALOGUE = (
 CAMPAIGNS = ("spring-sale", "new-roasts", "brewing-guide", "black-friday")
 AUTOMATIONS = ("abandoned-cart", "welcome", "win-back")
 CUSTOMERS = 400  # the pool returning customers are drawn from
+FIRST_NAMES = ("Anna", "Ben", "Clara", "David", "Elif", "Felix", "Greta", "Hannah", "Ivan", "Jonas", "Katarina",
+               "Lukas", "Mia", "Noah", "Olga", "Paul", "Rosa", "Samir", "Tilda", "Yusuf", "Zoe", "Mateo", "Ines")
+LAST_NAMES = ("Becker", "Costa", "Dubois", "Fischer", "García", "Hansen", "Jovanović", "Klein", "Larsen", "Müller",
+              "Novak", "Okafor", "Petrov", "Rossi", "Schmidt", "Tanaka", "Vogel", "Weber", "Yılmaz", "Zimmermann", "Berg")
+
+
+def person(number: int) -> str:
+    """The name of the demo's person `number` (a customer, or a guest by order number): the same at
+    every store, so one person reads the same in every list."""
+    return f"{FIRST_NAMES[number % len(FIRST_NAMES)]} {LAST_NAMES[number // len(FIRST_NAMES) % len(LAST_NAMES)]}"
 REGULARS = 0.4  # a vendor order's draw below this (and above 0.15, a guest's) is a regular's
 
 
@@ -148,13 +158,17 @@ def _session(rng: random.Random, tag: str, start: int, span: int, buy: bool | No
     add(t, "checkout", type="checkout_started", cart=cart, currency="EUR", amount=amount, items=items)
     if not (buy or (buy is None and rng.random() < 0.7)):
         return
+    number = int(customer[1:]) if customer else CUSTOMERS + rng.randrange(10**6)
+    contact = {"email": f"c{number}@example.com", "customer_name": person(number)}  # typed at the checkout
     if customer is None:  # a purchase needs an account: the visitor signs up and is identified
-        customer = f"c{CUSTOMERS + rng.randrange(10**6)}"
+        customer = f"c{number}"
         t += step
-        add(t, "identify", type="identify", customer=customer)
+        add(t, "identify", type="identify", customer=customer,
+            properties={"email": contact["email"], "name": contact["customer_name"]})
         who["customer"] = customer
     t += step
-    add(t, "paid", type="order_paid", order=f"o-{tag}", cart=cart, currency="EUR", amount=amount, items=items)
+    add(t, "paid", type="order_paid", order=f"o-{tag}", cart=cart, currency="EUR", amount=amount, items=items,
+        properties=contact)
     if rng.random() < 0.06:
         refund = sum(ln.total for ln in lines[:1])
         add(t + DAY_MS, "refund", type="order_refunded", order=f"o-{tag}", currency="EUR", amount=_major(refund))

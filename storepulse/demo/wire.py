@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import orjson
 
 from core.config import Store
-from storepulse.demo.shop import CATALOGUE, DAY_MS, Order, Registration, SiteEvent
+from storepulse.demo.shop import CATALOGUE, DAY_MS, Order, Registration, SiteEvent, person
 
 BATCH = 1000  # the events API's largest batch (ingest/events_api.py MAX_BATCH)
 CATALOGUE_INDEX = {p.id: i for i, p in enumerate(CATALOGUE)}  # vendors number their products
@@ -48,16 +48,24 @@ def site_batches(events: Iterable[SiteEvent], store: Store) -> list[Post]:
             for i in range(0, len(ordered), BATCH)]
 
 
+def _buyer(order: Order) -> tuple[str, str]:
+    """The e-mail and name the buyer of `order` types at the checkout (a guest's by the order's number)."""
+    if order.customer is None:
+        return f"guest{order.number}@example.com", person(order.number)
+    return f"customer{order.customer}@example.com", person(order.customer)
+
+
 def stripe(order: Order, store: Store, now_s: int, until: int) -> list[Post]:
     """checkout.session.completed (old shape, with display_items: products reach the lists), and
     charge.refunded a day later when the order is refunded and that day is before `until` (ms)."""
     pi, cs = f"pi_demo{order.number}", f"cs_demo{order.number}"
     currency = store.currency.lower()
     customer = f"cus_demo{order.customer}" if order.customer is not None else None
+    email, name = _buyer(order)
     paid = {"id": f"evt_demo{order.number}p", "object": "event", "api_version": "2020-08-27", "created": order.time // 1000,
             "type": "checkout.session.completed", "livemode": False, "pending_webhooks": 1,
             "data": {"object": {"id": cs, "object": "checkout.session", "customer": customer,
-                                "customer_email": None if customer else f"guest{order.number}@example.com",
+                                "customer_details": {"email": email, "name": name},
                                 "payment_intent": pi, "payment_status": "paid", "mode": "payment",
                                 "display_items": [{"amount": ln.product.price, "currency": currency, "quantity": ln.qty,
                                                    "type": "custom", "custom": {"name": ln.product.name}}
@@ -80,11 +88,13 @@ def stripe(order: Order, store: Store, now_s: int, until: int) -> list[Post]:
 
 def _woo_order(order: Order, store: Store, modified: int, refunds: list[dict[str, object]]) -> dict[str, object]:
     customer = order.customer if order.customer is not None else 0
+    email, name = _buyer(order)
+    first, last = name.split(" ", 1)
     return {
         "id": order.number, "status": "processing", "currency": store.currency, "total": _decimal(order.total),
         "date_created_gmt": _iso(order.time, naive=True), "date_modified_gmt": _iso(modified, naive=True),
         "date_paid_gmt": _iso(order.time, naive=True), "customer_id": 1000 + customer if customer else 0,
-        "billing": {"email": f"customer{customer}@example.com" if customer else f"guest{order.number}@example.com"},
+        "billing": {"email": email, "first_name": first, "last_name": last},
         "line_items": [{"id": i + 1, "name": ln.product.name, "product_id": 100 + CATALOGUE_INDEX[ln.product.id],
                         "variation_id": 0, "quantity": ln.qty, "subtotal": _decimal(ln.total), "total": _decimal(ln.total),
                         "price": ln.product.price / 100, "sku": ln.product.id} for i, ln in enumerate(order.lines)],
@@ -103,7 +113,8 @@ def woocommerce(order: Order, store: Store, until: int) -> list[Post]:
 
 def woo_registration(reg: Registration, store: Store) -> Post:
     doc = {"id": reg.customer, "date_created_gmt": _iso(reg.time, naive=True), "email": f"member{reg.customer}@example.com",
-           "first_name": "Demo", "last_name": f"Member {reg.customer}", "role": "customer", "username": f"member{reg.customer}",
+           "first_name": person(reg.customer).split(" ", 1)[0], "last_name": person(reg.customer).split(" ", 1)[1],
+           "role": "customer", "username": f"member{reg.customer}",
            "billing": {"country": "DE"}, "is_paying_customer": False}
     return _woo_post(store, "customer.created", orjson.dumps(doc))
 
@@ -117,13 +128,17 @@ def _woo_post(store: Store, topic: str, body: bytes) -> Post:
 def shopify(order: Order, store: Store) -> list[Post]:
     """orders/paid with the checkout token (Shopify's proof the checkout completed)."""
     money = {"amount": _decimal(order.total), "currency_code": store.currency}
+    email, name = _buyer(order)
+    first, last = name.split(" ", 1)
     doc = {
         "id": 5_000_000_000 + order.number, "name": f"#D{order.number % 100_000}", "financial_status": "paid",
         "currency": store.currency, "total_price": _decimal(order.total),
         "total_price_set": {"shop_money": money, "presentment_money": money},
         "created_at": _iso(order.time), "processed_at": _iso(order.time), "checkout_token": f"chk{order.number}",
-        "customer": {"id": 7_000_000 + order.customer} if order.customer is not None else None,
-        "email": f"guest{order.number}@example.com", "source_name": "web", "test": False,
+        "customer": {"id": 7_000_000 + order.customer, "email": email, "first_name": first, "last_name": last}
+        if order.customer is not None else None,
+        "email": email, "billing_address": {"first_name": first, "last_name": last, "name": name},
+        "source_name": "web", "test": False,
         "line_items": [{"id": order.number * 10 + i, "product_id": 8_000 + CATALOGUE_INDEX[ln.product.id],
                         "variant_id": 9_000 + CATALOGUE_INDEX[ln.product.id], "title": ln.product.name,
                         "vendor": ln.product.brand, "quantity": ln.qty, "price": _decimal(ln.product.price)}
