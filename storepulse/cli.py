@@ -29,6 +29,7 @@ from storepulse.commands import deliveries, notifier, notify, rejected, replay, 
 from storepulse.commands import rates as rates_command
 from storepulse.configfile import DEFAULT_PATH, demo_config, demo_credentials, load_config, load_rates
 from storepulse.demo import run as demo_run
+from storepulse.demo.inbox import Inbox
 from storepulse.gc_policy import SERVERS, settle
 from storepulse.servers import HttpLimits, http_server, reuse_port_socket, stop_on_signals
 from web.app import build_app
@@ -165,7 +166,7 @@ def _config(args: argparse.Namespace, allow_demo: bool) -> tuple[Path, Config, b
         if DEFAULT_PATH.exists():
             path = DEFAULT_PATH
         elif allow_demo:
-            path = demo_config(args.data_dir)
+            path = demo_config(args.data_dir, args.http_port)
             return path, load_config(path), True
         else:
             raise ConfigError(f"no config: pass --config FILE or create ./{DEFAULT_PATH}")
@@ -320,6 +321,7 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
         monitor.start()
         routes += ingest_routes(Ingest(config, event_log, rejected, monitor, max_body=args.max_body,
                                        body_timeout=args.body_timeout))
+    routes += demo_inbox_routes(config, demo)
     if args.command in ("up", "gateway"):
         model = open_read_model(args.data_dir, args.redis)
         hub = Hub(config, model, rates)
@@ -385,6 +387,16 @@ async def _serve(args: argparse.Namespace, path: Path, config: Config, rates: Ra
     if outbox is not None:
         outbox.close()
     log.info("stopped")
+
+
+def demo_inbox_routes(config: Config, demo: bool) -> list[BaseRoute]:
+    """The demo's receiver of its `demo-inbox` channel; none for a real config (or a demo config written
+    before it had one)."""
+    org = config.orgs.get("demo") if demo else None
+    channel = org.channels.get("demo-inbox") if org is not None else None
+    if org is None or channel is None or channel.secret is None:
+        return []
+    return list(Inbox(channel.secret, lambda token: config.org_for_token(token) is org).routes())
 
 
 def _keep(previews: PreviewIndex | None) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 import secrets
 import tomllib
 from pathlib import Path
@@ -43,11 +45,21 @@ def load_rates(config: Config, config_path: Path, data_dir: Path | None = None) 
         raise ConfigError(f"rates_file {path}: {exc}") from None
 
 
-def demo_config(data_dir: Path) -> Path:
-    """A demo organisation with a store of each provider (the shop simulator feeds them all); written
-    once, so its token survives restarts."""
+INBOX_URL = re.compile(r'url = "http://127\.0\.0\.1:(\d+)/demo/inbox"')
+
+
+def demo_config(data_dir: Path, http_port: int) -> Path:
+    """A demo organisation with a store of each provider (the shop simulator feeds them all), and an
+    abandoned-cart automation sending to the demo's own inbox (storepulse/demo/inbox.py) on this
+    server's port; written once, so its token survives restarts (a start on another port moves the
+    inbox's URL to it)."""
     path = data_dir / "demo.toml"
-    if not path.exists():
+    inbox = f'url = "http://127.0.0.1:{http_port}/demo/inbox"'
+    if path.exists():
+        text = path.read_text()
+        if (found := INBOX_URL.search(text)) is not None and found.group(0) != inbox:
+            path.write_text(text.replace(found.group(0), inbox))
+    else:
         data_dir.mkdir(parents=True, exist_ok=True)
         stores = "".join(
             f'\n[orgs.demo.stores.demo-{name}]\nprovider = "{provider}"\nsecret = "{prefix}{secrets.token_urlsafe(24)}"\n'
@@ -62,6 +74,17 @@ def demo_config(data_dir: Path) -> Path:
             f'token = "{secrets.token_urlsafe(24)}"\n'
             "plan_limit = 2000\n"  # the simulator's ~1,000 paid orders a month: the quota view shows about half used
             + stores
+            + "\n# Where the automations' deliveries go in the demo: its own receiver (GET /demo/inbox with the token).\n"
+            "[orgs.demo.channels.demo-inbox]\n"
+            'kind = "webhook"\n'
+            f"{inbox}\n"
+            f'secret = "whsec_{base64.b64encode(secrets.token_bytes(24)).decode()}"\n'
+            "allow_private = true\n"
+            "\n[orgs.demo.automations.abandoned-cart]\n"
+            'trigger = "cart.abandoned"\n'
+            'wait = "1h"\n'
+            'cancel_on = ["order.paid"]\n'
+            'send = ["demo-inbox"]\n'
         )
         path.chmod(0o600)
     return path

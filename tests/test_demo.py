@@ -1,6 +1,7 @@
 """The demo: `storepulse up` with no config runs a shop simulator that sends 90 days of history and
 then live traffic through the real ingest path (signed Stripe, WooCommerce and Shopify webhooks and
-events-API batches), so every view of the dashboard has data and moves within seconds."""
+events-API batches), so every view of the dashboard has data and moves within seconds; its buyers
+have names and e-mails, and its abandoned-cart automation delivers to the demo's own inbox."""
 
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
-from core.config import Store
+from core.config import Store, parse_config
 from ingest import shopify, stripe, woocommerce
 from ingest.adapter import Delivery
 from ingest.events_api import parse_batch
 from storepulse import STOREPULSE
-from storepulse.configfile import demo_credentials
+from storepulse.configfile import demo_config, demo_credentials
 from storepulse.demo import shop
 from storepulse.demo.run import posts
 from tests.helpers import free_port, wait_for
@@ -66,6 +67,18 @@ def test_what_it_sends_is_what_the_real_adapters_accept() -> None:
 
 
 @pytest.mark.unit
+def test_the_demo_config_is_written_once_and_its_inbox_follows_the_port(tmp_path: Path) -> None:
+    path = demo_config(tmp_path, 8080)
+    first = path.read_text()
+    config = parse_config(first, {})
+    demo = config.orgs["demo"]
+    assert demo.channels["demo-inbox"].url == "http://127.0.0.1:8080/demo/inbox"
+    assert demo.automations["abandoned-cart"].send == ("demo-inbox",)
+    assert demo_config(tmp_path, 8080).read_text() == first
+    moved = demo_config(tmp_path, 9090).read_text()
+    assert moved == first.replace("127.0.0.1:8080/demo/inbox", "127.0.0.1:9090/demo/inbox") and moved != first
+
+
 def test_the_simulator_brings_buyers_back() -> None:
     """Of the buyers of the history's last 30 days, about a quarter had bought before them (a real
     shop's 20-30 %), and most buyers of the 90 days bought once: regulars, first-time buyers, guests."""
@@ -175,6 +188,39 @@ def test_every_view_of_the_demo_has_data(demo: dict[str, Any]) -> None:
     connections = {c["provider"]: c for c in _get(demo, "connections")["connections"]}
     assert set(connections) == {"stripe", "woocommerce", "shopify", "events"}
     assert all(c["rejected"]["count"] == 0 and c["last_event_time"] for c in connections.values())
+
+
+def test_the_demo_s_automation_delivers_to_its_own_inbox(demo: dict[str, Any]) -> None:
+    """The demo config's abandoned-cart automation sends to the `demo-inbox` channel, a webhook to the
+    demo's own receiver: reminders of the last day's carts arrive there signed, and the outbox says so."""
+    [automation] = _get(demo, "automations")["automations"]
+    assert (automation["id"], automation["trigger"], automation["send"], automation["source"]) == (
+        "abandoned-cart", "cart.abandoned", ["demo-inbox"], "config")
+    inbox = f"{demo['base']}/demo/inbox"
+    auth = {"Authorization": f"Bearer {demo['token']}"}
+    wait_for(lambda: httpx.get(inbox, headers=auth, timeout=10).json()["deliveries"], 90, "a reminder in the demo inbox")
+    received = {d["id"]: d for d in httpx.get(inbox, headers=auth, timeout=10).json()["deliveries"]}
+    sent = {d["id"]: d for d in _get(demo, "deliveries", limit=500)["deliveries"] if d["status"] == "delivered"}
+    assert received.keys() <= sent.keys()
+    for delivery, got in received.items():
+        assert (got["type"], got["automation"], got["subject"]) == ("cart.abandoned", "abandoned-cart", sent[delivery]["subject"])
+        assert got["title"] == sent[delivery]["message"]["subject"] and got["title"].startswith("Abandoned cart: ")
+    assert httpx.get(inbox, timeout=10).status_code == 401
+    forged = httpx.post(inbox, content=b'{"type": "x"}', timeout=10, headers={
+        "webhook-id": "msg_forged", "webhook-timestamp": str(int(time.time())), "webhook-signature": "v1,AAAA"})
+    assert forged.status_code == 401 and "does not verify" in forged.json()["error"]
+    assert "msg_forged" not in {d["id"] for d in httpx.get(inbox, headers=auth, timeout=10).json()["deliveries"]}
+
+
+def test_the_demo_s_buyers_have_names_and_e_mails(demo: dict[str, Any]) -> None:
+    """What each vendor's checkout says of its buyer (a guest's too) names the customers."""
+    wait_for(lambda: _get(demo, "customers", period="90d")["total"] > 100, 60, "the demo's customers")
+    customers = _get(demo, "customers", period="90d", limit=200)["customers"]
+    assert all(c["email"] and c["email"].endswith("@example.com") and len(c["name"].split()) == 2 for c in customers), [
+        c for c in customers if not (c["email"] and c["name"])]
+    assert {c["name"].split()[0] for c in customers} <= set(shop.FIRST_NAMES)
+    guests = [c for c in customers if c["customer"].startswith("guest")]  # Stripe's, WooCommerce's, Shopify's
+    assert guests and all(c["email"] == c["customer"] for c in guests)
 
 
 def test_the_demo_figures_move_within_seconds(demo: dict[str, Any]) -> None:
