@@ -34,9 +34,9 @@ from playwright.sync_api import Page, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # The E402 noqa below: these imports need the repository on sys.path (run as a script).
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.helpers import STOREPULSE, Storepulse, free_port
 from tests.screenshots import _demo, _shop
-from tests.test_dashboard_views import CHROMIUM, CHROMIUM_ARGS
 
 REFILL_S = 10  # between runs: the organisation's read budget (200 units, 20 a second) refills whole
 # the KPIs, the revenue and orders charts, and orders against carts: a chart over several days, or (one day,

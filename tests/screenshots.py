@@ -22,9 +22,9 @@ import httpx
 from playwright.sync_api import expect, sync_playwright
 
 from storepulse import STOREPULSE
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.dashboard_shop import shop_events
 from tests.helpers import TOKENS, Storepulse, payment_intent_succeeded, wait_for, wait_json
-from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
 
 VIEWS = ["overview", "orders", "carts", "products", "customers", "marketing", "segments", "automations", "connections"]
 

@@ -12,7 +12,6 @@ import io
 import itertools
 import json
 import math
-import os
 import re
 import time
 import uuid
@@ -24,8 +23,9 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from tests.chromium import chromium
 from tests.dashboard_shop import shop_events
 from tests.helpers import (
     ORGS_TOML,
@@ -38,9 +38,6 @@ from tests.helpers import (
     wait_json,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 AXE = REPO / "tests" / "vendor" / "axe-core" / "axe.min.js"
 TIMEOUT_MS = 15_000
 LIVE_MS = 1_000  # a signed webhook shows on the page within this
@@ -71,12 +68,8 @@ def sp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Storepulse]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (CI's .ci/run does)", pytrace=False)
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def _context(browser: Browser, locale: str = "en-US", **kw: object) -> BrowserContext:

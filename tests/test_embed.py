@@ -4,17 +4,15 @@ headless Chromium: a page of another origin frames /embed/overview, and cannot f
 from __future__ import annotations
 
 import http.server
-import os
 import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import sync_playwright
 
+from tests.chromium import chromium
 from tests.helpers import TOKENS, Storepulse
-from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
 from ws_gateway.embed import VIEWS
 
 
@@ -65,24 +63,18 @@ def other_site(sp: Storepulse) -> Iterator[str]:
 
 
 def test_chromium_frames_an_embed_and_refuses_the_dashboard(sp: Storepulse, other_site: str) -> None:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium`", pytrace=False)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(other_site)
-            embedded = page.frame_locator("#embed")
-            embedded.locator("body").wait_for(timeout=15_000)
-            framed = page.frame("embed")
-            assert framed is not None and framed.url == f"{sp.base}/embed/overview"
-            assert framed.evaluate("document.title") != ""  # the dashboard page loaded in it
-            # the whole dashboard is refused as a frame: Chromium shows its error page in that frame instead
-            whole = page.frame("whole")
-            assert whole is not None
-            deadline = time.monotonic() + 10  # the load event waits for it; poll in case it lags
-            while whole.url != "chrome-error://chromewebdata/" and time.monotonic() < deadline:
-                page.wait_for_timeout(50)
-            assert whole.url == "chrome-error://chromewebdata/", [(f.name, f.url) for f in page.frames]
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(other_site)
+        embedded = page.frame_locator("#embed")
+        embedded.locator("body").wait_for(timeout=15_000)
+        framed = page.frame("embed")
+        assert framed is not None and framed.url == f"{sp.base}/embed/overview"
+        assert framed.evaluate("document.title") != ""  # the dashboard page loaded in it
+        # the whole dashboard is refused as a frame: Chromium shows its error page in that frame instead
+        whole = page.frame("whole")
+        assert whole is not None
+        deadline = time.monotonic() + 10  # the load event waits for it; poll in case it lags
+        while whole.url != "chrome-error://chromewebdata/" and time.monotonic() < deadline:
+            page.wait_for_timeout(50)
+        assert whole.url == "chrome-error://chromewebdata/", [(f.name, f.url) for f in page.frames]
