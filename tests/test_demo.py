@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from core.config import Store, parse_config
 from ingest import shopify, stripe, woocommerce
@@ -26,6 +27,7 @@ from storepulse import STOREPULSE
 from storepulse.configfile import demo_config, demo_credentials
 from storepulse.demo import shop
 from storepulse.demo.run import posts
+from tests.chromium import chromium
 from tests.helpers import free_port, wait_for
 
 T0 = 1_780_000_000_000 - 1_780_000_000_000 % shop.HOUR_MS  # a fixed hour: nothing here reads the clock
@@ -210,6 +212,26 @@ def test_the_demo_s_automation_delivers_to_its_own_inbox(demo: dict[str, Any]) -
         "webhook-id": "msg_forged", "webhook-timestamp": str(int(time.time())), "webhook-signature": "v1,AAAA"})
     assert forged.status_code == 401 and "does not verify" in forged.json()["error"]
     assert "msg_forged" not in {d["id"] for d in httpx.get(inbox, headers=auth, timeout=10).json()["deliveries"]}
+
+
+def test_the_automations_view_names_the_customers_reminded(demo: dict[str, Any]) -> None:
+    """In Chromium, the demo's Automations view lists its deliveries with each customer's name (the
+    profile's when the action fired), else their e-mail, else their id (an anonymous visitor's cart)."""
+    wait_for(lambda: any(d["payload"].get("name") for d in _get(demo, "deliveries", limit=20)["deliveries"]), 90,
+             "a reminder of a named customer")
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{demo['base']}/#token={demo['token']}&view=automations")
+        rows = page.locator("#view-automations section", has_text="Latest deliveries").locator("tbody tr")
+        expect(rows.first).to_be_visible()
+        shown = [row.locator("td").nth(3).inner_text() for row in rows.all()]
+        listed = _get(demo, "deliveries", limit=20)["deliveries"]
+        by_subject = {d["subject"]: d["payload"].get("name") or d["payload"].get("email") or d["subject"] for d in listed}
+        assert shown and set(shown) <= set(by_subject.values()), (shown, by_subject)
+        assert any(name.split()[0] in shop.FIRST_NAMES for name in shown), shown
+        assert errors == []
 
 
 def test_the_demo_s_buyers_have_names_and_e_mails(demo: dict[str, Any]) -> None:
