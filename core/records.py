@@ -103,6 +103,7 @@ class Cart(Value, frozen=True):
     last: int
     due: int | None
     paid: int | None
+    names: dict[str, str] = {}  # product -> its name, as the cart's events gave it (absent: none given)
 
 
 class CartDay(Value, frozen=True):

@@ -326,7 +326,7 @@ def _payload(e: Event, profile: Customer | None) -> dict[str, Any]:
 
 def _cart_payload(c: Cart, profile: Customer | None) -> dict[str, Any]:
     out: dict[str, Any] = {"store": c.store, "cart": c.cart, "amount": c.value, "currency": c.currency,
-                           "items": [[p, q, u, ""] for p, q, u in c.items], "last_activity": c.last}
+                           "items": [[p, q, u, c.names.get(p, "")] for p, q, u in c.items], "last_activity": c.last}
     if c.person:
         out["customer"] = c.person
     if profile is not None and profile.email:

@@ -10,6 +10,7 @@ of the watermark, never of the order the events arrived in, so duplicates and di
   plus every add and minus every removal after it, per product. Lines with a quantity above zero
   are in the cart. Its value is the snapshot's `amount` while nothing was added or removed after it,
   else the sum of qty x unit price over its lines (each line at the latest unit price given for it);
+  each line's product is named by the latest activity item that names it;
 - bought: the earliest `checkout.completed` or `order.paid` that names the cart in `cart` (an order
   closes a cart only through its `cart` field; vendor adapters set it from the checkout/session);
 - abandonment time `due`: `abandon_after` after the last activity, or the earliest
@@ -61,7 +62,9 @@ OPEN, ABANDONED, RECOVERED, PURCHASED, EMPTY = "open", "abandoned", "recovered",
 DAY_FIELDS = CartDay.__struct_fields__[2:]  # cart_day counters, in this order (after store, currency)
 _SNAPSHOT, _ADD, _REMOVE, _TOUCH = 0, 1, -1, 2
 
-Lines = tuple[tuple[str, int, int], ...]  # (product, qty, unit price)
+# (product, qty, unit price, name): a line reduced from one event's item (lines kept by a storepulse before
+# names were kept have no name: read with `*name`)
+Lines = tuple[tuple[str, int, int, str], ...]
 # One activity event, reduced: (time, id, op, lines, amount, currency, person)
 Act = tuple[int, str, int, Lines, int, str, str | None]
 
@@ -71,6 +74,7 @@ class View:
     """What a cart's activity says: contents and when."""
 
     lines: dict[str, tuple[int, int]]  # product -> (qty > 0, unit price)
+    names: dict[str, str]  # product -> the latest name an event gave it (only the products in `lines`)
     value: int
     currency: str
     person: str | None
@@ -109,19 +113,24 @@ def _contents(acts: list[Act]) -> View:
     snap = max((i for i, a in enumerate(acts) if a[2] == _SNAPSHOT), default=-1)
     lines: dict[str, list[int]] = {}
     if snap >= 0:
-        for product, qty, price in acts[snap][3]:
+        for product, qty, price, *_ in acts[snap][3]:
             line = lines.setdefault(product, [0, price])
             line[0] += qty
             line[1] = price
     changed = False
     for a in acts[snap + 1:]:
         if a[2] in (_ADD, _REMOVE):
-            for product, qty, price in a[3]:
+            for product, qty, price, *_ in a[3]:
                 line = lines.setdefault(product, [0, price])
                 line[0] += a[2] * qty
                 line[1] = price
                 changed = True
     kept = {p: (q, u) for p, (q, u) in sorted(lines.items()) if q > 0}
+    names = {}  # from every activity, the snapshot's and earlier too: a removal or an add may name no product
+    for a in acts:
+        for product, _, _, *name in a[3]:
+            if name and name[0] and product in kept:
+                names[product] = name[0]
     if not kept:
         value = 0
     elif snap >= 0 and not changed:
@@ -130,11 +139,11 @@ def _contents(acts: list[Act]) -> View:
         value = sum(q * u for q, u in kept.values())
     currency = next((a[5] for a in reversed(acts) if a[5]), "")
     person = next((a[6] for a in reversed(acts) if a[6]), None)
-    return View(kept, value, currency, person, acts[0][0], acts[-1][0])
+    return View(kept, names, value, currency, person, acts[0][0], acts[-1][0])
 
 
 def _act(e: Event) -> Act:
-    lines = tuple((i.product, i.qty, i.unit_price) for i in e.items)
+    lines = tuple((i.product, i.qty, i.unit_price, i.name) for i in e.items)
     if e.kind is Kind.CART_UPDATED or (e.kind is Kind.CHECKOUT_STARTED and lines):
         op = _SNAPSHOT
     elif e.kind is Kind.CART_ITEM_ADDED and lines:
@@ -312,7 +321,7 @@ class CartBook:
             shown = records.Cart(
                 store=c.store, cart=c.cart, person=v.person, status=status, currency=v.currency, value=v.value,
                 items=[(p, q, u) for p, (q, u) in v.lines.items()], first=v.first, last=v.last, due=due,
-                paid=self._paid(c, due),
+                paid=self._paid(c, due), names=v.names,
             )
             if shown != c.shown:
                 c.shown = shown

@@ -228,6 +228,7 @@ def test_a_guest_s_abandoned_checkout_is_mailed_to_the_address_typed_at_it(store
     wait_for(lambda: len(smtp.mailbox.mails) >= 1, 60, "the reminder e-mail")
     [mail] = smtp.mailbox.mails
     assert (mail["To"], mail["Subject"]) == ("Gia@Guest.Example", "Abandoned cart: €25.00")  # as typed, not the key
+    assert "- 1 × Mug (€25.00)" in mail.get_body(("plain",)).get_content()  # the checkout line's title, not id 7
     assert sorted((d.action.channel, d.action.subject) for d in deliveries(sp, "reminder")) == [
         ("crm", "gia@guest.example"), ("customer-mail", "gia@guest.example")]
 

@@ -28,6 +28,7 @@ from core.changes import Record
 from core.events import Event, Item, Kind
 from core.records import AbandonedProduct, JourneyDay, OpenCarts, OrderAttribution
 from core.records import Attribution as Attributed
+from flows import carts
 from flows.attribution import Attribution
 from flows.book import Version
 from flows.carts import CartBook
@@ -101,6 +102,22 @@ def test_a_cart_is_abandoned_only_when_the_watermark_passes_exactly_the_threshol
     assert one(out, "open_carts").carts == 0
     assert one(out, "abandoned_product") == AbandonedProduct("s", "p1", carts=1)
     assert [r.version for r in out] == sorted(r.version for r in out)
+
+
+def test_a_cart_names_its_products_as_its_latest_events_naming_them_do() -> None:
+    b = book()
+    b.apply(ev(Kind.CART_ITEM_ADDED, T0, cart="k1", customer="c1", items=(Item("p1", 1, 500, "Mug"),), amount=500))
+    out = b.apply(ev(Kind.CART_UPDATED, T0 + 2 * MIN, cart="k1", customer="c1", amount=5400,
+                     items=(Item("p1", 1, 500), Item("p2", 1, 4900, "Kettle"))))  # a snapshot naming only p2
+    assert one(out, "cart").names == {"p1": "Mug", "p2": "Kettle"}
+    out = b.apply(ev(Kind.CART_ITEM_ADDED, T0 + MIN, cart="k1", customer="c1", items=(Item("p2", 1, 4900, "Old kettle"),),
+                     amount=4900))  # arrives last, happened before the snapshot: p2 keeps the snapshot's name
+    assert [r for r in out if r.kind == "cart"] == []
+    out = b.apply(remove(T0 + 3 * MIN, product="p2", price=4900))
+    assert one(out, "cart").names == {"p1": "Mug"}  # only what is in the cart
+    c = b.carts[("s", "k1")]
+    c.acts = [(*a[:3], tuple(line[:3] for line in a[3]), *a[4:]) for a in c.acts]  # as kept before names were
+    assert carts._contents(c.acts).names == {}
 
 
 def test_a_purchase_at_exactly_the_threshold_is_in_time() -> None:
