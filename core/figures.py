@@ -170,8 +170,10 @@ def compute_figures(
 def series(
     buckets: Iterable[Bucket], *, metric: str, grain: str, first: str, last: str, tz: ZoneInfo, currency: str,
     rates: Rates | None = None, store: str | None = None, gaps: dict[str, frozenset[Gap]] | None = None,
-) -> list[tuple[str, int]]:
-    """One point per local day or hour from `first` to `last` (inclusive days), empty ones as 0.
+    now: datetime | None = None,
+) -> list[tuple[str, int | None]]:
+    """One point per local day or hour from `first` to `last` (inclusive days), empty ones as 0; with
+    `now`, the empty ones that begin after it as None (not yet: a chart of today stops at this hour).
 
     Hour points are labelled with their start in local time, with its offset (DST-proof). A point
     whose amounts lacked a rate leaves them out; with `gaps` given, it is filled with those points'
@@ -203,9 +205,11 @@ def series(
             continue
         day = b.start if grain == DAY else _day_of_hour(b.start, tz)
         sums.setdefault(b.start, _Sum()).add(b, *_in_currency(b, currency, rates, day))
-    out = []
+    out: list[tuple[str, int | None]] = []
+    after = None if now is None else (now.astimezone(tz).date().isoformat() if grain == DAY
+                                      else now.astimezone(UTC).strftime("%Y-%m-%dT%H"))
     for label in labels:
-        value = sums[label].metric(metric) if label in sums else 0
+        value = sums[label].metric(metric) if label in sums else None if after is not None and label > after else 0
         shown = label if grain == DAY else datetime.fromisoformat(label + ":00+00:00").astimezone(tz).isoformat()
         out.append((shown, value))
         if gaps is not None and label in sums and sums[label].gaps:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -272,6 +272,22 @@ def test_hourly_series_is_labelled_in_local_time_across_dst() -> None:
     days = [day("2026-03-28", 5, orders=1), day("2026-03-30", 7, orders=1)]
     assert series(days, metric="paid_orders", grain=DAY, first="2026-03-28", last="2026-03-30", tz=BERLIN, currency="EUR") == [
         ("2026-03-28", 1), ("2026-03-29", 0), ("2026-03-30", 1)]
+
+
+def test_a_series_has_no_value_for_what_has_not_begun() -> None:
+    # 02:30 UTC = 04:30 CEST: the hour 04:00 has begun, 05:00 not; an order dated later still shows
+    hours = [Bucket("o", 1, HOUR, "2026-03-29T01", "s", "EUR", 250, 0, 1, 1, 2),
+             Bucket("o", 1, HOUR, "2026-03-29T05", "s", "EUR", 70, 0, 1, 1, 1)]
+    now = datetime(2026, 3, 29, 2, 30, tzinfo=UTC)
+    points = series(hours, metric="gross_revenue", grain=HOUR, first="2026-03-29", last="2026-03-29", tz=BERLIN,
+                    currency="EUR", now=now)
+    assert points[:5] == [("2026-03-29T00:00:00+01:00", 0), ("2026-03-29T01:00:00+01:00", 0),
+                          ("2026-03-29T03:00:00+02:00", 250), ("2026-03-29T04:00:00+02:00", 0),
+                          ("2026-03-29T05:00:00+02:00", None)]
+    assert points[6] == ("2026-03-29T07:00:00+02:00", 70) and points[7:] == [(p, None) for p, _ in points[7:]]
+    days = [day("2026-03-28", 5, orders=1)]
+    assert series(days, metric="paid_orders", grain=DAY, first="2026-03-28", last="2026-03-30", tz=BERLIN, currency="EUR",
+                  now=now) == [("2026-03-28", 1), ("2026-03-29", 0), ("2026-03-30", None)]
 
 
 def test_a_cancelled_append_does_not_stop_the_log_writer(tmp_path) -> None:

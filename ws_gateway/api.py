@@ -257,11 +257,11 @@ async def series_route(request: Request, side: ReadSide, org: Org) -> Response:
 
     gaps: dict[str, frozenset[Gap]] = {}
 
-    def compute() -> tuple[int, list[tuple[str, int]]]:
+    def compute() -> tuple[int, list[tuple[str, int | None]]]:
         # off the event loop: a year of hours is ~9,000 points, and other requests go on meanwhile
         version, buckets = side.model.snapshot(org.id, grain)
         return version, series(buckets, metric=metric, grain=grain, first=first, last=last, tz=org.tz,
-                               currency=currency, rates=side.rates, store=store, gaps=gaps)
+                               currency=currency, rates=side.rates, store=store, gaps=gaps, now=side.now())
 
     version, points = await asyncio.to_thread(compute)
     money = metric in ("gross_revenue", "refunds", "net_revenue", "aov")

@@ -175,7 +175,7 @@ export default {
     const parts = span.from === span.to ? [span] : spans(span.from, span.to, MOST_SPANS);
     const bodies = await Promise.all(parts.map((s) => ctx.cached("carts", { ...ctx.params(s, { segment: true }), limit: 1 })));
     const ordersIn = (s) => orderPoints.filter((pt) => pt.t.slice(0, 10) >= s.from && pt.t.slice(0, 10) <= s.to)
-      .reduce((a, pt) => a + pt.value, 0);
+      .reduce((a, pt) => a + (pt.value ?? 0), 0); // null: an hour not begun yet
     if (parts.length === 1) { // one day: a line of one point draws nothing
       const [b] = bodies;
       drawBarList(this.carts.body, [["kpi.orders", ordersIn(parts[0])], ["carts.carts", b.carts], ["carts.abandoned", b.abandoned]]
