@@ -226,7 +226,8 @@ def test_lists_of_orders_products_customers_pairs_and_quota(tmp_path) -> None:
 
         pairs = sp.get("/api/v1/orgs/acme/pairs", period="all").json()
         # shirt+hat in 1 of 4 orders; shirt in 2, hat in 2: lift = (1 * 4) / (2 * 2) = 1
-        assert pairs["pairs"] == [{"a": "hat", "b": "shirt", "orders": 1, "support": 0.25, "lift": 1.0}]
+        assert pairs["pairs"] == [{"a": "hat", "b": "shirt", "a_name": "hat", "b_name": "shirt", "orders": 1, "support": 0.25,
+                                   "lift": 1.0}]
 
         q = sp.get("/api/v1/orgs/acme/quota").json()
         assert (q["paid_orders_30d"], q["plan_limit"], q["used"], q["crossed"]) == (4, 4, 1.0, [80, 100])
@@ -252,7 +253,7 @@ def test_carts_journey_and_email_attribution_through_the_events_api(storepulse: 
     events = [
         {"type": "page_view", "id": f"{tag}-1", "time": t("10:00"), "visitor": v(1), "url": "/"},
         {"type": "add_to_cart", "id": f"{tag}-2", "time": t("10:01"), "visitor": v(1), "cart": f"{tag}-c1", "currency": "EUR",
-         "items": [{"product": f"{tag}-p1", "qty": 1, "price": "10.00"}]},
+         "items": [{"product": f"{tag}-p1", "qty": 1, "price": "10.00", "name": "Desk lamp"}]},
         {"type": "page_view", "id": f"{tag}-3", "time": t("10:02"), "visitor": v(2), "url": "/"},
         {"type": "add_to_cart", "id": f"{tag}-4", "time": t("10:02"), "visitor": v(2), "cart": f"{tag}-c2", "currency": "EUR",
          "items": [{"product": f"{tag}-p2", "qty": 1, "price": "5.00"}]},
@@ -276,7 +277,7 @@ def test_carts_journey_and_email_attribution_through_the_events_api(storepulse: 
     c = carts()
     mine = [x for x in c["latest_carts"] if x["cart"].startswith(tag)]
     assert {x["cart"]: x["status"] for x in mine} == {f"{tag}-c1": "abandoned", f"{tag}-c2": "purchased"}
-    assert {"product": f"{tag}-p1", "carts": 1} in c["most_abandoned_products"]
+    assert {"product": f"{tag}-p1", "name": "Desk lamp", "carts": 1} in c["most_abandoned_products"]
     journey = storepulse.get("/api/v1/orgs/acme/journey", **span).json()
     attribution = storepulse.get("/api/v1/orgs/acme/attribution", **span).json()
     spring = [x for x in attribution["campaigns"] if x["campaign"] == f"{tag}-spring"]

@@ -58,6 +58,12 @@ def test_day_parts_merge_into_the_whole_periods_lists(seed: int, store: str | No
                 == lists.products_list(paid, sort=sort, limit=50, currency="EUR"))
     for sort in ("orders", "lift"):
         assert lists.rank_pairs(list_parts.merge_baskets(parts), sort=sort, limit=40) == lists.pairs_list(paid, sort=sort, limit=40)
+        # named as the products list names them (the name of the latest order naming each)
+        products = list_parts.merge_products(parts)
+        named = lists.rank_pairs(list_parts.merge_baskets(parts), sort=sort, limit=40, products=products)
+        names = {r["product"]: r["name"] for r in lists.products_list(paid, sort="revenue", limit=100, currency="EUR")}
+        assert named and [(r["a_name"], r["b_name"]) for r in named] == [(names[r["a"]], names[r["b"]]) for r in named]
+        assert any(r["a_name"] for r in named)
     customers = [list_parts.customers_part(list(day), currency="EUR", rates=None, store=store)
                  for _, day in groupby(records, key=lambda r: r.day)]
     assert list_parts.merge_customers(customers) == lists.period_customers(paid)
@@ -89,3 +95,29 @@ def test_best_and_latest_carts_from_day_parts_are_the_summarys_own(seed: int) ->
                                            store=store, best=best)
             assert whole["best_carts"] and parts["best_carts"] == whole["best_carts"], (store, limit)
             assert parts["latest_carts"] == whole["latest_carts"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_most_abandoned_products_are_named_by_the_latest_cart_naming_them_whole_or_by_day(seed: int) -> None:
+    from core.records import AbandonedProduct, Cart
+    from ws_gateway import shoppers
+
+    rng = random.Random(seed)
+    carts = sorted((Record("o", 1, Cart.KIND, f"web:k{i}", f"2026-02-{day:02d}", Cart(
+        store="web", cart=f"k{i}", person=None, status="abandoned", currency="EUR", value=100, items=[],
+        first=day * 86_400_000, last=day * 86_400_000 + rng.randrange(3) * 60_000, due=None, paid=None,
+        names={p: rng.choice(("Mug", "Mug v2", "Kettle")) for p in rng.sample(("p1", "p2", "p3"), rng.randrange(3))}))
+        for i in range(60) for day in [rng.randrange(1, 20)]), key=lambda r: r.day)
+    latest: dict[str, tuple[int, str, str]] = {}  # the rule, by brute force
+    for r in carts:
+        for p, name in r.value.names.items():
+            latest[p] = max(latest.get(p, (-1, "", "")), (r.value.last, r.key, name))
+    by_day = [list(g) for _, g in groupby(carts, key=lambda r: r.day)]
+    names = list_parts.merge_cart_names([list_parts.cart_names_part(d) for d in by_day])
+    assert names == {p: m[2] for p, m in latest.items()} and names
+    products = [Record("o", 1, AbandonedProduct.KIND, f"web|2026-02-01|{p}", "2026-02-01", AbandonedProduct("web", p, n))
+                for p, n in (("p1", 3), ("p2", 2), ("p4", 1))]
+    for given in (None, names):  # the whole period's carts, or the day parts' names
+        body = shoppers.carts_summary([], [], products, carts, currency="EUR", rates=None, limit=10, store=None, names=given)
+        assert body["most_abandoned_products"] == [{"product": p, "name": names.get(p, ""), "carts": n}
+                                                   for p, n in (("p1", 3), ("p2", 2), ("p4", 1))]

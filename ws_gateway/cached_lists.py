@@ -64,14 +64,14 @@ def order_list(cache: DayCache, model: ReadModel, org: str, first: str, last: st
             with merge.lock:
                 merge.sync(dict(days))
                 count, by_source, gaps = merge.count, merge.by_source, merge.gaps
-                products = merge.products if what == "products" else {}
+                products = merge.products if what in ("products", "pairs") else {}  # pairs: their names
                 baskets = merge.baskets if what == "pairs" else lists.Baskets()
                 parts = [p for _, p in days]
                 return _rows(what, parts, count, by_source, products, baskets, currency=currency, sort=sort,
                              limit=limit, tz=tz), gaps
         parts = order_parts(cache, model, org, first, last, currency=currency, rates=rates, store=store, members=members)
         return (_rows(what, parts, sum(p.count for p in parts), list_parts.merge_by_source(parts),
-                      list_parts.merge_products(parts) if what == "products" else {},
+                      list_parts.merge_products(parts) if what in ("products", "pairs") else {},
                       list_parts.merge_baskets(parts) if what == "pairs" else lists.Baskets(),
                       currency=currency, sort=sort, limit=limit, tz=tz), frozenset(list_parts.gaps(parts)))
 
@@ -122,7 +122,7 @@ def _rows(what: str, parts: list[list_parts.OrdersPart], count: int, by_source: 
                 "by_source": lists.by_source_json(by_source, currency)}
     if what == "products":
         return {"products": lists.rank_products(products, sort=sort, limit=limit, currency=currency)}
-    return {"pairs": lists.rank_pairs(baskets, sort=sort, limit=limit), "orders_considered": count}
+    return {"pairs": lists.rank_pairs(baskets, sort=sort, limit=limit, products=products), "orders_considered": count}
 
 
 def latest_carts(cache: DayCache, model: ReadModel, org: str, first: str, last: str, *, store: str | None,
@@ -150,11 +150,12 @@ def carts(cache: DayCache, model: ReadModel, org: str, first: str, last: str, *,
         compute_best = functools.partial(list_parts.best_carts_part, store=store, currency=currency, rates=rates)
         best = cache.parts(model, org, Cart, first, last, ("best carts", store, currency), compute_best)
         recording.gaps |= list_parts.gaps(best)
+        names = list_parts.merge_cart_names(cache.parts(model, org, Cart, first, last, "names", list_parts.cart_names_part))
         body = shoppers.carts_summary(model.records(org, CartDay, first, last), model.records(org, OpenCarts),
                                       abandoned_products(cache, model, org, first, last),
                                       latest_carts(cache, model, org, first, last, store=store, limit=limit),
                                       currency=currency, rates=recording, limit=limit, store=store,
-                                      best=list_parts.merge_best_carts(best, limit))
+                                      best=list_parts.merge_best_carts(best, limit), names=names)
         return body, frozenset(recording.gaps)
 
     return cache.answer(key, compute)

@@ -490,6 +490,30 @@ def _best_key(row: tuple[int, str, Record[Cart]]) -> tuple[int, str]:
     return row[0], row[1]
 
 
+CartNames = dict[str, tuple[int, str, str]]  # product -> (last activity, cart key, name) of the latest cart naming it
+
+
+def cart_names_part(records: Iterable[Record[Cart]]) -> CartNames:
+    """What names the products of these (a day's) carts: each one's name in the latest cart naming it."""
+    out: CartNames = {}
+    for r in records:
+        for product, name in r.value.names.items():
+            mark = (r.value.last, r.key, name)
+            if product not in out or mark > out[product]:
+                out[product] = mark
+    return out
+
+
+def merge_cart_names(parts: Iterable[CartNames]) -> dict[str, str]:
+    """Product -> its name in the latest cart of any part naming it (by last activity, then key)."""
+    latest: CartNames = {}
+    for part in parts:
+        for product, mark in part.items():
+            if product not in latest or mark > latest[product]:
+                latest[product] = mark
+    return {product: mark[2] for product, mark in latest.items()}
+
+
 def paid_times(records: Iterable[Record[Order]]) -> list[int]:
     """A day's paid times (what the quota counts), sorted."""
     return sorted(r.value.paid for r in records if r.value.paid is not None)

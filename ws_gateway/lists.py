@@ -313,9 +313,10 @@ def baskets(orders: list[Paid]) -> Baskets:
     return out
 
 
-def rank_pairs(b: Baskets, *, sort: str, limit: int) -> list[dict[str, Any]]:
+def rank_pairs(b: Baskets, *, sort: str, limit: int, products: dict[str, list[Any]] | None = None) -> list[dict[str, Any]]:
     """Products bought together, among the PAIR_PRODUCTS most-ordered products: orders with both,
-    support = that / all orders, lift = P(a,b) / (P(a) P(b))."""
+    support = that / all orders, lift = P(a,b) / (P(a) P(b)). With the period's `products`
+    (product_sums), each is named as the products list names it (`a_name`, `b_name`)."""
     n, freq = b.orders, b.freq
     # the most-ordered, ties by product: not by the order met, so parts merge in any order
     top = {p for p, _ in heapq.nsmallest(PAIR_PRODUCTS, freq.items(), key=lambda pc: (-pc[1], pc[0]))}
@@ -325,8 +326,13 @@ def rank_pairs(b: Baskets, *, sort: str, limit: int) -> list[dict[str, Any]]:
     else:  # by lift as shown (rounded), then orders, then the pair
         ranked = heapq.nsmallest(limit, mine, key=lambda pk: (-round(pk[1] * n / (freq[pk[0][0]] * freq[pk[0][1]]), 6),
                                                               -pk[1], pk[0]))
-    return [{"a": a, "b": c, "orders": k, "support": round(k / n, 6), "lift": round((k * n) / (freq[a] * freq[c]), 6)}
-            for (a, c), k in ranked]
+    rows = []
+    for (a, c), k in ranked:
+        row: dict[str, Any] = {"a": a, "b": c}
+        if products is not None:
+            row["a_name"], row["b_name"] = ((products[p][0] or "") if p in products else "" for p in (a, c))
+        rows.append({**row, "orders": k, "support": round(k / n, 6), "lift": round((k * n) / (freq[a] * freq[c]), 6)})
+    return rows
 
 
 def pairs_list(orders: list[Paid], *, sort: str, limit: int) -> list[dict[str, Any]]:

@@ -6,13 +6,14 @@ Definitions: docs/carts_journey.md. Counters are per local day; a period sums it
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from core.changes import Record
 from core.money import EXPONENTS, Money
 from core.rates import LATEST, Rates, convert
 from core.records import AbandonedProduct, Attribution, Cart, CartDay, JourneyDay, OpenCarts
+from ws_gateway.list_parts import cart_names_part, merge_cart_names
 
 CART_COUNTS = ("carts", "open", "abandoned", "recovered", "purchased")
 
@@ -26,9 +27,10 @@ def _by_status(v: CartDay) -> tuple[tuple[int, int], ...]:
 def carts_summary(days: Iterable[Record[CartDay]], open_now: Iterable[Record[OpenCarts]],
                   products: Iterable[Record[AbandonedProduct]], carts: Iterable[Record[Cart]],
                   *, currency: str, rates: Rates | None, limit: int, store: str | None,
-                  best: Iterable[Record[Cart]] | None = None) -> dict[str, Any]:
+                  best: Iterable[Record[Cart]] | None = None, names: Mapping[str, str] | None = None) -> dict[str, Any]:
     """`carts`: the period's carts, or (the read side's day parts, ws_gateway/list_parts.py) the `limit`
-    latest of them with `best` the `limit` best open ones, as this would pick them."""
+    latest of them with `best` the `limit` best open ones, as this would pick them, and `names` the
+    products' names in the period's carts (list_parts.cart_names_part: the latest cart naming each)."""
     counts = [0] * len(CART_COUNTS)
     values = [0] * len(CART_COUNTS)
     for r in days:
@@ -47,6 +49,9 @@ def carts_summary(days: Iterable[Record[CartDay]], open_now: Iterable[Record[Ope
     for p in products:
         if store is None or p.value.store == store:
             abandoned_products[p.value.product] += p.value.carts
+    carts = list(carts)
+    if names is None:
+        names = merge_cart_names([cart_names_part(carts)])
     mine = [r for r in carts if store is None or r.value.store == store]
     listed = [r.value for r in sorted(mine, key=lambda r: (r.value.last, r.key), reverse=True)[:limit]]
     # The best carts: the period's open carts by value (each at its first day's rate), largest first.
@@ -60,7 +65,7 @@ def carts_summary(days: Iterable[Record[CartDay]], open_now: Iterable[Record[Ope
         "abandonment_rate": round(total["abandoned"] / total["carts"], 6) if total["carts"] else 0.0,
         "recovery_rate": round(total["recovered"] / total["abandoned"], 6) if total["abandoned"] else 0.0,
         "open_now": {"carts": live_n, "value": Money(live_value, currency).to_json()},
-        "most_abandoned_products": [{"product": p, "carts": n}
+        "most_abandoned_products": [{"product": p, "name": names.get(p, ""), "carts": n}
                                     for p, n in sorted(abandoned_products.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]],
         "latest_carts": [_cart_json(c) for c in listed],
         "best_carts": [_cart_json(r.value) for r in best],

@@ -62,7 +62,7 @@ export default {
       { label: t("col.value"), value: (c) => fmt.money({ amount: c.value, currency: c.currency, exponent: c.exponent }), num: true },
     ], b.latest_carts, t("empty")));
     this.products.set(table(t("carts.most_abandoned"), [
-      { label: t("col.product"), value: (r) => r.product },
+      { label: t("col.product"), value: (r) => r.name || r.product }, // named as the latest cart naming it
       { label: t("carts.carts"), value: (r) => fmt.number(r.carts), num: true },
     ], b.most_abandoned_products, t("empty")));
   },

@@ -20,7 +20,7 @@ export default {
     this.revenue = card(t("products.by_revenue"), { wide: true });
     this.units = card(t("products.by_units"), { wide: true });
     this.abandoned = card(t("carts.most_abandoned"));
-    this.pairs = card(t("products.pairs"));
+    this.pairs = card(t("products.pairs"), { wide: true }); // two names a row: the narrow card cut the columns off
     this.revenue.heading.append(" ", h("button", { type: "button", class: "engage", "data-export": "products", onclick: async () => {
       const b = await ctx.api.get("products", { ...ctx.params({}), sort: "revenue", limit: 1000 });
       download("storepulse-products.csv", toCsv(["product", "name", "revenue_minor", "currency", "units", "orders"],
@@ -38,11 +38,11 @@ export default {
       this.revenue.set(productsTable(t, t("products.by_revenue"), rev.products));
       this.units.set(productsTable(t, t("products.by_units"), units.products));
       this.abandoned.set(table(t("carts.most_abandoned"), [
-        { label: t("col.product"), value: (r) => r.product },
+        { label: t("col.product"), value: (r) => r.name || r.product },
         { label: t("carts.carts"), value: (r) => fmt.number(r.carts), num: true },
       ], carts.most_abandoned_products, t("empty")));
       this.pairs.set(table(t("products.pairs"), [
-        { label: t("col.product"), value: (r) => `${r.a} + ${r.b}` },
+        { label: t("col.product"), value: (r) => `${r.a_name || r.a} + ${r.b_name || r.b}` },
         { label: t("kpi.orders"), value: (r) => fmt.number(r.orders), num: true },
         { label: t("products.lift"), value: (r) => fmt.decimal(r.lift), num: true },
       ], pairs.pairs, t("empty")));
