@@ -4,16 +4,15 @@ headless Chromium runs the dashboard under it and refuses anything injected."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
+from tests.chromium import chromium
 from tests.helpers import TOKENS, Storepulse, payment_intent_succeeded
-from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
 from web.security import with_websocket
 
 BASE_POLICY = "default-src 'self'; base-uri 'none'; form-action 'self'; object-src 'none'; frame-ancestors 'none'"
@@ -68,26 +67,20 @@ def test_the_dashboard_policy_allows_exactly_its_own_code(sp: Storepulse) -> Non
 
 
 def test_chromium_runs_the_dashboard_under_its_policy_and_refuses_injected_code(sp: Storepulse) -> None:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium`", pytrace=False)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            console: list[str] = []
-            page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
-            page.goto(f"{sp.base}/#token={TOKENS['acme']}")
-            expect(page.locator("#status")).to_have_text("live", timeout=15_000)  # script ran, WebSocket connected
-            expect(page.locator("#figures")).to_be_visible()
-            assert page.evaluate("getComputedStyle(document.querySelector('header')).display") == "flex"  # style applied
-            assert [m for m in console if "Content Security Policy" in m] == []
-            # Control: an inline script that is not the page's own is refused.
-            page.evaluate("""() => { const s = document.createElement('script');
-                                     s.textContent = 'window.injected = 1'; document.body.appendChild(s); }""")
-            assert page.evaluate("window.injected") is None
-            assert any("Content Security Policy" in m for m in console), console
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page()
+        console: list[str] = []
+        page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+        page.goto(f"{sp.base}/#token={TOKENS['acme']}")
+        expect(page.locator("#status")).to_have_text("live", timeout=15_000)  # script ran, WebSocket connected
+        expect(page.locator("#figures")).to_be_visible()
+        assert page.evaluate("getComputedStyle(document.querySelector('header')).display") == "flex"  # style applied
+        assert [m for m in console if "Content Security Policy" in m] == []
+        # Control: an inline script that is not the page's own is refused.
+        page.evaluate("""() => { const s = document.createElement('script');
+                                 s.textContent = 'window.injected = 1'; document.body.appendChild(s); }""")
+        assert page.evaluate("window.injected") is None
+        assert any("Content Security Policy" in m for m in console), console
 
 
 @pytest.mark.parametrize(("host", "connect"), [
