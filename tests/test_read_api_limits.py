@@ -111,7 +111,7 @@ def flood(base: str, params: dict[str, str], seconds: float, started: Event, out
                     if r.status_code == 429:
                         refusals.add((r.headers.get("retry-after"), r.json()["error"]))
                     elif r.status_code == 200:
-                        points.add(sum(p["value"] for p in r.json()["points"]))
+                        points.add(sum(p["value"] or 0 for p in r.json()["points"]))  # null: an hour not begun
 
     threads = [threading.Thread(target=one) for _ in range(16)]
     for t in threads:
