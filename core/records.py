@@ -73,6 +73,7 @@ class Order(Value, frozen=True):
     refunded: int
     cancelled: bool
     items: Raw  # JSON [[product, qty, unit price, name], ...]: the ledger keeps it serialised
+    buyer: str = ""  # the buyer's name (else e-mail) as the order's report typed it at the checkout
 
     def lines(self) -> list[OrderLine]:
         return _LINES.decode(self.items)

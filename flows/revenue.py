@@ -81,6 +81,16 @@ GROSS, REFUNDS, ORDERS, PAID, ITEMS = range(5)
 LEDGER_KINDS = frozenset({Kind.ORDER_PAID, Kind.ORDER_PLACED, Kind.ORDER_REFUNDED, Kind.ORDER_CANCELLED})
 _LINE = attrgetter("product", "qty", "unit_price", "name")  # an item as its record shows it
 _QTY = attrgetter("qty")
+
+
+def _buyer(e: Event) -> str:
+    """Who an order's report says bought it: the name typed at the checkout, else the e-mail (attrs
+    `customer_name`, `email`: the adapters' ingest/fields.py buyer), "" when it says neither."""
+    for key in ("customer_name", "email"):
+        value = e.attrs.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:128]
+    return ""
 # The tables that flows/snapshot_files.py keeps on disk: everything else of a ledger is small.
 TABLES = ("orders", "refunds", "buckets")
 
@@ -103,13 +113,14 @@ class OrderFacts:
     refunds: dict[str, int] = field(default_factory=dict)  # refund name -> total so far
     cancelled: bool = False
     noted: int = 0  # the latest time of any event folded into it (placed, paid, refund, cancel)
+    buyer: str = ""  # the buyer's name (else e-mail) as typed at the checkout: taken as `customer` is
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         # Segments pickle orders by the thousand: as a plain tuple of fields, 100,000 orders pickle in
         # 418 ms instead of 722 ms (1.7x, best of 5 on this machine).
         return (OrderFacts, (self.store, self.order, self.placed, self.placed_currency, self.paid, self.currency,
                              self.amount, self.items, self.units, self.customer, self.source, self.refunds,
-                             self.cancelled, self.noted))
+                             self.cancelled, self.noted, self.buyer))
 
     @property
     def anchor(self) -> int:
@@ -122,7 +133,7 @@ class OrderFacts:
             store=self.store, order=self.order, customer=self.customer, source=self.source,
             placed=self.placed[0] if self.placed else None, paid=self.paid[0] if self.paid else None,
             currency=self.currency or self.placed_currency, amount=self.amount,
-            refunded=sum(self.refunds.values()), cancelled=self.cancelled, items=Raw(self.items),
+            refunded=sum(self.refunds.values()), cancelled=self.cancelled, items=Raw(self.items), buyer=self.buyer,
         )
 
 
@@ -348,6 +359,9 @@ class RevenueLedger:
             changed = placed_here = True
         if o.customer is None and e.customer:
             o.customer, changed = e.customer, True
+        typed = _buyer(e)
+        if not o.buyer and typed:
+            o.buyer, changed = typed, True
         if e.kind is not Kind.ORDER_PAID or (o.paid is not None and o.paid <= seen):
             if placed_here:
                 self._add(touched, o.store, e.time, e.currency, ORDERS, 1)
@@ -359,6 +373,7 @@ class RevenueLedger:
         o.items = bytes(memoryview(orjson.dumps(list(map(_LINE, e.items)))))
         o.units = sum(map(_QTY, e.items))
         o.customer = e.customer or o.customer
+        o.buyer = typed or o.buyer
         o.source = str(e.source)
         self._add_paid(touched, o, e.time, 1, 1 if placed_here else 0)
         return o

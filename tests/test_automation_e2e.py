@@ -243,6 +243,8 @@ def test_a_guest_s_abandoned_checkout_is_mailed_to_the_address_typed_at_it(store
                           "the Stripe guest among the customers")["customers"]
     assert [(c["email"], c["name"], c["orders"]) for c in customers if c["customer"] == "ken@guest.example"] == [
         ("ken@guest.example", "Ken Guest", 1)]
+    orders = sp.get("/api/v1/orgs/acme/orders", period="all", sort="latest").json()["orders"]
+    assert [(o["customer"], o["buyer"]) for o in orders if o["order"] == "pi_ken"] == [("ken@guest.example", "Ken Guest")]
 
 
 def test_an_automation_defined_and_deleted_through_the_api(storepulse: Storepulse, receiver: Receiver) -> None:

@@ -214,9 +214,10 @@ def test_the_demo_s_automation_delivers_to_its_own_inbox(demo: dict[str, Any]) -
     assert "msg_forged" not in {d["id"] for d in httpx.get(inbox, headers=auth, timeout=10).json()["deliveries"]}
 
 
-def test_the_automations_view_names_the_customers_reminded(demo: dict[str, Any]) -> None:
+def test_the_automations_and_orders_views_name_the_customers(demo: dict[str, Any]) -> None:
     """In Chromium, the demo's Automations view lists its deliveries with each customer's name (the
-    profile's when the action fired), else their e-mail, else their id (an anonymous visitor's cart)."""
+    profile's when the action fired), else their e-mail, else their id (an anonymous visitor's cart);
+    the Orders view each order's buyer as its checkout named them."""
     wait_for(lambda: any(d["payload"].get("name") for d in _get(demo, "deliveries", limit=20)["deliveries"]), 90,
              "a reminder of a named customer")
     with chromium() as browser:
@@ -231,6 +232,13 @@ def test_the_automations_view_names_the_customers_reminded(demo: dict[str, Any])
         by_subject = {d["subject"]: d["payload"].get("name") or d["payload"].get("email") or d["subject"] for d in listed}
         assert shown and set(shown) <= set(by_subject.values()), (shown, by_subject)
         assert any(name.split()[0] in shop.FIRST_NAMES for name in shown), shown
+        # the Orders view names each order's buyer as the order's checkout did
+        page.goto(f"{demo['base']}/#token={demo['token']}&view=orders")
+        rows = page.locator("#view-orders section", has_text="Best orders").locator("tbody tr")
+        expect(rows.first).to_be_visible()
+        shown = [row.locator("td").nth(3).inner_text() for row in rows.all()]
+        today = _get(demo, "orders", period="today", sort="latest", limit=1000)["orders"]  # the live ticks add more
+        assert set(shown) <= {o["buyer"] for o in today} and all(n.split()[0] in shop.FIRST_NAMES for n in shown), shown
         assert errors == []
 
 

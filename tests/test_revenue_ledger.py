@@ -59,6 +59,21 @@ def test_an_order_paid_through_three_events_counts_once() -> None:
     assert totals(ledger) == {("s", "2025-11-21", "EUR"): [2500, 0, 1, 1, 0]}
 
 
+def test_an_order_shows_its_buyer_as_its_earliest_paid_report_typed_it() -> None:
+    def report(eid: str, t: int, kind: Kind = Kind.ORDER_PAID, **attrs: str) -> Event:
+        return Event(id=eid, kind=kind, org="o", store="s", time=t, amount=2500, currency="EUR", order="o1", attrs=attrs)
+    ledger = RevenueLedger("o", "Europe/Berlin")
+    [rec] = records(ledger.apply(report("placed", T0 - H, Kind.ORDER_PLACED, email="ann@x.io")))
+    assert rec.value.buyer == "ann@x.io"  # placed, not paid: the first report naming one
+    [rec] = records(ledger.apply(report("late", T0 + H, customer_name="Ann Later")))
+    assert rec.value.buyer == "Ann Later"  # the paid report's: a name before an e-mail
+    [rec] = records(ledger.apply(report("early", T0, customer_name=" Ann Lee ", email="ann@x.io")))
+    assert rec.value.buyer == "Ann Lee"  # an earlier paid report arrived later: its name
+    assert records(ledger.apply(report("later", T0 + 2 * H, customer_name="Someone"))) == []  # a later report: nothing
+    [rec] = records(RevenueLedger("o", "Europe/Berlin").apply(report("bare", T0)))
+    assert rec.value.buyer == ""
+
+
 def test_the_earliest_fact_decides_the_day_whatever_the_arrival_order() -> None:
     ledger = RevenueLedger("o", "Europe/Berlin")
     ledger.apply(paid("late", "pi_1", 2500, T0 + 2 * H))  # 01:00 on the 22nd in Berlin

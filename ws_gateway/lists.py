@@ -73,7 +73,7 @@ def orders_list(orders: list[Paid], *, sort: str, limit: int, currency: str, tz:
     else:
         ranked = sorted(orders, key=lambda o: (o.amount, o.key), reverse=True)
     return [
-        {"store": o.order.store, "order": o.order.order, "customer": o.order.customer,
+        {"store": o.order.store, "order": o.order.order, "customer": o.order.customer, "buyer": o.order.buyer,
          "paid_at": _iso(o.paid, tz), "amount": Money(o.amount, currency).to_json(),
          "original": Money(o.order.amount, o.order.currency).to_json(),
          "refunded": Money(o.order.refunded, o.order.currency).to_json(), "cancelled": o.order.cancelled,

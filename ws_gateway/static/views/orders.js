@@ -9,7 +9,8 @@ function ordersTable(t, caption, orders) {
     { label: t("col.paid_at"), value: (o) => fmt.dateTime(o.paid_at) },
     { label: t("col.order"), value: (o) => o.order },
     { label: t("col.store"), value: (o) => o.store },
-    { label: t("col.customer"), value: (o) => o.customer ?? t("col.guest") },
+    // the name (else e-mail) typed at the checkout, else the customer id, else a guest
+    { label: t("col.customer"), value: (o) => o.buyer || (o.customer ?? t("col.guest")) },
     { label: t("col.source"), value: (o) => o.source },
     { label: t("col.items"), value: (o) => fmt.number(o.items), num: true },
     { label: t("col.amount"), value: (o) => fmt.money(o.amount), num: true },
