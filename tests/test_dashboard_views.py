@@ -502,6 +502,10 @@ def test_recommendations_act_dismiss_and_go_once_done(sp: Storepulse, context: B
     page, errors = _open(context, sp, org="tokyo")  # a Stripe store alone: no site tracking
     tip = page.locator('[data-recommendation="site_tracking"]')
     expect(tip).to_contain_text("Install site tracking.")
+    # tokyo has no channel: the abandoned-cart automation cannot be enabled here, the card says what to add
+    reminder = page.locator('[data-recommendation="abandoned_cart"]')
+    expect(reminder).to_contain_text("Add a channel (Slack, e-mail or a webhook) under [orgs.<id>.channels]")
+    expect(reminder.locator("[data-enable]")).to_have_count(0)
     page.click('[data-dismiss="site_tracking"]')
     expect(tip).to_have_count(0)
     page.reload()
@@ -523,9 +527,16 @@ def test_recommendations_act_dismiss_and_go_once_done(sp: Storepulse, context: B
             ids({ connections: events, visitors: 0, automations: null, segments: null }),
             ids({ connections: events, visitors: 5, automations: [{ trigger: 'order.paid' }], segments: null }),
             ids({ connections: events, visitors: 5, automations: [{ trigger: 'cart.abandoned' }], segments: [{ id: 'repeat_buyers' }] }),
+            // what "Enable" would define: to the shopper when a channel mails customers, else the first enabled one
+            [null, [], [{ id: 'ops', kind: 'slack' }, { id: 'mail', kind: 'email', to: 'customer' }],
+             [{ id: 'mail', kind: 'email', to: 'customer', enabled: false }, { id: 'hook', kind: 'webhook', enabled: true }]]
+                .map((channels) => recommend({ connections: events, visitors: 5, automations: [], segments: null, channels })[0])
+                .map((r) => [r.id, r.channels, r.automation && r.automation.send]),
         ];
     }""")
-    assert got == [[], ["site_tracking"], ["site_tracking"], ["abandoned_cart"], ["segment_one_time_buyers"]]
+    assert got == [[], ["site_tracking"], ["site_tracking"], ["abandoned_cart"], ["segment_one_time_buyers"],
+                   [["abandoned_cart", False, None], ["abandoned_cart", True, None], ["abandoned_cart", True, ["mail"]],
+                    ["abandoned_cart", True, ["hook"]]]]
     assert errors == [], errors
 
 

@@ -214,6 +214,34 @@ def test_the_demo_s_automation_delivers_to_its_own_inbox(demo: dict[str, Any]) -
     assert "msg_forged" not in {d["id"] for d in httpx.get(inbox, headers=auth, timeout=10).json()["deliveries"]}
 
 
+def test_the_overview_offers_the_abandoned_cart_automation_and_enables_it(demo: dict[str, Any]) -> None:
+    """The demo's automation deleted, the overview's "For you" card offers it again with the demo's
+    channel; one click defines it through the API, and the card says so, then no longer offers it."""
+    auth = {"Authorization": f"Bearer {demo['token']}"}
+    gone = httpx.delete(f"{demo['base']}/api/v1/orgs/demo/automations/abandoned-cart", headers=auth, timeout=10)
+    assert gone.status_code == 202, gone.text
+    wait_for(lambda: _get(demo, "automations")["automations"] == [], 30, "the automation deleted")
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{demo['base']}/#token={demo['token']}&view=overview")
+        tip = page.locator('[data-recommendation="abandoned_cart"]')
+        expect(tip).to_contain_text("Enable the abandoned-cart automation.")
+        tip.locator('[data-enable="abandoned_cart"]').click()
+        expect(tip).to_have_text("Enabled: reminders go to demo-inbox an hour after a cart is left.")
+        wait_for(lambda: _get(demo, "automations")["automations"], 30, "the automation defined")
+        [defined] = _get(demo, "automations")["automations"]
+        assert {k: defined[k] for k in ("id", "trigger", "wait", "cancel_on", "send", "source")} == {
+            "id": "abandoned-cart", "trigger": "cart.abandoned", "wait": "1h", "cancel_on": ["order.paid"],
+            "send": ["demo-inbox"], "source": "api"}
+        page.reload()
+        expect(page.locator('[data-kpi="revenue"]')).not_to_have_text("–")
+        page.wait_for_load_state("networkidle")
+        expect(tip).to_have_count(0)
+        assert errors == []
+
+
 def test_the_automations_and_orders_views_name_the_customers(demo: dict[str, Any]) -> None:
     """In Chromium, the demo's Automations view lists its deliveries with each customer's name (the
     profile's when the action fired), else their e-mail, else their id (an anonymous visitor's cart);
