@@ -58,7 +58,7 @@ OrderLine = tuple[str, int, int, str]  # (product, qty, unit price, name)
 _LINES = msgspec.json.Decoder(list[OrderLine])
 
 
-class Order(Value, frozen=True):
+class Order(Value, frozen=True, omit_defaults=True):  # a record without a buyer is written as before it had one
     """An order (flows/revenue.py). Key "<store>:<order>"; day: the local day it was paid, else placed."""
 
     KIND = RecordKind.ORDER
@@ -89,7 +89,7 @@ class QuotaAlert(Value, frozen=True):
     at: int  # ms: the paid time that made the count reach the threshold
 
 
-class Cart(Value, frozen=True):
+class Cart(Value, frozen=True, omit_defaults=True):  # likewise without names
     """A cart (flows/carts.py). Key "<store>:<cart>"; day: the local day of its first activity."""
 
     KIND = RecordKind.CART
