@@ -95,6 +95,17 @@ class Event:
         return orjson.dumps(self)
 
 
+def buyer_of(e: Event) -> str:
+    """Who an order's, cart's or checkout's event says the buyer is: the name typed at the checkout, else
+    the e-mail (attrs `customer_name`, `email`: the adapters' ingest/fields.py buyer), trimmed and cut to
+    128 characters; "" when it says neither."""
+    for key in ("customer_name", "email"):
+        value = e.attrs.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:128]
+    return ""
+
+
 class SchemaError(ValueError):
     pass
 

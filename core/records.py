@@ -105,6 +105,7 @@ class Cart(Value, frozen=True, omit_defaults=True):  # likewise without names
     due: int | None
     paid: int | None
     names: dict[str, str] = {}  # product -> its name, as the cart's events gave it (absent: none given)
+    buyer: str = ""  # the name (else e-mail) the latest activity naming one typed at the checkout
 
 
 class CartDay(Value, frozen=True):

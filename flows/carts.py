@@ -49,7 +49,7 @@ from typing import Any
 
 from core import records
 from core.changes import Record
-from core.events import Event, Kind
+from core.events import Event, Kind, buyer_of
 from core.records import AbandonedProduct, CartDay, OpenCarts, RecordKind, Value
 from flows.book import DEFAULT_KEEP_MS, HOUR_MS, MINUTE_MS, Days, TooLate, Version
 
@@ -65,8 +65,9 @@ _SNAPSHOT, _ADD, _REMOVE, _TOUCH = 0, 1, -1, 2
 # (product, qty, unit price, name): a line reduced from one event's item (lines kept by a storepulse before
 # names were kept have no name: read with `*name`)
 Lines = tuple[tuple[str, int, int, str], ...]
-# One activity event, reduced: (time, id, op, lines, amount, currency, person)
-Act = tuple[int, str, int, Lines, int, str, str | None]
+# One activity event, reduced: (time, id, op, lines, amount, currency, person, buyer); acts kept by a
+# storepulse before buyers were kept have 7 elements
+Act = tuple[int, str, int, Lines, int, str, str | None, str]
 
 
 @dataclass(slots=True)
@@ -80,6 +81,7 @@ class View:
     person: str | None
     first: int
     last: int
+    buyer: str = ""  # the name (else e-mail) the latest activity naming one typed at the checkout
 
 
 @dataclass(slots=True)
@@ -139,7 +141,8 @@ def _contents(acts: list[Act]) -> View:
         value = sum(q * u for q, u in kept.values())
     currency = next((a[5] for a in reversed(acts) if a[5]), "")
     person = next((a[6] for a in reversed(acts) if a[6]), None)
-    return View(kept, names, value, currency, person, acts[0][0], acts[-1][0])
+    buyer = next((a[7] for a in reversed(acts) if len(a) > 7 and a[7]), "")
+    return View(kept, names, value, currency, person, acts[0][0], acts[-1][0], buyer)
 
 
 def _act(e: Event) -> Act:
@@ -152,7 +155,7 @@ def _act(e: Event) -> Act:
         op = _REMOVE
     else:
         op = _TOUCH
-    return (e.time, e.id, op, lines, e.amount, e.currency, e.customer or e.visitor)
+    return (e.time, e.id, op, lines, e.amount, e.currency, e.customer or e.visitor, buyer_of(e))
 
 
 class CartBook:
@@ -321,7 +324,7 @@ class CartBook:
             shown = records.Cart(
                 store=c.store, cart=c.cart, person=v.person, status=status, currency=v.currency, value=v.value,
                 items=[(p, q, u) for p, (q, u) in v.lines.items()], first=v.first, last=v.last, due=due,
-                paid=self._paid(c, due), names=v.names,
+                paid=self._paid(c, due), names=v.names, buyer=v.buyer,
             )
             if shown != c.shown:
                 c.shown = shown

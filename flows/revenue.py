@@ -45,7 +45,7 @@ from msgspec import Raw
 
 from core.changes import DAY, HOUR, Bucket, Change, Record
 from core.clock import utc_from_ms
-from core.events import Event, Kind
+from core.events import Event, Kind, buyer_of
 from core.records import Order, QuotaAlert, RecordKind
 from flows.book import DAY_MS, HOUR_MS, TooLate
 from flows.quota import QuotaWindow
@@ -81,16 +81,6 @@ GROSS, REFUNDS, ORDERS, PAID, ITEMS = range(5)
 LEDGER_KINDS = frozenset({Kind.ORDER_PAID, Kind.ORDER_PLACED, Kind.ORDER_REFUNDED, Kind.ORDER_CANCELLED})
 _LINE = attrgetter("product", "qty", "unit_price", "name")  # an item as its record shows it
 _QTY = attrgetter("qty")
-
-
-def _buyer(e: Event) -> str:
-    """Who an order's report says bought it: the name typed at the checkout, else the e-mail (attrs
-    `customer_name`, `email`: the adapters' ingest/fields.py buyer), "" when it says neither."""
-    for key in ("customer_name", "email"):
-        value = e.attrs.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()[:128]
-    return ""
 # The tables that flows/snapshot_files.py keeps on disk: everything else of a ledger is small.
 TABLES = ("orders", "refunds", "buckets")
 
@@ -359,7 +349,7 @@ class RevenueLedger:
             changed = placed_here = True
         if o.customer is None and e.customer:
             o.customer, changed = e.customer, True
-        typed = _buyer(e)
+        typed = buyer_of(e)
         if not o.buyer and typed:
             o.buyer, changed = typed, True
         if e.kind is not Kind.ORDER_PAID or (o.paid is not None and o.paid <= seen):

@@ -229,6 +229,9 @@ def test_a_guest_s_abandoned_checkout_is_mailed_to_the_address_typed_at_it(store
     [mail] = smtp.mailbox.mails
     assert (mail["To"], mail["Subject"]) == ("Gia@Guest.Example", "Abandoned cart: €25.00")  # as typed, not the key
     assert "- 1 × Mug (€25.00)" in mail.get_body(("plain",)).get_content()  # the checkout line's title, not id 7
+    latest = sp.get("/api/v1/orgs/acme/carts", period="all").json()["latest_carts"]
+    assert [(c["person"], c["buyer"], c["status"]) for c in latest if c["cart"] == "cart-gia"] == [
+        ("gia@guest.example", "Gia Guest", "abandoned")]
     assert sorted((d.action.channel, d.action.subject) for d in deliveries(sp, "reminder")) == [
         ("crm", "gia@guest.example"), ("customer-mail", "gia@guest.example")]
 

@@ -120,6 +120,20 @@ def test_a_cart_names_its_products_as_its_latest_events_naming_them_do() -> None
     assert carts._contents(c.acts).names == {}
 
 
+def test_a_cart_shows_its_buyer_as_its_latest_activity_naming_one_typed_it() -> None:
+    b = book()
+    out = b.apply(ev(Kind.CHECKOUT_STARTED, T0, cart="k1", customer="g@x.io", attrs={"email": "g@x.io"}))
+    assert one(out, "cart").buyer == "g@x.io"
+    out = b.apply(ev(Kind.CART_UPDATED, T0 + 2 * MIN, cart="k1", customer="g@x.io", amount=500,
+                     items=(Item("p1", 1, 500),), attrs={"email": "g@x.io", "customer_name": "Gil Guest"}))
+    assert one(out, "cart").buyer == "Gil Guest"  # a name before an e-mail
+    out = b.apply(add(T0 + MIN, customer="g@x.io"))  # an earlier add naming no one: the latest naming one stays
+    assert [r for r in out if r.kind == "cart" and r.value.buyer != "Gil Guest"] == []
+    c = b.carts[("s", "k1")]
+    c.acts = [a[:7] for a in c.acts]  # as kept before buyers were
+    assert carts._contents(c.acts).buyer == ""
+
+
 def test_a_purchase_at_exactly_the_threshold_is_in_time() -> None:
     b = book()
     b.apply(add(T0))

@@ -793,7 +793,8 @@ def test_best_carts_are_the_open_ones_by_value(sp: Storepulse, context: BrowserC
     for name, amount, bought in carts:
         cart = f"best-{tag}-{name}"
         events.append({"type": "cart_updated", "id": f"cu-{cart}", "time": now - 60_000, "customer": f"cus-{cart}", "cart": cart,
-                       "currency": "EUR", "amount": amount, "items": [{"product": "lamp", "qty": 1, "price": amount}]})
+                       "currency": "EUR", "amount": amount, "items": [{"product": "lamp", "qty": 1, "price": amount}],
+                       **({"properties": {"customer_name": "Ada Best"}} if name == "a" else {})})  # typed at a checkout
         if bought:
             events.append({"type": "order_paid", "id": f"op-{cart}", "time": now - 30_000, "customer": f"cus-{cart}", "cart": cart,
                            "order": f"o-{cart}", "currency": "EUR", "amount": amount,
@@ -813,6 +814,9 @@ def test_best_carts_are_the_open_ones_by_value(sp: Storepulse, context: BrowserC
     expect(rows.first).to_contain_text(best[0]["cart"])
     expect(rows.first.locator("td").last).to_have_text(f"€{best[0]['value'] / 100:,.2f}")
     expect(page.locator("#view-carts .cards > section:nth-child(2)")).not_to_contain_text(f"best-{tag}-c")
+    # the customer as the cart's checkout named them, else the id
+    expect(rows.filter(has_text=f"best-{tag}-a").locator("td").nth(3)).to_have_text("Ada Best")
+    expect(rows.filter(has_text=f"best-{tag}-b").locator("td").nth(3)).to_have_text(f"cus-best-{tag}-b")
     assert errors == [], errors
 
 
