@@ -95,15 +95,36 @@ class Event:
         return orjson.dumps(self)
 
 
+# What an order, cart or checkout event says of its buyer, as typed at the checkout: attrs written by
+# buyer_attrs (the vendor adapters; the events API's properties), read by buyer_of (order and cart
+# records) and flows/profiles.py (a profile's e-mail and name when no account event gives them).
+BUYER_EMAIL, BUYER_NAME = "email", "customer_name"
+
+
+def buyer_attrs(email: Any, name: Any) -> dict[str, str]:
+    """The buyer's e-mail and name as attrs: text only, trimmed (a name's inner spaces made single);
+    empty ones left out."""
+    out = {}
+    if isinstance(email, str) and email.strip():
+        out[BUYER_EMAIL] = email.strip()
+    if isinstance(name, str) and name.strip():
+        out[BUYER_NAME] = " ".join(name.split())
+    return out
+
+
 def buyer_of(e: Event) -> str:
     """Who an order's, cart's or checkout's event says the buyer is: the name typed at the checkout, else
-    the e-mail (attrs `customer_name`, `email`: the adapters' ingest/fields.py buyer), trimmed and cut to
-    128 characters; "" when it says neither."""
-    for key in ("customer_name", "email"):
+    the e-mail, trimmed and cut to 128 characters; "" when it says neither."""
+    for key in (BUYER_NAME, BUYER_EMAIL):
         value = e.attrs.get(key)
         if isinstance(value, str) and value.strip():
             return value.strip()[:128]
     return ""
+
+
+def full_name(first: Any, last: Any) -> str:
+    """First and last name joined by a space, either left out when missing or not text."""
+    return " ".join(n.strip() for n in (first, last) if isinstance(n, str) and n.strip())
 
 
 class SchemaError(ValueError):

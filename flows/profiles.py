@@ -62,7 +62,7 @@ from operator import attrgetter
 from typing import Any
 
 from core.changes import Record
-from core.events import Event, Kind
+from core.events import BUYER_EMAIL, BUYER_NAME, Event, Kind, full_name
 from core.records import Customer, CustomerMoney, RecordKind, Value
 from flows.book import DEFAULT_KEEP_MS, HOUR_MS, Days, Version
 
@@ -70,8 +70,8 @@ EMAIL_CHARS, NAME_CHARS = 254, 128
 NONE = -(2**63)  # "no time" inside packed numbers (and below every real one)
 GUEST = 0xFFFFFFFF  # the slot of an order that names no customer
 CONTACT = frozenset({Kind.CUSTOMER_CREATED, Kind.CUSTOMER_UPDATED, Kind.IDENTIFIED})
-# Orders, carts and checkouts carry the buyer's e-mail and name as typed at the checkout (attrs `email`,
-# `customer_name`): a guest has no other. They are kept with their time lowered by BUYER_BELOW, so any
+# Orders, carts and checkouts carry the buyer's e-mail and name as typed at the checkout (core/events.py
+# buyer_attrs): a guest has no other. They are kept with their time lowered by BUYER_BELOW, so any
 # detail an account event gives wins over them (and a profile packed before them reads the same).
 BUYER = frozenset({Kind.ORDER_PLACED, Kind.ORDER_PAID, Kind.CART_UPDATED, Kind.CHECKOUT_STARTED,
                    Kind.CHECKOUT_COMPLETED, Kind.CHECKOUT_EXPIRED})
@@ -482,7 +482,7 @@ class ProfileBook:
             p.active = max(p.active, e.time)
         a = e.attrs
         if e.kind in BUYER:  # the contact details typed at a checkout: below any the account gives
-            self._contact(p, e.time - BUYER_BELOW, a.get("email"), a.get("customer_name"))
+            self._contact(p, e.time - BUYER_BELOW, a.get(BUYER_EMAIL), a.get(BUYER_NAME))
         if e.kind not in CONTACT:
             return
         if e.kind is Kind.IDENTIFIED:
@@ -493,8 +493,8 @@ class ProfileBook:
         for at in registered:
             if at is not None and (p.reg == NONE or at < p.reg):
                 p.reg = at
-        whole = a.get("name") if isinstance(a.get("name"), str) and a["name"].strip() else " ".join(
-            n.strip() for n in (a.get("first_name"), a.get("last_name")) if isinstance(n, str) and n.strip())
+        whole = a.get("name") if isinstance(a.get("name"), str) and a["name"].strip() else full_name(
+            a.get("first_name"), a.get("last_name"))
         self._contact(p, e.time, a.get("email"), whole)
 
     @staticmethod

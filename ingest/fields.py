@@ -41,19 +41,3 @@ def parse_json(body: bytes) -> Any:
     except orjson.JSONDecodeError as exc:
         raise BadPayload(f"body is not JSON: {exc}") from None
 
-
-def buyer(email: Any, name: Any) -> dict[str, str]:
-    """The buyer's contact details as an order, cart or checkout carries them, as attrs (`email`,
-    `customer_name`): a guest has no others, and a profile takes them when the customer's own account
-    events give none (flows/profiles.py). Text only, trimmed; empty ones left out."""
-    out = {}
-    if isinstance(email, str) and email.strip():
-        out["email"] = email.strip()
-    if isinstance(name, str) and name.strip():
-        out["customer_name"] = " ".join(name.split())
-    return out
-
-
-def full_name(first: Any, last: Any) -> str:
-    """First and last name joined by a space, either left out when missing or not text."""
-    return " ".join(n.strip() for n in (first, last) if isinstance(n, str) and n.strip())

@@ -49,12 +49,12 @@ from typing import Any
 
 from core.clock import NoOffset, ms_from_iso
 from core.config import Store
-from core.events import Event, Item, Kind
+from core.events import Event, Item, Kind, buyer_attrs, full_name
 from core.limits import amount_problem
 from core.money import UnknownCurrency, normalise_currency, to_minor
 from ingest.adapter import Delivery, Outcome
 from ingest.errors import BadPayload, BadSignature, Rejected
-from ingest.fields import buyer, full_name, parse_json, required
+from ingest.fields import parse_json, required
 
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
 TOPIC_HEADER = "X-Shopify-Topic"
@@ -311,7 +311,7 @@ def _buyer(obj: Mapping[str, Any]) -> dict[str, str]:
     name = full_name(customer.get("first_name"), customer.get("last_name")) or (
         billing.get("name") if isinstance(billing.get("name"), str) else "") or full_name(
         billing.get("first_name"), billing.get("last_name"))
-    return buyer(emails[0] if emails else None, name)
+    return buyer_attrs(emails[0] if emails else None, name)
 
 
 def _cart_key(order: Mapping[str, Any], where: str) -> str | None:

@@ -13,12 +13,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from core.config import Store
-from core.events import Event, Item, Kind
+from core.events import Event, Item, Kind, buyer_attrs
 from core.limits import MAX_TIME_MS, amount_problem
 from core.money import UnknownCurrency, divide_half_up, exponent, normalise_currency
 from ingest.adapter import Delivery, Outcome
 from ingest.errors import BadPayload, BadSignature
-from ingest.fields import buyer, integer, parse_json, required
+from ingest.fields import integer, parse_json, required
 
 TOLERANCE_SECONDS = 300
 
@@ -200,7 +200,7 @@ def _session_buyer(obj: Obj, customer: str | None) -> tuple[str | None, dict[str
     details = obj.get("customer_details")
     details = details if isinstance(details, dict) else {}
     email = details.get("email") or obj.get("customer_email")
-    attrs = buyer(email, details.get("name"))
+    attrs = buyer_attrs(email, details.get("name"))
     return customer or attrs.get("email"), attrs
 
 
@@ -211,7 +211,7 @@ def paid_from_payment_intent(obj: Obj, store: Store, time_ms: int, event_id: str
     currency = _currency(obj, where)
     amount = _amount(obj, "amount_received", where, currency)
     return _paid(store, _base(obj, store, time_ms, event_id), _str(obj, "id", where), amount, currency,
-                 attrs=buyer(obj.get("receipt_email"), None))
+                 attrs=buyer_attrs(obj.get("receipt_email"), None))
 
 
 def paid_from_charge(obj: Obj, store: Store, time_ms: int, event_id: str = "") -> list[Event]:
@@ -223,7 +223,7 @@ def paid_from_charge(obj: Obj, store: Store, time_ms: int, event_id: str = "") -
     order = _id(obj.get("payment_intent")) or _str(obj, "id", where)
     billing = obj.get("billing_details")
     billing = billing if isinstance(billing, dict) else {}
-    attrs = buyer(billing.get("email") or obj.get("receipt_email"), billing.get("name"))
+    attrs = buyer_attrs(billing.get("email") or obj.get("receipt_email"), billing.get("name"))
     return _paid(store, _base(obj, store, time_ms, event_id), order, amount, currency, attrs=attrs)
 
 
@@ -237,7 +237,7 @@ def paid_from_invoice(obj: Obj, store: Store, time_ms: int, event_id: str = "") 
         return []  # a free or fully credited invoice is no order
     order = _invoice_payment_intent(obj) or _str(obj, "id", where)
     return _paid(store, _base(obj, store, time_ms, event_id), order, amount, currency,
-                 attrs=buyer(obj.get("customer_email"), obj.get("customer_name")))
+                 attrs=buyer_attrs(obj.get("customer_email"), obj.get("customer_name")))
 
 
 def _invoice_payment_intent(obj: Obj) -> str | None:

@@ -33,12 +33,12 @@ from typing import Any
 
 from core.clock import ms_from_iso
 from core.config import Store
-from core.events import Event, Item, Kind
+from core.events import Event, Item, Kind, buyer_attrs, full_name
 from core.limits import amount_problem
 from core.money import UnknownCurrency, divide_half_up, normalise_currency, to_minor
 from ingest.adapter import Delivery, Outcome, media_type
 from ingest.errors import BadPayload, BadSignature
-from ingest.fields import buyer, full_name, integer, parse_json, required
+from ingest.fields import integer, parse_json, required
 
 VENDOR = "woocommerce"
 PAID_STATUSES = frozenset({"processing", "completed", "refunded"})
@@ -282,7 +282,7 @@ def _order(payload: Mapping[str, Any], ctx: _Context) -> tuple[list[Event], str]
         events.append(Event(id=f"{prefix}:restored:{modified}", kind=Kind.ORDER_RESTORED, time=modified,
                             amount=total, **base))
     billing = _dict(payload, "billing", "order")
-    typed = buyer(billing.get("email"), full_name(billing.get("first_name"), billing.get("last_name")))
+    typed = buyer_attrs(billing.get("email"), full_name(billing.get("first_name"), billing.get("last_name")))
     paid = status in PAID_STATUSES or paid_at is not None
     cancelled = status in CANCELLED_STATUSES
     if paid:

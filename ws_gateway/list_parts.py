@@ -495,23 +495,20 @@ CartNames = dict[str, tuple[int, str, str]]  # product -> (last activity, cart k
 
 def cart_names_part(records: Iterable[Record[Cart]]) -> CartNames:
     """What names the products of these (a day's) carts: each one's name in the latest cart naming it."""
-    out: CartNames = {}
-    for r in records:
-        for product, name in r.value.names.items():
-            mark = (r.value.last, r.key, name)
-            if product not in out or mark > out[product]:
-                out[product] = mark
-    return out
+    return _latest_marks((product, (r.value.last, r.key, name)) for r in records for product, name in r.value.names.items())
 
 
 def merge_cart_names(parts: Iterable[CartNames]) -> dict[str, str]:
     """Product -> its name in the latest cart of any part naming it (by last activity, then key)."""
-    latest: CartNames = {}
-    for part in parts:
-        for product, mark in part.items():
-            if product not in latest or mark > latest[product]:
-                latest[product] = mark
-    return {product: mark[2] for product, mark in latest.items()}
+    return {product: mark[2] for product, mark in _latest_marks(kv for part in parts for kv in part.items()).items()}
+
+
+def _latest_marks(marks: Iterable[tuple[str, tuple[int, str, str]]]) -> CartNames:
+    out: CartNames = {}
+    for product, mark in marks:
+        if product not in out or mark > out[product]:
+            out[product] = mark
+    return out
 
 
 def paid_times(records: Iterable[Record[Order]]) -> list[int]:
