@@ -481,7 +481,7 @@ class ProfileBook:
         if e.kind not in NOT_ACTIVITY:
             p.active = max(p.active, e.time)
         a = e.attrs
-        if e.kind in BUYER:  # the contact details typed at a checkout: below any the account gives
+        if a and e.kind in BUYER:  # the contact details typed at a checkout: below any the account gives
             self._contact(p, e.time - BUYER_BELOW, a.get(BUYER_EMAIL), a.get(BUYER_NAME))
         if e.kind not in CONTACT:
             return
