@@ -23,7 +23,7 @@ OPEN_END = "\uffff"  # sorts after every ISO date: "no last day"
 LATE_BOOKS = ("revenue", "carts", "journey", "attribution")
 
 __all__ = ["QUOTA_WINDOW_MS", "BadPeriod", "Figures", "MissingRate", "OPEN_END", "PERIODS", "METRICS", "compute_figures",
-           "dashboard_figures", "gaps_json", "quota_count", "resolve_period", "series"]
+           "dashboard_figures", "gaps_json", "parse_until", "quota_count", "resolve_period", "series"]
 
 
 QUOTA_WINDOW_MS = 30 * 86_400_000  # the plan quota counts paid orders over a rolling 30 days
@@ -108,6 +108,18 @@ def resolve_period(period: str | None, first: str | None, last: str | None, toda
     raise BadPeriod(f"period must be one of {', '.join(PERIODS)} (or from=/to= dates), got {period!r}")
 
 
+def parse_until(raw: str) -> datetime:
+    """`until=` of /figures: an instant with its offset on a whole hour (the hour buckets' edges)."""
+    try:
+        cut = datetime.fromisoformat(raw)
+    except ValueError:
+        cut = None
+    if cut is None or cut.utcoffset() is None or cut.astimezone(UTC).minute or cut.second or cut.microsecond:
+        raise BadPeriod(f"until must be a whole hour with its offset, as 2026-03-04T15:00:00Z (figures are kept "
+                        f"by the hour), got {raw!r}")
+    return cut
+
+
 def _day_of_hour(start: str, tz: ZoneInfo) -> str:
     return datetime.fromisoformat(start + ":00+00:00").astimezone(tz).date().isoformat()
 
@@ -156,14 +168,27 @@ class _Sum:
 
 def compute_figures(
     buckets: Iterable[Bucket], *, first: str, last: str, currency: str, rates: Rates | None = None,
-    store: str | None = None,
+    store: str | None = None, until: tuple[datetime, ZoneInfo] | None = None,
 ) -> Figures:
-    """Sums the day buckets whose local day is in [first, last]."""
+    """Sums the day buckets whose local day is in [first, last]. With `until` (a whole hour, and the
+    organisation's zone), the hour buckets of those days that begin before it instead: a day so far,
+    to compare today with yesterday up to the same time (each hour converted at its local day's rate,
+    as its day bucket is)."""
     total = _Sum()
+    if until is None:
+        for b in buckets:
+            if b.grain != DAY or (store is not None and b.store != store) or not first <= b.start <= last:
+                continue
+            total.add(b, *_in_currency(b, currency, rates, b.start))
+        return total.figures(currency)
+    cut, tz = until
+    before = cut.astimezone(UTC).strftime("%Y-%m-%dT%H")
     for b in buckets:
-        if b.grain != DAY or (store is not None and b.store != store) or not first <= b.start <= last:
+        if b.grain != HOUR or (store is not None and b.store != store) or b.start >= before:
             continue
-        total.add(b, *_in_currency(b, currency, rates, b.start))
+        day = _day_of_hour(b.start, tz)
+        if first <= day <= last:
+            total.add(b, *_in_currency(b, currency, rates, day))
     return total.figures(currency)
 
 

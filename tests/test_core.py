@@ -22,6 +22,7 @@ from core.figures import (
     MissingRate,
     compute_figures,
     dashboard_figures,
+    parse_until,
     resolve_period,
     series,
 )
@@ -288,6 +289,36 @@ def test_a_series_has_no_value_for_what_has_not_begun() -> None:
     days = [day("2026-03-28", 5, orders=1)]
     assert series(days, metric="paid_orders", grain=DAY, first="2026-03-28", last="2026-03-30", tz=BERLIN, currency="EUR",
                   now=now) == [("2026-03-28", 1), ("2026-03-29", 0), ("2026-03-30", None)]
+
+
+def test_a_day_so_far_sums_the_hours_of_its_local_days_before_until() -> None:
+    # Berlin is UTC+1 in November: local 2026-11-21 is 2026-11-20T23 to 2026-11-21T22 UTC
+    def hour(h: str, gross: int, currency: str = "EUR", store: str = "s") -> Bucket:
+        return Bucket("o", 1, HOUR, h, store, currency, gross, 1, 1, 1, 2)
+    hours = [hour("2026-11-20T22", 1), hour("2026-11-20T23", 10), hour("2026-11-21T12", 100),
+             hour("2026-11-21T13", 1000, "USD"), hour("2026-11-21T13", 7, store="t"), hour("2026-11-21T14", 10_000),
+             hour("2026-11-21T23", 100_000), day("2026-11-21", 555_555, orders=9)]
+    rates = parse_ecb_csv("Date,USD,\n2026-11-20,2.0000,\n2026-11-21,4.0000,\n")  # 1 EUR = 4 USD on the 21st
+    until = (parse_until("2026-11-21T14:00:00Z"), BERLIN)
+    f = compute_figures(hours, first="2026-11-21", last="2026-11-21", currency="EUR", rates=rates, until=until)
+    # 10 (its local day is the 21st) + 100 + 1000 USD / 4 + 7 of store t; not 14:00 nor the day bucket
+    assert (f.gross_revenue.amount, f.refunds.amount, f.paid_orders, f.items_sold) == (10 + 100 + 250 + 7, 3, 4, 8)  # 1 USD refund: 0 EUR
+    assert compute_figures(hours, first="2026-11-21", last="2026-11-21", currency="EUR", rates=rates, store="s",
+                           until=until).gross_revenue.amount == 360
+    # the same instant in another offset is the same cut; one hour later takes 14:00 in
+    later = (parse_until("2026-11-21T16:00:00+01:00"), BERLIN)
+    assert compute_figures(hours, first="2026-11-21", last="2026-11-21", currency="EUR", rates=rates,
+                           until=later).gross_revenue.amount == 10_367
+    assert compute_figures(hours, first="2026-11-21", last="2026-11-21", currency="EUR", rates=rates).gross_revenue.amount == 555_555
+
+
+# the hour buckets are UTC hours: in Kolkata (+05:30) a cut falls on a local half hour
+@pytest.mark.parametrize("raw", ["2026-11-21T14:30:00Z", "2026-11-21T14:00:00", "2026-11-21T14:00:00.5Z", "yesterday", "",
+                                 "2026-11-21T15:00:00+05:30"])
+def test_until_is_a_whole_hour_with_its_offset(raw: str) -> None:
+    with pytest.raises(BadPeriod, match="until must be a whole hour with its offset"):
+        parse_until(raw)
+    assert parse_until("2026-11-21T15:30:00.000+05:30") == datetime(2026, 11, 21, 10, tzinfo=UTC)
 
 
 def test_a_cancelled_append_does_not_stop_the_log_writer(tmp_path) -> None:

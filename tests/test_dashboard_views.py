@@ -613,6 +613,45 @@ def test_today_draws_revenue_and_orders_hour_by_hour(sp: Storepulse, context: Br
     assert errors == [], errors
 
 
+def test_today_is_compared_with_yesterday_to_the_same_hour(sp: Storepulse, context: BrowserContext) -> None:
+    """Today so far against the whole of yesterday read every morning as a fall: the figures' KPIs compare
+    with yesterday's hours before the same time (to the nearest hour, /figures?until=), and the KPIs kept
+    per day say they compare with all of yesterday."""
+    asked: list[str] = []
+    context.on("request", lambda r: asked.append(r.url) if "/figures?" in r.url else None)
+    page, errors = _open(context, sp)  # today is the period it opens on
+    change = page.locator('[data-kpi-change="revenue"]')
+    expect(change).to_have_attribute("data-until", re.compile(r"^\d{4}-\d\d-\d\dT\d\d:00:00\.000Z$"))
+    until = change.get_attribute("data-until")
+    assert until is not None
+    cut = dt.datetime.fromisoformat(until)
+    assert abs(cut.timestamp() - (time.time() - 86_400)) <= 1_800 + 60, until
+    now = sp.get("/api/v1/orgs/acme/figures", period="today").json()
+    before = sp.get("/api/v1/orgs/acme/figures", period="yesterday", until=until).json()
+    assert before["until"] == cut.isoformat()
+    yesterday = (dt.date.fromisoformat(now["from"]) - dt.timedelta(days=1)).isoformat()
+    assert [u for u in asked if f"from={yesterday}" in u and f"until={until.replace(':', '%3A')}" in u], asked
+    hour = cut.astimezone(ZoneInfo("Europe/Berlin")).strftime("%-I:%M %p")  # the page's locale and zone
+    for kpi, read in (("revenue", lambda b: b["gross_revenue"]["amount"]), ("orders", lambda b: b["paid_orders"])):
+        new, old = read(now), read(before)
+        if old == 0:
+            want = "none yesterday until " + hour if new else "0% vs yesterday until " + hour
+        else:
+            pct = page.evaluate("""(c) => new Intl.NumberFormat("en-US", { style: "percent", maximumFractionDigits: 1,
+                                                                           signDisplay: "exceptZero" }).format(c)""",
+                                (new - old) / old)
+            want = f"{pct} vs yesterday until {hour}"
+        spaced = re.escape(want).replace("\\ ", "[ \u202f]")  # ICU puts a narrow no-break space before PM
+        expect(page.locator(f'[data-kpi-change="{kpi}"]')).to_have_text(re.compile(f"^{spaced}$"))
+    # conversion is kept per day: against all of yesterday, and it says so
+    expect(page.locator('[data-kpi-change="conversion"]')).to_have_text(re.compile(r"(vs all of yesterday|none yesterday)$"))
+    assert page.locator('[data-kpi-change="conversion"]').get_attribute("data-until") is None
+    # another period compares with the one before it, whole
+    page.select_option("#period", "7d")
+    expect(page.locator('[data-kpi-change="revenue"]')).to_have_text(re.compile(r"(vs previous period|none in the previous period)$"))
+    assert errors == [], errors
+
+
 def test_repeat_purchase_card_counts_buyers_who_bought_before(sp: Storepulse, context: BrowserContext) -> None:
     """The shop's day 1 (its orders about 26 h before the shop was posted): its buyers each bought once
     that day and also before it, so they are repeat buyers; counting only the day's own orders showed

@@ -25,10 +25,20 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from core.changes import DAY, Record
+from core.changes import DAY, HOUR, Record
 from core.clock import ms_of, utc_from_ms
 from core.config import Config, Org
-from core.figures import OPEN_END, BadPeriod, Gap, MissingRate, compute_figures, gaps_json, resolve_period, series
+from core.figures import (
+    OPEN_END,
+    BadPeriod,
+    Gap,
+    MissingRate,
+    compute_figures,
+    gaps_json,
+    parse_until,
+    resolve_period,
+    series,
+)
 from core.freshness import freshness
 from core.money import EXPONENTS
 from core.rates import Rates, RecordingRates
@@ -219,14 +229,19 @@ async def figures(request: Request, side: ReadSide, org: Org) -> Response:
     fresh = freshness(await asyncio.to_thread(side.model.caught_up_at, org.id), ms_of(side.now())).to_json()
     q = request.query_params
     named = q.get("period") or (None if "from" in q or "to" in q else "today")
-    span = {"period": named, **_span(first, last)}
+    # ?until=: only the hours before it (a day so far: the dashboard compares today with yesterday to this hour)
+    until = parse_until(q["until"]) if "until" in q else None
+    span = {"period": named, **_span(first, last), **({"until": until.astimezone(UTC).isoformat()} if until else {})}
     if members is not None:  # from the order records: the buckets are per store and day, not per customer
         orders = await asyncio.to_thread(side.model.records, org.id, Order, first, OPEN_END)  # placed <= paid day
         body = segment_figures.figures_json(orders, members, first=first, last=last, tz=org.tz, currency=currency,
-                                            rates=side.rates, store=store)
+                                            rates=side.rates, store=store, until_ms=None if until is None else ms_of(until))
         return json_response({"org": org.id, "store": store, **span, "version": version, "freshness": fresh,
                               "segment": q["segment"], "members": len(members), **body})
-    result = compute_figures(buckets, first=first, last=last, currency=currency, rates=side.rates, store=store)
+    if until is not None:
+        buckets = (await asyncio.to_thread(side.model.snapshot, org.id, HOUR))[1]
+    result = compute_figures(buckets, first=first, last=last, currency=currency, rates=side.rates, store=store,
+                             until=None if until is None else (until, org.tz))
     return json_response({"org": org.id, "store": store, **span, "version": version, "freshness": fresh,
                           **result.to_json()})
 

@@ -44,6 +44,8 @@ PARAMS: dict[str, dict[str, Any]] = {
     "metric": _q("metric", "the series' metric", {"type": "string", "enum": ["gross_revenue", "refunds", "net_revenue", "orders",
                                                                              "paid_orders", "aov", "items_sold"]}),
     "granularity": _q("granularity", "points per local day or UTC hour", {"type": "string", "enum": ["day", "hour"]}),
+    "until": _q("until", "only the hours before this instant, a whole hour with its offset: a day so far "
+                         "(today against yesterday to the same hour)", {"type": "string", "format": "date-time"}),
     "at": _q("at", "the instant the rolling 30 days end (ISO 8601; default now)", {"type": "string", "format": "date-time"}),
     "format": _q("format", "csv: the answer's table as CSV (docs/sharing.md)", {"type": "string", "enum": ["json", "csv"]}),
     "table": _q("table", "with format=csv: which list of the answer to write"),
@@ -85,7 +87,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                            "description": "with segment=: each figure that cannot be restricted to it, and why"},
         **{k: {"type": "integer"} for k in ("orders", "paid_orders", "items_sold", "version")},
         "org": {"type": "string"}, "store": {"type": ["string", "null"]}, "period": {"type": ["string", "null"]},
-        "from": {"type": ["string", "null"]}, "to": {"type": ["string", "null"]}, "freshness": {"type": "object"}}},
+        "from": {"type": ["string", "null"]}, "to": {"type": ["string", "null"]}, "freshness": {"type": "object"},
+        "until": {"type": "string", "format": "date-time", "description": "with until=: the hours before it only"}}},
     "Share": {"type": "object", "properties": {
         "id": {"type": "string"}, "org": {"type": "string"}, "stores": {"type": ["array", "null"], "items": {"type": "string"}},
         "label": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"},
@@ -117,7 +120,7 @@ class Endpoint:
 _ORG = "/api/v1/orgs/{org}"
 ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", f"{_ORG}/figures", "revenue, refunds, orders, AOV, items of a period (docs/metrics.md)",
-             ["org", *PERIOD, "segment", *CSV], "Figures", (400, 401, 403, 404, 429), csv=True),
+             ["org", *PERIOD, "until", "segment", *CSV], "Figures", (400, 401, 403, 404, 429), csv=True),
     Endpoint("GET", f"{_ORG}/series", "one metric per day or hour of a range", ["org", *PERIOD, "metric", "granularity", *CSV],
              csv=True),
     Endpoint("GET", f"{_ORG}/orders", "latest or best paid orders of a period, and orders by source",

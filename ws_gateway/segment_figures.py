@@ -39,19 +39,21 @@ NOT_PER_CUSTOMER = {
 
 
 def member_buckets(orders: Iterable[Record[Order]], members: frozenset[str], tz: ZoneInfo,
-                   store: str | None) -> list[Bucket]:
+                   store: str | None, until_ms: int | None = None) -> list[Bucket]:
     """The members' orders as day buckets, as the dataflow's revenue ledger counts them: a paid order's
     amount, count and units on its paid day (store, currency); an order, paid or not, in `orders` on the
     local day it was placed. `refunds` stay 0 (see the module docstring). `orders` must hold every order
-    record whose day can be in the period (a record's day is its paid day, else its placed day)."""
+    record whose day can be in the period (a record's day is its paid day, else its placed day). With
+    `until_ms`, only what happened before that instant (a day so far: /figures?until=)."""
+    end = until_ms if until_ms is not None else 1 << 62
     sums: dict[tuple[str, str, str], list[int]] = {}
     for r in orders:
         o = r.value
         if o.customer is None or o.customer not in members or (store is not None and o.store != store):
             continue
-        if o.placed is not None:
+        if o.placed is not None and o.placed < end:
             sums.setdefault((local_day(o.placed, tz).isoformat(), o.store, o.currency), [0, 0, 0, 0])[1] += 1
-        if o.paid is not None:
+        if o.paid is not None and o.paid < end:
             acc = sums.setdefault((local_day(o.paid, tz).isoformat(), o.store, o.currency), [0, 0, 0, 0])
             acc[0] += o.amount
             acc[2] += 1
@@ -61,7 +63,8 @@ def member_buckets(orders: Iterable[Record[Order]], members: frozenset[str], tz:
 
 
 def paid_orders_refunded(orders: Iterable[Record[Order]], members: frozenset[str], first: str, last: str,
-                         tz: ZoneInfo, currency: str, rates: RecordingRates, store: str | None) -> int:
+                         tz: ZoneInfo, currency: str, rates: RecordingRates, store: str | None,
+                         until_ms: int | None = None) -> int:
     """Σ refunded so far (whatever day) on the members' orders paid in [first, last]: per (paid day,
     store, currency) summed, then converted once at that day's rate, as the figures convert (a missing
     rate leaves that sum out and is recorded in `rates.gaps`)."""
@@ -69,7 +72,7 @@ def paid_orders_refunded(orders: Iterable[Record[Order]], members: frozenset[str
     for r in orders:
         o = r.value
         if (o.customer is None or o.customer not in members or o.paid is None or not o.refunded
-                or (store is not None and o.store != store)):
+                or (store is not None and o.store != store) or (until_ms is not None and o.paid >= until_ms)):
             continue
         day = local_day(o.paid, tz).isoformat()
         if first <= day <= last:
@@ -142,11 +145,12 @@ def member_carts(carts: Iterable[Record[Cart]], members: frozenset[str], first: 
 
 
 def figures_json(orders: Iterable[Record[Order]], members: frozenset[str], *, first: str, last: str, tz: ZoneInfo,
-                 currency: str, rates: Rates | None, store: str | None) -> dict[str, object]:
-    """What /figures answers for a segment: the members' orders summed as the unfiltered figures are."""
+                 currency: str, rates: Rates | None, store: str | None, until_ms: int | None = None) -> dict[str, object]:
+    """What /figures answers for a segment: the members' orders summed as the unfiltered figures are
+    (with `until_ms`, those paid or placed before it)."""
     orders = list(orders)
-    result = compute_figures(member_buckets(orders, members, tz, store), first=first, last=last, currency=currency,
-                             rates=rates, store=store)
+    result = compute_figures(member_buckets(orders, members, tz, store, until_ms), first=first, last=last,
+                             currency=currency, rates=rates, store=store)
     recording = RecordingRates(rates)
-    refunded = paid_orders_refunded(orders, members, first, last, tz, currency, recording, store)
+    refunded = paid_orders_refunded(orders, members, first, last, tz, currency, recording, store, until_ms)
     return restricted_figures(result.to_json(), refunded, recording.gaps, currency)

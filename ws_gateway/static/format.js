@@ -62,6 +62,9 @@ export function dateTime(value) {
   if (Number.isNaN(d.getTime())) return String(value);
   return new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "short" }).format(d);
 }
+export function time(value) {
+  return new Intl.DateTimeFormat(locale, { timeStyle: "short" }).format(new Date(value));
+}
 // A local day "2026-03-04" as a date in the locale (no time zone shift: it is a calendar day).
 export function day(iso) {
   if (!iso) return "–";

@@ -19,6 +19,8 @@ export default {
   "kpi.email_revenue": "Chiffre d’affaires attribué à l’e-mail", "kpi.vs_previous": "{change} par rapport à la période précédente",
   "kpi.was_zero": "rien sur la période précédente",
   "kpi.no_previous": "aucune période précédente à comparer",
+  "kpi.vs_until": "{change} par rapport à hier jusqu’à {time}", "kpi.was_zero_until": "rien hier jusqu’à {time}",
+  "kpi.vs_yesterday": "{change} par rapport à toute la journée d’hier", "kpi.was_zero_yesterday": "rien hier",
   "chart.when": "Date", "chart.hour": "Heure", "chart.from": "À partir du",
   "chart.revenue": "Chiffre d’affaires dans le temps", "chart.orders": "Commandes dans le temps", "chart.orders_carts": "Commandes et paniers dans le temps",
   "journey.title": "Parcours client", "journey.visitors": "Visites", "journey.added_to_cart": "Ajout au panier",

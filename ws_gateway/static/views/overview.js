@@ -23,14 +23,21 @@ const LIVE_ROWS = ["gross_revenue", "refunds", "net_revenue", "paid_orders", "ao
 const LIVE_PERIODS = ["today", "7d", "30d", "all"];
 const MOST_SPANS = 14;
 const QUOTA_EVERY_MS = 30000;
+const HOUR_MS = 3600000;
 
-// The five sources of the KPI cards over one span; each a body or {error}.
-async function sources(ctx, span) {
+// The instant 24 hours before `nowMs`, to the nearest whole hour, as ISO 8601 (the figures' until=).
+export function sameTimeYesterday(nowMs) {
+  return new Date(Math.round((nowMs - 24 * HOUR_MS) / HOUR_MS) * HOUR_MS).toISOString();
+}
+
+// The five sources of the KPI cards over one span; each a body or {error}. With `until`, the figures
+// count only the hours before it (the others are kept per day).
+async function sources(ctx, span, until) {
   const p = ctx.params(span);
   const ps = ctx.params(span, { segment: true });
   const ask = (path, params) => ctx.api.get(path, params).catch((e) => ({ error: e.message }));
   const [figures, journey, carts, customers, attribution] = await Promise.all([
-    ask("figures", ps), ask("journey", p), ask("carts", { ...ps, limit: 1 }),
+    ask("figures", { ...ps, until }), ask("journey", p), ask("carts", { ...ps, limit: 1 }),
     ask("customers", { ...ps, limit: 1 }), ask("attribution", p),
   ]);
   return { figures, journey, carts, customers, attribution };
@@ -98,10 +105,13 @@ export default {
     const span = ctx.span();
     const current = sources(ctx, {}); // asked first: the queue serves in order
     const prevSpan = span && previousSpan(span.from, span.to);
+    // Today so far against yesterday to the same time (its nearest whole hour: figures are kept by the hour),
+    // not against the whole of yesterday, which every morning would read as a fall.
+    this.until = ctx.state.period === "today" ? sameTimeYesterday(Date.now()) : undefined;
     let before = Promise.resolve(null);
     if (prevSpan) {
-      const key = JSON.stringify(ctx.params(prevSpan, { segment: true }));
-      if (!this.prevCache.has(key)) this.prevCache.set(key, sources(ctx, prevSpan));
+      const key = JSON.stringify({ ...ctx.params(prevSpan, { segment: true }), until: this.until });
+      if (!this.prevCache.has(key)) this.prevCache.set(key, sources(ctx, prevSpan, this.until));
       before = this.prevCache.get(key);
     }
     const jobs = [current.then((now) => Promise.all([this.drawFunnel(ctx, now.journey, now.customers), this.drawEmail(ctx, now.attribution, now.figures)]))];
@@ -139,9 +149,18 @@ export default {
       const c = fmt.change(n, old);
       const better = LOWER_IS_BETTER.has(id) ? -c : c; // more abandonment is worse news
       delta.className = `kpi-change ${Math.abs(c) < 0.0005 ? "" : better > 0 ? "up" : better < 0 ? "down" : ""}`;
-      delta.textContent = old === null ? ctx.t("kpi.no_previous")
-        : c === null ? ctx.t("kpi.was_zero") : ctx.t("kpi.vs_previous", { change: fmt.signedPercent(c) });
+      delta.textContent = old === null ? ctx.t("kpi.no_previous") : this.versus(ctx, c, source);
+      if (this.until && source === "figures") delta.dataset.until = this.until; else delete delta.dataset.until;
     }
+  },
+
+  // What a KPI's change is against: the previous period; on today, yesterday to this hour for the figures
+  // (revenue, orders, AOV) and the whole of yesterday for the rest, which are kept per day.
+  versus(ctx, c, source) {
+    if (!this.until) return c === null ? ctx.t("kpi.was_zero") : ctx.t("kpi.vs_previous", { change: fmt.signedPercent(c) });
+    if (source !== "figures") return c === null ? ctx.t("kpi.was_zero_yesterday") : ctx.t("kpi.vs_yesterday", { change: fmt.signedPercent(c) });
+    const time = fmt.time(this.until);
+    return c === null ? ctx.t("kpi.was_zero_until", { time }) : ctx.t("kpi.vs_until", { change: fmt.signedPercent(c), time });
   },
 
   async drawSeries(ctx, span) {
