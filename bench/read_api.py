@@ -129,8 +129,8 @@ class Shop:
     carts: int = 0
 
 
-def baskets(rng: random.Random, n: int = 4096) -> list[tuple[bytes, list[tuple[str, int, int]], int, int]]:
-    """A pool of order contents (items JSON, cart items, amount, units): 1-4 lines (60/25/10/5 %) of
+def baskets(rng: random.Random, n: int = 4096) -> list[tuple[bytes, list[tuple[str, int, int]], int, int, dict[str, str]]]:
+    """A pool of order contents (items JSON, cart items, amount, units, the cart's names): 1-4 lines (60/25/10/5 %) of
     400 products with a Zipf-like skew, qty 1-3. Orders draw from it: one random number an order."""
     products = [(f"p{i:03d}", f"Product {i}", rng.randrange(500, 15_000)) for i in range(PRODUCTS)]
     weights = _cumulative([1 / (k + 1) for k in range(PRODUCTS)])
@@ -141,7 +141,7 @@ def baskets(rng: random.Random, n: int = 4096) -> list[tuple[bytes, list[tuple[s
             p, name, unit = products[bisect.bisect_left(weights, rng.random() * weights[-1])]
             lines.append((p, rng.choice((1, 1, 1, 2, 3)), unit, name))
         out.append((orjson.dumps(lines), [(p, q, u) for p, q, u, _ in lines], sum(q * u for _, q, u, _ in lines),
-                    sum(q for _, q, _, _ in lines)))
+                    sum(q for _, q, _, _ in lines), {p: name for p, _, _, name in lines}))
     return out
 
 
@@ -153,7 +153,7 @@ def orders_and_carts(rng: random.Random, shop: Shop, registered: list[int], who:
     paid_times = sorted(((rng.randrange(since if c is None else max(registered[c], since), NOW_MS - 60_000), c) for c in who),
                         key=lambda t: t[0])
     for i, (paid, cus) in enumerate(paid_times):
-        items, cart_items, amount, units = pool[rng.getrandbits(12)]
+        items, cart_items, amount, units, names = pool[rng.getrandbits(12)]
         r = rng.random()  # one draw decides the store of a guest, the refund and the source
         store = STORES[r < 0.15] if cus is None else store_of[cus]
         refunded = amount if r < 0.05 else 0
@@ -162,7 +162,8 @@ def orders_and_carts(rng: random.Random, shop: Shop, registered: list[int], who:
         person = None if cus is None else f"cus_{cus:07d}"
         yield Record(ORG, version, Order.KIND, f"{store}:o{i}", day, Order(
             store=store, order=f"o{i}", customer=person, source=source, placed=paid - 120_000, paid=paid,
-            currency="EUR", amount=amount, refunded=refunded, cancelled=False, items=Raw(items)))
+            currency="EUR", amount=amount, refunded=refunded, cancelled=False, items=Raw(items),
+            buyer="" if cus is None else f"Customer {cus}"))
         for acc in (shop.hourly[(hours.of(paid), store)], shop.daily[(day, store)]):
             acc[0], acc[1], acc[2], acc[3], acc[4] = acc[0] + amount, acc[1] + refunded, acc[2] + 1, acc[3] + 1, acc[4] + units
         if cus is not None:
@@ -182,7 +183,7 @@ def orders_and_carts(rng: random.Random, shop: Shop, registered: list[int], who:
             yield Record(ORG, version, Cart.KIND, f"{store}:k{shop.carts}", cday, Cart(
                 store=store, cart=f"k{shop.carts}", person=person, status=status, currency="EUR", value=amount,
                 items=cart_items, first=first, last=first + 300_000, due=first + 3_900_000,
-                paid=None if status == "abandoned" else paid))
+                paid=None if status == "abandoned" else paid, names=names, buyer="" if cus is None else f"Customer {cus}"))
             cd = shop.cart_days[(cday, store)]
             col = {"purchased": 8, "abandoned": 4, "recovered": 6}[status]
             cd[0], cd[1], cd[col], cd[col + 1] = cd[0] + 1, cd[1] + amount, cd[col] + 1, cd[col + 1] + amount

@@ -129,7 +129,8 @@ def latest_carts(cache: DayCache, model: ReadModel, org: str, first: str, last: 
                  limit: int) -> list[Record[Cart]]:
     """The `limit` carts of the period (first active in it) with the latest activity, latest first."""
     compute = functools.partial(list_parts.carts_part, store=store)
-    return list_parts.merge_carts(cache.parts(model, org, Cart, first, last, ("carts", store), compute), limit)
+    parts = cache.parts(model, org, Cart, first, last, ("carts", store), compute, weigh=lambda p: len(p.latest))
+    return list_parts.merge_carts(parts, limit)
 
 
 def abandoned_products(cache: DayCache, model: ReadModel, org: str, first: str, last: str) -> list[Record[AbandonedProduct]]:
@@ -148,9 +149,11 @@ def carts(cache: DayCache, model: ReadModel, org: str, first: str, last: str, *,
     def compute() -> tuple[dict[str, Any], frozenset[Gap]]:
         recording = RecordingRates(rates)
         compute_best = functools.partial(list_parts.best_carts_part, store=store, currency=currency, rates=rates)
-        best = cache.parts(model, org, Cart, first, last, ("best carts", store, currency), compute_best)
+        best = cache.parts(model, org, Cart, first, last, ("best carts", store, currency), compute_best,
+                           weigh=lambda p: len(p.best))
         recording.gaps |= list_parts.gaps(best)
-        names = list_parts.merge_cart_names(cache.parts(model, org, Cart, first, last, "names", list_parts.cart_names_part))
+        names = list_parts.merge_cart_names(cache.parts(model, org, Cart, first, last, "names", list_parts.cart_names_part,
+                                                        weigh=len))
         body = shoppers.carts_summary(model.records(org, CartDay, first, last), model.records(org, OpenCarts),
                                       abandoned_products(cache, model, org, first, last),
                                       latest_carts(cache, model, org, first, last, store=store, limit=limit),

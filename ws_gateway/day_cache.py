@@ -110,23 +110,25 @@ class DayCache:
         self._changes = 0
 
     def parts(self, model: ReadModel, org: str, kind: type[V], first: str, last: str, variant: Hashable,
-              compute: Callable[[list[Record[V]]], T]) -> list[T]:
+              compute: Callable[[list[Record[V]]], T], weigh: Callable[[T], int] | None = None) -> list[T]:
         """`compute` of each day's records of `kind` in [first, last], in day order (one part for the
         whole period when the model has no stamps). `variant` names what else `compute` depends on
-        (currency, store, ...): parts of different variants are kept apart."""
+        (currency, store, ...): parts of different variants are kept apart. `weigh`: what a part holds,
+        in records, when that is bounded below the records it was computed from (a day's top 1,000)."""
         if not isinstance(model, DayStamped):
             return [compute(model.records(org, kind, first, last))]
-        return [part for _, part in self.day_parts(model, org, kind, first, last, variant, compute)]
+        return [part for _, part in self.day_parts(model, org, kind, first, last, variant, compute, weigh=weigh)]
 
     def day_parts(self, model: ReadModel, org: str, kind: type[V], first: str, last: str, variant: Hashable,
                   compute: Callable[[list[Record[V]]], T], per_record: float = 1.0,
-                  update: DayUpdate[V, T, Any] | None = None) -> list[tuple[str, T]]:
+                  update: DayUpdate[V, T, Any] | None = None,
+                  weigh: Callable[[T], int] | None = None) -> list[tuple[str, T]]:
         """`parts`, each with its day, from a stamped model. A part is the same object while its day's
         stamp stands (ws_gateway/customer_rank.py tells a recomputed day by that). `per_record`: what
         a part weighs per record it was computed from, if it holds less than most parts do. With
         `update` (which then builds the parts of the days that will keep a detail, `compute` the
         others'), a day whose stamp moved is updated from its records changed since, when few changed
-        and its detail is still kept."""
+        and its detail is still kept. `weigh` (with no `update`): a part's weight from what it holds."""
         if not isinstance(model, DayStamped):
             raise TypeError(f"{type(model).__name__} keeps no day stamps")
         self._ready.wait()
@@ -148,7 +150,8 @@ class DayCache:
             if kept is None or kept[0] != stamp:
                 if update is None:
                     records = model.records(org, kind, day, day)
-                    kept = (stamp, compute(records), 1 + int(len(records) * per_record))
+                    part = compute(records)
+                    kept = (stamp, part, 1 + (int(len(records) * per_record) if weigh is None else weigh(part)))
                 elif details[i] is None and day < oldest and day < newest:  # it would not keep a detail
                     records = model.records(org, kind, day, day)
                     kept = (stamp, compute(records), 1 + int(len(records) * per_record))
