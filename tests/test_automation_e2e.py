@@ -23,17 +23,20 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
 import pytest
 import redis
+from playwright.sync_api import Browser, Locator, expect
 
 from ingest import shopify
 from notifier.actions import action_key
 from notifier.outbox import Delivery, Outbox
 from notifier.redis_outbox import RedisOutbox
 from notifier.sqlite_outbox import SqliteOutbox
+from tests.chromium import chromium
 from tests.helpers import SECRETS, RedisServer, Storepulse, payment_intent_succeeded, wait_for, wait_json
 from tests.receivers import Receiver, SmtpServer
 
@@ -208,6 +211,28 @@ def test_abandoned_cart_reminders_through_the_events_api(storepulse: Storepulse,
     # The three carts share one due time, so the reminders of "in-time" (never abandoned) and "during"
     # (cancelled) were decided in the same tick as "quiet"'s: had they fired, they would be in the outbox now.
     assert len(receiver.delivered_ids()) == 1 and len(smtp.mailbox.mails) == 1
+
+    # The reminder worked: "quiet" comes back and buys the cart. The automation's results say so.
+    def results() -> dict[str, Any]:
+        body: dict[str, Any] = sp.get("/api/v1/orgs/acme/automations", period="7d").json()
+        return body
+
+    def shown(browser: Browser) -> Locator:  # the dashboard's Automations view, the reminder's row, over 7 days
+        page = browser.new_page(locale="en-US")
+        page.goto(f"{sp.base}/#token=acme-token-0123456789&view=automations")
+        page.select_option("#period", "7d")
+        return page.locator("#view-automations table >> nth=0").locator("tbody tr", has_text="reminder").locator("td.num")
+
+    assert results()["results"]["reminder"]["recovered_carts"] == 0
+    with chromium() as browser:
+        expect(shown(browser)).to_have_text(["2", "0", "€0.00"])  # delivered, carts recovered, their value
+        assert sp.post_events({"events": [buy("quiet", int(time.time() * 1000), cart=True)]}).status_code == 200
+        got = wait_json(sp, results, lambda b: b["results"]["reminder"]["recovered_carts"] == 1, 30, "the recovered cart")
+        assert got["results"]["reminder"] == {
+            "fired": 1, "deliveries": {"pending": 0, "delivered": 2, "dead": 0, "cancelled": 0},
+            "reminded_carts": 1, "recovered_carts": 1, "recovered_value": {"amount": 2500, "currency": "EUR", "exponent": 2}}
+        assert got["results_complete"] is True and got["currency"] == "EUR"
+        expect(shown(browser)).to_have_text(["2", "1", "€25.00"])
 
 
 def test_a_guest_s_abandoned_checkout_is_mailed_to_the_address_typed_at_it(storepulse: Storepulse, smtp: SmtpServer) -> None:

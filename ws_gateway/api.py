@@ -247,6 +247,13 @@ async def figures(request: Request, side: ReadSide, org: Org) -> Response:
 
 
 @org_route()
+async def automations_listing(request: Request, side: ReadSide, org: Org) -> Response:
+    """The automations, and what each came to over the period (ws_gateway/automations.py)."""
+    _, first, last, currency = query(request, side, org)
+    return await automations.listing(request, side, org, first=first, last=last, currency=currency)
+
+
+@org_route()
 async def health(request: Request, side: ReadSide, org: Org) -> Response:
     """Whether the organisation's figures are current, and how many events were quarantined."""
     at = await asyncio.to_thread(side.model.caught_up_at, org.id)
@@ -494,7 +501,7 @@ routes: list[BaseRoute] = [
     Route("/api/v1/orgs/{org}/connections", connections, methods=["GET"]),
     Route("/api/v1/orgs/{org}/health", health, methods=["GET"]),
     Route("/api/v1/orgs/{org}/quarantine", quarantined, methods=["GET"]),
-    Route("/api/v1/orgs/{org}/automations", org_route()(automations.listing), methods=["GET"]),
+    Route("/api/v1/orgs/{org}/automations", automations_listing, methods=["GET"]),
     Route("/api/v1/orgs/{org}/automations/{id}", org_route()(automations.one), methods=["GET"]),
     Route("/api/v1/orgs/{org}/automations/{id}", org_route()(automations.put), methods=["PUT"]),
     Route("/api/v1/orgs/{org}/automations/{id}", org_route()(automations.delete), methods=["DELETE"]),

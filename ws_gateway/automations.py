@@ -21,14 +21,22 @@ from starlette.responses import Response
 
 from core.automation_records import AutomationDefinition
 from core.automations.definition import DEFINITION_TYPE, DefinitionError, parse_automation
+from core.changes import Record
 from core.clock import ms_of
 from core.config import Org
 from core.definitions import delete_event, put_event
+from core.figures import OPEN_END, gaps_json
+from core.rates import RecordingRates
+from core.records import Cart
+from notifier.outbox import Outbox
+from state.day_stamps import DayVersioned
 from state.log import EventLog, LogUnavailable
 from web.responses import json_response
+from ws_gateway import automation_results
 
 if TYPE_CHECKING:
     from ws_gateway.api import ReadSide
+    from ws_gateway.deliveries import DeliveriesSide
 
 
 async def known(side: ReadSide, org: Org) -> dict[str, dict[str, Any]]:
@@ -43,8 +51,39 @@ async def known(side: ReadSide, org: Org) -> dict[str, dict[str, Any]]:
     return dict(sorted(out.items()))
 
 
-async def listing(request: Request, side: ReadSide, org: Org) -> Response:
-    return json_response({"org": org.id, "locale": org.locale, "automations": list((await known(side, org)).values())})
+async def listing(request: Request, side: ReadSide, org: Org, *, first: str, last: str, currency: str) -> Response:
+    """The automations in force; asked with a period, the delivery log open in this process and not for a
+    share link, what each came to over the period's days [first, last] (ws_gateway/automation_results.py)."""
+    body: dict[str, Any] = {"org": org.id, "locale": org.locale, "automations": list((await known(side, org)).values())}
+    box: DeliveriesSide | None = getattr(request.app.state, "deliveries", None)
+    asked = any(p in request.query_params for p in ("period", "from", "to"))
+    if asked and box is not None and getattr(request.state, "share", None) is None:
+        ids = [a["id"] for a in body["automations"]]
+        body |= await asyncio.to_thread(_results, box.outbox, side, org, first, last, currency, ids)
+    return json_response(body)
+
+
+RESULTS_MOST = 20_000  # deliveries read for the results, newest first: beyond, they say they are incomplete
+
+
+def _results(outbox: Outbox, side: ReadSide, org: Org, first: str, last: str, currency: str,
+             automations: list[str]) -> dict[str, Any]:
+    deliveries = outbox.list(org.id, limit=RESULTS_MOST)
+    tallies = automation_results.tally(deliveries, first=first, last=last, tz=org.tz)
+    keys = automation_results.cart_keys(tallies)
+    if not keys:
+        carts: list[Record[Cart]] = []
+    elif isinstance(side.model, DayVersioned):
+        carts = side.model.records_by_key(org.id, Cart, keys)
+    else:
+        wanted = set(keys)
+        carts = [r for r in side.model.records(org.id, Cart) if r.key in wanted]
+    rates = RecordingRates(side.rates)
+    out = automation_results.results(tallies, {r.key: r for r in carts}, tz=org.tz, currency=currency, rates=rates,
+                                     automations=automations)
+    return {"from": first or None, "to": None if last == OPEN_END else last, "currency": currency,
+            "results": out, "results_complete": len(deliveries) < RESULTS_MOST,
+            **({"missing_rates": gaps_json(rates.gaps, currency)} if rates.gaps else {})}
 
 
 async def one(request: Request, side: ReadSide, org: Org) -> Response:

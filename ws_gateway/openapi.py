@@ -159,8 +159,9 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", f"{_ORG}/segments/{{id}}/changes", "the history of entries and exits {customer, change, at, cause}",
              ["org", "id", "from_time", "to_time", "customer", "limit"]),
     # automations (ws_gateway/automations.py, docs/automations.md): definitions travel through the log
-    Endpoint("GET", f"{_ORG}/automations", "the organisation's automations: the config's, and those defined through the API",
-             ["org"]),
+    Endpoint("GET", f"{_ORG}/automations", "the organisation's automations: the config's, and those defined through the API; "
+             "with the delivery log open, `results`: what each came to over the period (deliveries by status, carts "
+             "recovered after a reminder and their value; docs/notifier.md)", ["org", "period", "from", "to", "currency"]),
     Endpoint("GET", f"{_ORG}/automations/{{id}}", "one automation's definition", ["org", "id"]),
     Endpoint("PUT", f"{_ORG}/automations/{{id}}", "create or replace an automation (a control event in the log); 400 names the "
              "JSON path of what is wrong", ["org", "id"], errors=(400, 401, 403, 429), ok=202),

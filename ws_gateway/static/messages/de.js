@@ -83,6 +83,7 @@ export default {
   "segments.change": "Änderung",
   "segments.cause": "Ursache",
   "segments.exited": "Ausgetreten",
+  "automations.delivered": "Zugestellt", "automations.recovered": "Zurückgewonnene Warenkörbe", "automations.recovered_value": "Zurückgewonnener Wert",
   "automations.wait": "Wartezeit",
   "automations.fired": "Ausgelöst",
   "automations.replay": "{id} erneut senden",

@@ -83,6 +83,7 @@ export default {
   "segments.change": "Change",
   "segments.cause": "Cause",
   "segments.exited": "Exited",
+  "automations.delivered": "Delivered", "automations.recovered": "Carts recovered", "automations.recovered_value": "Recovered value",
   "automations.wait": "Wait",
   "automations.fired": "Fired",
   "automations.replay": "Replay {id}",

@@ -83,6 +83,7 @@ export default {
   "segments.change": "Cambio",
   "segments.cause": "Causa",
   "segments.exited": "Salida",
+  "automations.delivered": "Entregados", "automations.recovered": "Carritos recuperados", "automations.recovered_value": "Valor recuperado",
   "automations.wait": "Espera",
   "automations.fired": "Disparada",
   "automations.replay": "Reenviar {id}",

@@ -83,6 +83,7 @@ export default {
   "segments.change": "Changement",
   "segments.cause": "Cause",
   "segments.exited": "Sortie",
+  "automations.delivered": "Remis", "automations.recovered": "Paniers récupérés", "automations.recovered_value": "Valeur récupérée",
   "automations.wait": "Attente",
   "automations.fired": "Déclenchée",
   "automations.replay": "Relancer {id}",

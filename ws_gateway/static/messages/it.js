@@ -83,6 +83,7 @@ export default {
   "segments.change": "Modifica",
   "segments.cause": "Causa",
   "segments.exited": "Uscita",
+  "automations.delivered": "Consegnati", "automations.recovered": "Carrelli recuperati", "automations.recovered_value": "Valore recuperato",
   "automations.wait": "Attesa",
   "automations.fired": "Attivata",
   "automations.replay": "Reinvia {id}",

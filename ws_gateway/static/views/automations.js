@@ -4,6 +4,19 @@ import { card, errorLine, h, table } from "../dom.js";
 import * as fmt from "../format.js";
 import { segmentName } from "../i18n.js";
 
+// What each automation came to in the period (GET automations' `results`, one for each automation); a
+// cart's recovery only for cart reminders, "–" for the others.
+function resultColumns(t, results) {
+  const carts = (a) => a.trigger === "cart.abandoned" && results[a.id];
+  return [
+    { label: t("automations.delivered"), value: (a) => (results[a.id] ? fmt.number(results[a.id].deliveries.delivered) : "–"), num: true },
+    { label: t("automations.recovered"), value: (a) => (carts(a) ? fmt.number(carts(a).recovered_carts) : "–"), num: true },
+    { label: t("automations.recovered_value"), value: (a) => (carts(a) ? fmt.money(carts(a).recovered_value) : "–"), num: true },
+  ];
+}
+
+const RESULTS_EVERY_MS = 30000;
+
 export default {
   id: "automations",
   title: "view.automations",
@@ -14,10 +27,14 @@ export default {
     this.dead = card(t("automations.dead"), { wide: true });
     panel.replaceChildren(h("div", { class: "cards" }, this.defs.el, this.deliveries.el, this.dead.el));
   },
-  async refresh(ctx) {
+  async refresh(ctx, flash) {
     const t = ctx.t;
     let defs;
-    try { defs = await ctx.api.optional("automations"); } catch (e) { this.defs.set(errorLine(e.message)); return; }
+    // With the period's results (delivered, carts bought after a reminder), which read the delivery log
+    // (~0.3-0.6 s at 20,000 deliveries): on opening and on filter changes, and at most every 30 s when live.
+    const fresh = !flash || !this.results || Date.now() - this.resultsAt > RESULTS_EVERY_MS;
+    try { defs = await ctx.api.optional("automations", fresh ? ctx.params() : undefined); } catch (e) { this.defs.set(errorLine(e.message)); return; }
+    if (defs && defs.results) { this.results = defs.results; this.resultsAt = Date.now(); } else if (defs && !fresh) defs.results = this.results;
     const available = defs !== null;
     this.deliveries.el.hidden = this.dead.el.hidden = !available;
     if (!available) {
@@ -34,6 +51,7 @@ export default {
       { label: t("automations.channel"), value: (a) => (a.send ?? []).join(", ") },
       { label: t("filter.segment"), value: (a) => (a.segment ? segmentName(named.get(a.segment) ?? { id: a.segment }) : "") },
       { label: t("automations.wait"), value: (a) => a.wait ?? "" },
+      ...(defs.results ? resultColumns(t, defs.results) : []),
     ], defs.automations ?? [], t("automations.none")));
     const columns = [
       { label: t("automations.fired"), value: (d) => fmt.dateTime(d.fired_at) },
