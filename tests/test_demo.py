@@ -207,6 +207,10 @@ def test_the_demo_s_automation_delivers_to_its_own_inbox(demo: dict[str, Any]) -
     for delivery, got in received.items():
         assert (got["type"], got["automation"], got["subject"]) == ("cart.abandoned", "abandoned-cart", sent[delivery]["subject"])
         assert got["title"] == sent[delivery]["message"]["subject"] and got["title"].startswith("Abandoned cart: ")
+    # its results over the week count them (the demo's shoppers come back for some carts: recovered ones)
+    results = _get(demo, "automations", period="7d")["results"]["abandoned-cart"]
+    assert results["deliveries"]["delivered"] >= len(received) > 0 and results["deliveries"]["dead"] == 0
+    assert results["reminded_carts"] >= results["recovered_carts"] >= 0
     assert httpx.get(inbox, timeout=10).status_code == 401
     forged = httpx.post(inbox, content=b'{"type": "x"}', timeout=10, headers={
         "webhook-id": "msg_forged", "webhook-timestamp": str(int(time.time())), "webhook-signature": "v1,AAAA"})

@@ -217,7 +217,34 @@ def hour(seed: int, start: int) -> Happenings:
         out.site.append(SiteEvent(at, {"id": f"h{start // 1000}-open-{n}", "type": "email_open", "time": at,
                                        "customer": f"c{rng.randrange(CUSTOMERS)}", key: name}))
     _sends(rng, start, busy, out)
+    _comebacks(seed, start, out)
     return out
+
+
+COMEBACK = 0.15  # of the carts left in an hour, the share bought 2-8 hours later
+
+
+def _comebacks(seed: int, start: int, out: Happenings) -> None:
+    """Some shoppers who left a cart come back hours later and buy it, as a reminder brings some back
+    (after the demo's abandoned-cart automation has sent one: the automation's results count them). From a
+    generator of its own, so the hour's other happenings stay as they were."""
+    rng = random.Random(f"{seed}:comeback:{start}")
+    bought = {e.fields.get("cart") for e in out.site if e.fields["type"] == "order_paid"}
+    left = [e for e in out.site if e.fields["type"] == "cart_updated" and e.fields["cart"] not in bought]
+    for e in left:
+        if rng.random() >= COMEBACK:
+            continue
+        f, at = e.fields, e.time + rng.randrange(2 * HOUR_MS, 8 * HOUR_MS)
+        tag, customer = str(f["cart"]).removeprefix("cart-"), f.get("customer")
+        number = int(str(customer)[1:]) if customer else CUSTOMERS + rng.randrange(10**6)
+        contact = {"email": f"c{number}@example.com", "customer_name": person(number)}
+        who = {"visitor": f["visitor"], "customer": f"c{number}"}
+        if not customer:  # a purchase needs an account: the visitor signs up and is identified
+            out.site.append(SiteEvent(at - 1000, {"id": f"{tag}-back-identify", "type": "identify", "time": at - 1000, **who,
+                                                  "properties": {"email": contact["email"], "name": contact["customer_name"]}}))
+        out.site.append(SiteEvent(at, {"id": f"{tag}-back-paid", "type": "order_paid", "time": at, **who, "order": f"o-{tag}",
+                                       "cart": f["cart"], "currency": "EUR", "amount": f["amount"], "items": f["items"],
+                                       "properties": contact}))
 
 
 def _sends(rng: random.Random, start: int, busy: float, out: Happenings) -> None:
