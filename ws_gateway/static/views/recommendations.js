@@ -73,4 +73,5 @@ export async function drawRecommendations(ctx, target) {
         h("span", { text: t(`rec.${r.id}.why`) }), ...missing, " ", act, " ", dismiss);
     })));
   } catch (e) { target.set(errorLine(e.message)); }
+  target.el.dataset.drawn = "true"; // what has been recommended is known (a test waits for it: the page never idles while live)
 }
