@@ -155,6 +155,27 @@ def test_a_cart_bought_late_by_a_guest_drops_its_pending_reminder() -> None:
     assert [p.firing.subject for p in org.automations.triggers.pending()] == ["c2"]
 
 
+def test_a_carts_activity_arriving_late_all_at_once_reminds_once() -> None:
+    """Each late event decides the cart abandoned at once (its due passed long ago): three events, three
+    abandonments a minute apart. The later activity replaces the earlier abandonment: one reminder, at the
+    last (seen in the demo, whose shoppers coming back hours later made the next day's events arrive late)."""
+    t = NOW - 3 * HOUR
+    due = t + 2 * MIN + 30 * MIN
+    late = [add(t), add(t + MIN), add(t + 2 * MIN)]
+    for batches in ([late], [[e] for e in late]):  # in one batch, or one at a time
+        org = live()
+        org.apply_all([add(NOW, cart="k0", customer="c0")], NOW)  # the watermark is at NOW - 5 min
+        out: list[Action] = []
+        for batch in batches:
+            org.apply_all(batch, NOW)
+            out += org.take_actions()
+        while (wake := org.next_wake(NOW)) is not None and wake <= NOW + 2 * HOUR:
+            org.tick(wake)
+            out += org.take_actions()
+        assert [(a.cause, a.fired_at, a.due_at) for a in by(out, "reminder") if a.subject == "c1"] == [
+            (f"s:k1@{due}", due, due + HOUR)], batches
+
+
 def test_the_pending_wait_survives_a_snapshot_and_fires_identically() -> None:
     org = live()
     org.apply_all([add(NOW - 70 * MIN)], NOW)

@@ -146,6 +146,12 @@ class Triggers:
         """Drops the pending actions of one firing (a cart bought after all: its reminder must not go)."""
         return self._remove(self._by_cause.get((trigger, cause), ()), lambda p: True)
 
+    def supersede(self, trigger: str, subject: str, prefix: str, cause: str) -> list[Released]:
+        """Drops the pending actions of `trigger` for `subject` whose cause starts with `prefix` and is not
+        `cause`: a cart's earlier abandonment ("<store>:<cart>@<due>"), which activity since replaced."""
+        return self._remove(self._by_subject.get(subject, ()),
+                            lambda p: p.firing.trigger == trigger and p.cause != cause and p.cause.startswith(prefix))
+
     def advance(self, automations: Mapping[str, Automation], watermark: int, ctx: Context) -> list[Released]:
         """Moves the watermark: the pending actions it passes are released (or dropped: `if` no longer
         holds at due, once / cooldown, the automation deleted). Forgets cooldowns that have passed."""
