@@ -18,7 +18,7 @@ import httpx
 
 from core.config import Org, Store
 from storepulse.demo import wire
-from storepulse.demo.shop import DAY_MS, HOUR_MS, Happenings, hour, tick
+from storepulse.demo.shop import DAY_MS, HOUR_MS, Happenings, SiteEvent, hour, tick
 
 log = logging.getLogger("storepulse.demo")
 STATE_FILE = "demo-simulator.json"
@@ -115,13 +115,18 @@ def _save(path: Path, settings: Settings, anchor: int, sent: bool) -> None:
 async def history(sender: Sender, stores: dict[str, Store], settings: Settings, anchor: int,
                   clock: Callable[[], float]) -> None:
     start = anchor - settings.days * DAY_MS
+    later: list[SiteEvent] = []  # a day's site events after its end (a refund, a shopper back for a cart): the next day's
     for day in range(start, anchor, DAY_MS):
-        happened = Happenings()
-        for h in range(day, min(day + DAY_MS, anchor), HOUR_MS):
+        end = min(day + DAY_MS, anchor)
+        happened = Happenings(site=later)
+        for h in range(day, end, HOUR_MS):
             one = hour(settings.seed, h)
             happened.site += one.site
             happened.orders += one.orders
             happened.registrations += one.registrations
+        # sent in time order, day by day: an event hours ahead would make the next day's arrive late
+        later = [e for e in happened.site if e.time >= end]
+        happened.site = [e for e in happened.site if e.time < end]
         await sender.send_all(*posts(happened, stores, int(clock()), anchor))
 
 
