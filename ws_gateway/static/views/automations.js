@@ -31,7 +31,7 @@ export default {
     const t = ctx.t;
     let defs;
     // With the period's results (delivered, carts bought after a reminder), which read the delivery log
-    // (~0.3-0.6 s at 20,000 deliveries): on opening and on filter changes, and at most every 30 s when live.
+    // (~0.55 s at 20,000 deliveries, bench/automation_results.py): on opening and on filter changes, and at most every 30 s when live.
     const fresh = !flash || !this.results || Date.now() - this.resultsAt > RESULTS_EVERY_MS;
     try { defs = await ctx.api.optional("automations", fresh ? ctx.params() : undefined); } catch (e) { this.defs.set(errorLine(e.message)); return; }
     if (defs && defs.results) { this.results = defs.results; this.resultsAt = Date.now(); } else if (defs && !fresh) defs.results = this.results;
