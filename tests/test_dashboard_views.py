@@ -655,6 +655,29 @@ def test_today_is_compared_with_yesterday_to_the_same_hour(sp: Storepulse, conte
     assert errors == [], errors
 
 
+def test_products_of_two_stores_say_which_store(sp: Storepulse, context: BrowserContext) -> None:
+    """A product's id is its store's own: the same name from two stores was two rows no one could tell apart.
+    The lists name each row's store (the latest order naming it), and the Products view shows it."""
+    # the site's "Mug" and a Stripe "Mug", each larger than every order before: the top two by revenue
+    price = next(_amounts)
+    major = f"{price // 100}.{price % 100:02d}"
+    r = sp.post_events({"events": [{"type": "order_paid", "id": f"op-{uid()}", "time": int(time.time() * 1000) - 60_000,
+                                    "customer": "cus_stores", "order": f"o-{uid()}", "amount": major, "currency": "EUR",
+                                    "items": [{"product": "mug", "name": "Mug", "qty": 1, "price": major}]}]})
+    assert r.status_code == 200, r.text
+    _pay(sp, "cus_stores", product="Mug")
+    rows = wait_json(sp, lambda: sp.get("/api/v1/orgs/acme/products", period="7d", sort="revenue", limit=10).json(),
+                     lambda b: [r["store"] for r in b["products"][:2]] == ["acme-stripe", "acme-site"], what="both Mugs on top")
+    page, errors = _open(context, sp, view="products")
+    page.select_option("#period", "7d")
+    table = page.locator("#view-products table >> nth=0")
+    expect(table.locator("thead th")).to_have_text(["Product", "Store", "Revenue", "Units", "Orders"])
+    expect(table.locator("tbody tr td:nth-child(2)")).to_have_text([r["store"] for r in rows["products"]])
+    mugs = [r["store"] for r in rows["products"] if (r["name"] or r["product"]) == "Mug"]
+    assert sorted(mugs) == ["acme-site", "acme-stripe"], rows["products"]  # one name, two stores, two rows
+    assert errors == [], errors
+
+
 def test_repeat_purchase_card_counts_buyers_who_bought_before(sp: Storepulse, context: BrowserContext) -> None:
     """The shop's day 1 (its orders about 26 h before the shop was posted): its buyers each bought once
     that day and also before it, so they are repeat buyers; counting only the day's own orders showed

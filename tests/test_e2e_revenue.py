@@ -277,7 +277,7 @@ def test_carts_journey_and_email_attribution_through_the_events_api(storepulse: 
     c = carts()
     mine = [x for x in c["latest_carts"] if x["cart"].startswith(tag)]
     assert {x["cart"]: x["status"] for x in mine} == {f"{tag}-c1": "abandoned", f"{tag}-c2": "purchased"}
-    assert {"product": f"{tag}-p1", "name": "Desk lamp", "carts": 1} in c["most_abandoned_products"]
+    assert {"product": f"{tag}-p1", "name": "Desk lamp", "store": "acme-site", "carts": 1} in c["most_abandoned_products"]
     journey = storepulse.get("/api/v1/orgs/acme/journey", **span).json()
     attribution = storepulse.get("/api/v1/orgs/acme/attribution", **span).json()
     spring = [x for x in attribution["campaigns"] if x["campaign"] == f"{tag}-spring"]

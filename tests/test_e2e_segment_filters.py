@@ -116,7 +116,7 @@ def test_figures_and_carts_of_a_segment_are_those_of_its_members_orders_and_cart
                               "abandoned_value", "abandonment_rate", "open_now", "most_abandoned_products")} == {
         "carts": 2, "open": 1, "abandoned": 1, "recovered": 0, "purchased": 0, "carts_value": money(6500),
         "open_value": money(2500), "abandoned_value": money(4000), "abandonment_rate": 0.5,
-        "open_now": {"carts": 1, "value": money(2500)}, "most_abandoned_products": [{"product": "lamp", "name": "Lamp", "carts": 1}]}
+        "open_now": {"carts": 1, "value": money(2500)}, "most_abandoned_products": [{"product": "lamp", "name": "Lamp", "store": "acme-site", "carts": 1}]}
     assert [x["cart"] for x in c["latest_carts"]] == [f"ca2-{a}", f"ca1-{a}"]
     for path in ("/figures?period=all&segment=nowhere", "/carts?period=all&segment=nowhere"):
         r = call(sp, "GET", path)

@@ -115,9 +115,12 @@ def test_most_abandoned_products_are_named_by_the_latest_cart_naming_them_whole_
     by_day = [list(g) for _, g in groupby(carts, key=lambda r: r.day)]
     names = list_parts.merge_cart_names([list_parts.cart_names_part(d) for d in by_day])
     assert names == {p: m[2] for p, m in latest.items()} and names
-    products = [Record("o", 1, AbandonedProduct.KIND, f"web|2026-02-01|{p}", "2026-02-01", AbandonedProduct("web", p, n))
-                for p, n in (("p1", 3), ("p2", 2), ("p4", 1))]
+    products = [Record("o", 1, AbandonedProduct.KIND, f"{s}|2026-02-01|{p}", "2026-02-01", AbandonedProduct(s, p, n))
+                for s, p, n in (("web", "p1", 3), ("shop", "p1", 1), ("web", "p2", 2), ("shop", "p2", 2), ("shop", "p4", 1))]
     for given in (None, names):  # the whole period's carts, or the day parts' names
         body = shoppers.carts_summary([], [], products, carts, currency="EUR", rates=None, limit=10, store=None, names=given)
-        assert body["most_abandoned_products"] == [{"product": p, "name": names.get(p, ""), "carts": n}
-                                                   for p, n in (("p1", 3), ("p2", 2), ("p4", 1))]
+        # the store: the one whose carts hold it most (a tie: the first by id)
+        assert body["most_abandoned_products"] == [{"product": p, "name": names.get(p, ""), "store": s, "carts": n}
+                                                   for p, s, n in (("p1", "web", 4), ("p2", "shop", 4), ("p4", "shop", 1))]
+    body = shoppers.carts_summary([], [], products, carts, currency="EUR", rates=None, limit=10, store="web", names=names)
+    assert [(r["product"], r["store"], r["carts"]) for r in body["most_abandoned_products"]] == [("p1", "web", 3), ("p2", "web", 2)]

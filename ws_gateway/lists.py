@@ -139,10 +139,13 @@ def add_order(acc: dict[str, list[Any]], o: Paid, sign: int) -> list[str]:
 
 
 def rank_products(acc: dict[str, list[Any]], *, sort: str, limit: int, currency: str) -> list[dict[str, Any]]:
+    """The top `limit` products; `store`: the store of the latest order naming it (the order record's key is
+    "<store>:<order>"), so that a product sold by two stores under their own ids reads as two; None when
+    no order named it."""
     index = {"revenue": 1, "units": 2, "orders": 3}[sort]
     ranked = heapq.nsmallest(limit, acc.items(), key=lambda kv: (-kv[1][index], kv[0]))
-    return [{"product": p, "name": a[0], "revenue": Money(a[1], currency).to_json(), "units": a[2], "orders": a[3]}
-            for p, a in ranked]
+    return [{"product": p, "name": a[0], "store": None if a[4] is None else a[4][1].split(":", 1)[0],
+             "revenue": Money(a[1], currency).to_json(), "units": a[2], "orders": a[3]} for p, a in ranked]
 
 
 def products_list(orders: list[Paid], *, sort: str, limit: int, currency: str) -> list[dict[str, Any]]:

@@ -46,9 +46,15 @@ def carts_summary(days: Iterable[Record[CartDay]], open_now: Iterable[Record[Ope
             live_n += o.value.carts
             live_value += convert(rates, o.value.value, o.value.currency, currency, LATEST)  # open now
     abandoned_products: Counter[str] = Counter()
+    by_store: Counter[tuple[str, str]] = Counter()  # (product, store): which store's carts hold it most
     for p in products:
         if store is None or p.value.store == store:
             abandoned_products[p.value.product] += p.value.carts
+            by_store[(p.value.product, p.value.store)] += p.value.carts
+    most: dict[str, tuple[int, str]] = {}
+    for (product, s), n in by_store.items():
+        if product not in most or (-n, s) < (-most[product][0], most[product][1]):
+            most[product] = (n, s)
     carts = list(carts)
     if names is None:
         names = merge_cart_names([cart_names_part(carts)])
@@ -65,7 +71,7 @@ def carts_summary(days: Iterable[Record[CartDay]], open_now: Iterable[Record[Ope
         "abandonment_rate": round(total["abandoned"] / total["carts"], 6) if total["carts"] else 0.0,
         "recovery_rate": round(total["recovered"] / total["abandoned"], 6) if total["abandoned"] else 0.0,
         "open_now": {"carts": live_n, "value": Money(live_value, currency).to_json()},
-        "most_abandoned_products": [{"product": p, "name": names.get(p, ""), "carts": n}
+        "most_abandoned_products": [{"product": p, "name": names.get(p, ""), "store": most[p][1], "carts": n}
                                     for p, n in sorted(abandoned_products.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]],
         "latest_carts": [_cart_json(c) for c in listed],
         "best_carts": [_cart_json(r.value) for r in best],

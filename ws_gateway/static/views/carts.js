@@ -3,6 +3,7 @@ import { card, errorLine, h, table } from "../dom.js";
 import { customersOf, engageButton, saveSegmentButton } from "../engage.js";
 import * as fmt from "../format.js";
 import { segmentOf } from "../segment_of.js";
+import { storeColumn } from "./products.js";
 
 const BEST = 10;
 
@@ -63,6 +64,7 @@ export default {
     ], b.latest_carts, t("empty")));
     this.products.set(table(t("carts.most_abandoned"), [
       { label: t("col.product"), value: (r) => r.name || r.product }, // named as the latest cart naming it
+      ...storeColumn(t, b.most_abandoned_products),
       { label: t("carts.carts"), value: (r) => fmt.number(r.carts), num: true },
     ], b.most_abandoned_products, t("empty")));
   },
