@@ -266,6 +266,14 @@ def test_the_automations_and_orders_views_name_the_customers(demo: dict[str, Any
         by_subject = {d["subject"]: d["payload"].get("name") or d["payload"].get("email") or d["subject"] for d in listed}
         assert shown and set(shown) <= set(by_subject.values()), (shown, by_subject)
         assert any(name.split()[0] in shop.FIRST_NAMES for name in shown), shown
+        # each delivery's status in the page's language (they read "delivered" in German too)
+        de = browser.new_page(viewport={"width": 1400, "height": 1000})
+        de.goto(f"{demo['base']}/?lang=de#token={demo['token']}&view=automations")
+        de_rows = de.locator("#view-automations section", has_text="Neueste Zustellungen").locator("tbody tr")
+        expect(de_rows.first).to_be_visible()
+        german = {"delivered": "zugestellt", "pending": "ausstehend", "dead": "unzustellbar", "cancelled": "storniert"}
+        assert {row.locator("td").nth(4).inner_text() for row in de_rows.all()} <= set(german.values())
+        assert "zugestellt" in {row.locator("td").nth(4).inner_text() for row in de_rows.all()}
         # the Orders view names each order's buyer as the order's checkout did
         page.goto(f"{demo['base']}/#token={demo['token']}&view=orders")
         rows = page.locator("#view-orders section", has_text="Best orders").locator("tbody tr")

@@ -44,6 +44,7 @@ export default {
   "carts.summary": "Warenkörbe", "carts.open_now": "Jetzt offen", "carts.carts": "Warenkörbe", "carts.abandoned": "Abgebrochen",
   "carts.recovered": "Zurückgewonnen", "carts.purchased": "Gekauft", "carts.recovery_rate": "Rückgewinnungsrate",
   "carts.latest": "Neueste Warenkörbe", "carts.most_abandoned": "Am häufigsten abgebrochene Produkte",
+  "delivery_status.pending": "ausstehend", "delivery_status.delivered": "zugestellt", "delivery_status.dead": "unzustellbar", "delivery_status.cancelled": "storniert",
   "cart_status.open": "offen", "cart_status.abandoned": "abgebrochen", "cart_status.recovered": "zurückgewonnen",
   "cart_status.purchased": "gekauft", "cart_status.empty": "leer",
   "products.by_revenue": "Top-Produkte nach Umsatz", "products.by_units": "Top-Produkte nach Stückzahl",

@@ -44,6 +44,7 @@ export default {
   "carts.summary": "Carts", "carts.open_now": "Open now", "carts.carts": "Carts", "carts.abandoned": "Abandoned",
   "carts.recovered": "Recovered", "carts.purchased": "Purchased", "carts.recovery_rate": "Recovery rate",
   "carts.latest": "Latest carts", "carts.most_abandoned": "Most abandoned products",
+  "delivery_status.pending": "pending", "delivery_status.delivered": "delivered", "delivery_status.dead": "dead", "delivery_status.cancelled": "cancelled",
   "cart_status.open": "open", "cart_status.abandoned": "abandoned", "cart_status.recovered": "recovered",
   "cart_status.purchased": "purchased", "cart_status.empty": "empty",
   "products.by_revenue": "Top products by revenue", "products.by_units": "Top products by units",

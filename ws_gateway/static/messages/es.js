@@ -44,6 +44,7 @@ export default {
   "carts.summary": "Carritos", "carts.open_now": "Abiertos ahora", "carts.carts": "Carritos", "carts.abandoned": "Abandonados",
   "carts.recovered": "Recuperados", "carts.purchased": "Comprados", "carts.recovery_rate": "Tasa de recuperación",
   "carts.latest": "Últimos carritos", "carts.most_abandoned": "Productos más abandonados",
+  "delivery_status.pending": "pendiente", "delivery_status.delivered": "entregado", "delivery_status.dead": "fallido", "delivery_status.cancelled": "cancelado",
   "cart_status.open": "abierto", "cart_status.abandoned": "abandonado", "cart_status.recovered": "recuperado",
   "cart_status.purchased": "comprado", "cart_status.empty": "vacío",
   "products.by_revenue": "Productos principales por ingresos", "products.by_units": "Productos principales por unidades",

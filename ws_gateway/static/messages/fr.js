@@ -44,6 +44,7 @@ export default {
   "carts.summary": "Paniers", "carts.open_now": "Ouverts maintenant", "carts.carts": "Paniers", "carts.abandoned": "Abandonnés",
   "carts.recovered": "Récupérés", "carts.purchased": "Achetés", "carts.recovery_rate": "Taux de récupération",
   "carts.latest": "Derniers paniers", "carts.most_abandoned": "Produits les plus abandonnés",
+  "delivery_status.pending": "en attente", "delivery_status.delivered": "remis", "delivery_status.dead": "en échec", "delivery_status.cancelled": "annulé",
   "cart_status.open": "ouvert", "cart_status.abandoned": "abandonné", "cart_status.recovered": "récupéré",
   "cart_status.purchased": "acheté", "cart_status.empty": "vide",
   "products.by_revenue": "Meilleurs produits par chiffre d’affaires", "products.by_units": "Meilleurs produits par unités",

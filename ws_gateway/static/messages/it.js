@@ -44,6 +44,7 @@ export default {
   "carts.summary": "Carrelli", "carts.open_now": "Aperti ora", "carts.carts": "Carrelli", "carts.abandoned": "Abbandonati",
   "carts.recovered": "Recuperati", "carts.purchased": "Acquistati", "carts.recovery_rate": "Tasso di recupero",
   "carts.latest": "Ultimi carrelli", "carts.most_abandoned": "Prodotti più abbandonati",
+  "delivery_status.pending": "in attesa", "delivery_status.delivered": "consegnato", "delivery_status.dead": "non consegnabile", "delivery_status.cancelled": "annullato",
   "cart_status.open": "aperto", "cart_status.abandoned": "abbandonato", "cart_status.recovered": "recuperato",
   "cart_status.purchased": "acquistato", "cart_status.empty": "vuoto",
   "products.by_revenue": "Prodotti migliori per fatturato", "products.by_units": "Prodotti migliori per unità",

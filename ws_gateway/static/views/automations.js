@@ -59,7 +59,7 @@ export default {
       { label: t("automations.channel"), value: (d) => d.channel ?? "" },
       // the customer by name, else e-mail (from their profile when the action fired), else their id
       { label: t("col.customer"), value: (d) => d.payload?.name || d.payload?.email || d.subject || "" },
-      { label: t("col.status"), value: (d) => d.status ?? "" },
+      { label: t("col.status"), value: (d) => (d.status ? t(`delivery_status.${d.status}`) : "") },
       { label: t("automations.attempts"), value: (d) => fmt.number((d.attempts ?? []).length), num: true },
       { label: t("connections.reason"), value: (d) => { const a = d.attempts ?? []; return a.length ? a[a.length - 1].error ?? "" : ""; } },
     ];
