@@ -649,9 +649,32 @@ def test_today_is_compared_with_yesterday_to_the_same_hour(sp: Storepulse, conte
     # conversion is kept per day: against all of yesterday, and it says so
     expect(page.locator('[data-kpi-change="conversion"]')).to_have_text(re.compile(r"(vs all of yesterday|none yesterday)$"))
     assert page.locator('[data-kpi-change="conversion"]').get_attribute("data-until") is None
-    # another period compares with the one before it, whole
+    # 7 days so far: the 7 days before, cut at the same time (their last day is the one a week ago)
     page.select_option("#period", "7d")
-    expect(page.locator('[data-kpi-change="revenue"]')).to_have_text(re.compile(r"(vs previous period|none in the previous period)$"))
+    expect(change).not_to_have_attribute("data-until", until)
+    week = change.get_attribute("data-until")
+    assert week is not None and abs(dt.datetime.fromisoformat(week).timestamp() - (time.time() - 7 * 86_400)) <= 1_800 + 60
+    first = dt.date.fromisoformat(now["from"]) - dt.timedelta(days=6)
+    now7 = sp.get("/api/v1/orgs/acme/figures", period="7d").json()
+    before7 = sp.get("/api/v1/orgs/acme/figures", **{"from": (first - dt.timedelta(days=7)).isoformat(),
+                                                     "to": (first - dt.timedelta(days=1)).isoformat(), "until": week}).json()
+    assert [u for u in asked if f"from={(first - dt.timedelta(days=7)).isoformat()}" in u
+            and f"until={week.replace(':', '%3A')}" in u], asked
+    new, old = now7["gross_revenue"]["amount"], before7["gross_revenue"]["amount"]
+    cut = dt.datetime.fromisoformat(week).astimezone(ZoneInfo("Europe/Berlin"))
+    if old:
+        pct = page.evaluate("""(c) => new Intl.NumberFormat("en-US", { style: "percent", maximumFractionDigits: 1,
+                                                                       signDisplay: "exceptZero" }).format(c)""", (new - old) / old)
+        want = re.compile(rf"^{re.escape(pct)} vs previous period until {cut:%b} {cut.day}, {cut.year}, .*{cut:%M}")
+    else:
+        want = re.compile(rf"^none in the previous period until {cut:%b} {cut.day}, {cut.year}, .*{cut:%M}")
+    expect(change).to_have_text(want)
+    # conversion, kept per day, against the whole days before
+    expect(page.locator('[data-kpi-change="conversion"]')).to_have_text(re.compile(r"(vs previous period|none in the previous period)$"))
+    # yesterday is over: compared whole with the day before
+    page.select_option("#period", "yesterday")
+    expect(change).to_have_text(re.compile(r"(vs previous period|none in the previous period)$"))
+    assert change.get_attribute("data-until") is None
     assert errors == [], errors
 
 

@@ -19,6 +19,7 @@ export default {
   "kpi.email_revenue": "Umsatz durch E-Mail", "kpi.vs_previous": "{change} ggü. Vorperiode",
   "kpi.was_zero": "keine in der Vorperiode",
   "kpi.no_previous": "keine Vorperiode zum Vergleich",
+  "kpi.vs_previous_until": "{change} ggü. Vorperiode bis {when}", "kpi.was_zero_previous_until": "keine in der Vorperiode bis {when}",
   "kpi.vs_until": "{change} ggü. gestern bis {time}", "kpi.was_zero_until": "keine gestern bis {time}",
   "kpi.vs_yesterday": "{change} ggü. ganz gestern", "kpi.was_zero_yesterday": "keine gestern",
   "chart.when": "Datum", "chart.hour": "Uhrzeit", "chart.from": "Ab",

@@ -19,6 +19,7 @@ export default {
   "kpi.email_revenue": "E-mail-attributed revenue", "kpi.vs_previous": "{change} vs previous period",
   "kpi.was_zero": "none in the previous period",
   "kpi.no_previous": "no previous period to compare",
+  "kpi.vs_previous_until": "{change} vs previous period until {when}", "kpi.was_zero_previous_until": "none in the previous period until {when}",
   "kpi.vs_until": "{change} vs yesterday until {time}", "kpi.was_zero_until": "none yesterday until {time}",
   "kpi.vs_yesterday": "{change} vs all of yesterday", "kpi.was_zero_yesterday": "none yesterday",
   "chart.when": "Date", "chart.hour": "Time", "chart.from": "From",

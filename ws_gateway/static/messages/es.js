@@ -19,6 +19,7 @@ export default {
   "kpi.email_revenue": "Ingresos atribuidos al e-mail", "kpi.vs_previous": "{change} frente al periodo anterior",
   "kpi.was_zero": "nada en el periodo anterior",
   "kpi.no_previous": "sin periodo anterior para comparar",
+  "kpi.vs_previous_until": "{change} frente al periodo anterior hasta {when}", "kpi.was_zero_previous_until": "nada en el periodo anterior hasta {when}",
   "kpi.vs_until": "{change} frente a ayer hasta las {time}", "kpi.was_zero_until": "nada ayer hasta las {time}",
   "kpi.vs_yesterday": "{change} frente a todo ayer", "kpi.was_zero_yesterday": "nada ayer",
   "chart.when": "Fecha", "chart.hour": "Hora", "chart.from": "Desde",

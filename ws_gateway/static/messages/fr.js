@@ -19,6 +19,7 @@ export default {
   "kpi.email_revenue": "Chiffre d’affaires attribué à l’e-mail", "kpi.vs_previous": "{change} par rapport à la période précédente",
   "kpi.was_zero": "rien sur la période précédente",
   "kpi.no_previous": "aucune période précédente à comparer",
+  "kpi.vs_previous_until": "{change} par rapport à la période précédente jusqu’au {when}", "kpi.was_zero_previous_until": "rien sur la période précédente jusqu’au {when}",
   "kpi.vs_until": "{change} par rapport à hier jusqu’à {time}", "kpi.was_zero_until": "rien hier jusqu’à {time}",
   "kpi.vs_yesterday": "{change} par rapport à toute la journée d’hier", "kpi.was_zero_yesterday": "rien hier",
   "chart.when": "Date", "chart.hour": "Heure", "chart.from": "À partir du",

@@ -19,6 +19,7 @@ export default {
   "kpi.email_revenue": "Fatturato attribuito all’e-mail", "kpi.vs_previous": "{change} rispetto al periodo precedente",
   "kpi.was_zero": "nulla nel periodo precedente",
   "kpi.no_previous": "nessun periodo precedente da confrontare",
+  "kpi.vs_previous_until": "{change} rispetto al periodo precedente fino al {when}", "kpi.was_zero_previous_until": "nulla nel periodo precedente fino al {when}",
   "kpi.vs_until": "{change} rispetto a ieri fino alle {time}", "kpi.was_zero_until": "nulla ieri fino alle {time}",
   "kpi.vs_yesterday": "{change} rispetto a tutto ieri", "kpi.was_zero_yesterday": "nulla ieri",
   "chart.when": "Data", "chart.hour": "Ora", "chart.from": "Dal",

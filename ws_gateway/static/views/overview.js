@@ -3,7 +3,7 @@
 import { drawBarList, drawChart, timeOf } from "../charts.js";
 import { card, errorLine, h, setText } from "../dom.js";
 import * as fmt from "../format.js";
-import { previousSpan, spans } from "../period.js";
+import { daysBetween, previousSpan, spans } from "../period.js";
 import { drawRecommendations } from "./recommendations.js";
 
 const KPIS = [
@@ -25,9 +25,9 @@ const MOST_SPANS = 14;
 const QUOTA_EVERY_MS = 30000;
 const HOUR_MS = 3600000;
 
-// The instant 24 hours before `nowMs`, to the nearest whole hour, as ISO 8601 (the figures' until=).
-export function sameTimeYesterday(nowMs) {
-  return new Date(Math.round((nowMs - 24 * HOUR_MS) / HOUR_MS) * HOUR_MS).toISOString();
+// The instant `days` days before `nowMs`, to the nearest whole hour, as ISO 8601 (the figures' until=).
+export function sameTimeBefore(nowMs, days) {
+  return new Date(Math.round((nowMs - days * 24 * HOUR_MS) / HOUR_MS) * HOUR_MS).toISOString();
 }
 
 // The five sources of the KPI cards over one span; each a body or {error}. With `until`, the figures
@@ -105,9 +105,12 @@ export default {
     const span = ctx.span();
     const current = sources(ctx, {}); // asked first: the queue serves in order
     const prevSpan = span && previousSpan(span.from, span.to);
-    // Today so far against yesterday to the same time (its nearest whole hour: figures are kept by the hour),
-    // not against the whole of yesterday, which every morning would read as a fall.
-    this.until = ctx.state.period === "today" ? sameTimeYesterday(Date.now()) : undefined;
+    // A period ending today is so far: its figures are compared with the period before cut at the same time
+    // (its nearest whole hour: figures are kept by the hour), not with whole days, which every morning read
+    // as a fall on today (and a seventh of one on 7 days).
+    const sofar = span && prevSpan && span.to === ctx.state.orgToday;
+    this.today = ctx.state.period === "today";
+    this.until = sofar ? sameTimeBefore(Date.now(), daysBetween(span.from, span.to)) : undefined;
     let before = Promise.resolve(null);
     if (prevSpan) {
       const key = JSON.stringify({ ...ctx.params(prevSpan, { segment: true }), until: this.until });
@@ -154,13 +157,20 @@ export default {
     }
   },
 
-  // What a KPI's change is against: the previous period; on today, yesterday to this hour for the figures
-  // (revenue, orders, AOV) and the whole of yesterday for the rest, which are kept per day.
+  // What a KPI's change is against: the previous period; for a period ending today, the figures (revenue,
+  // orders, AOV) against the period before cut at this time, the rest (kept per day) against whole days.
   versus(ctx, c, source) {
-    if (!this.until) return c === null ? ctx.t("kpi.was_zero") : ctx.t("kpi.vs_previous", { change: fmt.signedPercent(c) });
-    if (source !== "figures") return c === null ? ctx.t("kpi.was_zero_yesterday") : ctx.t("kpi.vs_yesterday", { change: fmt.signedPercent(c) });
-    const time = fmt.time(this.until);
-    return c === null ? ctx.t("kpi.was_zero_until", { time }) : ctx.t("kpi.vs_until", { change: fmt.signedPercent(c), time });
+    const change = c === null ? null : fmt.signedPercent(c);
+    if (this.until && source === "figures") {
+      if (this.today) {
+        const time = fmt.time(this.until);
+        return change === null ? ctx.t("kpi.was_zero_until", { time }) : ctx.t("kpi.vs_until", { change, time });
+      }
+      const when = fmt.dateTime(this.until);
+      return change === null ? ctx.t("kpi.was_zero_previous_until", { when }) : ctx.t("kpi.vs_previous_until", { change, when });
+    }
+    if (this.today) return change === null ? ctx.t("kpi.was_zero_yesterday") : ctx.t("kpi.vs_yesterday", { change });
+    return change === null ? ctx.t("kpi.was_zero") : ctx.t("kpi.vs_previous", { change });
   },
 
   async drawSeries(ctx, span) {
