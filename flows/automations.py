@@ -167,7 +167,7 @@ class AutomationBook:
                 cause = f"{v.store}:{v.cart}@{v.due}"
                 # one reminder a cart: activity since an abandonment replaces its pending reminder (a late
                 # burst of one cart's events decides it abandoned at each of them; the last one stands)
-                self.triggers.supersede(CART_ABANDONED, v.person or "", f"{v.store}:{v.cart}@", cause)
+                self.triggers.supersede(CART_ABANDONED, cause)
                 if v.status == "abandoned" and self._fresh(v.due, now_ms):
                     payload = _cart_payload(v, profile(v.person) if v.person else None)
                     self._fire(Firing(CART_ABANDONED, v.person or "", cause, v.due, payload, _cart_facts(v)))

@@ -176,6 +176,28 @@ def test_a_carts_activity_arriving_late_all_at_once_reminds_once() -> None:
             (f"s:k1@{due}", due, due + HOUR)], batches
 
 
+def test_a_late_cart_whose_visitor_signs_in_midway_is_reminded_once() -> None:
+    """The cart's person is its visitor, then the customer who signed in: the earlier abandonment's
+    reminder is found by the cart, not by the person, and replaced; and so after a snapshot."""
+    t = NOW - 3 * HOUR
+    anonymous = Event(id="a-v", kind=Kind.CART_ITEM_ADDED, org="o", store="s", time=t, cart="k1", visitor="v1",
+                      currency="EUR", amount=2500, items=(Item("p1", 1, 2500),))
+    for restored in (False, True):
+        org = live()
+        org.apply_all([add(NOW, cart="k0", customer="c0")], NOW)  # the watermark is at NOW - 5 min
+        org.apply_all([anonymous], NOW)
+        assert [p.firing.subject for p in org.automations.triggers.pending() if p.firing.subject != "c0"] == ["v1"]
+        if restored:
+            org = pickle.loads(pickle.dumps(org))
+        org.apply_all([add(t + MIN, customer="c1")], NOW)
+        out: list[Action] = []
+        while (wake := org.next_wake(NOW)) is not None and wake <= NOW + 2 * HOUR:
+            org.tick(wake)
+            out += org.take_actions()
+        assert [(a.subject, a.cause) for a in by(out, "reminder") if a.subject != "c0"] == [
+            ("c1", f"s:k1@{t + MIN + 30 * MIN}")], restored
+
+
 def test_the_pending_wait_survives_a_snapshot_and_fires_identically() -> None:
     org = live()
     org.apply_all([add(NOW - 70 * MIN)], NOW)

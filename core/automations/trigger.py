@@ -97,6 +97,11 @@ def _unindex(index: dict[K, list[_Pending]], key: K, p: _Pending) -> None:
         del index[key]
 
 
+def _group(cause: str) -> str:
+    """A cause up to its last "@" ("<store>:<cart>" of "<store>:<cart>@<due>"); a cause without one, itself."""
+    return cause.rpartition("@")[0] or cause
+
+
 SWEEP_MS = 3_600_000  # passed cooldowns are forgotten at most once an hour of watermark (one pass over them)
 
 
@@ -108,6 +113,7 @@ class Triggers:
         self._live = 0  # pending and not dead
         self._by_subject: dict[str, list[_Pending]] = {}  # what a cancel_on event looks at
         self._by_cause: dict[tuple[str, str], list[_Pending]] = {}  # (trigger, cause): what `drop` looks at
+        self._by_group: dict[tuple[str, str], list[_Pending]] = {}  # (trigger, cause to its "@"): `supersede`'s; not kept
         self._keys: set[tuple[str, str, str]] = set()  # (automation, subject, cause) pending: one of each
         self._waiting: dict[tuple[str, str], int] = {}  # (automation, subject) -> pending count
         self._last: dict[tuple[str, str], int] = {}  # (automation, subject) -> fired time of the last release
@@ -146,11 +152,21 @@ class Triggers:
         """Drops the pending actions of one firing (a cart bought after all: its reminder must not go)."""
         return self._remove(self._by_cause.get((trigger, cause), ()), lambda p: True)
 
-    def supersede(self, trigger: str, subject: str, prefix: str, cause: str) -> list[Released]:
-        """Drops the pending actions of `trigger` for `subject` whose cause starts with `prefix` and is not
-        `cause`: a cart's earlier abandonment ("<store>:<cart>@<due>"), which activity since replaced."""
-        return self._remove(self._by_subject.get(subject, ()),
-                            lambda p: p.firing.trigger == trigger and p.cause != cause and p.cause.startswith(prefix))
+    def supersede(self, trigger: str, cause: str) -> list[Released]:
+        """Drops the pending actions of `trigger` whose cause is `cause` up to its "@" with another instant
+        after it: a cart's earlier abandonment ("<store>:<cart>@<due>"), which activity since replaced,
+        whoever the cart's person was then (a visitor who has signed in since)."""
+        return self._remove(self._by_group.get((trigger, _group(cause)), ()), lambda p: p.cause != cause)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "_by_group"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)  # a snapshot from before `_by_group` reads the same: it is derived
+        self._by_group = {}
+        for p in self._pending:
+            if not p.dead:
+                self._by_group.setdefault((p.firing.trigger, _group(p.cause)), []).append(p)
 
     def advance(self, automations: Mapping[str, Automation], watermark: int, ctx: Context) -> list[Released]:
         """Moves the watermark: the pending actions it passes are released (or dropped: `if` no longer
@@ -190,6 +206,7 @@ class Triggers:
         self._waiting[key] = self._waiting.get(key, 0) + 1
         self._by_subject.setdefault(p.firing.subject, []).append(p)
         self._by_cause.setdefault((p.firing.trigger, p.cause), []).append(p)
+        self._by_group.setdefault((p.firing.trigger, _group(p.cause)), []).append(p)
         self._live += 1
         heapq.heappush(self._pending, p)
 
@@ -216,6 +233,7 @@ class Triggers:
         self._live -= 1
         _unindex(self._by_subject, p.firing.subject, p)
         _unindex(self._by_cause, (p.firing.trigger, p.cause), p)
+        _unindex(self._by_group, (p.firing.trigger, _group(p.cause)), p)
         self._keys.discard((p.automation, p.firing.subject, p.cause))
         key = (p.automation, p.firing.subject)
         left = self._waiting.get(key, 0) - 1
