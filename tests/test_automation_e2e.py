@@ -206,6 +206,10 @@ def test_abandoned_cart_reminders_through_the_events_api(storepulse: Storepulse,
     assert (mail["To"], mail["Subject"]) == ("quiet@shopper.example", "Abandoned cart: €25.00")
     # Released by the wall clock once the watermark (wall clock - 5 s allowed lateness) passed its due.
     assert received_at >= due + 5000
+    # the Carts view's lists name the shopper by their profile (the cart's events typed no name or e-mail)
+    listed = sp.get("/api/v1/orgs/acme/carts", period="7d").json()["latest_carts"]
+    assert [(c["person"], c["buyer"], c["name"]) for c in listed if c["cart"] == "cart-quiet"] == [
+        ("quiet", "", "quiet@shopper.example")]
     body = receiver.json_bodies()[-1]
     assert body["data"]["title"] == "Abandoned cart: €25.00" and body["data"]["subject"] == "quiet"
     # The three carts share one due time, so the reminders of "in-time" (never abandoned) and "during"

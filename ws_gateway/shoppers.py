@@ -79,7 +79,7 @@ def carts_summary(days: Iterable[Record[CartDay]], open_now: Iterable[Record[Ope
 
 
 def _cart_json(c: Cart) -> dict[str, Any]:
-    return {"store": c.store, "cart": c.cart, "person": c.person, "buyer": c.buyer, "status": c.status, "currency": c.currency,
+    return {"store": c.store, "cart": c.cart, "person": c.person, "buyer": c.buyer, "name": "", "status": c.status, "currency": c.currency,
             "exponent": EXPONENTS[c.currency], "value": c.value, "first": c.first, "last": c.last, "due": c.due, "paid": c.paid}
 
 

@@ -50,7 +50,7 @@ export default {
       { label: t("col.last_activity"), value: (c) => fmt.dateTime(c.last) },
       { label: t("col.cart"), value: (c) => c.cart },
       { label: t("col.store"), value: (c) => c.store },
-      { label: t("col.customer"), value: (c) => c.buyer || (c.person ?? "–") }, // as typed at the checkout, else the id
+      { label: t("col.customer"), value: (c) => c.buyer || c.name || (c.person ?? "–") }, // as typed at the checkout, else their profile's, else the id
       { label: t("col.value"), value: (c) => fmt.money({ amount: c.value, currency: c.currency, exponent: c.exponent }), num: true },
     ];
     this.best.set(table(t("carts.best"), cartColumns, (b.best_carts ?? []).slice(0, BEST), t("carts.no_open")));
@@ -58,7 +58,7 @@ export default {
       { label: t("col.last_activity"), value: (c) => fmt.dateTime(c.last) },
       { label: t("col.cart"), value: (c) => c.cart },
       { label: t("col.store"), value: (c) => c.store },
-      { label: t("col.customer"), value: (c) => c.buyer || (c.person ?? "–") }, // as typed at the checkout, else the id
+      { label: t("col.customer"), value: (c) => c.buyer || c.name || (c.person ?? "–") }, // as typed at the checkout, else their profile's, else the id
       { label: t("col.status"), value: (c) => t(`cart_status.${c.status}`) },
       { label: t("col.value"), value: (c) => fmt.money({ amount: c.value, currency: c.currency, exponent: c.exponent }), num: true },
     ], b.latest_carts, t("empty")));
