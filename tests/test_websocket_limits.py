@@ -191,21 +191,24 @@ async def flood_wave(port: int, size: int, clients: int) -> Counter[int | None]:
 
 
 def test_memory_comes_back_after_100_flooding_clients_leave(sp: Storepulse) -> None:
-    """Two rounds of 100 flooding clients: the first may grow the heap to what 100 connections
-    take at once (and Python keeps it, for the next ones); the second must not grow it further."""
+    """Three rounds of 100 flooding clients: the first may grow the heap to what 100 connections
+    take at once (and Python keeps it, for the next ones); the next two must not grow it further. How
+    many of a round's connections overlap depends on the load of the box: a round under load once took
+    12 MiB more than the one before (CI, both cores busy), so the bound is on two rounds together, far
+    below what a leak of a round's buffers adds (+94 MiB a round before these limits)."""
     pid = sp.proc.pid  # `storepulse up` serves the WebSocket in its own process
     rss = [rss_mib(pid)]
     with live(sp, "tokyo"):
-        for _ in range(2):
+        for _ in range(3):
             big = asyncio.run(flood_wave(sp.ws_port, 60_000, 100))  # messages over the limit
             small = asyncio.run(flood_wave(sp.ws_port, 1_000, 100))  # then a flood of small ones
             assert (big, small) == (Counter({1009: 100}), Counter({1008: 100}))
             time.sleep(SWEEP_SECONDS + 1)  # the sweep after the last close has run
             rss.append(rss_mib(pid))
     print(f"\nRSS of storepulse up: {rss[0]:.1f} MiB before, {rss[1]:.1f} MiB after 100 flooding clients left, "
-          f"{rss[2]:.1f} MiB after 100 more")
+          f"{rss[2]:.1f} and {rss[3]:.1f} MiB after 100 more twice")
     assert rss[1] - rss[0] < 40, rss  # before these limits: +94 MiB after one round, and it stayed
-    assert rss[2] - rss[1] < 10, rss
+    assert rss[3] - rss[1] < 16, rss
 
 
 def test_connections_are_capped_per_organisation_and_in_total(tmp_path: Path) -> None:
