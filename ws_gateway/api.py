@@ -226,13 +226,14 @@ def org_route(cost: Cost = by_request) -> Callable[[OrgEndpoint], Callable[[Requ
 @org_route()
 async def figures(request: Request, side: ReadSide, org: Org) -> Response:
     store, first, last, currency = query(request, side, org)
-    members = await segment_members(request, side.model, org)  # ?segment=: its members' orders only
-    version, buckets = await asyncio.to_thread(side.model.snapshot, org.id, DAY)
-    fresh = freshness(await asyncio.to_thread(side.model.caught_up_at, org.id), ms_of(side.now())).to_json()
     q = request.query_params
-    named = q.get("period") or (None if "from" in q or "to" in q else "today")
-    # ?until=: only the hours before it (a day so far: the dashboard compares today with yesterday to this hour)
+    # ?until=: only the hours before it, from the hour buckets (a period so far: the dashboard compares today
+    # with yesterday to this hour)
     until = parse_until(q["until"]) if "until" in q else None
+    members = await segment_members(request, side.model, org)  # ?segment=: its members' orders only
+    version, buckets = await asyncio.to_thread(side.model.snapshot, org.id, DAY if until is None else HOUR)
+    fresh = freshness(await asyncio.to_thread(side.model.caught_up_at, org.id), ms_of(side.now())).to_json()
+    named = q.get("period") or (None if "from" in q or "to" in q else "today")
     span = {"period": named, **_span(first, last), **({"until": until.astimezone(UTC).isoformat()} if until else {})}
     if members is not None:  # from the order records: the buckets are per store and day, not per customer
         orders = await asyncio.to_thread(side.model.records, org.id, Order, first, OPEN_END)  # placed <= paid day
@@ -240,8 +241,6 @@ async def figures(request: Request, side: ReadSide, org: Org) -> Response:
                                             rates=side.rates, store=store, until_ms=None if until is None else ms_of(until))
         return json_response({"org": org.id, "store": store, **span, "version": version, "freshness": fresh,
                               "segment": q["segment"], "members": len(members), **body})
-    if until is not None:
-        buckets = (await asyncio.to_thread(side.model.snapshot, org.id, HOUR))[1]
     result = compute_figures(buckets, first=first, last=last, currency=currency, rates=side.rates, store=store,
                              until=None if until is None else (until, org.tz))
     return json_response({"org": org.id, "store": store, **span, "version": version, "freshness": fresh,
