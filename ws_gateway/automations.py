@@ -33,10 +33,10 @@ from state.day_stamps import DayVersioned
 from state.log import EventLog, LogUnavailable
 from web.responses import json_response
 from ws_gateway import automation_results
+from ws_gateway.deliveries import readable_outbox
 
 if TYPE_CHECKING:
     from ws_gateway.api import ReadSide
-    from ws_gateway.deliveries import DeliveriesSide
 
 
 async def known(side: ReadSide, org: Org) -> dict[str, dict[str, Any]]:
@@ -55,11 +55,10 @@ async def listing(request: Request, side: ReadSide, org: Org, *, first: str, las
     """The automations in force; asked with a period, the delivery log open in this process and not for a
     share link, what each came to over the period's days [first, last] (ws_gateway/automation_results.py)."""
     body: dict[str, Any] = {"org": org.id, "locale": org.locale, "automations": list((await known(side, org)).values())}
-    box: DeliveriesSide | None = getattr(request.app.state, "deliveries", None)
-    asked = any(p in request.query_params for p in ("period", "from", "to"))
-    if asked and box is not None and getattr(request.state, "share", None) is None:
+    outbox = readable_outbox(request)
+    if outbox is not None and any(p in request.query_params for p in ("period", "from", "to")):
         ids = [a["id"] for a in body["automations"]]
-        body |= await asyncio.to_thread(_results, box.outbox, side, org, first, last, currency, ids)
+        body |= await asyncio.to_thread(_results, outbox, side, org, first, last, currency, ids)
     return json_response(body)
 
 

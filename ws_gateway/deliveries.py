@@ -55,6 +55,13 @@ def _not_shared(request: Request) -> None:
         raise HTTPException(403, "a share link does not give access to deliveries and channels")
 
 
+def readable_outbox(request: Request) -> Outbox | None:
+    """The delivery log, when this process has it open and the token is not a share link's (whose reader
+    sees figures, not deliveries); None otherwise. For what shows deliveries beside something else."""
+    side: DeliveriesSide | None = getattr(request.app.state, "deliveries", None)
+    return None if side is None or getattr(request.state, "share", None) is not None else side.outbox
+
+
 def _side(request: Request) -> DeliveriesSide:
     side: DeliveriesSide | None = getattr(request.app.state, "deliveries", None)
     if side is None:
