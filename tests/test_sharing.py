@@ -96,6 +96,10 @@ def test_a_share_token_reads_its_organisation_and_writes_nothing(storepulse: Sto
         assert r.status_code == 200, (what, r.text)
     assert httpx.get(f"{base}/acme/figures", params={"token": token}, timeout=10).status_code == 200  # a spreadsheet's URL
     assert httpx.get(f"{base}/tokyo/figures", headers=_h(token), timeout=10).status_code == 403
+    # the automations' results read the delivery log, whose payloads name customers: not through a share link
+    owner = httpx.get(f"{base}/acme/automations", params={"period": "7d"}, headers=_h(TOKENS["acme"]), timeout=10)
+    shared = httpx.get(f"{base}/acme/automations", params={"period": "7d"}, headers=_h(token), timeout=10)
+    assert owner.status_code == shared.status_code == 200 and "results" in owner.json() and "results" not in shared.json()
     # every write answers 403, registered route or not, and so do the links' own endpoints
     for method, path in [("POST", "/acme/shares"), ("DELETE", f"/acme/shares/{made['share']['id']}"),  # type: ignore[index]
                          ("POST", "/acme/segments"), ("PUT", "/acme/automations/x"), ("POST", "/acme/deliveries/x/replay")]:
