@@ -9,7 +9,9 @@ import io
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import date, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
@@ -17,8 +19,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
-from core.clock import ms_from_iso
-from tests.helpers import ORGS_TOML, SECRETS, TOKENS, RedisServer, Storepulse, free_port, recv_json, wait_for
+from core.clock import local_day, ms_from_iso
+from tests.helpers import ORGS_TOML, SECRETS, TOKENS, RedisServer, Storepulse, free_port, recv_json, wait_for, wait_json
 
 # The demo organisation with a lateness of 5 s, so a window's end is decided seconds after it passes.
 CONFIG = ORGS_TOML.replace('token = "acme-token-0123456789"\n',
@@ -248,3 +250,42 @@ def test_kill_9_during_the_stream_stores_every_change_once_and_the_right_members
         assert 'storepulse_flow_segment_timers_pending{org="acme"}' in counted
     finally:
         sp.ensure_stopped()
+
+
+def test_a_segments_growth_counts_its_entries_and_exits_per_local_day(sp: Storepulse) -> None:
+    """GET .../growth: a day-long window entered by two orders and left by one as time passed, counted on
+    the organisation's days (Berlin) and listed newest first; a period without an end is a 400."""
+    product = f"p-{uid()}"  # bought by this test's customers alone: nobody else enters the segment
+    segment, a, b = f"grow_{uid()}", f"c-{uid()}", f"c-{uid()}"
+    define(sp, segment, {"bought_product": {"gte": 1, "product": product, "within": "1d"}})
+    now = int(time.time() * 1000)
+    t_a, t_b = now - 50 * 3_600_000, now - 2 * 3_600_000  # a's window ended a day ago; b's is open
+    causes = []
+    for customer, t in ((a, t_a), (b, t_b)):
+        order = uid()
+        r = sp.post_events({"type": "order_paid", "id": order, "order": order, "customer": customer, "amount": "5.00",
+                            "currency": "EUR", "time": t, "items": [{"product": product, "qty": 1, "unit_price": "5.00"}]},
+                           key=SECRETS["acme-site"])
+        assert r.status_code in (200, 202), r.text
+        causes.append(f"events:acme-site:{order}")
+    berlin = ZoneInfo("Europe/Berlin")
+    first, last = local_day(t_a, berlin).isoformat(), local_day(now, berlin).isoformat()
+    want = {"entered": 2, "exited": 1, "net": 1}
+    body = wait_json(sp, lambda: call(sp, "GET", f"/segments/{segment}/growth?from={first}&to={last}").json(),
+                     lambda g: all(g.get(k) == v for k, v in want.items()), what="two entries and the exit by time")
+    day = date.fromisoformat(first)
+    expected = {(day + timedelta(days=i)).isoformat(): [0, 0] for i in range((date.fromisoformat(last) - day).days + 1)}
+    for at, exited in ((t_a, 0), (t_a + 86_400_000, 1), (t_b, 0)):
+        expected[local_day(at, berlin).isoformat()][exited] += 1
+    assert body["days"] == [{"day": d, "entered": n[0], "exited": n[1]} for d, n in expected.items()]
+    assert (body["from"], body["to"], body["timezone"]) == (first, last, "Europe/Berlin")
+    assert [(c["customer"], c["change"], ms_from_iso(c["at"]), c["cause"]) for c in body["latest"]] == [
+        (b, "entered", t_b, causes[1]), (a, "exited", t_a + 86_400_000, "time"), (a, "entered", t_a, causes[0])]
+    # the day before a's order holds nothing of it; the latest list has a limit
+    before = (day - timedelta(days=1)).isoformat()
+    assert call(sp, "GET", f"/segments/{segment}/growth?from={before}&to={before}").json()["days"] == [
+        {"day": before, "entered": 0, "exited": 0}]
+    assert len(call(sp, "GET", f"/segments/{segment}/growth?from={first}&to={last}&limit=1").json()["latest"]) == 1
+    r = call(sp, "GET", f"/segments/{segment}/growth?from={first}")
+    assert r.status_code == 400 and r.json()["error"] == "a segment's growth needs from and to dates (YYYY-MM-DD)", r.text
+    assert call(sp, "GET", "/segments/nowhere/growth?period=7d").status_code == 404

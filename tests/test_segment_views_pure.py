@@ -1,5 +1,6 @@
-"""The pure parts of segment= on figures and carts (ws_gateway/segment_figures.py) and of the preview
-(ws_gateway/segment_preview.py): records in, figures and facts out."""
+"""The pure parts of segment= on figures and carts (ws_gateway/segment_figures.py), of the preview
+(ws_gateway/segment_preview.py) and of a segment's growth (ws_gateway/segment_views.py): records in,
+figures and facts out."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import pytest
 from msgspec import Raw
 
 from core.changes import DAY, Bucket, Record
-from core.figures import compute_figures
+from core.figures import OPEN_END, BadPeriod, compute_figures
 from core.records import Cart, Customer, CustomerMoney, Order, RecordKind
 from core.rules import Context, inputs, parse_rule, parse_segments
+from core.segment_records import SegmentChange
 from ws_gateway.segment_figures import figures_json, member_buckets, member_carts
 from ws_gateway.segment_preview import PreviewError, buyers_only, customer_facts, preview, previewable, reads_lines
+from ws_gateway.segment_views import change_day, growth, growth_days
 
 pytestmark = pytest.mark.unit
 
@@ -149,3 +152,36 @@ def test_a_rule_over_orders_that_no_customer_without_one_meets_needs_no_customer
         if only:
             assert preview(rule, customer_facts(None, orders, (), "EUR"), T, ctx) == preview(
                 rule, customer_facts(profiles, orders, (), "EUR"), T, ctx), data
+
+
+def change(segment: str, customer: str, kind: str, at: int, superseded: bool = False) -> Record[SegmentChange]:
+    return Record("o", 1, RecordKind.SEGMENT_CHANGE, f"{segment}|{customer}|{at}|{kind}", change_day(segment, at),
+                  SegmentChange(segment, customer, kind, at, "time" if kind == "exited" else "e1", superseded))
+
+
+def test_growth_counts_entries_and_exits_per_local_day_and_lists_the_newest_first() -> None:
+    # Berlin days: 2024-06-01 starts at 2024-05-31T22:00Z (T is 02:00 on June 1st, local)
+    midnight = T - 2 * H
+    changes = [change("g", "a", "entered", midnight - 1),  # 23:59:59.999 on May 31st: not in the period
+               change("g", "a", "exited", midnight),  # the first instant of June 1st
+               change("g", "b", "entered", midnight + 5 * H),
+               change("g", "c", "entered", midnight + 5 * H),
+               change("g", "d", "entered", midnight + D + H, superseded=True),  # an out-of-order event undid it
+               change("g", "b", "exited", midnight + 2 * D + 23 * H)]  # 23:00 on June 3rd
+    got = growth(changes, "2024-06-01", "2024-06-04", BERLIN, latest=3)
+    assert got["days"] == [{"day": "2024-06-01", "entered": 2, "exited": 1}, {"day": "2024-06-02", "entered": 0, "exited": 0},
+                           {"day": "2024-06-03", "entered": 0, "exited": 1}, {"day": "2024-06-04", "entered": 0, "exited": 0}]
+    assert (got["entered"], got["exited"], got["net"]) == (2, 2, 0)
+    assert [(r["customer"], r["change"], r["at"]) for r in got["latest"]] == [
+        ("b", "exited", "2024-06-03T21:00:00.000Z"), ("c", "entered", "2024-06-01T03:00:00.000Z"),
+        ("b", "entered", "2024-06-01T03:00:00.000Z")]
+    assert growth_days("2024-06-01", "2024-06-04", BERLIN) == (midnight, midnight + 4 * D)
+
+
+def test_growth_needs_both_dates_and_at_most_ten_years() -> None:
+    with pytest.raises(BadPeriod, match="needs from and to dates"):
+        growth([], "2024-06-01", OPEN_END, BERLIN, 10)
+    with pytest.raises(BadPeriod, match="needs from and to dates"):
+        growth([], "", "2024-06-01", BERLIN, 10)
+    with pytest.raises(BadPeriod, match="at most ten years"):
+        growth([], "2014-01-01", "2024-06-01", BERLIN, 10)

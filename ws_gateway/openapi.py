@@ -53,7 +53,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "segment": _q("segment", "only the orders, carts and customers of this segment's members now (docs/segments.md); "
                              "404 for a segment the organisation does not have"),
     "from_time": _q("from", "changes at or after this instant (ISO 8601)", {"type": "string", "format": "date-time"}),
-    "to_time": _q("to", "changes before this instant (ISO 8601)", {"type": "string", "format": "date-time"}),
+    "to_time": _q("to", "changes at or before this instant (ISO 8601)", {"type": "string", "format": "date-time"}),
     "customer": _q("customer", "one customer's changes"),
     "status": _q("status", "deliveries in this state", {"type": "string", "enum": ["pending", "delivered", "dead", "cancelled"]}),
     "automation": _q("automation", "deliveries of this automation"),
@@ -158,6 +158,9 @@ ENDPOINTS: list[Endpoint] = [
              "order, entered at), with a cursor; format=csv exports them", ["org", "id", "limit", "cursor", "format"], csv=True),
     Endpoint("GET", f"{_ORG}/segments/{{id}}/changes", "the history of entries and exits {customer, change, at, cause}",
              ["org", "id", "from_time", "to_time", "customer", "limit"]),
+    Endpoint("GET", f"{_ORG}/segments/{{id}}/growth", "entries and exits per local day of the period {days: [{day, entered, "
+             "exited}], entered, exited, net} and the newest `limit` of them (latest), newest first; 400 without both dates",
+             ["org", "id", "period", "from", "to", "limit"]),
     # automations (ws_gateway/automations.py, docs/automations.md): definitions travel through the log
     Endpoint("GET", f"{_ORG}/automations", "the organisation's automations: the config's, and those defined through the API; "
              "with the delivery log open, `results`: what each came to over the period (deliveries by status, carts "

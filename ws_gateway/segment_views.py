@@ -9,13 +9,16 @@ import io
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 
 from core.changes import Record
-from core.clock import utc_from_ms
+from core.clock import local_day, local_midnight, utc_from_ms
 from core.definitions import SegmentDefinition
+from core.figures import OPEN_END, BadPeriod
 from core.rules import RuleError, parse_rule, parse_segments
 from core.rules.tree import Rule
 from core.segment_records import Segment, SegmentChange, SegmentMember
@@ -144,11 +147,50 @@ def _cell(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def change_rows(changes: Iterable[Record[SegmentChange]], customer: str | None, limit: int) -> list[dict[str, Any]]:
-    """The stored entries and exits in time order (then customer), at most `limit`."""
+def change_rows(changes: Iterable[Record[SegmentChange]], customer: str | None, limit: int,
+                newest: bool = False) -> list[dict[str, Any]]:
+    """The stored entries and exits in time order (then customer), at most `limit`; `newest`: the
+    latest `limit` of them, newest first."""
     found = sorted((r.value for r in changes if not r.value.superseded and customer in (None, r.value.customer)),
-                   key=lambda v: (v.at, v.customer, v.change != "exited"))
+                   key=lambda v: (v.at, v.customer, v.change != "exited"), reverse=newest)
     return [{"customer": v.customer, "change": v.change, "at": iso(v.at), "cause": v.cause} for v in found[:limit]]
+
+
+GROWTH_DAYS = 3660  # ten years of days, as a series
+
+
+def growth_days(first: str, last: str, tz: ZoneInfo) -> tuple[int, int]:
+    """The instants [start, end) (ms) of the local days [first, last]: a growth needs both dates."""
+    if not first or last == OPEN_END:
+        raise BadPeriod("a segment's growth needs from and to dates (YYYY-MM-DD)")
+    lo, hi = date.fromisoformat(first), date.fromisoformat(last)
+    if (hi - lo).days >= GROWTH_DAYS:
+        raise BadPeriod("that range has too many days: at most ten years")
+    return local_midnight(lo, tz), local_midnight(hi + timedelta(days=1), tz)
+
+
+def change_day(segment: str, at: int) -> str:
+    """The day a change is stored under (core/segment_records.py): the segment and its instant, ISO 8601 UTC, ms."""
+    return f"{segment}|{utc_from_ms(at).isoformat(timespec='milliseconds')}"
+
+
+def growth(changes: Iterable[Record[SegmentChange]], first: str, last: str, tz: ZoneInfo, latest: int) -> dict[str, Any]:
+    """Entries and exits of a segment per local day of [first, last] (every day, empty ones as 0; a
+    superseded change left out), their totals, and the newest `latest` of them, newest first."""
+    start, end = growth_days(first, last, tz)
+    lo = date.fromisoformat(first)
+    days = {(lo + timedelta(days=i)).isoformat(): [0, 0] for i in range((date.fromisoformat(last) - lo).days + 1)}
+    kept: list[Record[SegmentChange]] = []
+    for r in changes:
+        v = r.value
+        if v.superseded or not start <= v.at < end:
+            continue
+        days[local_day(v.at, tz).isoformat()][v.change == "exited"] += 1
+        kept.append(r)
+    entered, exited = sum(n[0] for n in days.values()), sum(n[1] for n in days.values())
+    return {"days": [{"day": d, "entered": n[0], "exited": n[1]} for d, n in days.items()],
+            "entered": entered, "exited": exited, "net": entered - exited,
+            "latest": change_rows(kept, None, latest, newest=True)}
 
 
 def segment_message(v: SegmentChange, version: int, withdrawn: bool = False) -> dict[str, object]:

@@ -29,7 +29,7 @@ from core.segment_records import Segment, SegmentChange, SegmentClock, SegmentMe
 from state.log import EventLog, LogUnavailable
 from web.responses import json_response
 from ws_gateway import lists, metrics
-from ws_gateway.api import ReadSide, _limit, org_route
+from ws_gateway.api import ReadSide, _limit, by_records, org_route, query
 from ws_gateway.preview_eval import Unsupported
 from ws_gateway.preview_index import PreviewIndex
 from ws_gateway.segment_filter import defaults
@@ -37,9 +37,12 @@ from ws_gateway.segment_preview import PreviewError, buyers_only, preview_record
 from ws_gateway.segment_views import (
     BadSegment,
     Listed,
+    change_day,
     change_rows,
     check_definition,
     check_delete,
+    growth,
+    growth_days,
     iso,
     known_segments,
     member_rows,
@@ -209,6 +212,20 @@ async def changes(request: Request, side: ReadSide, org: Org) -> Response:
                           "changes": change_rows(found, customer, limit)})
 
 
+@org_route(by_records)
+async def growth_route(request: Request, side: ReadSide, org: Org) -> Response:
+    """The segment's entries and exits per local day of the period (?period= or from/to dates), with its
+    newest `limit` changes: what the dashboard's segment card draws."""
+    segment = (await _segment(request, side, org)).id
+    _, first, last, _ = query(request, side, org)
+    latest = _limit(request, default=50, most=1000)
+    start, end = growth_days(first, last, org.tz)
+    found = await asyncio.to_thread(side.model.records, org.id, SegmentChange, change_day(segment, start),
+                                    change_day(segment, end - 1))
+    return json_response({"org": org.id, "segment": segment, "from": first, "to": last, "timezone": org.timezone,
+                          **growth(found, first, last, org.tz, latest)})
+
+
 routes: list[BaseRoute] = [
     Route("/api/v1/orgs/{org}/segments", list_segments, methods=["GET"]),
     Route("/api/v1/orgs/{org}/segments/preview", preview_segment, methods=["POST"]),
@@ -216,4 +233,5 @@ routes: list[BaseRoute] = [
     Route("/api/v1/orgs/{org}/segments/{id}", delete_segment, methods=["DELETE"]),
     Route("/api/v1/orgs/{org}/segments/{id}/members", members, methods=["GET"]),
     Route("/api/v1/orgs/{org}/segments/{id}/changes", changes, methods=["GET"]),
+    Route("/api/v1/orgs/{org}/segments/{id}/growth", growth_route, methods=["GET"]),
 ]

@@ -1,12 +1,26 @@
-// Segments (issue 9's API, docs/segments.md): live counts, a segment's members (and the server's CSV
-// of them), its history of entries and exits, and a rule to preview and save. A server without the
-// segments API (404) shows "not available on this server".
+// Segments (issue 9's API, docs/segments.md): live counts; a chosen segment's rule (to edit, copy or
+// delete), its entries and exits over the period (GET .../growth), its members (and the server's CSV
+// of them); and a rule to preview and save. A server without the segments API (404) shows "not
+// available on this server".
+import { drawBarList, drawChart, timeOf } from "../charts.js";
 import { download } from "../csv.js";
 import { card, errorLine, h, table } from "../dom.js";
 import * as fmt from "../format.js";
 import { bySegmentName, segmentName } from "../i18n.js";
 
-const DAY_MS = 24 * 3600 * 1000;
+// A definition reaches the list through the event log and the dataflow (~0.5 s), and a segment with no
+// member moves nothing on the WebSocket: after a save or a deletion the list is read again until it shows
+// it (`done(segments)`), for at most `ms`, then the view refreshes.
+async function settle(ctx, done, ms = 10000) {
+  for (const end = Date.now() + ms; Date.now() < end;) {
+    const body = await ctx.api.optional("segments").catch(() => null);
+    if (body && done(body.segments ?? [])) break;
+    await new Promise((resolve) => { setTimeout(resolve, 250); });
+  }
+  ctx.refresh();
+}
+
+const GROWTH_EVERY_MS = 10000; // while live, the chosen segment's growth is asked again at most this often
 const EXAMPLE = '{"all": [{"orders": {"gte": 2}}, {"spent": {"gte": "100.00", "within": "90d"}}]}';
 
 export default {
@@ -15,13 +29,19 @@ export default {
   mount(panel, ctx) {
     const t = ctx.t;
     this.selected = null;
+    this.editing = null; // the id a save replaces ("Edit"); null: a new segment named by its name
     this.list = card(t("segments.list"), { wide: true });
+    this.detail = card(t("segments.chosen"), { wide: true });
+    // kept across refreshes: the chart redraws in place, and an opened rule stays open
+    this.chart = h("div", { class: "chart", "data-chart": "segment-growth" });
+    this.rule = h("pre", { class: "rule" });
+    this.ruleBox = h("details", {}, h("summary", { text: t("segments.rule_shown") }), this.rule);
     this.members = card(t("segments.members"), { wide: true });
     this.history = card(t("segments.history"), { wide: true });
     this.builder = card(t("segments.builder"), { wide: true });
     const rule = h("textarea", { id: "segment-rule", rows: "3", cols: "60", "aria-label": t("segments.rule") });
     rule.value = EXAMPLE;
-    const name = h("input", { id: "segment-name", type: "text", "aria-label": t("segments.name"), placeholder: t("segments.name") });
+    const name = h("input", { id: "segment-name", type: "text", size: "40", "aria-label": t("segments.name"), placeholder: t("segments.name") });
     const result = h("div", { role: "status" });
     const parse = () => { try { return JSON.parse(rule.value); } catch (e) { throw new Error(t("segments.bad_json", { error: e.message })); } };
     const act = (fn) => async () => { try { await fn(); } catch (e) { result.replaceChildren(errorLine(e.message)); } };
@@ -30,19 +50,35 @@ export default {
       result.replaceChildren(h("p", { "data-preview": "count", text: t("segments.preview_count", { count: fmt.number(p.members) }) }),
         h("p", { class: "muted", text: (p.first ?? []).map((c) => (typeof c === "string" ? c : c.customer)).join(", ") }));
     });
+    const editing = h("p", { class: "muted", "data-editing": "" });
     const save = act(async () => {
-      const id = name.value.trim().toLowerCase().replace(/[^a-z0-9_-]+/g, "-").replace(/^-|-$/g, "");
-      if (!id) throw new Error(t("segments.name_needed"));
-      await ctx.api.send("PUT", `segments/${encodeURIComponent(id)}`, { name: name.value.trim(), rule: parse() });
-      result.replaceChildren(h("p", { text: t("segments.saved", { name: name.value.trim() }) }));
-      ctx.refresh();
+      const id = this.editing ?? name.value.trim().toLowerCase().replace(/[^a-z0-9_-]+/g, "-").replace(/^-|-$/g, "");
+      if (!id || !name.value.trim()) throw new Error(t("segments.name_needed"));
+      const saved = { name: name.value.trim(), rule: parse() };
+      await ctx.api.send("PUT", `segments/${encodeURIComponent(id)}`, saved);
+      result.replaceChildren(h("p", { text: t("segments.saved", { name: saved.name }) }));
+      this.edit(null);
+      const same = JSON.stringify(saved.rule);
+      await settle(ctx, (segs) => segs.some((x) => x.id === id && x.name === saved.name && JSON.stringify(x.rule) === same));
     });
-    this.builder.set(h("p", { class: "muted", text: t("segments.rule_help") }), rule,
+    // Fills the builder with a segment's rule: to replace it (`id`), or as a copy to save under a new name.
+    this.edit = (s, id = null) => {
+      this.editing = id;
+      editing.textContent = id ? t("segments.editing", { name: segmentName(s) }) : "";
+      if (!s) return;
+      rule.value = JSON.stringify(s.rule, null, 2);
+      rule.rows = String(Math.min(12, rule.value.split("\n").length));
+      name.value = id ? segmentName(s) : t("segments.copy_of", { name: segmentName(s) });
+      result.replaceChildren();
+      this.builder.el.scrollIntoView({ block: "nearest" });
+      rule.focus();
+    };
+    this.builder.set(h("p", { class: "muted", text: t("segments.rule_help") }), editing, rule,
       h("div", { class: "row" }, h("button", { type: "button", class: "engage", onclick: preview }, t("segments.preview")),
         name, h("button", { type: "button", class: "engage", onclick: save }, t("segments.save"))), result);
-    panel.replaceChildren(h("div", { class: "cards" }, this.list.el, this.members.el, this.history.el, this.builder.el));
+    panel.replaceChildren(h("div", { class: "cards" }, this.list.el, this.detail.el, this.members.el, this.history.el, this.builder.el));
   },
-  async refresh(ctx) {
+  async refresh(ctx, flash) {
     const t = ctx.t;
     let body;
     try { body = await ctx.api.optional("segments"); } catch (e) { this.list.set(errorLine(e.message)); return; }
@@ -50,26 +86,35 @@ export default {
     this.builder.el.hidden = !available;
     if (!available) {
       this.list.set(h("p", { class: "unavailable", "data-unavailable": "segments", text: t("unavailable") }));
-      this.members.el.hidden = this.history.el.hidden = true;
+      this.detail.el.hidden = this.members.el.hidden = this.history.el.hidden = true;
       return;
     }
     const segments = [...(body.segments ?? [])].sort((a, b) => bySegmentName(a, b, fmt.getLocale()));
     const pick = (s) => h("button", { type: "button", class: "link", "aria-pressed": String(this.selected === s.id),
       onclick: () => { this.selected = s.id; ctx.refresh(); } }, segmentName(s));
-    this.list.set(table(t("segments.list"), [
+    // one clock for every count (the watermark they are exact for), said once above them
+    const asOf = body.as_of ? h("p", { class: "muted", "data-as-of": body.as_of, text: t("segments.as_of", { time: fmt.dateTime(body.as_of) }) }) : null;
+    this.list.set(asOf, table(t("segments.list"), [
       { label: t("segments.name"), value: pick },
       { label: t("segments.count"), value: (s) => fmt.number(s.members), num: true },
-      { label: t("segments.as_of"), value: (s) => fmt.dateTime(s.as_of) },
       { label: t("segments.predefined"), value: (s) => (s.predefined ? t("yes") : t("no")) },
     ], segments, t("segments.none")));
-    this.members.el.hidden = this.history.el.hidden = this.selected === null;
-    if (this.selected === null) return;
-    const id = encodeURIComponent(this.selected);
+    const chosen = segments.find((s) => s.id === this.selected);
+    if (!chosen) this.selected = null; // deleted meanwhile
+    this.detail.el.hidden = this.members.el.hidden = this.history.el.hidden = !chosen;
+    if (!chosen) return;
+    const id = encodeURIComponent(chosen.id);
     try {
-      const [m, c] = await Promise.all([ctx.api.get(`segments/${id}/members`, { limit: 50 }), ctx.api.get(`segments/${id}/changes`, { from: new Date(Date.now() - DAY_MS).toISOString(), limit: 1000 })]);
+      const params = ctx.params();
+      const again = !flash || !this.grown || this.grown.key !== `${chosen.id}|${JSON.stringify(params)}`
+        || Date.now() - this.grown.at > GROWTH_EVERY_MS;
+      const [m, g] = await Promise.all([ctx.api.get(`segments/${id}/members`, { limit: 50 }),
+        again ? ctx.api.get(`segments/${id}/growth`, { ...params, limit: 50 }) : this.grown.body]);
+      if (again) this.grown = { key: `${chosen.id}|${JSON.stringify(params)}`, at: Date.now(), body: g };
+      this.showDetail(ctx, chosen, g);
       const exportCsv = h("button", { type: "button", class: "engage", "data-export": "segment", onclick: async () => {
         const res = await fetch(ctx.api.url(`segments/${id}/members`, { format: "csv" }), { headers: { Authorization: `Bearer ${ctx.api.token}` } });
-        download(`storepulse-segment-${this.selected}.csv`, await res.text());
+        download(`storepulse-segment-${chosen.id}.csv`, await res.text());
       } }, t("engage.export"));
       this.members.set(exportCsv, table(t("segments.members"), [
         { label: t("col.customer"), value: (r) => r.customer },
@@ -85,7 +130,45 @@ export default {
         { label: t("col.customer"), value: (r) => r.customer },
         { label: t("segments.change"), value: (r) => t(`segments.${r.change}`) },
         { label: t("segments.cause"), value: (r) => r.cause ?? "" },
-      ], (c.changes ?? []).slice(-50).reverse(), t("empty"))); // the API lists oldest first: the latest 50, newest on top
-    } catch (e) { this.members.set(errorLine(e.message)); }
+      ], g.latest ?? [], t("empty"))); // the newest 50 of the period, newest first
+    } catch (e) { this.detail.set(errorLine(e.message)); }
+  },
+  // The chosen segment: its rule and what to do with it, and its entries and exits over the period, per
+  // day (exits drawn below the axis) or, for one day, as two bars.
+  showDetail(ctx, s, g) {
+    const t = ctx.t;
+    this.detail.heading.textContent = segmentName(s);
+    const mine = !s.predefined && s.subject === "customer";
+    const remove = async (ev) => {
+      if (!window.confirm(t("segments.confirm_delete", { name: segmentName(s) }))) return;
+      ev.currentTarget.disabled = true;
+      try {
+        await ctx.api.send("DELETE", `segments/${encodeURIComponent(s.id)}`);
+        this.detail.body.append(h("p", { role: "status", text: t("segments.deleted", { name: segmentName(s) }) }));
+        await settle(ctx, (segs) => !segs.some((x) => x.id === s.id));
+      } catch (e) { this.detail.body.append(errorLine(e.message)); }
+    };
+    const actions = s.subject === "customer" ? h("div", { class: "row" },
+      h("button", { type: "button", class: "engage", "data-act": "copy", onclick: () => this.edit(s) }, t("segments.edit_copy")),
+      mine ? h("button", { type: "button", class: "engage", "data-act": "edit", onclick: () => this.edit(s, s.id) }, t("segments.edit")) : null,
+      mine ? h("button", { type: "button", class: "engage", "data-act": "delete", onclick: remove }, t("segments.delete")) : null) : null;
+    const chart = this.chart;
+    this.rule.textContent = JSON.stringify(s.rule, null, 2);
+    this.rule.dataset.rule = s.id;
+    this.detail.set(
+      h("p", { "data-growth": "summary", text: t("segments.growth_summary", { entered: fmt.number(g.entered), exited: fmt.number(g.exited),
+        net: `${g.net > 0 ? "+" : g.net < 0 ? "\u2212" : ""}${fmt.number(Math.abs(g.net))}`, members: fmt.number(s.members) }) }),
+      chart,
+      this.ruleBox,
+      actions);
+    const days = g.days ?? [];
+    if (days.length === 1) {
+      drawBarList(chart, [{ key: "entered", label: t("segments.entered"), value: days[0].entered, text: fmt.number(days[0].entered) },
+        { key: "exited", label: t("segments.exited"), value: days[0].exited, text: fmt.number(days[0].exited) }], "segment-growth");
+    } else {
+      drawChart(chart, { xs: days.map((d) => timeOf(d.day)), days: true, bars: true, xLabel: t("chart.when"),
+        format: (v) => fmt.number(Math.abs(v)), series: [{ label: t("segments.entered"), values: days.map((d) => d.entered) },
+          { label: t("segments.exited"), values: days.map((d) => -d.exited) }] });
+    }
   },
 };
