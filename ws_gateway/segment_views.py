@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import bisect
 import csv
+import heapq
 import io
 import re
 from collections.abc import Iterable, Mapping
@@ -16,7 +18,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from core.changes import Record
-from core.clock import local_day, local_midnight, utc_from_ms
+from core.clock import local_midnight, utc_from_ms
 from core.definitions import SegmentDefinition
 from core.figures import OPEN_END, BadPeriod
 from core.rules import RuleError, parse_rule, parse_segments
@@ -151,9 +153,14 @@ def change_rows(changes: Iterable[Record[SegmentChange]], customer: str | None, 
                 newest: bool = False) -> list[dict[str, Any]]:
     """The stored entries and exits in time order (then customer), at most `limit`; `newest`: the
     latest `limit` of them, newest first."""
-    found = sorted((r.value for r in changes if not r.value.superseded and customer in (None, r.value.customer)),
-                   key=lambda v: (v.at, v.customer, v.change != "exited"), reverse=newest)
-    return [{"customer": v.customer, "change": v.change, "at": iso(v.at), "cause": v.cause} for v in found[:limit]]
+    found = (r.value for r in changes if not r.value.superseded and customer in (None, r.value.customer))
+    order = _change_order
+    kept = heapq.nlargest(limit, found, key=order) if newest else heapq.nsmallest(limit, found, key=order)
+    return [{"customer": v.customer, "change": v.change, "at": iso(v.at), "cause": v.cause} for v in kept]
+
+
+def _change_order(v: SegmentChange) -> tuple[int, str, bool]:
+    return v.at, v.customer, v.change != "exited"
 
 
 GROWTH_DAYS = 3660  # ten years of days, as a series
@@ -179,16 +186,19 @@ def growth(changes: Iterable[Record[SegmentChange]], first: str, last: str, tz: 
     superseded change left out), their totals, and the newest `latest` of them, newest first."""
     start, end = growth_days(first, last, tz)
     lo = date.fromisoformat(first)
-    days = {(lo + timedelta(days=i)).isoformat(): [0, 0] for i in range((date.fromisoformat(last) - lo).days + 1)}
+    days = [(lo + timedelta(days=i)) for i in range((date.fromisoformat(last) - lo).days + 1)]
+    # each day's first instant, found by bisection: a zone conversion per change costs as much as reading it
+    starts = [local_midnight(d, tz) for d in days]
+    counts = [[0, 0] for _ in days]
     kept: list[Record[SegmentChange]] = []
     for r in changes:
         v = r.value
         if v.superseded or not start <= v.at < end:
             continue
-        days[local_day(v.at, tz).isoformat()][v.change == "exited"] += 1
+        counts[bisect.bisect_right(starts, v.at) - 1][v.change == "exited"] += 1
         kept.append(r)
-    entered, exited = sum(n[0] for n in days.values()), sum(n[1] for n in days.values())
-    return {"days": [{"day": d, "entered": n[0], "exited": n[1]} for d, n in days.items()],
+    entered, exited = sum(n[0] for n in counts), sum(n[1] for n in counts)
+    return {"days": [{"day": d.isoformat(), "entered": n[0], "exited": n[1]} for d, n in zip(days, counts, strict=True)],
             "entered": entered, "exited": exited, "net": entered - exited,
             "latest": change_rows(kept, None, latest, newest=True)}
 
