@@ -56,3 +56,23 @@ def test_the_predefined_segments_are_named_in_every_language() -> None:
             assert names == server
         else:  # translated, each of them
             assert [i for i in server if names[i] == server[i]] == [], lang
+
+
+def test_the_rule_builder_offers_every_customer_criterion_named_in_every_language() -> None:
+    """rule_builder.js lists exactly the server's customer criteria (core/rules/criteria.py), and every
+    criterion and comparison it shows (keys it builds, which the scan above cannot see) is in every catalogue."""
+    from core.rules.criteria import CUSTOMER_CRITERIA
+
+    text = (STATIC / "rule_builder.js").read_text()
+    table = text[text.index("export const CRITERIA = {"):text.index("};", text.index("export const CRITERIA"))]
+    criteria = dict(re.findall(r'^  (\w+): \{ type: "(\w+)"', table, re.M))
+    assert set(criteria) == set(CUSTOMER_CRITERIA)
+    ops_table = text[text.index("const OPS = {"):text.index("};", text.index("const OPS = {"))]
+    ops = {k: re.findall(r'"(\w+)"', v) for k, v in re.findall(r'^  (\w+): \[([^\]]*)\]', ops_table, re.M)}
+    assert set(ops) == set(criteria.values())
+    named = {"moment", "name", "segment"}  # their comparisons read differently: "is", "more than ... ago"
+    wanted = {f"crit.{c}" for c in criteria} | {f"op.{t}_{o}" if t in named else f"op.{o}" for t, os in ops.items() for o in os}
+    wanted |= {f"builder.unit_{u}{a}" for u in ("d", "h") for a in ("", "_ago")} | {"builder.all", "builder.any", "builder.product",
+                                                                                 "builder.category", "builder.brand"}
+    for lang in ("en", "de", "es", "fr", "it"):
+        assert sorted(wanted - _keys(lang)) == [], lang

@@ -295,6 +295,99 @@ def test_a_segments_card_shows_its_growth_and_edits_copies_and_deletes_it(sp: St
     assert errors == [], errors
 
 
+# Rules the builder shows (each read back into conditions and written again exactly) and rules it leaves to
+# the JSON (a not, a nested group, a date, minutes, a qualifier it has no field for): never shown wrongly.
+SHOWN = [
+    {"orders": {"gte": 2}},
+    {"all": [{"orders": {"between": [2, 5], "within": "90d"}}, {"spent": {"gte": "100.00", "within": "24h"}}]},
+    {"any": [{"order_value": {"gt": "250.00"}}, {"bought_category": {"gte": 1, "category": "Apparel", "within": "30d"}},
+             {"last_order_at": {"before": "90d"}}, {"last_active_at": {"on": "2d"}}, {"registered_at": {"exists": False}},
+             {"store": {"ne": "acme-site"}}, {"in_segment": {"eq": "buyers"}}, {"attribute": {"name": "age", "gte": 21}},
+             {"attribute": {"name": "vip", "exists": True}}, {"open_cart_value": {"lt": "5.00"}}, {"stores": {"gte": 2}}]},
+]
+LEFT_TO_JSON = [
+    {"not": {"orders": {"gte": 1}}},
+    {"all": [{"orders": {"gte": 1}}, {"any": [{"refunds": {"gte": 1}}]}]},
+    {"orders": {"gte": 1, "since": "2026-01-01"}},
+    {"spent": {"gte": "10.00", "within": "30m"}},
+    {"last_order_at": {"after": "2026-01-01"}},
+    {"orders": {"gte": 1, "product": "mug"}},
+    {"orders": {"gte": 1, "lte": 3}},
+    {"store": {"in": ["a", "b"]}},
+    {"all": []},
+]
+
+
+def test_the_rule_builder_writes_the_rule_the_server_previews_and_saves(sp: Storepulse, context: BrowserContext) -> None:
+    """Conditions picked from the lists write the rule language's JSON; the page's preview counts what the
+    API's preview counts for it and Save stores that very rule. JSON typed in is shown as conditions when it
+    can be; otherwise the builder says to edit the JSON. Every predefined rule is shown exactly or left to JSON."""
+    page, errors = _open(context, sp, view="segments")
+    # read back and written again: exactly, or not at all
+    predefined = [s["rule"] for s in sp.get("/api/v1/orgs/acme/segments").json()["segments"] if s["subject"] == "customer"]
+    got = page.evaluate("""async ([shown, left, predefined]) => {
+        const b = await import('/static/rule_builder.js');
+        const again = (r) => { const s = b.fromRule(r); return s && b.toRule(s); };
+        return { shown: shown.map(again), left: left.map(b.fromRule),
+                 predefined: predefined.map((r) => [again(r), b.ruleText(r)]) }; }""",
+                        [SHOWN, LEFT_TO_JSON, predefined])
+    assert got["shown"] == SHOWN
+    assert got["left"] == [None] * len(LEFT_TO_JSON)
+    for rule, (again, text) in zip(predefined, got["predefined"], strict=True):
+        assert again in (None, rule), (rule, again)
+        assert json.loads(text) == rule  # the rule as the card shows it is the rule
+    assert sum(again is not None for again, _ in got["predefined"]) >= 30, "most predefined rules are shown as conditions"
+    # The example the builder opens with, as conditions.
+    rows = page.locator('[data-builder="form"] [data-condition]')
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0).locator("select").first).to_have_value("orders")
+    expect(rows.nth(1).locator("select").first).to_have_value("spent")
+    # Pick: one paid order or more; 10.00 to 5,000.00 spent in the last 30 days; bought a cap; any of them
+    rows.nth(0).locator("input").first.fill("1")
+    rows.nth(1).locator("select").nth(1).select_option("between")
+    rows.nth(1).locator("input").nth(0).fill("10.00")
+    rows.nth(1).locator("input").nth(1).fill("5000.00")
+    rows.nth(1).locator("input").nth(2).fill("30")
+    page.locator('[data-builder="add"]').click()
+    rows.nth(2).locator("select").first.select_option("bought_product")
+    rows.nth(2).locator("input").nth(0).fill("1")
+    rows.nth(2).get_by_placeholder("product id").fill("cap")
+    page.select_option('[data-builder="match"]', "any")
+    rule = {"any": [{"orders": {"gte": 1}}, {"spent": {"between": ["10.00", "5000.00"], "within": "30d"}},
+                    {"bought_product": {"gte": 1, "product": "cap"}}]}
+    assert json.loads(page.input_value("#segment-rule")) == rule
+    want = sp_post(sp, "/api/v1/orgs/acme/segments/preview", {"rule": rule})["members"]
+    assert want > 0
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator('[data-preview="count"]')).to_have_text(f"{want} customers match now.")
+    # A condition removed, then saved: the stored rule is the page's.
+    rows.nth(1).locator('[data-builder="remove"]').click()
+    expect(rows).to_have_count(2)
+    rule = {"any": [{"orders": {"gte": 1}}, {"bought_product": {"gte": 1, "product": "cap"}}]}
+    assert json.loads(page.input_value("#segment-rule")) == rule
+    page.fill("#segment-name", "Built here")
+    page.get_by_role("button", name="Save as segment").click()
+    wait_json(sp, lambda: sp.get("/api/v1/orgs/acme/segments").json(),
+              lambda b: any(s["id"] == "built-here" and s["rule"] == rule for s in b["segments"]), what="the built segment")
+    # JSON typed in: shown as conditions when it can be, else the builder steps aside.
+    page.fill("#segment-rule", json.dumps({"not": {"orders": {"gte": 1}}}))
+    page.locator("#segment-rule").dispatch_event("change")
+    expect(page.locator('[data-builder="json-only"]')).to_be_visible()
+    expect(page.locator('[data-builder="form"] .conditions')).to_be_hidden()
+    page.fill("#segment-rule", json.dumps({"last_order_at": {"before": "48h"}}))
+    page.locator("#segment-rule").dispatch_event("change")
+    expect(page.locator('[data-builder="json-only"]')).to_be_hidden()
+    expect(rows).to_have_count(1)
+    expect(rows.nth(0).locator("select").nth(1)).to_have_value("before")
+    expect(rows.nth(0).locator("input").first).to_have_value("48")
+    expect(rows.nth(0).locator("select").nth(2)).to_have_value("h")
+    call = httpx.delete(f"{sp.base}/api/v1/orgs/acme/segments/built-here", headers={"Authorization": f"Bearer {TOKENS['acme']}"})
+    assert call.status_code == 202, call.text
+    wait_json(sp, lambda: sp.get("/api/v1/orgs/acme/segments").json(),
+              lambda b: all(s["id"] != "built-here" for s in b["segments"]), what="the built segment deleted")
+    assert errors == [], errors
+
+
 def test_automations_view_shows_what_the_server_answers(sp: Storepulse, browser: Browser) -> None:
     welcome = {"trigger": "segment.entered", "segment": "one_time_buyers", "send": ["ops"], "wait": "30d"}
     r = httpx.put(f"{sp.base}/api/v1/orgs/acme/automations/welcome-back", json=welcome,

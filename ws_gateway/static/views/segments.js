@@ -7,6 +7,7 @@ import { download } from "../csv.js";
 import { card, errorLine, h, table } from "../dom.js";
 import * as fmt from "../format.js";
 import { bySegmentName, segmentName } from "../i18n.js";
+import { mountBuilder, ruleText } from "../rule_builder.js";
 
 // A definition reaches the list through the event log and the dataflow (~0.5 s), and a segment with no
 // member moves nothing on the WebSocket: after a save or a deletion the list is read again until it shows
@@ -40,7 +41,16 @@ export default {
     this.history = card(t("segments.history"), { wide: true });
     this.builder = card(t("segments.builder"), { wide: true });
     const rule = h("textarea", { id: "segment-rule", rows: "3", cols: "60", "aria-label": t("segments.rule") });
-    rule.value = EXAMPLE;
+    const fit = () => { rule.rows = String(Math.max(3, Math.min(12, rule.value.split("\n").length))); };
+    // Conditions picked from lists write the JSON below; JSON typed there is shown in them when it can be.
+    const form = h("div", { class: "builder", "data-builder": "form" });
+    const builder = mountBuilder(form, t, {
+      segments: () => this.customerSegments ?? [],
+      onRule: (r) => { rule.value = ruleText(r); fit(); },
+    });
+    const show = (r) => { rule.value = ruleText(r); fit(); builder.load(r); };
+    rule.addEventListener("change", () => { try { builder.load(JSON.parse(rule.value)); } catch { /* not JSON yet: Preview says so */ } });
+    show(JSON.parse(EXAMPLE));
     const name = h("input", { id: "segment-name", type: "text", size: "40", "aria-label": t("segments.name"), placeholder: t("segments.name") });
     const result = h("div", { role: "status" });
     const parse = () => { try { return JSON.parse(rule.value); } catch (e) { throw new Error(t("segments.bad_json", { error: e.message })); } };
@@ -66,14 +76,14 @@ export default {
       this.editing = id;
       editing.textContent = id ? t("segments.editing", { name: segmentName(s) }) : "";
       if (!s) return;
-      rule.value = JSON.stringify(s.rule, null, 2);
-      rule.rows = String(Math.min(12, rule.value.split("\n").length));
+      show(s.rule);
       name.value = id ? segmentName(s) : t("segments.copy_of", { name: segmentName(s) });
       result.replaceChildren();
       this.builder.el.scrollIntoView({ block: "nearest" });
       rule.focus();
     };
-    this.builder.set(h("p", { class: "muted", text: t("segments.rule_help") }), editing, rule,
+    this.builder.set(h("p", { class: "muted", text: t("segments.rule_help") }), editing, form,
+      h("label", { for: "segment-rule", class: "muted", text: t("segments.rule") }), rule,
       h("div", { class: "row" }, h("button", { type: "button", class: "engage", onclick: preview }, t("segments.preview")),
         name, h("button", { type: "button", class: "engage", onclick: save }, t("segments.save"))), result);
     panel.replaceChildren(h("div", { class: "cards" }, this.list.el, this.detail.el, this.members.el, this.history.el, this.builder.el));
@@ -90,6 +100,7 @@ export default {
       return;
     }
     const segments = [...(body.segments ?? [])].sort((a, b) => bySegmentName(a, b, fmt.getLocale()));
+    this.customerSegments = segments.filter((s) => s.subject === "customer").map((s) => ({ id: s.id, label: segmentName(s) }));
     const pick = (s) => h("button", { type: "button", class: "link", "aria-pressed": String(this.selected === s.id),
       onclick: () => { this.selected = s.id; ctx.refresh(); } }, segmentName(s));
     // one clock for every count (the watermark they are exact for), said once above them
@@ -153,7 +164,7 @@ export default {
       mine ? h("button", { type: "button", class: "engage", "data-act": "edit", onclick: () => this.edit(s, s.id) }, t("segments.edit")) : null,
       mine ? h("button", { type: "button", class: "engage", "data-act": "delete", onclick: remove }, t("segments.delete")) : null) : null;
     const chart = this.chart;
-    this.rule.textContent = JSON.stringify(s.rule, null, 2);
+    this.rule.textContent = ruleText(s.rule);
     this.rule.dataset.rule = s.id;
     this.detail.set(
       h("p", { "data-growth": "summary", text: t("segments.growth_summary", { entered: fmt.number(g.entered), exited: fmt.number(g.exited),
