@@ -76,3 +76,27 @@ def test_the_rule_builder_offers_every_customer_criterion_named_in_every_languag
                                                                                  "builder.category", "builder.brand"}
     for lang in ("en", "de", "es", "fr", "it"):
         assert sorted(wanted - _keys(lang)) == [], lang
+
+
+def test_the_automation_form_names_every_trigger_day_and_field_in_every_language() -> None:
+    """automation_form.js builds its keys (trigger.<kind>, day.<day>, cancel.<kind>, auto.<field>): each is in
+    every catalogue, and each trigger it offers is one the server takes (core/automations/definition.py)."""
+    from core.automations.definition import DAYS, TRIGGERS
+
+    text = (STATIC / "automation_form.js").read_text()
+
+    def listed(name: str) -> list[str]:
+        found = re.search(rf"const {name} = \[([^\]]*)\]", text)
+        assert found, name
+        return re.findall(r'"([a-z._]+)"', found.group(1))
+
+    triggers, days, cancels, units = listed("TRIGGERS"), listed("DAYS"), listed("CANCELS"), listed("UNITS")
+    assert set(triggers) <= set(TRIGGERS) and tuple(days) == DAYS
+    fields = set(re.findall(r'\b(?:select|input|checks)\("(\w+)"', text))
+    fields |= {f for d in re.findall(r'\bduring\("(\w+)"', text) for f in (d, f"{d}_unit")}
+    assert {"trigger", "segment", "wait", "wait_unit", "cooldown", "send", "subject", "often"} <= fields
+    wanted = {f"trigger.{k}" for k in triggers} | {f"day.{d}" for d in days} | {f"cancel.{k}" for k in cancels}
+    wanted |= {f"auto.{f}" for f in fields} | {f"auto.unit_{u}" for u in units}
+    wanted |= {f"auto.often_{o}" for o in ("always", "once", "cooldown")}
+    for lang in ("en", "de", "es", "fr", "it"):
+        assert sorted(wanted - _keys(lang)) == [], lang

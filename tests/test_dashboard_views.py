@@ -273,7 +273,7 @@ def test_a_segments_card_shows_its_growth_and_edits_copies_and_deletes_it(sp: St
     expect(card.locator("h2")).to_have_text(f"{buyers['name']} (copy)")
     # Edit: the same id, a new rule and name.
     card.locator('[data-act="edit"]').click()
-    expect(page.locator("[data-editing]")).to_have_text(f"Editing {buyers['name']} (copy): saving replaces its rule.")
+    expect(page.locator("#view-segments [data-editing]")).to_have_text(f"Editing {buyers['name']} (copy): saving replaces its rule.")
     page.fill("#segment-rule", '{"orders": {"gte": 3}}')
     page.fill("#segment-name", "Three orders")
     page.get_by_role("button", name="Save as segment").click()
@@ -338,7 +338,7 @@ def test_the_rule_builder_writes_the_rule_the_server_previews_and_saves(sp: Stor
         assert json.loads(text) == rule  # the rule as the card shows it is the rule
     assert sum(again is not None for again, _ in got["predefined"]) >= 30, "most predefined rules are shown as conditions"
     # The example the builder opens with, as conditions.
-    rows = page.locator('[data-builder="form"] [data-condition]')
+    rows = page.locator('#view-segments [data-builder="form"] [data-condition]')
     expect(rows).to_have_count(2)
     expect(rows.nth(0).locator("select").first).to_have_value("orders")
     expect(rows.nth(1).locator("select").first).to_have_value("spent")
@@ -348,11 +348,11 @@ def test_the_rule_builder_writes_the_rule_the_server_previews_and_saves(sp: Stor
     rows.nth(1).locator("input").nth(0).fill("10.00")
     rows.nth(1).locator("input").nth(1).fill("5000.00")
     rows.nth(1).locator("input").nth(2).fill("30")
-    page.locator('[data-builder="add"]').click()
+    page.locator('#view-segments [data-builder="add"]').click()
     rows.nth(2).locator("select").first.select_option("bought_product")
     rows.nth(2).locator("input").nth(0).fill("1")
     rows.nth(2).get_by_placeholder("product id").fill("cap")
-    page.select_option('[data-builder="match"]', "any")
+    page.select_option('#view-segments [data-builder="match"]', "any")
     rule = {"any": [{"orders": {"gte": 1}}, {"spent": {"between": ["10.00", "5000.00"], "within": "30d"}},
                     {"bought_product": {"gte": 1, "product": "cap"}}]}
     assert json.loads(page.input_value("#segment-rule")) == rule
@@ -372,11 +372,11 @@ def test_the_rule_builder_writes_the_rule_the_server_previews_and_saves(sp: Stor
     # JSON typed in: shown as conditions when it can be, else the builder steps aside.
     page.fill("#segment-rule", json.dumps({"not": {"orders": {"gte": 1}}}))
     page.locator("#segment-rule").dispatch_event("change")
-    expect(page.locator('[data-builder="json-only"]')).to_be_visible()
-    expect(page.locator('[data-builder="form"] .conditions')).to_be_hidden()
+    expect(page.locator('#view-segments [data-builder="json-only"]')).to_be_visible()
+    expect(page.locator('#view-segments [data-builder="form"] .conditions')).to_be_hidden()
     page.fill("#segment-rule", json.dumps({"last_order_at": {"before": "48h"}}))
     page.locator("#segment-rule").dispatch_event("change")
-    expect(page.locator('[data-builder="json-only"]')).to_be_hidden()
+    expect(page.locator('#view-segments [data-builder="json-only"]')).to_be_hidden()
     expect(rows).to_have_count(1)
     expect(rows.nth(0).locator("select").nth(1)).to_have_value("before")
     expect(rows.nth(0).locator("input").first).to_have_value("48")
@@ -411,6 +411,71 @@ def test_automations_view_shows_what_the_server_answers(sp: Storepulse, browser:
             assert errors == [], errors
         finally:
             context.close()
+
+
+def test_an_automation_is_made_edited_and_deleted_from_the_page(sp: Storepulse, context: BrowserContext) -> None:
+    """The automation form writes a definition's JSON as fields are picked (the trigger, its segment, a
+    condition with the rule builder, the wait and what cancels it, how often, the channels, a subject); Save
+    PUTs it and the listing then holds exactly it; Edit shows it again, keeping keys the form has no field
+    for; a definition the server refuses shows its message; Delete, once confirmed, removes it."""
+    page, errors = _open(context, sp, view="automations")
+    editor = page.locator("#view-automations .cards > section:nth-child(2)")
+    expect(editor.locator("h2")).to_have_text("New automation")
+    definition = lambda: json.loads(page.input_value("#automation-json"))  # noqa: E731
+    assert definition() == {"trigger": "cart.abandoned", "send": [], "wait": "1h", "cancel_on": ["checkout.completed", "order.paid"],
+                            "once": True}
+    field = lambda name: editor.locator(f'[data-field="{name}"]')  # noqa: E731
+    field("trigger").select_option("segment.entered")
+    field("segment").select_option("buyers")
+    field("if").check()
+    editor.locator('[data-field="if-builder"] [data-condition="0"] input').first.fill("2")
+    field("wait").fill("")
+    expect(field("cancel_on:order.paid")).to_have_count(0)  # nothing to cancel without a wait
+    field("often").select_option("cooldown")
+    field("cooldown").fill("30")
+    field("cooldown_unit").select_option("d")
+    field("send:ops").check()
+    field("subject").fill("Welcome back, {{ name }}")
+    want = {"trigger": "segment.entered", "send": ["ops"], "segment": "buyers", "if": {"orders": {"gte": 2}}, "cooldown": "30d",
+            "templates": {"subject": "Welcome back, {{ name }}"}}
+    assert definition() == want
+    # The server checks it: a wait over 30 days is refused with its message, and nothing is saved.
+    page.fill("#automation-id", "vip-welcome")
+    page.fill("#automation-json", json.dumps({**want, "wait": "45d"}))
+    page.locator("#automation-json").dispatch_event("change")
+    expect(field("wait")).to_have_value("45")
+    editor.locator('[data-act="save-automation"]').click()
+    expect(editor.locator(".error")).to_contain_text("$.wait")
+    page.fill("#automation-json", json.dumps({**want, "locale": "de"}))  # a key the form has no field for
+    page.locator("#automation-json").dispatch_event("change")
+    field("subject").fill("Willkommen zurück, {{ name }}")
+    want = {**want, "locale": "de", "templates": {"subject": "Willkommen zurück, {{ name }}"}}
+    assert definition() == want
+    editor.locator('[data-act="save-automation"]').click()
+    listed = wait_json(sp, lambda: sp.get("/api/v1/orgs/acme/automations/vip-welcome").json(),
+                       lambda b: b.get("trigger") == "segment.entered", what="the automation saved")
+    assert {k: v for k, v in listed.items() if k not in ("id", "source")} == want and listed["source"] == "api"
+    expect(page.locator("#automation-id")).to_have_value("")  # the form is ready for a new one
+    rows = page.locator("#view-automations table >> nth=0").locator("tbody tr")
+    row = rows.filter(has_text="vip-welcome")
+    expect(row.locator("td >> nth=1")).to_have_text("A customer enters a segment")
+    # Edit: the form shows it again; a change saved replaces it under its id.
+    row.locator('[data-act="edit"]').click()
+    expect(editor.locator("h2")).to_have_text("Edit automation vip-welcome")
+    expect(field("segment")).to_have_value("buyers")
+    expect(field("subject")).to_have_value("Willkommen zurück, {{ name }}")
+    field("often").select_option("once")
+    editor.locator('[data-act="save-automation"]').click()
+    wait_json(sp, lambda: sp.get("/api/v1/orgs/acme/automations/vip-welcome").json(),
+              lambda b: b.get("once") is True and "cooldown" not in b and b.get("locale") == "de", what="the edit")
+    # Delete, once confirmed.
+    page.once("dialog", lambda d: d.accept() if d.message == "Delete the automation vip-welcome? Its pending messages are dropped."
+              else d.dismiss())
+    row.locator('[data-act="delete"]').click()
+    wait_json(sp, lambda: sp.get("/api/v1/orgs/acme/automations").json(),
+              lambda b: all(a["id"] != "vip-welcome" for a in b["automations"]), what="the automation deleted")
+    expect(rows.filter(has_text="vip-welcome")).to_have_count(0)
+    assert errors == [], errors
 
 
 def test_german_labels_and_money(sp: Storepulse, browser: Browser) -> None:
@@ -656,10 +721,13 @@ def test_a_burst_of_webhooks_stays_within_the_read_budget(sp: Storepulse, contex
     page.on("response", lambda r: statuses.append(r.status) if "/api/" in r.url else None)
     page.on("response", lambda r: refused.append(f"{r.url} {r.text()}") if r.status == 429 else None)
     page.on("request", lambda r: figures_calls.append(r.url) if "/figures?" in r.url and "period=7d" in r.url else None)
+    figures = lambda: sp.get("/api/v1/orgs/tokyo/figures", org="tokyo", period="7d").json()  # noqa: E731
+    want = figures()["gross_revenue"]["amount"] + 30 * 100
     for _ in range(30):
         r = sp.post_stripe("tokyo-stripe", payment_intent_succeeded(f"evt_{uid()}", f"pi_{uid()}", 100, currency="jpy"))
         assert r.status_code == 200, r.text
-    want = sp.get("/api/v1/orgs/tokyo/figures", org="tokyo", period="7d").json()["gross_revenue"]["amount"]
+    # all thirty folded (read once the last is in: the one before may still be on its way)
+    wait_json(sp, figures, lambda b: b["gross_revenue"]["amount"] == want, what="the thirty payments")
     expect(page.locator('[data-kpi="revenue"]')).to_have_text(f"¥{want:,}")
     page.wait_for_load_state("networkidle")
     assert 429 not in statuses, refused

@@ -75,13 +75,15 @@ export function toCondition(c) {
   return { [c.criterion]: body };
 }
 
+// JSON on one line, spaced to be read: {"orders": {"gte": 2}}.
+export function compact(x) {
+  if (Array.isArray(x)) return `[${x.map(compact).join(", ")}]`;
+  if (x && typeof x === "object") return `{${Object.entries(x).map(([k, v]) => `${JSON.stringify(k)}: ${compact(v)}`).join(", ")}}`;
+  return JSON.stringify(x);
+}
+
 // A rule as JSON text to read: each condition of a top-level all/any on a line of its own.
 export function ruleText(rule) {
-  const compact = (x) => {
-    if (Array.isArray(x)) return `[${x.map(compact).join(", ")}]`;
-    if (x && typeof x === "object") return `{${Object.entries(x).map(([k, v]) => `${JSON.stringify(k)}: ${compact(v)}`).join(", ")}}`;
-    return JSON.stringify(x);
-  };
   const group = rule && typeof rule === "object" && Object.keys(rule).length === 1 ? ["all", "any"].find((k) => Array.isArray(rule[k])) : undefined;
   return group ? `{${JSON.stringify(group)}: [\n  ${rule[group].map(compact).join(",\n  ")}\n]}` : compact(rule);
 }
@@ -213,6 +215,7 @@ export function mountBuilder(container, t, { segments, onRule }) {
   draw();
   return {
     load(rule) {
+      if (rows.hidden === false && compact(rule) === compact(toRule(state))) return true; // shown already: keep the fields (and focus)
       const shown = fromRule(rule);
       note.hidden = shown !== null;
       rows.hidden = add.hidden = match.parentElement.hidden = shown === null;

@@ -1,8 +1,10 @@
 // Automations (issue 10's API): definitions, the latest deliveries, and dead letters with replay. A
 // server without the automations API (404) shows "not available on this server".
+import { definitionText, fresh as newAutomation, mountAutomationForm } from "../automation_form.js";
 import { card, errorLine, h, table } from "../dom.js";
 import * as fmt from "../format.js";
-import { segmentName } from "../i18n.js";
+import { bySegmentName, segmentName } from "../i18n.js";
+import { settle } from "../settle.js";
 
 // What each automation came to in the period (GET automations' `results`, one for each automation); a
 // cart's recovery only for cart reminders, "–" for the others.
@@ -17,6 +19,13 @@ function resultColumns(t, results) {
 
 const RESULTS_EVERY_MS = 30000;
 
+// A listed definition as text that does not depend on its keys' order (the listing writes them in its own).
+function canonical(a) {
+  const sorted = (x) => (Array.isArray(x) ? x.map(sorted) : x && typeof x === "object"
+    ? Object.fromEntries(Object.keys(x).sort().map((k) => [k, sorted(x[k])])) : x);
+  return JSON.stringify(sorted(a));
+}
+
 export default {
   id: "automations",
   title: "view.automations",
@@ -25,7 +34,52 @@ export default {
     this.defs = card(t("automations.list"), { wide: true });
     this.deliveries = card(t("automations.deliveries"), { wide: true });
     this.dead = card(t("automations.dead"), { wide: true });
-    panel.replaceChildren(h("div", { class: "cards" }, this.defs.el, this.deliveries.el, this.dead.el));
+    this.editor = card(t("auto.new"), { wide: true });
+    this.choices = { segments: [], channels: [] };
+    this.editing = null; // the id a save replaces; null: a new automation under the id typed
+    this.listed = new Map(); // id -> canonical(listed definition), as last read
+    const json = h("textarea", { id: "automation-json", rows: "6", cols: "60", "aria-label": t("auto.json") });
+    const fit = () => { json.rows = String(Math.max(4, Math.min(16, json.value.split("\n").length))); };
+    const fields = h("div", { class: "automation-form", "data-automation": "form" });
+    const form = mountAutomationForm(fields, t, { choices: () => this.choices,
+      onChange: (d) => { json.value = definitionText(d); fit(); } });
+    json.addEventListener("change", () => { try { form.load(JSON.parse(json.value)); } catch { /* not JSON yet: Save says so */ } });
+    const id = h("input", { id: "automation-id", type: "text", size: "30", "aria-label": t("auto.id"), placeholder: t("auto.id") });
+    const note = h("span", { class: "muted", "data-editing": "" });
+    const again = h("button", { type: "button", class: "link", hidden: true, onclick: () => this.edit(newAutomation()) }, t("auto.start_new"));
+    const result = h("div", { role: "status" });
+    this.form = form;
+    // Shows a definition in the form: to replace it (`id`), or a new one.
+    this.edit = (definition, editing = null) => {
+      this.editing = editing;
+      note.textContent = editing ? t("auto.editing", { id: editing }) : "";
+      again.hidden = editing === null;
+      id.value = editing ?? "";
+      id.disabled = editing !== null;
+      form.load(definition);
+      result.replaceChildren();
+      this.editor.heading.textContent = editing ? t("auto.edit_title", { id: editing }) : t("auto.new");
+      this.editor.el.scrollIntoView({ block: "nearest" });
+    };
+    const save = async () => {
+      try {
+        const name = this.editing ?? id.value.trim();
+        if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw new Error(t("auto.id_needed"));
+        let definition;
+        try { definition = JSON.parse(json.value); } catch (e) { throw new Error(t("segments.bad_json", { error: e.message })); }
+        await ctx.api.send("PUT", `automations/${encodeURIComponent(name)}`, definition);
+        result.replaceChildren(h("p", { "data-saved": name, text: t("auto.saved", { id: name }) }));
+        const before = this.listed.get(name); // an edit shows once the listing holds another definition
+        this.edit(newAutomation());
+        await settle(ctx, "automations", (b) => (b.automations ?? []).some((a) => a.id === name && canonical(a) !== before));
+      } catch (e) { result.replaceChildren(errorLine(e.message)); }
+    };
+    this.editor.set(h("p", { class: "muted", text: t("auto.help") }), h("p", {}, note, " ", again), fields,
+      h("label", { for: "automation-json", class: "muted", text: t("auto.json") }), json,
+      h("div", { class: "row" }, id, h("button", { type: "button", class: "engage", "data-act": "save-automation", onclick: save }, t("auto.save"))),
+      result);
+    this.editor.el.hidden = true; // until the server says it takes automations from this token
+    panel.replaceChildren(h("div", { class: "cards" }, this.defs.el, this.editor.el, this.deliveries.el, this.dead.el));
   },
   async refresh(ctx, flash) {
     const t = ctx.t;
@@ -39,19 +93,41 @@ export default {
     this.deliveries.el.hidden = this.dead.el.hidden = !available;
     if (!available) {
       this.defs.set(h("p", { class: "unavailable", "data-unavailable": "automations", text: t("unavailable") }));
+      this.editor.el.hidden = true;
       return;
     }
     // a trigger's segment by its name in the page's language (the filter's list; read here when this
     // view is the first one opened, before the filter has it)
     const segments = ctx.segments.length ? ctx.segments : (await ctx.api.optional("segments").catch(() => null))?.segments ?? [];
     const named = new Map(segments.map((s) => [s.id, s]));
+    // the channels to send to; a token that may not read them (a share link) may not write either: no editing
+    const channels = await ctx.api.optional("channels").catch(() => null);
+    const writable = channels !== null;
+    this.editor.el.hidden = !writable;
+    const choices = { segments: segments.filter((s) => s.subject !== "product").sort((a, b) => bySegmentName(a, b, fmt.getLocale()))
+      .map((s) => ({ id: s.id, label: segmentName(s) })), channels: (channels?.channels ?? []).map((c) => ({ id: c.id, kind: c.kind })) };
+    if (JSON.stringify(choices) !== JSON.stringify(this.choices)) { this.choices = choices; this.form.redraw(); } // not while typing
+    this.listed = new Map((defs.automations ?? []).map((a) => [a.id, canonical(a)]));
+    const remove = (a) => async (ev) => {
+      if (!window.confirm(t("auto.confirm_delete", { id: a.id }))) return;
+      ev.currentTarget.disabled = true;
+      try {
+        await ctx.api.send("DELETE", `automations/${encodeURIComponent(a.id)}`);
+        await settle(ctx, "automations", (b) => !(b.automations ?? []).some((x) => x.id === a.id));
+      } catch (e) { this.defs.body.append(errorLine(e.message)); }
+    };
+    const actions = (a) => h("span", { class: "row" },
+      h("button", { type: "button", class: "engage", "data-act": "edit", onclick: () => this.edit(a, a.id) }, t("auto.edit")),
+      h("button", { type: "button", class: "engage", "data-act": "delete", onclick: remove(a) }, t("auto.delete")));
+    const trigger = (v) => { const text = t(`trigger.${v}`); return text === `trigger.${v}` ? v : text; };
     this.defs.set(table(t("automations.list"), [
       { label: t("segments.name"), value: (a) => a.id },
-      { label: t("automations.trigger"), value: (a) => a.trigger ?? "" },
+      { label: t("automations.trigger"), value: (a) => (a.trigger ? trigger(a.trigger) : "") },
       { label: t("automations.channel"), value: (a) => (a.send ?? []).join(", ") },
       { label: t("filter.segment"), value: (a) => (a.segment ? segmentName(named.get(a.segment) ?? { id: a.segment }) : "") },
       { label: t("automations.wait"), value: (a) => a.wait ?? "" },
       ...(defs.results ? resultColumns(t, defs.results) : []),
+      ...(writable ? [{ label: t("auto.actions"), value: actions }] : []),
     ], defs.automations ?? [], t("automations.none")));
     const columns = [
       { label: t("automations.fired"), value: (d) => fmt.dateTime(d.fired_at) },

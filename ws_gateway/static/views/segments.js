@@ -8,18 +8,7 @@ import { card, errorLine, h, table } from "../dom.js";
 import * as fmt from "../format.js";
 import { bySegmentName, segmentName } from "../i18n.js";
 import { mountBuilder, ruleText } from "../rule_builder.js";
-
-// A definition reaches the list through the event log and the dataflow (~0.5 s), and a segment with no
-// member moves nothing on the WebSocket: after a save or a deletion the list is read again until it shows
-// it (`done(segments)`), for at most `ms`, then the view refreshes.
-async function settle(ctx, done, ms = 10000) {
-  for (const end = Date.now() + ms; Date.now() < end;) {
-    const body = await ctx.api.optional("segments").catch(() => null);
-    if (body && done(body.segments ?? [])) break;
-    await new Promise((resolve) => { setTimeout(resolve, 250); });
-  }
-  ctx.refresh();
-}
+import { settle } from "../settle.js";
 
 const GROWTH_EVERY_MS = 10000; // while live, the chosen segment's growth is asked again at most this often
 const EXAMPLE = '{"all": [{"orders": {"gte": 2}}, {"spent": {"gte": "100.00", "within": "90d"}}]}';
@@ -69,7 +58,7 @@ export default {
       result.replaceChildren(h("p", { text: t("segments.saved", { name: saved.name }) }));
       this.edit(null);
       const same = JSON.stringify(saved.rule);
-      await settle(ctx, (segs) => segs.some((x) => x.id === id && x.name === saved.name && JSON.stringify(x.rule) === same));
+      await settle(ctx, "segments", (b) => (b.segments ?? []).some((x) => x.id === id && x.name === saved.name && JSON.stringify(x.rule) === same));
     });
     // Fills the builder with a segment's rule: to replace it (`id`), or as a copy to save under a new name.
     this.edit = (s, id = null) => {
@@ -156,7 +145,7 @@ export default {
       try {
         await ctx.api.send("DELETE", `segments/${encodeURIComponent(s.id)}`);
         this.detail.body.append(h("p", { role: "status", text: t("segments.deleted", { name: segmentName(s) }) }));
-        await settle(ctx, (segs) => !segs.some((x) => x.id === s.id));
+        await settle(ctx, "segments", (b) => !(b.segments ?? []).some((x) => x.id === s.id));
       } catch (e) { this.detail.body.append(errorLine(e.message)); }
     };
     const actions = s.subject === "customer" ? h("div", { class: "row" },
