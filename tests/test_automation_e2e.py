@@ -15,11 +15,13 @@ its outbox output, the notifier) with a real HTTP receiver verifying Standard We
   the wait cancels it.
 - A guest with no account and no customer event: the reminder of a Shopify checkout goes to the e-mail
   address typed at it; a Stripe guest's paid session names its buyer in the customers list.
+- The dashboard's channels card sends a test through the webhook and the e-mail channel.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -392,3 +394,33 @@ to = ["owner@acme.example"]
     finally:
         sp.ensure_stopped()
         slack.close()
+
+
+def test_the_channels_card_sends_a_test_through_each_channel(storepulse: Storepulse, receiver: Receiver, smtp: SmtpServer) -> None:
+    """The Automations view lists the channels (where each sends, no secret) and sends a test through one at a
+    click: a signed webhook the receiver verifies, an e-mail to the address asked for, and a receiver's
+    refusal shown as the notifier saw it."""
+    sp = storepulse.start()
+    with chromium() as browser:
+        page = browser.new_page(locale="en-US")
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{sp.base}/#token=acme-token-0123456789&view=automations")
+        rows = page.locator('#view-automations [data-card="channels"] tbody tr')
+        expect(rows).to_have_count(2)
+        expect(rows.nth(0).locator("td")).to_have_text(["crm", "webhook", f"http://127.0.0.1:{receiver.port}/…", "on", "0",
+                                                         "Send a test"])
+        expect(rows.nth(1).locator("td >> nth=2")).to_have_text("each customer's e-mail address")
+        assert WHSEC not in page.content()
+        page.locator('[data-test="crm"]').click()
+        expect(page.locator('[data-test-result="crm"]')).to_have_text(re.compile(r"^Delivered in \d[\d,]* ms \(HTTP 200\)\.$"))
+        assert len(receiver.delivered_ids()) == 1  # signed: the receiver verified it (else 401, not counted)
+        page.once("dialog", lambda d: d.accept("owner@acme.example"))
+        page.locator('[data-test="customer-mail"]').click()
+        expect(page.locator('[data-test-result="customer-mail"]')).to_contain_text("Delivered in ")
+        wait_for(lambda: len(smtp.mailbox.mails) == 1, 10, "the test e-mail")
+        assert smtp.mailbox.mails[0]["To"] == "owner@acme.example"
+        receiver.status = 500
+        page.locator('[data-test="crm"]').click()
+        expect(page.locator('[data-test-result="crm"]')).to_have_text(re.compile(r"^Not delivered: .*500"))
+        assert errors == [], errors

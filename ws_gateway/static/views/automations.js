@@ -34,7 +34,10 @@ export default {
     this.defs = card(t("automations.list"), { wide: true });
     this.deliveries = card(t("automations.deliveries"), { wide: true });
     this.dead = card(t("automations.dead"), { wide: true });
+    this.dead.el.dataset.card = "dead";
     this.editor = card(t("auto.new"), { wide: true });
+    this.channels = card(t("channels.title"), { wide: true });
+    this.channels.el.dataset.card = "channels";
     this.choices = { segments: [], channels: [] };
     this.editing = null; // the id a save replaces; null: a new automation under the id typed
     this.listed = new Map(); // id -> canonical(listed definition), as last read
@@ -79,7 +82,47 @@ export default {
       h("div", { class: "row" }, id, h("button", { type: "button", class: "engage", "data-act": "save-automation", onclick: save }, t("auto.save"))),
       result);
     this.editor.el.hidden = true; // until the server says it takes automations from this token
-    panel.replaceChildren(h("div", { class: "cards" }, this.defs.el, this.editor.el, this.deliveries.el, this.dead.el));
+    panel.replaceChildren(h("div", { class: "cards" }, this.defs.el, this.editor.el, this.channels.el, this.deliveries.el, this.dead.el));
+  },
+  // Each channel: where it sends (no secret), whether it is on, its dead letters, and a test message now
+  // (POST .../channels/{id}/test: delivered and how fast, or the receiver's error; a test enables a
+  // disabled channel again). An e-mail channel to "customer" asks where the test goes.
+  showChannels(ctx, channels) {
+    const t = ctx.t;
+    const results = this.channelResults ?? (this.channelResults = new Map()); // id -> the last test's line, across refreshes
+    const test = (c) => async (ev) => {
+      const button = ev.currentTarget;
+      let to;
+      if (c.kind === "email" && c.to === "customer") {
+        to = window.prompt(t("channels.test_to"));
+        if (!to) return;
+      }
+      button.disabled = true;
+      const line = h("span", { "data-test-result": c.id });
+      try {
+        const r = await ctx.api.request("POST", `channels/${encodeURIComponent(c.id)}/test`, to ? { to } : {});
+        line.textContent = t("channels.test_delivered", { ms: fmt.number(r.latency_ms ?? 0), status: r.status ?? "" });
+      } catch (e) {
+        line.textContent = t("channels.test_failed", { error: e.message });
+        line.className = "error";
+      }
+      results.get(c.id)?.remove(); // the previous test's line
+      results.set(c.id, line);
+      button.disabled = false;
+      // a refresh meanwhile drew the table again: the next one shows the line; a disabled channel is on again
+      if (button.isConnected) button.after(line);
+      if (!button.isConnected || !c.enabled) ctx.refresh();
+    };
+    const where = (c) => c.url ?? (c.to === "customer" ? t("channels.to_customer") : Array.isArray(c.to) ? c.to.join(", ") : "");
+    this.channels.set(table(t("channels.title"), [
+      { label: t("channels.channel"), value: (c) => c.id },
+      { label: t("channels.kind"), value: (c) => c.kind },
+      { label: t("channels.where"), value: where },
+      { label: t("col.status"), value: (c) => (c.enabled ? t("channels.enabled") : t("channels.disabled", { reason: c.disabled_reason ?? "" })) },
+      { label: t("automations.dead"), value: (c) => fmt.number(c.dead ?? 0), num: true },
+      { label: t("auto.actions"), value: (c) => h("span", { class: "row" },
+        h("button", { type: "button", class: "engage", "data-test": c.id, onclick: test(c) }, t("channels.test")), results.get(c.id) ?? null) },
+    ], channels, t("auto.no_channels")));
   },
   async refresh(ctx, flash) {
     const t = ctx.t;
@@ -93,7 +136,7 @@ export default {
     this.deliveries.el.hidden = this.dead.el.hidden = !available;
     if (!available) {
       this.defs.set(h("p", { class: "unavailable", "data-unavailable": "automations", text: t("unavailable") }));
-      this.editor.el.hidden = true;
+      this.editor.el.hidden = this.channels.el.hidden = true;
       return;
     }
     // a trigger's segment by its name in the page's language (the filter's list; read here when this
@@ -103,7 +146,8 @@ export default {
     // the channels to send to; a token that may not read them (a share link) may not write either: no editing
     const channels = await ctx.api.optional("channels").catch(() => null);
     const writable = channels !== null;
-    this.editor.el.hidden = !writable;
+    this.editor.el.hidden = this.channels.el.hidden = !writable;
+    if (writable) this.showChannels(ctx, channels.channels ?? []);
     const choices = { segments: segments.filter((s) => s.subject !== "product").sort((a, b) => bySegmentName(a, b, fmt.getLocale()))
       .map((s) => ({ id: s.id, label: segmentName(s) })), channels: (channels?.channels ?? []).map((c) => ({ id: c.id, kind: c.kind })) };
     if (JSON.stringify(choices) !== JSON.stringify(this.choices)) { this.choices = choices; this.form.redraw(); } // not while typing
@@ -141,7 +185,8 @@ export default {
     ];
     try {
       const [all, dead] = await Promise.all([ctx.api.get("deliveries", { limit: 20 }), ctx.api.get("deliveries", { status: "dead", limit: 20 })]);
-      this.deliveries.set(table(t("automations.deliveries"), columns, all.deliveries ?? [], t("empty")));
+      // the newest 20 whatever the period (the delivery log is listed newest first, not by day)
+      this.deliveries.set(table(t("automations.deliveries"), columns, all.deliveries ?? [], t("automations.no_deliveries")));
       const replay = (d) => h("button", { type: "button", class: "engage", onclick: async (ev) => {
         ev.currentTarget.disabled = true;
         try { await ctx.api.send("POST", `deliveries/${encodeURIComponent(d.id)}/replay`); ctx.refresh(); } catch (e) {
@@ -149,7 +194,7 @@ export default {
         }
       } }, t("automations.replay", { id: d.id }));
       const rows = dead.deliveries ?? [];
-      this.dead.set(table(t("automations.dead"), columns, rows, t("empty")),
+      this.dead.set(table(t("automations.dead"), columns, rows, t("automations.no_dead")),
         rows.length ? h("div", { class: "pick", role: "group", "aria-label": t("automations.dead") }, rows.map(replay)) : null);
     } catch (e) { this.deliveries.set(errorLine(e.message)); }
   },
