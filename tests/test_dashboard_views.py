@@ -1048,6 +1048,13 @@ def test_a_share_link_cannot_save_a_segment(sp: Storepulse, context: BrowserCont
     dialog.get_by_role("button", name="Save as segment").click()
     expect(dialog.locator("[data-save-status]")).to_have_text("a share link is read-only")
     assert sp.get("/api/v1/orgs/acme/segments").json()["segments"] == before
+    # Nor does its Segments view offer a builder (its preview is a POST), or to edit or delete a segment.
+    dialog.get_by_role("button", name="Close").click()
+    page.click("#tab-segments")
+    page.locator("#view-segments").get_by_role("button", name="Buyers", exact=True).click()
+    expect(page.locator('#view-segments [data-growth="summary"]')).to_be_visible()
+    expect(page.locator("#segment-rule")).to_be_hidden()
+    expect(page.locator('#view-segments [data-act]')).to_have_count(0)
 
 
 def test_marketing_content_table(sp: Storepulse, context: BrowserContext) -> None:

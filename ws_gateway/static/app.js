@@ -24,7 +24,8 @@ const ECB = ["EUR", "USD", "JPY", "BGN", "CZK", "DKK", "GBP", "HUF", "PLN", "RON
 const $ = (id) => document.getElementById(id);
 const WS_PORT = document.querySelector('meta[name="storepulse-ws-port"]').content;
 
-const state = { period: "today", custom: { from: "", to: "" }, store: "", currency: "", segment: "", orgToday: null, last: null };
+const state = { period: "today", custom: { from: "", to: "" }, store: "", currency: "", segment: "", orgToday: null, last: null,
+  readOnly: false };
 let api = null;
 let active = VIEWS[0];
 let mounted = false;
@@ -48,6 +49,8 @@ const ctx = {
       segment: segment && state.segment ? state.segment : undefined };
   },
   refresh: () => refresh(false),
+  // A share link's token (GET /api/v1/me says so): the views show no form or button that would write.
+  get readOnly() { return state.readOnly; },
   // The organisation's segments as the filter lists them (empty until read, beside the first view).
   get segments() { return segmentChoices; },
   // The filters as "save as segment" needs them (segment_of.js): the period's days, the organisation's currency.
@@ -184,6 +187,9 @@ function onFilters() {
 
 async function learnOrg(org) {
   api = new Api(org, sessionStorage.getItem("token"));
+  const me = await fetch("/api/v1/me", { headers: { Authorization: `Bearer ${api.token}` } })
+    .then((r) => (r.ok ? r.json() : null)).catch(() => null);
+  state.readOnly = Boolean(me && me.read_only);
   state.orgToday = (await api.get("figures", { period: "today" })).from;
   const cur = $("currency");
   addOption(cur, state.last.currency);

@@ -145,7 +145,7 @@ export default {
     const named = new Map(segments.map((s) => [s.id, s]));
     // the channels to send to; a token that may not read them (a share link) may not write either: no editing
     const channels = await ctx.api.optional("channels").catch(() => null);
-    const writable = channels !== null;
+    const writable = channels !== null && !ctx.readOnly;
     this.editor.el.hidden = this.channels.el.hidden = !writable;
     if (writable) this.showChannels(ctx, channels.channels ?? []);
     const choices = { segments: segments.filter((s) => s.subject !== "product").sort((a, b) => bySegmentName(a, b, fmt.getLocale()))

@@ -82,7 +82,7 @@ export default {
     let body;
     try { body = await ctx.api.optional("segments"); } catch (e) { this.list.set(errorLine(e.message)); return; }
     const available = body !== null;
-    this.builder.el.hidden = !available;
+    this.builder.el.hidden = !available || ctx.readOnly; // a share link neither previews nor saves (POSTs)
     if (!available) {
       this.list.set(h("p", { class: "unavailable", "data-unavailable": "segments", text: t("unavailable") }));
       this.detail.el.hidden = this.members.el.hidden = this.history.el.hidden = true;
@@ -148,7 +148,7 @@ export default {
         await settle(ctx, "segments", (b) => !(b.segments ?? []).some((x) => x.id === s.id));
       } catch (e) { this.detail.body.append(errorLine(e.message)); }
     };
-    const actions = s.subject === "customer" ? h("div", { class: "row" },
+    const actions = s.subject === "customer" && !ctx.readOnly ? h("div", { class: "row" },
       h("button", { type: "button", class: "engage", "data-act": "copy", onclick: () => this.edit(s) }, t("segments.edit_copy")),
       mine ? h("button", { type: "button", class: "engage", "data-act": "edit", onclick: () => this.edit(s, s.id) }, t("segments.edit")) : null,
       mine ? h("button", { type: "button", class: "engage", "data-act": "delete", onclick: remove }, t("segments.delete")) : null) : null;
