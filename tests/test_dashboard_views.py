@@ -348,6 +348,8 @@ def test_the_rule_builder_writes_the_rule_the_server_previews_and_saves(sp: Stor
     rows.nth(1).locator("input").nth(0).fill("10.00")
     rows.nth(1).locator("input").nth(1).fill("5000.00")
     rows.nth(1).locator("input").nth(2).fill("30")
+    expect(rows.nth(1).locator("[data-currency]")).to_have_text("EUR")  # amounts are the organisation's currency
+    expect(rows.nth(0).locator("[data-currency]")).to_have_count(0)  # a count is no amount
     page.locator('#view-segments [data-builder="add"]').click()
     rows.nth(2).locator("select").first.select_option("bought_product")
     rows.nth(2).locator("input").nth(0).fill("1")

@@ -45,7 +45,7 @@ export function tidy(d) {
   return out;
 }
 
-// The form in `container`. `choices()` gives {segments: [{id, label}], channels: [{id, kind}]};
+// The form in `container`. `choices()` gives {segments: [{id, label}], channels: [{id, kind}], currency};
 // `onChange(definition)` follows every edit; `load(definition)` shows one.
 export function mountAutomationForm(container, t, { choices, onChange }) {
   let state = fresh();
@@ -78,7 +78,8 @@ export function mountAutomationForm(container, t, { choices, onChange }) {
       select(`${name}_unit`, UNITS, unit, (u) => t(`auto.unit_${u}`), (u) => { unit = u; set(); })];
   };
   const ruleBox = h("div", { class: "builder", "data-field": "if-builder" });
-  const builder = mountBuilder(ruleBox, t, { segments: () => choices().segments, onRule: (r) => { state.if = r; changed(); } });
+  const builder = mountBuilder(ruleBox, t, { segments: () => choices().segments, currency: () => choices().currency ?? "",
+    onRule: (r) => { state.if = r; changed(); } });
   const draw = () => {
     const { segments, channels } = choices();
     const triggers = TRIGGERS.includes(state.trigger) ? TRIGGERS : [...TRIGGERS, state.trigger];

@@ -152,8 +152,9 @@ export function fromRule(rule) {
 }
 
 // The builder's form in `container`: `segments()` lists the segments in_segment may name ({id, label});
-// `onRule(rule)` is called with the rule after every change. `load(rule)` shows a rule (false: it cannot).
-export function mountBuilder(container, t, { segments, onRule }) {
+// `currency()` the organisation's (amounts are in it); `onRule(rule)` is called with the rule after every
+// change. `load(rule)` shows a rule (false: it cannot).
+export function mountBuilder(container, t, { segments, onRule, currency = () => "" }) {
   let state = { match: "all", conditions: [blank()] };
   const note = h("p", { class: "muted", "data-builder": "json-only", hidden: true, text: t("builder.json_only") });
   const rows = h("div", { class: "conditions" });
@@ -192,8 +193,11 @@ export function mountBuilder(container, t, { segments, onRule }) {
           : select(t("builder.unit"), UNITS, c.unit, (u) => t(`builder.unit_${u}${c.op === "before" ? "_ago" : ""}`), (u) => set({ unit: u })));
       }
     } else if (!(spec.type === "attribute" && c.op === "exists")) {
-      parts.push(input(t("builder.value"), c.value, (v) => set({ value: v }), { inputmode: spec.type === "count" ? "numeric" : "decimal" }));
-      if (c.op === "between") parts.push(h("span", { text: t("builder.and") }), input(t("builder.value"), c.value2, (v) => set({ value2: v })));
+      const money = spec.type === "money";
+      const hint = { inputmode: spec.type === "count" ? "numeric" : "decimal", placeholder: money ? "100.00" : spec.type === "count" ? "1" : "" };
+      parts.push(input(t("builder.value"), c.value, (v) => set({ value: v }), hint));
+      if (c.op === "between") parts.push(h("span", { text: t("builder.and") }), input(t("builder.value"), c.value2, (v) => set({ value2: v }), hint));
+      if (money && currency()) parts.push(h("span", { class: "muted", "data-currency": "", text: currency() })); // amounts in the organisation's currency
     }
     if (spec.item) parts.push(input(t(`builder.${spec.item}`), c.item, (v) => set({ item: v }), { placeholder: t(`builder.${spec.item}`), size: "12" }));
     if (spec.window) {

@@ -149,7 +149,8 @@ export default {
     this.editor.el.hidden = this.channels.el.hidden = !writable;
     if (writable) this.showChannels(ctx, channels.channels ?? []);
     const choices = { segments: segments.filter((s) => s.subject !== "product").sort((a, b) => bySegmentName(a, b, fmt.getLocale()))
-      .map((s) => ({ id: s.id, label: segmentName(s) })), channels: (channels?.channels ?? []).map((c) => ({ id: c.id, kind: c.kind })) };
+      .map((s) => ({ id: s.id, label: segmentName(s) })), channels: (channels?.channels ?? []).map((c) => ({ id: c.id, kind: c.kind })),
+      currency: ctx.state.last?.currency ?? "" };
     if (JSON.stringify(choices) !== JSON.stringify(this.choices)) { this.choices = choices; this.form.redraw(); } // not while typing
     this.listed = new Map((defs.automations ?? []).map((a) => [a.id, canonical(a)]));
     const remove = (a) => async (ev) => {

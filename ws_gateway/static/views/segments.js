@@ -35,6 +35,7 @@ export default {
     const form = h("div", { class: "builder", "data-builder": "form" });
     const builder = mountBuilder(form, t, {
       segments: () => this.customerSegments ?? [],
+      currency: () => ctx.state.last?.currency ?? "",
       onRule: (r) => { rule.value = ruleText(r); fit(); },
     });
     const show = (r) => { rule.value = ruleText(r); fit(); builder.load(r); };
