@@ -358,10 +358,19 @@ def test_the_rule_builder_writes_the_rule_the_server_previews_and_saves(sp: Stor
     rule = {"any": [{"orders": {"gte": 1}}, {"spent": {"between": ["10.00", "5000.00"], "within": "30d"}},
                     {"bought_product": {"gte": 1, "product": "cap"}}]}
     assert json.loads(page.input_value("#segment-rule")) == rule
+    # An amount the currency cannot hold: the server's message, and the condition it names marked
+    rows.nth(1).locator("input").nth(0).fill("10.001")
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#view-segments .error")).to_have_text(re.compile(r"^\$\.rule\.any\[1\]\.spent\.between.*more decimals than EUR"))
+    expect(rows.nth(1)).to_have_class(re.compile(r"\binvalid\b"))
+    expect(rows.nth(1).locator("input").first).to_have_attribute("aria-invalid", "true")
+    expect(rows.nth(0)).not_to_have_class(re.compile(r"\binvalid\b"))
+    rows.nth(1).locator("input").nth(0).fill("10.00")
     want = sp_post(sp, "/api/v1/orgs/acme/segments/preview", {"rule": rule})["members"]
     assert want > 0
     page.get_by_role("button", name="Preview").click()
     expect(page.locator('[data-preview="count"]')).to_have_text(f"{want} customers match now.")
+    expect(rows.nth(1)).not_to_have_class(re.compile(r"\binvalid\b"))  # cleared once the rule is good
     # A condition removed, then saved: the stored rule is the page's.
     rows.nth(1).locator('[data-builder="remove"]').click()
     expect(rows).to_have_count(2)

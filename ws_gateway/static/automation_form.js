@@ -139,5 +139,6 @@ export function mountAutomationForm(container, t, { choices, onChange }) {
       onChange(state);
     },
     redraw: draw, // the choices changed (channels or segments read)
+    mark: (message) => builder.mark(message, "if"), // the condition a server error names, marked invalid
   };
 }

@@ -218,6 +218,20 @@ export function mountBuilder(container, t, { segments, onRule, currency = () => 
     rows, add, note);
   draw();
   return {
+    // The condition a server error names by its JSON path (`$.<root>.all[1].spent.gte: ...`, or
+    // `$.<root>.spent...` for a rule of one condition) is marked invalid; any other message clears the marks.
+    mark(message, root) {
+      for (const r of rows.querySelectorAll(".invalid")) r.classList.remove("invalid");
+      for (const el of rows.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+      const m = new RegExp(`^\\$\\.${root}(?:\\.(?:all|any)\\[(\\d+)\\])?[.:\\[ ]`).exec(String(message));
+      if (!m || rows.hidden) return null;
+      const i = m[1] === undefined ? (state.conditions.length === 1 ? 0 : null) : Number(m[1]);
+      const row = i === null ? null : rows.querySelector(`[data-condition="${i}"]`);
+      if (!row) return null;
+      row.classList.add("invalid");
+      for (const el of row.querySelectorAll("input, select")) el.setAttribute("aria-invalid", "true");
+      return i;
+    },
     load(rule) {
       if (rows.hidden === false && compact(rule) === compact(toRule(state))) return true; // shown already: keep the fields (and focus)
       const shown = fromRule(rule);

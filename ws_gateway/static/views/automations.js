@@ -75,7 +75,8 @@ export default {
         const before = this.listed.get(name); // an edit shows once the listing holds another definition
         this.edit(newAutomation());
         await settle(ctx, "automations", (b) => (b.automations ?? []).some((a) => a.id === name && canonical(a) !== before));
-      } catch (e) { result.replaceChildren(errorLine(e.message)); }
+        form.mark("");
+      } catch (e) { result.replaceChildren(errorLine(e.message)); form.mark(e.message); }
     };
     this.editor.set(h("p", { class: "muted", text: t("auto.help") }), h("p", {}, note, " ", again), fields,
       h("label", { for: "automation-json", class: "muted", text: t("auto.json") }), json,

@@ -44,7 +44,10 @@ export default {
     const name = h("input", { id: "segment-name", type: "text", size: "40", "aria-label": t("segments.name"), placeholder: t("segments.name") });
     const result = h("div", { role: "status" });
     const parse = () => { try { return JSON.parse(rule.value); } catch (e) { throw new Error(t("segments.bad_json", { error: e.message })); } };
-    const act = (fn) => async () => { try { await fn(); } catch (e) { result.replaceChildren(errorLine(e.message)); } };
+    // the server's 400 names the JSON path of what is wrong: the condition it names is marked too
+    const act = (fn) => async () => {
+      try { await fn(); builder.mark("", "rule"); } catch (e) { result.replaceChildren(errorLine(e.message)); builder.mark(e.message, "rule"); }
+    };
     const preview = act(async () => {
       const p = await ctx.api.send("POST", "segments/preview", { rule: parse() });
       result.replaceChildren(h("p", { "data-preview": "count", text: t("segments.preview_count", { count: fmt.number(p.members) }) }),
