@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -249,3 +250,12 @@ def _top_products(orders: Iterable[Record[Order]], window: tuple[str, str], curr
                 names[product] = name
     ranked = sorted(units, key=lambda p: (-revenue[p], -units[p], p))[:TOP_PRODUCTS]
     return tuple(Product(p, names.get(p, ""), units[p], revenue[p]) for p in ranked)
+
+
+def digest_payload(span: str | None, at: int, timezone: str) -> dict[str, str]:
+    """A digest schedule's payload: which digest, ending on the local day before the instant it fires
+    (the notifier's outbox fills in the figures: notifier/digests.py; flows/automations.py fires it)."""
+    if span is None:
+        return {}
+    day = datetime.fromtimestamp(at / 1000, ZoneInfo(timezone)).date() - timedelta(days=1)
+    return {"digest": span, "last": day.isoformat()}

@@ -46,6 +46,7 @@ from core.changes import Change, Record
 from core.clock import ms_of
 from core.config import Org
 from core.definitions import read_definition
+from core.digest import digest_payload
 from core.events import Event, Kind
 from core.rates import Rates
 from core.records import Cart, Customer, QuotaAlert, RecordKind, Value
@@ -262,15 +263,6 @@ class AutomationBook:
             for channel in a.send:
                 self._actions.append(Action(key, self.org, a.id, channel, f.trigger, f.subject, f.cause, f.at, r.due,
                                             locale, dict(f.payload), message))
-
-
-def digest_payload(span: str | None, at: int, timezone: str) -> dict[str, str]:
-    """A digest schedule's payload: which digest, ending on the local day before the instant it fires
-    (the notifier's outbox fills in the figures: notifier/digests.py)."""
-    if span is None:
-        return {}
-    day = datetime.fromtimestamp(at / 1000, ZoneInfo(timezone)).date() - timedelta(days=1)
-    return {"digest": span, "last": day.isoformat()}
 
 
 def next_occurrence(schedule: Schedule, after: int, timezone: str) -> int:

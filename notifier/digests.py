@@ -1,5 +1,5 @@
 """Digests: a scheduled automation with `digest = "day"` (or "week") fires with the span it covers
-(flows/automations.py `digest_payload`); before its actions enter the outbox, this fills in the
+(core/digest.py `digest_payload`, fired by flows/automations.py); before its actions enter the outbox, this fills in the
 figures from the read model and the message in the action's language (core/digest.py,
 core/digest_text.py). So the message is decided once, when it is put: every retry and replay sends
 the same words, and a replay of the dataflow puts the same key, which the outbox keeps once.

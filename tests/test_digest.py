@@ -216,7 +216,7 @@ def test_each_span_sums_what_the_figures_api_sums(rows: list[tuple[int, str, int
 
 def test_a_digest_is_a_schedule_s_option_and_names_its_day() -> None:
     from core.automations.definition import DefinitionError, parse_automation
-    from flows.automations import digest_payload
+    from core.digest import digest_payload
 
     a = parse_automation("morning", {"trigger": "schedule", "schedule": {"at": "07:30"}, "digest": "week", "send": ["ops"]},
                          "orgs.acme.automations.morning", currency="EUR", timezone="Europe/Berlin")
