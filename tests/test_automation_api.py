@@ -150,3 +150,27 @@ def test_the_dataflows_records_are_listed_over_the_config_and_delete_appends_a_c
     assert r.status_code == 202
     [event] = logged(tmp_path)
     assert (event.kind, event.name) == ("definition.deleted", "automation/big-order")
+
+
+def test_a_preview_renders_the_message_of_a_sample_firing_and_saves_nothing(tmp_path: Path) -> None:
+    from core.automations.messages import money, render
+    from core.automations.samples import sample
+
+    body = {"trigger": "cart.abandoned", "wait": "1h", "locale": "de",
+            "templates": {"subject": "{{ name }}, Ihre {{ item_count }} Artikel ({{ amount }}) warten"}}
+    r = call(tmp_path, "POST", "/api/v1/orgs/acme/automations/preview?id=reminder-de", body=body)  # no `send`: none needed
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert (got["id"], got["trigger"], got["locale"], got["digest"]) == ("reminder-de", "cart.abandoned", "de", None)
+    assert got["message"]["subject"] == f"Ann Example, Ihre 3 Artikel ({money(3000, 'EUR', 'de')}) warten"
+    at = got["sample"]["at"]
+    _, cause, payload = sample("cart.abandoned", store="", currency="EUR", at=at)
+    want = render("reminder-de", "cart.abandoned", "sample-customer", cause, at, at + 3_600_000, payload, locale="de",
+                  timezone="UTC", templates=body["templates"])
+    assert got["message"]["text"] == want.text and got["message"]["json"]["due_at"] == at + 3_600_000
+    # the organisation's language when the definition names none (fr), and a template that does not compile
+    r = call(tmp_path, "POST", "/api/v1/orgs/acme/automations/preview", body={"trigger": "order.paid", "send": ["ops"]})
+    assert r.status_code == 200 and r.json()["locale"] == "fr" and "30,00" in r.json()["message"]["text"], r.text
+    r = call(tmp_path, "POST", "/api/v1/orgs/acme/automations/preview", body={**body, "templates": {"subject": "{{ name"}})
+    assert r.status_code == 400 and r.json()["error"].startswith("$.templates.subject: template line 1"), r.text
+    assert logged(tmp_path) == []  # nothing reached the log

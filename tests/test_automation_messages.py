@@ -123,3 +123,20 @@ def test_a_template_cannot_reach_python_internals_and_a_failing_one_keeps_the_de
 def test_the_webhook_json_carries_the_overridden_subject_and_text() -> None:
     m = order_paid("en", templates={"subject": "Paid: {{ amount }}", "text": "Thanks {{ name }}"})
     assert (m.json["title"], m.json["text"]) == ("Paid: €1,234.50", "Thanks Ada Lovelace")
+
+
+def test_a_sample_firing_is_what_the_book_gives_in_the_currency_s_units() -> None:
+    from core.automations.samples import sample
+
+    subject, cause, cart = sample("cart.abandoned", store="shop", currency="JPY", at=1_000_000)
+    assert (subject, cause) == ("sample-customer", "shop:sample-cart@1000000")
+    assert cart["amount"] == 30 and cart["items"][0] == ["mug", 2, 12, "Stoneware mug"]  # yen have no minor unit
+    _, _, order = sample("order.paid", store="shop", currency="KWD", at=0)
+    assert order["amount"] == 30_000 and order["currency"] == "KWD"  # three decimals
+    m = render("reminder", "cart.abandoned", subject, cause, 1_000_000, 1_000_000,
+               sample("cart.abandoned", store="shop", currency="EUR", at=1_000_000)[2], locale="de", timezone="Europe/Berlin")
+    assert m.text.splitlines()[2:] == ["- 2 × Stoneware mug (12,00\u00a0€)", "- 1 × Filter papers x100 (6,00\u00a0€)"]
+    assert sample("segment.exited", store="shop", currency="EUR", at=5, segment="vip")[2] == {
+        "customer": "sample-customer", "segment": "vip", "change": "exited"}
+    assert sample("schedule", store="shop", currency="EUR", at=5, digest={"digest": "day", "last": "2026-12-06"})[2] == {
+        "digest": "day", "last": "2026-12-06"}

@@ -450,6 +450,13 @@ def test_an_automation_is_made_edited_and_deleted_from_the_page(sp: Storepulse, 
     want = {"trigger": "segment.entered", "send": ["ops"], "segment": "buyers", "if": {"orders": {"gte": 2}}, "cooldown": "30d",
             "templates": {"subject": "Welcome back, {{ name }}"}}
     assert definition() == want
+    # What it would send, for a sample firing now: the server's preview, shown as it answers
+    answer = httpx.post(f"{sp.base}/api/v1/orgs/acme/automations/preview", json=want,
+                        headers={"Authorization": f"Bearer {TOKENS['acme']}"}, timeout=10).json()["message"]
+    editor.locator('[data-act="preview-automation"]').click()
+    expect(editor.locator('[data-message="subject"]')).to_have_text(answer["subject"])
+    assert answer["subject"].startswith("Welcome back,")
+    expect(editor.locator('[data-message="text"]')).to_have_text(answer["text"])
     # The server checks it: a wait over 30 days is refused with its message, and nothing is saved.
     page.fill("#automation-id", "vip-welcome")
     page.fill("#automation-json", json.dumps({**want, "wait": "45d"}))

@@ -517,6 +517,7 @@ routes: list[BaseRoute] = [
     Route("/api/v1/orgs/{org}/health", health, methods=["GET"]),
     Route("/api/v1/orgs/{org}/quarantine", quarantined, methods=["GET"]),
     Route("/api/v1/orgs/{org}/automations", automations_listing, methods=["GET"]),
+    Route("/api/v1/orgs/{org}/automations/preview", org_route()(automations.preview), methods=["POST"]),
     Route("/api/v1/orgs/{org}/automations/{id}", org_route()(automations.one), methods=["GET"]),
     Route("/api/v1/orgs/{org}/automations/{id}", org_route()(automations.put), methods=["PUT"]),
     Route("/api/v1/orgs/{org}/automations/{id}", org_route()(automations.delete), methods=["DELETE"]),

@@ -21,10 +21,13 @@ from starlette.responses import Response
 
 from core.automation_records import AutomationDefinition
 from core.automations.definition import DEFINITION_TYPE, DefinitionError, parse_automation
+from core.automations.messages import render
+from core.automations.samples import sample
 from core.changes import Record
 from core.clock import ms_of
 from core.config import Org
 from core.definitions import delete_event, put_event
+from core.digest import digest_payload
 from core.figures import OPEN_END, gaps_json
 from core.rates import RecordingRates
 from core.records import Cart
@@ -90,6 +93,36 @@ async def one(request: Request, side: ReadSide, org: Org) -> Response:
     if found is None:
         raise HTTPException(404, f"no automation {request.path_params['id']!r} in organisation {org.id!r}")
     return json_response(found)
+
+
+async def preview(request: Request, side: ReadSide, org: Org) -> Response:
+    """The message a definition (a PUT's body; `send` may be left out) would send for a sample firing of
+    its trigger now (core/automations/samples.py): its locale, the organisation's time zone, its templates,
+    rendered as the dataflow renders it. Nothing is saved or sent. ?id= names it for {{ automation }}."""
+    name = request.query_params.get("id", "preview")
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(400, f"the body is not JSON: {exc}") from None
+    if isinstance(body, dict) and not body.get("send"):
+        body = {**body, "send": ["preview"]}  # where it goes does not change what it says
+    try:
+        a = parse_automation(name, body, "$", currency=org.currency, timezone=org.timezone)
+    except DefinitionError as exc:
+        raise HTTPException(400, str(exc)) from None
+    at = ms_of(side.now())
+    digest = digest_payload(a.digest, at, org.timezone) if a.digest else None
+    subject, cause, payload = sample(a.trigger, store=next(iter(org.stores), ""), currency=org.currency, at=at,
+                                     segment=a.segment, digest=digest)
+    locale = a.locale or org.locale
+    m = render(name, a.trigger, subject, cause, at, at + a.wait_ms, payload, locale=locale, timezone=org.timezone,
+               templates=a.templates)
+    return json_response({"id": name, "trigger": a.trigger, "locale": locale,
+                          "sample": {"subject": subject, "cause": cause, "at": at, "payload": payload},
+                          # a digest's figures are filled in by the notifier when it is put (notifier/digests.py)
+                          "digest": a.digest,
+                          "message": {"subject": m.subject, "text": m.text, "html": m.html, "slack_text": m.slack_text,
+                                      "json": m.json}})
 
 
 async def put(request: Request, side: ReadSide, org: Org) -> Response:

@@ -59,6 +59,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "automation": _q("automation", "deliveries of this automation"),
     "channel": _q("channel", "deliveries to this channel of the organisation"),
     "test_to": _q("to", "an e-mail channel with to = \"customer\": where the test message goes"),
+    "preview_id": _q("id", "the automation's id as its templates read it ({{ automation }}; default: preview)"),
     "a": _q("a", "the e-mail address (from the unsubscribe link)"),
     "t": _q("t", "the link's token (HMAC of organisation and address)"),
 }
@@ -165,6 +166,9 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", f"{_ORG}/automations", "the organisation's automations: the config's, and those defined through the API; "
              "with the delivery log open, `results`: what each came to over the period (deliveries by status, carts "
              "recovered after a reminder and their value; docs/notifier.md)", ["org", "period", "from", "to", "currency"]),
+    Endpoint("POST", f"{_ORG}/automations/preview", "the message a definition (a PUT's body; send may be left out) would send "
+             "for a sample firing of its trigger now {id, trigger, locale, digest, sample, message: {subject, text, html, "
+             "slack_text, json}}; nothing is saved or sent; 400 as PUT", ["org", "preview_id"], errors=(400, 401, 403, 429)),
     Endpoint("GET", f"{_ORG}/automations/{{id}}", "one automation's definition", ["org", "id"]),
     Endpoint("PUT", f"{_ORG}/automations/{{id}}", "create or replace an automation (a control event in the log); 400 names the "
              "JSON path of what is wrong", ["org", "id"], errors=(400, 401, 403, 429), ok=202),

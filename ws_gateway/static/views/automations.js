@@ -78,10 +78,27 @@ export default {
         form.mark("");
       } catch (e) { result.replaceChildren(errorLine(e.message)); form.mark(e.message); }
     };
+    // What it would send, for a sample firing of its trigger now (POST .../automations/preview): nothing is saved
+    const shown = h("div", { class: "message-preview", "data-message": "" });
+    const preview = async () => {
+      try {
+        let definition;
+        try { definition = JSON.parse(json.value); } catch (e) { throw new Error(t("segments.bad_json", { error: e.message })); }
+        const name = this.editing ?? (id.value.trim() || undefined);
+        const p = await ctx.api.request("POST", "automations/preview", name ? { id: name } : {}, definition);
+        const m = p.message;
+        shown.replaceChildren(h("p", { class: "muted", text: t(p.digest ? "auto.preview_digest" : "auto.preview_note") }),
+          h("p", {}, h("strong", { "data-message": "subject", text: m.subject })),
+          h("pre", { class: "rule", "data-message": "text", text: m.text }),
+          h("details", {}, h("summary", { text: t("auto.preview_json") }), h("pre", { class: "rule", "data-message": "json", text: JSON.stringify(m.json, null, 2) })));
+        form.mark("");
+      } catch (e) { shown.replaceChildren(errorLine(e.message)); form.mark(e.message); }
+    };
     this.editor.set(h("p", { class: "muted", text: t("auto.help") }), h("p", {}, note, " ", again), fields,
       h("label", { for: "automation-json", class: "muted", text: t("auto.json") }), json,
-      h("div", { class: "row" }, id, h("button", { type: "button", class: "engage", "data-act": "save-automation", onclick: save }, t("auto.save"))),
-      result);
+      h("div", { class: "row" }, id, h("button", { type: "button", class: "engage", "data-act": "preview-automation", onclick: preview },
+        t("auto.preview")), h("button", { type: "button", class: "engage", "data-act": "save-automation", onclick: save }, t("auto.save"))),
+      result, shown);
     this.editor.el.hidden = true; // until the server says it takes automations from this token
     panel.replaceChildren(h("div", { class: "cards" }, this.defs.el, this.editor.el, this.channels.el, this.deliveries.el, this.dead.el));
   },
