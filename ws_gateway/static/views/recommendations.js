@@ -53,7 +53,7 @@ export async function drawRecommendations(ctx, target) {
         localStorage.setItem(dismissedKey(org), JSON.stringify([...now]));
         drawRecommendations(ctx, target);
       } }, t("rec.dismiss"));
-      const act = r.segment ? h("button", { type: "button", class: "engage", onclick: async () => {
+      const act = ctx.readOnly ? null : r.segment ? h("button", { type: "button", class: "engage", onclick: async () => {
         try {
           await ctx.api.send("PUT", `segments/${r.segment.id}`, { name: t(`rec.${r.id}.name`), rule: r.segment.rule });
           drawRecommendations(ctx, target);
