@@ -176,25 +176,29 @@ class AutomationBook:
                     self.triggers.drop(CART_ABANDONED, cause)
             elif r.kind == SEGMENT_CHANGE and self._segments:
                 decided_on = facts(r.key)
-                self._segment_record(v, now_ms, decided_on if isinstance(decided_on, CustomerFacts) else None)
+                self._segment_record(v, now_ms, decided_on if isinstance(decided_on, CustomerFacts) else None, profile)
             elif type(v) is QuotaAlert and QUOTA_CROSSED in self._kinds and self._fresh(v.at, now_ms):
                 payload = {"percent": v.percent, "count": v.count, "limit": v.limit}
                 self._fire(Firing(QUOTA_CROSSED, "", f"quota:{v.percent}@{v.at}", v.at, payload))
 
     def segment_changed(self, segment: str, customer: str, entered: bool, at: int, cause: str,
-                        now_ms: int | None, facts: CustomerFacts | None = None) -> None:
-        """A customer entered or left a segment (the segments book calls this)."""
+                        now_ms: int | None, facts: CustomerFacts | None = None,
+                        profile: Callable[[str], Customer | None] = _no_profile) -> None:
+        """A customer entered or left a segment (the segments book calls this). The payload carries the
+        customer's e-mail address and name from their profile: an e-mail to "customer" needs the address."""
         trigger = SEGMENT_ENTERED if entered else SEGMENT_EXITED
         if trigger in self._kinds and self._fresh(at, now_ms):
-            payload = {"customer": customer, "segment": segment, "change": "entered" if entered else "exited"}
+            payload = {"customer": customer, "segment": segment, "change": "entered" if entered else "exited",
+                       **_contact(profile(customer))}
             self._fire(Firing(trigger, customer, f"{segment}:{cause}@{at}", at, payload, facts, segment))
 
-    def _segment_record(self, v: object, now_ms: int | None, facts: CustomerFacts | None) -> None:
+    def _segment_record(self, v: object, now_ms: int | None, facts: CustomerFacts | None,
+                        profile: Callable[[str], Customer | None] = _no_profile) -> None:
         # Entries of a segment defined after the data (cause "defined") are the members it found, not
         # customers who just entered, and a withdrawn change (superseded) never happened: they fire nothing.
         assert isinstance(v, SegmentChange)
         if v.cause != "defined" and not v.superseded:
-            self.segment_changed(v.segment, v.customer, v.change == "entered", v.at, v.cause, now_ms, facts)
+            self.segment_changed(v.segment, v.customer, v.change == "entered", v.at, v.cause, now_ms, facts, profile)
 
     def _digest(self, span: str | None, at: int) -> dict[str, str]:
         return digest_payload(span, at, self.timezone)
@@ -300,14 +304,21 @@ def _facts(e: Event, profile: Customer | None) -> CustomerFacts:
                          refunds=(_entry(e),) if e.kind is Kind.ORDER_REFUNDED else ())
 
 
-def _payload(e: Event, profile: Customer | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"event": e.id, "store": e.store}
-    if e.customer:
-        out["customer"] = e.customer
+def _contact(profile: Customer | None) -> dict[str, str]:
+    """The e-mail address and name a message shows and an e-mail to "customer" is sent to, when the profile has them."""
+    out: dict[str, str] = {}
     if profile is not None and profile.email:
         out["email"] = profile.email
     if profile is not None and profile.name:
         out["name"] = profile.name
+    return out
+
+
+def _payload(e: Event, profile: Customer | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"event": e.id, "store": e.store}
+    if e.customer:
+        out["customer"] = e.customer
+    out |= _contact(profile)
     if e.order:
         out["order"] = e.order
     if e.cart:
@@ -324,11 +335,7 @@ def _cart_payload(c: Cart, profile: Customer | None) -> dict[str, Any]:
                            "items": [[p, q, u, c.names.get(p, "")] for p, q, u in c.items], "last_activity": c.last}
     if c.person:
         out["customer"] = c.person
-    if profile is not None and profile.email:
-        out["email"] = profile.email
-    if profile is not None and profile.name:
-        out["name"] = profile.name
-    return out
+    return out | _contact(profile)
 
 
 def _cart_facts(c: Cart) -> CustomerFacts:

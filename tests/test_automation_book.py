@@ -380,3 +380,26 @@ send = ["crm"]
     assert (action.subject, action.trigger, action.payload["segment"], action.fired_at) == ("c1", "segment.entered", "vip",
                                                                                           NOW + MIN)
     assert action.message.subject == "c1 ist jetzt in vip"
+
+
+def test_a_segment_entry_carries_the_customers_address_and_name_for_a_mail_to_them() -> None:
+    """A "welcome to VIP" e-mail goes to the customer: the action's payload has the profile's e-mail address
+    (where an e-mail channel to "customer" sends it: notifier/mail.py recipients) and their name."""
+    org_config = parse_config(CONFIG_TEXT + """
+[orgs.o.segments.vip]
+name = "VIP"
+rule = { spent = { gte = "200.00" } }
+[orgs.o.automations.vip-welcome]
+trigger = "segment.entered"
+segment = "vip"
+send = ["crm"]
+templates = { subject = "Willkommen, {{ name }}" }
+""", {}).orgs["o"]
+    org = Organisation.new(org_config)
+    org.arm(NOW)
+    created = Event(id="reg-c1", kind=Kind.CUSTOMER_CREATED, org="o", store="s", time=NOW - MIN, customer="c1",
+                    attrs={"email": "ann@example.com", "name": "Ann Example"})
+    org.apply_all([created, paid(NOW, 25_000, customer="c1", order="o1"), paid(NOW, 25_000, customer="c2", order="o2")], NOW)
+    actions = sorted(by(org.take_actions(), "vip-welcome"), key=lambda a: a.subject)
+    assert [(a.subject, a.payload.get("email"), a.payload.get("name"), a.message.subject) for a in actions] == [
+        ("c1", "ann@example.com", "Ann Example", "Willkommen, Ann Example"), ("c2", None, None, "Willkommen,")]

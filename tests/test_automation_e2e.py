@@ -424,3 +424,29 @@ def test_the_channels_card_sends_a_test_through_each_channel(storepulse: Storepu
         page.locator('[data-test="crm"]').click()
         expect(page.locator('[data-test-result="crm"]')).to_have_text(re.compile(r"^Not delivered: .*500"))
         assert errors == [], errors
+
+
+def test_a_customer_entering_a_segment_is_mailed_at_their_address(storepulse: Storepulse, smtp: SmtpServer) -> None:
+    """A segment and a "welcome to VIP" automation defined through the API; a shopper who signed in and then
+    spends over the threshold through the events API gets the e-mail, at their profile's address, named."""
+    sp = storepulse.start()
+    auth = {"Authorization": "Bearer acme-token-0123456789"}
+    r = httpx.put(f"{sp.base}/api/v1/orgs/acme/segments/vip", json={"name": "VIP", "rule": {"spent": {"gte": "100.00"}}},
+                  headers=auth, timeout=10)
+    assert r.status_code == 202, r.text
+    welcome = {"trigger": "segment.entered", "segment": "vip", "send": ["customer-mail"],
+               "templates": {"subject": "Welcome to VIP, {{ name }}"}}
+    r = httpx.put(f"{sp.base}/api/v1/orgs/acme/automations/vip-welcome", json=welcome, headers=auth, timeout=10)
+    assert r.status_code == 202, r.text
+    wait_json(sp, lambda: sp.get("/api/v1/orgs/acme/automations/vip-welcome").json(),
+              lambda b: b.get("segment") == "vip", what="the automation in force")
+    now = int(time.time() * 1000)
+    r = sp.post_events({"events": [
+        {"type": "identify", "id": "id-vip", "time": now - 2 * MIN, "visitor": "v-vip", "customer": "vip-1",
+         "properties": {"email": "ann@shopper.example", "name": "Ann Example"}},
+        {"type": "order_paid", "id": "buy-vip", "time": now - MIN, "customer": "vip-1", "order": "order-vip",
+         "amount": "150.00", "currency": "EUR", "items": [{"product": "mug", "qty": 6, "price": "25.00"}]}]})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: len(smtp.mailbox.mails) >= 1, 30, "the welcome e-mail")
+    [mail] = smtp.mailbox.mails
+    assert (mail["To"], mail["Subject"]) == ("ann@shopper.example", "Welcome to VIP, Ann Example")

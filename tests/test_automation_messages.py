@@ -137,6 +137,6 @@ def test_a_sample_firing_is_what_the_book_gives_in_the_currency_s_units() -> Non
                sample("cart.abandoned", store="shop", currency="EUR", at=1_000_000)[2], locale="de", timezone="Europe/Berlin")
     assert m.text.splitlines()[2:] == ["- 2 × Stoneware mug (12,00\u00a0€)", "- 1 × Filter papers x100 (6,00\u00a0€)"]
     assert sample("segment.exited", store="shop", currency="EUR", at=5, segment="vip")[2] == {
-        "customer": "sample-customer", "segment": "vip", "change": "exited"}
+        "customer": "sample-customer", "email": "ann@example.com", "name": "Ann Example", "segment": "vip", "change": "exited"}
     assert sample("schedule", store="shop", currency="EUR", at=5, digest={"digest": "day", "last": "2026-12-06"})[2] == {
         "digest": "day", "last": "2026-12-06"}

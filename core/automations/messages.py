@@ -7,7 +7,7 @@ read the variables below and call the two filters, never reach Python internals 
 the HTML part is autoescaped. A template that fails when rendered (e.g. a filter given text) leaves
 that part to its default, so one broken template never stops an action.
 
-Variables: automation, trigger, subject, cause, customer (name, else e-mail, else id), email, name,
+Variables: automation, trigger, subject, cause, customer (name, else e-mail, else id), email, name (both "" when unknown),
 order, cart, store, segment, change, percent, count, limit, amount (formatted), items (each
 {product, name, qty, unit_price formatted}), item_count, date (fired, formatted), due_date, payload
 (everything the trigger gave, raw). Filters: `money(minor_units, currency)`, `datetime(ms)`.
@@ -108,7 +108,7 @@ def variables(automation: str, trigger: str, subject: str, cause: str, at: int, 
     name, email = payload.get("name"), payload.get("email")
     return {
         "automation": automation, "trigger": trigger, "subject": subject, "cause": cause,
-        "customer": name or email or payload.get("customer") or subject, "email": email, "name": name,
+        "customer": name or email or payload.get("customer") or subject, "email": email or "", "name": name or "",
         "amount": money(int(payload["amount"]), currency, locale) if "amount" in payload and currency else "",
         "items": items, "item_count": sum(i["qty"] for i in items),
         "date": when(at, timezone, locale), "due_date": when(due, timezone, locale), "payload": dict(payload),

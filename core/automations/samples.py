@@ -29,7 +29,7 @@ def sample(trigger: str, *, store: str, currency: str, at: int, segment: str | N
         return PERSON["customer"], f"{store}:sample-cart@{at}", {**cart, **PERSON}
     if trigger in (SEGMENT_ENTERED, SEGMENT_EXITED):
         change = "entered" if trigger == SEGMENT_ENTERED else "exited"
-        payload = {"customer": PERSON["customer"], "segment": segment or "", "change": change}
+        payload = {**PERSON, "segment": segment or "", "change": change}
         return PERSON["customer"], f"{segment}:sample-event@{at}", payload
     if trigger == QUOTA_CROSSED:
         return "", f"quota:80@{at}", {"percent": 80, "count": 400, "limit": 500}
