@@ -371,6 +371,10 @@ def test_the_rule_builder_writes_the_rule_the_server_previews_and_saves(sp: Stor
     page.get_by_role("button", name="Preview").click()
     expect(page.locator('[data-preview="count"]')).to_have_text(f"{want} customers match now.")
     expect(rows.nth(1)).not_to_have_class(re.compile(r"\binvalid\b"))  # cleared once the rule is good
+    # no segment names the cap: saved, the rule counts its purchases from then on, and the page says so
+    expect(page.locator("#view-segments [data-not-kept]")).to_have_text(
+        "Saved, this rule counts from then on, not over the past: product 'cap' is named by no other segment, "
+        "so orders before now do not say it.")
     # A condition removed, then saved: the stored rule is the page's.
     rows.nth(1).locator('[data-builder="remove"]').click()
     expect(rows).to_have_count(2)
@@ -709,6 +713,7 @@ def test_back_and_forward_go_through_the_views_chosen(sp: Storepulse, context: B
     """A view chosen with a tab or the arrow keys is an entry of the browser's history: Back shows the view
     before it, Forward the one after, each read again; the address names the view shown."""
     page, errors = _open(context, sp, view="overview")
+    page.select_option("#period", "7d")  # the shop's orders are of the last days: "today" may hold none yet
     page.click("#tab-orders")
     page.focus("#tab-orders")
     page.keyboard.press("ArrowRight")  # carts

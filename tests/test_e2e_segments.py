@@ -289,3 +289,17 @@ def test_a_segments_growth_counts_its_entries_and_exits_per_local_day(sp: Storep
     r = call(sp, "GET", f"/segments/{segment}/growth?from={first}")
     assert r.status_code == 400 and r.json()["error"] == "a segment's growth needs from and to dates (YYYY-MM-DD)", r.text
     assert call(sp, "GET", "/segments/nowhere/growth?period=7d").status_code == 404
+
+
+def test_a_rule_reading_what_no_segment_kept_says_it_counts_from_now_on(sp: Storepulse) -> None:
+    """The segments keep an order's products only where a segment names them (core/rules/keep.py): a rule
+    naming a new product, previewed or saved, says that saved it counts from then on; one that reads only
+    what is kept says nothing."""
+    product = f"p-{uid()}"
+    rule = {"bought_product": {"gte": 1, "product": product}}
+    said = [f"product {product!r} is named by no other segment, so orders before now do not say it"]
+    assert call(sp, "POST", "/segments/preview", {"rule": rule}).json()["not_kept"] == said
+    r = call(sp, "PUT", f"/segments/new_{uid()}", {"name": "New product", "rule": rule})
+    assert r.status_code == 202 and r.json()["not_kept"] == said, r.text
+    r = call(sp, "PUT", f"/segments/kept_{uid()}", {"name": "Kept", "rule": {"orders": {"gte": 2, "within": "30d"}}})
+    assert r.status_code == 202 and r.json()["not_kept"] == [], r.text

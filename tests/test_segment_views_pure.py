@@ -17,7 +17,7 @@ from core.rules import Context, inputs, parse_rule, parse_segments
 from core.segment_records import SegmentChange
 from ws_gateway.segment_figures import figures_json, member_buckets, member_carts
 from ws_gateway.segment_preview import PreviewError, buyers_only, customer_facts, preview, previewable, reads_lines
-from ws_gateway.segment_views import change_day, growth, growth_days
+from ws_gateway.segment_views import change_day, growth, growth_days, not_kept
 
 pytestmark = pytest.mark.unit
 
@@ -185,3 +185,19 @@ def test_growth_needs_both_dates_and_at_most_ten_years() -> None:
         growth([], "", "2024-06-01", BERLIN, 10)
     with pytest.raises(BadPeriod, match="at most ten years"):
         growth([], "2014-01-01", "2024-06-01", BERLIN, 10)
+
+
+def test_not_kept_names_what_a_new_rule_reads_of_the_past_that_no_segment_kept() -> None:
+    def rule(r: dict[str, object]) -> object:
+        return parse_rule(r, currency="EUR", timezone="Europe/Berlin")
+
+    others = [rule({"spent": {"gte": "100.00", "within": "90d"}}),
+              rule({"bought_product": {"gte": 1, "product": "mug", "within": "30d"}})]
+    new = rule({"all": [{"bought_product": {"gte": 1, "product": "kettle"}}, {"spent": {"gte": "10.00", "within": "365d"}},
+                        {"orders": {"gte": 1, "since": "2026-01-01"}}, {"bought_product": {"gte": 1, "product": "mug"}}]})
+    assert not_kept(new, others) == [  # type: ignore[arg-type]
+        "a window of 365 days over orders is longer than the 90 days the segments keep",
+        "product 'kettle' is named by no other segment, so orders before now do not say it",
+        "a since or until date is named by no other segment, so older orders are totalled across it"]
+    assert not_kept(rule({"all": [{"bought_product": {"gte": 2, "product": "mug", "within": "7d"}},  # type: ignore[arg-type]
+                                  {"spent": {"gte": "1.00", "within": "24h"}}]}), others) == []

@@ -151,7 +151,8 @@ ENDPOINTS: list[Endpoint] = [
     # segments (ws_gateway/segments.py, docs/segments.md): definitions travel through the log
     Endpoint("GET", f"{_ORG}/segments", "every segment: id, name, predefined, subject, rule, members, as_of", ["org"]),
     Endpoint("POST", f"{_ORG}/segments/preview", "a rule's member count and first 20 members at the segment clock's as_of, windows "
-             "included, without saving it; 400 names the JSON path of what is wrong, or what the records do not keep", ["org"]),
+             "included, without saving it, and not_kept (what it reads of the past that no segment kept: saved, it counts from then "
+             "on); 400 names the JSON path of what is wrong, or what the records do not keep", ["org"]),
     Endpoint("PUT", f"{_ORG}/segments/{{id}}", "create or replace a customer segment {name, rule} (a control event in the "
              "log); 400 names the JSON path of what is wrong", ["org", "id"], errors=(400, 401, 403, 429), ok=202),
     Endpoint("DELETE", f"{_ORG}/segments/{{id}}", "delete a segment", ["org", "id"], errors=(400, 401, 403, 404, 429), ok=202),

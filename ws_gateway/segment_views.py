@@ -22,6 +22,7 @@ from core.clock import local_midnight, utc_from_ms
 from core.definitions import SegmentDefinition
 from core.figures import OPEN_END, BadPeriod
 from core.rules import RuleError, parse_rule, parse_segments
+from core.rules.keep import keep_for
 from core.rules.tree import Rule
 from core.segment_records import Segment, SegmentChange, SegmentMember
 from ws_gateway.lists import Lifetime
@@ -94,6 +95,29 @@ def check_delete(segment: str, known: Mapping[str, Listed], currency: str, timez
         parse_segments(rest, currency=currency, timezone=timezone)
     except RuleError as exc:
         raise BadSegment(f"segment {segment!r} is named by another segment ({exc}); change or delete that one first") from None
+
+
+_ITEM = {"products": "product", "categories": "category", "brands": "brand"}
+
+
+def not_kept(rule: Rule, others: Iterable[Rule]) -> list[str]:
+    """What a new rule reads of the past that the dataflow no longer holds, as sentences: the segments
+    keep each customer's entries only as long as their longest window, and an order's products, categories
+    and brands only where some segment names them (core/rules/keep.py). Such a rule, defined now, counts
+    from the events after it (docs/segments.md, "A segment defined after the data"). Empty: it is exact."""
+    keep, need = keep_for(others), keep_for([rule])
+    out = [f"a window of {_days(ms)} over {stream} is longer than the {_days(keep.horizon(stream))} the segments keep"
+           for stream, ms in need.horizons if keep.horizon(stream) < ms]
+    out += [f"{_ITEM.get(i.field, i.field)} {i.name!r} is named by no other segment, so orders before now do not say it"
+            for i in sorted(need.items - keep.items, key=lambda i: (i.field, i.name))]
+    if set(need.cuts) - set(keep.cuts):
+        out.append("a since or until date is named by no other segment, so older orders are totalled across it")
+    return out
+
+
+def _days(ms: int) -> str:
+    return f"{ms // 86_400_000} days" if ms % 86_400_000 == 0 else f"{ms // 3_600_000} hours" if ms % 3_600_000 == 0 \
+        else f"{ms // 60_000} minutes"
 
 
 def preview_rule(body: object, currency: str, timezone: str) -> Rule:

@@ -47,6 +47,7 @@ from ws_gateway.segment_views import (
     known_segments,
     member_rows,
     members_csv,
+    not_kept,
     preview_rule,
 )
 
@@ -106,9 +107,13 @@ async def put_segment(request: Request, side: ReadSide, org: Org) -> Response:
         definition = check_definition(segment, body, known, org.currency, org.timezone)
     except (BadSegment, RuleError) as exc:
         raise HTTPException(400, str(exc)) from None
+    rules = parse_segments({**{s.id: s.rule for s in known.values() if s.subject == "customer"}, segment: definition["rule"]},
+                           currency=org.currency, timezone=org.timezone)  # as check_definition did: it parses
+    missing = not_kept(rules[segment], [r for k, r in rules.items() if k != segment])
     event = put_event(org.id, SEGMENT, segment, definition, ms_of(side.now()), uuid.uuid4().hex)
     await _append(request, event)
-    return json_response({"id": segment, "status": "accepted", "event": event.id, **definition}, 202)
+    # what it reads of the past that no segment kept: it counts from now on (docs/segments.md)
+    return json_response({"id": segment, "status": "accepted", "event": event.id, **definition, "not_kept": missing}, 202)
 
 
 @org_route()
@@ -158,7 +163,9 @@ async def preview_segment(request: Request, side: ReadSide, org: Org) -> Respons
         return preview_records(rule, lambda kind: side.model.records(org.id, kind), now, ctx)
 
     count, first = await asyncio.to_thread(compute)
-    return json_response({"org": org.id, "as_of": iso(now), "members": count, "first": first})
+    # exact now, from the records; saved, a rule reading what no segment kept would count from then on
+    return json_response({"org": org.id, "as_of": iso(now), "members": count, "first": first,
+                          "not_kept": not_kept(rule, segments.values())})
 
 
 @org_route()

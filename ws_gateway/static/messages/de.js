@@ -95,6 +95,7 @@ export default {
   "segments.editing": "{name} wird bearbeitet: Speichern ersetzt seine Regel.",
   "segments.confirm_delete": "Das Segment „{name}“ löschen? Seine Mitglieder und sein Verlauf verschwinden aus den Listen.",
   "segments.deleted": "Gelöscht: {name}.",
+  "segments.not_kept": "Gespeichert zählt diese Regel erst ab dann, nicht rückwirkend: {what}.",
   "builder.match_prefix": "Kunden, die",
   "builder.match_suffix": "dieser Bedingungen erfüllen:",
   "builder.match": "Erfüllen",

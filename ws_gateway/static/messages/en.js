@@ -95,6 +95,7 @@ export default {
   "segments.editing": "Editing {name}: saving replaces its rule.",
   "segments.confirm_delete": "Delete the segment “{name}”? Its members and history leave the lists.",
   "segments.deleted": "Deleted: {name}.",
+  "segments.not_kept": "Saved, this rule counts from then on, not over the past: {what}.",
   "builder.match_prefix": "Customers who match",
   "builder.match_suffix": "of these conditions:",
   "builder.match": "Match",

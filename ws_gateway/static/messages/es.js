@@ -95,6 +95,7 @@ export default {
   "segments.editing": "Editando {name}: al guardar se reemplaza su regla.",
   "segments.confirm_delete": "¿Eliminar el segmento «{name}»? Sus miembros y su historial salen de las listas.",
   "segments.deleted": "Eliminado: {name}.",
+  "segments.not_kept": "Guardada, esta regla cuenta desde ese momento, no sobre el pasado: {what}.",
   "builder.match_prefix": "Clientes que cumplen",
   "builder.match_suffix": "estas condiciones:",
   "builder.match": "Cumplir",

@@ -95,6 +95,7 @@ export default {
   "segments.editing": "Modification de {name} : l’enregistrement remplace sa règle.",
   "segments.confirm_delete": "Supprimer le segment « {name} » ? Ses membres et son historique quittent les listes.",
   "segments.deleted": "Supprimé : {name}.",
+  "segments.not_kept": "Enregistrée, cette règle compte à partir de ce moment, pas sur le passé : {what}.",
   "builder.match_prefix": "Les clients qui remplissent",
   "builder.match_suffix": "de ces conditions :",
   "builder.match": "Remplir",

@@ -95,6 +95,7 @@ export default {
   "segments.editing": "Modifica di {name}: salvando si sostituisce la sua regola.",
   "segments.confirm_delete": "Eliminare il segmento «{name}»? I suoi membri e la sua cronologia escono dagli elenchi.",
   "segments.deleted": "Eliminato: {name}.",
+  "segments.not_kept": "Salvata, questa regola conta da quel momento, non sul passato: {what}.",
   "builder.match_prefix": "Clienti che soddisfano",
   "builder.match_suffix": "queste condizioni:",
   "builder.match": "Soddisfare",

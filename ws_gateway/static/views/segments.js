@@ -51,15 +51,17 @@ export default {
     const preview = act(async () => {
       const p = await ctx.api.send("POST", "segments/preview", { rule: parse() });
       result.replaceChildren(h("p", { "data-preview": "count", text: t("segments.preview_count", { count: fmt.number(p.members) }) }),
-        h("p", { class: "muted", text: (p.first ?? []).map((c) => (typeof c === "string" ? c : c.customer)).join(", ") }));
+        notKept(p.not_kept), h("p", { class: "muted", text: (p.first ?? []).map((c) => (typeof c === "string" ? c : c.customer)).join(", ") }));
     });
+    // what the rule reads of the past that no segment kept (the server says): saved, it counts from then on
+    const notKept = (what) => (what && what.length ? h("p", { class: "warning", "data-not-kept": "", text: t("segments.not_kept", { what: what.join("; ") }) }) : null);
     const editing = h("p", { class: "muted", "data-editing": "" });
     const save = act(async () => {
       const id = this.editing ?? name.value.trim().toLowerCase().replace(/[^a-z0-9_-]+/g, "-").replace(/^-|-$/g, "");
       if (!id || !name.value.trim()) throw new Error(t("segments.name_needed"));
       const saved = { name: name.value.trim(), rule: parse() };
-      await ctx.api.send("PUT", `segments/${encodeURIComponent(id)}`, saved);
-      result.replaceChildren(h("p", { text: t("segments.saved", { name: saved.name }) }));
+      const answer = await ctx.api.send("PUT", `segments/${encodeURIComponent(id)}`, saved);
+      result.replaceChildren(h("p", { text: t("segments.saved", { name: saved.name }) }), notKept(answer.not_kept));
       this.edit(null);
       const same = JSON.stringify(saved.rule);
       await settle(ctx, "segments", (b) => (b.segments ?? []).some((x) => x.id === id && x.name === saved.name && JSON.stringify(x.rule) === same));
