@@ -916,9 +916,13 @@ def test_today_is_compared_with_yesterday_to_the_same_hour(sp: Storepulse, conte
     week = change.get_attribute("data-until")
     assert week is not None and abs(dt.datetime.fromisoformat(week).timestamp() - (time.time() - 7 * 86_400)) <= 1_800 + 60
     first = dt.date.fromisoformat(now["from"]) - dt.timedelta(days=6)
-    now7 = sp.get("/api/v1/orgs/acme/figures", period="7d").json()
-    before7 = sp.get("/api/v1/orgs/acme/figures", **{"from": (first - dt.timedelta(days=7)).isoformat(),
-                                                     "to": (first - dt.timedelta(days=1)).isoformat(), "until": week}).json()
+    # read as the page reads them; beside its own live re-reads they may meet the organisation's read budget
+    # (a 429 once, seen in CI): read until answered, and a refusal that lasts fails with its message
+    now7 = wait_json(sp, lambda: sp.get("/api/v1/orgs/acme/figures", period="7d").json(), lambda b: "gross_revenue" in b,
+                     what="the 7 days' figures")
+    before7 = wait_json(sp, lambda: sp.get("/api/v1/orgs/acme/figures", **{
+        "from": (first - dt.timedelta(days=7)).isoformat(), "to": (first - dt.timedelta(days=1)).isoformat(), "until": week}).json(),
+        lambda b: "gross_revenue" in b, what="the 7 days before, cut at the same time")
     assert [u for u in asked if f"from={(first - dt.timedelta(days=7)).isoformat()}" in u
             and f"until={week.replace(':', '%3A')}" in u], asked
     new, old = now7["gross_revenue"]["amount"], before7["gross_revenue"]["amount"]
