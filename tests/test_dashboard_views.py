@@ -916,8 +916,9 @@ def test_today_is_compared_with_yesterday_to_the_same_hour(sp: Storepulse, conte
     week = change.get_attribute("data-until")
     assert week is not None and abs(dt.datetime.fromisoformat(week).timestamp() - (time.time() - 7 * 86_400)) <= 1_800 + 60
     first = dt.date.fromisoformat(now["from"]) - dt.timedelta(days=6)
-    # read as the page reads them; beside its own live re-reads they may meet the organisation's read budget
-    # (a 429 once, seen in CI): read until answered, and a refusal that lasts fails with its message
+    # read as the page reads them, beside its own re-reads: once in CI an answer came without the figures (its
+    # message not kept; the organisation's read budget, a 429, is the likely one). Read until answered; a
+    # refusal that lasts fails with its message
     now7 = wait_json(sp, lambda: sp.get("/api/v1/orgs/acme/figures", period="7d").json(), lambda b: "gross_revenue" in b,
                      what="the 7 days' figures")
     before7 = wait_json(sp, lambda: sp.get("/api/v1/orgs/acme/figures", **{
