@@ -269,6 +269,12 @@ def test_a_segments_card_shows_its_growth_and_edits_copies_and_deletes_it(sp: St
     copy = "buyers-copy"
     wait_json(sp, lambda: sp.get("/api/v1/orgs/acme/segments").json(),
               lambda b: any(s["id"] == copy and s["rule"] == {"orders": {"gte": 2}} for s in b["segments"]), what="the copy")
+    # the filter and the automation form offer it at once (not only after a reload)
+    expect(page.locator("#segment option", has_text=f"{buyers['name']} (copy)")).to_have_count(1)
+    page.click("#tab-automations")
+    page.locator('#view-automations [data-field="trigger"]').select_option("segment.entered")
+    expect(page.locator('#view-automations [data-field="segment"] option[value="buyers-copy"]')).to_have_count(1)
+    page.click("#tab-segments")
     view.get_by_role("button", name=f"{buyers['name']} (copy)", exact=True).click()
     expect(card.locator("h2")).to_have_text(f"{buyers['name']} (copy)")
     # Edit: the same id, a new rule and name.
@@ -292,6 +298,7 @@ def test_a_segments_card_shows_its_growth_and_edits_copies_and_deletes_it(sp: St
     wait_json(sp, lambda: sp.get("/api/v1/orgs/acme/segments").json(),
               lambda b: all(s["id"] != copy for s in b["segments"]), what="the copy deleted")
     expect(view.get_by_role("button", name="Three orders", exact=True)).to_have_count(0)
+    expect(page.locator("#segment option", has_text="Three orders")).to_have_count(0)
     assert errors == [], errors
 
 

@@ -53,6 +53,8 @@ const ctx = {
   get readOnly() { return state.readOnly; },
   // The organisation's segments as the filter lists them (empty until read, beside the first view).
   get segments() { return segmentChoices; },
+  // A segment was saved or deleted here: the filter's list is read again.
+  segmentsChanged: () => learnSegments(),
   // The filters as "save as segment" needs them (segment_of.js): the period's days, the organisation's currency.
   saveFilters() {
     return { span: periodSpan(state.period, state.orgToday, state.custom), store: state.store, currency: state.currency,
@@ -205,6 +207,10 @@ async function learnChoices() {
     const c = await api.get("connections");
     for (const s of c.connections) { addOption($("store"), s.store); addOption($("currency"), s.currency); }
   } catch { /* the store list from the snapshot stays */ }
+  await learnSegments();
+}
+
+async function learnSegments() {
   const segs = await api.optional("segments").catch(() => null);
   segmentChoices = segs ? segs.segments ?? [] : [];
   fillSegments();

@@ -157,9 +157,8 @@ export default {
       this.editor.el.hidden = this.channels.el.hidden = true;
       return;
     }
-    // a trigger's segment by its name in the page's language (the filter's list; read here when this
-    // view is the first one opened, before the filter has it)
-    const segments = ctx.segments.length ? ctx.segments : (await ctx.api.optional("segments").catch(() => null))?.segments ?? [];
+    // a trigger's segment by its name in the page's language, and the segments the form offers
+    const segments = (await ctx.api.optional("segments").catch(() => null))?.segments ?? ctx.segments; // one made since the page opened too
     const named = new Map(segments.map((s) => [s.id, s]));
     // the channels to send to; a token that may not read them (a share link) may not write either: no editing
     const channels = await ctx.api.optional("channels").catch(() => null);

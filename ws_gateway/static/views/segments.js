@@ -65,6 +65,7 @@ export default {
       this.edit(null);
       const same = JSON.stringify(saved.rule);
       await settle(ctx, "segments", (b) => (b.segments ?? []).some((x) => x.id === id && x.name === saved.name && JSON.stringify(x.rule) === same));
+      ctx.segmentsChanged();
     });
     // Fills the builder with a segment's rule: to replace it (`id`), or as a copy to save under a new name.
     this.edit = (s, id = null) => {
@@ -152,6 +153,7 @@ export default {
         await ctx.api.send("DELETE", `segments/${encodeURIComponent(s.id)}`);
         this.detail.body.append(h("p", { role: "status", text: t("segments.deleted", { name: segmentName(s) }) }));
         await settle(ctx, "segments", (b) => !(b.segments ?? []).some((x) => x.id === s.id));
+        ctx.segmentsChanged();
       } catch (e) { this.detail.body.append(errorLine(e.message)); }
     };
     const actions = s.subject === "customer" && !ctx.readOnly ? h("div", { class: "row" },
