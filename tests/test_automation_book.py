@@ -361,8 +361,9 @@ send = ["crm"]
     assert org.segments.change_facts == {}  # kept for one batch only
 
 
-def test_a_customer_entering_a_live_segment_fires_its_automation() -> None:
-    org_config = parse_config(CONFIG_TEXT + """
+def vip_welcome(templates: str = "") -> Organisation:
+    """The organisation with a VIP segment (200.00 spent) and an automation on entering it, armed at NOW."""
+    org = Organisation.new(parse_config(CONFIG_TEXT + """
 [orgs.o.segments.vip]
 name = "VIP"
 rule = { spent = { gte = "200.00" } }
@@ -370,9 +371,13 @@ rule = { spent = { gte = "200.00" } }
 trigger = "segment.entered"
 segment = "vip"
 send = ["crm"]
-""", {}).orgs["o"]
-    org = Organisation.new(org_config)
+""" + templates, {}).orgs["o"])
     org.arm(NOW)
+    return org
+
+
+def test_a_customer_entering_a_live_segment_fires_its_automation() -> None:
+    org = vip_welcome()
     org.apply_all([paid(NOW, 15_000, customer="c1", order="o1")], NOW)
     assert by(org.take_actions(), "vip-welcome") == []  # 150.00 spent: not yet
     org.apply_all([paid(NOW + MIN, 6_000, customer="c1", order="o2")], NOW)  # 210.00: enters
@@ -385,18 +390,7 @@ send = ["crm"]
 def test_a_segment_entry_carries_the_customers_address_and_name_for_a_mail_to_them() -> None:
     """A "welcome to VIP" e-mail goes to the customer: the action's payload has the profile's e-mail address
     (where an e-mail channel to "customer" sends it: notifier/mail.py recipients) and their name."""
-    org_config = parse_config(CONFIG_TEXT + """
-[orgs.o.segments.vip]
-name = "VIP"
-rule = { spent = { gte = "200.00" } }
-[orgs.o.automations.vip-welcome]
-trigger = "segment.entered"
-segment = "vip"
-send = ["crm"]
-templates = { subject = "Willkommen, {{ name }}" }
-""", {}).orgs["o"]
-    org = Organisation.new(org_config)
-    org.arm(NOW)
+    org = vip_welcome('templates = { subject = "Willkommen, {{ name }}" }\n')
     created = Event(id="reg-c1", kind=Kind.CUSTOMER_CREATED, org="o", store="s", time=NOW - MIN, customer="c1",
                     attrs={"email": "ann@example.com", "name": "Ann Example"})
     org.apply_all([created, paid(NOW, 25_000, customer="c1", order="o1"), paid(NOW, 25_000, customer="c2", order="o2")], NOW)
