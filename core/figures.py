@@ -192,6 +192,13 @@ def compute_figures(
     return total.figures(currency)
 
 
+def closed_days(first: str, last: str, what: str) -> tuple[date, date]:
+    """The first and last day of a resolved period that must have both (a series, a segment's growth)."""
+    if not first or last == OPEN_END:
+        raise BadPeriod(f"{what} needs from and to dates (YYYY-MM-DD)")
+    return date.fromisoformat(first), date.fromisoformat(last)
+
+
 def series(
     buckets: Iterable[Bucket], *, metric: str, grain: str, first: str, last: str, tz: ZoneInfo, currency: str,
     rates: Rates | None = None, store: str | None = None, gaps: dict[str, frozenset[Gap]] | None = None,
@@ -208,9 +215,7 @@ def series(
         raise BadPeriod(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     if grain not in (DAY, HOUR):
         raise BadPeriod(f"granularity must be hour or day, got {grain!r}")
-    if not first or last == OPEN_END:
-        raise BadPeriod("a series needs from and to dates (YYYY-MM-DD)")
-    lo, hi = date.fromisoformat(first), date.fromisoformat(last)
+    lo, hi = closed_days(first, last, "a series")
     if (hi - lo).days > (366 if grain == HOUR else 3660):
         raise BadPeriod("that range has too many points: at most a year of hours or ten years of days")
     sums: dict[str, _Sum] = {}

@@ -20,7 +20,7 @@ import orjson
 from core.changes import Record
 from core.clock import local_midnight, utc_from_ms
 from core.definitions import SegmentDefinition
-from core.figures import OPEN_END, BadPeriod
+from core.figures import BadPeriod, closed_days
 from core.rules import RuleError, parse_rule, parse_segments
 from core.rules.keep import keep_for
 from core.rules.tree import Rule
@@ -60,9 +60,11 @@ def known_segments(defaults: Mapping[str, SegmentDefinition], records: Iterable[
     return dict(sorted(out.items()))
 
 
-def check_definition(segment: str, body: object, known: Mapping[str, Listed], currency: str, timezone: str) -> dict[str, Any]:
+def check_definition(segment: str, body: object, known: Mapping[str, Listed], currency: str,
+                     timezone: str) -> tuple[dict[str, Any], dict[str, Rule]]:
     """The body of a PUT as {"name", "rule"}, checked: the rule parses (a RuleError's path starts at
-    `$.rule`), and with every other segment it names no missing segment and makes no cycle."""
+    `$.rule`), and with every other segment it names no missing segment and makes no cycle. With it, every
+    customer segment's rule parsed (what `not_kept` compares it with)."""
     if not SEGMENT_ID.match(segment):
         raise BadSegment(f"segment id {segment!r}: use 1 to 64 letters, digits, '-' and '_'")
     if not isinstance(body, dict):
@@ -82,8 +84,8 @@ def check_definition(segment: str, body: object, known: Mapping[str, Listed], cu
     if segment in known and known[segment].subject != "customer":
         raise BadSegment(f"segment {segment!r} is a product segment: they are predefined, choose another id")
     customers = {s.id: s.rule for s in known.values() if s.subject == "customer"}
-    parse_segments({**customers, segment: rule}, currency=currency, timezone=timezone)
-    return {"name": name.strip(), "rule": rule}
+    rules = parse_segments({**customers, segment: rule}, currency=currency, timezone=timezone)
+    return {"name": name.strip(), "rule": rule}, rules
 
 
 def check_delete(segment: str, known: Mapping[str, Listed], currency: str, timezone: str) -> None:
@@ -192,9 +194,7 @@ GROWTH_DAYS = 3660  # ten years of days, as a series
 
 def growth_days(first: str, last: str, tz: ZoneInfo) -> tuple[int, int]:
     """The instants [start, end) (ms) of the local days [first, last]: a growth needs both dates."""
-    if not first or last == OPEN_END:
-        raise BadPeriod("a segment's growth needs from and to dates (YYYY-MM-DD)")
-    lo, hi = date.fromisoformat(first), date.fromisoformat(last)
+    lo, hi = closed_days(first, last, "a segment's growth")
     if (hi - lo).days >= GROWTH_DAYS:
         raise BadPeriod("that range has too many days: at most ten years")
     return local_midnight(lo, tz), local_midnight(hi + timedelta(days=1), tz)

@@ -104,11 +104,9 @@ async def put_segment(request: Request, side: ReadSide, org: Org) -> Response:
     body = await _body(request)
     known, _ = await _known(side, org)
     try:
-        definition = check_definition(segment, body, known, org.currency, org.timezone)
+        definition, rules = check_definition(segment, body, known, org.currency, org.timezone)
     except (BadSegment, RuleError) as exc:
         raise HTTPException(400, str(exc)) from None
-    rules = parse_segments({**{s.id: s.rule for s in known.values() if s.subject == "customer"}, segment: definition["rule"]},
-                           currency=org.currency, timezone=org.timezone)  # as check_definition did: it parses
     missing = not_kept(rules[segment], [r for k, r in rules.items() if k != segment])
     event = put_event(org.id, SEGMENT, segment, definition, ms_of(side.now()), uuid.uuid4().hex)
     await _append(request, event)
